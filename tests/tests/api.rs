@@ -1698,7 +1698,6 @@ fn suite_get_range_algorithm(c: &dyn TestCluster, connect: Connector) {
         .map(|(i, k)| op_set(k, format!("v{i}").as_bytes()))
         .collect();
     kv.must_commit(rv, ops, vec![]);
-    let rv = kv.read_version();
 
     let mut failures = Vec::new();
     for case in RANGE_CASES {
@@ -1718,6 +1717,9 @@ fn suite_get_range_algorithm(c: &dyn TestCluster, connect: Connector) {
             .map(|&i| (keys[i].clone(), format!("v{i}").into_bytes()))
             .collect();
         let got = kv.range(req.clone());
+        // A fresh read version per case: no writes happen meanwhile, and a version taken
+        // once would fall below the (short, 300 ms) retention horizon during the table.
+        let rv = kv.read_version();
         let snap = reply(
             "snapshotGetRange",
             kv.snapshot_get_range(snapshot_range_of(&req, rv)),
@@ -2002,13 +2004,15 @@ fn suite_range_defaults_and_byte_order(c: &dyn TestCluster, connect: Connector) 
             8,
         ),
     ];
-    let rv = kv.read_version();
     let mut failures = Vec::new();
     for (name, req, from, to) in cases {
         let expected: Vec<(Vec<u8>, Vec<u8>)> = (from..to)
             .map(|i| (sorted[i].to_vec(), format!("v{i}").into_bytes()))
             .collect();
         let got = kv.range(req.clone());
+        // A fresh read version per case: no writes happen meanwhile, and a version taken
+        // once would fall below the (short, 300 ms) retention horizon during the table.
+        let rv = kv.read_version();
         let snap = reply(
             "snapshotGetRange",
             kv.snapshot_get_range(snapshot_range_of(&req, rv)),
