@@ -1,0 +1,45 @@
+# Dolmen developer entry points. `make run` and `make test` work on a fresh Debian machine:
+# they install the system packages RocksDB's bindgen needs (libclang) when missing.
+#
+# Build artefacts live outside the clone so CI and fresh clones reuse one RocksDB build.
+# Always build the whole workspace: building a single package unifies features differently
+# and would recompile RocksDB (several minutes).
+
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/dolmen/target
+CARGO ?= cargo
+DOLMEN := $(CARGO_TARGET_DIR)/debug/dolmen
+
+.PHONY: deps build run test lint fmt bench thrift-gen clean-data
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+# A single standalone node on 127.0.0.1:9090 (admin on :9190), data under ./data.
+run: build
+	$(DOLMEN) serve --config dolmen.example.toml
+
+test: deps
+	$(CARGO) build --workspace --all-targets
+	$(CARGO) test --workspace --no-fail-fast
+
+lint: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+# The load tool against a running node (see docs/PERFORMANCE.md).
+bench: build
+	$(CARGO) build --workspace --release
+	$(CARGO_TARGET_DIR)/release/dolmen bench --addr 127.0.0.1:9090
+
+# Regenerate the stock Apache Thrift client used by the black-box tests.
+thrift-gen:
+	thrift -out tests/src --gen rs tests/idl/kvstore.thrift
+
+clean-data:
+	rm -rf ./data

@@ -1,0 +1,163 @@
+//! `dolmen`: the one binary. It parses arguments, loads configuration and calls into
+//! `dolmen-server` (serve) or `dolmen-client` (terminal commands, bench); nothing else.
+//!
+//! Exit codes: 0 success; 1 runtime failure (including a failed request); 2 bad usage or
+//! configuration (the message names the flag or key).
+
+mod bench;
+mod terminal;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use dolmen_server::config::{Config, Mode, Overrides};
+
+/// Dolmen: a replicated, transactional, ordered key-value store.
+#[derive(Debug, Parser)]
+#[command(name = "dolmen", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node (Thrift client API, admin HTTP API).
+    Serve(ServeArgs),
+    /// Read one key.
+    Get(terminal::GetArgs),
+    /// Write one key.
+    Set(terminal::SetArgs),
+    /// Delete one key.
+    Delete(terminal::DeleteArgs),
+    /// List a key range.
+    Range(terminal::RangeArgs),
+    /// Load generator: throughput and latency of setKey/get/atomicCommit.
+    Bench(bench::BenchArgs),
+}
+
+/// `dolmen serve` flags; each overrides the config file and the environment.
+#[derive(Debug, clap::Args)]
+struct ServeArgs {
+    /// TOML configuration file (WIRE.md §5 plus [server], [mvcc], [faults]).
+    #[arg(long, env = "DOLMEN_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address the Thrift and admin listeners bind.
+    #[arg(long)]
+    host: Option<String>,
+    /// Thrift client port (also THRIFT_PORT / DOLMEN_PORT); 0 picks a free port.
+    #[arg(long)]
+    port: Option<u16>,
+    /// Admin HTTP port (also DOLMEN_ADMIN_PORT); 0 picks a free port.
+    #[arg(long)]
+    admin_port: Option<u16>,
+    /// Data directory ([database] base_path; also DOLMEN_DATA_DIR).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Deployment mode.
+    #[arg(long, value_parser = parse_mode)]
+    mode: Option<Mode>,
+    /// This node's id ([deployment] instance_id).
+    #[arg(long)]
+    node_id: Option<u64>,
+    /// Column families served, comma-separated (must include "default").
+    #[arg(long, value_delimiter = ',')]
+    column_families: Option<Vec<String>>,
+    /// Allow setFaultInjection (tests only).
+    #[arg(long)]
+    allow_fault_injection: bool,
+}
+
+fn parse_mode(raw: &str) -> Result<Mode, String> {
+    match raw {
+        "standalone" => Ok(Mode::Standalone),
+        "replicated" => Ok(Mode::Replicated),
+        other => Err(format!("unknown mode '{other}': use standalone or replicated")),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("DOLMEN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Get(args) => terminal::run(terminal::Request::Get(args)),
+        Command::Set(args) => terminal::run(terminal::Request::Set(args)),
+        Command::Delete(args) => terminal::run(terminal::Request::Delete(args)),
+        Command::Range(args) => terminal::run(terminal::Request::Range(args)),
+        Command::Bench(args) => bench::run(args),
+    }
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    init_logging();
+    let overrides = Overrides {
+        host: args.host,
+        port: args.port,
+        admin_port: args.admin_port,
+        data_dir: args.data_dir,
+        mode: args.mode,
+        node_id: args.node_id,
+        column_families: args.column_families,
+        allow_fault_injection: args.allow_fault_injection.then_some(true),
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let config = match Config::load(args.config.as_deref(), &env, &overrides) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("dolmen: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("dolmen-worker")
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dolmen: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let node_id = config.node_id();
+    let result = runtime.block_on(dolmen_server::node::run(config, shutdown_signal(), |bound| {
+        // The one line tests and scripts wait for (docs/CONTRACTS.md).
+        println!(
+            "dolmen ready: node={node_id} thrift={} admin={}",
+            bound.thrift, bound.admin
+        );
+    }));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("dolmen: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop the node with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}

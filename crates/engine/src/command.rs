@@ -1,0 +1,377 @@
+//! Commands: the only way data changes. A command is what the Raft log carries and what
+//! `Engine::apply_batch` executes; an `Outcome` is what every replica computes for it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::Version;
+
+/// Length of a versionstamp: 8-byte big-endian commit version ‖ 2-byte big-endian order.
+pub const VERSIONSTAMP_LEN: usize = 10;
+/// Largest user key, in bytes (WIRE §4).
+pub const MAX_KEY_BYTES: usize = 10_000;
+/// Largest user value, in bytes (WIRE §4).
+pub const MAX_VALUE_BYTES: usize = 100_000;
+/// Largest commit: the sum of its keys, values and conflict bounds, in bytes (WIRE §4).
+pub const MAX_COMMIT_BYTES: usize = 10_000_000;
+/// Largest idempotency client id, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+/// A change to the state machine, applied at one version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// A transaction: conflict check, then all mutations at one version.
+    Commit(Transaction),
+    /// Raise the MVCC retention horizon (never lowers it).
+    Compact {
+        /// Reads below this version become `TRANSACTION_TOO_OLD`.
+        horizon: Version,
+    },
+    /// Consumes a version and changes nothing (Raft blank and membership entries).
+    Noop,
+}
+
+/// A transaction as committed: FoundationDB's model, checked at apply.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transaction {
+    /// The version the transaction read at; `None` for blind writes (no conflict check).
+    pub read_version: Option<Version>,
+    /// Mutations, applied in order (a later one on the same key wins).
+    pub mutations: Vec<Mutation>,
+    /// Conflict if any key in these ranges was written after `read_version`.
+    pub read_conflicts: Vec<KeyRange>,
+    /// Retry token: a commit with the same token returns the first outcome.
+    pub idempotency: Option<IdempotencyToken>,
+}
+
+/// A client's retry token: the state machine remembers the latest outcome per client.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyToken {
+    /// Opaque client identity, 1..=128 bytes.
+    pub client_id: Vec<u8>,
+    /// Increases with each new transaction of the client.
+    pub sequence: u64,
+}
+
+/// A half-open key range `[begin, end)` in one column family.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRange {
+    /// The column family.
+    pub cf: String,
+    /// Inclusive start.
+    pub begin: Vec<u8>,
+    /// Exclusive end.
+    pub end: Vec<u8>,
+}
+
+impl KeyRange {
+    /// The range holding exactly `key`: `[key, key ‖ 0x00)`.
+    pub fn single(cf: &str, key: &[u8]) -> Self {
+        let mut end = key.to_vec();
+        end.push(0);
+        Self {
+            cf: cf.to_owned(),
+            begin: key.to_vec(),
+            end,
+        }
+    }
+}
+
+/// One write inside a transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mutation {
+    /// Write `value` at `key`.
+    Set {
+        /// Column family.
+        cf: String,
+        /// User key.
+        key: Vec<u8>,
+        /// User value.
+        value: Vec<u8>,
+    },
+    /// Delete `key` (deleting a missing key is fine).
+    Delete {
+        /// Column family.
+        cf: String,
+        /// User key.
+        key: Vec<u8>,
+    },
+    /// Delete every key in `[begin, end)`.
+    ClearRange {
+        /// Column family.
+        cf: String,
+        /// Inclusive start.
+        begin: Vec<u8>,
+        /// Exclusive end.
+        end: Vec<u8>,
+    },
+    /// Write `value` at `key` with its last 10 bytes replaced by the versionstamp.
+    SetVersionstampedKey {
+        /// Column family.
+        cf: String,
+        /// Key buffer, ≥ 10 bytes.
+        key: Vec<u8>,
+        /// User value.
+        value: Vec<u8>,
+    },
+    /// Write `value` with its last 10 bytes replaced by the versionstamp at `key`.
+    SetVersionstampedValue {
+        /// Column family.
+        cf: String,
+        /// User key.
+        key: Vec<u8>,
+        /// Value buffer, ≥ 10 bytes.
+        value: Vec<u8>,
+    },
+}
+
+impl Mutation {
+    /// The column family the mutation writes.
+    pub fn cf(&self) -> &str {
+        match self {
+            Mutation::Set { cf, .. }
+            | Mutation::Delete { cf, .. }
+            | Mutation::ClearRange { cf, .. }
+            | Mutation::SetVersionstampedKey { cf, .. }
+            | Mutation::SetVersionstampedValue { cf, .. } => cf,
+        }
+    }
+
+    /// Bytes the mutation contributes to the commit size limit.
+    fn size(&self) -> usize {
+        match self {
+            Mutation::Set { key, value, .. }
+            | Mutation::SetVersionstampedKey { key, value, .. }
+            | Mutation::SetVersionstampedValue { key, value, .. } => key.len() + value.len(),
+            Mutation::Delete { key, .. } => key.len(),
+            Mutation::ClearRange { begin, end, .. } => begin.len() + end.len(),
+        }
+    }
+}
+
+/// The 10-byte versionstamp of operation `order` in the commit at `version`.
+pub fn versionstamp(version: Version, order: u16) -> [u8; VERSIONSTAMP_LEN] {
+    let mut stamp = [0u8; VERSIONSTAMP_LEN];
+    stamp[..8].copy_from_slice(&version.to_be_bytes());
+    stamp[8..].copy_from_slice(&order.to_be_bytes());
+    stamp
+}
+
+/// `buffer` with its last 10 bytes replaced by `stamp` (the caller checked the length).
+pub fn stamp_buffer(buffer: &[u8], stamp: &[u8; VERSIONSTAMP_LEN]) -> Vec<u8> {
+    let mut out = buffer.to_vec();
+    let at = out.len() - VERSIONSTAMP_LEN;
+    out[at..].copy_from_slice(stamp);
+    out
+}
+
+/// What applying a command produced; identical on every replica.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    /// The transaction applied at `version`.
+    Committed {
+        /// The commit version (versionstamps derive from it).
+        version: Version,
+    },
+    /// A read-conflict key was written after the read version; nothing applied.
+    Conflict {
+        /// Column family of the first conflicting key found.
+        cf: String,
+        /// The first conflicting key found.
+        key: Vec<u8>,
+    },
+    /// The read version is below the retention horizon; nothing applied.
+    TooOld {
+        /// The transaction's read version.
+        read_version: Version,
+        /// The horizon at apply time.
+        horizon: Version,
+    },
+    /// The transaction is invalid; nothing applied.
+    Rejected(Invalid),
+    /// A non-transaction command applied.
+    Applied,
+}
+
+/// Why a command or request is invalid. Each variant maps to one WIRE error code.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Invalid {
+    /// `INVALID_OPERATION`: the operation is malformed.
+    #[error("operation {index}: {problem}")]
+    Operation {
+        /// Position of the operation in the commit.
+        index: usize,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// `INVALID_ARGUMENT`: a field is out of bounds.
+    #[error("{field}: {problem}")]
+    Argument {
+        /// The offending field.
+        field: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The column family is not configured on this node.
+    #[error("unknown column family '{name}' (configured: {configured})")]
+    UnknownColumnFamily {
+        /// The name the client sent.
+        name: String,
+        /// The configured names, comma-separated.
+        configured: String,
+    },
+    /// The read version is not below the commit version (a client bug).
+    #[error("read version {read_version} is not below the commit version {version}")]
+    FutureReadVersion {
+        /// The transaction's read version.
+        read_version: Version,
+        /// The version the commit would apply at.
+        version: Version,
+    },
+    /// A retried commit carries a sequence older than the client's latest.
+    #[error("idempotency sequence {sequence} is older than the latest seen ({latest}) for this client")]
+    StaleSequence {
+        /// The sequence sent.
+        sequence: u64,
+        /// The latest sequence the state machine remembers.
+        latest: u64,
+    },
+}
+
+/// Checks a user key against WIRE §4 (non-empty, ≤ 10,000 bytes).
+pub fn check_key(field: &str, key: &[u8]) -> Result<(), Invalid> {
+    if key.is_empty() {
+        return Err(Invalid::Argument {
+            field: field.to_owned(),
+            problem: "key must not be empty".into(),
+        });
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Invalid::Argument {
+            field: field.to_owned(),
+            problem: format!(
+                "key length {} exceeds the limit of {MAX_KEY_BYTES} bytes",
+                key.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a user value against WIRE §4 (≤ 100,000 bytes).
+pub fn check_value(field: &str, value: &[u8]) -> Result<(), Invalid> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(Invalid::Argument {
+            field: field.to_owned(),
+            problem: format!(
+                "value length {} exceeds the limit of {MAX_VALUE_BYTES} bytes",
+                value.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Checks a range bound: may be empty, at most one byte longer than a key.
+fn check_bound(field: &str, bound: &[u8]) -> Result<(), Invalid> {
+    if bound.len() > MAX_KEY_BYTES + 1 {
+        return Err(Invalid::Argument {
+            field: field.to_owned(),
+            problem: format!(
+                "range bound length {} exceeds the limit of {} bytes",
+                bound.len(),
+                MAX_KEY_BYTES + 1
+            ),
+        });
+    }
+    Ok(())
+}
+
+impl Transaction {
+    /// Validates shape and sizes (not column families, which depend on the node's config).
+    /// Runs before proposing and again at apply, so a bad command is rejected the same way
+    /// everywhere.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let mut total = 0usize;
+        for (index, m) in self.mutations.iter().enumerate() {
+            let field = |name: &str| format!("operations[{index}].{name}");
+            let op_problem = |problem: String| Invalid::Operation { index, problem };
+            match m {
+                Mutation::Set { key, value, .. } => {
+                    check_key(&field("key"), key)?;
+                    check_value(&field("value"), value)?;
+                }
+                Mutation::Delete { key, .. } => check_key(&field("key"), key)?,
+                Mutation::ClearRange { begin, end, .. } => {
+                    check_bound(&field("key"), begin)?;
+                    check_bound(&field("value"), end)?;
+                }
+                Mutation::SetVersionstampedKey { key, value, .. } => {
+                    if key.len() < VERSIONSTAMP_LEN {
+                        return Err(op_problem(format!(
+                            "SET_VERSIONSTAMPED_KEY needs a key buffer of at least \
+                             {VERSIONSTAMP_LEN} bytes, got {}",
+                            key.len()
+                        )));
+                    }
+                    check_key(&field("key"), key)?;
+                    check_value(&field("value"), value)?;
+                }
+                Mutation::SetVersionstampedValue { key, value, .. } => {
+                    if value.len() < VERSIONSTAMP_LEN {
+                        return Err(op_problem(format!(
+                            "SET_VERSIONSTAMPED_VALUE needs a value buffer of at least \
+                             {VERSIONSTAMP_LEN} bytes, got {}",
+                            value.len()
+                        )));
+                    }
+                    check_key(&field("key"), key)?;
+                    check_value(&field("value"), value)?;
+                }
+            }
+            let stamped = matches!(
+                m,
+                Mutation::SetVersionstampedKey { .. } | Mutation::SetVersionstampedValue { .. }
+            );
+            if stamped && index > usize::from(u16::MAX) {
+                return Err(op_problem(format!(
+                    "versionstamped operations must be among the first {} of a commit",
+                    u32::from(u16::MAX) + 1
+                )));
+            }
+            total += m.size();
+        }
+        for (i, r) in self.read_conflicts.iter().enumerate() {
+            check_bound(&format!("read_conflict_ranges[{i}].begin_key"), &r.begin)?;
+            check_bound(&format!("read_conflict_ranges[{i}].end_key"), &r.end)?;
+            total += r.begin.len() + r.end.len();
+        }
+        if total > MAX_COMMIT_BYTES {
+            return Err(Invalid::Argument {
+                field: "operations".into(),
+                problem: format!(
+                    "commit size {total} bytes exceeds the limit of {MAX_COMMIT_BYTES} bytes"
+                ),
+            });
+        }
+        if let Some(token) = &self.idempotency {
+            if token.client_id.is_empty() || token.client_id.len() > MAX_CLIENT_ID_BYTES {
+                return Err(Invalid::Argument {
+                    field: "client_id".into(),
+                    problem: format!(
+                        "must be 1..={MAX_CLIENT_ID_BYTES} bytes, got {}",
+                        token.client_id.len()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Every column family the transaction touches (mutations and conflict ranges).
+    pub fn column_families(&self) -> impl Iterator<Item = &str> {
+        self.mutations
+            .iter()
+            .map(Mutation::cf)
+            .chain(self.read_conflicts.iter().map(|r| r.cf.as_str()))
+    }
+}

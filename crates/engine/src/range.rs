@@ -1,0 +1,252 @@
+//! The `getRange` algorithm of WIRE.md §3, independent of storage.
+//!
+//! `RangeSpec` is a validated range request; `effective_end` does the byte arithmetic of
+//! `end_offset`; `RangeWalk` applies begin/end/offset/limit rules to an ascending key stream.
+
+/// The largest `|end_offset|` accepted: each step is cheap, but the count must be bounded.
+pub const MAX_END_OFFSET: i64 = 1_000_000;
+
+/// A validated range request (WIRE §3), with defaults already applied by the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeSpec {
+    /// Walk starts at keys ≥ this.
+    pub begin_key: Vec<u8>,
+    /// The end key before `end_offset` is applied. Empty means the client sent a
+    /// present-but-empty end key, which WIRE §3 defines as an empty range.
+    pub end_key: Vec<u8>,
+    /// Whether `begin_key` itself may be returned.
+    pub begin_or_equal: bool,
+    /// Whether the effective end key itself may be returned.
+    pub end_or_equal: bool,
+    /// Number of in-range keys dropped before collecting (negative offsets count as 0).
+    pub begin_offset: usize,
+    /// Steps of byte arithmetic applied to `end_key` (positive: up, negative: down).
+    pub end_offset: i64,
+    /// Maximum number of results; `None` = unlimited.
+    pub limit: Option<usize>,
+}
+
+/// One step up: WIRE §3 ("empty → [0x01]; else +1 on the rightmost byte < 0xFF and zero the
+/// 0xFF bytes to its right; all 0xFF → append 0x00").
+pub fn step_up(key: &mut Vec<u8>) {
+    if key.is_empty() {
+        key.push(0x01);
+        return;
+    }
+    match key.iter().rposition(|&b| b < 0xFF) {
+        Some(i) => {
+            key[i] += 1;
+            key[i + 1..].iter_mut().for_each(|b| *b = 0);
+        }
+        None => key.push(0x00),
+    }
+}
+
+/// One step down: WIRE §3 ("empty → empty; `b"a"` → empty (kept as observed); else −1 on the
+/// rightmost non-zero byte and set every byte to its right to 0xFF; all 0x00 → empty").
+pub fn step_down(key: &mut Vec<u8>) {
+    if key.as_slice() == b"a" {
+        key.clear();
+        return;
+    }
+    match key.iter().rposition(|&b| b != 0) {
+        Some(i) => {
+            key[i] -= 1;
+            key[i + 1..].iter_mut().for_each(|b| *b = 0xFF);
+        }
+        None => key.clear(),
+    }
+}
+
+/// `end_key` moved by `end_offset` steps.
+pub fn effective_end(end_key: &[u8], end_offset: i64) -> Vec<u8> {
+    let mut key = end_key.to_vec();
+    if end_offset >= 0 {
+        for _ in 0..end_offset {
+            step_up(&mut key);
+        }
+    } else {
+        for _ in 0..end_offset.unsigned_abs() {
+            if key.is_empty() {
+                break; // empty stays empty: further steps change nothing
+            }
+            step_down(&mut key);
+        }
+    }
+    key
+}
+
+/// What the walker decided about one key.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Not in range yet (only `begin_key` itself when `!begin_or_equal`): look at the next key.
+    Skip,
+    /// In range but dropped by `begin_offset`.
+    Dropped,
+    /// Collect this key.
+    Take,
+    /// The limit is reached and this key is in range: stop with `has_more = true`.
+    MoreAfterLimit,
+    /// Past the end: stop with `has_more = false`.
+    End,
+}
+
+/// Applies the §3 walk rules to keys fed in ascending order (starting at `begin_key`).
+#[derive(Debug)]
+pub struct RangeWalk<'a> {
+    spec: &'a RangeSpec,
+    end: Vec<u8>,
+    empty: bool,
+    dropped: usize,
+    taken: usize,
+}
+
+impl<'a> RangeWalk<'a> {
+    /// Starts a walk for `spec`.
+    pub fn new(spec: &'a RangeSpec) -> Self {
+        Self {
+            spec,
+            empty: spec.end_key.is_empty(), // present-but-empty end key: an empty range
+            end: effective_end(&spec.end_key, spec.end_offset),
+            dropped: 0,
+            taken: 0,
+        }
+    }
+
+    /// The effective end key.
+    pub fn end(&self) -> &[u8] {
+        &self.end
+    }
+
+    /// Whether `key` (and so every later key) is beyond the end of the range.
+    pub fn past_end(&self, key: &[u8]) -> bool {
+        self.empty
+            || match key.cmp(self.end.as_slice()) {
+                std::cmp::Ordering::Greater => true,
+                std::cmp::Ordering::Equal => !self.spec.end_or_equal,
+                std::cmp::Ordering::Less => false,
+            }
+    }
+
+    /// Decides what to do with the next visible key (keys must be fed ascending, ≥ begin).
+    pub fn feed(&mut self, key: &[u8]) -> Step {
+        if self.past_end(key) {
+            return Step::End;
+        }
+        if !self.spec.begin_or_equal && key == self.spec.begin_key.as_slice() {
+            return Step::Skip;
+        }
+        if self.dropped < self.spec.begin_offset {
+            self.dropped += 1;
+            return Step::Dropped;
+        }
+        if self.spec.limit.is_some_and(|limit| self.taken >= limit) {
+            return Step::MoreAfterLimit;
+        }
+        self.taken += 1;
+        Step::Take
+    }
+}
+
+/// One page of a range read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangePage {
+    /// Key/value pairs, bytewise ascending by key.
+    pub items: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Another in-range key exists after the last one returned.
+    pub has_more: bool,
+}
+
+/// Runs the walk over an ascending `(key, value)` stream: the reference semantics the engine's
+/// RocksDB implementation and the tests' model share.
+pub fn walk<I>(spec: &RangeSpec, entries: I) -> RangePage
+where
+    I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
+{
+    let mut walk = RangeWalk::new(spec);
+    let mut page = RangePage::default();
+    for (key, value) in entries {
+        if key < spec.begin_key {
+            continue;
+        }
+        match walk.feed(&key) {
+            Step::Skip | Step::Dropped => {}
+            Step::Take => page.items.push((key, value)),
+            Step::MoreAfterLimit => {
+                page.has_more = true;
+                break;
+            }
+            Step::End => break,
+        }
+    }
+    page
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(begin: &[u8], end: &[u8]) -> RangeSpec {
+        RangeSpec {
+            begin_key: begin.to_vec(),
+            end_key: end.to_vec(),
+            begin_or_equal: true,
+            end_or_equal: false,
+            begin_offset: 0,
+            end_offset: 0,
+            limit: Some(1000),
+        }
+    }
+
+    fn keys(names: &[&str]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        names
+            .iter()
+            .map(|n| (n.as_bytes().to_vec(), b"v".to_vec()))
+            .collect()
+    }
+
+    fn got(page: &RangePage) -> Vec<String> {
+        page.items
+            .iter()
+            .map(|(k, _)| String::from_utf8_lossy(k).into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn byte_arithmetic_matches_wire() {
+        assert_eq!(effective_end(b"", 1), vec![0x01]);
+        assert_eq!(effective_end(b"ab\xFF\xFF", 1), b"ac\x00\x00".to_vec());
+        assert_eq!(effective_end(b"\xFF\xFF", 1), b"\xFF\xFF\x00".to_vec());
+        assert_eq!(effective_end(b"", -1), b"".to_vec());
+        assert_eq!(effective_end(b"a", -1), b"".to_vec());
+        assert_eq!(effective_end(b"b", -1), b"a".to_vec());
+        assert_eq!(effective_end(b"ab\x00\x00", -1), b"aa\xFF\xFF".to_vec());
+        assert_eq!(effective_end(b"\x00\x00", -1), b"".to_vec());
+        assert_eq!(effective_end(b"endoff005", -1), b"endoff004".to_vec());
+        assert_eq!(effective_end(b"endoff005", 2), b"endoff007".to_vec());
+    }
+
+    #[test]
+    fn walk_rules() {
+        let data = keys(&["a", "b", "c", "d", "e"]);
+        assert_eq!(got(&walk(&spec(b"b", b"d"), data.clone())), ["b", "c"]);
+        let mut s = spec(b"b", b"d");
+        s.begin_or_equal = false;
+        s.end_or_equal = true;
+        assert_eq!(got(&walk(&s, data.clone())), ["c", "d"]);
+        s.begin_offset = 1;
+        assert_eq!(got(&walk(&s, data.clone())), ["d"]);
+        let mut s = spec(b"a", b"\xFF");
+        s.limit = Some(2);
+        let page = walk(&s, data.clone());
+        assert_eq!((got(&page), page.has_more), (vec!["a".into(), "b".into()], true));
+        s.begin_offset = 3;
+        let page = walk(&s, data.clone());
+        assert_eq!((got(&page), page.has_more), (vec!["d".into(), "e".into()], false));
+        assert!(walk(&spec(b"a", b""), data.clone()).items.is_empty());
+        assert!(walk(&spec(b"d", b"b"), data.clone()).items.is_empty());
+        let mut s = spec(b"a", b"c");
+        s.end_offset = -1; // effective end "b"
+        assert_eq!(got(&walk(&s, data)), ["a"]);
+    }
+}

@@ -1,0 +1,17 @@
+//! Replication for Dolmen: the seams the service core writes and reads through, and their
+//! implementations. Standalone mode plugs in [`Direct`]; replicated mode (openraft) plugs in the
+//! Raft replicator behind the same traits, so handlers never branch on the mode.
+//!
+//! ```text
+//!   service ──propose(Command)──▶ dyn Replicator ──▶ Direct: queue ─▶ writer thread ─▶ Engine
+//!   service ──read_version()────▶ dyn ReadGate   ──▶ Direct: the applied version
+//! ```
+
+mod direct;
+mod replicator;
+
+pub use direct::{Direct, DirectOptions};
+pub use replicator::{
+    Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError,
+    ReadGate, Replicator, Role,
+};

@@ -1,0 +1,154 @@
+//! The `Replicator` and `ReadGate` seams (DESIGN.md §1): what the service core needs from
+//! replication, and nothing about how it is done.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use dolmen_engine::{Command, Outcome, Version};
+
+/// A boxed, sendable future (object-safe async trait methods).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A node's id: its index in `replica_endpoints` (0 for a standalone node).
+pub type NodeId = u64;
+
+/// A command that was applied, with the outcome every replica computed for it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The version the command applied at.
+    pub version: Version,
+    /// What applying it produced.
+    pub outcome: Outcome,
+}
+
+/// Why a proposal did not produce an outcome. Each variant maps to one WIRE error code.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    /// `NOT_LEADER`: this node cannot order writes and did not forward this one.
+    #[error("Not leader, try leader at: {} (node {})",
+            leader_addr.as_deref().unwrap_or("unknown"),
+            leader_id.map_or_else(|| "unknown".to_string(), |id| id.to_string()))]
+    NotLeader {
+        /// The leader's id, when known.
+        leader_id: Option<NodeId>,
+        /// The leader's client (Thrift) address, when known.
+        leader_addr: Option<String>,
+    },
+    /// `UNAVAILABLE`: no quorum, too many outstanding proposals, or shutting down.
+    #[error("UNAVAILABLE: {0}")]
+    Unavailable(String),
+    /// `TIMEOUT`: no outcome within the deadline; the command may still apply.
+    #[error("TIMEOUT: no outcome within {0:?}; the commit may or may not have applied")]
+    Timeout(Duration),
+}
+
+/// Why a read barrier or an apply wait failed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// `FUTURE_VERSION`: the version was not applied here within the wait bound.
+    #[error("FUTURE_VERSION: version {version} is not applied on this node (applied: {applied}) after waiting {waited:?}")]
+    FutureVersion {
+        /// The requested version.
+        version: Version,
+        /// The node's applied version when the wait gave up.
+        applied: Version,
+        /// How long it waited.
+        waited: Duration,
+    },
+    /// The barrier could not be obtained (no leader, no quorum).
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+}
+
+/// Orders and applies commands: standalone directly, replicated through Raft.
+pub trait Replicator: Send + Sync + 'static {
+    /// Proposes `command` and resolves once it is applied on this node (so a read that follows
+    /// sees it), with the outcome every replica computed. Cancel-safe: dropping the future does
+    /// not withdraw the command.
+    fn propose(&self, command: Command) -> BoxFuture<'_, Result<Applied, ProposeError>>;
+
+    /// A snapshot of membership, roles and health, for diagnostics.
+    fn cluster(&self) -> ClusterView;
+}
+
+/// Decides which version reads may use (DESIGN.md §1 ReadGate).
+pub trait ReadGate: Send + Sync + 'static {
+    /// A version ≥ every commit acknowledged before the call started, already applied on this
+    /// node (a linearizable read barrier; weaker when configured `lease`/`stale`).
+    fn read_version(&self) -> BoxFuture<'_, Result<Version, ReadError>>;
+
+    /// Waits until `version` is applied on this node, at most `timeout`.
+    fn wait_applied(&self, version: Version, timeout: Duration) -> BoxFuture<'_, Result<(), ReadError>>;
+
+    /// The version applied on this node right now (no barrier).
+    fn applied_version(&self) -> Version;
+}
+
+/// A member's role in the replication group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Orders writes.
+    Leader,
+    /// Replicates from the leader and votes.
+    Follower,
+    /// Campaigning for leadership.
+    Candidate,
+    /// Replicates without voting.
+    Learner,
+    /// Role not known (the member is not reachable from here).
+    Unknown,
+}
+
+/// A member's health as seen from this node (WIRE §3 statuses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Health {
+    /// Reachable and caught up.
+    Healthy,
+    /// Reachable but lagging.
+    Degraded,
+    /// Not answering.
+    Unreachable,
+    /// No information yet.
+    Unknown,
+}
+
+impl Health {
+    /// The WIRE status string.
+    pub fn as_wire(self) -> &'static str {
+        match self {
+            Health::Healthy => "healthy",
+            Health::Degraded => "degraded",
+            Health::Unreachable => "unreachable",
+            Health::Unknown => "unknown",
+        }
+    }
+}
+
+/// One member as seen from this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberView {
+    /// The member's id.
+    pub id: NodeId,
+    /// Its client (Thrift) address, `host:port`.
+    pub client_addr: String,
+    /// Its role.
+    pub role: Role,
+    /// Its health.
+    pub health: Health,
+    /// When this node last heard from it, milliseconds since the Unix epoch (0 = never).
+    pub last_seen_unix_ms: i64,
+}
+
+/// Membership, leadership and terms as seen from this node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterView {
+    /// This node's id.
+    pub this_node: NodeId,
+    /// Every member, ordered by id.
+    pub members: Vec<MemberView>,
+    /// The leader, when known.
+    pub leader: Option<NodeId>,
+    /// The current term (1 for a standalone node, which is its own leader).
+    pub term: u64,
+}

@@ -1,0 +1,274 @@
+//! The node runtime: start-up in a fixed order, background jobs, graceful shutdown.
+//!
+//! ```text
+//!  data dir ─▶ Engine::open ─▶ bind Thrift + admin ─▶ Replicator/ReadGate ─▶ Service
+//!     ─▶ "dolmen ready" ─▶ serve until shutdown ─▶ drain connections ─▶ stop writer ─▶ flush
+//! ```
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dolmen_engine::{Engine, EngineOptions, OpenError, Version};
+use dolmen_raft::{Direct, DirectOptions, ReadGate, Replicator};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{Config, Mode};
+use crate::service::{Service, ServiceOptions};
+
+/// Why a node could not start or stopped abnormally.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The data directory cannot be created or written.
+    #[error("data directory {path}: {source} (set [database] base_path or --data-dir to a writable directory)")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The database could not be opened.
+    #[error("{0} (is another dolmen process using this data directory?)")]
+    Open(#[from] OpenError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} for the {what}: {source} (is the port in use? choose another with --port/--admin-port)")]
+    Bind {
+        /// Which listener.
+        what: &'static str,
+        /// The address.
+        addr: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The configuration asks for something this build cannot do.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Anything else that stopped the node.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Addresses a started node listens on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Bound {
+    /// The Thrift client API.
+    pub thrift: SocketAddr,
+    /// The admin HTTP API.
+    pub admin: SocketAddr,
+}
+
+async fn bind(what: &'static str, host: &str, port: u16) -> Result<TcpListener, NodeError> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| NodeError::Bind { what, addr, source })
+}
+
+/// Runs a node until `shutdown` resolves. `on_ready` is called once every listener is bound and
+/// the node can serve (the binary prints the readiness line from it).
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_ready: impl FnOnce(Bound),
+) -> Result<(), NodeError> {
+    if config.deployment.mode == Mode::Replicated {
+        return Err(NodeError::Unsupported(
+            "[deployment] mode = \"replicated\" is not available in this build yet; \
+             use mode = \"standalone\""
+                .into(),
+        ));
+    }
+    let node_id = config.node_id();
+    let data_dir = config.data_dir().join(format!("node-{node_id}"));
+    std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let engine_options = EngineOptions {
+        path: data_dir.join("db"),
+        column_families: config.database.column_families.clone(),
+        write_buffer_size_mb: usize::try_from(config.rocksdb.write_buffer_size_mb).unwrap_or(64),
+        max_write_buffer_number: i32::try_from(config.rocksdb.max_write_buffer_number)
+            .unwrap_or(4),
+        block_cache_size_mb: usize::try_from(config.rocksdb.block_cache_size_mb).unwrap_or(512),
+    };
+    let engine = tokio::task::spawn_blocking(move || Engine::open(&engine_options))
+        .await
+        .map_err(|e| NodeError::Runtime(format!("opening the database panicked: {e}")))??;
+    let engine = Arc::new(engine);
+
+    let thrift_listener = bind("Thrift client API", &config.server.host, config.server.port).await?;
+    let admin_listener = bind("admin HTTP API", &config.server.host, config.server.admin_port).await?;
+    let bound = Bound {
+        thrift: local_addr(&thrift_listener)?,
+        admin: local_addr(&admin_listener)?,
+    };
+
+    let direct = Arc::new(
+        Direct::start(
+            engine.clone(),
+            DirectOptions {
+                node_id,
+                client_addr: bound.thrift.to_string(),
+                max_batch: config.consensus.max_batch_size.max(1) * 10,
+                max_outstanding: config.consensus.max_outstanding_proposals.max(1),
+            },
+        )
+        .map_err(|e| NodeError::Runtime(format!("cannot start the writer thread: {e}")))?,
+    );
+    let replicator: Arc<dyn Replicator> = direct.clone();
+    let gate: Arc<dyn ReadGate> = direct.clone();
+    let service = Arc::new(Service::new(
+        engine.clone(),
+        replicator,
+        gate,
+        ServiceOptions {
+            future_version_wait: Duration::from_millis(config.mvcc.future_version_wait_ms),
+            allow_fault_injection: config.faults.allow_injection,
+        },
+    ));
+    service
+        .ensure_initial_version()
+        .await
+        .map_err(|e| NodeError::Runtime(format!("cannot write the initial version: {e}")))?;
+
+    // One stop signal fans out to every listener and background job.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let jobs = vec![
+        tokio::spawn(retention_job(
+            service.clone(),
+            engine.clone(),
+            Duration::from_millis(config.mvcc.retention_window_ms),
+            Duration::from_millis(config.mvcc.compaction_interval_ms),
+            stopped(stop_rx.clone()),
+        )),
+        tokio::spawn(gc_job(
+            engine.clone(),
+            Duration::from_millis(config.mvcc.compaction_interval_ms),
+            stopped(stop_rx.clone()),
+        )),
+    ];
+    let admin = tokio::spawn(crate::admin::serve(
+        admin_listener,
+        service.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    let mut thrift = tokio::spawn(crate::thrift::serve(
+        thrift_listener,
+        service.clone(),
+        config.server.max_message_bytes,
+        stopped(stop_rx.clone()),
+    ));
+
+    tracing::info!(node = node_id, thrift = %bound.thrift, admin = %bound.admin, "node ready");
+    on_ready(bound);
+
+    let ended_early = tokio::select! {
+        () = shutdown => None,
+        res = &mut thrift => Some(res),
+    };
+    tracing::info!(node = node_id, "shutting down");
+    let _ = stop_tx.send(true);
+    // Stop accepting, let in-flight requests finish (the Thrift server drains connections).
+    let thrift_result = match ended_early {
+        Some(res) => Err(format!("the Thrift server stopped unexpectedly: {res:?}")),
+        None => thrift.await.map_err(|e| e.to_string()).and_then(|r| r),
+    };
+    let _ = admin.await;
+    for job in jobs {
+        let _ = job.await;
+    }
+    // Every acknowledged write is already fsynced; stop the writer and flush memtables so the
+    // next start does not replay the RocksDB WAL.
+    direct.shutdown();
+    let flush_engine = engine.clone();
+    tokio::task::spawn_blocking(move || flush_engine.flush())
+        .await
+        .map_err(|e| NodeError::Runtime(format!("final flush panicked: {e}")))?
+        .map_err(|e| NodeError::Runtime(format!("final flush failed: {e}")))?;
+    tracing::info!(node = node_id, "stopped");
+    thrift_result.map_err(NodeError::Runtime)
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, NodeError> {
+    listener
+        .local_addr()
+        .map_err(|e| NodeError::Runtime(format!("cannot read a bound address: {e}")))
+}
+
+/// Advances the MVCC horizon: every `interval`, the horizon becomes the version that was
+/// applied `window` ago (FoundationDB keeps ~5 s of versions). Only the leader proposes, so
+/// every replica drops the same history at the same log position.
+async fn retention_job(
+    service: Arc<Service>,
+    engine: Arc<Engine>,
+    window: Duration,
+    interval: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    let mut samples: VecDeque<(Instant, Version)> = VecDeque::new();
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        samples.push_back((now, engine.applied_version()));
+        let mut candidate = None;
+        while let Some(&(at, version)) = samples.front() {
+            if now.duration_since(at) < window {
+                break;
+            }
+            candidate = Some(version);
+            samples.pop_front();
+        }
+        let cluster = service.cluster();
+        let Some(horizon) = candidate else { continue };
+        if cluster.leader != Some(cluster.this_node) || horizon <= engine.horizon() {
+            continue;
+        }
+        if let Err(e) = service.compact(horizon).await {
+            tracing::warn!(error = %e, horizon, "could not advance the MVCC horizon");
+        }
+    }
+}
+
+/// Deletes unobservable MVCC versions in the background, a bounded slice at a time.
+async fn gc_job(engine: Arc<Engine>, interval: Duration, stop: impl Future<Output = ()>) {
+    const KEYS_PER_SLICE: u64 = 10_000;
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_horizon = 0;
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let horizon = engine.horizon();
+        if horizon == last_horizon {
+            continue;
+        }
+        let engine = engine.clone();
+        let slice = tokio::task::spawn_blocking(move || engine.collect_garbage(KEYS_PER_SLICE)).await;
+        match slice {
+            Ok(Ok(report)) => {
+                if report.wrapped {
+                    last_horizon = horizon; // a full pass at this horizon is done
+                }
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
+            Err(e) => tracing::warn!(error = %e, "garbage collection panicked"),
+        }
+    }
+}
