@@ -1,0 +1,441 @@
+//! Node configuration: the TOML schema (WIRE.md §5 plus Dolmen's `[server]`, `[mvcc]`,
+//! `[faults]`), its defaults, and loading with precedence flags > environment > file > defaults.
+//! Everything is validated at load; each error names the key and the file, variable or flag.
+//!
+//! ```text
+//!  file ──parse──▶ toml::Table ─┐
+//!  env DOLMEN_* ─────────────────┼─▶ merged Table (+ origin per key) ─serde─▶ Config
+//!  Overrides (flags) ────────────┘     (missing keys: serde defaults)          │
+//!                         replicated: server.port ◀─ replica_endpoints[id] ◀──┤
+//!                                                               validate() ◀──┘
+//! ```
+
+mod error;
+mod example;
+mod load;
+mod validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use error::{ConfigError, Origin};
+pub use load::{Overrides, PASSTHROUGH_ENV};
+pub use validate::split_endpoint;
+
+/// The whole node configuration: one struct per TOML section.
+///
+/// Build it with [`Config::load`] (which validates); [`Config::default`] is the configuration of
+/// a standalone node on `127.0.0.1:9090` with data under `./data`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(
+    default,
+    deny_unknown_fields,
+    expecting = "a table of sections ([deployment], [server], ...)"
+)]
+pub struct Config {
+    /// `[deployment]`: standalone or replicated, and this node's place in the cluster.
+    pub deployment: DeploymentConfig,
+    /// `[consensus]`: Raft peers and timing (used in replicated mode).
+    pub consensus: ConsensusConfig,
+    /// `[reads]`: which consistency reads get by default.
+    pub reads: ReadsConfig,
+    /// `[database]`: where the data lives and which column families exist.
+    pub database: DatabaseConfig,
+    /// `[rocksdb]`: RocksDB tuning.
+    pub rocksdb: RocksdbConfig,
+    /// `[server]`: listener addresses and connection limits.
+    pub server: ServerConfig,
+    /// `[mvcc]`: how much version history is kept and how reads wait for versions.
+    pub mvcc: MvccConfig,
+    /// `[faults]`: whether the `setFaultInjection` RPC is allowed.
+    pub faults: FaultsConfig,
+}
+
+/// `[deployment]`: how this node is deployed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [deployment] table")]
+pub struct DeploymentConfig {
+    /// `mode`: a single node on its own, or a member of a Raft cluster. Default `"standalone"`.
+    pub mode: Mode,
+    /// `instance_id`: this node's id, and its index into `replica_endpoints` and
+    /// `consensus.endpoints` in replicated mode (`--node-id`). Default `0`.
+    pub instance_id: u32,
+    /// `replica_endpoints`: every node's client (Thrift) address as `host:port`, indexed by
+    /// instance id; used to redirect clients to the leader and, in replicated mode, as the
+    /// default `server.port`. Default `[]`.
+    pub replica_endpoints: Vec<String>,
+}
+
+/// Whether the node runs alone or as part of a replicated cluster.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One node, no Raft; versions come from a persistent local counter (`"standalone"`).
+    #[default]
+    Standalone,
+    /// A member of a Raft cluster described by `[deployment]` and `[consensus]` (`"replicated"`).
+    Replicated,
+}
+
+/// `[consensus]`: the replication protocol and its peers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [consensus] table")]
+pub struct ConsensusConfig {
+    /// `algorithm`: the replication protocol; only `"raft"` exists. Default `"raft"`.
+    pub algorithm: String,
+    /// `endpoints`: every node's peer (gRPC) address as `host:port`, indexed by instance id,
+    /// same length as `deployment.replica_endpoints`. Default `[]`.
+    pub endpoints: Vec<String>,
+    /// `election_timeout_ms`: how long a follower waits without hearing from a leader before
+    /// it starts an election; must exceed twice the heartbeat interval. Default `1000`.
+    pub election_timeout_ms: u64,
+    /// `heartbeat_interval_ms`: how often the leader sends heartbeats. Default `200`.
+    pub heartbeat_interval_ms: u64,
+    /// `max_batch_size`: most log entries sent in one append request. Default `100`.
+    pub max_batch_size: usize,
+    /// `max_outstanding_proposals`: most client writes waiting for commit at once; more are
+    /// refused rather than queued without bound. Default `1000`.
+    pub max_outstanding_proposals: usize,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        Self {
+            algorithm: "raft".to_owned(),
+            endpoints: Vec::new(),
+            election_timeout_ms: 1000,
+            heartbeat_interval_ms: 200,
+            max_batch_size: 100,
+            max_outstanding_proposals: 1000,
+        }
+    }
+}
+
+/// `[reads]`: the default consistency of reads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [reads] table")]
+pub struct ReadsConfig {
+    /// `consistency_level`: how reads are made consistent. Default `"linearizable"`.
+    pub consistency_level: ConsistencyLevel,
+    /// `allow_stale_reads`: whether a follower may answer from its local state without a read
+    /// barrier (bounded by `max_staleness_ms`). Default `false`.
+    pub allow_stale_reads: bool,
+    /// `max_staleness_ms`: how far behind the leader a stale read may be. Default `1000`.
+    pub max_staleness_ms: u64,
+}
+
+impl Default for ReadsConfig {
+    fn default() -> Self {
+        Self {
+            consistency_level: ConsistencyLevel::default(),
+            allow_stale_reads: false,
+            max_staleness_ms: 1000,
+        }
+    }
+}
+
+/// How a read is made consistent with the writes before it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsistencyLevel {
+    /// A ReadIndex barrier through the leader before every read (`"linearizable"`).
+    #[default]
+    Linearizable,
+    /// The leader answers while its lease holds, with no round trip (`"lease"`).
+    Lease,
+    /// Local applied state, at most `max_staleness_ms` behind (`"stale"`).
+    Stale,
+}
+
+/// `[database]`: the on-disk data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [database] table")]
+pub struct DatabaseConfig {
+    /// `base_path`: the directory holding this node's RocksDB (`--data-dir`,
+    /// `DOLMEN_DATA_DIR`). Default `"./data"`.
+    pub base_path: PathBuf,
+    /// `column_families`: the user column families clients may name; must include
+    /// `"default"` (`--column-families`). Default `["default"]`.
+    pub column_families: Vec<String>,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            base_path: PathBuf::from("./data"),
+            column_families: vec!["default".to_owned()],
+        }
+    }
+}
+
+/// `[rocksdb]`: RocksDB tuning.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [rocksdb] table")]
+pub struct RocksdbConfig {
+    /// `write_buffer_size_mb`: size of one memtable in MiB. Default `64`.
+    pub write_buffer_size_mb: u64,
+    /// `max_write_buffer_number`: most memtables per column family. Default `4`.
+    pub max_write_buffer_number: u32,
+    /// `block_cache_size_mb`: size of the shared block cache in MiB. Default `512`.
+    pub block_cache_size_mb: u64,
+}
+
+impl Default for RocksdbConfig {
+    fn default() -> Self {
+        Self {
+            write_buffer_size_mb: 64,
+            max_write_buffer_number: 4,
+            block_cache_size_mb: 512,
+        }
+    }
+}
+
+/// `[server]`: the node's listeners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [server] table")]
+pub struct ServerConfig {
+    /// `host`: the address the Thrift and admin listeners bind (`--host`, `DOLMEN_HOST`).
+    /// Default `"127.0.0.1"`.
+    pub host: String,
+    /// `port`: the Thrift client API port, `0` = ephemeral (`--port`, `DOLMEN_PORT`,
+    /// `THRIFT_PORT`). Default `9090`; in replicated mode the port of this node's
+    /// `replica_endpoints` entry unless set explicitly.
+    pub port: u16,
+    /// `admin_port`: the admin HTTP port (`/health /ready /metrics /status`), `0` = ephemeral
+    /// (`--admin-port`, `DOLMEN_ADMIN_PORT`). Default `9190`.
+    pub admin_port: u16,
+    /// `max_connections`: most client connections served at once. Default `4096`.
+    pub max_connections: usize,
+    /// `max_message_bytes`: largest Thrift message accepted; a larger one is a protocol error
+    /// and closes the connection. Between 1 MiB and 256 MiB. Default `16777216` (16 MiB).
+    pub max_message_bytes: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".to_owned(),
+            port: 9090,
+            admin_port: 9190,
+            max_connections: 4096,
+            max_message_bytes: 16 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[mvcc]`: version history and version waits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [mvcc] table")]
+pub struct MvccConfig {
+    /// `retention_window_ms`: how long MVCC history is kept; reads older than this get
+    /// `TRANSACTION_TOO_OLD`. Default `5000`.
+    pub retention_window_ms: u64,
+    /// `compaction_interval_ms`: how often the leader advances the retention horizon (a
+    /// `Compact` command). Default `1000`.
+    pub compaction_interval_ms: u64,
+    /// `future_version_wait_ms`: how long a read at a version not yet applied waits before
+    /// answering `FUTURE_VERSION`; `0` answers at once. Default `1000`.
+    pub future_version_wait_ms: u64,
+}
+
+impl Default for MvccConfig {
+    fn default() -> Self {
+        Self {
+            retention_window_ms: 5000,
+            compaction_interval_ms: 1000,
+            future_version_wait_ms: 1000,
+        }
+    }
+}
+
+/// `[faults]`: test-only fault injection.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [faults] table")]
+pub struct FaultsConfig {
+    /// `allow_injection`: whether `setFaultInjection` may install faults; it refuses otherwise
+    /// (`--allow-fault-injection`). Default `false`.
+    pub allow_injection: bool,
+}
+
+impl Config {
+    /// Loads the configuration: defaults, then the TOML file at `path` (if any), then `env`
+    /// (the binary passes `std::env::vars()`), then `overrides` (the command-line flags); then
+    /// fills the replicated-mode port default and [validates](Config::validate).
+    ///
+    /// [`Overrides`] lists the flags. Environment variables, applied in this order (a later
+    /// one wins):
+    /// 1. `THRIFT_PORT` sets `server.port` (the original server's variable);
+    /// 2. `DOLMEN_<SECTION>__<KEY>=<value>` sets any key, e.g.
+    ///    `DOLMEN_READS__CONSISTENCY_LEVEL=stale`. The value is read as a TOML value (`200`,
+    ///    `true`, `["default","users"]`, `"x"`), falling back to the raw text; for a string key
+    ///    the raw text always works, and for a list key `a,b` means `["a","b"]`;
+    /// 3. `DOLMEN_HOST` (`server.host`), `DOLMEN_PORT` (`server.port`), `DOLMEN_ADMIN_PORT`
+    ///    (`server.admin_port`), `DOLMEN_DATA_DIR` (`database.base_path`).
+    ///
+    /// [`PASSTHROUGH_ENV`] (`DOLMEN_CONFIG`, `DOLMEN_LOG`) are skipped; any other `DOLMEN_*`
+    /// variable is an error, so a typo is caught. Variables without the prefix are ignored.
+    ///
+    /// # Errors
+    /// [`ConfigError`] naming the key and where its bad value came from: `Io`/`Parse` for the
+    /// file, `UnknownKey` for a key (in the file or as a variable) that does not exist, `Env`
+    /// for a variable that is not a Dolmen setting or has the wrong type, `Invalid` for a value
+    /// that breaks a rule.
+    pub fn load(
+        path: Option<&Path>,
+        env: &[(String, String)],
+        overrides: &Overrides,
+    ) -> Result<Config, ConfigError> {
+        load::load(path, env, overrides)
+    }
+
+    /// The directory holding this node's data (`database.base_path`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.database.base_path.clone()
+    }
+
+    /// This node's id (`deployment.instance_id`), as Raft names nodes.
+    pub fn node_id(&self) -> u64 {
+        u64::from(self.deployment.instance_id)
+    }
+
+    /// A complete example configuration, every key at its default with a comment (`port`
+    /// commented out so the replicated-mode default applies); shipped as `dolmen.example.toml`.
+    /// [`Config::load`] of it gives [`Config::default`].
+    pub fn example_toml() -> &'static str {
+        example::EXAMPLE_TOML
+    }
+}
+
+impl Mode {
+    /// The TOML spelling: `"standalone"` or `"replicated"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Standalone => "standalone",
+            Mode::Replicated => "replicated",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+
+    /// Parses the TOML spelling (for `--mode`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "standalone" => Ok(Mode::Standalone),
+            "replicated" => Ok(Mode::Replicated),
+            other => Err(format!(
+                "unknown mode `{other}`, expected `standalone` or `replicated`"
+            )),
+        }
+    }
+}
+
+impl ConsistencyLevel {
+    /// The TOML spelling: `"linearizable"`, `"lease"` or `"stale"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsistencyLevel::Linearizable => "linearizable",
+            ConsistencyLevel::Lease => "lease",
+            ConsistencyLevel::Stale => "stale",
+        }
+    }
+}
+
+impl fmt::Display for ConsistencyLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ConsistencyLevel {
+    type Err = String;
+
+    /// Parses the TOML spelling.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "linearizable" => Ok(ConsistencyLevel::Linearizable),
+            "lease" => Ok(ConsistencyLevel::Lease),
+            "stale" => Ok(ConsistencyLevel::Stale),
+            other => Err(format!(
+                "unknown consistency level `{other}`, expected `linearizable`, `lease` or `stale`"
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let c = Config::default();
+        assert_eq!(c.deployment.mode, Mode::Standalone);
+        assert_eq!(c.deployment.instance_id, 0);
+        assert!(c.deployment.replica_endpoints.is_empty());
+        assert_eq!(c.consensus.algorithm, "raft");
+        assert!(c.consensus.endpoints.is_empty());
+        assert_eq!(c.consensus.election_timeout_ms, 1000);
+        assert_eq!(c.consensus.heartbeat_interval_ms, 200);
+        assert_eq!(c.consensus.max_batch_size, 100);
+        assert_eq!(c.consensus.max_outstanding_proposals, 1000);
+        assert_eq!(c.reads.consistency_level, ConsistencyLevel::Linearizable);
+        assert!(!c.reads.allow_stale_reads);
+        assert_eq!(c.reads.max_staleness_ms, 1000);
+        assert_eq!(c.database.base_path, PathBuf::from("./data"));
+        assert_eq!(c.database.column_families, vec!["default".to_owned()]);
+        assert_eq!(c.rocksdb.write_buffer_size_mb, 64);
+        assert_eq!(c.rocksdb.max_write_buffer_number, 4);
+        assert_eq!(c.rocksdb.block_cache_size_mb, 512);
+        assert_eq!(c.server.host, "127.0.0.1");
+        assert_eq!(c.server.port, 9090);
+        assert_eq!(c.server.admin_port, 9190);
+        assert_eq!(c.server.max_connections, 4096);
+        assert_eq!(c.server.max_message_bytes, 16_777_216);
+        assert_eq!(c.mvcc.retention_window_ms, 5000);
+        assert_eq!(c.mvcc.compaction_interval_ms, 1000);
+        assert_eq!(c.mvcc.future_version_wait_ms, 1000);
+        assert!(!c.faults.allow_injection);
+        assert_eq!(c.data_dir(), PathBuf::from("./data"));
+        assert_eq!(c.node_id(), 0);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn an_empty_table_deserializes_to_the_defaults() {
+        let c: Config = toml::from_str("").unwrap();
+        assert_eq!(c, Config::default());
+        let c: Config = toml::from_str("[reads]\n[server]\n").unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn enums_use_their_toml_spelling() {
+        for mode in [Mode::Standalone, Mode::Replicated] {
+            assert_eq!(mode.as_str().parse::<Mode>().unwrap(), mode);
+            assert_eq!(mode.to_string(), mode.as_str());
+        }
+        for level in [
+            ConsistencyLevel::Linearizable,
+            ConsistencyLevel::Lease,
+            ConsistencyLevel::Stale,
+        ] {
+            assert_eq!(level.as_str().parse::<ConsistencyLevel>().unwrap(), level);
+            let r: ReadsConfig =
+                toml::from_str(&format!("consistency_level = \"{level}\"")).unwrap();
+            assert_eq!(r.consistency_level, level);
+        }
+        assert!("Replicated".parse::<Mode>().is_err());
+        assert!("strong".parse::<ConsistencyLevel>().is_err());
+    }
+}

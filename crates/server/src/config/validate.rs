@@ -1,0 +1,572 @@
+//! The rules a loaded [`Config`] must satisfy, checked once at start.
+//! Each rule reports the first key that breaks it as [`ConfigError::Invalid`], with the value;
+//! cross-key rules name the key to change (e.g. `consensus.endpoints` vs `replica_endpoints`).
+
+use std::collections::HashSet;
+use std::net::Ipv6Addr;
+
+use super::{Config, ConfigError, Mode};
+
+/// Smallest accepted `server.max_message_bytes` (1 MiB).
+const MIN_MESSAGE_BYTES: usize = 1 << 20;
+/// Largest accepted `server.max_message_bytes` (256 MiB).
+const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// Longest column family name, in bytes.
+const MAX_CF_NAME_BYTES: usize = 255;
+
+impl Config {
+    /// Checks every rule; [`Config::load`] calls this.
+    ///
+    /// Rules: `column_families` non-empty, contains `"default"`, names unique, 1..=255 bytes of
+    /// printable ASCII without whitespace; endpoints are `host:port` (port non-zero, no
+    /// duplicates); replicated mode needs `replica_endpoints` and `consensus.endpoints` of the
+    /// same non-zero length and `instance_id` below it; `consensus.algorithm = "raft"`;
+    /// `election_timeout_ms > 2 × heartbeat_interval_ms`; intervals, retention, limits and
+    /// RocksDB sizes > 0; `max_message_bytes` within 1 MiB..=256 MiB; non-zero `port` and
+    /// `admin_port` differ.
+    ///
+    /// # Errors
+    /// The first broken rule, as [`ConfigError::Invalid`] naming the key (without an origin:
+    /// `load` adds it).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_server()?;
+        self.validate_cluster()?;
+        self.validate_consensus_timing()?;
+        self.validate_reads()?;
+        self.validate_database()?;
+        self.validate_rocksdb()?;
+        self.validate_mvcc()?;
+        Ok(())
+    }
+
+    fn validate_server(&self) -> Result<(), ConfigError> {
+        let s = &self.server;
+        if s.host.is_empty() || s.host.chars().any(char::is_whitespace) {
+            return Err(ConfigError::invalid(
+                "server.host",
+                format!(
+                    "must be an address to bind, such as 127.0.0.1 or 0.0.0.0, got {:?}",
+                    s.host
+                ),
+            ));
+        }
+        if s.port != 0 && s.port == s.admin_port {
+            return Err(ConfigError::invalid(
+                "server.admin_port",
+                format!("must differ from server.port (both are {})", s.port),
+            ));
+        }
+        positive("server.max_connections", s.max_connections as u64)?;
+        if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&s.max_message_bytes) {
+            return Err(ConfigError::invalid(
+                "server.max_message_bytes",
+                format!(
+                    "must be between {MIN_MESSAGE_BYTES} (1 MiB) and {MAX_MESSAGE_BYTES} \
+                     (256 MiB), got {}",
+                    s.max_message_bytes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// `[deployment]` and the membership half of `[consensus]`.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let d = &self.deployment;
+        let c = &self.consensus;
+        if c.algorithm != "raft" {
+            return Err(ConfigError::invalid(
+                "consensus.algorithm",
+                format!(
+                    "must be \"raft\" (the only one Dolmen implements), got {:?}",
+                    c.algorithm
+                ),
+            ));
+        }
+        endpoint_list("deployment.replica_endpoints", &d.replica_endpoints)?;
+        endpoint_list("consensus.endpoints", &c.endpoints)?;
+        if d.mode != Mode::Replicated {
+            return Ok(());
+        }
+        if d.replica_endpoints.is_empty() {
+            return Err(ConfigError::invalid(
+                "deployment.replica_endpoints",
+                "replicated mode needs every node's client address (host:port), got []",
+            ));
+        }
+        if c.endpoints.len() != d.replica_endpoints.len() {
+            return Err(ConfigError::invalid(
+                "consensus.endpoints",
+                format!(
+                    "replicated mode needs one peer address per node: {} entries, but \
+                     deployment.replica_endpoints has {}",
+                    c.endpoints.len(),
+                    d.replica_endpoints.len()
+                ),
+            ));
+        }
+        if d.instance_id as usize >= d.replica_endpoints.len() {
+            return Err(ConfigError::invalid(
+                "deployment.instance_id",
+                format!(
+                    "must be an index into deployment.replica_endpoints (< {}), got {}",
+                    d.replica_endpoints.len(),
+                    d.instance_id
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_consensus_timing(&self) -> Result<(), ConfigError> {
+        let c = &self.consensus;
+        positive("consensus.heartbeat_interval_ms", c.heartbeat_interval_ms)?;
+        if c.election_timeout_ms <= c.heartbeat_interval_ms.saturating_mul(2) {
+            return Err(ConfigError::invalid(
+                "consensus.election_timeout_ms",
+                format!(
+                    "must be more than twice consensus.heartbeat_interval_ms ({}), got {}",
+                    c.heartbeat_interval_ms, c.election_timeout_ms
+                ),
+            ));
+        }
+        positive("consensus.max_batch_size", c.max_batch_size as u64)?;
+        positive(
+            "consensus.max_outstanding_proposals",
+            c.max_outstanding_proposals as u64,
+        )
+    }
+
+    fn validate_reads(&self) -> Result<(), ConfigError> {
+        positive("reads.max_staleness_ms", self.reads.max_staleness_ms)
+    }
+
+    fn validate_database(&self) -> Result<(), ConfigError> {
+        let db = &self.database;
+        if db.base_path.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "database.base_path",
+                "must name a directory, got \"\"",
+            ));
+        }
+        let key = "database.column_families";
+        let cfs = &db.column_families;
+        if cfs.is_empty() {
+            return Err(ConfigError::invalid(
+                key,
+                "must list at least \"default\", got []",
+            ));
+        }
+        let mut seen = HashSet::new();
+        for name in cfs {
+            if name.is_empty() || name.len() > MAX_CF_NAME_BYTES {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!(
+                        "name {name:?} must be 1 to {MAX_CF_NAME_BYTES} bytes long, got {}",
+                        name.len()
+                    ),
+                ));
+            }
+            if !name.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("name {name:?} must be printable ASCII without whitespace"),
+                ));
+            }
+            if !seen.insert(name.as_str()) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("name {name:?} is listed twice"),
+                ));
+            }
+        }
+        if !seen.contains("default") {
+            return Err(ConfigError::invalid(
+                key,
+                format!("must include \"default\" (requests without a column family use it), got {cfs:?}"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_rocksdb(&self) -> Result<(), ConfigError> {
+        let r = &self.rocksdb;
+        positive("rocksdb.write_buffer_size_mb", r.write_buffer_size_mb)?;
+        positive(
+            "rocksdb.max_write_buffer_number",
+            u64::from(r.max_write_buffer_number),
+        )?;
+        positive("rocksdb.block_cache_size_mb", r.block_cache_size_mb)
+    }
+
+    fn validate_mvcc(&self) -> Result<(), ConfigError> {
+        let m = &self.mvcc;
+        positive("mvcc.retention_window_ms", m.retention_window_ms)?;
+        positive("mvcc.compaction_interval_ms", m.compaction_interval_ms)
+    }
+}
+
+fn positive(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be > 0, got 0"));
+    }
+    Ok(())
+}
+
+/// Every entry parses as `host:port` and none repeats.
+fn endpoint_list(key: &str, endpoints: &[String]) -> Result<(), ConfigError> {
+    let mut seen = HashSet::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        if let Err(problem) = split_endpoint(endpoint) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("entry {i} ({endpoint:?}): {problem}"),
+            ));
+        }
+        if !seen.insert(endpoint.as_str()) {
+            return Err(ConfigError::invalid(
+                key,
+                format!("entry {i} ({endpoint:?}) is listed twice"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Splits an endpoint `host:port` (IPv6 hosts in brackets: `[::1]:9090`) into host and a
+/// non-zero port.
+///
+/// # Errors
+/// A message saying what is wrong with `endpoint`.
+pub fn split_endpoint(endpoint: &str) -> Result<(&str, u16), String> {
+    let (host, port) = if let Some(rest) = endpoint.strip_prefix('[') {
+        let (host, port) = rest
+            .split_once("]:")
+            .ok_or("expected [ipv6]:port, such as [::1]:9090")?;
+        host.parse::<Ipv6Addr>()
+            .map_err(|_| format!("{host:?} is not an IPv6 address"))?;
+        (host, port)
+    } else {
+        let (host, port) = endpoint
+            .rsplit_once(':')
+            .ok_or("expected host:port, such as 127.0.0.1:9090")?;
+        if host.contains(':') {
+            return Err("an IPv6 host must be in brackets, such as [::1]:9090".to_owned());
+        }
+        (host, port)
+    };
+    if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("host {host:?} is empty or contains whitespace"));
+    }
+    match port.parse::<u16>() {
+        Ok(0) => Err("port must not be 0 (peers and clients must be able to reach it)".to_owned()),
+        Ok(port) => Ok((host, port)),
+        Err(_) => Err(format!("port {port:?} is not a number from 1 to 65535")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConsistencyLevel;
+
+    fn replicated() -> Config {
+        let mut c = Config::default();
+        c.deployment.mode = Mode::Replicated;
+        c.deployment.instance_id = 2;
+        c.deployment.replica_endpoints = ["127.0.0.1:9090", "127.0.0.1:9091", "127.0.0.1:9092"]
+            .map(String::from)
+            .to_vec();
+        c.consensus.endpoints = ["127.0.0.1:7090", "127.0.0.1:7091", "127.0.0.1:7092"]
+            .map(String::from)
+            .to_vec();
+        c
+    }
+
+    /// Applies `change` to a valid config and returns the key and problem it is rejected with.
+    fn rejected(base: Config, change: impl FnOnce(&mut Config)) -> (String, String) {
+        let mut c = base;
+        c.validate().expect("the base config is valid");
+        change(&mut c);
+        match c.validate() {
+            Err(ConfigError::Invalid {
+                key,
+                problem,
+                origin,
+            }) => {
+                assert_eq!(origin, None);
+                (key, problem)
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    fn assert_rejected(change: impl FnOnce(&mut Config), key: &str, problem_part: &str) {
+        assert_rejected_from(Config::default(), change, key, problem_part);
+    }
+
+    fn assert_rejected_from(
+        base: Config,
+        change: impl FnOnce(&mut Config),
+        key: &str,
+        problem_part: &str,
+    ) {
+        let (k, problem) = rejected(base, change);
+        assert_eq!(k, key, "problem: {problem}");
+        assert!(
+            problem.contains(problem_part),
+            "{key}: {problem:?} should contain {problem_part:?}"
+        );
+    }
+
+    #[test]
+    fn zero_values_that_must_be_positive_are_rejected() {
+        assert_rejected(
+            |c| c.reads.max_staleness_ms = 0,
+            "reads.max_staleness_ms",
+            "must be > 0, got 0",
+        );
+        assert_rejected(
+            |c| c.mvcc.retention_window_ms = 0,
+            "mvcc.retention_window_ms",
+            "> 0",
+        );
+        assert_rejected(
+            |c| c.mvcc.compaction_interval_ms = 0,
+            "mvcc.compaction_interval_ms",
+            "> 0",
+        );
+        assert_rejected(
+            |c| c.consensus.heartbeat_interval_ms = 0,
+            "consensus.heartbeat_interval_ms",
+            "> 0",
+        );
+        assert_rejected(
+            |c| c.consensus.max_batch_size = 0,
+            "consensus.max_batch_size",
+            "> 0",
+        );
+        assert_rejected(
+            |c| c.consensus.max_outstanding_proposals = 0,
+            "consensus.max_outstanding_proposals",
+            "> 0",
+        );
+        assert_rejected(
+            |c| c.server.max_connections = 0,
+            "server.max_connections",
+            "> 0",
+        );
+        assert_rejected(
+            |c| c.rocksdb.write_buffer_size_mb = 0,
+            "rocksdb.write_buffer_size_mb",
+            "> 0",
+        );
+        assert_rejected(
+            |c| c.rocksdb.max_write_buffer_number = 0,
+            "rocksdb.max_write_buffer_number",
+            "> 0",
+        );
+        assert_rejected(
+            |c| c.rocksdb.block_cache_size_mb = 0,
+            "rocksdb.block_cache_size_mb",
+            "> 0",
+        );
+    }
+
+    #[test]
+    fn zero_waits_and_ephemeral_ports_are_allowed() {
+        let mut c = Config::default();
+        c.mvcc.future_version_wait_ms = 0;
+        c.server.port = 0;
+        c.server.admin_port = 0;
+        c.reads.consistency_level = ConsistencyLevel::Stale;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn ports_must_differ_unless_ephemeral() {
+        assert_rejected(
+            |c| c.server.admin_port = 9090,
+            "server.admin_port",
+            "both are 9090",
+        );
+    }
+
+    #[test]
+    fn host_must_be_bindable() {
+        assert_rejected(
+            |c| c.server.host.clear(),
+            "server.host",
+            "must be an address",
+        );
+        assert_rejected(|c| c.server.host = "a b".into(), "server.host", "\"a b\"");
+    }
+
+    #[test]
+    fn message_size_is_between_1_and_256_mib() {
+        let key = "server.max_message_bytes";
+        assert_rejected(
+            |c| c.server.max_message_bytes = (1 << 20) - 1,
+            key,
+            "got 1048575",
+        );
+        assert_rejected(
+            |c| c.server.max_message_bytes = (256 << 20) + 1,
+            key,
+            "256 MiB",
+        );
+        for ok in [1 << 20, 256 << 20] {
+            let mut c = Config::default();
+            c.server.max_message_bytes = ok;
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn election_timeout_must_exceed_twice_the_heartbeat() {
+        let key = "consensus.election_timeout_ms";
+        assert_rejected(
+            |c| c.consensus.election_timeout_ms = 400,
+            key,
+            "(200), got 400",
+        );
+        let mut c = Config::default();
+        c.consensus.election_timeout_ms = 401;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn algorithm_must_be_raft() {
+        assert_rejected(
+            |c| c.consensus.algorithm = "paxos".into(),
+            "consensus.algorithm",
+            "\"paxos\"",
+        );
+    }
+
+    #[test]
+    fn column_families_rules() {
+        let key = "database.column_families";
+        let set = |list: &[&str]| {
+            let list = names(list);
+            move |c: &mut Config| c.database.column_families = list
+        };
+        assert_rejected(set(&[]), key, "at least \"default\"");
+        assert_rejected(set(&["users"]), key, "must include \"default\"");
+        assert_rejected(
+            set(&["default", "users", "users"]),
+            key,
+            "\"users\" is listed twice",
+        );
+        assert_rejected(set(&["default", ""]), key, "1 to 255 bytes");
+        assert_rejected(set(&["default", &"x".repeat(256)]), key, "got 256");
+        assert_rejected(set(&["default", "my users"]), key, "without whitespace");
+        assert_rejected(set(&["default", "tab\t"]), key, "printable ASCII");
+        assert_rejected(set(&["default", "café"]), key, "printable ASCII");
+        let mut c = Config::default();
+        c.database.column_families = names(&["users", "default", &"y".repeat(255), "a-b.c_d"]);
+        c.validate().unwrap();
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn base_path_must_not_be_empty() {
+        assert_rejected(
+            |c| c.database.base_path = "".into(),
+            "database.base_path",
+            "directory",
+        );
+    }
+
+    #[test]
+    fn replicated_mode_needs_matching_endpoint_lists() {
+        replicated().validate().unwrap();
+        assert_rejected(
+            |c| c.deployment.mode = Mode::Replicated,
+            "deployment.replica_endpoints",
+            "got []",
+        );
+        assert_rejected_from(
+            replicated(),
+            |c| {
+                c.consensus.endpoints.pop();
+            },
+            "consensus.endpoints",
+            "2 entries, but deployment.replica_endpoints has 3",
+        );
+        assert_rejected_from(
+            replicated(),
+            |c| c.consensus.endpoints.clear(),
+            "consensus.endpoints",
+            "0 entries",
+        );
+        assert_rejected_from(
+            replicated(),
+            |c| c.deployment.instance_id = 3,
+            "deployment.instance_id",
+            "(< 3), got 3",
+        );
+    }
+
+    #[test]
+    fn endpoints_must_be_host_port() {
+        let bad_replica =
+            |e: &'static str| move |c: &mut Config| c.deployment.replica_endpoints[1] = e.into();
+        let key = "deployment.replica_endpoints";
+        assert_rejected_from(
+            replicated(),
+            bad_replica("localhost"),
+            key,
+            "entry 1 (\"localhost\"): expected host:port",
+        );
+        assert_rejected_from(
+            replicated(),
+            bad_replica(":9091"),
+            key,
+            "host \"\" is empty",
+        );
+        assert_rejected_from(
+            replicated(),
+            bad_replica("h:x"),
+            key,
+            "port \"x\" is not a number",
+        );
+        assert_rejected_from(replicated(), bad_replica("h:65536"), key, "1 to 65535");
+        assert_rejected_from(replicated(), bad_replica("h:0"), key, "must not be 0");
+        assert_rejected_from(replicated(), bad_replica("::1:9091"), key, "in brackets");
+        assert_rejected_from(
+            replicated(),
+            bad_replica("127.0.0.1:9090"),
+            key,
+            "entry 1 (\"127.0.0.1:9090\") is listed twice",
+        );
+        assert_rejected_from(
+            replicated(),
+            |c| c.consensus.endpoints[0] = "[zz]:7090".into(),
+            "consensus.endpoints",
+            "not an IPv6 address",
+        );
+        // Endpoints are checked in standalone mode too, so a typo is found before switching.
+        assert_rejected(
+            |c| c.consensus.endpoints = vec!["nope".into()],
+            "consensus.endpoints",
+            "entry 0",
+        );
+    }
+
+    #[test]
+    fn split_endpoint_accepts_names_ipv4_and_bracketed_ipv6() {
+        assert_eq!(split_endpoint("127.0.0.1:9090"), Ok(("127.0.0.1", 9090)));
+        assert_eq!(
+            split_endpoint("node-2.local:7091"),
+            Ok(("node-2.local", 7091))
+        );
+        assert_eq!(split_endpoint("[::1]:9090"), Ok(("::1", 9090)));
+        assert!(split_endpoint("[::1]").is_err());
+        assert!(split_endpoint("").is_err());
+    }
+}
