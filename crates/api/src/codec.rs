@@ -1,0 +1,1024 @@
+//! The hardened Thrift codec the TransactionalKV server speaks through.
+//! It owns reading one request off a connection (unframed or framed strict binary), proving it
+//! well formed and within limits, and decoding it; replies reuse volo's encoders.
+//!
+//! ```text
+//! socket ─▶ BufReader ─▶ detect framing (≤ 6 bytes) ─▶ Scanner (resumable, per segment)
+//!                                                        │ bytes appended to a BytesMut as
+//!                                                        ▼ they arrive, never pre-sized
+//!              ThriftMessage ◀── EntryMessage::decode ◀── CheckedBinaryInput (one Bytes)
+//! reply: volo FramedEncoder<ThriftCodec> — framed iff the request was (HasFramed in cx)
+//! ```
+//!
+//! # Why
+//! volo-thrift 0.12's default decoders trust the peer. Unframed, pilota 0.13's
+//! `TAsyncBinaryProtocol` allocates `vec![0; len]` from an untrusted i32 (a negative length
+//! becomes a huge `usize` and aborts the process) and builds strings with
+//! `from_utf8_unchecked`; the sync `TBinaryProtocol` over `Bytes` panics in `split_to` when a
+//! length exceeds the buffer; the framed decoder allocates the claimed frame (up to 16 MiB)
+//! before reading it and the TTHeader decoder an unbounded claimed size. Generated container
+//! decoders also trust the wire element type and `Vec::with_capacity` an unchecked count. WIRE.md §1 requires rejecting oversized input
+//! with a protocol error (volo then replies with an exception and closes the connection).
+//!
+//! # Invariants
+//! 1. Memory for a request grows only with bytes actually received (plus one small chunk);
+//!    no length prefix is ever used to size an allocation before its bytes are there.
+//! 2. A request is at most `max_message_bytes` (frame payload for framed requests); strings,
+//!    names and collection counts are checked against what is left *when their prefix
+//!    arrives*; nesting is at most `max_depth`; a collection has at most `max_collection_len`
+//!    elements.
+//! 3. Scanning is O(message length) however the bytes are segmented.
+//! 4. Only the bytes of one message are consumed from the reader: pipelined requests behind it
+//!    stay buffered for the next decode.
+//! 5. The typed decode reads one complete, validated message through a bounds-checked
+//!    protocol: no input can make it read out of bounds, panic on a length, produce a
+//!    non-UTF-8 `String`/`FastStr`, or return a count whose elements could not fit in the
+//!    bytes left (so `Vec::with_capacity(count)` stays within `size_of::<T>()` × message size).
+//! 6. A framed request marks the context with volo's `HasFramed` (as volo's framed decoder
+//!    does) so the reply, or the exception for a bad request, is framed too.
+
+mod checked;
+mod scanner;
+#[cfg(test)]
+mod test_util;
+
+use std::{any::Any, io};
+
+use bytes::{Buf, Bytes, BytesMut};
+use pilota::thrift::{
+    new_protocol_exception, ApplicationException, Message, ProtocolExceptionKind, TInputProtocol,
+    TMessageType, ThriftException,
+};
+use tokio::io::{AsyncBufReadExt, AsyncRead};
+use volo::{
+    context::{Context as _, Role},
+    util::buf_reader::BufReader,
+};
+use volo_thrift::{
+    codec::default::{
+        framed::{FramedEncoder, HasFramed},
+        thrift::ThriftCodec,
+        DefaultMakeCodec, MakeZeroCopyCodec, ZeroCopyDecoder,
+    },
+    context::{ServerContext, ThriftContext},
+    EntryMessage, ProtocolBinary, ThriftMessage,
+};
+
+use self::{
+    checked::CheckedBinaryInput,
+    scanner::{Budget, Scan, ScanError, Scanner, MIN_MESSAGE_LEN},
+};
+
+/// Limits applied to every incoming message. A message over a limit is a protocol error;
+/// volo answers it with an exception and closes the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SafeCodecLimits {
+    /// Largest accepted message in bytes: an unframed message as a whole, or the payload of a
+    /// frame (the 4-byte length excluded). Default 16 MiB, the Thrift default frame limit.
+    pub max_message_bytes: usize,
+    /// Deepest nesting of structs, lists, sets and maps, the message's own argument struct
+    /// counting as 1. Default 64.
+    pub max_depth: usize,
+    /// Most elements in one list or set, or entries in one map. Default 1,000,000.
+    pub max_collection_len: usize,
+}
+
+impl Default for SafeCodecLimits {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 16 * 1024 * 1024,
+            max_depth: 64,
+            max_collection_len: 1_000_000,
+        }
+    }
+}
+
+/// volo's codec with [`SafeMakeCodec`] inside: what `Server::make_codec` takes.
+pub type SafeCodec = DefaultMakeCodec<SafeMakeCodec>;
+
+/// Makes the hardened codec for each connection: [`SafeDecoder`] to read requests, volo's
+/// `FramedEncoder<ThriftCodec>` to write replies (framed exactly when the request was).
+///
+/// ```
+/// use dolmen_api::codec::{SafeCodecLimits, SafeMakeCodec};
+/// use volo_thrift::codec::default::DefaultMakeCodec;
+///
+/// let codec = DefaultMakeCodec::new(SafeMakeCodec::new(SafeCodecLimits::default()));
+/// // volo_thrift::server::Server::new(service).make_codec(codec).run(addr).await?;
+/// # let _ = codec;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SafeMakeCodec {
+    limits: SafeCodecLimits,
+}
+
+impl SafeMakeCodec {
+    /// A codec factory enforcing `limits`.
+    pub fn new(limits: SafeCodecLimits) -> Self {
+        Self { limits }
+    }
+
+    /// The limits this codec enforces.
+    pub fn limits(&self) -> SafeCodecLimits {
+        self.limits
+    }
+
+    /// Wraps this factory in volo's [`DefaultMakeCodec`], ready for `Server::make_codec`.
+    pub fn into_codec(self) -> SafeCodec {
+        DefaultMakeCodec::new(self)
+    }
+}
+
+impl MakeZeroCopyCodec for SafeMakeCodec {
+    type Encoder = FramedEncoder<ThriftCodec>;
+    type Decoder = SafeDecoder;
+
+    fn make_codec(&self) -> (Self::Encoder, Self::Decoder) {
+        // Replies are ours, not untrusted input: they are only bounded by what a frame length
+        // can express. `FramedEncoder` frames on the client role, or when `HasFramed` is set.
+        let encoder = FramedEncoder::new(ThriftCodec::default(), i32::MAX);
+        (encoder, SafeDecoder::new(self.limits))
+    }
+}
+
+/// The request side of [`SafeMakeCodec`]: one per connection, reused for every message on it.
+#[derive(Debug)]
+pub struct SafeDecoder {
+    limits: SafeCodecLimits,
+    /// Reused between messages to keep its small allocations.
+    scanner: Scanner,
+}
+
+/// How the message on the wire is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    Unframed,
+    /// Framed, with this payload length (validated: 13 ..= max_message_bytes).
+    Framed(usize),
+}
+
+/// Bytes needed to tell framed from unframed: a 4-byte frame length and 2 protocol bytes.
+const HEAD_LEN: usize = 6;
+
+/// The first allocation for a message; it then grows only as bytes arrive.
+const INITIAL_CHUNK: usize = 4 * 1024;
+
+impl SafeDecoder {
+    /// A decoder enforcing `limits`.
+    pub fn new(limits: SafeCodecLimits) -> Self {
+        Self {
+            limits,
+            scanner: Scanner::new(limits),
+        }
+    }
+
+    /// Reads one whole message from `reader`, scanning it as it arrives. `Ok(None)`: the peer
+    /// closed the connection between messages. Returns the message and its size on the wire.
+    async fn read_message<Cx: ThriftContext, R: AsyncRead + Unpin>(
+        &mut self,
+        cx: &mut Cx,
+        reader: &mut BufReader<R>,
+    ) -> Result<Option<(Bytes, usize)>, ThriftException> {
+        let mut head = [0u8; HEAD_LEN];
+        let mut head_len = 0;
+        let framing = loop {
+            if let Some(framing) = detect(&head[..head_len], self.limits.max_message_bytes)? {
+                break framing;
+            }
+            let buf = fill(reader).await?;
+            if buf.is_empty() {
+                if head_len == 0 {
+                    return Ok(None);
+                }
+                return Err(eof(head_len));
+            }
+            // Up to 6 bytes are always part of this message: no message is shorter than 13.
+            let n = buf.len().min(HEAD_LEN - head_len);
+            head[head_len..head_len + n].copy_from_slice(&buf[..n]);
+            reader.consume(n);
+            head_len += n;
+        };
+
+        let (frame_len, header_len) = match framing {
+            Framing::Unframed => {
+                self.scanner
+                    .reset(Budget::MaxMessageBytes(self.limits.max_message_bytes));
+                (None, 0)
+            }
+            Framing::Framed(len) => {
+                // Set before the payload is read so an error reply is framed too.
+                cx.extensions_mut().insert(HasFramed);
+                self.scanner.reset(Budget::Frame(len));
+                (Some(len), 4)
+            }
+        };
+        let mut msg =
+            BytesMut::with_capacity(frame_len.unwrap_or(INITIAL_CHUNK).min(INITIAL_CHUNK));
+        let prefix = &head[header_len..head_len];
+        let (_, mut status) = self.scanner.feed(prefix)?;
+        msg.extend_from_slice(prefix);
+
+        while status == Scan::NeedMore {
+            if frame_len == Some(msg.len()) {
+                return Err(ScanError::FrameIncomplete {
+                    frame_len: msg.len(),
+                }
+                .into());
+            }
+            let buf = fill(reader).await?;
+            if buf.is_empty() {
+                return Err(eof(header_len + msg.len()));
+            }
+            let avail = frame_len.map_or(buf.len(), |f| buf.len().min(f - msg.len()));
+            let (consumed, next) = self.scanner.feed(&buf[..avail])?;
+            msg.extend_from_slice(&buf[..consumed]);
+            reader.consume(consumed);
+            status = next;
+        }
+        if let Some(frame_len) = frame_len {
+            if msg.len() < frame_len {
+                return Err(ScanError::FrameTrailing {
+                    frame_len,
+                    trailing: frame_len - msg.len(),
+                }
+                .into());
+            }
+        }
+        let wire_len = header_len + msg.len();
+        Ok(Some((msg.freeze(), wire_len)))
+    }
+
+    /// Decodes one complete message the scanner has validated.
+    fn decode_message<Msg: Send + EntryMessage, Cx: ThriftContext>(
+        &self,
+        cx: &mut Cx,
+        bytes: &mut Bytes,
+    ) -> Result<ThriftMessage<Msg>, ThriftException> {
+        let origin = bytes.clone();
+        let mut protocol = CheckedBinaryInput::new(bytes, self.limits);
+        let ident = protocol.read_message_begin()?;
+        check_message_type(cx.rpc_info().role(), ident.message_type)?;
+
+        if let Some(server_cx) = (cx as &mut dyn Any).downcast_mut::<ServerContext>() {
+            // What volo's `ThriftMessage::decode` does, through the checked protocol.
+            server_cx.handle_decoded_msg_ident(&ident);
+            let data = Msg::decode(&mut protocol, &ident)?;
+            protocol.read_message_end()?;
+            server_cx.extensions_mut().insert(ProtocolBinary);
+            let mut msg = ThriftMessage::mk_server_resp(server_cx, Ok(data));
+            msg.meta.msg_type = ident.message_type;
+            return Ok(msg);
+        }
+
+        // Any other context (a client): volo offers no public way to build a `ThriftMessage`
+        // from outside, so decode once through the checked protocol to prove every read is in
+        // bounds, then let volo's `ThriftCodec` decode the same bytes along the same path.
+        match ident.message_type {
+            TMessageType::Exception => drop(ApplicationException::decode(&mut protocol)?),
+            _ => drop(Msg::decode(&mut protocol, &ident)?),
+        }
+        *bytes = origin;
+        ThriftCodec::default()
+            .decode(cx, bytes)?
+            .ok_or_else(|| protocol_error(ProtocolExceptionKind::InvalidData, "empty message"))
+    }
+}
+
+impl ZeroCopyDecoder for SafeDecoder {
+    /// Decodes the message at the start of `bytes` (optionally framed), consuming exactly it.
+    /// For callers that already hold the whole input, e.g. an outer transport.
+    fn decode<Msg: Send + EntryMessage, Cx: ThriftContext>(
+        &mut self,
+        cx: &mut Cx,
+        bytes: &mut Bytes,
+    ) -> Result<Option<ThriftMessage<Msg>>, ThriftException> {
+        let head = &bytes[..bytes.len().min(HEAD_LEN)];
+        let incomplete = || {
+            protocol_error(
+                ProtocolExceptionKind::InvalidData,
+                format!("incomplete message: {} bytes", bytes.len()),
+            )
+        };
+        let framing = detect(head, self.limits.max_message_bytes)?.ok_or_else(incomplete)?;
+        let (start, end) = match framing {
+            Framing::Unframed => {
+                self.scanner
+                    .reset(Budget::MaxMessageBytes(self.limits.max_message_bytes));
+                (0, bytes.len())
+            }
+            Framing::Framed(len) => {
+                cx.extensions_mut().insert(HasFramed);
+                if bytes.len() - 4 < len {
+                    return Err(incomplete());
+                }
+                self.scanner.reset(Budget::Frame(len));
+                (4, 4 + len)
+            }
+        };
+        let len = match self.scanner.feed(&bytes[start..end])? {
+            (_, Scan::Complete { len }) => len,
+            (_, Scan::NeedMore) if framing == Framing::Unframed => return Err(incomplete()),
+            (_, Scan::NeedMore) => {
+                return Err(ScanError::FrameIncomplete {
+                    frame_len: end - start,
+                }
+                .into());
+            }
+        };
+        if start + len < end && framing != Framing::Unframed {
+            return Err(ScanError::FrameTrailing {
+                frame_len: end - start,
+                trailing: end - start - len,
+            }
+            .into());
+        }
+        bytes.advance(start);
+        let mut msg = bytes.split_to(len);
+        self.decode_message(cx, &mut msg).map(Some)
+    }
+
+    async fn decode_async<
+        Msg: Send + EntryMessage,
+        Cx: ThriftContext,
+        R: AsyncRead + Unpin + Send + Sync,
+    >(
+        &mut self,
+        cx: &mut Cx,
+        reader: &mut BufReader<R>,
+    ) -> Result<Option<ThriftMessage<Msg>>, ThriftException> {
+        let read = self.read_message(cx, reader).await;
+        cx.stats_mut().record_read_end_at();
+        let Some((mut bytes, wire_len)) = read? else {
+            return Ok(None);
+        };
+        cx.stats_mut().set_read_size(wire_len);
+        self.decode_message(cx, &mut bytes).map(Some)
+    }
+}
+
+/// Decides the framing from the first bytes, `Ok(None)` meaning "need more".
+///
+/// Unframed strict binary starts `80 01`; framed starts with a positive big-endian length and
+/// then `80 01`. Everything else (compact, non-strict binary, TTHeader, HTTP) is refused.
+fn detect(head: &[u8], max_message_bytes: usize) -> Result<Option<Framing>, ScanError> {
+    let not_binary = || ScanError::NotStrictBinary { prefix: hex(head) };
+    let Some(&first) = head.first() else {
+        return Ok(None);
+    };
+    match first {
+        0x80 => match head.get(1) {
+            None => Ok(None),
+            Some(0x01) => Ok(Some(Framing::Unframed)),
+            Some(_) => Err(not_binary()),
+        },
+        0x82 => Err(ScanError::CompactProtocol),
+        // A negative frame length, or no Thrift at all.
+        0x81..=0xff => Err(not_binary()),
+        _ if head.len() < HEAD_LEN => Ok(None),
+        _ => {
+            if head[4] == 0x82 {
+                return Err(ScanError::CompactProtocol);
+            }
+            if head[4..6] != [0x80, 0x01] {
+                return Err(not_binary());
+            }
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
+            if len > max_message_bytes {
+                return Err(ScanError::FrameTooLarge {
+                    len,
+                    max: max_message_bytes,
+                });
+            }
+            if len < MIN_MESSAGE_LEN {
+                return Err(ScanError::FrameTooShort { len });
+            }
+            Ok(Some(Framing::Framed(len)))
+        }
+    }
+}
+
+/// Returns the buffered bytes, reading more only when none are buffered (then from the start
+/// of the buffer, so reads are never squeezed into its tail).
+async fn fill<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> io::Result<&[u8]> {
+    if reader.buffer().is_empty() {
+        reader.compact();
+    }
+    reader.fill_buf().await
+}
+
+/// Only requests reach a server and only replies reach a client; volo's server treats a
+/// decoded EXCEPTION as unreachable.
+fn check_message_type(role: Role, message_type: TMessageType) -> Result<(), ThriftException> {
+    let accepted = match role {
+        Role::Server => matches!(message_type, TMessageType::Call | TMessageType::OneWay),
+        Role::Client => matches!(message_type, TMessageType::Reply | TMessageType::Exception),
+    };
+    if accepted {
+        return Ok(());
+    }
+    Err(protocol_error(
+        ProtocolExceptionKind::InvalidData,
+        format!("message type {message_type:?} is not accepted by a {role:?}"),
+    ))
+}
+
+fn eof(received: usize) -> ThriftException {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("connection closed after {received} bytes of an incomplete message"),
+    )
+    .into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let hex: Vec<String> = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    hex.join(" ")
+}
+
+fn protocol_error(kind: ProtocolExceptionKind, message: impl Into<String>) -> ThriftException {
+    new_protocol_exception(kind, message.into())
+}
+
+impl From<ScanError> for ThriftException {
+    fn from(e: ScanError) -> Self {
+        let kind = match &e {
+            ScanError::NotStrictBinary { .. } | ScanError::BadHeader { .. } => {
+                ProtocolExceptionKind::BadVersion
+            }
+            ScanError::CompactProtocol => ProtocolExceptionKind::NotImplemented,
+            ScanError::NegativeLength { .. } => ProtocolExceptionKind::NegativeSize,
+            ScanError::FrameTooLarge { .. }
+            | ScanError::NameTooLong { .. }
+            | ScanError::CollectionTooLong { .. }
+            | ScanError::TooLarge { .. } => ProtocolExceptionKind::SizeLimit,
+            ScanError::TooDeep { .. } => ProtocolExceptionKind::DepthLimit,
+            ScanError::FrameTooShort { .. }
+            | ScanError::FrameIncomplete { .. }
+            | ScanError::FrameTrailing { .. }
+            | ScanError::NameNotUtf8 { .. }
+            | ScanError::InvalidType { .. } => ProtocolExceptionKind::InvalidData,
+        };
+        protocol_error(kind, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        pin::Pin,
+        task::{Context as TaskContext, Poll},
+        time::Duration,
+    };
+
+    use tokio::io::{AsyncWriteExt, ReadBuf};
+    use volo::context::RpcInfo;
+    use volo_thrift::{
+        codec::default::ZeroCopyEncoder,
+        context::{ClientContext, ThriftContext},
+        LinkedBytes,
+    };
+
+    use super::{
+        scanner::{T_I32, T_LIST, T_STRING, T_STRUCT},
+        test_util::{request, Enc, Rng, TestRequest},
+        *,
+    };
+
+    /// Yields one byte per ready poll, and `Pending` (after waking itself) between bytes when
+    /// `stutter` is set: the worst segmentation a socket can produce.
+    struct OneBytePerPoll {
+        data: Vec<u8>,
+        pos: usize,
+        stutter: bool,
+        pending_next: bool,
+    }
+
+    impl OneBytePerPoll {
+        fn new(data: Vec<u8>, stutter: bool) -> BufReader<Self> {
+            BufReader::new(Self {
+                data,
+                pos: 0,
+                stutter,
+                pending_next: false,
+            })
+        }
+    }
+
+    impl AsyncRead for OneBytePerPoll {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut TaskContext<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if self.pending_next {
+                self.pending_next = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            if self.pos < self.data.len() && buf.remaining() > 0 {
+                let byte = self.data[self.pos];
+                buf.put_slice(&[byte]);
+                self.pos += 1;
+                self.pending_next = self.stutter;
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    fn limits() -> SafeCodecLimits {
+        SafeCodecLimits::default()
+    }
+
+    async fn decode<R: AsyncRead + Unpin + Send + Sync>(
+        decoder: &mut SafeDecoder,
+        cx: &mut ServerContext,
+        reader: &mut BufReader<R>,
+    ) -> Result<Option<TestRequest>, ThriftException> {
+        let msg = decoder
+            .decode_async::<TestRequest, _, _>(cx, reader)
+            .await?;
+        Ok(msg.map(|m| m.data.expect("a request, not an exception")))
+    }
+
+    fn framed(cx: &ServerContext) -> bool {
+        cx.extensions().contains::<HasFramed>()
+    }
+
+    fn protocol_kind(e: &ThriftException) -> ProtocolExceptionKind {
+        match e {
+            ThriftException::Protocol(p) => p.kind(),
+            other => panic!("not a protocol error: {other:?}"),
+        }
+    }
+
+    /// Encodes a reply to the request decoded into `cx` with volo's encoder side.
+    fn reply(cx: &mut ServerContext, key: &'static [u8]) -> Vec<u8> {
+        let (mut encoder, _) = SafeMakeCodec::new(limits()).make_codec();
+        cx.msg_type = Some(TMessageType::Reply);
+        let msg = ThriftMessage::mk_server_resp(
+            cx,
+            Ok(TestRequest {
+                key: Bytes::from_static(key),
+                ..TestRequest::default()
+            }),
+        );
+        let (size, malloc) = encoder.size(cx, &msg).unwrap();
+        let mut out = LinkedBytes::new();
+        out.reserve(malloc);
+        encoder.encode(cx, &mut out, msg).unwrap();
+        let out = out.concat().to_vec();
+        assert_eq!(out.len(), size);
+        out
+    }
+
+    #[tokio::test]
+    async fn unframed_request_one_byte_per_poll_gets_an_unframed_reply() {
+        let bytes = request("getRange", b"key", &[b"a", b"bc"]).bytes();
+        let mut reader = OneBytePerPoll::new(bytes, true);
+        let mut decoder = SafeDecoder::new(limits());
+        let mut cx = ServerContext::default();
+        let req = decode(&mut decoder, &mut cx, &mut reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.key, Bytes::from_static(b"key"));
+        assert_eq!(
+            req.keys,
+            vec![Bytes::from_static(b"a"), Bytes::from_static(b"bc")]
+        );
+        assert_eq!(cx.rpc_info().method(), "getRange");
+        assert_eq!(ThriftContext::seq_id(&cx), 7);
+        assert!(!framed(&cx));
+
+        let out = reply(&mut cx, b"v");
+        assert_eq!(out[..4], [0x80, 0x01, 0x00, 0x02]);
+        assert_eq!(out[4..8], 8u32.to_be_bytes());
+        assert_eq!(&out[8..16], b"getRange");
+        assert_eq!(out[16..20], 7u32.to_be_bytes());
+
+        let mut cx = ServerContext::default();
+        assert!(decode(&mut decoder, &mut cx, &mut reader)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn framed_request_one_byte_per_poll_gets_a_framed_reply() {
+        let bytes = request("get", b"k", &[]).framed();
+        let mut reader = OneBytePerPoll::new(bytes, true);
+        let mut decoder = SafeDecoder::new(limits());
+        let mut cx = ServerContext::default();
+        let req = decode(&mut decoder, &mut cx, &mut reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(req.key, Bytes::from_static(b"k"));
+        assert!(framed(&cx));
+        assert_eq!(
+            ThriftContext::stats(&cx).read_size(),
+            Some(4 + request("get", b"k", &[]).0.len())
+        );
+
+        let out = reply(&mut cx, b"v");
+        let len = u32::from_be_bytes([out[0], out[1], out[2], out[3]]) as usize;
+        assert_eq!(len, out.len() - 4);
+        assert_eq!(out[4..8], [0x80, 0x01, 0x00, 0x02]);
+    }
+
+    #[tokio::test]
+    async fn pipelined_requests_in_random_segments_are_decoded_in_order() {
+        let a = request("a", b"A", &[b"1"]).bytes();
+        let b = request("b", b"B", &[]).framed();
+        let c = request("c", b"C", &[b"x", b"y", b"z"]).bytes();
+        let stream: Vec<u8> = [a, b, c].concat();
+        let (mut client, server) = tokio::io::duplex(64);
+        let writer = tokio::spawn(async move {
+            let mut rng = Rng::new(42);
+            let mut pos = 0;
+            for n in rng.chunks(stream.len(), 7) {
+                client.write_all(&stream[pos..pos + n]).await.unwrap();
+                client.flush().await.unwrap();
+                pos += n;
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut reader = BufReader::new(server);
+        let mut decoder = SafeDecoder::new(limits());
+        for (key, was_framed) in [(&b"A"[..], false), (b"B", true), (b"C", false)] {
+            let mut cx = ServerContext::default();
+            let req = decode(&mut decoder, &mut cx, &mut reader)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(&req.key[..], key);
+            assert_eq!(framed(&cx), was_framed);
+        }
+        writer.await.unwrap();
+        let mut cx = ServerContext::default();
+        assert!(decode(&mut decoder, &mut cx, &mut reader)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    async fn decode_bytes(
+        bytes: Vec<u8>,
+        limits: SafeCodecLimits,
+    ) -> Result<Option<TestRequest>, ThriftException> {
+        let mut reader = OneBytePerPoll::new(bytes, false);
+        let mut cx = ServerContext::default();
+        decode(&mut SafeDecoder::new(limits), &mut cx, &mut reader).await
+    }
+
+    #[tokio::test]
+    async fn garbage_streams_are_protocol_errors() {
+        let mut non_strict = Enc::default();
+        non_strict.string(b"get").u8(1).i32(1).stop();
+        let mut framed_non_strict = (non_strict.0.len() as u32).to_be_bytes().to_vec();
+        framed_non_strict.extend_from_slice(&non_strict.0);
+        let cases: Vec<(&str, Vec<u8>, ProtocolExceptionKind)> = vec![
+            (
+                "http",
+                b"GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(),
+                ProtocolExceptionKind::BadVersion,
+            ),
+            (
+                "compact",
+                vec![0x82, 0x21, 0x01, 0x03, b'g', b'e', b't', 0],
+                ProtocolExceptionKind::NotImplemented,
+            ),
+            (
+                "framed compact",
+                vec![0, 0, 0, 8, 0x82, 0x21, 0x01, 0x03, b'g', b'e', b't', 0],
+                ProtocolExceptionKind::NotImplemented,
+            ),
+            (
+                "non-strict binary",
+                non_strict.bytes(),
+                ProtocolExceptionKind::BadVersion,
+            ),
+            (
+                "framed non-strict",
+                framed_non_strict,
+                ProtocolExceptionKind::BadVersion,
+            ),
+            (
+                "negative frame length",
+                vec![0xff, 0xff, 0xff, 0xfb, 0x80, 0x01, 0, 1],
+                ProtocolExceptionKind::BadVersion,
+            ),
+            (
+                "binary version 2",
+                vec![0x80, 0x02, 0, 1, 0, 0, 0, 0],
+                ProtocolExceptionKind::BadVersion,
+            ),
+            (
+                "ttheader",
+                vec![0, 0, 0, 40, 0x10, 0x00, 0, 0, 0, 0, 0, 0],
+                ProtocolExceptionKind::BadVersion,
+            ),
+            (
+                "zero frame",
+                vec![0, 0, 0, 0, 0x80, 0x01, 0, 1],
+                ProtocolExceptionKind::InvalidData,
+            ),
+        ];
+        for (name, bytes, kind) in cases {
+            let err = decode_bytes(bytes, limits()).await.unwrap_err();
+            assert_eq!(protocol_kind(&err), kind, "{name}: {err}");
+        }
+        let err = decode_bytes(b"GET / HTTP/1.1\r\n".to_vec(), limits())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("first bytes: 47 45 54 20 2f 20"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn eof_between_messages_is_clean_and_inside_one_is_an_error() {
+        assert!(decode_bytes(Vec::new(), limits()).await.unwrap().is_none());
+        let bytes = request("get", b"key", &[]).bytes();
+        for cut in [1, 3, 5, 6, 7, 12, bytes.len() - 1] {
+            let err = decode_bytes(bytes[..cut].to_vec(), limits())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(err, ThriftException::Transport(_)),
+                "cut {cut}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains(&format!("after {cut} bytes")),
+                "{err}"
+            );
+        }
+        let framed = request("get", b"key", &[]).framed();
+        let err = decode_bytes(framed[..framed.len() - 1].to_vec(), limits())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ThriftException::Transport(_)), "{err:?}");
+    }
+
+    /// Sends `bytes` and keeps the connection open: the decoder must fail on what it has.
+    async fn decode_open_stream(bytes: Vec<u8>) -> ThriftException {
+        let (mut client, server) = tokio::io::duplex(1024);
+        client.write_all(&bytes).await.unwrap();
+        let mut reader = BufReader::new(server);
+        let mut cx = ServerContext::default();
+        let mut decoder = SafeDecoder::new(limits());
+        let res = tokio::time::timeout(
+            Duration::from_secs(10),
+            decode(&mut decoder, &mut cx, &mut reader),
+        )
+        .await
+        .expect("rejected without waiting for the claimed bytes");
+        drop(client);
+        res.unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn huge_claims_are_rejected_before_their_bytes_arrive() {
+        let mut e = Enc::call("setKey");
+        e.field(T_STRUCT, 1).field(T_STRING, 2).i32(i32::MAX);
+        let err = decode_open_stream(e.bytes()).await;
+        assert_eq!(protocol_kind(&err), ProtocolExceptionKind::SizeLimit);
+        assert!(
+            err.to_string()
+                .contains("message exceeds max_message_bytes=16777216"),
+            "{err}"
+        );
+
+        let mut e = Enc::call("setKey");
+        e.field(T_STRUCT, 1).field(T_STRING, 2).i32(-5);
+        let err = decode_open_stream(e.bytes()).await;
+        assert_eq!(protocol_kind(&err), ProtocolExceptionKind::NegativeSize);
+        assert!(
+            err.to_string()
+                .contains("string length -5 at offset 24 is negative"),
+            "{err}"
+        );
+
+        let mut e = Enc::call("atomicCommit");
+        e.field(T_STRUCT, 1)
+            .field(T_LIST, 2)
+            .list(T_STRUCT, 1_000_001);
+        let err = decode_open_stream(e.bytes()).await;
+        assert_eq!(protocol_kind(&err), ProtocolExceptionKind::SizeLimit);
+
+        let err = decode_open_stream(vec![0x7f, 0xff, 0xff, 0xff, 0x80, 0x01]).await;
+        assert_eq!(protocol_kind(&err), ProtocolExceptionKind::SizeLimit);
+        assert!(
+            err.to_string()
+                .contains("message exceeds max_message_bytes=16777216: frame length 2147483647"),
+            "{err}"
+        );
+
+        let mut e = Enc::call("m");
+        for _ in 0..65 {
+            e.field(T_STRUCT, 1);
+        }
+        let err = decode_open_stream(e.bytes()).await;
+        assert_eq!(protocol_kind(&err), ProtocolExceptionKind::DepthLimit);
+    }
+
+    #[tokio::test]
+    async fn frames_must_hold_exactly_one_message() {
+        let msg = request("get", b"key", &[]).bytes();
+        let mut long = ((msg.len() + 3) as u32).to_be_bytes().to_vec();
+        long.extend_from_slice(&msg);
+        long.extend_from_slice(&[0, 0, 0]);
+        let err = decode_bytes(long, limits()).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("holds 3 bytes after the end of its message"),
+            "{err}"
+        );
+
+        let mut short = ((msg.len() - 1) as u32).to_be_bytes().to_vec();
+        short.extend_from_slice(&msg);
+        let err = decode_bytes(short, limits()).await.unwrap_err();
+        assert!(err.to_string().contains("ends before the message"), "{err}");
+
+        let err = decode_bytes(vec![0, 0, 0, 12, 0x80, 0x01, 0, 1], limits())
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("frame length 12 is shorter"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn limits_are_configurable() {
+        let msg = request("get", &[7; 100], &[]).bytes();
+        let tight = SafeCodecLimits {
+            max_message_bytes: msg.len() - 1,
+            ..limits()
+        };
+        let err = decode_bytes(msg.clone(), tight).await.unwrap_err();
+        assert_eq!(protocol_kind(&err), ProtocolExceptionKind::SizeLimit);
+        let exact = SafeCodecLimits {
+            max_message_bytes: msg.len(),
+            ..limits()
+        };
+        assert!(decode_bytes(msg, exact).await.unwrap().is_some());
+
+        let mut framed = request("get", &[7; 100], &[]).framed();
+        framed[3] += 1;
+        let err = decode_bytes(framed, exact).await.unwrap_err();
+        assert!(
+            err.to_string().contains("exceeds max_message_bytes"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_type_confused_request_is_an_error_not_a_panic() {
+        let mut e = Enc::call("get");
+        e.field(T_STRUCT, 1)
+            .field(T_LIST, 2)
+            .list(T_I32, 1)
+            .i32(i32::MAX);
+        e.stop().stop();
+        let err = decode_bytes(e.bytes(), limits()).await.unwrap_err();
+        assert_eq!(protocol_kind(&err), ProtocolExceptionKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn servers_accept_only_calls_and_oneways() {
+        for (message_type, ok) in [(1, true), (2, false), (3, false), (4, true)] {
+            let mut e = Enc::message("get", message_type, 1);
+            e.stop();
+            let res = decode_bytes(e.bytes(), limits()).await;
+            assert_eq!(res.is_ok(), ok, "type {message_type}: {res:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_megabyte_one_byte_per_poll() {
+        let big = vec![0x5a; 1 << 20];
+        let keys: Vec<&[u8]> = vec![b"k"; 1000];
+        let bytes = request("setKey", &big, &keys).bytes();
+        let req = decode_bytes(bytes, limits()).await.unwrap().unwrap();
+        assert_eq!(req.key.len(), 1 << 20);
+        assert_eq!(req.keys.len(), 1000);
+    }
+
+    #[test]
+    fn sync_decode_consumes_exactly_one_message() {
+        let first = request("a", b"A", &[]).bytes();
+        let second = request("b", b"B", &[]).framed();
+        let mut bytes = Bytes::from([first, second.clone()].concat());
+        let mut decoder = SafeDecoder::new(limits());
+
+        let mut cx = ServerContext::default();
+        let msg = decoder
+            .decode::<TestRequest, _>(&mut cx, &mut bytes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&msg.data.unwrap().key[..], b"A");
+        assert!(!framed(&cx));
+        assert_eq!(bytes, second);
+
+        let mut cx = ServerContext::default();
+        let msg = decoder
+            .decode::<TestRequest, _>(&mut cx, &mut bytes)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&msg.data.unwrap().key[..], b"B");
+        assert!(framed(&cx));
+        assert!(bytes.is_empty());
+
+        for bad in [
+            Vec::new(),
+            vec![0x80],
+            request("a", b"A", &[]).0[..20].to_vec(),
+            second[..30].to_vec(),
+        ] {
+            let mut bytes = Bytes::from(bad);
+            let mut cx = ServerContext::default();
+            assert!(decoder
+                .decode::<TestRequest, _>(&mut cx, &mut bytes)
+                .is_err());
+        }
+    }
+
+    fn client_cx() -> ClientContext {
+        ClientContext::new(7, RpcInfo::with_role(Role::Client), TMessageType::Call)
+    }
+
+    #[tokio::test]
+    async fn clients_decode_replies_and_exceptions_through_the_checked_dry_run() {
+        let mut decoder = SafeDecoder::new(limits());
+
+        let mut e = Enc::message("get", 2, 7);
+        e.field(T_STRUCT, 1)
+            .field(T_STRING, 1)
+            .string(b"v")
+            .stop()
+            .stop();
+        let mut reader = OneBytePerPoll::new(e.framed(), true);
+        let mut cx = client_cx();
+        let msg = decoder
+            .decode_async::<TestRequest, _, _>(&mut cx, &mut reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(&msg.data.unwrap().key[..], b"v");
+
+        let mut e = Enc::message("get", 3, 7);
+        e.field(T_STRING, 1)
+            .string(b"boom")
+            .field(T_I32, 2)
+            .i32(1)
+            .stop();
+        let mut reader = OneBytePerPoll::new(e.bytes(), false);
+        let mut cx = client_cx();
+        let msg = decoder
+            .decode_async::<TestRequest, _, _>(&mut cx, &mut reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(msg.data.unwrap_err().message(), "boom");
+
+        let mut e = Enc::message("get", 2, 7);
+        e.field(T_STRUCT, 1)
+            .field(T_LIST, 2)
+            .list(T_I32, 1)
+            .i32(i32::MAX);
+        e.stop().stop();
+        let mut reader = OneBytePerPoll::new(e.bytes(), false);
+        let mut cx = client_cx();
+        let res = decoder
+            .decode_async::<TestRequest, _, _>(&mut cx, &mut reader)
+            .await;
+        assert!(res.is_err());
+
+        let mut e = Enc::message("get", 1, 7);
+        e.stop();
+        let mut reader = OneBytePerPoll::new(e.bytes(), false);
+        let mut cx = client_cx();
+        assert!(decoder
+            .decode_async::<TestRequest, _, _>(&mut cx, &mut reader)
+            .await
+            .is_err());
+    }
+
+    #[test]
+    fn the_factory_plugs_into_volo() {
+        let limits = SafeCodecLimits {
+            max_message_bytes: 1 << 20,
+            ..SafeCodecLimits::default()
+        };
+        let make = SafeMakeCodec::new(limits);
+        assert_eq!(make.limits(), limits);
+        let _codec: SafeCodec = DefaultMakeCodec::new(make);
+        let _same: SafeCodec = make.into_codec();
+        assert_eq!(
+            SafeMakeCodec::default().limits(),
+            SafeCodecLimits::default()
+        );
+    }
+}
