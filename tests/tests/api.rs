@@ -5,6 +5,9 @@
 //! against a standalone node (here, one fresh node per test) and later against every node of a
 //! cluster. Suites keep their keys under a unique namespace ([`fresh_ns`]) unless their doc says they
 //! need an empty column family.
+//!
+//! Run: `cargo build --bin dolmen && cargo test -p dolmen-tests` (`DOLMEN_BIN=<path>` picks
+//! another binary; `DOLMEN_TEST_KEEP=1` keeps each node's temp dir with its `server.log`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
