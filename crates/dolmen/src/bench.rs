@@ -28,7 +28,12 @@ pub struct BenchArgs {
     #[arg(long, default_value = "127.0.0.1:9090", env = "DOLMEN_ADDR")]
     addr: SocketAddr,
     /// Workloads to run, one after the other.
-    #[arg(long, value_enum, value_delimiter = ',', default_value = "set,get,commit")]
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "set,get,commit"
+    )]
     workload: Vec<Workload>,
     /// Concurrent clients (each its own connection); a comma-separated list runs each.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
@@ -149,14 +154,20 @@ async fn preload(args: &BenchArgs) -> Result<(), String> {
                 value: value.clone(),
             })
             .collect();
-        client.commit(0, &ops, &[]).await.map_err(|e| e.to_string())?;
+        client
+            .commit(0, &ops, &[])
+            .await
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 /// Runs the benchmark matrix and prints the results.
 pub fn run(args: BenchArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dolmen bench: cannot start the async runtime: {e}");

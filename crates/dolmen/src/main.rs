@@ -73,8 +73,25 @@ fn parse_mode(raw: &str) -> Result<Mode, String> {
     match raw {
         "standalone" => Ok(Mode::Standalone),
         "replicated" => Ok(Mode::Replicated),
-        other => Err(format!("unknown mode '{other}': use standalone or replicated")),
+        other => Err(format!(
+            "unknown mode '{other}': use standalone or replicated"
+        )),
     }
+}
+
+/// An error and its causes, printed once as one line: "outer: cause: root cause".
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 fn init_logging() {
@@ -83,6 +100,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -114,7 +132,7 @@ fn serve(args: ServeArgs) -> ExitCode {
     let config = match Config::load(args.config.as_deref(), &env, &overrides) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("dolmen: configuration error: {e}");
+            eprintln!("dolmen: configuration error: {}", chain(&e));
             return ExitCode::from(2);
         }
     };
@@ -130,17 +148,21 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let node_id = config.node_id();
-    let result = runtime.block_on(dolmen_server::node::run(config, shutdown_signal(), |bound| {
-        // The one line tests and scripts wait for (docs/CONTRACTS.md).
-        println!(
-            "dolmen ready: node={node_id} thrift={} admin={}",
-            bound.thrift, bound.admin
-        );
-    }));
+    let result = runtime.block_on(dolmen_server::node::run(
+        config,
+        shutdown_signal(),
+        |bound| {
+            // The one line tests and scripts wait for (docs/CONTRACTS.md).
+            println!(
+                "dolmen ready: node={node_id} thrift={} admin={}",
+                bound.thrift, bound.admin
+            );
+        },
+    ));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dolmen: {e}");
+            eprintln!("dolmen: {}", chain(&e));
             ExitCode::from(1)
         }
     }

@@ -82,7 +82,10 @@ fn show(bytes: &[u8]) -> String {
 
 /// Runs one request and prints the answer.
 pub fn run(request: Request) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("dolmen: cannot start the async runtime: {e}");
@@ -108,7 +111,10 @@ pub fn run(request: Request) -> ExitCode {
                 .await
                 .map(|()| println!("OK")),
             Request::Range(a) => {
-                let end = a.end.as_ref().map_or_else(|| vec![0xFF], |e| e.as_bytes().to_vec());
+                let end = a
+                    .end
+                    .as_ref()
+                    .map_or_else(|| vec![0xFF], |e| e.as_bytes().to_vec());
                 client(&a.target)
                     .range(&a.target.cf, a.begin.as_bytes(), &end, a.limit)
                     .await

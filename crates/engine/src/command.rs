@@ -228,7 +228,9 @@ pub enum Invalid {
         version: Version,
     },
     /// A retried commit carries a sequence older than the client's latest.
-    #[error("idempotency sequence {sequence} is older than the latest seen ({latest}) for this client")]
+    #[error(
+        "idempotency sequence {sequence} is older than the latest seen ({latest}) for this client"
+    )]
     StaleSequence {
         /// The sequence sent.
         sequence: u64,

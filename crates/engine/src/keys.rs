@@ -28,7 +28,10 @@ pub(crate) const META_DEDUPE_PREFIX: &[u8] = b"dedupe/";
 
 /// The prefix shared by every `data` key of one column family.
 pub(crate) fn cf_prefix(cf: &str) -> Vec<u8> {
-    debug_assert!(!cf.is_empty() && cf.len() <= 255, "validated column family name");
+    debug_assert!(
+        !cf.is_empty() && cf.len() <= 255,
+        "validated column family name"
+    );
     let mut out = Vec::with_capacity(cf.len() + 1);
     out.push(cf.len() as u8);
     out.extend_from_slice(cf.as_bytes());

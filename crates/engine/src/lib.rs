@@ -15,13 +15,13 @@ mod store;
 
 pub use command::{
     check_key, check_value, stamp_buffer, versionstamp, Command, IdempotencyToken, Invalid,
-    KeyRange, Mutation, Outcome, Transaction, MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES,
-    MAX_KEY_BYTES, MAX_VALUE_BYTES, VERSIONSTAMP_LEN,
+    KeyRange, Mutation, Outcome, Transaction, MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES, MAX_KEY_BYTES,
+    MAX_VALUE_BYTES, VERSIONSTAMP_LEN,
 };
 pub use range::{RangePage, RangeSpec};
 pub use store::{
-    check_column_family_name, Durability, Engine, EngineOptions, EngineStats, GcReport,
-    OpenError, ReadError, StorageError, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
+    check_column_family_name, Durability, Engine, EngineOptions, EngineStats, GcReport, OpenError,
+    ReadError, StorageError, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
 };
 
 /// A commit version: strictly increasing, identical on every replica (DESIGN.md §2).

@@ -239,10 +239,16 @@ mod tests {
         let mut s = spec(b"a", b"\xFF");
         s.limit = Some(2);
         let page = walk(&s, data.clone());
-        assert_eq!((got(&page), page.has_more), (vec!["a".into(), "b".into()], true));
+        assert_eq!(
+            (got(&page), page.has_more),
+            (vec!["a".into(), "b".into()], true)
+        );
         s.begin_offset = 3;
         let page = walk(&s, data.clone());
-        assert_eq!((got(&page), page.has_more), (vec!["d".into(), "e".into()], false));
+        assert_eq!(
+            (got(&page), page.has_more),
+            (vec!["d".into(), "e".into()], false)
+        );
         assert!(walk(&spec(b"a", b""), data.clone()).items.is_empty());
         assert!(walk(&spec(b"d", b"b"), data.clone()).items.is_empty());
         let mut s = spec(b"a", b"c");

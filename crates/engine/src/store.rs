@@ -276,12 +276,13 @@ impl Engine {
         let descriptors = [CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, cf_opts.clone()));
-        let db = DB::open_cf_descriptors(&db_opts, &options.path, descriptors).map_err(
-            |source| OpenError::Rocks {
-                path: options.path.clone(),
-                source,
-            },
-        )?;
+        let db =
+            DB::open_cf_descriptors(&db_opts, &options.path, descriptors).map_err(|source| {
+                OpenError::Rocks {
+                    path: options.path.clone(),
+                    source,
+                }
+            })?;
 
         let engine = Self {
             db: Arc::new(db),
@@ -298,9 +299,10 @@ impl Engine {
             read_u64(&engine.db, meta, keys::META_APPLIED_VERSION)?,
             Ordering::SeqCst,
         );
-        engine
-            .horizon
-            .store(read_u64(&engine.db, meta, keys::META_HORIZON)?, Ordering::SeqCst);
+        engine.horizon.store(
+            read_u64(&engine.db, meta, keys::META_HORIZON)?,
+            Ordering::SeqCst,
+        );
         engine.live_keys.store(
             read_u64(&engine.db, meta, keys::META_LIVE_KEYS)?,
             Ordering::SeqCst,
@@ -461,7 +463,12 @@ impl Engine {
     }
 
     /// The value of `key` in `cf` as of `version` (`None` if absent or deleted).
-    pub fn get(&self, cf: &str, key: &[u8], version: Version) -> Result<Option<Vec<u8>>, ReadError> {
+    pub fn get(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: Version,
+    ) -> Result<Option<Vec<u8>>, ReadError> {
         check_key("key", key)?;
         let prefix = self.prefix(cf)?;
         let mut iter = self.read_iter(version, keys::key_end(prefix, key))?;
@@ -472,7 +479,9 @@ impl Engine {
         }
         // The upper bound confines the iterator to versions of `key` that are ≤ `version`.
         let value = iter.value().unwrap_or_default();
-        decode_value(value).map(|v| v.map(<[u8]>::to_vec)).map_err(Into::into)
+        decode_value(value)
+            .map(|v| v.map(<[u8]>::to_vec))
+            .map_err(Into::into)
     }
 
     /// A page of `cf` as of `version`, following WIRE §3 exactly.
@@ -530,7 +539,9 @@ impl Engine {
                 break;
             };
             let user_prefix = &raw[..raw.len().saturating_sub(8)];
-            let same = current.as_ref().is_some_and(|(p, _)| p.as_slice() == user_prefix);
+            let same = current
+                .as_ref()
+                .is_some_and(|(p, _)| p.as_slice() == user_prefix);
             if !same {
                 if report.keys_scanned >= max_keys {
                     *cursor = raw.to_vec();
@@ -584,7 +595,8 @@ impl Engine {
         let size_bytes = [data, meta]
             .iter()
             .map(|cf| {
-                prop(cf, "rocksdb.total-sst-files-size") + prop(cf, "rocksdb.cur-size-all-mem-tables")
+                prop(cf, "rocksdb.total-sst-files-size")
+                    + prop(cf, "rocksdb.cur-size-all-mem-tables")
             })
             .sum();
         let hits = self
@@ -716,8 +728,11 @@ impl Applier<'_> {
             if let Some(encoded) = encode_outcome(&outcome) {
                 let mut value = token.sequence.to_be_bytes().to_vec();
                 value.extend_from_slice(&encoded);
-                self.batch
-                    .put_cf(self.engine.cf(CF_META), keys::dedupe_key(&token.client_id), value);
+                self.batch.put_cf(
+                    self.engine.cf(CF_META),
+                    keys::dedupe_key(&token.client_id),
+                    value,
+                );
                 self.dedupe
                     .insert(token.client_id.clone(), (token.sequence, outcome.clone()));
             }
@@ -725,7 +740,11 @@ impl Applier<'_> {
         Ok(outcome)
     }
 
-    fn check_and_write(&mut self, version: Version, tx: &Transaction) -> Result<Outcome, StorageError> {
+    fn check_and_write(
+        &mut self,
+        version: Version,
+        tx: &Transaction,
+    ) -> Result<Outcome, StorageError> {
         if let Some(read_version) = tx.read_version {
             if read_version >= version {
                 return Ok(Outcome::Rejected(Invalid::FutureReadVersion {
@@ -779,7 +798,10 @@ impl Applier<'_> {
         version: Version,
     ) -> Result<(), StorageError> {
         let was_live = self.latest(cf, key)?.is_some_and(|p| p.live);
-        let prefix = self.engine.prefix(cf).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let prefix = self
+            .engine
+            .prefix(cf)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let encoded = match value {
             Some(v) => {
                 let mut out = Vec::with_capacity(v.len() + 1);
@@ -810,7 +832,10 @@ impl Applier<'_> {
         if let Some(p) = self.overlay.get(&(cf.to_owned(), key.to_vec())) {
             return Ok(Some(*p));
         }
-        let prefix = self.engine.prefix(cf).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let prefix = self
+            .engine
+            .prefix(cf)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_end(prefix, key));
         let mut iter = self
@@ -850,7 +875,10 @@ impl Applier<'_> {
         if let Some(((_, key), _)) = pending {
             return Ok(Some(key.clone()));
         }
-        let prefix = self.engine.prefix(&range.cf).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let prefix = self
+            .engine
+            .prefix(&range.cf)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_start(prefix, &range.end));
         let mut iter = self
@@ -869,11 +897,19 @@ impl Applier<'_> {
     }
 
     /// Keys in `[begin, end)` of `cf` whose newest state (this batch included) is live.
-    fn live_keys_in(&self, cf: &str, begin: &[u8], end: &[u8]) -> Result<Vec<Vec<u8>>, StorageError> {
+    fn live_keys_in(
+        &self,
+        cf: &str,
+        begin: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
         if begin >= end {
             return Ok(Vec::new());
         }
-        let prefix = self.engine.prefix(cf).map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let prefix = self
+            .engine
+            .prefix(cf)
+            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
         let mut live: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_start(prefix, end));
@@ -891,7 +927,11 @@ impl Applier<'_> {
         {
             live.insert(key.clone(), p.live);
         }
-        Ok(live.into_iter().filter(|(_, l)| *l).map(|(k, _)| k).collect())
+        Ok(live
+            .into_iter()
+            .filter(|(_, l)| *l)
+            .map(|(k, _)| k)
+            .collect())
     }
 
     fn dedupe_entry(&self, client_id: &[u8]) -> Result<Option<(u64, Outcome)>, StorageError> {

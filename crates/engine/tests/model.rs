@@ -52,11 +52,21 @@ enum Op {
         mutations: Vec<Mutation>,
         conflicts: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
     },
-    Compact { back: u64 },
+    Compact {
+        back: u64,
+    },
     Gc,
     Reopen,
-    Get { cf: String, key: Vec<u8>, back: u64 },
-    Range { cf: String, spec: RangeSpec, back: u64 },
+    Get {
+        cf: String,
+        key: Vec<u8>,
+        back: u64,
+    },
+    Range {
+        cf: String,
+        spec: RangeSpec,
+        back: u64,
+    },
     /// Several commands applied as one batch (group commit).
     Batch(Vec<Vec<Mutation>>),
 }
@@ -71,9 +81,27 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         -2i64..3,
         prop_oneof![Just(None), (0usize..4).prop_map(Some)],
     )
-        .prop_map(|(begin_key, end_key, begin_or_equal, end_or_equal, begin_offset, end_offset, limit)| {
-            RangeSpec { begin_key, end_key, begin_or_equal, end_or_equal, begin_offset, end_offset, limit }
-        });
+        .prop_map(
+            |(
+                begin_key,
+                end_key,
+                begin_or_equal,
+                end_or_equal,
+                begin_offset,
+                end_offset,
+                limit,
+            )| {
+                RangeSpec {
+                    begin_key,
+                    end_key,
+                    begin_or_equal,
+                    end_or_equal,
+                    begin_offset,
+                    end_offset,
+                    limit,
+                }
+            },
+        );
     prop_oneof![
         6 => (
             prop::option::of(0u64..6),
@@ -90,10 +118,13 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Every version of one key, oldest first (`None` = deleted).
+type History = Vec<(Version, Option<Vec<u8>>)>;
+
 /// The reference model.
 #[derive(Default)]
 struct Model {
-    data: BTreeMap<(String, Vec<u8>), Vec<(Version, Option<Vec<u8>>)>>,
+    data: BTreeMap<(String, Vec<u8>), History>,
     applied: Version,
     horizon: Version,
 }
@@ -129,10 +160,16 @@ impl Model {
         }
         if let Some(r) = tx.read_version {
             if r >= version {
-                return Outcome::Rejected(dolmen_engine::Invalid::FutureReadVersion { read_version: r, version });
+                return Outcome::Rejected(dolmen_engine::Invalid::FutureReadVersion {
+                    read_version: r,
+                    version,
+                });
             }
             if !tx.read_conflicts.is_empty() && r < self.horizon {
-                return Outcome::TooOld { read_version: r, horizon: self.horizon };
+                return Outcome::TooOld {
+                    read_version: r,
+                    horizon: self.horizon,
+                };
             }
             for range in &tx.read_conflicts {
                 let hit = self.data.iter().find(|((c, k), versions)| {
@@ -142,7 +179,10 @@ impl Model {
                         && versions.iter().any(|(w, _)| *w > r && *w < version)
                 });
                 if let Some(((cf, key), _)) = hit {
-                    return Outcome::Conflict { cf: cf.clone(), key: key.clone() };
+                    return Outcome::Conflict {
+                        cf: cf.clone(),
+                        key: key.clone(),
+                    };
                 }
             }
         }
@@ -205,7 +245,11 @@ fn classify<T>(r: &Result<T, ReadError>) -> Result<(), &'static str> {
 }
 
 fn open(dir: &std::path::Path) -> Engine {
-    Engine::open(&EngineOptions::new(dir, CFS.iter().map(|s| s.to_string()).collect())).unwrap()
+    Engine::open(&EngineOptions::new(
+        dir,
+        CFS.iter().map(|s| s.to_string()).collect(),
+    ))
+    .unwrap()
 }
 
 fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
@@ -214,7 +258,11 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut model = Model::default();
     for op in ops {
         match op {
-            Op::Commit { read_back, mutations, conflicts } => {
+            Op::Commit {
+                read_back,
+                mutations,
+                conflicts,
+            } => {
                 let read_version = read_back.map(|b| model.applied.saturating_sub(b));
                 let read_conflicts = conflicts
                     .into_iter()
@@ -223,10 +271,17 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         Some(end) => KeyRange { cf, begin, end },
                     })
                     .collect();
-                let cmd = Command::Commit(Transaction { read_version, mutations, read_conflicts, idempotency: None });
+                let cmd = Command::Commit(Transaction {
+                    read_version,
+                    mutations,
+                    read_conflicts,
+                    idempotency: None,
+                });
                 let version = model.applied + 1;
                 let expected = model.apply(version, &cmd);
-                let got = engine.apply_batch(&[(version, cmd)], Durability::Buffered, &[]).unwrap();
+                let got = engine
+                    .apply_batch(&[(version, cmd)], Durability::Buffered, &[])
+                    .unwrap();
                 // Which conflicting key is reported may differ; the kind may not.
                 match (&got[0], &expected) {
                     (Outcome::Conflict { .. }, Outcome::Conflict { .. }) => {}
@@ -238,18 +293,27 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let mut expected = Vec::new();
                 for mutations in txs {
                     let version = model.applied + 1;
-                    let cmd = Command::Commit(Transaction { mutations, ..Transaction::default() });
+                    let cmd = Command::Commit(Transaction {
+                        mutations,
+                        ..Transaction::default()
+                    });
                     expected.push(model.apply(version, &cmd));
                     entries.push((version, cmd));
                 }
-                let got = engine.apply_batch(&entries, Durability::Buffered, &[]).unwrap();
+                let got = engine
+                    .apply_batch(&entries, Durability::Buffered, &[])
+                    .unwrap();
                 prop_assert_eq!(got, expected);
             }
             Op::Compact { back } => {
                 let version = model.applied + 1;
-                let cmd = Command::Compact { horizon: version.saturating_sub(back) };
+                let cmd = Command::Compact {
+                    horizon: version.saturating_sub(back),
+                };
                 model.apply(version, &cmd);
-                engine.apply_batch(&[(version, cmd)], Durability::Buffered, &[]).unwrap();
+                engine
+                    .apply_batch(&[(version, cmd)], Durability::Buffered, &[])
+                    .unwrap();
             }
             Op::Gc => {
                 engine.collect_garbage(u64::MAX).unwrap();
@@ -273,13 +337,22 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let got = engine.get_range(&cf, &spec, v);
                 prop_assert_eq!(classify(&got), model.read_check(v));
                 if let Ok(page) = got {
-                    prop_assert_eq!(page, walk(&spec, model.visible(&cf, v)), "range {:?} at {}", spec, v);
+                    prop_assert_eq!(
+                        page,
+                        walk(&spec, model.visible(&cf, v)),
+                        "range {:?} at {}",
+                        spec,
+                        v
+                    );
                 }
             }
         }
     }
     // The live-key counter agrees with the model.
-    let live: usize = CFS.iter().map(|cf| model.visible(cf, model.applied).len()).sum();
+    let live: usize = CFS
+        .iter()
+        .map(|cf| model.visible(cf, model.applied).len())
+        .sum();
     prop_assert_eq!(engine.stats().live_keys, live as u64);
     Ok(())
 }

@@ -94,7 +94,11 @@ impl RangeFields<'_> {
             if key.len() > MAX_KEY_BYTES + 1 {
                 return Err(ServiceError::argument(
                     field,
-                    format!("length {} exceeds the limit of {} bytes", key.len(), MAX_KEY_BYTES + 1),
+                    format!(
+                        "length {} exceeds the limit of {} bytes",
+                        key.len(),
+                        MAX_KEY_BYTES + 1
+                    ),
                 ));
             }
             Ok(key)
@@ -157,7 +161,10 @@ fn read_response(result: Result<Option<Vec<u8>>, ServiceError>) -> (Bytes, bool,
 
 /// Converts one wire operation (WIRE §3 atomicCommit validation rules).
 fn mutation(index: usize, op: &gen::Operation) -> Result<Mutation, ServiceError> {
-    let cf = column_family(&format!("operations[{index}].column_family"), op.column_family.as_ref())?;
+    let cf = column_family(
+        &format!("operations[{index}].column_family"),
+        op.column_family.as_ref(),
+    )?;
     let kind = String::from_utf8_lossy(&op.r#type);
     let key = op.key.to_vec();
     let value = |what: &str| {
@@ -284,17 +291,31 @@ impl Handler {
 }
 
 impl TransactionalKv for Handler {
-    async fn get_read_version(&self, _req: gen::GetReadVersionRequest) -> Reply<gen::GetReadVersionResponse> {
+    async fn get_read_version(
+        &self,
+        _req: gen::GetReadVersionRequest,
+    ) -> Reply<gen::GetReadVersionResponse> {
         self.timed(async {
             match self.service.read_version().await {
-                Ok(v) => gen::GetReadVersionResponse { read_version: to_i64(v), success: true, error: None },
-                Err(e) => gen::GetReadVersionResponse { read_version: 0, success: false, error: msg(&e) },
+                Ok(v) => gen::GetReadVersionResponse {
+                    read_version: to_i64(v),
+                    success: true,
+                    error: None,
+                },
+                Err(e) => gen::GetReadVersionResponse {
+                    read_version: 0,
+                    success: false,
+                    error: msg(&e),
+                },
             }
         })
         .await
     }
 
-    async fn snapshot_read(&self, req: gen::SnapshotReadRequest) -> Reply<gen::SnapshotReadResponse> {
+    async fn snapshot_read(
+        &self,
+        req: gen::SnapshotReadRequest,
+    ) -> Reply<gen::SnapshotReadResponse> {
         self.timed(async {
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
@@ -303,12 +324,19 @@ impl TransactionalKv for Handler {
             }
             .await;
             let (value, found, error) = read_response(result);
-            gen::SnapshotReadResponse { value, found, error }
+            gen::SnapshotReadResponse {
+                value,
+                found,
+                error,
+            }
         })
         .await
     }
 
-    async fn atomic_commit(&self, req: gen::AtomicCommitRequest) -> Reply<gen::AtomicCommitResponse> {
+    async fn atomic_commit(
+        &self,
+        req: gen::AtomicCommitRequest,
+    ) -> Reply<gen::AtomicCommitResponse> {
         self.timed(async {
             let result = async {
                 let timeout = commit_timeout(req.timeout_seconds)?;
@@ -322,7 +350,9 @@ impl TransactionalKv for Handler {
                     error: None,
                     error_code: None,
                     committed_version: Some(to_i64(version)),
-                    versionstamp: Some(Bytes::copy_from_slice(&dolmen_engine::versionstamp(version, 0))),
+                    versionstamp: Some(Bytes::copy_from_slice(&dolmen_engine::versionstamp(
+                        version, 0,
+                    ))),
                     leader_hint: None,
                 },
                 Err(e) => gen::AtomicCommitResponse {
@@ -346,7 +376,11 @@ impl TransactionalKv for Handler {
             }
             .await;
             let (value, found, error) = read_response(result);
-            gen::GetResponse { value, found, error }
+            gen::GetResponse {
+                value,
+                found,
+                error,
+            }
         })
         .await
     }
@@ -355,12 +389,22 @@ impl TransactionalKv for Handler {
         self.timed(async {
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
-                self.service.set(&cf, req.key.to_vec(), req.value.to_vec()).await
+                self.service
+                    .set(&cf, req.key.to_vec(), req.value.to_vec())
+                    .await
             }
             .await;
             match result {
-                Ok(_) => gen::SetKeyResponse { success: true, error: None, error_code: None },
-                Err(e) => gen::SetKeyResponse { success: false, error: msg(&e), error_code: code(&e) },
+                Ok(_) => gen::SetKeyResponse {
+                    success: true,
+                    error: None,
+                    error_code: None,
+                },
+                Err(e) => gen::SetKeyResponse {
+                    success: false,
+                    error: msg(&e),
+                    error_code: code(&e),
+                },
             }
         })
         .await
@@ -374,8 +418,16 @@ impl TransactionalKv for Handler {
             }
             .await;
             match result {
-                Ok(_) => gen::DeleteKeyResponse { success: true, error: None, error_code: None },
-                Err(e) => gen::DeleteKeyResponse { success: false, error: msg(&e), error_code: code(&e) },
+                Ok(_) => gen::DeleteKeyResponse {
+                    success: true,
+                    error: None,
+                    error_code: None,
+                },
+                Err(e) => gen::DeleteKeyResponse {
+                    success: false,
+                    error: msg(&e),
+                    error_code: code(&e),
+                },
             }
         })
         .await
@@ -402,11 +454,17 @@ impl TransactionalKv for Handler {
         .await
     }
 
-    async fn snapshot_get(&self, req: gen::SnapshotReadRequest) -> Reply<gen::SnapshotReadResponse> {
+    async fn snapshot_get(
+        &self,
+        req: gen::SnapshotReadRequest,
+    ) -> Reply<gen::SnapshotReadResponse> {
         self.snapshot_read(req).await
     }
 
-    async fn snapshot_get_range(&self, req: gen::SnapshotGetRangeRequest) -> Reply<gen::GetRangeResponse> {
+    async fn snapshot_get_range(
+        &self,
+        req: gen::SnapshotGetRangeRequest,
+    ) -> Reply<gen::GetRangeResponse> {
         self.timed(async {
             let fields = RangeFields {
                 begin_key: req.begin_key.as_ref(),
@@ -420,7 +478,9 @@ impl TransactionalKv for Handler {
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 let version = wire_version("read_version", req.read_version)?;
-                self.service.get_range(&cf, fields.spec()?, Some(version)).await
+                self.service
+                    .get_range(&cf, fields.spec()?, Some(version))
+                    .await
             }
             .await;
             range_response(result)
@@ -428,7 +488,10 @@ impl TransactionalKv for Handler {
         .await
     }
 
-    async fn add_read_conflict(&self, _req: gen::AddReadConflictRequest) -> Reply<gen::AddReadConflictResponse> {
+    async fn add_read_conflict(
+        &self,
+        _req: gen::AddReadConflictRequest,
+    ) -> Reply<gen::AddReadConflictResponse> {
         Ok(gen::AddReadConflictResponse {
             success: false,
             error: Some(legacy(
@@ -453,7 +516,10 @@ impl TransactionalKv for Handler {
         })
     }
 
-    async fn set_read_version(&self, _req: gen::SetReadVersionRequest) -> Reply<gen::SetReadVersionResponse> {
+    async fn set_read_version(
+        &self,
+        _req: gen::SetReadVersionRequest,
+    ) -> Reply<gen::SetReadVersionResponse> {
         Ok(gen::SetReadVersionResponse {
             success: false,
             error: Some(legacy(
@@ -491,8 +557,16 @@ impl TransactionalKv for Handler {
             }
             .await;
             match result {
-                Ok(key) => gen::SetVersionstampedKeyResponse { generated_key: Bytes::from(key), success: true, error: None },
-                Err(e) => gen::SetVersionstampedKeyResponse { generated_key: Bytes::new(), success: false, error: msg(&e) },
+                Ok(key) => gen::SetVersionstampedKeyResponse {
+                    generated_key: Bytes::from(key),
+                    success: true,
+                    error: None,
+                },
+                Err(e) => gen::SetVersionstampedKeyResponse {
+                    generated_key: Bytes::new(),
+                    success: false,
+                    error: msg(&e),
+                },
             }
         })
         .await
@@ -511,14 +585,25 @@ impl TransactionalKv for Handler {
             }
             .await;
             match result {
-                Ok(value) => gen::SetVersionstampedValueResponse { generated_value: Bytes::from(value), success: true, error: None },
-                Err(e) => gen::SetVersionstampedValueResponse { generated_value: Bytes::new(), success: false, error: msg(&e) },
+                Ok(value) => gen::SetVersionstampedValueResponse {
+                    generated_value: Bytes::from(value),
+                    success: true,
+                    error: None,
+                },
+                Err(e) => gen::SetVersionstampedValueResponse {
+                    generated_value: Bytes::new(),
+                    success: false,
+                    error: msg(&e),
+                },
             }
         })
         .await
     }
 
-    async fn set_fault_injection(&self, req: gen::FaultInjectionRequest) -> Reply<gen::FaultInjectionResponse> {
+    async fn set_fault_injection(
+        &self,
+        req: gen::FaultInjectionRequest,
+    ) -> Reply<gen::FaultInjectionResponse> {
         let result = (|| {
             let fault_type = text("fault_type", &req.fault_type)?;
             let target = req
@@ -536,8 +621,14 @@ impl TransactionalKv for Handler {
             )
         })();
         Ok(match result {
-            Ok(()) => gen::FaultInjectionResponse { success: true, error: None },
-            Err(e) => gen::FaultInjectionResponse { success: false, error: msg(&e) },
+            Ok(()) => gen::FaultInjectionResponse {
+                success: true,
+                error: None,
+            },
+            Err(e) => gen::FaultInjectionResponse {
+                success: false,
+                error: msg(&e),
+            },
         })
     }
 
@@ -549,7 +640,10 @@ impl TransactionalKv for Handler {
         })
     }
 
-    async fn get_cluster_health(&self, _req: gen::GetClusterHealthRequest) -> Reply<gen::GetClusterHealthResponse> {
+    async fn get_cluster_health(
+        &self,
+        _req: gen::GetClusterHealthRequest,
+    ) -> Reply<gen::GetClusterHealthResponse> {
         let cluster = self.service.cluster();
         let uptime = self.service.uptime();
         let nodes: Vec<_> = cluster
@@ -584,10 +678,14 @@ impl TransactionalKv for Handler {
         })
     }
 
-    async fn get_database_stats(&self, req: gen::GetDatabaseStatsRequest) -> Reply<gen::GetDatabaseStatsResponse> {
+    async fn get_database_stats(
+        &self,
+        req: gen::GetDatabaseStatsRequest,
+    ) -> Reply<gen::GetDatabaseStatsResponse> {
         let stats = self.service.stats();
         let engine = self.service.engine_stats();
-        let load = |c: &std::sync::atomic::AtomicU64| to_i64(c.load(std::sync::atomic::Ordering::Relaxed));
+        let load =
+            |c: &std::sync::atomic::AtomicU64| to_i64(c.load(std::sync::atomic::Ordering::Relaxed));
         let detailed = req.include_detailed_stats.unwrap_or(false);
         Ok(gen::GetDatabaseStatsResponse {
             success: true,
@@ -596,11 +694,12 @@ impl TransactionalKv for Handler {
                 total_size_bytes: to_i64(engine.size_bytes),
                 write_operations_count: load(&stats.writes),
                 read_operations_count: load(&stats.reads),
-                average_response_time_ms: stats.average_response_ms().into(),
+                average_response_time_ms: stats.average_response_ms(),
                 active_transactions: stats.active.load(std::sync::atomic::Ordering::Relaxed),
                 committed_transactions: load(&stats.committed),
                 aborted_transactions: load(&stats.aborted),
-                cache_hit_rate_percent: detailed.then(|| to_i64(engine.cache_hit_rate_percent.unwrap_or(0))),
+                cache_hit_rate_percent: detailed
+                    .then(|| to_i64(engine.cache_hit_rate_percent.unwrap_or(0))),
                 compaction_pending_bytes: detailed.then(|| to_i64(engine.compaction_pending_bytes)),
             }),
             error: None,
@@ -609,16 +708,27 @@ impl TransactionalKv for Handler {
 
     async fn get_node_info(&self, req: gen::GetNodeInfoRequest) -> Reply<gen::GetNodeInfoResponse> {
         let cluster = self.service.cluster();
-        let wanted = req.node_id.map_or(Some(cluster.this_node), |id| u64::try_from(id).ok());
+        let wanted = req
+            .node_id
+            .map_or(Some(cluster.this_node), |id| u64::try_from(id).ok());
         Ok(match wanted.and_then(|id| self.member(&cluster, id)) {
-            Some(node) => gen::GetNodeInfoResponse { success: true, node_info: Some(node), error: None },
+            Some(node) => gen::GetNodeInfoResponse {
+                success: true,
+                node_info: Some(node),
+                error: None,
+            },
             None => gen::GetNodeInfoResponse {
                 success: false,
                 node_info: None,
                 error: Some(FastStr::from(format!(
                     "INVALID_ARGUMENT: node_id: no member with id {} (members: {})",
                     req.node_id.unwrap_or_default(),
-                    cluster.members.iter().map(|m| m.id.to_string()).collect::<Vec<_>>().join(", ")
+                    cluster
+                        .members
+                        .iter()
+                        .map(|m| m.id.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))),
             },
         })

@@ -23,7 +23,7 @@ use toml::{Table, Value};
 use super::{split_endpoint, Config, ConfigError, Mode, Origin};
 
 /// `DOLMEN_*` variables that are read by the binary, not by [`Config::load`], which skips them.
-pub const PASSTHROUGH_ENV: &[&str] = &["DOLMEN_CONFIG", "DOLMEN_LOG"];
+pub const PASSTHROUGH_ENV: &[&str] = &["DOLMEN_CONFIG", "DOLMEN_LOG", "DOLMEN_ADDR", "DOLMEN_BIN"];
 
 /// The prefix of every Dolmen environment variable.
 const ENV_PREFIX: &str = "DOLMEN_";
