@@ -41,6 +41,9 @@ mod checked;
 mod scanner;
 #[cfg(test)]
 mod test_util;
+mod unknown_method;
+
+pub use self::unknown_method::{MaybeUnknown, UnknownMethodService};
 
 use std::{any::Any, io};
 

@@ -4,9 +4,9 @@
 use bytes::Bytes;
 use pilota::{
     thrift::{
-        new_protocol_exception, ProtocolExceptionKind, TAsyncInputProtocol, TInputProtocol,
-        TLengthProtocol, TMessageIdentifier, TOutputProtocol, TStructIdentifier, TType,
-        ThriftException,
+        new_application_exception, new_protocol_exception, ApplicationExceptionKind,
+        ProtocolExceptionKind, TAsyncInputProtocol, TInputProtocol, TLengthProtocol,
+        TMessageIdentifier, TOutputProtocol, TStructIdentifier, TType, ThriftException,
     },
     FastStr,
 };
@@ -159,8 +159,15 @@ impl EntryMessage for TestRequest {
 
     fn decode<T: TInputProtocol>(
         p: &mut T,
-        _msg_ident: &TMessageIdentifier,
+        msg_ident: &TMessageIdentifier,
     ) -> Result<Self, ThriftException> {
+        // As generated code does for a name the IDL lacks: fail before reading the arguments.
+        if msg_ident.name.starts_with("noSuch") {
+            return Err(new_application_exception(
+                ApplicationExceptionKind::UNKNOWN_METHOD,
+                format!("unknown method {}", msg_ident.name),
+            ));
+        }
         let mut out = Self::default();
         p.read_struct_begin()?;
         loop {
