@@ -22,6 +22,8 @@ run: build
 	$(DOLMEN) serve --config dolmen.example.toml
 
 test: deps
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 

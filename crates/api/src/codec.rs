@@ -45,14 +45,17 @@ mod unknown_method;
 
 pub use self::unknown_method::{MaybeUnknown, UnknownMethodService};
 
-use std::{any::Any, io};
+use std::{any::Any, io, sync::Arc};
 
 use bytes::{Buf, Bytes, BytesMut};
 use pilota::thrift::{
     new_protocol_exception, ApplicationException, Message, ProtocolExceptionKind, TInputProtocol,
     TMessageType, ThriftException,
 };
-use tokio::io::{AsyncBufReadExt, AsyncRead};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncRead},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use volo::{
     context::{Context as _, Role},
     util::buf_reader::BufReader,
@@ -110,15 +113,37 @@ pub type SafeCodec = DefaultMakeCodec<SafeMakeCodec>;
 /// // volo_thrift::server::Server::new(service).make_codec(codec).run(addr).await?;
 /// # let _ = codec;
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct SafeMakeCodec {
     limits: SafeCodecLimits,
+    /// One permit per open connection, when connections are capped.
+    connections: Option<ConnectionCap>,
+}
+
+/// Caps open connections: each connection's decoder holds a permit until the connection ends.
+#[derive(Debug, Clone)]
+struct ConnectionCap {
+    permits: Arc<Semaphore>,
+    max: usize,
 }
 
 impl SafeMakeCodec {
     /// A codec factory enforcing `limits`.
     pub fn new(limits: SafeCodecLimits) -> Self {
-        Self { limits }
+        Self {
+            limits,
+            connections: None,
+        }
+    }
+
+    /// Caps open connections at `max`: a connection beyond it gets a protocol error naming
+    /// the limit on its first request and is closed.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.connections = Some(ConnectionCap {
+            permits: Arc::new(Semaphore::new(max)),
+            max,
+        });
+        self
     }
 
     /// The limits this codec enforces.
@@ -140,7 +165,15 @@ impl MakeZeroCopyCodec for SafeMakeCodec {
         // Replies are ours, not untrusted input: they are only bounded by what a frame length
         // can express. `FramedEncoder` frames on the client role, or when `HasFramed` is set.
         let encoder = FramedEncoder::new(ThriftCodec::default(), i32::MAX);
-        (encoder, SafeDecoder::new(self.limits))
+        let mut decoder = SafeDecoder::new(self.limits);
+        if let Some(cap) = &self.connections {
+            // Held by the decoder, so released when volo drops the connection.
+            decoder.permit = match cap.permits.clone().try_acquire_owned() {
+                Ok(permit) => Permit::Held(permit),
+                Err(_) => Permit::Refused { max: cap.max },
+            };
+        }
+        (encoder, decoder)
     }
 }
 
@@ -150,6 +183,19 @@ pub struct SafeDecoder {
     limits: SafeCodecLimits,
     /// Reused between messages to keep its small allocations.
     scanner: Scanner,
+    /// This connection's place under the connection cap.
+    permit: Permit,
+}
+
+/// A connection's standing under [`SafeMakeCodec::with_max_connections`].
+#[derive(Debug)]
+enum Permit {
+    /// No cap is configured.
+    Unlimited,
+    /// Counted against the cap until dropped.
+    Held(#[allow(dead_code, reason = "held for its Drop")] OwnedSemaphorePermit),
+    /// The cap was reached when the connection opened.
+    Refused { max: usize },
 }
 
 /// How the message on the wire is framed.
@@ -172,6 +218,7 @@ impl SafeDecoder {
         Self {
             limits,
             scanner: Scanner::new(limits),
+            permit: Permit::Unlimited,
         }
     }
 
@@ -349,6 +396,12 @@ impl ZeroCopyDecoder for SafeDecoder {
         cx: &mut Cx,
         reader: &mut BufReader<R>,
     ) -> Result<Option<ThriftMessage<Msg>>, ThriftException> {
+        if let Permit::Refused { max } = self.permit {
+            return Err(new_protocol_exception(
+                ProtocolExceptionKind::Unknown,
+                format!("UNAVAILABLE: the server has max_connections={max} open; retry later"),
+            ));
+        }
         let read = self.read_message(cx, reader).await;
         cx.stats_mut().record_read_end_at();
         let Some((mut bytes, wire_len)) = read? else {
@@ -1017,7 +1070,7 @@ mod tests {
         };
         let make = SafeMakeCodec::new(limits);
         assert_eq!(make.limits(), limits);
-        let _codec: SafeCodec = DefaultMakeCodec::new(make);
+        let _codec: SafeCodec = DefaultMakeCodec::new(make.clone());
         let _same: SafeCodec = make.into_codec();
         assert_eq!(
             SafeMakeCodec::default().limits(),

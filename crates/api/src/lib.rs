@@ -27,19 +27,24 @@ mod generated {
 pub use generated::kvstore_gen::kvstore as gen;
 
 /// Serves `handler` on `listener` with the hardened codec until `shutdown` resolves, then
-/// drains in-flight requests and returns.
+/// drains in-flight requests and returns. At most `max_connections` are served at once; a call
+/// to an unknown method gets an `UNKNOWN_METHOD` exception and the connection stays usable.
 pub async fn serve<H>(
     listener: tokio::net::TcpListener,
     handler: H,
     limits: SafeCodecLimits,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), String>
 where
     H: gen::TransactionalKv + Send + Sync + 'static,
 {
-    gen::TransactionalKvServer::new(handler)
+    let service =
+        codec::UnknownMethodService::new(gen::TransactionalKvServer::from_handler(handler));
+    type Request = codec::MaybeUnknown<gen::TransactionalKvRequestRecv>;
+    volo_thrift::server::Server::<_, _, Request, _, _>::new(service)
         .make_codec(volo_thrift::codec::default::DefaultMakeCodec::new(
-            SafeMakeCodec::new(limits),
+            SafeMakeCodec::new(limits).with_max_connections(max_connections),
         ))
         .run(ShutdownIncoming::new(listener, shutdown))
         .await

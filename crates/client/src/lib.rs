@@ -76,7 +76,10 @@ impl std::fmt::Debug for Client {
 fn server_error(error: Option<FastStr>, code: Option<FastStr>) -> Error {
     Error::Server {
         code: code.map(|c| c.to_string()),
-        message: error.map_or_else(|| "request failed without a message".into(), |e| e.to_string()),
+        message: error.map_or_else(
+            || "request failed without a message".into(),
+            |e| e.to_string(),
+        ),
     }
 }
 
@@ -183,7 +186,10 @@ impl Client {
         match resp.error {
             Some(error) => Err(server_error(Some(error), None)),
             None => Ok((
-                resp.key_values.into_iter().map(|kv| (kv.key, kv.value)).collect(),
+                resp.key_values
+                    .into_iter()
+                    .map(|kv| (kv.key, kv.value))
+                    .collect(),
                 resp.has_more,
             )),
         }
@@ -222,7 +228,12 @@ impl Client {
 
     /// Commits `ops` (default column family) atomically if none of `conflict_keys` was written
     /// after `read_version`; returns the commit version.
-    pub async fn commit(&self, read_version: i64, ops: &[Op], conflict_keys: &[Vec<u8>]) -> Result<i64, Error> {
+    pub async fn commit(
+        &self,
+        read_version: i64,
+        ops: &[Op],
+        conflict_keys: &[Vec<u8>],
+    ) -> Result<i64, Error> {
         let operations = ops
             .iter()
             .map(|op| match op {
@@ -245,7 +256,10 @@ impl Client {
             .atomic_commit(gen::AtomicCommitRequest {
                 read_version,
                 operations,
-                read_conflict_keys: conflict_keys.iter().map(|k| Bytes::copy_from_slice(k)).collect(),
+                read_conflict_keys: conflict_keys
+                    .iter()
+                    .map(|k| Bytes::copy_from_slice(k))
+                    .collect(),
                 ..Default::default()
             })
             .await

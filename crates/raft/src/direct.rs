@@ -16,8 +16,8 @@ use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::replicator::{
-    Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError,
-    ReadGate, Replicator, Role,
+    Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
+    Replicator, Role,
 };
 
 /// Tuning of the standalone replicator.
@@ -207,7 +207,11 @@ impl ReadGate for Direct {
         Box::pin(async move { Ok(version) })
     }
 
-    fn wait_applied(&self, version: Version, timeout: Duration) -> BoxFuture<'_, Result<(), ReadError>> {
+    fn wait_applied(
+        &self,
+        version: Version,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), ReadError>> {
         let mut applied = self.applied.clone();
         Box::pin(async move {
             let wait = tokio::time::timeout(timeout, applied.wait_for(|v| *v >= version));
@@ -267,14 +271,22 @@ mod tests {
         let mut versions = Vec::new();
         for t in tasks {
             let applied = t.await.unwrap();
-            assert_eq!(applied.outcome, Outcome::Committed { version: applied.version });
+            assert_eq!(
+                applied.outcome,
+                Outcome::Committed {
+                    version: applied.version
+                }
+            );
             versions.push(applied.version);
         }
         versions.sort_unstable();
         versions.dedup();
         assert_eq!(versions, (1..=200).collect::<Vec<_>>());
         assert_eq!(direct.read_version().await.unwrap(), 200);
-        assert!(direct.wait_applied(500, Duration::from_millis(20)).await.is_err());
+        assert!(direct
+            .wait_applied(500, Duration::from_millis(20))
+            .await
+            .is_err());
         direct.shutdown();
         drop(direct);
         let again = Direct::start(open(), options).unwrap();

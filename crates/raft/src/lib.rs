@@ -12,6 +12,6 @@ mod replicator;
 
 pub use direct::{Direct, DirectOptions};
 pub use replicator::{
-    Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError,
-    ReadGate, Replicator, Role,
+    Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
+    Replicator, Role,
 };

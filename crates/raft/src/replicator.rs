@@ -79,7 +79,11 @@ pub trait ReadGate: Send + Sync + 'static {
     fn read_version(&self) -> BoxFuture<'_, Result<Version, ReadError>>;
 
     /// Waits until `version` is applied on this node, at most `timeout`.
-    fn wait_applied(&self, version: Version, timeout: Duration) -> BoxFuture<'_, Result<(), ReadError>>;
+    fn wait_applied(
+        &self,
+        version: Version,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), ReadError>>;
 
     /// The version applied on this node right now (no barrier).
     fn applied_version(&self) -> Version;

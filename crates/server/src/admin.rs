@@ -70,26 +70,91 @@ async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     let is_leader = cluster.leader == Some(cluster.this_node);
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
     };
     let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed).to_string();
-    metric("dolmen_reads_total", "counter", "Read requests served.", load(&stats.reads));
-    metric("dolmen_writes_total", "counter", "Write requests served.", load(&stats.writes));
-    metric("dolmen_commits_total", "counter", "Transactions committed.", load(&stats.committed));
-    metric("dolmen_aborts_total", "counter", "Transactions not committed (conflict, too old, fault, timeout).", load(&stats.aborted));
-    metric("dolmen_active_commits", "gauge", "atomicCommit calls in flight.", stats.active.load(Ordering::Relaxed).to_string());
-    metric("dolmen_request_duration_avg_ms", "gauge", "Mean request duration since start.", format!("{:.3}", stats.average_response_ms()));
-    metric("dolmen_applied_version", "gauge", "Version of the last applied command.", engine.applied_version.to_string());
-    metric("dolmen_mvcc_horizon", "gauge", "MVCC retention horizon.", engine.horizon.to_string());
-    metric("dolmen_live_keys", "gauge", "User keys whose newest version is a value.", engine.live_keys.to_string());
-    metric("dolmen_db_size_bytes", "gauge", "SST files and memtables of data and meta.", engine.size_bytes.to_string());
-    metric("dolmen_compaction_pending_bytes", "gauge", "RocksDB's estimate of bytes awaiting compaction.", engine.compaction_pending_bytes.to_string());
-    metric("dolmen_is_leader", "gauge", "1 when this node orders writes.", u8::from(is_leader).to_string());
-    metric("dolmen_term", "gauge", "Current replication term.", cluster.term.to_string());
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        out,
-    )
+    metric(
+        "dolmen_reads_total",
+        "counter",
+        "Read requests served.",
+        load(&stats.reads),
+    );
+    metric(
+        "dolmen_writes_total",
+        "counter",
+        "Write requests served.",
+        load(&stats.writes),
+    );
+    metric(
+        "dolmen_commits_total",
+        "counter",
+        "Transactions committed.",
+        load(&stats.committed),
+    );
+    metric(
+        "dolmen_aborts_total",
+        "counter",
+        "Transactions not committed (conflict, too old, fault, timeout).",
+        load(&stats.aborted),
+    );
+    metric(
+        "dolmen_active_commits",
+        "gauge",
+        "atomicCommit calls in flight.",
+        stats.active.load(Ordering::Relaxed).to_string(),
+    );
+    metric(
+        "dolmen_request_duration_avg_ms",
+        "gauge",
+        "Mean request duration since start.",
+        format!("{:.3}", stats.average_response_ms()),
+    );
+    metric(
+        "dolmen_applied_version",
+        "gauge",
+        "Version of the last applied command.",
+        engine.applied_version.to_string(),
+    );
+    metric(
+        "dolmen_mvcc_horizon",
+        "gauge",
+        "MVCC retention horizon.",
+        engine.horizon.to_string(),
+    );
+    metric(
+        "dolmen_live_keys",
+        "gauge",
+        "User keys whose newest version is a value.",
+        engine.live_keys.to_string(),
+    );
+    metric(
+        "dolmen_db_size_bytes",
+        "gauge",
+        "SST files and memtables of data and meta.",
+        engine.size_bytes.to_string(),
+    );
+    metric(
+        "dolmen_compaction_pending_bytes",
+        "gauge",
+        "RocksDB's estimate of bytes awaiting compaction.",
+        engine.compaction_pending_bytes.to_string(),
+    );
+    metric(
+        "dolmen_is_leader",
+        "gauge",
+        "1 when this node orders writes.",
+        u8::from(is_leader).to_string(),
+    );
+    metric(
+        "dolmen_term",
+        "gauge",
+        "Current replication term.",
+        cluster.term.to_string(),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
 async fn status(State(service): State<Arc<Service>>) -> impl IntoResponse {

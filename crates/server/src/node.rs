@@ -92,8 +92,7 @@ pub async fn run(
         path: data_dir.join("db"),
         column_families: config.database.column_families.clone(),
         write_buffer_size_mb: usize::try_from(config.rocksdb.write_buffer_size_mb).unwrap_or(64),
-        max_write_buffer_number: i32::try_from(config.rocksdb.max_write_buffer_number)
-            .unwrap_or(4),
+        max_write_buffer_number: i32::try_from(config.rocksdb.max_write_buffer_number).unwrap_or(4),
         block_cache_size_mb: usize::try_from(config.rocksdb.block_cache_size_mb).unwrap_or(512),
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open(&engine_options))
@@ -101,8 +100,14 @@ pub async fn run(
         .map_err(|e| NodeError::Runtime(format!("opening the database panicked: {e}")))??;
     let engine = Arc::new(engine);
 
-    let thrift_listener = bind("Thrift client API", &config.server.host, config.server.port).await?;
-    let admin_listener = bind("admin HTTP API", &config.server.host, config.server.admin_port).await?;
+    let thrift_listener =
+        bind("Thrift client API", &config.server.host, config.server.port).await?;
+    let admin_listener = bind(
+        "admin HTTP API",
+        &config.server.host,
+        config.server.admin_port,
+    )
+    .await?;
     let bound = Bound {
         thrift: local_addr(&thrift_listener)?,
         admin: local_addr(&admin_listener)?,
@@ -164,6 +169,7 @@ pub async fn run(
         thrift_listener,
         service.clone(),
         config.server.max_message_bytes,
+        config.server.max_connections,
         stopped(stop_rx.clone()),
     ));
 
@@ -178,7 +184,10 @@ pub async fn run(
     let _ = stop_tx.send(true);
     // Stop accepting, let in-flight requests finish (the Thrift server drains connections).
     let thrift_result = match ended_early {
-        Some(res) => Err(format!("the Thrift server stopped unexpectedly: {res:?}")),
+        // volo's server also listens for SIGTERM/SIGINT/SIGHUP and drains on its own: a clean
+        // return is a graceful stop, not a failure.
+        Some(Ok(result)) => result,
+        Some(Err(join)) => Err(format!("the Thrift server task failed: {join}")),
         None => thrift.await.map_err(|e| e.to_string()).and_then(|r| r),
     };
     let _ = admin.await;
@@ -260,7 +269,8 @@ async fn gc_job(engine: Arc<Engine>, interval: Duration, stop: impl Future<Outpu
             continue;
         }
         let engine = engine.clone();
-        let slice = tokio::task::spawn_blocking(move || engine.collect_garbage(KEYS_PER_SLICE)).await;
+        let slice =
+            tokio::task::spawn_blocking(move || engine.collect_garbage(KEYS_PER_SLICE)).await;
         match slice {
             Ok(Ok(report)) => {
                 if report.wrapped {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolmen_engine::{
-    check_key, Command, Engine, EngineStats, Mutation, Outcome, RangePage, RangeSpec,
-    Transaction, Version, VERSIONSTAMP_LEN,
+    check_key, Command, Engine, EngineStats, Mutation, Outcome, RangePage, RangeSpec, Transaction,
+    Version, VERSIONSTAMP_LEN,
 };
 use dolmen_raft::{ClusterView, ReadGate, Replicator};
 
@@ -172,7 +172,9 @@ impl Service {
         // A range may walk many keys: keep it off the async worker threads.
         tokio::task::spawn_blocking(move || engine.get_range(&cf, &spec, version))
             .await
-            .map_err(|e| ServiceError::new(ErrorCode::Unavailable, format!("range read failed: {e}")))?
+            .map_err(|e| {
+                ServiceError::new(ErrorCode::Unavailable, format!("range read failed: {e}"))
+            })?
             .map_err(Into::into)
     }
 
@@ -181,7 +183,11 @@ impl Service {
     // ----------------------------------------------------------------------------------------
 
     /// Commits `tx` atomically; returns the commit version.
-    pub async fn commit(&self, tx: Transaction, timeout: Duration) -> Result<Version, ServiceError> {
+    pub async fn commit(
+        &self,
+        tx: Transaction,
+        timeout: Duration,
+    ) -> Result<Version, ServiceError> {
         self.commit_as(tx, timeout, Target::Commit).await
     }
 
@@ -257,7 +263,12 @@ impl Service {
     }
 
     /// Writes one key at a new version (no conflict check).
-    pub async fn set(&self, cf: &str, key: Vec<u8>, value: Vec<u8>) -> Result<Version, ServiceError> {
+    pub async fn set(
+        &self,
+        cf: &str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    ) -> Result<Version, ServiceError> {
         let tx = Self::single(Mutation::Set {
             cf: cf.to_owned(),
             key,

@@ -27,13 +27,21 @@ pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     max_message_bytes: usize,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let limits = SafeCodecLimits {
         max_message_bytes,
         ..SafeCodecLimits::default()
     };
-    dolmen_api::serve(listener, Handler { service }, limits, shutdown).await
+    dolmen_api::serve(
+        listener,
+        Handler { service },
+        limits,
+        max_connections,
+        shutdown,
+    )
+    .await
 }
 
 /// Implements the generated `TransactionalKv` trait over the service core.
