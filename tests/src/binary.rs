@@ -26,7 +26,7 @@ pub fn dolmen_bin() -> PathBuf {
     };
     assert!(
         path.is_file(),
-        "dolmen binary not found at {}: build it first: cargo build --bin dolmen \
+        "dolmen binary not found at {}: build it first: make build (or cargo build --workspace --all-targets) \
          (or point DOLMEN_BIN at it)",
         path.display()
     );

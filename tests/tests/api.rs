@@ -6,7 +6,7 @@
 //! cluster. Suites keep their keys under a unique namespace ([`fresh_ns`]) unless their doc says they
 //! need an empty column family.
 //!
-//! Run: `cargo build --bin dolmen && cargo test -p dolmen-tests` (`DOLMEN_BIN=<path>` picks
+//! Run: `make test`, or `cargo build --workspace --all-targets && cargo test --workspace` (`DOLMEN_BIN=<path>` picks
 //! another binary; `DOLMEN_TEST_KEEP=1` keeps each node's temp dir with its `server.log`).
 
 use std::net::SocketAddr;
@@ -2826,3 +2826,41 @@ fn suite_concurrent_clients(c: &dyn TestCluster, connect: Connector) {
         "expected all 800 concurrent writes visible"
     );
 }
+
+/// `[server] max_connections`: a connection beyond the cap is refused with an error and closed;
+/// connections within it keep working, and closing one frees its place.
+fn suite_max_connections(c: &dyn TestCluster, connect: Connector) {
+    let addr = connect.endpoint(c);
+    let ns = fresh_ns("maxconn");
+    let mut first = connect.connect(addr);
+    let mut second = connect.connect(addr);
+    first.must_set(&key(&ns, b"a"), b"1");
+    second.must_set(&key(&ns, b"b"), b"2");
+    {
+        let mut third = connect.connect(addr);
+        let refused = third.get(GetRequest::new(key(&ns, b"a"), None));
+        assert!(
+            refused.is_err(),
+            "a third connection with max_connections=2 must be refused, got {refused:?}"
+        );
+    }
+    assert_found(&mut first, &key(&ns, b"b"), b"2");
+    drop(second);
+    // The server notices the close asynchronously: retry a bounded number of times.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut again = connect.connect(addr);
+        match again.get(GetRequest::new(key(&ns, b"a"), None)) {
+            Ok(r) => {
+                assert!(r.found, "expected the value written before: {r:?}");
+                break;
+            }
+            Err(e) => assert!(
+                Instant::now() < deadline,
+                "a freed connection slot was not reused within 10 s: {e:?}"
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+standalone!(max_connections => suite_max_connections, Standalone::builder().set("server", "max_connections", 2));
