@@ -397,6 +397,10 @@ impl ZeroCopyDecoder for SafeDecoder {
         reader: &mut BufReader<R>,
     ) -> Result<Option<ThriftMessage<Msg>>, ThriftException> {
         if let Permit::Refused { max } = self.permit {
+            // Read the request first, so the refusal is framed the way the client frames.
+            if self.read_message(cx, reader).await?.is_none() {
+                return Ok(None);
+            }
             return Err(new_protocol_exception(
                 ProtocolExceptionKind::Unknown,
                 format!("UNAVAILABLE: the server has max_connections={max} open; retry later"),
