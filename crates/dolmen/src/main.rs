@@ -148,17 +148,16 @@ fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     let node_id = config.node_id();
-    let result = runtime.block_on(dolmen_server::node::run(
-        config,
-        shutdown_signal(),
-        |bound| {
-            // The one line tests and scripts wait for (docs/CONTRACTS.md).
-            println!(
-                "dolmen ready: node={node_id} thrift={} admin={}",
-                bound.thrift, bound.admin
-            );
-        },
-    ));
+    let node = dolmen_server::node::run(config, shutdown_signal(), |bound| {
+        // The one line tests and scripts wait for (docs/CONTRACTS.md).
+        println!(
+            "dolmen ready: node={node_id} thrift={} admin={}",
+            bound.thrift, bound.admin
+        );
+    });
+    // Every log line of the node's main task carries its id.
+    let span = tracing::info_span!("node", id = node_id);
+    let result = runtime.block_on(tracing::Instrument::instrument(node, span));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
