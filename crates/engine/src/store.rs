@@ -689,6 +689,13 @@ struct Applier<'e> {
 }
 
 impl Applier<'_> {
+    /// The `data` prefix of a column family `commit` already checked exists.
+    fn prefix(&self, cf: &str) -> Result<&[u8], StorageError> {
+        self.engine
+            .prefix(cf)
+            .map_err(|e| StorageError::Corrupt(format!("column family checked at commit: {e}")))
+    }
+
     fn apply(&mut self, version: Version, command: &Command) -> Result<Outcome, StorageError> {
         match command {
             Command::Noop => Ok(Outcome::Applied),
@@ -798,10 +805,7 @@ impl Applier<'_> {
         version: Version,
     ) -> Result<(), StorageError> {
         let was_live = self.latest(cf, key)?.is_some_and(|p| p.live);
-        let prefix = self
-            .engine
-            .prefix(cf)
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let prefix = self.prefix(cf)?;
         let encoded = match value {
             Some(v) => {
                 let mut out = Vec::with_capacity(v.len() + 1);
@@ -832,10 +836,7 @@ impl Applier<'_> {
         if let Some(p) = self.overlay.get(&(cf.to_owned(), key.to_vec())) {
             return Ok(Some(*p));
         }
-        let prefix = self
-            .engine
-            .prefix(cf)
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let prefix = self.prefix(cf)?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_end(prefix, key));
         let mut iter = self
@@ -875,10 +876,7 @@ impl Applier<'_> {
         if let Some(((_, key), _)) = pending {
             return Ok(Some(key.clone()));
         }
-        let prefix = self
-            .engine
-            .prefix(&range.cf)
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let prefix = self.prefix(&range.cf)?;
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_start(prefix, &range.end));
         let mut iter = self
@@ -906,10 +904,7 @@ impl Applier<'_> {
         if begin >= end {
             return Ok(Vec::new());
         }
-        let prefix = self
-            .engine
-            .prefix(cf)
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+        let prefix = self.prefix(cf)?;
         let mut live: BTreeMap<Vec<u8>, bool> = BTreeMap::new();
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_start(prefix, end));

@@ -84,7 +84,23 @@ fn now_micros() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
-/// WIRE §3 range fields, with defaults applied.
+/// The WIRE §3 range fields of a `getRange` or `snapshotGetRange` request (the two share field
+/// names, not a type).
+macro_rules! range_fields {
+    ($req:expr) => {
+        RangeFields {
+            begin_key: $req.begin_key.as_ref(),
+            end_key: $req.end_key.as_ref(),
+            begin_offset: $req.begin_offset,
+            begin_or_equal: $req.begin_or_equal,
+            end_offset: $req.end_offset,
+            end_or_equal: $req.end_or_equal,
+            limit: $req.limit,
+        }
+    };
+}
+
+/// WIRE §3 range fields as sent; `spec()` applies the defaults.
 struct RangeFields<'a> {
     begin_key: Option<&'a Bytes>,
     end_key: Option<&'a Bytes>,
@@ -443,15 +459,7 @@ impl TransactionalKv for Handler {
 
     async fn get_range(&self, req: gen::GetRangeRequest) -> Reply<gen::GetRangeResponse> {
         self.timed(async {
-            let fields = RangeFields {
-                begin_key: req.begin_key.as_ref(),
-                end_key: req.end_key.as_ref(),
-                begin_offset: req.begin_offset,
-                begin_or_equal: req.begin_or_equal,
-                end_offset: req.end_offset,
-                end_or_equal: req.end_or_equal,
-                limit: req.limit,
-            };
+            let fields = range_fields!(req);
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 self.service.get_range(&cf, fields.spec()?, None).await
@@ -474,15 +482,7 @@ impl TransactionalKv for Handler {
         req: gen::SnapshotGetRangeRequest,
     ) -> Reply<gen::GetRangeResponse> {
         self.timed(async {
-            let fields = RangeFields {
-                begin_key: req.begin_key.as_ref(),
-                end_key: req.end_key.as_ref(),
-                begin_offset: req.begin_offset,
-                begin_or_equal: req.begin_or_equal,
-                end_offset: req.end_offset,
-                end_or_equal: req.end_or_equal,
-                limit: req.limit,
-            };
+            let fields = range_fields!(req);
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 let version = wire_version("read_version", req.read_version)?;
