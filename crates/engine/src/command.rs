@@ -30,6 +30,22 @@ pub enum Command {
     Noop,
 }
 
+/// A one-line summary for logs (Raft's `AppData` requires `Display`); never the payload bytes.
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Commit(txn) => write!(
+                f,
+                "commit({} mutations, {} conflict ranges)",
+                txn.mutations.len(),
+                txn.read_conflicts.len()
+            ),
+            Command::Compact { horizon } => write!(f, "compact(horizon {horizon})"),
+            Command::Noop => f.write_str("noop"),
+        }
+    }
+}
+
 /// A transaction as committed: FoundationDB's model, checked at apply.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transaction {

@@ -7,10 +7,14 @@
 //!   service ──read_version()────▶ dyn ReadGate   ──▶ Direct: the applied version
 //! ```
 
+mod codec;
 mod direct;
+pub mod log_store;
 mod replicator;
+pub mod types;
 
 pub use direct::{Direct, DirectOptions};
+pub use log_store::LogStore;
 pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role,

@@ -1,0 +1,251 @@
+//! Byte encodings of what the log store persists: entries, log ids and votes.
+//!
+//! **Interim format (`0x80`).** docs/replication.md §2 chooses protobuf (`dolmen.raft.v1`,
+//! format byte `0x01`) for `raft_log` values, which needs the proto, `build.rs` and the vendored
+//! protoc (build-order slice 1). This slice ships the log store without that codegen, so values
+//! use a small explicitly versioned encoding instead: a leading format byte `0x80` (distinct from
+//! the protobuf format's `0x01`, so the protobuf codec can keep reading these values or refuse
+//! them by name), fixed big-endian integers for log ids and votes, and the engine `Command` as
+//! serde JSON (which, like protobuf, ignores unknown struct fields). Replace it with the protobuf
+//! codec before any cluster stores data that must survive an upgrade.
+//!
+//! ```text
+//! entry   = 0x80 ‖ be64 term ‖ be64 node_id ‖ be64 index ‖ tag ‖ body
+//!   tag 0 = blank (no body) · 1 = normal (JSON Command) · 2 = membership (below)
+//! membership = be32 n ‖ n × (be32 m ‖ m × be64 id) ‖ be32 k ‖ k × (be64 id ‖ 3 × str)
+//! str     = be32 len ‖ utf-8
+//! log id  = 0x80 ‖ be64 term ‖ be64 node_id ‖ be64 index
+//! vote    = 0x80 ‖ be64 term ‖ be64 node_id ‖ u8 committed
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use openraft::impls::leader_id_adv::LeaderId;
+
+use crate::types::{Entry, EntryPayload, LogId, Membership, NodeAddr, Vote};
+use crate::NodeId;
+
+/// The format byte of every value written by this module.
+pub const FORMAT_INTERIM: u8 = 0x80;
+
+const TAG_BLANK: u8 = 0;
+const TAG_NORMAL: u8 = 1;
+const TAG_MEMBERSHIP: u8 = 2;
+
+/// A corrupt or unknown stored value; openraft turns it into a fatal storage error.
+fn corrupt(what: &str, detail: impl std::fmt::Display) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("corrupt {what}: {detail}"),
+    )
+}
+
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_be_bytes());
+}
+
+fn put_u32(out: &mut Vec<u8>, v: usize) -> io::Result<()> {
+    let v = u32::try_from(v).map_err(|_| io::Error::other(format!("length {v} exceeds u32")))?;
+    out.extend_from_slice(&v.to_be_bytes());
+    Ok(())
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
+    put_u32(out, s.len())?;
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_log_id(out: &mut Vec<u8>, id: &LogId) {
+    put_u64(out, id.leader_id.term);
+    put_u64(out, id.leader_id.node_id);
+    put_u64(out, id.index);
+}
+
+/// Reads a value front to back; every read names the value kind on failure.
+struct Reader<'a> {
+    what: &'static str,
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    /// Checks the format byte and starts after it.
+    fn new(what: &'static str, bytes: &'a [u8]) -> io::Result<Self> {
+        match bytes.split_first() {
+            Some((&FORMAT_INTERIM, rest)) => Ok(Self { what, rest }),
+            Some((format, _)) => Err(corrupt(
+                what,
+                format_args!("unknown format byte {format:#04x}"),
+            )),
+            None => Err(corrupt(what, "empty value")),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> io::Result<&'a [u8]> {
+        if self.rest.len() < n {
+            return Err(corrupt(
+                self.what,
+                format_args!("needs {n} more bytes, has {}", self.rest.len()),
+            ));
+        }
+        let (head, tail) = self.rest.split_at(n);
+        self.rest = tail;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> io::Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> io::Result<usize> {
+        let b = self.take(4)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    }
+
+    fn u64(&mut self) -> io::Result<u64> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(b))
+    }
+
+    fn str(&mut self) -> io::Result<String> {
+        let len = self.u32()?;
+        let what = self.what;
+        String::from_utf8(self.take(len)?.to_vec()).map_err(|e| corrupt(what, e))
+    }
+
+    fn log_id(&mut self) -> io::Result<LogId> {
+        let term = self.u64()?;
+        let node_id = self.u64()?;
+        let index = self.u64()?;
+        Ok(LogId {
+            leader_id: LeaderId { term, node_id },
+            index,
+        })
+    }
+
+    fn finish(self) -> io::Result<()> {
+        if self.rest.is_empty() {
+            Ok(())
+        } else {
+            Err(corrupt(
+                self.what,
+                format_args!("{} trailing bytes", self.rest.len()),
+            ))
+        }
+    }
+}
+
+/// Encodes a log entry as a `raft_log` value.
+pub fn encode_entry(entry: &Entry) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    put_log_id(&mut out, &entry.log_id);
+    match &entry.payload {
+        EntryPayload::Blank => out.push(TAG_BLANK),
+        EntryPayload::Normal(command) => {
+            out.push(TAG_NORMAL);
+            serde_json::to_writer(&mut out, command).map_err(io::Error::other)?;
+        }
+        EntryPayload::Membership(membership) => {
+            out.push(TAG_MEMBERSHIP);
+            let configs = membership.get_joint_config();
+            put_u32(&mut out, configs.len())?;
+            for config in configs {
+                put_u32(&mut out, config.len())?;
+                for id in config {
+                    put_u64(&mut out, *id);
+                }
+            }
+            let nodes: Vec<_> = membership.nodes().collect();
+            put_u32(&mut out, nodes.len())?;
+            for (id, addr) in nodes {
+                put_u64(&mut out, *id);
+                put_str(&mut out, &addr.client_addr)?;
+                put_str(&mut out, &addr.peer_addr)?;
+                put_str(&mut out, &addr.admin_addr)?;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Decodes a `raft_log` value written by [`encode_entry`].
+pub fn decode_entry(bytes: &[u8]) -> io::Result<Entry> {
+    let mut r = Reader::new("raft_log entry", bytes)?;
+    let log_id = r.log_id()?;
+    let payload = match r.u8()? {
+        TAG_BLANK => EntryPayload::Blank,
+        TAG_NORMAL => {
+            let command = serde_json::from_slice(r.rest).map_err(|e| corrupt(r.what, e))?;
+            r.rest = &[];
+            EntryPayload::Normal(command)
+        }
+        TAG_MEMBERSHIP => {
+            let mut configs = Vec::new();
+            for _ in 0..r.u32()? {
+                let mut config = BTreeSet::new();
+                for _ in 0..r.u32()? {
+                    config.insert(r.u64()?);
+                }
+                configs.push(config);
+            }
+            let mut nodes: BTreeMap<NodeId, NodeAddr> = BTreeMap::new();
+            for _ in 0..r.u32()? {
+                let id = r.u64()?;
+                let addr = NodeAddr {
+                    client_addr: r.str()?,
+                    peer_addr: r.str()?,
+                    admin_addr: r.str()?,
+                };
+                nodes.insert(id, addr);
+            }
+            let membership = Membership::new(configs, nodes).map_err(|e| corrupt(r.what, e))?;
+            EntryPayload::Membership(membership)
+        }
+        tag => return Err(corrupt(r.what, format_args!("unknown payload tag {tag}"))),
+    };
+    r.finish()?;
+    Ok(Entry { log_id, payload })
+}
+
+/// Encodes a log id (`raft_state` `committed` and `last_purged`).
+pub fn encode_log_id(id: &LogId) -> Vec<u8> {
+    let mut out = vec![FORMAT_INTERIM];
+    put_log_id(&mut out, id);
+    out
+}
+
+/// Decodes a value written by [`encode_log_id`].
+pub fn decode_log_id(bytes: &[u8]) -> io::Result<LogId> {
+    let mut r = Reader::new("log id", bytes)?;
+    let id = r.log_id()?;
+    r.finish()?;
+    Ok(id)
+}
+
+/// Encodes a vote (`raft_state` `vote`).
+pub fn encode_vote(vote: &Vote) -> Vec<u8> {
+    let mut out = vec![FORMAT_INTERIM];
+    put_u64(&mut out, vote.leader_id.term);
+    put_u64(&mut out, vote.leader_id.node_id);
+    out.push(u8::from(vote.committed));
+    out
+}
+
+/// Decodes a value written by [`encode_vote`].
+pub fn decode_vote(bytes: &[u8]) -> io::Result<Vote> {
+    let mut r = Reader::new("vote", bytes)?;
+    let term = r.u64()?;
+    let node_id = r.u64()?;
+    let committed = match r.u8()? {
+        0 => false,
+        1 => true,
+        other => return Err(corrupt(r.what, format_args!("committed flag {other}"))),
+    };
+    r.finish()?;
+    Ok(Vote {
+        leader_id: LeaderId { term, node_id },
+        committed,
+    })
+}

@@ -1,0 +1,41 @@
+//! The openraft type configuration for Dolmen (docs/replication.md §2): log payload = engine
+//! `Command`, node id = `deployment.instance_id`, node = `NodeAddr`. Every openraft type used by
+//! the crate is named here, so an openraft upgrade starts in this file.
+
+use crate::NodeId;
+
+openraft::declare_raft_types!(
+    /// Dolmen's Raft type configuration.
+    pub DolmenRaft:
+        D            = dolmen_engine::Command,
+        R            = crate::Applied, // the `client_write` response: { version, outcome }
+        NodeId       = u64,
+        Node         = NodeAddr,
+        // Set explicitly: the macro's default, `impls::TokioRuntime`, is deprecated in 0.10.
+        AsyncRuntime = openraft_rt_tokio::TokioRuntime,
+);
+
+/// The only Raft group (docs/replication.md invariant 16).
+pub const GROUP_ID: u64 = 0;
+
+/// A member's addresses; after `initialize` the Raft membership is the address book.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeAddr {
+    /// The Thrift client address (for `NOT_LEADER` and diagnostics).
+    pub client_addr: String,
+    /// The peer gRPC address.
+    pub peer_addr: String,
+    /// The admin HTTP address; empty when unknown.
+    pub admin_addr: String,
+}
+
+/// A log id: `(term, node_id, index)`.
+pub type LogId = openraft::LogId<openraft::impls::leader_id_adv::LeaderId<u64, NodeId>>;
+/// A vote: leader id plus whether it is committed.
+pub type Vote = openraft::impls::Vote<openraft::impls::leader_id_adv::LeaderId<u64, NodeId>>;
+/// A log entry.
+pub type Entry = <DolmenRaft as openraft::RaftTypeConfig>::Entry;
+/// A log entry's payload.
+pub type EntryPayload = openraft::EntryPayload<dolmen_engine::Command, NodeId, NodeAddr>;
+/// A membership (joint configs plus the address book).
+pub type Membership = openraft::Membership<NodeId, NodeAddr>;
