@@ -11,6 +11,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Weak};
 
 use dolmen_engine::{Engine, CF_RAFT_LOG, CF_RAFT_STATE};
@@ -83,7 +84,7 @@ impl SyncRequest {
 ///
 /// It holds the database weakly so that dropping the last store and engine closes RocksDB; the
 /// thread ends when the last `LogStore` clone (the last sender) is dropped.
-fn run_log_sync(db: Weak<DB>, requests: mpsc::Receiver<SyncRequest>) {
+fn run_log_sync(db: Weak<DB>, requests: mpsc::Receiver<SyncRequest>, fsyncs: Arc<AtomicU64>) {
     while let Ok(first) = requests.recv() {
         // Group commit: every request queued so far shares this one fsync. Each request was
         // queued after its write returned, so the fsync below covers all of their writes.
@@ -91,7 +92,10 @@ fn run_log_sync(db: Weak<DB>, requests: mpsc::Receiver<SyncRequest>) {
         group.extend(requests.try_iter());
         let result = match db.upgrade() {
             // Durability: entries and votes are on disk only once this returns Ok.
-            Some(db) => db.flush_wal(true).map_err(|e| e.to_string()),
+            Some(db) => {
+                fsyncs.fetch_add(1, Ordering::Relaxed);
+                db.flush_wal(true).map_err(|e| e.to_string())
+            }
             None => Err("database closed before the log was synced".to_owned()),
         };
         if let Err(e) = &result {
@@ -115,6 +119,8 @@ pub struct LogStore {
     db: Arc<DB>,
     /// Queue of the `log-sync` thread.
     sync: mpsc::Sender<SyncRequest>,
+    /// WAL fsyncs issued by the `log-sync` thread (entries per fsync is the write throughput).
+    fsyncs: Arc<AtomicU64>,
 }
 
 impl LogStore {
@@ -125,10 +131,17 @@ impl LogStore {
         cf(&db, CF_RAFT_STATE)?;
         let (sync, requests) = mpsc::channel();
         let weak = Arc::downgrade(&db);
+        let fsyncs = Arc::new(AtomicU64::new(0));
+        let counter = Arc::clone(&fsyncs);
         std::thread::Builder::new()
             .name("log-sync".to_owned())
-            .spawn(move || run_log_sync(weak, requests))?;
-        Ok(Self { db, sync })
+            .spawn(move || run_log_sync(weak, requests, counter))?;
+        Ok(Self { db, sync, fsyncs })
+    }
+
+    /// How many WAL fsyncs this store's `log-sync` thread has issued (for metrics and tests).
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
     }
 
     fn enqueue_sync(&self, request: SyncRequest) -> io::Result<()> {
@@ -519,6 +532,30 @@ mod tests {
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
+    #[tokio::test]
+    async fn log_store_group_commit_shares_one_fsync() {
+        // Requests queued before the log-sync loop looks are all completed by one fsync.
+        let dir = tempfile::tempdir().unwrap();
+        let (engine, _store) = open(&dir);
+        let (tx, requests) = mpsc::channel();
+        let mut waiters = Vec::new();
+        for _ in 0..200 {
+            let (done, waiter) = tokio::sync::oneshot::channel();
+            tx.send(SyncRequest::Waiter(done)).unwrap();
+            waiters.push(waiter);
+        }
+        drop(tx);
+        let fsyncs = Arc::new(AtomicU64::new(0));
+        let (db, counter) = (Arc::downgrade(engine.db()), Arc::clone(&fsyncs));
+        std::thread::spawn(move || run_log_sync(db, requests, counter))
+            .join()
+            .unwrap();
+        for waiter in waiters {
+            waiter.await.unwrap().unwrap();
+        }
+        assert_eq!(fsyncs.load(Ordering::Relaxed), 1);
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn log_store_concurrent_flushes_all_complete() {
         // Many callbacks queued at once: each completes after a shared fsync.
@@ -536,5 +573,7 @@ mod tests {
         }
         let mut store = store;
         assert_eq!(indexes(&mut store).await, (1..=50).collect::<Vec<_>>());
+        let fsyncs = store.fsync_count();
+        assert!((1..=50).contains(&fsyncs), "{fsyncs} fsyncs for 50 appends");
     }
 }
