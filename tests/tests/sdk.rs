@@ -83,6 +83,10 @@ async fn sdk_get_range_merges_buffered_writes() {
     // Paging: a limit smaller than the deletions still fills up.
     let two = tx.get_range(b"r/c", b"r/z", 1).await.unwrap();
     assert_eq!(two, vec![kv("r/f", "old")]);
+    // An empty or inverted range reads nothing and the commit still goes through.
+    assert!(tx.get_range(b"r/z", b"r/a", 0).await.unwrap().is_empty());
+    tx.clear_range(b"r/z", b"r/a");
+    tx.commit().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

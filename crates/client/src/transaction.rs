@@ -273,7 +273,8 @@ impl Transaction {
                     }
                     let local: Vec<(Vec<u8>, Option<Vec<u8>>)> = o
                         .keys
-                        .range(begin.to_vec()..end.to_vec())
+                        .iter()
+                        .filter(|(k, _)| begin <= k.as_slice() && k.as_slice() < end)
                         .map(|(k, v)| (k.clone(), v.clone()))
                         .collect();
                     (local, o.clears.clone())
@@ -340,7 +341,9 @@ impl Transaction {
             Some((k, _)) if truncated => key_after(k),
             _ => end.to_vec(),
         };
-        self.add_read_conflict_range(begin, &conflict_end);
+        if begin < conflict_end.as_slice() {
+            self.add_read_conflict_range(begin, &conflict_end);
+        }
         Ok(out)
     }
 
@@ -386,14 +389,9 @@ impl Transaction {
         self.overlay_mut(|o| {
             o.unreadable
                 .retain(|k| !(begin <= k.as_slice() && k.as_slice() < end));
-            let inside: Vec<Vec<u8>> = o
-                .keys
-                .range(begin.to_vec()..end.to_vec())
-                .map(|(k, _)| k.clone())
-                .collect();
-            for k in inside {
-                o.keys.remove(&k);
-            }
+            // (`retain`, not `BTreeMap::range`: the latter panics on an inverted range.)
+            o.keys
+                .retain(|k, _| !(begin <= k.as_slice() && k.as_slice() < end));
             o.clears.push((begin.to_vec(), end.to_vec()));
         });
     }
