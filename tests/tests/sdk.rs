@@ -176,6 +176,27 @@ async fn sdk_idempotent_commit_applies_once() {
     assert_eq!(first, second);
     assert_eq!(decode(db.begin().get(b"idem").await.unwrap()).unwrap(), 1);
 
+    // The retry loop after an unknown outcome: the transaction runs again with the same token,
+    // and the server returns the first outcome instead of applying the second run.
+    let tx = db.begin();
+    tx.set(b"idem2", b"first");
+    let first = tx.commit().await.unwrap();
+    tx.reset_for_retry(true);
+    tx.set(b"idem2", b"second");
+    assert_eq!(tx.commit().await.unwrap(), first);
+    assert_eq!(
+        db.begin().get(b"idem2").await.unwrap(),
+        Some(b"first".to_vec())
+    );
+    // After a known outcome the retry takes a new token and applies.
+    tx.reset_for_retry(false);
+    tx.set(b"idem2", b"third");
+    assert!(tx.commit().await.unwrap().version > first.version);
+    assert_eq!(
+        db.begin().get(b"idem2").await.unwrap(),
+        Some(b"third".to_vec())
+    );
+
     // A later transaction gets a fresh token and applies normally.
     let next = db
         .transact(|tx| async move {
