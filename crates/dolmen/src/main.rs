@@ -33,7 +33,7 @@ enum Command {
     Delete(terminal::DeleteArgs),
     /// List a key range.
     Range(terminal::RangeArgs),
-    /// Load generator: throughput and latency of setKey/get/atomicCommit.
+    /// Load generator: throughput and latency of YCSB-style workloads, transactions and scans.
     Bench(bench::BenchArgs),
 }
 
