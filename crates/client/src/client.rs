@@ -50,6 +50,28 @@ fn server_error(error: Option<FastStr>, code: Option<FastStr>) -> Error {
     )
 }
 
+/// A point read's answer: the value when found, the server's error otherwise.
+fn found_value(error: Option<FastStr>, found: bool, value: Bytes) -> Result<Option<Bytes>, Error> {
+    match error {
+        Some(error) => Err(server_error(Some(error), None)),
+        None => Ok(found.then_some(value)),
+    }
+}
+
+/// A range read's answer: the pairs and whether more keys follow, or the server's error.
+fn range_page(resp: gen::GetRangeResponse) -> Result<(Vec<(Bytes, Bytes)>, bool), Error> {
+    match resp.error {
+        Some(error) => Err(server_error(Some(error), None)),
+        None => Ok((
+            resp.key_values
+                .into_iter()
+                .map(|kv| (kv.key, kv.value))
+                .collect(),
+            resp.has_more,
+        )),
+    }
+}
+
 impl Client {
     /// A client for the node at `addr` (connections are opened lazily and pooled).
     pub fn new(addr: SocketAddr, timeout: Duration) -> Self {
@@ -89,10 +111,7 @@ impl Client {
             })
             .await
             .map_err(|e| self.transport(e))?;
-        match resp.error {
-            Some(error) => Err(server_error(Some(error), None)),
-            None => Ok(resp.found.then_some(resp.value)),
-        }
+        found_value(resp.error, resp.found, resp.value)
     }
 
     /// Writes `value` at `key` in `cf`.
@@ -150,16 +169,7 @@ impl Client {
             })
             .await
             .map_err(|e| self.transport(e))?;
-        match resp.error {
-            Some(error) => Err(server_error(Some(error), None)),
-            None => Ok((
-                resp.key_values
-                    .into_iter()
-                    .map(|kv| (kv.key, kv.value))
-                    .collect(),
-                resp.has_more,
-            )),
-        }
+        range_page(resp)
     }
 
     /// A linearizable read version.
@@ -178,19 +188,7 @@ impl Client {
 
     /// The value of `key` (default column family) as of `version`.
     pub async fn snapshot_get(&self, key: &[u8], version: i64) -> Result<Option<Bytes>, Error> {
-        let resp = self
-            .inner
-            .snapshot_read(gen::SnapshotReadRequest {
-                key: Bytes::copy_from_slice(key),
-                read_version: version,
-                column_family: None,
-            })
-            .await
-            .map_err(|e| self.transport(e))?;
-        match resp.error {
-            Some(error) => Err(server_error(Some(error), None)),
-            None => Ok(resp.found.then_some(resp.value)),
-        }
+        self.snapshot_read("default", key, version).await
     }
 
     /// Commits `ops` (default column family) atomically if none of `conflict_keys` was written
@@ -254,10 +252,7 @@ impl Client {
             })
             .await
             .map_err(|e| self.transport(e))?;
-        match resp.error {
-            Some(error) => Err(server_error(Some(error), None)),
-            None => Ok(resp.found.then_some(resp.value)),
-        }
+        found_value(resp.error, resp.found, resp.value)
     }
 
     /// Keys of `cf` in `[begin, end)` as of `version` (`snapshotGetRange`), after `begin` itself
@@ -283,16 +278,7 @@ impl Client {
             })
             .await
             .map_err(|e| self.transport(e))?;
-        match resp.error {
-            Some(error) => Err(server_error(Some(error), None)),
-            None => Ok((
-                resp.key_values
-                    .into_iter()
-                    .map(|kv| (kv.key, kv.value))
-                    .collect(),
-                resp.has_more,
-            )),
-        }
+        range_page(resp)
     }
 
     /// Sends one `atomicCommit` as built by the caller; a `success=false` answer becomes
