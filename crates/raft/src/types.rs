@@ -39,3 +39,12 @@ pub type Entry = <DolmenRaft as openraft::RaftTypeConfig>::Entry;
 pub type EntryPayload = openraft::EntryPayload<dolmen_engine::Command, NodeId, NodeAddr>;
 /// A membership (joint configs plus the address book).
 pub type Membership = openraft::Membership<NodeId, NodeAddr>;
+
+/// A snapshot's bytes: one file in the node's snapshot directory (docs/replication.md §5).
+/// Built from a consistent RocksDB snapshot, streamed to followers in chunks, never held whole
+/// in memory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotFile {
+    /// Where the file is.
+    pub path: std::path::PathBuf,
+}
