@@ -10,11 +10,16 @@
 mod codec;
 mod direct;
 pub mod log_store;
+mod raft_node;
+mod raft_replicator;
 mod replicator;
 pub mod types;
 
 pub use direct::{Direct, DirectOptions};
 pub use log_store::LogStore;
+pub use raft_node::{InitOutcome, MemberStatus, RaftNode, RaftNodeError, RaftNodeOptions, RaftStatus};
+pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
+pub use types::NodeAddr;
 pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role,
