@@ -11,6 +11,8 @@ mod codec;
 mod direct;
 pub mod log_store;
 mod replicator;
+pub mod snapshot;
+pub mod state_machine;
 pub mod types;
 
 pub use direct::{Direct, DirectOptions};
@@ -19,3 +21,5 @@ pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role,
 };
+pub use snapshot::{SnapshotDir, SnapshotReader, SnapshotStats};
+pub use state_machine::{SnapshotBuilder, StateMachine};
