@@ -13,6 +13,8 @@ pub mod log_store;
 mod raft_node;
 mod raft_replicator;
 mod replicator;
+pub mod snapshot;
+pub mod state_machine;
 pub mod types;
 
 pub use direct::{Direct, DirectOptions};
@@ -24,3 +26,5 @@ pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role,
 };
+pub use snapshot::{SnapshotDir, SnapshotReader, SnapshotStats};
+pub use state_machine::{SnapshotBuilder, StateMachine};
