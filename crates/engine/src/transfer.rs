@@ -242,11 +242,6 @@ impl Engine {
         let applied = read(keys::META_APPLIED_VERSION)?;
         let horizon = read(keys::META_HORIZON)?;
         let live_keys = read(keys::META_LIVE_KEYS)?;
-        if horizon > applied {
-            return Err(StorageError::Corrupt(format!(
-                "restored horizon {horizon} is above the restored applied version {applied}"
-            )));
-        }
         self.applied.store(applied, Ordering::SeqCst);
         self.horizon.store(horizon, Ordering::SeqCst);
         self.live_keys.store(live_keys, Ordering::SeqCst);

@@ -141,8 +141,8 @@ fn an_interrupted_restore_leaves_its_marker_and_a_redo_completes() {
         let half = records.len() / 2;
         let failing = records
             .iter()
-            .cloned()
             .take(half)
+            .cloned()
             .map(Ok)
             .chain(std::iter::once(Err(io::Error::other("disk gone"))));
         let err = dst.restore(b"snapshots/3.snap", failing).unwrap_err();

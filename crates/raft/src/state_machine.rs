@@ -222,9 +222,11 @@ impl StateMachine {
         })
         .await?;
         self.applied_tx.send_replace(last.index);
+        let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
         for (index, position, responder) in responders {
+            // Blank, membership and index-0 entries change nothing: `Applied`.
             let outcome = position
-                .and_then(|p| outcomes.get(p).cloned())
+                .and_then(|p| outcomes.get_mut(p).and_then(Option::take))
                 .unwrap_or(Outcome::Applied);
             if let Some(responder) = responder {
                 responder.send(Applied {
