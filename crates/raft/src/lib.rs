@@ -10,6 +10,7 @@
 mod codec;
 mod direct;
 pub mod log_store;
+pub mod network;
 mod replicator;
 pub mod types;
 
