@@ -45,7 +45,7 @@ impl Channels {
         }
     }
 
-    pub(crate) fn options(&self) -> &NetworkOptions {
+    pub(crate) fn options(&self) -> &Arc<NetworkOptions> {
         &self.options
     }
 

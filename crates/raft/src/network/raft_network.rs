@@ -76,7 +76,7 @@ impl GrpcNetworkFactory {
             target,
             addr: node.peer_addr.clone(),
             client: self.channels.client(&node.peer_addr),
-            options: Arc::new(self.channels.options().clone()),
+            options: Arc::clone(self.channels.options()),
             faults: self.faults.clone(),
         }
     }
