@@ -1,5 +1,6 @@
-//! Byte encodings of what the log store and the state machine persist: entries, log ids,
-//! votes, stored memberships and snapshot metas.
+//! Byte encodings of what the log store and the state machine persist (entries, log ids,
+//! votes, stored memberships, snapshot metas) and of what the peer transport carries besides
+//! (memberships, engine commands and outcomes).
 //!
 //! **Interim format (`0x80`).** docs/replication.md §2 chooses protobuf (`dolmen.raft.v1`,
 //! format byte `0x01`) for `raft_log` values, which needs the proto, `build.rs` and the vendored
@@ -20,11 +21,15 @@
 //! stored membership = 0x80 ‖ opt_log_id ‖ membership
 //! snapshot meta     = 0x80 ‖ opt_log_id (last log id) ‖ opt_log_id ‖ membership (last membership)
 //! opt_log_id = u8 0 (none) | u8 1 ‖ be64 term ‖ be64 node_id ‖ be64 index
+//! membership value = 0x80 ‖ membership
+//! command = 0x80 ‖ JSON Command
+//! outcome = 0x80 ‖ JSON Outcome
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
+use dolmen_engine::{Command, Outcome};
 use openraft::impls::leader_id_adv::LeaderId;
 
 use openraft::type_config::alias::{SnapshotMetaOf, StoredMembershipOf};
@@ -79,6 +84,7 @@ fn put_opt_log_id(out: &mut Vec<u8>, id: Option<&LogId>) {
     }
 }
 
+/// Writes the `membership` body: joint configs, then the address book.
 fn put_membership(out: &mut Vec<u8>, membership: &Membership) -> io::Result<()> {
     let configs = membership.get_joint_config();
     put_u32(out, configs.len())?;
@@ -172,6 +178,7 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads the `membership` body shared by entries and [`encode_membership`].
     fn membership(&mut self) -> io::Result<Membership> {
         let mut configs = Vec::new();
         for _ in 0..self.u32()? {
@@ -192,6 +199,11 @@ impl<'a> Reader<'a> {
             nodes.insert(id, addr);
         }
         Membership::new(configs, nodes).map_err(|e| corrupt(self.what, e))
+    }
+
+    /// Takes everything left (a JSON body).
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.rest)
     }
 
     fn finish(self) -> io::Result<()> {
@@ -231,9 +243,7 @@ pub fn decode_entry(bytes: &[u8]) -> io::Result<Entry> {
     let payload = match r.u8()? {
         TAG_BLANK => EntryPayload::Blank,
         TAG_NORMAL => {
-            let command = serde_json::from_slice(r.rest).map_err(|e| corrupt(r.what, e))?;
-            r.rest = &[];
-            EntryPayload::Normal(command)
+            EntryPayload::Normal(serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))?)
         }
         TAG_MEMBERSHIP => EntryPayload::Membership(r.membership()?),
         tag => return Err(corrupt(r.what, format_args!("unknown payload tag {tag}"))),
@@ -325,11 +335,51 @@ pub fn decode_snapshot_meta(bytes: &[u8]) -> io::Result<SnapshotMeta> {
         last_log_id,
         last_membership: StoredMembership::new(membership_log_id, membership),
     })
+/// Encodes a membership on its own (snapshot metadata on the wire).
+pub fn encode_membership(membership: &Membership) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    put_membership(&mut out, membership)?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_membership`].
+pub fn decode_membership(bytes: &[u8]) -> io::Result<Membership> {
+    let mut r = Reader::new("membership", bytes)?;
+    let membership = r.membership()?;
+    r.finish()?;
+    Ok(membership)
+}
+
+/// Encodes an engine command (a forwarded write), with the body entries use.
+pub fn encode_command(command: &Command) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    serde_json::to_writer(&mut out, command).map_err(io::Error::other)?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_command`].
+pub fn decode_command(bytes: &[u8]) -> io::Result<Command> {
+    let mut r = Reader::new("command", bytes)?;
+    serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))
+}
+
+/// Encodes an engine outcome (the answer to a forwarded write).
+pub fn encode_outcome(outcome: &Outcome) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    serde_json::to_writer(&mut out, outcome).map_err(io::Error::other)?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_outcome`].
+pub fn decode_outcome(bytes: &[u8]) -> io::Result<Outcome> {
+    let mut r = Reader::new("outcome", bytes)?;
+    serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dolmen_engine::{IdempotencyToken, Invalid, KeyRange, Mutation, Transaction};
 
     fn log_id(term: u64, node_id: u64, index: u64) -> LogId {
         LogId {
@@ -381,5 +431,129 @@ mod tests {
             bad.push(0);
             assert!(decode_snapshot_meta(&bad).is_err());
         }
+    }
+
+    fn addr(i: u64) -> NodeAddr {
+        NodeAddr {
+            client_addr: format!("127.0.0.1:{}", 7000 + i),
+            peer_addr: format!("127.0.0.1:{}", 8000 + i),
+            admin_addr: if i == 2 {
+                String::new()
+            } else {
+                format!("127.0.0.1:{}", 9000 + i)
+            },
+        }
+    }
+
+    fn joint_membership() -> Membership {
+        let configs = vec![BTreeSet::from([0, 1]), BTreeSet::from([1, 2])];
+        let nodes = (0..4).map(|i| (i, addr(i))).collect::<BTreeMap<_, _>>();
+        Membership::new(configs, nodes).expect("voters are all in the address book")
+    }
+
+    #[test]
+    fn membership_round_trips_and_matches_the_entry_body() {
+        let membership = joint_membership();
+        let bytes = encode_membership(&membership).expect("encodes");
+        assert_eq!(decode_membership(&bytes).expect("decodes"), membership);
+
+        // The standalone value is the entry's membership body behind the format byte.
+        let entry = Entry {
+            log_id: LogId {
+                leader_id: LeaderId {
+                    term: 3,
+                    node_id: 1,
+                },
+                index: 9,
+            },
+            payload: EntryPayload::Membership(membership),
+        };
+        let entry_bytes = encode_entry(&entry).expect("encodes");
+        assert_eq!(&entry_bytes[1 + 24 + 1..], &bytes[1..]);
+        assert_eq!(decode_entry(&entry_bytes).expect("decodes"), entry);
+    }
+
+    #[test]
+    fn membership_refuses_trailing_bytes_and_foreign_formats() {
+        let mut bytes = encode_membership(&joint_membership()).expect("encodes");
+        bytes.push(0);
+        let err = decode_membership(&bytes).expect_err("trailing byte");
+        assert!(err.to_string().contains("membership"), "{err}");
+        bytes[0] = 0x01;
+        let err = decode_membership(&bytes).expect_err("format byte");
+        assert!(err.to_string().contains("format byte 0x01"), "{err}");
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let commit = Command::Commit(Transaction {
+            read_version: Some(41),
+            mutations: vec![
+                Mutation::Set {
+                    cf: "default".into(),
+                    key: b"k".to_vec(),
+                    value: vec![0, 255, 7],
+                },
+                Mutation::Delete {
+                    cf: "default".into(),
+                    key: b"gone".to_vec(),
+                },
+                Mutation::ClearRange {
+                    cf: "other".into(),
+                    begin: b"a".to_vec(),
+                    end: b"b".to_vec(),
+                },
+                Mutation::SetVersionstampedKey {
+                    cf: "default".into(),
+                    key: vec![1; 12],
+                    value: b"v".to_vec(),
+                },
+                Mutation::SetVersionstampedValue {
+                    cf: "default".into(),
+                    key: b"vs".to_vec(),
+                    value: vec![2; 10],
+                },
+            ],
+            read_conflicts: vec![KeyRange::single("default", b"k")],
+            idempotency: Some(IdempotencyToken {
+                client_id: b"client".to_vec(),
+                sequence: 5,
+            }),
+        });
+        for command in [commit, Command::Compact { horizon: 17 }, Command::Noop] {
+            let bytes = encode_command(&command).expect("encodes");
+            assert_eq!(bytes[0], FORMAT_INTERIM);
+            assert_eq!(decode_command(&bytes).expect("decodes"), command);
+        }
+        let err = decode_command(&[FORMAT_INTERIM, b'{']).expect_err("truncated JSON");
+        assert!(err.to_string().contains("corrupt command"), "{err}");
+        let err = decode_command(&[]).expect_err("empty");
+        assert!(err.to_string().contains("empty value"), "{err}");
+    }
+
+    #[test]
+    fn outcomes_round_trip() {
+        let outcomes = [
+            Outcome::Committed { version: 12 },
+            Outcome::Conflict {
+                cf: "default".into(),
+                key: b"k".to_vec(),
+            },
+            Outcome::TooOld {
+                read_version: 3,
+                horizon: 10,
+            },
+            Outcome::Rejected(Invalid::Argument {
+                field: "key".into(),
+                problem: "too long".into(),
+            }),
+            Outcome::Applied,
+        ];
+        for outcome in outcomes {
+            let bytes = encode_outcome(&outcome).expect("encodes");
+            assert_eq!(decode_outcome(&bytes).expect("decodes"), outcome);
+        }
+        let err = decode_outcome(&[0x7f]).expect_err("foreign format");
+        assert!(err.to_string().contains("corrupt outcome"), "{err}");
     }
 }

@@ -10,6 +10,7 @@
 mod codec;
 mod direct;
 pub mod log_store;
+pub mod network;
 mod raft_node;
 mod raft_replicator;
 mod replicator;

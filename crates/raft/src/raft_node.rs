@@ -21,9 +21,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::log_store::LogStore;
-use crate::network::{self, GrpcNetworkFactory, PeerClient, ProbeInfo, RaftPeerHandler};
+use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::raft_replicator::{LeaderContact, RaftReadGate, RaftReplicator, ReadOptions, Shared};
-use crate::snapshot::{SnapshotDir, SnapshotStats};
+use crate::snapshot::SnapshotStats;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeAddr, Raft};
 use crate::NodeId;
@@ -116,6 +116,9 @@ impl RaftNode {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_interval_entries),
             max_in_snapshot_log_to_keep: options.snapshot_keep_entries,
             enable_pre_vote: Some(true),
+            // Our state machine does not fsync on apply: never trust it as a leader's restore.
+            enable_leader_restore: Some(false),
+            allow_log_reversion: Some(false),
             ..Default::default()
         }
         .validate()
@@ -123,12 +126,16 @@ impl RaftNode {
 
         let log_store = LogStore::new(&engine)?;
         let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
+        // Opening may redo an interrupted snapshot install: blocking work.
+        let (sm_engine, sm_dir) = (engine.clone(), options.snapshot_dir.clone());
         let state_machine =
-            StateMachine::open(engine.clone(), options.snapshot_dir.clone(), applied_tx)?;
+            tokio::task::spawn_blocking(move || StateMachine::open(sm_engine, sm_dir, applied_tx))
+                .await
+                .map_err(|e| RaftNodeError::Start(format!("opening the state machine: {e}")))??;
         let snapshots = state_machine.stats();
-        let incoming = SnapshotDir::open(&options.snapshot_dir)?;
-        let peers = PeerClient::new(options.node_id);
-        let network = GrpcNetworkFactory::new(options.node_id, peers.clone());
+        let incoming = state_machine.snapshot_dir();
+        let network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default());
+        let peers = network.peer_client();
         let raft = Raft::build(
             options.node_id,
             Arc::new(config),
@@ -151,6 +158,7 @@ impl RaftNode {
         raft.run();
 
         let contact = Arc::new(LeaderContact::default());
+        let shared_contact = contact.clone();
         let shared = Arc::new(Shared {
             raft: raft.clone(),
             node_id: options.node_id,
@@ -160,28 +168,23 @@ impl RaftNode {
             max_outstanding: options.max_outstanding_proposals.max(1),
             applied: applied_rx,
             reads: options.reads,
-            contact: contact.clone(),
+            contact: shared_contact,
             rpc_timeout: Duration::from_secs(10),
             election_timeout: options.election_timeout,
         });
 
         let peer_addr = peer_listener.local_addr()?;
-        let probe_raft = raft.clone();
-        let fingerprint = options.fingerprint.clone();
+        let status_raft = raft.clone();
+        let status_stats = snapshots.clone();
         let node_id = options.node_id;
-        let handler = Arc::new(RaftPeerHandler::new(
-            raft.clone(),
-            contact,
-            Arc::new(move || {
-                let metrics = probe_raft.metrics();
-                let m = metrics.borrow_watched();
-                ProbeInfo {
-                    node_id,
-                    initialized: m.membership_config.membership().voter_ids().next().is_some(),
-                    fingerprint: fingerprint.clone(),
-                }
-            }),
-        ));
+        let handler = Arc::new(
+            RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
+                .on_leader_append(Arc::new(move || contact.touch()))
+                .with_status(Arc::new(move || {
+                    let status = status_of(&status_raft, node_id, &status_stats);
+                    serde_json::to_string(&status).unwrap_or_default()
+                })),
+        );
         let (stop_peers, mut stop_rx) = watch::channel(false);
         let incoming = Arc::new(move || incoming.incoming());
         let peer_server = tokio::spawn(async move {
@@ -283,48 +286,7 @@ impl RaftNode {
 
     /// This node's Raft state, for `/status` and `dolmen cluster status`.
     pub fn status(&self) -> RaftStatus {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow_watched();
-        let index = |l: &Option<crate::types::LogId>| l.as_ref().map_or(0, |l| l.index);
-        let members = m
-            .membership_config
-            .membership()
-            .nodes()
-            .map(|(&id, addr)| MemberStatus {
-                id,
-                client_addr: addr.client_addr.clone(),
-                peer_addr: addr.peer_addr.clone(),
-                admin_addr: addr.admin_addr.clone(),
-                voter: m.membership_config.membership().voter_ids().any(|v| v == id),
-                matched: m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&id).cloned().flatten())
-                    .map(|l| l.index),
-            })
-            .collect();
-        RaftStatus {
-            node_id: self.options.node_id,
-            role: match m.state {
-                ServerState::Leader => "leader",
-                ServerState::Follower => "follower",
-                ServerState::Candidate => "candidate",
-                ServerState::Learner => "learner",
-                ServerState::Shutdown => "shutdown",
-            }
-            .to_owned(),
-            term: m.current_term,
-            leader: m.current_leader,
-            last_log: m.last_log_index.unwrap_or(0),
-            committed: index(&m.committed),
-            applied: index(&m.last_applied),
-            snapshot: index(&m.snapshot),
-            purged: index(&m.purged),
-            members,
-            snapshots_built: self.snapshots.built(),
-            snapshots_installed: self.snapshots.installed(),
-            running: m.running_state.as_ref().err().map(ToString::to_string),
-        }
+        status_of(&self.raft, self.options.node_id, &self.snapshots)
     }
 
     /// Every member's status, asked over the peer transport (`dolmen cluster status`).
@@ -340,9 +302,9 @@ impl RaftNode {
                 .probe(m.id, &m.peer_addr, Duration::from_secs(2))
                 .await
             {
-                Ok(info) => match info.status {
-                    Some(status) => NodeReport::reached(status),
-                    None => NodeReport::unreachable(m, "the node reported no status".into()),
+                Ok(info) => match serde_json::from_str::<RaftStatus>(&info.status_json) {
+                    Ok(status) => NodeReport::reached(status),
+                    Err(e) => NodeReport::unreachable(m, format!("unreadable status: {e}")),
                 },
                 Err(e) => NodeReport::unreachable(m, e.to_string()),
             }
@@ -496,5 +458,50 @@ impl NodeReport {
             health: "unreachable",
             error: Some(error),
         }
+    }
+}
+
+/// A node's Raft state from its metrics.
+fn status_of(raft: &Raft, node_id: NodeId, snapshots: &SnapshotStats) -> RaftStatus {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let index = |l: &Option<crate::types::LogId>| l.as_ref().map_or(0, |l| l.index);
+    let membership = m.membership_config.membership();
+    let members = membership
+        .nodes()
+        .map(|(&id, addr)| MemberStatus {
+            id,
+            client_addr: addr.client_addr.clone(),
+            peer_addr: addr.peer_addr.clone(),
+            admin_addr: addr.admin_addr.clone(),
+            voter: membership.voter_ids().any(|v| v == id),
+            matched: m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index),
+        })
+        .collect();
+    RaftStatus {
+        node_id,
+        role: match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        }
+        .to_owned(),
+        term: m.current_term,
+        leader: m.current_leader,
+        last_log: m.last_log_index.unwrap_or(0),
+        committed: index(&m.committed),
+        applied: index(&m.last_applied),
+        snapshot: index(&m.snapshot),
+        purged: index(&m.purged),
+        members,
+        snapshots_built: snapshots.built(),
+        snapshots_installed: snapshots.installed(),
+        running: m.running_state.as_ref().err().map(ToString::to_string),
     }
 }

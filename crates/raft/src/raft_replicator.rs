@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use dolmen_engine::{Command, Version};
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::ReadPolicy;
+use openraft::LinearizerOption;
 use openraft::async_runtime::{Instant as _, WatchReceiver};
 use openraft::ServerState;
 use tokio::sync::{watch, Semaphore};
@@ -161,6 +162,7 @@ impl Shared {
         if !self.is_leader() {
             return self.forward(command).await;
         }
+        let started = Instant::now();
         // Keep a copy only when a lost leadership can still be forwarded.
         let retry = self.forward_writes.then(|| command.clone());
         match self.raft.client_write(command).await {
@@ -169,13 +171,10 @@ impl Shared {
                 Some(command) => self.forward(command).await,
                 None => Err(self.not_leader()),
             },
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))) => {
-                Err(ProposeError::Timeout(Duration::ZERO))
-            }
+            // Appended, then lost its place or its leader: the outcome is unknown.
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))
+            | Err(RaftError::Fatal(_)) => Err(ProposeError::Timeout(started.elapsed())),
             Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(ProposeError::Unavailable(format!(
-                "the replication core stopped: {e}"
-            ))),
         }
     }
 
@@ -187,10 +186,31 @@ impl Shared {
         let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
             return Err(self.not_leader());
         };
-        let applied = self
+        let applied = match self
             .peers
-            .forward(leader, &addr.peer_addr, command, self.rpc_timeout)
-            .await?;
+            .forward(leader, &addr.peer_addr, &command, self.rpc_timeout)
+            .await
+        {
+            // The leader we knew stepped down without proposing: try the one it names, once.
+            Err(ProposeError::NotLeader {
+                leader_id: Some(next),
+                ..
+            }) if next != leader && next != self.node_id => {
+                let addr = self
+                    .raft
+                    .metrics()
+                    .borrow_watched()
+                    .membership_config
+                    .membership()
+                    .get_node(&next)
+                    .cloned()
+                    .ok_or_else(|| self.not_leader())?;
+                self.peers
+                    .forward(next, &addr.peer_addr, &command, self.rpc_timeout)
+                    .await?
+            }
+            other => other?,
+        };
         // "Resolves once applied on this node": a read that follows must see the write.
         match self.wait_applied(applied.version, self.rpc_timeout).await {
             Ok(()) => Ok(applied),
@@ -201,8 +221,10 @@ impl Shared {
     async fn read_version(&self) -> Result<Version, ReadError> {
         let barrier = match self.reads.consistency {
             ReadConsistency::Stale => return self.stale_version(),
-            ReadConsistency::Linearizable => self.barrier(ReadPolicy::ReadIndex).await,
-            ReadConsistency::Lease => self.barrier(ReadPolicy::LeaseRead).await,
+            ReadConsistency::Linearizable => self.barrier(ReadPolicy::ReadIndex.into()).await,
+            // From the lease while a quorum acknowledged recently; otherwise one heartbeat
+            // round (plain `ReadPolicy::LeaseRead` would fail instead).
+            ReadConsistency::Lease => self.barrier(LinearizerOption::new(None, true)).await,
         };
         let index = match barrier {
             Ok(index) => index,
@@ -217,7 +239,7 @@ impl Shared {
     }
 
     /// The read index: from the local leader, or from the leader over the peer transport.
-    async fn barrier(&self, policy: ReadPolicy) -> Result<Version, ProposeError> {
+    async fn barrier(&self, policy: LinearizerOption) -> Result<Version, ProposeError> {
         if self.is_leader() {
             let read = self.raft.get_read_log_id(policy).await;
             return match read {
