@@ -335,6 +335,8 @@ pub fn decode_snapshot_meta(bytes: &[u8]) -> io::Result<SnapshotMeta> {
         last_log_id,
         last_membership: StoredMembership::new(membership_log_id, membership),
     })
+}
+
 /// Encodes a membership on its own (snapshot metadata on the wire).
 pub fn encode_membership(membership: &Membership) -> io::Result<Vec<u8>> {
     let mut out = vec![FORMAT_INTERIM];

@@ -15,7 +15,8 @@ use std::time::Duration;
 use dolmen_engine::{Engine, Version};
 use openraft::error::{InitializeError, RaftError};
 use openraft::async_runtime::WatchReceiver;
-use openraft::{ServerState, SnapshotPolicy};
+use openraft::storage::RaftLogStorage;
+use openraft::{RaftLogReader, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -111,7 +112,6 @@ impl RaftNode {
             heartbeat_interval: duration_ms(options.heartbeat_interval),
             // The snapshot call's hard deadline: generous, the stream itself is bounded.
             install_snapshot_timeout: 60_000,
-            send_snapshot_timeout: 60_000,
             max_payload_entries: options.max_batch_entries.max(1),
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_interval_entries),
             max_in_snapshot_log_to_keep: options.snapshot_keep_entries,
@@ -124,7 +124,10 @@ impl RaftNode {
         .validate()
         .map_err(|e| RaftNodeError::Config(e.to_string()))?;
 
-        let log_store = LogStore::new(&engine)?;
+        let mut log_store = LogStore::new(&engine)?;
+        // Asked of storage: the Raft core cannot answer before `run`.
+        let initialized = log_store.get_log_state().await?.last_log_id.is_some()
+            || log_store.read_vote().await?.is_some();
         let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
         // Opening may redo an interrupted snapshot install: blocking work.
         let (sm_engine, sm_dir) = (engine.clone(), options.snapshot_dir.clone());
@@ -148,10 +151,6 @@ impl RaftNode {
 
         // Invariant 14: a restarted member may have granted a lease it no longer remembers;
         // it stays silent for one maximum election timeout before it may campaign or vote.
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| RaftNodeError::Start(e.to_string()))?;
         if initialized {
             tokio::time::sleep(options.election_timeout * 2).await;
         }
@@ -495,7 +494,7 @@ fn status_of(raft: &Raft, node_id: NodeId, snapshots: &SnapshotStats) -> RaftSta
         term: m.current_term,
         leader: m.current_leader,
         last_log: m.last_log_index.unwrap_or(0),
-        committed: index(&m.committed),
+        committed: index(&m.local_committed),
         applied: index(&m.last_applied),
         snapshot: index(&m.snapshot),
         purged: index(&m.purged),

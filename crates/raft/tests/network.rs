@@ -214,6 +214,7 @@ impl PeerHandler for Mock {
                 node_id: PEER,
                 initialized: true,
                 fingerprint: "cf=default,meta".to_string(),
+                status_json: r#"{"role":"leader"}"#.to_string(),
             }
         })
     }
@@ -812,7 +813,8 @@ async fn read_index_and_probe_answers_and_errors() {
         ProbeInfo {
             node_id: PEER,
             initialized: true,
-            fingerprint: "cf=default,meta".to_string()
+            fingerprint: "cf=default,meta".to_string(),
+            status_json: r#"{"role":"leader"}"#.to_string(),
         }
     );
     server.stop().await;

@@ -20,13 +20,14 @@ use std::time::Duration;
 use dolmen_engine::{Command, Engine, EngineOptions, Mutation, Outcome, Transaction};
 use dolmen_raft::log_store::LogStore;
 use dolmen_raft::state_machine::StateMachine;
-use dolmen_raft::types::{DolmenRaft, Entry, NodeAddr, Raft, SnapshotFile};
+use dolmen_raft::network::Snapshot;
+use dolmen_raft::types::{DolmenRaft, Entry, NodeAddr, Raft, SnapshotFile, Vote};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{RaftLogReader, Snapshot};
+use openraft::RaftLogReader;
 use parking_lot::Mutex;
 
 const NODES: u64 = 3;
@@ -218,8 +219,8 @@ impl RaftNetworkV2<DolmenRaft> for SimConn {
 
     async fn full_snapshot(
         &mut self,
-        vote: openraft::type_config::alias::VoteOf<DolmenRaft>,
-        snapshot: Snapshot<DolmenRaft, SnapshotFile>,
+        vote: Vote,
+        snapshot: Snapshot,
         _cancel: impl std::future::Future<Output = ReplicationClosed> + Send + 'static,
         _option: RPCOption,
     ) -> Result<SnapshotResponse<DolmenRaft>, StreamingError<DolmenRaft>> {
