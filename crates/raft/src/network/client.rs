@@ -162,13 +162,14 @@ impl PeerClient {
             command: body,
             timeout_ms: millis(timeout),
         });
-        request.set_timeout(timeout + ANSWER_GRACE);
+        request.set_timeout(timeout.saturating_add(ANSWER_GRACE));
         let gate = admit(self.faults.as_ref(), self.from, to, "Forward");
         let call = async move {
             gate.await;
             client.forward(request).await
         };
-        let response = match tokio::time::timeout(timeout + ANSWER_GRACE, call).await {
+        let response = match tokio::time::timeout(timeout.saturating_add(ANSWER_GRACE), call).await
+        {
             Err(_elapsed) => return Err(ProposeError::Timeout(start.elapsed())),
             Ok(Err(status)) if is_connect_error(&status) => {
                 return Err(unavailable(format!("not connected: {}", status.message())))
@@ -217,13 +218,14 @@ impl PeerClient {
             group_id: GROUP_ID,
             timeout_ms: millis(timeout),
         });
-        request.set_timeout(timeout + ANSWER_GRACE);
+        request.set_timeout(timeout.saturating_add(ANSWER_GRACE));
         let gate = admit(self.faults.as_ref(), self.from, to, "ReadIndex");
         let call = async move {
             gate.await;
             client.read_index(request).await
         };
-        let response = match tokio::time::timeout(timeout + ANSWER_GRACE, call).await {
+        let response = match tokio::time::timeout(timeout.saturating_add(ANSWER_GRACE), call).await
+        {
             Err(_elapsed) => return Err(ProposeError::Timeout(start.elapsed())),
             Ok(Err(status)) if is_connect_error(&status) => {
                 return Err(unavailable(format!("not connected: {}", status.message())))
