@@ -80,8 +80,8 @@ async fn status(admin: &str) -> anyhow::Result<()> {
         .and_then(|n| n.as_array())
         .context("the answer has no `nodes` list")?;
     println!(
-        "{:>4}  {:<21}  {:<10}  {:>6}  {:>10}  {:>10}  {:>10}  {:>8}  {}",
-        "node", "client", "role", "term", "last_log", "committed", "applied", "lag", "health"
+        "{:>4}  {:<21}  {:<10}  {:>6}  {:>10}  {:>10}  {:>10}  {:>8}  health",
+        "node", "client", "role", "term", "last_log", "committed", "applied", "lag"
     );
     let leader_last = answer.get("leader_last_log").and_then(|v| v.as_u64());
     for n in nodes {

@@ -180,14 +180,21 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     let leader = wait_for_leader(&args, &mut children, &logs).await?;
-    println!("Dolmen demo cluster: {NODES} nodes, data in {}", args.dir.display());
+    println!(
+        "Dolmen demo cluster: {NODES} nodes, data in {}",
+        args.dir.display()
+    );
     for i in 0..NODES {
         println!(
             "  node {i}: thrift 127.0.0.1:{}  peer 127.0.0.1:{}  admin http://127.0.0.1:{}{}",
             args.thrift_port + i,
             args.peer_port + i,
             args.admin_port + i,
-            if u64::from(i) == leader { "  (leader)" } else { "" },
+            if u64::from(i) == leader {
+                "  (leader)"
+            } else {
+                ""
+            },
         );
     }
     println!(

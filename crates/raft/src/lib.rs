@@ -20,12 +20,14 @@ pub mod types;
 
 pub use direct::{Direct, DirectOptions};
 pub use log_store::LogStore;
-pub use raft_node::{InitOutcome, MemberStatus, RaftNode, RaftNodeError, RaftNodeOptions, RaftStatus};
+pub use raft_node::{
+    InitOutcome, MemberStatus, RaftNode, RaftNodeError, RaftNodeOptions, RaftStatus,
+};
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
-pub use types::NodeAddr;
 pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role,
 };
 pub use snapshot::{SnapshotDir, SnapshotReader, SnapshotStats};
 pub use state_machine::{SnapshotBuilder, StateMachine};
+pub use types::NodeAddr;

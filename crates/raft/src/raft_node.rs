@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dolmen_engine::{Engine, Version};
-use openraft::error::{InitializeError, RaftError};
 use openraft::async_runtime::WatchReceiver;
+use openraft::error::{InitializeError, RaftError};
 use openraft::storage::RaftLogStorage;
 use openraft::{RaftLogReader, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -440,7 +440,11 @@ impl NodeReport {
             last_log: Some(s.last_log),
             committed: Some(s.committed),
             applied: Some(s.applied),
-            health: if s.running.is_none() { "healthy" } else { "unreachable" },
+            health: if s.running.is_none() {
+                "healthy"
+            } else {
+                "unreachable"
+            },
             error: s.running,
         }
     }

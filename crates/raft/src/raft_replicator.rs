@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolmen_engine::{Command, Version};
+use openraft::async_runtime::{Instant as _, WatchReceiver};
 use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
 use openraft::raft::ReadPolicy;
 use openraft::LinearizerOption;
-use openraft::async_runtime::{Instant as _, WatchReceiver};
 use openraft::ServerState;
 use tokio::sync::{watch, Semaphore};
 
@@ -128,8 +128,7 @@ impl Shared {
                 leader_addr: Some(addr.client_addr),
             },
             _ => ProposeError::Unavailable(
-                "no leader is known (an election may be in progress or a quorum is missing)"
-                    .into(),
+                "no leader is known (an election may be in progress or a quorum is missing)".into(),
             ),
         }
     }

@@ -1141,7 +1141,8 @@ mod live {
             ProbeInfo {
                 node_id: 0,
                 initialized: false,
-                fingerprint: "fp".into()
+                fingerprint: "fp".into(),
+                status_json: String::new(),
             }
         );
 

@@ -11,7 +11,7 @@
 //!
 //! The fault schedule is a pure function of the seed; thread interleavings are not (RocksDB and
 //! the log store use threads), so a failing seed reproduces its faults, not every timing.
-//! `DOLMEN_SIM_SEEDS=<n>` runs more seeds (default 6); `DOLMEN_SIM_SEED=<s>` runs one seed.
+//! `DOLMEN_SIM_SEEDS=<n>` runs more seeds (default 8); `DOLMEN_SIM_SEED=<s>` runs one seed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use dolmen_engine::{Command, Engine, EngineOptions, Mutation, Outcome, Transaction};
 use dolmen_raft::log_store::LogStore;
-use dolmen_raft::state_machine::StateMachine;
 use dolmen_raft::network::Snapshot;
+use dolmen_raft::state_machine::StateMachine;
 use dolmen_raft::types::{DolmenRaft, Entry, NodeAddr, Raft, SnapshotFile, Vote};
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
@@ -236,7 +236,9 @@ impl RaftNetworkV2<DolmenRaft> for SimConn {
             .lock()
             .get(&self.to)
             .cloned()
-            .ok_or_else(|| StreamingError::Unreachable(Unreachable::new(&std::io::Error::other("no dir"))))?;
+            .ok_or_else(|| {
+                StreamingError::Unreachable(Unreachable::new(&std::io::Error::other("no dir")))
+            })?;
         let copy = incoming.join(format!(
             "sim-{}-{}.incoming",
             self.from,
@@ -277,9 +279,9 @@ async fn start_member(id: u64, router: &Arc<Router>) -> Member {
     router.incoming.lock().insert(id, snapshots);
     let config = openraft::Config {
         cluster_name: "sim".into(),
-        election_timeout_min: 300,
-        election_timeout_max: 600,
-        heartbeat_interval: 60,
+        election_timeout_min: 150,
+        election_timeout_max: 300,
+        heartbeat_interval: 30,
         install_snapshot_timeout: 5_000,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(40),
         max_in_snapshot_log_to_keep: 5,
@@ -352,39 +354,48 @@ async fn run_seed(seed: u64) -> (u64, u64, usize) {
         .initialize(initial)
         .await
         .expect("initialize");
+    members[0]
+        .raft
+        .wait(Some(Duration::from_secs(10)))
+        .current_leader(0, "first leader")
+        .await
+        .unwrap_or_else(|e| panic!("seed {seed}: no first leader: {e}"));
     router.faults.lock().enabled = true;
 
-    // Clients: each round, try every member until one accepts the write; a partition round
-    // changes every few writes.
+    // Clients: each write tries every member until one accepts it, retrying for a while when
+    // none does (an election in progress); every few writes the partition changes.
     let mut acks: Vec<Ack> = Vec::new();
     let mut attempts = 0u64;
-    for round in 0..12u64 {
+    for round in 0..10u64 {
         router.faults.lock().repartition();
-        for i in 0..15u64 {
-            let key = format!("k{}", (round * 15 + i) % 40);
+        for i in 0..12u64 {
+            let key = format!("k{}", (round * 12 + i) % 40);
             let value = format!("s{seed}-r{round}-i{i}");
             attempts += 1;
-            for member in &members {
-                let write = member.raft.client_write(set(&key, &value));
-                match tokio::time::timeout(Duration::from_millis(400), write).await {
-                    Ok(Ok(response)) => {
-                        assert_eq!(response.data.version, response.log_id.index);
-                        assert!(
-                            matches!(response.data.outcome, Outcome::Committed { .. }),
-                            "seed {seed}: a blind set must commit, got {:?}",
-                            response.data.outcome
-                        );
-                        acks.push(Ack {
-                            key: key.clone(),
-                            value: value.clone(),
-                            version: response.data.version,
-                        });
-                        break;
+            'retry: for _ in 0..20 {
+                for member in &members {
+                    let write = member.raft.client_write(set(&key, &value));
+                    match tokio::time::timeout(Duration::from_millis(400), write).await {
+                        Ok(Ok(response)) => {
+                            assert_eq!(response.data.version, response.log_id.index);
+                            assert!(
+                                matches!(response.data.outcome, Outcome::Committed { .. }),
+                                "seed {seed}: a blind set must commit, got {:?}",
+                                response.data.outcome
+                            );
+                            acks.push(Ack {
+                                key: key.clone(),
+                                value: value.clone(),
+                                version: response.data.version,
+                            });
+                            break 'retry;
+                        }
+                        // Not leader, discarded, or slow: try the next member (the outcome of
+                        // a timed-out write is unknown; it is not counted as acknowledged).
+                        Ok(Err(_)) | Err(_) => continue,
                     }
-                    // Not leader, discarded, or slow: try the next member (the outcome of a
-                    // timed-out write is unknown; it is not counted as acknowledged).
-                    Ok(Err(_)) | Err(_) => continue,
                 }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
     }
@@ -490,7 +501,7 @@ async fn seeded_faults_never_diverge_or_lose_acknowledged_writes() {
             let n: u64 = std::env::var("DOLMEN_SIM_SEEDS")
                 .ok()
                 .and_then(|s| s.parse().ok())
-                .unwrap_or(6);
+                .unwrap_or(8);
             (1..=n).collect()
         }
     };

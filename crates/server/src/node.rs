@@ -122,9 +122,9 @@ pub async fn run(
             )
             .map_err(|e| NodeError::Runtime(format!("cannot start the writer thread: {e}")))?,
         )),
-        Mode::Replicated => {
-            Replication::Raft(Arc::new(start_raft(&config, &engine, &data_dir, bound).await?))
-        }
+        Mode::Replicated => Replication::Raft(Arc::new(
+            start_raft(&config, &engine, &data_dir, bound).await?,
+        )),
     };
     let (replicator, gate) = replication.seams();
     let service = Arc::new(Service::new(
