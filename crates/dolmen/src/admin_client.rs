@@ -19,10 +19,20 @@ pub async fn call(
     timeout: Duration,
 ) -> anyhow::Result<serde_json::Value> {
     let (status, body) = call_raw(method, addr, path, timeout).await?;
-    let json: serde_json::Value = serde_json::from_slice(&body).with_context(|| {
+    into_json(addr, path, status, &body)
+}
+
+/// Parses an admin answer; a non-2xx answer is an error carrying the server's `error` message.
+pub fn into_json(
+    addr: &str,
+    path: &str,
+    status: StatusCode,
+    body: &[u8],
+) -> anyhow::Result<serde_json::Value> {
+    let json: serde_json::Value = serde_json::from_slice(body).with_context(|| {
         format!(
             "{addr}{path} answered {status} with a body that is not JSON: {}",
-            String::from_utf8_lossy(&body)
+            String::from_utf8_lossy(body)
         )
     })?;
     if !status.is_success() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hyper::Method;
 
-use crate::admin_client::call;
+use crate::admin_client::{call_raw, into_json};
 
 /// `dolmen cluster` subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -19,12 +19,18 @@ pub enum ClusterCommand {
     Snapshot(AdminArgs),
 }
 
-/// Which node to talk to.
+/// Which nodes to talk to.
 #[derive(Debug, clap::Args)]
 pub struct AdminArgs {
-    /// A node's admin HTTP address (host:port).
-    #[arg(long, default_value = "127.0.0.1:9190", env = "DOLMEN_ADMIN")]
-    pub admin: String,
+    /// Admin HTTP addresses (host:port, comma-separated); the first one that answers is used.
+    #[arg(
+        long = "endpoints",
+        visible_alias = "admin",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9190",
+        env = "DOLMEN_ADMIN"
+    )]
+    pub endpoints: Vec<String>,
 }
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,9 +49,9 @@ pub fn run(command: ClusterCommand) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match command {
-            ClusterCommand::Init(a) => init(&a.admin).await,
-            ClusterCommand::Status(a) => status(&a.admin).await,
-            ClusterCommand::Snapshot(a) => snapshot(&a.admin).await,
+            ClusterCommand::Init(a) => init(&a.endpoints).await,
+            ClusterCommand::Status(a) => status(&a.endpoints).await,
+            ClusterCommand::Snapshot(a) => snapshot(&a.endpoints).await,
         }
     });
     match result {
@@ -57,8 +63,24 @@ pub fn run(command: ClusterCommand) -> ExitCode {
     }
 }
 
-async fn init(admin: &str) -> anyhow::Result<()> {
-    let answer = call(Method::POST, admin, "/cluster/init", TIMEOUT).await?;
+/// Calls `path` on the first endpoint that answers; a refusal (an HTTP error) is final.
+async fn first_answer(
+    method: Method,
+    endpoints: &[String],
+    path: &str,
+) -> anyhow::Result<serde_json::Value> {
+    let mut unreachable = Vec::new();
+    for endpoint in endpoints {
+        match call_raw(method.clone(), endpoint, path, TIMEOUT).await {
+            Ok((status, body)) => return into_json(endpoint, path, status, &body),
+            Err(e) => unreachable.push(format!("{e:#}")),
+        }
+    }
+    anyhow::bail!("no admin endpoint answered: {}", unreachable.join("; "))
+}
+
+async fn init(endpoints: &[String]) -> anyhow::Result<()> {
+    let answer = first_answer(Method::POST, endpoints, "/cluster/init").await?;
     match answer.get("outcome").and_then(|o| o.as_str()) {
         Some("initialized") => println!("initialized"),
         Some("already_initialized") => println!("already initialized"),
@@ -67,14 +89,14 @@ async fn init(admin: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn snapshot(admin: &str) -> anyhow::Result<()> {
-    call(Method::POST, admin, "/cluster/snapshot", TIMEOUT).await?;
+async fn snapshot(endpoints: &[String]) -> anyhow::Result<()> {
+    first_answer(Method::POST, endpoints, "/cluster/snapshot").await?;
     println!("snapshot triggered");
     Ok(())
 }
 
-async fn status(admin: &str) -> anyhow::Result<()> {
-    let answer = call(Method::GET, admin, "/cluster/status", TIMEOUT).await?;
+async fn status(endpoints: &[String]) -> anyhow::Result<()> {
+    let answer = first_answer(Method::GET, endpoints, "/cluster/status").await?;
     let nodes = answer
         .get("nodes")
         .and_then(|n| n.as_array())

@@ -23,7 +23,10 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::log_store::LogStore;
 use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
-use crate::raft_replicator::{LeaderContact, RaftReadGate, RaftReplicator, ReadOptions, Shared};
+use crate::raft_replicator::{
+    follower_health, LeaderContact, RaftReadGate, RaftReplicator, ReadOptions, Shared,
+};
+use crate::replicator::Health;
 use crate::snapshot::SnapshotStats;
 use crate::state_machine::StateMachine;
 use crate::types::{NodeAddr, Raft};
@@ -170,17 +173,19 @@ impl RaftNode {
             contact: shared_contact,
             rpc_timeout: Duration::from_secs(10),
             election_timeout: options.election_timeout,
+            leader_view: parking_lot::Mutex::new(None),
         });
 
         let peer_addr = peer_listener.local_addr()?;
         let status_raft = raft.clone();
         let status_stats = snapshots.clone();
         let node_id = options.node_id;
+        let election_timeout = options.election_timeout;
         let handler = Arc::new(
             RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
                 .on_leader_append(Arc::new(move || contact.touch()))
                 .with_status(Arc::new(move || {
-                    let status = status_of(&status_raft, node_id, &status_stats);
+                    let status = status_of(&status_raft, node_id, &status_stats, election_timeout);
                     serde_json::to_string(&status).unwrap_or_default()
                 })),
         );
@@ -192,6 +197,20 @@ impl RaftNode {
             };
             if let Err(e) = network::serve(peer_listener, handler, incoming, stop).await {
                 tracing::error!(error = %e, "the peer server stopped");
+            }
+        });
+
+        // A follower learns the other members' health from the leader, once a second.
+        let view_shared = shared.clone();
+        let mut view_stop = stop_peers.subscribe();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = view_stop.changed() => return,
+                    _ = tick.tick() => view_shared.refresh_leader_view().await,
+                }
             }
         });
 
@@ -285,7 +304,12 @@ impl RaftNode {
 
     /// This node's Raft state, for `/status` and `dolmen cluster status`.
     pub fn status(&self) -> RaftStatus {
-        status_of(&self.raft, self.options.node_id, &self.snapshots)
+        status_of(
+            &self.raft,
+            self.options.node_id,
+            &self.snapshots,
+            self.options.election_timeout,
+        )
     }
 
     /// Every member's status, asked over the peer transport (`dolmen cluster status`).
@@ -351,6 +375,9 @@ pub struct MemberStatus {
     pub admin_addr: String,
     /// Voter or learner.
     pub voter: bool,
+    /// On the leader: `healthy`, `degraded` or `unreachable` from its acknowledgements and lag;
+    /// `unknown` elsewhere.
+    pub health: String,
     /// On the leader: the last log index known replicated to this member.
     pub matched: Option<u64>,
 }
@@ -465,7 +492,12 @@ impl NodeReport {
 }
 
 /// A node's Raft state from its metrics.
-fn status_of(raft: &Raft, node_id: NodeId, snapshots: &SnapshotStats) -> RaftStatus {
+fn status_of(
+    raft: &Raft,
+    node_id: NodeId,
+    snapshots: &SnapshotStats,
+    election_timeout: Duration,
+) -> RaftStatus {
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
     let index = |l: &Option<crate::types::LogId>| l.as_ref().map_or(0, |l| l.index);
@@ -478,6 +510,10 @@ fn status_of(raft: &Raft, node_id: NodeId, snapshots: &SnapshotStats) -> RaftSta
             peer_addr: addr.peer_addr.clone(),
             admin_addr: addr.admin_addr.clone(),
             voter: membership.voter_ids().any(|v| v == id),
+            health: follower_health(&m, id, election_timeout)
+                .unwrap_or(Health::Unknown)
+                .as_wire()
+                .to_owned(),
             matched: m
                 .replication
                 .as_ref()

@@ -11,6 +11,7 @@
 //!               ─stale──────▶ the applied version, if the leader was heard from recently
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -103,6 +104,8 @@ pub(crate) struct Shared {
     /// Upper bound of one forwarded write or read barrier.
     pub(crate) rpc_timeout: Duration,
     pub(crate) election_timeout: Duration,
+    /// On a follower: the members' health as the leader last reported it, and when.
+    pub(crate) leader_view: parking_lot::Mutex<Option<(Instant, BTreeMap<NodeId, Health>)>>,
 }
 
 impl Shared {
@@ -332,25 +335,8 @@ impl Shared {
             };
         }
         // The leader knows when each follower last acknowledged, and how far it lags.
-        if let (Some(heartbeat), Some(replication)) = (&m.heartbeat, &m.replication) {
-            let acked = heartbeat.get(&id).cloned().flatten();
-            let Some(acked) = acked else {
-                return Health::Unreachable;
-            };
-            if acked.elapsed() > self.election_timeout {
-                return Health::Unreachable;
-            }
-            let matched = replication
-                .get(&id)
-                .cloned()
-                .flatten()
-                .map_or(0, |l| l.index);
-            let last = m.last_log_index.unwrap_or(0);
-            return if last.saturating_sub(matched) > LAG_DEGRADED {
-                Health::Degraded
-            } else {
-                Health::Healthy
-            };
+        if let Some(health) = follower_health(m, id, self.election_timeout) {
+            return health;
         }
         // A follower knows only whether the leader is talking to it.
         if Some(id) == leader {
@@ -360,8 +346,66 @@ impl Shared {
                 None => Health::Unknown,
             };
         }
-        Health::Unknown
+        // Other followers: what the leader last told us, while that is fresh.
+        let view = self.leader_view.lock();
+        match &*view {
+            Some((at, healths)) if at.elapsed() <= self.election_timeout => {
+                healths.get(&id).copied().unwrap_or(Health::Unknown)
+            }
+            _ => Health::Unknown,
+        }
     }
+
+    /// Refreshes a follower's view of the other members' health from the leader's status.
+    pub(crate) async fn refresh_leader_view(&self) {
+        let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
+            return;
+        };
+        let probe = self
+            .peers
+            .probe(leader, &addr.peer_addr, self.election_timeout)
+            .await;
+        let Ok(info) = probe else { return };
+        let Ok(status) = serde_json::from_str::<crate::RaftStatus>(&info.status_json) else {
+            return;
+        };
+        let healths = status
+            .members
+            .iter()
+            .map(|m| (m.id, Health::from_wire(&m.health)))
+            .collect();
+        *self.leader_view.lock() = Some((Instant::now(), healths));
+    }
+}
+
+/// On the leader: a follower's health from its last acknowledgement and its lag; `None`
+/// elsewhere (only the leader has replication metrics).
+pub(crate) fn follower_health(
+    m: &openraft::RaftMetrics<DolmenRaft>,
+    id: NodeId,
+    election_timeout: Duration,
+) -> Option<Health> {
+    let (heartbeat, replication) = (m.heartbeat.as_ref()?, m.replication.as_ref()?);
+    if id == m.id {
+        return Some(Health::Healthy);
+    }
+    let Some(acked) = heartbeat.get(&id).cloned().flatten() else {
+        return Some(Health::Unreachable);
+    };
+    if acked.elapsed() > election_timeout {
+        return Some(Health::Unreachable);
+    }
+    let matched = replication
+        .get(&id)
+        .cloned()
+        .flatten()
+        .map_or(0, |l| l.index);
+    let last = m.last_log_index.unwrap_or(0);
+    Some(if last.saturating_sub(matched) > LAG_DEGRADED {
+        Health::Degraded
+    } else {
+        Health::Healthy
+    })
 }
 
 /// A follower more than this many entries behind the leader is `degraded`.

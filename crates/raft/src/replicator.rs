@@ -127,6 +127,16 @@ impl Health {
             Health::Unknown => "unknown",
         }
     }
+
+    /// Parses a WIRE status string; anything else is `Unknown`.
+    pub fn from_wire(s: &str) -> Self {
+        match s {
+            "healthy" => Health::Healthy,
+            "degraded" => Health::Degraded,
+            "unreachable" => Health::Unreachable,
+            _ => Health::Unknown,
+        }
+    }
 }
 
 /// One member as seen from this node.
