@@ -349,6 +349,19 @@ impl RaftNode {
         *self.shared.applied.borrow()
     }
 
+    /// Resolves when the Raft core stops on its own (a fatal error), with the reason.
+    pub async fn stopped(&self) -> String {
+        let mut metrics = self.raft.metrics();
+        loop {
+            if let Err(fatal) = &metrics.borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if metrics.changed().await.is_err() {
+                return "the Raft core exited".into();
+            }
+        }
+    }
+
     /// Stops Raft and the peer server. Idempotent.
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {

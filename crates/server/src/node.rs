@@ -188,9 +188,21 @@ pub async fn run(
     tracing::info!(node = node_id, thrift = %bound.thrift, admin = %bound.admin, "node ready");
     on_ready(bound);
 
+    // A fatal Raft error (a storage failure) stops the node: it must not serve from a state it
+    // can no longer replicate. A restart recovers from the durable state.
+    let raft_stopped = {
+        let raft = replication.raft();
+        async move {
+            match raft {
+                Some(raft) => raft.stopped().await,
+                None => std::future::pending().await,
+            }
+        }
+    };
     let ended_early = tokio::select! {
         () = shutdown => None,
         res = &mut thrift => Some(res),
+        reason = raft_stopped => Some(Ok(Err(format!("the Raft core stopped: {reason}")))),
     };
     tracing::info!(node = node_id, "shutting down");
     let _ = stop_tx.send(true);
