@@ -32,7 +32,8 @@ pub struct BenchArgs {
     /// The node's Thrift address (ignored when `--endpoints` is given).
     #[arg(long, default_value = "127.0.0.1:9090", env = "DOLMEN_ADDR")]
     addr: SocketAddr,
-    /// Thrift addresses of the cluster's nodes, comma-separated; for now only the first is used.
+    /// Thrift addresses of the cluster's nodes, comma-separated; client `i` connects to
+    /// endpoint `i mod n` (a follower forwards writes to the leader and serves reads itself).
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<SocketAddr>,
     /// Workloads to run, one after the other (`set`, `get`, `commit` are aliases of `write`,
@@ -72,8 +73,12 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
-    fn endpoint(&self) -> SocketAddr {
-        self.endpoints.first().copied().unwrap_or(self.addr)
+    /// The address client `client` connects to.
+    fn endpoint(&self, client: usize) -> SocketAddr {
+        match self.endpoints.len() {
+            0 => self.addr,
+            n => self.endpoints[client % n],
+        }
     }
 
     fn duration(&self) -> Option<Duration> {
@@ -127,7 +132,7 @@ async fn run_once(args: &BenchArgs, workload: Workload, clients: usize, keys: Ke
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
             // Each client its own connection pool, so `clients` means connections.
-            let client = Client::new(args.endpoint(), Duration::from_secs(10));
+            let client = Client::new(args.endpoint(c), Duration::from_secs(10));
             let value = vec![b'x'; args.value_size];
             let (max_ops, issued, done) = (args.ops, issued.clone(), done.clone());
             tokio::spawn(async move {
@@ -195,7 +200,7 @@ async fn run_once(args: &BenchArgs, workload: Workload, clients: usize, keys: Ke
 }
 
 async fn preload(args: &BenchArgs) -> Result<(), String> {
-    let client = Client::new(args.endpoint(), Duration::from_secs(10));
+    let client = Client::new(args.endpoint(0), Duration::from_secs(10));
     let value = vec![b'x'; args.value_size];
     let keys: Vec<u64> = (0..args.keys).collect();
     for chunk in keys.chunks(1000) {
