@@ -76,6 +76,10 @@ struct AtomicCommitRequest {
   // client_sequence) returns the first outcome instead of applying twice.
   6: optional binary client_id,
   7: optional i64 client_sequence,
+  // Dolmen extension: return the commit's versionstamp (response field 5). Off unless asked:
+  // some stock clients (Apache Thrift 0.17 Rust) skip an unknown binary field as UTF-8 text
+  // and fail on it.
+  8: optional bool want_versionstamp,
 }
 struct AtomicCommitResponse {
   1: required bool success,
@@ -84,6 +88,7 @@ struct AtomicCommitResponse {
   4: optional i64 committed_version,
   // Dolmen extension: the commit's 10-byte versionstamp base (8-byte big-endian commit version
   // + 2-byte order 0). Operation i of the commit was stamped with the version and order i.
+  // Present only when the request set want_versionstamp.
   5: optional binary versionstamp,
   // Dolmen extension: for NOT_LEADER, the leader's client address when known.
   6: optional string leader_hint,

@@ -472,6 +472,7 @@ impl Transaction {
                     read_conflict_ranges: Some(state.read_conflicts.clone()),
                     client_id: lane,
                     client_sequence: Some(state.sequence),
+                    want_versionstamp: Some(true),
                 };
                 state.sent = Some(request.clone());
                 request

@@ -39,7 +39,7 @@ pub enum ProposeError {
     #[error("UNAVAILABLE: {0}")]
     Unavailable(String),
     /// `TIMEOUT`: no outcome within the deadline; the command may still apply.
-    #[error("TIMEOUT: no outcome within {0:?}; the commit may or may not have applied")]
+    #[error("TIMEOUT: no outcome known after {0:?} (deadline passed or the leader connection was lost); the commit may or may not have applied")]
     Timeout(Duration),
 }
 

@@ -361,6 +361,7 @@ impl TransactionalKv for Handler {
         &self,
         req: gen::AtomicCommitRequest,
     ) -> Reply<gen::AtomicCommitResponse> {
+        let want_versionstamp = req.want_versionstamp.unwrap_or(false);
         self.timed(async {
             let result = async {
                 let timeout = commit_timeout(req.timeout_seconds)?;
@@ -374,9 +375,9 @@ impl TransactionalKv for Handler {
                     error: None,
                     error_code: None,
                     committed_version: Some(to_i64(version)),
-                    versionstamp: Some(Bytes::copy_from_slice(&dolmen_engine::versionstamp(
-                        version, 0,
-                    ))),
+                    versionstamp: want_versionstamp.then(|| {
+                        Bytes::copy_from_slice(&dolmen_engine::versionstamp(version, 0))
+                    }),
                     leader_hint: None,
                 },
                 Err(e) => gen::AtomicCommitResponse {
