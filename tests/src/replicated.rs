@@ -1021,6 +1021,26 @@ impl WriteLoad {
         }
     }
 
+    /// Starts `config` twice under its prefix: `setKey` writes under `set/`, and blind
+    /// `atomicCommit`s at `read_version` (5 s timeout) under `commit/` (`config.kind` is
+    /// replaced).
+    pub fn start_mixed(config: &WriteLoadConfig, read_version: i64) -> Vec<WriteLoad> {
+        let commit = WriteKind::Commit {
+            read_version,
+            timeout_seconds: 5,
+        };
+        [("set/", WriteKind::SetKey), ("commit/", commit)]
+            .into_iter()
+            .map(|(sub, kind)| {
+                WriteLoad::start(WriteLoadConfig {
+                    prefix: [config.prefix.as_slice(), sub.as_bytes()].concat(),
+                    kind,
+                    ..config.clone()
+                })
+            })
+            .collect()
+    }
+
     /// A copy of every write finished so far.
     pub fn records(&self) -> Vec<WriteRecord> {
         self.records

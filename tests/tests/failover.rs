@@ -31,27 +31,18 @@ fn kill9_leader_under_load_loses_no_acked_write() {
         .iter()
         .map(|&i| (i, c.thrift_endpoint(i)))
         .collect();
-    let load = |sub: &str, kind| {
-        WriteLoad::start(WriteLoadConfig {
-            targets: targets.clone(),
+    let loads = WriteLoad::start_mixed(
+        &WriteLoadConfig {
+            targets,
             threads: 2,
-            prefix: [prefix.as_slice(), sub.as_bytes()].concat(),
-            kind,
+            prefix: prefix.clone(),
+            kind: WriteKind::SetKey,
             pause: Duration::from_millis(2),
             max_writes_per_thread: 100_000,
             max_duration: Duration::from_secs(120),
-        })
-    };
-    let loads = [
-        load("set/", WriteKind::SetKey),
-        load(
-            "commit/",
-            WriteKind::Commit {
-                read_version: rv,
-                timeout_seconds: 5,
-            },
-        ),
-    ];
+        },
+        rv,
+    );
 
     let warm = Instant::now();
     if !loads[0].wait_for(Duration::from_secs(20), |r| {

@@ -83,7 +83,7 @@ fn ack_on_any_node_is_readable_on_every_node() {
     }
 }
 
-/// Four writers per node at once (setKey and atomicCommit alternating per thread); afterwards
+/// Two setKey writers and two atomicCommit writers per node at once; afterwards
 /// every acknowledged write is readable on every node, and the replicas' digests agree.
 #[test]
 fn concurrent_writers_on_every_node() {
@@ -95,27 +95,18 @@ fn concurrent_writers_on_every_node() {
         .map(|i| (i, c.thrift_endpoint(i)))
         .collect();
     let rv = connect_buffered(c.thrift_endpoint(0)).read_version();
-    let loads: Vec<WriteLoad> = [
-        WriteKind::SetKey,
-        WriteKind::Commit {
-            read_version: rv,
-            timeout_seconds: 10,
-        },
-    ]
-    .into_iter()
-    .enumerate()
-    .map(|(k, kind)| {
-        WriteLoad::start(WriteLoadConfig {
-            targets: targets.clone(),
+    let loads = WriteLoad::start_mixed(
+        &WriteLoadConfig {
+            targets,
             threads: 6,
-            prefix: [prefix.as_slice(), format!("{k}/").as_bytes()].concat(),
-            kind,
+            prefix: prefix.clone(),
+            kind: WriteKind::SetKey,
             pause: Duration::ZERO,
             max_writes_per_thread: 100,
             max_duration: Duration::from_secs(60),
-        })
-    })
-    .collect();
+        },
+        rv,
+    );
     let records: Vec<_> = loads.into_iter().flat_map(WriteLoad::finish).collect();
     println!("concurrent writers: {}", summarize(&records));
     let not_acked: Vec<_> = records

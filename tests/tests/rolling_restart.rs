@@ -22,27 +22,18 @@ fn rolling_restart_under_load_loses_nothing() {
     let prefix = unique_prefix("rolling");
     let targets: Vec<_> = (0..n).map(|i| (i, c.thrift_endpoint(i))).collect();
     let rv = connect_buffered(c.thrift_endpoint(0)).read_version();
-    let load = |sub: &str, kind| {
-        WriteLoad::start(WriteLoadConfig {
-            targets: targets.clone(),
+    let loads = WriteLoad::start_mixed(
+        &WriteLoadConfig {
+            targets,
             threads: n,
-            prefix: [prefix.as_slice(), sub.as_bytes()].concat(),
-            kind,
+            prefix: prefix.clone(),
+            kind: WriteKind::SetKey,
             pause: Duration::from_millis(5),
             max_writes_per_thread: 100_000,
             max_duration: Duration::from_secs(180),
-        })
-    };
-    let loads = [
-        load("set/", WriteKind::SetKey),
-        load(
-            "commit/",
-            WriteKind::Commit {
-                read_version: rv,
-                timeout_seconds: 5,
-            },
-        ),
-    ];
+        },
+        rv,
+    );
     let acked = |loads: &[WriteLoad]| loads.iter().map(WriteLoad::acked).sum::<usize>();
 
     let mut before = acked(&loads);
