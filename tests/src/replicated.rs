@@ -440,12 +440,11 @@ impl ReplicatedCluster {
                 }
                 Err(payload) => {
                     if first_failure.is_none() {
-                        first_failure = Some(
-                            payload
-                                .downcast_ref::<String>()
-                                .cloned()
-                                .unwrap_or_else(|| format!("node {i} failed to start")),
-                        );
+                        let why = payload
+                            .downcast_ref::<String>()
+                            .cloned()
+                            .unwrap_or_else(|| "no message".to_owned());
+                        first_failure = Some(format!("node {i} failed to start: {why}"));
                     }
                 }
             }
