@@ -884,7 +884,7 @@ pub enum WriteKind {
 }
 
 /// One write and what its answer said.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct WriteRecord {
     /// The key, unique per write.
     pub key: Vec<u8>,
@@ -898,6 +898,20 @@ pub struct WriteRecord {
     pub finished: Instant,
     /// The answer.
     pub outcome: Outcome,
+}
+
+impl std::fmt::Debug for WriteRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} = {} via node {}: {:?} after {}ms",
+            crate::raw::show(&self.key),
+            crate::raw::show(&self.value),
+            self.node,
+            self.outcome,
+            self.finished.duration_since(self.started).as_millis()
+        )
+    }
 }
 
 /// Classifies an `error_code`/`error` pair of an unsuccessful write.
@@ -931,7 +945,7 @@ pub fn try_write(client: &mut KvClient, key: &[u8], value: &[u8], kind: WriteKin
     match answer {
         Ok((true, _, _)) => Outcome::Acked,
         Ok((false, code, error)) => classify(code.as_deref(), error.as_deref()),
-        Err(e) => Outcome::Unknown(format!("no answer: {e}")),
+        Err(e) => Outcome::Unknown(format!("no answer: {e:?}")),
     }
 }
 
@@ -1073,6 +1087,15 @@ impl WriteLoad {
     /// Stops and joins the threads; returns every record.
     pub fn finish(mut self) -> Vec<WriteRecord> {
         self.join();
+        self.records()
+    }
+
+    /// Lets the threads run to their end (`max_writes_per_thread` or `max_duration`), joins
+    /// them and returns every record.
+    pub fn complete(mut self) -> Vec<WriteRecord> {
+        for h in self.handles.drain(..) {
+            let _joined = h.join();
+        }
         self.records()
     }
 

@@ -47,7 +47,7 @@ fn restarted_node_catches_up_by_snapshot() {
         max_writes_per_thread: KEYS / 4,
         max_duration: Duration::from_secs(120),
     });
-    let records = load.finish();
+    let records = load.complete();
     let acked = records
         .iter()
         .filter(|r| r.outcome == Outcome::Acked)

@@ -107,7 +107,7 @@ fn concurrent_writers_on_every_node() {
         },
         rv,
     );
-    let records: Vec<_> = loads.into_iter().flat_map(WriteLoad::finish).collect();
+    let records: Vec<_> = loads.into_iter().flat_map(WriteLoad::complete).collect();
     println!("concurrent writers: {}", summarize(&records));
     let not_acked: Vec<_> = records
         .iter()
