@@ -779,6 +779,40 @@ impl ReplicatedCluster {
     }
 }
 
+impl ReplicatedCluster {
+    /// Writes `key = value` (`setKey`) through node `i`, retrying while the answer is
+    /// `UNAVAILABLE`/`NOT_LEADER` (safe: such a write was not proposed), e.g. while the node
+    /// learns of a new leader. Returns the node's applied version after the ack.
+    ///
+    /// # Panics
+    /// When the write is not acked within [`LEADER_TIMEOUT`], or fails any other way.
+    pub fn write_until_acked(&self, i: usize, key: &[u8], value: &[u8]) -> u64 {
+        let mut last = Outcome::Unknown("not tried".to_owned());
+        let acked = wait_until(LEADER_TIMEOUT, || {
+            last = match try_connect(self.thrift_endpoint(i)) {
+                Ok(mut kv) => try_write(&mut kv, key, value, WriteKind::SetKey),
+                Err(e) => Outcome::Unknown(e),
+            };
+            match &last {
+                Outcome::Acked => true,
+                Outcome::Refused(_) => false,
+                Outcome::Unknown(_) | Outcome::Failed(_) => self.fail(&format!(
+                    "expected setKey({}) through node {i} to be acked or refused, got {last:?}",
+                    crate::raw::show(key)
+                )),
+            }
+        });
+        if !acked {
+            self.fail(&format!(
+                "expected setKey({}) through node {i} to be acked within {LEADER_TIMEOUT:?}, \
+                 last answer: {last:?}",
+                crate::raw::show(key)
+            ));
+        }
+        self.applied(i)
+    }
+}
+
 impl TestCluster for ReplicatedCluster {
     fn client_endpoints(&self) -> Vec<SocketAddr> {
         self.members.iter().map(|m| m.addrs.thrift).collect()

@@ -129,11 +129,9 @@ fn lone_node(loss: Loss, reads: Reads) {
         Loss::KillLeaderAndFollower => c.start_many(&victims),
         Loss::FreezeFollowers => victims.iter().for_each(|&i| c.sigcont(i)),
     }
-    let new_leader = c.wait_for_leader(LEADER_TIMEOUT);
+    c.wait_for_leader(LEADER_TIMEOUT);
     c.wait_all_ready(LEADER_TIMEOUT);
-    let mut kv = connect_buffered(c.thrift_endpoint(survivor));
-    kv.must_set(&[prefix.as_slice(), b"after"].concat(), b"back");
-    let v = c.applied(new_leader);
+    let v = c.write_until_acked(survivor, &[prefix.as_slice(), b"after"].concat(), b"back");
     let all: Vec<usize> = (0..c.node_count()).collect();
     for &i in &all {
         c.wait_applied_at_least(i, v);

@@ -68,9 +68,7 @@ fn rolling_restart_under_load_loses_nothing() {
     );
 
     let leader = c.wait_for_leader(LEADER_TIMEOUT);
-    let mut kv = connect_buffered(c.thrift_endpoint(leader));
-    kv.must_set(&[prefix.as_slice(), b"final"].concat(), b"done");
-    let v = c.applied(leader);
+    let v = c.write_until_acked(leader, &[prefix.as_slice(), b"final"].concat(), b"done");
     let all: Vec<usize> = (0..n).collect();
     for &i in &all {
         c.wait_applied_at_least(i, v);
