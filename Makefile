@@ -9,7 +9,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/dolmen/target
 CARGO ?= cargo
 DOLMEN := $(CARGO_TARGET_DIR)/debug/dolmen
 
-.PHONY: deps build run test lint fmt bench thrift-gen clean-data
+.PHONY: deps build run run-standalone test lint fmt bench thrift-gen clean-data
 
 deps:
 	@bash scripts/install-deps.sh
@@ -17,8 +17,13 @@ deps:
 build: deps
 	$(CARGO) build --workspace --all-targets
 
-# A single standalone node on 127.0.0.1:9090 (admin on :9190), data under ./data.
+# A local 3-node cluster (Thrift 127.0.0.1:9090-9092, admin :9190-9192, peers :7090-7092),
+# data under ./data/demo; Ctrl-C stops it.
 run: build
+	$(DOLMEN) demo
+
+# A single standalone node on 127.0.0.1:9090 (admin on :9190), data under ./data.
+run-standalone: build
 	$(DOLMEN) serve --config dolmen.example.toml
 
 test: deps

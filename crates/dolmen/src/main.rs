@@ -4,7 +4,10 @@
 //! Exit codes: 0 success; 1 runtime failure (including a failed request); 2 bad usage or
 //! configuration (the message names the flag or key).
 
+mod admin_client;
 mod bench;
+mod cluster;
+mod demo;
 mod terminal;
 
 use std::path::PathBuf;
@@ -23,8 +26,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a node (Thrift client API, admin HTTP API).
+    /// Run a node (Thrift client API, admin HTTP API, and the Raft peer API when replicated).
     Serve(ServeArgs),
+    /// Run a local three-node cluster (child processes, data under ./data/demo) until Ctrl-C.
+    Demo(demo::DemoArgs),
+    /// Operate a running cluster through a node's admin API.
+    #[command(subcommand)]
+    Cluster(cluster::ClusterCommand),
     /// Read one key.
     Get(terminal::GetArgs),
     /// Write one key.
@@ -108,6 +116,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Cluster(command) => cluster::run(command),
         Command::Get(args) => terminal::run(terminal::Request::Get(args)),
         Command::Set(args) => terminal::run(terminal::Request::Set(args)),
         Command::Delete(args) => terminal::run(terminal::Request::Delete(args)),

@@ -23,6 +23,9 @@ pub(crate) const META_APPLIED_VERSION: &[u8] = b"applied_version";
 pub(crate) const META_HORIZON: &[u8] = b"horizon";
 /// `meta` key of the number of live user keys.
 pub(crate) const META_LIVE_KEYS: &[u8] = b"live_keys";
+/// `meta` key of the restore marker: present from the first destructive step of
+/// `Engine::restore` until its last batch (docs/engine-format.md, Restore).
+pub(crate) const META_RESTORE_PENDING: &[u8] = b"restore_pending";
 /// `meta` key prefix of the idempotency (dedupe) table.
 pub(crate) const META_DEDUPE_PREFIX: &[u8] = b"dedupe/";
 

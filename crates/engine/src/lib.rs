@@ -5,6 +5,7 @@
 //! ```text
 //!   Command ──▶ Engine::apply_batch(version) ──▶ RocksDB `data` + `meta` (one batch)
 //!   Engine::get / get_range(version)  ◀── reads at any retained version
+//!   Engine::export / restore / digest_at ◀─▶ whole-state transfer (snapshots, replica checks)
 //! ```
 //! The byte layout and invariants are specified in `docs/engine-format.md`.
 
@@ -12,6 +13,7 @@ mod command;
 mod keys;
 pub mod range;
 mod store;
+mod transfer;
 
 pub use command::{
     check_key, check_value, stamp_buffer, versionstamp, Command, IdempotencyToken, Invalid,
@@ -23,6 +25,7 @@ pub use store::{
     check_column_family_name, Durability, Engine, EngineOptions, EngineStats, GcReport, OpenError,
     ReadError, StorageError, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
 };
+pub use transfer::{Export, Record, Section};
 
 /// A commit version: strictly increasing, identical on every replica (DESIGN.md §2).
 pub type Version = u64;

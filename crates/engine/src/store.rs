@@ -5,13 +5,15 @@
 //!                                          (data + applied_version + meta)  ──▶ publish atomics
 //!   get / get_range(version)          ──▶ iterator (snapshot) ──▶ horizon check ──▶ seek
 //! ```
+//! Every read holds the read side of the restore fence; `Engine::restore` (in `transfer.rs`)
+//! holds the write side, so no reader observes a half-restored state.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, DBRawIterator, Options,
     ReadOptions, WriteBatch, WriteOptions, DB,
@@ -112,6 +114,27 @@ pub enum StorageError {
         /// The last applied version.
         applied: Version,
     },
+    /// A whole-state operation (`digest_at`) was asked for a version outside the retained range.
+    #[error("version {version} is outside the retained range [horizon {horizon}, applied {applied}]; pick a version in it")]
+    VersionOutOfRange {
+        /// The requested version.
+        version: Version,
+        /// The retention horizon.
+        horizon: Version,
+        /// The last applied version.
+        applied: Version,
+    },
+    /// A snapshot restore started and did not finish: the state is partial until it is redone.
+    #[error("a snapshot restore did not finish (marker {marker:?}); redo it with Engine::restore before using the engine")]
+    RestoreIncomplete {
+        /// The restore marker, lossily as text (the raft layer stores the snapshot file path).
+        marker: String,
+    },
+    /// The records handed to `Engine::restore` failed to read; the restore marker stays.
+    #[error(
+        "reading the records to restore failed: {0}; the restore marker stays, redo the restore"
+    )]
+    RestoreSource(#[source] std::io::Error),
 }
 
 /// Why a read failed.
@@ -185,21 +208,27 @@ struct Pending {
 /// The MVCC engine. Cheap to share (`Arc<Engine>`); reads are concurrent with `apply_batch`.
 pub struct Engine {
     /// The node's database; the raft layer uses its `raft_*` column families.
-    db: Arc<DB>,
+    pub(crate) db: Arc<DB>,
     /// Kept to read RocksDB statistics (block cache hit rate).
     db_options: Options,
     /// Configured user column families and their `data` key prefixes.
-    prefixes: BTreeMap<String, Vec<u8>>,
+    pub(crate) prefixes: BTreeMap<String, Vec<u8>>,
     /// Published after each batch is written: reads at ≤ this see complete batches.
-    applied: AtomicU64,
+    pub(crate) applied: AtomicU64,
     /// Published before garbage collection uses it (docs/engine-format.md, read ordering).
-    horizon: AtomicU64,
+    pub(crate) horizon: AtomicU64,
     /// Mirrors `meta/live_keys`.
-    live_keys: AtomicU64,
-    /// Serializes `apply_batch`: one writer at a time keeps versions ordered.
-    apply_lock: Mutex<()>,
+    pub(crate) live_keys: AtomicU64,
+    /// Serializes `apply_batch` (and `restore`): one writer at a time keeps versions ordered.
+    pub(crate) apply_lock: Mutex<()>,
     /// Where the next garbage-collection pass resumes (a raw `data` key).
-    gc_cursor: Mutex<Vec<u8>>,
+    pub(crate) gc_cursor: Mutex<Vec<u8>>,
+    /// The restore fence: readers of `data`/`meta` hold the read side, `restore` the write side,
+    /// so nobody observes a half-restored state.
+    pub(crate) fence: RwLock<()>,
+    /// Set while `meta/restore_pending` exists (a restore started and has not finished): every
+    /// read and write fails with `RestoreIncomplete` until a restore completes.
+    pub(crate) restore_incomplete: AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -293,8 +322,17 @@ impl Engine {
             live_keys: AtomicU64::new(0),
             apply_lock: Mutex::new(()),
             gc_cursor: Mutex::new(Vec::new()),
+            fence: RwLock::new(()),
+            restore_incomplete: AtomicBool::new(false),
         };
         let meta = engine.cf(CF_META);
+        // A restore that did not finish leaves its marker: refuse service until it is redone.
+        let pending = engine
+            .db
+            .get_pinned_cf(meta, keys::META_RESTORE_PENDING)
+            .map_err(StorageError::from)?
+            .is_some();
+        engine.restore_incomplete.store(pending, Ordering::SeqCst);
         engine.applied.store(
             read_u64(&engine.db, meta, keys::META_APPLIED_VERSION)?,
             Ordering::SeqCst,
@@ -320,7 +358,7 @@ impl Engine {
         self.db.path()
     }
 
-    fn cf(&self, name: &str) -> &ColumnFamily {
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
         // The four column families are created by `open`; their absence is impossible.
         self.db
             .cf_handle(name)
@@ -364,7 +402,29 @@ impl Engine {
 
     /// Reads a `meta` value written through `apply_batch`'s `extra_meta`.
     pub fn read_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let _fence = self.read_fence()?;
         Ok(self.db.get_cf(self.cf(CF_META), key)?)
+    }
+
+    /// Takes the read side of the restore fence; fails while a restore is unfinished.
+    pub(crate) fn read_fence(&self) -> Result<RwLockReadGuard<'_, ()>, StorageError> {
+        let guard = self.fence.read();
+        self.check_restored()?;
+        Ok(guard)
+    }
+
+    /// Fails with `RestoreIncomplete` while `meta/restore_pending` exists.
+    pub(crate) fn check_restored(&self) -> Result<(), StorageError> {
+        if !self.restore_incomplete.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let marker = self
+            .db
+            .get_cf(self.cf(CF_META), keys::META_RESTORE_PENDING)?
+            .unwrap_or_default();
+        Err(StorageError::RestoreIncomplete {
+            marker: String::from_utf8_lossy(&marker).into_owned(),
+        })
     }
 
     /// Flushes `data` and `meta` memtables to SST files. Call before discarding a log that
@@ -392,6 +452,8 @@ impl Engine {
         extra_meta: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<Outcome>, StorageError> {
         let _writer = self.apply_lock.lock();
+        // `restore` holds `apply_lock` for its whole run, so no batch interleaves with it.
+        self.check_restored()?;
         let mut applied = self.applied_version();
         let mut batch = Applier {
             engine: self,
@@ -471,6 +533,7 @@ impl Engine {
     ) -> Result<Option<Vec<u8>>, ReadError> {
         check_key("key", key)?;
         let prefix = self.prefix(cf)?;
+        let _fence = self.read_fence()?;
         let mut iter = self.read_iter(version, keys::key_end(prefix, key))?;
         iter.seek(keys::version_key(prefix, key, version));
         if !iter.valid() {
@@ -492,6 +555,7 @@ impl Engine {
         version: Version,
     ) -> Result<RangePage, ReadError> {
         let prefix = self.prefix(cf)?;
+        let _fence = self.read_fence()?;
         let mut iter = self.read_iter(version, keys::cf_end(prefix))?;
         let mut walk = RangeWalk::new(spec);
         let mut page = RangePage::default();
@@ -522,6 +586,7 @@ impl Engine {
     /// Deletes up to about `max_keys` user keys' worth of versions that no read at or above the
     /// horizon can observe, resuming where the previous pass stopped. Never changes an answer.
     pub fn collect_garbage(&self, max_keys: u64) -> Result<GcReport, StorageError> {
+        let _fence = self.read_fence()?;
         let horizon = self.horizon();
         let mut report = GcReport::default();
         if horizon == 0 {
@@ -584,6 +649,8 @@ impl Engine {
 
     /// Statistics for diagnostics.
     pub fn stats(&self) -> EngineStats {
+        // Not `read_fence`: stats never fail; during a restore they wait for it to finish.
+        let _fence = self.fence.read();
         let prop = |cf: &ColumnFamily, name: &str| {
             self.db
                 .property_int_value_cf(cf, name)
@@ -629,19 +696,19 @@ fn decode_value(raw: &[u8]) -> Result<Option<&[u8]>, StorageError> {
 }
 
 /// The state of one user key as of a version, produced by walking `data` in key order.
-struct VisibleEntry {
-    key: Vec<u8>,
+pub(crate) struct VisibleEntry {
+    pub(crate) key: Vec<u8>,
     /// `None`: the newest version ≤ the read version is a tombstone.
-    value: Option<Vec<u8>>,
+    pub(crate) value: Option<Vec<u8>>,
     /// The version of that newest entry.
-    version: Version,
+    pub(crate) version: Version,
 }
 
 impl VisibleEntry {
     /// Advances `iter` to the next user key that has a version ≤ `version` and returns its
     /// state, leaving the iterator at the following user key. Versions newer than `version` and
     /// older than the visible one are skipped by seeking, not walked.
-    fn next(
+    pub(crate) fn next(
         iter: &mut DBRawIterator<'_>,
         prefix: &[u8],
         version: Version,

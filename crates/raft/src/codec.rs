@@ -1,4 +1,6 @@
-//! Byte encodings of what the log store persists: entries, log ids and votes.
+//! Byte encodings of what the log store and the state machine persist (entries, log ids,
+//! votes, stored memberships, snapshot metas) and of what the peer transport carries besides
+//! (memberships, engine commands and outcomes).
 //!
 //! **Interim format (`0x80`).** docs/replication.md §2 chooses protobuf (`dolmen.raft.v1`,
 //! format byte `0x01`) for `raft_log` values, which needs the proto, `build.rs` and the vendored
@@ -16,14 +18,23 @@
 //! str     = be32 len ‖ utf-8
 //! log id  = 0x80 ‖ be64 term ‖ be64 node_id ‖ be64 index
 //! vote    = 0x80 ‖ be64 term ‖ be64 node_id ‖ u8 committed
+//! stored membership = 0x80 ‖ opt_log_id ‖ membership
+//! snapshot meta     = 0x80 ‖ opt_log_id (last log id) ‖ opt_log_id ‖ membership (last membership)
+//! opt_log_id = u8 0 (none) | u8 1 ‖ be64 term ‖ be64 node_id ‖ be64 index
+//! membership value = 0x80 ‖ membership
+//! command = 0x80 ‖ JSON Command
+//! outcome = 0x80 ‖ JSON Outcome
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
+use dolmen_engine::{Command, Outcome};
 use openraft::impls::leader_id_adv::LeaderId;
 
-use crate::types::{Entry, EntryPayload, LogId, Membership, NodeAddr, Vote};
+use openraft::type_config::alias::{SnapshotMetaOf, StoredMembershipOf};
+
+use crate::types::{DolmenRaft, Entry, EntryPayload, LogId, Membership, NodeAddr, Vote};
 use crate::NodeId;
 
 /// The format byte of every value written by this module.
@@ -61,6 +72,37 @@ fn put_log_id(out: &mut Vec<u8>, id: &LogId) {
     put_u64(out, id.leader_id.term);
     put_u64(out, id.leader_id.node_id);
     put_u64(out, id.index);
+}
+
+fn put_opt_log_id(out: &mut Vec<u8>, id: Option<&LogId>) {
+    match id {
+        None => out.push(0),
+        Some(id) => {
+            out.push(1);
+            put_log_id(out, id);
+        }
+    }
+}
+
+/// Writes the `membership` body: joint configs, then the address book.
+fn put_membership(out: &mut Vec<u8>, membership: &Membership) -> io::Result<()> {
+    let configs = membership.get_joint_config();
+    put_u32(out, configs.len())?;
+    for config in configs {
+        put_u32(out, config.len())?;
+        for id in config {
+            put_u64(out, *id);
+        }
+    }
+    let nodes: Vec<_> = membership.nodes().collect();
+    put_u32(out, nodes.len())?;
+    for (id, addr) in nodes {
+        put_u64(out, *id);
+        put_str(out, &addr.client_addr)?;
+        put_str(out, &addr.peer_addr)?;
+        put_str(out, &addr.admin_addr)?;
+    }
+    Ok(())
 }
 
 /// Reads a value front to back; every read names the value kind on failure.
@@ -125,6 +167,45 @@ impl<'a> Reader<'a> {
         })
     }
 
+    fn opt_log_id(&mut self) -> io::Result<Option<LogId>> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => Ok(Some(self.log_id()?)),
+            other => Err(corrupt(
+                self.what,
+                format_args!("log id presence flag {other}"),
+            )),
+        }
+    }
+
+    /// Reads the `membership` body shared by entries and [`encode_membership`].
+    fn membership(&mut self) -> io::Result<Membership> {
+        let mut configs = Vec::new();
+        for _ in 0..self.u32()? {
+            let mut config = BTreeSet::new();
+            for _ in 0..self.u32()? {
+                config.insert(self.u64()?);
+            }
+            configs.push(config);
+        }
+        let mut nodes: BTreeMap<NodeId, NodeAddr> = BTreeMap::new();
+        for _ in 0..self.u32()? {
+            let id = self.u64()?;
+            let addr = NodeAddr {
+                client_addr: self.str()?,
+                peer_addr: self.str()?,
+                admin_addr: self.str()?,
+            };
+            nodes.insert(id, addr);
+        }
+        Membership::new(configs, nodes).map_err(|e| corrupt(self.what, e))
+    }
+
+    /// Takes everything left (a JSON body).
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.rest)
+    }
+
     fn finish(self) -> io::Result<()> {
         if self.rest.is_empty() {
             Ok(())
@@ -149,22 +230,7 @@ pub fn encode_entry(entry: &Entry) -> io::Result<Vec<u8>> {
         }
         EntryPayload::Membership(membership) => {
             out.push(TAG_MEMBERSHIP);
-            let configs = membership.get_joint_config();
-            put_u32(&mut out, configs.len())?;
-            for config in configs {
-                put_u32(&mut out, config.len())?;
-                for id in config {
-                    put_u64(&mut out, *id);
-                }
-            }
-            let nodes: Vec<_> = membership.nodes().collect();
-            put_u32(&mut out, nodes.len())?;
-            for (id, addr) in nodes {
-                put_u64(&mut out, *id);
-                put_str(&mut out, &addr.client_addr)?;
-                put_str(&mut out, &addr.peer_addr)?;
-                put_str(&mut out, &addr.admin_addr)?;
-            }
+            put_membership(&mut out, membership)?;
         }
     }
     Ok(out)
@@ -177,32 +243,9 @@ pub fn decode_entry(bytes: &[u8]) -> io::Result<Entry> {
     let payload = match r.u8()? {
         TAG_BLANK => EntryPayload::Blank,
         TAG_NORMAL => {
-            let command = serde_json::from_slice(r.rest).map_err(|e| corrupt(r.what, e))?;
-            r.rest = &[];
-            EntryPayload::Normal(command)
+            EntryPayload::Normal(serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))?)
         }
-        TAG_MEMBERSHIP => {
-            let mut configs = Vec::new();
-            for _ in 0..r.u32()? {
-                let mut config = BTreeSet::new();
-                for _ in 0..r.u32()? {
-                    config.insert(r.u64()?);
-                }
-                configs.push(config);
-            }
-            let mut nodes: BTreeMap<NodeId, NodeAddr> = BTreeMap::new();
-            for _ in 0..r.u32()? {
-                let id = r.u64()?;
-                let addr = NodeAddr {
-                    client_addr: r.str()?,
-                    peer_addr: r.str()?,
-                    admin_addr: r.str()?,
-                };
-                nodes.insert(id, addr);
-            }
-            let membership = Membership::new(configs, nodes).map_err(|e| corrupt(r.what, e))?;
-            EntryPayload::Membership(membership)
-        }
+        TAG_MEMBERSHIP => EntryPayload::Membership(r.membership()?),
         tag => return Err(corrupt(r.what, format_args!("unknown payload tag {tag}"))),
     };
     r.finish()?;
@@ -248,4 +291,271 @@ pub fn decode_vote(bytes: &[u8]) -> io::Result<Vote> {
         leader_id: LeaderId { term, node_id },
         committed,
     })
+}
+
+/// A membership with the log id of the entry that carried it (`meta/raft/last_membership`).
+pub type StoredMembership = StoredMembershipOf<DolmenRaft>;
+/// A snapshot's meta: last included log id and the membership as of it.
+pub type SnapshotMeta = SnapshotMetaOf<DolmenRaft>;
+
+/// Encodes a stored membership (the state machine's `raft/last_membership` meta value).
+pub fn encode_stored_membership(stored: &StoredMembership) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    put_opt_log_id(&mut out, stored.log_id().as_ref());
+    put_membership(&mut out, stored.membership())?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_stored_membership`].
+pub fn decode_stored_membership(bytes: &[u8]) -> io::Result<StoredMembership> {
+    let mut r = Reader::new("stored membership", bytes)?;
+    let log_id = r.opt_log_id()?;
+    let membership = r.membership()?;
+    r.finish()?;
+    Ok(StoredMembership::new(log_id, membership))
+}
+
+/// Encodes a snapshot meta (the header of a snapshot file).
+pub fn encode_snapshot_meta(meta: &SnapshotMeta) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    put_opt_log_id(&mut out, meta.last_log_id.as_ref());
+    put_opt_log_id(&mut out, meta.last_membership.log_id().as_ref());
+    put_membership(&mut out, meta.last_membership.membership())?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_snapshot_meta`].
+pub fn decode_snapshot_meta(bytes: &[u8]) -> io::Result<SnapshotMeta> {
+    let mut r = Reader::new("snapshot meta", bytes)?;
+    let last_log_id = r.opt_log_id()?;
+    let membership_log_id = r.opt_log_id()?;
+    let membership = r.membership()?;
+    r.finish()?;
+    Ok(SnapshotMeta {
+        last_log_id,
+        last_membership: StoredMembership::new(membership_log_id, membership),
+    })
+}
+
+/// Encodes a membership on its own (snapshot metadata on the wire).
+pub fn encode_membership(membership: &Membership) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    put_membership(&mut out, membership)?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_membership`].
+pub fn decode_membership(bytes: &[u8]) -> io::Result<Membership> {
+    let mut r = Reader::new("membership", bytes)?;
+    let membership = r.membership()?;
+    r.finish()?;
+    Ok(membership)
+}
+
+/// Encodes an engine command (a forwarded write), with the body entries use.
+pub fn encode_command(command: &Command) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    serde_json::to_writer(&mut out, command).map_err(io::Error::other)?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_command`].
+pub fn decode_command(bytes: &[u8]) -> io::Result<Command> {
+    let mut r = Reader::new("command", bytes)?;
+    serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))
+}
+
+/// Encodes an engine outcome (the answer to a forwarded write).
+pub fn encode_outcome(outcome: &Outcome) -> io::Result<Vec<u8>> {
+    let mut out = vec![FORMAT_INTERIM];
+    serde_json::to_writer(&mut out, outcome).map_err(io::Error::other)?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode_outcome`].
+pub fn decode_outcome(bytes: &[u8]) -> io::Result<Outcome> {
+    let mut r = Reader::new("outcome", bytes)?;
+    serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dolmen_engine::{IdempotencyToken, Invalid, KeyRange, Mutation, Transaction};
+
+    fn log_id(term: u64, node_id: u64, index: u64) -> LogId {
+        LogId {
+            leader_id: LeaderId { term, node_id },
+            index,
+        }
+    }
+
+    fn membership() -> Membership {
+        let nodes: BTreeMap<NodeId, NodeAddr> = [
+            (1, NodeAddr::default()),
+            (
+                2,
+                NodeAddr {
+                    client_addr: "127.0.0.1:9090".into(),
+                    peer_addr: "127.0.0.1:7090".into(),
+                    admin_addr: "127.0.0.1:9190".into(),
+                },
+            ),
+        ]
+        .into();
+        Membership::new(vec![BTreeSet::from([1, 2])], nodes).unwrap()
+    }
+
+    #[test]
+    fn stored_membership_round_trips() {
+        for stored in [
+            StoredMembership::default(),
+            StoredMembership::new(Some(log_id(3, 1, 7)), membership()),
+        ] {
+            let bytes = encode_stored_membership(&stored).unwrap();
+            assert_eq!(decode_stored_membership(&bytes).unwrap(), stored);
+            assert!(decode_stored_membership(&bytes[..bytes.len() - 1]).is_err());
+        }
+    }
+
+    #[test]
+    fn snapshot_meta_round_trips() {
+        for meta in [
+            SnapshotMeta::default(),
+            SnapshotMeta {
+                last_log_id: Some(log_id(4, 2, 10)),
+                last_membership: StoredMembership::new(Some(log_id(3, 1, 7)), membership()),
+            },
+        ] {
+            let bytes = encode_snapshot_meta(&meta).unwrap();
+            assert_eq!(decode_snapshot_meta(&bytes).unwrap(), meta);
+            let mut bad = bytes.clone();
+            bad.push(0);
+            assert!(decode_snapshot_meta(&bad).is_err());
+        }
+    }
+
+    fn addr(i: u64) -> NodeAddr {
+        NodeAddr {
+            client_addr: format!("127.0.0.1:{}", 7000 + i),
+            peer_addr: format!("127.0.0.1:{}", 8000 + i),
+            admin_addr: if i == 2 {
+                String::new()
+            } else {
+                format!("127.0.0.1:{}", 9000 + i)
+            },
+        }
+    }
+
+    fn joint_membership() -> Membership {
+        let configs = vec![BTreeSet::from([0, 1]), BTreeSet::from([1, 2])];
+        let nodes = (0..4).map(|i| (i, addr(i))).collect::<BTreeMap<_, _>>();
+        Membership::new(configs, nodes).expect("voters are all in the address book")
+    }
+
+    #[test]
+    fn membership_round_trips_and_matches_the_entry_body() {
+        let membership = joint_membership();
+        let bytes = encode_membership(&membership).expect("encodes");
+        assert_eq!(decode_membership(&bytes).expect("decodes"), membership);
+
+        // The standalone value is the entry's membership body behind the format byte.
+        let entry = Entry {
+            log_id: LogId {
+                leader_id: LeaderId {
+                    term: 3,
+                    node_id: 1,
+                },
+                index: 9,
+            },
+            payload: EntryPayload::Membership(membership),
+        };
+        let entry_bytes = encode_entry(&entry).expect("encodes");
+        assert_eq!(&entry_bytes[1 + 24 + 1..], &bytes[1..]);
+        assert_eq!(decode_entry(&entry_bytes).expect("decodes"), entry);
+    }
+
+    #[test]
+    fn membership_refuses_trailing_bytes_and_foreign_formats() {
+        let mut bytes = encode_membership(&joint_membership()).expect("encodes");
+        bytes.push(0);
+        let err = decode_membership(&bytes).expect_err("trailing byte");
+        assert!(err.to_string().contains("membership"), "{err}");
+        bytes[0] = 0x01;
+        let err = decode_membership(&bytes).expect_err("format byte");
+        assert!(err.to_string().contains("format byte 0x01"), "{err}");
+    }
+
+    #[test]
+    fn commands_round_trip() {
+        let commit = Command::Commit(Transaction {
+            read_version: Some(41),
+            mutations: vec![
+                Mutation::Set {
+                    cf: "default".into(),
+                    key: b"k".to_vec(),
+                    value: vec![0, 255, 7],
+                },
+                Mutation::Delete {
+                    cf: "default".into(),
+                    key: b"gone".to_vec(),
+                },
+                Mutation::ClearRange {
+                    cf: "other".into(),
+                    begin: b"a".to_vec(),
+                    end: b"b".to_vec(),
+                },
+                Mutation::SetVersionstampedKey {
+                    cf: "default".into(),
+                    key: vec![1; 12],
+                    value: b"v".to_vec(),
+                },
+                Mutation::SetVersionstampedValue {
+                    cf: "default".into(),
+                    key: b"vs".to_vec(),
+                    value: vec![2; 10],
+                },
+            ],
+            read_conflicts: vec![KeyRange::single("default", b"k")],
+            idempotency: Some(IdempotencyToken {
+                client_id: b"client".to_vec(),
+                sequence: 5,
+            }),
+        });
+        for command in [commit, Command::Compact { horizon: 17 }, Command::Noop] {
+            let bytes = encode_command(&command).expect("encodes");
+            assert_eq!(bytes[0], FORMAT_INTERIM);
+            assert_eq!(decode_command(&bytes).expect("decodes"), command);
+        }
+        let err = decode_command(&[FORMAT_INTERIM, b'{']).expect_err("truncated JSON");
+        assert!(err.to_string().contains("corrupt command"), "{err}");
+        let err = decode_command(&[]).expect_err("empty");
+        assert!(err.to_string().contains("empty value"), "{err}");
+    }
+
+    #[test]
+    fn outcomes_round_trip() {
+        let outcomes = [
+            Outcome::Committed { version: 12 },
+            Outcome::Conflict {
+                cf: "default".into(),
+                key: b"k".to_vec(),
+            },
+            Outcome::TooOld {
+                read_version: 3,
+                horizon: 10,
+            },
+            Outcome::Rejected(Invalid::Argument {
+                field: "key".into(),
+                problem: "too long".into(),
+            }),
+            Outcome::Applied,
+        ];
+        for outcome in outcomes {
+            let bytes = encode_outcome(&outcome).expect("encodes");
+            assert_eq!(decode_outcome(&bytes).expect("decodes"), outcome);
+        }
+        let err = decode_outcome(&[0x7f]).expect_err("foreign format");
+        assert!(err.to_string().contains("corrupt outcome"), "{err}");
+    }
 }

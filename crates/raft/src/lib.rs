@@ -10,12 +10,24 @@
 mod codec;
 mod direct;
 pub mod log_store;
+pub mod network;
+mod raft_node;
+mod raft_replicator;
 mod replicator;
+pub mod snapshot;
+pub mod state_machine;
 pub mod types;
 
 pub use direct::{Direct, DirectOptions};
 pub use log_store::LogStore;
+pub use raft_node::{
+    InitOutcome, MemberStatus, RaftNode, RaftNodeError, RaftNodeOptions, RaftStatus,
+};
+pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
 pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role,
 };
+pub use snapshot::{SnapshotDir, SnapshotReader, SnapshotStats};
+pub use state_machine::{SnapshotBuilder, StateMachine};
+pub use types::NodeAddr;

@@ -48,3 +48,6 @@ pub struct SnapshotFile {
     /// Where the file is.
     pub path: std::path::PathBuf,
 }
+
+/// A handle on the Raft core (openraft 0.10: the state machine is a type parameter).
+pub type Raft = openraft::Raft<DolmenRaft, crate::state_machine::StateMachine>;

@@ -1,25 +1,40 @@
 //! The admin HTTP endpoint: `/health` (process up), `/ready` (can serve), `/metrics`
-//! (Prometheus text), `/status` (JSON). Read-only; the cluster commands add to it later.
+//! (Prometheus text), `/status` (JSON, with a `raft` section in replicated mode), and the
+//! cluster operations the `dolmen cluster` commands use: `POST /cluster/init`,
+//! `POST /cluster/snapshot`, `GET /state/digest?version=V` (a checksum of the state at `V`, to
+//! compare replicas), `GET /cluster/status` (every member, probed over the peer transport).
 
 use std::fmt::Write as _;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
-use dolmen_raft::Role;
+use dolmen_engine::Engine;
+use dolmen_raft::{RaftNode, Role};
 use tokio::net::TcpListener;
 
 use crate::service::Service;
 
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The service core (stats, cluster view).
+    pub service: Arc<Service>,
+    /// The engine (digests).
+    pub engine: Arc<Engine>,
+    /// The Raft member, in replicated mode.
+    pub raft: Option<Arc<RaftNode>>,
+}
+
 /// Serves the admin API on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    service: Arc<Service>,
+    state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = Router::new()
@@ -27,7 +42,11 @@ pub async fn serve(
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
-        .with_state(service);
+        .route("/cluster/init", post(cluster_init))
+        .route("/cluster/snapshot", post(cluster_snapshot))
+        .route("/cluster/status", get(cluster_status))
+        .route("/state/digest", get(digest))
+        .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
@@ -37,7 +56,7 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn ready(State(service): State<Arc<Service>>) -> impl IntoResponse {
+async fn ready(State(AdminState { service, .. }): State<AdminState>) -> impl IntoResponse {
     let cluster = service.cluster();
     let applied = service.engine_stats().applied_version;
     if cluster.leader.is_some() && applied > 0 {
@@ -63,7 +82,7 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
+async fn metrics(State(AdminState { service, .. }): State<AdminState>) -> impl IntoResponse {
     let stats = service.stats();
     let engine = service.engine_stats();
     let cluster = service.cluster();
@@ -157,7 +176,8 @@ async fn metrics(State(service): State<Arc<Service>>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
-async fn status(State(service): State<Arc<Service>>) -> impl IntoResponse {
+async fn status(State(state): State<AdminState>) -> impl IntoResponse {
+    let service = &state.service;
     let cluster = service.cluster();
     let engine = service.engine_stats();
     let members: Vec<_> = cluster
@@ -183,5 +203,73 @@ async fn status(State(service): State<Arc<Service>>) -> impl IntoResponse {
         "size_bytes": engine.size_bytes,
         "uptime_seconds": service.uptime().as_secs(),
         "members": members,
+        "raft": state.raft.as_ref().map(|r| r.status()),
     }))
+}
+
+/// A JSON error answer.
+fn refuse(code: StatusCode, message: String) -> axum::response::Response {
+    (code, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+fn standalone() -> axum::response::Response {
+    refuse(
+        StatusCode::CONFLICT,
+        "this node runs [deployment] mode = \"standalone\": there is no cluster to operate on"
+            .into(),
+    )
+}
+
+async fn cluster_init(State(state): State<AdminState>) -> axum::response::Response {
+    let Some(raft) = state.raft else {
+        return standalone();
+    };
+    match raft.init_guarded().await {
+        Ok(outcome) => Json(serde_json::json!({ "outcome": outcome })).into_response(),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+async fn cluster_status(State(state): State<AdminState>) -> axum::response::Response {
+    let Some(raft) = state.raft else {
+        return standalone();
+    };
+    Json(raft.cluster_status().await).into_response()
+}
+
+async fn cluster_snapshot(State(state): State<AdminState>) -> axum::response::Response {
+    let Some(raft) = state.raft else {
+        return standalone();
+    };
+    match raft.trigger_snapshot().await {
+        Ok(()) => Json(serde_json::json!({ "outcome": "triggered" })).into_response(),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+    }
+}
+
+/// `?version=V`; absent = the applied version.
+#[derive(serde::Deserialize)]
+struct DigestQuery {
+    version: Option<u64>,
+}
+
+async fn digest(
+    State(state): State<AdminState>,
+    Query(query): Query<DigestQuery>,
+) -> axum::response::Response {
+    let engine = state.engine.clone();
+    let version = query.version.unwrap_or_else(|| engine.applied_version());
+    let result = tokio::task::spawn_blocking(move || engine.digest_at(version)).await;
+    match result {
+        Ok(Ok(digest)) => Json(serde_json::json!({
+            "version": version,
+            "digest": format!("{digest:016x}"),
+        }))
+        .into_response(),
+        Ok(Err(e)) => refuse(StatusCode::BAD_REQUEST, format!("version {version}: {e}")),
+        Err(e) => refuse(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the digest task failed: {e}"),
+        ),
+    }
 }

@@ -99,6 +99,19 @@ pub struct ConsensusConfig {
     /// `max_outstanding_proposals`: most client writes waiting for commit at once; more are
     /// refused rather than queued without bound. Default `1000`.
     pub max_outstanding_proposals: usize,
+    /// `bootstrap`: this node initializes a new cluster from `endpoints` on its first start,
+    /// unless it or any peer already is initialized (set it on one node only, or use
+    /// `dolmen cluster init`). Default `false`.
+    pub bootstrap: bool,
+    /// `forward_writes`: a follower passes writes to the leader and relays the outcome;
+    /// `false` answers `NOT_LEADER` with the leader's address instead. Default `true`.
+    pub forward_writes: bool,
+    /// `snapshot_interval_entries`: a snapshot of the state is built after this many log
+    /// entries, and the log behind it is purged. Default `10000`.
+    pub snapshot_interval_entries: u64,
+    /// `snapshot_keep_entries`: log entries kept behind the last snapshot, so a briefly
+    /// lagging follower catches up from the log instead of a snapshot. Default `1000`.
+    pub snapshot_keep_entries: u64,
 }
 
 impl Default for ConsensusConfig {
@@ -110,6 +123,10 @@ impl Default for ConsensusConfig {
             heartbeat_interval_ms: 200,
             max_batch_size: 100,
             max_outstanding_proposals: 1000,
+            bootstrap: false,
+            forward_writes: true,
+            snapshot_interval_entries: 10_000,
+            snapshot_keep_entries: 1000,
         }
     }
 }

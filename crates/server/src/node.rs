@@ -13,11 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolmen_engine::{Engine, EngineOptions, OpenError, Version};
-use dolmen_raft::{Direct, DirectOptions, ReadGate, Replicator};
+use dolmen_raft::{
+    Direct, DirectOptions, NodeAddr, RaftNode, RaftNodeOptions, ReadConsistency, ReadGate,
+    ReadOptions, Replicator,
+};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, Mode};
+use crate::config::{Config, ConsistencyLevel, Mode};
 use crate::service::{Service, ServiceOptions};
 
 /// Why a node could not start or stopped abnormally.
@@ -75,13 +78,6 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Bound),
 ) -> Result<(), NodeError> {
-    if config.deployment.mode == Mode::Replicated {
-        return Err(NodeError::Unsupported(
-            "[deployment] mode = \"replicated\" is not available in this build yet; \
-             use mode = \"standalone\""
-                .into(),
-        ));
-    }
     let node_id = config.node_id();
     let data_dir = config.data_dir().join(format!("node-{node_id}"));
     std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
@@ -113,20 +109,24 @@ pub async fn run(
         admin: local_addr(&admin_listener)?,
     };
 
-    let direct = Arc::new(
-        Direct::start(
-            engine.clone(),
-            DirectOptions {
-                node_id,
-                client_addr: bound.thrift.to_string(),
-                max_batch: config.consensus.max_batch_size.max(1) * 10,
-                max_outstanding: config.consensus.max_outstanding_proposals.max(1),
-            },
-        )
-        .map_err(|e| NodeError::Runtime(format!("cannot start the writer thread: {e}")))?,
-    );
-    let replicator: Arc<dyn Replicator> = direct.clone();
-    let gate: Arc<dyn ReadGate> = direct.clone();
+    let replication = match config.deployment.mode {
+        Mode::Standalone => Replication::Direct(Arc::new(
+            Direct::start(
+                engine.clone(),
+                DirectOptions {
+                    node_id,
+                    client_addr: bound.thrift.to_string(),
+                    max_batch: config.consensus.max_batch_size.max(1) * 10,
+                    max_outstanding: config.consensus.max_outstanding_proposals.max(1),
+                },
+            )
+            .map_err(|e| NodeError::Runtime(format!("cannot start the writer thread: {e}")))?,
+        )),
+        Mode::Replicated => Replication::Raft(Arc::new(
+            start_raft(&config, &engine, &data_dir, bound).await?,
+        )),
+    };
+    let (replicator, gate) = replication.seams();
     let service = Arc::new(Service::new(
         engine.clone(),
         replicator,
@@ -136,10 +136,18 @@ pub async fn run(
             allow_fault_injection: config.faults.allow_injection,
         },
     ));
-    service
-        .ensure_initial_version()
-        .await
-        .map_err(|e| NodeError::Runtime(format!("cannot write the initial version: {e}")))?;
+    match &replication {
+        Replication::Direct(_) => service
+            .ensure_initial_version()
+            .await
+            .map_err(|e| NodeError::Runtime(format!("cannot write the initial version: {e}")))?,
+        // The first leader's blank entry is the initial version; bootstrap once, in the
+        // background (peers may still be starting).
+        Replication::Raft(raft) if config.consensus.bootstrap => {
+            tokio::spawn(bootstrap(raft.clone()));
+        }
+        Replication::Raft(_) => {}
+    }
 
     // One stop signal fans out to every listener and background job.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -162,7 +170,11 @@ pub async fn run(
     ];
     let admin = tokio::spawn(crate::admin::serve(
         admin_listener,
-        service.clone(),
+        crate::admin::AdminState {
+            service: service.clone(),
+            engine: engine.clone(),
+            raft: replication.raft(),
+        },
         stopped(stop_rx.clone()),
     ));
     let mut thrift = tokio::spawn(crate::thrift::serve(
@@ -196,7 +208,7 @@ pub async fn run(
     }
     // Every acknowledged write is already fsynced; stop the writer and flush memtables so the
     // next start does not replay the RocksDB WAL.
-    direct.shutdown();
+    replication.shutdown().await;
     let flush_engine = engine.clone();
     tokio::task::spawn_blocking(move || flush_engine.flush())
         .await
@@ -204,6 +216,114 @@ pub async fn run(
         .map_err(|e| NodeError::Runtime(format!("final flush failed: {e}")))?;
     tracing::info!(node = node_id, "stopped");
     thrift_result.map_err(NodeError::Runtime)
+}
+
+/// The replicator behind the service: standalone or Raft. Only start-up and shutdown differ;
+/// the service core sees the same two traits.
+enum Replication {
+    Direct(Arc<Direct>),
+    Raft(Arc<RaftNode>),
+}
+
+impl Replication {
+    fn seams(&self) -> (Arc<dyn Replicator>, Arc<dyn ReadGate>) {
+        match self {
+            Replication::Direct(d) => (d.clone(), d.clone()),
+            Replication::Raft(r) => (Arc::new(r.replicator()), Arc::new(r.read_gate())),
+        }
+    }
+
+    fn raft(&self) -> Option<Arc<RaftNode>> {
+        match self {
+            Replication::Direct(_) => None,
+            Replication::Raft(r) => Some(r.clone()),
+        }
+    }
+
+    async fn shutdown(&self) {
+        match self {
+            Replication::Direct(d) => d.shutdown(),
+            Replication::Raft(r) => r.shutdown().await,
+        }
+    }
+}
+
+/// Starts this node's Raft member: the peer listener, storage and openraft.
+async fn start_raft(
+    config: &Config,
+    engine: &Arc<Engine>,
+    data_dir: &std::path::Path,
+    bound: Bound,
+) -> Result<RaftNode, NodeError> {
+    let node_id = config.node_id();
+    let index = usize::try_from(node_id).unwrap_or(usize::MAX);
+    let member = |i: usize| NodeAddr {
+        client_addr: config.deployment.replica_endpoints[i].clone(),
+        peer_addr: config.consensus.endpoints[i].clone(),
+        admin_addr: if i == index {
+            advertised(&config.deployment.replica_endpoints[i], bound.admin.port())
+        } else {
+            String::new()
+        },
+    };
+    let initial_members = (0..config.consensus.endpoints.len())
+        .map(|i| (i as u64, member(i)))
+        .collect();
+    let (_, peer_port) = crate::config::split_endpoint(&config.consensus.endpoints[index])
+        .map_err(|e| NodeError::Runtime(format!("consensus.endpoints[{index}]: {e}")))?;
+    let peer_listener = bind("peer (Raft) API", &config.server.host, peer_port).await?;
+    let c = &config.consensus;
+    let options = RaftNodeOptions {
+        node_id,
+        this: member(index),
+        initial_members,
+        snapshot_dir: data_dir.join("snapshots"),
+        election_timeout: Duration::from_millis(c.election_timeout_ms),
+        heartbeat_interval: Duration::from_millis(c.heartbeat_interval_ms),
+        snapshot_interval_entries: c.snapshot_interval_entries,
+        snapshot_keep_entries: c.snapshot_keep_entries,
+        max_batch_entries: c.max_batch_size as u64,
+        max_outstanding_proposals: c.max_outstanding_proposals,
+        forward_writes: c.forward_writes,
+        reads: ReadOptions {
+            consistency: match config.reads.consistency_level {
+                ConsistencyLevel::Linearizable => ReadConsistency::Linearizable,
+                ConsistencyLevel::Lease => ReadConsistency::Lease,
+                ConsistencyLevel::Stale => ReadConsistency::Stale,
+            },
+            allow_stale_reads: config.reads.allow_stale_reads,
+            max_staleness: Duration::from_millis(config.reads.max_staleness_ms),
+        },
+        fingerprint: format!("cf={}", config.database.column_families.join(",")),
+    };
+    RaftNode::start(engine.clone(), options, peer_listener)
+        .await
+        .map_err(|e| NodeError::Runtime(e.to_string()))
+}
+
+/// `host:port` with the host of `endpoint` (what peers and clients use to reach this node).
+fn advertised(endpoint: &str, port: u16) -> String {
+    match endpoint.rsplit_once(':') {
+        Some((host, _)) => format!("{host}:{port}"),
+        None => format!("127.0.0.1:{port}"),
+    }
+}
+
+/// Initializes the cluster once (`consensus.bootstrap`), retrying while peers start.
+async fn bootstrap(raft: Arc<RaftNode>) {
+    for attempt in 1..=30 {
+        match raft.init_guarded().await {
+            Ok(outcome) => {
+                tracing::info!(?outcome, "bootstrap");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(attempt, error = %e, "bootstrap failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+    tracing::error!("bootstrap gave up after 30 attempts; run `dolmen cluster init`");
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, NodeError> {

@@ -37,6 +37,16 @@ heartbeat_interval_ms = 200
 max_batch_size = 100
 # Most client writes waiting for commit at once; more are refused, not queued.
 max_outstanding_proposals = 1000
+# Initialize a new cluster from the lists above on first start (one node only; a node that
+# is, or sees a peer that is, already initialized never initializes again). Alternatively run
+# `dolmen cluster init` once.
+bootstrap = false
+# Followers pass writes to the leader and relay the outcome; false answers NOT_LEADER instead.
+forward_writes = true
+# Build a snapshot and purge the log behind it every this many log entries.
+snapshot_interval_entries = 10000
+# Log entries kept behind the last snapshot for briefly lagging followers.
+snapshot_keep_entries = 1000
 
 [reads]
 # "linearizable" (a ReadIndex barrier through the leader), "lease" (the leader answers while

@@ -132,6 +132,10 @@ impl Config {
         }
         positive("consensus.max_batch_size", c.max_batch_size as u64)?;
         positive(
+            "consensus.snapshot_interval_entries",
+            c.snapshot_interval_entries,
+        )?;
+        positive(
             "consensus.max_outstanding_proposals",
             c.max_outstanding_proposals as u64,
         )

@@ -1,0 +1,317 @@
+//! The client side shared by openraft's network and by [`PeerClient`]: one lazily connected
+//! tonic `Channel` per peer address, cached; and the follower → leader calls (`Forward`,
+//! `ReadIndex`, `Probe`) with their error semantics.
+
+use std::collections::HashMap;
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dolmen_engine::Command;
+use parking_lot::Mutex;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Request, Status};
+
+use crate::codec;
+use crate::network::faults::{admit, PeerFaults};
+use crate::network::wire::{self, pb};
+use crate::network::{NetworkOptions, ProbeInfo, MAX_MESSAGE_BYTES};
+use crate::types::GROUP_ID;
+use crate::{Applied, NodeId, ProposeError};
+
+/// The generated gRPC client.
+pub(crate) type GrpcClient = pb::peer_client::PeerClient<Channel>;
+
+/// Most peer addresses cached at once (membership is far smaller; this only bounds a cache
+/// fed by address changes).
+const MAX_CACHED_CHANNELS: usize = 256;
+
+/// Extra wait beyond a forwarded call's own timeout, so the leader's `Timeout` answer (which it
+/// sends when its deadline passes) can arrive before the caller gives up by itself.
+const ANSWER_GRACE: Duration = Duration::from_millis(200);
+
+/// The channel cache, shared by every client of one node.
+#[derive(Clone)]
+pub(crate) struct Channels {
+    cache: Arc<Mutex<HashMap<String, Channel>>>,
+    options: Arc<NetworkOptions>,
+}
+
+impl Channels {
+    pub(crate) fn new(options: NetworkOptions) -> Self {
+        Self {
+            cache: Arc::new(Mutex::new(HashMap::new())),
+            options: Arc::new(options),
+        }
+    }
+
+    pub(crate) fn options(&self) -> &Arc<NetworkOptions> {
+        &self.options
+    }
+
+    /// The channel to `addr` (`host:port` or a full `http://` URI), created on first use. No
+    /// connection is made here; the first call connects, and tonic reconnects after failures.
+    /// Must run inside a tokio runtime.
+    pub(crate) fn get(&self, addr: &str) -> Result<Channel, String> {
+        let mut cache = self.cache.lock();
+        if let Some(channel) = cache.get(addr) {
+            return Ok(channel.clone());
+        }
+        let uri = if addr.contains("://") {
+            addr.to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        let o = &self.options;
+        let channel = Endpoint::from_shared(uri)
+            .map_err(|e| format!("invalid peer address '{addr}': {e}"))?
+            .connect_timeout(o.connect_timeout)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(o.keepalive_interval)
+            .keep_alive_timeout(o.keepalive_timeout)
+            .keep_alive_while_idle(true)
+            .connect_lazy();
+        if cache.len() >= MAX_CACHED_CHANNELS {
+            // Evict one; whoever still holds it keeps using it.
+            if let Some(victim) = cache.keys().next().cloned() {
+                cache.remove(&victim);
+            }
+        }
+        cache.insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    /// A gRPC client on the channel to `addr`, with the message-size limits.
+    pub(crate) fn client(&self, addr: &str) -> Result<GrpcClient, String> {
+        Ok(pb::peer_client::PeerClient::new(self.get(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+/// True when the call failed to connect, so the request was never sent.
+pub(crate) fn is_connect_error(status: &Status) -> bool {
+    let mut source = status.source();
+    while let Some(e) = source {
+        if e.is::<tonic::ConnectError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Follower → leader calls (`Forward`, `ReadIndex`) and the bootstrap `Probe`. Cheap to clone;
+/// clones share the channel cache (also shared with the [`GrpcNetworkFactory`] that made it).
+///
+/// [`GrpcNetworkFactory`]: crate::network::GrpcNetworkFactory
+#[derive(Clone)]
+pub struct PeerClient {
+    from: NodeId,
+    channels: Channels,
+    faults: Option<Arc<dyn PeerFaults>>,
+}
+
+impl PeerClient {
+    /// A client for node `this_node` with its own channel cache.
+    pub fn new(this_node: NodeId, options: NetworkOptions) -> Self {
+        Self::from_parts(this_node, Channels::new(options), None)
+    }
+
+    pub(crate) fn from_parts(
+        from: NodeId,
+        channels: Channels,
+        faults: Option<Arc<dyn PeerFaults>>,
+    ) -> Self {
+        Self {
+            from,
+            channels,
+            faults,
+        }
+    }
+
+    /// Passes every outgoing call through `faults` (tests only).
+    pub fn with_faults(mut self, faults: Arc<dyn PeerFaults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// Asks the leader `to` at `peer_addr` to propose `command`, waiting at most `timeout` for
+    /// the outcome. Never retried here.
+    ///
+    /// - `Unavailable`: not proposed (could not connect, or the leader refused the request
+    ///   before proposing, or answered `Unavailable`).
+    /// - `NotLeader`: not proposed; carries the leader hint the peer gave.
+    /// - `Timeout`: the request may have reached the leader; the outcome is unknown.
+    pub async fn forward(
+        &self,
+        to: NodeId,
+        peer_addr: &str,
+        command: &Command,
+        timeout: Duration,
+    ) -> Result<Applied, ProposeError> {
+        let start = Instant::now();
+        let unavailable = |what: String| {
+            ProposeError::Unavailable(format!("forward to node {to} at {peer_addr}: {what}"))
+        };
+        let body = codec::encode_command(command)
+            .map_err(|e| unavailable(format!("cannot encode the command: {e}")))?;
+        let mut client = self.channels.client(peer_addr).map_err(unavailable)?;
+        let mut request = Request::new(pb::ForwardRequest {
+            group_id: GROUP_ID,
+            command: body,
+            timeout_ms: millis(timeout),
+        });
+        request.set_timeout(timeout.saturating_add(ANSWER_GRACE));
+        let gate = admit(self.faults.as_ref(), self.from, to, "Forward");
+        let call = async move {
+            gate.await;
+            client.forward(request).await
+        };
+        let response = match tokio::time::timeout(timeout.saturating_add(ANSWER_GRACE), call).await
+        {
+            Err(_elapsed) => return Err(ProposeError::Timeout(start.elapsed())),
+            Ok(Err(status)) if is_connect_error(&status) => {
+                return Err(unavailable(format!("not connected: {}", status.message())))
+            }
+            // Refused before the handler proposed anything.
+            Ok(Err(status)) if refused_unprocessed(&status) => {
+                return Err(unavailable(format!("refused: {}", status.message())))
+            }
+            Ok(Err(status)) => {
+                tracing::debug!(to, peer_addr, %status, "forward failed after sending; outcome unknown");
+                return Err(ProposeError::Timeout(start.elapsed()));
+            }
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        use pb::forward_response::Result as R;
+        match response.result {
+            Some(R::Applied(applied)) => wire::applied_from_pb(applied).map_err(|e| {
+                // Applied on the leader, but the answer is unreadable: the outcome is unknown here.
+                tracing::warn!(to, peer_addr, error = %e, "undecodable forward outcome");
+                ProposeError::Timeout(start.elapsed())
+            }),
+            Some(R::NotLeader(hint)) => Err(wire::not_leader_from_pb(hint)),
+            Some(R::Unavailable(u)) => Err(ProposeError::Unavailable(u.message)),
+            Some(R::Timeout(_)) => Err(ProposeError::Timeout(start.elapsed())),
+            None => {
+                tracing::warn!(to, peer_addr, "forward answer without a result");
+                Err(ProposeError::Timeout(start.elapsed()))
+            }
+        }
+    }
+
+    /// Asks the leader `to` at `peer_addr` for a linearizable read index, waiting at most
+    /// `timeout`. A read changes nothing, so every failure is safe to retry.
+    pub async fn read_index(
+        &self,
+        to: NodeId,
+        peer_addr: &str,
+        timeout: Duration,
+    ) -> Result<u64, ProposeError> {
+        let start = Instant::now();
+        let unavailable = |what: String| {
+            ProposeError::Unavailable(format!("read index from node {to} at {peer_addr}: {what}"))
+        };
+        let mut client = self.channels.client(peer_addr).map_err(unavailable)?;
+        let mut request = Request::new(pb::ReadIndexRequest {
+            group_id: GROUP_ID,
+            timeout_ms: millis(timeout),
+        });
+        request.set_timeout(timeout.saturating_add(ANSWER_GRACE));
+        let gate = admit(self.faults.as_ref(), self.from, to, "ReadIndex");
+        let call = async move {
+            gate.await;
+            client.read_index(request).await
+        };
+        let response = match tokio::time::timeout(timeout.saturating_add(ANSWER_GRACE), call).await
+        {
+            Err(_elapsed) => return Err(ProposeError::Timeout(start.elapsed())),
+            Ok(Err(status)) if is_connect_error(&status) => {
+                return Err(unavailable(format!("not connected: {}", status.message())))
+            }
+            Ok(Err(status))
+                if status.code() == Code::DeadlineExceeded || status.code() == Code::Cancelled =>
+            {
+                return Err(ProposeError::Timeout(start.elapsed()))
+            }
+            Ok(Err(status)) => {
+                return Err(unavailable(format!(
+                    "{:?}: {}",
+                    status.code(),
+                    status.message()
+                )))
+            }
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        use pb::read_index_response::Result as R;
+        match response.result {
+            Some(R::ReadIndex(index)) => Ok(index),
+            Some(R::NotLeader(hint)) => Err(wire::not_leader_from_pb(hint)),
+            Some(R::Unavailable(u)) => Err(ProposeError::Unavailable(u.message)),
+            Some(R::Timeout(_)) => Err(ProposeError::Timeout(start.elapsed())),
+            None => Err(unavailable("answer without a result".to_string())),
+        }
+    }
+
+    /// Asks node `to` at `peer_addr` who it is and whether it is initialized.
+    /// `Unavailable` = not reachable or refused; `Timeout` = no answer within `timeout`.
+    pub async fn probe(
+        &self,
+        to: NodeId,
+        peer_addr: &str,
+        timeout: Duration,
+    ) -> Result<ProbeInfo, ProposeError> {
+        let start = Instant::now();
+        let unavailable = |what: String| {
+            ProposeError::Unavailable(format!("probe node {to} at {peer_addr}: {what}"))
+        };
+        let mut client = self.channels.client(peer_addr).map_err(unavailable)?;
+        let mut request = Request::new(pb::ProbeRequest { group_id: GROUP_ID });
+        request.set_timeout(timeout);
+        let gate = admit(self.faults.as_ref(), self.from, to, "Probe");
+        let call = async move {
+            gate.await;
+            client.probe(request).await
+        };
+        match tokio::time::timeout(timeout, call).await {
+            Err(_elapsed) => Err(ProposeError::Timeout(start.elapsed())),
+            Ok(Err(status))
+                if status.code() == Code::DeadlineExceeded || status.code() == Code::Cancelled =>
+            {
+                Err(ProposeError::Timeout(start.elapsed()))
+            }
+            Ok(Err(status)) => Err(unavailable(format!(
+                "{:?}: {}",
+                status.code(),
+                status.message()
+            ))),
+            Ok(Ok(response)) => {
+                let r = response.into_inner();
+                Ok(ProbeInfo {
+                    node_id: r.node_id,
+                    initialized: r.initialized,
+                    fingerprint: r.fingerprint,
+                    status_json: r.status_json,
+                })
+            }
+        }
+    }
+}
+
+/// Statuses the server returns before the handler runs (a bad request, an unknown method, a
+/// message over the size limit): the request was not processed.
+fn refused_unprocessed(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::InvalidArgument
+            | Code::FailedPrecondition
+            | Code::Unimplemented
+            | Code::ResourceExhausted
+    )
+}
+
+/// A timeout in whole milliseconds, at least 1 (0 means "no deadline" to nobody).
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}

@@ -1,0 +1,299 @@
+//! What the peer server calls: the [`PeerHandler`] seam (independent of tonic, so a simulated
+//! transport can call it directly), and [`RaftPeerHandler`], its implementation over
+//! `openraft::Raft`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dolmen_engine::Command;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{
+    ClientWriteError, Fatal, ForwardReason, ForwardToLeader, LinearizableReadError, RaftError,
+};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::storage::RaftStateMachine;
+use openraft::{Raft, ReadPolicy};
+
+use crate::network::Snapshot;
+use crate::types::{DolmenRaft, SnapshotFile, Vote};
+use crate::{Applied, BoxFuture, NodeId, ProposeError};
+
+/// A node's answer to `Probe`, for the bootstrap guard (docs/replication.md §8.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProbeInfo {
+    /// The answering node's id.
+    pub node_id: NodeId,
+    /// Whether its Raft state is initialized (it has a membership): then nobody may
+    /// `initialize` the cluster again.
+    pub initialized: bool,
+    /// Its configuration fingerprint (a hash of the column families); peers must agree.
+    pub fingerprint: String,
+    /// Its Raft status as JSON (for `dolmen cluster status`); empty when not offered.
+    pub status_json: String,
+}
+
+/// A callback without arguments (hooks of [`RaftPeerHandler`]).
+pub type Hook = Arc<dyn Fn() + Send + Sync>;
+/// A provider of this node's status JSON for `Probe`.
+pub type StatusJson = Arc<dyn Fn() -> String + Send + Sync>;
+
+/// The server side of every peer RPC, in openraft and domain types.
+pub trait PeerHandler: Send + Sync + 'static {
+    /// `Raft::append_entries`.
+    fn append_entries(
+        &self,
+        req: AppendEntriesRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<AppendEntriesResponse<DolmenRaft>, RaftError<DolmenRaft>>>;
+
+    /// `Raft::vote`.
+    fn vote(
+        &self,
+        req: VoteRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<VoteResponse<DolmenRaft>, RaftError<DolmenRaft>>>;
+
+    /// `Raft::pre_vote`.
+    fn pre_vote(
+        &self,
+        req: VoteRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<VoteResponse<DolmenRaft>, RaftError<DolmenRaft>>>;
+
+    /// `Raft::install_full_snapshot` with a completely received, fsynced snapshot file.
+    fn install_full_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> BoxFuture<'_, Result<SnapshotResponse<DolmenRaft>, Fatal<DolmenRaft>>>;
+
+    /// `Raft::handle_transfer_leader`.
+    fn transfer_leader(
+        &self,
+        req: TransferLeaderRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<TransferLeaderResponse<DolmenRaft>, Fatal<DolmenRaft>>>;
+
+    /// Proposes a command a follower forwarded, once, within `timeout`.
+    /// `NotLeader`/`Unavailable` mean it was not proposed; `Timeout` means the outcome is unknown.
+    fn forward(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Applied, ProposeError>>;
+
+    /// A linearizable read index (the leader's `ReadIndex` barrier), within `timeout`.
+    fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>>;
+
+    /// This node's identity and state.
+    fn probe(&self) -> BoxFuture<'_, ProbeInfo>;
+}
+
+/// [`PeerHandler`] over an `openraft::Raft`: the Raft RPCs pass through 1:1; `forward` is
+/// `client_write`, `read_index` is `get_read_log_id(ReadPolicy::ReadIndex)`.
+pub struct RaftPeerHandler<SM>
+where
+    SM: RaftStateMachine<DolmenRaft, SnapshotData = SnapshotFile>,
+{
+    raft: Raft<DolmenRaft, SM>,
+    node_id: NodeId,
+    fingerprint: String,
+    on_leader_append: Option<Hook>,
+    status: Option<StatusJson>,
+}
+
+impl<SM> RaftPeerHandler<SM>
+where
+    SM: RaftStateMachine<DolmenRaft, SnapshotData = SnapshotFile>,
+{
+    /// Serves `raft`; `Probe` answers with `node_id`, `fingerprint` and whether `raft` is
+    /// initialized.
+    pub fn new(raft: Raft<DolmenRaft, SM>, node_id: NodeId, fingerprint: String) -> Self {
+        Self {
+            raft,
+            node_id,
+            fingerprint,
+            on_leader_append: None,
+            status: None,
+        }
+    }
+
+    /// Calls `hook` whenever an append (or heartbeat) from the current leader is accepted, so
+    /// a follower knows how fresh its state is (stale reads).
+    pub fn on_leader_append(mut self, hook: Hook) -> Self {
+        self.on_leader_append = Some(hook);
+        self
+    }
+
+    /// Answers `Probe` with the status `status` produces.
+    pub fn with_status(mut self, status: StatusJson) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    /// Turns openraft's "not the leader here" into `NOT_LEADER` with the leader's client
+    /// address, taken from the error or else from the membership. A leader whose lease expired
+    /// has no quorum: `UNAVAILABLE`.
+    fn not_leader(&self, f: ForwardToLeader<DolmenRaft>) -> ProposeError {
+        if f.reason == ForwardReason::LeaseExpired {
+            return ProposeError::Unavailable("leader lease expired: no quorum".to_string());
+        }
+        let leader_addr = match (&f.leader_node, f.leader_id) {
+            (Some(node), _) => Some(node.client_addr.clone()),
+            (None, Some(id)) => self
+                .raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership()
+                .get_node(&id)
+                .map(|node| node.client_addr.clone()),
+            (None, None) => None,
+        };
+        ProposeError::NotLeader {
+            leader_id: f.leader_id,
+            leader_addr: leader_addr.filter(|a| !a.is_empty()),
+        }
+    }
+
+    /// The reason Raft is not running, if it stopped.
+    fn stopped(&self) -> Option<String> {
+        match &self.raft.metrics().borrow_watched().running_state {
+            Ok(()) => None,
+            Err(fatal) => Some(fatal.to_string()),
+        }
+    }
+
+    async fn forward_inner(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> Result<Applied, ProposeError> {
+        if let Some(reason) = self.stopped() {
+            return Err(ProposeError::Unavailable(format!(
+                "raft on node {} is not running: {reason}",
+                self.node_id
+            )));
+        }
+        let start = Instant::now();
+        match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
+            Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(self.not_leader(f))
+            }
+            // Appended, then lost to a leader change: it may still commit.
+            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))) => {
+                Err(ProposeError::Timeout(start.elapsed()))
+            }
+            Ok(Err(RaftError::APIError(other))) => Err(ProposeError::Unavailable(format!(
+                "write refused by node {}: {other}",
+                self.node_id
+            ))),
+            // Raft stopped while the write was in flight: it may have been appended.
+            Ok(Err(RaftError::Fatal(fatal))) => {
+                tracing::warn!(node = self.node_id, error = %fatal, "raft stopped during a forwarded write");
+                Err(ProposeError::Timeout(start.elapsed()))
+            }
+        }
+    }
+
+    async fn read_index_inner(&self, timeout: Duration) -> Result<u64, ProposeError> {
+        match tokio::time::timeout(timeout, self.raft.get_read_log_id(ReadPolicy::ReadIndex)).await
+        {
+            Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
+            Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.log_id().index),
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
+                Err(self.not_leader(f))
+            }
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(q)))) => {
+                Err(ProposeError::Unavailable(format!("read index: {q}")))
+            }
+            Ok(Err(RaftError::Fatal(fatal))) => Err(ProposeError::Unavailable(format!(
+                "raft on node {} is not running: {fatal}",
+                self.node_id
+            ))),
+        }
+    }
+}
+
+impl<SM> PeerHandler for RaftPeerHandler<SM>
+where
+    SM: RaftStateMachine<DolmenRaft, SnapshotData = SnapshotFile>,
+{
+    fn append_entries(
+        &self,
+        req: AppendEntriesRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<AppendEntriesResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        Box::pin(async move {
+            let response = self.raft.append_entries(req).await;
+            let from_leader = matches!(
+                &response,
+                Ok(r) if !matches!(r, AppendEntriesResponse::HigherVote(_))
+            );
+            if let (true, Some(hook)) = (from_leader, &self.on_leader_append) {
+                hook();
+            }
+            response
+        })
+    }
+
+    fn vote(
+        &self,
+        req: VoteRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<VoteResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        Box::pin(self.raft.vote(req))
+    }
+
+    fn pre_vote(
+        &self,
+        req: VoteRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<VoteResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        Box::pin(self.raft.pre_vote(req))
+    }
+
+    fn install_full_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> BoxFuture<'_, Result<SnapshotResponse<DolmenRaft>, Fatal<DolmenRaft>>> {
+        Box::pin(self.raft.install_full_snapshot(vote, snapshot))
+    }
+
+    fn transfer_leader(
+        &self,
+        req: TransferLeaderRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<TransferLeaderResponse<DolmenRaft>, Fatal<DolmenRaft>>> {
+        Box::pin(self.raft.handle_transfer_leader(req))
+    }
+
+    fn forward(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Applied, ProposeError>> {
+        Box::pin(self.forward_inner(command, timeout))
+    }
+
+    fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>> {
+        Box::pin(self.read_index_inner(timeout))
+    }
+
+    fn probe(&self) -> BoxFuture<'_, ProbeInfo> {
+        Box::pin(async move {
+            let initialized = match self.raft.is_initialized().await {
+                Ok(initialized) => initialized,
+                Err(fatal) => {
+                    // Unknown: claim initialized, so nobody bootstraps a second cluster on it.
+                    tracing::warn!(node = self.node_id, error = %fatal, "probe: raft not running; reporting initialized");
+                    true
+                }
+            };
+            ProbeInfo {
+                node_id: self.node_id,
+                initialized,
+                fingerprint: self.fingerprint.clone(),
+                status_json: self.status.as_ref().map(|s| s()).unwrap_or_default(),
+            }
+        })
+    }
+}

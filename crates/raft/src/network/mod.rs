@@ -1,0 +1,73 @@
+//! The peer transport (docs/replication.md §6): gRPC (tonic) between replicas.
+//!
+//! ```text
+//!  RaftCore ─▶ GrpcNetworkFactory ─▶ GrpcNetwork (RaftNetworkV2) ─┐
+//!  RaftReplicator ─▶ PeerClient (forward, read_index, probe) ──────┤ one lazily connected
+//!                                                                  │ Channel per peer address
+//!                     [PeerFaults hook: deliver | drop | delay] ◀──┘
+//!        ══ gRPC dolmen.raft.v1.Peer ══▶ serve() ─▶ dyn PeerHandler ─▶ RaftPeerHandler ─▶ Raft
+//! ```
+//!
+//! - [`handler`]: the [`PeerHandler`] seam the server calls, and [`RaftPeerHandler`], its
+//!   implementation over `openraft::Raft`.
+//! - [`server`]: [`serve`], the tonic server, including the snapshot receiver.
+//! - [`client`]: the channel cache and [`PeerClient`] (follower → leader calls).
+//! - [`raft_network`]: [`GrpcNetworkFactory`], openraft's network over the same channels.
+//! - [`faults`]: the test-only fault hook on outgoing calls.
+//! - [`wire`]: the generated protobuf code and the conversions between it and openraft types.
+
+pub mod client;
+pub mod faults;
+pub mod handler;
+pub mod raft_network;
+pub mod server;
+pub mod wire;
+
+use std::time::Duration;
+
+pub use client::PeerClient;
+pub use faults::{FaultAction, PeerFaults};
+pub use handler::{PeerHandler, ProbeInfo, RaftPeerHandler};
+pub use raft_network::{GrpcNetwork, GrpcNetworkFactory};
+pub use server::{serve, serve_with, IncomingSnapshot, ServeOptions};
+
+use crate::types::{DolmenRaft, SnapshotFile};
+
+/// A snapshot as the network carries it: openraft's metadata plus the file holding the bytes.
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<DolmenRaft, SnapshotFile>;
+/// A snapshot's metadata.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<DolmenRaft>;
+
+/// The largest gRPC message either side decodes or encodes (a commit is at most 10 MB, WIRE §4;
+/// an append batch of several of them fits).
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// The largest snapshot data chunk on the wire.
+pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
+
+/// Client-side settings of the peer transport (docs/replication.md §6.3).
+#[derive(Clone, Debug)]
+pub struct NetworkOptions {
+    /// Bound on establishing a TCP connection to a peer.
+    pub connect_timeout: Duration,
+    /// HTTP/2 keep-alive ping interval on idle and busy connections.
+    pub keepalive_interval: Duration,
+    /// How long a keep-alive ping may go unanswered before the connection is dropped.
+    pub keepalive_timeout: Duration,
+    /// Snapshot data chunk size; capped at [`MAX_SNAPSHOT_CHUNK_BYTES`] and by openraft's
+    /// `snapshot_max_chunk_size`.
+    pub snapshot_chunk_bytes: usize,
+    /// Upper bound on a whole snapshot transfer, including the receiver's install.
+    pub snapshot_max_duration: Duration,
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_millis(500),
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(3),
+            snapshot_chunk_bytes: MAX_SNAPSHOT_CHUNK_BYTES,
+            snapshot_max_duration: Duration::from_secs(600),
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Openraft's network over gRPC: [`GrpcNetworkFactory`] (`RaftNetworkFactory`) builds one
+//! [`GrpcNetwork`] (`RaftNetworkV2`) per target on the shared channel cache.
+//!
+//! Every unary call is bounded by `RPCOption::soft_ttl()`. Errors: a failed connection or a
+//! peer whose Raft stopped (`UNAVAILABLE`) → `Unreachable` (openraft backs off); our own deadline
+//! → `Timeout`; anything else → `Network`. Remote verdicts (higher vote, conflict, transfer
+//! refusals) are ordinary responses and pass through unchanged.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{
+    NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
+};
+use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{OptionalSend, RPCTypes};
+use tokio::io::AsyncReadExt;
+use tonic::{Code, Request, Response, Status};
+
+use crate::network::client::{is_connect_error, Channels, GrpcClient};
+use crate::network::faults::{admit, PeerFaults};
+use crate::network::wire::{self, pb};
+use crate::network::{NetworkOptions, PeerClient, Snapshot, MAX_SNAPSHOT_CHUNK_BYTES};
+use crate::types::{DolmenRaft, NodeAddr, SnapshotFile, Vote};
+use crate::NodeId;
+
+/// First wait after a peer turned out unreachable; doubles up to [`BACKOFF_MAX`].
+const BACKOFF_START: Duration = Duration::from_millis(50);
+/// Longest wait between attempts to reach an unreachable peer.
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Snapshot chunks buffered between the file reader and the gRPC stream.
+const SNAPSHOT_CHANNEL_CHUNKS: usize = 4;
+
+type RaftRpcError = RPCError<DolmenRaft>;
+
+/// Builds openraft's per-target network clients for node `this_node`; all of them, and the
+/// [`PeerClient`] from [`GrpcNetworkFactory::peer_client`], share one channel per address.
+#[derive(Clone)]
+pub struct GrpcNetworkFactory {
+    this_node: NodeId,
+    channels: Channels,
+    faults: Option<Arc<dyn PeerFaults>>,
+}
+
+impl GrpcNetworkFactory {
+    /// A factory for node `this_node`.
+    pub fn new(this_node: NodeId, options: NetworkOptions) -> Self {
+        Self {
+            this_node,
+            channels: Channels::new(options),
+            faults: None,
+        }
+    }
+
+    /// Passes every outgoing call (of this factory's networks and of its [`PeerClient`]s)
+    /// through `faults` (tests only).
+    pub fn with_faults(mut self, faults: Arc<dyn PeerFaults>) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
+    /// A [`PeerClient`] sharing this factory's channels and fault hook.
+    pub fn peer_client(&self) -> PeerClient {
+        PeerClient::from_parts(self.this_node, self.channels.clone(), self.faults.clone())
+    }
+
+    /// The network to `target` at `node.peer_addr` (no connection is made yet).
+    pub fn network(&self, target: NodeId, node: &NodeAddr) -> GrpcNetwork {
+        GrpcNetwork {
+            from: self.this_node,
+            target,
+            addr: node.peer_addr.clone(),
+            client: self.channels.client(&node.peer_addr),
+            options: Arc::clone(self.channels.options()),
+            faults: self.faults.clone(),
+        }
+    }
+}
+
+impl RaftNetworkFactory<DolmenRaft> for GrpcNetworkFactory {
+    type Network = GrpcNetwork;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeAddr) -> GrpcNetwork {
+        self.network(target, node)
+    }
+}
+
+/// Openraft's connection to one peer.
+pub struct GrpcNetwork {
+    from: NodeId,
+    target: NodeId,
+    addr: String,
+    /// The client, or why the address is unusable (reported by every call).
+    client: Result<GrpcClient, String>,
+    options: Arc<NetworkOptions>,
+    faults: Option<Arc<dyn PeerFaults>>,
+}
+
+impl GrpcNetwork {
+    fn client(&self) -> Result<GrpcClient, Unreachable<DolmenRaft>> {
+        self.client.clone().map_err(Unreachable::from_string)
+    }
+
+    fn timeout(&self, action: RPCTypes, ttl: Duration) -> Timeout<DolmenRaft> {
+        Timeout {
+            action,
+            id: self.from,
+            target: self.target,
+            timeout: ttl,
+        }
+    }
+
+    /// A failed call → `Unreachable` (not connected, or the peer's Raft is not running) or
+    /// `Network`.
+    fn status_error(&self, rpc: &str, status: &Status) -> RaftRpcError {
+        let message = format!(
+            "{rpc} to node {} at {}: {:?}: {}",
+            self.target,
+            self.addr,
+            status.code(),
+            status.message()
+        );
+        if is_connect_error(status) || status.code() == Code::Unavailable {
+            RPCError::Unreachable(Unreachable::from_string(message))
+        } else {
+            RPCError::Network(NetworkError::from_string(message))
+        }
+    }
+
+    /// Runs one unary call through the fault hook, bounded by `ttl`.
+    async fn unary<T, Fut>(
+        &self,
+        rpc: &'static str,
+        action: RPCTypes,
+        ttl: Duration,
+        call: impl FnOnce(GrpcClient) -> Fut,
+    ) -> Result<T, RaftRpcError>
+    where
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let client = self.client()?;
+        let gate = admit(self.faults.as_ref(), self.from, self.target, rpc);
+        let work = async move {
+            gate.await;
+            call(client).await
+        };
+        match tokio::time::timeout(ttl, work).await {
+            Err(_elapsed) => Err(RPCError::Timeout(self.timeout(action, ttl))),
+            Ok(Err(status)) => Err(self.status_error(rpc, &status)),
+            Ok(Ok(response)) => Ok(response.into_inner()),
+        }
+    }
+
+    fn decode_error(&self, rpc: &str, e: impl std::fmt::Display) -> RaftRpcError {
+        RPCError::Network(NetworkError::from_string(format!(
+            "{rpc} answer from node {} at {}: {e}",
+            self.target, self.addr
+        )))
+    }
+}
+
+fn request<T>(message: T, ttl: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(ttl);
+    request
+}
+
+impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<DolmenRaft>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<DolmenRaft>, RaftRpcError> {
+        let ttl = option.soft_ttl();
+        let message = wire::append_request_to_pb(&rpc).map_err(|e| {
+            RPCError::Network(NetworkError::from_string(format!(
+                "cannot encode AppendEntries for node {}: {e}",
+                self.target
+            )))
+        })?;
+        let response = self
+            .unary(
+                "AppendEntries",
+                RPCTypes::AppendEntries,
+                ttl,
+                |mut c| async move { c.append_entries(request(message, ttl)).await },
+            )
+            .await?;
+        wire::append_response_from_pb(response).map_err(|e| self.decode_error("AppendEntries", e))
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<DolmenRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<DolmenRaft>, RaftRpcError> {
+        let ttl = option.soft_ttl();
+        let message = wire::vote_request_to_pb(&rpc);
+        let response = self
+            .unary("Vote", RPCTypes::Vote, ttl, |mut c| async move {
+                c.vote(request(message, ttl)).await
+            })
+            .await?;
+        wire::vote_response_from_pb(response).map_err(|e| self.decode_error("Vote", e))
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<DolmenRaft>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<DolmenRaft>, RaftRpcError> {
+        let ttl = option.soft_ttl();
+        let message = wire::vote_request_to_pb(&rpc);
+        let response = self
+            .unary("PreVote", RPCTypes::Vote, ttl, |mut c| async move {
+                c.pre_vote(request(message, ttl)).await
+            })
+            .await?;
+        wire::vote_response_from_pb(response).map_err(|e| self.decode_error("PreVote", e))
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<DolmenRaft>, StreamingError<DolmenRaft>> {
+        tokio::select! {
+            closed = cancel => Err(StreamingError::Closed(closed)),
+            result = self.send_snapshot(vote, snapshot, option) => result,
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<DolmenRaft>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<DolmenRaft>, RaftRpcError> {
+        let ttl = option.soft_ttl();
+        let message = wire::transfer_request_to_pb(&req);
+        let response = self
+            .unary(
+                "TransferLeader",
+                RPCTypes::TransferLeader,
+                ttl,
+                |mut c| async move { c.transfer_leader(request(message, ttl)).await },
+            )
+            .await?;
+        wire::transfer_response_from_pb(response)
+            .map_err(|e| self.decode_error("TransferLeader", e))
+    }
+
+    fn backoff(&self) -> Option<Backoff> {
+        Some(Backoff::new(std::iter::successors(
+            Some(BACKOFF_START),
+            |d| Some((*d * 2).min(BACKOFF_MAX)),
+        )))
+    }
+}
+
+impl GrpcNetwork {
+    /// Streams the snapshot file: a header, then chunks read by a producer task through a
+    /// bounded channel. Each chunk must be taken by the stream within the soft TTL; the whole
+    /// transfer, install included, within `snapshot_max_duration`.
+    async fn send_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<DolmenRaft>, StreamingError<DolmenRaft>> {
+        let ttl = option.soft_ttl();
+        let chunk_bytes = option
+            .snapshot_chunk_size()
+            .unwrap_or(MAX_SNAPSHOT_CHUNK_BYTES)
+            .min(self.options.snapshot_chunk_bytes)
+            .clamp(1, MAX_SNAPSHOT_CHUNK_BYTES);
+        let network_error = |what: String| {
+            StreamingError::Network(NetworkError::from_string(format!(
+                "InstallSnapshot to node {} at {}: {what}",
+                self.target, self.addr
+            )))
+        };
+        let mut client = self.client()?;
+
+        let path = snapshot.snapshot.path.clone();
+        let file = tokio::fs::File::open(&path).await.map_err(|e| {
+            network_error(format!("cannot open snapshot file {}: {e}", path.display()))
+        })?;
+        let size = file
+            .metadata()
+            .await
+            .map_err(|e| {
+                network_error(format!("cannot stat snapshot file {}: {e}", path.display()))
+            })?
+            .len();
+        let header = wire::snapshot_header_to_pb(&vote, &snapshot.meta, size)
+            .map_err(|e| network_error(format!("cannot encode the snapshot header: {e}")))?;
+
+        let gate = admit(
+            self.faults.as_ref(),
+            self.from,
+            self.target,
+            "InstallSnapshot",
+        );
+        if tokio::time::timeout(ttl, gate).await.is_err() {
+            return Err(StreamingError::Timeout(
+                self.timeout(RPCTypes::InstallSnapshot, ttl),
+            ));
+        }
+
+        let (tx, rx) = tokio::sync::mpsc::channel(SNAPSHOT_CHANNEL_CHUNKS);
+        tx.send(pb::SnapshotChunk {
+            chunk: Some(pb::snapshot_chunk::Chunk::Header(header)),
+        })
+        .await
+        .map_err(|_| network_error("snapshot stream closed before its header".to_string()))?;
+        let mut producer = AbortOnDrop(tokio::spawn(produce_chunks(
+            file,
+            size,
+            chunk_bytes,
+            ttl,
+            tx,
+        )));
+
+        let max = self.options.snapshot_max_duration;
+        let call = client.install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let response = match tokio::time::timeout(max, call).await {
+            Err(_elapsed) => {
+                return Err(StreamingError::Timeout(
+                    self.timeout(RPCTypes::InstallSnapshot, max),
+                ))
+            }
+            Ok(Err(status)) => {
+                // A producer failure ends the stream early; report the cause, not the symptom.
+                if let Some(cause) = producer.finished_error().await {
+                    return Err(self.producer_error(cause, ttl));
+                }
+                return Err(self.status_error("InstallSnapshot", &status).into());
+            }
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        let vote = wire::snapshot_vote_from_pb(&response.vote)
+            .map_err(|e| network_error(format!("undecodable answer: {e}")))?;
+        Ok(SnapshotResponse::new(vote))
+    }
+
+    fn producer_error(&self, cause: ProducerError, ttl: Duration) -> StreamingError<DolmenRaft> {
+        match cause {
+            ProducerError::Stalled => {
+                StreamingError::Timeout(self.timeout(RPCTypes::InstallSnapshot, ttl))
+            }
+            ProducerError::Read(e) => StreamingError::Network(NetworkError::from_string(format!(
+                "InstallSnapshot to node {} at {}: {e}",
+                self.target, self.addr
+            ))),
+        }
+    }
+}
+
+/// Why the chunk producer stopped early.
+#[derive(Debug)]
+enum ProducerError {
+    /// The stream took no chunk within the TTL.
+    Stalled,
+    /// Reading the file failed or it was shorter than its size.
+    Read(String),
+}
+
+/// Reads `size` bytes of `file` in `chunk_bytes` pieces into `tx`.
+async fn produce_chunks(
+    mut file: tokio::fs::File,
+    size: u64,
+    chunk_bytes: usize,
+    ttl: Duration,
+    tx: tokio::sync::mpsc::Sender<pb::SnapshotChunk>,
+) -> Result<(), ProducerError> {
+    let mut sent: u64 = 0;
+    while sent < size {
+        let want = usize::try_from(size - sent)
+            .unwrap_or(usize::MAX)
+            .min(chunk_bytes);
+        let mut data = vec![0u8; want];
+        let mut filled = 0;
+        while filled < want {
+            let n = file
+                .read(&mut data[filled..])
+                .await
+                .map_err(|e| ProducerError::Read(format!("reading the snapshot file: {e}")))?;
+            if n == 0 {
+                return Err(ProducerError::Read(format!(
+                    "the snapshot file ended after {} of {size} bytes",
+                    sent + filled as u64
+                )));
+            }
+            filled += n;
+        }
+        let chunk = pb::SnapshotChunk {
+            chunk: Some(pb::snapshot_chunk::Chunk::Data(data)),
+        };
+        match tokio::time::timeout(ttl, tx.send(chunk)).await {
+            Err(_elapsed) => return Err(ProducerError::Stalled),
+            // The call ended (answered or failed); it reports why.
+            Ok(Err(_closed)) => return Ok(()),
+            Ok(Ok(())) => sent += want as u64,
+        }
+    }
+    Ok(())
+}
+
+/// Aborts the producer task when the transfer ends or is cancelled.
+struct AbortOnDrop(tokio::task::JoinHandle<Result<(), ProducerError>>);
+
+impl AbortOnDrop {
+    /// The producer's error, if it stopped with one. A producer that fails ends the stream, so
+    /// by the time the call fails it has finished or is about to; waits only briefly.
+    async fn finished_error(&mut self) -> Option<ProducerError> {
+        match tokio::time::timeout(Duration::from_millis(100), &mut self.0).await {
+            Ok(Ok(Err(e))) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

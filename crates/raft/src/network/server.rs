@@ -1,0 +1,364 @@
+//! The peer gRPC server: decodes each request, refuses any group but 0, and hands the call to a
+//! [`PeerHandler`]. `InstallSnapshot` streams into a file from [`IncomingSnapshot`], fsyncs it,
+//! and only then calls `install_full_snapshot`; a broken stream deletes the file.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::codec;
+use crate::network::wire::{self, check_group, pb};
+use crate::network::{PeerHandler, Snapshot, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
+use crate::types::SnapshotFile;
+
+/// Creates the file a received snapshot is written to: its path and the open, empty file.
+/// Called once per `InstallSnapshot` stream, on a blocking thread.
+pub type IncomingSnapshot = Arc<dyn Fn() -> io::Result<(PathBuf, std::fs::File)> + Send + Sync>;
+
+/// Server-side bounds (docs/replication.md §6.3).
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// HTTP/2 keep-alive ping interval.
+    pub keepalive_interval: Duration,
+    /// How long a keep-alive ping may go unanswered.
+    pub keepalive_timeout: Duration,
+    /// Requests served at once per connection; more wait (HTTP/2 flow control pushes back).
+    pub concurrency_limit_per_connection: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_concurrent_streams: u32,
+    /// Longest wait for the next message of a snapshot stream.
+    pub snapshot_idle_timeout: Duration,
+    /// Longest a whole snapshot stream may take to arrive (the install is not counted).
+    pub snapshot_max_duration: Duration,
+    /// Cap on the timeout a peer asks for in `Forward` and `ReadIndex`.
+    pub max_request_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            keepalive_interval: Duration::from_secs(5),
+            keepalive_timeout: Duration::from_secs(3),
+            concurrency_limit_per_connection: 256,
+            max_concurrent_streams: 1024,
+            snapshot_idle_timeout: Duration::from_secs(30),
+            snapshot_max_duration: Duration::from_secs(600),
+            max_request_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves the peer protocol on `listener` with [`ServeOptions::default`] until `shutdown`
+/// resolves; see [`serve_with`].
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    handler: Arc<dyn PeerHandler>,
+    incoming: IncomingSnapshot,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_with(
+        ServeOptions::default(),
+        listener,
+        handler,
+        incoming,
+        shutdown,
+    )
+    .await
+}
+
+/// Serves the peer protocol on `listener` until `shutdown` resolves, then drains in-flight
+/// calls. Connections use TCP_NODELAY, HTTP/2 keep-alive and 64 MiB message limits.
+pub async fn serve_with(
+    options: ServeOptions,
+    listener: tokio::net::TcpListener,
+    handler: Arc<dyn PeerHandler>,
+    incoming: IncomingSnapshot,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let local = listener.local_addr()?;
+    let connections =
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let service = pb::peer_server::PeerServer::new(PeerService {
+        handler,
+        incoming,
+        options: options.clone(),
+    })
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .http2_keepalive_interval(Some(options.keepalive_interval))
+        .http2_keepalive_timeout(Some(options.keepalive_timeout))
+        .concurrency_limit_per_connection(options.concurrency_limit_per_connection)
+        .max_concurrent_streams(options.max_concurrent_streams)
+        .add_service(service)
+        .serve_with_incoming_shutdown(connections, shutdown)
+        .await
+        .map_err(|e| io::Error::other(format!("peer server on {local}: {e}")))
+}
+
+/// Raft stopped on this node: the caller should back off.
+fn fatal_status(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft on this node is not running: {e}"))
+}
+
+fn request_timeout(timeout_ms: u64, cap: Duration) -> Result<Duration, Status> {
+    if timeout_ms == 0 {
+        return Err(Status::invalid_argument(
+            "timeout_ms: must be greater than 0",
+        ));
+    }
+    Ok(Duration::from_millis(timeout_ms).min(cap))
+}
+
+struct PeerService {
+    handler: Arc<dyn PeerHandler>,
+    incoming: IncomingSnapshot,
+    options: ServeOptions,
+}
+
+#[tonic::async_trait]
+impl pb::peer_server::Peer for PeerService {
+    async fn vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = request.into_inner();
+        check_group(req.group_id)?;
+        let req = wire::vote_request_from_pb(req)?;
+        let resp = self.handler.vote(req).await.map_err(fatal_status)?;
+        Ok(Response::new(wire::vote_response_to_pb(&resp)))
+    }
+
+    async fn pre_vote(
+        &self,
+        request: Request<pb::VoteRequest>,
+    ) -> Result<Response<pb::VoteResponse>, Status> {
+        let req = request.into_inner();
+        check_group(req.group_id)?;
+        let req = wire::vote_request_from_pb(req)?;
+        let resp = self.handler.pre_vote(req).await.map_err(fatal_status)?;
+        Ok(Response::new(wire::vote_response_to_pb(&resp)))
+    }
+
+    async fn append_entries(
+        &self,
+        request: Request<pb::AppendEntriesRequest>,
+    ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
+        let req = request.into_inner();
+        check_group(req.group_id)?;
+        let req = wire::append_request_from_pb(req)?;
+        let resp = self
+            .handler
+            .append_entries(req)
+            .await
+            .map_err(fatal_status)?;
+        Ok(Response::new(wire::append_response_to_pb(&resp)))
+    }
+
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<pb::SnapshotChunk>>,
+    ) -> Result<Response<pb::SnapshotResponse>, Status> {
+        let mut stream = request.into_inner();
+        let idle = self.options.snapshot_idle_timeout;
+        let deadline = Instant::now() + self.options.snapshot_max_duration;
+
+        let header = match next_message(&mut stream, idle, deadline).await? {
+            Some(pb::SnapshotChunk {
+                chunk: Some(pb::snapshot_chunk::Chunk::Header(header)),
+            }) => header,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "chunk: the first message of a snapshot stream must be its header",
+                ))
+            }
+            None => {
+                return Err(Status::invalid_argument(
+                    "snapshot stream ended before its header",
+                ))
+            }
+        };
+        check_group(header.group_id)?;
+        let (vote, meta, size) = wire::snapshot_header_from_pb(header)?;
+
+        let incoming = Arc::clone(&self.incoming);
+        let (path, file) = tokio::task::spawn_blocking(move || incoming())
+            .await
+            .map_err(|e| Status::internal(format!("snapshot file creation panicked: {e}")))?
+            .map_err(|e| Status::internal(format!("cannot create a snapshot file: {e}")))?;
+        let guard = RemoveOnDrop(Some(path.clone()));
+        receive_into(&mut stream, file, size, idle, deadline).await?;
+        guard.disarm();
+
+        tracing::info!(path = %path.display(), size, meta = %meta, "snapshot received; installing");
+        let snapshot = Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        };
+        let resp = self
+            .handler
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(fatal_status)?;
+        Ok(Response::new(pb::SnapshotResponse {
+            vote: codec::encode_vote(&resp.vote),
+        }))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<pb::TransferLeaderRequest>,
+    ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
+        let req = request.into_inner();
+        check_group(req.group_id)?;
+        let req = wire::transfer_request_from_pb(req)?;
+        let resp = self
+            .handler
+            .transfer_leader(req)
+            .await
+            .map_err(fatal_status)?;
+        Ok(Response::new(wire::transfer_response_to_pb(&resp)))
+    }
+
+    async fn forward(
+        &self,
+        request: Request<pb::ForwardRequest>,
+    ) -> Result<Response<pb::ForwardResponse>, Status> {
+        let req = request.into_inner();
+        check_group(req.group_id)?;
+        let timeout = request_timeout(req.timeout_ms, self.options.max_request_timeout)?;
+        let command = wire::command_from_pb(&req.command)?;
+        let result = self.handler.forward(command, timeout).await;
+        let resp = wire::forward_response_to_pb(&result)
+            .map_err(|e| Status::internal(format!("cannot encode the outcome: {e}")))?;
+        Ok(Response::new(resp))
+    }
+
+    async fn read_index(
+        &self,
+        request: Request<pb::ReadIndexRequest>,
+    ) -> Result<Response<pb::ReadIndexResponse>, Status> {
+        let req = request.into_inner();
+        check_group(req.group_id)?;
+        let timeout = request_timeout(req.timeout_ms, self.options.max_request_timeout)?;
+        let result = self.handler.read_index(timeout).await;
+        Ok(Response::new(wire::read_index_response_to_pb(&result)))
+    }
+
+    async fn probe(
+        &self,
+        request: Request<pb::ProbeRequest>,
+    ) -> Result<Response<pb::ProbeResponse>, Status> {
+        check_group(request.into_inner().group_id)?;
+        let info = self.handler.probe().await;
+        Ok(Response::new(pb::ProbeResponse {
+            node_id: info.node_id,
+            initialized: info.initialized,
+            fingerprint: info.fingerprint,
+            status_json: info.status_json,
+        }))
+    }
+}
+
+/// The next message of a stream, waiting at most `idle` and never past `deadline`.
+async fn next_message(
+    stream: &mut Streaming<pb::SnapshotChunk>,
+    idle: Duration,
+    deadline: Instant,
+) -> Result<Option<pb::SnapshotChunk>, Status> {
+    let wait_until = (Instant::now() + idle).min(deadline);
+    match tokio::time::timeout_at(wait_until, stream.message()).await {
+        Ok(message) => message,
+        Err(_elapsed) if wait_until == deadline => Err(Status::deadline_exceeded(
+            "snapshot stream exceeded its maximum duration",
+        )),
+        Err(_elapsed) => Err(Status::deadline_exceeded(format!(
+            "no snapshot chunk within {idle:?}"
+        ))),
+    }
+}
+
+/// Writes the data chunks of a snapshot stream into `file` (on tokio's blocking pool) and fsyncs
+/// it; the data must add up to exactly `size` bytes.
+async fn receive_into(
+    stream: &mut Streaming<pb::SnapshotChunk>,
+    file: std::fs::File,
+    size: u64,
+    idle: Duration,
+    deadline: Instant,
+) -> Result<(), Status> {
+    let mut file = tokio::fs::File::from_std(file);
+    let mut written: u64 = 0;
+    while let Some(message) = next_message(stream, idle, deadline).await? {
+        let data = match message.chunk {
+            Some(pb::snapshot_chunk::Chunk::Data(data)) => data,
+            Some(pb::snapshot_chunk::Chunk::Header(_)) => {
+                return Err(Status::invalid_argument(
+                    "chunk: a second header in one snapshot stream",
+                ))
+            }
+            None => return Err(Status::invalid_argument("chunk: empty message")),
+        };
+        if data.len() > MAX_SNAPSHOT_CHUNK_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "data: chunk of {} bytes exceeds the {MAX_SNAPSHOT_CHUNK_BYTES}-byte limit",
+                data.len()
+            )));
+        }
+        written += data.len() as u64;
+        if written > size {
+            return Err(Status::invalid_argument(format!(
+                "data: more than the {size} bytes the header announced"
+            )));
+        }
+        file.write_all(&data)
+            .await
+            .map_err(|e| Status::internal(format!("writing the snapshot file: {e}")))?;
+    }
+    if written != size {
+        return Err(Status::aborted(format!(
+            "snapshot stream ended after {written} of {size} bytes"
+        )));
+    }
+    file.flush()
+        .await
+        .map_err(|e| Status::internal(format!("flushing the snapshot file: {e}")))?;
+    file.sync_all()
+        .await
+        .map_err(|e| Status::internal(format!("fsyncing the snapshot file: {e}")))?;
+    Ok(())
+}
+
+/// Deletes a partly received snapshot file unless disarmed, including when the call is dropped
+/// because the sender went away.
+struct RemoveOnDrop(Option<PathBuf>);
+
+impl RemoveOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let Some(path) = self.0.take() else { return };
+        let remove = move || {
+            if let Err(e) = std::fs::remove_file(&path) {
+                tracing::warn!(path = %path.display(), error = %e, "cannot delete a partial snapshot file");
+            } else {
+                tracing::info!(path = %path.display(), "deleted a partial snapshot file");
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => drop(handle.spawn_blocking(remove)),
+            Err(_) => remove(),
+        }
+    }
+}

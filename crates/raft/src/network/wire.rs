@@ -1,0 +1,366 @@
+//! The generated `dolmen.raft.v1` code ([`pb`]) and the conversions between its messages and
+//! openraft/engine types. Openraft values are bytes in the [`crate::codec`] encodings; this file
+//! only frames them, so each value has exactly one codec.
+
+use std::io;
+
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderError, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::StoredMembership;
+
+use crate::codec;
+use crate::network::SnapshotMeta;
+use crate::types::{DolmenRaft, LogId, Vote, GROUP_ID};
+use crate::{Applied, NodeId, ProposeError};
+
+/// Code generated from `proto/dolmen_raft.proto`.
+#[allow(clippy::all, missing_docs)]
+pub mod pb {
+    tonic::include_proto!("dolmen.raft.v1");
+}
+
+/// A field that did not decode; names the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{field}: {source}")]
+pub struct DecodeError {
+    /// The protobuf field.
+    pub field: &'static str,
+    /// What was wrong with it.
+    #[source]
+    pub source: io::Error,
+}
+
+impl DecodeError {
+    fn new(field: &'static str, source: io::Error) -> Self {
+        Self { field, source }
+    }
+
+    fn missing(field: &'static str) -> Self {
+        Self::new(field, io::Error::new(io::ErrorKind::InvalidData, "missing"))
+    }
+}
+
+impl From<DecodeError> for tonic::Status {
+    fn from(e: DecodeError) -> Self {
+        tonic::Status::invalid_argument(e.to_string())
+    }
+}
+
+/// Refuses any group but [`GROUP_ID`], naming the field.
+pub fn check_group(group_id: u64) -> Result<(), tonic::Status> {
+    if group_id == GROUP_ID {
+        Ok(())
+    } else {
+        Err(tonic::Status::invalid_argument(format!(
+            "group_id {group_id} is not served here: only group {GROUP_ID} exists"
+        )))
+    }
+}
+
+fn vote(field: &'static str, bytes: &[u8]) -> Result<Vote, DecodeError> {
+    codec::decode_vote(bytes).map_err(|e| DecodeError::new(field, e))
+}
+
+fn log_id(field: &'static str, bytes: &[u8]) -> Result<LogId, DecodeError> {
+    codec::decode_log_id(bytes).map_err(|e| DecodeError::new(field, e))
+}
+
+fn opt_log_id(field: &'static str, bytes: Option<&[u8]>) -> Result<Option<LogId>, DecodeError> {
+    bytes.map(|b| log_id(field, b)).transpose()
+}
+
+fn enc_opt_log_id(id: Option<&LogId>) -> Option<Vec<u8>> {
+    id.map(codec::encode_log_id)
+}
+
+/// `AppendEntriesRequest` → protobuf.
+pub fn append_request_to_pb(
+    req: &AppendEntriesRequest<DolmenRaft>,
+) -> io::Result<pb::AppendEntriesRequest> {
+    let entries = req
+        .entries
+        .iter()
+        .map(codec::encode_entry)
+        .collect::<io::Result<Vec<_>>>()?;
+    Ok(pb::AppendEntriesRequest {
+        group_id: GROUP_ID,
+        vote: codec::encode_vote(&req.vote),
+        prev_log_id: enc_opt_log_id(req.prev_log_id.as_ref()),
+        entries,
+        leader_commit: enc_opt_log_id(req.leader_commit.as_ref()),
+    })
+}
+
+/// Protobuf → `AppendEntriesRequest` (the group is checked by the caller).
+pub fn append_request_from_pb(
+    req: pb::AppendEntriesRequest,
+) -> Result<AppendEntriesRequest<DolmenRaft>, DecodeError> {
+    let entries = req
+        .entries
+        .iter()
+        .map(|b| codec::decode_entry(b).map_err(|e| DecodeError::new("entries", e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AppendEntriesRequest {
+        vote: vote("vote", &req.vote)?,
+        prev_log_id: opt_log_id("prev_log_id", req.prev_log_id.as_deref())?,
+        entries,
+        leader_commit: opt_log_id("leader_commit", req.leader_commit.as_deref())?,
+    })
+}
+
+/// `AppendEntriesResponse` → protobuf.
+pub fn append_response_to_pb(
+    resp: &AppendEntriesResponse<DolmenRaft>,
+) -> pb::AppendEntriesResponse {
+    use pb::append_entries_response::Result as R;
+    let result = match resp {
+        AppendEntriesResponse::Success => R::Success(pb::Empty {}),
+        AppendEntriesResponse::PartialSuccess(matching) => R::PartialSuccess(pb::PartialSuccess {
+            matching: enc_opt_log_id(matching.as_ref()),
+        }),
+        AppendEntriesResponse::Conflict => R::Conflict(pb::Empty {}),
+        AppendEntriesResponse::HigherVote(v) => R::HigherVote(codec::encode_vote(v)),
+    };
+    pb::AppendEntriesResponse {
+        result: Some(result),
+    }
+}
+
+/// Protobuf → `AppendEntriesResponse`.
+pub fn append_response_from_pb(
+    resp: pb::AppendEntriesResponse,
+) -> Result<AppendEntriesResponse<DolmenRaft>, DecodeError> {
+    use pb::append_entries_response::Result as R;
+    Ok(match resp.result {
+        Some(R::Success(_)) => AppendEntriesResponse::Success,
+        Some(R::PartialSuccess(p)) => AppendEntriesResponse::PartialSuccess(opt_log_id(
+            "partial_success.matching",
+            p.matching.as_deref(),
+        )?),
+        Some(R::Conflict(_)) => AppendEntriesResponse::Conflict,
+        Some(R::HigherVote(v)) => AppendEntriesResponse::HigherVote(vote("higher_vote", &v)?),
+        None => return Err(DecodeError::missing("result")),
+    })
+}
+
+/// `VoteRequest` → protobuf (Vote and PreVote share the message).
+pub fn vote_request_to_pb(req: &VoteRequest<DolmenRaft>) -> pb::VoteRequest {
+    pb::VoteRequest {
+        group_id: GROUP_ID,
+        vote: codec::encode_vote(&req.vote),
+        last_log_id: enc_opt_log_id(req.last_log_id.as_ref()),
+        leadership_transfer: req.leadership_transfer,
+    }
+}
+
+/// Protobuf → `VoteRequest`.
+pub fn vote_request_from_pb(req: pb::VoteRequest) -> Result<VoteRequest<DolmenRaft>, DecodeError> {
+    let mut out = VoteRequest::new(
+        vote("vote", &req.vote)?,
+        opt_log_id("last_log_id", req.last_log_id.as_deref())?,
+    );
+    out.leadership_transfer = req.leadership_transfer;
+    Ok(out)
+}
+
+/// `VoteResponse` → protobuf.
+pub fn vote_response_to_pb(resp: &VoteResponse<DolmenRaft>) -> pb::VoteResponse {
+    pb::VoteResponse {
+        vote: codec::encode_vote(&resp.vote),
+        granted: resp.vote_granted,
+        last_log_id: enc_opt_log_id(resp.last_log_id.as_ref()),
+    }
+}
+
+/// Protobuf → `VoteResponse`.
+pub fn vote_response_from_pb(
+    resp: pb::VoteResponse,
+) -> Result<VoteResponse<DolmenRaft>, DecodeError> {
+    Ok(VoteResponse {
+        vote: vote("vote", &resp.vote)?,
+        vote_granted: resp.granted,
+        last_log_id: opt_log_id("last_log_id", resp.last_log_id.as_deref())?,
+    })
+}
+
+/// `TransferLeaderRequest` → protobuf.
+pub fn transfer_request_to_pb(
+    req: &TransferLeaderRequest<DolmenRaft>,
+) -> pb::TransferLeaderRequest {
+    pb::TransferLeaderRequest {
+        group_id: GROUP_ID,
+        from_leader: codec::encode_vote(req.from_leader()),
+        to_node_id: *req.to_node_id(),
+        last_log_id: enc_opt_log_id(req.last_log_id()),
+    }
+}
+
+/// Protobuf → `TransferLeaderRequest`.
+pub fn transfer_request_from_pb(
+    req: pb::TransferLeaderRequest,
+) -> Result<TransferLeaderRequest<DolmenRaft>, DecodeError> {
+    Ok(TransferLeaderRequest::new(
+        vote("from_leader", &req.from_leader)?,
+        req.to_node_id,
+        opt_log_id("last_log_id", req.last_log_id.as_deref())?,
+    ))
+}
+
+/// `TransferLeaderResponse` (the remote's verdict) → protobuf.
+pub fn transfer_response_to_pb(
+    resp: &TransferLeaderResponse<DolmenRaft>,
+) -> pb::TransferLeaderResponse {
+    use pb::transfer_leader_response::Result as R;
+    let result = match resp {
+        Ok(()) => R::Ok(pb::Empty {}),
+        Err(TransferLeaderError::VoteChanged { expected, actual }) => {
+            R::VoteChanged(pb::VoteChanged {
+                expected: codec::encode_vote(expected),
+                actual: codec::encode_vote(actual),
+            })
+        }
+        Err(TransferLeaderError::LogNotFlushed { expected, actual }) => {
+            R::LogNotFlushed(pb::LogNotFlushed {
+                expected: enc_opt_log_id(expected.as_ref()),
+                actual: enc_opt_log_id(actual.as_ref()),
+            })
+        }
+    };
+    pb::TransferLeaderResponse {
+        result: Some(result),
+    }
+}
+
+/// Protobuf → `TransferLeaderResponse`.
+pub fn transfer_response_from_pb(
+    resp: pb::TransferLeaderResponse,
+) -> Result<TransferLeaderResponse<DolmenRaft>, DecodeError> {
+    use pb::transfer_leader_response::Result as R;
+    Ok(match resp.result {
+        Some(R::Ok(_)) => Ok(()),
+        Some(R::VoteChanged(v)) => Err(TransferLeaderError::VoteChanged {
+            expected: vote("vote_changed.expected", &v.expected)?,
+            actual: vote("vote_changed.actual", &v.actual)?,
+        }),
+        Some(R::LogNotFlushed(l)) => Err(TransferLeaderError::LogNotFlushed {
+            expected: opt_log_id("log_not_flushed.expected", l.expected.as_deref())?,
+            actual: opt_log_id("log_not_flushed.actual", l.actual.as_deref())?,
+        }),
+        None => return Err(DecodeError::missing("result")),
+    })
+}
+
+/// The first message of a snapshot stream.
+pub fn snapshot_header_to_pb(
+    leader_vote: &Vote,
+    meta: &SnapshotMeta,
+    size: u64,
+) -> io::Result<pb::SnapshotHeader> {
+    Ok(pb::SnapshotHeader {
+        group_id: GROUP_ID,
+        vote: codec::encode_vote(leader_vote),
+        last_log_id: enc_opt_log_id(meta.last_log_id.as_ref()),
+        membership_log_id: enc_opt_log_id(meta.last_membership.log_id().as_ref()),
+        membership: codec::encode_membership(meta.last_membership.membership())?,
+        size,
+    })
+}
+
+/// A snapshot stream's header → `(leader vote, meta, data size)`.
+pub fn snapshot_header_from_pb(
+    header: pb::SnapshotHeader,
+) -> Result<(Vote, SnapshotMeta, u64), DecodeError> {
+    let membership = codec::decode_membership(&header.membership)
+        .map_err(|e| DecodeError::new("header.membership", e))?;
+    let meta = SnapshotMeta {
+        last_log_id: opt_log_id("header.last_log_id", header.last_log_id.as_deref())?,
+        last_membership: StoredMembership::new(
+            opt_log_id(
+                "header.membership_log_id",
+                header.membership_log_id.as_deref(),
+            )?,
+            membership,
+        ),
+    };
+    Ok((vote("header.vote", &header.vote)?, meta, header.size))
+}
+
+/// `NOT_LEADER` → its protobuf hint.
+pub fn not_leader_to_pb(leader_id: Option<NodeId>, leader_addr: Option<String>) -> pb::NotLeader {
+    pb::NotLeader {
+        leader_id,
+        leader_client_addr: leader_addr,
+    }
+}
+
+/// A protobuf hint → `ProposeError::NotLeader`.
+pub fn not_leader_from_pb(hint: pb::NotLeader) -> ProposeError {
+    ProposeError::NotLeader {
+        leader_id: hint.leader_id,
+        leader_addr: hint.leader_client_addr.filter(|a| !a.is_empty()),
+    }
+}
+
+/// A forward's answer → protobuf.
+pub fn forward_response_to_pb(
+    result: &Result<Applied, ProposeError>,
+) -> io::Result<pb::ForwardResponse> {
+    use pb::forward_response::Result as R;
+    let result = match result {
+        Ok(applied) => R::Applied(pb::Applied {
+            version: applied.version,
+            outcome: codec::encode_outcome(&applied.outcome)?,
+        }),
+        Err(ProposeError::NotLeader {
+            leader_id,
+            leader_addr,
+        }) => R::NotLeader(not_leader_to_pb(*leader_id, leader_addr.clone())),
+        Err(ProposeError::Unavailable(message)) => R::Unavailable(pb::Unavailable {
+            message: message.clone(),
+        }),
+        Err(ProposeError::Timeout(_)) => R::Timeout(pb::Timeout {}),
+    };
+    Ok(pb::ForwardResponse {
+        result: Some(result),
+    })
+}
+
+/// A read index answer → protobuf.
+pub fn read_index_response_to_pb(result: &Result<u64, ProposeError>) -> pb::ReadIndexResponse {
+    use pb::read_index_response::Result as R;
+    let result = match result {
+        Ok(index) => R::ReadIndex(*index),
+        Err(ProposeError::NotLeader {
+            leader_id,
+            leader_addr,
+        }) => R::NotLeader(not_leader_to_pb(*leader_id, leader_addr.clone())),
+        Err(ProposeError::Unavailable(message)) => R::Unavailable(pb::Unavailable {
+            message: message.clone(),
+        }),
+        Err(ProposeError::Timeout(_)) => R::Timeout(pb::Timeout {}),
+    };
+    pb::ReadIndexResponse {
+        result: Some(result),
+    }
+}
+
+/// Decodes an applied outcome.
+pub fn applied_from_pb(applied: pb::Applied) -> Result<Applied, DecodeError> {
+    Ok(Applied {
+        version: applied.version,
+        outcome: codec::decode_outcome(&applied.outcome)
+            .map_err(|e| DecodeError::new("applied.outcome", e))?,
+    })
+}
+
+/// Decodes a forwarded command.
+pub fn command_from_pb(bytes: &[u8]) -> Result<dolmen_engine::Command, DecodeError> {
+    codec::decode_command(bytes).map_err(|e| DecodeError::new("command", e))
+}
+
+/// Decodes a vote carried by a snapshot response.
+pub fn snapshot_vote_from_pb(bytes: &[u8]) -> Result<Vote, DecodeError> {
+    vote("vote", bytes)
+}

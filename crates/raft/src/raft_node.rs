@@ -1,0 +1,510 @@
+//! One node of a Raft group (docs/replication.md §8): storage, openraft, the peer server, the
+//! quiet period after a restart, the guarded bootstrap, and the status the admin API reports.
+//!
+//! ```text
+//!  Engine ─▶ LogStore + StateMachine ─▶ Raft::build ─▶ (quiet period if initialized) ─▶ run
+//!                                                          └─▶ peer gRPC server
+//!  bootstrap / `cluster init` ─▶ init_guarded: never when initialized, never when a peer is
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dolmen_engine::{Engine, Version};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{InitializeError, RaftError};
+use openraft::storage::RaftLogStorage;
+use openraft::{RaftLogReader, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::log_store::LogStore;
+use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
+use crate::raft_replicator::{LeaderContact, RaftReadGate, RaftReplicator, ReadOptions, Shared};
+use crate::snapshot::SnapshotStats;
+use crate::state_machine::StateMachine;
+use crate::types::{NodeAddr, Raft};
+use crate::NodeId;
+
+/// Everything a node needs to join its group.
+#[derive(Clone, Debug)]
+pub struct RaftNodeOptions {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// This node's addresses (the client address is what `NOT_LEADER` points at).
+    pub this: NodeAddr,
+    /// The initial members (ids and addresses), used only to initialize a new cluster.
+    pub initial_members: BTreeMap<NodeId, NodeAddr>,
+    /// Where snapshots are kept.
+    pub snapshot_dir: PathBuf,
+    /// The election timeout; elections start after a random time in `[t, 2t)`.
+    pub election_timeout: Duration,
+    /// The heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// A snapshot is built after this many applied entries.
+    pub snapshot_interval_entries: u64,
+    /// Log entries kept behind a snapshot, so briefly lagging followers catch up from the log.
+    pub snapshot_keep_entries: u64,
+    /// Most entries in one append request.
+    pub max_batch_entries: u64,
+    /// Most writes waiting for commit at once on this node.
+    pub max_outstanding_proposals: usize,
+    /// Whether followers pass writes to the leader (otherwise they answer `NOT_LEADER`).
+    pub forward_writes: bool,
+    /// Read consistency.
+    pub reads: ReadOptions,
+    /// Identifies the data layout (column families); peers with another one are refused.
+    pub fingerprint: String,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftNodeError {
+    /// A storage failure while opening.
+    #[error("opening the Raft storage: {0}")]
+    Storage(#[from] std::io::Error),
+    /// openraft refused the configuration.
+    #[error("invalid Raft configuration: {0}")]
+    Config(String),
+    /// openraft failed to start.
+    #[error("the Raft core failed to start: {0}")]
+    Start(String),
+}
+
+/// What `init_guarded` did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InitOutcome {
+    /// This call initialized the cluster.
+    Initialized,
+    /// The cluster was already initialized (here or on a peer); nothing was done.
+    AlreadyInitialized,
+}
+
+/// A running Raft node.
+pub struct RaftNode {
+    raft: Raft,
+    shared: Arc<Shared>,
+    options: RaftNodeOptions,
+    snapshots: Arc<SnapshotStats>,
+    peer_addr: std::net::SocketAddr,
+    stop_peers: watch::Sender<bool>,
+    peer_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl RaftNode {
+    /// Opens the node's Raft storage over `engine`, builds and runs openraft, and serves the
+    /// peer protocol on `peer_listener`. Returns once the node takes part in the group (after
+    /// the quiet period of a restarted node).
+    pub async fn start(
+        engine: Arc<Engine>,
+        options: RaftNodeOptions,
+        peer_listener: TcpListener,
+    ) -> Result<Self, RaftNodeError> {
+        let election_ms = duration_ms(options.election_timeout);
+        let config = openraft::Config {
+            cluster_name: "dolmen".into(),
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            heartbeat_interval: duration_ms(options.heartbeat_interval),
+            // The snapshot call's hard deadline: generous, the stream itself is bounded.
+            install_snapshot_timeout: 60_000,
+            max_payload_entries: options.max_batch_entries.max(1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_interval_entries),
+            max_in_snapshot_log_to_keep: options.snapshot_keep_entries,
+            enable_pre_vote: Some(true),
+            // Our state machine does not fsync on apply: never trust it as a leader's restore.
+            enable_leader_restore: Some(false),
+            allow_log_reversion: Some(false),
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| RaftNodeError::Config(e.to_string()))?;
+
+        let mut log_store = LogStore::new(&engine)?;
+        // Asked of storage: the Raft core cannot answer before `run`.
+        let initialized = log_store.get_log_state().await?.last_log_id.is_some()
+            || log_store.read_vote().await?.is_some();
+        let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
+        // Opening may redo an interrupted snapshot install: blocking work.
+        let (sm_engine, sm_dir) = (engine.clone(), options.snapshot_dir.clone());
+        let state_machine =
+            tokio::task::spawn_blocking(move || StateMachine::open(sm_engine, sm_dir, applied_tx))
+                .await
+                .map_err(|e| RaftNodeError::Start(format!("opening the state machine: {e}")))??;
+        let snapshots = state_machine.stats();
+        let incoming = state_machine.snapshot_dir();
+        let network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default());
+        let peers = network.peer_client();
+        let raft = Raft::build(
+            options.node_id,
+            Arc::new(config),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(|e| RaftNodeError::Start(e.to_string()))?;
+
+        // Invariant 14: a restarted member may have granted a lease it no longer remembers;
+        // it stays silent for one maximum election timeout before it may campaign or vote.
+        if initialized {
+            tokio::time::sleep(options.election_timeout * 2).await;
+        }
+        raft.run();
+
+        let contact = Arc::new(LeaderContact::default());
+        let shared_contact = contact.clone();
+        let shared = Arc::new(Shared {
+            raft: raft.clone(),
+            node_id: options.node_id,
+            peers,
+            forward_writes: options.forward_writes,
+            outstanding: Semaphore::new(options.max_outstanding_proposals.max(1)),
+            max_outstanding: options.max_outstanding_proposals.max(1),
+            applied: applied_rx,
+            reads: options.reads,
+            contact: shared_contact,
+            rpc_timeout: Duration::from_secs(10),
+            election_timeout: options.election_timeout,
+        });
+
+        let peer_addr = peer_listener.local_addr()?;
+        let status_raft = raft.clone();
+        let status_stats = snapshots.clone();
+        let node_id = options.node_id;
+        let handler = Arc::new(
+            RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
+                .on_leader_append(Arc::new(move || contact.touch()))
+                .with_status(Arc::new(move || {
+                    let status = status_of(&status_raft, node_id, &status_stats);
+                    serde_json::to_string(&status).unwrap_or_default()
+                })),
+        );
+        let (stop_peers, mut stop_rx) = watch::channel(false);
+        let incoming = Arc::new(move || incoming.incoming());
+        let peer_server = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = network::serve(peer_listener, handler, incoming, stop).await {
+                tracing::error!(error = %e, "the peer server stopped");
+            }
+        });
+
+        Ok(Self {
+            raft,
+            shared,
+            options,
+            snapshots,
+            peer_addr,
+            stop_peers,
+            peer_server: parking_lot::Mutex::new(Some(peer_server)),
+        })
+    }
+
+    /// The write path for the service core.
+    pub fn replicator(&self) -> RaftReplicator {
+        RaftReplicator {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The read path for the service core.
+    pub fn read_gate(&self) -> RaftReadGate {
+        RaftReadGate {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The address the peer server listens on.
+    pub fn peer_addr(&self) -> std::net::SocketAddr {
+        self.peer_addr
+    }
+
+    /// Initializes the cluster with the configured members, unless this node or any reachable
+    /// peer is already initialized (invariant 15). Safe to call on every node, any number of
+    /// times.
+    pub async fn init_guarded(&self) -> Result<InitOutcome, String> {
+        if self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| format!("the Raft core stopped: {e}"))?
+        {
+            return Ok(InitOutcome::AlreadyInitialized);
+        }
+        for (&id, addr) in &self.options.initial_members {
+            if id == self.options.node_id {
+                continue;
+            }
+            let probe = self
+                .shared
+                .peers
+                .probe(id, &addr.peer_addr, Duration::from_secs(2))
+                .await;
+            match probe {
+                Ok(info) if info.fingerprint != self.options.fingerprint => {
+                    return Err(format!(
+                        "node {id} at {} has a different data layout ({}); this node has {}. \
+                         Every member must configure the same [database] column_families",
+                        addr.peer_addr, info.fingerprint, self.options.fingerprint
+                    ));
+                }
+                Ok(info) if info.initialized => return Ok(InitOutcome::AlreadyInitialized),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::info!(peer = id, error = %e, "peer not reachable during bootstrap");
+                }
+            }
+        }
+        match self
+            .raft
+            .initialize(self.options.initial_members.clone())
+            .await
+        {
+            Ok(()) => Ok(InitOutcome::Initialized),
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {
+                Ok(InitOutcome::AlreadyInitialized)
+            }
+            Err(e) => Err(format!("cannot initialize the cluster: {e}")),
+        }
+    }
+
+    /// Asks the state machine to build a snapshot now.
+    pub async fn trigger_snapshot(&self) -> Result<(), String> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| format!("the Raft core stopped: {e}"))
+    }
+
+    /// This node's Raft state, for `/status` and `dolmen cluster status`.
+    pub fn status(&self) -> RaftStatus {
+        status_of(&self.raft, self.options.node_id, &self.snapshots)
+    }
+
+    /// Every member's status, asked over the peer transport (`dolmen cluster status`).
+    pub async fn cluster_status(&self) -> ClusterStatus {
+        let own = self.status();
+        let probes = own.members.iter().map(|m| async move {
+            if m.id == self.options.node_id {
+                return NodeReport::reached(self.status());
+            }
+            match self
+                .shared
+                .peers
+                .probe(m.id, &m.peer_addr, Duration::from_secs(2))
+                .await
+            {
+                Ok(info) => match serde_json::from_str::<RaftStatus>(&info.status_json) {
+                    Ok(status) => NodeReport::reached(status),
+                    Err(e) => NodeReport::unreachable(m, format!("unreadable status: {e}")),
+                },
+                Err(e) => NodeReport::unreachable(m, e.to_string()),
+            }
+        });
+        let nodes = futures::future::join_all(probes).await;
+        let leader_last_log = nodes
+            .iter()
+            .find(|n| n.role == "leader")
+            .and_then(|n| n.last_log);
+        ClusterStatus {
+            leader: own.leader,
+            leader_last_log,
+            nodes,
+        }
+    }
+
+    /// The version applied on this node.
+    pub fn applied_version(&self) -> Version {
+        *self.shared.applied.borrow()
+    }
+
+    /// Stops Raft and the peer server. Idempotent.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "the Raft core did not stop cleanly");
+        }
+        let _ = self.stop_peers.send(true);
+        let server = self.peer_server.lock().take();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+    }
+}
+
+/// One member in [`RaftStatus`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberStatus {
+    /// Node id.
+    pub id: NodeId,
+    /// Thrift address.
+    pub client_addr: String,
+    /// Peer address.
+    pub peer_addr: String,
+    /// Admin address (may be empty).
+    pub admin_addr: String,
+    /// Voter or learner.
+    pub voter: bool,
+    /// On the leader: the last log index known replicated to this member.
+    pub matched: Option<u64>,
+}
+
+/// A node's Raft state.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RaftStatus {
+    /// This node.
+    pub node_id: NodeId,
+    /// `leader`, `follower`, `candidate`, `learner` or `shutdown`.
+    pub role: String,
+    /// Current term.
+    pub term: u64,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// Last log index.
+    pub last_log: u64,
+    /// Last committed index known here.
+    pub committed: u64,
+    /// Last applied index (= version).
+    pub applied: u64,
+    /// Index of the last snapshot.
+    pub snapshot: u64,
+    /// Last purged log index.
+    pub purged: u64,
+    /// The membership.
+    pub members: Vec<MemberStatus>,
+    /// Snapshots built by this node.
+    pub snapshots_built: u64,
+    /// Snapshots installed on this node.
+    pub snapshots_installed: u64,
+    /// Why the Raft core stopped, if it did.
+    pub running: Option<String>,
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Every member's status, as one node sees it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ClusterStatus {
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// The leader's last log index (to compute lag), if the leader answered.
+    pub leader_last_log: Option<u64>,
+    /// One report per member.
+    pub nodes: Vec<NodeReport>,
+}
+
+/// One member in [`ClusterStatus`]; the numbers are absent when it did not answer.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeReport {
+    /// Node id.
+    pub id: NodeId,
+    /// Thrift address.
+    pub client_addr: String,
+    /// Role, or `unknown`.
+    pub role: String,
+    /// Term.
+    pub term: Option<u64>,
+    /// Last log index.
+    pub last_log: Option<u64>,
+    /// Committed index.
+    pub committed: Option<u64>,
+    /// Applied index.
+    pub applied: Option<u64>,
+    /// `healthy` or `unreachable`.
+    pub health: &'static str,
+    /// Why it is unreachable.
+    pub error: Option<String>,
+}
+
+impl NodeReport {
+    fn reached(s: RaftStatus) -> Self {
+        let client_addr = s
+            .members
+            .iter()
+            .find(|m| m.id == s.node_id)
+            .map(|m| m.client_addr.clone())
+            .unwrap_or_default();
+        Self {
+            id: s.node_id,
+            client_addr,
+            role: s.role,
+            term: Some(s.term),
+            last_log: Some(s.last_log),
+            committed: Some(s.committed),
+            applied: Some(s.applied),
+            health: if s.running.is_none() {
+                "healthy"
+            } else {
+                "unreachable"
+            },
+            error: s.running,
+        }
+    }
+
+    fn unreachable(m: &MemberStatus, error: String) -> Self {
+        Self {
+            id: m.id,
+            client_addr: m.client_addr.clone(),
+            role: "unknown".into(),
+            term: None,
+            last_log: None,
+            committed: None,
+            applied: None,
+            health: "unreachable",
+            error: Some(error),
+        }
+    }
+}
+
+/// A node's Raft state from its metrics.
+fn status_of(raft: &Raft, node_id: NodeId, snapshots: &SnapshotStats) -> RaftStatus {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let index = |l: &Option<crate::types::LogId>| l.as_ref().map_or(0, |l| l.index);
+    let membership = m.membership_config.membership();
+    let members = membership
+        .nodes()
+        .map(|(&id, addr)| MemberStatus {
+            id,
+            client_addr: addr.client_addr.clone(),
+            peer_addr: addr.peer_addr.clone(),
+            admin_addr: addr.admin_addr.clone(),
+            voter: membership.voter_ids().any(|v| v == id),
+            matched: m
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index),
+        })
+        .collect();
+    RaftStatus {
+        node_id,
+        role: match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        }
+        .to_owned(),
+        term: m.current_term,
+        leader: m.current_leader,
+        last_log: m.last_log_index.unwrap_or(0),
+        committed: index(&m.local_committed),
+        applied: index(&m.last_applied),
+        snapshot: index(&m.snapshot),
+        purged: index(&m.purged),
+        members,
+        snapshots_built: snapshots.built(),
+        snapshots_installed: snapshots.installed(),
+        running: m.running_state.as_ref().err().map(ToString::to_string),
+    }
+}

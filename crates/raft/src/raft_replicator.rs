@@ -1,0 +1,418 @@
+//! The Raft implementations of the service seams (docs/replication.md §7): [`RaftReplicator`]
+//! orders writes through openraft (forwarding from followers), [`RaftReadGate`] hands out read
+//! versions under the configured consistency level.
+//!
+//! ```text
+//!  propose ─leader?─▶ Raft::client_write ─▶ applied here ─▶ Ok(Applied)
+//!     └─follower─▶ PeerClient::forward(leader) ─▶ wait applied here ≥ version ─▶ Ok(Applied)
+//!  read_version ─linearizable─▶ leader: get_read_log_id(ReadIndex) │ follower: ReadIndex RPC
+//!                                 └──────────▶ wait applied ≥ read index ─▶ applied version
+//!               ─lease──────▶ the same with ReadPolicy::LeaseRead on the leader
+//!               ─stale──────▶ the applied version, if the leader was heard from recently
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dolmen_engine::{Command, Version};
+use openraft::async_runtime::{Instant as _, WatchReceiver};
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::raft::ReadPolicy;
+use openraft::LinearizerOption;
+use openraft::ServerState;
+use tokio::sync::{watch, Semaphore};
+
+use crate::network::PeerClient;
+use crate::replicator::{
+    Applied, BoxFuture, ClusterView, Health, MemberView, ProposeError, ReadError, ReadGate,
+    Replicator, Role,
+};
+use crate::types::{DolmenRaft, NodeAddr, Raft};
+use crate::NodeId;
+
+/// How reads obtain their version (`[reads]`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadConsistency {
+    /// A ReadIndex barrier through the leader for every read version.
+    Linearizable,
+    /// The leader answers from its lease (no quorum round trip); followers ask the leader.
+    Lease,
+    /// The local applied version, if the leader was heard from within `max_staleness`.
+    Stale,
+}
+
+/// Read settings.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    /// The default level.
+    pub consistency: ReadConsistency,
+    /// Whether a read that cannot get a barrier (no leader, no quorum) may fall back to the
+    /// local state, bounded by `max_staleness`.
+    pub allow_stale_reads: bool,
+    /// How long ago the leader must have been heard from for a stale read.
+    pub max_staleness: Duration,
+}
+
+/// When this node last heard from a leader (an append or heartbeat), shared with the peer
+/// handler; milliseconds since the node started, `u64::MAX` = never.
+#[derive(Debug)]
+pub struct LeaderContact {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Default for LeaderContact {
+    fn default() -> Self {
+        Self {
+            start: Instant::now(),
+            last_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+}
+
+impl LeaderContact {
+    /// Records contact now.
+    pub fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Time since the last contact, `None` if never.
+    pub fn since(&self) -> Option<Duration> {
+        let last = self.last_ms.load(Ordering::Relaxed);
+        (last != u64::MAX).then(|| {
+            self.start
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last))
+        })
+    }
+}
+
+/// What the replicator and read gate share.
+pub(crate) struct Shared {
+    pub(crate) raft: Raft,
+    pub(crate) node_id: NodeId,
+    pub(crate) peers: PeerClient,
+    pub(crate) forward_writes: bool,
+    pub(crate) outstanding: Semaphore,
+    pub(crate) max_outstanding: usize,
+    pub(crate) applied: watch::Receiver<Version>,
+    pub(crate) reads: ReadOptions,
+    pub(crate) contact: Arc<LeaderContact>,
+    /// Upper bound of one forwarded write or read barrier.
+    pub(crate) rpc_timeout: Duration,
+    pub(crate) election_timeout: Duration,
+}
+
+impl Shared {
+    /// The leader as this node sees it: id and addresses.
+    fn leader(&self) -> Option<(NodeId, NodeAddr)> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let id = m.current_leader?;
+        let addr = m.membership_config.membership().get_node(&id)?.clone();
+        Some((id, addr))
+    }
+
+    fn is_leader(&self) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        m.state == ServerState::Leader
+    }
+
+    fn not_leader(&self) -> ProposeError {
+        match self.leader() {
+            Some((id, addr)) if id != self.node_id => ProposeError::NotLeader {
+                leader_id: Some(id),
+                leader_addr: Some(addr.client_addr),
+            },
+            _ => ProposeError::Unavailable(
+                "no leader is known (an election may be in progress or a quorum is missing)".into(),
+            ),
+        }
+    }
+
+    /// Waits until `version` is applied here, at most `timeout`.
+    async fn wait_applied(&self, version: Version, timeout: Duration) -> Result<(), ReadError> {
+        let started = Instant::now();
+        let mut rx = self.applied.clone();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|v| *v >= version)).await;
+        match waited {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ReadError::Propose(ProposeError::Unavailable(
+                "the node is shutting down".into(),
+            ))),
+            Err(_) => Err(ReadError::FutureVersion {
+                version,
+                applied: *self.applied.borrow(),
+                waited: started.elapsed(),
+            }),
+        }
+    }
+
+    async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
+        let _permit = self.outstanding.try_acquire().map_err(|_| {
+            ProposeError::Unavailable(format!(
+                "too many writes in flight on this node (consensus.max_outstanding_proposals = {})",
+                self.max_outstanding
+            ))
+        })?;
+        if !self.is_leader() {
+            return self.forward(command).await;
+        }
+        let started = Instant::now();
+        // Keep a copy only when a lost leadership can still be forwarded.
+        let retry = self.forward_writes.then(|| command.clone());
+        match self.raft.client_write(command).await {
+            Ok(response) => Ok(response.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => match retry {
+                Some(command) => self.forward(command).await,
+                None => Err(self.not_leader()),
+            },
+            // Appended, then lost its place or its leader: the outcome is unknown.
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))
+            | Err(RaftError::Fatal(_)) => Err(ProposeError::Timeout(started.elapsed())),
+            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Passes `command` to the leader and waits until its outcome is applied here too.
+    async fn forward(&self, command: Command) -> Result<Applied, ProposeError> {
+        if !self.forward_writes {
+            return Err(self.not_leader());
+        }
+        let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
+            return Err(self.not_leader());
+        };
+        let applied = match self
+            .peers
+            .forward(leader, &addr.peer_addr, &command, self.rpc_timeout)
+            .await
+        {
+            // The leader we knew stepped down without proposing: try the one it names, once.
+            Err(ProposeError::NotLeader {
+                leader_id: Some(next),
+                ..
+            }) if next != leader && next != self.node_id => {
+                let addr = self
+                    .raft
+                    .metrics()
+                    .borrow_watched()
+                    .membership_config
+                    .membership()
+                    .get_node(&next)
+                    .cloned()
+                    .ok_or_else(|| self.not_leader())?;
+                self.peers
+                    .forward(next, &addr.peer_addr, &command, self.rpc_timeout)
+                    .await?
+            }
+            other => other?,
+        };
+        // "Resolves once applied on this node": a read that follows must see the write.
+        match self.wait_applied(applied.version, self.rpc_timeout).await {
+            Ok(()) => Ok(applied),
+            Err(_) => Err(ProposeError::Timeout(self.rpc_timeout)),
+        }
+    }
+
+    async fn read_version(&self) -> Result<Version, ReadError> {
+        let barrier = match self.reads.consistency {
+            ReadConsistency::Stale => return self.stale_version(),
+            ReadConsistency::Linearizable => self.barrier(ReadPolicy::ReadIndex.into()).await,
+            // From the lease while a quorum acknowledged recently; otherwise one heartbeat
+            // round (plain `ReadPolicy::LeaseRead` would fail instead).
+            ReadConsistency::Lease => self.barrier(LinearizerOption::new(None, true)).await,
+        };
+        let index = match barrier {
+            Ok(index) => index,
+            Err(e) if self.reads.allow_stale_reads => {
+                tracing::debug!(error = %e, "no read barrier; serving a stale read (allow_stale_reads)");
+                return self.stale_version();
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.wait_applied(index, self.rpc_timeout).await?;
+        Ok((*self.applied.borrow()).max(1))
+    }
+
+    /// The read index: from the local leader, or from the leader over the peer transport.
+    async fn barrier(&self, policy: LinearizerOption) -> Result<Version, ProposeError> {
+        if self.is_leader() {
+            let read = self.raft.get_read_log_id(policy).await;
+            return match read {
+                Ok((read_log_id, _applied)) => Ok(read_log_id.index()),
+                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => {
+                    self.remote_barrier().await
+                }
+                Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(format!(
+                    "cannot confirm leadership for a linearizable read: {e}"
+                ))),
+                Err(RaftError::Fatal(e)) => Err(ProposeError::Unavailable(format!(
+                    "the replication core stopped: {e}"
+                ))),
+            };
+        }
+        self.remote_barrier().await
+    }
+
+    async fn remote_barrier(&self) -> Result<Version, ProposeError> {
+        let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
+            return Err(self.not_leader());
+        };
+        self.peers
+            .read_index(leader, &addr.peer_addr, self.rpc_timeout)
+            .await
+    }
+
+    fn stale_version(&self) -> Result<Version, ReadError> {
+        let fresh = self.is_leader()
+            || self
+                .contact
+                .since()
+                .is_some_and(|since| since <= self.reads.max_staleness);
+        if fresh {
+            return Ok((*self.applied.borrow()).max(1));
+        }
+        Err(ReadError::Propose(ProposeError::Unavailable(format!(
+            "this node has not heard from a leader within reads.max_staleness_ms = {} ms; \
+             a stale read could be arbitrarily old",
+            self.reads.max_staleness.as_millis()
+        ))))
+    }
+
+    fn cluster(&self) -> ClusterView {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        let leader = m.current_leader;
+        let members = membership
+            .nodes()
+            .map(|(&id, addr)| {
+                let role = if id == self.node_id {
+                    role_of(m.state)
+                } else if Some(id) == leader {
+                    Role::Leader
+                } else if voters.contains(&id) {
+                    Role::Follower
+                } else {
+                    Role::Learner
+                };
+                let health = self.health_of(id, leader, &m);
+                MemberView {
+                    id,
+                    client_addr: addr.client_addr.clone(),
+                    role,
+                    health,
+                    last_seen_unix_ms: 0,
+                }
+            })
+            .collect();
+        ClusterView {
+            this_node: self.node_id,
+            members,
+            leader,
+            term: m.current_term,
+        }
+    }
+
+    fn health_of(
+        &self,
+        id: NodeId,
+        leader: Option<NodeId>,
+        m: &openraft::RaftMetrics<DolmenRaft>,
+    ) -> Health {
+        if id == self.node_id {
+            return if m.running_state.is_ok() {
+                Health::Healthy
+            } else {
+                Health::Unreachable
+            };
+        }
+        // The leader knows when each follower last acknowledged, and how far it lags.
+        if let (Some(heartbeat), Some(replication)) = (&m.heartbeat, &m.replication) {
+            let acked = heartbeat.get(&id).cloned().flatten();
+            let Some(acked) = acked else {
+                return Health::Unreachable;
+            };
+            if acked.elapsed() > self.election_timeout {
+                return Health::Unreachable;
+            }
+            let matched = replication
+                .get(&id)
+                .cloned()
+                .flatten()
+                .map_or(0, |l| l.index);
+            let last = m.last_log_index.unwrap_or(0);
+            return if last.saturating_sub(matched) > LAG_DEGRADED {
+                Health::Degraded
+            } else {
+                Health::Healthy
+            };
+        }
+        // A follower knows only whether the leader is talking to it.
+        if Some(id) == leader {
+            return match self.contact.since() {
+                Some(since) if since <= self.election_timeout => Health::Healthy,
+                Some(_) => Health::Unreachable,
+                None => Health::Unknown,
+            };
+        }
+        Health::Unknown
+    }
+}
+
+/// A follower more than this many entries behind the leader is `degraded`.
+const LAG_DEGRADED: u64 = 1000;
+
+fn role_of(state: ServerState) -> Role {
+    match state {
+        ServerState::Leader => Role::Leader,
+        ServerState::Follower => Role::Follower,
+        ServerState::Candidate => Role::Candidate,
+        ServerState::Learner => Role::Learner,
+        ServerState::Shutdown => Role::Unknown,
+    }
+}
+
+/// Orders writes through Raft (DESIGN.md §4).
+#[derive(Clone)]
+pub struct RaftReplicator {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Replicator for RaftReplicator {
+    fn propose(&self, command: Command) -> BoxFuture<'_, Result<Applied, ProposeError>> {
+        Box::pin(self.shared.propose(command))
+    }
+
+    fn cluster(&self) -> ClusterView {
+        self.shared.cluster()
+    }
+}
+
+/// Read versions under the configured consistency level.
+#[derive(Clone)]
+pub struct RaftReadGate {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl ReadGate for RaftReadGate {
+    fn read_version(&self) -> BoxFuture<'_, Result<Version, ReadError>> {
+        Box::pin(self.shared.read_version())
+    }
+
+    fn wait_applied(
+        &self,
+        version: Version,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), ReadError>> {
+        Box::pin(self.shared.wait_applied(version, timeout))
+    }
+
+    fn applied_version(&self) -> Version {
+        *self.shared.applied.borrow()
+    }
+}

@@ -1,0 +1,371 @@
+//! The RocksDB log store and state machine against openraft's conformance suite, plus Dolmen's
+//! own storage guarantees: real commands at version = log index, restart, snapshot transfer
+//! between nodes (equal digests), refusal of bad snapshot files, and crash redo via the marker.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use dolmen_engine::{Command, Durability, Engine, EngineOptions, Mutation, Transaction};
+use dolmen_raft::snapshot::SnapshotDir;
+use dolmen_raft::state_machine::META_LAST_APPLIED;
+use dolmen_raft::types::{DolmenRaft, Entry, EntryPayload, LogId, Membership, SnapshotFile};
+use dolmen_raft::{LogStore, StateMachine};
+use openraft::impls::leader_id_adv::LeaderId;
+use openraft::storage::RaftStateMachine;
+use openraft::testing::log::{StoreBuilder, Suite};
+use openraft::type_config::TypeConfigExt;
+use openraft::RaftSnapshotBuilder;
+use tempfile::TempDir;
+use tokio::sync::watch;
+
+fn open_engine(dir: &Path) -> Arc<Engine> {
+    Arc::new(
+        Engine::open(&EngineOptions::new(
+            dir.join("db"),
+            vec!["default".into(), "other".into()],
+        ))
+        .unwrap(),
+    )
+}
+
+/// Opens a state machine over a fresh or existing node directory.
+fn open_sm(dir: &Path) -> io::Result<(Arc<Engine>, StateMachine, watch::Receiver<u64>)> {
+    let engine = open_engine(dir);
+    let (tx, rx) = watch::channel(0);
+    let sm = StateMachine::open(Arc::clone(&engine), dir.join("snapshots"), tx)?;
+    Ok((engine, sm, rx))
+}
+
+struct RocksBuilder;
+
+impl StoreBuilder<DolmenRaft, LogStore, StateMachine, TempDir> for RocksBuilder {
+    async fn build(
+        &self,
+    ) -> Result<(TempDir, LogStore, StateMachine), openraft::StorageError<DolmenRaft>> {
+        let err = |e: io::Error| openraft::StorageError::write(DolmenRaft::err_from_error(&e));
+        let dir = tempfile::tempdir().map_err(err)?;
+        let engine = open_engine(dir.path());
+        let log = LogStore::new(&engine).map_err(err)?;
+        let (tx, _rx) = watch::channel(0);
+        let sm = StateMachine::open(engine, dir.path().join("snapshots"), tx).map_err(err)?;
+        Ok((dir, log, sm))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_suite_openraft_conformance() {
+    Suite::test_all(RocksBuilder).await.unwrap();
+}
+
+fn log_id(term: u64, index: u64) -> LogId {
+    LogId {
+        leader_id: LeaderId { term, node_id: 1 },
+        index,
+    }
+}
+
+fn set(cf: &str, key: &str, value: &str) -> Command {
+    Command::Commit(Transaction {
+        read_version: None,
+        mutations: vec![Mutation::Set {
+            cf: cf.into(),
+            key: key.into(),
+            value: value.into(),
+        }],
+        read_conflicts: Vec::new(),
+        idempotency: None,
+    })
+}
+
+fn normal(index: u64, command: Command) -> Entry {
+    Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Normal(command),
+    }
+}
+
+fn membership_entry(index: u64, voters: &[u64]) -> Entry {
+    Entry {
+        log_id: log_id(1, index),
+        payload: EntryPayload::Membership(membership(voters)),
+    }
+}
+
+fn membership(voters: &[u64]) -> Membership {
+    Membership::new_with_defaults(vec![voters.iter().copied().collect::<BTreeSet<_>>()], [])
+}
+
+async fn apply(sm: &mut StateMachine, entries: Vec<Entry>) {
+    let stream = futures::stream::iter(entries.into_iter().map(|e| Ok((e, None))));
+    sm.apply(stream).await.unwrap();
+}
+
+fn get(engine: &Engine, key: &str) -> Option<Vec<u8>> {
+    engine
+        .get("default", key.as_bytes(), engine.applied_version())
+        .unwrap()
+}
+
+/// A node with the initial membership at index 0, commands at 1..=n, a membership change.
+async fn populated(dir: &Path, n: u64) -> (Arc<Engine>, StateMachine, watch::Receiver<u64>) {
+    let (engine, mut sm, rx) = open_sm(dir).unwrap();
+    let mut entries = vec![membership_entry(0, &[1])];
+    entries.extend((1..=n).map(|i| normal(i, set("default", &format!("k{i}"), &format!("v{i}")))));
+    entries.push(membership_entry(n + 1, &[1, 2]));
+    entries.push(normal(n + 2, set("other", "o", "x")));
+    apply(&mut sm, entries).await;
+    (engine, sm, rx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_machine_applies_at_log_index_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (engine, mut sm, rx) = open_sm(dir.path()).unwrap();
+        assert_eq!(
+            sm.applied_state().await.unwrap(),
+            (None, Default::default())
+        );
+        // Index 0: meta-only, consumes no version.
+        apply(&mut sm, vec![membership_entry(0, &[1])]).await;
+        assert_eq!(engine.applied_version(), 0);
+        let (applied, stored) = sm.applied_state().await.unwrap();
+        assert_eq!(applied, Some(log_id(1, 0)));
+        assert_eq!(stored.log_id(), &Some(log_id(1, 0)));
+        // 3000 entries: several chunks of at most 1024, each one engine batch.
+        let entries = (1..=3000)
+            .map(|i| normal(i, set("default", &format!("k{i}"), "v")))
+            .collect();
+        apply(&mut sm, entries).await;
+        assert_eq!(engine.applied_version(), 3000);
+        assert_eq!(*rx.borrow(), 3000);
+        apply(&mut sm, vec![membership_entry(3001, &[1, 2])]).await;
+        assert_eq!(
+            engine.applied_version(),
+            3001,
+            "membership consumes its version"
+        );
+        assert_eq!(get(&engine, "k2999"), Some(b"v".to_vec()));
+    }
+    let (engine, mut sm, rx) = open_sm(dir.path()).unwrap();
+    let (applied, stored) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 3001)));
+    assert_eq!(stored.log_id(), &Some(log_id(1, 3001)));
+    assert_eq!(stored.membership(), &membership(&[1, 2]));
+    assert_eq!((engine.applied_version(), *rx.borrow()), (3001, 3001));
+    assert_eq!(get(&engine, "k1"), Some(b"v".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_installs_on_a_fresh_node_with_an_identical_digest() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader, mut leader_sm, _) = populated(leader_dir.path(), 50).await;
+    let snap = leader_sm
+        .try_create_snapshot_builder(true)
+        .await
+        .unwrap()
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(snap.meta.last_log_id, Some(log_id(1, 52)));
+    assert_eq!(snap.meta.last_membership.log_id(), &Some(log_id(1, 51)));
+    assert_eq!(leader_sm.stats().built(), 1);
+    assert_eq!(leader_sm.stats().last_snapshot_index(), 52);
+
+    // The network layer writes the received bytes into an incoming temp file.
+    let (follower, mut follower_sm, rx) = open_sm(follower_dir.path()).unwrap();
+    let (path, mut file) = follower_sm.snapshot_dir().incoming().unwrap();
+    io::copy(
+        &mut std::fs::File::open(&snap.snapshot.path).unwrap(),
+        &mut file,
+    )
+    .unwrap();
+    drop(file);
+    follower_sm
+        .install_snapshot(&snap.meta, SnapshotFile { path: path.clone() })
+        .await
+        .unwrap();
+    assert!(
+        !path.exists(),
+        "the incoming file moved under its final name"
+    );
+    assert_eq!(follower.applied_version(), 52);
+    assert_eq!(*rx.borrow(), 52);
+    assert_eq!(
+        follower.digest_at(52).unwrap(),
+        leader.digest_at(52).unwrap()
+    );
+    assert_eq!(
+        follower_sm.applied_state().await.unwrap(),
+        (snap.meta.last_log_id, snap.meta.last_membership.clone())
+    );
+    let current = follower_sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.meta, snap.meta);
+    assert_eq!(follower_sm.stats().installed(), 1);
+
+    // The follower keeps applying after the snapshot.
+    apply(
+        &mut follower_sm,
+        vec![normal(53, set("default", "after", "x"))],
+    )
+    .await;
+    assert_eq!(get(&follower, "after"), Some(b"x".to_vec()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_over_existing_data_removes_old_keys() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader, mut leader_sm, _) = populated(leader_dir.path(), 5).await;
+    let snap = leader_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    // The follower diverged: different keys at lower indexes.
+    let (follower, mut follower_sm, _) = open_sm(follower_dir.path()).unwrap();
+    apply(
+        &mut follower_sm,
+        (1..=3)
+            .map(|i| normal(i, set("default", &format!("stale{i}"), "s")))
+            .collect(),
+    )
+    .await;
+    // Another node's file, handed over directly: it is copied, never taken away.
+    follower_sm
+        .install_snapshot(&snap.meta, snap.snapshot.clone())
+        .await
+        .unwrap();
+    assert!(snap.snapshot.path.exists(), "the leader keeps its snapshot");
+    assert_eq!(get(&follower, "stale1"), None);
+    assert_eq!(get(&follower, "k5"), Some(b"v5".to_vec()));
+    assert_eq!(follower.digest_at(7).unwrap(), leader.digest_at(7).unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_or_truncated_snapshot_is_refused_and_state_stays() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_leader, mut leader_sm, _) = populated(leader_dir.path(), 20).await;
+    let snap = leader_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let bytes = std::fs::read(&snap.snapshot.path).unwrap();
+
+    let (follower, mut follower_sm, _) = open_sm(follower_dir.path()).unwrap();
+    apply(
+        &mut follower_sm,
+        vec![normal(1, set("default", "mine", "m"))],
+    )
+    .await;
+    let before = follower.digest_at(1).unwrap();
+    let snapshots = follower_sm.snapshot_dir();
+
+    let mut flipped = bytes.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    for bad in [
+        bytes[..bytes.len() - 3].to_vec(),
+        bytes[..bytes.len() / 2].to_vec(),
+        flipped,
+    ] {
+        let (path, _) = snapshots.incoming().unwrap();
+        std::fs::write(&path, &bad).unwrap();
+        let err = follower_sm
+            .install_snapshot(&snap.meta, SnapshotFile { path })
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert_eq!(follower.applied_version(), 1);
+        assert_eq!(follower.digest_at(1).unwrap(), before);
+        assert_eq!(follower.pending_restore().unwrap(), None);
+    }
+    // A good file whose meta is not what openraft asked for is refused too.
+    let mut other_meta = snap.meta.clone();
+    other_meta.last_log_id = Some(log_id(9, 22));
+    let (path, _) = snapshots.incoming().unwrap();
+    std::fs::write(&path, &bytes).unwrap();
+    let err = follower_sm
+        .install_snapshot(&other_meta, SnapshotFile { path })
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("install asked for"), "{err}");
+    assert_eq!(get(&follower, "mine"), Some(b"m".to_vec()));
+    assert!(follower_sm.get_current_snapshot().await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_install_is_redone_at_open() {
+    let (leader_dir, follower_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (leader, mut leader_sm, _) = populated(leader_dir.path(), 30).await;
+    let snap = leader_sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    let final_path = {
+        let (follower, mut follower_sm, _) = open_sm(follower_dir.path()).unwrap();
+        apply(
+            &mut follower_sm,
+            vec![normal(1, set("default", "old", "o"))],
+        )
+        .await;
+        // The install got as far as the file under its final name and a partial restore,
+        // then the node "crashed": the marker names the file.
+        let dir = SnapshotDir::open(follower_dir.path().join("snapshots")).unwrap();
+        let adopted = dir.adopt(&snap.snapshot, &snap.meta).unwrap();
+        let marker = adopted.path.as_os_str().as_encoded_bytes().to_vec();
+        let records = dolmen_raft::SnapshotReader::open(&adopted.path).unwrap();
+        let partial = records
+            .take(5)
+            .chain(std::iter::once(Err(io::Error::other("power cut"))));
+        assert!(follower.restore(&marker, partial).is_err());
+        adopted.path
+    };
+    let (follower, mut follower_sm, rx) = open_sm(follower_dir.path()).unwrap();
+    assert_eq!(follower.pending_restore().unwrap(), None);
+    assert_eq!(follower.applied_version(), 32);
+    assert_eq!(*rx.borrow(), 32);
+    assert_eq!(
+        follower.digest_at(32).unwrap(),
+        leader.digest_at(32).unwrap()
+    );
+    assert_eq!(get(&follower, "old"), None);
+    let (applied, _) = follower_sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 32)));
+    assert_eq!(follower_sm.stats().installed(), 1);
+    let current = follower_sm.get_current_snapshot().await.unwrap().unwrap();
+    assert_eq!(current.snapshot.path, final_path);
+
+    // Without its file, a redo is impossible: open fails and says what to do.
+    drop((follower, follower_sm));
+    let engine = open_engine(follower_dir.path());
+    engine
+        .restore(
+            b"/nonexistent/1-1-9.snap",
+            std::iter::once(Err(io::Error::other("cut"))),
+        )
+        .unwrap_err();
+    drop(engine);
+    let err = open_sm(follower_dir.path()).unwrap_err();
+    assert!(err.to_string().contains("must be redone"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn applied_meta_rides_in_the_apply_batch() {
+    // raft/last_applied is written with the data, never separately: an engine batch written
+    // outside the state machine leaves it untouched.
+    let dir = tempfile::tempdir().unwrap();
+    let (engine, mut sm, _) = populated(dir.path(), 3).await;
+    engine
+        .apply_batch(&[(6, Command::Noop)], Durability::Buffered, &[])
+        .unwrap();
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied, Some(log_id(1, 5)));
+    assert!(engine.read_meta(META_LAST_APPLIED).unwrap().is_some());
+}
