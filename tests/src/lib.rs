@@ -8,12 +8,16 @@
 //!      │                 └─ connect ─▶ KvClient (Apache Thrift 0.17, strict binary,
 //!      │                                buffered | framed) ──TCP──▶ dolmen serve
 //!      └─ endpoints / restart ─▶ Standalone ── spawn, wait for "dolmen ready:", SIGTERM ─┘
+//!                              └──▶ ReplicatedCluster ── n × the same process code, admin HTTP,
+//!                                   kill9 / stop / start / sigstop per node
 //! ```
 
+pub mod admin;
 pub mod binary;
 pub mod client;
 pub mod cluster;
 pub mod raw;
+pub mod replicated;
 pub mod standalone;
 
 /// The Apache Thrift 0.17 client generated from `idl/kvstore.thrift`
@@ -27,4 +31,5 @@ pub mod kvstore;
 
 pub use client::{connect_buffered, connect_framed, Connector, KvClient, KvExt, Target, Transport};
 pub use cluster::TestCluster;
+pub use replicated::{ReplicatedBuilder, ReplicatedCluster};
 pub use standalone::{Standalone, StandaloneBuilder};

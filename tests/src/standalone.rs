@@ -191,19 +191,7 @@ impl TestCluster for Standalone {
 
     fn restart(&mut self) {
         let node = self.node.take().expect("node is running");
-        let status = node.stop();
-        match status {
-            Some(s) => assert!(
-                s.success(),
-                "expected dolmen to exit 0 after SIGTERM, got {s}; log tail:\n{}",
-                self.log_tail(40)
-            ),
-            None => panic!(
-                "expected dolmen to exit within {STOP_TIMEOUT:?} after SIGTERM, it had to be \
-                 killed; log tail:\n{}",
-                self.log_tail(40)
-            ),
-        }
+        node.stop_clean(&self.log_path);
         append_log(&self.log_path, "---- harness: restarting ----\n");
         self.node = Some(Node::spawn(&self.config_path, &self.log_path));
     }
@@ -229,16 +217,17 @@ impl Drop for Standalone {
     }
 }
 
-/// One `dolmen serve` child process.
-struct Node {
-    /// The process; stopped by PID and reaped in [`Node::stop`].
+/// One `dolmen serve` child process, shared by [`Standalone`] and
+/// [`crate::replicated::ReplicatedCluster`].
+pub(crate) struct Node {
+    /// The process; stopped by PID and reaped in [`Node::stop`] or [`Node::kill9`].
     child: Child,
     /// From the readiness line.
-    node_id: u64,
+    pub(crate) node_id: u64,
     /// Thrift client address from the readiness line.
-    thrift: SocketAddr,
+    pub(crate) thrift: SocketAddr,
     /// Admin HTTP address from the readiness line.
-    admin: SocketAddr,
+    pub(crate) admin: SocketAddr,
 }
 
 /// What the stdout drain thread tells the starter.
@@ -248,7 +237,13 @@ enum Startup {
 }
 
 impl Node {
-    fn spawn(config_path: &Path, log_path: &Path) -> Node {
+    /// Starts `dolmen serve --config <config_path>`, appending its output to `log_path`, and
+    /// waits for the readiness line.
+    ///
+    /// # Panics
+    /// When the binary is missing, or the process exits or is not ready within
+    /// [`READY_TIMEOUT`] (the message carries the log tail).
+    pub(crate) fn spawn(config_path: &Path, log_path: &Path) -> Node {
         let bin = dolmen_bin();
         let log = Arc::new(Mutex::new(
             File::options()
@@ -311,8 +306,49 @@ impl Node {
 
     /// SIGTERM by PID, wait up to [`STOP_TIMEOUT`], then SIGKILL; always reaps. Returns the exit
     /// status when the process exited on its own after SIGTERM.
-    fn stop(self) -> Option<ExitStatus> {
+    pub(crate) fn stop(self) -> Option<ExitStatus> {
         Node::terminate(self.child)
+    }
+
+    /// [`Node::stop`], asserting that the process exited 0 within [`STOP_TIMEOUT`].
+    ///
+    /// # Panics
+    /// When it exited non-zero or had to be killed, with the tail of `log_path`.
+    pub(crate) fn stop_clean(self, log_path: &Path) {
+        match self.stop() {
+            Some(s) => assert!(
+                s.success(),
+                "expected dolmen to exit 0 after SIGTERM, got {s}; log tail:\n{}",
+                log_tail(log_path, 40)
+            ),
+            None => panic!(
+                "expected dolmen to exit within {STOP_TIMEOUT:?} after SIGTERM, it had to be \
+                 killed; log tail:\n{}",
+                log_tail(log_path, 40)
+            ),
+        }
+    }
+
+    /// SIGKILL by PID and reap: a crash, no chance to flush or say goodbye.
+    pub(crate) fn kill9(mut self) {
+        let _killed = self.child.kill();
+        let _reaped = self.child.wait();
+    }
+
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the process by PID.
+    ///
+    /// # Panics
+    /// When the signal cannot be delivered.
+    pub(crate) fn signal(&mut self, signal: Signal) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "expected dolmen (pid {}) to be running to send it {signal}, it exited: {status}",
+                self.child.id()
+            );
+        }
+        // Not reaped yet (checked above), so the PID still names our child.
+        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
+        kill(pid, signal).unwrap_or_else(|e| panic!("expected to send {signal} to pid {pid}: {e}"));
     }
 
     fn terminate(mut child: Child) -> Option<ExitStatus> {
@@ -406,13 +442,15 @@ fn parse_ready(line: &str) -> (u64, SocketAddr, SocketAddr) {
     }
 }
 
-fn append_log(path: &Path, text: &str) {
+/// Appends a harness marker to a node's log.
+pub(crate) fn append_log(path: &Path, text: &str) {
     if let Ok(mut f) = File::options().append(true).open(path) {
         let _w = f.write_all(text.as_bytes());
     }
 }
 
-fn log_tail(path: &Path, lines: usize) -> String {
+/// The last `lines` lines of the log at `path` (empty when it cannot be read).
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read(path).unwrap_or_default();
     let text = String::from_utf8_lossy(&text);
     let all: Vec<&str> = text.lines().collect();

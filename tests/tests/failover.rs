@@ -1,0 +1,106 @@
+//! Failover under load: writers on the followers, `kill -9` of the leader, a new leader takes
+//! over, no acknowledged write is lost, and the old leader converges after its restart.
+//!
+//! Prints `failover_ms=<kill → first acknowledged write sent after the kill>` (see
+//! docs/PERFORMANCE.md); only a generous liveness bound is asserted.
+//!
+//! Run: `cargo build --workspace --all-targets && cargo test --workspace -- failover --nocapture`.
+
+use std::time::{Duration, Instant};
+
+use dolmen_tests::client::connect_buffered;
+use dolmen_tests::replicated::{
+    check_writes, summarize, unique_prefix, Outcome, WriteKind, WriteLoad, WriteLoadConfig,
+    LEADER_TIMEOUT,
+};
+use dolmen_tests::{KvExt, ReplicatedCluster};
+
+/// The liveness bound: writes must be acknowledged again within this long after the kill.
+const FAILOVER_BOUND: Duration = Duration::from_secs(30);
+
+#[test]
+fn kill9_leader_under_load_loses_no_acked_write() {
+    let mut c = ReplicatedCluster::builder()
+        .set("mvcc", "retention_window_ms", 600_000)
+        .start();
+    let leader = c.wait_for_leader(LEADER_TIMEOUT);
+    let followers = c.followers();
+    let prefix = unique_prefix("failover");
+    let rv = connect_buffered(c.thrift_endpoint(followers[0])).read_version();
+    let targets: Vec<_> = followers
+        .iter()
+        .map(|&i| (i, c.thrift_endpoint(i)))
+        .collect();
+    let loads = WriteLoad::start_mixed(
+        &WriteLoadConfig {
+            targets,
+            threads: 2,
+            prefix: prefix.clone(),
+            kind: WriteKind::SetKey,
+            pause: Duration::from_millis(2),
+            max_writes_per_thread: 100_000,
+            max_duration: Duration::from_secs(120),
+        },
+        rv,
+    );
+
+    let warm = Instant::now();
+    if !loads[0].wait_for(Duration::from_secs(20), |r| {
+        r.iter().filter(|w| w.outcome == Outcome::Acked).count() >= 50
+    }) {
+        c.fail(&format!(
+            "expected 50 acked writes through the followers before the kill; {}",
+            summarize(&loads[0].records())
+        ));
+    }
+    std::thread::sleep(Duration::from_secs(1).saturating_sub(warm.elapsed()));
+
+    let killed_at = Instant::now();
+    c.kill9(leader);
+    let acked_after_kill = |records: &[dolmen_tests::replicated::WriteRecord]| {
+        records
+            .iter()
+            .filter(|w| w.outcome == Outcome::Acked && w.started >= killed_at)
+            .map(|w| w.finished)
+            .min()
+    };
+    let resumed = loads
+        .iter()
+        .all(|l| l.wait_for(FAILOVER_BOUND, |r| acked_after_kill(r).is_some()));
+    if !resumed {
+        let all: Vec<_> = loads.iter().flat_map(WriteLoad::records).collect();
+        c.fail(&format!(
+            "expected writes sent after killing leader {leader} to be acked again within \
+             {FAILOVER_BOUND:?}; {}",
+            summarize(&all)
+        ));
+    }
+    let first_ack = loads
+        .iter()
+        .filter_map(|l| acked_after_kill(&l.records()))
+        .min()
+        .expect("every load acked a write after the kill (checked above)");
+    let failover = first_ack.duration_since(killed_at);
+    println!("failover_ms={}", failover.as_millis());
+    let new_leader = c.wait_for_leader(LEADER_TIMEOUT);
+    assert_ne!(
+        new_leader, leader,
+        "expected a new leader after killing {leader}"
+    );
+
+    // Keep writing through the new configuration for a while, then stop.
+    std::thread::sleep(Duration::from_secs(2));
+    let records: Vec<_> = loads.into_iter().flat_map(WriteLoad::finish).collect();
+    println!("failover writes: {}", summarize(&records));
+    let live: Vec<usize> = (0..c.node_count()).filter(|&i| i != leader).collect();
+    check_writes(&c, &live, &prefix, &records, Duration::from_secs(20));
+    let last_version = c.applied(new_leader);
+
+    // The old leader comes back and converges to the same state.
+    c.start(leader);
+    c.wait_ready(leader, LEADER_TIMEOUT);
+    let all: Vec<usize> = (0..c.node_count()).collect();
+    let (v, digest) = c.converged_digest(&all, last_version, Duration::from_secs(60));
+    println!("converged at version {v} (>= {last_version}): digest {digest}");
+    check_writes(&c, &[leader], &prefix, &records, Duration::from_secs(20));
+}
