@@ -375,9 +375,8 @@ impl TransactionalKv for Handler {
                     error: None,
                     error_code: None,
                     committed_version: Some(to_i64(version)),
-                    versionstamp: want_versionstamp.then(|| {
-                        Bytes::copy_from_slice(&dolmen_engine::versionstamp(version, 0))
-                    }),
+                    versionstamp: want_versionstamp
+                        .then(|| Bytes::copy_from_slice(&dolmen_engine::versionstamp(version, 0))),
                     leader_hint: None,
                 },
                 Err(e) => gen::AtomicCommitResponse {
