@@ -37,15 +37,8 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Runs a cluster command; exit 0 on success, 1 on failure.
 pub fn run(command: ClusterCommand) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dolmen: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = crate::small_runtime() else {
+        return ExitCode::from(1);
     };
     let result = runtime.block_on(async {
         match command {

@@ -79,15 +79,8 @@ impl Drop for Children {
 
 /// Runs the demo until Ctrl-C.
 pub fn run(args: DemoArgs) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dolmen: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = crate::small_runtime() else {
+        return ExitCode::from(1);
     };
     match runtime.block_on(demo(args)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -177,6 +177,21 @@ fn serve(args: ServeArgs) -> ExitCode {
     }
 }
 
+/// A single-threaded runtime for the client commands; `None` (after printing why) if it cannot
+/// start.
+fn small_runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("dolmen: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 /// Resolves on SIGTERM or SIGINT.
 async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};

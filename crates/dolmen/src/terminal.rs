@@ -82,15 +82,8 @@ fn show(bytes: &[u8]) -> String {
 
 /// Runs one request and prints the answer.
 pub fn run(request: Request) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dolmen: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+    let Some(runtime) = crate::small_runtime() else {
+        return ExitCode::from(1);
     };
     let client = |t: &Target| Client::new(t.addr, Duration::from_secs(10));
     let result = runtime.block_on(async {

@@ -159,13 +159,24 @@ fn remote<E: std::error::Error + 'static>(e: &E) -> RPCError<DolmenRaft> {
 }
 
 impl SimConn {
-    /// The reply crosses the network too: it may be dropped or delayed.
-    async fn reply(&self) -> Result<(), RPCError<DolmenRaft>> {
+    /// One request/response exchange: the request and the reply each cross the faulty network.
+    async fn call<T, E, F, Fut>(&self, rpc: F) -> Result<T, RPCError<DolmenRaft>>
+    where
+        E: std::error::Error + 'static,
+        F: FnOnce(Raft) -> Fut,
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let target = self
+            .router
+            .pass(self.from, self.to)
+            .await
+            .map_err(RPCError::Unreachable)?;
+        let response = rpc(target).await.map_err(|e| remote(&e))?;
         self.router
             .pass(self.to, self.from)
             .await
-            .map(|_| ())
-            .map_err(RPCError::Unreachable)
+            .map_err(RPCError::Unreachable)?;
+        Ok(response)
     }
 }
 
@@ -177,14 +188,8 @@ impl RaftNetworkV2<DolmenRaft> for SimConn {
         rpc: AppendEntriesRequest<DolmenRaft>,
         _option: RPCOption,
     ) -> Result<AppendEntriesResponse<DolmenRaft>, RPCError<DolmenRaft>> {
-        let target = self
-            .router
-            .pass(self.from, self.to)
+        self.call(|target| async move { target.append_entries(rpc).await })
             .await
-            .map_err(RPCError::Unreachable)?;
-        let response = target.append_entries(rpc).await.map_err(|e| remote(&e))?;
-        self.reply().await?;
-        Ok(response)
     }
 
     async fn vote(
@@ -192,14 +197,8 @@ impl RaftNetworkV2<DolmenRaft> for SimConn {
         rpc: VoteRequest<DolmenRaft>,
         _option: RPCOption,
     ) -> Result<VoteResponse<DolmenRaft>, RPCError<DolmenRaft>> {
-        let target = self
-            .router
-            .pass(self.from, self.to)
+        self.call(|target| async move { target.vote(rpc).await })
             .await
-            .map_err(RPCError::Unreachable)?;
-        let response = target.vote(rpc).await.map_err(|e| remote(&e))?;
-        self.reply().await?;
-        Ok(response)
     }
 
     async fn pre_vote(
@@ -207,14 +206,8 @@ impl RaftNetworkV2<DolmenRaft> for SimConn {
         rpc: VoteRequest<DolmenRaft>,
         _option: RPCOption,
     ) -> Result<VoteResponse<DolmenRaft>, RPCError<DolmenRaft>> {
-        let target = self
-            .router
-            .pass(self.from, self.to)
+        self.call(|target| async move { target.pre_vote(rpc).await })
             .await
-            .map_err(RPCError::Unreachable)?;
-        let response = target.pre_vote(rpc).await.map_err(|e| remote(&e))?;
-        self.reply().await?;
-        Ok(response)
     }
 
     async fn full_snapshot(
