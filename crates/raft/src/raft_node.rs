@@ -200,11 +200,13 @@ impl RaftNode {
             }
         });
 
-        // A follower learns the other members' health from the leader, once a second.
+        // A follower learns the other members' health from the leader, every heartbeat
+        // interval (one small Probe), so its getClusterHealth agrees with the leader's.
         let view_shared = shared.clone();
         let mut view_stop = stop_peers.subscribe();
+        let view_every = options.heartbeat_interval.max(Duration::from_millis(50));
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(view_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
