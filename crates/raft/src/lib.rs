@@ -21,7 +21,8 @@ pub mod types;
 pub use direct::{Direct, DirectOptions};
 pub use log_store::LogStore;
 pub use raft_node::{
-    InitOutcome, MemberStatus, RaftNode, RaftNodeError, RaftNodeOptions, RaftStatus,
+    InitOutcome, MemberStatus, MembershipOutcome, RaftNode, RaftNodeError, RaftNodeOptions,
+    RaftStatus,
 };
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
 pub use replicator::{

@@ -7,7 +7,7 @@
 //!  bootstrap / `cluster init` ─▶ init_guarded: never when initialized, never when a peer is
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +16,7 @@ use dolmen_engine::{Engine, Version};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
 use openraft::storage::RaftLogStorage;
-use openraft::{RaftLogReader, ServerState, SnapshotPolicy};
+use openraft::{ChangeMembers, RaftLogReader, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
@@ -295,6 +295,131 @@ impl RaftNode {
         }
     }
 
+    /// Adds node `id` at `addr` as a voter: first as a learner, waiting until it has caught up
+    /// with the log, then promoted. Idempotent: a voter already at `addr` is left alone. Only
+    /// the leader can change the membership.
+    pub async fn add_node(&self, id: NodeId, addr: NodeAddr) -> Result<MembershipOutcome, String> {
+        self.require_leader()?;
+        let (voters, known) = self.membership_of(id);
+        if voters.contains(&id) {
+            return match known {
+                Some(current) if current.peer_addr == addr.peer_addr => {
+                    Ok(MembershipOutcome::Unchanged)
+                }
+                Some(current) => Err(format!(
+                    "node {id} is already a voter at peer address {}; remove it first to move it                      to {}",
+                    current.peer_addr, addr.peer_addr
+                )),
+                None => Ok(MembershipOutcome::Unchanged),
+            };
+        }
+        self.raft
+            .add_learner(id, addr, true)
+            .await
+            .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| format!("promoting node {id} to voter: {e}"))?;
+        Ok(MembershipOutcome::Changed)
+    }
+
+    /// Removes node `id` from the membership. Refuses to remove the last voter, and refuses a
+    /// change that would leave the remaining voters without a reachable majority. Idempotent.
+    pub async fn remove_node(&self, id: NodeId) -> Result<MembershipOutcome, String> {
+        self.require_leader()?;
+        let (voters, known) = self.membership_of(id);
+        if known.is_none() {
+            return Ok(MembershipOutcome::Unchanged);
+        }
+        if voters.contains(&id) {
+            let remaining: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+            if remaining.is_empty() {
+                return Err(format!("node {id} is the last voter; a cluster needs one"));
+            }
+            let healthy = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow_watched();
+                remaining
+                    .iter()
+                    .filter(|v| {
+                        follower_health(&m, **v, self.options.election_timeout)
+                            .is_some_and(|h| h == Health::Healthy || h == Health::Degraded)
+                    })
+                    .count()
+            };
+            if healthy <= remaining.len() / 2 {
+                return Err(format!(
+                    "removing node {id} would leave {} voters of which only {healthy} are                      reachable: no majority. Bring members back first",
+                    remaining.len()
+                ));
+            }
+            self.raft
+                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| format!("removing node {id}: {e}"))?;
+        } else {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| format!("removing learner {id}: {e}"))?;
+        }
+        Ok(MembershipOutcome::Changed)
+    }
+
+    /// Hands leadership to voter `to` and waits (≤ 10 election timeouts) until it leads.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<MembershipOutcome, String> {
+        let (voters, _) = self.membership_of(to);
+        if !voters.contains(&to) {
+            return Err(format!("node {to} is not a voter; only a voter can lead"));
+        }
+        if self.status().leader == Some(to) {
+            return Ok(MembershipOutcome::Unchanged);
+        }
+        self.require_leader()?;
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| format!("the Raft core stopped: {e}"))?;
+        self.raft
+            .wait(Some(self.options.election_timeout * 10))
+            .current_leader(to, "leader transfer")
+            .await
+            .map_err(|e| format!("node {to} did not take over: {e}"))?;
+        Ok(MembershipOutcome::Changed)
+    }
+
+    /// Voter ids, and `id`'s addresses if it is a member.
+    fn membership_of(&self, id: NodeId) -> (BTreeSet<NodeId>, Option<NodeAddr>) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        (
+            membership.voter_ids().collect(),
+            membership.get_node(&id).cloned(),
+        )
+    }
+
+    fn require_leader(&self) -> Result<(), String> {
+        let status = self.status();
+        if status.role == "leader" {
+            return Ok(());
+        }
+        let leader = status
+            .leader
+            .and_then(|l| status.members.iter().find(|m| m.id == l))
+            .map_or_else(
+                || "no leader is known".to_owned(),
+                |m| format!("the leader is node {} (client {})", m.id, m.client_addr),
+            );
+        Err(format!(
+            "node {} is not the leader: {leader}; send membership changes to the leader's admin \
+             address",
+            status.node_id
+        ))
+    }
+
     /// Asks the state machine to build a snapshot now.
     pub async fn trigger_snapshot(&self) -> Result<(), String> {
         self.raft
@@ -375,6 +500,16 @@ impl RaftNode {
             let _ = server.await;
         }
     }
+}
+
+/// What a membership operation did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipOutcome {
+    /// The change was made.
+    Changed,
+    /// Nothing to do: the cluster already was as asked.
+    Unchanged,
 }
 
 /// One member in [`RaftStatus`].

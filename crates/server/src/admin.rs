@@ -2,7 +2,8 @@
 //! (Prometheus text), `/status` (JSON, with a `raft` section in replicated mode), and the
 //! cluster operations the `dolmen cluster` commands use: `POST /cluster/init`,
 //! `POST /cluster/snapshot`, `GET /state/digest?version=V` (a checksum of the state at `V`, to
-//! compare replicas), `GET /cluster/status` (every member, probed over the peer transport).
+//! compare replicas), `GET /cluster/status` (every member, probed over the peer transport),
+//! `POST /cluster/add-node`, `/cluster/remove-node`, `/cluster/transfer-leader` (on the leader).
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -45,6 +46,9 @@ pub async fn serve(
         .route("/cluster/init", post(cluster_init))
         .route("/cluster/snapshot", post(cluster_snapshot))
         .route("/cluster/status", get(cluster_status))
+        .route("/cluster/add-node", post(add_node))
+        .route("/cluster/remove-node", post(remove_node))
+        .route("/cluster/transfer-leader", post(transfer_leader))
         .route("/state/digest", get(digest))
         .with_state(state);
     axum::serve(listener, app)
@@ -235,6 +239,93 @@ async fn cluster_status(State(state): State<AdminState>) -> axum::response::Resp
         return standalone();
     };
     Json(raft.cluster_status().await).into_response()
+}
+
+/// `?id=N&client_addr=H:P&peer_addr=H:P[&admin_addr=H:P]`.
+#[derive(serde::Deserialize)]
+struct AddNodeQuery {
+    id: u64,
+    client_addr: String,
+    peer_addr: String,
+    #[serde(default)]
+    admin_addr: String,
+}
+
+/// `host:port` with a non-zero port, or an error naming `field`.
+fn check_endpoint(field: &str, value: &str) -> Result<(), String> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{field} must be host:port with a non-zero port, got {value:?}"
+        )),
+    }
+}
+
+fn membership_answer(
+    result: Result<dolmen_raft::MembershipOutcome, String>,
+) -> axum::response::Response {
+    match result {
+        Ok(outcome) => Json(serde_json::json!({ "outcome": outcome })).into_response(),
+        Err(e) => refuse(StatusCode::CONFLICT, e),
+    }
+}
+
+async fn add_node(
+    State(state): State<AdminState>,
+    Query(q): Query<AddNodeQuery>,
+) -> axum::response::Response {
+    let Some(raft) = state.raft else {
+        return standalone();
+    };
+    let checked = check_endpoint("client_addr", &q.client_addr)
+        .and_then(|()| check_endpoint("peer_addr", &q.peer_addr))
+        .and_then(|()| match q.admin_addr.as_str() {
+            "" => Ok(()),
+            a => check_endpoint("admin_addr", a),
+        });
+    if let Err(e) = checked {
+        return refuse(StatusCode::BAD_REQUEST, e);
+    }
+    let addr = dolmen_raft::NodeAddr {
+        client_addr: q.client_addr,
+        peer_addr: q.peer_addr,
+        admin_addr: q.admin_addr,
+    };
+    membership_answer(raft.add_node(q.id, addr).await)
+}
+
+/// `?id=N`.
+#[derive(serde::Deserialize)]
+struct NodeQuery {
+    id: u64,
+}
+
+async fn remove_node(
+    State(state): State<AdminState>,
+    Query(q): Query<NodeQuery>,
+) -> axum::response::Response {
+    let Some(raft) = state.raft else {
+        return standalone();
+    };
+    membership_answer(raft.remove_node(q.id).await)
+}
+
+/// `?to=N`.
+#[derive(serde::Deserialize)]
+struct TransferQuery {
+    to: u64,
+}
+
+async fn transfer_leader(
+    State(state): State<AdminState>,
+    Query(q): Query<TransferQuery>,
+) -> axum::response::Response {
+    let Some(raft) = state.raft else {
+        return standalone();
+    };
+    membership_answer(raft.transfer_leader(q.to).await)
 }
 
 async fn cluster_snapshot(State(state): State<AdminState>) -> axum::response::Response {
