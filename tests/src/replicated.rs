@@ -62,6 +62,8 @@ pub struct ReplicatedBuilder {
     common: Vec<Setting>,
     /// Applied to one node last: (node index, setting).
     per_node: Vec<(usize, Setting)>,
+    /// How many nodes form the initial cluster (the rest are configured, not started).
+    initial: Option<usize>,
 }
 
 impl Default for ReplicatedBuilder {
@@ -77,6 +79,7 @@ impl ReplicatedBuilder {
             nodes: 3,
             common: Vec::new(),
             per_node: Vec::new(),
+            initial: None,
         }
         .set("deployment", "mode", "replicated")
         .set("consensus", "election_timeout_ms", 500)
@@ -87,6 +90,19 @@ impl ReplicatedBuilder {
     pub fn nodes(mut self, n: usize) -> Self {
         assert!(n >= 1, "a cluster needs at least one node, got {n}");
         self.nodes = n;
+        self
+    }
+
+    /// Only nodes `0..k` form (and start with) the cluster; nodes `k..` get configs that list
+    /// every node and are started later by the test, to be added with
+    /// [`ReplicatedCluster::add_member`].
+    pub fn initial(mut self, k: usize) -> Self {
+        assert!(
+            (1..=self.nodes).contains(&k),
+            "the initial cluster must have 1..={} nodes, got {k}",
+            self.nodes
+        );
+        self.initial = Some(k);
         self
     }
 
@@ -112,8 +128,16 @@ impl ReplicatedBuilder {
 
     /// The TOML text of node `i` given every node's addresses, with data under `base_path`.
     fn render(&self, i: usize, addrs: &[NodeAddrs], base_path: &Path) -> String {
+        // An initial node lists only the initial cluster (what node 0 bootstraps); a later node
+        // lists everyone (it only needs itself in the lists).
+        let initial = self.initial.unwrap_or(self.nodes);
+        let listed = if i < initial {
+            &addrs[..initial]
+        } else {
+            addrs
+        };
         let list = |f: fn(&NodeAddrs) -> SocketAddr| -> Vec<String> {
-            addrs.iter().map(|a| f(a).to_string()).collect()
+            listed.iter().map(|a| f(a).to_string()).collect()
         };
         let mut b = StandaloneBuilder::new()
             .set(
@@ -178,7 +202,7 @@ impl ReplicatedBuilder {
             election_timeout,
         };
         // The cluster owns every process from here on: a panic below still kills them.
-        let all: Vec<usize> = (0..self.nodes).collect();
+        let all: Vec<usize> = (0..self.initial.unwrap_or(self.nodes)).collect();
         cluster.start_many(&all);
         cluster.wait_all_ready(LEADER_TIMEOUT);
         cluster
@@ -337,6 +361,63 @@ impl ReplicatedCluster {
         self.members
             .get_mut(i)
             .unwrap_or_else(|| panic!("node {i} does not exist (the cluster has {n})"))
+    }
+
+    /// Node `i`'s data directory (`[database] base_path`).
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        let dir = self
+            .dir
+            .as_ref()
+            .expect("the cluster owns its directory while alive");
+        dir.path().join(format!("data-{i}"))
+    }
+
+    /// Deletes node `i`'s data (a wiped disk). The node must be down.
+    ///
+    /// # Panics
+    /// When the node is running or the directory cannot be deleted.
+    pub fn wipe(&self, i: usize) {
+        assert!(
+            self.member(i).process.is_none(),
+            "expected node {i} to be down before its data is wiped"
+        );
+        let dir = self.data_dir(i);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("wipe {}: {e}", dir.display()));
+        }
+        self.mark(i, "data wiped");
+    }
+
+    /// `POST path` on the leader's admin API; the JSON answer, or the error text.
+    pub fn leader_post(&self, path: &str) -> Result<serde_json::Value, String> {
+        let leader = self.wait_for_leader(LEADER_TIMEOUT);
+        crate::admin::http_post(self.admin_endpoint(leader), path, "")?
+            .json()
+            .map_err(|e| format!("POST {path} on node {leader}: {e}"))
+    }
+
+    /// Adds node `i` (which must be running) to the membership through the leader; returns
+    /// the outcome (`changed` or `unchanged`).
+    pub fn add_member(&self, i: usize) -> Result<String, String> {
+        let a = self.member(i).addrs;
+        let path = format!(
+            "/cluster/add-node?id={i}&client_addr={}&peer_addr={}&admin_addr={}",
+            a.thrift, a.peer, a.admin
+        );
+        self.mark(i, "add-node");
+        Ok(self.leader_post(&path)?["outcome"].to_string())
+    }
+
+    /// Removes node `i` from the membership through the leader.
+    pub fn remove_member(&self, i: usize) -> Result<String, String> {
+        self.mark(i, "remove-node");
+        Ok(self.leader_post(&format!("/cluster/remove-node?id={i}"))?["outcome"].to_string())
+    }
+
+    /// Hands leadership to node `to` through the current leader.
+    pub fn transfer_leader(&self, to: usize) -> Result<String, String> {
+        self.mark(to, "transfer-leader to this node");
+        Ok(self.leader_post(&format!("/cluster/transfer-leader?to={to}"))?["outcome"].to_string())
     }
 
     /// The nodes' `[consensus] election_timeout_ms`.
@@ -639,8 +720,8 @@ impl ReplicatedCluster {
     }
 
     /// The leader as the running nodes see it now, without waiting: a node whose `/status`
-    /// says it is the leader, in the highest term claimed, and that a majority of the whole
-    /// cluster (itself included) names as leader.
+    /// says it is the leader, in the highest term claimed, and that a majority of its voters
+    /// (itself included) names as leader.
     pub fn current_leader(&self) -> Option<usize> {
         let views: Vec<(usize, serde_json::Value)> = self
             .running()
@@ -656,7 +737,16 @@ impl ReplicatedCluster {
             .iter()
             .filter(|(_, s)| s["leader"].as_u64() == u64::try_from(leader).ok())
             .count();
-        (named > self.members.len() / 2).then_some(leader)
+        // A majority of the voters the leader reports (the whole cluster before any
+        // membership change).
+        let voters = views
+            .iter()
+            .find(|(i, _)| *i == leader)
+            .and_then(|(_, s)| s["raft"]["members"].as_array())
+            .map_or(self.members.len(), |m| {
+                m.iter().filter(|m| m["voter"] == true).count()
+            });
+        (named > voters / 2).then_some(leader)
     }
 
     /// The leader, waiting up to [`LEADER_TIMEOUT`] for one; `None` when there is none by then.

@@ -317,10 +317,9 @@ impl RaftNode {
             .add_learner(id, addr, true)
             .await
             .map_err(|e| format!("adding node {id} as a learner: {e}"))?;
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| format!("promoting node {id} to voter: {e}"))?;
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+        self.bounded(&format!("promoting node {id} to voter"), change)
+            .await?;
         Ok(MembershipOutcome::Changed)
     }
 
@@ -354,15 +353,12 @@ impl RaftNode {
                     remaining.len()
                 ));
             }
-            self.raft
-                .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| format!("removing node {id}: {e}"))?;
+            let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+            self.bounded(&format!("removing node {id}"), change).await?;
         } else {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| format!("removing learner {id}: {e}"))?;
+            let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+            self.bounded(&format!("removing learner {id}"), change)
+                .await?;
         }
         Ok(MembershipOutcome::Changed)
     }
@@ -388,6 +384,24 @@ impl RaftNode {
             .await
             .map_err(|e| format!("node {to} did not take over: {e}"))?;
         Ok(MembershipOutcome::Changed)
+    }
+
+    /// Proposes a membership change and waits for it, at most 20 election timeouts (a change
+    /// whose new majority is unreachable cannot commit).
+    async fn bounded(
+        &self,
+        what: &str,
+        change: ChangeMembers<NodeId, NodeAddr>,
+    ) -> Result<(), String> {
+        let limit = self.options.election_timeout * 20;
+        match tokio::time::timeout(limit, self.raft.change_membership(change, false)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("{what}: {e}")),
+            Err(_) => Err(format!(
+                "{what}: not committed within {limit:?} (is a majority of the new membership \
+                 reachable?); it may still complete"
+            )),
+        }
     }
 
     /// Voter ids, and `id`'s addresses if it is a member.
