@@ -64,6 +64,8 @@ pub struct ReplicatedBuilder {
     per_node: Vec<(usize, Setting)>,
     /// How many nodes form the initial cluster (the rest are configured, not started).
     initial: Option<usize>,
+    /// Later nodes get `[consensus] join` = the initial nodes' admin addresses.
+    joining: bool,
 }
 
 impl Default for ReplicatedBuilder {
@@ -80,6 +82,7 @@ impl ReplicatedBuilder {
             common: Vec::new(),
             per_node: Vec::new(),
             initial: None,
+            joining: false,
         }
         .set("deployment", "mode", "replicated")
         .set("consensus", "election_timeout_ms", 500)
@@ -103,6 +106,13 @@ impl ReplicatedBuilder {
             self.nodes
         );
         self.initial = Some(k);
+        self
+    }
+
+    /// Nodes after the initial cluster (see [`Self::initial`]) join by themselves:
+    /// `[consensus] join` lists the initial nodes' admin addresses.
+    pub fn joining(mut self) -> Self {
+        self.joining = true;
         self
     }
 
@@ -150,6 +160,13 @@ impl ReplicatedBuilder {
             .set("consensus", "bootstrap", i == 0)
             .set("server", "port", i64::from(addrs[i].thrift.port()))
             .set("server", "admin_port", i64::from(addrs[i].admin.port()));
+        if self.joining && i >= initial {
+            let admins: Vec<String> = addrs[..initial]
+                .iter()
+                .map(|a| a.admin.to_string())
+                .collect();
+            b = b.set("consensus", "join", admins);
+        }
         for (section, key, value) in &self.common {
             b = b.set(section, key, value.clone());
         }

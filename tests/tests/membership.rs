@@ -154,3 +154,24 @@ fn grow_shrink_transfer_and_replace_under_load_lose_nothing() {
     let (at, digest) = c.converged_digest(&members, v, Duration::from_secs(60));
     println!("converged at version {at}: {digest}");
 }
+
+#[test]
+fn a_node_with_join_settings_joins_a_running_cluster() {
+    let mut c = ReplicatedCluster::builder()
+        .nodes(4)
+        .initial(3)
+        .joining()
+        .start();
+    let leader = c.wait_for_leader(LEADER_TIMEOUT);
+    let v = c.write_until_acked(leader, b"join/before", b"1");
+    c.start(3);
+    wait_voters(&c, 0, &[0, 1, 2, 3]);
+    c.wait_ready(3, LEADER_TIMEOUT);
+    c.wait_applied_at_least(3, v);
+    let got = connect_buffered(c.thrift_endpoint(3)).get_value(b"join/before");
+    assert!(
+        got.found,
+        "expected the joined node to serve the earlier write: {got:?}"
+    );
+    assert_eq!(got.value, b"1");
+}

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use hyper::Method;
 
-use crate::admin_client::{call, call_raw, into_json};
+use dolmen_server::admin_client::{call, call_raw, into_json};
 
 /// `dolmen cluster` subcommands.
 #[derive(Debug, clap::Subcommand)]

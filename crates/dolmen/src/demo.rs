@@ -17,7 +17,7 @@ use hyper::Method;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::admin_client::call;
+use dolmen_server::admin_client::call;
 
 /// `dolmen demo` flags.
 #[derive(Debug, clap::Args)]

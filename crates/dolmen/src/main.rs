@@ -4,7 +4,6 @@
 //! Exit codes: 0 success; 1 runtime failure (including a failed request); 2 bad usage or
 //! configuration (the message names the flag or key).
 
-mod admin_client;
 mod bench;
 mod cluster;
 mod demo;

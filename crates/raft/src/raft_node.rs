@@ -241,6 +241,23 @@ impl RaftNode {
         }
     }
 
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.options.node_id
+    }
+
+    /// This node's addresses (as given to the membership when it is added).
+    pub fn this(&self) -> &NodeAddr {
+        &self.options.this
+    }
+
+    /// Whether this node is a voter of the current membership.
+    pub fn is_voter(&self) -> bool {
+        self.membership_of(self.options.node_id)
+            .0
+            .contains(&self.options.node_id)
+    }
+
     /// The address the peer server listens on.
     pub fn peer_addr(&self) -> std::net::SocketAddr {
         self.peer_addr

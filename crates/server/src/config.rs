@@ -112,6 +112,10 @@ pub struct ConsensusConfig {
     /// `snapshot_keep_entries`: log entries kept behind the last snapshot, so a briefly
     /// lagging follower catches up from the log instead of a snapshot. Default `1000`.
     pub snapshot_keep_entries: u64,
+    /// `join`: admin addresses (`host:port`) of members of a running cluster. A node that is
+    /// not yet a member asks them (the leader among them) to add it, with the addresses of its
+    /// own `replica_endpoints`/`endpoints` entries, until it is a voter. Default `[]`.
+    pub join: Vec<String>,
 }
 
 impl Default for ConsensusConfig {
@@ -127,6 +131,7 @@ impl Default for ConsensusConfig {
             forward_writes: true,
             snapshot_interval_entries: 10_000,
             snapshot_keep_entries: 1000,
+            join: Vec::new(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! ```
 
 pub mod admin;
+pub mod admin_client;
 pub mod config;
 pub mod error;
 pub mod faults;

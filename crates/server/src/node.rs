@@ -146,6 +146,9 @@ pub async fn run(
         Replication::Raft(raft) if config.consensus.bootstrap => {
             tokio::spawn(bootstrap(raft.clone()));
         }
+        Replication::Raft(raft) if !config.consensus.join.is_empty() => {
+            tokio::spawn(join(raft.clone(), config.consensus.join.clone()));
+        }
         Replication::Raft(_) => {}
     }
 
@@ -336,6 +339,39 @@ async fn bootstrap(raft: Arc<RaftNode>) {
         }
     }
     tracing::error!("bootstrap gave up after 30 attempts; run `dolmen cluster init`");
+}
+
+/// Asks the members at `admins` (admin addresses) to add this node, until it is a voter
+/// (`[consensus] join`). Bounded: gives up after 10 minutes with an error in the log.
+async fn join(raft: Arc<RaftNode>, admins: Vec<String>) {
+    use crate::admin_client as client;
+    const ATTEMPTS: u32 = 300;
+    let me = raft.this().clone();
+    let id = raft.node_id();
+    let path = format!(
+        "/cluster/add-node?id={id}&client_addr={}&peer_addr={}&admin_addr={}",
+        me.client_addr, me.peer_addr, me.admin_addr
+    );
+    for attempt in 1..=ATTEMPTS {
+        if raft.is_voter() {
+            tracing::info!("joined the cluster");
+            return;
+        }
+        for admin in &admins {
+            let answer =
+                client::call(hyper::Method::POST, admin, &path, Duration::from_secs(120)).await;
+            match answer {
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::debug!(attempt, admin = %admin, error = %e, "join: not added yet")
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    tracing::error!(
+        "could not join the cluster through {admins:?}; add this node with `dolmen cluster add-node`"
+    );
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, NodeError> {

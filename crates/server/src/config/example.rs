@@ -47,6 +47,9 @@ forward_writes = true
 snapshot_interval_entries = 10000
 # Log entries kept behind the last snapshot for briefly lagging followers.
 snapshot_keep_entries = 1000
+# Admin addresses (host:port) of members of a running cluster: a node that is not yet a
+# member asks the leader among them to add it (learner, then voter). For growing a cluster.
+join = []
 
 [reads]
 # "linearizable" (a ReadIndex barrier through the leader), "lease" (the leader answers while

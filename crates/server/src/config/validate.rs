@@ -85,6 +85,7 @@ impl Config {
         }
         endpoint_list("deployment.replica_endpoints", &d.replica_endpoints)?;
         endpoint_list("consensus.endpoints", &c.endpoints)?;
+        endpoint_list("consensus.join", &c.join)?;
         if d.mode != Mode::Replicated {
             return Ok(());
         }

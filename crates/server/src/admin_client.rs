@@ -1,5 +1,6 @@
-//! A small client for a node's admin HTTP API (JSON over HTTP/1.1), used by `dolmen cluster`
-//! and `dolmen demo`. Built on hyper-util's client, which the workspace already compiles.
+//! A small client for a node's admin HTTP API (JSON over HTTP/1.1), used by `dolmen cluster`,
+//! `dolmen demo` and a joining node (`[consensus] join`). Built on hyper-util's client, which
+//! the workspace already compiles for tonic.
 
 use std::time::Duration;
 
