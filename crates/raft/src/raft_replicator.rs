@@ -162,6 +162,9 @@ impl Shared {
             ))
         })?;
         if !self.is_leader() {
+            self.await_leader().await;
+        }
+        if !self.is_leader() {
             return self.forward(command).await;
         }
         let started = Instant::now();
@@ -178,6 +181,19 @@ impl Shared {
             | Err(RaftError::Fatal(_)) => Err(ProposeError::Timeout(started.elapsed())),
             Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
         }
+    }
+
+    /// During an election, waits (at most two election timeouts) until some leader is known,
+    /// so a write in a failover waits for the new leader instead of failing at once.
+    async fn await_leader(&self) {
+        if self.raft.metrics().borrow_watched().current_leader.is_some() {
+            return;
+        }
+        let _ = self
+            .raft
+            .wait(Some(self.election_timeout * 2))
+            .metrics(|m| m.current_leader.is_some(), "a leader is known")
+            .await;
     }
 
     /// Passes `command` to the leader and waits until its outcome is applied here too.
@@ -261,6 +277,7 @@ impl Shared {
     }
 
     async fn remote_barrier(&self) -> Result<Version, ProposeError> {
+        self.await_leader().await;
         let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
             return Err(self.not_leader());
         };
