@@ -293,9 +293,26 @@ impl Client {
             .await
             .map_err(|e| self.transport(e))?;
         if resp.success {
-            Ok(resp)
-        } else {
-            Err(server_error(resp.error, resp.error_code))
+            return Ok(resp);
+        }
+        let mut error = server_error(resp.error, resp.error_code);
+        if let Error::Server { leader_hint, .. } = &mut error {
+            *leader_hint = resp.leader_hint.map(|h| h.to_string());
+        }
+        Err(error)
+    }
+
+    /// The node's view of the cluster (`getClusterHealth`): members, their client endpoints,
+    /// health, and the leader.
+    pub async fn cluster_health(&self) -> Result<gen::ClusterHealth, Error> {
+        let resp = self
+            .inner
+            .get_cluster_health(gen::GetClusterHealthRequest::default())
+            .await
+            .map_err(|e| self.transport(e))?;
+        match (resp.success, resp.cluster_health) {
+            (true, Some(health)) => Ok(health),
+            (_, _) => Err(server_error(resp.error, None)),
         }
     }
 }

@@ -17,16 +17,24 @@ use pilota::Bytes;
 use crate::client::Client;
 use crate::error::Error;
 use crate::retry::{Backoff, XorShift};
+use crate::router::{ReadStrategy, Router};
 use crate::transaction::Transaction;
 
 /// How a [`Database`] talks to the cluster and retries transactions.
 ///
-/// Endpoints are given to [`Database::connect`]; a list of endpoints (multi-node routing) will
-/// join these options later without changing the fields below.
+/// Endpoints are given to [`Database::connect`] (one node) or [`Database::connect_cluster`].
 #[derive(Debug, Clone)]
 pub struct DatabaseOptions {
     /// Per-request timeout (connect and RPC). Default 5 s.
     pub request_timeout: Duration,
+    /// Which node serves reads. Default [`ReadStrategy::LeaderOnly`].
+    pub read_strategy: ReadStrategy,
+    /// How long a node that failed (transport error, `UNAVAILABLE`) stays out of rotation;
+    /// doubled per consecutive failure up to [`DatabaseOptions::max_node_backoff`], after which
+    /// the next request probes it. Default 100 ms.
+    pub node_backoff: Duration,
+    /// Longest time a failed node stays out of rotation. Default 5 s.
+    pub max_node_backoff: Duration,
     /// Column family transactions use unless they pick another. Default `"default"`.
     pub column_family: String,
     /// [`Database::transact`] stops retrying after this many attempts. Default 100.
@@ -47,6 +55,9 @@ impl Default for DatabaseOptions {
     fn default() -> Self {
         DatabaseOptions {
             request_timeout: Duration::from_secs(5),
+            read_strategy: ReadStrategy::LeaderOnly,
+            node_backoff: Duration::from_millis(100),
+            max_node_backoff: Duration::from_secs(5),
             column_family: "default".into(),
             max_attempts: 100,
             transaction_deadline: Duration::from_secs(30),
@@ -78,7 +89,9 @@ impl Lane {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub(crate) client: Client,
+    pub(crate) router: Router,
+    /// The first seed node's client, for [`Database::client`].
+    seed: Client,
     pub(crate) options: DatabaseOptions,
     /// Random per-database id; lanes append their number to it.
     id: [u8; 16],
@@ -115,27 +128,48 @@ pub struct Database {
 }
 
 impl Database {
-    /// Connects to the node at `endpoint` and checks that it answers (`ping`).
+    /// Connects to the node at `endpoint`: the one-node case of [`Database::connect_cluster`]
+    /// (if the node belongs to a cluster, the other members are discovered from it).
     ///
     /// # Errors
-    /// [`Error::Transport`] when the node does not answer within the request timeout.
+    /// [`Error::NoNodeAvailable`] when the node does not answer within the request timeout.
     pub async fn connect(endpoint: SocketAddr, options: DatabaseOptions) -> Result<Self, Error> {
-        let client = Client::new(endpoint, options.request_timeout);
-        client
-            .raw()
-            .ping(dolmen_api::gen::PingRequest::default())
-            .await
-            .map_err(|e| Error::Transport {
-                addr: endpoint,
-                message: e.to_string(),
-            })?;
+        Self::connect_cluster(&[endpoint], options).await
+    }
+
+    /// Connects to a cluster through any of `endpoints` (a subset is enough: the members are
+    /// discovered with `getClusterHealth`, as is the leader). Each node gets its own connection
+    /// pool; writes go to the leader, reads follow [`DatabaseOptions::read_strategy`].
+    ///
+    /// # Errors
+    /// [`Error::Usage`] for an empty list; [`Error::NoNodeAvailable`] when no endpoint answers
+    /// within the request timeout.
+    pub async fn connect_cluster(
+        endpoints: &[SocketAddr],
+        options: DatabaseOptions,
+    ) -> Result<Self, Error> {
+        if endpoints.is_empty() {
+            return Err(Error::Usage {
+                message: "connect_cluster needs at least one endpoint".into(),
+            });
+        }
+        let router = Router::new(
+            endpoints,
+            options.read_strategy,
+            options.request_timeout,
+            options.node_backoff,
+            options.max_node_backoff,
+        );
+        router.discover().await?;
+        let seed = router.seed();
         let mut rng = XorShift::from_clock();
         let mut id = [0u8; 16];
         id[..8].copy_from_slice(&rng.next_u64().to_be_bytes());
         id[8..].copy_from_slice(&rng.next_u64().to_be_bytes());
         Ok(Database {
             inner: Arc::new(Inner {
-                client,
+                router,
+                seed,
                 options,
                 id,
                 lanes: Mutex::new((Vec::new(), 0)),
@@ -143,14 +177,38 @@ impl Database {
         })
     }
 
+    /// Every node this database knows: the endpoints it was given, then discovered members.
+    pub fn nodes(&self) -> Vec<SocketAddr> {
+        self.inner.router.addrs()
+    }
+
+    /// The leader's address as last discovered or hinted (`None` while unknown).
+    pub fn leader(&self) -> Option<SocketAddr> {
+        self.inner.router.leader()
+    }
+
+    /// Nodes currently out of rotation after a failure (probed again after their backoff).
+    pub fn down_nodes(&self) -> Vec<SocketAddr> {
+        self.inner.router.down()
+    }
+
+    /// Asks the cluster for its leader now (`getClusterHealth`) and returns it.
+    ///
+    /// # Errors
+    /// [`Error::NoNodeAvailable`] when no node answers.
+    pub async fn discover_leader(&self) -> Result<Option<SocketAddr>, Error> {
+        self.inner.router.discover().await
+    }
+
     /// The options this database was opened with.
     pub fn options(&self) -> &DatabaseOptions {
         &self.inner.options
     }
 
-    /// The single-node client underneath, for non-transactional methods.
+    /// The client of the first endpoint given, for non-transactional single-node methods
+    /// (transactions route through every node instead).
     pub fn client(&self) -> &Client {
-        &self.inner.client
+        &self.inner.seed
     }
 
     /// Starts an explicit transaction (no retry loop: handle errors yourself, or use

@@ -1,11 +1,13 @@
 //! The Rust SDK for Dolmen: transactions over the `TransactionalKV` contract (WIRE.md), with
 //! FoundationDB's retry loop, read-your-writes, and exactly-once commits via idempotency tokens.
-//! Single node for now; multi-node routing comes later.
+//! A [`Database`] spans a cluster: writes go to the leader (discovered with `getClusterHealth`,
+//! `NOT_LEADER` hints followed), reads follow a [`ReadStrategy`], failed nodes leave the
+//! rotation for a backoff.
 //!
 //! ```text
-//!   Database ── transact / begin ──▶ Transaction ──▶ Client ──volo-thrift──▶ dolmen node :9090
-//!   (options, client id)             (buffered writes,   (one node's methods)
-//!                                     conflict ranges)
+//!   Database ── transact / begin ──▶ Transaction ──▶ Router ──▶ Client per node ──▶ :9090..
+//!   (options, client id)             (buffered writes,  (leader, read strategy,
+//!                                     conflict ranges)    node health)
 //! ```
 //!
 //! # Example
@@ -41,9 +43,11 @@ mod client;
 mod database;
 mod error;
 mod retry;
+mod router;
 mod transaction;
 
 pub use client::{Client, Op};
 pub use database::{Database, DatabaseOptions};
 pub use error::Error;
+pub use router::ReadStrategy;
 pub use transaction::{Committed, OpIndex, Transaction, VERSIONSTAMP_LEN};

@@ -88,6 +88,9 @@ struct State {
     sequence: i64,
     /// The request sent by `commit`: a second `commit` resends it unchanged.
     sent: Option<gen::AtomicCommitRequest>,
+    /// A commit with this `sequence` failed with an unknown outcome and no later commit with it
+    /// got a definite answer: retries must keep the token, whatever failed in between.
+    outcome_unknown: bool,
 }
 
 #[derive(Debug)]
@@ -148,6 +151,7 @@ impl Transaction {
                     lane: Some(lane),
                     sequence,
                     sent: None,
+                    outcome_unknown: false,
                 }),
             }),
         }
@@ -173,7 +177,13 @@ impl Transaction {
         if let Some(v) = self.state().read_version {
             return Ok(v);
         }
-        let fetched = self.inner.db.inner.client.read_version().await?;
+        let fetched = self
+            .inner
+            .db
+            .inner
+            .router
+            .read(|c| async move { c.read_version().await })
+            .await?;
         // A concurrent read may have set it meanwhile: the first one wins.
         Ok(*self.state().read_version.get_or_insert(fetched))
     }
@@ -212,8 +222,12 @@ impl Transaction {
             .inner
             .db
             .inner
-            .client
-            .snapshot_read(&cf, key, rv)
+            .router
+            .read(|c| {
+                let cf = cf.clone();
+                let key = key.to_vec();
+                async move { c.snapshot_read(&cf, &key, rv).await }
+            })
             .await?;
         if conflict {
             self.add_read_conflict_range(key, &key_after(key));
@@ -294,15 +308,21 @@ impl Transaction {
             limit.min(RANGE_PAGE)
         };
         let page = i32::try_from(page).unwrap_or(i32::MAX);
-        let client = &self.inner.db.inner.client;
+        let router = &self.inner.db.inner.router;
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut cursor = begin.to_vec();
         let mut inclusive = true;
         let mut truncated = false;
         if begin < end {
             loop {
-                let (pairs, more) = client
-                    .snapshot_range(&cf, (&cursor, inclusive), end, page, rv)
+                let (pairs, more) = router
+                    .read(|c| {
+                        let (cf, cursor, end) = (cf.clone(), cursor.clone(), end.to_vec());
+                        async move {
+                            c.snapshot_range(&cf, (&cursor, inclusive), &end, page, rv)
+                                .await
+                        }
+                    })
                     .await?;
                 // This page covers keys from the cursor up to `high` (inclusive), or to `end`.
                 let high = if more {
@@ -481,22 +501,24 @@ impl Transaction {
         let options = &self.inner.db.inner.options;
         let mut backoff = Backoff::new(options.initial_backoff, options.max_backoff);
         let mut resends = 0;
-        let resp = loop {
-            match self
-                .inner
-                .db
-                .inner
-                .client
-                .atomic_commit(request.clone())
-                .await
-            {
+        let router = &self.inner.db.inner.router;
+        let result = loop {
+            let sent = router
+                .write(|c| {
+                    let request = request.clone();
+                    async move { c.atomic_commit(request).await }
+                })
+                .await;
+            match sent {
                 Err(e) if e.is_maybe_committed() && resends < options.commit_resends => {
                     resends += 1;
                     tokio::time::sleep(backoff.next_delay()).await;
                 }
-                other => break other?,
+                other => break other,
             }
         };
+        self.state().outcome_unknown = matches!(&result, Err(e) if e.is_maybe_committed());
+        let resp = result?;
         let version = resp.committed_version.unwrap_or_default();
         let mut versionstamp = [0u8; VERSIONSTAMP_LEN];
         match resp.versionstamp {
@@ -511,7 +533,9 @@ impl Transaction {
 
     /// Clears reads, writes and the read version for another attempt. `keep_token` (the last
     /// commit's outcome is unknown) keeps the idempotency token so that the next commit returns
-    /// the first outcome if it was applied; otherwise a new token is taken.
+    /// the first outcome if it was applied; otherwise a new token is taken — unless an earlier
+    /// commit of this token still has an unknown outcome (e.g. the attempt after it failed in a
+    /// read), in which case the token is kept too.
     pub fn reset_for_retry(&self, keep_token: bool) {
         let mut state = self.state();
         state.read_version = None;
@@ -520,7 +544,7 @@ impl Transaction {
         state.read_conflicts.clear();
         state.sent = None;
         state.cf = self.inner.db.inner.options.column_family.clone();
-        if !keep_token {
+        if !keep_token && !state.outcome_unknown {
             if let Some(seq) = state.lane.as_mut().map(Lane::take_sequence) {
                 state.sequence = seq;
             }
