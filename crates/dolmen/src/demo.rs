@@ -5,7 +5,8 @@
 //!    ─▶ wait for each "dolmen ready:" line ─▶ poll /status until a leader has applied ≥ 1
 //!    ─▶ print endpoints ─▶ Ctrl-C / SIGTERM ─▶ SIGTERM children, 10 s, SIGKILL stragglers
 //! ```
-//! A child that exits early stops the demo with the tail of its log.
+//! A child that exits before the cluster is up stops the demo with the tail of its log; one
+//! that exits later (killed to watch a failover) is reported and the others keep running.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -49,8 +50,9 @@ struct Children(Vec<(u16, Child)>);
 
 impl Drop for Children {
     fn drop(&mut self) {
-        for (_, child) in &self.0 {
-            if let Ok(pid) = i32::try_from(child.id()) {
+        for (_, child) in &mut self.0 {
+            // Only a child not yet reaped still owns its PID.
+            if let (Ok(None), Ok(pid)) = (child.try_wait(), i32::try_from(child.id())) {
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
         }
@@ -199,18 +201,43 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         a = args.admin_port,
     );
 
-    // Run until Ctrl-C / SIGTERM, or until a child dies.
+    // Run until Ctrl-C / SIGTERM. A node that dies now (say, killed to watch a failover) is
+    // reported once; the others keep serving, as a real cluster would.
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut reported = vec![false; logs.len()];
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = term.recv() => break,
-            () = tokio::time::sleep(Duration::from_millis(500)) => check_alive(&mut children, &logs)?,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {
+                report_exits(&mut children, &logs, &mut reported);
+                if reported.iter().all(|r| *r) {
+                    bail!("every node has exited; see {}/node-<i>.log", args.dir.display());
+                }
+            }
         }
     }
     println!("stopping the demo cluster");
     drop(children);
     Ok(())
+}
+
+/// Prints, once per node, that it exited (and the end of its log).
+fn report_exits(children: &mut Children, logs: &[PathBuf], reported: &mut [bool]) {
+    for (i, child) in &mut children.0 {
+        let idx = usize::from(*i);
+        if reported[idx] {
+            continue;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            reported[idx] = true;
+            eprintln!(
+                "node {i} exited ({status}); the others keep running. The end of {}:\n{}",
+                logs[idx].display(),
+                tail(&logs[idx], 10)
+            );
+        }
+    }
 }
 
 fn check_alive(children: &mut Children, logs: &[PathBuf]) -> anyhow::Result<()> {

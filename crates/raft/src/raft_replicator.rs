@@ -186,7 +186,13 @@ impl Shared {
     /// During an election, waits (at most two election timeouts) until some leader is known,
     /// so a write in a failover waits for the new leader instead of failing at once.
     async fn await_leader(&self) {
-        if self.raft.metrics().borrow_watched().current_leader.is_some() {
+        if self
+            .raft
+            .metrics()
+            .borrow_watched()
+            .current_leader
+            .is_some()
+        {
             return;
         }
         let _ = self
