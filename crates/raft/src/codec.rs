@@ -32,9 +32,7 @@ use std::io;
 use dolmen_engine::{Command, Outcome};
 use openraft::impls::leader_id_adv::LeaderId;
 
-use openraft::type_config::alias::{SnapshotMetaOf, StoredMembershipOf};
-
-use crate::types::{DolmenRaft, Entry, EntryPayload, LogId, Membership, NodeAddr, Vote};
+use crate::types::{Entry, EntryPayload, LogId, Membership, NodeAddr, Vote};
 use crate::NodeId;
 
 /// The format byte of every value written by this module.
@@ -293,10 +291,7 @@ pub fn decode_vote(bytes: &[u8]) -> io::Result<Vote> {
     })
 }
 
-/// A membership with the log id of the entry that carried it (`meta/raft/last_membership`).
-pub type StoredMembership = StoredMembershipOf<DolmenRaft>;
-/// A snapshot's meta: last included log id and the membership as of it.
-pub type SnapshotMeta = SnapshotMetaOf<DolmenRaft>;
+pub use crate::types::{SnapshotMeta, StoredMembership};
 
 /// Encodes a stored membership (the state machine's `raft/last_membership` meta value).
 pub fn encode_stored_membership(stored: &StoredMembership) -> io::Result<Vec<u8>> {

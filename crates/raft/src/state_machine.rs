@@ -17,7 +17,6 @@ use std::time::Instant;
 use dolmen_engine::{Command, Durability, Engine, Mutation, Outcome, Section, Version};
 use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
-use openraft::type_config::alias::SnapshotOf;
 use openraft::{OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::watch;
 
@@ -36,8 +35,7 @@ const MAX_CHUNK_ENTRIES: usize = 1024;
 /// Most payload bytes (estimated) applied in one engine batch.
 const MAX_CHUNK_BYTES: usize = 16 << 20;
 
-/// A snapshot as openraft sees it.
-pub type Snapshot = SnapshotOf<DolmenRaft, SnapshotFile>;
+pub use crate::types::Snapshot;
 
 fn engine_error(what: &str, e: dolmen_engine::StorageError) -> io::Error {
     io::Error::other(format!("{what}: {e}"))

@@ -51,3 +51,11 @@ pub struct SnapshotFile {
 
 /// A handle on the Raft core (openraft 0.10: the state machine is a type parameter).
 pub type Raft = openraft::Raft<DolmenRaft, crate::state_machine::StateMachine>;
+
+/// A snapshot as openraft, the state machine and the network see it: its metadata plus the file
+/// holding the bytes.
+pub type Snapshot = openraft::type_config::alias::SnapshotOf<DolmenRaft, SnapshotFile>;
+/// A snapshot's metadata: last included log id and the membership as of it.
+pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<DolmenRaft>;
+/// A membership with the log id of the entry that carried it.
+pub type StoredMembership = openraft::type_config::alias::StoredMembershipOf<DolmenRaft>;

@@ -31,12 +31,7 @@ pub use handler::{PeerHandler, ProbeInfo, RaftPeerHandler};
 pub use raft_network::{GrpcNetwork, GrpcNetworkFactory};
 pub use server::{serve, serve_with, IncomingSnapshot, ServeOptions};
 
-use crate::types::{DolmenRaft, SnapshotFile};
-
-/// A snapshot as the network carries it: openraft's metadata plus the file holding the bytes.
-pub type Snapshot = openraft::type_config::alias::SnapshotOf<DolmenRaft, SnapshotFile>;
-/// A snapshot's metadata.
-pub type SnapshotMeta = openraft::type_config::alias::SnapshotMetaOf<DolmenRaft>;
+pub use crate::types::{Snapshot, SnapshotMeta};
 
 /// The largest gRPC message either side decodes or encodes (a commit is at most 10 MB, WIRE §4;
 /// an append batch of several of them fits).
