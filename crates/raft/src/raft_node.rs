@@ -386,7 +386,7 @@ impl RaftNode {
         if !voters.contains(&to) {
             return Err(format!("node {to} is not a voter; only a voter can lead"));
         }
-        if self.status().leader == Some(to) {
+        if self.shared.leader().is_some_and(|(id, _)| id == to) {
             return Ok(MembershipOutcome::Unchanged);
         }
         self.require_leader()?;
@@ -433,21 +433,17 @@ impl RaftNode {
     }
 
     fn require_leader(&self) -> Result<(), String> {
-        let status = self.status();
-        if status.role == "leader" {
+        if self.shared.is_leader() {
             return Ok(());
         }
-        let leader = status
-            .leader
-            .and_then(|l| status.members.iter().find(|m| m.id == l))
-            .map_or_else(
-                || "no leader is known".to_owned(),
-                |m| format!("the leader is node {} (client {})", m.id, m.client_addr),
-            );
+        let leader = self.shared.leader().map_or_else(
+            || "no leader is known".to_owned(),
+            |(id, addr)| format!("the leader is node {id} (client {})", addr.client_addr),
+        );
         Err(format!(
             "node {} is not the leader: {leader}; send membership changes to the leader's admin \
              address",
-            status.node_id
+            self.options.node_id
         ))
     }
 

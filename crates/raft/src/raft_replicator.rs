@@ -110,7 +110,7 @@ pub(crate) struct Shared {
 
 impl Shared {
     /// The leader as this node sees it: id and addresses.
-    fn leader(&self) -> Option<(NodeId, NodeAddr)> {
+    pub(crate) fn leader(&self) -> Option<(NodeId, NodeAddr)> {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         let id = m.current_leader?;
@@ -118,7 +118,7 @@ impl Shared {
         Some((id, addr))
     }
 
-    fn is_leader(&self) -> bool {
+    pub(crate) fn is_leader(&self) -> bool {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         m.state == ServerState::Leader
