@@ -469,9 +469,10 @@ impl RaftNode {
     /// Every member's status, asked over the peer transport (`dolmen cluster status`).
     pub async fn cluster_status(&self) -> ClusterStatus {
         let own = self.status();
+        let own_ref = &own;
         let probes = own.members.iter().map(|m| async move {
             if m.id == self.options.node_id {
-                return NodeReport::reached(self.status());
+                return NodeReport::reached(own_ref.clone());
             }
             match self
                 .shared
