@@ -45,7 +45,7 @@ impl HttpResponse {
 /// # Errors
 /// A message naming the address and path when the connection or the answer fails.
 pub fn http_get(addr: SocketAddr, path: &str) -> Result<HttpResponse, String> {
-    request(addr, "GET", path, "")
+    http_call(addr, "GET", path, "")
 }
 
 /// `POST path` on `addr` with a JSON `body` (may be empty).
@@ -53,7 +53,20 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<HttpResponse, String> {
 /// # Errors
 /// A message naming the address and path when the connection or the answer fails.
 pub fn http_post(addr: SocketAddr, path: &str, body: &str) -> Result<HttpResponse, String> {
-    request(addr, "POST", path, body)
+    http_call(addr, "POST", path, body)
+}
+
+/// `method path` on `addr` with a JSON `body` (may be empty), e.g. `PUT` or `DELETE`.
+///
+/// # Errors
+/// A message naming the address and path when the connection or the answer fails.
+pub fn http_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<HttpResponse, String> {
+    request(addr, method, path, body)
 }
 
 /// `GET path` on `addr`, expecting 200 and a JSON body.

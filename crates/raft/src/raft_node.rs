@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::log_store::LogStore;
-use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
+use crate::network::{self, GrpcNetworkFactory, NetworkOptions, PeerFaults, RaftPeerHandler};
 use crate::raft_replicator::{
     follower_health, LeaderContact, RaftReadGate, RaftReplicator, ReadOptions, Shared,
 };
@@ -61,6 +61,8 @@ pub struct RaftNodeOptions {
     pub reads: ReadOptions,
     /// Identifies the data layout (column families); peers with another one are refused.
     pub fingerprint: String,
+    /// Test-only fault rules for every call this node sends to peers (`None` in production).
+    pub faults: Option<Arc<dyn PeerFaults>>,
 }
 
 /// Why a node could not start.
@@ -140,7 +142,10 @@ impl RaftNode {
                 .map_err(|e| RaftNodeError::Start(format!("opening the state machine: {e}")))??;
         let snapshots = state_machine.stats();
         let incoming = state_machine.snapshot_dir();
-        let network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default());
+        let mut network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default());
+        if let Some(faults) = &options.faults {
+            network = network.with_faults(faults.clone());
+        }
         let peers = network.peer_client();
         let raft = Raft::build(
             options.node_id,

@@ -53,6 +53,10 @@ pub struct ReadOptions {
     pub allow_stale_reads: bool,
     /// How long ago the leader must have been heard from for a stale read.
     pub max_staleness: Duration,
+    /// A planted bug, for the fault-injection suite only (`[faults] unsafe_stale_reads`):
+    /// followers answer `linearizable` and `lease` reads from their local state without asking
+    /// the leader, so they may serve stale values. Never set in production.
+    pub unsafe_stale_reads: bool,
 }
 
 /// When this node last heard from a leader (an append or heartbeat), shared with the peer
@@ -243,6 +247,9 @@ impl Shared {
     }
 
     async fn read_version(&self) -> Result<Version, ReadError> {
+        if self.reads.unsafe_stale_reads && !self.is_leader() {
+            return Ok((*self.applied.borrow()).max(1));
+        }
         let barrier = match self.reads.consistency {
             ReadConsistency::Stale => return self.stale_version(),
             ReadConsistency::Linearizable => self.barrier(ReadPolicy::ReadIndex.into()).await,

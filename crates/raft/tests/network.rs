@@ -821,6 +821,7 @@ async fn read_index_and_probe_answers_and_errors() {
 }
 
 /// Drops every call named `drop_rpc` and delays the rest.
+#[derive(Debug)]
 struct Rules {
     drop_rpc: &'static str,
     delay: Duration,

@@ -3,7 +3,9 @@
 //! cluster operations the `dolmen cluster` commands use: `POST /cluster/init`,
 //! `POST /cluster/snapshot`, `GET /state/digest?version=V` (a checksum of the state at `V`, to
 //! compare replicas), `GET /cluster/status` (every member, probed over the peer transport),
-//! `POST /cluster/add-node`, `/cluster/remove-node`, `/cluster/transfer-leader` (on the leader).
+//! `POST /cluster/add-node`, `/cluster/remove-node`, `/cluster/transfer-leader` (on the leader),
+//! and, for the fault-injection suite only (`[faults] allow_network_faults`),
+//! `GET|PUT|DELETE /debug/network-faults`.
 
 use std::fmt::Write as _;
 use std::future::Future;
@@ -19,6 +21,7 @@ use dolmen_engine::Engine;
 use dolmen_raft::{RaftNode, Role};
 use tokio::net::TcpListener;
 
+use crate::net_faults::{NetworkFaults, RuleSet};
 use crate::service::Service;
 
 /// What the admin handlers read.
@@ -30,6 +33,8 @@ pub struct AdminState {
     pub engine: Arc<Engine>,
     /// The Raft member, in replicated mode.
     pub raft: Option<Arc<RaftNode>>,
+    /// Network fault rules, when `[faults] allow_network_faults` is on.
+    pub network_faults: Option<Arc<NetworkFaults>>,
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves.
@@ -50,6 +55,12 @@ pub async fn serve(
         .route("/cluster/remove-node", post(remove_node))
         .route("/cluster/transfer-leader", post(transfer_leader))
         .route("/state/digest", get(digest))
+        .route(
+            "/debug/network-faults",
+            get(get_network_faults)
+                .put(put_network_faults)
+                .delete(clear_network_faults),
+        )
         .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
@@ -336,6 +347,53 @@ async fn cluster_snapshot(State(state): State<AdminState>) -> axum::response::Re
         Ok(()) => Json(serde_json::json!({ "outcome": "triggered" })).into_response(),
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
     }
+}
+
+/// The refusal when the node does not allow network faults.
+fn network_faults_off() -> axum::response::Response {
+    refuse(
+        StatusCode::FORBIDDEN,
+        "network fault injection is off on this node; start it with \
+         [faults] allow_network_faults = true (tests only)"
+            .into(),
+    )
+}
+
+async fn get_network_faults(State(state): State<AdminState>) -> axum::response::Response {
+    match &state.network_faults {
+        Some(faults) => Json(faults.get()).into_response(),
+        None => network_faults_off(),
+    }
+}
+
+/// Replaces the rules with the JSON body (`{"rules": [...]}`, see `net_faults::Rule`).
+async fn put_network_faults(
+    State(state): State<AdminState>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    let Some(faults) = &state.network_faults else {
+        return network_faults_off();
+    };
+    let rules: RuleSet = match serde_json::from_slice(&body) {
+        Ok(rules) => rules,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("body: {e}")),
+    };
+    match faults.set(rules) {
+        Ok(()) => {
+            tracing::warn!(rules = ?faults.get().rules, "network fault rules installed");
+            Json(faults.get()).into_response()
+        }
+        Err(e) => refuse(StatusCode::BAD_REQUEST, e),
+    }
+}
+
+async fn clear_network_faults(State(state): State<AdminState>) -> axum::response::Response {
+    let Some(faults) = &state.network_faults else {
+        return network_faults_off();
+    };
+    faults.clear();
+    tracing::warn!("network fault rules cleared");
+    Json(faults.get()).into_response()
 }
 
 /// `?version=V`; absent = the applied version.

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -46,6 +46,18 @@ pub fn into_json(
     Ok(json)
 }
 
+/// Calls `method path` with `body` as JSON and parses the JSON answer, like [`call`].
+pub async fn call_json(
+    method: Method,
+    addr: &str,
+    path: &str,
+    body: &serde_json::Value,
+    timeout: Duration,
+) -> anyhow::Result<serde_json::Value> {
+    let (status, answer) = exchange(method, addr, path, Some(body.to_string()), timeout).await?;
+    into_json(addr, path, status, &answer)
+}
+
 /// Calls `method path` and returns the status and the raw body.
 pub async fn call_raw(
     method: Method,
@@ -53,14 +65,27 @@ pub async fn call_raw(
     path: &str,
     timeout: Duration,
 ) -> anyhow::Result<(StatusCode, Bytes)> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    exchange(method, addr, path, None, timeout).await
+}
+
+/// One request, with an optional JSON body, bounded by `timeout`.
+async fn exchange(
+    method: Method,
+    addr: &str,
+    path: &str,
+    body: Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<(StatusCode, Bytes)> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
     let uri: hyper::Uri = format!("http://{addr}{path}")
         .parse()
         .with_context(|| format!("{addr:?} is not a host:port admin address"))?;
-    let request = Request::builder()
-        .method(method)
-        .uri(uri)
-        .body(Empty::new())
+    let mut request = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+    }
+    let request = request
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .context("building the request")?;
     let exchange = async {
         let response = client.request(request).await?;

@@ -280,6 +280,14 @@ pub struct FaultsConfig {
     /// `allow_injection`: whether `setFaultInjection` may install faults; it refuses otherwise
     /// (`--allow-fault-injection`). Default `false`.
     pub allow_injection: bool,
+    /// `allow_network_faults`: whether the admin API may install network fault rules on the
+    /// peer calls this node sends (`/debug/network-faults`: drop, delay, duplicate), for the
+    /// fault-injection suite. Default `false`.
+    pub allow_network_faults: bool,
+    /// `unsafe_stale_reads`: a planted bug for the fault-injection suite's self-test: followers
+    /// answer `linearizable` reads from local state without asking the leader, so they can
+    /// serve stale values. Never set it on a real cluster. Default `false`.
+    pub unsafe_stale_reads: bool,
 }
 
 impl Config {

@@ -62,9 +62,29 @@ pub struct FaultInjector {
     /// Whether the node's config allows injection at all.
     allowed: bool,
     fault: Mutex<Option<Fault>>,
-    /// Source of per-call randomness (not replicated state: faults are node-local).
+    dice: Dice,
+}
+
+/// Per-call randomness for node-local faults (not replicated state): a hash of a counter under
+/// a per-process random key.
+#[derive(Debug, Default)]
+pub(crate) struct Dice {
     counter: AtomicU64,
     seed: RandomState,
+}
+
+impl Dice {
+    /// A uniform draw in `[0, 1)`.
+    pub(crate) fn unit(&self) -> f64 {
+        let mut h = self.seed.build_hasher();
+        h.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
+        (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// True with `probability` (always at 1 or more).
+    pub(crate) fn roll(&self, probability: f64) -> bool {
+        probability >= 1.0 || self.unit() < probability
+    }
 }
 
 impl FaultInjector {
@@ -73,8 +93,7 @@ impl FaultInjector {
         Self {
             allowed,
             fault: Mutex::new(None),
-            counter: AtomicU64::new(0),
-            seed: RandomState::new(),
+            dice: Dice::default(),
         }
     }
 
@@ -123,7 +142,7 @@ impl FaultInjector {
         let Some(fault) = self.fault.lock().clone() else {
             return Ok(());
         };
-        if !fault.target.covers(op) || !self.roll(fault.probability) {
+        if !fault.target.covers(op) || !self.dice.roll(fault.probability) {
             return Ok(());
         }
         tokio::time::sleep(fault.delay).await;
@@ -131,14 +150,5 @@ impl FaultInjector {
             ErrorCode::Injected(fault.code),
             "injected fault (setFaultInjection)",
         ))
-    }
-
-    fn roll(&self, probability: f64) -> bool {
-        if probability >= 1.0 {
-            return true;
-        }
-        let mut h = self.seed.build_hasher();
-        h.write_u64(self.counter.fetch_add(1, Ordering::Relaxed));
-        (h.finish() >> 11) as f64 / (1u64 << 53) as f64 <= probability
     }
 }

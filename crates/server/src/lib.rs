@@ -11,6 +11,7 @@ pub mod admin_client;
 pub mod config;
 pub mod error;
 pub mod faults;
+pub mod net_faults;
 pub mod node;
 pub mod service;
 pub mod stats;

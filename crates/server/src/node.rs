@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConsistencyLevel, Mode};
+use crate::net_faults::NetworkFaults;
 use crate::service::{Service, ServiceOptions};
 
 /// Why a node could not start or stopped abnormally.
@@ -109,6 +110,10 @@ pub async fn run(
         admin: local_addr(&admin_listener)?,
     };
 
+    let network_faults = config
+        .faults
+        .allow_network_faults
+        .then(|| Arc::new(NetworkFaults::default()));
     let replication = match config.deployment.mode {
         Mode::Standalone => Replication::Direct(Arc::new(
             Direct::start(
@@ -123,7 +128,7 @@ pub async fn run(
             .map_err(|e| NodeError::Runtime(format!("cannot start the writer thread: {e}")))?,
         )),
         Mode::Replicated => Replication::Raft(Arc::new(
-            start_raft(&config, &engine, &data_dir, bound).await?,
+            start_raft(&config, &engine, &data_dir, bound, network_faults.clone()).await?,
         )),
     };
     let (replicator, gate) = replication.seams();
@@ -177,6 +182,7 @@ pub async fn run(
             service: service.clone(),
             engine: engine.clone(),
             raft: replication.raft(),
+            network_faults,
         },
         stopped(stop_rx.clone()),
     ));
@@ -269,6 +275,7 @@ async fn start_raft(
     engine: &Arc<Engine>,
     data_dir: &std::path::Path,
     bound: Bound,
+    network_faults: Option<Arc<NetworkFaults>>,
 ) -> Result<RaftNode, NodeError> {
     let node_id = config.node_id();
     let index = usize::try_from(node_id).unwrap_or(usize::MAX);
@@ -308,8 +315,10 @@ async fn start_raft(
             },
             allow_stale_reads: config.reads.allow_stale_reads,
             max_staleness: Duration::from_millis(config.reads.max_staleness_ms),
+            unsafe_stale_reads: config.faults.unsafe_stale_reads,
         },
         fingerprint: format!("cf={}", config.database.column_families.join(",")),
+        faults: network_faults.map(|f| f as Arc<dyn dolmen_raft::network::PeerFaults>),
     };
     RaftNode::start(engine.clone(), options, peer_listener)
         .await

@@ -23,7 +23,7 @@ use tokio::io::AsyncReadExt;
 use tonic::{Code, Request, Response, Status};
 
 use crate::network::client::{is_connect_error, Channels, GrpcClient};
-use crate::network::faults::{admit, PeerFaults};
+use crate::network::faults::{admit, decide, gate, FaultAction, PeerFaults};
 use crate::network::wire::{self, pb};
 use crate::network::{NetworkOptions, PeerClient, Snapshot, MAX_SNAPSHOT_CHUNK_BYTES};
 use crate::types::{DolmenRaft, NodeAddr, SnapshotFile, Vote};
@@ -132,22 +132,39 @@ impl GrpcNetwork {
         }
     }
 
-    /// Runs one unary call through the fault hook, bounded by `ttl`.
-    async fn unary<T, Fut>(
+    /// Runs one unary call with `message` through the fault hook, bounded by `ttl`. A
+    /// duplicated call sends a copy of `message` alongside and answers with the first copy's
+    /// response.
+    async fn unary<M, T, Fut>(
         &self,
         rpc: &'static str,
         action: RPCTypes,
         ttl: Duration,
-        call: impl FnOnce(GrpcClient) -> Fut,
+        message: M,
+        call: impl Fn(GrpcClient, M) -> Fut,
     ) -> Result<T, RaftRpcError>
     where
+        M: Clone,
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let client = self.client()?;
-        let gate = admit(self.faults.as_ref(), self.from, self.target, rpc);
-        let work = async move {
-            gate.await;
-            call(client).await
+        let fault = decide(self.faults.as_ref(), self.from, self.target, rpc);
+        let admitted = gate(fault, self.from, self.target, rpc);
+        let work = async {
+            admitted.await;
+            if fault == FaultAction::Duplicate {
+                tracing::debug!(
+                    from = self.from,
+                    to = self.target,
+                    rpc,
+                    "fault injection: duplicated"
+                );
+                let (first, _copy) =
+                    tokio::join!(call(client.clone(), message.clone()), call(client, message));
+                first
+            } else {
+                call(client, message).await
+            }
         };
         match tokio::time::timeout(ttl, work).await {
             Err(_elapsed) => Err(RPCError::Timeout(self.timeout(action, ttl))),
@@ -190,7 +207,8 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
                 "AppendEntries",
                 RPCTypes::AppendEntries,
                 ttl,
-                |mut c| async move { c.append_entries(request(message, ttl)).await },
+                message,
+                |mut c, m| async move { c.append_entries(request(m, ttl)).await },
             )
             .await?;
         wire::append_response_from_pb(response).map_err(|e| self.decode_error("AppendEntries", e))
@@ -204,9 +222,13 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
         let ttl = option.soft_ttl();
         let message = wire::vote_request_to_pb(&rpc);
         let response = self
-            .unary("Vote", RPCTypes::Vote, ttl, |mut c| async move {
-                c.vote(request(message, ttl)).await
-            })
+            .unary(
+                "Vote",
+                RPCTypes::Vote,
+                ttl,
+                message,
+                |mut c, m| async move { c.vote(request(m, ttl)).await },
+            )
             .await?;
         wire::vote_response_from_pb(response).map_err(|e| self.decode_error("Vote", e))
     }
@@ -219,9 +241,13 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
         let ttl = option.soft_ttl();
         let message = wire::vote_request_to_pb(&rpc);
         let response = self
-            .unary("PreVote", RPCTypes::Vote, ttl, |mut c| async move {
-                c.pre_vote(request(message, ttl)).await
-            })
+            .unary(
+                "PreVote",
+                RPCTypes::Vote,
+                ttl,
+                message,
+                |mut c, m| async move { c.pre_vote(request(m, ttl)).await },
+            )
             .await?;
         wire::vote_response_from_pb(response).map_err(|e| self.decode_error("PreVote", e))
     }
@@ -251,7 +277,8 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
                 "TransferLeader",
                 RPCTypes::TransferLeader,
                 ttl,
-                |mut c| async move { c.transfer_leader(request(message, ttl)).await },
+                message,
+                |mut c, m| async move { c.transfer_leader(request(m, ttl)).await },
             )
             .await?;
         wire::transfer_response_from_pb(response)

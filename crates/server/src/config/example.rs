@@ -103,6 +103,12 @@ future_version_wait_ms = 1000
 # Whether the setFaultInjection RPC may install faults (for tests only).
 # Flag: --allow-fault-injection
 allow_injection = false
+# Whether the admin API may drop, delay or duplicate this node's peer calls
+# (/debug/network-faults; the fault-injection suite only).
+allow_network_faults = false
+# A planted bug for the fault-injection suite's self-test: followers serve linearizable reads
+# from local state. Never on a real cluster.
+unsafe_stale_reads = false
 "#;
 
 #[cfg(test)]
