@@ -11,9 +11,22 @@
 //! serde JSON (which, like protobuf, ignores unknown struct fields). Replace it with the protobuf
 //! codec before any cluster stores data that must survive an upgrade.
 //!
+//! Engine commands, the bulk of the log, use a compact binary body (tag 3): JSON spelled every
+//! value byte as a decimal number and cost more CPU than the rest of the write path. Values
+//! written with the JSON body (tag 1, command format 0x80) are still read.
+//!
 //! ```text
 //! entry   = 0x80 ‖ be64 term ‖ be64 node_id ‖ be64 index ‖ tag ‖ body
-//!   tag 0 = blank (no body) · 1 = normal (JSON Command) · 2 = membership (below)
+//!   tag 0 = blank (no body) · 1 = normal (JSON Command, read only) · 2 = membership (below)
+//!   tag 3 = normal (binary command body, below)
+//! command body = u8 0 ‖ opt_u64 read_version ‖ be32 n ‖ n × mutation ‖ be32 m ‖ m × range
+//!                  ‖ opt_token                                   (commit)
+//!              | u8 1 ‖ be64 horizon (compact) | u8 2 (noop)
+//! mutation = u8 kind (0 set · 1 delete · 2 clear range · 3 versionstamped key
+//!            · 4 versionstamped value) ‖ str cf ‖ bytes ‖ bytes (delete: one bytes)
+//! range    = str cf ‖ bytes begin ‖ bytes end
+//! opt_u64  = u8 0 | u8 1 ‖ be64;  opt_token = u8 0 | u8 1 ‖ bytes client_id ‖ be64 sequence
+//! bytes    = be32 len ‖ raw
 //! membership = be32 n ‖ n × (be32 m ‖ m × be64 id) ‖ be32 k ‖ k × (be64 id ‖ 3 × str)
 //! str     = be32 len ‖ utf-8
 //! log id  = 0x80 ‖ be64 term ‖ be64 node_id ‖ be64 index
@@ -22,25 +35,38 @@
 //! snapshot meta     = 0x80 ‖ opt_log_id (last log id) ‖ opt_log_id ‖ membership (last membership)
 //! opt_log_id = u8 0 (none) | u8 1 ‖ be64 term ‖ be64 node_id ‖ be64 index
 //! membership value = 0x80 ‖ membership
-//! command = 0x80 ‖ JSON Command
+//! command = 0x81 ‖ command body   (0x80 ‖ JSON Command is still read)
 //! outcome = 0x80 ‖ JSON Outcome
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
-use dolmen_engine::{Command, Outcome};
+use dolmen_engine::{Command, IdempotencyToken, KeyRange, Mutation, Outcome, Transaction};
 use openraft::impls::leader_id_adv::LeaderId;
 
 use crate::types::{Entry, EntryPayload, LogId, Membership, NodeAddr, Vote};
 use crate::NodeId;
 
-/// The format byte of every value written by this module.
+/// The format byte of every value written by this module except commands.
 pub const FORMAT_INTERIM: u8 = 0x80;
+/// The format byte of a command value with the binary body.
+pub const FORMAT_COMMAND: u8 = 0x81;
 
 const TAG_BLANK: u8 = 0;
 const TAG_NORMAL: u8 = 1;
 const TAG_MEMBERSHIP: u8 = 2;
+const TAG_COMMAND: u8 = 3;
+
+const COMMAND_COMMIT: u8 = 0;
+const COMMAND_COMPACT: u8 = 1;
+const COMMAND_NOOP: u8 = 2;
+
+const MUTATION_SET: u8 = 0;
+const MUTATION_DELETE: u8 = 1;
+const MUTATION_CLEAR_RANGE: u8 = 2;
+const MUTATION_VERSIONSTAMPED_KEY: u8 = 3;
+const MUTATION_VERSIONSTAMPED_VALUE: u8 = 4;
 
 /// A corrupt or unknown stored value; openraft turns it into a fatal storage error.
 fn corrupt(what: &str, detail: impl std::fmt::Display) -> io::Error {
@@ -63,6 +89,73 @@ fn put_u32(out: &mut Vec<u8>, v: usize) -> io::Result<()> {
 fn put_str(out: &mut Vec<u8>, s: &str) -> io::Result<()> {
     put_u32(out, s.len())?;
     out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) -> io::Result<()> {
+    put_u32(out, b.len())?;
+    out.extend_from_slice(b);
+    Ok(())
+}
+
+/// Writes the binary command body.
+fn put_command(out: &mut Vec<u8>, command: &Command) -> io::Result<()> {
+    match command {
+        Command::Commit(txn) => {
+            out.push(COMMAND_COMMIT);
+            match txn.read_version {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    put_u64(out, v);
+                }
+            }
+            put_u32(out, txn.mutations.len())?;
+            for m in &txn.mutations {
+                put_mutation(out, m)?;
+            }
+            put_u32(out, txn.read_conflicts.len())?;
+            for r in &txn.read_conflicts {
+                put_str(out, &r.cf)?;
+                put_bytes(out, &r.begin)?;
+                put_bytes(out, &r.end)?;
+            }
+            match &txn.idempotency {
+                None => out.push(0),
+                Some(token) => {
+                    out.push(1);
+                    put_bytes(out, &token.client_id)?;
+                    put_u64(out, token.sequence);
+                }
+            }
+        }
+        Command::Compact { horizon } => {
+            out.push(COMMAND_COMPACT);
+            put_u64(out, *horizon);
+        }
+        Command::Noop => out.push(COMMAND_NOOP),
+    }
+    Ok(())
+}
+
+fn put_mutation(out: &mut Vec<u8>, m: &Mutation) -> io::Result<()> {
+    let (kind, cf, a, b) = match m {
+        Mutation::Set { cf, key, value } => (MUTATION_SET, cf, key, Some(value)),
+        Mutation::Delete { cf, key } => (MUTATION_DELETE, cf, key, None),
+        Mutation::ClearRange { cf, begin, end } => (MUTATION_CLEAR_RANGE, cf, begin, Some(end)),
+        Mutation::SetVersionstampedKey { cf, key, value } => {
+            (MUTATION_VERSIONSTAMPED_KEY, cf, key, Some(value))
+        }
+        Mutation::SetVersionstampedValue { cf, key, value } => {
+            (MUTATION_VERSIONSTAMPED_VALUE, cf, key, Some(value))
+        }
+    };
+    out.push(kind);
+    put_str(out, cf)?;
+    put_bytes(out, a)?;
+    if let Some(b) = b {
+        put_bytes(out, b)?;
+    }
     Ok(())
 }
 
@@ -155,6 +248,105 @@ impl<'a> Reader<'a> {
         String::from_utf8(self.take(len)?.to_vec()).map_err(|e| corrupt(what, e))
     }
 
+    fn bytes(&mut self) -> io::Result<Vec<u8>> {
+        let len = self.u32()?;
+        Ok(self.take(len)?.to_vec())
+    }
+
+    /// A presence flag: 0 or 1.
+    fn flag(&mut self, field: &str) -> io::Result<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(corrupt(
+                self.what,
+                format_args!("{field} presence flag {other}"),
+            )),
+        }
+    }
+
+    /// Reads the binary command body.
+    fn command(&mut self) -> io::Result<Command> {
+        match self.u8()? {
+            COMMAND_COMMIT => {
+                let read_version = if self.flag("read_version")? {
+                    Some(self.u64()?)
+                } else {
+                    None
+                };
+                let mut mutations = Vec::new();
+                for _ in 0..self.u32()? {
+                    mutations.push(self.mutation()?);
+                }
+                let mut read_conflicts = Vec::new();
+                for _ in 0..self.u32()? {
+                    read_conflicts.push(KeyRange {
+                        cf: self.str()?,
+                        begin: self.bytes()?,
+                        end: self.bytes()?,
+                    });
+                }
+                let idempotency = if self.flag("idempotency")? {
+                    Some(IdempotencyToken {
+                        client_id: self.bytes()?,
+                        sequence: self.u64()?,
+                    })
+                } else {
+                    None
+                };
+                Ok(Command::Commit(Transaction {
+                    read_version,
+                    mutations,
+                    read_conflicts,
+                    idempotency,
+                }))
+            }
+            COMMAND_COMPACT => Ok(Command::Compact {
+                horizon: self.u64()?,
+            }),
+            COMMAND_NOOP => Ok(Command::Noop),
+            kind => Err(corrupt(
+                self.what,
+                format_args!("unknown command kind {kind}"),
+            )),
+        }
+    }
+
+    fn mutation(&mut self) -> io::Result<Mutation> {
+        let kind = self.u8()?;
+        let cf = self.str()?;
+        let a = self.bytes()?;
+        Ok(match kind {
+            MUTATION_SET => Mutation::Set {
+                cf,
+                key: a,
+                value: self.bytes()?,
+            },
+            MUTATION_DELETE => Mutation::Delete { cf, key: a },
+            MUTATION_CLEAR_RANGE => Mutation::ClearRange {
+                cf,
+                begin: a,
+                end: self.bytes()?,
+            },
+            MUTATION_VERSIONSTAMPED_KEY => Mutation::SetVersionstampedKey {
+                cf,
+                key: a,
+                value: self.bytes()?,
+            },
+            MUTATION_VERSIONSTAMPED_VALUE => Mutation::SetVersionstampedValue {
+                cf,
+                key: a,
+                value: self.bytes()?,
+            },
+            kind => {
+                return Err(corrupt(
+                    self.what,
+                    format_args!("unknown mutation kind {kind}"),
+                ))
+            }
+        })
+    }
+
     fn log_id(&mut self) -> io::Result<LogId> {
         let term = self.u64()?;
         let node_id = self.u64()?;
@@ -223,8 +415,8 @@ pub fn encode_entry(entry: &Entry) -> io::Result<Vec<u8>> {
     match &entry.payload {
         EntryPayload::Blank => out.push(TAG_BLANK),
         EntryPayload::Normal(command) => {
-            out.push(TAG_NORMAL);
-            serde_json::to_writer(&mut out, command).map_err(io::Error::other)?;
+            out.push(TAG_COMMAND);
+            put_command(&mut out, command)?;
         }
         EntryPayload::Membership(membership) => {
             out.push(TAG_MEMBERSHIP);
@@ -240,6 +432,7 @@ pub fn decode_entry(bytes: &[u8]) -> io::Result<Entry> {
     let log_id = r.log_id()?;
     let payload = match r.u8()? {
         TAG_BLANK => EntryPayload::Blank,
+        TAG_COMMAND => EntryPayload::Normal(r.command()?),
         TAG_NORMAL => {
             EntryPayload::Normal(serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))?)
         }
@@ -349,15 +542,29 @@ pub fn decode_membership(bytes: &[u8]) -> io::Result<Membership> {
 
 /// Encodes an engine command (a forwarded write), with the body entries use.
 pub fn encode_command(command: &Command) -> io::Result<Vec<u8>> {
-    let mut out = vec![FORMAT_INTERIM];
-    serde_json::to_writer(&mut out, command).map_err(io::Error::other)?;
+    let mut out = vec![FORMAT_COMMAND];
+    put_command(&mut out, command)?;
     Ok(out)
 }
 
-/// Decodes a value written by [`encode_command`].
+/// Decodes a value written by [`encode_command`] (or by the JSON format before it).
 pub fn decode_command(bytes: &[u8]) -> io::Result<Command> {
-    let mut r = Reader::new("command", bytes)?;
-    serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))
+    const WHAT: &str = "command";
+    match bytes.split_first() {
+        Some((&FORMAT_COMMAND, body)) => {
+            let mut r = Reader {
+                what: WHAT,
+                rest: body,
+            };
+            let command = r.command()?;
+            r.finish()?;
+            Ok(command)
+        }
+        _ => {
+            let mut r = Reader::new(WHAT, bytes)?;
+            serde_json::from_slice(r.rest()).map_err(|e| corrupt(r.what, e))
+        }
+    }
 }
 
 /// Encodes an engine outcome (the answer to a forwarded write).
@@ -376,7 +583,7 @@ pub fn decode_outcome(bytes: &[u8]) -> io::Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dolmen_engine::{IdempotencyToken, Invalid, KeyRange, Mutation, Transaction};
+    use dolmen_engine::Invalid;
 
     fn log_id(term: u64, node_id: u64, index: u64) -> LogId {
         LogId {
@@ -519,9 +726,35 @@ mod tests {
         });
         for command in [commit, Command::Compact { horizon: 17 }, Command::Noop] {
             let bytes = encode_command(&command).expect("encodes");
-            assert_eq!(bytes[0], FORMAT_INTERIM);
+            assert_eq!(bytes[0], FORMAT_COMMAND);
             assert_eq!(decode_command(&bytes).expect("decodes"), command);
+            // Values written before the binary body are still read.
+            let mut json = vec![FORMAT_INTERIM];
+            serde_json::to_writer(&mut json, &command).expect("JSON");
+            assert_eq!(decode_command(&json).expect("decodes JSON"), command);
+            // Every truncation is an error, never a panic or a wrong command.
+            for cut in 1..bytes.len() {
+                let err = decode_command(&bytes[..cut]).expect_err("truncated");
+                assert!(err.to_string().contains("corrupt command"), "{err}");
+            }
+            // So is trailing garbage.
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(decode_command(&longer).is_err());
+            // Entries carry the same body, and the JSON-bodied entries of older logs still read.
+            let entry = Entry {
+                log_id: log_id(3, 1, 9),
+                payload: EntryPayload::Normal(command.clone()),
+            };
+            let encoded = encode_entry(&entry).expect("encodes entry");
+            assert_eq!(decode_entry(&encoded).expect("decodes entry"), entry);
+            let mut old = encoded[..1 + 24].to_vec();
+            old.push(TAG_NORMAL);
+            old.extend_from_slice(&json[1..]);
+            assert_eq!(decode_entry(&old).expect("decodes an old entry"), entry);
         }
+        let err = decode_command(&[FORMAT_COMMAND, 9]).expect_err("unknown kind");
+        assert!(err.to_string().contains("unknown command kind 9"), "{err}");
         let err = decode_command(&[FORMAT_INTERIM, b'{']).expect_err("truncated JSON");
         assert!(err.to_string().contains("corrupt command"), "{err}");
         let err = decode_command(&[]).expect_err("empty");
