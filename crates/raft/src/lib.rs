@@ -7,6 +7,7 @@
 //!   service ──read_version()────▶ dyn ReadGate   ──▶ Direct: the applied version
 //! ```
 
+mod coalesce;
 mod codec;
 mod direct;
 pub mod log_store;

@@ -24,7 +24,8 @@ use tokio::sync::{watch, Semaphore};
 use crate::log_store::LogStore;
 use crate::network::{self, GrpcNetworkFactory, NetworkOptions, PeerFaults, RaftPeerHandler};
 use crate::raft_replicator::{
-    follower_health, LeaderContact, RaftReadGate, RaftReplicator, ReadOptions, Shared,
+    follower_health, read_batchers, LeaderContact, RaftReadGate, RaftReplicator, ReadOptions,
+    Shared,
 };
 use crate::replicator::Health;
 use crate::snapshot::SnapshotStats;
@@ -166,19 +167,24 @@ impl RaftNode {
 
         let contact = Arc::new(LeaderContact::default());
         let shared_contact = contact.clone();
-        let shared = Arc::new(Shared {
-            raft: raft.clone(),
-            node_id: options.node_id,
-            peers,
-            forward_writes: options.forward_writes,
-            outstanding: Semaphore::new(options.max_outstanding_proposals.max(1)),
-            max_outstanding: options.max_outstanding_proposals.max(1),
-            applied: applied_rx,
-            reads: options.reads,
-            contact: shared_contact,
-            rpc_timeout: Duration::from_secs(10),
-            election_timeout: options.election_timeout,
-            leader_view: parking_lot::Mutex::new(None),
+        let shared = Arc::new_cyclic(|weak| {
+            let (local_reads, remote_reads) = read_batchers(weak);
+            Shared {
+                raft: raft.clone(),
+                node_id: options.node_id,
+                peers,
+                forward_writes: options.forward_writes,
+                outstanding: Semaphore::new(options.max_outstanding_proposals.max(1)),
+                max_outstanding: options.max_outstanding_proposals.max(1),
+                applied: applied_rx,
+                reads: options.reads,
+                contact: shared_contact,
+                rpc_timeout: Duration::from_secs(10),
+                election_timeout: options.election_timeout,
+                leader_view: parking_lot::Mutex::new(None),
+                local_reads,
+                remote_reads,
+            }
         });
 
         let peer_addr = peer_listener.local_addr()?;
@@ -189,6 +195,13 @@ impl RaftNode {
         let handler = Arc::new(
             RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
                 .on_leader_append(Arc::new(move || contact.touch()))
+                .with_read_index({
+                    let shared = shared.clone();
+                    Arc::new(move |timeout| {
+                        let shared = shared.clone();
+                        Box::pin(async move { shared.local_reads.read_index(timeout).await })
+                    })
+                })
                 .with_status(Arc::new(move || {
                     let status = status_of(&status_raft, node_id, &status_stats, election_timeout);
                     serde_json::to_string(&status).unwrap_or_default()

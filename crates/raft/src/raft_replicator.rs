@@ -6,6 +6,7 @@
 //!  propose ─leader?─▶ Raft::client_write ─▶ applied here ─▶ Ok(Applied)
 //!     └─follower─▶ PeerClient::forward(leader) ─▶ wait applied here ≥ version ─▶ Ok(Applied)
 //!  read_version ─linearizable─▶ leader: get_read_log_id(ReadIndex) │ follower: ReadIndex RPC
+//!                 (concurrent reads share one of either: coalesce.rs)
 //!                                 └──────────▶ wait applied ≥ read index ─▶ applied version
 //!               ─lease──────▶ the same with ReadPolicy::LeaseRead on the leader
 //!               ─stale──────▶ the applied version, if the leader was heard from recently
@@ -24,6 +25,7 @@ use openraft::LinearizerOption;
 use openraft::ServerState;
 use tokio::sync::{watch, Semaphore};
 
+use crate::coalesce::Coalescer;
 use crate::network::PeerClient;
 use crate::replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, ProposeError, ReadError, ReadGate,
@@ -110,6 +112,38 @@ pub(crate) struct Shared {
     pub(crate) election_timeout: Duration,
     /// On a follower: the members' health as the leader last reported it, and when.
     pub(crate) leader_view: parking_lot::Mutex<Option<(Instant, BTreeMap<NodeId, Health>)>>,
+    /// Shares one leadership confirmation among concurrent linearizable reads on the leader
+    /// (this node's reads and followers' `ReadIndex` requests).
+    pub(crate) local_reads: Arc<Coalescer>,
+    /// Shares one `ReadIndex` RPC among concurrent linearizable reads on a follower.
+    pub(crate) remote_reads: Arc<Coalescer>,
+}
+
+/// The two read batchers of a [`Shared`] built with [`Arc::new_cyclic`]: they hold it weakly.
+pub(crate) fn read_batchers(shared: &std::sync::Weak<Shared>) -> (Arc<Coalescer>, Arc<Coalescer>) {
+    let local = shared.clone();
+    let remote = shared.clone();
+    let gone = || ProposeError::Unavailable("the node is shutting down".into());
+    (
+        Coalescer::new(Arc::new(move || {
+            let shared = local.clone();
+            Box::pin(async move {
+                match shared.upgrade() {
+                    Some(s) => s.local_read_index().await,
+                    None => Err(gone()),
+                }
+            })
+        })),
+        Coalescer::new(Arc::new(move || {
+            let shared = remote.clone();
+            Box::pin(async move {
+                match shared.upgrade() {
+                    Some(s) => s.remote_barrier().await,
+                    None => Err(gone()),
+                }
+            })
+        })),
+    )
 }
 
 impl Shared {
@@ -252,10 +286,10 @@ impl Shared {
         }
         let barrier = match self.reads.consistency {
             ReadConsistency::Stale => return self.stale_version(),
-            ReadConsistency::Linearizable => self.barrier(ReadPolicy::ReadIndex.into()).await,
+            ReadConsistency::Linearizable => self.barrier(None).await,
             // From the lease while a quorum acknowledged recently; otherwise one heartbeat
             // round (plain `ReadPolicy::LeaseRead` would fail instead).
-            ReadConsistency::Lease => self.barrier(LinearizerOption::new(None, true)).await,
+            ReadConsistency::Lease => self.barrier(Some(LinearizerOption::new(None, true))).await,
         };
         let index = match barrier {
             Ok(index) => index,
@@ -270,23 +304,55 @@ impl Shared {
     }
 
     /// The read index: from the local leader, or from the leader over the peer transport.
-    async fn barrier(&self, policy: LinearizerOption) -> Result<Version, ProposeError> {
+    /// `lease` = a lease read option on the leader; `None` = ReadIndex, batched.
+    async fn barrier(&self, lease: Option<LinearizerOption>) -> Result<Version, ProposeError> {
+        let batched = lease.is_none();
         if self.is_leader() {
-            let read = self.raft.get_read_log_id(policy).await;
-            return match read {
-                Ok((read_log_id, _applied)) => Ok(read_log_id.index()),
-                Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => {
-                    self.remote_barrier().await
-                }
-                Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(format!(
-                    "cannot confirm leadership for a linearizable read: {e}"
-                ))),
-                Err(RaftError::Fatal(e)) => Err(ProposeError::Unavailable(format!(
-                    "the replication core stopped: {e}"
-                ))),
+            let local = match lease {
+                None => self.local_reads.read_index(self.rpc_timeout).await,
+                Some(policy) => self.leader_barrier(policy).await,
             };
+            match local {
+                // Lost leadership meanwhile: ask the new leader.
+                Err(_) if !self.is_leader() => {}
+                done => return done,
+            }
         }
-        self.remote_barrier().await
+        if batched {
+            self.remote_reads.read_index(self.rpc_timeout).await
+        } else {
+            self.remote_barrier().await
+        }
+    }
+
+    /// A ReadIndex confirmation on this node as the leader (`NOT_LEADER` when it is not), for
+    /// this node's reads and followers' `ReadIndex` requests; batched by `local_reads`.
+    pub(crate) async fn local_read_index(&self) -> Result<Version, ProposeError> {
+        match tokio::time::timeout(
+            self.rpc_timeout,
+            self.leader_barrier(ReadPolicy::ReadIndex.into()),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_elapsed) => Err(ProposeError::Timeout(self.rpc_timeout)),
+        }
+    }
+
+    /// One leadership confirmation under `policy` by the local Raft core.
+    async fn leader_barrier(&self, policy: LinearizerOption) -> Result<Version, ProposeError> {
+        match self.raft.get_read_log_id(policy).await {
+            Ok((read_log_id, _applied)) => Ok(read_log_id.index()),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => {
+                Err(self.not_leader())
+            }
+            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(format!(
+                "cannot confirm leadership for a linearizable read: {e}"
+            ))),
+            Err(RaftError::Fatal(e)) => Err(ProposeError::Unavailable(format!(
+                "the replication core stopped: {e}"
+            ))),
+        }
     }
 
     async fn remote_barrier(&self) -> Result<Version, ProposeError> {

@@ -39,6 +39,9 @@ pub struct ProbeInfo {
 pub type Hook = Arc<dyn Fn() + Send + Sync>;
 /// A provider of this node's status JSON for `Probe`.
 pub type StatusJson = Arc<dyn Fn() -> String + Send + Sync>;
+/// Answers a `ReadIndex` request within the given time (the node's batched leader barrier).
+pub type ReadIndexHook =
+    Arc<dyn Fn(Duration) -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync>;
 
 /// The server side of every peer RPC, in openraft and domain types.
 pub trait PeerHandler: Send + Sync + 'static {
@@ -99,6 +102,7 @@ where
     fingerprint: String,
     on_leader_append: Option<Hook>,
     status: Option<StatusJson>,
+    read_index: Option<ReadIndexHook>,
 }
 
 impl<SM> RaftPeerHandler<SM>
@@ -114,6 +118,7 @@ where
             fingerprint,
             on_leader_append: None,
             status: None,
+            read_index: None,
         }
     }
 
@@ -127,6 +132,13 @@ where
     /// Answers `Probe` with the status `status` produces.
     pub fn with_status(mut self, status: StatusJson) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Answers `ReadIndex` with `hook` (which shares confirmations among concurrent reads)
+    /// instead of one `get_read_log_id` per request.
+    pub fn with_read_index(mut self, hook: ReadIndexHook) -> Self {
+        self.read_index = Some(hook);
         self
     }
 
@@ -198,6 +210,9 @@ where
     }
 
     async fn read_index_inner(&self, timeout: Duration) -> Result<u64, ProposeError> {
+        if let Some(hook) = &self.read_index {
+            return hook(timeout).await;
+        }
         match tokio::time::timeout(timeout, self.raft.get_read_log_id(ReadPolicy::ReadIndex)).await
         {
             Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
