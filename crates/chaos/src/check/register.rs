@@ -275,25 +275,28 @@ fn check_key(ops: &[RegisterOp], indices: &[usize], limits: &Limits) -> KeyOutco
     let mut search = Search::new(&prepared);
     let end = search.run(limits);
     let states = search.cache.len;
-    let (verdict, explanation) =
-        match end {
-            End::Linearizable => (Verdict::Ok, String::new()),
-            End::NotLinearizable => (Verdict::Violation, search.explain_violation(ops)),
-            End::StateLimit => (
-                Verdict::Unknown,
-                format!(
-                "search gave up after {states} states (max_states_per_key = {}); {} ops, {} of \
-                 them with unknown outcome",
+    let pending = prepared
+        .ops
+        .iter()
+        .filter(|op| op.complete.is_none())
+        .count();
+    let (verdict, explanation) = match end {
+        End::Linearizable => (Verdict::Ok, String::new()),
+        End::NotLinearizable => (Verdict::Violation, search.explain_violation(ops)),
+        End::StateLimit => (
+            Verdict::Unknown,
+            format!(
+                "search gave up after {states} states (max_states_per_key = {}); {} ops, {pending} \
+                 of them with unknown outcome",
                 limits.max_states_per_key,
                 prepared.ops.len(),
-                prepared.ops.iter().filter(|op| op.complete.is_none()).count()
             ),
-            ),
-            End::Deadline => (
-                Verdict::Unknown,
-                format!("search passed the deadline after {states} states"),
-            ),
-        };
+        ),
+        End::Deadline => (
+            Verdict::Unknown,
+            format!("search passed the deadline after {states} states"),
+        ),
+    };
     KeyOutcome {
         verdict,
         explanation,
@@ -370,10 +373,10 @@ fn prepare(ops: &[RegisterOp], indices: &[usize]) -> Result<Prepared, String> {
                 }
             }
             (call, outcome) => {
+                let who = format!("#{index} (p{} n{})", op.process, op.node);
                 return Err(format!(
-                "malformed op #{index} (p{} n{}): call {call:?} cannot have outcome {outcome:?}",
-                op.process, op.node
-            ))
+                    "malformed op {who}: call {call:?} cannot have outcome {outcome:?}"
+                ));
             }
         };
         let pending = op.outcome == RegisterOutcome::Unknown;
@@ -955,11 +958,13 @@ fn unwritten_reason(raw: &[RegisterOp], p: &Prepared, index: usize, v: Val) -> S
     let shown = show_value(&p.values, v);
     let raw_v = p.values.get((v as usize).wrapping_sub(1)).copied();
     let key = raw.get(index).map(|op| op.key);
-    let failed = raw.iter().any(|op| {
-        Some(op.key) == key
-            && op.outcome == RegisterOutcome::Failed
-            && matches!(op.call, RegisterCall::Write(w) | RegisterCall::Cas { new: w, .. } if Some(w) == raw_v)
-    });
+    let writes = |op: &RegisterOp| match op.call {
+        RegisterCall::Write(w) | RegisterCall::Cas { new: w, .. } => Some(w) == raw_v,
+        RegisterCall::Read => false,
+    };
+    let failed = raw
+        .iter()
+        .any(|op| Some(op.key) == key && op.outcome == RegisterOutcome::Failed && writes(op));
     if failed {
         format!("The only writes of {shown} failed (definitely had no effect)")
     } else {
@@ -1043,8 +1048,8 @@ fn describe_op(raw: &[RegisterOp], op: &Op, values: &[u64]) -> String {
 ///
 /// A key is the register value, the restriction flag and the linearized set with its all-ones
 /// prefix of required words cut off: `[value | restricted << 32 | first_word << 33, required
-/// words from first_word up to the last non-zero one, pending words]`. Keys live back to back in one arena; a map from hash to the
-/// newest key with that hash starts a chain through the arena.
+/// words from first_word up to the last non-zero one, pending words]`. Keys live back to back
+/// in one arena; a map from hash to the newest key with that hash starts a chain through it.
 #[derive(Default)]
 struct Cache {
     /// Hash → arena offset of the newest key with that hash.
@@ -1849,14 +1854,16 @@ mod tests {
         let (mut good, mut bad) = (0, 0);
         for _ in 0..3_000 {
             let n = 1 + rng.below(7) as usize;
+            // Few distinct values: most are observed; more: many writes nothing observes.
+            let values = 3 + rng.below(4);
             let ops: Vec<RegisterOp> = (0..n)
                 .map(|i| {
                     let invoke = rng.below(10);
                     let complete = invoke + rng.below(5);
-                    let value = 1 + rng.below(3);
+                    let value = 1 + rng.below(values);
                     let (call, outcome) = match rng.below(8) {
                         0..=2 => {
-                            let v = rng.below(4);
+                            let v = rng.below(values + 1);
                             let seen = (v > 0).then_some(v);
                             let outcome = if rng.below(10) == 0 {
                                 RegisterOutcome::Unknown
@@ -1868,7 +1875,7 @@ mod tests {
                         3..=5 => (RegisterCall::Write(value), RegisterOutcome::Ok),
                         _ => (
                             RegisterCall::Cas {
-                                expect: 1 + rng.below(3),
+                                expect: 1 + rng.below(values),
                                 new: value,
                             },
                             RegisterOutcome::Ok,
