@@ -1499,6 +1499,26 @@ mod tests {
     }
 
     #[test]
+    fn a_deadline_stops_a_long_search() {
+        // 24 concurrent writes read back one by one, then the first value again: proving that
+        // no order works means trying ~2^24 subsets.
+        let mut ops: Vec<RegisterOp> = (0..24).map(|i| write(i, 0, 100, i)).collect();
+        ops.extend((0..24).map(|i| read(30, 1 + 2 * i, 2 + 2 * i, Some(i))));
+        ops.push(read(30, 60, 61, Some(0)));
+        let limits = Limits {
+            max_states_per_key: 3_000_000,
+            deadline: Instant::now().checked_add(Duration::from_millis(20)),
+        };
+        let report = check_registers(&ops, &limits);
+        assert_eq!(report.verdict, Verdict::Unknown, "{}", report.explanation);
+        assert!(
+            report.explanation.contains("passed the deadline"),
+            "{}",
+            report.explanation
+        );
+    }
+
+    #[test]
     fn a_violation_wins_over_an_undecided_key() {
         let mut ops = on_key(1, vec![write(1, 0, 1, 1), read(2, 2, 3, Some(2))]);
         ops.push(op(
@@ -1780,6 +1800,7 @@ mod tests {
                 "{} states",
                 outcome.states
             );
+            assert!(outcome.explanation.len() < 4_000, "{}", outcome.explanation);
         }
     }
 
