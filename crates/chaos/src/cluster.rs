@@ -252,6 +252,9 @@ impl Cluster {
                 log.try_clone().context("duplicate the log handle")?,
             ))
             .stderr(Stdio::from(log))
+            // Its own process group: a Ctrl-C in the terminal reaches only the runner, which
+            // stops the load, heals and then kills the nodes itself.
+            .process_group(0)
             // A second line of defence behind `Drop for Cluster`.
             .kill_on_drop(true);
         // The environment beats the config file: a developer's DOLMEN_* or THRIFT_PORT must

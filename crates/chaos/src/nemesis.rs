@@ -176,7 +176,12 @@ async fn apply(
             for &i in &nodes {
                 cluster.kill9(i).await?;
             }
-            say(recorder, "kill9", &nodes, &format!("restart in {hold:?}"));
+            say(
+                recorder,
+                "kill9",
+                &nodes,
+                &format!("restart in {} ms", hold.as_millis()),
+            );
             nap(hold, stop).await;
             for &i in &nodes {
                 cluster.start_node(i).await?;
@@ -188,7 +193,12 @@ async fn apply(
             for &i in &nodes {
                 cluster.pause(i)?;
             }
-            say(recorder, "pause", &nodes, &format!("resume in {hold:?}"));
+            say(
+                recorder,
+                "pause",
+                &nodes,
+                &format!("resume in {} ms", hold.as_millis()),
+            );
             nap(hold, stop).await;
             for &i in &nodes {
                 cluster.resume(i)?;
@@ -223,7 +233,12 @@ async fn apply(
                 cluster.set_rules(i, node_rules.clone()).await?;
                 touched.push(i);
             }
-            say(recorder, name, &touched, &detail);
+            say(
+                recorder,
+                name,
+                &touched,
+                &format!("{detail}; heal in {} ms", hold.as_millis()),
+            );
             nap(hold, stop).await;
             for i in 0..cluster.len() {
                 cluster.clear_rules(i).await?;

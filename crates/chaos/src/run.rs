@@ -38,8 +38,10 @@ const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long clients get to finish their last operation after the end.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
-/// Time budget of the register checker.
-const CHECK_BUDGET: Duration = Duration::from_secs(120);
+/// Time budget of the register checker: half the run's duration, within these bounds.
+const CHECK_BUDGET: (Duration, Duration) = (Duration::from_secs(20), Duration::from_secs(600));
+/// Time budget of `dolmen-chaos check` (offline, no hurry).
+const OFFLINE_CHECK_BUDGET: Duration = Duration::from_secs(1800);
 
 /// `run.json`: what was run, to replay it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -270,7 +272,8 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     let mut history_reports = tokio::task::spawn_blocking({
         let events = events.clone();
         let workloads = opts.workloads.clone();
-        move || check_history(&events, &workloads, bank::ACCOUNTS, bank::total())
+        let budget = (opts.duration() / 2).clamp(CHECK_BUDGET.0, CHECK_BUDGET.1);
+        move || check_history(&events, &workloads, (bank::ACCOUNTS, bank::total()), budget)
     })
     .await
     .map_err(|e| anyhow!("the checker task failed: {e}"))?;
@@ -346,7 +349,7 @@ pub fn check_saved(dir: &Path) -> anyhow::Result<i32> {
     {
         workloads.push(Workload::Set);
     }
-    let reports = check_history(&events, &workloads, accounts, total);
+    let reports = check_history(&events, &workloads, (accounts, total), OFFLINE_CHECK_BUDGET);
     let result = verdict_of(&reports);
     let tally = Tally::of(&events);
     print_tally(&tally);
@@ -358,12 +361,13 @@ pub fn check_saved(dir: &Path) -> anyhow::Result<i32> {
     Ok(i32::from(result != "pass"))
 }
 
-/// Runs the checkers of `workloads` on `events`.
+/// Runs the checkers of `workloads` on `events`; `bank` = (accounts, invariant total); the
+/// register checker gives up (Unknown) after `budget`.
 pub fn check_history(
     events: &[Event],
     workloads: &[Workload],
-    accounts: u32,
-    total: i64,
+    (accounts, total): (u32, i64),
+    budget: Duration,
 ) -> Vec<Report> {
     let mut reports = Vec::new();
     if workloads.contains(&Workload::Register) {
@@ -375,7 +379,7 @@ pub fn check_history(
             })
             .collect();
         let limits = Limits {
-            deadline: Some(Instant::now() + CHECK_BUDGET),
+            deadline: Some(Instant::now() + budget),
             ..Limits::default()
         };
         reports.push(check::check_registers(&ops, &limits));
