@@ -113,7 +113,7 @@ pub async fn run(
     stop: &AtomicBool,
 ) -> anyhow::Result<Vec<String>> {
     let mut crashes = Vec::new();
-    for _ in 0..MAX_FAULTS {
+    for n in 0..MAX_FAULTS {
         nap(
             Duration::from_millis(rng.between(QUIET_MS.0, QUIET_MS.1)),
             stop,
@@ -132,7 +132,11 @@ pub async fn run(
         }
         let Some(&kind) = rng.pick(kinds) else { break };
         let hold = Duration::from_millis(rng.between(HOLD_MS.0, HOLD_MS.1)).min(left);
-        apply(cluster, recorder, kind, &mut rng, hold, stop)
+        // Choices inside a fault may depend on the cluster (is there a leader?); drawing them
+        // from a per-fault stream keeps the schedule itself (kinds, timing) a function of the
+        // seed alone.
+        let mut fault_rng = rng.fork(n);
+        apply(cluster, recorder, kind, &mut fault_rng, hold, stop)
             .await
             .with_context(|| format!("nemesis {}", kind.name()))?;
     }
