@@ -198,6 +198,17 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     }
     progress.abort();
 
+    // Nodes that died by themselves since the nemesis last looked (before heal restarts them).
+    let late_crashes: Vec<String> = cluster
+        .reap_exited()
+        .into_iter()
+        .map(|(i, status)| {
+            eprintln!("chaos: node {i} exited by itself ({status})");
+            recorder.nemesis("crashed", vec![i], status.clone());
+            format!("node {i} exited by itself: {status}")
+        })
+        .collect();
+
     // Heal, whatever happened above.
     eprintln!("chaos: healing");
     let healed = cluster.heal().await;
@@ -211,7 +222,8 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         (0..cluster.len()).collect(),
         "end of faults".into(),
     );
-    let crashes = nemesis_result.context("the nemesis failed")?;
+    let mut crashes = nemesis_result.context("the nemesis failed")?;
+    crashes.extend(late_crashes);
     healed.context("healing the cluster at the end")?;
     if stop.load(Ordering::Relaxed) {
         anyhow::bail!("interrupted");
@@ -223,7 +235,11 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
             "node-exits",
             Verdict::Violation,
             crashes.len(),
-            format!("nodes exited without being killed:\n{}", crashes.join("\n")),
+            format!(
+                "{} node exit(s) the nemesis did not cause: {}",
+                crashes.len(),
+                crashes.join("; ")
+            ),
         ));
     }
     let recovered = match cluster.wait_leader(READY_TIMEOUT).await {
