@@ -50,6 +50,9 @@ pub struct RunInfo {
     pub options: RunOptions,
     /// When the run started (UTC, `YYYY-MM-DDTHH:MM:SSZ`).
     pub started: String,
+    /// Wall-clock time of the history's time zero (Unix milliseconds).
+    #[serde(default)]
+    pub started_unix_ms: u64,
     /// The commit of the working directory's repository, when known.
     pub commit: Option<String>,
     /// The dolmen-chaos version.
@@ -103,9 +106,15 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     let started = Instant::now();
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let out = out.canonicalize().unwrap_or_else(|_| out.to_path_buf());
+    // Time zero of the history; `started_unix_ms` ties it to the wall-clock markers in the
+    // node logs (`---- chaos: ... (unix_ms=..) ----`).
+    let recorder = Arc::new(Recorder::create(&out.join("history.jsonl"))?);
     let info = RunInfo {
         options: opts.clone(),
         started: utc_stamp(unix_secs()),
+        started_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
         commit: git_commit(),
         chaos_version: env!("CARGO_PKG_VERSION").to_owned(),
         bank_accounts: bank::ACCOUNTS,
@@ -128,7 +137,15 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         out.display()
     );
 
-    let recorder = Arc::new(Recorder::create(&out.join("history.jsonl"))?);
+    if opts.planted_bug.is_some()
+        && (!opts.workloads.contains(&Workload::Register)
+            || !opts.faults.contains(&nemesis::FaultKind::Partition))
+    {
+        eprintln!(
+            "chaos: warning: the planted bug shows up in register reads under partitions; \
+             without --workloads register and --faults partition it may go unnoticed"
+        );
+    }
     let spec = ClusterSpec {
         nodes: opts.nodes,
         dolmen: opts.dolmen.clone(),
