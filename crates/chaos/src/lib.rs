@@ -5,7 +5,8 @@
 //!  main (CLI) ─▶ run ─┬─ cluster   real `dolmen serve` processes on loopback (signals, admin API)
 //!                     ├─ workload  client tasks: register / bank / set ─▶ recorder (history.jsonl)
 //!                     ├─ nemesis   seeded faults (kill, pause, partition, drop, delay, ...)
-//!                     └─ check     checkers over the recorded history (+ replica agreement)
+//!                     ├─ check     checkers over the recorded history (+ replica agreement)
+//!                     └─ report    run.json, summary.json, explanation.txt, the printed summary
 //! ```
 
 pub mod admin;
@@ -15,6 +16,7 @@ pub mod history;
 pub mod nemesis;
 pub mod options;
 pub mod recorder;
+pub mod report;
 pub mod rng;
 pub mod run;
 pub mod workload;

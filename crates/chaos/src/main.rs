@@ -190,7 +190,7 @@ async fn main() -> ExitCode {
                 ExitCode::from(EXIT_HARNESS)
             }
         },
-        Command::Replay { dir, out, dolmen } => match run::read_info(&dir) {
+        Command::Replay { dir, out, dolmen } => match dolmen_chaos::report::read_info(&dir) {
             Ok(info) => {
                 let mut opts = info.options;
                 if let Some(d) = dolmen {
