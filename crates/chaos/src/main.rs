@@ -1,6 +1,265 @@
-//! The `dolmen-chaos` command line.
+//! The `dolmen-chaos` command line: `run`, `replay <dir>`, `check <dir>`.
 
-fn main() {
-    eprintln!("dolmen-chaos: not built yet");
-    std::process::exit(2);
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use dolmen_chaos::options::{
+    parse_duration, parse_faults, parse_workloads, PlantedBug, RunOptions,
+};
+use dolmen_chaos::rng::Rng;
+use dolmen_chaos::run;
+
+/// Exit code: every check passed.
+const EXIT_PASS: u8 = 0;
+/// Exit code: the harness failed (cluster could not start, a fault could not be applied, ...).
+const EXIT_HARNESS: u8 = 2;
+/// How long an interrupted run may take to stop its load and heal before it is cut short.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(30);
+
+/// Fault-injection runs against a real Dolmen cluster on loopback.
+///
+/// Exit codes: 0 every check passed; 1 a violation was found, or a check could not decide
+/// (unknown counts as failure); 2 harness error (the cluster could not start, a fault could
+/// not be applied, bad arguments, interrupted).
+#[derive(Parser, Debug)]
+#[command(name = "dolmen-chaos", version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Start a cluster, run clients and a seeded nemesis, heal, check, save the run folder.
+    Run(RunArgs),
+    /// Run again with the seed and arguments saved in <DIR>/run.json.
+    Replay {
+        /// A run folder (holds run.json).
+        dir: PathBuf,
+        /// Where the new run goes (default: ./chaos-runs/<timestamp>-seed-<seed>).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use this dolmen binary instead of the one recorded in run.json.
+        #[arg(long)]
+        dolmen: Option<PathBuf>,
+    },
+    /// Re-run the checkers on <DIR>/history.jsonl.
+    Check {
+        /// A run folder (holds history.jsonl).
+        dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Profile {
+    /// About two minutes in all (setup and checks included), every fault kind, modest load.
+    Short,
+    /// As long as --duration (default 30m), every fault kind, more clients.
+    Long,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum BugArg {
+    /// Followers answer linearizable reads from local state ([faults] unsafe_stale_reads).
+    StaleReads,
+}
+
+#[derive(clap::Args, Debug)]
+struct RunArgs {
+    /// Seed of every random choice (default: random, printed and saved in run.json).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How long clients and faults run, e.g. 90s, 2m, 30m (default 60s; short: 75s; long: 30m).
+    #[arg(long, value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    nodes: u16,
+    /// Workloads, comma-separated: register, bank, set (or all).
+    #[arg(long, default_value = "register,bank,set")]
+    workloads: String,
+    /// Fault kinds, comma-separated: kill, pause, partition, drop, delay, duplicate, transfer
+    /// (or all, or none).
+    #[arg(long, default_value = "all")]
+    faults: String,
+    /// Concurrent clients, spread over the workloads (default 9; short: 6; long: 12).
+    #[arg(long)]
+    clients: Option<usize>,
+    /// The dolmen binary (default: `dolmen` next to this executable).
+    #[arg(long, env = "DOLMEN_BIN")]
+    dolmen: Option<PathBuf>,
+    /// The run folder (default: ./chaos-runs/<timestamp>-seed-<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Plant a known bug in every node, to prove the checkers catch it.
+    #[arg(long, value_enum)]
+    planted_bug: Option<BugArg>,
+    /// Preset duration and load.
+    #[arg(long, value_enum)]
+    profile: Option<Profile>,
+    /// Keep the nodes' data directories even when the run passes.
+    #[arg(long)]
+    keep: bool,
+}
+
+fn random_seed() -> u64 {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    Rng::new(nanos ^ (u64::from(std::process::id()) << 40)).next_u64() >> 1
+}
+
+fn default_dolmen() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("dolmen")))
+        .unwrap_or_else(|| PathBuf::from("dolmen"))
+}
+
+fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>)> {
+    let (duration, clients) = match args.profile {
+        Some(Profile::Short) => (Duration::from_secs(75), 6),
+        Some(Profile::Long) => (Duration::from_secs(30 * 60), 12),
+        None => (Duration::from_secs(60), 9),
+    };
+    let workloads = parse_workloads(&args.workloads).context("--workloads")?;
+    let faults = parse_faults(&args.faults).context("--faults")?;
+    let clients = args.clients.unwrap_or(clients).max(1);
+    let dolmen = args.dolmen.unwrap_or_else(default_dolmen);
+    let dolmen = dolmen.canonicalize().unwrap_or(dolmen);
+    let opts = RunOptions {
+        seed: args.seed.unwrap_or_else(random_seed),
+        duration_secs: args.duration.unwrap_or(duration).as_secs().max(1),
+        nodes: usize::from(args.nodes),
+        workloads,
+        faults,
+        clients,
+        dolmen,
+        planted_bug: args
+            .planted_bug
+            .map(|BugArg::StaleReads| PlantedBug::StaleReads),
+        profile: args.profile.map(|p| format!("{p:?}").to_lowercase()),
+        keep_data: args.keep,
+    };
+    Ok((opts, args.out))
+}
+
+/// Runs with Ctrl-C handling: the first Ctrl-C stops load and faults and heals (bounded);
+/// dropping the run kills every node it started.
+async fn run_interruptible(opts: RunOptions, out: PathBuf) -> ExitCode {
+    let stop = Arc::new(AtomicBool::new(false));
+    let fut = run::run(opts, &out, Arc::clone(&stop));
+    tokio::pin!(fut);
+    let result = tokio::select! {
+        r = &mut fut => r,
+        _ = tokio::signal::ctrl_c() => {
+            stop.store(true, Ordering::Relaxed);
+            eprintln!("dolmen-chaos: interrupted; stopping the load and healing (up to {INTERRUPT_GRACE:?})");
+            match tokio::time::timeout(INTERRUPT_GRACE, &mut fut).await {
+                Ok(r) => r,
+                Err(_) => Err(anyhow::anyhow!("interrupted")),
+            }
+        }
+    };
+    match result {
+        Ok(r) => ExitCode::from(u8::try_from(r.exit_code).unwrap_or(1)),
+        Err(e) => {
+            eprintln!("dolmen-chaos: harness error: {e:#}");
+            eprintln!("dolmen-chaos: run folder kept: {}", out.display());
+            ExitCode::from(EXIT_HARNESS)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run(args) => match resolve(args) {
+            Ok((opts, out)) => {
+                let out = out.unwrap_or_else(|| run::default_out(opts.seed));
+                run_interruptible(opts, out).await
+            }
+            Err(e) => {
+                eprintln!("dolmen-chaos: {e:#}");
+                ExitCode::from(EXIT_HARNESS)
+            }
+        },
+        Command::Replay { dir, out, dolmen } => match dolmen_chaos::report::read_info(&dir) {
+            Ok(info) => {
+                let mut opts = info.options;
+                if let Some(d) = dolmen {
+                    opts.dolmen = d.canonicalize().unwrap_or(d);
+                }
+                eprintln!(
+                    "dolmen-chaos: replaying {} (seed {})",
+                    dir.display(),
+                    opts.seed
+                );
+                let out = out.unwrap_or_else(|| run::default_out(opts.seed));
+                run_interruptible(opts, out).await
+            }
+            Err(e) => {
+                eprintln!("dolmen-chaos: {e:#}");
+                ExitCode::from(EXIT_HARNESS)
+            }
+        },
+        Command::Check { dir } => match run::check_saved(&dir) {
+            Ok(0) => ExitCode::from(EXIT_PASS),
+            Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+            Err(e) => {
+                eprintln!("dolmen-chaos: {e:#}");
+                ExitCode::from(EXIT_HARNESS)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn profile_defaults_and_overrides() {
+        let cli = Cli::parse_from(["dolmen-chaos", "run", "--profile", "short", "--seed", "7"]);
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        let (o, out) = resolve(args).unwrap();
+        assert_eq!((o.seed, o.duration_secs, o.clients, o.nodes), (7, 75, 6, 3));
+        assert_eq!(o.faults.len(), 7);
+        assert!(out.is_none());
+        let cli = Cli::parse_from([
+            "dolmen-chaos",
+            "run",
+            "--duration",
+            "40s",
+            "--faults",
+            "kill,pause,transfer",
+            "--workloads",
+            "register",
+            "--clients",
+            "4",
+            "--planted-bug",
+            "stale-reads",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        let (o, _) = resolve(args).unwrap();
+        assert_eq!((o.duration_secs, o.clients, o.faults.len()), (40, 4, 3));
+        assert!(!o.network_faults());
+        assert_eq!(o.planted_bug, Some(PlantedBug::StaleReads));
+    }
 }

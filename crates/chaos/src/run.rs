@@ -1,0 +1,537 @@
+//! One chaos run from start to verdict, and the artifacts it leaves.
+//!
+//! ```text
+//!  run.json ─ Cluster::start ─ preload bank ─┬─ client tasks (workloads) ──┐
+//!                                            └─ nemesis (seeded faults) ───┤ for --duration
+//!  heal (resume, restart, clear rules) ◀───────────────────────────────────┘
+//!   ─ wait for a leader ─ set finals from every replica ─ replica agreement (digests)
+//!   ─ stop the nodes ─ checkers ─ summary.json (+ explanation.txt when failing)
+//! ```
+//!
+//! Run folder: `run.json`, `history.jsonl`, `summary.json`, `explanation.txt` (failures),
+//! `node-<i>.toml`, `logs/node-<i>.log`, `data/node-<i>/` (deleted when the run passes).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, Context};
+use dolmen_client::Client;
+
+use crate::check::{self, Limits, Report, Verdict};
+use crate::cluster::{Cluster, ClusterSpec};
+use crate::history::{Event, SetFinal};
+use crate::nemesis;
+use crate::options::{names, PlantedBug, RunOptions};
+use crate::recorder::{Recorder, Tally};
+use crate::report::{
+    explanation, git_commit, print_report, print_summary, print_tally, runner_report, unix_secs,
+    utc_stamp, verdict_of, write_json, RunInfo, Summary,
+};
+use crate::rng::Rng;
+use crate::workload::{self, bank, register, set, Ctx, Workload};
+
+/// How long the cluster may take to be ready at start and after healing.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the replicas may take to catch up and agree after healing.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the final set reads may take per node.
+const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long clients get to finish their last operation after the end.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Time budget of the register checker: half the run's duration, within these bounds.
+const CHECK_BUDGET: (Duration, Duration) = (Duration::from_secs(20), Duration::from_secs(600));
+/// Time budget of `dolmen-chaos check` (offline, no hurry).
+const OFFLINE_CHECK_BUDGET: Duration = Duration::from_secs(1800);
+
+/// What a finished run decided.
+pub struct RunResult {
+    /// 0 = every check Ok, 1 = a violation or an unknown verdict.
+    pub exit_code: i32,
+    /// The run folder.
+    pub out: PathBuf,
+}
+
+/// The default run folder: `./chaos-runs/<UTC timestamp>-seed-<seed>`.
+pub fn default_out(seed: u64) -> PathBuf {
+    let stamp = utc_stamp(unix_secs()).replace([':', '-'], "");
+    PathBuf::from("chaos-runs").join(format!("{stamp}-seed-{seed}"))
+}
+
+/// Runs the whole thing. `stop` ends the load and the nemesis early (Ctrl-C).
+///
+/// # Errors
+/// A harness error (the cluster could not start, a fault could not be applied or undone, a
+/// file could not be written): exit code 2. The run folder is kept.
+pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
+    let started = Instant::now();
+    std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
+    let out = out.canonicalize().unwrap_or_else(|_| out.to_path_buf());
+    // Time zero of the history; `started_unix_ms` ties it to the wall-clock markers in the
+    // node logs (`---- chaos: ... (unix_ms=..) ----`).
+    let recorder = Arc::new(Recorder::create(&out.join("history.jsonl"))?);
+    let info = RunInfo {
+        options: opts.clone(),
+        started: utc_stamp(unix_secs()),
+        started_unix_ms: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0)),
+        commit: git_commit(),
+        chaos_version: env!("CARGO_PKG_VERSION").to_owned(),
+        bank_accounts: bank::ACCOUNTS,
+        bank_total: bank::total(),
+        replay: format!("dolmen-chaos replay {}", out.display()),
+    };
+    write_json(&out.join("run.json"), &info)?;
+    eprintln!(
+        "chaos: seed {} | {} nodes | {}s | workloads {} | faults {} | {} clients{}\nchaos: run folder {}",
+        opts.seed,
+        opts.nodes,
+        opts.duration_secs,
+        names(&opts.workloads, Workload::name),
+        if opts.faults.is_empty() { "none".to_owned() } else { names(&opts.faults, nemesis::FaultKind::name) },
+        opts.clients,
+        match opts.planted_bug {
+            Some(PlantedBug::StaleReads) => " | PLANTED BUG stale-reads",
+            None => "",
+        },
+        out.display()
+    );
+
+    if opts.planted_bug.is_some()
+        && (!opts.workloads.contains(&Workload::Register)
+            || !opts.faults.contains(&nemesis::FaultKind::Partition))
+    {
+        eprintln!(
+            "chaos: warning: the planted bug shows up in register reads under partitions; \
+             without --workloads register and --faults partition it may go unnoticed"
+        );
+    }
+    let spec = ClusterSpec {
+        nodes: opts.nodes,
+        dolmen: opts.dolmen.clone(),
+        dir: out.clone(),
+        network_faults: opts.network_faults(),
+        stale_reads: opts.planted_bug == Some(PlantedBug::StaleReads),
+    };
+    let mut cluster = Cluster::start(spec, READY_TIMEOUT)
+        .await
+        .context("starting the cluster")?;
+    if opts.network_faults() {
+        cluster.probe_network_faults().await?;
+    }
+    let leader = cluster.wait_leader(READY_TIMEOUT).await?;
+    eprintln!("chaos: cluster up, leader is node {leader}");
+    let thrift: Vec<_> = cluster.addrs().iter().map(|a| a.thrift).collect();
+    if opts.workloads.contains(&Workload::Bank) {
+        bank::preload(&thrift, Duration::from_secs(30)).await?;
+    }
+
+    // Load and faults.
+    let root = Rng::new(opts.seed);
+    let stop_at = Instant::now() + opts.duration();
+    let ctx = Ctx {
+        recorder: Arc::clone(&recorder),
+        nodes: thrift.clone(),
+        stop_at,
+        stop: Arc::clone(&stop),
+    };
+    let registers = Arc::new(register::Registers::default());
+    let elements = Arc::new(AtomicU64::new(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..opts.clients {
+        let w = opts.workloads[c % opts.workloads.len()];
+        let rng = root.fork(1000 + c as u64);
+        let ctx = ctx.clone();
+        match w {
+            Workload::Register => tasks.spawn(register::client(ctx, Arc::clone(&registers), rng)),
+            Workload::Bank => tasks.spawn(bank::client(ctx, rng)),
+            Workload::Set => tasks.spawn(set::client(ctx, Arc::clone(&elements), rng)),
+        };
+    }
+    let progress = tokio::spawn(progress(Arc::clone(&recorder), stop_at, Arc::clone(&stop)));
+    let nemesis_result = if opts.faults.is_empty() {
+        wait_until(stop_at, &stop).await;
+        Ok(Vec::new())
+    } else {
+        nemesis::run(
+            &mut cluster,
+            &recorder,
+            &opts.faults,
+            root.fork(1),
+            stop_at,
+            &stop,
+        )
+        .await
+    };
+    if nemesis_result.is_err() {
+        stop.store(true, Ordering::Relaxed);
+    }
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT + workload::OP_TIMEOUT, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tasks.abort_all();
+    }
+    progress.abort();
+
+    // Nodes that died by themselves since the nemesis last looked (before heal restarts them).
+    let late_crashes: Vec<String> = cluster
+        .reap_exited()
+        .into_iter()
+        .map(|(i, status)| {
+            eprintln!("chaos: node {i} exited by itself ({status})");
+            recorder.nemesis("crashed", vec![i], status.clone());
+            format!("node {i} exited by itself: {status}")
+        })
+        .collect();
+
+    // Heal, whatever happened above.
+    eprintln!("chaos: healing");
+    let healed = cluster.heal().await;
+    if let Ok(done) = &healed {
+        for (action, node) in done {
+            recorder.nemesis(action, vec![*node], "final heal".into());
+        }
+    }
+    recorder.nemesis(
+        "heal-all",
+        (0..cluster.len()).collect(),
+        "end of faults".into(),
+    );
+    let mut crashes = nemesis_result.context("the nemesis failed")?;
+    crashes.extend(late_crashes);
+    healed.context("healing the cluster at the end")?;
+    if stop.load(Ordering::Relaxed) {
+        anyhow::bail!("interrupted");
+    }
+
+    let mut reports: Vec<Report> = Vec::new();
+    if !crashes.is_empty() {
+        reports.push(runner_report(
+            "node-exits",
+            Verdict::Violation,
+            crashes.len(),
+            format!(
+                "{} node exit(s) the nemesis did not cause: {}",
+                crashes.len(),
+                crashes.join("; ")
+            ),
+        ));
+    }
+    let recovered = match cluster.wait_leader(READY_TIMEOUT).await {
+        Ok(l) => cluster.wait_ready(READY_TIMEOUT).await.map(|()| l),
+        Err(e) => Err(e),
+    };
+    match &recovered {
+        Ok(l) => eprintln!("chaos: healed, leader is node {l}"),
+        Err(e) => reports.push(runner_report(
+            "recovery",
+            Verdict::Unknown,
+            1,
+            format!("the healed cluster did not recover within {READY_TIMEOUT:?}: {e:#}"),
+        )),
+    }
+    if recovered.is_ok() {
+        if opts.workloads.contains(&Workload::Set) {
+            for i in 0..cluster.len() {
+                match final_set(&thrift, i).await {
+                    Ok(f) => {
+                        eprintln!(
+                            "chaos: node {i} holds {} set elements at version {}",
+                            f.elements.len(),
+                            f.version
+                        );
+                        recorder.record(Event::SetFinal(f));
+                    }
+                    Err(e) => reports.push(runner_report(
+                        "set-final-read",
+                        Verdict::Unknown,
+                        1,
+                        format!("could not read the set from node {i}: {e:#}"),
+                    )),
+                }
+            }
+        }
+        reports.push(replica_agreement(&cluster).await);
+    }
+    let mut warnings = cluster.shutdown().await;
+    let exits = cluster.reap_exited();
+    warnings.extend(exits.into_iter().map(|(i, s)| format!("node {i}: {s}")));
+    let events = recorder.finish()?;
+
+    // Checkers.
+    eprintln!("chaos: checking {} events", events.len());
+    let mut history_reports = tokio::task::spawn_blocking({
+        let events = events.clone();
+        let workloads = opts.workloads.clone();
+        let budget = (opts.duration() / 2).clamp(CHECK_BUDGET.0, CHECK_BUDGET.1);
+        move || check_history(&events, &workloads, (bank::ACCOUNTS, bank::total()), budget)
+    })
+    .await
+    .map_err(|e| anyhow!("the checker task failed: {e}"))?;
+    history_reports.append(&mut reports);
+    let reports = history_reports;
+
+    let result = verdict_of(&reports);
+    let summary = Summary {
+        result,
+        seed: opts.seed,
+        tally: Tally::of(&events),
+        reports,
+        warnings,
+        elapsed_secs: started.elapsed().as_secs_f64(),
+    };
+    write_json(&out.join("summary.json"), &summary)?;
+    let passed = result == "pass";
+    if passed {
+        if !opts.keep_data {
+            cluster.remove_data();
+            let _removed = std::fs::remove_dir(out.join("data"));
+        }
+    } else {
+        std::fs::write(out.join("explanation.txt"), explanation(&summary))
+            .context("write explanation.txt")?;
+    }
+    drop(cluster);
+    print_summary(&summary, &out, &info.replay);
+    Ok(RunResult {
+        exit_code: i32::from(!passed),
+        out,
+    })
+}
+
+/// Re-runs the history checkers on a saved run folder (`dolmen-chaos check <dir>`).
+///
+/// # Errors
+/// When `history.jsonl` cannot be read or parsed.
+pub fn check_saved(dir: &Path) -> anyhow::Result<i32> {
+    let path = dir.join("history.jsonl");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("read {}", path.display()))?;
+    let mut events = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let e: Event = serde_json::from_str(line)
+            .with_context(|| format!("{}:{}: not a history event", path.display(), n + 1))?;
+        events.push(e);
+    }
+    let info: Option<RunInfo> = std::fs::read(dir.join("run.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let (accounts, total) = info.as_ref().map_or((bank::ACCOUNTS, bank::total()), |i| {
+        (i.bank_accounts, i.bank_total)
+    });
+    // The workloads present in the history.
+    let mut workloads = Vec::new();
+    if events.iter().any(|e| matches!(e, Event::Register(_))) {
+        workloads.push(Workload::Register);
+    }
+    if events
+        .iter()
+        .any(|e| matches!(e, Event::BankRead(_) | Event::Transfer(_)))
+    {
+        workloads.push(Workload::Bank);
+    }
+    if events
+        .iter()
+        .any(|e| matches!(e, Event::SetAdd(_) | Event::SetFinal(_)))
+    {
+        workloads.push(Workload::Set);
+    }
+    let reports = check_history(&events, &workloads, (accounts, total), OFFLINE_CHECK_BUDGET);
+    let result = verdict_of(&reports);
+    let tally = Tally::of(&events);
+    print_tally(&tally);
+    eprintln!("checks ({} events from {}):", events.len(), path.display());
+    for r in &reports {
+        print_report(r);
+    }
+    eprintln!("result: {}", result.to_uppercase());
+    Ok(i32::from(result != "pass"))
+}
+
+/// Runs the checkers of `workloads` on `events`; `bank` = (accounts, invariant total); the
+/// register checker gives up (Unknown) after `budget`.
+pub fn check_history(
+    events: &[Event],
+    workloads: &[Workload],
+    (accounts, total): (u32, i64),
+    budget: Duration,
+) -> Vec<Report> {
+    let mut reports = Vec::new();
+    if workloads.contains(&Workload::Register) {
+        let ops: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Register(op) => Some(op.clone()),
+                _ => None,
+            })
+            .collect();
+        let limits = Limits {
+            deadline: Some(Instant::now() + budget),
+            ..Limits::default()
+        };
+        reports.push(check::check_registers(&ops, &limits));
+    }
+    if workloads.contains(&Workload::Bank) {
+        let reads: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::BankRead(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        reports.push(check::check_bank(&reads, accounts, total));
+    }
+    if workloads.contains(&Workload::Set) {
+        let mut adds = Vec::new();
+        let mut finals = Vec::new();
+        for e in events {
+            match e {
+                Event::SetAdd(a) => adds.push(a.clone()),
+                Event::SetFinal(f) => finals.push(f.clone()),
+                _ => {}
+            }
+        }
+        reports.push(check::check_set(&adds, &finals));
+    }
+    reports
+}
+
+/// Reads the set from node `i`, retrying (bounded) while the healed cluster settles.
+async fn final_set(thrift: &[std::net::SocketAddr], i: usize) -> anyhow::Result<SetFinal> {
+    let addr = *thrift.get(i).ok_or_else(|| anyhow!("no node {i}"))?;
+    let client = Client::new(addr, Duration::from_secs(5));
+    let deadline = Instant::now() + FINAL_READ_TIMEOUT;
+    let mut last = anyhow!("not tried");
+    for _ in 0..1000 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        match set::read_final(&client, i).await {
+            Ok(f) => return Ok(f),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(last.context(format!("no complete read within {FINAL_READ_TIMEOUT:?}")))
+}
+
+/// Waits until every node has applied at least what the most advanced one had when asked,
+/// then compares every node's digest at the smallest applied version (bounded; retried while
+/// a node refuses that version).
+async fn replica_agreement(cluster: &Cluster) -> Report {
+    let n = cluster.len();
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    let mut target = None;
+    let mut last = String::from("not tried");
+    for _ in 0..100_000 {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let mut applied = Vec::with_capacity(n);
+        for i in 0..n {
+            match cluster.applied(i).await {
+                Ok(a) => applied.push(a),
+                Err(e) => {
+                    last = format!("node {i}: {e:#}");
+                    break;
+                }
+            }
+        }
+        if applied.len() == n {
+            let (lo, hi) = (
+                applied.iter().copied().min().unwrap_or(0),
+                applied.iter().copied().max().unwrap_or(0),
+            );
+            let target = *target.get_or_insert(hi);
+            if lo >= target {
+                let mut digests = Vec::with_capacity(n);
+                for i in 0..n {
+                    match cluster.digest(i, lo).await {
+                        Ok(d) => digests.push(d),
+                        Err(e) => {
+                            last = format!("digest of node {i} at {lo}: {e:#}");
+                            break;
+                        }
+                    }
+                }
+                if digests.len() == n {
+                    let agree = digests.iter().all(|d| *d == digests[0]);
+                    let listed: Vec<String> = digests
+                        .iter()
+                        .enumerate()
+                        .map(|(i, d)| format!("node {i}: {d}"))
+                        .collect();
+                    return runner_report(
+                        "replica-agreement",
+                        if agree {
+                            Verdict::Ok
+                        } else {
+                            Verdict::Violation
+                        },
+                        n,
+                        if agree {
+                            format!(
+                                "all {n} replicas have digest {} at version {lo}",
+                                digests[0]
+                            )
+                        } else {
+                            format!(
+                                "replicas DIVERGED: different digests at version {lo}:\n{}",
+                                listed.join("\n")
+                            )
+                        },
+                    );
+                }
+            } else {
+                last = format!("applied versions {applied:?}, waiting for all >= {target}");
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    runner_report(
+        "replica-agreement",
+        Verdict::Unknown,
+        n,
+        format!("replicas did not converge within {CONVERGE_TIMEOUT:?}; last: {last}"),
+    )
+}
+
+/// Prints ops/s about every 10 s until `stop_at`.
+async fn progress(recorder: Arc<Recorder>, stop_at: Instant, stop: Arc<AtomicBool>) {
+    let mut last = (Instant::now(), recorder.ops());
+    for _ in 0..1_000_000 {
+        if Instant::now() >= stop_at || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(
+            Duration::from_secs(10).min(stop_at.saturating_duration_since(Instant::now())),
+        )
+        .await;
+        let now = (Instant::now(), recorder.ops());
+        let rate = (now.1 - last.1) as f64 / now.0.duration_since(last.0).as_secs_f64().max(0.001);
+        eprintln!(
+            "chaos: [{:>4}s] {rate:.0} ops/s, {} ops so far, {}s left",
+            recorder.now() / 1_000_000_000,
+            now.1,
+            stop_at.saturating_duration_since(Instant::now()).as_secs()
+        );
+        last = now;
+    }
+}
+
+async fn wait_until(t: Instant, stop: &AtomicBool) {
+    for _ in 0..10_000_000 {
+        if Instant::now() >= t || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
