@@ -105,6 +105,10 @@ struct RunArgs {
     /// Keep the nodes' data directories even when the run passes.
     #[arg(long)]
     keep: bool,
+    /// Self-test: succeed (exit 0) only if this checker (e.g. `register`) finds a violation,
+    /// as it must with `--planted-bug`; exit 1 if it does not.
+    #[arg(long, value_name = "CHECKER")]
+    expect_violation: Option<String>,
 }
 
 fn random_seed() -> u64 {
@@ -121,7 +125,7 @@ fn default_dolmen() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("dolmen"))
 }
 
-fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>)> {
+fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>, Option<String>)> {
     let (duration, clients) = match args.profile {
         Some(Profile::Short) => (Duration::from_secs(75), 6),
         Some(Profile::Long) => (Duration::from_secs(30 * 60), 12),
@@ -146,12 +150,17 @@ fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>)> {
         profile: args.profile.map(|p| format!("{p:?}").to_lowercase()),
         keep_data: args.keep,
     };
-    Ok((opts, args.out))
+    Ok((opts, args.out, args.expect_violation))
 }
 
 /// Runs with Ctrl-C handling: the first Ctrl-C stops load and faults and heals (bounded);
-/// dropping the run kills every node it started.
-async fn run_interruptible(opts: RunOptions, out: PathBuf) -> ExitCode {
+/// dropping the run kills every node it started. With `expect_violation`, the exit code says
+/// whether that checker found a violation instead.
+async fn run_interruptible(
+    opts: RunOptions,
+    out: PathBuf,
+    expect_violation: Option<String>,
+) -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let fut = run::run(opts, &out, Arc::clone(&stop));
     tokio::pin!(fut);
@@ -167,7 +176,22 @@ async fn run_interruptible(opts: RunOptions, out: PathBuf) -> ExitCode {
         }
     };
     match result {
-        Ok(r) => ExitCode::from(u8::try_from(r.exit_code).unwrap_or(1)),
+        Ok(r) => match expect_violation {
+            None => ExitCode::from(u8::try_from(r.exit_code).unwrap_or(1)),
+            Some(checker) if r.violated.contains(&checker) => {
+                eprintln!("dolmen-chaos: self-test passed: the {checker} checker found the violation it had to find");
+                ExitCode::from(EXIT_PASS)
+            }
+            Some(checker) => {
+                eprintln!(
+                    "dolmen-chaos: self-test FAILED: expected the {checker} checker to find a \
+                     violation; violations found: {:?} (run folder {})",
+                    r.violated,
+                    r.out.display()
+                );
+                ExitCode::from(1)
+            }
+        },
         Err(e) => {
             eprintln!("dolmen-chaos: harness error: {e:#}");
             eprintln!("dolmen-chaos: run folder kept: {}", out.display());
@@ -181,9 +205,9 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => match resolve(args) {
-            Ok((opts, out)) => {
+            Ok((opts, out, expect)) => {
                 let out = out.unwrap_or_else(|| run::default_out(opts.seed));
-                run_interruptible(opts, out).await
+                run_interruptible(opts, out, expect).await
             }
             Err(e) => {
                 eprintln!("dolmen-chaos: {e:#}");
@@ -202,7 +226,7 @@ async fn main() -> ExitCode {
                     opts.seed
                 );
                 let out = out.unwrap_or_else(|| run::default_out(opts.seed));
-                run_interruptible(opts, out).await
+                run_interruptible(opts, out, None).await
             }
             Err(e) => {
                 eprintln!("dolmen-chaos: {e:#}");
@@ -236,7 +260,8 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("expected run")
         };
-        let (o, out) = resolve(args).unwrap();
+        let (o, out, expect) = resolve(args).unwrap();
+        assert!(expect.is_none());
         assert_eq!((o.seed, o.duration_secs, o.clients, o.nodes), (7, 75, 6, 3));
         assert_eq!(o.faults.len(), 7);
         assert!(out.is_none());
@@ -257,7 +282,7 @@ mod tests {
         let Command::Run(args) = cli.command else {
             panic!("expected run")
         };
-        let (o, _) = resolve(args).unwrap();
+        let (o, _, _) = resolve(args).unwrap();
         assert_eq!((o.duration_secs, o.clients, o.faults.len()), (40, 4, 3));
         assert!(!o.network_faults());
         assert_eq!(o.planted_bug, Some(PlantedBug::StaleReads));

@@ -49,6 +49,8 @@ const OFFLINE_CHECK_BUDGET: Duration = Duration::from_secs(1800);
 pub struct RunResult {
     /// 0 = every check Ok, 1 = a violation or an unknown verdict.
     pub exit_code: i32,
+    /// The checkers that found a violation.
+    pub violated: Vec<String>,
     /// The run folder.
     pub out: PathBuf,
 }
@@ -276,6 +278,11 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     let reports = history_reports;
 
     let result = verdict_of(&reports);
+    let violated = reports
+        .iter()
+        .filter(|r| r.verdict == Verdict::Violation)
+        .map(|r| r.checker.to_owned())
+        .collect();
     let summary = Summary {
         result,
         seed: opts.seed,
@@ -299,6 +306,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     print_summary(&summary, &out, &info.replay);
     Ok(RunResult {
         exit_code: i32::from(!passed),
+        violated,
         out,
     })
 }
