@@ -8,8 +8,15 @@
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/dolmen/target
 CARGO ?= cargo
 DOLMEN := $(CARGO_TARGET_DIR)/debug/dolmen
+CHAOS := $(CARGO_TARGET_DIR)/debug/dolmen-chaos
+# Fault-injection run folders (history, summary; logs and data when a run fails).
+CHAOS_RUNS ?= ./chaos-runs
+# `make chaos DURATION=30m [SEED=N]`: a long fault-injection run (docs/RELIABILITY.md).
+DURATION ?= 30m
+SEED ?=
 
-.PHONY: deps build run run-standalone test lint fmt bench thrift-gen clean-data
+.PHONY: deps build run run-standalone test chaos-short chaos chaos-selftest lint fmt bench \
+	thrift-gen clean-data
 
 deps:
 	@bash scripts/install-deps.sh
@@ -31,6 +38,26 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
+	$(MAKE) --no-print-directory chaos-short chaos-selftest
+
+# The fault-injection suite's short profile (~2 minutes, every fault kind, a random seed that
+# is printed; a failing run keeps its folder and prints the replay command).
+chaos-short:
+	$(CHAOS) run --profile short --dolmen $(DOLMEN) --out $(CHAOS_RUNS)/short-$$(date +%Y%m%dT%H%M%S) \
+		$(if $(SEED),--seed $(SEED))
+
+# The checker must catch a planted bug: followers serving linearizable reads locally.
+chaos-selftest:
+	$(CHAOS) run --planted-bug stale-reads --faults partition --workloads register --duration 30s \
+		--dolmen $(DOLMEN) --expect-violation register \
+		--out $(CHAOS_RUNS)/selftest-$$(date +%Y%m%dT%H%M%S) $(if $(SEED),--seed $(SEED))
+
+# A long fault-injection run on a release build: `make chaos DURATION=30m [SEED=N]`.
+chaos: deps
+	$(CARGO) build --release -p dolmen -p dolmen-chaos
+	$(CARGO_TARGET_DIR)/release/dolmen-chaos run --profile long --duration $(DURATION) \
+		--dolmen $(CARGO_TARGET_DIR)/release/dolmen \
+		--out $(CHAOS_RUNS)/long-$$(date +%Y%m%dT%H%M%S) $(if $(SEED),--seed $(SEED))
 
 lint: deps
 	$(CARGO) fmt --all -- --check
