@@ -54,7 +54,7 @@ chaos-selftest:
 
 # A long fault-injection run on a release build: `make chaos DURATION=30m [SEED=N]`.
 chaos: deps
-	$(CARGO) build --release -p dolmen -p dolmen-chaos
+	$(CARGO) build --workspace --release
 	$(CARGO_TARGET_DIR)/release/dolmen-chaos run --profile long --duration $(DURATION) \
 		--dolmen $(CARGO_TARGET_DIR)/release/dolmen \
 		--out $(CHAOS_RUNS)/long-$$(date +%Y%m%dT%H%M%S) $(if $(SEED),--seed $(SEED))
