@@ -96,6 +96,8 @@ pub struct RaftNode {
     shared: Arc<Shared>,
     options: RaftNodeOptions,
     snapshots: Arc<SnapshotStats>,
+    /// A handle on the log store, for its fsync counter.
+    log: LogStore,
     peer_addr: std::net::SocketAddr,
     stop_peers: watch::Sender<bool>,
     peer_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -134,6 +136,7 @@ impl RaftNode {
         // Asked of storage: the Raft core cannot answer before `run`.
         let initialized = log_store.get_log_state().await?.last_log_id.is_some()
             || log_store.read_vote().await?.is_some();
+        let log = log_store.clone();
         let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
         // Opening may redo an interrupted snapshot install: blocking work.
         let (sm_engine, sm_dir) = (engine.clone(), options.snapshot_dir.clone());
@@ -239,10 +242,17 @@ impl RaftNode {
             shared,
             options,
             snapshots,
+            log,
             peer_addr,
             stop_peers,
             peer_server: parking_lot::Mutex::new(Some(peer_server)),
         })
+    }
+
+    /// Raft log fsyncs so far (each covers every entry appended before it: entries per fsync
+    /// is the group-commit factor).
+    pub fn log_fsyncs(&self) -> u64 {
+        self.log.fsync_count()
     }
 
     /// The write path for the service core.

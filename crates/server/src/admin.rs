@@ -97,7 +97,7 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-async fn metrics(State(AdminState { service, .. }): State<AdminState>) -> impl IntoResponse {
+async fn metrics(State(AdminState { service, raft, .. }): State<AdminState>) -> impl IntoResponse {
     let stats = service.stats();
     let engine = service.engine_stats();
     let cluster = service.cluster();
@@ -188,6 +188,14 @@ async fn metrics(State(AdminState { service, .. }): State<AdminState>) -> impl I
         "Current replication term.",
         cluster.term.to_string(),
     );
+    if let Some(raft) = raft {
+        metric(
+            "dolmen_raft_log_fsyncs_total",
+            "counter",
+            "Raft log fsyncs (each covers every entry appended before it).",
+            raft.log_fsyncs().to_string(),
+        );
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
 }
 
