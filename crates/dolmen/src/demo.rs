@@ -193,7 +193,7 @@ async fn demo(args: DemoArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "Try:\n  dolmen set --port {p} hello world\n  dolmen get --port {q} hello\n  \
+        "Try:\n  dolmen set --addr 127.0.0.1:{p} hello world\n  dolmen get --addr 127.0.0.1:{q} hello\n  \
          dolmen cluster status --admin 127.0.0.1:{a}\nLogs: {}/node-<i>.log. Ctrl-C stops the cluster.",
         args.dir.display(),
         p = args.thrift_port,
