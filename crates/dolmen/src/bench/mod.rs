@@ -1,20 +1,25 @@
-//! `dolmen bench`: a closed-loop load generator. N clients, each with its own connection, issue
-//! one request at a time until `--duration` (hard stop) or `--ops`; latencies go into an
-//! HdrHistogram. Prints a live ops/s line on a terminal, then one table and one JSON line per run.
+//! `dolmen bench`: a closed-loop load generator. N clients, each with its own connection per
+//! node, issue one request at a time until `--duration` (hard stop) or `--ops`; latencies go into
+//! an HdrHistogram. Shows a live progress bar (plain lines when stderr is not a terminal), then
+//! one table and one JSON line per run. `--probe` measures the machine's latency floor instead.
 //! Never used for timed assertions in tests.
 //!
 //! ```text
-//! preload (batched atomicCommits) -> for each workload × client count: run_once -> Report
-//!   run_once: N tasks { Workload::pick -> workload::execute -> histogram } + progress ticker
+//! discover leader (route) -> preload (batched atomicCommits to the leader)
+//!   -> for each workload × client count: run_once -> Report
+//!   run_once: N tasks { Workload::pick -> workload::execute(Conns) -> histogram } + progress
 //! ```
 
 mod keys;
+mod probe;
+mod progress;
 mod report;
+mod route;
 mod workload;
 
 use std::collections::BTreeMap;
-use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -23,8 +28,13 @@ use std::time::{Duration, Instant};
 use dolmen_client::{Client, Op};
 
 use keys::{key, Distribution, Keys, Rng};
+use progress::{Goal, Progress};
 use report::Report;
+use route::{ReadStrategy, Topology};
 use workload::{Outcome, Workload};
+
+/// Per-request timeout (connect and RPC).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// `dolmen bench` flags.
 #[derive(Debug, clap::Args)]
@@ -32,10 +42,20 @@ pub struct BenchArgs {
     /// The node's Thrift address (ignored when `--endpoints` is given).
     #[arg(long, default_value = "127.0.0.1:9090", env = "DOLMEN_ADDR")]
     addr: SocketAddr,
-    /// Thrift addresses of the cluster's nodes, comma-separated; client `i` connects to
-    /// endpoint `i mod n` (a follower forwards writes to the leader and serves reads itself).
+    /// Thrift addresses of the cluster's nodes, comma-separated. The leader is found with
+    /// `getClusterHealth`; where each request goes is `--read-strategy`'s choice.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<SocketAddr>,
+    /// Where requests go. Writes and `txn` commits always go to the leader (except `spread`);
+    /// reads, and a `txn`'s read version with its snapshot reads (one node per transaction):
+    /// `leader` all to the leader (the default: what `dolmen_client::Database` does, so the
+    /// figures are what an application sees; reads on a follower cost a ReadIndex round trip
+    /// to the leader anyway); `round-robin` the next node per operation; `sticky` client `i` to
+    /// node `i mod n`; `spread` client `i` sends everything, writes included, to node `i mod n`
+    /// (followers forward writes: measures the forwarding hop). No `nearest`: on one machine
+    /// every node is equally near.
+    #[arg(long, value_enum, default_value = "leader")]
+    read_strategy: ReadStrategy,
     /// Workloads to run, one after the other (`set`, `get`, `commit` are aliases of `write`,
     /// `read`, `txn`).
     #[arg(
@@ -45,7 +65,8 @@ pub struct BenchArgs {
         default_value = "write,read,txn"
     )]
     workload: Vec<Workload>,
-    /// Concurrent clients (each its own connection); a comma-separated list runs each.
+    /// Concurrent clients (each its own connection to each node it uses); a comma-separated
+    /// list runs each.
     #[arg(long, value_delimiter = ',', default_value = "1,32")]
     clients: Vec<usize>,
     /// Run every workload at 1 and 32 clients (overrides `--workload` and `--clients`).
@@ -70,14 +91,24 @@ pub struct BenchArgs {
     /// Skip writing all `--keys` keys before the runs (reads then mostly miss).
     #[arg(long)]
     no_preload: bool,
+    /// Measure this machine's latency floor instead of a server: fsync (1,000 × a 256-byte
+    /// append + fdatasync in `--data-dir`) and loopback TCP round trip (10,000 × 64-byte
+    /// ping-pong); prints p50/p99 and floor = fsync p50 + 2 × RTT p50. Needs no server.
+    #[arg(long)]
+    probe: bool,
+    /// Directory for `--probe`'s fsync file: put it on the disk the nodes use (default: a
+    /// new directory under the system temp dir, removed afterwards).
+    #[arg(long, requires = "probe")]
+    data_dir: Option<PathBuf>,
 }
 
 impl BenchArgs {
-    /// The address client `client` connects to.
-    fn endpoint(&self, client: usize) -> SocketAddr {
-        match self.endpoints.len() {
-            0 => self.addr,
-            n => self.endpoints[client % n],
+    /// The endpoints given (`--endpoints`, else `--addr`).
+    fn seeds(&self) -> Vec<SocketAddr> {
+        if self.endpoints.is_empty() {
+            vec![self.addr]
+        } else {
+            self.endpoints.clone()
         }
     }
 
@@ -87,6 +118,23 @@ impl BenchArgs {
             (None, Some(_)) => None,
             (None, None) => Some(Duration::from_secs(10)),
         }
+    }
+
+    /// Rejects values that would make a run meaningless, naming the flag.
+    fn check(&self) -> Result<(), String> {
+        if self.clients.contains(&0) {
+            return Err("--clients: each count must be at least 1".into());
+        }
+        if self.keys == 0 {
+            return Err("--keys must be at least 1".into());
+        }
+        if self.duration == Some(0) {
+            return Err("--duration must be at least 1 second".into());
+        }
+        if self.ops == Some(0) {
+            return Err("--ops must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -98,41 +146,33 @@ struct ClientResult {
     latency: hdrhistogram::Histogram<u64>,
 }
 
-/// Prints the current ops/s on stderr once a second, overwriting the line, until aborted.
-async fn progress(name: &'static str, clients: usize, done: Arc<AtomicU64>) {
-    let start = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    let mut last = 0;
-    loop {
-        tick.tick().await;
-        let now = done.load(Ordering::Relaxed);
-        let mut err = std::io::stderr();
-        let _ = write!(
-            err,
-            "\r{name} at {clients} clients: {:>8} ops/s, {:>4}s",
-            now - last,
-            start.elapsed().as_secs()
-        );
-        let _ = err.flush();
-        last = now;
-    }
-}
-
-async fn run_once(args: &BenchArgs, workload: Workload, clients: usize, keys: Keys) -> Report {
+async fn run_once(
+    args: &BenchArgs,
+    topology: &Topology,
+    workload: Workload,
+    clients: usize,
+    keys: Keys,
+) -> Report {
     let start = Instant::now();
     let deadline = args
         .duration()
         .map(|d| tokio::time::Instant::from_std(start + d));
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
-    let ticker = std::io::stderr()
-        .is_terminal()
-        .then(|| tokio::spawn(progress(workload.name(), clients, done.clone())));
+    let goal = match (args.duration(), args.ops) {
+        (Some(d), _) => Goal::Duration(d),
+        (None, ops) => Goal::Ops(ops.unwrap_or(0)),
+    };
+    let label = format!(
+        "{} @{clients} ({})",
+        workload.name(),
+        topology.strategy.name()
+    );
+    let progress = Progress::start(label, goal, done.clone());
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            // Each client its own connection pool, so `clients` means connections.
-            let client = Client::new(args.endpoint(c), Duration::from_secs(10));
+            // Each client its own connection to each node, so `clients` means connections.
+            let conns = topology.connect(c, REQUEST_TIMEOUT);
             let value = vec![b'x'; args.value_size];
             let (max_ops, issued, done) = (args.ops, issued.clone(), done.clone());
             tokio::spawn(async move {
@@ -149,7 +189,7 @@ async fn run_once(args: &BenchArgs, workload: Workload, clients: usize, keys: Ke
                     }
                     let action = workload.pick(&mut rng);
                     let t = Instant::now();
-                    let op = workload::execute(&client, action, &keys, &mut rng, &value);
+                    let op = workload::execute(&conns, action, &keys, &mut rng, &value);
                     // The deadline is a hard stop: an operation still in flight is abandoned.
                     let outcome = match deadline {
                         Some(d) => match tokio::time::timeout_at(d, op).await {
@@ -175,6 +215,7 @@ async fn run_once(args: &BenchArgs, workload: Workload, clients: usize, keys: Ke
     let mut report = Report {
         workload: workload.name(),
         clients,
+        read_strategy: topology.strategy.name(),
         ops: 0,
         conflicts: 0,
         errors: BTreeMap::new(),
@@ -192,15 +233,12 @@ async fn run_once(args: &BenchArgs, workload: Workload, clients: usize, keys: Ke
         }
     }
     report.elapsed = start.elapsed();
-    if let Some(ticker) = ticker {
-        ticker.abort();
-        eprint!("\r{:60}\r", "");
-    }
+    progress.finish();
     report
 }
 
-async fn preload(args: &BenchArgs) -> Result<(), String> {
-    let client = Client::new(args.endpoint(0), Duration::from_secs(10));
+async fn preload(args: &BenchArgs, topology: &Topology) -> Result<(), String> {
+    let client = Client::new(topology.write_node(), REQUEST_TIMEOUT);
     let value = vec![b'x'; args.value_size];
     let keys: Vec<u64> = (0..args.keys).collect();
     for chunk in keys.chunks(1000) {
@@ -219,8 +257,25 @@ async fn preload(args: &BenchArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the requested workloads at each client count and prints the results.
+/// Runs the requested workloads at each client count and prints the results (or, with
+/// `--probe`, the latency floor).
 pub fn run(args: BenchArgs) -> ExitCode {
+    if let Err(e) = args.check() {
+        eprintln!("dolmen bench: {e}");
+        return ExitCode::from(2);
+    }
+    if args.probe {
+        return match probe::run(args.data_dir.as_deref()) {
+            Ok(floor) => {
+                floor.print();
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("dolmen bench --probe: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -237,8 +292,16 @@ pub fn run(args: BenchArgs) -> ExitCode {
         (args.workload.clone(), args.clients.clone())
     };
     runtime.block_on(async {
+        let topology =
+            match Topology::discover(&args.seeds(), args.read_strategy, REQUEST_TIMEOUT).await {
+                Ok(t) => t,
+                Err(e) => {
+                    eprintln!("dolmen bench: {e}");
+                    return ExitCode::from(1);
+                }
+            };
         if !args.no_preload && workloads.iter().any(|w| w.reads()) {
-            if let Err(e) = preload(&args).await {
+            if let Err(e) = preload(&args, &topology).await {
                 eprintln!("dolmen bench: preload of {} keys failed: {e}", args.keys);
                 return ExitCode::from(1);
             }
@@ -247,10 +310,66 @@ pub fn run(args: BenchArgs) -> ExitCode {
         let mut reports = Vec::new();
         for &workload in &workloads {
             for &n in &clients {
-                reports.push(run_once(&args, workload, n.max(1), keys).await);
+                reports.push(run_once(&args, &topology, workload, n, keys).await);
             }
         }
         report::print(&reports);
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn parse(argv: &[&str]) -> Result<BenchArgs, clap::Error> {
+        Cli::try_parse_from(std::iter::once("bench").chain(argv.iter().copied())).map(|c| c.args)
+    }
+
+    #[test]
+    fn read_strategy_defaults_to_leader_and_parses_each_value() {
+        let args =
+            parse(&["--endpoints", "127.0.0.1:1,127.0.0.1:2"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.read_strategy, ReadStrategy::Leader);
+        for (raw, want) in [
+            ("leader", ReadStrategy::Leader),
+            ("round-robin", ReadStrategy::RoundRobin),
+            ("sticky", ReadStrategy::Sticky),
+            ("spread", ReadStrategy::Spread),
+        ] {
+            let args = parse(&["--read-strategy", raw]).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(args.read_strategy, want);
+            assert_eq!(want.name(), raw);
+        }
+        assert!(parse(&["--read-strategy", "nearest"]).is_err());
+    }
+
+    #[test]
+    fn data_dir_needs_probe() {
+        assert!(parse(&["--data-dir", "/tmp/x"]).is_err());
+        let args = parse(&["--probe", "--data-dir", "/tmp/x"]).unwrap_or_else(|e| panic!("{e}"));
+        assert!(args.probe);
+    }
+
+    #[test]
+    fn zero_counts_are_rejected_naming_the_flag() {
+        for (argv, flag) in [
+            (&["--clients", "1,0"][..], "--clients"),
+            (&["--keys", "0"][..], "--keys"),
+            (&["--duration", "0"][..], "--duration"),
+            (&["--ops", "0"][..], "--ops"),
+        ] {
+            let args = parse(argv).unwrap_or_else(|e| panic!("{e}"));
+            let err = args.check().err().unwrap_or_default();
+            assert!(err.contains(flag), "{argv:?}: {err}");
+        }
+    }
 }

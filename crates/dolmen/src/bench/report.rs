@@ -18,6 +18,8 @@ pub struct Report {
     pub workload: &'static str,
     /// Concurrent clients.
     pub clients: usize,
+    /// How requests were routed (`--read-strategy`).
+    pub read_strategy: &'static str,
     /// Successful operations (for `txn`: commits).
     pub ops: u64,
     /// `txn` commits rejected with `CONFLICT`; not in `ops`, not in `errors`.
@@ -42,7 +44,8 @@ impl Report {
     /// The run as one JSON object.
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
-            "workload": self.workload, "clients": self.clients, "ops": self.ops,
+            "workload": self.workload, "clients": self.clients,
+            "read_strategy": self.read_strategy, "ops": self.ops,
             "conflicts": self.conflicts, "seconds": self.elapsed.as_secs_f64(),
             "ops_per_sec": self.ops_per_sec(), "p50_ms": self.ms(0.5), "p99_ms": self.ms(0.99),
             "p999_ms": self.ms(0.999), "errors": self.errors,
@@ -53,8 +56,16 @@ impl Report {
 /// Prints one table of all `reports`, then one JSON line per report.
 pub fn print(reports: &[Report]) {
     println!(
-        "{:<8} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}  errors",
-        "workload", "clients", "ops/s", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "conflicts"
+        "{:<8} {:>7} {:<11} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}  errors",
+        "workload",
+        "clients",
+        "routing",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "conflicts"
     );
     for r in reports {
         let errors = if r.errors.is_empty() {
@@ -67,9 +78,10 @@ pub fn print(reports: &[Report]) {
                 .join(", ")
         };
         println!(
-            "{:<8} {:>7} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9}  {errors}",
+            "{:<8} {:>7} {:<11} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9}  {errors}",
             r.workload,
             r.clients,
+            r.read_strategy,
             r.ops_per_sec(),
             r.ms(0.5),
             r.ms(0.99),
@@ -94,6 +106,7 @@ mod tests {
         let r = Report {
             workload: "txn",
             clients: 2,
+            read_strategy: "leader",
             ops: 10,
             conflicts: 3,
             errors: BTreeMap::from([("TIMEOUT".to_owned(), 1)]),
@@ -103,6 +116,7 @@ mod tests {
         let j = r.json();
         assert_eq!(j["ops_per_sec"], 5.0);
         assert_eq!(j["conflicts"], 3);
+        assert_eq!(j["read_strategy"], "leader");
         assert_eq!(j["errors"]["TIMEOUT"], 1);
         assert!((j["p50_ms"].as_f64().unwrap_or_default() - 1.5).abs() < 0.01);
     }

@@ -2,12 +2,13 @@
 //! `scan`), the action each draw picks, and how an action runs against the node.
 //!
 //! ```text
-//! Workload --pick(rng)--> Action --execute(client, keys)--> Outcome (ok | conflict | error code)
+//! Workload --pick(rng)--> Action --execute(conns, keys)--> Outcome (ok | conflict | error code)
 //! ```
 
-use dolmen_client::{Client, Op};
+use dolmen_client::Op;
 
 use super::keys::{key, Keys, Rng};
+use super::route::Conns;
 
 /// Keys read by one `scan`.
 pub const SCAN_LEN: u64 = 10;
@@ -119,23 +120,30 @@ fn outcome(e: dolmen_client::Error) -> Outcome {
     }
 }
 
-/// Runs `action` once; `value` is what writes store.
+/// Runs `action` once, on the node `conns` routes it to; `value` is what writes store.
 pub async fn execute(
-    client: &Client,
+    conns: &Conns,
     action: Action,
     keys: &Keys,
     rng: &mut Rng,
     value: &[u8],
 ) -> Outcome {
     let result = match action {
-        Action::Read => client
+        Action::Read => conns
+            .reader()
             .get("default", &key(keys.next(rng)))
             .await
             .map(|_| ()),
-        Action::Write => client.set("default", &key(keys.next(rng)), value).await,
+        Action::Write => {
+            conns
+                .writer()
+                .set("default", &key(keys.next(rng)), value)
+                .await
+        }
         Action::Scan => {
             let start = keys.next(rng);
-            client
+            conns
+                .reader()
                 .range(
                     "default",
                     &key(start),
@@ -145,15 +153,17 @@ pub async fn execute(
                 .await
                 .map(|_| ())
         }
-        Action::Txn => txn(client, keys, rng, value).await,
+        Action::Txn => txn(conns, keys, rng, value).await,
     };
     result.map_or_else(outcome, |()| Outcome::Ok)
 }
 
 /// Read version, read two distinct keys at it, write both modified, commit with both as read
 /// conflicts (so a concurrent writer of either key makes this commit fail with `CONFLICT`).
+/// The read version and the reads come from one node (the read strategy's pick), the commit
+/// goes to the writer (the leader).
 async fn txn(
-    client: &Client,
+    conns: &Conns,
     keys: &Keys,
     rng: &mut Rng,
     value: &[u8],
@@ -163,11 +173,12 @@ async fn txn(
     if second == first && keys.len() > 1 {
         second = (first + 1) % keys.len();
     }
-    let rv = client.read_version().await?;
+    let reader = conns.reader();
+    let rv = reader.read_version().await?;
     let mut ops = Vec::with_capacity(2);
     let mut conflicts = Vec::with_capacity(2);
     for k in [key(first), key(second)] {
-        let old = client.snapshot_get(&k, rv).await?;
+        let old = reader.snapshot_get(&k, rv).await?;
         let mut new = old.map_or_else(|| value.to_vec(), |v| v.to_vec());
         if let Some(b) = new.first_mut() {
             *b = b.wrapping_add(1);
@@ -175,7 +186,11 @@ async fn txn(
         conflicts.push(k.clone());
         ops.push(Op::Set { key: k, value: new });
     }
-    client.commit(rv, &ops, &conflicts).await.map(|_| ())
+    conns
+        .writer()
+        .commit(rv, &ops, &conflicts)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

@@ -1,0 +1,195 @@
+//! `dolmen bench --probe`: this machine's latency floor for a replicated write, measured with
+//! no Dolmen code in the path: one fsync (a 256-byte append + `fdatasync`) and a loopback TCP
+//! round trip (64-byte ping-pong between two threads). floor = fsync p50 + 2 × RTT p50 (client
+//! → leader → follower and back, with one fsync on the critical path when the leader's and the
+//! follower's fsyncs overlap).
+//!
+//! ```text
+//! data dir ─▶ file: 1,000 × (append 256 B, sync_data) ─▶ histogram
+//! 127.0.0.1:0 ─▶ echo thread ◀─ 10,000 × (write 64 B, read 64 B) ─▶ histogram ─▶ Floor
+//! ```
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use hdrhistogram::Histogram;
+
+use super::report;
+
+/// fsync samples.
+pub const FSYNC_SAMPLES: usize = 1_000;
+/// Bytes appended before each fsync (about one small log entry).
+pub const FSYNC_BYTES: usize = 256;
+/// Round-trip samples.
+pub const RTT_SAMPLES: usize = 10_000;
+/// Bytes sent each way per round trip.
+pub const RTT_BYTES: usize = 64;
+
+/// What the probe measured.
+pub struct Floor {
+    /// Where the fsync file was written.
+    pub dir: PathBuf,
+    /// One append + `sync_data`, µs.
+    pub fsync: Histogram<u64>,
+    /// One loopback TCP round trip, µs.
+    pub rtt: Histogram<u64>,
+}
+
+fn ms(h: &Histogram<u64>, q: f64) -> f64 {
+    h.value_at_quantile(q) as f64 / 1000.0
+}
+
+impl Floor {
+    /// fsync p50 + 2 × RTT p50, in ms.
+    pub fn floor_ms(&self) -> f64 {
+        ms(&self.fsync, 0.5) + 2.0 * ms(&self.rtt, 0.5)
+    }
+
+    /// The probe as one JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "probe": "floor", "dir": self.dir.display().to_string(),
+            "fsync_samples": self.fsync.len(), "fsync_bytes": FSYNC_BYTES,
+            "fsync_p50_ms": ms(&self.fsync, 0.5), "fsync_p99_ms": ms(&self.fsync, 0.99),
+            "rtt_samples": self.rtt.len(), "rtt_bytes": RTT_BYTES,
+            "rtt_p50_ms": ms(&self.rtt, 0.5), "rtt_p99_ms": ms(&self.rtt, 0.99),
+            "floor_ms": self.floor_ms(),
+        })
+    }
+
+    /// Prints a table and the JSON line.
+    pub fn print(&self) {
+        println!(
+            "{:<14} {:>8} {:>9} {:>9} {:>9}",
+            "probe", "samples", "p50 ms", "p99 ms", "max ms"
+        );
+        for (name, h) in [("fsync", &self.fsync), ("loopback rtt", &self.rtt)] {
+            println!(
+                "{name:<14} {:>8} {:>9.3} {:>9.3} {:>9.3}",
+                h.len(),
+                ms(h, 0.5),
+                ms(h, 0.99),
+                h.max() as f64 / 1000.0
+            );
+        }
+        println!(
+            "floor = fsync p50 + 2 x rtt p50 = {:.3} ms  (fsync file in {})",
+            self.floor_ms(),
+            self.dir.display()
+        );
+        println!("{}", self.json());
+    }
+}
+
+/// Runs both probes; the fsync file goes in `dir` (created if missing), or in a new directory
+/// under the system temp dir, removed afterwards.
+///
+/// # Errors
+/// A message naming the file or socket that failed.
+pub fn run(dir: Option<&Path>) -> Result<Floor, String> {
+    let (dir, own_dir) = match dir {
+        Some(d) => (d.to_path_buf(), false),
+        None => (
+            std::env::temp_dir().join(format!("dolmen-probe-{}", std::process::id())),
+            true,
+        ),
+    };
+    fs::create_dir_all(&dir)
+        .map_err(|e| format!("--data-dir {}: cannot create it: {e}", dir.display()))?;
+    let fsync = fsync_probe(&dir);
+    if own_dir {
+        let _ = fs::remove_dir_all(&dir);
+    }
+    Ok(Floor {
+        dir,
+        fsync: fsync?,
+        rtt: rtt_probe()?,
+    })
+}
+
+fn fsync_probe(dir: &Path) -> Result<Histogram<u64>, String> {
+    let path = dir.join(format!("fsync-probe-{}.tmp", std::process::id()));
+    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    let mut file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| fail("cannot create", e))?;
+    let block = [b'f'; FSYNC_BYTES];
+    let mut h = report::histogram();
+    let result = (0..FSYNC_SAMPLES).try_for_each(|_| {
+        let t = Instant::now();
+        file.write_all(&block)
+            .map_err(|e| fail("cannot append to", e))?;
+        file.sync_data().map_err(|e| fail("cannot fsync", e))?;
+        let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+        Ok::<(), String>(())
+    });
+    drop(file);
+    let _ = fs::remove_file(&path);
+    result.map(|()| h)
+}
+
+fn rtt_probe() -> Result<Histogram<u64>, String> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .map_err(|e| format!("cannot bind a loopback socket: {e}"))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| format!("cannot read the loopback socket's address: {e}"))?;
+    let echo = std::thread::spawn(move || -> std::io::Result<()> {
+        let (mut s, _) = listener.accept()?;
+        s.set_nodelay(true)?;
+        let mut buf = [0u8; RTT_BYTES];
+        // Echo until the prober closes its end.
+        while s.read_exact(&mut buf).is_ok() {
+            s.write_all(&buf)?;
+        }
+        Ok(())
+    });
+    let fail = |e: std::io::Error| format!("loopback round trip to {addr}: {e}");
+    let mut s = TcpStream::connect(addr).map_err(fail)?;
+    s.set_nodelay(true).map_err(fail)?;
+    let mut buf = [b'p'; RTT_BYTES];
+    let mut h = report::histogram();
+    for _ in 0..RTT_SAMPLES {
+        let t = Instant::now();
+        s.write_all(&buf).map_err(fail)?;
+        s.read_exact(&mut buf).map_err(fail)?;
+        let _ = h.record(t.elapsed().as_micros().max(1) as u64);
+    }
+    drop(s);
+    let _ = echo.join();
+    Ok(h)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floor_is_fsync_plus_two_round_trips() {
+        let (mut fsync, mut rtt) = (report::histogram(), report::histogram());
+        fsync.record(200).unwrap_or_default();
+        rtt.record(50).unwrap_or_default();
+        let floor = Floor {
+            dir: PathBuf::from("/x"),
+            fsync,
+            rtt,
+        };
+        assert!((floor.floor_ms() - 0.3).abs() < 0.001);
+        assert!((floor.json()["floor_ms"].as_f64().unwrap_or_default() - 0.3).abs() < 0.001);
+    }
+
+    #[test]
+    fn probe_measures_every_sample() {
+        let dir = std::env::temp_dir().join(format!("dolmen-probe-test-{}", std::process::id()));
+        let floor = run(Some(&dir)).unwrap_or_else(|e| panic!("probe failed: {e}"));
+        let _ = fs::remove_dir_all(&dir);
+        assert_eq!(floor.fsync.len(), FSYNC_SAMPLES as u64);
+        assert_eq!(floor.rtt.len(), RTT_SAMPLES as u64);
+    }
+}

@@ -1,0 +1,125 @@
+//! One run's results and how they are printed: a table row each (one table for all runs of a
+//! command) and one JSON line each (ops/s, errors by code, conflicts, p50/p99/p99.9 in ms).
+//! The same format as `dolmen bench` (crates/dolmen/src/bench/report.rs), so one script can
+//! read both; keep the two in step.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// An empty latency histogram (µs, 1 µs to 60 s, 3 significant digits).
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3)
+        .unwrap_or_else(|_| unreachable!("static histogram bounds are valid"))
+}
+
+/// The results of one run (one workload at one client count).
+pub struct Report {
+    /// The workload's name.
+    pub workload: &'static str,
+    /// Concurrent clients.
+    pub clients: usize,
+    /// Which member each client talked to (`--read-strategy`).
+    pub read_strategy: &'static str,
+    /// Successful operations (for `txn`: commits).
+    pub ops: u64,
+    /// `txn` transactions whose compare failed; not in `ops`, not in `errors`.
+    pub conflicts: u64,
+    /// Failed operations by gRPC code.
+    pub errors: BTreeMap<String, u64>,
+    /// Latency of successful operations, µs.
+    pub latency: Histogram<u64>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+impl Report {
+    fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
+    }
+
+    fn ms(&self, quantile: f64) -> f64 {
+        self.latency.value_at_quantile(quantile) as f64 / 1000.0
+    }
+
+    /// The run as one JSON object.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "workload": self.workload, "clients": self.clients,
+            "read_strategy": self.read_strategy, "ops": self.ops,
+            "conflicts": self.conflicts, "seconds": self.elapsed.as_secs_f64(),
+            "ops_per_sec": self.ops_per_sec(), "p50_ms": self.ms(0.5), "p99_ms": self.ms(0.99),
+            "p999_ms": self.ms(0.999), "errors": self.errors,
+        })
+    }
+}
+
+/// Prints one table of all `reports`, then one JSON line per report.
+pub fn print(reports: &[Report]) {
+    println!(
+        "{:<8} {:>7} {:<11} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}  errors",
+        "workload",
+        "clients",
+        "routing",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "p99.9 ms",
+        "max ms",
+        "conflicts"
+    );
+    for r in reports {
+        let errors = if r.errors.is_empty() {
+            "-".to_owned()
+        } else {
+            r.errors
+                .iter()
+                .map(|(code, n)| format!("{n} {code}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        println!(
+            "{:<8} {:>7} {:<11} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9}  {errors}",
+            r.workload,
+            r.clients,
+            r.read_strategy,
+            r.ops_per_sec(),
+            r.ms(0.5),
+            r.ms(0.99),
+            r.ms(0.999),
+            r.latency.max() as f64 / 1000.0,
+            r.conflicts,
+        );
+    }
+    for r in reports {
+        println!("{}", r.json());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_line_has_the_documented_fields() {
+        let mut latency = histogram();
+        latency.record(1500).unwrap_or_default();
+        let r = Report {
+            workload: "txn",
+            clients: 2,
+            read_strategy: "leader",
+            ops: 10,
+            conflicts: 3,
+            errors: BTreeMap::from([("Unavailable".to_owned(), 1)]),
+            latency,
+            elapsed: Duration::from_secs(2),
+        };
+        let j = r.json();
+        assert_eq!(j["ops_per_sec"], 5.0);
+        assert_eq!(j["conflicts"], 3);
+        assert_eq!(j["read_strategy"], "leader");
+        assert_eq!(j["errors"]["Unavailable"], 1);
+        assert!((j["p50_ms"].as_f64().unwrap_or_default() - 1.5).abs() < 0.01);
+    }
+}
