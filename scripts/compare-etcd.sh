@@ -13,9 +13,9 @@
 #   DURATION [10] seconds per run   CLIENTS [1,32]   WORKLOADS [write,read,txn]
 #   KEYS [10000]   VALUE_SIZE [256]   READ_STRATEGY [leader] (both tools: leader | spread)
 #   STANDALONE [1] also bench one standalone node (write)
-#   DOLMEN_BIN [/root/.cache/dolmen/target-etcd-release/release/dolmen, built when missing
+#   DOLMEN_BIN [$DOLMEN_TARGET_DIR/release/dolmen, built when missing
 #     with CARGO_TARGET_DIR=DOLMEN_TARGET_DIR]
-#   DOLMEN_TARGET_DIR [$HOME/.cache/dolmen/target-etcd-release]
+#   DOLMEN_TARGET_DIR [$CARGO_TARGET_DIR, else $HOME/.cache/dolmen/target: the build cache make uses]
 #   ETCD_BENCH_TARGET_DIR [$HOME/.cache/dolmen/etcd-bench-target]
 #   ETCD_CLIENT_PORT [23790] (3 ports)  ETCD_PEER_PORT [23800] (3 ports)
 #   DOLMEN_THRIFT_PORT [29090] DOLMEN_PEER_PORT [27090] DOLMEN_ADMIN_PORT [29190] (3 each)
@@ -32,7 +32,7 @@ KEYS="${KEYS:-10000}"
 VALUE_SIZE="${VALUE_SIZE:-256}"
 READ_STRATEGY="${READ_STRATEGY:-leader}"
 STANDALONE="${STANDALONE:-1}"
-DOLMEN_TARGET_DIR="${DOLMEN_TARGET_DIR:-$HOME/.cache/dolmen/target-etcd-release}"
+DOLMEN_TARGET_DIR="${DOLMEN_TARGET_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/dolmen/target}}"
 DOLMEN_BIN="${DOLMEN_BIN:-$DOLMEN_TARGET_DIR/release/dolmen}"
 ETCD_BENCH_TARGET_DIR="${ETCD_BENCH_TARGET_DIR:-$HOME/.cache/dolmen/etcd-bench-target}"
 ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-23790}"
@@ -121,7 +121,7 @@ CARGO_TARGET_DIR="$ETCD_BENCH_TARGET_DIR" cargo build --release --quiet \
 ETCD_BENCH="$ETCD_BENCH_TARGET_DIR/release/etcd-bench"
 if [ ! -x "$DOLMEN_BIN" ]; then
   echo "compare-etcd: building dolmen (release) in $DOLMEN_TARGET_DIR (the first build compiles RocksDB)"
-  (cd "$ROOT" && CARGO_TARGET_DIR="$DOLMEN_TARGET_DIR" cargo build --release --quiet -p dolmen)
+  (cd "$ROOT" && CARGO_TARGET_DIR="$DOLMEN_TARGET_DIR" cargo build --release --quiet --workspace)
   DOLMEN_BIN="$DOLMEN_TARGET_DIR/release/dolmen"
 fi
 
