@@ -43,7 +43,9 @@ pub struct EngineOptions {
     pub path: PathBuf,
     /// User column families this node serves (must include "default").
     pub column_families: Vec<String>,
-    /// RocksDB memtable size per column family, in MiB.
+    /// RocksDB memtable size per column family, in MiB. All column families together hold at
+    /// most twice this in memtables (RocksDB's `db_write_buffer_size`), so a node's memory is
+    /// bounded by the block cache plus two memtables, whatever the column family count.
     pub write_buffer_size_mb: usize,
     /// RocksDB memtables per column family.
     pub max_write_buffer_number: i32,
@@ -297,6 +299,7 @@ impl Engine {
         cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
 
         let mut db_opts = cf_opts.clone();
+        db_opts.set_db_write_buffer_size(options.write_buffer_size_mb.max(1) << 21);
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);

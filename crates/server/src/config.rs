@@ -197,7 +197,8 @@ impl Default for DatabaseConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a [rocksdb] table")]
 pub struct RocksdbConfig {
-    /// `write_buffer_size_mb`: size of one memtable in MiB. Default `64`.
+    /// `write_buffer_size_mb`: size of one memtable in MiB; all column families together hold
+    /// at most twice this in memtables. Default `64`.
     pub write_buffer_size_mb: u64,
     /// `max_write_buffer_number`: most memtables per column family. Default `4`.
     pub max_write_buffer_number: u32,

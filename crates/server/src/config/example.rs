@@ -68,7 +68,8 @@ base_path = "./data"
 column_families = ["default"]
 
 [rocksdb]
-# Size of one memtable, MiB.
+# Size of one memtable, MiB; all column families together hold at most twice this in
+# memtables (memory is bounded by the block cache plus 2 × this).
 write_buffer_size_mb = 64
 # Most memtables per column family.
 max_write_buffer_number = 4
