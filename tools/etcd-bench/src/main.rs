@@ -10,9 +10,11 @@
 //!
 //! Exit codes: 0 success; 1 runtime failure (etcd unreachable, preload failed); 2 bad usage.
 
+/// The report format of `dolmen bench`, compiled from its source so both tools count and print
+/// alike.
+#[path = "../../../crates/dolmen/src/bench/report.rs"]
 mod report;
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
 
-use report::Report;
+use report::{Outcome, Report, Tally};
 
 /// Per-request timeout (connect and RPC).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -144,13 +146,6 @@ impl Rng {
     }
 }
 
-/// How one operation ended.
-enum Outcome {
-    Ok,
-    Conflict,
-    Error(String),
-}
-
 /// An error's gRPC code name (`Unavailable`, `DeadlineExceeded`, …) or its kind.
 fn code(e: &etcd_client::Error) -> String {
     match e {
@@ -265,14 +260,6 @@ async fn txn(
     Ok(resp.succeeded())
 }
 
-/// What one client task hands back.
-struct ClientResult {
-    ops: u64,
-    conflicts: u64,
-    errors: BTreeMap<String, u64>,
-    latency: hdrhistogram::Histogram<u64>,
-}
-
 /// Prints the last second's ops/s on stderr once a second, until aborted.
 async fn progress(label: String, done: Arc<AtomicU64>) {
     let start = Instant::now();
@@ -319,12 +306,7 @@ async fn run_once(
             let (keys, done) = (args.keys, done.clone());
             tokio::spawn(async move {
                 let mut rng = Rng::new(c as u64 + 1);
-                let mut r = ClientResult {
-                    ops: 0,
-                    conflicts: 0,
-                    errors: BTreeMap::new(),
-                    latency: report::histogram(),
-                };
+                let mut r = Tally::new();
                 loop {
                     let t = Instant::now();
                     let op = execute(&mut client, workload, keys, &mut rng, &value);
@@ -332,38 +314,17 @@ async fn run_once(
                     let Ok(outcome) = tokio::time::timeout_at(deadline, op).await else {
                         break;
                     };
-                    match outcome {
-                        Outcome::Ok => {
-                            r.ops += 1;
-                            let _ = r.latency.record(t.elapsed().as_micros().max(1) as u64);
-                        }
-                        Outcome::Conflict => r.conflicts += 1,
-                        Outcome::Error(code) => *r.errors.entry(code).or_default() += 1,
-                    }
+                    r.record(outcome, t.elapsed());
                     done.fetch_add(1, Ordering::Relaxed);
                 }
                 r
             })
         })
         .collect();
-    let mut report = Report {
-        workload: workload.name(),
-        clients,
-        read_strategy: args.read_strategy.name(),
-        ops: 0,
-        conflicts: 0,
-        errors: BTreeMap::new(),
-        latency: report::histogram(),
-        elapsed: Duration::ZERO,
-    };
+    let mut report = Report::new(workload.name(), clients, args.read_strategy.name());
     for task in tasks {
-        if let Ok(r) = task.await {
-            report.ops += r.ops;
-            report.conflicts += r.conflicts;
-            for (code, n) in r.errors {
-                *report.errors.entry(code).or_default() += n;
-            }
-            let _ = report.latency.add(&r.latency);
+        if let Ok(tally) = task.await {
+            report.absorb(tally);
         }
     }
     report.elapsed = start.elapsed();

@@ -17,7 +17,6 @@ mod report;
 mod route;
 mod workload;
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,9 +28,9 @@ use dolmen_client::{Client, Op};
 
 use keys::{key, Distribution, Keys, Rng};
 use progress::{Goal, Progress};
-use report::Report;
+use report::{Report, Tally};
 use route::{ReadStrategy, Topology};
-use workload::{Outcome, Workload};
+use workload::Workload;
 
 /// Per-request timeout (connect and RPC).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -138,14 +137,6 @@ impl BenchArgs {
     }
 }
 
-/// What one client task hands back.
-struct ClientResult {
-    ops: u64,
-    conflicts: u64,
-    errors: BTreeMap<String, u64>,
-    latency: hdrhistogram::Histogram<u64>,
-}
-
 async fn run_once(
     args: &BenchArgs,
     topology: &Topology,
@@ -177,12 +168,7 @@ async fn run_once(
             let (max_ops, issued, done) = (args.ops, issued.clone(), done.clone());
             tokio::spawn(async move {
                 let mut rng = Rng::new(c as u64 + 1);
-                let mut r = ClientResult {
-                    ops: 0,
-                    conflicts: 0,
-                    errors: BTreeMap::new(),
-                    latency: report::histogram(),
-                };
+                let mut r = Tally::new();
                 loop {
                     if max_ops.is_some_and(|max| issued.fetch_add(1, Ordering::Relaxed) >= max) {
                         break;
@@ -198,38 +184,17 @@ async fn run_once(
                         },
                         None => op.await,
                     };
-                    match outcome {
-                        Outcome::Ok => {
-                            r.ops += 1;
-                            let _ = r.latency.record(t.elapsed().as_micros().max(1) as u64);
-                        }
-                        Outcome::Conflict => r.conflicts += 1,
-                        Outcome::Error(code) => *r.errors.entry(code).or_default() += 1,
-                    }
+                    r.record(outcome, t.elapsed());
                     done.fetch_add(1, Ordering::Relaxed);
                 }
                 r
             })
         })
         .collect();
-    let mut report = Report {
-        workload: workload.name(),
-        clients,
-        read_strategy: topology.strategy.name(),
-        ops: 0,
-        conflicts: 0,
-        errors: BTreeMap::new(),
-        latency: report::histogram(),
-        elapsed: Duration::ZERO,
-    };
+    let mut report = Report::new(workload.name(), clients, topology.strategy.name());
     for task in tasks {
-        if let Ok(r) = task.await {
-            report.ops += r.ops;
-            report.conflicts += r.conflicts;
-            for (code, n) in r.errors {
-                *report.errors.entry(code).or_default() += n;
-            }
-            let _ = report.latency.add(&r.latency);
+        if let Ok(tally) = task.await {
+            report.absorb(tally);
         }
     }
     report.elapsed = start.elapsed();

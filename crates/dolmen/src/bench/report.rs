@@ -1,5 +1,6 @@
 //! One run's results and how they are printed: a table row each (one table for all runs of a
 //! command) and one JSON line each (ops/s, errors by code, conflicts, p50/p99/p99.9 in ms).
+//! `tools/etcd-bench` compiles this same file (`#[path]`), so both tools count and print alike.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -10,6 +11,49 @@ use hdrhistogram::Histogram;
 pub fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3)
         .unwrap_or_else(|_| unreachable!("static histogram bounds are valid"))
+}
+
+/// How one operation ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// It succeeded (for `txn`: committed).
+    Ok,
+    /// A `txn` commit was rejected as a conflict (expected under contention; not an error).
+    Conflict,
+    /// It failed: the error code.
+    Error(String),
+}
+
+/// What one client counted during a run.
+pub struct Tally {
+    ops: u64,
+    conflicts: u64,
+    errors: BTreeMap<String, u64>,
+    latency: Histogram<u64>,
+}
+
+impl Tally {
+    /// Nothing counted yet.
+    pub fn new() -> Self {
+        Self {
+            ops: 0,
+            conflicts: 0,
+            errors: BTreeMap::new(),
+            latency: histogram(),
+        }
+    }
+
+    /// Counts one operation that took `elapsed` (latency of successes only).
+    pub fn record(&mut self, outcome: Outcome, elapsed: Duration) {
+        match outcome {
+            Outcome::Ok => {
+                self.ops += 1;
+                let _ = self.latency.record(elapsed.as_micros().max(1) as u64);
+            }
+            Outcome::Conflict => self.conflicts += 1,
+            Outcome::Error(code) => *self.errors.entry(code).or_default() += 1,
+        }
+    }
 }
 
 /// The results of one run (one workload at one client count).
@@ -33,6 +77,30 @@ pub struct Report {
 }
 
 impl Report {
+    /// An empty report; add the clients' tallies with [`Report::absorb`].
+    pub fn new(workload: &'static str, clients: usize, read_strategy: &'static str) -> Self {
+        Self {
+            workload,
+            clients,
+            read_strategy,
+            ops: 0,
+            conflicts: 0,
+            errors: BTreeMap::new(),
+            latency: histogram(),
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Adds one client's tally.
+    pub fn absorb(&mut self, tally: Tally) {
+        self.ops += tally.ops;
+        self.conflicts += tally.conflicts;
+        for (code, n) in tally.errors {
+            *self.errors.entry(code).or_default() += n;
+        }
+        let _ = self.latency.add(&tally.latency);
+    }
+
     fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }

@@ -50,16 +50,7 @@ pub enum Action {
     Scan,
 }
 
-/// How one operation ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// It succeeded (for `txn`: committed).
-    Ok,
-    /// A `txn` commit was rejected with `CONFLICT` (expected under contention; not an error).
-    Conflict,
-    /// It failed: the WIRE error code, or `TRANSPORT`/`ERROR`.
-    Error(String),
-}
+pub use super::report::Outcome;
 
 impl Workload {
     /// Every workload, in `--matrix` order.
