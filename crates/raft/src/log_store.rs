@@ -1,18 +1,32 @@
 //! The Raft log store over the node's shared RocksDB (docs/replication.md §3): `raft_log` holds
-//! the entries, `raft_state` the vote, `committed` and `last_purged`. Writes run on blocking
-//! threads in call order; fsyncs run on one `log-sync` thread, which groups them.
+//! the entries, `raft_state` the vote, `committed` and `last_purged`.
+//!
+//! Every write goes, in call order, to one `raft-log` thread, which writes whatever is queued in
+//! one RocksDB batch and then, if anything queued needs durability, issues one WAL fsync for all
+//! of it (group commit). The async side never waits for a blocking thread on the hot path: the
+//! recent entries (the *tail*) and the vote are also kept in memory, so `append` returns as soon
+//! as its entries are queued and readable, and replication and apply read the tail without
+//! touching RocksDB.
 //!
 //! ```text
-//! append(entries, cb) ─▶ blocking: write batch (no sync) ─▶ returns (entries readable)
-//!                              └─ cb ─▶ log-sync: take ALL queued ─▶ flush_wal(true) ─▶ complete each
-//! save_vote(v) ─▶ blocking: put vote (no sync) ─▶ waiter ─▶ log-sync (same fsync) ─▶ returns
+//! append(entries, cb) ─▶ tail += entries ─▶ queue ─▶ returns (entries readable from the tail)
+//!                                            └─ raft-log: take ALL queued ─▶ one write batch
+//!                                                  ─▶ flush_wal(true) ─▶ cb, waiters ─▶ evict tail
+//! save_vote(v) ─▶ vote = v ─▶ queue ─▶ await the fsync
+//! read(range)  ─▶ tail part (memory) + older part (RocksDB, blocking thread)
 //! ```
+//!
+//! Tail invariant: every index `≥ tail.start` is answered by the tail alone (absent = not in the
+//! log), and every entry below `tail.start` has been written to RocksDB. An entry leaves the tail
+//! only once the batch that wrote it has been written, and only while the tail holds more than
+//! [`TAIL_BYTES`].
 
+use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Weak};
+use std::sync::{mpsc, Arc, Mutex, MutexGuard, Weak};
 
 use dolmen_engine::{Engine, CF_RAFT_LOG, CF_RAFT_STATE};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -30,6 +44,9 @@ const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 /// Sorts after every 8-byte `raft_log` key: the exclusive end of "to the last entry".
 const PAST_LAST_KEY: [u8; 9] = [0xff; 9];
+/// Encoded bytes the in-memory tail keeps at least (if that many are written): enough for
+/// followers that lag by a few seconds of load to be served from memory.
+const TAIL_BYTES: usize = 32 << 20;
 
 /// The `raft_log` key of `index`: big-endian, so keys sort by index.
 fn log_key(index: u64) -> [u8; 8] {
@@ -45,7 +62,7 @@ fn rocks(e: rocksdb::Error) -> io::Error {
     io::Error::other(e)
 }
 
-/// Runs blocking RocksDB work off the async threads (STYLE 10).
+/// Runs blocking RocksDB reads off the async threads (STYLE 10).
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
@@ -54,104 +71,308 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io::Error::other(format!("log store task failed: {e}")))?
 }
 
-/// A write without its own fsync: durability comes from the `log-sync` thread's `flush_wal(true)`.
-fn write_unsynced(db: &DB, batch: WriteBatch) -> io::Result<()> {
-    let mut opts = WriteOptions::default();
-    opts.set_sync(false);
-    db.write_opt(batch, &opts).map_err(rocks)
+/// One change the `raft-log` thread makes, in queue order.
+#[derive(Debug)]
+enum Write {
+    /// Puts an encoded entry at its index.
+    Entry(u64, Vec<u8>),
+    /// Puts a `raft_state` value.
+    State(&'static [u8], Vec<u8>),
+    /// Deletes a `raft_state` value.
+    ClearState(&'static [u8]),
+    /// Deletes every entry from this index on.
+    DeleteFrom(u64),
+    /// Deletes every entry up to and including this index.
+    DeleteThrough(u64),
 }
 
-/// Something waiting for the next WAL fsync.
-enum SyncRequest {
-    /// openraft's append callback.
+/// What the caller of a queued request is told, and when.
+enum Completion {
+    /// Nothing: the caller did not wait.
+    None,
+    /// openraft's append callback, after the fsync.
     Flushed(IOFlushed<DolmenRaft>),
-    /// `save_vote`, awaiting its fsync.
-    Waiter(tokio::sync::oneshot::Sender<io::Result<()>>),
+    /// A caller awaiting the fsync (`save_vote`).
+    Durable(tokio::sync::oneshot::Sender<io::Result<()>>),
+    /// A caller awaiting the write, not the fsync (a barrier before reading RocksDB).
+    Written(tokio::sync::oneshot::Sender<io::Result<()>>),
 }
 
-impl SyncRequest {
+impl Completion {
+    fn needs_fsync(&self) -> bool {
+        matches!(self, Completion::Flushed(_) | Completion::Durable(_))
+    }
+
     fn complete(self, result: &Result<(), String>) {
         let result = result.clone().map_err(io::Error::other);
         match self {
-            SyncRequest::Flushed(callback) => callback.io_completed(result),
+            Completion::None => {}
+            Completion::Flushed(callback) => callback.io_completed(result),
             // The waiter may have been dropped (its task cancelled); nothing to tell then.
-            SyncRequest::Waiter(tx) => drop(tx.send(result)),
+            Completion::Durable(tx) | Completion::Written(tx) => drop(tx.send(result)),
         }
     }
 }
 
-/// The `log-sync` thread: one fsync at a time, covering every request queued before it began.
+/// A queued request: its sequence number (the tail's eviction clock), its writes, its caller.
+struct Request {
+    seq: u64,
+    writes: Vec<Write>,
+    completion: Completion,
+}
+
+/// One entry of the in-memory tail.
+struct Cached {
+    entry: Entry,
+    /// The request that writes it: it may leave the tail once `Memory::written_seq ≥ seq`.
+    seq: u64,
+    /// Its encoded size.
+    bytes: usize,
+}
+
+/// The in-memory part of the store, under one lock (never held across an `.await`).
+struct Memory {
+    /// Latest saved vote (as RocksDB will hold it once the queue is written).
+    vote: Option<Vote>,
+    /// First index the tail answers for (see the module's tail invariant).
+    start: u64,
+    entries: VecDeque<Cached>,
+    bytes: usize,
+    /// Sequence number of the next queued request.
+    next_seq: u64,
+    /// Every request up to this one has been written to RocksDB.
+    written_seq: u64,
+}
+
+impl Memory {
+    /// The index after the tail's last entry.
+    fn end(&self) -> u64 {
+        self.start + self.entries.len() as u64
+    }
+
+    /// Forgets every entry from `index` on: the log now ends before `index`.
+    fn truncate(&mut self, index: u64) {
+        if index <= self.start {
+            // Entries in [index, start) may still be in RocksDB until the queued delete runs:
+            // the tail now answers for them (as absent).
+            self.entries.clear();
+            self.bytes = 0;
+            self.start = index;
+        } else {
+            let keep = usize::try_from(index - self.start).unwrap_or(usize::MAX);
+            for dropped in self.entries.drain(keep.min(self.entries.len())..) {
+                self.bytes -= dropped.bytes;
+            }
+        }
+    }
+
+    /// Forgets every entry up to and including `index` (purged).
+    fn purge(&mut self, index: u64) {
+        while self
+            .entries
+            .front()
+            .is_some_and(|c| c.entry.log_id.index <= index)
+        {
+            if let Some(dropped) = self.entries.pop_front() {
+                self.bytes -= dropped.bytes;
+            }
+        }
+        self.start = self.start.max(index + 1);
+    }
+
+    /// Drops written entries from the front while the tail is over its budget.
+    fn evict(&mut self) {
+        while self.bytes > TAIL_BYTES
+            && self
+                .entries
+                .front()
+                .is_some_and(|c| c.seq <= self.written_seq)
+        {
+            if let Some(dropped) = self.entries.pop_front() {
+                self.bytes -= dropped.bytes;
+                self.start += 1;
+            }
+        }
+    }
+}
+
+/// The `raft-log` thread: writes every queued request in one batch, then one fsync if any of
+/// them needs durability, then completes them in order.
 ///
 /// It holds the database weakly so that dropping the last store and engine closes RocksDB; the
 /// thread ends when the last `LogStore` clone (the last sender) is dropped.
-fn run_log_sync(db: Weak<DB>, requests: mpsc::Receiver<SyncRequest>, fsyncs: Arc<AtomicU64>) {
+fn run_log_writer(
+    db: Weak<DB>,
+    memory: Weak<Mutex<Memory>>,
+    requests: mpsc::Receiver<Request>,
+    fsyncs: Arc<AtomicU64>,
+) {
     while let Ok(first) = requests.recv() {
-        // Group commit: every request queued so far shares this one fsync. Each request was
-        // queued after its write returned, so the fsync below covers all of their writes.
+        // Group commit: every request queued so far shares this write and this fsync.
         let mut group = vec![first];
         group.extend(requests.try_iter());
         let result = match db.upgrade() {
-            // Durability: entries and votes are on disk only once this returns Ok.
-            Some(db) => {
-                fsyncs.fetch_add(1, Ordering::Relaxed);
-                db.flush_wal(true).map_err(|e| e.to_string())
-            }
-            None => Err("database closed before the log was synced".to_owned()),
+            Some(db) => write_group(&db, &group, &fsyncs).map_err(|e| e.to_string()),
+            None => Err("database closed before the log was written".to_owned()),
         };
         if let Err(e) = &result {
-            tracing::error!(error = %e, "raft log fsync failed");
+            tracing::error!(error = %e, "raft log write failed");
+        }
+        let last_seq = group.last().map_or(0, |r| r.seq);
+        if let (Ok(()), Some(memory)) = (&result, memory.upgrade()) {
+            let mut memory = lock(&memory);
+            memory.written_seq = last_seq;
+            memory.evict();
         }
         // FIFO; openraft keeps only the highest completed IOId anyway.
         for request in group {
-            request.complete(&result);
+            request.completion.complete(&result);
         }
     }
 }
 
-/// The RocksDB Raft log store; `Clone` shares the database and the `log-sync` thread.
+/// Writes a group of requests as one unsynced batch, then fsyncs the WAL if one of them needs it.
+fn write_group(db: &DB, group: &[Request], fsyncs: &AtomicU64) -> io::Result<()> {
+    let (log, state) = (cf(db, CF_RAFT_LOG)?, cf(db, CF_RAFT_STATE)?);
+    let mut batch = WriteBatch::default();
+    for write in group.iter().flat_map(|r| &r.writes) {
+        match write {
+            Write::Entry(index, value) => batch.put_cf(log, log_key(*index), value),
+            Write::State(key, value) => batch.put_cf(state, key, value),
+            Write::ClearState(key) => batch.delete_cf(state, key),
+            // One range delete: it cannot leave a hole, and later appends are written after it.
+            Write::DeleteFrom(index) => {
+                batch.delete_range_cf(log, &log_key(*index)[..], &PAST_LAST_KEY[..]);
+            }
+            Write::DeleteThrough(index) => {
+                batch.delete_range_cf(log, log_key(0), log_key(index + 1));
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        db.write_opt(batch, &opts).map_err(rocks)?;
+    }
+    if group.iter().any(|r| r.completion.needs_fsync()) {
+        // Durability: entries and votes are on disk only once this returns Ok. The WAL is one
+        // ordered log, so unsynced writes queued earlier (`committed`) are covered too.
+        fsyncs.fetch_add(1, Ordering::Relaxed);
+        db.flush_wal(true).map_err(rocks)?;
+    }
+    Ok(())
+}
+
+fn lock(memory: &Mutex<Memory>) -> MutexGuard<'_, Memory> {
+    // A panic while holding the lock leaves plain data behind, never a half-made invariant that
+    // a later reader could trip on worse than the panic itself.
+    memory
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The RocksDB Raft log store; `Clone` shares the database, the memory and the `raft-log` thread.
 ///
-/// Implements [`RaftLogStorage`] and [`RaftLogReader`] for [`DolmenRaft`]. openraft calls the
-/// storage methods one at a time (`&mut self`), and each awaits its write, so writes reach
-/// RocksDB in call order: vote and log I/O are serialized as the trait requires.
+/// Implements [`RaftLogStorage`] and [`RaftLogReader`] for [`DolmenRaft`]. Requests are queued
+/// under the memory lock, so the queue order is the call order and the tail always matches what
+/// RocksDB will hold once the queue is written.
 #[derive(Clone)]
 pub struct LogStore {
     /// The node's database, shared with the engine; this store owns `raft_log` and `raft_state`.
     db: Arc<DB>,
-    /// Queue of the `log-sync` thread.
-    sync: mpsc::Sender<SyncRequest>,
-    /// WAL fsyncs issued by the `log-sync` thread (entries per fsync is the write throughput).
+    memory: Arc<Mutex<Memory>>,
+    /// Queue of the `raft-log` thread.
+    queue: mpsc::Sender<Request>,
+    /// WAL fsyncs issued by the `raft-log` thread (entries per fsync is the write throughput).
     fsyncs: Arc<AtomicU64>,
 }
 
 impl LogStore {
-    /// A log store over `engine`'s database; starts the `log-sync` thread.
+    /// A log store over `engine`'s database; reads the vote and the log's end, and starts the
+    /// `raft-log` thread. Blocking: call it at start-up.
     pub fn new(engine: &Engine) -> io::Result<Self> {
         let db = Arc::clone(engine.db());
-        cf(&db, CF_RAFT_LOG)?;
-        cf(&db, CF_RAFT_STATE)?;
-        let (sync, requests) = mpsc::channel();
-        let weak = Arc::downgrade(&db);
+        let vote = db
+            .get_cf(cf(&db, CF_RAFT_STATE)?, KEY_VOTE)
+            .map_err(rocks)?
+            .map(|v| codec::decode_vote(&v))
+            .transpose()?;
+        let last = last_stored_entry(&db)?.map_or(0, |id| id.index + 1);
+        let memory = Arc::new(Mutex::new(Memory {
+            vote,
+            start: last,
+            entries: VecDeque::new(),
+            bytes: 0,
+            next_seq: 1,
+            written_seq: 0,
+        }));
+        let (queue, requests) = mpsc::channel();
         let fsyncs = Arc::new(AtomicU64::new(0));
-        let counter = Arc::clone(&fsyncs);
+        let (weak_db, weak_memory, counter) = (
+            Arc::downgrade(&db),
+            Arc::downgrade(&memory),
+            Arc::clone(&fsyncs),
+        );
         std::thread::Builder::new()
-            .name("log-sync".to_owned())
-            .spawn(move || run_log_sync(weak, requests, counter))?;
-        Ok(Self { db, sync, fsyncs })
+            .name("raft-log".to_owned())
+            .spawn(move || run_log_writer(weak_db, weak_memory, requests, counter))?;
+        Ok(Self {
+            db,
+            memory,
+            queue,
+            fsyncs,
+        })
     }
 
-    /// How many WAL fsyncs this store's `log-sync` thread has issued (for metrics and tests).
+    /// How many WAL fsyncs this store's `raft-log` thread has issued (for metrics and tests).
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
     }
 
-    fn enqueue_sync(&self, request: SyncRequest) -> io::Result<()> {
-        self.sync
-            .send(request)
-            .map_err(|_| io::Error::other("the log-sync thread has stopped"))
+    /// Queues `writes` under the memory lock, after `update` has changed the memory to match.
+    fn enqueue(
+        &self,
+        writes: Vec<Write>,
+        completion: Completion,
+        update: impl FnOnce(&mut Memory, u64),
+    ) -> io::Result<()> {
+        let mut memory = lock(&self.memory);
+        let seq = memory.next_seq;
+        memory.next_seq += 1;
+        update(&mut memory, seq);
+        self.queue
+            .send(Request {
+                seq,
+                writes,
+                completion,
+            })
+            .map_err(|_| io::Error::other("the raft-log thread has stopped"))
     }
 
-    /// Reads one `raft_state` log id (`committed` or `last_purged`).
+    /// Queues `writes` and waits until the `raft-log` thread has written them (and, if
+    /// `durable`, fsynced them), with every request queued before.
+    async fn enqueue_and_wait(&self, writes: Vec<Write>, durable: bool) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let completion = if durable {
+            Completion::Durable(tx)
+        } else {
+            Completion::Written(tx)
+        };
+        self.enqueue(writes, completion, |_, _| {})?;
+        rx.await
+            .map_err(|_| io::Error::other("the raft-log thread dropped a request"))?
+    }
+
+    /// Waits until everything queued so far is written to RocksDB (not fsynced: what is
+    /// unsynced by design, `committed`, truncations and purges, stays so). Call it before the
+    /// engine closes, so that no queued write is dropped.
+    pub async fn flush(&self) -> io::Result<()> {
+        self.enqueue_and_wait(Vec::new(), false).await
+    }
+
+    /// Reads one `raft_state` log id (`committed` or `last_purged`), after the queue is written.
     async fn read_state_log_id(&self, key: &'static [u8]) -> io::Result<Option<LogId>> {
+        self.flush().await?;
         let db = Arc::clone(&self.db);
         blocking(move || {
             let value = db.get_cf(cf(&db, CF_RAFT_STATE)?, key).map_err(rocks)?;
@@ -159,6 +380,37 @@ impl LogStore {
         })
         .await
     }
+}
+
+/// The log id of the last entry in `raft_log`, if any.
+fn last_stored_entry(db: &DB) -> io::Result<Option<LogId>> {
+    let mut iter = db.iterator_cf(cf(db, CF_RAFT_LOG)?, IteratorMode::End);
+    match iter.next() {
+        Some(item) => {
+            let (key, value) = item.map_err(rocks)?;
+            Ok(Some(decode_at(key_index(&key)?, &value)?.log_id))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Reads the stored entries in `[start, end)` (`None`: to the last one).
+fn read_stored(db: &DB, start: u64, end: Option<u64>) -> io::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let from = log_key(start);
+    let iter = db.iterator_cf(
+        cf(db, CF_RAFT_LOG)?,
+        IteratorMode::From(&from, Direction::Forward),
+    );
+    for item in iter {
+        let (key, value) = item.map_err(rocks)?;
+        let index = key_index(&key)?;
+        if end.is_some_and(|end| index >= end) {
+            break;
+        }
+        entries.push(decode_at(index, &value)?);
+    }
+    Ok(entries)
 }
 
 impl RaftLogReader<DolmenRaft> for LogStore {
@@ -177,36 +429,35 @@ impl RaftLogReader<DolmenRaft> for LogStore {
             Bound::Excluded(&e) => Some(e),
             Bound::Unbounded => None,
         };
+        // The tail's part first, in one look: everything below the tail's start at that moment
+        // is already in RocksDB, so the older part read next is consistent with it.
+        let (tail_start, tail) = {
+            let memory = lock(&self.memory);
+            let from = start.max(memory.start);
+            let to = end.map_or(memory.end(), |end| end.min(memory.end()));
+            let skip = usize::try_from(from - memory.start).unwrap_or(usize::MAX);
+            let take = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
+            let tail: Vec<Entry> = memory
+                .entries
+                .iter()
+                .skip(skip)
+                .take(take)
+                .map(|c| c.entry.clone())
+                .collect();
+            (memory.start, tail)
+        };
+        if start >= tail_start {
+            return Ok(tail);
+        }
         let db = Arc::clone(&self.db);
-        blocking(move || {
-            let mut entries = Vec::new();
-            let from = log_key(start);
-            let iter = db.iterator_cf(
-                cf(&db, CF_RAFT_LOG)?,
-                IteratorMode::From(&from, Direction::Forward),
-            );
-            for item in iter {
-                let (key, value) = item.map_err(rocks)?;
-                let index = key_index(&key)?;
-                if end.is_some_and(|end| index >= end) {
-                    break;
-                }
-                entries.push(decode_at(index, &value)?);
-            }
-            Ok(entries)
-        })
-        .await
+        let older_end = end.map_or(tail_start, |end| end.min(tail_start));
+        let mut entries = blocking(move || read_stored(&db, start, Some(older_end))).await?;
+        entries.extend(tail);
+        Ok(entries)
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
-        let db = Arc::clone(&self.db);
-        blocking(move || {
-            let value = db
-                .get_cf(cf(&db, CF_RAFT_STATE)?, KEY_VOTE)
-                .map_err(rocks)?;
-            value.map(|v| codec::decode_vote(&v)).transpose()
-        })
-        .await
+        Ok(lock(&self.memory).vote)
     }
 }
 
@@ -241,18 +492,15 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
 
     async fn get_log_state(&mut self) -> io::Result<LogState<DolmenRaft>> {
         let last_purged_log_id = self.read_state_log_id(KEY_LAST_PURGED).await?;
-        let db = Arc::clone(&self.db);
-        let last = blocking(move || {
-            let mut iter = db.iterator_cf(cf(&db, CF_RAFT_LOG)?, IteratorMode::End);
-            match iter.next() {
-                Some(item) => {
-                    let (key, value) = item.map_err(rocks)?;
-                    Ok(Some(decode_at(key_index(&key)?, &value)?.log_id))
-                }
-                None => Ok(None),
+        let tail_last = lock(&self.memory).entries.back().map(|c| c.entry.log_id);
+        let last = match tail_last {
+            Some(last) => Some(last),
+            None => {
+                // The queue was written by `read_state_log_id`: RocksDB holds the whole log.
+                let db = Arc::clone(&self.db);
+                blocking(move || last_stored_entry(&db)).await?
             }
-        })
-        .await?;
+        };
         Ok(LogState {
             last_log_id: last.or(last_purged_log_id),
             last_purged_log_id,
@@ -264,36 +512,24 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
-        let db = Arc::clone(&self.db);
-        let value = codec::encode_vote(vote);
-        blocking(move || {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(cf(&db, CF_RAFT_STATE)?, KEY_VOTE, value);
-            write_unsynced(&db, batch)
-        })
-        .await?;
-        // Durability: the vote must be persisted on disk before returning, so wait for an fsync
-        // that starts after the write above (shared with any appends queued meanwhile).
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.enqueue_sync(SyncRequest::Waiter(tx))?;
+        let writes = vec![Write::State(KEY_VOTE, codec::encode_vote(vote))];
+        self.enqueue(writes, Completion::Durable(tx), |memory, _| {
+            memory.vote = Some(*vote);
+        })?;
+        // Durability: the vote must be persisted on disk before returning.
         rx.await
-            .map_err(|_| io::Error::other("the log-sync thread dropped a vote fsync"))?
+            .map_err(|_| io::Error::other("the raft-log thread dropped a vote fsync"))?
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
-        let db = Arc::clone(&self.db);
-        blocking(move || {
-            let state = cf(&db, CF_RAFT_STATE)?;
-            let mut batch = WriteBatch::default();
-            match committed {
-                Some(id) => batch.put_cf(state, KEY_COMMITTED, codec::encode_log_id(&id)),
-                None => batch.delete_cf(state, KEY_COMMITTED),
-            }
-            // Unsynced by design: the WAL is one ordered log, so after a crash `committed`
-            // can never be ahead of the entries it covers (replication.md invariant 4).
-            write_unsynced(&db, batch)
-        })
-        .await
+        // Unsynced by design: the WAL is one ordered log, so after a crash `committed` can never
+        // be ahead of the entries it covers (replication.md invariant 4).
+        let write = match committed {
+            Some(id) => Write::State(KEY_COMMITTED, codec::encode_log_id(&id)),
+            None => Write::ClearState(KEY_COMMITTED),
+        };
+        self.enqueue(vec![write], Completion::None, |_, _| {})
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
@@ -305,59 +541,59 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let encoded = entries
-            .into_iter()
-            .map(|entry| Ok((log_key(entry.log_id.index), codec::encode_entry(&entry)?)))
-            .collect::<io::Result<Vec<_>>>()?;
-        let db = Arc::clone(&self.db);
-        blocking(move || {
-            let log = cf(&db, CF_RAFT_LOG)?;
-            let mut batch = WriteBatch::default();
-            for (key, value) in encoded {
-                batch.put_cf(log, key, value);
+        let mut cached = Vec::new();
+        let mut writes = Vec::new();
+        for entry in entries {
+            let value = codec::encode_entry(&entry)?;
+            let bytes = value.len();
+            writes.push(Write::Entry(entry.log_id.index, value));
+            cached.push((entry, bytes));
+        }
+        // The entries are readable from the tail once this returns, as the trait requires.
+        // Durability: the callback reports them flushed only after the raft-log thread's fsync
+        // of the batch that writes them.
+        self.enqueue(writes, Completion::Flushed(callback), |memory, seq| {
+            for (entry, bytes) in cached {
+                let index = entry.log_id.index;
+                if index < memory.start {
+                    // Below the tail: the log ends before `index` now (this request's puts
+                    // overwrite RocksDB from here on).
+                    memory.truncate(index);
+                } else if index > memory.end() {
+                    // Past a gap, which openraft leaves only after a snapshot install made
+                    // everything before it purged: the tail restarts here.
+                    memory.purge(index - 1);
+                } else if index < memory.end() {
+                    // Overwrites a suffix, as a put at these keys would.
+                    memory.truncate(index);
+                }
+                memory.entries.push_back(Cached { entry, seq, bytes });
+                memory.bytes += bytes;
             }
-            write_unsynced(&db, batch)
         })
-        .await?;
-        // The entries are readable now, as the trait requires on return. Durability: the
-        // callback reports them flushed only after the log-sync thread's next fsync, which
-        // starts after this write returned.
-        self.enqueue_sync(SyncRequest::Flushed(callback))
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
         let from = last_log_id.map_or(0, |id| id.index + 1);
-        let db = Arc::clone(&self.db);
-        blocking(move || {
-            let mut batch = WriteBatch::default();
-            // One range delete: it cannot leave a hole, and later appends are written after it.
-            batch.delete_range_cf(
-                cf(&db, CF_RAFT_LOG)?,
-                &log_key(from)[..],
-                &PAST_LAST_KEY[..],
-            );
-            write_unsynced(&db, batch)
-        })
-        .await
+        self.enqueue(
+            vec![Write::DeleteFrom(from)],
+            Completion::None,
+            |memory, _| {
+                memory.truncate(from);
+            },
+        )
     }
 
     async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
-        // TODO(slice 3): assert `log_id.index ≤ durable_applied` (flush-before-purge,
-        // replication.md §4) once the state machine publishes it.
-        let db = Arc::clone(&self.db);
-        blocking(move || {
-            let mut batch = WriteBatch::default();
-            // `last_purged` and the delete share one batch, so `get_log_state` never sees a
-            // purged prefix without its marker.
-            batch.put_cf(
-                cf(&db, CF_RAFT_STATE)?,
-                KEY_LAST_PURGED,
-                codec::encode_log_id(&log_id),
-            );
-            batch.delete_range_cf(cf(&db, CF_RAFT_LOG)?, log_key(0), log_key(log_id.index + 1));
-            write_unsynced(&db, batch)
+        // `last_purged` and the delete share one batch, so `get_log_state` never sees a purged
+        // prefix without its marker.
+        let writes = vec![
+            Write::State(KEY_LAST_PURGED, codec::encode_log_id(&log_id)),
+            Write::DeleteThrough(log_id.index),
+        ];
+        self.enqueue(writes, Completion::None, |memory, _| {
+            memory.purge(log_id.index);
         })
-        .await
     }
 }
 
@@ -509,6 +745,7 @@ mod tests {
             store.save_vote(&vote).await.unwrap();
             store.save_committed(Some(log_id(3, 1, 3))).await.unwrap();
             store.purge(log_id(3, 1, 1)).await.unwrap();
+            store.flush().await.unwrap();
         }
         // The engine and every store clone are dropped: RocksDB is closed and reopened.
         let (_engine, mut store) = open(&dir);
@@ -524,30 +761,59 @@ mod tests {
     #[tokio::test]
     async fn log_store_corrupt_value_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let (engine, mut store) = open(&dir);
-        let db = engine.db();
-        db.put_cf(db.cf_handle(CF_RAFT_LOG).unwrap(), log_key(1), b"\x01junk")
-            .unwrap();
+        {
+            let (engine, mut store) = open(&dir);
+            append_flushed(&mut store, (1..=3).map(|i| blank(1, i)).collect()).await;
+            let db = engine.db();
+            db.put_cf(db.cf_handle(CF_RAFT_LOG).unwrap(), log_key(2), b"\x01junk")
+                .unwrap();
+        }
+        // Entries older than the tail are read from RocksDB, and decoded there.
+        let (_engine, mut store) = open(&dir);
         let err = store.try_get_log_entries(..).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData);
     }
 
     #[tokio::test]
+    async fn log_store_corrupt_last_entry_fails_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (engine, mut store) = open(&dir);
+            append_flushed(&mut store, (1..=3).map(|i| blank(1, i)).collect()).await;
+            let db = engine.db();
+            db.put_cf(db.cf_handle(CF_RAFT_LOG).unwrap(), log_key(3), b"\x01junk")
+                .unwrap();
+        }
+        let engine = Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap();
+        let err = LogStore::new(&engine)
+            .err()
+            .expect("a corrupt last entry must fail the open");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
     async fn log_store_group_commit_shares_one_fsync() {
-        // Requests queued before the log-sync loop looks are all completed by one fsync.
+        // Requests queued before the raft-log loop looks are all completed by one fsync.
         let dir = tempfile::tempdir().unwrap();
         let (engine, _store) = open(&dir);
         let (tx, requests) = mpsc::channel();
         let mut waiters = Vec::new();
-        for _ in 0..200 {
+        for seq in 1..=200 {
             let (done, waiter) = tokio::sync::oneshot::channel();
-            tx.send(SyncRequest::Waiter(done)).unwrap();
+            let writes = vec![Write::State(KEY_COMMITTED, vec![0])];
+            let completion = Completion::Durable(done);
+            tx.send(Request {
+                seq,
+                writes,
+                completion,
+            })
+            .unwrap();
             waiters.push(waiter);
         }
         drop(tx);
         let fsyncs = Arc::new(AtomicU64::new(0));
         let (db, counter) = (Arc::downgrade(engine.db()), Arc::clone(&fsyncs));
-        std::thread::spawn(move || run_log_sync(db, requests, counter))
+        std::thread::spawn(move || run_log_writer(db, Weak::new(), requests, counter))
             .join()
             .unwrap();
         for waiter in waiters {
@@ -556,23 +822,84 @@ mod tests {
         assert_eq!(fsyncs.load(Ordering::Relaxed), 1);
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-    async fn log_store_concurrent_flushes_all_complete() {
-        // Many callbacks queued at once: each completes after a shared fsync.
+    /// An entry of about `bytes` encoded bytes (one set of a value that large).
+    fn big(term: u64, index: u64, bytes: usize) -> Entry {
+        let tx = dolmen_engine::Transaction {
+            read_version: None,
+            mutations: vec![dolmen_engine::Mutation::Set {
+                cf: "default".into(),
+                key: index.to_be_bytes().to_vec(),
+                value: vec![7; bytes],
+            }],
+            read_conflicts: Vec::new(),
+            idempotency: None,
+        };
+        Entry {
+            log_id: log_id(term, 1, index),
+            payload: EntryPayload::Normal(Command::Commit(tx)),
+        }
+    }
+
+    #[tokio::test]
+    async fn log_store_reads_span_rocksdb_and_the_tail() {
+        // Enough bytes that the oldest entries leave the tail once written: a read across the
+        // boundary is served from both RocksDB and memory, and a reopened store reads it all.
         let dir = tempfile::tempdir().unwrap();
-        let (_engine, store) = open(&dir);
-        let mut tasks = Vec::new();
+        let written: Vec<Entry> = (1..=40).map(|i| big(1, i, TAIL_BYTES / 16)).collect();
+        let mut expected = {
+            let (_engine, mut store) = open(&dir);
+            for chunk in written.chunks(8) {
+                append_flushed(&mut store, chunk.to_vec()).await;
+            }
+            let start = lock(&store.memory).start;
+            assert!(start > 4, "the tail kept everything (starts at {start})");
+            assert_eq!(store.try_get_log_entries(..).await.unwrap(), written);
+            let at = usize::try_from(start).unwrap();
+            let got = store
+                .try_get_log_entries(start - 2..start + 2)
+                .await
+                .unwrap();
+            assert_eq!(got, written[at - 3..at + 1].to_vec());
+
+            // Truncating below the tail's start: the removed entries are gone at once, before
+            // the raft-log thread has deleted them from RocksDB.
+            store
+                .truncate_after(Some(log_id(1, 1, start - 3)))
+                .await
+                .unwrap();
+            let mut expected = written[..at - 3].to_vec();
+            assert_eq!(store.try_get_log_entries(..).await.unwrap(), expected);
+            expected.push(blank(2, start - 2));
+            append_flushed(&mut store, vec![blank(2, start - 2)]).await;
+            assert_eq!(store.try_get_log_entries(..).await.unwrap(), expected);
+            expected
+        };
+        let (_engine, mut store) = open(&dir);
+        assert_eq!(store.try_get_log_entries(..).await.unwrap(), expected);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, expected.pop().map(|e| e.log_id));
+    }
+
+    #[tokio::test]
+    async fn log_store_queued_flushes_all_complete() {
+        // Appends queued back to back without waiting: each callback fires after an fsync that
+        // covers it, and the fsyncs are shared.
+        let dir = tempfile::tempdir().unwrap();
+        let (_engine, mut store) = open(&dir);
+        let mut flushed = Vec::new();
         for i in 1..=50u64 {
-            let mut store = store.clone();
-            tasks.push(tokio::spawn(async move {
-                append_flushed(&mut store, vec![blank(1, i)]).await;
-            }));
+            let (tx, rx) = DolmenRaft::oneshot();
+            store
+                .append(vec![blank(1, i)], IOFlushed::signal(tx))
+                .await
+                .unwrap();
+            flushed.push(rx);
         }
-        for task in tasks {
-            task.await.unwrap();
-        }
-        let mut store = store;
+        // Readable before flushed, as the trait requires.
         assert_eq!(indexes(&mut store).await, (1..=50).collect::<Vec<_>>());
+        for rx in flushed {
+            rx.await.unwrap().unwrap();
+        }
         let fsyncs = store.fsync_count();
         assert!((1..=50).contains(&fsyncs), "{fsyncs} fsyncs for 50 appends");
     }

@@ -534,13 +534,19 @@ impl RaftNode {
 
     /// Resolves when the Raft core stops on its own (a fatal error), with the reason.
     pub async fn stopped(&self) -> String {
-        let mut metrics = self.raft.metrics();
+        // Server metrics change only with the role, leader or membership; the full metrics
+        // change with every append and apply, and waking on each would cost several thread
+        // switches per write. A fatal error ends the core, which closes both channels.
+        let mut server = self.raft.server_metrics();
         loop {
-            if let Err(fatal) = &metrics.borrow_watched().running_state {
+            if let Err(fatal) = &self.raft.metrics().borrow_watched().running_state {
                 return fatal.to_string();
             }
-            if metrics.changed().await.is_err() {
-                return "the Raft core exited".into();
+            if server.changed().await.is_err() {
+                return match &self.raft.metrics().borrow_watched().running_state {
+                    Err(fatal) => fatal.to_string(),
+                    Ok(()) => "the Raft core exited".into(),
+                };
             }
         }
     }
@@ -549,6 +555,11 @@ impl RaftNode {
     pub async fn shutdown(&self) {
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "the Raft core did not stop cleanly");
+        }
+        // Queued unsynced log writes (committed, truncations, purges) land before the engine
+        // closes.
+        if let Err(e) = self.log.flush().await {
+            tracing::warn!(error = %e, "the Raft log's queued writes were not written");
         }
         let _ = self.stop_peers.send(true);
         let server = self.peer_server.lock().take();
