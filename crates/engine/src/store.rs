@@ -8,7 +8,7 @@
 //! Every read holds the read side of the restore fence; `Engine::restore` (in `transfer.rs`)
 //! holds the write side, so no reader observes a half-restored state.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -207,6 +207,45 @@ struct Pending {
     live: bool,
 }
 
+/// Whether recently written keys are live, so that a write need not seek `data` to keep the
+/// live-key count (that seek was the largest cost of applying a blind write).
+///
+/// Only the writer uses it, under `apply_lock`, and it is updated only after a batch is written,
+/// so it always matches `data`: garbage collection never changes whether a key is live, and
+/// `restore` clears it. Two generations bound its memory: when the current one holds
+/// [`LiveCache::GENERATION_BYTES`] of keys it becomes the old one, and the old one is dropped.
+#[derive(Default)]
+pub(crate) struct LiveCache {
+    current: HashMap<Vec<u8>, bool>,
+    old: HashMap<Vec<u8>, bool>,
+    current_bytes: usize,
+}
+
+impl LiveCache {
+    /// Key bytes per generation (plus about 64 bytes of overhead per key).
+    const GENERATION_BYTES: usize = 8 << 20;
+
+    fn get(&self, key: &[u8]) -> Option<bool> {
+        self.current.get(key).or_else(|| self.old.get(key)).copied()
+    }
+
+    fn insert(&mut self, key: Vec<u8>, live: bool) {
+        let bytes = key.len() + 64;
+        if self.current.insert(key, live).is_none() {
+            self.current_bytes += bytes;
+        }
+        if self.current_bytes > Self::GENERATION_BYTES {
+            self.old = std::mem::take(&mut self.current);
+            self.current_bytes = 0;
+        }
+    }
+
+    /// Forgets everything (the data was replaced).
+    pub(crate) fn clear(&mut self) {
+        *self = Self::default();
+    }
+}
+
 /// The MVCC engine. Cheap to share (`Arc<Engine>`); reads are concurrent with `apply_batch`.
 pub struct Engine {
     /// The node's database; the raft layer uses its `raft_*` column families.
@@ -222,7 +261,8 @@ pub struct Engine {
     /// Mirrors `meta/live_keys`.
     pub(crate) live_keys: AtomicU64,
     /// Serializes `apply_batch` (and `restore`): one writer at a time keeps versions ordered.
-    pub(crate) apply_lock: Mutex<()>,
+    /// It guards the writer's cache of which keys are live.
+    pub(crate) apply_lock: Mutex<LiveCache>,
     /// Where the next garbage-collection pass resumes (a raw `data` key).
     pub(crate) gc_cursor: Mutex<Vec<u8>>,
     /// The restore fence: readers of `data`/`meta` hold the read side, `restore` the write side,
@@ -323,7 +363,7 @@ impl Engine {
             applied: AtomicU64::new(0),
             horizon: AtomicU64::new(0),
             live_keys: AtomicU64::new(0),
-            apply_lock: Mutex::new(()),
+            apply_lock: Mutex::new(LiveCache::default()),
             gc_cursor: Mutex::new(Vec::new()),
             fence: RwLock::new(()),
             restore_incomplete: AtomicBool::new(false),
@@ -454,12 +494,13 @@ impl Engine {
         durability: Durability,
         extra_meta: &[(Vec<u8>, Vec<u8>)],
     ) -> Result<Vec<Outcome>, StorageError> {
-        let _writer = self.apply_lock.lock();
+        let mut live_cache = self.apply_lock.lock();
         // `restore` holds `apply_lock` for its whole run, so no batch interleaves with it.
         self.check_restored()?;
         let mut applied = self.applied_version();
         let mut batch = Applier {
             engine: self,
+            live_cache: &live_cache,
             batch: WriteBatch::default(),
             overlay: BTreeMap::new(),
             dedupe: BTreeMap::new(),
@@ -479,6 +520,7 @@ impl Engine {
         }
         let Applier {
             mut batch,
+            overlay,
             horizon,
             live_keys,
             ..
@@ -495,6 +537,11 @@ impl Engine {
         // Standalone: the acknowledgement waits for this fsync. Replicated: the log is the WAL.
         write.set_sync(durability == Durability::Sync);
         self.db.write_opt(batch, &write)?;
+        for ((cf, key), pending) in overlay {
+            if let Ok(prefix) = self.prefix(&cf) {
+                live_cache.insert(keys::key_start(prefix, &key), pending.live);
+            }
+        }
         // Publish only after the batch is durable/visible: readers at ≤ applied see it whole.
         self.live_keys.store(live_keys, Ordering::SeqCst);
         self.horizon.fetch_max(horizon, Ordering::SeqCst);
@@ -749,6 +796,8 @@ impl VisibleEntry {
 /// One `apply_batch` in progress: the write batch and what it changed so far.
 struct Applier<'e> {
     engine: &'e Engine,
+    /// Whether keys written by earlier batches are live (a cache of `data`).
+    live_cache: &'e LiveCache,
     batch: WriteBatch,
     /// Keys written earlier in this batch, so later commands see them (conflicts, existence).
     overlay: BTreeMap<(String, Vec<u8>), Pending>,
@@ -874,7 +923,7 @@ impl Applier<'_> {
         value: Option<&Vec<u8>>,
         version: Version,
     ) -> Result<(), StorageError> {
-        let was_live = self.latest(cf, key)?.is_some_and(|p| p.live);
+        let was_live = self.was_live(cf, key)?;
         let prefix = self.prefix(cf)?;
         let encoded = match value {
             Some(v) => {
@@ -901,31 +950,31 @@ impl Applier<'_> {
         Ok(())
     }
 
-    /// The newest state of `key`, including this batch's writes.
-    fn latest(&self, cf: &str, key: &[u8]) -> Result<Option<Pending>, StorageError> {
+    /// Whether the newest state of `key`, including this batch's writes, is a value.
+    fn was_live(&self, cf: &str, key: &[u8]) -> Result<bool, StorageError> {
         if let Some(p) = self.overlay.get(&(cf.to_owned(), key.to_vec())) {
-            return Ok(Some(*p));
+            return Ok(p.live);
         }
         let prefix = self.prefix(cf)?;
+        let start = keys::key_start(prefix, key);
+        if let Some(live) = self.live_cache.get(&start) {
+            return Ok(live);
+        }
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_end(prefix, key));
         let mut iter = self
             .engine
             .db
             .raw_iterator_cf_opt(self.engine.cf(CF_DATA), opts);
-        iter.seek(keys::key_start(prefix, key));
+        iter.seek(start);
         if !iter.valid() {
             iter.status()?;
-            return Ok(None);
+            return Ok(false);
         }
         let raw = iter.key().unwrap_or_default();
-        let decoded = keys::decode_version_key(prefix, raw)
+        keys::decode_version_key(prefix, raw)
             .ok_or_else(|| StorageError::Corrupt(format!("undecodable data key {raw:02x?}")))?;
-        let live = decode_value(iter.value().unwrap_or_default())?.is_some();
-        Ok(Some(Pending {
-            version: decoded.version,
-            live,
-        }))
+        Ok(decode_value(iter.value().unwrap_or_default())?.is_some())
     }
 
     /// The first key in `range` with a version in `(read_version, version)`, if any.

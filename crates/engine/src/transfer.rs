@@ -191,7 +191,8 @@ impl Engine {
         marker: &[u8],
         records: impl Iterator<Item = io::Result<Record>>,
     ) -> Result<(), StorageError> {
-        let _writer = self.apply_lock.lock();
+        let mut writer = self.apply_lock.lock();
+        writer.clear();
         let _fence = self.fence.write();
         let (data, meta) = (self.cf(CF_DATA), self.cf(CF_META));
 

@@ -98,6 +98,7 @@ fn restore_replaces_the_whole_state() {
     assert_eq!(get(&dst, "a"), Some(b"1".to_vec()));
     assert_eq!(get(&dst, "gone"), None);
     assert_eq!(dst.get("other", b"o", 3).unwrap(), Some(b"2".to_vec()));
+
     assert_eq!(
         dst.read_meta(b"raft/test").unwrap(),
         Some(b"meta-value".to_vec())
@@ -111,6 +112,15 @@ fn restore_replaces_the_whole_state() {
     // The restored engine keeps applying after the snapshot's version.
     apply(&dst, 4, commit(vec![set("default", "b", "4")]));
     assert_eq!(get(&dst, "b"), Some(b"4".to_vec()));
+    // The writer's memory of which keys were live went with the old state: writing an old key
+    // again adds a live key (a, o, b and old1), deleting `gone` (absent here) removes none.
+    let next = dst.applied_version() + 1;
+    apply(
+        &dst,
+        next,
+        commit(vec![set("default", "old1", "y"), del("gone")]),
+    );
+    assert_eq!(dst.stats().live_keys, 4);
 }
 
 #[test]

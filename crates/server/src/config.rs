@@ -107,10 +107,10 @@ pub struct ConsensusConfig {
     /// `false` answers `NOT_LEADER` with the leader's address instead. Default `true`.
     pub forward_writes: bool,
     /// `snapshot_interval_entries`: a snapshot of the state is built after this many log
-    /// entries, and the log behind it is purged. Default `10000`.
+    /// entries, and the log behind it is purged. Default `100000` (etcd's `snapshot-count`).
     pub snapshot_interval_entries: u64,
     /// `snapshot_keep_entries`: log entries kept behind the last snapshot, so a briefly
-    /// lagging follower catches up from the log instead of a snapshot. Default `1000`.
+    /// lagging follower catches up from the log instead of a snapshot. Default `5000`.
     pub snapshot_keep_entries: u64,
     /// `join`: admin addresses (`host:port`) of members of a running cluster. A node that is
     /// not yet a member asks them (the leader among them) to add it, with the addresses of its
@@ -129,8 +129,8 @@ impl Default for ConsensusConfig {
             max_outstanding_proposals: 1000,
             bootstrap: false,
             forward_writes: true,
-            snapshot_interval_entries: 10_000,
-            snapshot_keep_entries: 1000,
+            snapshot_interval_entries: 100_000,
+            snapshot_keep_entries: 5000,
             join: Vec::new(),
         }
     }

@@ -44,9 +44,9 @@ bootstrap = false
 # Followers pass writes to the leader and relay the outcome; false answers NOT_LEADER instead.
 forward_writes = true
 # Build a snapshot and purge the log behind it every this many log entries.
-snapshot_interval_entries = 10000
+snapshot_interval_entries = 100000
 # Log entries kept behind the last snapshot for briefly lagging followers.
-snapshot_keep_entries = 1000
+snapshot_keep_entries = 5000
 # Admin addresses (host:port) of members of a running cluster: a node that is not yet a
 # member asks the leader among them to add it (learner, then voter). For growing a cluster.
 join = []
