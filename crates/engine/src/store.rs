@@ -207,17 +207,20 @@ struct Pending {
     live: bool,
 }
 
-/// Whether recently written keys are live, so that a write need not seek `data` to keep the
-/// live-key count (that seek was the largest cost of applying a blind write).
+/// The newest version of recently written keys and whether it is live, so that a write need not
+/// seek `data` to keep the live-key count (that seek was the largest cost of applying a blind
+/// write), nor a single-key read conflict to find the key's newest version.
 ///
 /// Only the writer uses it, under `apply_lock`, and it is updated only after a batch is written,
-/// so it always matches `data`: garbage collection never changes whether a key is live, and
+/// so it always matches `data`, but for one case that changes no answer: garbage collection may
+/// delete a newest version that is a tombstone at or below the horizon, which is neither live
+/// nor able to conflict (a conflict check needs a read version at or above the horizon).
 /// `restore` clears it. Two generations bound its memory: when the current one holds
 /// [`LiveCache::GENERATION_BYTES`] of keys it becomes the old one, and the old one is dropped.
 #[derive(Default)]
 pub(crate) struct LiveCache {
-    current: HashMap<Vec<u8>, bool>,
-    old: HashMap<Vec<u8>, bool>,
+    current: HashMap<Vec<u8>, Pending>,
+    old: HashMap<Vec<u8>, Pending>,
     current_bytes: usize,
 }
 
@@ -225,13 +228,13 @@ impl LiveCache {
     /// Key bytes per generation (plus about 64 bytes of overhead per key).
     const GENERATION_BYTES: usize = 8 << 20;
 
-    fn get(&self, key: &[u8]) -> Option<bool> {
+    fn get(&self, key: &[u8]) -> Option<Pending> {
         self.current.get(key).or_else(|| self.old.get(key)).copied()
     }
 
-    fn insert(&mut self, key: Vec<u8>, live: bool) {
+    fn insert(&mut self, key: Vec<u8>, newest: Pending) {
         let bytes = key.len() + 64;
-        if self.current.insert(key, live).is_none() {
+        if self.current.insert(key, newest).is_none() {
             self.current_bytes += bytes;
         }
         if self.current_bytes > Self::GENERATION_BYTES {
@@ -539,7 +542,7 @@ impl Engine {
         self.db.write_opt(batch, &write)?;
         for ((cf, key), pending) in overlay {
             if let Ok(prefix) = self.prefix(&cf) {
-                live_cache.insert(keys::key_start(prefix, &key), pending.live);
+                live_cache.insert(keys::key_start(prefix, &key), pending);
             }
         }
         // Publish only after the batch is durable/visible: readers at ≤ applied see it whole.
@@ -957,8 +960,8 @@ impl Applier<'_> {
         }
         let prefix = self.prefix(cf)?;
         let start = keys::key_start(prefix, key);
-        if let Some(live) = self.live_cache.get(&start) {
-            return Ok(live);
+        if let Some(newest) = self.live_cache.get(&start) {
+            return Ok(newest.live);
         }
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_end(prefix, key));
@@ -996,6 +999,16 @@ impl Applier<'_> {
             return Ok(Some(key.clone()));
         }
         let prefix = self.prefix(&range.cf)?;
+        // One key (`KeyRange::single`, what most transactions send): its newest version decides,
+        // and the writer's cache usually knows it.
+        let single = range.end.len() == range.begin.len() + 1
+            && range.end.starts_with(&range.begin)
+            && range.end.last() == Some(&0);
+        if single {
+            if let Some(newest) = self.live_cache.get(&keys::key_start(prefix, &range.begin)) {
+                return Ok(in_window(newest.version).then(|| range.begin.clone()));
+            }
+        }
         let mut opts = ReadOptions::default();
         opts.set_iterate_upper_bound(keys::key_start(prefix, &range.end));
         let mut iter = self
