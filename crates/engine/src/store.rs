@@ -187,6 +187,11 @@ pub struct EngineStats {
     pub applied_version: Version,
     /// The retention horizon.
     pub horizon: Version,
+    /// Bytes held by the shared block cache (bounded by `block_cache_size_mb`).
+    pub block_cache_bytes: u64,
+    /// Bytes held by the memtables of every column family, the Raft log's included (bounded
+    /// by twice `write_buffer_size_mb`).
+    pub memtable_bytes: u64,
 }
 
 /// What one garbage-collection pass did.
@@ -732,6 +737,18 @@ impl Engine {
             compaction_pending_bytes: prop(data, "rocksdb.estimate-pending-compaction-bytes"),
             applied_version: self.applied_version(),
             horizon: self.horizon(),
+            // The block cache is one for the whole database; any column family reports it.
+            block_cache_bytes: prop(data, "rocksdb.block-cache-usage"),
+            memtable_bytes: [CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE]
+                .iter()
+                .map(|name| prop(self.cf(name), "rocksdb.size-all-mem-tables"))
+                .sum::<u64>()
+                + self
+                    .db
+                    .property_int_value("rocksdb.size-all-mem-tables")
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0),
         }
     }
 }

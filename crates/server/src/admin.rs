@@ -171,6 +171,18 @@ async fn metrics(State(AdminState { service, raft, .. }): State<AdminState>) -> 
         engine.size_bytes.to_string(),
     );
     metric(
+        "dolmen_block_cache_bytes",
+        "gauge",
+        "Bytes in RocksDB's block cache (bounded by storage.block_cache_size_mb).",
+        engine.block_cache_bytes.to_string(),
+    );
+    metric(
+        "dolmen_memtable_bytes",
+        "gauge",
+        "Bytes in RocksDB's memtables, all column families (bounded by 2 x write_buffer_size_mb).",
+        engine.memtable_bytes.to_string(),
+    );
+    metric(
         "dolmen_compaction_pending_bytes",
         "gauge",
         "RocksDB's estimate of bytes awaiting compaction.",
@@ -224,6 +236,8 @@ async fn status(State(state): State<AdminState>) -> impl IntoResponse {
         "horizon": engine.horizon,
         "live_keys": engine.live_keys,
         "size_bytes": engine.size_bytes,
+        "block_cache_bytes": engine.block_cache_bytes,
+        "memtable_bytes": engine.memtable_bytes,
         "uptime_seconds": service.uptime().as_secs(),
         "members": members,
         "raft": state.raft.as_ref().map(|r| r.status()),
