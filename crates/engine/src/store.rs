@@ -44,8 +44,9 @@ pub struct EngineOptions {
     /// User column families this node serves (must include "default").
     pub column_families: Vec<String>,
     /// RocksDB memtable size per column family, in MiB. All column families together hold at
-    /// most twice this in memtables (RocksDB's `db_write_buffer_size`), so a node's memory is
-    /// bounded by the block cache plus two memtables, whatever the column family count.
+    /// most twice this in memtables, and that memory is charged to the block cache (RocksDB's
+    /// write buffer manager), so the block cache size bounds memtables and cached blocks
+    /// together, whatever the column family count.
     pub write_buffer_size_mb: usize,
     /// RocksDB memtables per column family.
     pub max_write_buffer_number: i32,
@@ -187,10 +188,11 @@ pub struct EngineStats {
     pub applied_version: Version,
     /// The retention horizon.
     pub horizon: Version,
-    /// Bytes held by the shared block cache (bounded by `block_cache_size_mb`).
+    /// Bytes held by the shared block cache, memtables' charge included (bounded by
+    /// `block_cache_size_mb`).
     pub block_cache_bytes: u64,
-    /// Bytes held by the memtables of every column family, the Raft log's included (bounded
-    /// by twice `write_buffer_size_mb`).
+    /// Bytes held by the memtables of every column family, the Raft log's included (at most
+    /// twice `write_buffer_size_mb`, and part of `block_cache_bytes`).
     pub memtable_bytes: u64,
 }
 
@@ -340,6 +342,10 @@ impl Engine {
         let cache = Cache::new_lru_cache(options.block_cache_size_mb.max(1) << 20);
         let mut table = BlockBasedOptions::default();
         table.set_block_cache(&cache);
+        // Index and filter blocks live in the block cache too, so the cache size bounds them:
+        // held by each open table reader instead, they grow with the number of SST files.
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
         let mut cf_opts = Options::default();
         cf_opts.set_block_based_table_factory(&table);
         cf_opts.set_write_buffer_size(options.write_buffer_size_mb.max(1) << 20);
@@ -347,7 +353,15 @@ impl Engine {
         cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
 
         let mut db_opts = cf_opts.clone();
-        db_opts.set_db_write_buffer_size(options.write_buffer_size_mb.max(1) << 21);
+        // Memtables of all column families together: at most two memtables' worth, charged to
+        // the block cache, so one number bounds RocksDB's memory (blocks are evicted to make
+        // room for memtables). No stall: flushes keep memtables under the limit.
+        let memtables = rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            options.write_buffer_size_mb.max(1) << 21,
+            false,
+            cache.clone(),
+        );
+        db_opts.set_write_buffer_manager(&memtables);
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
@@ -652,7 +666,11 @@ impl Engine {
         }
         let data = self.cf(CF_DATA);
         let mut cursor = self.gc_cursor.lock();
-        let mut iter = self.db.raw_iterator_cf(data);
+        // A scan of everything over time: caching its blocks (old versions included) would fill
+        // the block cache with data no read wants and push hot blocks out.
+        let mut opts = ReadOptions::default();
+        opts.fill_cache(false);
+        let mut iter = self.db.raw_iterator_cf_opt(data, opts);
         iter.seek(&*cursor);
         let mut batch = WriteBatch::default();
         // (raw key prefix of the current user key, whether its newest version ≤ horizon was seen)

@@ -77,6 +77,8 @@ impl<'e> Export<'e> {
     fn section_iter(&self, section: Section) -> DBRawIterator<'e> {
         let mut opts = ReadOptions::default();
         opts.set_snapshot(&self.snapshot);
+        // A whole-state scan: caching its blocks would only push hot ones out.
+        opts.fill_cache(false);
         let engine: &'e Engine = self.engine;
         let mut iter = engine
             .db
@@ -264,7 +266,8 @@ impl Engine {
         for (name, prefix) in &self.prefixes {
             let mut opts = ReadOptions::default();
             opts.set_iterate_upper_bound(keys::cf_end(prefix));
-            // Iterator first, then the horizon check (docs/engine-format.md, read ordering).
+            opts.fill_cache(false); // a whole-state scan
+                                    // Iterator first, then the horizon check (docs/engine-format.md, read ordering).
             let mut iter = self.db.raw_iterator_cf_opt(data, opts);
             if !checked {
                 let (horizon, applied) = (self.horizon(), self.applied_version());

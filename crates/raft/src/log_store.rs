@@ -136,6 +136,8 @@ struct Memory {
     vote: Option<Vote>,
     /// First index the tail answers for (see the module's tail invariant).
     start: u64,
+    /// First index not purged: reads start here even before the purge's delete has run.
+    first: u64,
     entries: VecDeque<Cached>,
     bytes: usize,
     /// Sequence number of the next queued request.
@@ -168,6 +170,7 @@ impl Memory {
 
     /// Forgets every entry up to and including `index` (purged).
     fn purge(&mut self, index: u64) {
+        self.first = self.first.max(index + 1);
         while self
             .entries
             .front()
@@ -292,15 +295,23 @@ impl LogStore {
     /// `raft-log` thread. Blocking: call it at start-up.
     pub fn new(engine: &Engine) -> io::Result<Self> {
         let db = Arc::clone(engine.db());
+        let state = cf(&db, CF_RAFT_STATE)?;
         let vote = db
-            .get_cf(cf(&db, CF_RAFT_STATE)?, KEY_VOTE)
+            .get_cf(state, KEY_VOTE)
             .map_err(rocks)?
             .map(|v| codec::decode_vote(&v))
             .transpose()?;
+        let first = db
+            .get_cf(state, KEY_LAST_PURGED)
+            .map_err(rocks)?
+            .map(|v| codec::decode_log_id(&v))
+            .transpose()?
+            .map_or(0, |id| id.index + 1);
         let last = last_stored_entry(&db)?.map_or(0, |id| id.index + 1);
         let memory = Arc::new(Mutex::new(Memory {
             vote,
-            start: last,
+            first,
+            start: last.max(first),
             entries: VecDeque::new(),
             bytes: 0,
             next_seq: 1,
@@ -370,6 +381,24 @@ impl LogStore {
         self.enqueue_and_wait(Vec::new(), false).await
     }
 
+    /// The first unpurged index, the tail's start, and the tail's entries in `[start, end)`
+    /// (`end` `None`: to the last one).
+    fn tail_part(&self, start: u64, end: Option<u64>) -> (u64, u64, Vec<Entry>) {
+        let memory = lock(&self.memory);
+        let from = start.max(memory.start);
+        let to = end.map_or(memory.end(), |end| end.min(memory.end()));
+        let skip = usize::try_from(from - memory.start).unwrap_or(usize::MAX);
+        let take = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
+        let entries = memory
+            .entries
+            .iter()
+            .skip(skip)
+            .take(take)
+            .map(|c| c.entry.clone())
+            .collect();
+        (memory.first, memory.start, entries)
+    }
+
     /// Reads one `raft_state` log id (`committed` or `last_purged`), after the queue is written.
     async fn read_state_log_id(&self, key: &'static [u8]) -> io::Result<Option<LogId>> {
         self.flush().await?;
@@ -429,31 +458,32 @@ impl RaftLogReader<DolmenRaft> for LogStore {
             Bound::Excluded(&e) => Some(e),
             Bound::Unbounded => None,
         };
-        // The tail's part first, in one look: everything below the tail's start at that moment
-        // is already in RocksDB, so the older part read next is consistent with it.
-        let (tail_start, tail) = {
-            let memory = lock(&self.memory);
-            let from = start.max(memory.start);
-            let to = end.map_or(memory.end(), |end| end.min(memory.end()));
-            let skip = usize::try_from(from - memory.start).unwrap_or(usize::MAX);
-            let take = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
-            let tail: Vec<Entry> = memory
-                .entries
-                .iter()
-                .skip(skip)
-                .take(take)
-                .map(|c| c.entry.clone())
-                .collect();
-            (memory.start, tail)
-        };
-        if start >= tail_start {
-            return Ok(tail);
+        // A truncation below the tail's start that the raft-log thread runs between the two
+        // reads below could leave a gap where they meet; openraft never reads entries a node is
+        // truncating, but a gap is retried rather than returned.
+        for _ in 0..3 {
+            let (first, tail_start, tail) = self.tail_part(start, end);
+            // Purged entries are gone at once, before the raft-log thread deletes them.
+            let start = start.max(first);
+            if start >= tail_start {
+                return Ok(tail);
+            }
+            // Everything below the tail's start at that look was already in RocksDB.
+            let db = Arc::clone(&self.db);
+            let older_end = end.map_or(tail_start, |end| end.min(tail_start));
+            let mut entries = blocking(move || read_stored(&db, start, Some(older_end))).await?;
+            let joined = match (entries.last(), tail.first()) {
+                (Some(older), Some(newer)) => older.log_id.index + 1 == newer.log_id.index,
+                _ => true,
+            };
+            if joined {
+                entries.extend(tail);
+                return Ok(entries);
+            }
         }
-        let db = Arc::clone(&self.db);
-        let older_end = end.map_or(tail_start, |end| end.min(tail_start));
-        let mut entries = blocking(move || read_stored(&db, start, Some(older_end))).await?;
-        entries.extend(tail);
-        Ok(entries)
+        Err(io::Error::other(format!(
+            "reading raft log entries {range:?} raced with truncations three times"
+        )))
     }
 
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {

@@ -173,13 +173,13 @@ async fn metrics(State(AdminState { service, raft, .. }): State<AdminState>) -> 
     metric(
         "dolmen_block_cache_bytes",
         "gauge",
-        "Bytes in RocksDB's block cache (bounded by storage.block_cache_size_mb).",
+        "Bytes in RocksDB's block cache, memtables' charge included (bounded by rocksdb.block_cache_size_mb).",
         engine.block_cache_bytes.to_string(),
     );
     metric(
         "dolmen_memtable_bytes",
         "gauge",
-        "Bytes in RocksDB's memtables, all column families (bounded by 2 x write_buffer_size_mb).",
+        "Bytes in RocksDB's memtables, all column families (at most 2 x rocksdb.write_buffer_size_mb, within the block cache).",
         engine.memtable_bytes.to_string(),
     );
     metric(

@@ -198,11 +198,12 @@ impl Default for DatabaseConfig {
 #[serde(default, deny_unknown_fields, expecting = "a [rocksdb] table")]
 pub struct RocksdbConfig {
     /// `write_buffer_size_mb`: size of one memtable in MiB; all column families together hold
-    /// at most twice this in memtables. Default `64`.
+    /// at most twice this in memtables, counted within the block cache. Default `64`.
     pub write_buffer_size_mb: u64,
     /// `max_write_buffer_number`: most memtables per column family. Default `4`.
     pub max_write_buffer_number: u32,
-    /// `block_cache_size_mb`: size of the shared block cache in MiB. Default `512`.
+    /// `block_cache_size_mb`: size of the shared block cache in MiB; it holds the memtables'
+    /// charge too, so it bounds RocksDB's memory. Default `512`.
     pub block_cache_size_mb: u64,
 }
 

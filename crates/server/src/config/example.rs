@@ -69,11 +69,12 @@ column_families = ["default"]
 
 [rocksdb]
 # Size of one memtable, MiB; all column families together hold at most twice this in
-# memtables (memory is bounded by the block cache plus 2 × this).
+# memtables, counted within the block cache.
 write_buffer_size_mb = 64
 # Most memtables per column family.
 max_write_buffer_number = 4
-# Size of the shared block cache, MiB.
+# Size of the shared block cache, MiB. It holds the memtables' charge too, so it bounds
+# RocksDB's memory: a node's RSS stays near this plus ~160 MiB (docs/PERFORMANCE.md).
 block_cache_size_mb = 512
 
 [server]
