@@ -271,7 +271,7 @@ pub struct Engine {
     /// Mirrors `meta/live_keys`.
     pub(crate) live_keys: AtomicU64,
     /// Serializes `apply_batch` (and `restore`): one writer at a time keeps versions ordered.
-    /// It guards the writer's cache of which keys are live.
+    /// It guards the writer's cache of recent keys' newest versions ([`LiveCache`]).
     pub(crate) apply_lock: Mutex<LiveCache>,
     /// Where the next garbage-collection pass resumes (a raw `data` key).
     pub(crate) gc_cursor: Mutex<Vec<u8>>,

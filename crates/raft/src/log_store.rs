@@ -788,16 +788,23 @@ mod tests {
         assert_eq!(indexes(&mut store).await, vec![2, 3, 4]);
     }
 
+    /// Appends entries 1 to 3, then overwrites entry `index` with garbage behind the store.
+    async fn corrupt_after_writing(dir: &tempfile::TempDir, index: u64) {
+        let (engine, mut store) = open(dir);
+        append_flushed(&mut store, (1..=3).map(|i| blank(1, i)).collect()).await;
+        let db = engine.db();
+        db.put_cf(
+            db.cf_handle(CF_RAFT_LOG).unwrap(),
+            log_key(index),
+            b"\x01junk",
+        )
+        .unwrap();
+    }
+
     #[tokio::test]
     async fn log_store_corrupt_value_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let (engine, mut store) = open(&dir);
-            append_flushed(&mut store, (1..=3).map(|i| blank(1, i)).collect()).await;
-            let db = engine.db();
-            db.put_cf(db.cf_handle(CF_RAFT_LOG).unwrap(), log_key(2), b"\x01junk")
-                .unwrap();
-        }
+        corrupt_after_writing(&dir, 2).await;
         // Entries older than the tail are read from RocksDB, and decoded there.
         let (_engine, mut store) = open(&dir);
         let err = store.try_get_log_entries(..).await.unwrap_err();
@@ -807,13 +814,7 @@ mod tests {
     #[tokio::test]
     async fn log_store_corrupt_last_entry_fails_open() {
         let dir = tempfile::tempdir().unwrap();
-        {
-            let (engine, mut store) = open(&dir);
-            append_flushed(&mut store, (1..=3).map(|i| blank(1, i)).collect()).await;
-            let db = engine.db();
-            db.put_cf(db.cf_handle(CF_RAFT_LOG).unwrap(), log_key(3), b"\x01junk")
-                .unwrap();
-        }
+        corrupt_after_writing(&dir, 3).await;
         let engine = Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap();
         let err = LogStore::new(&engine)
             .err()
