@@ -90,6 +90,14 @@ impl KeyRange {
             end,
         }
     }
+
+    /// The one key this range holds, when it has [`KeyRange::single`]'s shape.
+    pub fn single_key(&self) -> Option<&[u8]> {
+        let one = self.end.len() == self.begin.len() + 1
+            && self.end.starts_with(&self.begin)
+            && self.end.last() == Some(&0);
+        one.then_some(self.begin.as_slice())
+    }
 }
 
 /// One write inside a transaction.

@@ -1036,12 +1036,9 @@ impl Applier<'_> {
         let prefix = self.prefix(&range.cf)?;
         // One key (`KeyRange::single`, what most transactions send): its newest version decides,
         // and the writer's cache usually knows it.
-        let single = range.end.len() == range.begin.len() + 1
-            && range.end.starts_with(&range.begin)
-            && range.end.last() == Some(&0);
-        if single {
-            if let Some(newest) = self.live_cache.get(&keys::key_start(prefix, &range.begin)) {
-                return Ok(in_window(newest.version).then(|| range.begin.clone()));
+        if let Some(key) = range.single_key() {
+            if let Some(newest) = self.live_cache.get(&keys::key_start(prefix, key)) {
+                return Ok(in_window(newest.version).then(|| key.to_vec()));
             }
         }
         let mut opts = ReadOptions::default();

@@ -322,11 +322,7 @@ async fn run_once(
         })
         .collect();
     let mut report = Report::new(workload.name(), clients, args.read_strategy.name());
-    for task in tasks {
-        if let Ok(tally) = task.await {
-            report.absorb(tally);
-        }
-    }
+    report.absorb_all(tasks).await;
     report.elapsed = start.elapsed();
     ticker.abort();
     Ok(report)

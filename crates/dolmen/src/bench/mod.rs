@@ -192,11 +192,7 @@ async fn run_once(
         })
         .collect();
     let mut report = Report::new(workload.name(), clients, topology.strategy.name());
-    for task in tasks {
-        if let Ok(tally) = task.await {
-            report.absorb(tally);
-        }
-    }
+    report.absorb_all(tasks).await;
     report.elapsed = start.elapsed();
     progress.finish();
     report

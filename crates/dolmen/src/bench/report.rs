@@ -101,6 +101,15 @@ impl Report {
         let _ = self.latency.add(&tally.latency);
     }
 
+    /// Adds the tally of every client task; a task that panicked adds nothing.
+    pub async fn absorb_all(&mut self, clients: Vec<tokio::task::JoinHandle<Tally>>) {
+        for client in clients {
+            if let Ok(tally) = client.await {
+                self.absorb(tally);
+            }
+        }
+    }
+
     fn ops_per_sec(&self) -> f64 {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
