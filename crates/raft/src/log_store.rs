@@ -144,6 +144,9 @@ struct Memory {
     next_seq: u64,
     /// Every request up to this one has been written to RocksDB.
     written_seq: u64,
+    /// The latest `committed` not yet handed to the `raft-log` thread. It rides along with the
+    /// next queued request instead of waking the thread for itself.
+    committed: Option<Write>,
 }
 
 impl Memory {
@@ -211,11 +214,16 @@ fn run_log_writer(
     fsyncs: Arc<AtomicU64>,
 ) {
     while let Ok(first) = requests.recv() {
+        // The pending `committed` is taken before the queue is drained: every entry it covers
+        // was queued before it was saved, so it is in this group and written ahead of it.
+        let committed = memory.upgrade().and_then(|m| lock(&m).committed.take());
         // Group commit: every request queued so far shares this write and this fsync.
         let mut group = vec![first];
         group.extend(requests.try_iter());
         let result = match db.upgrade() {
-            Some(db) => write_group(&db, &group, &fsyncs).map_err(|e| e.to_string()),
+            Some(db) => {
+                write_group(&db, &group, committed.as_ref(), &fsyncs).map_err(|e| e.to_string())
+            }
             None => Err("database closed before the log was written".to_owned()),
         };
         if let Err(e) = &result {
@@ -234,11 +242,17 @@ fn run_log_writer(
     }
 }
 
-/// Writes a group of requests as one unsynced batch, then fsyncs the WAL if one of them needs it.
-fn write_group(db: &DB, group: &[Request], fsyncs: &AtomicU64) -> io::Result<()> {
+/// Writes a group of requests, then `committed`, as one unsynced batch, then fsyncs the WAL if
+/// one of the requests needs it.
+fn write_group(
+    db: &DB,
+    group: &[Request],
+    committed: Option<&Write>,
+    fsyncs: &AtomicU64,
+) -> io::Result<()> {
     let (log, state) = (cf(db, CF_RAFT_LOG)?, cf(db, CF_RAFT_STATE)?);
     let mut batch = WriteBatch::default();
-    for write in group.iter().flat_map(|r| &r.writes) {
+    for write in group.iter().flat_map(|r| &r.writes).chain(committed) {
         match write {
             Write::Entry(index, value) => batch.put_cf(log, log_key(*index), value),
             Write::State(key, value) => batch.put_cf(state, key, value),
@@ -316,6 +330,7 @@ impl LogStore {
             bytes: 0,
             next_seq: 1,
             written_seq: 0,
+            committed: None,
         }));
         let (queue, requests) = mpsc::channel();
         let fsyncs = Arc::new(AtomicU64::new(0));
@@ -559,7 +574,11 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
             Some(id) => Write::State(KEY_COMMITTED, codec::encode_log_id(&id)),
             None => Write::ClearState(KEY_COMMITTED),
         };
-        self.enqueue(vec![write], Completion::None, |_, _| {})
+        // Not queued by itself: it waits for the next request (at the latest `flush`), so a
+        // commit costs the `raft-log` thread no wake-up. A crash may lose it; openraft then
+        // learns the commit again from the leader.
+        lock(&self.memory).committed = Some(write);
+        Ok(())
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
@@ -773,8 +792,9 @@ mod tests {
                 committed: true,
             };
             store.save_vote(&vote).await.unwrap();
-            store.save_committed(Some(log_id(3, 1, 3))).await.unwrap();
             store.purge(log_id(3, 1, 1)).await.unwrap();
+            // The last request before the close: `flush` carries it to RocksDB.
+            store.save_committed(Some(log_id(3, 1, 3))).await.unwrap();
             store.flush().await.unwrap();
         }
         // The engine and every store clone are dropped: RocksDB is closed and reopened.

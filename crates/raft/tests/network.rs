@@ -19,12 +19,15 @@ use dolmen_raft::types::{
     DolmenRaft, Entry, EntryPayload, LogId, Membership, NodeAddr, SnapshotFile, Vote,
 };
 use dolmen_raft::{Applied, BoxFuture, NodeId, ProposeError};
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
 use openraft::errors::{Fatal, RPCError, RaftError, ReplicationClosed, StreamingError};
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::network::{RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderError,
-    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError,
+    StreamAppendResult, TransferLeaderError, TransferLeaderRequest, TransferLeaderResponse,
+    VoteRequest, VoteResponse,
 };
 use openraft::StoredMembership;
 use parking_lot::Mutex;
@@ -77,6 +80,11 @@ type Received = (Vote, SnapshotMeta, PathBuf, Vec<u8>);
 /// Records what arrived and answers from scripted values.
 struct Mock {
     appends: Mutex<Vec<AppendEntriesRequest<DolmenRaft>>>,
+    /// Requests that arrived on append streams.
+    streamed: Arc<Mutex<Vec<AppendEntriesRequest<DolmenRaft>>>>,
+    /// An append stream answers only once this many requests arrived (or the stream ended):
+    /// a client that waits for each answer before sending the next never gets one.
+    stream_hold: AtomicU64,
     snapshots: Mutex<Vec<Received>>,
     read_mode: Mutex<ReadMode>,
 }
@@ -85,13 +93,47 @@ impl Mock {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             appends: Mutex::new(Vec::new()),
+            streamed: Arc::new(Mutex::new(Vec::new())),
+            stream_hold: AtomicU64::new(1),
             snapshots: Mutex::new(Vec::new()),
             read_mode: Mutex::new(ReadMode::Index(0)),
         })
     }
 }
 
+/// The `prev_log_id` index at which the mock's log conflicts.
+const CONFLICT_AT: u64 = 666;
+
 impl PeerHandler for Mock {
+    fn stream_append(
+        &self,
+        requests: BoxStream<'static, AppendEntriesRequest<DolmenRaft>>,
+    ) -> BoxStream<'static, Result<StreamAppendResult<DolmenRaft>, Fatal<DolmenRaft>>> {
+        let streamed = Arc::clone(&self.streamed);
+        let hold = usize::try_from(self.stream_hold.load(Ordering::SeqCst)).expect("small");
+        let answers = requests.chunks(hold.max(1)).flat_map(move |held| {
+            let answers: Vec<StreamAppendResult<DolmenRaft>> = held
+                .into_iter()
+                .map(|req| {
+                    streamed.lock().push(req.clone());
+                    match req.prev_log_id {
+                        Some(prev) if prev.index == CONFLICT_AT => {
+                            Err(StreamAppendError::Conflict(prev))
+                        }
+                        prev => Ok(req.entries.last().map(|e| e.log_id).or(prev)),
+                    }
+                })
+                .collect();
+            stream::iter(answers)
+        });
+        // Like openraft: nothing after the first refusal.
+        Box::pin(answers.scan(false, |refused, answer| {
+            let out = (!*refused).then(|| Ok(answer.clone()));
+            *refused = answer.is_err();
+            std::future::ready(out)
+        }))
+    }
+
     fn append_entries(
         &self,
         req: AppendEntriesRequest<DolmenRaft>,
@@ -357,6 +399,194 @@ async fn append_entries_round_trips_requests_and_responses() {
         seen[1].entries.is_empty()
             && seen[1].prev_log_id.is_none()
             && seen[1].leader_commit.is_none()
+    );
+    server.stop().await;
+}
+
+fn append_at(prev: u64, entries: u64) -> AppendEntriesRequest<DolmenRaft> {
+    AppendEntriesRequest {
+        vote: vote(3, 0, true),
+        prev_log_id: Some(log_id(3, 0, prev)),
+        entries: (prev + 1..=prev + entries)
+            .map(|i| Entry {
+                log_id: log_id(3, 0, i),
+                payload: EntryPayload::Blank,
+            })
+            .collect(),
+        leader_commit: Some(log_id(3, 0, prev)),
+    }
+}
+
+/// Collects a stream's items, failing the test if it has not ended within `TTL`.
+async fn all<T>(stream: impl futures::Stream<Item = T>) -> Vec<T> {
+    tokio::time::timeout(TTL, stream.collect::<Vec<_>>())
+        .await
+        .expect("the stream ends within the TTL")
+}
+
+#[tokio::test]
+async fn append_stream_pipelines_requests_and_answers_in_order() {
+    let server = Server::start().await;
+    // The mock answers nothing before three requests arrived: a client that waited for each
+    // answer would hang here.
+    server.mock.stream_hold.store(3, Ordering::SeqCst);
+    let (_factory, mut net) = network_to(&server).await;
+    let input = stream::iter(vec![append_at(10, 2), append_at(12, 0), append_at(12, 3)]);
+    let answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(TTL))
+        .await
+        .expect("the stream opens");
+    let answers: Vec<_> = all(answers)
+        .await
+        .into_iter()
+        .map(|a| a.expect("no transport error"))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            Ok(Some(log_id(3, 0, 12))),
+            Ok(Some(log_id(3, 0, 12))),
+            Ok(Some(log_id(3, 0, 15)))
+        ]
+    );
+    // What arrived, as (prev index, entry indexes), in sending order.
+    let seen: Vec<(u64, Vec<u64>)> = server
+        .mock
+        .streamed
+        .lock()
+        .iter()
+        .map(|r| {
+            let prev = r.prev_log_id.map_or(0, |id| id.index);
+            (prev, r.entries.iter().map(|e| e.log_id.index).collect())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(10, vec![11, 12]), (12, vec![]), (12, vec![13, 14, 15])]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn append_stream_ends_at_the_first_refusal() {
+    let server = Server::start().await;
+    let (_factory, mut net) = network_to(&server).await;
+    let input = stream::iter(vec![
+        append_at(1, 1),
+        append_at(CONFLICT_AT, 1),
+        append_at(2, 1),
+    ]);
+    let answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(TTL))
+        .await
+        .expect("the stream opens");
+    let answers: Vec<_> = all(answers)
+        .await
+        .into_iter()
+        .map(|a| a.expect("no transport error"))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![
+            Ok(Some(log_id(3, 0, 2))),
+            Err(StreamAppendError::Conflict(log_id(3, 0, CONFLICT_AT)))
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn append_stream_refuses_another_group_after_answering_the_requests_before_it() {
+    let server = Server::start().await;
+    let mut raw = pb::peer_client::PeerClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let good = dolmen_raft::network::wire::append_request_to_pb(&append_at(4, 1)).expect("encode");
+    let mut other_group = good.clone();
+    other_group.group_id = 2;
+    let answers = raw
+        .append_stream(stream::iter(vec![good, other_group]))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let answers = all(answers).await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let first = answers[0]
+        .as_ref()
+        .expect("the first request is answered")
+        .clone();
+    assert_eq!(
+        dolmen_raft::network::wire::stream_result_from_pb(first).expect("decodes"),
+        Ok(Some(log_id(3, 0, 5)))
+    );
+    let status = answers[1].as_ref().expect_err("group 2 refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("group_id 2"),
+        "{}",
+        status.message()
+    );
+    server.stop().await;
+}
+
+/// Applies one action to every `AppendEntries`.
+#[derive(Debug)]
+struct EveryAppend(FaultAction);
+
+impl PeerFaults for EveryAppend {
+    fn check(&self, _from: NodeId, _to: NodeId, rpc: &'static str) -> FaultAction {
+        if rpc == "AppendEntries" {
+            self.0
+        } else {
+            FaultAction::Deliver
+        }
+    }
+}
+
+#[tokio::test]
+async fn append_stream_faults_drop_as_a_timeout_and_duplicate_without_extra_answers() {
+    let server = Server::start().await;
+    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
+        .with_faults(Arc::new(EveryAppend(FaultAction::Duplicate)));
+    let mut net = factory.network(PEER, &server.node());
+    let input = stream::iter(vec![append_at(1, 1), append_at(2, 1)]);
+    let answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(TTL))
+        .await
+        .expect("the stream opens");
+    let answers: Vec<_> = all(answers)
+        .await
+        .into_iter()
+        .map(|a| a.expect("no transport error"))
+        .collect();
+    assert_eq!(
+        answers,
+        vec![Ok(Some(log_id(3, 0, 2))), Ok(Some(log_id(3, 0, 3)))]
+    );
+    assert_eq!(
+        server.mock.streamed.lock().len(),
+        4,
+        "each request arrived twice"
+    );
+
+    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
+        .with_faults(Arc::new(EveryAppend(FaultAction::Drop)));
+    let mut net = factory.network(PEER, &server.node());
+    let ttl = Duration::from_millis(300);
+    let start = Instant::now();
+    let input = stream::iter(vec![append_at(3, 1)]);
+    let answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(ttl))
+        .await
+        .expect("the stream opens");
+    let answers = all(answers).await;
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(
+        matches!(answers[0], Err(RPCError::Timeout(_))),
+        "{:?}",
+        answers[0]
+    );
+    assert!(start.elapsed() < TTL, "took {:?}", start.elapsed());
+    assert_eq!(
+        server.mock.streamed.lock().len(),
+        4,
+        "the dropped request never arrived"
     );
     server.stop().await;
 }

@@ -173,6 +173,7 @@ pub async fn run(
         tokio::spawn(gc_job(
             engine.clone(),
             Duration::from_millis(config.mvcc.compaction_interval_ms),
+            Duration::from_millis(config.mvcc.retention_window_ms),
             stopped(stop_rx.clone()),
         )),
     ];
@@ -429,12 +430,25 @@ async fn retention_job(
     }
 }
 
-/// Deletes unobservable MVCC versions in the background, a bounded slice at a time.
-async fn gc_job(engine: Arc<Engine>, interval: Duration, stop: impl Future<Output = ()>) {
+/// Deletes unobservable MVCC versions in the background, a bounded slice every `interval`.
+///
+/// A full pass over the keyspace starts at most once per retention `window`: a version turns
+/// into garbage only once it is older than the window, so a pass every `interval` (the
+/// horizon's pace) would read every live version again to find a second's worth of garbage.
+/// Garbage lives at most about two windows.
+async fn gc_job(
+    engine: Arc<Engine>,
+    interval: Duration,
+    window: Duration,
+    stop: impl Future<Output = ()>,
+) {
     const KEYS_PER_SLICE: u64 = 10_000;
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_horizon = 0;
+    // When the current pass started (`None`: between passes), and when the next may start.
+    let mut pass_started: Option<Instant> = None;
+    let mut next_pass = Instant::now();
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -442,9 +456,10 @@ async fn gc_job(engine: Arc<Engine>, interval: Duration, stop: impl Future<Outpu
             _ = tick.tick() => {}
         }
         let horizon = engine.horizon();
-        if horizon == last_horizon {
+        if horizon == last_horizon || (pass_started.is_none() && Instant::now() < next_pass) {
             continue;
         }
+        let started = *pass_started.get_or_insert_with(Instant::now);
         let engine = engine.clone();
         let slice =
             tokio::task::spawn_blocking(move || engine.collect_garbage(KEYS_PER_SLICE)).await;
@@ -452,6 +467,8 @@ async fn gc_job(engine: Arc<Engine>, interval: Duration, stop: impl Future<Outpu
             Ok(Ok(report)) => {
                 if report.wrapped {
                     last_horizon = horizon; // a full pass at this horizon is done
+                    pass_started = None;
+                    next_pass = started + window;
                 }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),

@@ -26,7 +26,8 @@ pub enum FaultAction {
 
 /// Decides the fate of each outgoing call. `rpc` is the gRPC method name (`"Vote"`,
 /// `"PreVote"`, `"AppendEntries"`, `"InstallSnapshot"`, `"TransferLeader"`, `"Forward"`,
-/// `"ReadIndex"`, `"Probe"`). Consulted once per call (once per snapshot transfer).
+/// `"ReadIndex"`, `"Probe"`). Consulted once per call (once per snapshot transfer; once per
+/// request of an append stream, as `"AppendEntries"`).
 pub trait PeerFaults: std::fmt::Debug + Send + Sync + 'static {
     /// The action for one call from `from` to `to`.
     fn check(&self, from: NodeId, to: NodeId, rpc: &'static str) -> FaultAction;

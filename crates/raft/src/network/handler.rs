@@ -6,13 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolmen_engine::Command;
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{
     ClientWriteError, Fatal, ForwardReason, ForwardToLeader, LinearizableReadError, RaftError,
 };
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendError,
+    StreamAppendResult, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::storage::RaftStateMachine;
 use openraft::{Raft, ReadPolicy};
@@ -50,6 +52,14 @@ pub trait PeerHandler: Send + Sync + 'static {
         &self,
         req: AppendEntriesRequest<DolmenRaft>,
     ) -> BoxFuture<'_, Result<AppendEntriesResponse<DolmenRaft>, RaftError<DolmenRaft>>>;
+
+    /// `Raft::stream_append`: answers the requests of one replication session in order, each
+    /// once it is flushed; the answers end after the first refusal (conflict or higher vote), or
+    /// when `requests` ends and every request is answered.
+    fn stream_append(
+        &self,
+        requests: BoxStream<'static, AppendEntriesRequest<DolmenRaft>>,
+    ) -> BoxStream<'static, Result<StreamAppendResult<DolmenRaft>, Fatal<DolmenRaft>>>;
 
     /// `Raft::vote`.
     fn vote(
@@ -250,6 +260,21 @@ where
             }
             response
         })
+    }
+
+    fn stream_append(
+        &self,
+        requests: BoxStream<'static, AppendEntriesRequest<DolmenRaft>>,
+    ) -> BoxStream<'static, Result<StreamAppendResult<DolmenRaft>, Fatal<DolmenRaft>>> {
+        let hook = self.on_leader_append.clone();
+        Box::pin(self.raft.stream_append(requests).inspect(move |answer| {
+            // As for `append_entries`: every answer but a higher vote accepts the sender as
+            // the current leader.
+            let from_leader = matches!(answer, Ok(Ok(_) | Err(StreamAppendError::Conflict(_))));
+            if let (true, Some(hook)) = (from_leader, &hook) {
+                hook();
+            }
+        }))
     }
 
     fn vote(

@@ -6,21 +6,28 @@
 //! → `Timeout`; anything else → `Network`. Remote verdicts (higher vote, conflict, transfer
 //! refusals) are ordinary responses and pass through unchanged.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{self, Stream, StreamExt};
+
+use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
 };
 use openraft::network::{Backoff, RPCOption, RaftNetworkFactory, RaftNetworkV2};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, StreamAppendResult,
+    TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RPCTypes};
+use parking_lot::Mutex;
 use tokio::io::AsyncReadExt;
-use tonic::{Code, Request, Response, Status};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::network::client::{is_connect_error, Channels, GrpcClient};
 use crate::network::faults::{admit, decide, gate, FaultAction, PeerFaults};
@@ -72,9 +79,11 @@ impl GrpcNetworkFactory {
     /// The network to `target` at `node.peer_addr` (no connection is made yet).
     pub fn network(&self, target: NodeId, node: &NodeAddr) -> GrpcNetwork {
         GrpcNetwork {
-            from: self.this_node,
-            target,
-            addr: node.peer_addr.clone(),
+            link: Arc::new(Link {
+                from: self.this_node,
+                target,
+                addr: node.peer_addr.clone(),
+            }),
             client: self.channels.client(&node.peer_addr),
             options: Arc::clone(self.channels.options()),
             faults: self.faults.clone(),
@@ -90,22 +99,14 @@ impl RaftNetworkFactory<DolmenRaft> for GrpcNetworkFactory {
     }
 }
 
-/// Openraft's connection to one peer.
-pub struct GrpcNetwork {
+/// Who talks to whom: names both ends in every error of a [`GrpcNetwork`].
+struct Link {
     from: NodeId,
     target: NodeId,
     addr: String,
-    /// The client, or why the address is unusable (reported by every call).
-    client: Result<GrpcClient, String>,
-    options: Arc<NetworkOptions>,
-    faults: Option<Arc<dyn PeerFaults>>,
 }
 
-impl GrpcNetwork {
-    fn client(&self) -> Result<GrpcClient, Unreachable<DolmenRaft>> {
-        self.client.clone().map_err(Unreachable::from_string)
-    }
-
+impl Link {
     fn timeout(&self, action: RPCTypes, ttl: Duration) -> Timeout<DolmenRaft> {
         Timeout {
             action,
@@ -132,6 +133,28 @@ impl GrpcNetwork {
         }
     }
 
+    fn decode_error(&self, rpc: &str, e: impl std::fmt::Display) -> RaftRpcError {
+        RPCError::Network(NetworkError::from_string(format!(
+            "{rpc} answer from node {} at {}: {e}",
+            self.target, self.addr
+        )))
+    }
+}
+
+/// Openraft's connection to one peer.
+pub struct GrpcNetwork {
+    link: Arc<Link>,
+    /// The client, or why the address is unusable (reported by every call).
+    client: Result<GrpcClient, String>,
+    options: Arc<NetworkOptions>,
+    faults: Option<Arc<dyn PeerFaults>>,
+}
+
+impl GrpcNetwork {
+    fn client(&self) -> Result<GrpcClient, Unreachable<DolmenRaft>> {
+        self.client.clone().map_err(Unreachable::from_string)
+    }
+
     /// Runs one unary call with `message` through the fault hook, bounded by `ttl`. A
     /// duplicated call sends a copy of `message` alongside and answers with the first copy's
     /// response.
@@ -148,14 +171,14 @@ impl GrpcNetwork {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let client = self.client()?;
-        let fault = decide(self.faults.as_ref(), self.from, self.target, rpc);
-        let admitted = gate(fault, self.from, self.target, rpc);
+        let fault = decide(self.faults.as_ref(), self.link.from, self.link.target, rpc);
+        let admitted = gate(fault, self.link.from, self.link.target, rpc);
         let work = async {
             admitted.await;
             if fault == FaultAction::Duplicate {
                 tracing::debug!(
-                    from = self.from,
-                    to = self.target,
+                    from = self.link.from,
+                    to = self.link.target,
                     rpc,
                     "fault injection: duplicated"
                 );
@@ -167,18 +190,160 @@ impl GrpcNetwork {
             }
         };
         match tokio::time::timeout(ttl, work).await {
-            Err(_elapsed) => Err(RPCError::Timeout(self.timeout(action, ttl))),
-            Ok(Err(status)) => Err(self.status_error(rpc, &status)),
+            Err(_elapsed) => Err(RPCError::Timeout(self.link.timeout(action, ttl))),
+            Ok(Err(status)) => Err(self.link.status_error(rpc, &status)),
             Ok(Ok(response)) => Ok(response.into_inner()),
         }
     }
+}
 
-    fn decode_error(&self, rpc: &str, e: impl std::fmt::Display) -> RaftRpcError {
-        RPCError::Network(NetworkError::from_string(format!(
-            "{rpc} answer from node {} at {}: {e}",
-            self.target, self.addr
-        )))
-    }
+/// The request half of an append stream: encodes openraft's requests, books each one, and
+/// passes it through the fault hook (a dropped request holds back every later one, as a lost
+/// packet holds back a TCP stream, until the answer half times out). It ends when `input` does,
+/// or as soon as the answer half is gone (`stop`), so a finished session never sends again.
+fn append_requests<S>(
+    input: S,
+    book: Arc<Mutex<StreamBook>>,
+    link: Arc<Link>,
+    faults: Option<Arc<dyn PeerFaults>>,
+    stop: oneshot::Receiver<()>,
+) -> impl Stream<Item = pb::AppendEntriesRequest> + Send + 'static
+where
+    S: Stream<Item = AppendEntriesRequest<DolmenRaft>> + Send + Unpin + 'static,
+{
+    stream::unfold(
+        (input, None::<pb::AppendEntriesRequest>, stop),
+        move |(mut input, copy, mut stop)| {
+            let (book, link, faults) = (Arc::clone(&book), Arc::clone(&link), faults.clone());
+            async move {
+                if let Some(copy) = copy {
+                    return Some((copy, (input, None, stop)));
+                }
+                let next = tokio::select! {
+                    biased;
+                    _ = &mut stop => None,
+                    next = next_append(&mut input, &book, &link, faults.as_ref()) => next,
+                };
+                let (message, copy) = next?;
+                Some((message, (input, copy, stop)))
+            }
+        },
+    )
+}
+
+/// The next request of an append stream, booked and let through the fault hook, with its
+/// second copy if the hook duplicates it; `None` when `input` ends or a request cannot be
+/// encoded (the reason is booked).
+async fn next_append<S>(
+    input: &mut S,
+    book: &Mutex<StreamBook>,
+    link: &Link,
+    faults: Option<&Arc<dyn PeerFaults>>,
+) -> Option<(pb::AppendEntriesRequest, Option<pb::AppendEntriesRequest>)>
+where
+    S: Stream<Item = AppendEntriesRequest<DolmenRaft>> + Unpin,
+{
+    const RPC: &str = "AppendEntries";
+    let req = input.next().await?;
+    let message = match wire::append_request_to_pb(&req) {
+        Ok(message) => message,
+        Err(e) => {
+            book.lock().failure = Some(format!(
+                "cannot encode AppendEntries for node {}: {e}",
+                link.target
+            ));
+            return None;
+        }
+    };
+    let fault = decide(faults, link.from, link.target, RPC);
+    book.lock().unanswered.push_back(Sent {
+        at: Instant::now(),
+        copy: false,
+    });
+    gate(fault, link.from, link.target, RPC).await;
+    let copy = (fault == FaultAction::Duplicate).then(|| {
+        tracing::debug!(
+            from = link.from,
+            to = link.target,
+            rpc = RPC,
+            "fault injection: duplicated"
+        );
+        book.lock().unanswered.push_back(Sent {
+            at: Instant::now(),
+            copy: true,
+        });
+        message.clone()
+    });
+    Some((message, copy))
+}
+
+/// The answer half of an append stream: openraft's answers in request order, each within `ttl`
+/// of its request; the copy of a duplicated request is answered too, and that answer dropped.
+///
+/// It holds `stop`: when it ends or is dropped, the request half ends too.
+fn append_answers(
+    responses: Streaming<pb::AppendStreamResponse>,
+    book: Arc<Mutex<StreamBook>>,
+    link: Arc<Link>,
+    ttl: Duration,
+    stop: oneshot::Sender<()>,
+) -> impl Stream<Item = StreamAnswer> + Send + 'static {
+    stream::unfold(Some((responses, stop)), move |state| {
+        let (book, link) = (Arc::clone(&book), Arc::clone(&link));
+        async move {
+            let (mut responses, stop) = state?;
+            loop {
+                let due = book.lock().unanswered.front().map(|sent| sent.at + ttl);
+                let next = match due {
+                    Some(due) => tokio::time::timeout_at(due, responses.message()).await,
+                    // Nothing in flight: wait for the next request's answer, re-checking.
+                    None => tokio::time::timeout(ttl, responses.message()).await,
+                };
+                let message = match next {
+                    Err(_elapsed) if due.is_some() => {
+                        let timeout = link.timeout(RPCTypes::AppendEntries, ttl);
+                        return Some((Err(RPCError::Timeout(timeout)), None));
+                    }
+                    Err(_elapsed) => continue,
+                    Ok(Err(status)) => {
+                        return Some((Err(link.status_error("AppendStream", &status)), None))
+                    }
+                    Ok(Ok(None)) => {
+                        let mut book = book.lock();
+                        let cause = match (book.failure.take(), book.unanswered.len()) {
+                            (Some(failure), _) => failure,
+                            (None, 0) => return None,
+                            (None, n) => format!(
+                                "AppendStream to node {} at {} ended with {n} requests unanswered",
+                                link.target, link.addr
+                            ),
+                        };
+                        return Some((
+                            Err(RPCError::Network(NetworkError::from_string(cause))),
+                            None,
+                        ));
+                    }
+                    Ok(Ok(Some(message))) => message,
+                };
+                if book
+                    .lock()
+                    .unanswered
+                    .pop_front()
+                    .is_some_and(|sent| sent.copy)
+                {
+                    continue;
+                }
+                return match wire::stream_result_from_pb(message) {
+                    // A refusal is the last answer.
+                    Ok(result) => {
+                        let more = result.is_ok();
+                        Some((Ok(result), more.then_some((responses, stop))))
+                    }
+                    Err(e) => Some((Err(link.decode_error("AppendStream", e)), None)),
+                };
+            }
+        }
+    })
 }
 
 fn request<T>(message: T, ttl: Duration) -> Request<T> {
@@ -199,7 +364,7 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
         let message = wire::append_request_to_pb(&rpc).map_err(|e| {
             RPCError::Network(NetworkError::from_string(format!(
                 "cannot encode AppendEntries for node {}: {e}",
-                self.target
+                self.link.target
             )))
         })?;
         let response = self
@@ -211,7 +376,23 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
                 |mut c, m| async move { c.append_entries(request(m, ttl)).await },
             )
             .await?;
-        wire::append_response_from_pb(response).map_err(|e| self.decode_error("AppendEntries", e))
+        wire::append_response_from_pb(response)
+            .map_err(|e| self.link.decode_error("AppendEntries", e))
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, StreamAnswer>, RaftRpcError>>
+    where
+        S: Stream<Item = AppendEntriesRequest<DolmenRaft>> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let answers: BoxStream<'s, StreamAnswer> =
+                self.open_append_stream(input, option.soft_ttl()).await?;
+            Ok(answers)
+        })
     }
 
     async fn vote(
@@ -230,7 +411,7 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
                 |mut c, m| async move { c.vote(request(m, ttl)).await },
             )
             .await?;
-        wire::vote_response_from_pb(response).map_err(|e| self.decode_error("Vote", e))
+        wire::vote_response_from_pb(response).map_err(|e| self.link.decode_error("Vote", e))
     }
 
     async fn pre_vote(
@@ -249,7 +430,7 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
                 |mut c, m| async move { c.pre_vote(request(m, ttl)).await },
             )
             .await?;
-        wire::vote_response_from_pb(response).map_err(|e| self.decode_error("PreVote", e))
+        wire::vote_response_from_pb(response).map_err(|e| self.link.decode_error("PreVote", e))
     }
 
     async fn full_snapshot(
@@ -282,7 +463,7 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
             )
             .await?;
         wire::transfer_response_from_pb(response)
-            .map_err(|e| self.decode_error("TransferLeader", e))
+            .map_err(|e| self.link.decode_error("TransferLeader", e))
     }
 
     fn backoff(&self) -> Option<Backoff> {
@@ -293,7 +474,68 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
     }
 }
 
+/// One answer of an append stream, as openraft's replication reads it.
+type StreamAnswer = Result<StreamAppendResult<DolmenRaft>, RaftRpcError>;
+
+/// A request of an append stream that went out (or is held by a fault) and is not answered yet.
+struct Sent {
+    /// When it was taken from openraft's stream: its answer is due `ttl` later.
+    at: Instant,
+    /// The second copy of a duplicated request: its answer is read and dropped.
+    copy: bool,
+}
+
+/// What the request and the answer halves of one append stream share.
+#[derive(Default)]
+struct StreamBook {
+    /// Requests in sending order, each until its answer arrives.
+    unanswered: VecDeque<Sent>,
+    /// Why the request half stopped early, if it did.
+    failure: Option<String>,
+}
+
 impl GrpcNetwork {
+    /// Opens an `AppendStream` to the target and feeds it `input`: requests go out as openraft
+    /// produces them, without waiting for answers (pipelined replication), and the answers come
+    /// back in order. Each request passes the fault hook as an `"AppendEntries"` call. An answer
+    /// not back within `ttl` of its request ends the stream with `Timeout`, as a unary call
+    /// would; so does a dropped request.
+    async fn open_append_stream<S>(
+        &self,
+        input: S,
+        ttl: Duration,
+    ) -> Result<BoxStream<'static, StreamAnswer>, RaftRpcError>
+    where
+        S: Stream<Item = AppendEntriesRequest<DolmenRaft>> + Send + Unpin + 'static,
+    {
+        let mut client = self.client()?;
+        let book = Arc::new(Mutex::new(StreamBook::default()));
+        let (stop, stopped) = oneshot::channel();
+        let requests = append_requests(
+            input,
+            Arc::clone(&book),
+            Arc::clone(&self.link),
+            self.faults.clone(),
+            stopped,
+        );
+        let responses = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
+            Err(_elapsed) => {
+                return Err(RPCError::Timeout(
+                    self.link.timeout(RPCTypes::AppendEntries, ttl),
+                ))
+            }
+            Ok(Err(status)) => return Err(self.link.status_error("AppendStream", &status)),
+            Ok(Ok(response)) => response.into_inner(),
+        };
+        Ok(Box::pin(append_answers(
+            responses,
+            book,
+            Arc::clone(&self.link),
+            ttl,
+            stop,
+        )))
+    }
+
     /// Streams the snapshot file: a header, then chunks read by a producer task through a
     /// bounded channel. Each chunk must be taken by the stream within the soft TTL; the whole
     /// transfer, install included, within `snapshot_max_duration`.
@@ -312,7 +554,7 @@ impl GrpcNetwork {
         let network_error = |what: String| {
             StreamingError::Network(NetworkError::from_string(format!(
                 "InstallSnapshot to node {} at {}: {what}",
-                self.target, self.addr
+                self.link.target, self.link.addr
             )))
         };
         let mut client = self.client()?;
@@ -333,13 +575,13 @@ impl GrpcNetwork {
 
         let gate = admit(
             self.faults.as_ref(),
-            self.from,
-            self.target,
+            self.link.from,
+            self.link.target,
             "InstallSnapshot",
         );
         if tokio::time::timeout(ttl, gate).await.is_err() {
             return Err(StreamingError::Timeout(
-                self.timeout(RPCTypes::InstallSnapshot, ttl),
+                self.link.timeout(RPCTypes::InstallSnapshot, ttl),
             ));
         }
 
@@ -362,7 +604,7 @@ impl GrpcNetwork {
         let response = match tokio::time::timeout(max, call).await {
             Err(_elapsed) => {
                 return Err(StreamingError::Timeout(
-                    self.timeout(RPCTypes::InstallSnapshot, max),
+                    self.link.timeout(RPCTypes::InstallSnapshot, max),
                 ))
             }
             Ok(Err(status)) => {
@@ -370,7 +612,7 @@ impl GrpcNetwork {
                 if let Some(cause) = producer.finished_error().await {
                     return Err(self.producer_error(cause, ttl));
                 }
-                return Err(self.status_error("InstallSnapshot", &status).into());
+                return Err(self.link.status_error("InstallSnapshot", &status).into());
             }
             Ok(Ok(response)) => response.into_inner(),
         };
@@ -382,11 +624,11 @@ impl GrpcNetwork {
     fn producer_error(&self, cause: ProducerError, ttl: Duration) -> StreamingError<DolmenRaft> {
         match cause {
             ProducerError::Stalled => {
-                StreamingError::Timeout(self.timeout(RPCTypes::InstallSnapshot, ttl))
+                StreamingError::Timeout(self.link.timeout(RPCTypes::InstallSnapshot, ttl))
             }
             ProducerError::Read(e) => StreamingError::Network(NetworkError::from_string(format!(
                 "InstallSnapshot to node {} at {}: {e}",
-                self.target, self.addr
+                self.link.target, self.link.addr
             ))),
         }
     }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{self, BoxStream};
+use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
@@ -73,7 +75,8 @@ pub async fn serve(
 }
 
 /// Serves the peer protocol on `listener` until `shutdown` resolves, then drains in-flight
-/// calls. Connections use TCP_NODELAY, HTTP/2 keep-alive and 64 MiB message limits.
+/// calls; append streams, which live as long as a leader's replication session, end at once.
+/// Connections use TCP_NODELAY, HTTP/2 keep-alive and 64 MiB message limits.
 pub async fn serve_with(
     options: ServeOptions,
     listener: tokio::net::TcpListener,
@@ -82,12 +85,18 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = closing.send(true);
+    };
     let connections =
         tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let service = pb::peer_server::PeerServer::new(PeerService {
         handler,
         incoming,
         options: options.clone(),
+        closed,
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -121,6 +130,8 @@ struct PeerService {
     handler: Arc<dyn PeerHandler>,
     incoming: IncomingSnapshot,
     options: ServeOptions,
+    /// Turns `true` when the server starts shutting down.
+    closed: tokio::sync::watch::Receiver<bool>,
 }
 
 #[tonic::async_trait]
@@ -151,15 +162,58 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let req = request.into_inner();
-        check_group(req.group_id)?;
-        let req = wire::append_request_from_pb(req)?;
+        let req = decode_append(request.into_inner())?;
         let resp = self
             .handler
             .append_entries(req)
             .await
             .map_err(fatal_status)?;
         Ok(Response::new(wire::append_response_to_pb(&resp)))
+    }
+
+    type AppendStreamStream = BoxStream<'static, Result<pb::AppendStreamResponse, Status>>;
+
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<pb::AppendEntriesRequest>>,
+    ) -> Result<Response<Self::AppendStreamStream>, Status> {
+        let (refused, refusal) = tokio::sync::oneshot::channel::<Status>();
+        // The decoded requests, up to the first bad one, whose refusal ends the answers after
+        // every earlier request is answered.
+        let requests = stream::unfold(
+            (request.into_inner(), Some(refused)),
+            |(mut incoming, mut refused)| async move {
+                let status = match incoming.message().await {
+                    Ok(Some(message)) => match decode_append(message) {
+                        Ok(req) => return Some((req, (incoming, refused))),
+                        Err(status) => status,
+                    },
+                    Ok(None) => return None,
+                    Err(status) => status,
+                };
+                if let Some(refused) = refused.take() {
+                    let _ = refused.send(status);
+                }
+                None
+            },
+        );
+        let answers = self
+            .handler
+            .stream_append(Box::pin(requests))
+            .map(|answer| match answer {
+                Ok(result) => Ok(wire::stream_result_to_pb(&result)),
+                Err(fatal) => Err(fatal_status(fatal)),
+            });
+        let refusal =
+            stream::once(refusal).filter_map(|status| async move { status.ok().map(Err) });
+        let mut closed = self.closed.clone();
+        // An idle stream would otherwise hold the graceful shutdown until the leader sends again.
+        let closing = async move {
+            let _ = closed.wait_for(|closed| *closed).await;
+        };
+        Ok(Response::new(Box::pin(
+            answers.chain(refusal).take_until(closing),
+        )))
     }
 
     async fn install_snapshot(
@@ -265,6 +319,13 @@ impl pb::peer_server::Peer for PeerService {
             status_json: info.status_json,
         }))
     }
+}
+
+fn decode_append(
+    message: pb::AppendEntriesRequest,
+) -> Result<openraft::raft::AppendEntriesRequest<crate::types::DolmenRaft>, Status> {
+    check_group(message.group_id)?;
+    Ok(wire::append_request_from_pb(message)?)
 }
 
 /// The next message of a stream, waiting at most `idle` and never past `deadline`.

@@ -5,8 +5,8 @@
 use std::io;
 
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, TransferLeaderError, TransferLeaderRequest,
-    TransferLeaderResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, StreamAppendError, StreamAppendResult,
+    TransferLeaderError, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::StoredMembership;
 
@@ -141,6 +141,34 @@ pub fn append_response_from_pb(
         )?),
         Some(R::Conflict(_)) => AppendEntriesResponse::Conflict,
         Some(R::HigherVote(v)) => AppendEntriesResponse::HigherVote(vote("higher_vote", &v)?),
+        None => return Err(DecodeError::missing("result")),
+    })
+}
+
+/// One answer of an `AppendStream` → protobuf.
+pub fn stream_result_to_pb(result: &StreamAppendResult<DolmenRaft>) -> pb::AppendStreamResponse {
+    use pb::append_stream_response::Result as R;
+    let result = match result {
+        Ok(matching) => R::Matching(pb::Matching {
+            log_id: enc_opt_log_id(matching.as_ref()),
+        }),
+        Err(StreamAppendError::Conflict(id)) => R::Conflict(codec::encode_log_id(id)),
+        Err(StreamAppendError::HigherVote(v)) => R::HigherVote(codec::encode_vote(v)),
+    };
+    pb::AppendStreamResponse {
+        result: Some(result),
+    }
+}
+
+/// Protobuf → one answer of an `AppendStream`.
+pub fn stream_result_from_pb(
+    resp: pb::AppendStreamResponse,
+) -> Result<StreamAppendResult<DolmenRaft>, DecodeError> {
+    use pb::append_stream_response::Result as R;
+    Ok(match resp.result {
+        Some(R::Matching(m)) => Ok(opt_log_id("matching.log_id", m.log_id.as_deref())?),
+        Some(R::Conflict(id)) => Err(StreamAppendError::Conflict(log_id("conflict", &id)?)),
+        Some(R::HigherVote(v)) => Err(StreamAppendError::HigherVote(vote("higher_vote", &v)?)),
         None => return Err(DecodeError::missing("result")),
     })
 }
