@@ -424,6 +424,21 @@ async fn all<T>(stream: impl futures::Stream<Item = T>) -> Vec<T> {
         .expect("the stream ends within the TTL")
 }
 
+/// Streams `input` over `net` and returns the answers, none of them a transport error.
+async fn answers_to(
+    net: &mut GrpcNetwork,
+    input: impl futures::Stream<Item = AppendEntriesRequest<DolmenRaft>> + Send + Unpin + 'static,
+) -> Vec<StreamAppendResult<DolmenRaft>> {
+    let answers = RaftNetworkV2::stream_append(net, input, RPCOption::new(TTL))
+        .await
+        .expect("the stream opens");
+    all(answers)
+        .await
+        .into_iter()
+        .map(|a| a.expect("no transport error"))
+        .collect()
+}
+
 #[tokio::test]
 async fn append_stream_pipelines_requests_and_answers_in_order() {
     let server = Server::start().await;
@@ -432,14 +447,7 @@ async fn append_stream_pipelines_requests_and_answers_in_order() {
     server.mock.stream_hold.store(3, Ordering::SeqCst);
     let (_factory, mut net) = network_to(&server).await;
     let input = stream::iter(vec![append_at(10, 2), append_at(12, 0), append_at(12, 3)]);
-    let answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(TTL))
-        .await
-        .expect("the stream opens");
-    let answers: Vec<_> = all(answers)
-        .await
-        .into_iter()
-        .map(|a| a.expect("no transport error"))
-        .collect();
+    let answers = answers_to(&mut net, input).await;
     assert_eq!(
         answers,
         vec![
@@ -475,14 +483,7 @@ async fn append_stream_ends_at_the_first_refusal() {
         append_at(CONFLICT_AT, 1),
         append_at(2, 1),
     ]);
-    let answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(TTL))
-        .await
-        .expect("the stream opens");
-    let answers: Vec<_> = all(answers)
-        .await
-        .into_iter()
-        .map(|a| a.expect("no transport error"))
-        .collect();
+    let answers = answers_to(&mut net, input).await;
     assert_eq!(
         answers,
         vec![
@@ -548,14 +549,7 @@ async fn append_stream_faults_drop_as_a_timeout_and_duplicate_without_extra_answ
         .with_faults(Arc::new(EveryAppend(FaultAction::Duplicate)));
     let mut net = factory.network(PEER, &server.node());
     let input = stream::iter(vec![append_at(1, 1), append_at(2, 1)]);
-    let answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(TTL))
-        .await
-        .expect("the stream opens");
-    let answers: Vec<_> = all(answers)
-        .await
-        .into_iter()
-        .map(|a| a.expect("no transport error"))
-        .collect();
+    let answers = answers_to(&mut net, input).await;
     assert_eq!(
         answers,
         vec![Ok(Some(log_id(3, 0, 2))), Ok(Some(log_id(3, 0, 3)))]

@@ -1,6 +1,8 @@
 //! Openraft's network over gRPC: [`GrpcNetworkFactory`] (`RaftNetworkFactory`) builds one
 //! [`GrpcNetwork`] (`RaftNetworkV2`) per target on the shared channel cache.
 //!
+//! Replication and heartbeats go through `stream_append`: one pipelined `AppendStream` per
+//! replication session, each request answered within the soft TTL (`open_append_stream`).
 //! Every unary call is bounded by `RPCOption::soft_ttl()`. Errors: a failed connection or a
 //! peer whose Raft stopped (`UNAVAILABLE`) → `Unreachable` (openraft backs off); our own deadline
 //! → `Timeout`; anything else → `Network`. Remote verdicts (higher vote, conflict, transfer
@@ -12,7 +14,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::stream::{self, Stream, StreamExt};
-
 use openraft::base::{BoxFuture, BoxStream};
 use openraft::errors::{
     NetworkError, RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable,
