@@ -430,12 +430,8 @@ async fn retention_job(
     }
 }
 
-/// Deletes unobservable MVCC versions in the background, a bounded slice every `interval`.
-///
-/// A full pass over the keyspace starts at most once per retention `window`: a version turns
-/// into garbage only once it is older than the window, so a pass every `interval` (the
-/// horizon's pace) would read every live version again to find a second's worth of garbage.
-/// Garbage lives at most about two windows.
+/// Deletes unobservable MVCC versions in the background, a bounded slice every `interval`,
+/// paced by [`GcPacer`].
 async fn gc_job(
     engine: Arc<Engine>,
     interval: Duration,
@@ -445,10 +441,7 @@ async fn gc_job(
     const KEYS_PER_SLICE: u64 = 10_000;
     let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_horizon = 0;
-    // When the current pass started (`None`: between passes), and when the next may start.
-    let mut pass_started: Option<Instant> = None;
-    let mut next_pass = Instant::now();
+    let mut pacer = GcPacer::new(window);
     tokio::pin!(stop);
     loop {
         tokio::select! {
@@ -456,23 +449,109 @@ async fn gc_job(
             _ = tick.tick() => {}
         }
         let horizon = engine.horizon();
-        if horizon == last_horizon || (pass_started.is_none() && Instant::now() < next_pass) {
+        if !pacer.should_run(horizon, Instant::now()) {
             continue;
         }
-        let started = *pass_started.get_or_insert_with(Instant::now);
         let engine = engine.clone();
         let slice =
             tokio::task::spawn_blocking(move || engine.collect_garbage(KEYS_PER_SLICE)).await;
         match slice {
-            Ok(Ok(report)) => {
-                if report.wrapped {
-                    last_horizon = horizon; // a full pass at this horizon is done
-                    pass_started = None;
-                    next_pass = started + window;
-                }
-            }
+            Ok(Ok(report)) if report.wrapped => pacer.pass_done(horizon),
+            Ok(Ok(_)) => {}
             Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
             Err(e) => tracing::warn!(error = %e, "garbage collection panicked"),
         }
+    }
+}
+
+/// When [`gc_job`] runs a slice. A pass over the keyspace, once started, runs a slice every
+/// tick to its end. A new pass starts once the horizon moved since the last full pass and a
+/// retention `window` has gone by since that pass started: a version turns into garbage only
+/// once it is older than the window, so a pass every tick (the horizon's pace) would read every
+/// live version again to find a tick's worth of garbage. Garbage lives about two windows at most.
+#[derive(Debug)]
+struct GcPacer {
+    window: Duration,
+    /// The horizon of the last full pass.
+    done_horizon: Version,
+    /// When the current pass started; `None` between passes.
+    started: Option<Instant>,
+    /// The earliest start of the next pass; `None`: at once.
+    next: Option<Instant>,
+}
+
+impl GcPacer {
+    fn new(window: Duration) -> Self {
+        Self {
+            window,
+            done_horizon: 0,
+            started: None,
+            next: None,
+        }
+    }
+
+    /// Whether to run a slice now, at `horizon`; starts a pass if none is running.
+    fn should_run(&mut self, horizon: Version, now: Instant) -> bool {
+        if horizon == self.done_horizon {
+            return false;
+        }
+        if self.started.is_none() {
+            if self.next.is_some_and(|next| now < next) {
+                return false;
+            }
+            self.started = Some(now);
+        }
+        true
+    }
+
+    /// The last slice, run at `horizon`, finished the pass.
+    fn pass_done(&mut self, horizon: Version) {
+        self.done_horizon = horizon;
+        if let Some(started) = self.started.take() {
+            self.next = Some(started + self.window);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn gc_passes_start_at_most_once_per_window_and_run_to_their_end() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut pacer = GcPacer::new(WINDOW);
+        // Horizon 0: nothing is garbage yet.
+        assert!(!pacer.should_run(0, at(0)));
+        // The first pass starts at once and runs a slice every tick until it wraps.
+        assert!(pacer.should_run(10, at(0)));
+        assert!(pacer.should_run(11, at(1_000)));
+        pacer.pass_done(11);
+        // The horizon moves every tick, but the next pass waits a window after the last start.
+        assert!(!pacer.should_run(12, at(2_000)));
+        assert!(!pacer.should_run(15, at(4_999)));
+        assert!(pacer.should_run(15, at(5_000)));
+        assert!(pacer.should_run(16, at(6_000)));
+        pacer.pass_done(16);
+        assert!(!pacer.should_run(17, at(9_999)));
+        assert!(pacer.should_run(17, at(10_000)));
+        // Mid-pass, a slice runs every tick, past the next pass's earliest start too.
+        assert!(pacer.should_run(30, at(16_000)));
+        pacer.pass_done(30);
+        assert!(pacer.should_run(31, at(16_001)));
+    }
+
+    #[test]
+    fn gc_waits_for_the_horizon_to_move_after_a_full_pass() {
+        let t0 = Instant::now();
+        let mut pacer = GcPacer::new(WINDOW);
+        assert!(pacer.should_run(7, t0));
+        pacer.pass_done(7);
+        // Nothing new can be garbage while the horizon stands still, however long it stands.
+        assert!(!pacer.should_run(7, t0 + WINDOW * 10));
+        assert!(pacer.should_run(8, t0 + WINDOW * 10));
     }
 }
