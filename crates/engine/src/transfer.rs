@@ -266,8 +266,9 @@ impl Engine {
         for (name, prefix) in &self.prefixes {
             let mut opts = ReadOptions::default();
             opts.set_iterate_upper_bound(keys::cf_end(prefix));
-            opts.fill_cache(false); // a whole-state scan
-                                    // Iterator first, then the horizon check (docs/engine-format.md, read ordering).
+            // A whole-state scan: caching its blocks would only push hot ones out.
+            opts.fill_cache(false);
+            // Iterator first, then the horizon check (docs/engine-format.md, read ordering).
             let mut iter = self.db.raw_iterator_cf_opt(data, opts);
             if !checked {
                 let (horizon, applied) = (self.horizon(), self.applied_version());

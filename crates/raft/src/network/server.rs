@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use futures::stream::{self, BoxStream};
 use futures::StreamExt;
+use openraft::raft::AppendEntriesRequest;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
@@ -17,7 +18,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::codec;
 use crate::network::wire::{self, check_group, pb};
 use crate::network::{PeerHandler, Snapshot, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
-use crate::types::SnapshotFile;
+use crate::types::{DolmenRaft, SnapshotFile};
 
 /// Creates the file a received snapshot is written to: its path and the open, empty file.
 /// Called once per `InstallSnapshot` stream, on a blocking thread.
@@ -321,9 +322,10 @@ impl pb::peer_server::Peer for PeerService {
     }
 }
 
+/// A received `AppendEntriesRequest`: group 0 only, every field decoded.
 fn decode_append(
     message: pb::AppendEntriesRequest,
-) -> Result<openraft::raft::AppendEntriesRequest<crate::types::DolmenRaft>, Status> {
+) -> Result<AppendEntriesRequest<DolmenRaft>, Status> {
     check_group(message.group_id)?;
     Ok(wire::append_request_from_pb(message)?)
 }
