@@ -1,15 +1,19 @@
 //! `dolmen bench`: a closed-loop load generator. N clients, each with its own connection per
 //! node, issue one request at a time until `--duration` (hard stop) or `--ops`; latencies go into
 //! an HdrHistogram. Shows a live progress bar (plain lines when stderr is not a terminal), then
-//! one table and one JSON line per run. `--probe` measures the machine's latency floor instead.
+//! one table and one JSON line per run, with the CPU the run used (the machine's busy share, the
+//! load generator's and, with `--server-pids`, the servers' CPU per operation).
+//! `--probe` measures the machine's latency floor instead.
 //! Never used for timed assertions in tests.
 //!
 //! ```text
 //! discover leader (route) -> preload (batched atomicCommits to the leader)
 //!   -> for each workload × client count: run_once -> Report
-//!   run_once: N tasks { Workload::pick -> workload::execute(Conns) -> histogram } + progress
+//!   run_once: cpu::Sample -> N tasks { Workload::pick -> workload::execute(Conns) -> histogram }
+//!             + progress -> cpu::Sample
 //! ```
 
+mod cpu;
 mod keys;
 mod probe;
 mod progress;
@@ -90,9 +94,15 @@ pub struct BenchArgs {
     /// Skip writing all `--keys` keys before the runs (reads then mostly miss).
     #[arg(long)]
     no_preload: bool,
+    /// Process ids of the servers under test, when they run on this machine (comma-separated;
+    /// Linux): each run then reports their CPU per operation next to the load generator's.
+    #[arg(long, value_delimiter = ',')]
+    server_pids: Vec<u32>,
     /// Measure this machine's latency floor instead of a server: fsync (1,000 × a 256-byte
     /// append + fdatasync in `--data-dir`) and loopback TCP round trip (10,000 × 64-byte
-    /// ping-pong); prints p50/p99 and floor = fsync p50 + 2 × RTT p50. Needs no server.
+    /// ping-pong); prints p50/p99 and floor = fsync p50 + 2 × RTT p50. Also one thread
+    /// hand-off (10,000 wake-ups of a sleeping thread), what each thread a write crosses adds.
+    /// Needs no server.
     #[arg(long)]
     probe: bool,
     /// Directory for `--probe`'s fsync file: put it on the disk the nodes use (default: a
@@ -143,7 +153,9 @@ async fn run_once(
     workload: Workload,
     clients: usize,
     keys: Keys,
+    measure_cpu: bool,
 ) -> Report {
+    let cpu_before = measure_cpu.then(|| cpu::Sample::take(&args.server_pids));
     let start = Instant::now();
     let deadline = args
         .duration()
@@ -195,6 +207,12 @@ async fn run_once(
     report.absorb_all(tasks).await;
     report.elapsed = start.elapsed();
     progress.finish();
+    if let Some(before) = cpu_before {
+        match before.and_then(|b| Ok(b.until(&cpu::Sample::take(&args.server_pids)?))) {
+            Ok(used) => report.cpu = Some(used),
+            Err(e) => eprintln!("dolmen bench: no CPU figures for this run: {e}"),
+        }
+    }
     report
 }
 
@@ -237,6 +255,17 @@ pub fn run(args: BenchArgs) -> ExitCode {
             }
         };
     }
+    let measure_cpu = match cpu::Sample::take(&args.server_pids) {
+        Ok(_) => true,
+        Err(e) if args.server_pids.is_empty() => {
+            eprintln!("dolmen bench: no CPU figures: {e}");
+            false
+        }
+        Err(e) => {
+            eprintln!("dolmen bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -271,7 +300,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
         let mut reports = Vec::new();
         for &workload in &workloads {
             for &n in &clients {
-                reports.push(run_once(&args, &topology, workload, n, keys).await);
+                reports.push(run_once(&args, &topology, workload, n, keys, measure_cpu).await);
             }
         }
         report::print(&reports);

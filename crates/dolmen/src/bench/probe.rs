@@ -4,16 +4,23 @@
 //! → leader → follower and back, with one fsync on the critical path when the leader's and the
 //! follower's fsyncs overlap).
 //!
+//! It also measures one thread hand-off: waking a sleeping thread through a channel, as a
+//! write's path does each time it passes work between tasks on different threads (Raft core,
+//! log I/O, replication, apply). Not part of the floor: the floor counts what any replicated
+//! write must pay, the hand-off prices what an implementation adds per thread it crosses.
+//!
 //! ```text
 //! data dir ─▶ file: 1,000 × (append 256 B, sync_data) ─▶ histogram
 //! 127.0.0.1:0 ─▶ echo thread ◀─ 10,000 × (write 64 B, read 64 B) ─▶ histogram ─▶ Floor
+//! channel ─▶ echo thread ◀─ 10,000 × (send, receive; both sides asleep in between) ─▶ histogram
 //! ```
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
@@ -27,6 +34,10 @@ pub const FSYNC_BYTES: usize = 256;
 pub const RTT_SAMPLES: usize = 10_000;
 /// Bytes sent each way per round trip.
 pub const RTT_BYTES: usize = 64;
+/// Hand-off samples (each a channel round trip: two hand-offs).
+pub const HANDOFF_SAMPLES: usize = 10_000;
+/// Pause between hand-off samples, so the echo thread is asleep when the next one starts.
+const HANDOFF_PAUSE: Duration = Duration::from_micros(50);
 
 /// What the probe measured.
 pub struct Floor {
@@ -36,6 +47,8 @@ pub struct Floor {
     pub fsync: Histogram<u64>,
     /// One loopback TCP round trip, µs.
     pub rtt: Histogram<u64>,
+    /// One wake-up of a sleeping thread through a channel, µs (half a round trip).
+    pub handoff: Histogram<u64>,
 }
 
 fn ms(h: &Histogram<u64>, q: f64) -> f64 {
@@ -56,6 +69,8 @@ impl Floor {
             "fsync_p50_ms": ms(&self.fsync, 0.5), "fsync_p99_ms": ms(&self.fsync, 0.99),
             "rtt_samples": self.rtt.len(), "rtt_bytes": RTT_BYTES,
             "rtt_p50_ms": ms(&self.rtt, 0.5), "rtt_p99_ms": ms(&self.rtt, 0.99),
+            "handoff_samples": self.handoff.len(),
+            "handoff_p50_ms": ms(&self.handoff, 0.5), "handoff_p99_ms": ms(&self.handoff, 0.99),
             "floor_ms": self.floor_ms(),
         })
     }
@@ -66,7 +81,11 @@ impl Floor {
             "{:<14} {:>8} {:>9} {:>9} {:>9}",
             "probe", "samples", "p50 ms", "p99 ms", "max ms"
         );
-        for (name, h) in [("fsync", &self.fsync), ("loopback rtt", &self.rtt)] {
+        for (name, h) in [
+            ("fsync", &self.fsync),
+            ("loopback rtt", &self.rtt),
+            ("thread handoff", &self.handoff),
+        ] {
             println!(
                 "{name:<14} {:>8} {:>9.3} {:>9.3} {:>9.3}",
                 h.len(),
@@ -79,6 +98,10 @@ impl Floor {
             "floor = fsync p50 + 2 x rtt p50 = {:.3} ms  (fsync file in {})",
             self.floor_ms(),
             self.dir.display()
+        );
+        println!(
+            "each thread a write's path wakes adds about the hand-off p50 ({:.3} ms) beyond the floor",
+            ms(&self.handoff, 0.5)
         );
         println!("{}", self.json());
     }
@@ -107,6 +130,7 @@ pub fn run(dir: Option<&Path>) -> Result<Floor, String> {
         dir,
         fsync: fsync?,
         rtt: rtt_probe()?,
+        handoff: handoff_probe()?,
     })
 }
 
@@ -166,6 +190,35 @@ fn rtt_probe() -> Result<Histogram<u64>, String> {
     Ok(h)
 }
 
+fn handoff_probe() -> Result<Histogram<u64>, String> {
+    let (to_echo, echo_in) = mpsc::sync_channel::<Instant>(1);
+    let (echo_out, from_echo) = mpsc::sync_channel::<Instant>(1);
+    let echo = std::thread::spawn(move || {
+        // Back the same instant, until the prober hangs up.
+        while let Ok(sent) = echo_in.recv() {
+            if echo_out.send(sent).is_err() {
+                break;
+            }
+        }
+    });
+    let gone = || "thread hand-off probe: the echo thread stopped".to_owned();
+    let mut h = report::histogram();
+    for _ in 0..HANDOFF_SAMPLES {
+        to_echo.send(Instant::now()).map_err(|_| gone())?;
+        let sent = from_echo.recv().map_err(|_| gone())?;
+        let _ = h.record((sent.elapsed().as_micros() / 2).max(1) as u64);
+        // Busy-wait (a sleep could take far longer than the pause) while the echo thread
+        // goes back to sleep.
+        let paused = Instant::now();
+        while paused.elapsed() < HANDOFF_PAUSE {
+            std::hint::spin_loop();
+        }
+    }
+    drop(to_echo);
+    let _ = echo.join();
+    Ok(h)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,6 +232,7 @@ mod tests {
             dir: PathBuf::from("/x"),
             fsync,
             rtt,
+            handoff: report::histogram(),
         };
         assert!((floor.floor_ms() - 0.3).abs() < 0.001);
         assert!((floor.json()["floor_ms"].as_f64().unwrap_or_default() - 0.3).abs() < 0.001);
@@ -191,5 +245,6 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         assert_eq!(floor.fsync.len(), FSYNC_SAMPLES as u64);
         assert_eq!(floor.rtt.len(), RTT_SAMPLES as u64);
+        assert_eq!(floor.handoff.len(), HANDOFF_SAMPLES as u64);
     }
 }

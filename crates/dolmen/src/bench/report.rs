@@ -1,5 +1,6 @@
 //! One run's results and how they are printed: a table row each (one table for all runs of a
-//! command) and one JSON line each (ops/s, errors by code, conflicts, p50/p99/p99.9 in ms).
+//! command) and one JSON line each (ops/s, errors by code, conflicts, p50/p99/p99.9 in ms, and
+//! the CPU the run used when it was measured).
 //! `tools/etcd-bench` compiles this same file (`#[path]`), so both tools count and print alike.
 
 use std::collections::BTreeMap;
@@ -56,6 +57,17 @@ impl Tally {
     }
 }
 
+/// CPU used during one run (measured by `dolmen bench`'s `cpu` module).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CpuUse {
+    /// Share of the machine's CPU time that was busy, 0 to 1.
+    pub busy: f64,
+    /// The load generator's CPU seconds.
+    pub bench_s: f64,
+    /// The server processes' CPU seconds (when their process ids were given).
+    pub servers_s: Option<f64>,
+}
+
 /// The results of one run (one workload at one client count).
 pub struct Report {
     /// The workload's name.
@@ -74,6 +86,8 @@ pub struct Report {
     pub latency: Histogram<u64>,
     /// Wall time of the run.
     pub elapsed: Duration,
+    /// The CPU the run used, when measured.
+    pub cpu: Option<CpuUse>,
 }
 
 impl Report {
@@ -88,6 +102,7 @@ impl Report {
             errors: BTreeMap::new(),
             latency: histogram(),
             elapsed: Duration::ZERO,
+            cpu: None,
         }
     }
 
@@ -114,26 +129,48 @@ impl Report {
         self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
 
+    /// Operations attempted: successes, conflicts and errors (each cost CPU).
+    fn attempts(&self) -> u64 {
+        self.ops + self.conflicts + self.errors.values().sum::<u64>()
+    }
+
+    /// `(busy share, load generator µs per attempt, servers µs per attempt)`, when measured.
+    fn cpu_per_op(&self) -> Option<(f64, f64, Option<f64>)> {
+        let per_op = |seconds: f64| seconds * 1e6 / self.attempts().max(1) as f64;
+        self.cpu
+            .map(|c| (c.busy, per_op(c.bench_s), c.servers_s.map(per_op)))
+    }
+
     fn ms(&self, quantile: f64) -> f64 {
         self.latency.value_at_quantile(quantile) as f64 / 1000.0
     }
 
     /// The run as one JSON object.
+    /// CPU fields (`cpu_busy`, `bench_cpu_us_per_op`, `server_cpu_us_per_op`) appear only when
+    /// measured.
     pub fn json(&self) -> serde_json::Value {
-        serde_json::json!({
+        let mut j = serde_json::json!({
             "workload": self.workload, "clients": self.clients,
             "read_strategy": self.read_strategy, "ops": self.ops,
             "conflicts": self.conflicts, "seconds": self.elapsed.as_secs_f64(),
             "ops_per_sec": self.ops_per_sec(), "p50_ms": self.ms(0.5), "p99_ms": self.ms(0.99),
             "p999_ms": self.ms(0.999), "errors": self.errors,
-        })
+        });
+        if let Some((busy, bench, servers)) = self.cpu_per_op() {
+            j["cpu_busy"] = busy.into();
+            j["bench_cpu_us_per_op"] = bench.into();
+            if let Some(servers) = servers {
+                j["server_cpu_us_per_op"] = servers.into();
+            }
+        }
+        j
     }
 }
 
 /// Prints one table of all `reports`, then one JSON line per report.
 pub fn print(reports: &[Report]) {
     println!(
-        "{:<8} {:>7} {:<11} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}  errors",
+        "{:<8} {:>7} {:<11} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>5} {:>9}  errors",
         "workload",
         "clients",
         "routing",
@@ -142,7 +179,9 @@ pub fn print(reports: &[Report]) {
         "p99 ms",
         "p99.9 ms",
         "max ms",
-        "conflicts"
+        "conflicts",
+        "busy",
+        "µs/op"
     );
     for r in reports {
         let errors = if r.errors.is_empty() {
@@ -154,8 +193,19 @@ pub fn print(reports: &[Report]) {
                 .collect::<Vec<_>>()
                 .join(", ")
         };
+        // busy: the machine's CPU; µs/op: load generator's CPU per operation, "+ servers'".
+        let (busy, per_op) = match r.cpu_per_op() {
+            None => ("-".to_owned(), "-".to_owned()),
+            Some((busy, bench, servers)) => (
+                format!("{:.0}%", busy * 100.0),
+                match servers {
+                    Some(servers) => format!("{bench:.0}+{servers:.0}"),
+                    None => format!("{bench:.0}"),
+                },
+            ),
+        };
         println!(
-            "{:<8} {:>7} {:<11} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9}  {errors}",
+            "{:<8} {:>7} {:<11} {:>10.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9} {busy:>5} {per_op:>9}  {errors}",
             r.workload,
             r.clients,
             r.read_strategy,
@@ -189,6 +239,7 @@ mod tests {
             errors: BTreeMap::from([("TIMEOUT".to_owned(), 1)]),
             latency,
             elapsed: Duration::from_secs(2),
+            cpu: None,
         };
         let j = r.json();
         assert_eq!(j["ops_per_sec"], 5.0);
@@ -196,5 +247,33 @@ mod tests {
         assert_eq!(j["read_strategy"], "leader");
         assert_eq!(j["errors"]["TIMEOUT"], 1);
         assert!((j["p50_ms"].as_f64().unwrap_or_default() - 1.5).abs() < 0.01);
+        assert!(j.get("cpu_busy").is_none() && j.get("bench_cpu_us_per_op").is_none());
+    }
+
+    #[test]
+    fn cpu_is_per_attempted_operation() {
+        let mut r = Report::new("txn", 2, "leader");
+        r.ops = 70;
+        r.conflicts = 20;
+        r.errors.insert("TIMEOUT".to_owned(), 10);
+        r.cpu = Some(CpuUse {
+            busy: 0.5,
+            bench_s: 0.001,
+            servers_s: None,
+        });
+        let j = r.json();
+        assert_eq!(j["cpu_busy"], 0.5);
+        // 1 ms over 100 attempts.
+        assert!((j["bench_cpu_us_per_op"].as_f64().unwrap_or_default() - 10.0).abs() < 1e-9);
+        assert!(j.get("server_cpu_us_per_op").is_none());
+        r.cpu = Some(CpuUse {
+            busy: 0.5,
+            bench_s: 0.001,
+            servers_s: Some(0.003),
+        });
+        let servers = r.json()["server_cpu_us_per_op"]
+            .as_f64()
+            .unwrap_or_default();
+        assert!((servers - 30.0).abs() < 1e-9);
     }
 }
