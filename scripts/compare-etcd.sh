@@ -184,10 +184,12 @@ until grep -q "Dolmen demo cluster:" "$WORK_DIR/demo.log"; do
 done
 grep "node [0-9]:" "$WORK_DIR/demo.log"
 dolmen_endpoints="127.0.0.1:$DOLMEN_THRIFT_PORT,127.0.0.1:$((DOLMEN_THRIFT_PORT + 1)),127.0.0.1:$((DOLMEN_THRIFT_PORT + 2))"
-say "dolmen: dolmen bench"
+# The demo's children are the nodes: the bench reports their CPU per operation too.
+node_pids=$(pgrep -d, -P "$demo_pid" || true)
+say "dolmen: dolmen bench (node pids: ${node_pids:-unknown})"
 "$DOLMEN_BIN" bench --endpoints "$dolmen_endpoints" --read-strategy "$READ_STRATEGY" \
   --workload "$WORKLOADS" --clients "$CLIENTS" --duration "$DURATION" --keys "$KEYS" \
-  --value-size "$VALUE_SIZE" | tee "$WORK_DIR/dolmen.out"
+  --value-size "$VALUE_SIZE" ${node_pids:+--server-pids "$node_pids"} | tee "$WORK_DIR/dolmen.out"
 say "dolmen: stopping the cluster"
 stop_all # SIGTERM to `dolmen demo`, which stops its nodes
 
@@ -207,7 +209,7 @@ if [ "$STANDALONE" = 1 ]; then
   done
   "$DOLMEN_BIN" bench --addr "127.0.0.1:$DOLMEN_STANDALONE_PORT" --workload write \
     --clients "$CLIENTS" --duration "$DURATION" --keys "$KEYS" --value-size "$VALUE_SIZE" \
-    | tee "$WORK_DIR/standalone.out"
+    --server-pids "$sa_pid" | tee "$WORK_DIR/standalone.out"
   stop_all
 fi
 

@@ -165,6 +165,11 @@ impl Standalone {
         self.node().admin
     }
 
+    /// The process id of the running node.
+    pub fn pid(&self) -> u32 {
+        self.node().child.id()
+    }
+
     /// The file collecting the node's stdout and stderr.
     pub fn log_path(&self) -> &Path {
         &self.log_path
