@@ -83,8 +83,8 @@ struct RunArgs {
     /// Workloads, comma-separated: register, bank, set (or all).
     #[arg(long, default_value = "register,bank,set")]
     workloads: String,
-    /// Fault kinds, comma-separated: kill, pause, partition, drop, delay, duplicate, transfer
-    /// (or all, or none).
+    /// Fault kinds, comma-separated: kill, pause, partition, drop, delay, duplicate, transfer,
+    /// mix (a network fault with a kill, pause or transfer inside it) (or all, or none).
     #[arg(long, default_value = "all")]
     faults: String,
     /// Concurrent clients, spread over the workloads (default 9; short: 6; long: 12).

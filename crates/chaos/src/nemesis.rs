@@ -1,11 +1,15 @@
-//! The nemesis: a seeded schedule of faults against the cluster, one fault at a time with
-//! quiet periods between, every start and end recorded as [`crate::history::Event::Nemesis`].
+//! The nemesis: a seeded schedule of faults against the cluster with quiet periods between,
+//! every start and end recorded as [`crate::history::Event::Nemesis`]. Each fault is one kind,
+//! except `mix`, which holds a network fault while a process fault runs inside it (a node killed
+//! or frozen during a partition, a leadership transfer over a lossy network), as real failures
+//! overlap.
 //!
 //! ```text
 //!  seed ─▶ Rng ─▶ quiet ─▶ pick kind ─▶ apply ─▶ hold ─▶ undo ─▶ quiet ─▶ ...  (until the end)
 //!                               │ kill9 + restart, pause + resume  (signals by PID)
 //!                               │ partition / drop / delay / duplicate (PUT /debug/network-faults)
-//!                               └ transfer-leader                   (POST on the leader)
+//!                               │ transfer-leader                   (POST on the leader)
+//!                               └ mix: network fault ─▶ process fault inside ─▶ heal
 //! ```
 //! The schedule (kinds, targets' selection mode, durations, probabilities) is a function of the
 //! seed; which node is the leader at a given moment is not, so replays are close, not exact.
@@ -46,11 +50,13 @@ pub enum FaultKind {
     Duplicate,
     /// Hand leadership to another node.
     Transfer,
+    /// A network fault held while a process fault (kill, pause or transfer) runs inside it.
+    Mix,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 8] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -58,7 +64,19 @@ impl FaultKind {
         FaultKind::Delay,
         FaultKind::Duplicate,
         FaultKind::Transfer,
+        FaultKind::Mix,
     ];
+
+    /// The kinds that change the network, not a process.
+    const NETWORK: [FaultKind; 4] = [
+        FaultKind::Partition,
+        FaultKind::Drop,
+        FaultKind::Delay,
+        FaultKind::Duplicate,
+    ];
+
+    /// The kinds that act on processes or leadership.
+    const PROCESS: [FaultKind; 3] = [FaultKind::Kill, FaultKind::Pause, FaultKind::Transfer];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -70,6 +88,7 @@ impl FaultKind {
             FaultKind::Delay => "delay",
             FaultKind::Duplicate => "duplicate",
             FaultKind::Transfer => "transfer",
+            FaultKind::Mix => "mix",
         }
     }
 
@@ -80,10 +99,7 @@ impl FaultKind {
 
     /// Whether it needs the server's network fault layer.
     pub fn is_network(self) -> bool {
-        matches!(
-            self,
-            FaultKind::Partition | FaultKind::Drop | FaultKind::Delay | FaultKind::Duplicate
-        )
+        self == FaultKind::Mix || Self::NETWORK.contains(&self)
     }
 }
 
@@ -174,6 +190,96 @@ async fn apply(
     hold: Duration,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
+    if kind == FaultKind::Mix {
+        return mix(cluster, recorder, rng, hold, stop).await;
+    }
+    if !kind.is_network() {
+        return process_fault(cluster, recorder, kind, rng, hold, stop, &[]).await;
+    }
+    let leader = cluster.leader().await;
+    let (name, rules, detail) = network_rules(kind, cluster.len(), leader, rng);
+    let touched = set_network(cluster, &rules).await?;
+    say(
+        recorder,
+        name,
+        &touched,
+        &format!("{detail}; heal in {} ms", hold.as_millis()),
+    );
+    nap(hold, stop).await;
+    heal_network(cluster).await?;
+    say(recorder, "heal", &touched, name);
+    Ok(())
+}
+
+/// A network fault for all of `hold`, with a process fault in its middle half.
+async fn mix(
+    cluster: &mut Cluster,
+    recorder: &Recorder,
+    rng: &mut Rng,
+    hold: Duration,
+    stop: &AtomicBool,
+) -> anyhow::Result<()> {
+    let network = rng
+        .pick(&FaultKind::NETWORK)
+        .copied()
+        .unwrap_or(FaultKind::Drop);
+    let process = rng
+        .pick(&FaultKind::PROCESS)
+        .copied()
+        .unwrap_or(FaultKind::Kill);
+    let leader = cluster.leader().await;
+    let (name, rules, detail) = network_rules(network, cluster.len(), leader, rng);
+    let touched = set_network(cluster, &rules).await?;
+    say(
+        recorder,
+        name,
+        &touched,
+        &format!(
+            "{detail}; mix: a {} inside; heal in {} ms",
+            process.name(),
+            hold.as_millis()
+        ),
+    );
+    let (before, inside) = (hold / 4, hold / 2);
+    nap(before, stop).await;
+    process_fault(cluster, recorder, process, rng, inside, stop, &rules).await?;
+    nap(hold.saturating_sub(before + inside), stop).await;
+    heal_network(cluster).await?;
+    say(recorder, "heal", &touched, name);
+    Ok(())
+}
+
+/// Installs each node's network fault `rules`; returns the nodes that got any.
+async fn set_network(cluster: &Cluster, rules: &[Vec<Value>]) -> anyhow::Result<Vec<usize>> {
+    let mut touched = Vec::new();
+    for (i, node_rules) in rules.iter().enumerate() {
+        if node_rules.is_empty() {
+            continue;
+        }
+        cluster.set_rules(i, node_rules.clone()).await?;
+        touched.push(i);
+    }
+    Ok(touched)
+}
+
+async fn heal_network(cluster: &Cluster) -> anyhow::Result<()> {
+    for i in 0..cluster.len() {
+        cluster.clear_rules(i).await?;
+    }
+    Ok(())
+}
+
+/// A kill, pause or transfer held for `hold`. A node restarted after a kill gets its rules in
+/// `reapply` again (they live in the process; a `mix` keeps its network fault whole).
+async fn process_fault(
+    cluster: &mut Cluster,
+    recorder: &Recorder,
+    kind: FaultKind,
+    rng: &mut Rng,
+    hold: Duration,
+    stop: &AtomicBool,
+    reapply: &[Vec<Value>],
+) -> anyhow::Result<()> {
     match kind {
         FaultKind::Kill => {
             let nodes = targets(cluster, rng).await;
@@ -189,6 +295,9 @@ async fn apply(
             nap(hold, stop).await;
             for &i in &nodes {
                 cluster.start_node(i).await?;
+                if let Some(rules) = reapply.get(i).filter(|r| !r.is_empty()) {
+                    cluster.set_rules(i, rules.clone()).await?;
+                }
             }
             say(recorder, "restart", &nodes, "");
         }
@@ -226,29 +335,7 @@ async fn apply(
             };
             say(recorder, "transfer-leader", &[to], &detail);
         }
-        FaultKind::Partition | FaultKind::Drop | FaultKind::Delay | FaultKind::Duplicate => {
-            let leader = cluster.leader().await;
-            let (name, rules, detail) = network_rules(kind, cluster.len(), leader, rng);
-            let mut touched = Vec::new();
-            for (i, node_rules) in rules.iter().enumerate() {
-                if node_rules.is_empty() {
-                    continue;
-                }
-                cluster.set_rules(i, node_rules.clone()).await?;
-                touched.push(i);
-            }
-            say(
-                recorder,
-                name,
-                &touched,
-                &format!("{detail}; heal in {} ms", hold.as_millis()),
-            );
-            nap(hold, stop).await;
-            for i in 0..cluster.len() {
-                cluster.clear_rules(i).await?;
-            }
-            say(recorder, "heal", &touched, name);
-        }
+        other => anyhow::bail!("{} is not a process fault", other.name()),
     }
     Ok(())
 }
@@ -368,6 +455,15 @@ mod tests {
             assert_eq!(FaultKind::parse(k.name()), Some(k));
         }
         assert!(FaultKind::Partition.is_network());
+        assert!(FaultKind::Mix.is_network());
         assert!(!FaultKind::Kill.is_network());
+        for k in FaultKind::ALL {
+            let classes = [
+                FaultKind::NETWORK.contains(&k),
+                FaultKind::PROCESS.contains(&k),
+                k == FaultKind::Mix,
+            ];
+            assert_eq!(classes.iter().filter(|&&c| c).count(), 1, "{k:?}");
+        }
     }
 }
