@@ -247,6 +247,7 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dolmen_chaos::nemesis::FaultKind;
 
     #[test]
     fn cli_is_well_formed() {
@@ -263,7 +264,7 @@ mod tests {
         let (o, out, expect) = resolve(args).unwrap();
         assert!(expect.is_none());
         assert_eq!((o.seed, o.duration_secs, o.clients, o.nodes), (7, 75, 6, 3));
-        assert_eq!(o.faults.len(), 7);
+        assert_eq!(o.faults, FaultKind::ALL.to_vec());
         assert!(out.is_none());
         let cli = Cli::parse_from([
             "dolmen-chaos",
