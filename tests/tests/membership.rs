@@ -4,8 +4,10 @@
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace -- membership`.
 
+use std::process::Command;
 use std::time::Duration;
 
+use dolmen_tests::binary::dolmen_bin;
 use dolmen_tests::client::connect_buffered;
 use dolmen_tests::replicated::{
     check_writes, summarize, unique_prefix, wait_until, Outcome, WriteKind, WriteLoad,
@@ -128,6 +130,24 @@ fn grow_shrink_transfer_and_replace_under_load_lose_nothing() {
         refused.as_ref().is_err_and(|e| e.contains("no majority")),
         "expected removing node 0 with node 3 down to be refused, got {refused:?}"
     );
+    // A transfer to a voter that is down is refused by the CLI in a line a person can read
+    // (the CLI's own request timeout bounds the call).
+    let endpoints: Vec<String> = [0, 4]
+        .iter()
+        .map(|&i| c.admin_endpoint(i).to_string())
+        .collect();
+    let out = Command::new(dolmen_bin())
+        .args(["cluster", "transfer-leader", "--to", "3", "--endpoints"])
+        .arg(endpoints.join(","))
+        .output()
+        .unwrap_or_else(|e| c.fail(&format!("run dolmen cluster transfer-leader: {e}")));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("node 3 did not take over") && stderr.len() < 400,
+        "expected a short refusal naming node 3, got {:?}: {stderr}",
+        out.status
+    );
+    println!("transfer to a stopped voter: {}", stderr.trim());
 
     // Replace node 3 after its disk was wiped: remove it, wipe, start empty, add again.
     c.remove_member(3).unwrap_or_else(|e| c.fail(&e));

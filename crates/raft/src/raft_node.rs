@@ -15,6 +15,7 @@ use std::time::Duration;
 use dolmen_engine::{Engine, Version};
 use openraft::async_runtime::WatchReceiver;
 use openraft::error::{InitializeError, RaftError};
+use openraft::metrics::WaitError;
 use openraft::storage::RaftLogStorage;
 use openraft::{ChangeMembers, RaftLogReader, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -394,7 +395,8 @@ impl RaftNode {
             };
             if healthy <= remaining.len() / 2 {
                 return Err(format!(
-                    "removing node {id} would leave {} voters of which only {healthy} are                      reachable: no majority. Bring members back first",
+                    "removing node {id} would leave {} voters of which only {healthy} are reachable: \
+                     no majority. Bring members back first",
                     remaining.len()
                 ));
             }
@@ -423,12 +425,27 @@ impl RaftNode {
             .transfer_leader(to)
             .await
             .map_err(|e| format!("the Raft core stopped: {e}"))?;
-        self.raft
-            .wait(Some(self.options.election_timeout * 10))
+        let limit = self.options.election_timeout * 10;
+        match self
+            .raft
+            .wait(Some(limit))
             .current_leader(to, "leader transfer")
             .await
-            .map_err(|e| format!("node {to} did not take over: {e}"))?;
-        Ok(MembershipOutcome::Changed)
+        {
+            Ok(_) => Ok(MembershipOutcome::Changed),
+            // The timeout's own text carries openraft's whole metrics dump; say what matters.
+            Err(WaitError::Timeout(..)) => {
+                let now = self.shared.leader().map_or_else(
+                    || "no leader is known".to_owned(),
+                    |(id, _)| format!("node {id} leads"),
+                );
+                Err(format!(
+                    "node {to} did not take over within {limit:?} ({now}); is it reachable and \
+                     caught up?"
+                ))
+            }
+            Err(WaitError::ShuttingDown) => Err("this node is shutting down".to_owned()),
+        }
     }
 
     /// Proposes a membership change and waits for it, at most 20 election timeouts (a change
