@@ -190,60 +190,53 @@ async fn apply(
     hold: Duration,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    if kind == FaultKind::Mix {
-        return mix(cluster, recorder, rng, hold, stop).await;
+    match kind {
+        FaultKind::Mix => {
+            let network = rng
+                .pick(&FaultKind::NETWORK)
+                .copied()
+                .unwrap_or(FaultKind::Drop);
+            let process = rng
+                .pick(&FaultKind::PROCESS)
+                .copied()
+                .unwrap_or(FaultKind::Kill);
+            network_fault(cluster, recorder, network, Some(process), rng, hold, stop).await
+        }
+        k if k.is_network() => network_fault(cluster, recorder, k, None, rng, hold, stop).await,
+        k => process_fault(cluster, recorder, k, rng, hold, stop, &[]).await,
     }
-    if !kind.is_network() {
-        return process_fault(cluster, recorder, kind, rng, hold, stop, &[]).await;
-    }
-    let leader = cluster.leader().await;
-    let (name, rules, detail) = network_rules(kind, cluster.len(), leader, rng);
-    let touched = set_network(cluster, &rules).await?;
-    say(
-        recorder,
-        name,
-        &touched,
-        &format!("{detail}; heal in {} ms", hold.as_millis()),
-    );
-    nap(hold, stop).await;
-    heal_network(cluster).await?;
-    say(recorder, "heal", &touched, name);
-    Ok(())
 }
 
-/// A network fault for all of `hold`, with a process fault in its middle half.
-async fn mix(
+/// A network fault held for `hold`; with `inside` (a `mix`), that process fault runs in the
+/// hold's middle half.
+async fn network_fault(
     cluster: &mut Cluster,
     recorder: &Recorder,
+    kind: FaultKind,
+    inside: Option<FaultKind>,
     rng: &mut Rng,
     hold: Duration,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let network = rng
-        .pick(&FaultKind::NETWORK)
-        .copied()
-        .unwrap_or(FaultKind::Drop);
-    let process = rng
-        .pick(&FaultKind::PROCESS)
-        .copied()
-        .unwrap_or(FaultKind::Kill);
     let leader = cluster.leader().await;
-    let (name, rules, detail) = network_rules(network, cluster.len(), leader, rng);
+    let (name, rules, detail) = network_rules(kind, cluster.len(), leader, rng);
     let touched = set_network(cluster, &rules).await?;
+    let mixed = inside.map_or_else(String::new, |p| format!("; mix: a {} inside", p.name()));
     say(
         recorder,
         name,
         &touched,
-        &format!(
-            "{detail}; mix: a {} inside; heal in {} ms",
-            process.name(),
-            hold.as_millis()
-        ),
+        &format!("{detail}{mixed}; heal in {} ms", hold.as_millis()),
     );
-    let (before, inside) = (hold / 4, hold / 2);
-    nap(before, stop).await;
-    process_fault(cluster, recorder, process, rng, inside, stop, &rules).await?;
-    nap(hold.saturating_sub(before + inside), stop).await;
+    match inside {
+        Some(process) => {
+            let (before, middle) = (hold / 4, hold / 2);
+            nap(before, stop).await;
+            process_fault(cluster, recorder, process, rng, middle, stop, &rules).await?;
+            nap(hold.saturating_sub(before + middle), stop).await;
+        }
+        None => nap(hold, stop).await,
+    }
     heal_network(cluster).await?;
     say(recorder, "heal", &touched, name);
     Ok(())
