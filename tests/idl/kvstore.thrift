@@ -1,4 +1,4 @@
-// The TransactionalKV contract exactly as existing (pre-Dolmen) clients have it (WIRE.md §2).
+// The TransactionalKV contract exactly as existing (pre-Dolmen) clients have it (docs/WIRE.md §2).
 // The black-box suite generates its Apache Thrift client from this file, so it proves that
 // Dolmen serves clients built from the original IDL. Regenerate with `make thrift-gen`.
 namespace rs kvstore

@@ -1,4 +1,4 @@
-//! Black-box API suite: every WIRE.md §2 method and the §3/§4 semantics, driven through the stock
+//! Black-box API suite: every docs/WIRE.md §2 method and the §3/§4 semantics, driven through the stock
 //! Apache Thrift client (buffered and framed) against real `dolmen serve` processes.
 //!
 //! Each `suite_*` function takes `(&dyn TestCluster, Connector)`, so the same function runs

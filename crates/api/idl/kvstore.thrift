@@ -1,4 +1,4 @@
-// Dolmen's server-side IDL for the TransactionalKV contract (WIRE.md §2).
+// Dolmen's server-side IDL for the TransactionalKV contract (docs/WIRE.md §2).
 //
 // Wire-identical to the IDL existing clients use (tests/idl/kvstore.thrift), with two kinds of
 // deliberate differences:

@@ -17,7 +17,7 @@
 //! `from_utf8_unchecked`; the sync `TBinaryProtocol` over `Bytes` panics in `split_to` when a
 //! length exceeds the buffer; the framed decoder allocates the claimed frame (up to 16 MiB)
 //! before reading it and the TTHeader decoder an unbounded claimed size. Generated container
-//! decoders also trust the wire element type and `Vec::with_capacity` an unchecked count. WIRE.md §1 requires rejecting oversized input
+//! decoders also trust the wire element type and `Vec::with_capacity` an unchecked count. docs/WIRE.md §1 requires rejecting oversized input
 //! with a protocol error (volo then replies with an exception and closes the connection).
 //!
 //! # Invariants

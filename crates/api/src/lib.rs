@@ -1,4 +1,4 @@
-//! The `TransactionalKV` Thrift contract (WIRE.md): the IDL (`idl/kvstore.thrift`), the
+//! The `TransactionalKV` Thrift contract (docs/WIRE.md): the IDL (`idl/kvstore.thrift`), the
 //! volo-thrift code generated from it at build time, a hardened codec, and the listener.
 //! Protocol only: it knows nothing of the engine or replication.
 //!

@@ -1,4 +1,4 @@
-//! [`Error`]: why a request or a transaction failed, with the WIRE error code (WIRE.md §4) and
+//! [`Error`]: why a request or a transaction failed, with the WIRE error code (docs/WIRE.md §4) and
 //! whether retrying the transaction can help ([`Error::is_retryable`]).
 
 use std::net::SocketAddr;
@@ -84,7 +84,7 @@ impl Error {
     }
 
     /// For `NOT_LEADER`: the leader's client address, from the response's `leader_hint` or else
-    /// from the message (`Not leader, try leader at: <host:port> (node <id>)`, WIRE.md §4).
+    /// from the message (`Not leader, try leader at: <host:port> (node <id>)`, docs/WIRE.md §4).
     pub fn leader_hint(&self) -> Option<SocketAddr> {
         match self {
             Error::Server {

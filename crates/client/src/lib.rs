@@ -1,4 +1,4 @@
-//! The Rust SDK for Dolmen: transactions over the `TransactionalKV` contract (WIRE.md), with
+//! The Rust SDK for Dolmen: transactions over the `TransactionalKV` contract (docs/WIRE.md), with
 //! FoundationDB's retry loop, read-your-writes, and exactly-once commits via idempotency tokens.
 //! A [`Database`] spans a cluster: writes go to the leader (discovered with `getClusterHealth`,
 //! `NOT_LEADER` hints followed), reads follow a [`ReadStrategy`], failed nodes leave the

@@ -474,7 +474,7 @@ impl Transaction {
     /// resent unchanged up to [`crate::DatabaseOptions::commit_resends`] times.
     ///
     /// # Errors
-    /// `CONFLICT` (and the other codes of WIRE.md §4) as [`Error::Server`]; check
+    /// `CONFLICT` (and the other codes of docs/WIRE.md §4) as [`Error::Server`]; check
     /// [`Error::is_retryable`].
     pub async fn commit(&self) -> Result<Committed, Error> {
         let prepared = self.state().sent.clone();

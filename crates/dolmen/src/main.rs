@@ -52,7 +52,7 @@ enum Command {
 /// `dolmen serve` flags; each overrides the config file and the environment.
 #[derive(Debug, clap::Args)]
 struct ServeArgs {
-    /// TOML configuration file (WIRE.md §5 plus [server], [mvcc], [faults]).
+    /// TOML configuration file (docs/WIRE.md §5 plus [server], [mvcc], [faults]).
     #[arg(long, env = "DOLMEN_CONFIG")]
     config: Option<PathBuf>,
     /// Address the Thrift and admin listeners bind.

@@ -1,5 +1,5 @@
 //! Dolmen's storage engine: multi-version (MVCC) key-value state over RocksDB, with
-//! FoundationDB-style conflict detection, versionstamps and the WIRE.md range algorithm.
+//! FoundationDB-style conflict detection, versionstamps and the docs/WIRE.md range algorithm.
 //! Synchronous and protocol-free: it knows nothing of Raft, Thrift or the network.
 //!
 //! ```text
@@ -27,5 +27,5 @@ pub use store::{
 };
 pub use transfer::{Export, Record, Section};
 
-/// A commit version: strictly increasing, identical on every replica (DESIGN.md §2).
+/// A commit version: strictly increasing, identical on every replica (docs/ARCHITECTURE.md §2).
 pub type Version = u64;

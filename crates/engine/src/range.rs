@@ -1,4 +1,4 @@
-//! The `getRange` algorithm of WIRE.md §3, independent of storage.
+//! The `getRange` algorithm of docs/WIRE.md §3, independent of storage.
 //!
 //! `RangeSpec` is a validated range request; `effective_end` does the byte arithmetic of
 //! `end_offset`; `RangeWalk` applies begin/end/offset/limit rules to an ascending key stream.

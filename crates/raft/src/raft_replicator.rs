@@ -517,7 +517,7 @@ fn role_of(state: ServerState) -> Role {
     }
 }
 
-/// Orders writes through Raft (DESIGN.md §4).
+/// Orders writes through Raft (docs/ARCHITECTURE.md §4).
 #[derive(Clone)]
 pub struct RaftReplicator {
     pub(crate) shared: Arc<Shared>,

@@ -1,4 +1,4 @@
-//! The `Replicator` and `ReadGate` seams (DESIGN.md §1): what the service core needs from
+//! The `Replicator` and `ReadGate` seams (docs/ARCHITECTURE.md §1): what the service core needs from
 //! replication, and nothing about how it is done.
 
 use std::future::Future;
@@ -72,7 +72,7 @@ pub trait Replicator: Send + Sync + 'static {
     fn cluster(&self) -> ClusterView;
 }
 
-/// Decides which version reads may use (DESIGN.md §1 ReadGate).
+/// Decides which version reads may use (docs/ARCHITECTURE.md §1 ReadGate).
 pub trait ReadGate: Send + Sync + 'static {
     /// A version ≥ every commit acknowledged before the call started, already applied on this
     /// node (a linearizable read barrier; weaker when configured `lease`/`stale`).

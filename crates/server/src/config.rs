@@ -1,4 +1,4 @@
-//! Node configuration: the TOML schema (WIRE.md §5 plus Dolmen's `[server]`, `[mvcc]`,
+//! Node configuration: the TOML schema (docs/WIRE.md §5 plus Dolmen's `[server]`, `[mvcc]`,
 //! `[faults]`), its defaults, and loading with precedence flags > environment > file > defaults.
 //! Everything is validated at load; each error names the key and the file, variable or flag.
 //!

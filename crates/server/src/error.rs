@@ -1,10 +1,10 @@
-//! Service errors: each carries the WIRE.md §4 error code and a message that names the bad
+//! Service errors: each carries the docs/WIRE.md §4 error code and a message that names the bad
 //! input or the way out.
 
 use dolmen_engine::{Invalid, ReadError as EngineReadError};
 use dolmen_raft::{ProposeError, ReadError as GateReadError};
 
-/// The WIRE.md §4 error codes.
+/// The docs/WIRE.md §4 error codes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
     /// A read-conflict key or range was written after the read version.

@@ -1,6 +1,6 @@
 //! The protocol-free service core: every client operation, in domain types. The Thrift layer
 //! only converts; standalone and replicated nodes differ only in the `Replicator`/`ReadGate`
-//! plugged in here (DESIGN.md §1).
+//! plugged in here (docs/ARCHITECTURE.md §1).
 //!
 //! ```text
 //!   reads:  ReadGate::read_version / wait_applied ──▶ Engine::get / get_range(version)

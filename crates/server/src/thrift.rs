@@ -1,5 +1,5 @@
 //! The Thrift handler: converts `TransactionalKV` requests to service calls and results back
-//! (WIRE.md §2–§4). It applies the §3 defaults, validates field by field, always fills required
+//! (docs/WIRE.md §2–§4). It applies the §3 defaults, validates field by field, always fills required
 //! response fields, and omits `error`/`error_code` on success. No business logic lives here.
 
 use std::future::Future;

@@ -1,7 +1,7 @@
 //! Keeping a connection open across a call to a method the IDL does not know.
 //!
 //! volo-generated request decoders answer an unknown method name with an `UNKNOWN_METHOD`
-//! error, and volo's server closes the connection after any decode error. WIRE.md §1 wants an
+//! error, and volo's server closes the connection after any decode error. docs/WIRE.md §1 wants an
 //! EXCEPTION reply on a connection that stays usable, so [`MaybeUnknown`] turns that one
 //! error into a value and [`UnknownMethodService`] answers it with the exception:
 //!

@@ -492,7 +492,7 @@ mod tests {
     use crate::config::ConsistencyLevel;
     use std::io::Write;
 
-    /// The example of WIRE.md §5, verbatim.
+    /// The example of docs/WIRE.md §5, verbatim.
     const WIRE_EXAMPLE: &str = r#"
 [deployment]
 mode = "replicated"            # or "standalone" (default)
