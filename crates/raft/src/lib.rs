@@ -22,8 +22,9 @@ pub mod types;
 pub use direct::{Direct, DirectOptions};
 pub use log_store::LogStore;
 pub use raft_node::{
-    InitOutcome, MemberStatus, MembershipOutcome, RaftNode, RaftNodeError, RaftNodeOptions,
-    RaftStatus,
+    BootstrapError, ClusterStatus, CoreStopped, ErrorKind, InitOutcome, MemberStatus,
+    MembershipError, MembershipOutcome, MembershipStep, NodeReport, RaftNode, RaftNodeError,
+    RaftNodeOptions, RaftStatus,
 };
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
 pub use replicator::{

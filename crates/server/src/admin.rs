@@ -263,7 +263,7 @@ async fn cluster_init(State(state): State<AdminState>) -> axum::response::Respon
     };
     match raft.init_guarded().await {
         Ok(outcome) => Json(serde_json::json!({ "outcome": outcome })).into_response(),
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -326,7 +326,7 @@ async fn add_node(
         peer_addr: q.peer_addr,
         admin_addr: q.admin_addr,
     };
-    membership_answer(raft.add_node(q.id, addr).await)
+    membership_answer(raft.add_node(q.id, addr).await.map_err(|e| e.to_string()))
 }
 
 /// `?id=N`.
@@ -342,7 +342,7 @@ async fn remove_node(
     let Some(raft) = state.raft else {
         return standalone();
     };
-    membership_answer(raft.remove_node(q.id).await)
+    membership_answer(raft.remove_node(q.id).await.map_err(|e| e.to_string()))
 }
 
 /// `?to=N`.
@@ -358,7 +358,7 @@ async fn transfer_leader(
     let Some(raft) = state.raft else {
         return standalone();
     };
-    membership_answer(raft.transfer_leader(q.to).await)
+    membership_answer(raft.transfer_leader(q.to).await.map_err(|e| e.to_string()))
 }
 
 async fn cluster_snapshot(State(state): State<AdminState>) -> axum::response::Response {
@@ -367,7 +367,7 @@ async fn cluster_snapshot(State(state): State<AdminState>) -> axum::response::Re
     };
     match raft.trigger_snapshot().await {
         Ok(()) => Json(serde_json::json!({ "outcome": "triggered" })).into_response(),
-        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

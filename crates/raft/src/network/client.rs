@@ -30,6 +30,17 @@ const MAX_CACHED_CHANNELS: usize = 256;
 /// sends when its deadline passes) can arrive before the caller gives up by itself.
 const ANSWER_GRACE: Duration = Duration::from_millis(200);
 
+/// A peer address that is not a usable URI (`host:port` or `http://host:port`).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("invalid peer address '{addr}': {source}")]
+pub struct BadPeerAddress {
+    /// The address as configured.
+    pub addr: String,
+    /// Why tonic refused it.
+    #[source]
+    pub source: Arc<tonic::transport::Error>,
+}
+
 /// The channel cache, shared by every client of one node.
 #[derive(Clone)]
 pub(crate) struct Channels {
@@ -52,7 +63,7 @@ impl Channels {
     /// The channel to `addr` (`host:port` or a full `http://` URI), created on first use. No
     /// connection is made here; the first call connects, and tonic reconnects after failures.
     /// Must run inside a tokio runtime.
-    pub(crate) fn get(&self, addr: &str) -> Result<Channel, String> {
+    pub(crate) fn get(&self, addr: &str) -> Result<Channel, BadPeerAddress> {
         let mut cache = self.cache.lock();
         if let Some(channel) = cache.get(addr) {
             return Ok(channel.clone());
@@ -64,7 +75,10 @@ impl Channels {
         };
         let o = &self.options;
         let channel = Endpoint::from_shared(uri)
-            .map_err(|e| format!("invalid peer address '{addr}': {e}"))?
+            .map_err(|e| BadPeerAddress {
+                addr: addr.to_owned(),
+                source: Arc::new(e),
+            })?
             .connect_timeout(o.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(o.keepalive_interval)
@@ -82,7 +96,7 @@ impl Channels {
     }
 
     /// A gRPC client on the channel to `addr`, with the message-size limits.
-    pub(crate) fn client(&self, addr: &str) -> Result<GrpcClient, String> {
+    pub(crate) fn client(&self, addr: &str) -> Result<GrpcClient, BadPeerAddress> {
         Ok(pb::peer_client::PeerClient::new(self.get(addr)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
@@ -156,7 +170,10 @@ impl PeerClient {
         };
         let body = codec::encode_command(command)
             .map_err(|e| unavailable(format!("cannot encode the command: {e}")))?;
-        let mut client = self.channels.client(peer_addr).map_err(unavailable)?;
+        let mut client = self
+            .channels
+            .client(peer_addr)
+            .map_err(|e| unavailable(e.to_string()))?;
         let mut request = Request::new(pb::ForwardRequest {
             group_id: GROUP_ID,
             command: body,
@@ -213,7 +230,10 @@ impl PeerClient {
         let unavailable = |what: String| {
             ProposeError::Unavailable(format!("read index from node {to} at {peer_addr}: {what}"))
         };
-        let mut client = self.channels.client(peer_addr).map_err(unavailable)?;
+        let mut client = self
+            .channels
+            .client(peer_addr)
+            .map_err(|e| unavailable(e.to_string()))?;
         let mut request = Request::new(pb::ReadIndexRequest {
             group_id: GROUP_ID,
             timeout_ms: millis(timeout),
@@ -266,7 +286,10 @@ impl PeerClient {
         let unavailable = |what: String| {
             ProposeError::Unavailable(format!("probe node {to} at {peer_addr}: {what}"))
         };
-        let mut client = self.channels.client(peer_addr).map_err(unavailable)?;
+        let mut client = self
+            .channels
+            .client(peer_addr)
+            .map_err(|e| unavailable(e.to_string()))?;
         let mut request = Request::new(pb::ProbeRequest { group_id: GROUP_ID });
         request.set_timeout(timeout);
         let gate = admit(self.faults.as_ref(), self.from, to, "Probe");

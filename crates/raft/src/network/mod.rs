@@ -25,7 +25,7 @@ pub mod wire;
 
 use std::time::Duration;
 
-pub use client::PeerClient;
+pub use client::{BadPeerAddress, PeerClient};
 pub use faults::{FaultAction, PeerFaults};
 pub use handler::{PeerHandler, ProbeInfo, RaftPeerHandler};
 pub use raft_network::{GrpcNetwork, GrpcNetworkFactory};

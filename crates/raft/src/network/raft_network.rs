@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status, Streaming};
 
-use crate::network::client::{is_connect_error, Channels, GrpcClient};
+use crate::network::client::{is_connect_error, BadPeerAddress, Channels, GrpcClient};
 use crate::network::faults::{admit, decide, gate, FaultAction, PeerFaults};
 use crate::network::wire::{self, pb};
 use crate::network::{NetworkOptions, PeerClient, Snapshot, MAX_SNAPSHOT_CHUNK_BYTES};
@@ -146,7 +146,7 @@ impl Link {
 pub struct GrpcNetwork {
     link: Arc<Link>,
     /// The client, or why the address is unusable (reported by every call).
-    client: Result<GrpcClient, String>,
+    client: Result<GrpcClient, BadPeerAddress>,
     options: Arc<NetworkOptions>,
     faults: Option<Arc<dyn PeerFaults>>,
 }

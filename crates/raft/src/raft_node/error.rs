@@ -1,0 +1,256 @@
+//! Why an operator's request on a Raft node was refused: [`MembershipError`] for add, remove
+//! and transfer, [`BootstrapError`] for the guarded initialization, [`CoreStopped`] for the
+//! rest. Each has a [`ErrorKind`] so the admin API and the CLI act on it without reading text.
+
+use std::time::Duration;
+
+use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, InitializeError, RaftError};
+
+use crate::types::DolmenRaft;
+use crate::NodeId;
+
+/// What a caller can do about a refusal: the admin API maps it to an HTTP status, the CLI to
+/// an exit code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// Ask the leader instead (HTTP 409; the error names the leader when one is known).
+    NotLeader,
+    /// The cluster is not in a state that allows the request; change it first (HTTP 409).
+    Conflict,
+    /// The request itself is wrong (an id that is not a voter; HTTP 400).
+    BadRequest,
+    /// Not now: the node is stopping or a majority is unreachable; retry later (HTTP 503).
+    Unavailable,
+    /// A failure inside the node (HTTP 500).
+    Internal,
+}
+
+/// The Raft core has stopped (a fatal error, or a shutdown); nothing more can be asked of it.
+#[derive(Debug, thiserror::Error)]
+#[error("the Raft core stopped: {0}")]
+pub struct CoreStopped(#[from] pub Fatal<DolmenRaft>);
+
+impl CoreStopped {
+    /// Always [`ErrorKind::Unavailable`]: another node may serve the request.
+    pub fn kind(&self) -> ErrorKind {
+        ErrorKind::Unavailable
+    }
+}
+
+/// A membership change step, named in errors ("promoting node 4 to voter: ...").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MembershipStep {
+    /// Adding a node as a learner (it starts receiving the log).
+    AddLearner(NodeId),
+    /// Promoting a caught-up learner to voter.
+    Promote(NodeId),
+    /// Removing a voter.
+    RemoveVoter(NodeId),
+    /// Removing a learner.
+    RemoveLearner(NodeId),
+}
+
+impl std::fmt::Display for MembershipStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::AddLearner(id) => write!(f, "adding node {id} as a learner"),
+            Self::Promote(id) => write!(f, "promoting node {id} to voter"),
+            Self::RemoveVoter(id) => write!(f, "removing node {id}"),
+            Self::RemoveLearner(id) => write!(f, "removing learner {id}"),
+        }
+    }
+}
+
+/// Why `add_node`, `remove_node` or `transfer_leader` refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    /// This node is not the leader; only the leader changes the membership.
+    #[error(
+        "node {node} is not the leader: {}; send membership changes to the leader's admin \
+         address",
+        leader_hint(.leader)
+    )]
+    NotLeader {
+        /// The node that refused.
+        node: NodeId,
+        /// The leader this node knows of, with its client address.
+        leader: Option<(NodeId, String)>,
+    },
+    /// The node is already a voter at another peer address.
+    #[error(
+        "node {id} is already a voter at peer address {current}; remove it first to move it to \
+         {requested}"
+    )]
+    VoterElsewhere {
+        /// The node.
+        id: NodeId,
+        /// Its peer address in the membership.
+        current: String,
+        /// The peer address asked for.
+        requested: String,
+    },
+    /// Removing the only voter would leave a cluster that can decide nothing.
+    #[error("node {0} is the last voter; a cluster needs one")]
+    LastVoter(NodeId),
+    /// Removing the node would leave fewer reachable voters than a majority of those remaining.
+    #[error(
+        "removing node {id} would leave {remaining} voters of which only {reachable} are \
+         reachable: no majority. Bring members back first"
+    )]
+    NoMajority {
+        /// The node to remove.
+        id: NodeId,
+        /// Voters left after the removal.
+        remaining: usize,
+        /// How many of them the leader hears from.
+        reachable: usize,
+    },
+    /// The transfer target is a learner, not a voter.
+    #[error("node {0} is not a voter; only a voter can lead")]
+    NotVoter(NodeId),
+    /// The transfer target is not a member at all.
+    #[error("node {0} is not a voter; only a voter can lead")]
+    UnknownNode(NodeId),
+    /// The target did not become leader in time.
+    #[error(
+        "node {to} did not take over within {limit:?} ({}); is it reachable and caught up?",
+        leads(.leader)
+    )]
+    TransferTimedOut {
+        /// The target.
+        to: NodeId,
+        /// How long it was given.
+        limit: Duration,
+        /// Who leads now, if anyone is known.
+        leader: Option<NodeId>,
+    },
+    /// A proposed change did not commit in time; it may still complete.
+    #[error(
+        "{step}: not committed within {limit:?} (is a majority of the new membership \
+         reachable?); it may still complete"
+    )]
+    NotCommitted {
+        /// The step that was proposed.
+        step: MembershipStep,
+        /// How long it was given.
+        limit: Duration,
+    },
+    /// openraft refused or failed the step.
+    #[error("{step}: {source}")]
+    Raft {
+        /// The step that failed.
+        step: MembershipStep,
+        /// openraft's reason.
+        source: RaftError<DolmenRaft, ClientWriteError<DolmenRaft>>,
+    },
+    /// This node is shutting down.
+    #[error("this node is shutting down")]
+    ShuttingDown,
+    /// This node runs standalone: there is no membership to change.
+    #[error(
+        "this node runs [deployment] mode = \"standalone\": there is no cluster to operate on"
+    )]
+    Standalone,
+    /// The Raft core stopped.
+    #[error(transparent)]
+    CoreStopped(#[from] CoreStopped),
+}
+
+/// "node N leads" or "no leader is known".
+fn leads(leader: &Option<NodeId>) -> String {
+    match leader {
+        Some(id) => format!("node {id} leads"),
+        None => "no leader is known".to_owned(),
+    }
+}
+
+/// "the leader is node N (client H:P)" or "no leader is known".
+fn leader_hint(leader: &Option<(NodeId, String)>) -> String {
+    match leader {
+        Some((id, client_addr)) => format!("the leader is node {id} (client {client_addr})"),
+        None => "no leader is known".to_owned(),
+    }
+}
+
+impl MembershipError {
+    /// What the caller can do about it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::NotLeader { .. } => ErrorKind::NotLeader,
+            Self::VoterElsewhere { .. } | Self::LastVoter(_) | Self::NoMajority { .. } => {
+                ErrorKind::Conflict
+            }
+            Self::Standalone => ErrorKind::Conflict,
+            Self::NotVoter(_) | Self::UnknownNode(_) => ErrorKind::BadRequest,
+            Self::TransferTimedOut { .. } | Self::NotCommitted { .. } | Self::ShuttingDown => {
+                ErrorKind::Unavailable
+            }
+            Self::CoreStopped(e) => e.kind(),
+            Self::Raft { source, .. } => match source {
+                RaftError::Fatal(_) => ErrorKind::Unavailable,
+                RaftError::APIError(
+                    ClientWriteError::ForwardToLeader(_) | ClientWriteError::LogEntryDiscarded(_),
+                ) => ErrorKind::NotLeader,
+                RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                    ChangeMembershipError::InProgress(_)
+                    | ChangeMembershipError::UncommittedLeaderLog(_),
+                )) => ErrorKind::Unavailable,
+                RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => {
+                    ErrorKind::Conflict
+                }
+                RaftError::APIError(ClientWriteError::PreconditionFailed(_)) => ErrorKind::Conflict,
+            },
+        }
+    }
+
+    /// The leader to ask instead, when this node knows one (for [`ErrorKind::NotLeader`]):
+    /// its id and client address.
+    pub fn leader(&self) -> Option<(NodeId, &str)> {
+        match self {
+            Self::NotLeader {
+                leader: Some((id, addr)),
+                ..
+            } => Some((*id, addr)),
+            _ => None,
+        }
+    }
+}
+
+/// Why `init_guarded` could not initialize the cluster.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    /// A peer was configured with other column families; initializing would split the data.
+    #[error(
+        "node {id} at {peer_addr} has a different data layout ({theirs}); this node has \
+         {ours}. Every member must configure the same [database] column_families"
+    )]
+    LayoutMismatch {
+        /// The peer.
+        id: NodeId,
+        /// Its peer address.
+        peer_addr: String,
+        /// Its fingerprint.
+        theirs: String,
+        /// This node's fingerprint.
+        ours: String,
+    },
+    /// openraft refused the initialization.
+    #[error("cannot initialize the cluster: {0}")]
+    Initialize(RaftError<DolmenRaft, InitializeError<DolmenRaft>>),
+    /// The Raft core stopped.
+    #[error(transparent)]
+    CoreStopped(#[from] CoreStopped),
+}
+
+impl BootstrapError {
+    /// What the caller can do about it.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::LayoutMismatch { .. } => ErrorKind::Conflict,
+            Self::Initialize(RaftError::Fatal(_)) => ErrorKind::Unavailable,
+            // Not in its own initial members: a configuration error of this node.
+            Self::Initialize(RaftError::APIError(_)) => ErrorKind::Internal,
+            Self::CoreStopped(e) => e.kind(),
+        }
+    }
+}

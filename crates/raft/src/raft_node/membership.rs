@@ -1,0 +1,181 @@
+//! Membership changes on the leader: add a node (as a learner, promoted once caught up),
+//! remove one (never the last voter, never leaving no reachable majority), hand leadership to
+//! another voter. Each refusal is a [`MembershipError`] the caller can act on.
+
+use std::collections::BTreeSet;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::metrics::WaitError;
+use openraft::ChangeMembers;
+use serde::Serialize;
+
+use super::error::{CoreStopped, MembershipError, MembershipStep};
+use super::RaftNode;
+use crate::raft_replicator::follower_health;
+use crate::replicator::Health;
+use crate::types::NodeAddr;
+use crate::NodeId;
+
+/// What a membership operation did.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipOutcome {
+    /// The change was made.
+    Changed,
+    /// Nothing to do: the cluster already was as asked.
+    Unchanged,
+}
+
+impl RaftNode {
+    /// Adds node `id` at `addr` as a voter: first as a learner, waiting until it has caught up
+    /// with the log, then promoted. Idempotent: a voter already at `addr` is left alone. Only
+    /// the leader can change the membership.
+    pub async fn add_node(
+        &self,
+        id: NodeId,
+        addr: NodeAddr,
+    ) -> Result<MembershipOutcome, MembershipError> {
+        self.require_leader()?;
+        let (voters, known) = self.membership_of(id);
+        if voters.contains(&id) {
+            return match known {
+                Some(current) if current.peer_addr == addr.peer_addr => {
+                    Ok(MembershipOutcome::Unchanged)
+                }
+                Some(current) => Err(MembershipError::VoterElsewhere {
+                    id,
+                    current: current.peer_addr,
+                    requested: addr.peer_addr,
+                }),
+                None => Ok(MembershipOutcome::Unchanged),
+            };
+        }
+        self.raft
+            .add_learner(id, addr, true)
+            .await
+            .map_err(|source| MembershipError::Raft {
+                step: MembershipStep::AddLearner(id),
+                source,
+            })?;
+        let change = ChangeMembers::AddVoterIds(BTreeSet::from([id]));
+        self.bounded(MembershipStep::Promote(id), change).await?;
+        Ok(MembershipOutcome::Changed)
+    }
+
+    /// Removes node `id` from the membership. Refuses to remove the last voter, and refuses a
+    /// change that would leave the remaining voters without a reachable majority. Idempotent.
+    pub async fn remove_node(&self, id: NodeId) -> Result<MembershipOutcome, MembershipError> {
+        self.require_leader()?;
+        let (voters, known) = self.membership_of(id);
+        if known.is_none() {
+            return Ok(MembershipOutcome::Unchanged);
+        }
+        if voters.contains(&id) {
+            let remaining: Vec<NodeId> = voters.iter().copied().filter(|v| *v != id).collect();
+            if remaining.is_empty() {
+                return Err(MembershipError::LastVoter(id));
+            }
+            let healthy = {
+                let metrics = self.raft.metrics();
+                let m = metrics.borrow_watched();
+                remaining
+                    .iter()
+                    .filter(|v| {
+                        follower_health(&m, **v, self.options.election_timeout)
+                            .is_some_and(|h| h == Health::Healthy || h == Health::Degraded)
+                    })
+                    .count()
+            };
+            if healthy <= remaining.len() / 2 {
+                return Err(MembershipError::NoMajority {
+                    id,
+                    remaining: remaining.len(),
+                    reachable: healthy,
+                });
+            }
+            let change = ChangeMembers::RemoveVoters(BTreeSet::from([id]));
+            self.bounded(MembershipStep::RemoveVoter(id), change)
+                .await?;
+        } else {
+            let change = ChangeMembers::RemoveNodes(BTreeSet::from([id]));
+            self.bounded(MembershipStep::RemoveLearner(id), change)
+                .await?;
+        }
+        Ok(MembershipOutcome::Changed)
+    }
+
+    /// Hands leadership to voter `to` and waits (≤ 10 election timeouts) until it leads.
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<MembershipOutcome, MembershipError> {
+        let (voters, known) = self.membership_of(to);
+        if known.is_none() {
+            return Err(MembershipError::UnknownNode(to));
+        }
+        if !voters.contains(&to) {
+            return Err(MembershipError::NotVoter(to));
+        }
+        if self.shared.leader().is_some_and(|(id, _)| id == to) {
+            return Ok(MembershipOutcome::Unchanged);
+        }
+        self.require_leader()?;
+        self.raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(CoreStopped)?;
+        let limit = self.options.election_timeout * 10;
+        match self
+            .raft
+            .wait(Some(limit))
+            .current_leader(to, "leader transfer")
+            .await
+        {
+            Ok(_) => Ok(MembershipOutcome::Changed),
+            // The timeout's own text carries openraft's whole metrics dump; say what matters.
+            Err(WaitError::Timeout(..)) => Err(MembershipError::TransferTimedOut {
+                to,
+                limit,
+                leader: self.shared.leader().map(|(id, _)| id),
+            }),
+            Err(WaitError::ShuttingDown) => Err(MembershipError::ShuttingDown),
+        }
+    }
+
+    /// Proposes a membership change and waits for it, at most 20 election timeouts (a change
+    /// whose new majority is unreachable cannot commit).
+    async fn bounded(
+        &self,
+        step: MembershipStep,
+        change: ChangeMembers<NodeId, NodeAddr>,
+    ) -> Result<(), MembershipError> {
+        let limit = self.options.election_timeout * 20;
+        match tokio::time::timeout(limit, self.raft.change_membership(change, false)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(MembershipError::Raft { step, source }),
+            Err(_) => Err(MembershipError::NotCommitted { step, limit }),
+        }
+    }
+
+    /// Voter ids, and `id`'s addresses if it is a member.
+    pub(super) fn membership_of(&self, id: NodeId) -> (BTreeSet<NodeId>, Option<NodeAddr>) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let membership = m.membership_config.membership();
+        (
+            membership.voter_ids().collect(),
+            membership.get_node(&id).cloned(),
+        )
+    }
+
+    fn require_leader(&self) -> Result<(), MembershipError> {
+        if self.shared.is_leader() {
+            return Ok(());
+        }
+        Err(MembershipError::NotLeader {
+            node: self.options.node_id,
+            leader: self
+                .shared
+                .leader()
+                .map(|(id, addr)| (id, addr.client_addr)),
+        })
+    }
+}

@@ -1,0 +1,175 @@
+//! One node of a Raft group (docs/replication.md §8): [`RaftNode`] and its options, the handles
+//! it gives the service core, and its shutdown. Its jobs live beside it: `startup` (storage,
+//! openraft, the peer server), `bootstrap` (the guarded init), `membership`, `status`, and the
+//! typed refusals in `error`.
+//!
+//! ```text
+//!  Engine ─▶ LogStore + StateMachine ─▶ Raft::build ─▶ (quiet period if initialized) ─▶ run
+//!                                                          └─▶ peer gRPC server
+//!  bootstrap / `cluster init` ─▶ init_guarded: never when initialized, never when a peer is
+//!  add / remove / transfer ─▶ leader only ─▶ change_membership (bounded) ─▶ MembershipOutcome
+//! ```
+
+mod bootstrap;
+mod error;
+mod membership;
+mod startup;
+mod status;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use dolmen_engine::Version;
+use openraft::async_runtime::WatchReceiver;
+use tokio::sync::watch;
+
+pub use bootstrap::InitOutcome;
+pub use error::{BootstrapError, CoreStopped, ErrorKind, MembershipError, MembershipStep};
+pub use membership::MembershipOutcome;
+pub use startup::RaftNodeError;
+pub use status::{ClusterStatus, MemberStatus, NodeReport, RaftStatus};
+
+use crate::log_store::LogStore;
+use crate::network::PeerFaults;
+use crate::raft_replicator::{RaftReadGate, RaftReplicator, ReadOptions, Shared};
+use crate::snapshot::SnapshotStats;
+use crate::types::{NodeAddr, Raft};
+use crate::NodeId;
+
+/// Everything a node needs to join its group.
+#[derive(Clone, Debug)]
+pub struct RaftNodeOptions {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// This node's addresses (the client address is what `NOT_LEADER` points at).
+    pub this: NodeAddr,
+    /// The initial members (ids and addresses), used only to initialize a new cluster.
+    pub initial_members: BTreeMap<NodeId, NodeAddr>,
+    /// Where snapshots are kept.
+    pub snapshot_dir: PathBuf,
+    /// The election timeout; elections start after a random time in `[t, 2t)`.
+    pub election_timeout: Duration,
+    /// The heartbeat interval.
+    pub heartbeat_interval: Duration,
+    /// A snapshot is built after this many applied entries.
+    pub snapshot_interval_entries: u64,
+    /// Log entries kept behind a snapshot, so briefly lagging followers catch up from the log.
+    pub snapshot_keep_entries: u64,
+    /// Most entries in one append request.
+    pub max_batch_entries: u64,
+    /// Most writes waiting for commit at once on this node.
+    pub max_outstanding_proposals: usize,
+    /// Whether followers pass writes to the leader (otherwise they answer `NOT_LEADER`).
+    pub forward_writes: bool,
+    /// Read consistency.
+    pub reads: ReadOptions,
+    /// Identifies the data layout (column families); peers with another one are refused.
+    pub fingerprint: String,
+    /// Test-only fault rules for every call this node sends to peers (`None` in production).
+    pub faults: Option<Arc<dyn PeerFaults>>,
+}
+
+/// A running Raft node.
+pub struct RaftNode {
+    raft: Raft,
+    shared: Arc<Shared>,
+    options: RaftNodeOptions,
+    snapshots: Arc<SnapshotStats>,
+    /// A handle on the log store, for its fsync counter.
+    log: LogStore,
+    peer_addr: std::net::SocketAddr,
+    stop_peers: watch::Sender<bool>,
+    peer_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl RaftNode {
+    /// Raft log fsyncs so far (each covers every entry appended before it: entries per fsync
+    /// is the group-commit factor).
+    pub fn log_fsyncs(&self) -> u64 {
+        self.log.fsync_count()
+    }
+
+    /// The write path for the service core.
+    pub fn replicator(&self) -> RaftReplicator {
+        RaftReplicator {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The read path for the service core.
+    pub fn read_gate(&self) -> RaftReadGate {
+        RaftReadGate {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// This node's id.
+    pub fn node_id(&self) -> NodeId {
+        self.options.node_id
+    }
+
+    /// This node's addresses (as given to the membership when it is added).
+    pub fn this(&self) -> &NodeAddr {
+        &self.options.this
+    }
+
+    /// Whether this node is a voter of the current membership.
+    pub fn is_voter(&self) -> bool {
+        self.membership_of(self.options.node_id)
+            .0
+            .contains(&self.options.node_id)
+    }
+
+    /// The address the peer server listens on.
+    pub fn peer_addr(&self) -> std::net::SocketAddr {
+        self.peer_addr
+    }
+
+    /// Asks the state machine to build a snapshot now.
+    pub async fn trigger_snapshot(&self) -> Result<(), CoreStopped> {
+        self.raft.trigger().snapshot().await.map_err(CoreStopped)
+    }
+
+    /// The version applied on this node.
+    pub fn applied_version(&self) -> Version {
+        *self.shared.applied.borrow()
+    }
+
+    /// Resolves when the Raft core stops on its own (a fatal error), with the reason.
+    pub async fn stopped(&self) -> String {
+        // Server metrics change only with the role, leader or membership; the full metrics
+        // change with every append and apply, and waking on each would cost several thread
+        // switches per write. A fatal error ends the core, which closes both channels.
+        let mut server = self.raft.server_metrics();
+        loop {
+            if let Err(fatal) = &self.raft.metrics().borrow_watched().running_state {
+                return fatal.to_string();
+            }
+            if server.changed().await.is_err() {
+                return match &self.raft.metrics().borrow_watched().running_state {
+                    Err(fatal) => fatal.to_string(),
+                    Ok(()) => "the Raft core exited".into(),
+                };
+            }
+        }
+    }
+
+    /// Stops Raft and the peer server. Idempotent.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "the Raft core did not stop cleanly");
+        }
+        // Queued unsynced log writes (committed, truncations, purges) land before the engine
+        // closes.
+        if let Err(e) = self.log.flush().await {
+            tracing::warn!(error = %e, "the Raft log's queued writes were not written");
+        }
+        let _ = self.stop_peers.send(true);
+        let server = self.peer_server.lock().take();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+    }
+}

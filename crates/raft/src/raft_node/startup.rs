@@ -1,0 +1,192 @@
+//! Starting a node: the openraft configuration, opening the log store and state machine over
+//! the engine, the quiet period of a restarted member (invariant 14), the peer gRPC server and
+//! the follower's leader-view refresher.
+//!
+//! ```text
+//!  Engine ─▶ LogStore + StateMachine ─▶ Raft::build ─▶ (quiet period if initialized) ─▶ run
+//!                                                          └─▶ peer gRPC server
+//! ```
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dolmen_engine::Engine;
+use openraft::storage::RaftLogStorage;
+use openraft::{RaftLogReader, SnapshotPolicy};
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use super::status::status_of;
+use super::{RaftNode, RaftNodeOptions};
+use crate::log_store::LogStore;
+use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
+use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
+use crate::state_machine::StateMachine;
+use crate::types::Raft;
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RaftNodeError {
+    /// A storage failure while opening.
+    #[error("opening the Raft storage: {0}")]
+    Storage(#[from] std::io::Error),
+    /// openraft refused the configuration.
+    #[error("invalid Raft configuration: {0}")]
+    Config(#[from] openraft::ConfigError),
+    /// The blocking task that opens the state machine panicked or was cancelled.
+    #[error("the Raft core failed to start: opening the state machine: {0}")]
+    OpenTask(tokio::task::JoinError),
+    /// openraft failed to start.
+    #[error("the Raft core failed to start: {0}")]
+    Start(openraft::error::Fatal<crate::types::DolmenRaft>),
+}
+
+impl RaftNode {
+    /// Opens the node's Raft storage over `engine`, builds and runs openraft, and serves the
+    /// peer protocol on `peer_listener`. Returns once the node takes part in the group (after
+    /// the quiet period of a restarted node).
+    pub async fn start(
+        engine: Arc<Engine>,
+        options: RaftNodeOptions,
+        peer_listener: TcpListener,
+    ) -> Result<Self, RaftNodeError> {
+        let election_ms = duration_ms(options.election_timeout);
+        let config = openraft::Config {
+            cluster_name: "dolmen".into(),
+            election_timeout_min: election_ms,
+            election_timeout_max: election_ms * 2,
+            heartbeat_interval: duration_ms(options.heartbeat_interval),
+            // The snapshot call's hard deadline: generous, the stream itself is bounded.
+            install_snapshot_timeout: 60_000,
+            max_payload_entries: options.max_batch_entries.max(1),
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_interval_entries),
+            max_in_snapshot_log_to_keep: options.snapshot_keep_entries,
+            enable_pre_vote: Some(true),
+            // Our state machine does not fsync on apply: never trust it as a leader's restore.
+            enable_leader_restore: Some(false),
+            allow_log_reversion: Some(false),
+            ..Default::default()
+        }
+        .validate()?;
+
+        let mut log_store = LogStore::new(&engine)?;
+        // Asked of storage: the Raft core cannot answer before `run`.
+        let initialized = log_store.get_log_state().await?.last_log_id.is_some()
+            || log_store.read_vote().await?.is_some();
+        let log = log_store.clone();
+        let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
+        // Opening may redo an interrupted snapshot install: blocking work.
+        let (sm_engine, sm_dir) = (engine.clone(), options.snapshot_dir.clone());
+        let state_machine =
+            tokio::task::spawn_blocking(move || StateMachine::open(sm_engine, sm_dir, applied_tx))
+                .await
+                .map_err(RaftNodeError::OpenTask)??;
+        let snapshots = state_machine.stats();
+        let incoming = state_machine.snapshot_dir();
+        let mut network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default());
+        if let Some(faults) = &options.faults {
+            network = network.with_faults(faults.clone());
+        }
+        let peers = network.peer_client();
+        let raft = Raft::build(
+            options.node_id,
+            Arc::new(config),
+            network,
+            log_store,
+            state_machine,
+        )
+        .await
+        .map_err(RaftNodeError::Start)?;
+
+        // Invariant 14: a restarted member may have granted a lease it no longer remembers;
+        // it stays silent for one maximum election timeout before it may campaign or vote.
+        if initialized {
+            tokio::time::sleep(options.election_timeout * 2).await;
+        }
+        raft.run();
+
+        let contact = Arc::new(LeaderContact::default());
+        let shared_contact = contact.clone();
+        let shared = Arc::new_cyclic(|weak| {
+            let (local_reads, remote_reads) = read_batchers(weak);
+            Shared {
+                raft: raft.clone(),
+                node_id: options.node_id,
+                peers,
+                forward_writes: options.forward_writes,
+                outstanding: Semaphore::new(options.max_outstanding_proposals.max(1)),
+                max_outstanding: options.max_outstanding_proposals.max(1),
+                applied: applied_rx,
+                reads: options.reads,
+                contact: shared_contact,
+                rpc_timeout: Duration::from_secs(10),
+                election_timeout: options.election_timeout,
+                leader_view: parking_lot::Mutex::new(None),
+                local_reads,
+                remote_reads,
+            }
+        });
+
+        let peer_addr = peer_listener.local_addr()?;
+        let status_raft = raft.clone();
+        let status_stats = snapshots.clone();
+        let node_id = options.node_id;
+        let election_timeout = options.election_timeout;
+        let handler = Arc::new(
+            RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
+                .on_leader_append(Arc::new(move || contact.touch()))
+                .with_read_index({
+                    let shared = shared.clone();
+                    Arc::new(move |timeout| {
+                        let shared = shared.clone();
+                        Box::pin(async move { shared.local_reads.read_index(timeout).await })
+                    })
+                })
+                .with_status(Arc::new(move || {
+                    let status = status_of(&status_raft, node_id, &status_stats, election_timeout);
+                    serde_json::to_string(&status).unwrap_or_default()
+                })),
+        );
+        let (stop_peers, mut stop_rx) = watch::channel(false);
+        let incoming = Arc::new(move || incoming.incoming());
+        let peer_server = tokio::spawn(async move {
+            let stop = async move {
+                let _ = stop_rx.wait_for(|s| *s).await;
+            };
+            if let Err(e) = network::serve(peer_listener, handler, incoming, stop).await {
+                tracing::error!(error = %e, "the peer server stopped");
+            }
+        });
+
+        // A follower learns the other members' health from the leader, every heartbeat
+        // interval (one small Probe), so its getClusterHealth agrees with the leader's.
+        let view_shared = shared.clone();
+        let mut view_stop = stop_peers.subscribe();
+        let view_every = options.heartbeat_interval.max(Duration::from_millis(50));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(view_every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = view_stop.changed() => return,
+                    _ = tick.tick() => view_shared.refresh_leader_view().await,
+                }
+            }
+        });
+
+        Ok(Self {
+            raft,
+            shared,
+            options,
+            snapshots,
+            log,
+            peer_addr,
+            stop_peers,
+            peer_server: parking_lot::Mutex::new(Some(peer_server)),
+        })
+    }
+}
+
+fn duration_ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
