@@ -1,0 +1,103 @@
+//! The guarded bootstrap (invariant 15) and the restart quiet period (invariant 14): a node
+//! initializes once, never when a peer already is, never beside a peer with another data
+//! layout; a restarted member stays silent for two election timeouts.
+
+use std::time::Instant;
+
+use dolmen_raft::{BootstrapError, ErrorKind, InitOutcome};
+
+use crate::harness::{eventually, leader_alone, released, start, start_in, Spec, ELECTION_TIMEOUT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_guarded_initializes_once_and_then_reports_already_initialized() {
+    let a = start(Spec::new(0, &[])).await;
+    assert_eq!(
+        a.raft.init_guarded().await.expect("init"),
+        InitOutcome::Initialized
+    );
+    eventually("node 0 leads", || async { a.role() == "leader" }).await;
+    let before = a.raft.status();
+    assert_eq!(
+        a.raft.init_guarded().await.expect("second init"),
+        InitOutcome::AlreadyInitialized
+    );
+    let after = a.raft.status();
+    assert_eq!(after.term, before.term, "a second init starts no new term");
+    assert_eq!(after.members.len(), 1);
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_peer_is_initialized_does_not_initialize_its_own_cluster() {
+    let a = leader_alone().await;
+    // Node 1 is configured with {0, 1}; node 0 already runs a cluster of its own.
+    let b = start(Spec::new(1, &[&a])).await;
+    assert_eq!(
+        b.raft.init_guarded().await.expect("init on node 1"),
+        InitOutcome::AlreadyInitialized
+    );
+    let status = b.raft.status();
+    assert!(
+        status.members.is_empty(),
+        "node 1 has no membership: {status:?}"
+    );
+    assert_eq!(status.last_log, 0, "node 1 wrote nothing");
+    assert_eq!(
+        a.raft.status().members.len(),
+        1,
+        "node 0's cluster is unchanged"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_another_data_layout_is_refused_naming_both_layouts() {
+    let a = start(Spec::new(0, &[])).await;
+    let mut spec = Spec::new(1, &[&a]);
+    spec.fingerprint = "cf=default,orders".into();
+    let b = start(spec).await;
+    let err = b.raft.init_guarded().await.expect_err("the layouts differ");
+    assert!(
+        matches!(&err, BootstrapError::LayoutMismatch { id: 0, theirs, ours, .. }
+            if theirs == "cf=default" && ours == "cf=default,orders"),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "node 0 at {} has a different data layout (cf=default); this node has \
+             cf=default,orders. Every member must configure the same [database] column_families",
+            a.addr.peer_addr
+        )
+    );
+    assert_eq!(b.raft.status().last_log, 0, "node 1 did not initialize");
+    b.stop().await;
+    a.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_member_is_quiet_for_two_election_timeouts_and_never_reinitializes() {
+    let a = leader_alone().await;
+    let last_log = a.raft.status().last_log;
+    let dir = a.stop().await;
+    released(&dir).await;
+
+    let restart = Instant::now();
+    let a = start_in(Spec::new(0, &[]), dir).await;
+    let quiet = restart.elapsed();
+    assert!(
+        quiet >= ELECTION_TIMEOUT * 2,
+        "a restarted member returned from start after {quiet:?}, before its quiet period"
+    );
+    assert_eq!(
+        a.raft.init_guarded().await.expect("init after restart"),
+        InitOutcome::AlreadyInitialized
+    );
+    eventually("node 0 leads again", || async { a.role() == "leader" }).await;
+    let status = a.raft.status();
+    assert!(status.last_log >= last_log, "the log survived: {status:?}");
+    assert_eq!(status.members.len(), 1);
+    a.stop().await;
+}
