@@ -1,0 +1,207 @@
+//! A blocking facade over [`crate::AdminClient`] for synchronous callers (the test harness):
+//! the same methods, each run to completion on one small runtime shared by the process.
+//!
+//! # Panics
+//! A blocking call made on a thread that is already inside a tokio runtime panics (tokio's
+//! rule); async callers use [`crate::AdminClient`].
+
+use std::future::Future;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hyper::Method;
+use serde::de::DeserializeOwned;
+
+use crate::client::{RawAnswer, Readiness};
+use crate::error::AdminError;
+use crate::faults::RuleSet;
+use crate::ops::{AddNode, Digest, InitOutcome, MembershipOutcome, SnapshotOutcome};
+use crate::status::{ClusterStatus, NodeId, NodeStatus};
+
+/// The process's runtime for blocking calls: one worker thread drives the connections while
+/// callers block in `block_on` (any number of threads at once).
+fn runtime() -> Result<&'static tokio::runtime::Runtime, AdminError> {
+    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("dolmen-admin-client")
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|reason| AdminError::Runtime {
+            reason: reason.clone(),
+        })
+}
+
+fn block_on<T>(call: impl Future<Output = Result<T, AdminError>>) -> Result<T, AdminError> {
+    runtime()?.block_on(call)
+}
+
+/// A blocking client of one node's admin API; see [`crate::AdminClient`] for each call.
+#[derive(Clone, Debug)]
+pub struct AdminClient {
+    inner: crate::AdminClient,
+}
+
+impl AdminClient {
+    /// A client of the admin API at `addr` (`host:port`), with [`crate::DEFAULT_TIMEOUT`].
+    pub fn new(addr: impl ToString) -> Self {
+        Self {
+            inner: crate::AdminClient::new(addr.to_string()),
+        }
+    }
+
+    /// The same client with another per-call timeout.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        Self {
+            inner: self.inner.with_timeout(timeout),
+        }
+    }
+
+    /// The async client underneath.
+    pub fn inner(&self) -> &crate::AdminClient {
+        &self.inner
+    }
+
+    /// `GET /health`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::health`].
+    pub fn health(&self) -> Result<(), AdminError> {
+        block_on(self.inner.health())
+    }
+
+    /// `GET /ready`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::ready`].
+    pub fn ready(&self) -> Result<Readiness, AdminError> {
+        block_on(self.inner.ready())
+    }
+
+    /// `GET /metrics`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::metrics`].
+    pub fn metrics(&self) -> Result<String, AdminError> {
+        block_on(self.inner.metrics())
+    }
+
+    /// `GET /status`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::status`].
+    pub fn status(&self) -> Result<NodeStatus, AdminError> {
+        block_on(self.inner.status())
+    }
+
+    /// `GET /cluster/status`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::cluster_status`].
+    pub fn cluster_status(&self) -> Result<ClusterStatus, AdminError> {
+        block_on(self.inner.cluster_status())
+    }
+
+    /// `POST /cluster/init`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::init`].
+    pub fn init(&self) -> Result<InitOutcome, AdminError> {
+        block_on(self.inner.init())
+    }
+
+    /// `POST /cluster/snapshot`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::snapshot`].
+    pub fn snapshot(&self) -> Result<SnapshotOutcome, AdminError> {
+        block_on(self.inner.snapshot())
+    }
+
+    /// `POST /cluster/add-node`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::add_node`].
+    pub fn add_node(&self, node: &AddNode) -> Result<MembershipOutcome, AdminError> {
+        block_on(self.inner.add_node(node))
+    }
+
+    /// `POST /cluster/remove-node?id=N`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::remove_node`].
+    pub fn remove_node(&self, id: NodeId) -> Result<MembershipOutcome, AdminError> {
+        block_on(self.inner.remove_node(id))
+    }
+
+    /// `POST /cluster/transfer-leader?to=N`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::transfer_leader`].
+    pub fn transfer_leader(&self, to: NodeId) -> Result<MembershipOutcome, AdminError> {
+        block_on(self.inner.transfer_leader(to))
+    }
+
+    /// `GET /state/digest[?version=V]`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::digest`].
+    pub fn digest(&self, version: Option<u64>) -> Result<Digest, AdminError> {
+        block_on(self.inner.digest(version))
+    }
+
+    /// `GET /debug/network-faults`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::network_faults`].
+    pub fn network_faults(&self) -> Result<RuleSet, AdminError> {
+        block_on(self.inner.network_faults())
+    }
+
+    /// `PUT /debug/network-faults`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::set_network_faults`].
+    pub fn set_network_faults(&self, rules: &RuleSet) -> Result<RuleSet, AdminError> {
+        block_on(self.inner.set_network_faults(rules))
+    }
+
+    /// `DELETE /debug/network-faults`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::clear_network_faults`].
+    pub fn clear_network_faults(&self) -> Result<RuleSet, AdminError> {
+        block_on(self.inner.clear_network_faults())
+    }
+
+    /// `method path` with an optional JSON body; a 2xx answer parsed as `T`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::json`].
+    pub fn json<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<T, AdminError> {
+        block_on(self.inner.json(method, path, body))
+    }
+
+    /// `method path` with an optional JSON body: the answer as it came, any status.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::request`].
+    pub fn request(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<RawAnswer, AdminError> {
+        block_on(self.inner.request(method, path, body))
+    }
+}

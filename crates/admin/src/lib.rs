@@ -1,0 +1,32 @@
+//! The admin HTTP API of a Dolmen node, as types: the serde structs of every endpoint's
+//! request and answer ([`status`], [`ops`], [`faults`]), the refusal body ([`refusal`]), and
+//! the one client ([`AdminClient`], async; [`blocking::AdminClient`] for synchronous callers).
+//!
+//! ```text
+//!  server (axum handlers) ── serializes ──▶ JSON ◀── deserializes ── AdminClient
+//!                                                     (dolmen cluster, join, chaos, tests)
+//! ```
+//!
+//! The wire names are those of `docs/CONTRACTS.md` ("Admin HTTP API"); this crate depends on
+//! no server code, so clients build without RocksDB.
+
+pub mod blocking;
+mod client;
+mod error;
+pub mod faults;
+pub mod ops;
+pub mod refusal;
+pub mod status;
+
+pub use client::{AdminClient, RawAnswer, Readiness, DEFAULT_TIMEOUT};
+pub use error::AdminError;
+pub use faults::{Rule, RuleAction, RuleError, RuleSet};
+pub use hyper::Method;
+pub use ops::{
+    AddNode, Digest, DigestQuery, InitOutcome, MembershipOutcome, Outcome, RemoveNode,
+    SnapshotOutcome, TransferLeader,
+};
+pub use refusal::{ErrorBody, ErrorCode};
+pub use status::{
+    ClusterStatus, Health, MemberView, NodeId, NodeReport, NodeStatus, RaftMember, RaftStatus, Role,
+};
