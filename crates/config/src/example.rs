@@ -119,7 +119,7 @@ mod tests {
 
     use toml::{Table, Value};
 
-    use crate::config::{Config, Mode, Overrides};
+    use crate::{Config, Mode, Overrides};
 
     fn load(text: &str) -> Config {
         let mut f = tempfile::NamedTempFile::new().unwrap();

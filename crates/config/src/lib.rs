@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Origin};
 pub use load::{Overrides, PASSTHROUGH_ENV};
-pub use validate::split_endpoint;
+pub use validate::{split_endpoint, EndpointError};
 
 /// The whole node configuration: one struct per TOML section.
 ///
@@ -357,17 +357,31 @@ impl fmt::Display for Mode {
     }
 }
 
+/// A name that is not one of an enum's TOML spellings ([`Mode`], [`ConsistencyLevel`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{name}`, expected {expected}")]
+pub struct UnknownName {
+    /// What was being named: `mode` or `consistency level`.
+    pub what: &'static str,
+    /// The name given.
+    pub name: String,
+    /// The accepted spellings, for the message.
+    pub expected: &'static str,
+}
+
 impl FromStr for Mode {
-    type Err = String;
+    type Err = UnknownName;
 
     /// Parses the TOML spelling (for `--mode`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "standalone" => Ok(Mode::Standalone),
             "replicated" => Ok(Mode::Replicated),
-            other => Err(format!(
-                "unknown mode `{other}`, expected `standalone` or `replicated`"
-            )),
+            other => Err(UnknownName {
+                what: "mode",
+                name: other.to_owned(),
+                expected: "`standalone` or `replicated`",
+            }),
         }
     }
 }
@@ -390,7 +404,7 @@ impl fmt::Display for ConsistencyLevel {
 }
 
 impl FromStr for ConsistencyLevel {
-    type Err = String;
+    type Err = UnknownName;
 
     /// Parses the TOML spelling.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -398,9 +412,11 @@ impl FromStr for ConsistencyLevel {
             "linearizable" => Ok(ConsistencyLevel::Linearizable),
             "lease" => Ok(ConsistencyLevel::Lease),
             "stale" => Ok(ConsistencyLevel::Stale),
-            other => Err(format!(
-                "unknown consistency level `{other}`, expected `linearizable`, `lease` or `stale`"
-            )),
+            other => Err(UnknownName {
+                what: "consistency level",
+                name: other.to_owned(),
+                expected: "`linearizable`, `lease` or `stale`",
+            }),
         }
     }
 }

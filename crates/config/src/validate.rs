@@ -239,42 +239,66 @@ fn endpoint_list(key: &str, endpoints: &[String]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Why an endpoint is not `host:port` (see [`split_endpoint`]); each message names the bad part.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EndpointError {
+    /// No `:port` after the host.
+    #[error("expected host:port, such as 127.0.0.1:9090")]
+    NoPort,
+    /// A `[` without `]:port`.
+    #[error("expected [ipv6]:port, such as [::1]:9090")]
+    NoBracketedPort,
+    /// The bracketed host is not an IPv6 address.
+    #[error("{0:?} is not an IPv6 address")]
+    NotIpv6(String),
+    /// An IPv6 host without brackets.
+    #[error("an IPv6 host must be in brackets, such as [::1]:9090")]
+    UnbracketedIpv6,
+    /// The host is empty or holds whitespace or control characters.
+    #[error("host {0:?} is empty or contains whitespace")]
+    BadHost(String),
+    /// Port 0.
+    #[error("port must not be 0 (peers and clients must be able to reach it)")]
+    ZeroPort,
+    /// The port is not a number in `1..=65535`.
+    #[error("port {0:?} is not a number from 1 to 65535")]
+    BadPort(String),
+}
+
 /// Splits an endpoint `host:port` (IPv6 hosts in brackets: `[::1]:9090`) into host and a
 /// non-zero port.
 ///
 /// # Errors
-/// A message saying what is wrong with `endpoint`.
-pub fn split_endpoint(endpoint: &str) -> Result<(&str, u16), String> {
+/// An [`EndpointError`] saying what is wrong with `endpoint`.
+pub fn split_endpoint(endpoint: &str) -> Result<(&str, u16), EndpointError> {
     let (host, port) = if let Some(rest) = endpoint.strip_prefix('[') {
         let (host, port) = rest
             .split_once("]:")
-            .ok_or("expected [ipv6]:port, such as [::1]:9090")?;
+            .ok_or(EndpointError::NoBracketedPort)?;
         host.parse::<Ipv6Addr>()
-            .map_err(|_| format!("{host:?} is not an IPv6 address"))?;
+            .map_err(|_| EndpointError::NotIpv6(host.to_owned()))?;
         (host, port)
     } else {
-        let (host, port) = endpoint
-            .rsplit_once(':')
-            .ok_or("expected host:port, such as 127.0.0.1:9090")?;
+        let (host, port) = endpoint.rsplit_once(':').ok_or(EndpointError::NoPort)?;
         if host.contains(':') {
-            return Err("an IPv6 host must be in brackets, such as [::1]:9090".to_owned());
+            return Err(EndpointError::UnbracketedIpv6);
         }
         (host, port)
     };
     if host.is_empty() || host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!("host {host:?} is empty or contains whitespace"));
+        return Err(EndpointError::BadHost(host.to_owned()));
     }
     match port.parse::<u16>() {
-        Ok(0) => Err("port must not be 0 (peers and clients must be able to reach it)".to_owned()),
+        Ok(0) => Err(EndpointError::ZeroPort),
         Ok(port) => Ok((host, port)),
-        Err(_) => Err(format!("port {port:?} is not a number from 1 to 65535")),
+        Err(_) => Err(EndpointError::BadPort(port.to_owned())),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ConsistencyLevel;
+    use crate::ConsistencyLevel;
 
     fn replicated() -> Config {
         let mut c = Config::default();

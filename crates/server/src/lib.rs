@@ -8,7 +8,9 @@
 
 pub mod admin;
 pub mod admin_client;
-pub mod config;
+/// The node configuration, kept in its own crate (`dolmen-config`) so that tools which only
+/// render or read configs (the test kit) do not link the server.
+pub use dolmen_config as config;
 pub mod error;
 pub mod faults;
 pub mod net_faults;
