@@ -1,6 +1,7 @@
-//! Black-box harness for Dolmen: owns the `dolmen serve` processes a test starts (config, readiness,
-//! logs, shutdown), the stock Apache Thrift client generated from `idl/kvstore.thrift`, and raw
-//! wire helpers for malformed-input tests. It never links Dolmen code: everything goes over TCP.
+//! Black-box harness for Dolmen: the `dolmen serve` processes a test starts (through
+//! `dolmen_testkit`: config, readiness, logs, shutdown), the stock Apache Thrift client generated
+//! from `idl/kvstore.thrift`, and raw wire helpers for malformed-input tests. It links no server
+//! code (only the config schema and the admin types): data goes over TCP.
 //!
 //! ```text
 //!  suite_xxx(&dyn TestCluster, Connector)
@@ -8,7 +9,7 @@
 //!      │                 └─ connect ─▶ KvClient (Apache Thrift 0.17, strict binary,
 //!      │                                buffered | framed) ──TCP──▶ dolmen serve
 //!      └─ endpoints / restart ─▶ Standalone ── spawn, wait for "dolmen ready:", SIGTERM ─┘
-//!                              └──▶ ReplicatedCluster ── n × the same process code, admin HTTP,
+//!                              └──▶ ReplicatedCluster ── dolmen_testkit::LocalCluster, admin HTTP,
 //!                                   kill9 / stop / start / sigstop per node
 //! ```
 

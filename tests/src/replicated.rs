@@ -1,37 +1,35 @@
 //! A Raft cluster of `dolmen serve` processes on loopback (the replicated [`TestCluster`]), the
 //! per-node controls robustness tests need (crash, SIGTERM, SIGSTOP, restart), and a recording
-//! write load whose outcomes are checked against what the cluster serves afterwards.
+//! write load ([`writes`]) whose outcomes are checked against what the cluster serves afterwards.
+//! Processes, ports and configs are `dolmen_testkit`'s; this module adds the test defaults and
+//! turns every failure into a panic that carries the nodes' log tails.
 //!
 //! ```text
-//!  ReplicatedBuilder ─ pick ports (thrift, peer, admin per node) ─ node-<i>.toml ─┐
-//!      ReplicatedCluster ── Node::spawn (standalone.rs) ×n ◀───────────────────────┘
+//!  ReplicatedBuilder ─ NodeAddrs::pick ─ Config per node (render::replicated_node + set) ─┐
+//!      ReplicatedCluster ── dolmen_testkit::LocalCluster (node-<i>.toml/.log, data-<i>) ◀──┘
 //!          │ kill9 / stop / start / sigstop / sigcont            (by PID)
-//!          │ status / leader / digest / wait_* ── admin HTTP (admin.rs) ──▶ each node
+//!          │ status / leader / digest / wait_* ── dolmen_admin client ──▶ each node
 //!          └ WriteLoad threads ── Thrift ──▶ nodes; every outcome recorded as a WriteRecord
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod writes;
+
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::Signal;
+use dolmen_testkit::render::{self, replicated_node};
+use dolmen_testkit::{ClusterError, Config, LocalCluster, NodeAddrs, NodeFiles, NodeSpec, Stopped};
 use tempfile::TempDir;
-use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
-use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport, TIoChannel, TTcpChannel};
 
-use crate::admin::{get_json, http_get};
-use crate::client::{op_set, range_all_absent, KvClient, IO_TIMEOUT};
+use crate::binary::dolmen_bin;
 use crate::cluster::TestCluster;
-use crate::kvstore::{
-    AtomicCommitRequest, GetRangeRequest, SetKeyRequest, TTransactionalKVSyncClient,
-    TransactionalKVSyncClient,
+use crate::standalone::{apply_test_defaults, READY_TIMEOUT, STOP_TIMEOUT};
+
+pub use writes::{
+    check_writes, read_prefix, summarize, try_connect, try_write, unique_prefix, Outcome,
+    ReadError, WriteKind, WriteLoad, WriteLoadConfig, WriteRecord,
 };
-use crate::standalone::{append_log, log_tail, Node, StandaloneBuilder};
 
 /// How long a cluster may take to elect a leader (at start, after a crash, after a restart).
 pub const LEADER_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,8 +48,8 @@ const POLL: Duration = Duration::from_millis(50);
 type Setting = (String, String, toml::Value);
 
 /// Builds the configurations of a [`ReplicatedCluster`]: the standalone test defaults
-/// ([`StandaloneBuilder::new`]) plus `[deployment] mode = "replicated"`, a 500 ms election
-/// timeout and 100 ms heartbeats, pre-picked ports, every node's endpoints, and
+/// ([`crate::StandaloneBuilder::new`]) plus `[deployment] mode = "replicated"`, a 500 ms
+/// election timeout and 100 ms heartbeats, pre-picked ports, every node's endpoints, and
 /// `[consensus] bootstrap = true` on node 0 only. [`Self::set`] and [`Self::set_node`] override
 /// any of it.
 #[derive(Clone, Debug)]
@@ -84,7 +82,6 @@ impl ReplicatedBuilder {
             initial: None,
             joining: false,
         }
-        .set("deployment", "mode", "replicated")
         .set("consensus", "election_timeout_ms", 500)
         .set("consensus", "heartbeat_interval_ms", 100)
     }
@@ -136,8 +133,11 @@ impl ReplicatedBuilder {
         self
     }
 
-    /// The TOML text of node `i` given every node's addresses, with data under `base_path`.
-    fn render(&self, i: usize, addrs: &[NodeAddrs], base_path: &Path) -> String {
+    /// The configuration of node `i` given every node's addresses, with data under `data`.
+    ///
+    /// # Panics
+    /// When a setting does not fit the schema (an unknown key or a wrong type).
+    fn config(&self, i: usize, addrs: &[NodeAddrs], data: &Path) -> Config {
         // An initial node lists only the initial cluster (what node 0 bootstraps); a later node
         // lists everyone (it only needs itself in the lists).
         let initial = self.initial.unwrap_or(self.nodes);
@@ -146,34 +146,24 @@ impl ReplicatedBuilder {
         } else {
             addrs
         };
-        let list = |f: fn(&NodeAddrs) -> SocketAddr| -> Vec<String> {
-            listed.iter().map(|a| f(a).to_string()).collect()
-        };
-        let mut b = StandaloneBuilder::new()
-            .set(
-                "deployment",
-                "instance_id",
-                i64::try_from(i).expect("node index fits i64"),
-            )
-            .set("deployment", "replica_endpoints", list(|a| a.thrift))
-            .set("consensus", "endpoints", list(|a| a.peer))
-            .set("consensus", "bootstrap", i == 0)
-            .set("server", "port", i64::from(addrs[i].thrift.port()))
-            .set("server", "admin_port", i64::from(addrs[i].admin.port()));
+        let mut c = replicated_node(i, listed, data);
+        apply_test_defaults(&mut c);
         if self.joining && i >= initial {
-            let admins: Vec<String> = addrs[..initial]
+            c.consensus.join = addrs[..initial]
                 .iter()
                 .map(|a| a.admin.to_string())
                 .collect();
-            b = b.set("consensus", "join", admins);
         }
-        for (section, key, value) in &self.common {
-            b = b.set(section, key, value.clone());
+        let mine = self
+            .per_node
+            .iter()
+            .filter(|(n, _)| *n == i)
+            .map(|(_, s)| s);
+        for (section, key, value) in self.common.iter().chain(mine) {
+            render::set(&mut c, section, key, value.clone())
+                .unwrap_or_else(|e| panic!("node {i}'s config: {e}"));
         }
-        for (_, (section, key, value)) in self.per_node.iter().filter(|(n, _)| *n == i) {
-            b = b.set(section, key, value.clone());
-        }
-        b.render(base_path)
+        c
     }
 
     /// Writes every node's config into a fresh temporary directory, starts the nodes, and waits
@@ -186,36 +176,21 @@ impl ReplicatedBuilder {
             .prefix("dolmen-cluster-")
             .tempdir()
             .expect("create a temp dir for the cluster");
-        let ports = pick_ports(self.nodes * 3);
-        let addrs: Vec<NodeAddrs> = ports
-            .chunks(3)
-            .map(|p| NodeAddrs {
-                thrift: loopback(p[0]),
-                peer: loopback(p[1]),
-                admin: loopback(p[2]),
-            })
-            .collect();
-        let mut members = Vec::with_capacity(self.nodes);
+        let addrs = NodeAddrs::pick(self.nodes).unwrap_or_else(|e| panic!("{e}"));
+        let mut specs = Vec::with_capacity(self.nodes);
         let mut election_timeout = Duration::from_millis(1000);
         for (i, a) in addrs.iter().enumerate() {
-            let text = self.render(i, &addrs, &dir.path().join(format!("data-{i}")));
+            let files = NodeFiles::flat(dir.path(), i);
+            let config = self.config(i, &addrs, &files.data);
             if i == 0 {
-                election_timeout = election_timeout_of(&text);
+                election_timeout = Duration::from_millis(config.consensus.election_timeout_ms);
             }
-            let config_path = dir.path().join(format!("node-{i}.toml"));
-            std::fs::write(&config_path, text)
-                .unwrap_or_else(|e| panic!("write {}: {e}", config_path.display()));
-            members.push(Member {
-                config_path,
-                log_path: dir.path().join(format!("node-{i}.log")),
-                addrs: *a,
-                process: None,
-                frozen: false,
-            });
+            render::write(&files.config, "", &config).unwrap_or_else(|e| panic!("{e}"));
+            specs.push(NodeSpec { files, addrs: *a });
         }
         let mut cluster = ReplicatedCluster {
+            nodes: LocalCluster::new(&dolmen_bin(), specs, "harness"),
             dir: Some(dir),
-            members,
             election_timeout,
         };
         // The cluster owns every process from here on: a panic below still kills them.
@@ -226,113 +201,9 @@ impl ReplicatedBuilder {
     }
 }
 
-/// `[consensus] election_timeout_ms` of a rendered config.
-fn election_timeout_of(text: &str) -> Duration {
-    let table: toml::Table = toml::from_str(text).expect("rendered config is valid TOML");
-    let ms = table
-        .get("consensus")
-        .and_then(|c| c.get("election_timeout_ms"))
-        .and_then(toml::Value::as_integer)
-        .unwrap_or(1000);
-    Duration::from_millis(u64::try_from(ms).unwrap_or(1000))
-}
-
-fn loopback(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-/// Picks `n` distinct free loopback ports, below the kernel's ephemeral range when possible so
-/// that no outgoing connection (ours, or a peer's) takes a stopped node's port before it
-/// restarts. Every candidate is bound while picking, so the `n` are free at return.
-fn pick_ports(n: usize) -> Vec<u16> {
-    static HANDED_OUT: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
-    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
-        .unwrap_or(32768);
-    let (low, high) = (10_000u16, ephemeral_low);
-    let mut held = Vec::with_capacity(n);
-    let mut guard = HANDED_OUT
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let handed_out = guard.get_or_insert_with(HashSet::new);
-    if high > low + 1000 {
-        let span = u32::from(high - low);
-        let mut x = seed();
-        for _ in 0..20_000 {
-            if held.len() == n {
-                break;
-            }
-            x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-            let offset = u16::try_from((x >> 33) % u64::from(span)).expect("offset < span");
-            let port = low + offset;
-            if handed_out.contains(&port) {
-                continue;
-            }
-            if let Ok(l) = TcpListener::bind(loopback(port)) {
-                handed_out.insert(port);
-                held.push(l);
-            }
-        }
-    }
-    // Fallback (tiny or unknown ephemeral range): let the kernel choose.
-    while held.len() < n {
-        let l = TcpListener::bind(loopback(0)).expect("bind 127.0.0.1:0 to pick a port");
-        let port = l
-            .local_addr()
-            .expect("local_addr of a bound listener")
-            .port();
-        if handed_out.insert(port) {
-            held.push(l);
-        }
-    }
-    held.iter()
-        .map(|l| {
-            l.local_addr()
-                .expect("local_addr of a bound listener")
-                .port()
-        })
-        .collect()
-}
-
-/// A per-call seed: process id, clock, and a counter.
-fn seed() -> u64 {
-    static CALLS: Mutex<u64> = Mutex::new(0);
-    let mut calls = CALLS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    *calls += 1;
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ d.as_secs());
-    (u64::from(std::process::id()) << 32) ^ nanos ^ (*calls).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
 // ---------------------------------------------------------------------------------------------
 // Cluster
 // ---------------------------------------------------------------------------------------------
-
-/// The three addresses of one node, fixed for the cluster's life.
-#[derive(Clone, Copy, Debug)]
-struct NodeAddrs {
-    thrift: SocketAddr,
-    peer: SocketAddr,
-    admin: SocketAddr,
-}
-
-/// One node of the cluster: its files, addresses and (when running) process.
-struct Member {
-    /// Passed to every start of this node.
-    config_path: PathBuf,
-    /// Receives the node's stdout and stderr across restarts, with harness markers.
-    log_path: PathBuf,
-    /// Fixed ports (every node's config lists everyone's).
-    addrs: NodeAddrs,
-    /// The running process; `None` after kill9/stop until the next start.
-    process: Option<Node>,
-    /// True between `sigstop` and `sigcont`.
-    frozen: bool,
-}
 
 /// A running cluster of `dolmen serve` processes in one temporary directory.
 ///
@@ -340,10 +211,10 @@ struct Member {
 /// (kept, with its path printed, when `DOLMEN_TEST_KEEP` is set). When dropped during a panic it
 /// prints every node's log tail to stderr.
 pub struct ReplicatedCluster {
+    /// The processes; declared first so they are killed before the directory goes.
+    nodes: LocalCluster,
     /// Owns configs, data and logs; `Option` so `Drop` can keep it on request.
     dir: Option<TempDir>,
-    /// Indexed by node id.
-    members: Vec<Member>,
     /// `[consensus] election_timeout_ms` of the nodes.
     election_timeout: Duration,
 }
@@ -361,80 +232,71 @@ impl ReplicatedCluster {
 
     /// Number of nodes.
     pub fn node_count(&self) -> usize {
-        self.members.len()
+        self.nodes.len()
     }
 
-    fn member(&self, i: usize) -> &Member {
-        self.members.get(i).unwrap_or_else(|| {
-            panic!(
-                "node {i} does not exist (the cluster has {})",
-                self.members.len()
-            )
-        })
-    }
-
-    fn member_mut(&mut self, i: usize) -> &mut Member {
-        let n = self.members.len();
-        self.members
-            .get_mut(i)
-            .unwrap_or_else(|| panic!("node {i} does not exist (the cluster has {n})"))
+    fn spec(&self, i: usize) -> &NodeSpec {
+        self.nodes.spec(i).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Node `i`'s data directory (`[database] base_path`).
     pub fn data_dir(&self, i: usize) -> PathBuf {
-        let dir = self
-            .dir
-            .as_ref()
-            .expect("the cluster owns its directory while alive");
-        dir.path().join(format!("data-{i}"))
+        self.spec(i).files.data.clone()
     }
 
     /// Deletes node `i`'s data (a wiped disk). The node must be down.
     ///
     /// # Panics
     /// When the node is running or the directory cannot be deleted.
-    pub fn wipe(&self, i: usize) {
-        assert!(
-            self.member(i).process.is_none(),
-            "expected node {i} to be down before its data is wiped"
-        );
-        let dir = self.data_dir(i);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).unwrap_or_else(|e| panic!("wipe {}: {e}", dir.display()));
-        }
-        self.mark(i, "data wiped");
+    pub fn wipe(&mut self, i: usize) {
+        self.nodes.wipe(i).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// `POST path` on the leader's admin API; the JSON answer, or the error text.
-    pub fn leader_post(&self, path: &str) -> Result<serde_json::Value, String> {
+    /// `POST path` on the leader's admin API; the answer's `outcome`, or the error text.
+    fn leader_call(
+        &self,
+        call: impl FnOnce(
+            &dolmen_admin::blocking::AdminClient,
+        ) -> Result<String, dolmen_admin::AdminError>,
+    ) -> Result<String, String> {
         let leader = self.wait_for_leader(LEADER_TIMEOUT);
-        crate::admin::http_post(self.admin_endpoint(leader), path, "")?
-            .json()
-            .map_err(|e| format!("POST {path} on node {leader}: {e}"))
+        let admin = self.nodes.admin(leader).map_err(|e| e.to_string())?;
+        call(&admin).map_err(|e| e.to_string())
     }
 
     /// Adds node `i` (which must be running) to the membership through the leader; returns
-    /// the outcome (`changed` or `unchanged`).
+    /// the outcome as JSON text (`"changed"` or `"unchanged"`, quotes included).
+    ///
+    /// # Errors
+    /// The leader's refusal or the transport error, as text (the membership suite reads it).
     pub fn add_member(&self, i: usize) -> Result<String, String> {
-        let a = self.member(i).addrs;
-        let path = format!(
-            "/cluster/add-node?id={i}&client_addr={}&peer_addr={}&admin_addr={}",
-            a.thrift, a.peer, a.admin
-        );
+        let a = self.spec(i).addrs;
+        let node = dolmen_admin::AddNode {
+            id: i as u64,
+            client_addr: a.thrift.to_string(),
+            peer_addr: a.peer.to_string(),
+            admin_addr: a.admin.to_string(),
+        };
         self.mark(i, "add-node");
-        Ok(self.leader_post(&path)?["outcome"].to_string())
+        self.leader_call(|admin| admin.add_node(&node).map(outcome_text))
     }
 
     /// Removes node `i` from the membership through the leader.
+    ///
+    /// # Errors
+    /// As [`Self::add_member`].
     pub fn remove_member(&self, i: usize) -> Result<String, String> {
         self.mark(i, "remove-node");
-        Ok(self.leader_post(&format!("/cluster/remove-node?id={i}"))?["outcome"].to_string())
+        self.leader_call(|admin| admin.remove_node(i as u64).map(outcome_text))
     }
 
     /// Hands leadership to node `to` through the current leader.
+    ///
+    /// # Errors
+    /// As [`Self::add_member`].
     pub fn transfer_leader(&self, to: usize) -> Result<String, String> {
         self.mark(to, "transfer-leader to this node");
-        Ok(self.leader_post(&format!("/cluster/transfer-leader?to={to}"))?["outcome"].to_string())
+        self.leader_call(|admin| admin.transfer_leader(to as u64).map(outcome_text))
     }
 
     /// The nodes' `[consensus] election_timeout_ms`.
@@ -444,41 +306,32 @@ impl ReplicatedCluster {
 
     /// Node `i`'s Thrift client address (fixed across restarts).
     pub fn thrift_endpoint(&self, i: usize) -> SocketAddr {
-        self.member(i).addrs.thrift
+        self.spec(i).addrs.thrift
     }
 
     /// Node `i`'s admin HTTP address (fixed across restarts).
     pub fn admin_endpoint(&self, i: usize) -> SocketAddr {
-        self.member(i).addrs.admin
+        self.spec(i).addrs.admin
     }
 
     /// Node `i`'s peer (gRPC) address.
     pub fn peer_endpoint(&self, i: usize) -> SocketAddr {
-        self.member(i).addrs.peer
+        self.spec(i).addrs.peer
     }
 
     /// True when node `i` has a process that is not stopped with SIGSTOP.
     pub fn is_running(&self, i: usize) -> bool {
-        let m = self.member(i);
-        m.process.is_some() && !m.frozen
+        self.nodes.state(i) == dolmen_testkit::NodeState::Running
     }
 
     /// Ids of the nodes that are running and not frozen.
     pub fn running(&self) -> Vec<usize> {
-        (0..self.members.len())
-            .filter(|&i| self.is_running(i))
-            .collect()
+        self.nodes.nodes_in(dolmen_testkit::NodeState::Running)
     }
 
     /// Writes `---- harness: <what> ----` with a timestamp into node `i`'s log.
     pub fn mark(&self, i: usize, what: &str) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis());
-        append_log(
-            &self.member(i).log_path,
-            &format!("---- harness: {what} (unix_ms={now}) ----\n"),
-        );
+        self.nodes.mark(i, what);
     }
 
     /// Starts node `i` with its config and data; waits for its readiness line (not for a
@@ -497,58 +350,8 @@ impl ReplicatedCluster {
     /// # Panics
     /// As [`Self::start`], for the first node that failed.
     pub fn start_many(&mut self, ids: &[usize]) {
-        for &i in ids {
-            assert!(
-                self.member(i).process.is_none(),
-                "expected node {i} to be down before start"
-            );
-            self.mark(i, "start");
-        }
-        let spawned: Vec<(usize, std::thread::Result<Node>)> = std::thread::scope(|s| {
-            let handles: Vec<_> = ids
-                .iter()
-                .map(|&i| {
-                    let m = self.member(i);
-                    let (config, log) = (m.config_path.as_path(), m.log_path.as_path());
-                    (i, s.spawn(move || Node::spawn(config, log)))
-                })
-                .collect();
-            handles.into_iter().map(|(i, h)| (i, h.join())).collect()
-        });
-        let mut first_failure = None;
-        for (i, result) in spawned {
-            match result {
-                Ok(node) => {
-                    let announced = (node.node_id, node.thrift, node.admin);
-                    let m = self.member_mut(i);
-                    m.process = Some(node);
-                    m.frozen = false;
-                    let expected = (
-                        u64::try_from(i).expect("node index fits u64"),
-                        m.addrs.thrift,
-                        m.addrs.admin,
-                    );
-                    if announced != expected && first_failure.is_none() {
-                        first_failure = Some(format!(
-                            "expected node {i} to announce (node id, thrift, admin) = \
-                             {expected:?} from its config, got {announced:?}; log tail:\n{}",
-                            self.log_tail(i, TAIL_LINES)
-                        ));
-                    }
-                }
-                Err(payload) => {
-                    if first_failure.is_none() {
-                        let why = payload
-                            .downcast_ref::<String>()
-                            .cloned()
-                            .unwrap_or_else(|| "no message".to_owned());
-                        first_failure = Some(format!("node {i} failed to start: {why}"));
-                    }
-                }
-            }
-        }
-        if let Some(message) = first_failure {
-            panic!("{message}");
+        if let Err(e) = self.nodes.start_many(ids, READY_TIMEOUT) {
+            panic!("{e}");
         }
     }
 
@@ -557,19 +360,19 @@ impl ReplicatedCluster {
     /// # Panics
     /// When it is not running, or does not exit 0 within the stop timeout.
     pub fn stop(&mut self, i: usize) {
-        self.mark(i, "SIGTERM");
-        let m = self.member_mut(i);
-        let node = m
-            .process
-            .take()
-            .unwrap_or_else(|| panic!("expected node {i} to be running to stop it"));
-        if m.frozen {
-            m.frozen = false;
-            let mut node = node;
-            node.signal(Signal::SIGCONT);
-            node.stop_clean(&m.log_path);
-        } else {
-            node.stop_clean(&m.log_path);
+        let log = self.spec(i).files.log.clone();
+        match self.nodes.stop(i, STOP_TIMEOUT) {
+            Ok(Stopped::Exited(s)) => assert!(
+                s.success(),
+                "expected dolmen to exit 0 after SIGTERM, got {s}; log tail:\n{}",
+                dolmen_testkit::process::log_tail(&log, 40)
+            ),
+            Ok(Stopped::Killed) => panic!(
+                "expected dolmen to exit within {STOP_TIMEOUT:?} after SIGTERM, it had to be \
+                 killed; log tail:\n{}",
+                dolmen_testkit::process::log_tail(&log, 40)
+            ),
+            Err(e) => panic!("expected node {i} to be running to stop it: {e}"),
         }
     }
 
@@ -578,13 +381,9 @@ impl ReplicatedCluster {
     /// # Panics
     /// When it is not running.
     pub fn kill9(&mut self, i: usize) {
-        self.mark(i, "SIGKILL");
-        let m = self.member_mut(i);
-        m.frozen = false;
-        m.process
-            .take()
-            .unwrap_or_else(|| panic!("expected node {i} to be running to kill it"))
-            .kill9();
+        if let Err(e) = self.nodes.kill9(i) {
+            panic!("expected node {i} to be running to kill it: {e}");
+        }
     }
 
     /// Freezes node `i` with SIGSTOP: its sockets stay open but it answers nothing.
@@ -592,14 +391,9 @@ impl ReplicatedCluster {
     /// # Panics
     /// When it is not running or already frozen.
     pub fn sigstop(&mut self, i: usize) {
-        self.mark(i, "SIGSTOP");
-        let m = self.member_mut(i);
-        assert!(!m.frozen, "expected node {i} not to be frozen already");
-        m.process
-            .as_mut()
-            .unwrap_or_else(|| panic!("expected node {i} to be running to SIGSTOP it"))
-            .signal(Signal::SIGSTOP);
-        m.frozen = true;
+        if let Err(e) = self.nodes.pause(i) {
+            panic!("expected to SIGSTOP node {i}: {e}");
+        }
     }
 
     /// Resumes node `i` with SIGCONT.
@@ -607,33 +401,28 @@ impl ReplicatedCluster {
     /// # Panics
     /// When it is not frozen.
     pub fn sigcont(&mut self, i: usize) {
-        let m = self.member_mut(i);
-        assert!(m.frozen, "expected node {i} to be frozen to SIGCONT it");
-        m.process
-            .as_mut()
-            .unwrap_or_else(|| panic!("expected node {i} to have a process to SIGCONT"))
-            .signal(Signal::SIGCONT);
-        m.frozen = false;
-        self.mark(i, "SIGCONT");
+        if let Err(e) = self.nodes.resume(i) {
+            panic!("expected to SIGCONT node {i}: {e}");
+        }
     }
 
     /// The last `lines` lines of node `i`'s log.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
-        log_tail(&self.member(i).log_path, lines)
+        self.nodes.log_tail(i, lines)
     }
 
     /// Node `i`'s log file.
     pub fn log_path(&self, i: usize) -> &Path {
-        &self.member(i).log_path
+        &self.spec(i).files.log
     }
 
     /// The last `lines` lines of every node's log, each under a header.
     pub fn log_tails(&self, lines: usize) -> String {
-        (0..self.members.len())
+        (0..self.node_count())
             .map(|i| {
                 format!(
                     "==== node {i} ({}) ====\n{}",
-                    self.member(i).log_path.display(),
+                    self.log_path(i).display(),
                     self.log_tail(i, lines)
                 )
             })
@@ -650,12 +439,13 @@ impl ReplicatedCluster {
         )
     }
 
-    /// `GET /status` of node `i`.
+    /// `GET /status` of node `i` as JSON (the wire names of `dolmen_admin::NodeStatus`).
     ///
     /// # Errors
-    /// When the node does not answer 200 with JSON within the HTTP timeout.
-    pub fn try_status(&self, i: usize) -> Result<serde_json::Value, String> {
-        get_json(self.admin_endpoint(i), "/status")
+    /// When the node does not answer 200 with a status within the admin timeout.
+    pub fn try_status(&self, i: usize) -> Result<serde_json::Value, ClusterError> {
+        let s = self.nodes.status(i)?;
+        Ok(serde_json::to_value(s).expect("a NodeStatus serializes to JSON"))
     }
 
     /// `GET /status` of node `i`.
@@ -670,12 +460,9 @@ impl ReplicatedCluster {
     /// Node `i`'s `applied_version` from `/status`.
     ///
     /// # Errors
-    /// When the node does not answer or the field is missing.
-    pub fn try_applied(&self, i: usize) -> Result<u64, String> {
-        let s = self.try_status(i)?;
-        s["applied_version"]
-            .as_u64()
-            .ok_or_else(|| format!("expected applied_version in /status of node {i}: {s}"))
+    /// When the node does not answer.
+    pub fn try_applied(&self, i: usize) -> Result<u64, ClusterError> {
+        Ok(self.nodes.status(i)?.applied_version)
     }
 
     /// Node `i`'s `applied_version`.
@@ -692,10 +479,12 @@ impl ReplicatedCluster {
     /// # Panics
     /// After [`APPLY_TIMEOUT`], with the last answer and the log tails.
     pub fn wait_applied_at_least(&self, i: usize, v: u64) {
-        let mut last = Err(String::from("not asked yet"));
+        let mut last = None;
         if !wait_until(APPLY_TIMEOUT, || {
-            last = self.try_applied(i);
-            last.as_ref().is_ok_and(|&a| a >= v)
+            let a = self.try_applied(i);
+            let done = a.as_ref().is_ok_and(|&a| a >= v);
+            last = Some(a);
+            done
         }) {
             self.fail(&format!(
                 "expected node {i} to apply version {v} within {APPLY_TIMEOUT:?}, last: {last:?}"
@@ -708,23 +497,8 @@ impl ReplicatedCluster {
     /// # Panics
     /// After `timeout`, with the last answer and the log tails.
     pub fn wait_ready(&self, i: usize, timeout: Duration) {
-        let mut last = String::from("not asked yet");
-        if !wait_until(timeout, || {
-            match http_get(self.admin_endpoint(i), "/ready") {
-                Ok(r) if r.status == 200 => true,
-                Ok(r) => {
-                    last = format!("HTTP {}: {}", r.status, r.body.trim());
-                    false
-                }
-                Err(e) => {
-                    last = e;
-                    false
-                }
-            }
-        }) {
-            self.fail(&format!(
-                "expected node {i} to be ready (GET /ready = 200) within {timeout:?}, last: {last}"
-            ));
+        if let Err(e) = self.nodes.wait_ready(i, timeout) {
+            self.fail(&e.to_string());
         }
     }
 
@@ -740,40 +514,12 @@ impl ReplicatedCluster {
     /// says it is the leader, in the highest term claimed, and that a majority of its voters
     /// (itself included) names as leader.
     pub fn current_leader(&self) -> Option<usize> {
-        let views: Vec<(usize, serde_json::Value)> = self
-            .running()
-            .into_iter()
-            .filter_map(|i| self.try_status(i).ok().map(|s| (i, s)))
-            .collect();
-        let claims = views
-            .iter()
-            .filter(|(_, s)| s["raft"]["role"] == "leader")
-            .map(|(i, s)| (s["term"].as_u64().unwrap_or(0), *i));
-        let (_, leader) = claims.max()?;
-        let named = views
-            .iter()
-            .filter(|(_, s)| s["leader"].as_u64() == u64::try_from(leader).ok())
-            .count();
-        // A majority of the voters the leader reports (the whole cluster before any
-        // membership change).
-        let voters = views
-            .iter()
-            .find(|(i, _)| *i == leader)
-            .and_then(|(_, s)| s["raft"]["members"].as_array())
-            .map_or(self.members.len(), |m| {
-                m.iter().filter(|m| m["voter"] == true).count()
-            });
-        (named > voters / 2).then_some(leader)
+        self.nodes.current_leader()
     }
 
     /// The leader, waiting up to [`LEADER_TIMEOUT`] for one; `None` when there is none by then.
     pub fn leader(&self) -> Option<usize> {
-        let mut found = None;
-        wait_until(LEADER_TIMEOUT, || {
-            found = self.current_leader();
-            found.is_some()
-        });
-        found
+        self.nodes.wait_for_leader(LEADER_TIMEOUT).ok()
     }
 
     /// Waits up to `timeout` for a leader (see [`Self::current_leader`]).
@@ -781,25 +527,9 @@ impl ReplicatedCluster {
     /// # Panics
     /// When there is none by then, with every node's `/status` and log tail.
     pub fn wait_for_leader(&self, timeout: Duration) -> usize {
-        let mut found = None;
-        if wait_until(timeout, || {
-            found = self.current_leader();
-            found.is_some()
-        }) {
-            if let Some(l) = found {
-                return l;
-            }
-        }
-        let statuses: Vec<String> = (0..self.members.len())
-            .map(|i| match self.try_status(i) {
-                Ok(s) => format!("node {i}: {s}"),
-                Err(e) => format!("node {i}: {e}"),
-            })
-            .collect();
-        self.fail(&format!(
-            "expected a leader named by a majority within {timeout:?}; statuses:\n{}",
-            statuses.join("\n")
-        ))
+        self.nodes
+            .wait_for_leader(timeout)
+            .unwrap_or_else(|e| self.fail(&e.to_string()))
     }
 
     /// The running nodes other than the leader, in id order.
@@ -816,18 +546,8 @@ impl ReplicatedCluster {
     /// # Errors
     /// When the node refuses (`V` above its applied version or below its horizon) or does not
     /// answer.
-    pub fn digest(&self, i: usize, version: u64) -> Result<String, String> {
-        let path = format!("/state/digest?version={version}");
-        let j = get_json(self.admin_endpoint(i), &path)?;
-        if j["version"].as_u64() != Some(version) {
-            return Err(format!(
-                "expected version {version} in the digest answer: {j}"
-            ));
-        }
-        j["digest"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| format!("expected a digest string: {j}"))
+    pub fn digest(&self, i: usize, version: u64) -> Result<String, ClusterError> {
+        self.nodes.digest(i, version)
     }
 
     /// Waits until every node in `nodes` has applied at least `at_least`, then compares their
@@ -846,12 +566,12 @@ impl ReplicatedCluster {
         let deadline = Instant::now() + timeout;
         let mut last = String::from("not tried");
         while Instant::now() < deadline {
-            let applied: Result<Vec<u64>, String> =
+            let applied: Result<Vec<u64>, ClusterError> =
                 nodes.iter().map(|&i| self.try_applied(i)).collect();
             let v = match applied {
                 Ok(a) => a.into_iter().min().unwrap_or(0),
                 Err(e) => {
-                    last = e;
+                    last = e.to_string();
                     std::thread::sleep(POLL);
                     continue;
                 }
@@ -861,7 +581,7 @@ impl ReplicatedCluster {
                 std::thread::sleep(POLL);
                 continue;
             }
-            let digests: Result<Vec<(usize, String)>, String> = nodes
+            let digests: Result<Vec<(usize, String)>, ClusterError> = nodes
                 .iter()
                 .map(|&i| self.digest(i, v).map(|d| (i, d)))
                 .collect();
@@ -875,7 +595,7 @@ impl ReplicatedCluster {
                          (replicas diverged)"
                     ));
                 }
-                Err(e) => last = e,
+                Err(e) => last = e.to_string(),
             }
             std::thread::sleep(POLL);
         }
@@ -898,7 +618,7 @@ impl ReplicatedCluster {
         let acked = wait_until(LEADER_TIMEOUT, || {
             last = match try_connect(self.thrift_endpoint(i)) {
                 Ok(mut kv) => try_write(&mut kv, key, value, WriteKind::SetKey),
-                Err(e) => Outcome::Unknown(e),
+                Err(e) => Outcome::Unknown(e.to_string()),
             };
             match &last {
                 Outcome::Acked => true,
@@ -922,7 +642,7 @@ impl ReplicatedCluster {
 
 impl TestCluster for ReplicatedCluster {
     fn client_endpoints(&self) -> Vec<SocketAddr> {
-        self.members.iter().map(|m| m.addrs.thrift).collect()
+        self.nodes.addrs().iter().map(|a| a.thrift).collect()
     }
 
     fn leader_endpoint(&self) -> SocketAddr {
@@ -936,7 +656,7 @@ impl TestCluster for ReplicatedCluster {
     /// A rolling restart: each node in turn gets SIGTERM, is started again on its data and
     /// waited for (`/ready`); finally every node must be ready.
     fn restart(&mut self) {
-        for i in 0..self.members.len() {
+        for i in 0..self.node_count() {
             self.stop(i);
             self.start(i);
             self.wait_ready(i, LEADER_TIMEOUT);
@@ -947,12 +667,8 @@ impl TestCluster for ReplicatedCluster {
 
 impl Drop for ReplicatedCluster {
     fn drop(&mut self) {
-        for m in &mut self.members {
-            if let Some(node) = m.process.take() {
-                // SIGKILL also ends a SIGSTOPped process; the data is thrown away anyway.
-                node.kill9();
-            }
-        }
+        // `nodes` is dropped before `dir`: every process is killed (SIGKILL, which also ends a
+        // SIGSTOPped one) before its data goes.
         if std::thread::panicking() {
             eprintln!(
                 "==== dolmen cluster logs (last 80 lines per node) ====\n{}\n==== end of logs ====",
@@ -967,6 +683,11 @@ impl Drop for ReplicatedCluster {
     }
 }
 
+/// An admin outcome as the JSON text the membership suite compares (`"changed"`).
+fn outcome_text(outcome: dolmen_admin::MembershipOutcome) -> String {
+    format!("\"{}\"", outcome.as_str())
+}
+
 /// Polls `done` every [`POLL`] until it returns true (→ true) or `timeout` passes (→ false).
 pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -979,451 +700,4 @@ pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(POLL);
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Recorded writes
-// ---------------------------------------------------------------------------------------------
-
-/// What a write's answer says about its effect (WIRE §4, docs/replication.md invariant 9).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// `success = true`: the write is committed and must stay readable.
-    Acked,
-    /// `UNAVAILABLE` or `NOT_LEADER`: the write was not proposed and must never appear.
-    Refused(String),
-    /// `TIMEOUT`, or no answer (connection lost, socket timeout): either may be true.
-    Unknown(String),
-    /// Any other failure (code and message).
-    Failed(String),
-}
-
-impl Outcome {
-    /// A short name for summaries.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Outcome::Acked => "acked",
-            Outcome::Refused(_) => "refused",
-            Outcome::Unknown(_) => "unknown",
-            Outcome::Failed(_) => "failed",
-        }
-    }
-}
-
-/// How a recorded write is sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WriteKind {
-    /// `setKey` (no client-side timeout beyond the socket's).
-    SetKey,
-    /// A one-`set` blind `atomicCommit` at `read_version` with `timeout_seconds`.
-    Commit {
-        /// Read version of every commit (no conflict keys, so it only has to be retained).
-        read_version: i64,
-        /// `timeout_seconds` of the request.
-        timeout_seconds: i64,
-    },
-}
-
-/// One write and what its answer said.
-#[derive(Clone)]
-pub struct WriteRecord {
-    /// The key, unique per write.
-    pub key: Vec<u8>,
-    /// The value written.
-    pub value: Vec<u8>,
-    /// The node the client was connected to.
-    pub node: usize,
-    /// When the request was sent.
-    pub started: Instant,
-    /// When the answer (or the failure) came.
-    pub finished: Instant,
-    /// The answer.
-    pub outcome: Outcome,
-}
-
-impl std::fmt::Debug for WriteRecord {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} = {} via node {}: {:?} after {}ms",
-            crate::raw::show(&self.key),
-            crate::raw::show(&self.value),
-            self.node,
-            self.outcome,
-            self.finished.duration_since(self.started).as_millis()
-        )
-    }
-}
-
-/// Classifies an `error_code`/`error` pair of an unsuccessful write.
-fn classify(code: Option<&str>, error: Option<&str>) -> Outcome {
-    let text = format!("{}: {}", code.unwrap_or("<no code>"), error.unwrap_or(""));
-    match code {
-        Some("UNAVAILABLE" | "NOT_LEADER") => Outcome::Refused(text),
-        Some("TIMEOUT") => Outcome::Unknown(text),
-        _ => Outcome::Failed(text),
-    }
-}
-
-/// Sends one write and classifies the answer; a transport error is [`Outcome::Unknown`].
-pub fn try_write(client: &mut KvClient, key: &[u8], value: &[u8], kind: WriteKind) -> Outcome {
-    let answer = match kind {
-        WriteKind::SetKey => client
-            .set_key(SetKeyRequest::new(key.to_vec(), value.to_vec(), None))
-            .map(|r| (r.success, r.error_code, r.error)),
-        WriteKind::Commit {
-            read_version,
-            timeout_seconds,
-        } => client
-            .atomic_commit(AtomicCommitRequest::new(
-                read_version,
-                vec![op_set(key, value)],
-                Vec::new(),
-                Some(timeout_seconds),
-            ))
-            .map(|r| (r.success, r.error_code, r.error)),
-    };
-    match answer {
-        Ok((true, _, _)) => Outcome::Acked,
-        Ok((false, code, error)) => classify(code.as_deref(), error.as_deref()),
-        Err(e) => Outcome::Unknown(format!("no answer: {e:?}")),
-    }
-}
-
-/// A buffered stock client, or why it could not connect (unlike
-/// [`crate::client::connect_buffered`], which panics: load threads must survive a dead node).
-///
-/// # Errors
-/// When the TCP connection cannot be made within [`IO_TIMEOUT`].
-pub fn try_connect(addr: SocketAddr) -> Result<KvClient, String> {
-    let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
-        .map_err(|e| format!("connect to {addr}: {e}"))?;
-    for r in [
-        stream.set_read_timeout(Some(IO_TIMEOUT)),
-        stream.set_write_timeout(Some(IO_TIMEOUT)),
-        stream.set_nodelay(true),
-    ] {
-        r.map_err(|e| format!("configure the socket to {addr}: {e}"))?;
-    }
-    let (r, w) = TTcpChannel::with_stream(stream)
-        .split()
-        .map_err(|e| format!("split the channel to {addr}: {e}"))?;
-    let r: Box<dyn Read + Send> = Box::new(TBufferedReadTransport::new(r));
-    let w: Box<dyn Write + Send> = Box::new(TBufferedWriteTransport::new(w));
-    Ok(TransactionalKVSyncClient::new(
-        TBinaryInputProtocol::new(r, true),
-        TBinaryOutputProtocol::new(w, true),
-    ))
-}
-
-/// The shape of a [`WriteLoad`].
-#[derive(Clone, Debug)]
-pub struct WriteLoadConfig {
-    /// Nodes the threads write through (`(node id, Thrift address)`); thread `t` starts on
-    /// entry `t % len` and moves to the next entry when its connection fails.
-    pub targets: Vec<(usize, SocketAddr)>,
-    /// Number of writer threads.
-    pub threads: usize,
-    /// Every key starts with this (a private namespace); keys are `prefix ‖ tNN/SSSSSS`.
-    pub prefix: Vec<u8>,
-    /// How writes are sent.
-    pub kind: WriteKind,
-    /// Pause after each write, per thread.
-    pub pause: Duration,
-    /// Upper bound on writes per thread (the load also stops at [`WriteLoad::finish`]).
-    pub max_writes_per_thread: usize,
-    /// Upper bound on the load's duration.
-    pub max_duration: Duration,
-}
-
-/// Writer threads that record every write and its outcome; each key is written once.
-///
-/// Dropping it (or [`Self::finish`]) stops and joins the threads; each stops within one
-/// request (bounded by the socket timeout).
-pub struct WriteLoad {
-    /// Set to stop the threads.
-    stop: Arc<AtomicBool>,
-    /// Every finished write so far.
-    records: Arc<Mutex<Vec<WriteRecord>>>,
-    /// Joined on finish/drop.
-    handles: Vec<JoinHandle<()>>,
-}
-
-impl WriteLoad {
-    /// Starts the threads.
-    pub fn start(config: WriteLoadConfig) -> Self {
-        assert!(
-            !config.targets.is_empty(),
-            "a write load needs at least one target"
-        );
-        let stop = Arc::new(AtomicBool::new(false));
-        let records = Arc::new(Mutex::new(Vec::new()));
-        let handles = (0..config.threads)
-            .map(|t| {
-                let (stop, records, config) =
-                    (Arc::clone(&stop), Arc::clone(&records), config.clone());
-                std::thread::Builder::new()
-                    .name(format!("write-load-{t}"))
-                    .spawn(move || write_thread(t, &config, &stop, &records))
-                    .expect("spawn a write-load thread")
-            })
-            .collect();
-        Self {
-            stop,
-            records,
-            handles,
-        }
-    }
-
-    /// Starts `config` twice under its prefix: `setKey` writes under `set/`, and blind
-    /// `atomicCommit`s at `read_version` (5 s timeout) under `commit/` (`config.kind` is
-    /// replaced).
-    pub fn start_mixed(config: &WriteLoadConfig, read_version: i64) -> Vec<WriteLoad> {
-        let commit = WriteKind::Commit {
-            read_version,
-            timeout_seconds: 5,
-        };
-        [("set/", WriteKind::SetKey), ("commit/", commit)]
-            .into_iter()
-            .map(|(sub, kind)| {
-                WriteLoad::start(WriteLoadConfig {
-                    prefix: [config.prefix.as_slice(), sub.as_bytes()].concat(),
-                    kind,
-                    ..config.clone()
-                })
-            })
-            .collect()
-    }
-
-    /// A copy of every write finished so far.
-    pub fn records(&self) -> Vec<WriteRecord> {
-        self.records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Number of acknowledged writes so far.
-    pub fn acked(&self) -> usize {
-        self.records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .filter(|r| r.outcome == Outcome::Acked)
-            .count()
-    }
-
-    /// Waits up to `timeout` until `done(records)` holds; returns whether it did.
-    pub fn wait_for(&self, timeout: Duration, done: impl Fn(&[WriteRecord]) -> bool) -> bool {
-        wait_until(timeout, || {
-            done(
-                &self
-                    .records
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner),
-            )
-        })
-    }
-
-    /// Stops and joins the threads; returns every record.
-    pub fn finish(mut self) -> Vec<WriteRecord> {
-        self.join();
-        self.records()
-    }
-
-    /// Lets the threads run to their end (`max_writes_per_thread` or `max_duration`), joins
-    /// them and returns every record.
-    pub fn complete(mut self) -> Vec<WriteRecord> {
-        for h in self.handles.drain(..) {
-            let _joined = h.join();
-        }
-        self.records()
-    }
-
-    fn join(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for h in self.handles.drain(..) {
-            let _joined = h.join();
-        }
-    }
-}
-
-impl Drop for WriteLoad {
-    fn drop(&mut self) {
-        self.join();
-    }
-}
-
-fn write_thread(
-    t: usize,
-    config: &WriteLoadConfig,
-    stop: &AtomicBool,
-    records: &Mutex<Vec<WriteRecord>>,
-) {
-    let deadline = Instant::now() + config.max_duration;
-    let mut target = t % config.targets.len();
-    let mut client: Option<KvClient> = None;
-    let mut seq = 0usize;
-    while !stop.load(Ordering::SeqCst)
-        && seq < config.max_writes_per_thread
-        && Instant::now() < deadline
-    {
-        let (node, addr) = config.targets[target];
-        let kv = match client.as_mut() {
-            Some(kv) => kv,
-            None => match try_connect(addr) {
-                Ok(kv) => client.insert(kv),
-                Err(_) => {
-                    target = (target + 1) % config.targets.len();
-                    std::thread::sleep(POLL);
-                    continue;
-                }
-            },
-        };
-        let key = [
-            config.prefix.as_slice(),
-            format!("t{t:02}/{seq:06}").as_bytes(),
-        ]
-        .concat();
-        let value = format!("v{seq}-t{t}-n{node}").into_bytes();
-        seq += 1;
-        let started = Instant::now();
-        let outcome = try_write(kv, &key, &value, config.kind);
-        let finished = Instant::now();
-        let lost_connection = matches!(&outcome, Outcome::Unknown(e) if e.starts_with("no answer"));
-        let pause = match &outcome {
-            Outcome::Acked => config.pause,
-            _ => config.pause.max(Duration::from_millis(20)),
-        };
-        records
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(WriteRecord {
-                key,
-                value,
-                node,
-                started,
-                finished,
-                outcome,
-            });
-        if lost_connection {
-            client = None;
-            target = (target + 1) % config.targets.len();
-        }
-        std::thread::sleep(pause);
-    }
-}
-
-/// Counts per outcome kind, plus a few example messages of the non-acked kinds.
-pub fn summarize(records: &[WriteRecord]) -> String {
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut examples: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for r in records {
-        *counts.entry(r.outcome.kind()).or_default() += 1;
-        let msg = match &r.outcome {
-            Outcome::Acked => continue,
-            Outcome::Refused(m) | Outcome::Unknown(m) | Outcome::Failed(m) => m,
-        };
-        let e = examples.entry(r.outcome.kind()).or_default();
-        if e.len() < 3 && !e.contains(msg) {
-            e.push(msg.clone());
-        }
-    }
-    format!(
-        "{} writes: {counts:?}; examples: {examples:?}",
-        records.len()
-    )
-}
-
-/// Every key/value under `prefix` that node `i` serves (`getRange`, unlimited), through a
-/// fresh buffered connection.
-///
-/// # Errors
-/// When the node cannot be reached or the range fails.
-pub fn read_prefix(addr: SocketAddr, prefix: &[u8]) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, String> {
-    let mut kv = try_connect(addr)?;
-    let r = kv
-        .get_range(GetRangeRequest {
-            begin_key: Some(prefix.to_vec()),
-            end_key: Some([prefix, b"\xff"].concat()),
-            limit: Some(0),
-            ..range_all_absent()
-        })
-        .map_err(|e| format!("getRange on {addr}: {e}"))?;
-    if !r.success || r.has_more {
-        return Err(format!(
-            "getRange on {addr}: success={} has_more={} error={:?}",
-            r.success, r.has_more, r.error
-        ));
-    }
-    Ok(r.key_values
-        .into_iter()
-        .map(|kv| (kv.key, kv.value))
-        .collect())
-}
-
-/// Checks on every node in `nodes` that each acked write under `prefix` is readable with its
-/// value and no refused write is visible. Retries a failing read (bounded by `timeout`), never
-/// a wrong answer.
-///
-/// # Panics
-/// On a missing acked write or a visible refused one, listing the first offenders.
-pub fn check_writes(
-    cluster: &ReplicatedCluster,
-    nodes: &[usize],
-    prefix: &[u8],
-    records: &[WriteRecord],
-    timeout: Duration,
-) {
-    for &i in nodes {
-        let addr = cluster.thrift_endpoint(i);
-        let mut last = Err(String::from("not read"));
-        wait_until(timeout, || {
-            last = read_prefix(addr, prefix);
-            last.is_ok()
-        });
-        let seen = last.unwrap_or_else(|e| {
-            cluster.fail(&format!(
-                "expected to read back prefix {} from node {i} within {timeout:?}: {e}",
-                crate::raw::show(prefix)
-            ))
-        });
-        let mut missing = Vec::new();
-        let mut leaked = Vec::new();
-        for r in records {
-            let got = seen.get(&r.key);
-            match &r.outcome {
-                Outcome::Acked if got != Some(&r.value) => missing.push(format!(
-                    "{} (acked via node {}, {}ms long) -> {:?}",
-                    crate::raw::show(&r.key),
-                    r.node,
-                    r.finished.duration_since(r.started).as_millis(),
-                    got.map(|v| crate::raw::show(v))
-                )),
-                Outcome::Refused(why) if got.is_some() => leaked.push(format!(
-                    "{} (refused via node {}: {why})",
-                    crate::raw::show(&r.key),
-                    r.node
-                )),
-                _ => {}
-            }
-        }
-        if !missing.is_empty() || !leaked.is_empty() {
-            let first = |v: &[String]| v.iter().take(10).cloned().collect::<Vec<_>>().join("\n  ");
-            cluster.fail(&format!(
-                "node {i}: {} acked writes missing or wrong, {} refused writes visible \
-                 ({}):\nmissing:\n  {}\nvisible though refused:\n  {}",
-                missing.len(),
-                leaked.len(),
-                summarize(records),
-                first(&missing),
-                first(&leaked)
-            ));
-        }
-    }
-}
-
-/// A key prefix unique to this process and call (`tag/pid-nanos-counter/`).
-pub fn unique_prefix(tag: &str) -> Vec<u8> {
-    format!("{tag}/{:016x}/", seed()).into_bytes()
 }

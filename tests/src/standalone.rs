@@ -1,23 +1,21 @@
 //! One `dolmen serve` process on a temporary data directory: the standalone [`TestCluster`].
+//! The process itself is `dolmen_testkit`'s [`ServerProcess`]; the config is rendered from
+//! `dolmen_config::Config` with the test defaults ([`apply_test_defaults`]).
 //!
 //! ```text
 //!  StandaloneBuilder ─ config.toml ─▶ dolmen serve --config <tmp>/config.toml
-//!                                        │ stdout ─▶ "dolmen ready: node=.. thrift=.. admin=.."
-//!                                        │ stdout+stderr ─▶ drain threads ─▶ <tmp>/server.log
-//!  Drop / restart ─ SIGTERM (≤ 10 s) ─ SIGKILL ─ wait ──┘
+//!                                        │ stdout+stderr ─▶ <tmp>/server.log
+//!                                        │ "dolmen ready: node=.. thrift=.. admin=.." (awaited)
+//!  Drop / restart ─ SIGTERM (≤ 10 s) ─ SIGKILL ─ reaped ──┘
 //! ```
 
-use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use dolmen_testkit::process::{append_log, log_tail};
+use dolmen_testkit::render;
+use dolmen_testkit::{Config, Launch, Ready, ServerProcess, Stopped};
 use tempfile::TempDir;
 
 use crate::binary::dolmen_bin;
@@ -28,51 +26,39 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM before it is killed with SIGKILL.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The readiness line prefix of `dolmen serve` (docs/CONTRACTS.md).
-pub const READY_PREFIX: &str = "dolmen ready:";
+pub const READY_PREFIX: &str = dolmen_testkit::READY_PREFIX;
 
-/// Builds the TOML configuration of a [`Standalone`] node; every key can be overridden.
-///
-/// Defaults (the test configuration): column families `default` and `users`, host 127.0.0.1,
-/// ephemeral Thrift and admin ports, a 300 ms MVCC retention window compacted every 100 ms, a
-/// 300 ms wait for future read versions, and fault injection allowed. `[database] base_path` is
-/// always the node's temporary directory.
-#[derive(Clone, Debug)]
-pub struct StandaloneBuilder {
-    config: toml::Table,
+/// The test defaults every node gets: column families `default` and `users`, a 300 ms MVCC
+/// retention window compacted every 100 ms, a 300 ms wait for future read versions, and fault
+/// injection allowed.
+pub fn apply_test_defaults(c: &mut Config) {
+    c.database.column_families = vec!["default".to_owned(), "users".to_owned()];
+    c.mvcc.retention_window_ms = 300;
+    c.mvcc.compaction_interval_ms = 100;
+    c.mvcc.future_version_wait_ms = 300;
+    c.faults.allow_injection = true;
 }
 
-impl Default for StandaloneBuilder {
-    fn default() -> Self {
-        Self::new()
-    }
+/// Builds the configuration of a [`Standalone`] node; every key can be overridden.
+///
+/// Defaults (the test configuration, [`apply_test_defaults`]): host 127.0.0.1 and ephemeral
+/// Thrift and admin ports. `[database] base_path` is always the node's temporary directory.
+#[derive(Clone, Debug, Default)]
+pub struct StandaloneBuilder {
+    /// `[section] key = value` overrides, applied in order.
+    settings: Vec<(String, String, toml::Value)>,
 }
 
 impl StandaloneBuilder {
     /// The default test configuration.
     pub fn new() -> Self {
-        Self {
-            config: toml::Table::new(),
-        }
-        .set("database", "column_families", vec!["default", "users"])
-        .set("server", "host", "127.0.0.1")
-        .set("server", "port", 0)
-        .set("server", "admin_port", 0)
-        .set("mvcc", "retention_window_ms", 300)
-        .set("mvcc", "compaction_interval_ms", 100)
-        .set("mvcc", "future_version_wait_ms", 300)
-        .set("faults", "allow_injection", true)
+        Self::default()
     }
 
     /// Sets `[section] key = value`, replacing any earlier value.
     pub fn set(mut self, section: &str, key: &str, value: impl Into<toml::Value>) -> Self {
-        let table = self
-            .config
-            .entry(section.to_owned())
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        let toml::Value::Table(table) = table else {
-            panic!("config section [{section}] is not a table");
-        };
-        table.insert(key.to_owned(), value.into());
+        self.settings
+            .push((section.to_owned(), key.to_owned(), value.into()));
         self
     }
 
@@ -86,14 +72,29 @@ impl StandaloneBuilder {
         self.set("mvcc", "retention_window_ms", ms)
     }
 
+    /// The configuration for a node whose data lives in `base_path`.
+    ///
+    /// # Panics
+    /// When a setting does not fit the schema (an unknown key or a wrong type).
+    pub fn config(&self, base_path: &Path) -> Config {
+        let mut c = Config::default();
+        apply_test_defaults(&mut c);
+        c.server.host = "127.0.0.1".to_owned();
+        c.server.port = 0;
+        c.server.admin_port = 0;
+        for (section, key, value) in &self.settings {
+            render::set(&mut c, section, key, value.clone()).unwrap_or_else(|e| panic!("{e}"));
+        }
+        c.database.base_path = base_path.to_owned();
+        c
+    }
+
     /// The TOML text for a node whose data lives in `base_path`.
+    ///
+    /// # Panics
+    /// As [`Self::config`].
     pub fn render(&self, base_path: &Path) -> String {
-        let config = self.clone().set(
-            "database",
-            "base_path",
-            base_path.to_str().expect("temp dir path is UTF-8"),
-        );
-        toml::to_string(&config.config).expect("config serializes to TOML")
+        render::render(&self.config(base_path)).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Writes the config into a fresh temporary directory and starts the node.
@@ -106,10 +107,10 @@ impl StandaloneBuilder {
             .tempdir()
             .expect("create a temp dir for the node");
         let config_path = dir.path().join("config.toml");
-        let text = self.render(&dir.path().join("data"));
-        std::fs::write(&config_path, text).expect("write config.toml");
+        std::fs::write(&config_path, self.render(&dir.path().join("data")))
+            .expect("write config.toml");
         let log_path = dir.path().join("server.log");
-        let node = Node::spawn(&config_path, &log_path);
+        let node = spawn(&config_path, &log_path);
         Standalone {
             dir: Some(dir),
             config_path,
@@ -117,6 +118,21 @@ impl StandaloneBuilder {
             node: Some(node),
         }
     }
+}
+
+/// Starts `dolmen serve --config <config_path>` with its output appended to `log_path` and
+/// waits for its readiness line.
+///
+/// # Panics
+/// When the binary is missing, or the process exits or is not ready within [`READY_TIMEOUT`]
+/// (the message carries the log tail).
+fn spawn(config_path: &Path, log_path: &Path) -> ServerProcess {
+    let mut p = Launch::new(&dolmen_bin(), config_path, log_path)
+        .spawn()
+        .unwrap_or_else(|e| panic!("{e}"));
+    p.wait_ready(READY_TIMEOUT)
+        .unwrap_or_else(|e| panic!("{e}"));
+    p
 }
 
 /// A running standalone `dolmen serve` process, its temporary directory and its log.
@@ -132,7 +148,7 @@ pub struct Standalone {
     /// Receives the node's stdout and stderr across restarts.
     log_path: PathBuf,
     /// The running process; `None` only transiently during restart.
-    node: Option<Node>,
+    node: Option<ServerProcess>,
 }
 
 impl Standalone {
@@ -146,28 +162,31 @@ impl Standalone {
         StandaloneBuilder::new()
     }
 
-    fn node(&self) -> &Node {
-        self.node.as_ref().expect("node is running")
+    fn ready(&self) -> Ready {
+        self.node
+            .as_ref()
+            .and_then(ServerProcess::ready)
+            .expect("node is running")
     }
 
     /// The node id from the readiness line.
     pub fn node_id(&self) -> u64 {
-        self.node().node_id
+        self.ready().node_id
     }
 
     /// The Thrift client address from the readiness line.
     pub fn thrift_endpoint(&self) -> SocketAddr {
-        self.node().thrift
+        self.ready().thrift
     }
 
     /// The admin HTTP address from the readiness line.
     pub fn admin_endpoint(&self) -> SocketAddr {
-        self.node().admin
+        self.ready().admin
     }
 
     /// The process id of the running node.
     pub fn pid(&self) -> u32 {
-        self.node().child.id()
+        self.node.as_ref().expect("node is running").pid()
     }
 
     /// The file collecting the node's stdout and stderr.
@@ -196,16 +215,27 @@ impl TestCluster for Standalone {
 
     fn restart(&mut self) {
         let node = self.node.take().expect("node is running");
-        node.stop_clean(&self.log_path);
+        match node.stop(STOP_TIMEOUT) {
+            Stopped::Exited(s) => assert!(
+                s.success(),
+                "expected dolmen to exit 0 after SIGTERM, got {s}; log tail:\n{}",
+                self.log_tail(40)
+            ),
+            Stopped::Killed => panic!(
+                "expected dolmen to exit within {STOP_TIMEOUT:?} after SIGTERM, it had to be \
+                 killed; log tail:\n{}",
+                self.log_tail(40)
+            ),
+        }
         append_log(&self.log_path, "---- harness: restarting ----\n");
-        self.node = Some(Node::spawn(&self.config_path, &self.log_path));
+        self.node = Some(spawn(&self.config_path, &self.log_path));
     }
 }
 
 impl Drop for Standalone {
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
-            let _status = node.stop();
+            let _stopped = node.stop(STOP_TIMEOUT);
         }
         if std::thread::panicking() {
             eprintln!(
@@ -222,258 +252,9 @@ impl Drop for Standalone {
     }
 }
 
-/// One `dolmen serve` child process, shared by [`Standalone`] and
-/// [`crate::replicated::ReplicatedCluster`].
-pub(crate) struct Node {
-    /// The process; stopped by PID and reaped in [`Node::stop`] or [`Node::kill9`].
-    child: Child,
-    /// From the readiness line.
-    pub(crate) node_id: u64,
-    /// Thrift client address from the readiness line.
-    pub(crate) thrift: SocketAddr,
-    /// Admin HTTP address from the readiness line.
-    pub(crate) admin: SocketAddr,
-}
-
-/// What the stdout drain thread tells the starter.
-enum Startup {
-    Ready(String),
-    Eof,
-}
-
-impl Node {
-    /// Starts `dolmen serve --config <config_path>`, appending its output to `log_path`, and
-    /// waits for the readiness line.
-    ///
-    /// # Panics
-    /// When the binary is missing, or the process exits or is not ready within
-    /// [`READY_TIMEOUT`] (the message carries the log tail).
-    pub(crate) fn spawn(config_path: &Path, log_path: &Path) -> Node {
-        let bin = dolmen_bin();
-        let log = Arc::new(Mutex::new(
-            File::options()
-                .create(true)
-                .append(true)
-                .open(log_path)
-                .expect("open server.log"),
-        ));
-        let mut cmd = Command::new(&bin);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        // Environment beats the config file (docs/CONTRACTS.md): a developer's THRIFT_PORT or
-        // DOLMEN_* must not leak into the node under test.
-        for (name, _) in std::env::vars_os() {
-            let s = name.to_string_lossy();
-            if s == "THRIFT_PORT" || s.starts_with("DOLMEN_") {
-                cmd.env_remove(&name);
-            }
-        }
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("expected to spawn {} serve: {e}", bin.display()));
-        let stdout = child.stdout.take().expect("piped stdout");
-        let stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        drain(stdout, "stdout", Arc::clone(&log), Some(tx));
-        drain(stderr, "stderr", log, None);
-
-        let line = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(Startup::Ready(line)) => line,
-            Ok(Startup::Eof) | Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let status = Node::terminate(child);
-                panic!(
-                    "expected `dolmen serve` to print `{READY_PREFIX} ...`, it closed stdout \
-                     first (exit: {status:?}); log tail:\n{}",
-                    log_tail(log_path, 40)
-                );
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                let _status = Node::terminate(child);
-                panic!(
-                    "expected `dolmen serve` to print `{READY_PREFIX} ...` within \
-                     {READY_TIMEOUT:?}; log tail:\n{}",
-                    log_tail(log_path, 40)
-                );
-            }
-        };
-        let (node_id, thrift, admin) = parse_ready(&line);
-        Node {
-            child,
-            node_id,
-            thrift,
-            admin,
-        }
-    }
-
-    /// SIGTERM by PID, wait up to [`STOP_TIMEOUT`], then SIGKILL; always reaps. Returns the exit
-    /// status when the process exited on its own after SIGTERM.
-    pub(crate) fn stop(self) -> Option<ExitStatus> {
-        Node::terminate(self.child)
-    }
-
-    /// [`Node::stop`], asserting that the process exited 0 within [`STOP_TIMEOUT`].
-    ///
-    /// # Panics
-    /// When it exited non-zero or had to be killed, with the tail of `log_path`.
-    pub(crate) fn stop_clean(self, log_path: &Path) {
-        match self.stop() {
-            Some(s) => assert!(
-                s.success(),
-                "expected dolmen to exit 0 after SIGTERM, got {s}; log tail:\n{}",
-                log_tail(log_path, 40)
-            ),
-            None => panic!(
-                "expected dolmen to exit within {STOP_TIMEOUT:?} after SIGTERM, it had to be \
-                 killed; log tail:\n{}",
-                log_tail(log_path, 40)
-            ),
-        }
-    }
-
-    /// SIGKILL by PID and reap: a crash, no chance to flush or say goodbye.
-    pub(crate) fn kill9(mut self) {
-        let _killed = self.child.kill();
-        let _reaped = self.child.wait();
-    }
-
-    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the process by PID.
-    ///
-    /// # Panics
-    /// When the signal cannot be delivered.
-    pub(crate) fn signal(&mut self, signal: Signal) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "expected dolmen (pid {}) to be running to send it {signal}, it exited: {status}",
-                self.child.id()
-            );
-        }
-        // Not reaped yet (checked above), so the PID still names our child.
-        let pid = Pid::from_raw(i32::try_from(self.child.id()).expect("pid fits i32"));
-        kill(pid, signal).unwrap_or_else(|e| panic!("expected to send {signal} to pid {pid}: {e}"));
-    }
-
-    fn terminate(mut child: Child) -> Option<ExitStatus> {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(status);
-        }
-        let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits i32"));
-        // The child is not reaped yet, so its PID cannot have been reused.
-        let _sent = kill(pid, Signal::SIGTERM);
-        if let Some(status) = wait_bounded(&mut child, STOP_TIMEOUT) {
-            return Some(status);
-        }
-        let _killed = child.kill();
-        let _reaped = child.wait();
-        None
-    }
-}
-
-/// Polls `child` for exit until `limit` passes.
-fn wait_bounded(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
-            Ok(None) | Err(_) => return None,
-        }
-    }
-}
-
-/// Copies `pipe` line by line into `log` on a background thread so the pipe never fills; on
-/// stdout (`ready` set) also reports the readiness line and end of stream.
-fn drain(
-    pipe: impl Read + Send + 'static,
-    name: &'static str,
-    log: Arc<Mutex<File>>,
-    ready: Option<mpsc::Sender<Startup>>,
-) {
-    std::thread::Builder::new()
-        .name(format!("dolmen-{name}-drain"))
-        .spawn(move || {
-            let mut reader = BufReader::new(pipe);
-            let mut line = Vec::new();
-            let mut announced = false;
-            loop {
-                line.clear();
-                match reader.read_until(b'\n', &mut line) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) => {}
-                }
-                if let Ok(mut f) = log.lock() {
-                    let _w = f.write_all(format!("[{name}] ").as_bytes());
-                    let _w = f.write_all(&line);
-                    if !line.ends_with(b"\n") {
-                        let _w = f.write_all(b"\n");
-                    }
-                }
-                let text = String::from_utf8_lossy(&line);
-                if let Some(tx) = &ready {
-                    if !announced && text.starts_with(READY_PREFIX) {
-                        announced = true;
-                        let _sent = tx.send(Startup::Ready(text.trim_end().to_owned()));
-                    }
-                }
-            }
-            if let Some(tx) = ready {
-                let _sent = tx.send(Startup::Eof);
-            }
-        })
-        .expect("spawn drain thread");
-}
-
-/// Parses `dolmen ready: node=<id> thrift=<ip:port> admin=<ip:port>`.
-fn parse_ready(line: &str) -> (u64, SocketAddr, SocketAddr) {
-    let rest = line.strip_prefix(READY_PREFIX).expect("ready prefix");
-    let (mut node, mut thrift, mut admin) = (None, None, None);
-    for token in rest.split_whitespace() {
-        match token.split_once('=') {
-            Some(("node", v)) => node = v.parse().ok(),
-            Some(("thrift", v)) => thrift = v.parse().ok(),
-            Some(("admin", v)) => admin = v.parse().ok(),
-            _ => {}
-        }
-    }
-    match (node, thrift, admin) {
-        (Some(n), Some(t), Some(a)) => (n, t, a),
-        _ => panic!(
-            "expected a readiness line `{READY_PREFIX} node=<id> thrift=<ip:port> \
-             admin=<ip:port>`, got {line:?}"
-        ),
-    }
-}
-
-/// Appends a harness marker to a node's log.
-pub(crate) fn append_log(path: &Path, text: &str) {
-    if let Ok(mut f) = File::options().append(true).open(path) {
-        let _w = f.write_all(text.as_bytes());
-    }
-}
-
-/// The last `lines` lines of the log at `path` (empty when it cannot be read).
-pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&text);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_the_readiness_line() {
-        let (id, t, a) =
-            parse_ready("dolmen ready: node=3 thrift=127.0.0.1:9090 admin=127.0.0.1:9190");
-        assert_eq!(id, 3);
-        assert_eq!(t, "127.0.0.1:9090".parse().unwrap());
-        assert_eq!(a, "127.0.0.1:9190".parse().unwrap());
-    }
 
     #[test]
     fn default_config_has_the_test_settings() {
@@ -487,6 +268,8 @@ mod tests {
             parsed["mvcc"]["retention_window_ms"].as_integer(),
             Some(300)
         );
-        assert_eq!(parsed["faults"]["allow_injection"].as_bool(), Some(false));
+        let back: Config = toml::from_str(&text).expect("the server's schema");
+        assert!(!back.faults.allow_injection);
+        assert_eq!(back.database.column_families, ["default", "users"]);
     }
 }
