@@ -1,42 +1,35 @@
 //! A cluster of real `dolmen serve` processes on loopback, owned by the runner: configs, logs,
 //! data directories, and every control the nemesis needs (crash, pause, restart, network
-//! rules, leadership transfer), each bounded in time and none panicking.
+//! rules, leadership transfer), each bounded in time and none panicking. Processes, ports and
+//! readiness are `dolmen_testkit`'s; admin calls go through `dolmen_admin::AdminClient`.
 //!
 //! ```text
-//!  Cluster::start ─ pick ports (thrift, peer, admin per node) ─ <run>/node-<i>.toml
-//!      │ spawn `dolmen serve --config ..` (stdout+stderr appended to <run>/logs/node-<i>.log)
+//!  Cluster::start ─ NodeAddrs::pick ─ <run>/node-<i>.toml (config.rs, from dolmen_config)
+//!      │ LocalCluster: spawn `dolmen serve --config ..` (output → <run>/logs/node-<i>.log)
 //!      │ kill9 / pause / resume / terminate / start_node        (signals by PID, our children)
-//!      └ status / leader / digest / network rules / transfer ── admin HTTP ──▶ each node
+//!      └ status / leader / digest / network rules / transfer ── AdminClient ──▶ each node
 //!  Drop ─ SIGKILL every child still running (also on errors, panics and Ctrl-C)
 //! ```
 
-use std::fs::{File, OpenOptions};
-use std::io::Write as _;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::process::ExitStatus;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use hyper::Method;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
-use serde::Serialize;
+use dolmen_admin::{AdminClient, AdminError, Readiness, RuleSet};
+use dolmen_testkit::{leader_of, LocalCluster, NodeFiles, NodeSpec, Stopped};
 use serde_json::{json, Value};
-use tokio::process::{Child, Command};
-
-use crate::admin;
 
 mod config;
 
-use config::{loopback, pick_ports, render_config};
+use config::render_config;
 
-/// How long a (re)started node may take to answer `GET /health`.
+pub use dolmen_testkit::{NodeAddrs, NodeState};
+
+/// How long a (re)started node may take to print its readiness line.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a node may take to exit after SIGTERM before it is killed.
 pub const STOP_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a node may take to exit (be reaped) after SIGKILL.
-const REAP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Timeout of one admin HTTP call (a paused node never answers).
 pub const ADMIN_TIMEOUT: Duration = Duration::from_secs(2);
 /// Timeout of `POST /cluster/transfer-leader` (it waits until the target leads).
@@ -62,50 +55,12 @@ pub struct ClusterSpec {
     pub stale_reads: bool,
 }
 
-/// A node's three fixed addresses.
-#[derive(Clone, Copy, Debug, Serialize)]
-pub struct NodeAddrs {
-    /// Thrift client API.
-    pub thrift: SocketAddr,
-    /// Peer (gRPC) API.
-    pub peer: SocketAddr,
-    /// Admin HTTP API.
-    pub admin: SocketAddr,
-}
-
-/// Whether a node's process runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NodeState {
-    /// Running and not stopped.
-    Running,
-    /// Stopped with SIGSTOP.
-    Paused,
-    /// No process (killed, terminated, or not started).
-    Down,
-}
-
-/// One node: its files, addresses and (when running) its process.
-struct Member {
-    /// Passed to every start.
-    config_path: PathBuf,
-    /// stdout and stderr of every start, with harness markers between them.
-    log_path: PathBuf,
-    /// `[database] base_path`.
-    data_dir: PathBuf,
-    /// Fixed for the cluster's life (every config lists everyone's).
-    addrs: NodeAddrs,
-    /// The process we started; `None` when down. Signalled only while not reaped.
-    child: Option<Child>,
-    /// Between SIGSTOP and SIGCONT.
-    paused: bool,
-}
-
 /// A running cluster. Dropping it kills every node it started (SIGKILL by PID).
 pub struct Cluster {
     /// What was started.
     spec: ClusterSpec,
-    /// Indexed by node id.
-    members: Vec<Member>,
+    /// The processes, files and addresses (indexed by node id).
+    nodes: LocalCluster,
 }
 
 impl Cluster {
@@ -129,38 +84,25 @@ impl Cluster {
             .with_context(|| format!("create {}/logs", spec.dir.display()))?;
         std::fs::create_dir_all(spec.dir.join("data"))
             .with_context(|| format!("create {}/data", spec.dir.display()))?;
-        let ports = pick_ports(spec.nodes * 3)?;
-        let addrs: Vec<NodeAddrs> = ports
-            .chunks(3)
-            .map(|p| NodeAddrs {
-                thrift: loopback(p[0]),
-                peer: loopback(p[1]),
-                admin: loopback(p[2]),
-            })
-            .collect();
-        let mut members = Vec::with_capacity(spec.nodes);
+        let addrs = NodeAddrs::pick(spec.nodes)?;
+        let mut specs = Vec::with_capacity(spec.nodes);
         for (i, a) in addrs.iter().enumerate() {
-            let data_dir = spec.dir.join("data").join(format!("node-{i}"));
-            let config_path = spec.dir.join(format!("node-{i}.toml"));
-            let text = render_config(&spec, i, &addrs, &data_dir)?;
-            std::fs::write(&config_path, text)
-                .with_context(|| format!("write {}", config_path.display()))?;
-            members.push(Member {
-                config_path,
-                log_path: spec.dir.join("logs").join(format!("node-{i}.log")),
-                data_dir,
-                addrs: *a,
-                child: None,
-                paused: false,
-            });
+            let files = NodeFiles::nested(&spec.dir, i);
+            dolmen_testkit::render::write(
+                &files.config,
+                "",
+                &render_config(&spec, i, &addrs, &files.data),
+            )?;
+            specs.push(NodeSpec { files, addrs: *a });
         }
         // From here on the cluster owns every process: an early return kills them.
-        let mut cluster = Cluster { spec, members };
+        let nodes = LocalCluster::new(&spec.dolmen, specs, "chaos").with_own_process_group();
+        let mut cluster = Cluster { spec, nodes };
         for i in 0..cluster.len() {
             cluster.spawn(i)?;
         }
         for i in 0..cluster.len() {
-            cluster.wait_healthy(i).await?;
+            cluster.wait_started(i).await?;
         }
         cluster.wait_ready(ready_timeout).await?;
         Ok(cluster)
@@ -168,149 +110,78 @@ impl Cluster {
 
     /// Number of nodes.
     pub fn len(&self) -> usize {
-        self.members.len()
+        self.nodes.len()
     }
 
     /// True when the cluster has no node (never, once started).
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.nodes.is_empty()
     }
 
     /// Every node's addresses, by id.
     pub fn addrs(&self) -> Vec<NodeAddrs> {
-        self.members.iter().map(|m| m.addrs).collect()
+        self.nodes.addrs()
     }
 
     /// Whether node `i` runs, is paused or is down.
     pub fn state(&self, i: usize) -> NodeState {
-        match self.members.get(i) {
-            Some(m) if m.child.is_some() && m.paused => NodeState::Paused,
-            Some(m) if m.child.is_some() => NodeState::Running,
-            _ => NodeState::Down,
-        }
+        self.nodes.state(i)
     }
 
     /// Ids of the nodes in `state`.
     pub fn nodes_in(&self, state: NodeState) -> Vec<usize> {
-        (0..self.len())
-            .filter(|&i| self.state(i) == state)
-            .collect()
+        self.nodes.nodes_in(state)
     }
 
-    fn member(&self, i: usize) -> anyhow::Result<&Member> {
-        self.members
-            .get(i)
-            .ok_or_else(|| anyhow!("node {i} does not exist (the cluster has {})", self.len()))
-    }
-
-    fn member_mut(&mut self, i: usize) -> anyhow::Result<&mut Member> {
-        let n = self.members.len();
-        self.members
-            .get_mut(i)
-            .ok_or_else(|| anyhow!("node {i} does not exist (the cluster has {n})"))
-    }
-
-    fn admin_addr(&self, i: usize) -> anyhow::Result<String> {
-        Ok(self.member(i)?.addrs.admin.to_string())
+    fn admin(&self, i: usize, timeout: Duration) -> anyhow::Result<AdminClient> {
+        let addr = self.nodes.spec(i)?.addrs.admin;
+        Ok(AdminClient::new(addr.to_string()).with_timeout(timeout))
     }
 
     /// Appends `---- chaos: <what> (unix_ms=..) ----` to node `i`'s log.
     pub fn mark(&self, i: usize, what: &str) {
-        if let Some(m) = self.members.get(i) {
-            append(
-                &m.log_path,
-                &format!("---- chaos: {what} (unix_ms={}) ----\n", unix_ms()),
-            );
-        }
+        self.nodes.mark(i, what);
     }
 
     /// The last `lines` lines of node `i`'s log.
     pub fn log_tail(&self, i: usize, lines: usize) -> String {
-        self.members
-            .get(i)
-            .map(|m| log_tail(&m.log_path, lines))
-            .unwrap_or_default()
+        self.nodes.log_tail(i, lines)
     }
 
     /// Spawns node `i` (which must be down) without waiting for it.
     fn spawn(&mut self, i: usize) -> anyhow::Result<()> {
-        self.mark(i, "start");
-        let dolmen = self.spec.dolmen.clone();
-        let m = self.member_mut(i)?;
-        if m.child.is_some() {
-            bail!("node {i} is already running");
-        }
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&m.log_path)
-            .with_context(|| format!("open {}", m.log_path.display()))?;
-        let mut cmd = Command::new(&dolmen);
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&m.config_path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(
-                log.try_clone().context("duplicate the log handle")?,
-            ))
-            .stderr(Stdio::from(log))
-            // Its own process group: a Ctrl-C in the terminal reaches only the runner, which
-            // stops the load, heals and then kills the nodes itself.
-            .process_group(0)
-            // A second line of defence behind `Drop for Cluster`.
-            .kill_on_drop(true);
-        // The environment beats the config file: a developer's DOLMEN_* or THRIFT_PORT must
-        // not leak into the nodes.
-        for (name, _) in std::env::vars_os() {
-            let s = name.to_string_lossy();
-            if s == "THRIFT_PORT" || s.starts_with("DOLMEN_") {
-                cmd.env_remove(&name);
+        self.nodes.spawn(i).map_err(|e| match e {
+            dolmen_testkit::ClusterError::WrongState { .. } => {
+                anyhow!("node {i} is already running")
             }
-        }
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("spawn {} serve for node {i}", dolmen.display()))?;
-        m.child = Some(child);
-        m.paused = false;
-        Ok(())
+            other => anyhow!(other).context(format!(
+                "spawn {} serve for node {i}",
+                self.spec.dolmen.display()
+            )),
+        })
     }
 
-    /// Waits (at most [`START_TIMEOUT`]) until node `i` answers `GET /health`; fails early when
-    /// its process exits.
-    async fn wait_healthy(&mut self, i: usize) -> anyhow::Result<()> {
-        let admin_addr = self.admin_addr(i)?;
+    /// Waits (at most [`START_TIMEOUT`]) until node `i` prints its readiness line; fails early
+    /// when its process exits.
+    async fn wait_started(&mut self, i: usize) -> anyhow::Result<()> {
         let deadline = Instant::now() + START_TIMEOUT;
-        let mut last = String::from("not asked yet");
-        for _ in 0..100_000 {
+        loop {
+            match self.nodes.poll_started(i) {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => {}
+                Err(e) => {
+                    return Err(self.start_failure(i, &format!("exited during start-up ({e})")))
+                }
+            }
             if Instant::now() >= deadline {
-                break;
-            }
-            let exited = match self.member_mut(i)?.child.as_mut() {
-                Some(child) => child.try_wait().context("poll the node process")?,
-                None => bail!("node {i} has no process"),
-            };
-            if let Some(status) = exited {
-                self.member_mut(i)?.child = None;
-                return Err(self.start_failure(i, &format!("exited during start-up ({status})")));
-            }
-            match dolmen_server::admin_client::call_raw(
-                Method::GET,
-                &admin_addr,
-                "/health",
-                ADMIN_TIMEOUT,
-            )
-            .await
-            {
-                Ok((status, _)) if status.is_success() => return Ok(()),
-                Ok((status, _)) => last = format!("HTTP {status}"),
-                Err(e) => last = format!("{e:#}"),
+                let _killed = self.nodes.kill9(i);
+                return Err(self.start_failure(
+                    i,
+                    &format!("did not print its readiness line within {START_TIMEOUT:?}"),
+                ));
             }
             tokio::time::sleep(POLL).await;
         }
-        Err(self.start_failure(
-            i,
-            &format!("did not answer GET /health within {START_TIMEOUT:?} (last: {last})"),
-        ))
     }
 
     fn start_failure(&self, i: usize, what: &str) -> anyhow::Error {
@@ -325,40 +196,22 @@ impl Cluster {
         }
         anyhow!(
             "node {i} {what}; log {}:\n{tail}{hint}",
-            self.members
-                .get(i)
-                .map(|m| m.log_path.display().to_string())
+            self.nodes
+                .spec(i)
+                .map(|s| s.files.log.display().to_string())
                 .unwrap_or_default()
         )
     }
 
-    /// Starts node `i` (which must be down) and waits until it answers `GET /health` (not for
-    /// a leader: a restarted member stays out of elections for a while).
+    /// Starts node `i` (which must be down) and waits until it prints its readiness line (its
+    /// listeners are bound; not for a leader: a restarted member stays out of elections for a
+    /// while).
     ///
     /// # Errors
-    /// When it is running, cannot be spawned, exits, or does not answer in time.
+    /// When it is running, cannot be spawned, exits, or does not start in time.
     pub async fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
         self.spawn(i)?;
-        self.wait_healthy(i).await
-    }
-
-    /// The PID of node `i`'s process, while it is ours and not reaped.
-    fn pid(&self, i: usize) -> anyhow::Result<Pid> {
-        let m = self.member(i)?;
-        let raw = m
-            .child
-            .as_ref()
-            .and_then(Child::id)
-            .ok_or_else(|| anyhow!("node {i} has no running process"))?;
-        Ok(Pid::from_raw(
-            i32::try_from(raw).context("the pid does not fit an i32")?,
-        ))
-    }
-
-    fn signal(&self, i: usize, signal: Signal) -> anyhow::Result<()> {
-        // `pid` only answers for a child that tokio has not reaped, so the PID still names it.
-        let pid = self.pid(i)?;
-        kill(pid, signal).with_context(|| format!("send {signal} to node {i} (pid {pid})"))
+        self.wait_started(i).await
     }
 
     /// Kills node `i` with SIGKILL (a crash: no flush, no goodbye) and reaps it.
@@ -366,18 +219,7 @@ impl Cluster {
     /// # Errors
     /// When it has no process or does not die within a few seconds.
     pub async fn kill9(&mut self, i: usize) -> anyhow::Result<()> {
-        self.mark(i, "SIGKILL");
-        self.signal(i, Signal::SIGKILL)?;
-        let m = self.member_mut(i)?;
-        m.paused = false;
-        if let Some(mut child) = m.child.take() {
-            match tokio::time::timeout(REAP_TIMEOUT, child.wait()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => bail!("reap node {i}: {e}"),
-                Err(_) => bail!("node {i} did not die within {REAP_TIMEOUT:?} of SIGKILL"),
-            }
-        }
-        Ok(())
+        Ok(self.nodes.kill9(i)?)
     }
 
     /// Freezes node `i` with SIGSTOP: its sockets stay open, it answers nothing.
@@ -388,21 +230,15 @@ impl Cluster {
         if self.state(i) != NodeState::Running {
             bail!("node {i} is not running, it cannot be paused");
         }
-        self.mark(i, "SIGSTOP");
-        self.signal(i, Signal::SIGSTOP)?;
-        self.member_mut(i)?.paused = true;
-        Ok(())
+        Ok(self.nodes.pause(i)?)
     }
 
     /// Resumes node `i` with SIGCONT.
     ///
     /// # Errors
-    /// When it has no process.
+    /// When it is not paused.
     pub fn resume(&mut self, i: usize) -> anyhow::Result<()> {
-        self.signal(i, Signal::SIGCONT)?;
-        self.member_mut(i)?.paused = false;
-        self.mark(i, "SIGCONT");
-        Ok(())
+        Ok(self.nodes.resume(i)?)
     }
 
     /// Stops node `i` with SIGTERM (after SIGCONT when paused); SIGKILL after
@@ -411,67 +247,58 @@ impl Cluster {
     /// # Errors
     /// When it has no process.
     pub async fn terminate(&mut self, i: usize) -> anyhow::Result<Option<ExitStatus>> {
-        if self.state(i) == NodeState::Paused {
-            self.resume(i)?;
-        }
-        self.mark(i, "SIGTERM");
-        self.signal(i, Signal::SIGTERM)?;
-        let Some(mut child) = self.member_mut(i)?.child.take() else {
+        if self.state(i) == NodeState::Down {
             bail!("node {i} has no process");
-        };
-        if let Ok(Ok(status)) = tokio::time::timeout(STOP_TIMEOUT, child.wait()).await {
-            return Ok(Some(status));
         }
-        let _killed = child.start_kill();
-        let _reaped = tokio::time::timeout(REAP_TIMEOUT, child.wait()).await;
-        Ok(None)
+        // The wait is bounded by STOP_TIMEOUT; keep the other tasks running meanwhile.
+        let nodes = &mut self.nodes;
+        let stopped = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| nodes.stop(i, STOP_TIMEOUT))
+            }
+            _ => nodes.stop(i, STOP_TIMEOUT),
+        }?;
+        Ok(match stopped {
+            Stopped::Exited(status) => Some(status),
+            Stopped::Killed => None,
+        })
     }
 
     /// Checks whether any node's process exited on its own (not by our hand): returns
     /// `(node, status)` for each, and forgets their processes (they count as down).
     pub fn reap_exited(&mut self) -> Vec<(usize, String)> {
-        let mut exited = Vec::new();
-        for (i, m) in self.members.iter_mut().enumerate() {
-            let status = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = status {
-                m.child = None;
-                m.paused = false;
-                exited.push((i, status.to_string()));
-            }
-        }
-        exited
+        self.nodes.reap_exited()
     }
 
-    /// `GET /status` of node `i`.
+    /// `GET /status` of node `i`, as JSON (the wire names of `dolmen_admin::NodeStatus`).
     ///
     /// # Errors
     /// When the node does not answer within [`ADMIN_TIMEOUT`].
     pub async fn status(&self, i: usize) -> anyhow::Result<Value> {
-        admin::call(Method::GET, &self.admin_addr(i)?, "/status", ADMIN_TIMEOUT).await
+        let s = self.admin(i, ADMIN_TIMEOUT)?.status().await?;
+        Ok(serde_json::to_value(s)?)
     }
 
     /// Node `i`'s `applied_version`.
     ///
     /// # Errors
-    /// When the node does not answer or the field is missing.
+    /// When the node does not answer.
     pub async fn applied(&self, i: usize) -> anyhow::Result<u64> {
-        let s = self.status(i).await?;
-        s["applied_version"]
-            .as_u64()
-            .ok_or_else(|| anyhow!("no applied_version in /status of node {i}: {s}"))
+        Ok(self
+            .admin(i, ADMIN_TIMEOUT)?
+            .status()
+            .await?
+            .applied_version)
     }
 
     /// `/status` of every running (not paused) node, asked in parallel.
-    pub async fn statuses(&self) -> Vec<(usize, anyhow::Result<Value>)> {
+    async fn typed_statuses(&self) -> Vec<(usize, Result<dolmen_admin::NodeStatus, AdminError>)> {
         let mut set = tokio::task::JoinSet::new();
         for i in self.nodes_in(NodeState::Running) {
-            let addr = self.members[i].addrs.admin.to_string();
-            set.spawn(async move {
-                (
-                    i,
-                    admin::call(Method::GET, &addr, "/status", ADMIN_TIMEOUT).await,
-                )
-            });
+            let Ok(admin) = self.admin(i, ADMIN_TIMEOUT) else {
+                continue;
+            };
+            set.spawn(async move { (i, admin.status().await) });
         }
         let mut out = Vec::new();
         while let Some(joined) = set.join_next().await {
@@ -484,24 +311,15 @@ impl Cluster {
     }
 
     /// The leader as the running nodes see it now: a node claiming leadership in the highest
-    /// claimed term that a majority of the cluster names as leader. `None` when there is none.
+    /// claimed term that a majority of its voters names as leader. `None` when there is none.
     pub async fn leader(&self) -> Option<usize> {
-        let views: Vec<(usize, Value)> = self
-            .statuses()
+        let views: Vec<(usize, dolmen_admin::NodeStatus)> = self
+            .typed_statuses()
             .await
             .into_iter()
             .filter_map(|(i, s)| s.ok().map(|s| (i, s)))
             .collect();
-        let (_, leader) = views
-            .iter()
-            .filter(|(_, s)| s["raft"]["role"] == "leader")
-            .map(|(i, s)| (s["term"].as_u64().unwrap_or(0), *i))
-            .max()?;
-        let named = views
-            .iter()
-            .filter(|(_, s)| s["leader"].as_u64() == Some(leader as u64))
-            .count();
-        (named > self.len() / 2).then_some(leader)
+        leader_of(&views, self.len())
     }
 
     /// Waits (at most `timeout`) for a leader (see [`Self::leader`]).
@@ -510,25 +328,28 @@ impl Cluster {
     /// When there is none by then, with every node's status.
     pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
         let deadline = Instant::now() + timeout;
-        for _ in 0..100_000 {
-            if Instant::now() >= deadline {
-                break;
-            }
+        loop {
             if let Some(l) = self.leader().await {
                 return Ok(l);
+            }
+            if Instant::now() >= deadline {
+                break;
             }
             tokio::time::sleep(POLL).await;
         }
         let views: Vec<String> = self
-            .statuses()
+            .typed_statuses()
             .await
             .into_iter()
             .map(|(i, s)| match s {
                 Ok(s) => format!(
-                    "node {i}: role={} leader={} term={} applied={}",
-                    s["raft"]["role"], s["leader"], s["term"], s["applied_version"]
+                    "node {i}: role={} leader={:?} term={} applied={}",
+                    s.raft.as_ref().map_or("none", |r| r.role.as_str()),
+                    s.leader,
+                    s.term,
+                    s.applied_version
                 ),
-                Err(e) => format!("node {i}: {e:#}"),
+                Err(e) => format!("node {i}: {e}"),
             })
             .collect();
         bail!(
@@ -544,37 +365,21 @@ impl Cluster {
     pub async fn wait_ready(&self, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         for i in self.nodes_in(NodeState::Running) {
-            let addr = self.admin_addr(i)?;
-            let mut ready = false;
-            let mut last = String::new();
-            for _ in 0..100_000 {
-                last = match dolmen_server::admin_client::call_raw(
-                    Method::GET,
-                    &addr,
-                    "/ready",
-                    ADMIN_TIMEOUT,
-                )
-                .await
-                {
-                    Ok((status, _)) if status.is_success() => {
-                        ready = true;
-                        break;
-                    }
-                    Ok((status, body)) => {
-                        format!("HTTP {status}: {}", String::from_utf8_lossy(&body).trim())
-                    }
-                    Err(e) => format!("{e:#}"),
+            let admin = self.admin(i, ADMIN_TIMEOUT)?;
+            let mut last;
+            loop {
+                last = match admin.ready().await {
+                    Ok(Readiness::Ready) => break,
+                    Ok(Readiness::NotReady(why)) => format!("HTTP 503: {why}"),
+                    Err(e) => e.to_string(),
                 };
                 if Instant::now() >= deadline {
-                    break;
+                    return Err(self.start_failure(
+                        i,
+                        &format!("was not ready (GET /ready) within {timeout:?}; last: {last}"),
+                    ));
                 }
                 tokio::time::sleep(POLL).await;
-            }
-            if !ready {
-                return Err(self.start_failure(
-                    i,
-                    &format!("was not ready (GET /ready) within {timeout:?}; last: {last}"),
-                ));
             }
         }
         Ok(())
@@ -586,15 +391,14 @@ impl Cluster {
     /// When the node refuses (e.g. `[faults] allow_network_faults` is off, or the endpoint does
     /// not exist) or does not answer.
     pub async fn set_rules(&self, i: usize, rules: Vec<Value>) -> anyhow::Result<Value> {
-        admin::call_json(
-            Method::PUT,
-            &self.admin_addr(i)?,
-            "/debug/network-faults",
-            &json!({ "rules": rules }),
-            ADMIN_TIMEOUT,
-        )
-        .await
-        .map_err(|e| network_faults_error(i, e))
+        let set: RuleSet = serde_json::from_value(json!({ "rules": rules }))
+            .context("the nemesis' rules as a RuleSet")?;
+        let answer = self
+            .admin(i, ADMIN_TIMEOUT)?
+            .set_network_faults(&set)
+            .await
+            .map_err(|e| network_faults_error(i, &e))?;
+        Ok(serde_json::to_value(answer)?)
     }
 
     /// Clears node `i`'s network fault rules.
@@ -602,25 +406,11 @@ impl Cluster {
     /// # Errors
     /// As [`Self::set_rules`].
     pub async fn clear_rules(&self, i: usize) -> anyhow::Result<()> {
-        let (status, body) = dolmen_server::admin_client::call_raw(
-            Method::DELETE,
-            &self.admin_addr(i)?,
-            "/debug/network-faults",
-            ADMIN_TIMEOUT,
-        )
-        .await
-        .map_err(|e| network_faults_error(i, e))?;
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(network_faults_error(
-                i,
-                anyhow!(
-                    "DELETE /debug/network-faults answered {status}: {}",
-                    String::from_utf8_lossy(&body).trim()
-                ),
-            ))
-        }
+        self.admin(i, ADMIN_TIMEOUT)?
+            .clear_network_faults()
+            .await
+            .map_err(|e| network_faults_error(i, &e))?;
+        Ok(())
     }
 
     /// `GET /debug/network-faults` on every running node: fails early, with a clear message,
@@ -630,14 +420,10 @@ impl Cluster {
     /// When a node refuses or does not answer.
     pub async fn probe_network_faults(&self) -> anyhow::Result<()> {
         for i in self.nodes_in(NodeState::Running) {
-            admin::call(
-                Method::GET,
-                &self.admin_addr(i)?,
-                "/debug/network-faults",
-                ADMIN_TIMEOUT,
-            )
-            .await
-            .map_err(|e| network_faults_error(i, e))?;
+            self.admin(i, ADMIN_TIMEOUT)?
+                .network_faults()
+                .await
+                .map_err(|e| network_faults_error(i, &e))?;
         }
         Ok(())
     }
@@ -648,13 +434,11 @@ impl Cluster {
     /// When there is no leader or it refuses.
     pub async fn transfer_leader(&self, leader: usize, to: usize) -> anyhow::Result<Value> {
         self.mark(to, &format!("transfer-leader {leader} -> {to}"));
-        admin::call(
-            Method::POST,
-            &self.admin_addr(leader)?,
-            &format!("/cluster/transfer-leader?to={to}"),
-            TRANSFER_TIMEOUT,
-        )
-        .await
+        let outcome = self
+            .admin(leader, TRANSFER_TIMEOUT)?
+            .transfer_leader(to as u64)
+            .await?;
+        Ok(json!({ "outcome": outcome.as_str() }))
     }
 
     /// `GET /state/digest?version=V` of node `i`: a checksum of all user data visible at `V`.
@@ -662,15 +446,14 @@ impl Cluster {
     /// # Errors
     /// When the node refuses (`V` outside `[horizon, applied]`) or does not answer.
     pub async fn digest(&self, i: usize, version: u64) -> anyhow::Result<String> {
-        let path = format!("/state/digest?version={version}");
-        let j = admin::call(Method::GET, &self.admin_addr(i)?, &path, ADMIN_TIMEOUT).await?;
-        if j["version"].as_u64() != Some(version) {
-            bail!("node {i} answered a digest for another version than {version}: {j}");
+        let d = self.admin(i, ADMIN_TIMEOUT)?.digest(Some(version)).await?;
+        if d.version != version {
+            bail!(
+                "node {i} answered a digest for another version than {version}: {}",
+                d.version
+            );
         }
-        j["digest"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow!("node {i} answered no digest string: {j}"))
+        Ok(d.digest)
     }
 
     /// Undoes every fault: SIGCONT to paused nodes, starts down nodes, clears network rules
@@ -698,11 +481,9 @@ impl Cluster {
 
     /// Deletes every node's data directory; the nodes must be down (call after
     /// [`Self::shutdown`]).
-    pub fn remove_data(&self) {
-        for m in &self.members {
-            if m.child.is_none() && m.data_dir.exists() {
-                let _removed = std::fs::remove_dir_all(&m.data_dir);
-            }
+    pub fn remove_data(&mut self) {
+        for i in self.nodes_in(NodeState::Down) {
+            let _removed = self.nodes.wipe(i);
         }
     }
 
@@ -727,47 +508,20 @@ impl Cluster {
     }
 }
 
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for m in &mut self.members {
-            if let Some(child) = m.child.as_mut() {
-                // SIGKILL by PID; tokio refuses once the child is reaped, so it is ours.
-                let _killed = child.start_kill();
-            }
-        }
-    }
-}
-
 /// Names the node and the likely cause when a network-fault call fails.
-fn network_faults_error(i: usize, e: anyhow::Error) -> anyhow::Error {
-    let text = format!("{e:#}");
-    let hint = if text.contains("404") {
-        " (this dolmen has no /debug/network-faults endpoint: build one with the network-fault \
-         layer, or run with --faults kill,pause,transfer)"
-    } else if text.contains("403") || text.contains("409") {
-        " (is [faults] allow_network_faults = true in the node's config?)"
-    } else {
-        ""
+fn network_faults_error(i: usize, e: &AdminError) -> anyhow::Error {
+    let hint = match e.status() {
+        Some(404) => {
+            " (this dolmen has no /debug/network-faults endpoint: build one with the network-fault \
+             layer, or run with --faults kill,pause,transfer)"
+        }
+        Some(403 | 409) => " (is [faults] allow_network_faults = true in the node's config?)",
+        _ => "",
     };
-    anyhow!("network faults on node {i}: {text}{hint}")
-}
-
-fn unix_ms() -> u128 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis())
-}
-
-fn append(path: &Path, text: &str) {
-    if let Ok(mut f) = File::options().create(true).append(true).open(path) {
-        let _written = f.write_all(text.as_bytes());
-    }
+    anyhow!("network faults on node {i}: {e}{hint}")
 }
 
 /// The last `lines` lines of the file at `path` (empty when unreadable).
 pub fn log_tail(path: &Path, lines: usize) -> String {
-    let bytes = std::fs::read(path).unwrap_or_default();
-    let text = String::from_utf8_lossy(&bytes);
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+    dolmen_testkit::process::log_tail(path, lines)
 }
