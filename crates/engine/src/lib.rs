@@ -7,12 +7,23 @@
 //!   Engine::get / get_range(version)  ◀── reads at any retained version
 //!   Engine::export / restore / digest_at ◀─▶ whole-state transfer (snapshots, replica checks)
 //! ```
-//! The byte layout and invariants are specified in `docs/engine-format.md`.
+//! The byte layout and invariants are specified in `docs/engine-format.md`; the encoding of
+//! every stored value and of what nodes send each other, in `docs/encoding.md` ([`encoding`]).
 
+mod apply;
 mod command;
+mod dedupe;
+pub mod encoding;
+mod engine;
+mod error;
+mod gc;
 mod keys;
+mod live_cache;
+mod options;
 pub mod range;
-mod store;
+mod read;
+mod resolver;
+mod stats;
 mod transfer;
 
 pub use command::{
@@ -20,11 +31,16 @@ pub use command::{
     KeyRange, Mutation, Outcome, Transaction, MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES, MAX_KEY_BYTES,
     MAX_VALUE_BYTES, VERSIONSTAMP_LEN,
 };
-pub use range::{RangePage, RangeSpec};
-pub use store::{
-    check_column_family_name, Durability, Engine, EngineOptions, EngineStats, GcReport, OpenError,
-    ReadError, StorageError, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
+pub use encoding::{DecodeError, EncodeError};
+pub use engine::Engine;
+pub use error::{ColumnFamilyNameError, OpenError, ReadError, StorageError};
+pub use gc::GcReport;
+pub use options::{
+    check_column_family_name, Durability, EngineOptions, CF_DATA, CF_META, CF_RAFT_LOG,
+    CF_RAFT_STATE,
 };
+pub use range::{RangePage, RangeSpec};
+pub use stats::EngineStats;
 pub use transfer::{Export, Record, Section};
 
 /// A commit version: strictly increasing, identical on every replica (docs/ARCHITECTURE.md §2).

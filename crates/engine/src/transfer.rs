@@ -13,8 +13,12 @@ use std::sync::atomic::Ordering;
 
 use rocksdb::{DBRawIterator, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB};
 
+use crate::encoding;
+use crate::engine::{read_counter, Engine};
+use crate::error::StorageError;
 use crate::keys;
-use crate::store::{Engine, StorageError, VisibleEntry, CF_DATA, CF_META};
+use crate::options::{CF_DATA, CF_META};
+use crate::read::VisibleEntry;
 use crate::Version;
 
 /// Which engine column family a record of an export or restore belongs to.
@@ -68,7 +72,7 @@ impl Export<'_> {
     pub fn applied_version(&self) -> Result<Version, StorageError> {
         match self.meta(keys::META_APPLIED_VERSION)? {
             None => Ok(0),
-            Some(bytes) => be64(&bytes, keys::META_APPLIED_VERSION),
+            Some(bytes) => Ok(encoding::decode_u64("meta/applied_version", &bytes)?),
         }
     }
 }
@@ -120,17 +124,6 @@ impl Iterator for Export<'_> {
     }
 }
 
-fn be64(bytes: &[u8], key: &[u8]) -> Result<u64, StorageError> {
-    let arr: [u8; 8] = bytes.try_into().map_err(|_| {
-        StorageError::Corrupt(format!(
-            "meta key {} holds {} bytes, expected 8",
-            String::from_utf8_lossy(key),
-            bytes.len()
-        ))
-    })?;
-    Ok(u64::from_be_bytes(arr))
-}
-
 /// Adds a range delete of every key of `cf` in `[from, past the last key]` to `batch`.
 fn delete_from(
     db: &DB,
@@ -174,9 +167,13 @@ impl Engine {
     /// The restore marker, if a restore started and did not finish. The caller must redo the
     /// restore (from the source the marker names) before the engine serves again.
     pub fn pending_restore(&self) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self
+        match self
             .db
-            .get_cf(self.cf(CF_META), keys::META_RESTORE_PENDING)?)
+            .get_cf(self.cf(CF_META), keys::META_RESTORE_PENDING)?
+        {
+            Some(stored) => Ok(Some(encoding::decode_marker(&stored)?)),
+            None => Ok(None),
+        }
     }
 
     /// Replaces the whole `data` + `meta` state with `records`, crash-safely.
@@ -201,9 +198,11 @@ impl Engine {
         let mut synced = WriteOptions::default();
         synced.set_sync(true);
         // (a) Durability: the marker must be on disk before the first destructive write, so a
-        // crash anywhere after this point is seen at the next open and the restore redone.
+        // crash anywhere after this point is seen at the next open and the restore redone
+        // (invariant 7).
+        let stored_marker = encoding::encode_marker(marker);
         self.db
-            .put_cf_opt(meta, keys::META_RESTORE_PENDING, marker, &synced)?;
+            .put_cf_opt(meta, keys::META_RESTORE_PENDING, stored_marker, &synced)?;
         self.restore_incomplete.store(true, Ordering::SeqCst);
 
         // (b) Delete everything but the marker, in the first batch.
@@ -236,12 +235,7 @@ impl Engine {
         self.db.flush_wal(true)?;
 
         // (d) Reload what the engine caches from meta.
-        let read = |key: &[u8]| -> Result<u64, StorageError> {
-            match self.db.get_pinned_cf(meta, key)? {
-                None => Ok(0),
-                Some(v) => be64(&v, key),
-            }
-        };
+        let read = |key: &'static [u8]| read_counter(&self.db, meta, key);
         let applied = read(keys::META_APPLIED_VERSION)?;
         let horizon = read(keys::META_HORIZON)?;
         let live_keys = read(keys::META_LIVE_KEYS)?;

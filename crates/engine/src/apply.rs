@@ -1,0 +1,291 @@
+//! `Engine::apply_batch`, the only code that writes user data: a run of `(version, command)`
+//! applied in order into one RocksDB batch with `applied_version` and the caller's metadata.
+//!
+//! ```text
+//!   for each (version, command): validate ─▶ dedupe (retry?) ─▶ resolver ─▶ put mutations
+//!       (overlay: this batch's writes, seen by later commands)
+//!   ─▶ + applied_version, horizon, live_keys, extra_meta ─▶ one write ─▶ live cache ─▶ publish
+//! ```
+
+use std::sync::atomic::Ordering;
+
+use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
+
+use crate::command::{
+    stamp_buffer, versionstamp, Command, Invalid, Mutation, Outcome, Transaction,
+};
+use crate::dedupe::Dedupe;
+use crate::encoding;
+use crate::engine::Engine;
+use crate::error::StorageError;
+use crate::keys::{self, TAG_TOMBSTONE, TAG_VALUE};
+use crate::live_cache::{LiveCache, Pending};
+use crate::options::{Durability, CF_DATA, CF_META};
+use crate::read::{decode_value, VisibleEntry};
+use crate::resolver::{Overlay, Resolver};
+use crate::Version;
+
+impl Engine {
+    /// Applies `entries` in order, atomically, in one RocksDB batch together with
+    /// `applied_version` and `extra_meta` (key/value pairs for `meta`). Returns one outcome per
+    /// entry. Versions must strictly increase past `applied_version()`.
+    ///
+    /// The only code that writes user data (invariant 1). Deterministic (docs/engine-format.md
+    /// invariant 6).
+    pub fn apply_batch(
+        &self,
+        entries: &[(Version, Command)],
+        durability: Durability,
+        extra_meta: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Outcome>, StorageError> {
+        let mut live_cache = self.apply_lock.lock();
+        // `restore` holds `apply_lock` for its whole run, so no batch interleaves with it.
+        self.check_restored()?;
+        let mut applied = self.applied_version();
+        let mut batch = Applier {
+            engine: self,
+            live_cache: &live_cache,
+            batch: WriteBatch::default(),
+            overlay: Overlay::new(),
+            dedupe: Dedupe::default(),
+            horizon: self.horizon(),
+            live_keys: self.live_keys.load(Ordering::SeqCst),
+        };
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for (version, command) in entries {
+            // Versions strictly increase (invariant 3).
+            if *version <= applied {
+                return Err(StorageError::VersionOrder {
+                    version: *version,
+                    applied,
+                });
+            }
+            outcomes.push(batch.apply(*version, command)?);
+            applied = *version;
+        }
+        let Applier {
+            mut batch,
+            overlay,
+            horizon,
+            live_keys,
+            ..
+        } = batch;
+        let meta = self.cf(CF_META);
+        // applied_version rides in the same batch as the data it covers (invariant 2).
+        batch.put_cf(
+            meta,
+            keys::META_APPLIED_VERSION,
+            encoding::encode_u64(applied),
+        );
+        batch.put_cf(meta, keys::META_HORIZON, encoding::encode_u64(horizon));
+        batch.put_cf(meta, keys::META_LIVE_KEYS, encoding::encode_u64(live_keys));
+        for (k, v) in extra_meta {
+            batch.put_cf(meta, k, v);
+        }
+        let mut write = WriteOptions::default();
+        // Standalone: the acknowledgement waits for this fsync. Replicated: the log is the WAL.
+        write.set_sync(durability == Durability::Sync);
+        self.db.write_opt(batch, &write)?;
+        for ((cf, key), pending) in overlay {
+            if let Ok(prefix) = self.prefix(&cf) {
+                live_cache.insert(keys::key_start(prefix, &key), pending);
+            }
+        }
+        // Publish only after the batch is durable/visible: readers at ≤ applied see it whole.
+        self.live_keys.store(live_keys, Ordering::SeqCst);
+        self.horizon.fetch_max(horizon, Ordering::SeqCst);
+        self.applied.store(applied, Ordering::SeqCst);
+        Ok(outcomes)
+    }
+}
+
+/// One `apply_batch` in progress: the write batch and what it changed so far.
+struct Applier<'e> {
+    engine: &'e Engine,
+    /// Whether keys written by earlier batches are live (a cache of `data`).
+    live_cache: &'e LiveCache,
+    batch: WriteBatch,
+    /// Keys written earlier in this batch, so later commands see them (conflicts, existence).
+    overlay: Overlay,
+    /// Dedupe entries, with those written earlier in this batch.
+    dedupe: Dedupe,
+    horizon: Version,
+    live_keys: u64,
+}
+
+impl Applier<'_> {
+    fn apply(&mut self, version: Version, command: &Command) -> Result<Outcome, StorageError> {
+        match command {
+            Command::Noop => Ok(Outcome::Applied),
+            Command::Compact { horizon } => {
+                // Never lowers, never passes the applied state (invariant 4).
+                self.horizon = self.horizon.max((*horizon).min(version));
+                Ok(Outcome::Applied)
+            }
+            Command::Commit(tx) => self.commit(version, tx),
+        }
+    }
+
+    fn commit(&mut self, version: Version, tx: &Transaction) -> Result<Outcome, StorageError> {
+        if let Err(invalid) = tx.validate() {
+            return Ok(Outcome::Rejected(invalid));
+        }
+        for cf in tx.column_families() {
+            if let Err(invalid) = self.engine.check_column_family(cf) {
+                return Ok(Outcome::Rejected(invalid));
+            }
+        }
+        if let Some(token) = &tx.idempotency {
+            if let Some((latest, outcome)) = self.dedupe.latest(self.engine, &token.client_id)? {
+                if latest == token.sequence {
+                    return Ok(outcome); // a retry: the first outcome, nothing applied twice
+                }
+                if latest > token.sequence {
+                    return Ok(Outcome::Rejected(Invalid::StaleSequence {
+                        sequence: token.sequence,
+                        latest,
+                    }));
+                }
+            }
+        }
+        let outcome = self.check_and_write(version, tx)?;
+        if let Some(token) = &tx.idempotency {
+            self.dedupe
+                .record(self.engine, &mut self.batch, token, &outcome)?;
+        }
+        Ok(outcome)
+    }
+
+    fn check_and_write(
+        &mut self,
+        version: Version,
+        tx: &Transaction,
+    ) -> Result<Outcome, StorageError> {
+        let resolver = Resolver {
+            engine: self.engine,
+            live_cache: self.live_cache,
+            overlay: &self.overlay,
+            horizon: self.horizon,
+        };
+        if let Some(refused) = resolver.check(tx, version)? {
+            return Ok(refused);
+        }
+        for (order, mutation) in tx.mutations.iter().enumerate() {
+            // `validate` bounds versionstamped operations to the first 65,536.
+            let stamp = versionstamp(version, u16::try_from(order).unwrap_or(u16::MAX));
+            match mutation {
+                Mutation::Set { cf, key, value } => self.put(cf, key, Some(value), version)?,
+                Mutation::Delete { cf, key } => self.put(cf, key, None, version)?,
+                Mutation::SetVersionstampedKey { cf, key, value } => {
+                    self.put(cf, &stamp_buffer(key, &stamp), Some(value), version)?
+                }
+                Mutation::SetVersionstampedValue { cf, key, value } => {
+                    self.put(cf, key, Some(&stamp_buffer(value, &stamp)), version)?
+                }
+                Mutation::ClearRange { cf, begin, end } => {
+                    for key in self.live_keys_in(cf, begin, end)? {
+                        self.put(cf, &key, None, version)?;
+                    }
+                }
+            }
+        }
+        Ok(Outcome::Committed { version })
+    }
+
+    /// Writes one version of `key` (`None` = tombstone) and keeps the live-key count.
+    fn put(
+        &mut self,
+        cf: &str,
+        key: &[u8],
+        value: Option<&Vec<u8>>,
+        version: Version,
+    ) -> Result<(), StorageError> {
+        let was_live = self.was_live(cf, key)?;
+        let prefix = self.engine.checked_prefix(cf)?;
+        let encoded = match value {
+            Some(v) => {
+                let mut out = Vec::with_capacity(v.len() + 1);
+                out.push(TAG_VALUE);
+                out.extend_from_slice(v);
+                out
+            }
+            None => vec![TAG_TOMBSTONE],
+        };
+        self.batch.put_cf(
+            self.engine.cf(CF_DATA),
+            keys::version_key(prefix, key, version),
+            encoded,
+        );
+        let live = value.is_some();
+        match (was_live, live) {
+            (false, true) => self.live_keys += 1,
+            (true, false) => self.live_keys = self.live_keys.saturating_sub(1),
+            _ => {}
+        }
+        self.overlay
+            .insert((cf.to_owned(), key.to_vec()), Pending { version, live });
+        Ok(())
+    }
+
+    /// Whether the newest state of `key`, including this batch's writes, is a value.
+    fn was_live(&self, cf: &str, key: &[u8]) -> Result<bool, StorageError> {
+        if let Some(p) = self.overlay.get(&(cf.to_owned(), key.to_vec())) {
+            return Ok(p.live);
+        }
+        let prefix = self.engine.checked_prefix(cf)?;
+        let start = keys::key_start(prefix, key);
+        if let Some(newest) = self.live_cache.get(&start) {
+            return Ok(newest.live);
+        }
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(keys::key_end(prefix, key));
+        let mut iter = self
+            .engine
+            .db
+            .raw_iterator_cf_opt(self.engine.cf(CF_DATA), opts);
+        iter.seek(start);
+        if !iter.valid() {
+            iter.status()?;
+            return Ok(false);
+        }
+        let raw = iter.key().unwrap_or_default();
+        keys::decode_version_key(prefix, raw)
+            .ok_or_else(|| StorageError::Corrupt(format!("undecodable data key {raw:02x?}")))?;
+        Ok(decode_value(iter.value().unwrap_or_default())?.is_some())
+    }
+
+    /// Keys in `[begin, end)` of `cf` whose newest state (this batch included) is live.
+    fn live_keys_in(
+        &self,
+        cf: &str,
+        begin: &[u8],
+        end: &[u8],
+    ) -> Result<Vec<Vec<u8>>, StorageError> {
+        if begin >= end {
+            return Ok(Vec::new());
+        }
+        let prefix = self.engine.checked_prefix(cf)?;
+        let mut live: std::collections::BTreeMap<Vec<u8>, bool> = Default::default();
+        let mut opts = ReadOptions::default();
+        opts.set_iterate_upper_bound(keys::key_start(prefix, end));
+        let mut iter = self
+            .engine
+            .db
+            .raw_iterator_cf_opt(self.engine.cf(CF_DATA), opts);
+        iter.seek(keys::key_start(prefix, begin));
+        while let Some(e) = VisibleEntry::next(&mut iter, prefix, Version::MAX)? {
+            live.insert(e.key, e.value.is_some());
+        }
+        for ((_, key), p) in self
+            .overlay
+            .range((cf.to_owned(), begin.to_vec())..(cf.to_owned(), end.to_vec()))
+        {
+            live.insert(key.clone(), p.live);
+        }
+        Ok(live
+            .into_iter()
+            .filter(|(_, l)| *l)
+            .map(|(k, _)| k)
+            .collect())
+    }
+}

@@ -1,0 +1,159 @@
+//! The encoding of an engine [`Command`]: what every Raft log entry carries and what a follower
+//! forwards to the leader (docs/encoding.md, "command").
+
+use super::{DecodeError, EncodeError, Reader, Writer};
+use crate::command::{Command, IdempotencyToken, KeyRange, Mutation, Transaction};
+
+const COMMAND_COMMIT: u8 = 0;
+const COMMAND_COMPACT: u8 = 1;
+const COMMAND_NOOP: u8 = 2;
+
+const MUTATION_SET: u8 = 0;
+const MUTATION_DELETE: u8 = 1;
+const MUTATION_CLEAR_RANGE: u8 = 2;
+const MUTATION_VERSIONSTAMPED_KEY: u8 = 3;
+const MUTATION_VERSIONSTAMPED_VALUE: u8 = 4;
+
+/// `FORMAT_V1 ‖ command`: a forwarded write.
+pub fn encode_command(command: &Command) -> Result<Vec<u8>, EncodeError> {
+    let mut w = Writer::new("command");
+    put_command(&mut w, command)?;
+    Ok(w.finish())
+}
+
+/// Decodes a value written by [`encode_command`].
+pub fn decode_command(bytes: &[u8]) -> Result<Command, DecodeError> {
+    let mut r = Reader::new("command", bytes)?;
+    let command = read_command(&mut r)?;
+    r.finish()?;
+    Ok(command)
+}
+
+/// Writes the command body (no version byte): the payload of a log entry.
+pub fn put_command(w: &mut Writer, command: &Command) -> Result<(), EncodeError> {
+    match command {
+        Command::Commit(txn) => {
+            w.u8(COMMAND_COMMIT);
+            w.flag(txn.read_version.is_some());
+            if let Some(v) = txn.read_version {
+                w.u64(v);
+            }
+            w.count("mutations", txn.mutations.len())?;
+            for m in &txn.mutations {
+                put_mutation(w, m)?;
+            }
+            w.count("read_conflicts", txn.read_conflicts.len())?;
+            for r in &txn.read_conflicts {
+                w.str("range cf", &r.cf)?;
+                w.bytes("range begin", &r.begin)?;
+                w.bytes("range end", &r.end)?;
+            }
+            w.flag(txn.idempotency.is_some());
+            if let Some(token) = &txn.idempotency {
+                w.bytes("client_id", &token.client_id)?;
+                w.u64(token.sequence);
+            }
+        }
+        Command::Compact { horizon } => {
+            w.u8(COMMAND_COMPACT);
+            w.u64(*horizon);
+        }
+        Command::Noop => w.u8(COMMAND_NOOP),
+    }
+    Ok(())
+}
+
+fn put_mutation(w: &mut Writer, m: &Mutation) -> Result<(), EncodeError> {
+    let (kind, cf, a, b) = match m {
+        Mutation::Set { cf, key, value } => (MUTATION_SET, cf, key, Some(value)),
+        Mutation::Delete { cf, key } => (MUTATION_DELETE, cf, key, None),
+        Mutation::ClearRange { cf, begin, end } => (MUTATION_CLEAR_RANGE, cf, begin, Some(end)),
+        Mutation::SetVersionstampedKey { cf, key, value } => {
+            (MUTATION_VERSIONSTAMPED_KEY, cf, key, Some(value))
+        }
+        Mutation::SetVersionstampedValue { cf, key, value } => {
+            (MUTATION_VERSIONSTAMPED_VALUE, cf, key, Some(value))
+        }
+    };
+    w.u8(kind);
+    w.str("mutation cf", cf)?;
+    w.bytes("mutation key", a)?;
+    if let Some(b) = b {
+        w.bytes("mutation value", b)?;
+    }
+    Ok(())
+}
+
+/// Reads a command body written by [`put_command`].
+pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
+    match r.u8("command kind")? {
+        COMMAND_COMMIT => {
+            let read_version = if r.flag("read_version presence flag")? {
+                Some(r.u64("read_version")?)
+            } else {
+                None
+            };
+            let mut mutations = Vec::new();
+            for _ in 0..r.count("mutations")? {
+                mutations.push(read_mutation(r)?);
+            }
+            let mut read_conflicts = Vec::new();
+            for _ in 0..r.count("read_conflicts")? {
+                read_conflicts.push(KeyRange {
+                    cf: r.str("range cf")?,
+                    begin: r.bytes("range begin")?,
+                    end: r.bytes("range end")?,
+                });
+            }
+            let idempotency = if r.flag("idempotency presence flag")? {
+                Some(IdempotencyToken {
+                    client_id: r.bytes("client_id")?,
+                    sequence: r.u64("sequence")?,
+                })
+            } else {
+                None
+            };
+            Ok(Command::Commit(Transaction {
+                read_version,
+                mutations,
+                read_conflicts,
+                idempotency,
+            }))
+        }
+        COMMAND_COMPACT => Ok(Command::Compact {
+            horizon: r.u64("horizon")?,
+        }),
+        COMMAND_NOOP => Ok(Command::Noop),
+        kind => Err(r.unknown_tag("command kind", kind)),
+    }
+}
+
+fn read_mutation(r: &mut Reader<'_>) -> Result<Mutation, DecodeError> {
+    let kind = r.u8("mutation kind")?;
+    let cf = r.str("mutation cf")?;
+    let a = r.bytes("mutation key")?;
+    Ok(match kind {
+        MUTATION_SET => Mutation::Set {
+            cf,
+            key: a,
+            value: r.bytes("mutation value")?,
+        },
+        MUTATION_DELETE => Mutation::Delete { cf, key: a },
+        MUTATION_CLEAR_RANGE => Mutation::ClearRange {
+            cf,
+            begin: a,
+            end: r.bytes("mutation value")?,
+        },
+        MUTATION_VERSIONSTAMPED_KEY => Mutation::SetVersionstampedKey {
+            cf,
+            key: a,
+            value: r.bytes("mutation value")?,
+        },
+        MUTATION_VERSIONSTAMPED_VALUE => Mutation::SetVersionstampedValue {
+            cf,
+            key: a,
+            value: r.bytes("mutation value")?,
+        },
+        kind => return Err(r.unknown_tag("mutation kind", kind)),
+    })
+}

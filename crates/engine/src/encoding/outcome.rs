@@ -1,0 +1,144 @@
+//! The encoding of an engine [`Outcome`], written once for both of its uses: the dedupe table's
+//! remembered outcome (`meta/dedupe/…`) and a forwarded write's answer between nodes
+//! (docs/encoding.md, "outcome").
+
+use super::{DecodeError, EncodeError, Reader, Writer};
+use crate::command::{Invalid, Outcome};
+
+const OUTCOME_COMMITTED: u8 = 0;
+const OUTCOME_CONFLICT: u8 = 1;
+const OUTCOME_TOO_OLD: u8 = 2;
+const OUTCOME_REJECTED: u8 = 3;
+const OUTCOME_APPLIED: u8 = 4;
+
+const INVALID_OPERATION: u8 = 0;
+const INVALID_ARGUMENT: u8 = 1;
+const INVALID_UNKNOWN_COLUMN_FAMILY: u8 = 2;
+const INVALID_FUTURE_READ_VERSION: u8 = 3;
+const INVALID_STALE_SEQUENCE: u8 = 4;
+
+/// `FORMAT_V1 ‖ outcome`: a forwarded write's answer.
+pub fn encode_outcome(outcome: &Outcome) -> Result<Vec<u8>, EncodeError> {
+    let mut w = Writer::new("outcome");
+    put_outcome(&mut w, outcome)?;
+    Ok(w.finish())
+}
+
+/// Decodes a value written by [`encode_outcome`].
+pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, DecodeError> {
+    let mut r = Reader::new("outcome", bytes)?;
+    let outcome = read_outcome(&mut r)?;
+    r.finish()?;
+    Ok(outcome)
+}
+
+/// Writes the outcome body (no version byte).
+pub fn put_outcome(w: &mut Writer, outcome: &Outcome) -> Result<(), EncodeError> {
+    match outcome {
+        Outcome::Committed { version } => {
+            w.u8(OUTCOME_COMMITTED);
+            w.u64(*version);
+        }
+        Outcome::Conflict { cf, key } => {
+            w.u8(OUTCOME_CONFLICT);
+            w.str("conflict cf", cf)?;
+            w.bytes("conflict key", key)?;
+        }
+        Outcome::TooOld {
+            read_version,
+            horizon,
+        } => {
+            w.u8(OUTCOME_TOO_OLD);
+            w.u64(*read_version);
+            w.u64(*horizon);
+        }
+        Outcome::Rejected(invalid) => {
+            w.u8(OUTCOME_REJECTED);
+            put_invalid(w, invalid)?;
+        }
+        Outcome::Applied => w.u8(OUTCOME_APPLIED),
+    }
+    Ok(())
+}
+
+fn put_invalid(w: &mut Writer, invalid: &Invalid) -> Result<(), EncodeError> {
+    match invalid {
+        Invalid::Operation { index, problem } => {
+            w.u8(INVALID_OPERATION);
+            // usize fits u64 on every target Dolmen builds for.
+            w.u64(*index as u64);
+            w.str("problem", problem)?;
+        }
+        Invalid::Argument { field, problem } => {
+            w.u8(INVALID_ARGUMENT);
+            w.str("field", field)?;
+            w.str("problem", problem)?;
+        }
+        Invalid::UnknownColumnFamily { name, configured } => {
+            w.u8(INVALID_UNKNOWN_COLUMN_FAMILY);
+            w.str("name", name)?;
+            w.str("configured", configured)?;
+        }
+        Invalid::FutureReadVersion {
+            read_version,
+            version,
+        } => {
+            w.u8(INVALID_FUTURE_READ_VERSION);
+            w.u64(*read_version);
+            w.u64(*version);
+        }
+        Invalid::StaleSequence { sequence, latest } => {
+            w.u8(INVALID_STALE_SEQUENCE);
+            w.u64(*sequence);
+            w.u64(*latest);
+        }
+    }
+    Ok(())
+}
+
+/// Reads an outcome body written by [`put_outcome`].
+pub fn read_outcome(r: &mut Reader<'_>) -> Result<Outcome, DecodeError> {
+    Ok(match r.u8("outcome kind")? {
+        OUTCOME_COMMITTED => Outcome::Committed {
+            version: r.u64("version")?,
+        },
+        OUTCOME_CONFLICT => Outcome::Conflict {
+            cf: r.str("conflict cf")?,
+            key: r.bytes("conflict key")?,
+        },
+        OUTCOME_TOO_OLD => Outcome::TooOld {
+            read_version: r.u64("read_version")?,
+            horizon: r.u64("horizon")?,
+        },
+        OUTCOME_REJECTED => Outcome::Rejected(read_invalid(r)?),
+        OUTCOME_APPLIED => Outcome::Applied,
+        kind => return Err(r.unknown_tag("outcome kind", kind)),
+    })
+}
+
+fn read_invalid(r: &mut Reader<'_>) -> Result<Invalid, DecodeError> {
+    Ok(match r.u8("rejection kind")? {
+        INVALID_OPERATION => Invalid::Operation {
+            index: usize::try_from(r.u64("operation index")?)
+                .map_err(|_| r.invalid("operation index does not fit this platform's usize"))?,
+            problem: r.str("problem")?,
+        },
+        INVALID_ARGUMENT => Invalid::Argument {
+            field: r.str("field")?,
+            problem: r.str("problem")?,
+        },
+        INVALID_UNKNOWN_COLUMN_FAMILY => Invalid::UnknownColumnFamily {
+            name: r.str("name")?,
+            configured: r.str("configured")?,
+        },
+        INVALID_FUTURE_READ_VERSION => Invalid::FutureReadVersion {
+            read_version: r.u64("read_version")?,
+            version: r.u64("version")?,
+        },
+        INVALID_STALE_SEQUENCE => Invalid::StaleSequence {
+            sequence: r.u64("sequence")?,
+            latest: r.u64("latest")?,
+        },
+        kind => return Err(r.unknown_tag("rejection kind", kind)),
+    })
+}

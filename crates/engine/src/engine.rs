@@ -1,0 +1,279 @@
+//! The engine handle: one RocksDB opened with the four column families, the published applied
+//! version and horizon, the restore fence, and the `meta` reads everything else builds on.
+//! Writes are in `apply.rs`, reads in `read.rs`, maintenance in `gc.rs` and `stats.rs`.
+//!
+//! ```text
+//!   apply_batch([(version, Command)]) ──▶ resolver (overlay + data) ──▶ one WriteBatch
+//!                                          (data + applied_version + meta)  ──▶ publish atomics
+//!   get / get_range(version)          ──▶ iterator (snapshot) ──▶ horizon check ──▶ seek
+//! ```
+//! Every read holds the read side of the restore fence; `Engine::restore` (in `transfer.rs`)
+//! holds the write side, so no reader observes a half-restored state.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use rocksdb::{BlockBasedOptions, Cache, ColumnFamily, ColumnFamilyDescriptor, Options, DB};
+
+use crate::command::Invalid;
+use crate::encoding;
+use crate::error::{OpenError, StorageError};
+use crate::keys;
+use crate::live_cache::LiveCache;
+use crate::options::{
+    check_column_family_name, EngineOptions, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
+};
+use crate::Version;
+
+/// The MVCC engine. Cheap to share (`Arc<Engine>`); reads are concurrent with `apply_batch`.
+pub struct Engine {
+    /// The node's database; the raft layer uses its `raft_*` column families.
+    pub(crate) db: Arc<DB>,
+    /// Kept to read RocksDB statistics (block cache hit rate).
+    pub(crate) db_options: Options,
+    /// Configured user column families and their `data` key prefixes.
+    pub(crate) prefixes: BTreeMap<String, Vec<u8>>,
+    /// Published after each batch is written: reads at ≤ this see complete batches.
+    pub(crate) applied: AtomicU64,
+    /// Published before garbage collection uses it (docs/engine-format.md, read ordering).
+    pub(crate) horizon: AtomicU64,
+    /// Mirrors `meta/live_keys`.
+    pub(crate) live_keys: AtomicU64,
+    /// Serializes `apply_batch` (and `restore`): one writer at a time keeps versions ordered.
+    /// It guards the writer's cache of recent keys' newest versions ([`LiveCache`]).
+    pub(crate) apply_lock: Mutex<LiveCache>,
+    /// Where the next garbage-collection pass resumes (a raw `data` key).
+    pub(crate) gc_cursor: Mutex<Vec<u8>>,
+    /// The restore fence: readers of `data`/`meta` hold the read side, `restore` the write side,
+    /// so nobody observes a half-restored state.
+    pub(crate) fence: RwLock<()>,
+    /// Set while `meta/restore_pending` exists (a restore started and has not finished): every
+    /// read and write fails with `RestoreIncomplete` until a restore completes.
+    pub(crate) restore_incomplete: AtomicBool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.db.path())
+            .field("column_families", &self.prefixes.keys().collect::<Vec<_>>())
+            .field("applied", &self.applied_version())
+            .field("horizon", &self.horizon())
+            .finish()
+    }
+}
+
+/// Reads one `meta` counter (`applied_version`, `horizon`, `live_keys`): 0 when absent.
+pub(crate) fn read_counter(
+    db: &DB,
+    meta: &ColumnFamily,
+    key: &'static [u8],
+) -> Result<u64, StorageError> {
+    match db.get_pinned_cf(meta, key)? {
+        None => Ok(0),
+        Some(bytes) => Ok(encoding::decode_u64(counter_name(key), &bytes)?),
+    }
+}
+
+/// The name of a `meta` counter key, for decode errors.
+fn counter_name(key: &[u8]) -> &'static str {
+    match key {
+        keys::META_APPLIED_VERSION => "meta/applied_version",
+        keys::META_HORIZON => "meta/horizon",
+        keys::META_LIVE_KEYS => "meta/live_keys",
+        _ => "meta counter",
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the engine at `options.path`.
+    pub fn open(options: &EngineOptions) -> Result<Self, OpenError> {
+        let mut prefixes = BTreeMap::new();
+        for name in &options.column_families {
+            check_column_family_name(name).map_err(|problem| OpenError::ColumnFamily {
+                name: name.clone(),
+                problem,
+            })?;
+            prefixes.insert(name.clone(), keys::cf_prefix(name));
+        }
+        if !prefixes.contains_key("default") {
+            return Err(OpenError::MissingDefault);
+        }
+
+        let cache = Cache::new_lru_cache(options.block_cache_size_mb.max(1) << 20);
+        let mut table = BlockBasedOptions::default();
+        table.set_block_cache(&cache);
+        // Index and filter blocks live in the block cache too, so the cache size bounds them:
+        // held by each open table reader instead, they grow with the number of SST files.
+        table.set_cache_index_and_filter_blocks(true);
+        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
+        let mut cf_opts = Options::default();
+        cf_opts.set_block_based_table_factory(&table);
+        cf_opts.set_write_buffer_size(options.write_buffer_size_mb.max(1) << 20);
+        cf_opts.set_max_write_buffer_number(options.max_write_buffer_number.max(2));
+        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+
+        let mut db_opts = cf_opts.clone();
+        // Memtables of all column families together: at most two memtables' worth, charged to
+        // the block cache, so one number bounds RocksDB's memory (blocks are evicted to make
+        // room for memtables). No stall: flushes keep memtables under the limit.
+        let memtables = rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            options.write_buffer_size_mb.max(1) << 21,
+            false,
+            cache.clone(),
+        );
+        db_opts.set_write_buffer_manager(&memtables);
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.enable_statistics();
+
+        let descriptors = [CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE]
+            .into_iter()
+            .map(|name| ColumnFamilyDescriptor::new(name, cf_opts.clone()));
+        let db =
+            DB::open_cf_descriptors(&db_opts, &options.path, descriptors).map_err(|source| {
+                OpenError::Rocks {
+                    path: options.path.clone(),
+                    source,
+                }
+            })?;
+
+        let engine = Self {
+            db: Arc::new(db),
+            db_options: db_opts,
+            prefixes,
+            applied: AtomicU64::new(0),
+            horizon: AtomicU64::new(0),
+            live_keys: AtomicU64::new(0),
+            apply_lock: Mutex::new(LiveCache::default()),
+            gc_cursor: Mutex::new(Vec::new()),
+            fence: RwLock::new(()),
+            restore_incomplete: AtomicBool::new(false),
+        };
+        let meta = engine.cf(CF_META);
+        // A restore that did not finish leaves its marker: refuse service until it is redone
+        // (invariant 7).
+        let pending = engine
+            .db
+            .get_pinned_cf(meta, keys::META_RESTORE_PENDING)
+            .map_err(StorageError::from)?
+            .is_some();
+        engine.restore_incomplete.store(pending, Ordering::SeqCst);
+        engine.applied.store(
+            read_counter(&engine.db, meta, keys::META_APPLIED_VERSION)?,
+            Ordering::SeqCst,
+        );
+        engine.horizon.store(
+            read_counter(&engine.db, meta, keys::META_HORIZON)?,
+            Ordering::SeqCst,
+        );
+        engine.live_keys.store(
+            read_counter(&engine.db, meta, keys::META_LIVE_KEYS)?,
+            Ordering::SeqCst,
+        );
+        Ok(engine)
+    }
+
+    /// The underlying database, for the raft layer's own column families.
+    pub fn db(&self) -> &Arc<DB> {
+        &self.db
+    }
+
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        self.db.path()
+    }
+
+    pub(crate) fn cf(&self, name: &str) -> &ColumnFamily {
+        // The four column families are created by `open`; their absence is impossible.
+        self.db
+            .cf_handle(name)
+            .unwrap_or_else(|| unreachable!("column family {name} is created at open"))
+    }
+
+    /// The configured user column families.
+    pub fn column_families(&self) -> impl Iterator<Item = &str> {
+        self.prefixes.keys().map(String::as_str)
+    }
+
+    /// The `data` key prefix of a configured user column family.
+    pub(crate) fn prefix(&self, cf: &str) -> Result<&[u8], Invalid> {
+        self.prefixes
+            .get(cf)
+            .map(Vec::as_slice)
+            .ok_or_else(|| Invalid::UnknownColumnFamily {
+                name: cf.to_owned(),
+                configured: self
+                    .prefixes
+                    .keys()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+    }
+
+    /// The `data` key prefix of a column family the commit being applied already checked:
+    /// its absence is corruption, not bad input.
+    pub(crate) fn checked_prefix(&self, cf: &str) -> Result<&[u8], StorageError> {
+        self.prefix(cf)
+            .map_err(|e| StorageError::Corrupt(format!("column family checked at commit: {e}")))
+    }
+
+    /// Checks that `cf` is configured.
+    pub fn check_column_family(&self, cf: &str) -> Result<(), Invalid> {
+        self.prefix(cf).map(|_| ())
+    }
+
+    /// The version of the last applied command (0 when nothing was applied).
+    pub fn applied_version(&self) -> Version {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    /// The MVCC retention horizon.
+    pub fn horizon(&self) -> Version {
+        self.horizon.load(Ordering::SeqCst)
+    }
+
+    /// Reads a `meta` value written through `apply_batch`'s `extra_meta`.
+    pub fn read_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        let _fence = self.read_fence()?;
+        Ok(self.db.get_cf(self.cf(CF_META), key)?)
+    }
+
+    /// Takes the read side of the restore fence; fails while a restore is unfinished.
+    pub(crate) fn read_fence(&self) -> Result<RwLockReadGuard<'_, ()>, StorageError> {
+        let guard = self.fence.read();
+        self.check_restored()?;
+        Ok(guard)
+    }
+
+    /// Fails with `RestoreIncomplete` while `meta/restore_pending` exists (invariant 7).
+    pub(crate) fn check_restored(&self) -> Result<(), StorageError> {
+        if !self.restore_incomplete.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let marker = match self
+            .db
+            .get_cf(self.cf(CF_META), keys::META_RESTORE_PENDING)?
+        {
+            Some(stored) => encoding::decode_marker(&stored)?,
+            None => Vec::new(),
+        };
+        Err(StorageError::RestoreIncomplete {
+            marker: String::from_utf8_lossy(&marker).into_owned(),
+        })
+    }
+
+    /// Flushes `data` and `meta` memtables to SST files. Call before discarding a log that
+    /// covers buffered batches (docs/engine-format.md, Durability).
+    pub fn flush(&self) -> Result<(), StorageError> {
+        let cfs = [self.cf(CF_DATA), self.cf(CF_META)];
+        self.db
+            .flush_cfs_opt(&cfs, &rocksdb::FlushOptions::default())?;
+        Ok(())
+    }
+}
