@@ -4,12 +4,13 @@
 //!
 //! ```text
 //! file    = header ‖ record* ‖ end
-//! header  = "DOLMSNAP" ‖ be32 format (1) ‖ be32 len ‖ codec::encode_snapshot_meta(meta)
+//! header  = "DOLMSNAP" ‖ be32 format (2) ‖ be32 len ‖ codec::encode_snapshot_meta(meta)
 //! record  = u8 section (1 = meta, 2 = data) ‖ be32 len ‖ key ‖ be32 len ‖ value
 //! end     = u8 0 ‖ be64 record count ‖ be32 crc32 (crc32fast) of every byte before it
 //! ```
 //! A truncated or corrupt file fails [`verify`] (and the reader's last item) before anything
-//! destructive starts.
+//! destructive starts. Keys and values are raw engine records, each value in its own
+//! docs/encoding.md format; the file format number covers them too (docs/encoding.md).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -23,8 +24,9 @@ use crate::types::SnapshotFile;
 
 /// The first bytes of every snapshot file.
 pub const MAGIC: &[u8; 8] = b"DOLMSNAP";
-/// The file format this module writes and reads.
-pub const FORMAT: u32 = 1;
+/// The file format this module writes and reads. 2: the header meta and the `meta` records are
+/// in docs/encoding.md's version 1 (format 1 held the interim `0x80` encodings; not read).
+pub const FORMAT: u32 = 2;
 /// Extension of complete snapshot files.
 const SNAP_EXT: &str = "snap";
 /// Extension of files being written (deleted at open).

@@ -1,0 +1,438 @@
+//! The Raft log store over the node's shared RocksDB (docs/replication.md §3): `raft_log` holds
+//! the entries, `raft_state` the vote, `committed` and `last_purged`.
+//!
+//! Every write goes, in call order, to one `raft-log` thread, which writes whatever is queued in
+//! one RocksDB batch and then, if anything queued needs durability, issues one WAL fsync for all
+//! of it (group commit). The async side never waits for a blocking thread on the hot path: the
+//! recent entries (the *tail*) and the vote are also kept in memory, so `append` returns as soon
+//! as its entries are queued and readable, and replication and apply read the tail without
+//! touching RocksDB.
+//!
+//! ```text
+//! append(entries, cb) ─▶ tail += entries ─▶ queue ─▶ returns (entries readable from the tail)
+//!                                            └─ raft-log: take ALL queued ─▶ one write batch
+//!                                                  ─▶ flush_wal(true) ─▶ cb, waiters ─▶ evict tail
+//! save_vote(v) ─▶ vote = v ─▶ queue ─▶ await the fsync
+//! read(range)  ─▶ tail part (memory) + older part (RocksDB, blocking thread)
+//! ```
+//!
+//! Tail invariant: every index `≥ tail.start` is answered by the tail alone (absent = not in the
+//! log), and every entry below `tail.start` has been written to RocksDB. An entry leaves the tail
+//! only once the batch that wrote it has been written, and only while the tail holds more than
+//! `TAIL_BYTES` (`tail.rs`).
+
+use std::collections::VecDeque;
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+use dolmen_engine::{Engine, CF_RAFT_LOG, CF_RAFT_STATE};
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use rocksdb::{ColumnFamily, Direction, IteratorMode, DB};
+
+use crate::codec;
+use crate::types::{DolmenRaft, Entry, LogId, Vote};
+
+mod tail;
+mod writer;
+
+#[cfg(test)]
+use tail::TAIL_BYTES;
+use tail::{lock, Cached, Memory};
+use writer::{run_log_writer, Completion, Request, Write};
+
+/// `raft_state` key of the vote.
+const KEY_VOTE: &[u8] = b"vote";
+/// `raft_state` key of the last committed log id (`save_committed`).
+const KEY_COMMITTED: &[u8] = b"committed";
+/// `raft_state` key of the last purged log id.
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+/// Sorts after every 8-byte `raft_log` key: the exclusive end of "to the last entry".
+const PAST_LAST_KEY: [u8; 9] = [0xff; 9];
+
+/// The `raft_log` key of `index`: big-endian, so keys sort by index.
+fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a ColumnFamily> {
+    db.cf_handle(name)
+        .ok_or_else(|| io::Error::other(format!("column family {name} is missing")))
+}
+
+fn rocks(e: rocksdb::Error) -> io::Error {
+    io::Error::other(e)
+}
+
+/// Runs blocking RocksDB reads off the async threads (STYLE 10).
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(format!("log store task failed: {e}")))?
+}
+
+/// The RocksDB Raft log store; `Clone` shares the database, the memory and the `raft-log` thread.
+///
+/// Implements [`RaftLogStorage`] and [`RaftLogReader`] for [`DolmenRaft`]. Requests are queued
+/// under the memory lock, so the queue order is the call order and the tail always matches what
+/// RocksDB will hold once the queue is written.
+#[derive(Clone)]
+pub struct LogStore {
+    /// The node's database, shared with the engine; this store owns `raft_log` and `raft_state`.
+    db: Arc<DB>,
+    memory: Arc<Mutex<Memory>>,
+    /// Queue of the `raft-log` thread.
+    queue: mpsc::Sender<Request>,
+    /// WAL fsyncs issued by the `raft-log` thread (entries per fsync is the write throughput).
+    fsyncs: Arc<AtomicU64>,
+}
+
+impl LogStore {
+    /// A log store over `engine`'s database; reads the vote and the log's end, and starts the
+    /// `raft-log` thread. Blocking: call it at start-up.
+    pub fn new(engine: &Engine) -> io::Result<Self> {
+        let db = Arc::clone(engine.db());
+        let state = cf(&db, CF_RAFT_STATE)?;
+        let vote = db
+            .get_cf(state, KEY_VOTE)
+            .map_err(rocks)?
+            .map(|v| codec::decode_vote(&v))
+            .transpose()?;
+        let first = db
+            .get_cf(state, KEY_LAST_PURGED)
+            .map_err(rocks)?
+            .map(|v| codec::decode_log_id(&v))
+            .transpose()?
+            .map_or(0, |id| id.index + 1);
+        let last = last_stored_entry(&db)?.map_or(0, |id| id.index + 1);
+        let memory = Arc::new(Mutex::new(Memory {
+            vote,
+            first,
+            start: last.max(first),
+            entries: VecDeque::new(),
+            bytes: 0,
+            next_seq: 1,
+            written_seq: 0,
+            committed: None,
+        }));
+        let (queue, requests) = mpsc::channel();
+        let fsyncs = Arc::new(AtomicU64::new(0));
+        let (weak_db, weak_memory, counter) = (
+            Arc::downgrade(&db),
+            Arc::downgrade(&memory),
+            Arc::clone(&fsyncs),
+        );
+        std::thread::Builder::new()
+            .name("raft-log".to_owned())
+            .spawn(move || run_log_writer(weak_db, weak_memory, requests, counter))?;
+        Ok(Self {
+            db,
+            memory,
+            queue,
+            fsyncs,
+        })
+    }
+
+    /// How many WAL fsyncs this store's `raft-log` thread has issued (for metrics and tests).
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Queues `writes` under the memory lock, after `update` has changed the memory to match.
+    fn enqueue(
+        &self,
+        writes: Vec<Write>,
+        completion: Completion,
+        update: impl FnOnce(&mut Memory, u64),
+    ) -> io::Result<()> {
+        let mut memory = lock(&self.memory);
+        let seq = memory.next_seq;
+        memory.next_seq += 1;
+        update(&mut memory, seq);
+        self.queue
+            .send(Request {
+                seq,
+                writes,
+                completion,
+            })
+            .map_err(|_| io::Error::other("the raft-log thread has stopped"))
+    }
+
+    /// Queues `writes` and waits until the `raft-log` thread has written them (and, if
+    /// `durable`, fsynced them), with every request queued before.
+    async fn enqueue_and_wait(&self, writes: Vec<Write>, durable: bool) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let completion = if durable {
+            Completion::Durable(tx)
+        } else {
+            Completion::Written(tx)
+        };
+        self.enqueue(writes, completion, |_, _| {})?;
+        rx.await
+            .map_err(|_| io::Error::other("the raft-log thread dropped a request"))?
+    }
+
+    /// Waits until everything queued so far is written to RocksDB (not fsynced: what is
+    /// unsynced by design, `committed`, truncations and purges, stays so). Call it before the
+    /// engine closes, so that no queued write is dropped.
+    pub async fn flush(&self) -> io::Result<()> {
+        self.enqueue_and_wait(Vec::new(), false).await
+    }
+
+    /// The first unpurged index, the tail's start, and the tail's entries in `[start, end)`
+    /// (`end` `None`: to the last one).
+    fn tail_part(&self, start: u64, end: Option<u64>) -> (u64, u64, Vec<Entry>) {
+        let memory = lock(&self.memory);
+        let from = start.max(memory.start);
+        let to = end.map_or(memory.end(), |end| end.min(memory.end()));
+        let skip = usize::try_from(from - memory.start).unwrap_or(usize::MAX);
+        let take = usize::try_from(to.saturating_sub(from)).unwrap_or(usize::MAX);
+        let entries = memory
+            .entries
+            .iter()
+            .skip(skip)
+            .take(take)
+            .map(|c| c.entry.clone())
+            .collect();
+        (memory.first, memory.start, entries)
+    }
+
+    /// Reads one `raft_state` log id (`committed` or `last_purged`), after the queue is written.
+    async fn read_state_log_id(&self, key: &'static [u8]) -> io::Result<Option<LogId>> {
+        self.flush().await?;
+        let db = Arc::clone(&self.db);
+        blocking(move || {
+            let value = db.get_cf(cf(&db, CF_RAFT_STATE)?, key).map_err(rocks)?;
+            value.map(|v| codec::decode_log_id(&v)).transpose()
+        })
+        .await
+    }
+}
+
+/// The log id of the last entry in `raft_log`, if any.
+fn last_stored_entry(db: &DB) -> io::Result<Option<LogId>> {
+    let mut iter = db.iterator_cf(cf(db, CF_RAFT_LOG)?, IteratorMode::End);
+    match iter.next() {
+        Some(item) => {
+            let (key, value) = item.map_err(rocks)?;
+            Ok(Some(decode_at(key_index(&key)?, &value)?.log_id))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Reads the stored entries in `[start, end)` (`None`: to the last one).
+fn read_stored(db: &DB, start: u64, end: Option<u64>) -> io::Result<Vec<Entry>> {
+    let mut entries = Vec::new();
+    let from = log_key(start);
+    let iter = db.iterator_cf(
+        cf(db, CF_RAFT_LOG)?,
+        IteratorMode::From(&from, Direction::Forward),
+    );
+    for item in iter {
+        let (key, value) = item.map_err(rocks)?;
+        let index = key_index(&key)?;
+        if end.is_some_and(|end| index >= end) {
+            break;
+        }
+        entries.push(decode_at(index, &value)?);
+    }
+    Ok(entries)
+}
+
+impl RaftLogReader<DolmenRaft> for LogStore {
+    async fn try_get_log_entries<RB>(&mut self, range: RB) -> io::Result<Vec<Entry>>
+    where
+        RB: RangeBounds<u64> + Clone + Debug + OptionalSend,
+    {
+        let start = match range.start_bound() {
+            Bound::Included(&s) => s,
+            Bound::Excluded(&s) => s.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        // Exclusive end; `None` means "to the last entry".
+        let end = match range.end_bound() {
+            Bound::Included(&e) => e.checked_add(1),
+            Bound::Excluded(&e) => Some(e),
+            Bound::Unbounded => None,
+        };
+        // A truncation below the tail's start that the raft-log thread runs between the two
+        // reads below could leave a gap where they meet; openraft never reads entries a node is
+        // truncating, but a gap is retried rather than returned.
+        for _ in 0..3 {
+            let (first, tail_start, tail) = self.tail_part(start, end);
+            // Purged entries are gone at once, before the raft-log thread deletes them.
+            let start = start.max(first);
+            if start >= tail_start {
+                return Ok(tail);
+            }
+            // Everything below the tail's start at that look was already in RocksDB.
+            let db = Arc::clone(&self.db);
+            let older_end = end.map_or(tail_start, |end| end.min(tail_start));
+            let mut entries = blocking(move || read_stored(&db, start, Some(older_end))).await?;
+            let joined = match (entries.last(), tail.first()) {
+                (Some(older), Some(newer)) => older.log_id.index + 1 == newer.log_id.index,
+                _ => true,
+            };
+            if joined {
+                entries.extend(tail);
+                return Ok(entries);
+            }
+        }
+        Err(io::Error::other(format!(
+            "reading raft log entries {range:?} raced with truncations three times"
+        )))
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
+        Ok(lock(&self.memory).vote)
+    }
+}
+
+/// The index a `raft_log` key names.
+fn key_index(key: &[u8]) -> io::Result<u64> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("corrupt raft_log key of {} bytes", key.len()),
+        )
+    })?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// Decodes the entry stored at `index`; its own log id must name the same index.
+fn decode_at(index: u64, value: &[u8]) -> io::Result<Entry> {
+    let entry = codec::decode_entry(value)?;
+    if entry.log_id.index != index {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "corrupt raft_log: key {index} holds entry {}",
+                entry.log_id.index
+            ),
+        ));
+    }
+    Ok(entry)
+}
+
+impl RaftLogStorage<DolmenRaft> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<DolmenRaft>> {
+        let last_purged_log_id = self.read_state_log_id(KEY_LAST_PURGED).await?;
+        let tail_last = lock(&self.memory).entries.back().map(|c| c.entry.log_id);
+        let last = match tail_last {
+            Some(last) => Some(last),
+            None => {
+                // The queue was written by `read_state_log_id`: RocksDB holds the whole log.
+                let db = Arc::clone(&self.db);
+                blocking(move || last_stored_entry(&db)).await?
+            }
+        };
+        Ok(LogState {
+            last_log_id: last.or(last_purged_log_id),
+            last_purged_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let writes = vec![Write::State(KEY_VOTE, codec::encode_vote(vote))];
+        self.enqueue(writes, Completion::Durable(tx), |memory, _| {
+            memory.vote = Some(*vote);
+        })?;
+        // Durability: the vote must be persisted on disk before returning.
+        rx.await
+            .map_err(|_| io::Error::other("the raft-log thread dropped a vote fsync"))?
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> io::Result<()> {
+        // Unsynced by design: the WAL is one ordered log, so after a crash `committed` can never
+        // be ahead of the entries it covers (replication.md invariant 4).
+        let write = match committed {
+            Some(id) => Write::State(KEY_COMMITTED, codec::encode_log_id(&id)),
+            None => Write::ClearState(KEY_COMMITTED),
+        };
+        // Not queued by itself: it waits for the next request (at the latest `flush`), so a
+        // commit costs the `raft-log` thread no wake-up. A crash may lose it; openraft then
+        // learns the commit again from the leader.
+        lock(&self.memory).committed = Some(write);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
+        self.read_state_log_id(KEY_COMMITTED).await
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<DolmenRaft>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut cached = Vec::new();
+        let mut writes = Vec::new();
+        for entry in entries {
+            let value = codec::encode_entry(&entry)?;
+            let bytes = value.len();
+            writes.push(Write::Entry(entry.log_id.index, value));
+            cached.push((entry, bytes));
+        }
+        // The entries are readable from the tail once this returns, as the trait requires.
+        // Durability: the callback reports them flushed only after the raft-log thread's fsync
+        // of the batch that writes them.
+        self.enqueue(writes, Completion::Flushed(callback), |memory, seq| {
+            for (entry, bytes) in cached {
+                let index = entry.log_id.index;
+                if index < memory.start {
+                    // Below the tail: the log ends before `index` now (this request's puts
+                    // overwrite RocksDB from here on).
+                    memory.truncate(index);
+                } else if index > memory.end() {
+                    // Past a gap, which openraft leaves only after a snapshot install made
+                    // everything before it purged: the tail restarts here.
+                    memory.purge(index - 1);
+                } else if index < memory.end() {
+                    // Overwrites a suffix, as a put at these keys would.
+                    memory.truncate(index);
+                }
+                memory.entries.push_back(Cached { entry, seq, bytes });
+                memory.bytes += bytes;
+            }
+        })
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> io::Result<()> {
+        let from = last_log_id.map_or(0, |id| id.index + 1);
+        self.enqueue(
+            vec![Write::DeleteFrom(from)],
+            Completion::None,
+            |memory, _| {
+                memory.truncate(from);
+            },
+        )
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> io::Result<()> {
+        // `last_purged` and the delete share one batch, so `get_log_state` never sees a purged
+        // prefix without its marker.
+        let writes = vec![
+            Write::State(KEY_LAST_PURGED, codec::encode_log_id(&log_id)),
+            Write::DeleteThrough(log_id.index),
+        ];
+        self.enqueue(writes, Completion::None, |memory, _| {
+            memory.purge(log_id.index);
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,154 @@
+//! The `raft-log` thread: every write of the log store goes, in call order, through its queue;
+//! it writes whatever is queued in one RocksDB batch, then issues one WAL fsync for all of it if
+//! any request needs durability (group commit), then completes the requests in order.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, Weak};
+
+use dolmen_engine::{CF_RAFT_LOG, CF_RAFT_STATE};
+use openraft::storage::IOFlushed;
+use rocksdb::{WriteBatch, WriteOptions, DB};
+
+use super::tail::{lock, Memory};
+use super::{cf, log_key, rocks, PAST_LAST_KEY};
+use crate::types::DolmenRaft;
+
+/// Why the `raft-log` thread could not write a group of requests; every request of the group
+/// is told (it is `Clone` for that).
+#[derive(Clone, Debug, thiserror::Error)]
+pub(super) enum LogWriteError {
+    /// RocksDB failed to write the batch or to fsync the WAL.
+    #[error(transparent)]
+    Write(Arc<io::Error>),
+    /// The engine and every store were dropped before the queue was written.
+    #[error("database closed before the log was written")]
+    Closed,
+}
+
+/// One change the `raft-log` thread makes, in queue order.
+#[derive(Debug)]
+pub(super) enum Write {
+    /// Puts an encoded entry at its index.
+    Entry(u64, Vec<u8>),
+    /// Puts a `raft_state` value.
+    State(&'static [u8], Vec<u8>),
+    /// Deletes a `raft_state` value.
+    ClearState(&'static [u8]),
+    /// Deletes every entry from this index on.
+    DeleteFrom(u64),
+    /// Deletes every entry up to and including this index.
+    DeleteThrough(u64),
+}
+
+/// What the caller of a queued request is told, and when.
+pub(super) enum Completion {
+    /// Nothing: the caller did not wait.
+    None,
+    /// openraft's append callback, after the fsync.
+    Flushed(IOFlushed<DolmenRaft>),
+    /// A caller awaiting the fsync (`save_vote`).
+    Durable(tokio::sync::oneshot::Sender<io::Result<()>>),
+    /// A caller awaiting the write, not the fsync (a barrier before reading RocksDB).
+    Written(tokio::sync::oneshot::Sender<io::Result<()>>),
+}
+
+impl Completion {
+    pub(super) fn needs_fsync(&self) -> bool {
+        matches!(self, Completion::Flushed(_) | Completion::Durable(_))
+    }
+
+    pub(super) fn complete(self, result: &Result<(), LogWriteError>) {
+        let result = result.clone().map_err(io::Error::other);
+        match self {
+            Completion::None => {}
+            Completion::Flushed(callback) => callback.io_completed(result),
+            // The waiter may have been dropped (its task cancelled); nothing to tell then.
+            Completion::Durable(tx) | Completion::Written(tx) => drop(tx.send(result)),
+        }
+    }
+}
+
+/// A queued request: its sequence number (the tail's eviction clock), its writes, its caller.
+pub(super) struct Request {
+    pub(super) seq: u64,
+    pub(super) writes: Vec<Write>,
+    pub(super) completion: Completion,
+}
+
+/// The `raft-log` thread: writes every queued request in one batch, then one fsync if any of
+/// them needs durability, then completes them in order.
+///
+/// It holds the database weakly so that dropping the last store and engine closes RocksDB; the
+/// thread ends when the last `LogStore` clone (the last sender) is dropped.
+pub(super) fn run_log_writer(
+    db: Weak<DB>,
+    memory: Weak<Mutex<Memory>>,
+    requests: mpsc::Receiver<Request>,
+    fsyncs: Arc<AtomicU64>,
+) {
+    while let Ok(first) = requests.recv() {
+        // The pending `committed` is taken before the queue is drained: every entry it covers
+        // was queued before it was saved, so it is in this group and written ahead of it.
+        let committed = memory.upgrade().and_then(|m| lock(&m).committed.take());
+        // Group commit: every request queued so far shares this write and this fsync.
+        let mut group = vec![first];
+        group.extend(requests.try_iter());
+        let result = match db.upgrade() {
+            Some(db) => write_group(&db, &group, committed.as_ref(), &fsyncs)
+                .map_err(|e| LogWriteError::Write(Arc::new(e))),
+            None => Err(LogWriteError::Closed),
+        };
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "raft log write failed");
+        }
+        let last_seq = group.last().map_or(0, |r| r.seq);
+        if let (Ok(()), Some(memory)) = (&result, memory.upgrade()) {
+            let mut memory = lock(&memory);
+            memory.written_seq = last_seq;
+            memory.evict();
+        }
+        // FIFO; openraft keeps only the highest completed IOId anyway.
+        for request in group {
+            request.completion.complete(&result);
+        }
+    }
+}
+
+/// Writes a group of requests, then `committed`, as one unsynced batch, then fsyncs the WAL if
+/// one of the requests needs it.
+fn write_group(
+    db: &DB,
+    group: &[Request],
+    committed: Option<&Write>,
+    fsyncs: &AtomicU64,
+) -> io::Result<()> {
+    let (log, state) = (cf(db, CF_RAFT_LOG)?, cf(db, CF_RAFT_STATE)?);
+    let mut batch = WriteBatch::default();
+    for write in group.iter().flat_map(|r| &r.writes).chain(committed) {
+        match write {
+            Write::Entry(index, value) => batch.put_cf(log, log_key(*index), value),
+            Write::State(key, value) => batch.put_cf(state, key, value),
+            Write::ClearState(key) => batch.delete_cf(state, key),
+            // One range delete: it cannot leave a hole, and later appends are written after it.
+            Write::DeleteFrom(index) => {
+                batch.delete_range_cf(log, &log_key(*index)[..], &PAST_LAST_KEY[..]);
+            }
+            Write::DeleteThrough(index) => {
+                batch.delete_range_cf(log, log_key(0), log_key(index + 1));
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(false);
+        db.write_opt(batch, &opts).map_err(rocks)?;
+    }
+    if group.iter().any(|r| r.completion.needs_fsync()) {
+        // Durability: entries and votes are on disk only once this returns Ok. The WAL is one
+        // ordered log, so unsynced writes queued earlier (`committed`) are covered too.
+        fsyncs.fetch_add(1, Ordering::Relaxed);
+        db.flush_wal(true).map_err(rocks)?;
+    }
+    Ok(())
+}
