@@ -1,0 +1,245 @@
+//! `AppendEntries`, unary and over the pipelined `AppendStream`: round trips, order, the first
+//! refusal ending a stream, another group refused, and the fault hook on streamed requests.
+
+use super::*;
+
+#[tokio::test]
+async fn append_entries_round_trips_requests_and_responses() {
+    let server = Server::start().await;
+    let (_factory, mut net) = network_to(&server).await;
+
+    let entries: Vec<Entry> = vec![
+        Entry {
+            log_id: log_id(3, 0, 11),
+            payload: EntryPayload::Blank,
+        },
+        Entry {
+            log_id: log_id(3, 0, 12),
+            payload: EntryPayload::Normal(Command::Commit(Transaction::default())),
+        },
+        Entry {
+            log_id: log_id(3, 0, 13),
+            payload: EntryPayload::Membership(membership()),
+        },
+    ];
+    let req = AppendEntriesRequest::<DolmenRaft> {
+        vote: vote(3, 0, true),
+        prev_log_id: Some(log_id(2, 1, 10)),
+        entries: entries.clone(),
+        leader_commit: Some(log_id(2, 1, 9)),
+    };
+    let resp = RaftNetworkV2::append_entries(&mut net, req, RPCOption::new(TTL))
+        .await
+        .expect("append succeeds");
+    assert_eq!(
+        resp,
+        AppendEntriesResponse::PartialSuccess(Some(log_id(3, 0, 13)))
+    );
+
+    // A heartbeat: no entries, no commit.
+    let heartbeat = AppendEntriesRequest::<DolmenRaft> {
+        vote: vote(3, 0, true),
+        prev_log_id: None,
+        entries: vec![],
+        leader_commit: None,
+    };
+    let resp = RaftNetworkV2::append_entries(&mut net, heartbeat, RPCOption::new(TTL))
+        .await
+        .expect("heartbeat succeeds");
+    assert_eq!(resp, AppendEntriesResponse::PartialSuccess(None));
+
+    let seen = server.mock.appends.lock().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0].vote, vote(3, 0, true));
+    assert_eq!(seen[0].prev_log_id, Some(log_id(2, 1, 10)));
+    assert_eq!(seen[0].entries, entries);
+    assert_eq!(seen[0].leader_commit, Some(log_id(2, 1, 9)));
+    assert!(
+        seen[1].entries.is_empty()
+            && seen[1].prev_log_id.is_none()
+            && seen[1].leader_commit.is_none()
+    );
+    server.stop().await;
+}
+
+fn append_at(prev: u64, entries: u64) -> AppendEntriesRequest<DolmenRaft> {
+    AppendEntriesRequest {
+        vote: vote(3, 0, true),
+        prev_log_id: Some(log_id(3, 0, prev)),
+        entries: (prev + 1..=prev + entries)
+            .map(|i| Entry {
+                log_id: log_id(3, 0, i),
+                payload: EntryPayload::Blank,
+            })
+            .collect(),
+        leader_commit: Some(log_id(3, 0, prev)),
+    }
+}
+
+/// Collects a stream's items, failing the test if it has not ended within `TTL`.
+async fn all<T>(stream: impl futures::Stream<Item = T>) -> Vec<T> {
+    tokio::time::timeout(TTL, stream.collect::<Vec<_>>())
+        .await
+        .expect("the stream ends within the TTL")
+}
+
+/// Streams `input` over `net` and returns the answers, none of them a transport error.
+async fn answers_to(
+    net: &mut GrpcNetwork,
+    input: impl futures::Stream<Item = AppendEntriesRequest<DolmenRaft>> + Send + Unpin + 'static,
+) -> Vec<StreamAppendResult<DolmenRaft>> {
+    let answers = RaftNetworkV2::stream_append(net, input, RPCOption::new(TTL))
+        .await
+        .expect("the stream opens");
+    all(answers)
+        .await
+        .into_iter()
+        .map(|a| a.expect("no transport error"))
+        .collect()
+}
+
+#[tokio::test]
+async fn append_stream_pipelines_requests_and_answers_in_order() {
+    let server = Server::start().await;
+    // The mock answers nothing before three requests arrived: a client that waited for each
+    // answer would hang here.
+    server.mock.stream_hold.store(3, Ordering::SeqCst);
+    let (_factory, mut net) = network_to(&server).await;
+    let input = stream::iter(vec![append_at(10, 2), append_at(12, 0), append_at(12, 3)]);
+    let answers = answers_to(&mut net, input).await;
+    assert_eq!(
+        answers,
+        vec![
+            Ok(Some(log_id(3, 0, 12))),
+            Ok(Some(log_id(3, 0, 12))),
+            Ok(Some(log_id(3, 0, 15)))
+        ]
+    );
+    // What arrived, as (prev index, entry indexes), in sending order.
+    let seen: Vec<(u64, Vec<u64>)> = server
+        .mock
+        .streamed
+        .lock()
+        .iter()
+        .map(|r| {
+            let prev = r.prev_log_id.map_or(0, |id| id.index);
+            (prev, r.entries.iter().map(|e| e.log_id.index).collect())
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(10, vec![11, 12]), (12, vec![]), (12, vec![13, 14, 15])]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn append_stream_ends_at_the_first_refusal() {
+    let server = Server::start().await;
+    let (_factory, mut net) = network_to(&server).await;
+    let input = stream::iter(vec![
+        append_at(1, 1),
+        append_at(CONFLICT_AT, 1),
+        append_at(2, 1),
+    ]);
+    let answers = answers_to(&mut net, input).await;
+    assert_eq!(
+        answers,
+        vec![
+            Ok(Some(log_id(3, 0, 2))),
+            Err(StreamAppendError::Conflict(log_id(3, 0, CONFLICT_AT)))
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn append_stream_refuses_another_group_after_answering_the_requests_before_it() {
+    let server = Server::start().await;
+    let mut raw = pb::peer_client::PeerClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let good = dolmen_raft::network::wire::append_request_to_pb(&append_at(4, 1)).expect("encode");
+    let mut other_group = good.clone();
+    other_group.group_id = 2;
+    let answers = raw
+        .append_stream(stream::iter(vec![good, other_group]))
+        .await
+        .expect("the stream opens")
+        .into_inner();
+    let answers = all(answers).await;
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    let first = answers[0]
+        .as_ref()
+        .expect("the first request is answered")
+        .clone();
+    assert_eq!(
+        dolmen_raft::network::wire::stream_result_from_pb(first).expect("decodes"),
+        Ok(Some(log_id(3, 0, 5)))
+    );
+    let status = answers[1].as_ref().expect_err("group 2 refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("group_id 2"),
+        "{}",
+        status.message()
+    );
+    server.stop().await;
+}
+
+/// Applies one action to every `AppendEntries`.
+#[derive(Debug)]
+struct EveryAppend(FaultAction);
+
+impl PeerFaults for EveryAppend {
+    fn check(&self, _from: NodeId, _to: NodeId, rpc: &'static str) -> FaultAction {
+        if rpc == "AppendEntries" {
+            self.0
+        } else {
+            FaultAction::Deliver
+        }
+    }
+}
+
+#[tokio::test]
+async fn append_stream_faults_drop_as_a_timeout_and_duplicate_without_extra_answers() {
+    let server = Server::start().await;
+    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
+        .with_faults(Arc::new(EveryAppend(FaultAction::Duplicate)));
+    let mut net = factory.network(PEER, &server.node());
+    let input = stream::iter(vec![append_at(1, 1), append_at(2, 1)]);
+    let answers = answers_to(&mut net, input).await;
+    assert_eq!(
+        answers,
+        vec![Ok(Some(log_id(3, 0, 2))), Ok(Some(log_id(3, 0, 3)))]
+    );
+    assert_eq!(
+        server.mock.streamed.lock().len(),
+        4,
+        "each request arrived twice"
+    );
+
+    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
+        .with_faults(Arc::new(EveryAppend(FaultAction::Drop)));
+    let mut net = factory.network(PEER, &server.node());
+    let ttl = Duration::from_millis(300);
+    let start = Instant::now();
+    let input = stream::iter(vec![append_at(3, 1)]);
+    let answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(ttl))
+        .await
+        .expect("the stream opens");
+    let answers = all(answers).await;
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert!(
+        matches!(answers[0], Err(RPCError::Timeout(_))),
+        "{:?}",
+        answers[0]
+    );
+    assert!(start.elapsed() < TTL, "took {:?}", start.elapsed());
+    assert_eq!(
+        server.mock.streamed.lock().len(),
+        4,
+        "the dropped request never arrived"
+    );
+    server.stop().await;
+}

@@ -1,0 +1,313 @@
+//! The shared fixture: [`Mock`], a `PeerHandler` that records what arrives and answers from
+//! scripted values; [`Server`], the real tonic server around it on 127.0.0.1:0; and the log id,
+//! vote and membership builders.
+
+use super::*;
+
+pub(crate) fn log_id(term: u64, node_id: u64, index: u64) -> LogId {
+    LogId {
+        leader_id: LeaderId { term, node_id },
+        index,
+    }
+}
+
+pub(crate) fn vote(term: u64, node_id: u64, committed: bool) -> Vote {
+    Vote {
+        leader_id: LeaderId { term, node_id },
+        committed,
+    }
+}
+
+pub(crate) fn membership() -> Membership {
+    let nodes = (0..3)
+        .map(|i| {
+            (
+                i,
+                NodeAddr {
+                    client_addr: format!("127.0.0.1:{}", 7100 + i),
+                    peer_addr: format!("127.0.0.1:{}", 7200 + i),
+                    admin_addr: String::new(),
+                },
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    Membership::new(vec![BTreeSet::from([0, 1, 2])], nodes).expect("voters are in the address book")
+}
+
+/// What the mock's `read_index` answers next.
+#[derive(Clone)]
+pub(crate) enum ReadMode {
+    Index(u64),
+    Fail(ProposeError),
+    Hang,
+}
+
+/// One received snapshot: the leader's vote, the meta, where it was written, and its bytes.
+pub(crate) type Received = (Vote, SnapshotMeta, PathBuf, Vec<u8>);
+
+/// Records what arrived and answers from scripted values.
+pub(crate) struct Mock {
+    pub(crate) appends: Mutex<Vec<AppendEntriesRequest<DolmenRaft>>>,
+    /// Requests that arrived on append streams.
+    pub(crate) streamed: Arc<Mutex<Vec<AppendEntriesRequest<DolmenRaft>>>>,
+    /// An append stream answers only once this many requests arrived (or the stream ended):
+    /// a client that waits for each answer before sending the next never gets one.
+    pub(crate) stream_hold: AtomicU64,
+    pub(crate) snapshots: Mutex<Vec<Received>>,
+    pub(crate) read_mode: Mutex<ReadMode>,
+}
+
+impl Mock {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            appends: Mutex::new(Vec::new()),
+            streamed: Arc::new(Mutex::new(Vec::new())),
+            stream_hold: AtomicU64::new(1),
+            snapshots: Mutex::new(Vec::new()),
+            read_mode: Mutex::new(ReadMode::Index(0)),
+        })
+    }
+}
+
+/// The `prev_log_id` index at which the mock's log conflicts.
+pub(crate) const CONFLICT_AT: u64 = 666;
+
+impl PeerHandler for Mock {
+    fn stream_append(
+        &self,
+        requests: BoxStream<'static, AppendEntriesRequest<DolmenRaft>>,
+    ) -> BoxStream<'static, Result<StreamAppendResult<DolmenRaft>, Fatal<DolmenRaft>>> {
+        let streamed = Arc::clone(&self.streamed);
+        let hold = usize::try_from(self.stream_hold.load(Ordering::SeqCst)).expect("small");
+        let answers = requests.chunks(hold.max(1)).flat_map(move |held| {
+            let answers: Vec<StreamAppendResult<DolmenRaft>> = held
+                .into_iter()
+                .map(|req| {
+                    streamed.lock().push(req.clone());
+                    match req.prev_log_id {
+                        Some(prev) if prev.index == CONFLICT_AT => {
+                            Err(StreamAppendError::Conflict(prev))
+                        }
+                        prev => Ok(req.entries.last().map(|e| e.log_id).or(prev)),
+                    }
+                })
+                .collect();
+            stream::iter(answers)
+        });
+        // Like openraft: nothing after the first refusal.
+        Box::pin(answers.scan(false, |refused, answer| {
+            let out = (!*refused).then(|| Ok(answer.clone()));
+            *refused = answer.is_err();
+            std::future::ready(out)
+        }))
+    }
+
+    fn append_entries(
+        &self,
+        req: AppendEntriesRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<AppendEntriesResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        Box::pin(async move {
+            let matching = req.entries.last().map(|e| e.log_id).or(req.prev_log_id);
+            self.appends.lock().push(req);
+            Ok(AppendEntriesResponse::PartialSuccess(matching))
+        })
+    }
+
+    fn vote(
+        &self,
+        req: VoteRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<VoteResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        Box::pin(async move {
+            Ok(VoteResponse {
+                vote: req.vote,
+                vote_granted: !req.leadership_transfer,
+                last_log_id: req.last_log_id,
+            })
+        })
+    }
+
+    fn pre_vote(
+        &self,
+        req: VoteRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<VoteResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        Box::pin(async move {
+            // Refuses, answering with a higher vote of its own: distinguishable from `vote`.
+            Ok(VoteResponse {
+                vote: vote(req.vote.leader_id.term + 1, 2, true),
+                vote_granted: false,
+                last_log_id: Some(log_id(9, 2, 99)),
+            })
+        })
+    }
+
+    fn install_full_snapshot(
+        &self,
+        vote: Vote,
+        snapshot: Snapshot,
+    ) -> BoxFuture<'_, Result<SnapshotResponse<DolmenRaft>, Fatal<DolmenRaft>>> {
+        Box::pin(async move {
+            let bytes =
+                std::fs::read(&snapshot.snapshot.path).expect("the received file is readable");
+            self.snapshots
+                .lock()
+                .push((vote, snapshot.meta, snapshot.snapshot.path, bytes));
+            Ok(SnapshotResponse::new(vote))
+        })
+    }
+
+    fn transfer_leader(
+        &self,
+        req: TransferLeaderRequest<DolmenRaft>,
+    ) -> BoxFuture<'_, Result<TransferLeaderResponse<DolmenRaft>, Fatal<DolmenRaft>>> {
+        Box::pin(async move {
+            Ok(Err(TransferLeaderError::LogNotFlushed {
+                expected: req.last_log_id().copied(),
+                actual: Some(log_id(1, *req.to_node_id(), 1)),
+            }))
+        })
+    }
+
+    fn forward(
+        &self,
+        command: Command,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<Applied, ProposeError>> {
+        Box::pin(async move {
+            // The compaction horizon picks the scripted answer.
+            match command {
+                Command::Commit(_) => Ok(Applied {
+                    version: 42,
+                    outcome: Outcome::Committed { version: 42 },
+                }),
+                Command::Compact { horizon: 1 } => Err(ProposeError::NotLeader {
+                    leader_id: Some(2),
+                    leader_addr: Some("127.0.0.1:7102".to_string()),
+                }),
+                Command::Compact { horizon: 2 } => Err(ProposeError::NotLeader {
+                    leader_id: None,
+                    leader_addr: None,
+                }),
+                Command::Compact { horizon: 3 } => {
+                    Err(ProposeError::Unavailable("no quorum (mock)".to_string()))
+                }
+                Command::Compact { horizon: 4 } => Err(ProposeError::Timeout(timeout)),
+                Command::Compact { .. } => {
+                    // Never answers in time: the caller's own deadline decides.
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                    Err(ProposeError::Unavailable("too late".to_string()))
+                }
+                Command::Noop => Ok(Applied {
+                    version: 7,
+                    outcome: Outcome::Applied,
+                }),
+            }
+        })
+    }
+
+    fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>> {
+        let mode = self.read_mode.lock().clone();
+        Box::pin(async move {
+            match mode {
+                ReadMode::Index(i) => Ok(i),
+                ReadMode::Fail(e) => Err(e),
+                ReadMode::Hang => {
+                    tokio::time::sleep(timeout * 20).await;
+                    Ok(0)
+                }
+            }
+        })
+    }
+
+    fn probe(&self) -> BoxFuture<'_, ProbeInfo> {
+        Box::pin(async move {
+            ProbeInfo {
+                node_id: PEER,
+                initialized: true,
+                fingerprint: "cf=default,meta".to_string(),
+                status_json: r#"{"role":"leader"}"#.to_string(),
+            }
+        })
+    }
+}
+
+/// A running server with its mock and snapshot directory.
+pub(crate) struct Server {
+    pub(crate) addr: String,
+    pub(crate) mock: Arc<Mock>,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
+    pub(crate) task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    pub(crate) async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let mock = Mock::new();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let snapshot_dir = dir.path().to_path_buf();
+        let counter = Arc::new(AtomicU64::new(0));
+        let incoming: IncomingSnapshot = Arc::new(move || {
+            let n = counter.fetch_add(1, Ordering::Relaxed);
+            let path = snapshot_dir.join(format!("incoming-{n}.snap"));
+            let file = std::fs::File::create(&path)?;
+            Ok((path, file))
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let handler: Arc<dyn PeerHandler> = mock.clone();
+        let task = tokio::spawn(serve(listener, handler, incoming, async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            mock,
+            dir,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    pub(crate) fn node(&self) -> NodeAddr {
+        NodeAddr {
+            client_addr: "127.0.0.1:1".to_string(),
+            peer_addr: self.addr.clone(),
+            admin_addr: String::new(),
+        }
+    }
+
+    pub(crate) fn files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(self.dir.path())
+            .expect("read snapshot dir")
+            .map(|e| e.expect("dir entry").path())
+            .collect()
+    }
+
+    pub(crate) async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let result = tokio::time::timeout(Duration::from_secs(5), &mut self.task)
+            .await
+            .expect("server stops within 5 s")
+            .expect("server task did not panic");
+        result.expect("server ended cleanly");
+    }
+}
+
+pub(crate) async fn network_to(server: &Server) -> (GrpcNetworkFactory, GrpcNetwork) {
+    let mut factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default());
+    let network = factory.new_client(PEER, &server.node()).await;
+    (factory, network)
+}
+
+/// An address nothing listens on: bound, then released.
+pub(crate) async fn dead_addr() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("local addr").to_string();
+    drop(listener);
+    addr
+}

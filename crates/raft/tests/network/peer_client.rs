@@ -1,0 +1,241 @@
+//! [`PeerClient`](dolmen_raft::network::PeerClient), the follower → leader calls: `Forward`,
+//! `ReadIndex` and `Probe` answers and errors, the fault hook on every outgoing call, and the
+//! channel cache shared per address.
+
+use super::*;
+
+#[tokio::test]
+async fn forward_answers_and_errors_are_mapped() {
+    let server = Server::start().await;
+    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default());
+    let client = factory.peer_client();
+    let t = Duration::from_secs(2);
+
+    let applied = client
+        .forward(
+            PEER,
+            &server.addr,
+            &Command::Commit(Transaction::default()),
+            t,
+        )
+        .await
+        .expect("applied");
+    assert_eq!(
+        applied,
+        Applied {
+            version: 42,
+            outcome: Outcome::Committed { version: 42 }
+        }
+    );
+
+    let err = client
+        .forward(PEER, &server.addr, &Command::Compact { horizon: 1 }, t)
+        .await
+        .expect_err("not leader");
+    assert_eq!(
+        err,
+        ProposeError::NotLeader {
+            leader_id: Some(2),
+            leader_addr: Some("127.0.0.1:7102".to_string())
+        }
+    );
+
+    let err = client
+        .forward(PEER, &server.addr, &Command::Compact { horizon: 2 }, t)
+        .await
+        .expect_err("not leader");
+    assert_eq!(
+        err,
+        ProposeError::NotLeader {
+            leader_id: None,
+            leader_addr: None
+        }
+    );
+
+    let err = client
+        .forward(PEER, &server.addr, &Command::Compact { horizon: 3 }, t)
+        .await
+        .expect_err("unavailable");
+    assert_eq!(
+        err,
+        ProposeError::Unavailable("no quorum (mock)".to_string())
+    );
+
+    let err = client
+        .forward(PEER, &server.addr, &Command::Compact { horizon: 4 }, t)
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, ProposeError::Timeout(_)), "{err:?}");
+
+    // The leader never answers: the caller's deadline gives Timeout (outcome unknown).
+    let short = Duration::from_millis(300);
+    let start = Instant::now();
+    let err = client
+        .forward(PEER, &server.addr, &Command::Compact { horizon: 5 }, short)
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, ProposeError::Timeout(_)), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn read_index_and_probe_answers_and_errors() {
+    let server = Server::start().await;
+    let client = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default()).peer_client();
+    let t = Duration::from_secs(2);
+
+    *server.mock.read_mode.lock() = ReadMode::Index(1234);
+    assert_eq!(client.read_index(PEER, &server.addr, t).await, Ok(1234));
+
+    let hint = ProposeError::NotLeader {
+        leader_id: Some(2),
+        leader_addr: Some("127.0.0.1:7102".to_string()),
+    };
+    *server.mock.read_mode.lock() = ReadMode::Fail(hint.clone());
+    assert_eq!(client.read_index(PEER, &server.addr, t).await, Err(hint));
+
+    let unavailable = ProposeError::Unavailable("read index: no quorum".to_string());
+    *server.mock.read_mode.lock() = ReadMode::Fail(unavailable.clone());
+    assert_eq!(
+        client.read_index(PEER, &server.addr, t).await,
+        Err(unavailable)
+    );
+
+    *server.mock.read_mode.lock() = ReadMode::Fail(ProposeError::Timeout(t));
+    let err = client
+        .read_index(PEER, &server.addr, t)
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, ProposeError::Timeout(_)), "{err:?}");
+
+    *server.mock.read_mode.lock() = ReadMode::Hang;
+    let start = Instant::now();
+    let err = client
+        .read_index(PEER, &server.addr, Duration::from_millis(200))
+        .await
+        .expect_err("timeout");
+    assert!(matches!(err, ProposeError::Timeout(_)), "{err:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+
+    let info = client
+        .probe(PEER, &server.addr, t)
+        .await
+        .expect("probe answers");
+    assert_eq!(
+        info,
+        ProbeInfo {
+            node_id: PEER,
+            initialized: true,
+            fingerprint: "cf=default,meta".to_string(),
+            status_json: r#"{"role":"leader"}"#.to_string(),
+        }
+    );
+    server.stop().await;
+}
+
+/// Drops every call named `drop_rpc` and delays the rest.
+#[derive(Debug)]
+struct Rules {
+    drop_rpc: &'static str,
+    delay: Duration,
+    seen: Mutex<Vec<(NodeId, NodeId, &'static str)>>,
+}
+
+impl PeerFaults for Rules {
+    fn check(&self, from: NodeId, to: NodeId, rpc: &'static str) -> FaultAction {
+        self.seen.lock().push((from, to, rpc));
+        if rpc == self.drop_rpc {
+            FaultAction::Drop
+        } else {
+            FaultAction::Delay(self.delay)
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_fault_hook_sees_every_outgoing_call() {
+    let server = Server::start().await;
+    let rules = Arc::new(Rules {
+        drop_rpc: "Vote",
+        delay: Duration::from_millis(150),
+        seen: Mutex::new(Vec::new()),
+    });
+    let mut factory =
+        GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default()).with_faults(rules.clone());
+    let mut net = factory.new_client(PEER, &server.node()).await;
+
+    let ttl = Duration::from_millis(400);
+    let err = RaftNetworkV2::vote(
+        &mut net,
+        VoteRequest::new(vote(1, 0, false), None),
+        RPCOption::new(ttl),
+    )
+    .await
+    .expect_err("dropped");
+    assert!(matches!(err, RPCError::Timeout(_)), "{err:?}");
+
+    let start = Instant::now();
+    RaftNetworkV2::pre_vote(
+        &mut net,
+        VoteRequest::new(vote(1, 0, false), None),
+        RPCOption::new(TTL),
+    )
+    .await
+    .expect("delayed, then delivered");
+    assert!(
+        start.elapsed() >= Duration::from_millis(150),
+        "took {:?}",
+        start.elapsed()
+    );
+
+    let applied = factory
+        .peer_client()
+        .forward(PEER, &server.addr, &Command::Noop, TTL)
+        .await
+        .expect("delayed forward applies");
+    assert_eq!(applied.version, 7);
+
+    let seen = rules.seen.lock().clone();
+    assert_eq!(
+        seen,
+        vec![
+            (THIS_NODE, PEER, "Vote"),
+            (THIS_NODE, PEER, "PreVote"),
+            (THIS_NODE, PEER, "Forward")
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn channels_are_shared_per_address() {
+    let server = Server::start().await;
+    let mut factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default());
+    // Many networks and clients to one address work side by side on the cached channel.
+    let mut nets = Vec::new();
+    for _ in 0..4 {
+        nets.push(factory.new_client(PEER, &server.node()).await);
+    }
+    let client = factory.peer_client();
+    let votes = nets.iter_mut().map(|net| {
+        RaftNetworkV2::vote(
+            net,
+            VoteRequest::new(vote(2, 0, false), None),
+            RPCOption::new(TTL),
+        )
+    });
+    for resp in futures::future::join_all(votes).await {
+        assert!(resp.expect("vote").vote_granted);
+    }
+    assert_eq!(client.read_index(PEER, &server.addr, TTL).await, Ok(0));
+    server.stop().await;
+}

@@ -1,0 +1,138 @@
+//! What the transport refuses or cannot reach: requests for another Raft group (named by group
+//! id), and a dead peer reported unreachable within the TTL.
+
+use super::*;
+
+#[tokio::test]
+async fn requests_for_another_group_are_refused_naming_group_id() {
+    let server = Server::start().await;
+    let mut raw = pb::peer_client::PeerClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let status = raw
+        .vote(pb::VoteRequest {
+            group_id: 3,
+            vote: vec![],
+            last_log_id: None,
+            leadership_transfer: false,
+        })
+        .await
+        .expect_err("group 3 refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("group_id"),
+        "{}",
+        status.message()
+    );
+
+    let status = raw
+        .probe(pb::ProbeRequest { group_id: 1 })
+        .await
+        .expect_err("group 1 refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("group_id 1"),
+        "{}",
+        status.message()
+    );
+
+    let status = raw
+        .forward(pb::ForwardRequest {
+            group_id: 9,
+            command: vec![],
+            timeout_ms: 100,
+        })
+        .await
+        .expect_err("group 9 refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().contains("group_id"),
+        "{}",
+        status.message()
+    );
+
+    // Group 0 with a garbled value is refused naming that field instead.
+    let status = raw
+        .vote(pb::VoteRequest {
+            group_id: 0,
+            vote: vec![1, 2],
+            last_log_id: None,
+            leadership_transfer: false,
+        })
+        .await
+        .expect_err("bad vote refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+    assert!(
+        status.message().starts_with("vote:"),
+        "{}",
+        status.message()
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_dead_peer_is_unreachable_within_the_ttl() {
+    let addr = dead_addr().await;
+    let mut factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default());
+    let node = NodeAddr {
+        client_addr: String::new(),
+        peer_addr: addr.clone(),
+        admin_addr: String::new(),
+    };
+    let mut net = factory.new_client(PEER, &node).await;
+
+    let ttl = Duration::from_millis(1500);
+    let start = Instant::now();
+    let err = RaftNetworkV2::vote(
+        &mut net,
+        VoteRequest::new(vote(1, 0, false), None),
+        RPCOption::new(ttl),
+    )
+    .await
+    .expect_err("nobody listens");
+    assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+    assert!(start.elapsed() < ttl, "took {:?}", start.elapsed());
+
+    let err = RaftNetworkV2::append_entries(
+        &mut net,
+        AppendEntriesRequest {
+            vote: vote(1, 0, true),
+            prev_log_id: None,
+            entries: vec![],
+            leader_commit: None,
+        },
+        RPCOption::new(ttl),
+    )
+    .await
+    .expect_err("nobody listens");
+    assert!(matches!(err, RPCError::Unreachable(_)), "{err:?}");
+
+    // The backoff openraft applies after Unreachable: 50 ms doubling to 1 s.
+    let backoff: Vec<_> = RaftNetworkV2::backoff(&net)
+        .expect("a backoff")
+        .take(7)
+        .collect();
+    let ms: Vec<u128> = backoff.iter().map(Duration::as_millis).collect();
+    assert_eq!(ms, vec![50, 100, 200, 400, 800, 1000, 1000]);
+
+    // The follower-side calls: not connected means not proposed.
+    let client = factory.peer_client();
+    let err = client
+        .forward(PEER, &addr, &Command::Noop, Duration::from_secs(1))
+        .await
+        .expect_err("nobody listens");
+    assert!(
+        matches!(err, ProposeError::Unavailable(ref m) if m.contains("not connected")),
+        "{err:?}"
+    );
+    let err = client
+        .read_index(PEER, &addr, Duration::from_secs(1))
+        .await
+        .expect_err("nobody listens");
+    assert!(matches!(err, ProposeError::Unavailable(_)), "{err:?}");
+    let err = client
+        .probe(PEER, &addr, Duration::from_secs(1))
+        .await
+        .expect_err("nobody listens");
+    assert!(matches!(err, ProposeError::Unavailable(_)), "{err:?}");
+}
