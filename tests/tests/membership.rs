@@ -7,6 +7,8 @@
 use std::process::Command;
 use std::time::Duration;
 
+use dolmen_admin::Health;
+use dolmen_tests::admin::admin;
 use dolmen_tests::binary::dolmen_bin;
 use dolmen_tests::client::connect_buffered;
 use dolmen_tests::replicated::{
@@ -15,20 +17,25 @@ use dolmen_tests::replicated::{
 };
 use dolmen_tests::{KvExt, ReplicatedCluster};
 
-/// The voter ids node `i` reports.
+/// The voter ids node `i` reports, ascending.
 fn voters(c: &ReplicatedCluster, i: usize) -> Vec<u64> {
-    let status = c.status(i);
-    let mut ids: Vec<u64> = status["raft"]["members"]
-        .as_array()
-        .map(|m| {
-            m.iter()
-                .filter(|m| m["voter"] == true)
-                .filter_map(|m| m["id"].as_u64())
-                .collect()
-        })
-        .unwrap_or_default();
-    ids.sort_unstable();
-    ids
+    let status = admin(c.admin_endpoint(i))
+        .status()
+        .unwrap_or_else(|e| c.fail(&format!("expected /status of node {i}: {e}")));
+    status.raft.map(|r| r.voter_ids()).unwrap_or_default()
+}
+
+/// Runs `dolmen cluster <args>`: its exit code and its stderr.
+fn dolmen_cluster(c: &ReplicatedCluster, args: &[&str]) -> (Option<i32>, String) {
+    let out = Command::new(dolmen_bin())
+        .arg("cluster")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| c.fail(&format!("run dolmen cluster {args:?}: {e}")));
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 fn wait_voters(c: &ReplicatedCluster, i: usize, want: &[u64]) {
@@ -117,9 +124,10 @@ fn grow_shrink_transfer_and_replace_under_load_lose_nothing() {
     c.stop(3);
     let leader = c.wait_for_leader(LEADER_TIMEOUT);
     let unreachable = |c: &ReplicatedCluster| {
-        c.status(leader)["members"].as_array().is_some_and(|m| {
-            m.iter()
-                .any(|m| m["id"] == 3 && m["health"] == "unreachable")
+        admin(c.admin_endpoint(leader)).status().is_ok_and(|s| {
+            s.members
+                .iter()
+                .any(|m| m.id == 3 && m.health == Health::Unreachable)
         })
     };
     if !wait_until(Duration::from_secs(10), || unreachable(&c)) {
@@ -131,23 +139,44 @@ fn grow_shrink_transfer_and_replace_under_load_lose_nothing() {
         "expected removing node 0 with node 3 down to be refused, got {refused:?}"
     );
     // A transfer to a voter that is down is refused by the CLI in a line a person can read
-    // (the CLI's own request timeout bounds the call).
+    // (the CLI's own request timeout bounds the call), with exit code 1. Node 0 is a follower:
+    // the CLI passes over its `not_leader` refusal (by its code) to the leader, node 4.
     let endpoints: Vec<String> = [0, 4]
         .iter()
         .map(|&i| c.admin_endpoint(i).to_string())
         .collect();
-    let out = Command::new(dolmen_bin())
-        .args(["cluster", "transfer-leader", "--to", "3", "--endpoints"])
-        .arg(endpoints.join(","))
-        .output()
-        .unwrap_or_else(|e| c.fail(&format!("run dolmen cluster transfer-leader: {e}")));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let endpoints = endpoints.join(",");
+    let (code, stderr) = dolmen_cluster(
+        &c,
+        &["transfer-leader", "--to", "3", "--endpoints", &endpoints],
+    );
     assert!(
-        !out.status.success() && stderr.contains("node 3 did not take over") && stderr.len() < 400,
-        "expected a short refusal naming node 3, got {:?}: {stderr}",
-        out.status
+        code == Some(1) && stderr.contains("node 3 did not take over") && stderr.len() < 400,
+        "expected exit code 1 and a short refusal naming node 3, got {code:?}: {stderr}"
     );
     println!("transfer to a stopped voter: {}", stderr.trim());
+    // Only followers given: refused (exit 1), naming the reason.
+    let follower = c.admin_endpoint(0).to_string();
+    let (code, stderr) =
+        dolmen_cluster(&c, &["remove-node", "--id", "3", "--endpoints", &follower]);
+    assert!(
+        code == Some(1) && stderr.contains("no endpoint is the leader"),
+        "expected exit code 1 from a follower alone, got {code:?}: {stderr}"
+    );
+    // Nothing listening: unreachable (exit 3).
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap_or_else(|e| c.fail(&format!("bind a probe port: {e}")));
+        listener
+            .local_addr()
+            .unwrap_or_else(|e| c.fail(&format!("probe port: {e}")))
+            .to_string()
+    };
+    let (code, stderr) = dolmen_cluster(&c, &["remove-node", "--id", "3", "--endpoints", &closed]);
+    assert!(
+        code == Some(3) && stderr.contains("cannot reach the admin API"),
+        "expected exit code 3 with no node listening, got {code:?}: {stderr}"
+    );
 
     // Replace node 3 after its disk was wiped: remove it, wipe, start empty, add again.
     c.remove_member(3).unwrap_or_else(|e| c.fail(&e));

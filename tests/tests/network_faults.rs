@@ -10,10 +10,10 @@
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace -- network_faults`.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use dolmen_tests::admin::{http_call, HttpResponse};
+use dolmen_admin::{ErrorCode, Rule, RuleAction, RuleSet};
+use dolmen_tests::admin::admin;
 use dolmen_tests::client::connect_buffered;
 use dolmen_tests::kvstore::{GetRequest, TTransactionalKVSyncClient};
 use dolmen_tests::replicated::{
@@ -22,44 +22,57 @@ use dolmen_tests::replicated::{
 };
 use dolmen_tests::{KvExt, ReplicatedCluster};
 
-const RULES: &str = "/debug/network-faults";
-
-fn put_rules(addr: SocketAddr, body: &str) -> HttpResponse {
-    http_call(addr, "PUT", RULES, body).unwrap_or_else(|e| panic!("PUT {RULES}: {e}"))
+/// Installs `rules` on node `i`.
+fn put_rules(c: &ReplicatedCluster, i: usize, rules: Vec<Rule>) {
+    admin(c.admin_endpoint(i))
+        .set_network_faults(&RuleSet { rules })
+        .unwrap_or_else(|e| panic!("node {i}: PUT /debug/network-faults: {e}"));
 }
 
 /// Drop rules on both sides between `node` and every other member.
 fn cut_off(c: &ReplicatedCluster, node: usize) {
     for i in 0..c.node_count() {
-        let body = if i == node {
-            r#"{"rules":[{"action":"drop"}]}"#.to_owned()
-        } else {
-            format!(r#"{{"rules":[{{"to":{node},"action":"drop"}}]}}"#)
+        let rule = Rule {
+            to: (i != node).then_some(node as u64),
+            ..Rule::new(RuleAction::Drop)
         };
-        let answer = put_rules(c.admin_endpoint(i), &body);
-        assert_eq!(answer.status, 200, "node {i}: {}", answer.body);
+        put_rules(c, i, vec![rule]);
     }
 }
 
 fn heal(c: &ReplicatedCluster) {
     for i in 0..c.node_count() {
-        let answer = http_call(c.admin_endpoint(i), "DELETE", RULES, "")
-            .unwrap_or_else(|e| panic!("DELETE {RULES}: {e}"));
-        assert_eq!(answer.status, 200, "node {i}: {}", answer.body);
+        let cleared = admin(c.admin_endpoint(i)).clear_network_faults();
+        assert_eq!(cleared.ok(), Some(RuleSet::default()), "node {i}");
     }
 }
 
-/// A linearizable `get` of `key` through `node`: `Ok(value)` when found, `Err` for an error
-/// answer, a transport failure or absence.
-fn get(c: &ReplicatedCluster, node: usize, key: &[u8]) -> Result<Vec<u8>, String> {
-    let mut kv = try_connect(c.thrift_endpoint(node))?;
-    let r = kv
-        .get(GetRequest::new(key.to_vec(), None))
-        .map_err(|e| format!("transport: {e}"))?;
-    match (r.error, r.found) {
-        (Some(e), _) => Err(e),
-        (None, true) => Ok(r.value),
-        (None, false) => Err("not found".into()),
+/// What a linearizable `get` through one node gave.
+#[derive(Debug, PartialEq, Eq)]
+enum ReadAnswer {
+    /// The key's value.
+    Found(Vec<u8>),
+    /// The key is absent.
+    NotFound,
+    /// The node answered with an error.
+    Refused(String),
+    /// No answer (connect or transport failure).
+    Transport(String),
+}
+
+/// A linearizable `get` of `key` through `node`.
+fn get(c: &ReplicatedCluster, node: usize, key: &[u8]) -> ReadAnswer {
+    let mut kv = match try_connect(c.thrift_endpoint(node)) {
+        Ok(kv) => kv,
+        Err(e) => return ReadAnswer::Transport(format!("connect: {e}")),
+    };
+    match kv.get(GetRequest::new(key.to_vec(), None)) {
+        Err(e) => ReadAnswer::Transport(e.to_string()),
+        Ok(r) => match (r.error, r.found) {
+            (Some(e), _) => ReadAnswer::Refused(e),
+            (None, true) => ReadAnswer::Found(r.value),
+            (None, false) => ReadAnswer::NotFound,
+        },
     }
 }
 
@@ -76,37 +89,51 @@ fn network_rules_are_validated_and_refused_unless_allowed() {
         .start();
     c.wait_for_leader(LEADER_TIMEOUT);
 
-    let refused = put_rules(c.admin_endpoint(1), r#"{"rules":[]}"#);
-    assert_eq!(refused.status, 403, "{}", refused.body);
+    let refused = admin(c.admin_endpoint(1))
+        .set_network_faults(&RuleSet::default())
+        .expect_err("node 1 does not allow network faults");
+    assert_eq!(refused.status(), Some(403), "{refused}");
+    assert_eq!(
+        refused.code(),
+        Some(ErrorCode::NetworkFaultsOff),
+        "{refused}"
+    );
     assert!(
-        refused.body.contains("allow_network_faults"),
-        "{}",
-        refused.body
+        refused.to_string().contains("allow_network_faults"),
+        "{refused}"
     );
 
-    let bad = put_rules(
-        c.admin_endpoint(0),
-        r#"{"rules":[{"action":"drop"},{"action":"delay","probability":1.5,"delay_ms":5}]}"#,
-    );
-    assert_eq!(bad.status, 400, "{}", bad.body);
-    assert!(bad.body.contains("rules[1].probability"), "{}", bad.body);
+    let bad = admin(c.admin_endpoint(0))
+        .set_network_faults(&RuleSet {
+            rules: vec![
+                Rule::new(RuleAction::Drop),
+                Rule {
+                    probability: 1.5,
+                    delay_ms: 5,
+                    ..Rule::new(RuleAction::Delay)
+                },
+            ],
+        })
+        .expect_err("a probability above 1 is refused");
+    assert_eq!(bad.status(), Some(400), "{bad}");
+    assert!(bad.to_string().contains("rules[1].probability"), "{bad}");
 
-    let good = put_rules(
-        c.admin_endpoint(0),
-        r#"{"rules":[{"to":2,"action":"delay","delay_ms":5,"jitter_ms":5,"rpcs":["AppendEntries"]}]}"#,
-    );
-    assert_eq!(good.status, 200, "{}", good.body);
-    let shown = http_call(c.admin_endpoint(0), "GET", RULES, "")
-        .and_then(|r| r.json())
-        .unwrap();
-    assert_eq!(shown["rules"][0]["to"], 2, "{shown}");
-    assert_eq!(shown["rules"][0]["action"], "delay", "{shown}");
-    heal_one(c.admin_endpoint(0));
-}
-
-fn heal_one(addr: SocketAddr) {
-    let cleared = http_call(addr, "DELETE", RULES, "").and_then(|r| r.json());
-    assert_eq!(cleared, Ok(serde_json::json!({ "rules": [] })));
+    let good = RuleSet {
+        rules: vec![Rule {
+            to: Some(2),
+            delay_ms: 5,
+            jitter_ms: 5,
+            rpcs: vec!["AppendEntries".into()],
+            ..Rule::new(RuleAction::Delay)
+        }],
+    };
+    let installed = admin(c.admin_endpoint(0)).set_network_faults(&good);
+    assert_eq!(installed.as_ref().ok(), Some(&good), "{installed:?}");
+    let shown = admin(c.admin_endpoint(0)).network_faults().unwrap();
+    assert_eq!(shown.rules[0].to, Some(2), "{shown:?}");
+    assert_eq!(shown.rules[0].action, RuleAction::Delay, "{shown:?}");
+    let cleared = admin(c.admin_endpoint(0)).clear_network_faults();
+    assert_eq!(cleared.ok(), Some(RuleSet::default()));
 }
 
 #[test]
@@ -120,10 +147,10 @@ fn a_cut_off_leader_is_replaced_and_serves_no_stale_read() {
     let others: Vec<usize> = (0..c.node_count()).filter(|&i| i != old).collect();
     let mut new = None;
     let elected = wait_until(LEADER_TIMEOUT, || {
-        new = c
-            .try_status(others[0])
+        new = admin(c.admin_endpoint(others[0]))
+            .status()
             .ok()
-            .and_then(|s| s["leader"].as_u64())
+            .and_then(|s| s.leader)
             .map(|l| l as usize)
             .filter(|&l| l != old);
         new.is_some()
@@ -137,15 +164,17 @@ fn a_cut_off_leader_is_replaced_and_serves_no_stale_read() {
 
     // The old leader may still believe it leads; it must not answer from its stale state.
     match get(&c, old, &key) {
-        Ok(value) => assert_ne!(value, b"v1", "the cut-off node served a stale value"),
-        Err(e) => println!("cut-off node refused the read: {e}"),
+        ReadAnswer::Found(value) => {
+            assert_ne!(value, b"v1", "the cut-off node served a stale value")
+        }
+        other => println!("cut-off node did not serve the read: {other:?}"),
     }
 
     heal(&c);
     let all: Vec<usize> = (0..c.node_count()).collect();
     let (v, digest) = c.converged_digest(&all, c.applied(new), Duration::from_secs(60));
     println!("healed and converged at version {v}: {digest}");
-    assert_eq!(get(&c, old, &key), Ok(b"v2".to_vec()));
+    assert_eq!(get(&c, old, &key), ReadAnswer::Found(b"v2".to_vec()));
 }
 
 #[test]
@@ -153,13 +182,22 @@ fn duplicated_and_delayed_raft_messages_lose_no_acknowledged_write() {
     let c = faulty_cluster().start();
     c.wait_for_leader(LEADER_TIMEOUT);
     for i in 0..c.node_count() {
-        let answer = put_rules(
-            c.admin_endpoint(i),
-            r#"{"rules":[
-                {"action":"duplicate","probability":0.5,"rpcs":["AppendEntries","Vote","PreVote"]},
-                {"action":"delay","probability":0.3,"delay_ms":1,"jitter_ms":20}]}"#,
-        );
-        assert_eq!(answer.status, 200, "node {i}: {}", answer.body);
+        let rules = vec![
+            Rule {
+                probability: 0.5,
+                rpcs: ["AppendEntries", "Vote", "PreVote"]
+                    .map(String::from)
+                    .to_vec(),
+                ..Rule::new(RuleAction::Duplicate)
+            },
+            Rule {
+                probability: 0.3,
+                delay_ms: 1,
+                jitter_ms: 20,
+                ..Rule::new(RuleAction::Delay)
+            },
+        ];
+        put_rules(&c, i, rules);
     }
     let prefix = unique_prefix("dup");
     let rv = connect_buffered(c.thrift_endpoint(0)).read_version();
@@ -202,7 +240,7 @@ fn with_the_planted_bug_a_cut_off_follower_serves_a_stale_value() {
     c.write_until_acked(leader, &key, b"v2");
     assert_eq!(
         get(&c, follower, &key),
-        Ok(b"v1".to_vec()),
+        ReadAnswer::Found(b"v1".to_vec()),
         "with [faults] unsafe_stale_reads a cut-off follower answers from its own state"
     );
     heal(&c);

@@ -21,7 +21,7 @@ use crate::status::{ClusterStatus, NodeId, NodeStatus};
 /// The process's runtime for blocking calls: one worker thread drives the connections while
 /// callers block in `block_on` (any number of threads at once).
 fn runtime() -> Result<&'static tokio::runtime::Runtime, AdminError> {
-    static RUNTIME: OnceLock<Result<tokio::runtime::Runtime, String>> = OnceLock::new();
+    static RUNTIME: OnceLock<std::io::Result<tokio::runtime::Runtime>> = OnceLock::new();
     RUNTIME
         .get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread()
@@ -29,11 +29,10 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, AdminError> {
                 .thread_name("dolmen-admin-client")
                 .enable_all()
                 .build()
-                .map_err(|e| e.to_string())
         })
         .as_ref()
-        .map_err(|reason| AdminError::Runtime {
-            reason: reason.clone(),
+        .map_err(|e| AdminError::Runtime {
+            reason: e.to_string(),
         })
 }
 

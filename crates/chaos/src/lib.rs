@@ -9,7 +9,6 @@
 //!                     └─ report    run.json, summary.json, explanation.txt, the printed summary
 //! ```
 
-pub mod admin;
 pub mod check;
 pub mod cluster;
 pub mod history;

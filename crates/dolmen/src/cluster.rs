@@ -1,29 +1,45 @@
-//! `dolmen cluster …`: operations on a running cluster through any node's admin API.
+//! `dolmen cluster …`: operations on a running cluster through any node's admin API, with
+//! `dolmen_admin::AdminClient`. Membership changes go to whichever endpoint is the leader,
+//! recognised by its refusal code (`not_leader`), never by the refusal's text. Exit codes are
+//! [`EXIT_CODES`].
 
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context;
-use hyper::Method;
+use dolmen_admin::{AddNode, AdminClient, AdminError, InitOutcome, MembershipOutcome};
 
-use dolmen_server::admin_client::{call, call_raw, into_json};
+/// The exit codes of every `dolmen cluster` command (stable: scripts read them).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0  done (also when nothing needed doing: `unchanged`, `already initialized`)
+  1  refused or failed (the node said no, no endpoint is the leader, replicas differ)
+  2  bad usage (unknown flag, missing value)
+  3  unreachable (no endpoint answered)";
 
 /// `dolmen cluster` subcommands.
 #[derive(Debug, clap::Subcommand)]
+#[command(after_help = EXIT_CODES)]
 pub enum ClusterCommand {
     /// Initialize a new cluster from the node's configured members (once; idempotent).
+    #[command(after_help = EXIT_CODES)]
     Init(AdminArgs),
     /// Print every member: role, term, last log, committed, applied, lag.
+    #[command(after_help = EXIT_CODES)]
     Status(AdminArgs),
     /// Ask the node to build a snapshot now.
+    #[command(after_help = EXIT_CODES)]
     Snapshot(AdminArgs),
     /// Add a node (as a learner, promoted to voter once it has caught up). Idempotent.
+    #[command(after_help = EXIT_CODES)]
     AddNode(AddNodeArgs),
     /// Remove a node from the membership (refused if it would leave no majority). Idempotent.
+    #[command(after_help = EXIT_CODES)]
     RemoveNode(NodeArgs),
     /// Hand leadership to another voter and wait until it leads.
+    #[command(after_help = EXIT_CODES)]
     TransferLeader(TransferArgs),
     /// Compare every replica's state checksum at one applied version; exit 1 if they differ.
+    #[command(after_help = EXIT_CODES)]
     Verify(AdminArgs),
 }
 
@@ -80,9 +96,76 @@ pub struct AdminArgs {
     pub endpoints: Vec<String>,
 }
 
+/// The timeout of a read or a quick operation.
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// Membership changes wait for a learner to catch up.
+const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Runs a cluster command; exit 0 on success, 1 on failure.
+/// Why a cluster command did not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// A node refused, answered something unreadable, or one endpoint of several that must
+    /// all answer (`verify`) did not.
+    #[error(transparent)]
+    Admin(#[from] AdminError),
+    /// No endpoint answered at all.
+    #[error("no admin endpoint answered: {}", join(.tried))]
+    Unreachable {
+        /// Each endpoint's failure.
+        tried: Vec<AdminError>,
+    },
+    /// Every endpoint that answered is a follower (and none was unreachable).
+    #[error(
+        "no endpoint is the leader (pass every node's admin address to --endpoints): {}",
+        join(.tried)
+    )]
+    NoLeader {
+        /// Each endpoint's refusal.
+        tried: Vec<AdminError>,
+    },
+    /// The leader may be among the endpoints that did not answer.
+    #[error(
+        "no endpoint that answered is the leader, and some did not answer: {}",
+        join(.tried)
+    )]
+    LeaderUnreachable {
+        /// Each endpoint's failure or refusal.
+        tried: Vec<AdminError>,
+    },
+    /// `verify`: the replicas' checksums differ.
+    #[error("replicas DIFFER at version {version}")]
+    Differ {
+        /// The version compared.
+        version: u64,
+    },
+    /// No endpoint given.
+    #[error("no endpoints given: pass --endpoints host:port[,host:port...]")]
+    NoEndpoints,
+}
+
+fn join(errors: &[AdminError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ClusterError {
+    /// The process exit code ([`EXIT_CODES`]).
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            ClusterError::Admin(e) if e.is_unreachable() => 3,
+            ClusterError::Unreachable { .. } | ClusterError::LeaderUnreachable { .. } => 3,
+            ClusterError::NoEndpoints => 2,
+            ClusterError::Admin(_)
+            | ClusterError::NoLeader { .. }
+            | ClusterError::Differ { .. } => 1,
+        }
+    }
+}
+
+/// Runs a cluster command; the exit code is one of [`EXIT_CODES`].
 pub fn run(command: ClusterCommand) -> ExitCode {
     let Some(runtime) = crate::small_runtime() else {
         return ExitCode::from(1);
@@ -93,24 +176,30 @@ pub fn run(command: ClusterCommand) -> ExitCode {
             ClusterCommand::Status(a) => status(&a.endpoints).await,
             ClusterCommand::Snapshot(a) => snapshot(&a.endpoints).await,
             ClusterCommand::AddNode(a) => {
-                let path = format!(
-                    "/cluster/add-node?id={}&client_addr={}&peer_addr={}&admin_addr={}",
-                    a.id, a.client_addr, a.peer_addr, a.admin_addr
-                );
-                on_leader(&a.admin.endpoints, &path).await
+                let node = AddNode {
+                    id: a.id,
+                    client_addr: a.client_addr,
+                    peer_addr: a.peer_addr,
+                    admin_addr: a.admin_addr,
+                };
+                let node = &node;
+                on_leader(
+                    &a.admin.endpoints,
+                    |c| async move { c.add_node(node).await },
+                )
+                .await
             }
             ClusterCommand::RemoveNode(a) => {
                 on_leader(
                     &a.admin.endpoints,
-                    &format!("/cluster/remove-node?id={}", a.id),
+                    |c| async move { c.remove_node(a.id).await },
                 )
                 .await
             }
             ClusterCommand::TransferLeader(a) => {
-                on_leader(
-                    &a.admin.endpoints,
-                    &format!("/cluster/transfer-leader?to={}", a.to),
-                )
+                on_leader(&a.admin.endpoints, |c| async move {
+                    c.transfer_leader(a.to).await
+                })
                 .await
             }
             ClusterCommand::Verify(a) => verify(&a.endpoints).await,
@@ -119,135 +208,123 @@ pub fn run(command: ClusterCommand) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("dolmen: {e:#}");
-            ExitCode::from(1)
+            eprintln!("dolmen: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }
 
-/// Calls `path` on the first endpoint that answers; a refusal (an HTTP error) is final.
-async fn first_answer(
-    method: Method,
-    endpoints: &[String],
-    path: &str,
-) -> anyhow::Result<serde_json::Value> {
-    let mut unreachable = Vec::new();
+fn client(endpoint: &str, timeout: Duration) -> AdminClient {
+    AdminClient::new(endpoint).with_timeout(timeout)
+}
+
+/// Calls `call` on the first endpoint that answers; a refusal (an HTTP error) is final.
+async fn first_answer<T, F, Fut>(endpoints: &[String], call: F) -> Result<T, ClusterError>
+where
+    F: Fn(AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<T, AdminError>>,
+{
+    if endpoints.is_empty() {
+        return Err(ClusterError::NoEndpoints);
+    }
+    let mut tried = Vec::new();
     for endpoint in endpoints {
-        match call_raw(method.clone(), endpoint, path, TIMEOUT).await {
-            Ok((status, body)) => return into_json(endpoint, path, status, &body),
-            Err(e) => unreachable.push(format!("{e:#}")),
+        match call(client(endpoint, TIMEOUT)).await {
+            Err(e) if e.is_unreachable() => tried.push(e),
+            answer => return Ok(answer?),
         }
     }
-    anyhow::bail!("no admin endpoint answered: {}", unreachable.join("; "))
+    Err(ClusterError::Unreachable { tried })
 }
 
-async fn init(endpoints: &[String]) -> anyhow::Result<()> {
-    let answer = first_answer(Method::POST, endpoints, "/cluster/init").await?;
-    match answer.get("outcome").and_then(|o| o.as_str()) {
-        Some("initialized") => println!("initialized"),
-        Some("already_initialized") => println!("already initialized"),
-        _ => println!("{answer}"),
+async fn init(endpoints: &[String]) -> Result<(), ClusterError> {
+    match first_answer(endpoints, |c| async move { c.init().await }).await? {
+        InitOutcome::Initialized => println!("initialized"),
+        InitOutcome::AlreadyInitialized => println!("already initialized"),
     }
     Ok(())
 }
 
-async fn snapshot(endpoints: &[String]) -> anyhow::Result<()> {
-    first_answer(Method::POST, endpoints, "/cluster/snapshot").await?;
+async fn snapshot(endpoints: &[String]) -> Result<(), ClusterError> {
+    first_answer(endpoints, |c| async move { c.snapshot().await }).await?;
     println!("snapshot triggered");
     Ok(())
 }
 
-async fn status(endpoints: &[String]) -> anyhow::Result<()> {
-    let answer = first_answer(Method::GET, endpoints, "/cluster/status").await?;
-    let nodes = answer
-        .get("nodes")
-        .and_then(|n| n.as_array())
-        .context("the answer has no `nodes` list")?;
+async fn status(endpoints: &[String]) -> Result<(), ClusterError> {
+    let answer = first_answer(endpoints, |c| async move { c.cluster_status().await }).await?;
     println!(
         "{:>4}  {:<21}  {:<10}  {:>6}  {:>10}  {:>10}  {:>10}  {:>8}  health",
         "node", "client", "role", "term", "last_log", "committed", "applied", "lag"
     );
-    let leader_last = answer.get("leader_last_log").and_then(|v| v.as_u64());
-    for n in nodes {
-        let field = |k: &str| n.get(k).and_then(|v| v.as_u64());
-        let text = |k: &str| n.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
-        let num = |k: &str| field(k).map_or_else(|| "-".to_owned(), |v| v.to_string());
-        let lag = match (leader_last, field("applied")) {
-            (Some(l), Some(a)) => l.saturating_sub(a).to_string(),
-            _ => "-".to_owned(),
-        };
+    let num = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
+    for n in &answer.nodes {
+        let lag = answer
+            .leader_last_log
+            .zip(n.applied)
+            .map(|(l, a)| l.saturating_sub(a));
         println!(
             "{:>4}  {:<21}  {:<10}  {:>6}  {:>10}  {:>10}  {:>10}  {:>8}  {}",
-            num("id"),
-            text("client_addr"),
-            text("role"),
-            num("term"),
-            num("last_log"),
-            num("committed"),
-            num("applied"),
-            lag,
-            text("health"),
+            n.id,
+            n.client_addr,
+            n.role.as_str(),
+            num(n.term),
+            num(n.last_log),
+            num(n.committed),
+            num(n.applied),
+            num(lag),
+            n.health.as_str(),
         );
     }
     Ok(())
 }
 
-/// Sends a membership change to the endpoint that is the leader (the others answer 409 "not
-/// the leader"); prints `changed` or `unchanged`.
-async fn on_leader(endpoints: &[String], path: &str) -> anyhow::Result<()> {
+/// Sends a membership change to the endpoint that is the leader (the others refuse with code
+/// `not_leader`); prints `changed` or `unchanged`.
+async fn on_leader<F, Fut>(endpoints: &[String], call: F) -> Result<(), ClusterError>
+where
+    F: Fn(AdminClient) -> Fut,
+    Fut: std::future::Future<Output = Result<MembershipOutcome, AdminError>>,
+{
+    if endpoints.is_empty() {
+        return Err(ClusterError::NoEndpoints);
+    }
     let mut tried = Vec::new();
     for endpoint in endpoints {
-        match call_raw(Method::POST, endpoint, path, MEMBERSHIP_TIMEOUT).await {
-            Ok((status, body))
-                if status == hyper::StatusCode::CONFLICT
-                    && String::from_utf8_lossy(&body).contains("is not the leader") =>
-            {
-                tried.push(format!("{endpoint}: {}", String::from_utf8_lossy(&body)));
-            }
-            Ok((status, body)) => {
-                let answer = into_json(endpoint, path, status, &body)?;
-                match answer.get("outcome").and_then(|o| o.as_str()) {
-                    Some(outcome) => println!("{outcome}"),
-                    None => println!("{answer}"),
-                }
+        match call(client(endpoint, MEMBERSHIP_TIMEOUT)).await {
+            Ok(outcome) => {
+                println!("{}", outcome.as_str());
                 return Ok(());
             }
-            Err(e) => tried.push(format!("{e:#}")),
+            Err(e) if e.is_not_leader() || e.is_unreachable() => tried.push(e),
+            Err(e) => return Err(e.into()),
         }
     }
-    anyhow::bail!(
-        "no endpoint is the leader (pass every node's admin address to --endpoints): {}",
-        tried.join("; ")
-    )
+    if tried.iter().all(AdminError::is_unreachable) {
+        Err(ClusterError::Unreachable { tried })
+    } else if tried.iter().any(AdminError::is_unreachable) {
+        Err(ClusterError::LeaderUnreachable { tried })
+    } else {
+        Err(ClusterError::NoLeader { tried })
+    }
 }
 
-/// Membership changes wait for a learner to catch up.
-const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
-
-async fn verify(endpoints: &[String]) -> anyhow::Result<()> {
+async fn verify(endpoints: &[String]) -> Result<(), ClusterError> {
     let mut applied = Vec::new();
     for endpoint in endpoints {
-        let status = call(Method::GET, endpoint, "/status", TIMEOUT).await?;
-        let v = status
-            .get("applied_version")
-            .and_then(|v| v.as_u64())
-            .with_context(|| format!("{endpoint}/status has no applied_version"))?;
-        applied.push(v);
+        applied.push(client(endpoint, TIMEOUT).status().await?.applied_version);
     }
     let version = applied
         .iter()
         .copied()
         .min()
-        .context("no endpoints given")?;
+        .ok_or(ClusterError::NoEndpoints)?;
     let mut digests = Vec::new();
     for endpoint in endpoints {
-        let path = format!("/state/digest?version={version}");
-        let answer = call(Method::GET, endpoint, &path, TIMEOUT).await?;
-        let digest = answer
-            .get("digest")
-            .and_then(|d| d.as_str())
-            .unwrap_or("-")
-            .to_owned();
+        let digest = client(endpoint, TIMEOUT)
+            .digest(Some(version))
+            .await?
+            .digest;
         println!("{endpoint:<21}  version {version}  digest {digest}");
         digests.push(digest);
     }
@@ -255,6 +332,50 @@ async fn verify(endpoints: &[String]) -> anyhow::Result<()> {
         println!("replicas match at version {version}");
         Ok(())
     } else {
-        anyhow::bail!("replicas DIFFER at version {version}")
+        Err(ClusterError::Differ { version })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16, code: Option<dolmen_admin::ErrorCode>) -> AdminError {
+        AdminError::Refused {
+            addr: "127.0.0.1:1".into(),
+            path: "/cluster/remove-node?id=1".into(),
+            status,
+            body: dolmen_admin::ErrorBody {
+                error: "no".into(),
+                code,
+                leader: None,
+            },
+        }
+    }
+
+    fn unreachable() -> AdminError {
+        AdminError::Unreachable {
+            addr: "127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        }
+    }
+
+    #[test]
+    fn exit_codes_tell_refused_from_unreachable() {
+        use dolmen_admin::ErrorCode::{Conflict, NotLeader};
+        assert_eq!(
+            ClusterError::from(refused(409, Some(Conflict))).exit_code(),
+            1
+        );
+        assert_eq!(ClusterError::from(unreachable()).exit_code(), 3);
+        let all_followers = ClusterError::NoLeader {
+            tried: vec![refused(409, Some(NotLeader))],
+        };
+        assert_eq!(all_followers.exit_code(), 1);
+        let none = ClusterError::Unreachable {
+            tried: vec![unreachable()],
+        };
+        assert_eq!(none.exit_code(), 3);
+        assert_eq!(ClusterError::Differ { version: 3 }.exit_code(), 1);
     }
 }

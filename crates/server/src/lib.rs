@@ -7,7 +7,6 @@
 //! ```
 
 pub mod admin;
-pub mod admin_client;
 /// The node configuration, kept in its own crate (`dolmen-config`) so that tools which only
 /// render or read configs (the test kit) do not link the server.
 pub use dolmen_config as config;

@@ -354,23 +354,23 @@ async fn bootstrap(raft: Arc<RaftNode>) {
 /// Asks the members at `admins` (admin addresses) to add this node, until it is a voter
 /// (`[consensus] join`). Bounded: gives up after 10 minutes with an error in the log.
 async fn join(raft: Arc<RaftNode>, admins: Vec<String>) {
-    use crate::admin_client as client;
     const ATTEMPTS: u32 = 300;
     let me = raft.this().clone();
-    let id = raft.node_id();
-    let path = format!(
-        "/cluster/add-node?id={id}&client_addr={}&peer_addr={}&admin_addr={}",
-        me.client_addr, me.peer_addr, me.admin_addr
-    );
+    let node = dolmen_admin::AddNode {
+        id: raft.node_id(),
+        client_addr: me.client_addr,
+        peer_addr: me.peer_addr,
+        admin_addr: me.admin_addr,
+    };
     for attempt in 1..=ATTEMPTS {
         if raft.is_voter() {
             tracing::info!("joined the cluster");
             return;
         }
         for admin in &admins {
-            let answer =
-                client::call(hyper::Method::POST, admin, &path, Duration::from_secs(120)).await;
-            match answer {
+            let client = dolmen_admin::AdminClient::new(admin.as_str())
+                .with_timeout(Duration::from_secs(120));
+            match client.add_node(&node).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::debug!(attempt, admin = %admin, error = %e, "join: not added yet")

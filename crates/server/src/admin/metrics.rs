@@ -1,0 +1,261 @@
+//! `GET /metrics`: the node's counters and gauges in the Prometheus text format (0.0.4),
+//! encoded by `prometheus-client` from the values the service, the engine and the Raft node
+//! hold (read at scrape time by a [`Collector`]; nothing is copied between scrapes).
+//!
+//! Metric names carry their unit (`_bytes`, `_ms`) and counters end in `_total`; scripts and
+//! tests grep these names, so they never change.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+
+use dolmen_engine::EngineStats;
+use dolmen_raft::RaftNode;
+
+use crate::service::Service;
+
+/// The `Content-Type` of the answer.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The registry the admin endpoint renders: one collector over the node's live values.
+pub fn registry(service: Arc<Service>, raft: Option<Arc<RaftNode>>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(NodeMetrics { service, raft }));
+    registry
+}
+
+/// Renders `registry` as Prometheus text.
+///
+/// # Errors
+/// Only when a value cannot be written (formatting into a `String` does not fail).
+pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
+    let mut out = String::new();
+    prometheus_client::encoding::prometheus_text::encode(&mut out, registry)?;
+    Ok(out)
+}
+
+/// The node's values, read on each scrape.
+struct NodeMetrics {
+    service: Arc<Service>,
+    raft: Option<Arc<RaftNode>>,
+}
+
+impl std::fmt::Debug for NodeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeMetrics")
+            .field("raft", &self.raft.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Collector for NodeMetrics {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let stats = self.service.stats();
+        let engine = self.service.engine_stats();
+        let cluster = self.service.cluster();
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        Snapshot {
+            reads: load(&stats.reads),
+            writes: load(&stats.writes),
+            commits: load(&stats.committed),
+            aborts: load(&stats.aborted),
+            active_commits: stats.active.load(Ordering::Relaxed),
+            request_duration_avg_ms: stats.average_response_ms(),
+            engine,
+            is_leader: cluster.leader == Some(cluster.this_node),
+            term: cluster.term,
+            raft_log_fsyncs: self.raft.as_ref().map(|r| r.log_fsyncs()),
+        }
+        .encode(encoder)
+    }
+}
+
+/// One scrape's values.
+struct Snapshot {
+    reads: u64,
+    writes: u64,
+    commits: u64,
+    aborts: u64,
+    active_commits: i64,
+    request_duration_avg_ms: f64,
+    engine: EngineStats,
+    is_leader: bool,
+    term: u64,
+    /// In replicated mode only.
+    raft_log_fsyncs: Option<u64>,
+}
+
+/// Writes one metric; a counter's `name` is given without its `_total`, which the encoder adds.
+fn emit(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    metric: &impl EncodeMetric,
+) -> Result<(), std::fmt::Error> {
+    let metric_encoder = encoder.encode_descriptor(name, help, None, metric.metric_type())?;
+    metric.encode(metric_encoder)
+}
+
+impl Snapshot {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let engine = &self.engine;
+        let counters = [
+            ("dolmen_reads", "Read requests served.", self.reads),
+            ("dolmen_writes", "Write requests served.", self.writes),
+            ("dolmen_commits", "Transactions committed.", self.commits),
+            (
+                "dolmen_aborts",
+                "Transactions not committed (conflict, too old, fault, timeout).",
+                self.aborts,
+            ),
+        ];
+        for (name, help, value) in counters {
+            emit(e, name, help, &ConstCounter::new(value))?;
+        }
+        emit(
+            e,
+            "dolmen_active_commits",
+            "atomicCommit calls in flight.",
+            &ConstGauge::new(self.active_commits),
+        )?;
+        emit(
+            e,
+            "dolmen_request_duration_avg_ms",
+            "Mean request duration since start.",
+            &ConstGauge::new(self.request_duration_avg_ms),
+        )?;
+        let gauges = [
+            (
+                "dolmen_applied_version",
+                "Version of the last applied command.",
+                engine.applied_version,
+            ),
+            ("dolmen_mvcc_horizon", "MVCC retention horizon.", engine.horizon),
+            (
+                "dolmen_live_keys",
+                "User keys whose newest version is a value.",
+                engine.live_keys,
+            ),
+            (
+                "dolmen_db_size_bytes",
+                "SST files and memtables of data and meta.",
+                engine.size_bytes,
+            ),
+            (
+                "dolmen_block_cache_bytes",
+                "Bytes in RocksDB's block cache, memtables' charge included (bounded by rocksdb.block_cache_size_mb).",
+                engine.block_cache_bytes,
+            ),
+            (
+                "dolmen_memtable_bytes",
+                "Bytes in RocksDB's memtables, all column families (at most 2 x rocksdb.write_buffer_size_mb, within the block cache).",
+                engine.memtable_bytes,
+            ),
+            (
+                "dolmen_compaction_pending_bytes",
+                "RocksDB's estimate of bytes awaiting compaction.",
+                engine.compaction_pending_bytes,
+            ),
+            (
+                "dolmen_is_leader",
+                "1 when this node orders writes.",
+                u64::from(self.is_leader),
+            ),
+            ("dolmen_term", "Current replication term.", self.term),
+        ];
+        for (name, help, value) in gauges {
+            emit(e, name, help, &ConstGauge::new(value))?;
+        }
+        if let Some(fsyncs) = self.raft_log_fsyncs {
+            emit(
+                e,
+                "dolmen_raft_log_fsyncs",
+                "Raft log fsyncs (each covers every entry appended before it).",
+                &ConstCounter::new(fsyncs),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A collector over fixed values, to render without a node.
+    #[derive(Debug)]
+    struct Fixed;
+
+    impl Collector for Fixed {
+        fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            Snapshot {
+                reads: 3,
+                writes: 4,
+                commits: 2,
+                aborts: 1,
+                active_commits: 0,
+                request_duration_avg_ms: 0.25,
+                engine: EngineStats {
+                    live_keys: 5,
+                    memtable_bytes: 4096,
+                    ..EngineStats::default()
+                },
+                is_leader: true,
+                term: 7,
+                raft_log_fsyncs: Some(9),
+            }
+            .encode(encoder)
+        }
+    }
+
+    #[test]
+    fn the_text_keeps_every_metric_name_with_its_help_and_type() {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed));
+        let text = render(&registry).unwrap();
+        for expected in [
+            "# HELP dolmen_reads_total Read requests served.\n# TYPE dolmen_reads_total counter\ndolmen_reads_total 3\n",
+            "# TYPE dolmen_aborts_total counter\ndolmen_aborts_total 1\n",
+            "# HELP dolmen_memtable_bytes Bytes in RocksDB's memtables",
+            "# TYPE dolmen_memtable_bytes gauge\ndolmen_memtable_bytes 4096\n",
+            "dolmen_live_keys 5\n",
+            "dolmen_request_duration_avg_ms 0.25\n",
+            "dolmen_is_leader 1\n",
+            "dolmen_term 7\n",
+            "# TYPE dolmen_raft_log_fsyncs_total counter\ndolmen_raft_log_fsyncs_total 9\n",
+        ] {
+            assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+        }
+        let names = [
+            "dolmen_reads_total",
+            "dolmen_writes_total",
+            "dolmen_commits_total",
+            "dolmen_aborts_total",
+            "dolmen_active_commits",
+            "dolmen_request_duration_avg_ms",
+            "dolmen_applied_version",
+            "dolmen_mvcc_horizon",
+            "dolmen_live_keys",
+            "dolmen_db_size_bytes",
+            "dolmen_block_cache_bytes",
+            "dolmen_memtable_bytes",
+            "dolmen_compaction_pending_bytes",
+            "dolmen_is_leader",
+            "dolmen_term",
+            "dolmen_raft_log_fsyncs_total",
+        ];
+        let samples: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.split(' ').next())
+            .collect();
+        assert_eq!(samples, names, "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+    }
+}

@@ -1,0 +1,268 @@
+//! The admin HTTP endpoint: `/health` (process up), `/ready` (can serve), `/metrics`
+//! (Prometheus text), `/status` (JSON, with a `raft` section in replicated mode), and the
+//! cluster operations the `dolmen cluster` commands use: `POST /cluster/init`,
+//! `POST /cluster/snapshot`, `GET /state/digest?version=V` (a checksum of the state at `V`, to
+//! compare replicas), `GET /cluster/status` (every member, probed over the peer transport),
+//! `POST /cluster/add-node`, `/cluster/remove-node`, `/cluster/transfer-leader` (on the leader),
+//! and, for the fault-injection suite only (`[faults] allow_network_faults`),
+//! `GET|PUT|DELETE /debug/network-faults`.
+//!
+//! Every JSON answer and request is a `dolmen_admin` type; every refusal is a [`Refusal`].
+
+mod metrics;
+mod refusal;
+mod wire;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use dolmen_admin::{
+    AddNode, ClusterStatus, Digest, DigestQuery, InitOutcome, MembershipOutcome, NodeStatus,
+    Outcome, RemoveNode, RuleSet, SnapshotOutcome, TransferLeader,
+};
+use dolmen_engine::Engine;
+use dolmen_raft::RaftNode;
+use tokio::net::TcpListener;
+
+pub use refusal::Refusal;
+
+use crate::net_faults::NetworkFaults;
+use crate::service::Service;
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    /// The service core (stats, cluster view).
+    pub service: Arc<Service>,
+    /// The engine (digests).
+    pub engine: Arc<Engine>,
+    /// The Raft member, in replicated mode.
+    pub raft: Option<Arc<RaftNode>>,
+    /// Network fault rules, when `[faults] allow_network_faults` is on.
+    pub network_faults: Option<Arc<NetworkFaults>>,
+}
+
+/// The handlers' state: what the caller passed, and the metrics registry built from it.
+#[derive(Clone)]
+struct Shared {
+    state: AdminState,
+    metrics: Arc<prometheus_client::registry::Registry>,
+}
+
+/// A JSON answer or a refusal.
+type Answer<T> = Result<Json<T>, Refusal>;
+
+/// Serves the admin API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let metrics = Arc::new(metrics::registry(state.service.clone(), state.raft.clone()));
+    let app = Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(render_metrics))
+        .route("/status", get(status))
+        .route("/cluster/init", post(cluster_init))
+        .route("/cluster/snapshot", post(cluster_snapshot))
+        .route("/cluster/status", get(cluster_status))
+        .route("/cluster/add-node", post(add_node))
+        .route("/cluster/remove-node", post(remove_node))
+        .route("/cluster/transfer-leader", post(transfer_leader))
+        .route("/state/digest", get(digest))
+        .route(
+            "/debug/network-faults",
+            get(get_network_faults)
+                .put(put_network_faults)
+                .delete(clear_network_faults),
+        )
+        .with_state(Shared { state, metrics });
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(shared): State<Shared>) -> impl IntoResponse {
+    let service = &shared.state.service;
+    let cluster = service.cluster();
+    let applied = service.engine_stats().applied_version;
+    if cluster.leader.is_some() && applied > 0 {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "not ready: leader={:?} applied_version={applied}\n",
+                cluster.leader
+            ),
+        )
+    }
+}
+
+async fn render_metrics(State(shared): State<Shared>) -> Result<impl IntoResponse, Refusal> {
+    let text = metrics::render(&shared.metrics)
+        .map_err(|e| Refusal::internal(format!("rendering the metrics: {e}")))?;
+    Ok(([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], text))
+}
+
+async fn status(State(shared): State<Shared>) -> Json<NodeStatus> {
+    let state = &shared.state;
+    let service = &state.service;
+    let cluster = service.cluster();
+    let engine = service.engine_stats();
+    Json(NodeStatus {
+        node_id: cluster.this_node,
+        leader: cluster.leader,
+        term: cluster.term,
+        applied_version: engine.applied_version,
+        horizon: engine.horizon,
+        live_keys: engine.live_keys,
+        size_bytes: engine.size_bytes,
+        block_cache_bytes: engine.block_cache_bytes,
+        memtable_bytes: engine.memtable_bytes,
+        uptime_seconds: service.uptime().as_secs(),
+        members: cluster.members.iter().map(wire::member_view).collect(),
+        raft: state.raft.as_ref().map(|r| wire::raft_status(r.status())),
+    })
+}
+
+/// The Raft node, or the standalone refusal.
+fn raft(shared: &Shared) -> Result<&Arc<RaftNode>, Refusal> {
+    shared.state.raft.as_ref().ok_or_else(Refusal::standalone)
+}
+
+async fn cluster_init(State(shared): State<Shared>) -> Answer<Outcome<InitOutcome>> {
+    let outcome = match raft(&shared)?.init_guarded().await? {
+        dolmen_raft::InitOutcome::Initialized => InitOutcome::Initialized,
+        dolmen_raft::InitOutcome::AlreadyInitialized => InitOutcome::AlreadyInitialized,
+    };
+    Ok(Json(Outcome { outcome }))
+}
+
+async fn cluster_status(State(shared): State<Shared>) -> Answer<ClusterStatus> {
+    let status = raft(&shared)?.cluster_status().await;
+    Ok(Json(wire::cluster_status(status)))
+}
+
+/// Why an add-node query is malformed (400).
+#[derive(Debug, thiserror::Error)]
+#[error("{field} must be host:port with a non-zero port, got {value:?}")]
+struct BadEndpoint {
+    field: &'static str,
+    value: String,
+}
+
+/// `host:port` with a non-zero port, or an error naming `field`.
+fn check_endpoint(field: &'static str, value: &str) -> Result<(), BadEndpoint> {
+    match value.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+            Ok(())
+        }
+        _ => Err(BadEndpoint {
+            field,
+            value: value.to_owned(),
+        }),
+    }
+}
+
+fn membership(outcome: dolmen_raft::MembershipOutcome) -> Json<Outcome<MembershipOutcome>> {
+    let outcome = match outcome {
+        dolmen_raft::MembershipOutcome::Changed => MembershipOutcome::Changed,
+        dolmen_raft::MembershipOutcome::Unchanged => MembershipOutcome::Unchanged,
+    };
+    Json(Outcome { outcome })
+}
+
+async fn add_node(
+    State(shared): State<Shared>,
+    Query(q): Query<AddNode>,
+) -> Answer<Outcome<MembershipOutcome>> {
+    let raft = raft(&shared)?;
+    check_endpoint("client_addr", &q.client_addr)
+        .and_then(|()| check_endpoint("peer_addr", &q.peer_addr))
+        .and_then(|()| match q.admin_addr.as_str() {
+            "" => Ok(()),
+            a => check_endpoint("admin_addr", a),
+        })
+        .map_err(|e| Refusal::invalid(e.to_string()))?;
+    let addr = dolmen_raft::NodeAddr {
+        client_addr: q.client_addr,
+        peer_addr: q.peer_addr,
+        admin_addr: q.admin_addr,
+    };
+    Ok(membership(raft.add_node(q.id, addr).await?))
+}
+
+async fn remove_node(
+    State(shared): State<Shared>,
+    Query(q): Query<RemoveNode>,
+) -> Answer<Outcome<MembershipOutcome>> {
+    Ok(membership(raft(&shared)?.remove_node(q.id).await?))
+}
+
+async fn transfer_leader(
+    State(shared): State<Shared>,
+    Query(q): Query<TransferLeader>,
+) -> Answer<Outcome<MembershipOutcome>> {
+    Ok(membership(raft(&shared)?.transfer_leader(q.to).await?))
+}
+
+async fn cluster_snapshot(State(shared): State<Shared>) -> Answer<Outcome<SnapshotOutcome>> {
+    raft(&shared)?.trigger_snapshot().await?;
+    Ok(Json(Outcome {
+        outcome: SnapshotOutcome::Triggered,
+    }))
+}
+
+/// The fault rules, or the refusal when the node does not allow network faults.
+fn network_faults(shared: &Shared) -> Result<&Arc<NetworkFaults>, Refusal> {
+    shared
+        .state
+        .network_faults
+        .as_ref()
+        .ok_or_else(Refusal::network_faults_off)
+}
+
+async fn get_network_faults(State(shared): State<Shared>) -> Answer<RuleSet> {
+    Ok(Json(network_faults(&shared)?.get()))
+}
+
+/// Replaces the rules with the JSON body (`{"rules": [...]}`, see `dolmen_admin::Rule`).
+async fn put_network_faults(
+    State(shared): State<Shared>,
+    body: axum::body::Bytes,
+) -> Answer<RuleSet> {
+    let faults = network_faults(&shared)?;
+    let rules: RuleSet =
+        serde_json::from_slice(&body).map_err(|e| Refusal::invalid(format!("body: {e}")))?;
+    faults.set(rules)?;
+    tracing::warn!(rules = ?faults.get().rules, "network fault rules installed");
+    Ok(Json(faults.get()))
+}
+
+async fn clear_network_faults(State(shared): State<Shared>) -> Answer<RuleSet> {
+    let faults = network_faults(&shared)?;
+    faults.clear();
+    tracing::warn!("network fault rules cleared");
+    Ok(Json(faults.get()))
+}
+
+async fn digest(State(shared): State<Shared>, Query(query): Query<DigestQuery>) -> Answer<Digest> {
+    let engine = shared.state.engine.clone();
+    let version = query.version.unwrap_or_else(|| engine.applied_version());
+    match tokio::task::spawn_blocking(move || engine.digest_at(version)).await {
+        Ok(Ok(digest)) => Ok(Json(Digest::new(version, digest))),
+        Ok(Err(e)) => Err(Refusal::invalid(format!("version {version}: {e}"))),
+        Err(e) => Err(Refusal::internal(format!("the digest task failed: {e}"))),
+    }
+}
