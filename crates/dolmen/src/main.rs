@@ -81,13 +81,16 @@ struct ServeArgs {
     allow_fault_injection: bool,
 }
 
-fn parse_mode(raw: &str) -> Result<Mode, String> {
+/// A `--mode` value that is not a deployment mode.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown mode '{0}': use standalone or replicated")]
+struct UnknownMode(String);
+
+fn parse_mode(raw: &str) -> Result<Mode, UnknownMode> {
     match raw {
         "standalone" => Ok(Mode::Standalone),
         "replicated" => Ok(Mode::Replicated),
-        other => Err(format!(
-            "unknown mode '{other}': use standalone or replicated"
-        )),
+        other => Err(UnknownMode(other.to_owned())),
     }
 }
 

@@ -10,11 +10,6 @@
 //!
 //! Exit codes: 0 success; 1 runtime failure (etcd unreachable, preload failed); 2 bad usage.
 
-/// The report format of `dolmen bench`, compiled from its source so both tools count and print
-/// alike.
-#[path = "../../../crates/dolmen/src/bench/report.rs"]
-mod report;
-
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -22,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Compare, CompareOp, ConnectOptions, Txn, TxnOp};
 
-use report::{Outcome, Report, Tally};
+use dolmen_bench_report::{self as report, Outcome, Report, Tally};
 
 /// Per-request timeout (connect and RPC).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -108,21 +103,69 @@ struct Args {
 
 impl Args {
     /// Rejects values that would make a run meaningless, naming the flag.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ArgsError> {
         if self.endpoints.iter().all(|e| e.trim().is_empty()) {
-            return Err("--endpoints: give at least one etcd client URL".into());
+            return Err(ArgsError::NoEndpoint);
         }
         if self.clients.contains(&0) {
-            return Err("--clients: each count must be at least 1".into());
+            return Err(ArgsError::ZeroClients);
         }
         if self.keys == 0 {
-            return Err("--keys must be at least 1".into());
+            return Err(ArgsError::ZeroKeys);
         }
         if self.duration == 0 {
-            return Err("--duration must be at least 1 second".into());
+            return Err(ArgsError::ZeroDuration);
         }
         Ok(())
     }
+}
+
+/// A flag value that would make a run meaningless (exit code 2); the message names the flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum ArgsError {
+    #[error("--endpoints: give at least one etcd client URL")]
+    NoEndpoint,
+    #[error("--clients: each count must be at least 1")]
+    ZeroClients,
+    #[error("--keys must be at least 1")]
+    ZeroKeys,
+    #[error("--duration must be at least 1 second")]
+    ZeroDuration,
+}
+
+/// Why a benchmark could not run (exit code 1).
+#[derive(Debug, thiserror::Error)]
+enum BenchError {
+    /// A client could not connect to an endpoint.
+    #[error("cannot connect to {endpoint}: {source}")]
+    Connect {
+        endpoint: String,
+        #[source]
+        source: etcd_client::Error,
+    },
+    /// `Status` or `MemberList` failed on a connected endpoint.
+    #[error(transparent)]
+    Membership(etcd_client::Error),
+    /// The member `Status` names as leader is not in the member list with a client URL.
+    #[error("leader {leader:x} has no client URL")]
+    LeaderWithoutUrl { leader: u64 },
+    /// No endpoint to ask for the leader.
+    #[error("cannot find the etcd leader (no endpoint given)")]
+    NoEndpoint,
+    /// No endpoint could name the leader; `last` is the last endpoint's reason.
+    #[error("cannot find the etcd leader ({endpoint}: {last})")]
+    NoLeader {
+        endpoint: String,
+        #[source]
+        last: Box<BenchError>,
+    },
+    /// A preload transaction failed.
+    #[error("preload to {endpoint}: {source}")]
+    Preload {
+        endpoint: String,
+        #[source]
+        source: etcd_client::Error,
+    },
 }
 
 /// The name of key number `i` (the same names `dolmen bench` uses).
@@ -161,39 +204,48 @@ fn options() -> ConnectOptions {
         .with_connect_timeout(REQUEST_TIMEOUT)
 }
 
-async fn connect(endpoint: &str) -> Result<Client, String> {
+async fn connect(endpoint: &str) -> Result<Client, BenchError> {
     Client::connect([endpoint], Some(options()))
         .await
-        .map_err(|e| format!("cannot connect to {endpoint}: {e}"))
+        .map_err(|source| BenchError::Connect {
+            endpoint: endpoint.to_owned(),
+            source,
+        })
 }
 
 /// The leader's client URL: asks each endpoint for `Status` (the leader's member id) and the
 /// member list (its client URLs), until one answers.
-async fn discover_leader(endpoints: &[String]) -> Result<String, String> {
-    let mut last = String::from("no endpoint given");
+async fn discover_leader(endpoints: &[String]) -> Result<String, BenchError> {
+    let mut last = None;
     for endpoint in endpoints {
         let result = async {
             let mut c = connect(endpoint).await?;
-            let leader = c.status().await.map_err(|e| e.to_string())?.leader();
-            let members = c.member_list().await.map_err(|e| e.to_string())?;
+            let leader = c.status().await.map_err(BenchError::Membership)?.leader();
+            let members = c.member_list().await.map_err(BenchError::Membership)?;
             members
                 .members()
                 .iter()
                 .find(|m| m.id() == leader)
                 .and_then(|m| m.client_urls().first().cloned())
-                .ok_or_else(|| format!("leader {leader:x} has no client URL"))
+                .ok_or(BenchError::LeaderWithoutUrl { leader })
         }
         .await;
         match result {
             Ok(url) => return Ok(url),
-            Err(e) => last = format!("{endpoint}: {e}"),
+            Err(e) => last = Some((endpoint.clone(), e)),
         }
     }
-    Err(format!("cannot find the etcd leader ({last})"))
+    let Some((endpoint, last)) = last else {
+        return Err(BenchError::NoEndpoint);
+    };
+    Err(BenchError::NoLeader {
+        endpoint,
+        last: Box::new(last),
+    })
 }
 
 /// Puts `value` under every key, `PRELOAD_BATCH` keys per transaction.
-async fn preload(endpoint: &str, keys: u64, value: &[u8]) -> Result<(), String> {
+async fn preload(endpoint: &str, keys: u64, value: &[u8]) -> Result<(), BenchError> {
     let mut c = connect(endpoint).await?;
     let all: Vec<u64> = (0..keys).collect();
     for chunk in all.chunks(PRELOAD_BATCH) {
@@ -203,7 +255,10 @@ async fn preload(endpoint: &str, keys: u64, value: &[u8]) -> Result<(), String> 
             .collect();
         c.txn(Txn::new().and_then(puts))
             .await
-            .map_err(|e| format!("preload to {endpoint}: {e}"))?;
+            .map_err(|source| BenchError::Preload {
+                endpoint: endpoint.to_owned(),
+                source,
+            })?;
     }
     Ok(())
 }
@@ -283,7 +338,7 @@ async fn run_once(
     targets: &[String],
     workload: Workload,
     clients: usize,
-) -> Result<Report, String> {
+) -> Result<Report, BenchError> {
     // Connect every client first, so connection set-up is not timed.
     let mut conns = Vec::with_capacity(clients);
     for c in 0..clients {
@@ -328,7 +383,7 @@ async fn run_once(
     Ok(report)
 }
 
-async fn bench(args: Args) -> Result<(), String> {
+async fn bench(args: Args) -> Result<(), BenchError> {
     let endpoints: Vec<String> = args
         .endpoints
         .iter()
@@ -402,14 +457,31 @@ mod tests {
 
     #[test]
     fn zero_counts_are_rejected_naming_the_flag() {
-        for (argv, flag) in [
-            (&["etcd-bench", "--clients", "0"][..], "--clients"),
-            (&["etcd-bench", "--keys", "0"][..], "--keys"),
-            (&["etcd-bench", "--duration", "0"][..], "--duration"),
-            (&["etcd-bench", "--endpoints", " "][..], "--endpoints"),
+        for (argv, flag, want) in [
+            (
+                &["etcd-bench", "--clients", "0"][..],
+                "--clients",
+                ArgsError::ZeroClients,
+            ),
+            (
+                &["etcd-bench", "--keys", "0"][..],
+                "--keys",
+                ArgsError::ZeroKeys,
+            ),
+            (
+                &["etcd-bench", "--duration", "0"][..],
+                "--duration",
+                ArgsError::ZeroDuration,
+            ),
+            (
+                &["etcd-bench", "--endpoints", " "][..],
+                "--endpoints",
+                ArgsError::NoEndpoint,
+            ),
         ] {
             let args = Args::try_parse_from(argv).unwrap_or_else(|e| panic!("{e}"));
-            let err = args.check().err().unwrap_or_default();
+            assert_eq!(args.check(), Err(want), "{argv:?}");
+            let err = want.to_string();
             assert!(err.contains(flag), "{argv:?}: {err}");
         }
     }

@@ -10,7 +10,7 @@
 
 use std::fs;
 
-use super::report::CpuUse;
+use dolmen_bench_report::CpuUse;
 
 /// CPU counters at one instant, in clock ticks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,10 +61,45 @@ fn process_ticks(stat: &str) -> Option<u64> {
     Some(utime + stime)
 }
 
-fn read_process(pid: &str) -> Result<u64, String> {
+/// Why the CPU counters could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum CpuError {
+    /// A `/proc` file could not be read (not Linux, or the process exited).
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What reading it returned.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A `/proc/<pid>/stat` file does not have the fields this module reads.
+    #[error("{path}: unexpected format")]
+    Format {
+        /// The file.
+        path: String,
+    },
+    /// `/proc/stat` has no aggregate `cpu` line.
+    #[error("/proc/stat: no aggregate `cpu` line")]
+    NoCpuLine,
+    /// One of the `--server-pids` could not be read (e.g. no such process).
+    #[error("--server-pids {pid}: {source}")]
+    Server {
+        /// The process id as given.
+        pid: u32,
+        /// Why its counters could not be read.
+        #[source]
+        source: Box<CpuError>,
+    },
+}
+
+fn read_process(pid: &str) -> Result<u64, CpuError> {
     let path = format!("/proc/{pid}/stat");
-    let text = fs::read_to_string(&path).map_err(|e| format!("cannot read {path}: {e}"))?;
-    process_ticks(&text).ok_or_else(|| format!("{path}: unexpected format"))
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(source) => return Err(CpuError::Read { path, source }),
+    };
+    process_ticks(&text).ok_or(CpuError::Format { path })
 }
 
 impl Sample {
@@ -72,19 +107,22 @@ impl Sample {
     ///
     /// # Errors
     /// Which `/proc` file could not be read or parsed (a server that exited, or not Linux).
-    pub fn take(servers: &[u32]) -> Result<Self, String> {
-        let stat =
-            fs::read_to_string("/proc/stat").map_err(|e| format!("cannot read /proc/stat: {e}"))?;
-        let (busy, total) =
-            machine_ticks(&stat).ok_or("/proc/stat: no aggregate `cpu` line".to_owned())?;
+    pub fn take(servers: &[u32]) -> Result<Self, CpuError> {
+        let stat = fs::read_to_string("/proc/stat").map_err(|source| CpuError::Read {
+            path: "/proc/stat".to_owned(),
+            source,
+        })?;
+        let (busy, total) = machine_ticks(&stat).ok_or(CpuError::NoCpuLine)?;
         let bench = read_process("self")?;
         let servers = if servers.is_empty() {
             None
         } else {
             let mut sum = 0;
             for pid in servers {
-                sum += read_process(&pid.to_string())
-                    .map_err(|e| format!("--server-pids {pid}: {e}"))?;
+                sum += read_process(&pid.to_string()).map_err(|e| CpuError::Server {
+                    pid: *pid,
+                    source: Box::new(e),
+                })?;
             }
             Some(sum)
         };
@@ -166,10 +204,15 @@ mod tests {
         let before = Sample::take(&[own]).unwrap_or_else(|e| panic!("{e}"));
         assert!(before.total > 0 && before.busy <= before.total);
         assert!(before.servers.is_some());
-        let err = Sample::take(&[u32::MAX]).err().unwrap_or_default();
+        let err = Sample::take(&[u32::MAX]);
         assert!(
-            err.contains(&format!("--server-pids {}", u32::MAX)),
-            "{err}"
+            matches!(err, Err(CpuError::Server { pid: u32::MAX, .. })),
+            "{err:?}"
+        );
+        let message = err.err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(
+            message.contains(&format!("--server-pids {}", u32::MAX)),
+            "{message}"
         );
     }
 }

@@ -17,7 +17,6 @@ mod cpu;
 mod keys;
 mod probe;
 mod progress;
-mod report;
 mod route;
 mod workload;
 
@@ -28,6 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dolmen_bench_report as report;
 use dolmen_client::{Client, Op};
 
 use keys::{key, Distribution, Keys, Rng};
@@ -111,6 +111,19 @@ pub struct BenchArgs {
     data_dir: Option<PathBuf>,
 }
 
+/// A flag value that would make a run meaningless (exit code 2); the message names the flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+enum ArgsError {
+    #[error("--clients: each count must be at least 1")]
+    ZeroClients,
+    #[error("--keys must be at least 1")]
+    ZeroKeys,
+    #[error("--duration must be at least 1 second")]
+    ZeroDuration,
+    #[error("--ops must be at least 1")]
+    ZeroOps,
+}
+
 impl BenchArgs {
     /// The endpoints given (`--endpoints`, else `--addr`).
     fn seeds(&self) -> Vec<SocketAddr> {
@@ -130,18 +143,18 @@ impl BenchArgs {
     }
 
     /// Rejects values that would make a run meaningless, naming the flag.
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), ArgsError> {
         if self.clients.contains(&0) {
-            return Err("--clients: each count must be at least 1".into());
+            return Err(ArgsError::ZeroClients);
         }
         if self.keys == 0 {
-            return Err("--keys must be at least 1".into());
+            return Err(ArgsError::ZeroKeys);
         }
         if self.duration == Some(0) {
-            return Err("--duration must be at least 1 second".into());
+            return Err(ArgsError::ZeroDuration);
         }
         if self.ops == Some(0) {
-            return Err("--ops must be at least 1".into());
+            return Err(ArgsError::ZeroOps);
         }
         Ok(())
     }
@@ -216,7 +229,8 @@ async fn run_once(
     report
 }
 
-async fn preload(args: &BenchArgs, topology: &Topology) -> Result<(), String> {
+/// Writes every key once, 1,000 keys per commit, to the write node.
+async fn preload(args: &BenchArgs, topology: &Topology) -> Result<(), dolmen_client::Error> {
     let client = Client::new(topology.write_node(), REQUEST_TIMEOUT);
     let value = vec![b'x'; args.value_size];
     let keys: Vec<u64> = (0..args.keys).collect();
@@ -228,10 +242,7 @@ async fn preload(args: &BenchArgs, topology: &Topology) -> Result<(), String> {
                 value: value.clone(),
             })
             .collect();
-        client
-            .commit(0, &ops, &[])
-            .await
-            .map_err(|e| e.to_string())?;
+        client.commit(0, &ops, &[]).await?;
     }
     Ok(())
 }
@@ -351,14 +362,23 @@ mod tests {
 
     #[test]
     fn zero_counts_are_rejected_naming_the_flag() {
-        for (argv, flag) in [
-            (&["--clients", "1,0"][..], "--clients"),
-            (&["--keys", "0"][..], "--keys"),
-            (&["--duration", "0"][..], "--duration"),
-            (&["--ops", "0"][..], "--ops"),
+        for (argv, flag, want) in [
+            (
+                &["--clients", "1,0"][..],
+                "--clients",
+                ArgsError::ZeroClients,
+            ),
+            (&["--keys", "0"][..], "--keys", ArgsError::ZeroKeys),
+            (
+                &["--duration", "0"][..],
+                "--duration",
+                ArgsError::ZeroDuration,
+            ),
+            (&["--ops", "0"][..], "--ops", ArgsError::ZeroOps),
         ] {
             let args = parse(argv).unwrap_or_else(|e| panic!("{e}"));
-            let err = args.check().err().unwrap_or_default();
+            assert_eq!(args.check(), Err(want), "{argv:?}");
+            let err = want.to_string();
             assert!(err.contains(flag), "{argv:?}: {err}");
         }
     }

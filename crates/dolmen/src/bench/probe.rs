@@ -17,14 +17,14 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::report;
+use dolmen_bench_report as report;
 
 /// fsync samples.
 pub const FSYNC_SAMPLES: usize = 1_000;
@@ -107,12 +107,58 @@ impl Floor {
     }
 }
 
+/// Why a probe could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    /// The directory for the fsync file could not be created.
+    #[error("--data-dir {}: cannot create it: {source}", dir.display())]
+    CreateDir {
+        /// The directory.
+        dir: PathBuf,
+        /// What creating it returned.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The fsync file could not be created, appended to or synced.
+    #[error("{what} {}: {source}", path.display())]
+    Fsync {
+        /// What failed: "cannot create", "cannot append to" or "cannot fsync".
+        what: &'static str,
+        /// The probe's file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No loopback socket could be bound, or its address read.
+    #[error("{what}: {source}")]
+    Loopback {
+        /// What failed: binding it or reading its address.
+        what: &'static str,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The loopback ping-pong failed.
+    #[error("loopback round trip to {addr}: {source}")]
+    RoundTrip {
+        /// The echo socket.
+        addr: SocketAddr,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The hand-off probe's echo thread stopped answering.
+    #[error("thread hand-off probe: the echo thread stopped")]
+    EchoStopped,
+}
+
 /// Runs both probes; the fsync file goes in `dir` (created if missing), or in a new directory
 /// under the system temp dir, removed afterwards.
 ///
 /// # Errors
-/// A message naming the file or socket that failed.
-pub fn run(dir: Option<&Path>) -> Result<Floor, String> {
+/// The file or socket that failed.
+pub fn run(dir: Option<&Path>) -> Result<Floor, ProbeError> {
     let (dir, own_dir) = match dir {
         Some(d) => (d.to_path_buf(), false),
         None => (
@@ -120,8 +166,9 @@ pub fn run(dir: Option<&Path>) -> Result<Floor, String> {
             true,
         ),
     };
-    fs::create_dir_all(&dir)
-        .map_err(|e| format!("--data-dir {}: cannot create it: {e}", dir.display()))?;
+    if let Err(source) = fs::create_dir_all(&dir) {
+        return Err(ProbeError::CreateDir { dir, source });
+    }
     let fsync = fsync_probe(&dir);
     if own_dir {
         let _ = fs::remove_dir_all(&dir);
@@ -134,36 +181,44 @@ pub fn run(dir: Option<&Path>) -> Result<Floor, String> {
     })
 }
 
-fn fsync_probe(dir: &Path) -> Result<Histogram<u64>, String> {
+fn fsync_probe(dir: &Path) -> Result<Histogram<u64>, ProbeError> {
     let path = dir.join(format!("fsync-probe-{}.tmp", std::process::id()));
-    let fail = |what: &str, e: std::io::Error| format!("{what} {}: {e}", path.display());
+    let fail = |what: &'static str| {
+        let path = path.clone();
+        move |source| ProbeError::Fsync { what, path, source }
+    };
     let mut file = OpenOptions::new()
         .create(true)
         .truncate(true)
         .write(true)
         .open(&path)
-        .map_err(|e| fail("cannot create", e))?;
+        .map_err(fail("cannot create"))?;
     let block = [b'f'; FSYNC_BYTES];
     let mut h = report::histogram();
     let result = (0..FSYNC_SAMPLES).try_for_each(|_| {
         let t = Instant::now();
-        file.write_all(&block)
-            .map_err(|e| fail("cannot append to", e))?;
-        file.sync_data().map_err(|e| fail("cannot fsync", e))?;
+        file.write_all(&block).map_err(fail("cannot append to"))?;
+        file.sync_data().map_err(fail("cannot fsync"))?;
         let _ = h.record(t.elapsed().as_micros().max(1) as u64);
-        Ok::<(), String>(())
+        Ok(())
     });
     drop(file);
     let _ = fs::remove_file(&path);
     result.map(|()| h)
 }
 
-fn rtt_probe() -> Result<Histogram<u64>, String> {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .map_err(|e| format!("cannot bind a loopback socket: {e}"))?;
+fn rtt_probe() -> Result<Histogram<u64>, ProbeError> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).map_err(|source| ProbeError::Loopback {
+            what: "cannot bind a loopback socket",
+            source,
+        })?;
     let addr = listener
         .local_addr()
-        .map_err(|e| format!("cannot read the loopback socket's address: {e}"))?;
+        .map_err(|source| ProbeError::Loopback {
+            what: "cannot read the loopback socket's address",
+            source,
+        })?;
     let echo = std::thread::spawn(move || -> std::io::Result<()> {
         let (mut s, _) = listener.accept()?;
         s.set_nodelay(true)?;
@@ -174,7 +229,7 @@ fn rtt_probe() -> Result<Histogram<u64>, String> {
         }
         Ok(())
     });
-    let fail = |e: std::io::Error| format!("loopback round trip to {addr}: {e}");
+    let fail = |source| ProbeError::RoundTrip { addr, source };
     let mut s = TcpStream::connect(addr).map_err(fail)?;
     s.set_nodelay(true).map_err(fail)?;
     let mut buf = [b'p'; RTT_BYTES];
@@ -190,7 +245,7 @@ fn rtt_probe() -> Result<Histogram<u64>, String> {
     Ok(h)
 }
 
-fn handoff_probe() -> Result<Histogram<u64>, String> {
+fn handoff_probe() -> Result<Histogram<u64>, ProbeError> {
     let (to_echo, echo_in) = mpsc::sync_channel::<Instant>(1);
     let (echo_out, from_echo) = mpsc::sync_channel::<Instant>(1);
     let echo = std::thread::spawn(move || {
@@ -201,11 +256,12 @@ fn handoff_probe() -> Result<Histogram<u64>, String> {
             }
         }
     });
-    let gone = || "thread hand-off probe: the echo thread stopped".to_owned();
     let mut h = report::histogram();
     for _ in 0..HANDOFF_SAMPLES {
-        to_echo.send(Instant::now()).map_err(|_| gone())?;
-        let sent = from_echo.recv().map_err(|_| gone())?;
+        to_echo
+            .send(Instant::now())
+            .map_err(|_| ProbeError::EchoStopped)?;
+        let sent = from_echo.recv().map_err(|_| ProbeError::EchoStopped)?;
         let _ = h.record((sent.elapsed().as_micros() / 2).max(1) as u64);
         // Busy-wait (a sleep could take far longer than the pause) while the echo thread
         // goes back to sleep.

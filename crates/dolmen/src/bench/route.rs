@@ -42,6 +42,29 @@ impl ReadStrategy {
     }
 }
 
+/// Why the leader could not be found before a run.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoverError {
+    /// No endpoint answered `getClusterHealth`.
+    #[error("cannot reach any of the endpoints {endpoints:?}: {source}")]
+    Unreachable {
+        /// The endpoints given.
+        endpoints: Vec<SocketAddr>,
+        /// The client library's last error.
+        #[source]
+        source: dolmen_client::Error,
+    },
+    /// The cluster answered but has no leader right now.
+    #[error(
+        "the cluster behind {endpoints:?} has no leader; wait for an election, or use \
+         --read-strategy spread"
+    )]
+    NoLeader {
+        /// The endpoints given.
+        endpoints: Vec<SocketAddr>,
+    },
+}
+
 /// The nodes a run talks to and which of them leads.
 #[derive(Clone, Debug)]
 pub struct Topology {
@@ -58,12 +81,12 @@ impl Topology {
     /// discovery) unless `strategy` is `spread`.
     ///
     /// # Errors
-    /// A message when no endpoint answers or the cluster has no leader.
+    /// [`DiscoverError`] when no endpoint answers or the cluster has no leader.
     pub async fn discover(
         endpoints: &[SocketAddr],
         strategy: ReadStrategy,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, DiscoverError> {
         let mut nodes = endpoints.to_vec();
         if strategy == ReadStrategy::Spread {
             return Ok(Topology {
@@ -78,12 +101,12 @@ impl Topology {
         };
         let db = Database::connect_cluster(endpoints, options)
             .await
-            .map_err(|e| format!("cannot reach any of the endpoints {endpoints:?}: {e}"))?;
-        let leader = db.leader().ok_or_else(|| {
-            format!(
-                "the cluster behind {endpoints:?} has no leader; wait for an election, or use \
-                 --read-strategy spread"
-            )
+            .map_err(|source| DiscoverError::Unreachable {
+                endpoints: endpoints.to_vec(),
+                source,
+            })?;
+        let leader = db.leader().ok_or_else(|| DiscoverError::NoLeader {
+            endpoints: endpoints.to_vec(),
         })?;
         let index = match nodes.iter().position(|n| *n == leader) {
             Some(i) => i,

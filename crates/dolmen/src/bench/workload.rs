@@ -50,7 +50,7 @@ pub enum Action {
     Scan,
 }
 
-pub use super::report::Outcome;
+pub use dolmen_bench_report::Outcome;
 
 impl Workload {
     /// Every workload, in `--matrix` order.

@@ -1,7 +1,8 @@
 //! One run's results and how they are printed: a table row each (one table for all runs of a
 //! command) and one JSON line each (ops/s, errors by code, conflicts, p50/p99/p99.9 in ms, and
 //! the CPU the run used when it was measured).
-//! `tools/etcd-bench` compiles this same file (`#[path]`), so both tools count and print alike.
+//! Shared by `dolmen bench` and `tools/etcd-bench` (which depends on this crate by path), so
+//! both tools count and print alike.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -54,6 +55,12 @@ impl Tally {
             Outcome::Conflict => self.conflicts += 1,
             Outcome::Error(code) => *self.errors.entry(code).or_default() += 1,
         }
+    }
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -116,8 +123,12 @@ impl Report {
         let _ = self.latency.add(&tally.latency);
     }
 
-    /// Adds the tally of every client task; a task that panicked adds nothing.
-    pub async fn absorb_all(&mut self, clients: Vec<tokio::task::JoinHandle<Tally>>) {
+    /// Adds the tally of every client task (e.g. a `tokio::task::JoinHandle<Tally>`), in order;
+    /// a task that failed (panicked) adds nothing.
+    pub async fn absorb_all<E>(
+        &mut self,
+        clients: impl IntoIterator<Item = impl std::future::Future<Output = Result<Tally, E>>>,
+    ) {
         for client in clients {
             if let Ok(tally) = client.await {
                 self.absorb(tally);
