@@ -8,9 +8,11 @@
 
 pub mod codec;
 mod listener;
+mod response;
 
 pub use codec::{SafeCodec, SafeCodecLimits, SafeDecoder, SafeMakeCodec};
 pub use listener::ShutdownIncoming;
+pub use response::{WireError, WireResponse, NO_MESSAGE};
 
 #[allow(
     clippy::all,
@@ -35,7 +37,7 @@ pub async fn serve<H>(
     limits: SafeCodecLimits,
     max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(), String>
+) -> Result<(), ServeError>
 where
     H: gen::TransactionalKv + Send + Sync + 'static,
 {
@@ -48,5 +50,11 @@ where
         ))
         .run(ShutdownIncoming::new(listener, shutdown))
         .await
-        .map_err(|e| e.to_string())
+        .map_err(ServeError)
 }
+
+/// The Thrift server stopped with an error instead of draining after `shutdown` (its accept
+/// loop failed); the message is the server's.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ServeError(#[source] pub Box<dyn std::error::Error + Send + Sync>);

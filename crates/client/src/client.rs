@@ -5,8 +5,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use dolmen_api::gen;
-use pilota::{Bytes, FastStr};
+use dolmen_api::{gen, WireResponse};
+use pilota::Bytes;
 
 use crate::error::Error;
 
@@ -40,36 +40,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
-fn server_error(error: Option<FastStr>, code: Option<FastStr>) -> Error {
-    Error::server(
-        code.map(|c| c.to_string()),
-        error.map_or_else(
-            || "request failed without a message".into(),
-            |e| e.to_string(),
-        ),
+/// A range read's answer: the pairs and whether more keys follow.
+fn range_page(resp: gen::GetRangeResponse) -> (Vec<(Bytes, Bytes)>, bool) {
+    (
+        resp.key_values
+            .into_iter()
+            .map(|kv| (kv.key, kv.value))
+            .collect(),
+        resp.has_more,
     )
-}
-
-/// A point read's answer: the value when found, the server's error otherwise.
-fn found_value(error: Option<FastStr>, found: bool, value: Bytes) -> Result<Option<Bytes>, Error> {
-    match error {
-        Some(error) => Err(server_error(Some(error), None)),
-        None => Ok(found.then_some(value)),
-    }
-}
-
-/// A range read's answer: the pairs and whether more keys follow, or the server's error.
-fn range_page(resp: gen::GetRangeResponse) -> Result<(Vec<(Bytes, Bytes)>, bool), Error> {
-    match resp.error {
-        Some(error) => Err(server_error(Some(error), None)),
-        None => Ok((
-            resp.key_values
-                .into_iter()
-                .map(|kv| (kv.key, kv.value))
-                .collect(),
-            resp.has_more,
-        )),
-    }
 }
 
 impl Client {
@@ -96,6 +75,12 @@ impl Client {
         }
     }
 
+    /// The response of a sent request: a transport failure, or the server's answer unpacked by
+    /// [`WireResponse::into_result`] (a failed answer becomes [`Error::Server`]).
+    fn answer<R: WireResponse>(&self, sent: Result<R, impl std::fmt::Display>) -> Result<R, Error> {
+        Ok(sent.map_err(|e| self.transport(e))?.into_result()?)
+    }
+
     /// The generated client, for methods this wrapper does not cover.
     pub fn raw(&self) -> &gen::TransactionalKvClient {
         &self.inner
@@ -109,9 +94,9 @@ impl Client {
                 key: Bytes::copy_from_slice(key),
                 column_family: Some(Bytes::copy_from_slice(cf.as_bytes())),
             })
-            .await
-            .map_err(|e| self.transport(e))?;
-        found_value(resp.error, resp.found, resp.value)
+            .await;
+        let resp = self.answer(resp)?;
+        Ok(resp.found.then_some(resp.value))
     }
 
     /// Writes `value` at `key` in `cf`.
@@ -123,13 +108,8 @@ impl Client {
                 value: Bytes::copy_from_slice(value),
                 column_family: Some(Bytes::copy_from_slice(cf.as_bytes())),
             })
-            .await
-            .map_err(|e| self.transport(e))?;
-        if resp.success {
-            Ok(())
-        } else {
-            Err(server_error(resp.error, resp.error_code))
-        }
+            .await;
+        self.answer(resp).map(drop)
     }
 
     /// Deletes `key` in `cf`.
@@ -140,13 +120,8 @@ impl Client {
                 key: Bytes::copy_from_slice(key),
                 column_family: Some(Bytes::copy_from_slice(cf.as_bytes())),
             })
-            .await
-            .map_err(|e| self.transport(e))?;
-        if resp.success {
-            Ok(())
-        } else {
-            Err(server_error(resp.error, resp.error_code))
-        }
+            .await;
+        self.answer(resp).map(drop)
     }
 
     /// Keys in `[begin, end)` of `cf`, at most `limit` (0 = unlimited); returns the pairs and
@@ -167,9 +142,8 @@ impl Client {
                 column_family: Some(Bytes::copy_from_slice(cf.as_bytes())),
                 ..Default::default()
             })
-            .await
-            .map_err(|e| self.transport(e))?;
-        range_page(resp)
+            .await;
+        self.answer(resp).map(range_page)
     }
 
     /// A linearizable read version.
@@ -177,13 +151,8 @@ impl Client {
         let resp = self
             .inner
             .get_read_version(gen::GetReadVersionRequest {})
-            .await
-            .map_err(|e| self.transport(e))?;
-        if resp.success {
-            Ok(resp.read_version)
-        } else {
-            Err(server_error(resp.error, None))
-        }
+            .await;
+        Ok(self.answer(resp)?.read_version)
     }
 
     /// The value of `key` (default column family) as of `version`.
@@ -227,13 +196,8 @@ impl Client {
                     .collect(),
                 ..Default::default()
             })
-            .await
-            .map_err(|e| self.transport(e))?;
-        if resp.success {
-            Ok(resp.committed_version.unwrap_or_default())
-        } else {
-            Err(server_error(resp.error, resp.error_code))
-        }
+            .await;
+        Ok(self.answer(resp)?.committed_version.unwrap_or_default())
     }
 
     /// The value of `key` in `cf` as of `version` (`snapshotRead`).
@@ -250,9 +214,9 @@ impl Client {
                 read_version: version,
                 column_family: Some(Bytes::copy_from_slice(cf.as_bytes())),
             })
-            .await
-            .map_err(|e| self.transport(e))?;
-        found_value(resp.error, resp.found, resp.value)
+            .await;
+        let resp = self.answer(resp)?;
+        Ok(resp.found.then_some(resp.value))
     }
 
     /// Keys of `cf` in `[begin, end)` as of `version` (`snapshotGetRange`), after `begin` itself
@@ -276,9 +240,8 @@ impl Client {
                 column_family: Some(Bytes::copy_from_slice(cf.as_bytes())),
                 ..Default::default()
             })
-            .await
-            .map_err(|e| self.transport(e))?;
-        range_page(resp)
+            .await;
+        self.answer(resp).map(range_page)
     }
 
     /// Sends one `atomicCommit` as built by the caller; a `success=false` answer becomes
@@ -287,19 +250,8 @@ impl Client {
         &self,
         request: gen::AtomicCommitRequest,
     ) -> Result<gen::AtomicCommitResponse, Error> {
-        let resp = self
-            .inner
-            .atomic_commit(request)
-            .await
-            .map_err(|e| self.transport(e))?;
-        if resp.success {
-            return Ok(resp);
-        }
-        let mut error = server_error(resp.error, resp.error_code);
-        if let Error::Server { leader_hint, .. } = &mut error {
-            *leader_hint = resp.leader_hint.map(|h| h.to_string());
-        }
-        Err(error)
+        let resp = self.inner.atomic_commit(request).await;
+        self.answer(resp)
     }
 
     /// The node's view of the cluster (`getClusterHealth`): members, their client endpoints,
@@ -308,11 +260,13 @@ impl Client {
         let resp = self
             .inner
             .get_cluster_health(gen::GetClusterHealthRequest::default())
-            .await
-            .map_err(|e| self.transport(e))?;
-        match (resp.success, resp.cluster_health) {
-            (true, Some(health)) => Ok(health),
-            (_, _) => Err(server_error(resp.error, None)),
-        }
+            .await;
+        let resp = self.answer(resp)?;
+        resp.cluster_health.ok_or_else(|| {
+            Error::server(
+                None,
+                "getClusterHealth succeeded without cluster_health".into(),
+            )
+        })
     }
 }

@@ -70,14 +70,8 @@ impl Error {
     /// A server error; when `code` is absent, a leading `CODE:` in `message` is taken as the code
     /// (read methods carry their code only in the message).
     pub fn server(code: Option<String>, message: String) -> Self {
-        let code = code.or_else(|| {
-            let (prefix, _) = message.split_once(':')?;
-            let is_code =
-                !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
-            is_code.then(|| prefix.to_owned())
-        });
         Error::Server {
-            code,
+            code: code.or_else(|| code_prefix(&message)),
             message,
             leader_hint: None,
         }
@@ -146,6 +140,25 @@ impl Error {
             _ => false,
         }
     }
+}
+
+impl From<dolmen_api::WireError> for Error {
+    /// A failed response: its `error_code` (or else the message's `CODE:` prefix), message and
+    /// `leader_hint`.
+    fn from(e: dolmen_api::WireError) -> Self {
+        Error::Server {
+            code: e.code.or_else(|| code_prefix(&e.message)),
+            message: e.message,
+            leader_hint: e.leader_hint,
+        }
+    }
+}
+
+/// The WIRE code a message starts with (`CODE: detail`), if any.
+fn code_prefix(message: &str) -> Option<String> {
+    let (prefix, _) = message.split_once(':')?;
+    let is_code = !prefix.is_empty() && prefix.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+    is_code.then(|| prefix.to_owned())
 }
 
 /// The leader address in a `NOT_LEADER` message: `... try leader at: <host:port> (node <id>)`.

@@ -147,3 +147,13 @@ impl From<EngineReadError> for ServiceError {
         }
     }
 }
+
+impl From<ServiceError> for dolmen_api::WireError {
+    fn from(e: ServiceError) -> Self {
+        Self {
+            code: Some(e.code.as_str().to_owned()),
+            message: e.message,
+            leader_hint: e.leader_hint,
+        }
+    }
+}

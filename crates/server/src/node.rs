@@ -187,13 +187,14 @@ pub async fn run(
         },
         stopped(stop_rx.clone()),
     ));
-    let mut thrift = tokio::spawn(crate::thrift::serve(
+    let thrift_serving = crate::thrift::serve(
         thrift_listener,
         service.clone(),
         config.server.max_message_bytes,
         config.server.max_connections,
         stopped(stop_rx.clone()),
-    ));
+    );
+    let mut thrift = tokio::spawn(async move { thrift_serving.await.map_err(|e| e.to_string()) });
 
     tracing::info!(node = node_id, thrift = %bound.thrift, admin = %bound.admin, "node ready");
     on_ready(bound);

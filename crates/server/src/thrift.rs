@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dolmen_api::gen::{self, TransactionalKv};
-use dolmen_api::SafeCodecLimits;
+use dolmen_api::{SafeCodecLimits, ServeError, WireError, WireResponse};
 use dolmen_engine::range::MAX_END_OFFSET;
 use dolmen_engine::{
     check_key, IdempotencyToken, KeyRange, Mutation, RangePage, RangeSpec, Transaction,
@@ -29,7 +29,7 @@ pub async fn serve(
     max_message_bytes: usize,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     let limits = SafeCodecLimits {
         max_message_bytes,
         ..SafeCodecLimits::default()
@@ -66,12 +66,10 @@ fn text(field: &str, raw: &Bytes) -> Result<String, ServiceError> {
         .map_err(|_| ServiceError::argument(field, "must be valid UTF-8 text"))
 }
 
-fn msg(e: &ServiceError) -> Option<FastStr> {
-    Some(FastStr::from(e.message.clone()))
-}
-
-fn code(e: &ServiceError) -> Option<FastStr> {
-    Some(FastStr::from(e.code.as_str().to_owned()))
+/// The response for `result`: the success built by the caller, or the error folded in by
+/// [`WireResponse::failure`] (docs/WIRE.md §2: `error`/`error_code` only on failure).
+fn answer<R: WireResponse>(result: Result<R, ServiceError>) -> R {
+    result.unwrap_or_else(|e| R::failure(e.into()))
 }
 
 fn to_i64(v: u64) -> i64 {
@@ -151,36 +149,31 @@ impl RangeFields<'_> {
     }
 }
 
-fn range_response(result: Result<RangePage, ServiceError>) -> gen::GetRangeResponse {
-    match result {
-        Ok(page) => gen::GetRangeResponse {
-            key_values: page
-                .items
-                .into_iter()
-                .map(|(key, value)| gen::KeyValue {
-                    key: Bytes::from(key),
-                    value: Bytes::from(value),
-                })
-                .collect(),
-            success: true,
-            error: None,
-            has_more: page.has_more,
-        },
-        Err(e) => gen::GetRangeResponse {
-            key_values: Vec::new(),
-            success: false,
-            error: msg(&e),
-            has_more: false,
-        },
+fn range_response(page: RangePage) -> gen::GetRangeResponse {
+    gen::GetRangeResponse {
+        key_values: page
+            .items
+            .into_iter()
+            .map(|(key, value)| gen::KeyValue {
+                key: Bytes::from(key),
+                value: Bytes::from(value),
+            })
+            .collect(),
+        success: true,
+        error: None,
+        has_more: page.has_more,
     }
 }
 
-fn read_response(result: Result<Option<Vec<u8>>, ServiceError>) -> (Bytes, bool, Option<FastStr>) {
-    match result {
-        Ok(Some(value)) => (Bytes::from(value), true, None),
-        Ok(None) => (Bytes::new(), false, None),
-        Err(e) => (Bytes::new(), false, msg(&e)),
-    }
+/// A point read's answer (`GetResponse` or `SnapshotReadResponse`, which share their fields).
+macro_rules! read_response {
+    ($ty:ident, $result:expr) => {
+        answer($result.map(|value| gen::$ty {
+            found: value.is_some(),
+            value: value.map_or_else(Bytes::new, Bytes::from),
+            error: None,
+        }))
+    };
 }
 
 /// Converts one wire operation (WIRE §3 atomicCommit validation rules).
@@ -290,10 +283,11 @@ fn node_status(member: &MemberView, cluster: &ClusterView, uptime: Duration) -> 
     }
 }
 
-fn legacy(method: &str, how: &str) -> FastStr {
-    FastStr::from(format!(
+/// The answer of a method Dolmen keeps for compatibility but does not support.
+fn legacy<R: WireResponse>(method: &str, how: &str) -> R {
+    R::failure(WireError::message(format!(
         "{method} is not supported: in Dolmen's transaction model {how}"
-    ))
+    )))
 }
 
 impl Handler {
@@ -320,18 +314,16 @@ impl TransactionalKv for Handler {
         _req: gen::GetReadVersionRequest,
     ) -> Reply<gen::GetReadVersionResponse> {
         self.timed(async {
-            match self.service.read_version().await {
-                Ok(v) => gen::GetReadVersionResponse {
-                    read_version: to_i64(v),
-                    success: true,
-                    error: None,
-                },
-                Err(e) => gen::GetReadVersionResponse {
-                    read_version: 0,
-                    success: false,
-                    error: msg(&e),
-                },
-            }
+            answer(
+                self.service
+                    .read_version()
+                    .await
+                    .map(|v| gen::GetReadVersionResponse {
+                        read_version: to_i64(v),
+                        success: true,
+                        error: None,
+                    }),
+            )
         })
         .await
     }
@@ -347,12 +339,7 @@ impl TransactionalKv for Handler {
                 self.service.snapshot_get(&cf, &req.key, version).await
             }
             .await;
-            let (value, found, error) = read_response(result);
-            gen::SnapshotReadResponse {
-                value,
-                found,
-                error,
-            }
+            read_response!(SnapshotReadResponse, result)
         })
         .await
     }
@@ -369,8 +356,8 @@ impl TransactionalKv for Handler {
                 self.service.commit(tx, timeout).await
             }
             .await;
-            match result {
-                Ok(version) => gen::AtomicCommitResponse {
+            answer(result.map(|version| {
+                gen::AtomicCommitResponse {
                     success: true,
                     error: None,
                     error_code: None,
@@ -378,16 +365,8 @@ impl TransactionalKv for Handler {
                     versionstamp: want_versionstamp
                         .then(|| Bytes::copy_from_slice(&dolmen_engine::versionstamp(version, 0))),
                     leader_hint: None,
-                },
-                Err(e) => gen::AtomicCommitResponse {
-                    success: false,
-                    error: msg(&e),
-                    error_code: code(&e),
-                    committed_version: None,
-                    versionstamp: None,
-                    leader_hint: e.leader_hint.clone().map(FastStr::from),
-                },
-            }
+                }
+            }))
         })
         .await
     }
@@ -399,12 +378,7 @@ impl TransactionalKv for Handler {
                 self.service.get(&cf, &req.key).await
             }
             .await;
-            let (value, found, error) = read_response(result);
-            gen::GetResponse {
-                value,
-                found,
-                error,
-            }
+            read_response!(GetResponse, result)
         })
         .await
     }
@@ -418,18 +392,11 @@ impl TransactionalKv for Handler {
                     .await
             }
             .await;
-            match result {
-                Ok(_) => gen::SetKeyResponse {
-                    success: true,
-                    error: None,
-                    error_code: None,
-                },
-                Err(e) => gen::SetKeyResponse {
-                    success: false,
-                    error: msg(&e),
-                    error_code: code(&e),
-                },
-            }
+            answer(result.map(|_| gen::SetKeyResponse {
+                success: true,
+                error: None,
+                error_code: None,
+            }))
         })
         .await
     }
@@ -441,18 +408,11 @@ impl TransactionalKv for Handler {
                 self.service.delete(&cf, req.key.to_vec()).await
             }
             .await;
-            match result {
-                Ok(_) => gen::DeleteKeyResponse {
-                    success: true,
-                    error: None,
-                    error_code: None,
-                },
-                Err(e) => gen::DeleteKeyResponse {
-                    success: false,
-                    error: msg(&e),
-                    error_code: code(&e),
-                },
-            }
+            answer(result.map(|_| gen::DeleteKeyResponse {
+                success: true,
+                error: None,
+                error_code: None,
+            }))
         })
         .await
     }
@@ -465,7 +425,7 @@ impl TransactionalKv for Handler {
                 self.service.get_range(&cf, fields.spec()?, None).await
             }
             .await;
-            range_response(result)
+            answer(result.map(range_response))
         })
         .await
     }
@@ -491,7 +451,7 @@ impl TransactionalKv for Handler {
                     .await
             }
             .await;
-            range_response(result)
+            answer(result.map(range_response))
         })
         .await
     }
@@ -500,56 +460,43 @@ impl TransactionalKv for Handler {
         &self,
         _req: gen::AddReadConflictRequest,
     ) -> Reply<gen::AddReadConflictResponse> {
-        Ok(gen::AddReadConflictResponse {
-            success: false,
-            error: Some(legacy(
-                "addReadConflict",
-                "read conflicts are kept by the client; send them with atomicCommit in \
-                 read_conflict_keys (or read_conflict_ranges)",
-            )),
-        })
+        Ok(legacy(
+            "addReadConflict",
+            "read conflicts are kept by the client; send them with atomicCommit in \
+             read_conflict_keys (or read_conflict_ranges)",
+        ))
     }
 
     async fn add_read_conflict_range(
         &self,
         _req: gen::AddReadConflictRangeRequest,
     ) -> Reply<gen::AddReadConflictRangeResponse> {
-        Ok(gen::AddReadConflictRangeResponse {
-            success: false,
-            error: Some(legacy(
-                "addReadConflictRange",
-                "read conflicts are kept by the client; send them with atomicCommit in \
-                 read_conflict_ranges",
-            )),
-        })
+        Ok(legacy(
+            "addReadConflictRange",
+            "read conflicts are kept by the client; send them with atomicCommit in \
+             read_conflict_ranges",
+        ))
     }
 
     async fn set_read_version(
         &self,
         _req: gen::SetReadVersionRequest,
     ) -> Reply<gen::SetReadVersionResponse> {
-        Ok(gen::SetReadVersionResponse {
-            success: false,
-            error: Some(legacy(
-                "setReadVersion",
-                "the read version is kept by the client; pass it to snapshotRead, \
-                 snapshotGetRange and atomicCommit",
-            )),
-        })
+        Ok(legacy(
+            "setReadVersion",
+            "the read version is kept by the client; pass it to snapshotRead, \
+             snapshotGetRange and atomicCommit",
+        ))
     }
 
     async fn get_committed_version(
         &self,
         _req: gen::GetCommittedVersionRequest,
     ) -> Reply<gen::GetCommittedVersionResponse> {
-        Ok(gen::GetCommittedVersionResponse {
-            version: 0,
-            success: false,
-            error: Some(legacy(
-                "getCommittedVersion",
-                "each atomicCommit returns its own committed_version",
-            )),
-        })
+        Ok(legacy(
+            "getCommittedVersion",
+            "each atomicCommit returns its own committed_version",
+        ))
     }
 
     async fn set_versionstamped_key(
@@ -564,18 +511,11 @@ impl TransactionalKv for Handler {
                     .await
             }
             .await;
-            match result {
-                Ok(key) => gen::SetVersionstampedKeyResponse {
-                    generated_key: Bytes::from(key),
-                    success: true,
-                    error: None,
-                },
-                Err(e) => gen::SetVersionstampedKeyResponse {
-                    generated_key: Bytes::new(),
-                    success: false,
-                    error: msg(&e),
-                },
-            }
+            answer(result.map(|key| gen::SetVersionstampedKeyResponse {
+                generated_key: Bytes::from(key),
+                success: true,
+                error: None,
+            }))
         })
         .await
     }
@@ -592,18 +532,11 @@ impl TransactionalKv for Handler {
                     .await
             }
             .await;
-            match result {
-                Ok(value) => gen::SetVersionstampedValueResponse {
-                    generated_value: Bytes::from(value),
-                    success: true,
-                    error: None,
-                },
-                Err(e) => gen::SetVersionstampedValueResponse {
-                    generated_value: Bytes::new(),
-                    success: false,
-                    error: msg(&e),
-                },
-            }
+            answer(result.map(|value| gen::SetVersionstampedValueResponse {
+                generated_value: Bytes::from(value),
+                success: true,
+                error: None,
+            }))
         })
         .await
     }
@@ -628,16 +561,10 @@ impl TransactionalKv for Handler {
                 target,
             )
         })();
-        Ok(match result {
-            Ok(()) => gen::FaultInjectionResponse {
-                success: true,
-                error: None,
-            },
-            Err(e) => gen::FaultInjectionResponse {
-                success: false,
-                error: msg(&e),
-            },
-        })
+        Ok(answer(result.map(|()| gen::FaultInjectionResponse {
+            success: true,
+            error: None,
+        })))
     }
 
     async fn ping(&self, req: gen::PingRequest) -> Reply<gen::PingResponse> {
@@ -725,20 +652,22 @@ impl TransactionalKv for Handler {
                 node_info: Some(node),
                 error: None,
             },
-            None => gen::GetNodeInfoResponse {
-                success: false,
-                node_info: None,
-                error: Some(FastStr::from(format!(
-                    "INVALID_ARGUMENT: node_id: no member with id {} (members: {})",
-                    req.node_id.unwrap_or_default(),
-                    cluster
-                        .members
-                        .iter()
-                        .map(|m| m.id.to_string())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ))),
-            },
+            None => gen::GetNodeInfoResponse::failure(
+                ServiceError::argument(
+                    "node_id",
+                    format!(
+                        "no member with id {} (members: {})",
+                        req.node_id.unwrap_or_default(),
+                        cluster
+                            .members
+                            .iter()
+                            .map(|m| m.id.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+                .into(),
+            ),
         })
     }
 }
