@@ -42,6 +42,7 @@
 mod client;
 mod database;
 mod error;
+mod overlay;
 mod retry;
 mod router;
 mod transaction;

@@ -8,7 +8,7 @@
 //!   set/delete/clear_range/… ─▶ operations ─┴─▶ commit ─▶ atomicCommit(rv, ops, ranges, token)
 //! ```
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use dolmen_api::gen;
@@ -16,6 +16,7 @@ use pilota::Bytes;
 
 use crate::database::{Database, Lane};
 use crate::error::Error;
+use crate::overlay::{key_after, Local, Overlay};
 use crate::retry::Backoff;
 
 /// Length of a versionstamp: 8-byte big-endian commit version + 2-byte big-endian order.
@@ -46,32 +47,6 @@ impl Committed {
 /// The position of a versionstamped operation within its commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpIndex(u16);
-
-/// Buffered writes of one column family, for read-your-writes.
-#[derive(Debug, Default)]
-struct Overlay {
-    /// `Some(value)` = set, `None` = deleted.
-    keys: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    /// Cleared `[begin, end)` ranges (keys set after a clear live in `keys`).
-    clears: Vec<(Vec<u8>, Vec<u8>)>,
-    /// Keys whose value is a pending versionstamped value: unknown until commit.
-    unreadable: Vec<Vec<u8>>,
-}
-
-impl Overlay {
-    fn cleared(&self, key: &[u8]) -> bool {
-        self.clears
-            .iter()
-            .any(|(b, e)| b.as_slice() <= key && key < e.as_slice())
-    }
-}
-
-/// What a buffered write answers for a key.
-enum Local {
-    Value(Option<Vec<u8>>),
-    Unreadable,
-    Miss,
-}
 
 #[derive(Debug)]
 struct State {
@@ -122,12 +97,6 @@ impl Drop for Inner {
 #[derive(Debug, Clone)]
 pub struct Transaction {
     inner: Arc<Inner>,
-}
-
-fn key_after(key: &[u8]) -> Vec<u8> {
-    let mut k = key.to_vec();
-    k.push(0);
-    k
 }
 
 fn cf_bytes(cf: &str) -> Option<Bytes> {
@@ -189,19 +158,10 @@ impl Transaction {
     }
 
     fn local(&self, cf: &str, key: &[u8]) -> Local {
-        let state = self.state();
-        let Some(overlay) = state.overlay.get(cf) else {
-            return Local::Miss;
-        };
-        if overlay.unreadable.iter().any(|k| k == key) {
-            Local::Unreadable
-        } else if let Some(v) = overlay.keys.get(key) {
-            Local::Value(v.clone())
-        } else if overlay.cleared(key) {
-            Local::Value(None)
-        } else {
-            Local::Miss
-        }
+        self.state()
+            .overlay
+            .get(cf)
+            .map_or(Local::Miss, |overlay| overlay.local(key))
     }
 
     async fn read(&self, key: &[u8], conflict: bool) -> Result<Option<Vec<u8>>, Error> {
@@ -269,100 +229,46 @@ impl Transaction {
         limit: usize,
     ) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
         let rv = self.read_version().await?;
-        let (cf, local, clears) = {
+        let (cf, mut merge) = {
             let state = self.state();
             let cf = state.cf.clone();
-            let (local, clears) = match state.overlay.get(&cf) {
-                Some(o) => {
-                    if let Some(k) = o
-                        .unreadable
-                        .iter()
-                        .find(|k| begin <= k.as_slice() && k.as_slice() < end)
-                    {
-                        return Err(Error::Usage {
-                            message: format!(
-                                "range holds key {k:?} with a pending versionstamped value"
-                            ),
-                        });
-                    }
-                    let local: Vec<(Vec<u8>, Option<Vec<u8>>)> = o
-                        .keys
-                        .iter()
-                        .filter(|(k, _)| begin <= k.as_slice() && k.as_slice() < end)
-                        .map(|(k, v)| (k.clone(), v.clone()))
-                        .collect();
-                    (local, o.clears.clone())
-                }
-                None => (Vec::new(), Vec::new()),
+            let merge = match state.overlay.get(&cf) {
+                Some(o) => o.range(begin, end, limit, RANGE_PAGE),
+                None => Overlay::default().range(begin, end, limit, RANGE_PAGE),
             };
-            (cf, local, clears)
+            let merge = merge.map_err(|k| Error::Usage {
+                message: format!("range holds key {k:?} with a pending versionstamped value"),
+            })?;
+            (cf, merge)
         };
-        let cleared = |key: &[u8]| {
-            clears
-                .iter()
-                .any(|(b, e)| b.as_slice() <= key && key < e.as_slice())
-        };
-        let page = if limit == 0 {
-            RANGE_PAGE
-        } else {
-            limit.min(RANGE_PAGE)
-        };
-        let page = i32::try_from(page).unwrap_or(i32::MAX);
         let router = &self.inner.db.inner.router;
-        let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
-        let mut cursor = begin.to_vec();
-        let mut inclusive = true;
-        let mut truncated = false;
-        if begin < end {
-            loop {
-                let (pairs, more) = router
-                    .read(|c| {
-                        let (cf, cursor, end) = (cf.clone(), cursor.clone(), end.to_vec());
-                        async move {
-                            c.snapshot_range(&cf, (&cursor, inclusive), &end, page, rv)
-                                .await
-                        }
-                    })
-                    .await?;
-                // This page covers keys from the cursor up to `high` (inclusive), or to `end`.
-                let high = if more {
-                    pairs.last().map(|(k, _)| k.to_vec())
-                } else {
-                    None
-                };
-                let mut merged: BTreeMap<Vec<u8>, Vec<u8>> = pairs
+        while let Some(page) = merge.next_page() {
+            let (pairs, more) = router
+                .read(|c| {
+                    let (cf, page) = (cf.clone(), page.clone());
+                    async move {
+                        c.snapshot_range(
+                            &cf,
+                            (&page.cursor, page.inclusive),
+                            &page.end,
+                            page.limit,
+                            rv,
+                        )
+                        .await
+                    }
+                })
+                .await?;
+            merge.absorb(
+                pairs
                     .into_iter()
                     .map(|(k, v)| (k.to_vec(), v.to_vec()))
-                    .filter(|(k, _)| !cleared(k) && !local.iter().any(|(l, _)| l == k))
-                    .collect();
-                for (k, v) in &local {
-                    let after_cursor = if inclusive { *k >= cursor } else { *k > cursor };
-                    let before_high = high.as_ref().is_none_or(|h| k <= h);
-                    if let (true, true, Some(v)) = (after_cursor, before_high, v) {
-                        merged.insert(k.clone(), v.clone());
-                    }
-                }
-                out.extend(merged);
-                if limit > 0 && out.len() >= limit {
-                    truncated = out.len() > limit || high.is_some();
-                    out.truncate(limit);
-                    break;
-                }
-                match high {
-                    Some(h) => {
-                        cursor = h;
-                        inclusive = false;
-                    }
-                    None => break,
-                }
-            }
+                    .collect(),
+                more,
+            );
         }
-        let conflict_end = match out.last() {
-            Some((k, _)) if truncated => key_after(k),
-            _ => end.to_vec(),
-        };
-        if begin < conflict_end.as_slice() {
-            self.add_read_conflict_range(begin, &conflict_end);
+        let (out, conflict) = merge.finish();
+        if let Some((conflict_begin, conflict_end)) = conflict {
+            self.add_read_conflict_range(&conflict_begin, &conflict_end);
         }
         Ok(out)
     }
@@ -388,32 +294,19 @@ impl Transaction {
     /// Buffers a write of `value` at `key`.
     pub fn set(&self, key: &[u8], value: &[u8]) {
         self.push(b"set", key, Some(value));
-        self.overlay_mut(|o| {
-            o.unreadable.retain(|k| k != key);
-            o.keys.insert(key.to_vec(), Some(value.to_vec()));
-        });
+        self.overlay_mut(|o| o.set(key, value));
     }
 
     /// Buffers a delete of `key`.
     pub fn delete(&self, key: &[u8]) {
         self.push(b"delete", key, None);
-        self.overlay_mut(|o| {
-            o.unreadable.retain(|k| k != key);
-            o.keys.insert(key.to_vec(), None);
-        });
+        self.overlay_mut(|o| o.delete(key));
     }
 
     /// Buffers a delete of every key in `[begin, end)` (Dolmen's `clear_range` operation).
     pub fn clear_range(&self, begin: &[u8], end: &[u8]) {
         self.push(b"clear_range", begin, Some(end));
-        self.overlay_mut(|o| {
-            o.unreadable
-                .retain(|k| !(begin <= k.as_slice() && k.as_slice() < end));
-            // (`retain`, not `BTreeMap::range`: the latter panics on an inverted range.)
-            o.keys
-                .retain(|k, _| !(begin <= k.as_slice() && k.as_slice() < end));
-            o.clears.push((begin.to_vec(), end.to_vec()));
-        });
+        self.overlay_mut(|o| o.clear_range(begin, end));
     }
 
     fn op_index(index: usize) -> Result<OpIndex, Error> {
@@ -462,10 +355,7 @@ impl Transaction {
         Self::check_stamp_buffer("value buffer", value_buffer)?;
         let index = Self::op_index(self.state().operations.len())?;
         self.push(b"SET_VERSIONSTAMPED_VALUE", key, Some(value_buffer));
-        self.overlay_mut(|o| {
-            o.keys.remove(key);
-            o.unreadable.push(key.to_vec());
-        });
+        self.overlay_mut(|o| o.set_versionstamped_value(key));
         Ok(index)
     }
 
