@@ -117,9 +117,9 @@ pub enum ClusterError {
         /// The node.
         node: usize,
         /// From its spec.
-        expected: (u64, std::net::SocketAddr, std::net::SocketAddr),
+        expected: Box<Ready>,
         /// From its readiness line.
-        announced: (u64, std::net::SocketAddr, std::net::SocketAddr),
+        announced: Box<Ready>,
         /// The end of its log.
         tail: String,
     },
@@ -139,7 +139,7 @@ pub enum ClusterError {
         node: usize,
         /// The client's error.
         #[source]
-        source: AdminError,
+        source: Box<AdminError>,
     },
     /// Not ready (`GET /ready` = 200) in time.
     #[error(
@@ -366,17 +366,16 @@ impl LocalCluster {
                 return Err(ClusterError::Process { node: i, source });
             }
         };
-        let expected = (
-            u64::try_from(i).unwrap_or(u64::MAX),
-            m.spec.addrs.thrift,
-            m.spec.addrs.admin,
-        );
-        let announced = (ready.node_id, ready.thrift, ready.admin);
-        if announced != expected {
+        let expected = Ready {
+            node_id: u64::try_from(i).unwrap_or(u64::MAX),
+            thrift: m.spec.addrs.thrift,
+            admin: m.spec.addrs.admin,
+        };
+        if ready != expected {
             return Err(ClusterError::WrongAnnouncement {
                 node: i,
-                expected,
-                announced,
+                expected: Box::new(expected),
+                announced: Box::new(ready),
                 tail: self.log_tail(i, TAIL_LINES),
             });
         }
@@ -590,7 +589,10 @@ impl LocalCluster {
     pub fn status(&self, i: usize) -> Result<NodeStatus, ClusterError> {
         self.admin(i)?
             .status()
-            .map_err(|source| ClusterError::Admin { node: i, source })
+            .map_err(|source| ClusterError::Admin {
+                node: i,
+                source: Box::new(source),
+            })
     }
 
     /// `GET /state/digest?version=V` of node `i`: a checksum of all user data visible at `V`.
@@ -605,7 +607,10 @@ impl LocalCluster {
         } = self
             .admin(i)?
             .digest(Some(version))
-            .map_err(|source| ClusterError::Admin { node: i, source })?;
+            .map_err(|source| ClusterError::Admin {
+                node: i,
+                source: Box::new(source),
+            })?;
         if got != version {
             return Err(ClusterError::DigestVersion {
                 node: i,
