@@ -114,14 +114,18 @@ pub struct BenchArgs {
 /// A flag value that would make a run meaningless (exit code 2); the message names the flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 enum ArgsError {
+    /// A `--clients` count of 0.
     #[error("--clients: each count must be at least 1")]
-    ZeroClients,
+    Clients,
+    /// `--keys 0`.
     #[error("--keys must be at least 1")]
-    ZeroKeys,
+    Keys,
+    /// `--duration 0`.
     #[error("--duration must be at least 1 second")]
-    ZeroDuration,
+    Duration,
+    /// `--ops 0`.
     #[error("--ops must be at least 1")]
-    ZeroOps,
+    Ops,
 }
 
 impl BenchArgs {
@@ -145,16 +149,16 @@ impl BenchArgs {
     /// Rejects values that would make a run meaningless, naming the flag.
     fn check(&self) -> Result<(), ArgsError> {
         if self.clients.contains(&0) {
-            return Err(ArgsError::ZeroClients);
+            return Err(ArgsError::Clients);
         }
         if self.keys == 0 {
-            return Err(ArgsError::ZeroKeys);
+            return Err(ArgsError::Keys);
         }
         if self.duration == Some(0) {
-            return Err(ArgsError::ZeroDuration);
+            return Err(ArgsError::Duration);
         }
         if self.ops == Some(0) {
-            return Err(ArgsError::ZeroOps);
+            return Err(ArgsError::Ops);
         }
         Ok(())
     }
@@ -363,18 +367,10 @@ mod tests {
     #[test]
     fn zero_counts_are_rejected_naming_the_flag() {
         for (argv, flag, want) in [
-            (
-                &["--clients", "1,0"][..],
-                "--clients",
-                ArgsError::ZeroClients,
-            ),
-            (&["--keys", "0"][..], "--keys", ArgsError::ZeroKeys),
-            (
-                &["--duration", "0"][..],
-                "--duration",
-                ArgsError::ZeroDuration,
-            ),
-            (&["--ops", "0"][..], "--ops", ArgsError::ZeroOps),
+            (&["--clients", "1,0"][..], "--clients", ArgsError::Clients),
+            (&["--keys", "0"][..], "--keys", ArgsError::Keys),
+            (&["--duration", "0"][..], "--duration", ArgsError::Duration),
+            (&["--ops", "0"][..], "--ops", ArgsError::Ops),
         ] {
             let args = parse(argv).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(args.check(), Err(want), "{argv:?}");
