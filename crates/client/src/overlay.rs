@@ -8,6 +8,10 @@
 //! ```
 
 use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// A key and its value.
+pub(crate) type KeyValue = (Vec<u8>, Vec<u8>);
 
 /// Buffered writes of one column family.
 #[derive(Clone, Debug, Default)]
@@ -148,7 +152,7 @@ pub(crate) struct RangeMerge {
     /// Keys asked per page.
     page: i32,
     /// The merged keys so far.
-    out: Vec<(Vec<u8>, Vec<u8>)>,
+    out: Vec<KeyValue>,
     /// Where the next page starts.
     cursor: Vec<u8>,
     inclusive: bool,
@@ -170,7 +174,7 @@ impl RangeMerge {
 
     /// Merges the page answering [`RangeMerge::next_page`]: its `pairs` and whether more keys
     /// follow it in the range.
-    pub(crate) fn absorb(&mut self, pairs: Vec<(Vec<u8>, Vec<u8>)>, more: bool) {
+    pub(crate) fn absorb(&mut self, pairs: Vec<KeyValue>, more: bool) {
         // This page covers keys from the cursor up to `high` (inclusive), or to `end`.
         let high = if more {
             pairs.last().map(|(k, _)| k.clone())
@@ -211,12 +215,12 @@ impl RangeMerge {
 
     /// The merged keys, ascending, and the read conflict range `[begin, end)` they depend on
     /// (`None` when empty): up to just after the last key when the limit cut the read short.
-    pub(crate) fn finish(self) -> (Vec<(Vec<u8>, Vec<u8>)>, Option<(Vec<u8>, Vec<u8>)>) {
+    pub(crate) fn finish(self) -> (Vec<KeyValue>, Option<Range<Vec<u8>>>) {
         let conflict_end = match self.out.last() {
             Some((k, _)) if self.truncated => key_after(k),
             _ => self.end,
         };
-        let conflict = (self.begin < conflict_end).then_some((self.begin, conflict_end));
+        let conflict = (self.begin < conflict_end).then_some(self.begin..conflict_end);
         (self.out, conflict)
     }
 }

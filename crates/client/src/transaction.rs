@@ -267,8 +267,8 @@ impl Transaction {
             );
         }
         let (out, conflict) = merge.finish();
-        if let Some((conflict_begin, conflict_end)) = conflict {
-            self.add_read_conflict_range(&conflict_begin, &conflict_end);
+        if let Some(conflict) = conflict {
+            self.add_read_conflict_range(&conflict.start, &conflict.end);
         }
         Ok(out)
     }

@@ -93,10 +93,7 @@ fn overlay(writes: &[Write]) -> Overlay {
 }
 
 /// `snapshotGetRange` over `snapshot`: `has_more` when another key of the range follows the page.
-fn serve(
-    snapshot: &BTreeMap<Vec<u8>, Vec<u8>>,
-    page: &PageRequest,
-) -> (Vec<(Vec<u8>, Vec<u8>)>, bool) {
+fn serve(snapshot: &BTreeMap<Vec<u8>, Vec<u8>>, page: &PageRequest) -> (Vec<KeyValue>, bool) {
     let mut pairs: Vec<_> = snapshot
         .iter()
         .filter(|(k, _)| {
@@ -198,7 +195,7 @@ proptest! {
         };
         match conflict {
             None => prop_assert!(begin >= needed_end, "no conflict range recorded"),
-            Some((b, e)) => {
+            Some(Range { start: b, end: e }) => {
                 prop_assert_eq!(&b, &begin);
                 prop_assert!(e >= needed_end && e <= end, "conflict end {:?}, needed {:?}", e, needed_end);
             }
