@@ -155,10 +155,11 @@ fn grow_shrink_transfer_and_replace_under_load_lose_nothing() {
         "expected exit code 1 and a short refusal naming node 3, got {code:?}: {stderr}"
     );
     println!("transfer to a stopped voter: {}", stderr.trim());
-    // Only followers given: refused (exit 1), naming the reason.
-    let follower = c.admin_endpoint(0).to_string();
+    // Only a follower given: refused (exit 1), naming the reason. (Node 99 is no member: were
+    // the follower the leader by now, the removal would be a harmless `unchanged`.)
+    let follower = c.admin_endpoint(c.followers()[0]).to_string();
     let (code, stderr) =
-        dolmen_cluster(&c, &["remove-node", "--id", "3", "--endpoints", &follower]);
+        dolmen_cluster(&c, &["remove-node", "--id", "99", "--endpoints", &follower]);
     assert!(
         code == Some(1) && stderr.contains("no endpoint is the leader"),
         "expected exit code 1 from a follower alone, got {code:?}: {stderr}"
@@ -172,7 +173,7 @@ fn grow_shrink_transfer_and_replace_under_load_lose_nothing() {
             .unwrap_or_else(|e| c.fail(&format!("probe port: {e}")))
             .to_string()
     };
-    let (code, stderr) = dolmen_cluster(&c, &["remove-node", "--id", "3", "--endpoints", &closed]);
+    let (code, stderr) = dolmen_cluster(&c, &["remove-node", "--id", "99", "--endpoints", &closed]);
     assert!(
         code == Some(3) && stderr.contains("cannot reach the admin API"),
         "expected exit code 3 with no node listening, got {code:?}: {stderr}"
