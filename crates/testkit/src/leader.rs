@@ -65,7 +65,11 @@ mod tests {
             (1, status(1, "leader", 2, Some(1))),
             (2, status(2, "follower", 2, None)),
         ];
-        assert_eq!(leader_of(&alone, 3), None, "one of three voters is no majority");
+        assert_eq!(
+            leader_of(&alone, 3),
+            None,
+            "one of three voters is no majority"
+        );
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use std::fmt::Write as _;
 
-use crate::check::{ms, push_capped};
 use super::prepare::{Kind, Op, Prepared, Val, ABSENT};
 use super::search::{DeadEnd, Search};
+use crate::check::{ms, push_capped};
 use crate::history::{RegisterCall, RegisterOp, RegisterOutcome};
 
 impl Search<'_> {

@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use crate::check::ms;
 use super::Stats;
+use crate::check::ms;
 use crate::history::{Nanos, RegisterCall, RegisterOp, RegisterOutcome};
 
 /// A register value, interned per key: 0 is "absent", `i > 0` is the `i`-th distinct value.

@@ -4,9 +4,9 @@
 
 use std::time::Instant;
 
-use crate::check::{Limits, MAX_LISTED};
 use super::cache::Cache;
 use super::prepare::{Kind, Prepared, Val, ABSENT};
+use crate::check::{Limits, MAX_LISTED};
 use crate::history::Nanos;
 
 /// How many operations of the longest linearizable prefix a violation shows (its tail).
