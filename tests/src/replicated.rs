@@ -18,6 +18,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use dolmen_admin::{MembershipOutcome, NodeStatus};
 use dolmen_testkit::render::{self, replicated_node};
 use dolmen_testkit::{ClusterError, Config, LocalCluster, NodeAddrs, NodeFiles, NodeSpec, Stopped};
 use tempfile::TempDir;
@@ -252,24 +253,26 @@ impl ReplicatedCluster {
         self.nodes.wipe(i).unwrap_or_else(|e| panic!("{e}"));
     }
 
-    /// `POST path` on the leader's admin API; the answer's `outcome`, or the error text.
+    /// A membership call on the current leader's admin API.
     fn leader_call(
         &self,
         call: impl FnOnce(
             &dolmen_admin::blocking::AdminClient,
-        ) -> Result<String, dolmen_admin::AdminError>,
-    ) -> Result<String, String> {
+        ) -> Result<MembershipOutcome, dolmen_admin::AdminError>,
+    ) -> Result<MembershipOutcome, ClusterError> {
         let leader = self.wait_for_leader(LEADER_TIMEOUT);
-        let admin = self.nodes.admin(leader).map_err(|e| e.to_string())?;
-        call(&admin).map_err(|e| e.to_string())
+        let admin = self.nodes.admin(leader)?;
+        call(&admin).map_err(|source| ClusterError::Admin {
+            node: leader,
+            source: Box::new(source),
+        })
     }
 
-    /// Adds node `i` (which must be running) to the membership through the leader; returns
-    /// the outcome as JSON text (`"changed"` or `"unchanged"`, quotes included).
+    /// Adds node `i` (which must be running) to the membership through the leader.
     ///
     /// # Errors
-    /// The leader's refusal or the transport error, as text (the membership suite reads it).
-    pub fn add_member(&self, i: usize) -> Result<String, String> {
+    /// The leader's refusal (with its status and code) or the transport error.
+    pub fn add_member(&self, i: usize) -> Result<MembershipOutcome, ClusterError> {
         let a = self.spec(i).addrs;
         let node = dolmen_admin::AddNode {
             id: i as u64,
@@ -278,25 +281,25 @@ impl ReplicatedCluster {
             admin_addr: a.admin.to_string(),
         };
         self.mark(i, "add-node");
-        self.leader_call(|admin| admin.add_node(&node).map(outcome_text))
+        self.leader_call(|admin| admin.add_node(&node))
     }
 
     /// Removes node `i` from the membership through the leader.
     ///
     /// # Errors
     /// As [`Self::add_member`].
-    pub fn remove_member(&self, i: usize) -> Result<String, String> {
+    pub fn remove_member(&self, i: usize) -> Result<MembershipOutcome, ClusterError> {
         self.mark(i, "remove-node");
-        self.leader_call(|admin| admin.remove_node(i as u64).map(outcome_text))
+        self.leader_call(|admin| admin.remove_node(i as u64))
     }
 
     /// Hands leadership to node `to` through the current leader.
     ///
     /// # Errors
     /// As [`Self::add_member`].
-    pub fn transfer_leader(&self, to: usize) -> Result<String, String> {
+    pub fn transfer_leader(&self, to: usize) -> Result<MembershipOutcome, ClusterError> {
         self.mark(to, "transfer-leader to this node");
-        self.leader_call(|admin| admin.transfer_leader(to as u64).map(outcome_text))
+        self.leader_call(|admin| admin.transfer_leader(to as u64))
     }
 
     /// The nodes' `[consensus] election_timeout_ms`.
@@ -439,20 +442,19 @@ impl ReplicatedCluster {
         )
     }
 
-    /// `GET /status` of node `i` as JSON (the wire names of `dolmen_admin::NodeStatus`).
+    /// `GET /status` of node `i`.
     ///
     /// # Errors
     /// When the node does not answer 200 with a status within the admin timeout.
-    pub fn try_status(&self, i: usize) -> Result<serde_json::Value, ClusterError> {
-        let s = self.nodes.status(i)?;
-        Ok(serde_json::to_value(s).expect("a NodeStatus serializes to JSON"))
+    pub fn try_status(&self, i: usize) -> Result<NodeStatus, ClusterError> {
+        self.nodes.status(i)
     }
 
     /// `GET /status` of node `i`.
     ///
     /// # Panics
     /// When the node does not answer, with every node's log tail.
-    pub fn status(&self, i: usize) -> serde_json::Value {
+    pub fn status(&self, i: usize) -> NodeStatus {
         self.try_status(i)
             .unwrap_or_else(|e| self.fail(&format!("expected /status of node {i}: {e}")))
     }
@@ -684,9 +686,6 @@ impl Drop for ReplicatedCluster {
 }
 
 /// An admin outcome as the JSON text the membership suite compares (`"changed"`).
-fn outcome_text(outcome: dolmen_admin::MembershipOutcome) -> String {
-    format!("\"{}\"", outcome.as_str())
-}
 
 /// Polls `done` every [`POLL`] until it returns true (→ true) or `timeout` passes (→ false).
 pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {

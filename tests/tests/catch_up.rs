@@ -23,16 +23,19 @@ fn restarted_node_catches_up_by_snapshot() {
         .set("mvcc", "retention_window_ms", 600_000)
         .start();
     c.wait_for_leader(LEADER_TIMEOUT);
-    let last_log = |s: &serde_json::Value| s["raft"]["last_log"].as_u64();
-    let before_stop = last_log(&c.status(LAGGARD))
+    let before_stop = c
+        .status(LAGGARD)
+        .raft
+        .map(|r| r.last_log)
         .unwrap_or_else(|| c.fail("expected raft.last_log in node 2's /status"));
     c.stop(LAGGARD);
     let leader = c.wait_for_leader(LEADER_TIMEOUT);
     // What the leader knows node 2 has; at most a few entries beyond what we sampled.
-    let matched = c.status(leader)["raft"]["members"]
-        .as_array()
-        .and_then(|ms| ms.iter().find(|m| m["id"].as_u64() == Some(2)))
-        .and_then(|m| m["matched"].as_u64())
+    let matched = c
+        .status(leader)
+        .raft
+        .and_then(|r| r.members.into_iter().find(|m| m.id == LAGGARD as u64))
+        .and_then(|m| m.matched)
         .unwrap_or(0);
     let laggard_last = before_stop.max(matched);
 
@@ -64,7 +67,7 @@ fn restarted_node_catches_up_by_snapshot() {
         purged = live
             .iter()
             .filter_map(|&i| c.try_status(i).ok())
-            .filter_map(|s| s["raft"]["purged"].as_u64())
+            .filter_map(|s| s.raft.map(|r| r.purged))
             .max()
             .unwrap_or(0);
         purged > laggard_last
@@ -84,7 +87,7 @@ fn restarted_node_catches_up_by_snapshot() {
         installed = c
             .try_status(LAGGARD)
             .ok()
-            .and_then(|s| s["raft"]["snapshots_installed"].as_u64())
+            .and_then(|s| s.raft.map(|r| r.snapshots_installed))
             .unwrap_or(0);
         installed >= 1
     }) {
