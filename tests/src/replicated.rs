@@ -685,8 +685,6 @@ impl Drop for ReplicatedCluster {
     }
 }
 
-/// An admin outcome as the JSON text the membership suite compares (`"changed"`).
-
 /// Polls `done` every [`POLL`] until it returns true (→ true) or `timeout` passes (→ false).
 pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
