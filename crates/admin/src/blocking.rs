@@ -1,9 +1,8 @@
 //! A blocking facade over [`crate::AdminClient`] for synchronous callers (the test harness):
 //! the same methods, each run to completion on one small runtime shared by the process.
-//!
-//! # Panics
-//! A blocking call made on a thread that is already inside a tokio runtime panics (tokio's
-//! rule); async callers use [`crate::AdminClient`].
+//! A call made on a thread that is inside a tokio runtime (an async test driving the
+//! synchronous harness) blocks that thread, as a plain socket call would; async code that can
+//! `.await` uses [`crate::AdminClient`] instead.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -36,8 +35,20 @@ fn runtime() -> Result<&'static tokio::runtime::Runtime, AdminError> {
         })
 }
 
-fn block_on<T>(call: impl Future<Output = Result<T, AdminError>>) -> Result<T, AdminError> {
-    runtime()?.block_on(call)
+fn block_on<T: Send>(
+    call: impl Future<Output = Result<T, AdminError>> + Send,
+) -> Result<T, AdminError> {
+    let runtime = runtime()?;
+    if tokio::runtime::Handle::try_current().is_err() {
+        return runtime.block_on(call);
+    }
+    // Tokio refuses `block_on` on a thread that drives a runtime, so a scoped thread runs the
+    // call and this one waits for it.
+    std::thread::scope(|s| s.spawn(|| runtime.block_on(call)).join()).unwrap_or_else(|_| {
+        Err(AdminError::Runtime {
+            reason: "the thread running the admin call panicked".to_owned(),
+        })
+    })
 }
 
 /// A blocking client of one node's admin API; see [`crate::AdminClient`] for each call.
@@ -182,7 +193,7 @@ impl AdminClient {
     ///
     /// # Errors
     /// As [`crate::AdminClient::json`].
-    pub fn json<T: DeserializeOwned>(
+    pub fn json<T: DeserializeOwned + Send>(
         &self,
         method: Method,
         path: &str,
