@@ -122,13 +122,6 @@ impl AdminError {
     }
 }
 
-/// For callers whose errors are text (test harness helpers): the message.
-impl From<AdminError> for String {
-    fn from(e: AdminError) -> Self {
-        e.to_string()
-    }
-}
-
 /// The error and its causes on one line (`a: b: c`), for [`AdminError::Unreachable`].
 pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();

@@ -62,13 +62,6 @@ pub enum ReadError {
     },
 }
 
-/// Suites that return `Result<_, String>` use `?` on [`try_connect`].
-impl From<ReadError> for String {
-    fn from(e: ReadError) -> String {
-        e.to_string()
-    }
-}
-
 /// What a write's answer says about its effect (WIRE §4, docs/replication.md invariant 9).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
