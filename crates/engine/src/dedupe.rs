@@ -23,11 +23,10 @@ pub(crate) fn encode_entry(sequence: u64, outcome: &Outcome) -> Result<Vec<u8>, 
 
 /// Decodes a value written by [`encode_entry`]: `(sequence, outcome)`.
 pub(crate) fn decode_entry(bytes: &[u8]) -> Result<(u64, Outcome), DecodeError> {
-    let mut r = Reader::new("dedupe entry", bytes)?;
-    let sequence = r.u64("sequence")?;
-    let outcome = encoding::read_outcome(&mut r)?;
-    r.finish()?;
-    Ok((sequence, outcome))
+    Reader::whole("dedupe entry", bytes, |r| {
+        let sequence = r.u64("sequence")?;
+        Ok((sequence, encoding::read_outcome(r)?))
+    })
 }
 
 /// Whether a retry of a commit should get `outcome` back: `Rejected` is recomputed from the

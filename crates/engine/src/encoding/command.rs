@@ -23,10 +23,7 @@ pub fn encode_command(command: &Command) -> Result<Vec<u8>, EncodeError> {
 
 /// Decodes a value written by [`encode_command`].
 pub fn decode_command(bytes: &[u8]) -> Result<Command, DecodeError> {
-    let mut r = Reader::new("command", bytes)?;
-    let command = read_command(&mut r)?;
-    r.finish()?;
-    Ok(command)
+    Reader::whole("command", bytes, read_command)
 }
 
 /// Writes the command body (no version byte): the payload of a log entry.

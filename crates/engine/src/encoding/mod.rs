@@ -230,6 +230,18 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// Reads one whole value of kind `what`: the version byte, then `read`, then nothing more.
+    pub fn whole<T>(
+        what: &'static str,
+        bytes: &'a [u8],
+        read: impl FnOnce(&mut Reader<'a>) -> Result<T, DecodeError>,
+    ) -> Result<T, DecodeError> {
+        let mut r = Reader::new(what, bytes)?;
+        let value = read(&mut r)?;
+        r.finish()?;
+        Ok(value)
+    }
+
     /// The kind of value being read.
     pub fn what(&self) -> &'static str {
         self.what

@@ -26,10 +26,7 @@ pub fn encode_outcome(outcome: &Outcome) -> Result<Vec<u8>, EncodeError> {
 
 /// Decodes a value written by [`encode_outcome`].
 pub fn decode_outcome(bytes: &[u8]) -> Result<Outcome, DecodeError> {
-    let mut r = Reader::new("outcome", bytes)?;
-    let outcome = read_outcome(&mut r)?;
-    r.finish()?;
-    Ok(outcome)
+    Reader::whole("outcome", bytes, read_outcome)
 }
 
 /// Writes the outcome body (no version byte).

@@ -131,16 +131,16 @@ pub fn encode_entry(entry: &Entry) -> io::Result<Vec<u8>> {
 
 /// Decodes a `raft_log` value written by [`encode_entry`].
 pub fn decode_entry(bytes: &[u8]) -> io::Result<Entry> {
-    let mut r = Reader::new("raft_log entry", bytes)?;
-    let log_id = read_log_id(&mut r)?;
-    let payload = match r.u8("payload tag")? {
-        PAYLOAD_BLANK => EntryPayload::Blank,
-        PAYLOAD_COMMAND => EntryPayload::Normal(enc::read_command(&mut r)?),
-        PAYLOAD_MEMBERSHIP => EntryPayload::Membership(read_membership(&mut r)?),
-        tag => return Err(r.unknown_tag("payload tag", tag).into()),
-    };
-    r.finish()?;
-    Ok(Entry { log_id, payload })
+    Ok(Reader::whole("raft_log entry", bytes, |r| {
+        let log_id = read_log_id(r)?;
+        let payload = match r.u8("payload tag")? {
+            PAYLOAD_BLANK => EntryPayload::Blank,
+            PAYLOAD_COMMAND => EntryPayload::Normal(enc::read_command(r)?),
+            PAYLOAD_MEMBERSHIP => EntryPayload::Membership(read_membership(r)?),
+            tag => return Err(r.unknown_tag("payload tag", tag)),
+        };
+        Ok(Entry { log_id, payload })
+    })?)
 }
 
 /// Encodes a log id (`raft_state` `committed` and `last_purged`, `meta/raft/last_applied`).
@@ -152,10 +152,7 @@ pub fn encode_log_id(id: &LogId) -> Vec<u8> {
 
 /// Decodes a value written by [`encode_log_id`].
 pub fn decode_log_id(bytes: &[u8]) -> io::Result<LogId> {
-    let mut r = Reader::new("log id", bytes)?;
-    let id = read_log_id(&mut r)?;
-    r.finish()?;
-    Ok(id)
+    Ok(Reader::whole("log id", bytes, read_log_id)?)
 }
 
 /// Encodes a vote (`raft_state` `vote`).
@@ -169,15 +166,15 @@ pub fn encode_vote(vote: &Vote) -> Vec<u8> {
 
 /// Decodes a value written by [`encode_vote`].
 pub fn decode_vote(bytes: &[u8]) -> io::Result<Vote> {
-    let mut r = Reader::new("vote", bytes)?;
-    let term = r.u64("term")?;
-    let node_id = r.u64("node_id")?;
-    let committed = r.flag("committed flag")?;
-    r.finish()?;
-    Ok(Vote {
-        leader_id: LeaderId { term, node_id },
-        committed,
-    })
+    Ok(Reader::whole("vote", bytes, |r| {
+        let term = r.u64("term")?;
+        let node_id = r.u64("node_id")?;
+        let committed = r.flag("committed flag")?;
+        Ok(Vote {
+            leader_id: LeaderId { term, node_id },
+            committed,
+        })
+    })?)
 }
 
 /// Encodes a stored membership (the state machine's `raft/last_membership` meta value).
@@ -190,11 +187,10 @@ pub fn encode_stored_membership(stored: &StoredMembership) -> io::Result<Vec<u8>
 
 /// Decodes a value written by [`encode_stored_membership`].
 pub fn decode_stored_membership(bytes: &[u8]) -> io::Result<StoredMembership> {
-    let mut r = Reader::new("stored membership", bytes)?;
-    let log_id = read_opt_log_id(&mut r)?;
-    let membership = read_membership(&mut r)?;
-    r.finish()?;
-    Ok(StoredMembership::new(log_id, membership))
+    Ok(Reader::whole("stored membership", bytes, |r| {
+        let log_id = read_opt_log_id(r)?;
+        Ok(StoredMembership::new(log_id, read_membership(r)?))
+    })?)
 }
 
 /// Encodes a snapshot meta (the header of a snapshot file).
@@ -208,15 +204,15 @@ pub fn encode_snapshot_meta(meta: &SnapshotMeta) -> io::Result<Vec<u8>> {
 
 /// Decodes a value written by [`encode_snapshot_meta`].
 pub fn decode_snapshot_meta(bytes: &[u8]) -> io::Result<SnapshotMeta> {
-    let mut r = Reader::new("snapshot meta", bytes)?;
-    let last_log_id = read_opt_log_id(&mut r)?;
-    let membership_log_id = read_opt_log_id(&mut r)?;
-    let membership = read_membership(&mut r)?;
-    r.finish()?;
-    Ok(SnapshotMeta {
-        last_log_id,
-        last_membership: StoredMembership::new(membership_log_id, membership),
-    })
+    Ok(Reader::whole("snapshot meta", bytes, |r| {
+        let last_log_id = read_opt_log_id(r)?;
+        let membership_log_id = read_opt_log_id(r)?;
+        let membership = read_membership(r)?;
+        Ok(SnapshotMeta {
+            last_log_id,
+            last_membership: StoredMembership::new(membership_log_id, membership),
+        })
+    })?)
 }
 
 /// Encodes a membership on its own (snapshot metadata on the wire).
@@ -228,10 +224,7 @@ pub fn encode_membership(membership: &Membership) -> io::Result<Vec<u8>> {
 
 /// Decodes a value written by [`encode_membership`].
 pub fn decode_membership(bytes: &[u8]) -> io::Result<Membership> {
-    let mut r = Reader::new("membership", bytes)?;
-    let membership = read_membership(&mut r)?;
-    r.finish()?;
-    Ok(membership)
+    Ok(Reader::whole("membership", bytes, read_membership)?)
 }
 
 /// Encodes an engine command (a forwarded write): the engine's one command encoding.
