@@ -1,6 +1,8 @@
 //! The admin HTTP API of a Dolmen node, as types: the serde structs of every endpoint's
 //! request and answer ([`status`], [`ops`], [`faults`]), the refusal body ([`refusal`]), and
-//! the one client ([`AdminClient`], async; [`blocking::AdminClient`] for synchronous callers).
+//! the one client ([`AdminClient`], async; [`blocking::AdminClient`] for synchronous callers;
+//! feature `client`). Without that feature the crate is types and serde only: the Raft crate
+//! builds its statuses from these types, so a field is named once for producer and readers.
 //!
 //! ```text
 //!  server (axum handlers) ── serializes ──▶ JSON ◀── deserializes ── AdminClient
@@ -10,17 +12,23 @@
 //! The wire names are those of `docs/CONTRACTS.md` ("Admin HTTP API"); this crate depends on
 //! no server code, so clients build without RocksDB.
 
+#[cfg(feature = "client")]
 pub mod blocking;
+#[cfg(feature = "client")]
 mod client;
+#[cfg(feature = "client")]
 mod error;
 pub mod faults;
 pub mod ops;
 pub mod refusal;
 pub mod status;
 
+#[cfg(feature = "client")]
 pub use client::{AdminClient, RawAnswer, Readiness, DEFAULT_TIMEOUT};
+#[cfg(feature = "client")]
 pub use error::AdminError;
 pub use faults::{Rule, RuleAction, RuleError, RuleSet};
+#[cfg(feature = "client")]
 pub use hyper::Method;
 pub use ops::{
     AddNode, Digest, DigestQuery, InitOutcome, MembershipOutcome, Outcome, RemoveNode,

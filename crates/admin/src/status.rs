@@ -20,7 +20,7 @@ pub enum Role {
     Candidate,
     /// Replicates without voting.
     Learner,
-    /// The Raft core stopped (only in [`RaftStatus::role`]).
+    /// The Raft core stopped.
     Shutdown,
     /// Not known from here (the member did not answer).
     #[serde(other)]

@@ -22,9 +22,8 @@ pub mod types;
 pub use direct::{Direct, DirectOptions};
 pub use log_store::LogStore;
 pub use raft_node::{
-    BootstrapError, ClusterStatus, CoreStopped, ErrorKind, InitOutcome, MemberStatus,
-    MembershipError, MembershipOutcome, MembershipStep, NodeReport, RaftNode, RaftNodeError,
-    RaftNodeOptions, RaftStatus,
+    BootstrapError, CoreStopped, ErrorKind, InitOutcome, MembershipError, MembershipOutcome,
+    MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,
 };
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
 pub use replicator::{

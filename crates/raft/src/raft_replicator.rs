@@ -462,14 +462,10 @@ impl Shared {
             .probe(leader, &addr.peer_addr, self.election_timeout)
             .await;
         let Ok(info) = probe else { return };
-        let Ok(status) = serde_json::from_str::<crate::RaftStatus>(&info.status_json) else {
+        let Ok(status) = serde_json::from_str::<dolmen_admin::RaftStatus>(&info.status_json) else {
             return;
         };
-        let healths = status
-            .members
-            .iter()
-            .map(|m| (m.id, Health::from_wire(&m.health)))
-            .collect();
+        let healths = status.members.iter().map(|m| (m.id, m.health)).collect();
         *self.leader_view.lock() = Some((Instant::now(), healths));
     }
 }
@@ -507,13 +503,14 @@ pub(crate) fn follower_health(
 /// A follower more than this many entries behind the leader is `degraded`.
 const LAG_DEGRADED: u64 = 1000;
 
-fn role_of(state: ServerState) -> Role {
+/// This node's role from its Raft server state.
+pub(crate) fn role_of(state: ServerState) -> Role {
     match state {
         ServerState::Leader => Role::Leader,
         ServerState::Follower => Role::Follower,
         ServerState::Candidate => Role::Candidate,
         ServerState::Learner => Role::Learner,
-        ServerState::Shutdown => Role::Unknown,
+        ServerState::Shutdown => Role::Shutdown,
     }
 }
 

@@ -89,70 +89,9 @@ pub trait ReadGate: Send + Sync + 'static {
     fn applied_version(&self) -> Version;
 }
 
-/// A member's role in the replication group.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Role {
-    /// Orders writes.
-    Leader,
-    /// Replicates from the leader and votes.
-    Follower,
-    /// Campaigning for leadership.
-    Candidate,
-    /// Replicates without voting.
-    Learner,
-    /// Role not known (the member is not reachable from here).
-    Unknown,
-}
-
-/// A member's health as seen from this node (WIRE §3 statuses).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Health {
-    /// Reachable and caught up.
-    Healthy,
-    /// Reachable but lagging.
-    Degraded,
-    /// Not answering.
-    Unreachable,
-    /// No information yet.
-    Unknown,
-}
-
-impl Health {
-    /// The WIRE status string.
-    pub fn as_wire(self) -> &'static str {
-        match self {
-            Health::Healthy => "healthy",
-            Health::Degraded => "degraded",
-            Health::Unreachable => "unreachable",
-            Health::Unknown => "unknown",
-        }
-    }
-
-    /// Parses a WIRE status string; anything else is `Unknown`.
-    pub fn from_wire(s: &str) -> Self {
-        match s {
-            "healthy" => Health::Healthy,
-            "degraded" => Health::Degraded,
-            "unreachable" => Health::Unreachable,
-            _ => Health::Unknown,
-        }
-    }
-}
-
-/// One member as seen from this node.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MemberView {
-    /// The member's id.
-    pub id: NodeId,
-    /// Its client (Thrift) address, `host:port`.
-    pub client_addr: String,
-    /// Its role.
-    pub role: Role,
-    /// Its health.
-    pub health: Health,
-    /// When this node last heard from it, milliseconds since the Unix epoch (0 = never).
-    pub last_seen_unix_ms: i64,
-}
+/// A member's role, health and view: the same types the admin API serves (one vocabulary from
+/// the Raft core to `dolmen cluster status`).
+pub use dolmen_admin::{Health, MemberView, Role};
 
 /// Membership, leadership and terms as seen from this node.
 #[derive(Clone, Debug, PartialEq, Eq)]

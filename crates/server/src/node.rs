@@ -12,15 +12,18 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dolmen_engine::{Engine, EngineOptions, OpenError, Version};
+use dolmen_api::ServeError;
+use dolmen_config::EndpointError;
+use dolmen_engine::{Engine, EngineOptions, OpenError, StorageError, Version};
 use dolmen_raft::{
-    Direct, DirectOptions, NodeAddr, RaftNode, RaftNodeOptions, ReadConsistency, ReadGate,
-    ReadOptions, Replicator,
+    CoreStopped, Direct, DirectOptions, NodeAddr, RaftNode, RaftNodeError, RaftNodeOptions,
+    ReadConsistency, ReadGate, ReadOptions, Replicator,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConsistencyLevel, Mode};
+use crate::error::ServiceError;
 use crate::net_faults::NetworkFaults;
 use crate::service::{Service, ServiceOptions};
 
@@ -51,9 +54,43 @@ pub enum NodeError {
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
-    /// Anything else that stopped the node.
-    #[error("{0}")]
-    Runtime(String),
+    /// A bound listener's address could not be read.
+    #[error("cannot read a bound address: {0}")]
+    LocalAddr(std::io::Error),
+    /// `consensus.endpoints[index]` is not `host:port`.
+    #[error("consensus.endpoints[{index}]: {source}")]
+    Endpoint {
+        /// Which endpoint.
+        index: usize,
+        /// What is wrong with it.
+        source: EndpointError,
+    },
+    /// The standalone writer thread could not be spawned.
+    #[error("cannot start the writer thread: {0}")]
+    WriterThread(std::io::Error),
+    /// The Raft node could not start.
+    #[error(transparent)]
+    Raft(#[from] RaftNodeError),
+    /// The first version could not be written (standalone).
+    #[error("cannot write the initial version: {0}")]
+    InitialVersion(ServiceError),
+    /// A start-up or shutdown step panicked.
+    #[error("{step} panicked: {source}")]
+    Panicked {
+        /// What was running.
+        step: &'static str,
+        /// The panic, as the task reports it.
+        source: tokio::task::JoinError,
+    },
+    /// The Thrift server failed.
+    #[error("the Thrift server failed: {0}")]
+    Thrift(#[from] ServeError),
+    /// The Raft core stopped on a fatal error while the node was serving.
+    #[error(transparent)]
+    RaftStopped(#[from] CoreStopped),
+    /// The final flush of the memtables failed.
+    #[error("final flush failed: {0}")]
+    Flush(StorageError),
 }
 
 /// Addresses a started node listens on.
@@ -94,7 +131,10 @@ pub async fn run(
     };
     let engine = tokio::task::spawn_blocking(move || Engine::open(&engine_options))
         .await
-        .map_err(|e| NodeError::Runtime(format!("opening the database panicked: {e}")))??;
+        .map_err(|source| NodeError::Panicked {
+            step: "opening the database",
+            source,
+        })??;
     let engine = Arc::new(engine);
 
     let thrift_listener =
@@ -125,7 +165,7 @@ pub async fn run(
                     max_outstanding: config.consensus.max_outstanding_proposals.max(1),
                 },
             )
-            .map_err(|e| NodeError::Runtime(format!("cannot start the writer thread: {e}")))?,
+            .map_err(NodeError::WriterThread)?,
         )),
         Mode::Replicated => Replication::Raft(Arc::new(
             start_raft(&config, &engine, &data_dir, bound, network_faults.clone()).await?,
@@ -145,7 +185,7 @@ pub async fn run(
         Replication::Direct(_) => service
             .ensure_initial_version()
             .await
-            .map_err(|e| NodeError::Runtime(format!("cannot write the initial version: {e}")))?,
+            .map_err(NodeError::InitialVersion)?,
         // The first leader's blank entry is the initial version; bootstrap once, in the
         // background (peers may still be starting).
         Replication::Raft(raft) if config.consensus.bootstrap => {
@@ -194,7 +234,7 @@ pub async fn run(
         config.server.max_connections,
         stopped(stop_rx.clone()),
     );
-    let mut thrift = tokio::spawn(async move { thrift_serving.await.map_err(|e| e.to_string()) });
+    let mut thrift = tokio::spawn(thrift_serving);
 
     tracing::info!(node = node_id, thrift = %bound.thrift, admin = %bound.admin, "node ready");
     on_ready(bound);
@@ -212,8 +252,8 @@ pub async fn run(
     };
     let ended_early = tokio::select! {
         () = shutdown => None,
-        res = &mut thrift => Some(res),
-        reason = raft_stopped => Some(Ok(Err(format!("the Raft core stopped: {reason}")))),
+        res = &mut thrift => Some(res.map(|served| served.map_err(NodeError::Thrift))),
+        reason = raft_stopped => Some(Ok(Err(NodeError::RaftStopped(reason)))),
     };
     tracing::info!(node = node_id, "shutting down");
     let _ = stop_tx.send(true);
@@ -222,8 +262,17 @@ pub async fn run(
         // volo's server also listens for SIGTERM/SIGINT/SIGHUP and drains on its own: a clean
         // return is a graceful stop, not a failure.
         Some(Ok(result)) => result,
-        Some(Err(join)) => Err(format!("the Thrift server task failed: {join}")),
-        None => thrift.await.map_err(|e| e.to_string()).and_then(|r| r),
+        Some(Err(source)) => Err(NodeError::Panicked {
+            step: "the Thrift server",
+            source,
+        }),
+        None => match thrift.await {
+            Ok(served) => served.map_err(NodeError::Thrift),
+            Err(source) => Err(NodeError::Panicked {
+                step: "the Thrift server",
+                source,
+            }),
+        },
     };
     let _ = admin.await;
     for job in jobs {
@@ -235,10 +284,13 @@ pub async fn run(
     let flush_engine = engine.clone();
     tokio::task::spawn_blocking(move || flush_engine.flush())
         .await
-        .map_err(|e| NodeError::Runtime(format!("final flush panicked: {e}")))?
-        .map_err(|e| NodeError::Runtime(format!("final flush failed: {e}")))?;
+        .map_err(|source| NodeError::Panicked {
+            step: "the final flush",
+            source,
+        })?
+        .map_err(NodeError::Flush)?;
     tracing::info!(node = node_id, "stopped");
-    thrift_result.map_err(NodeError::Runtime)
+    thrift_result
 }
 
 /// The replicator behind the service: standalone or Raft. Only start-up and shutdown differ;
@@ -294,7 +346,7 @@ async fn start_raft(
         .map(|i| (i as u64, member(i)))
         .collect();
     let (_, peer_port) = crate::config::split_endpoint(&config.consensus.endpoints[index])
-        .map_err(|e| NodeError::Runtime(format!("consensus.endpoints[{index}]: {e}")))?;
+        .map_err(|source| NodeError::Endpoint { index, source })?;
     let peer_listener = bind("peer (Raft) API", &config.server.host, peer_port).await?;
     let c = &config.consensus;
     let options = RaftNodeOptions {
@@ -322,9 +374,7 @@ async fn start_raft(
         fingerprint: format!("cf={}", config.database.column_families.join(",")),
         faults: network_faults.map(|f| f as Arc<dyn dolmen_raft::network::PeerFaults>),
     };
-    RaftNode::start(engine.clone(), options, peer_listener)
-        .await
-        .map_err(|e| NodeError::Runtime(e.to_string()))
+    Ok(RaftNode::start(engine.clone(), options, peer_listener).await?)
 }
 
 /// `host:port` with the host of `endpoint` (what peers and clients use to reach this node).
@@ -386,9 +436,7 @@ async fn join(raft: Arc<RaftNode>, admins: Vec<String>) {
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, NodeError> {
-    listener
-        .local_addr()
-        .map_err(|e| NodeError::Runtime(format!("cannot read a bound address: {e}")))
+    listener.local_addr().map_err(NodeError::LocalAddr)
 }
 
 /// Advances the MVCC horizon: every `interval`, the horizon becomes the version that was

@@ -275,7 +275,7 @@ fn node_status(member: &MemberView, cluster: &ClusterView, uptime: Duration) -> 
     gen::NodeStatus {
         node_id: i32::try_from(member.id).unwrap_or(i32::MAX),
         endpoint: FastStr::from(member.client_addr.clone()),
-        status: FastStr::from_static_str(member.health.as_wire()),
+        status: FastStr::from_static_str(member.health.as_str()),
         is_leader: member.role == Role::Leader,
         last_seen_timestamp: member.last_seen_unix_ms,
         term: to_i64(cluster.term),

@@ -11,21 +11,12 @@
 
 use std::time::Duration;
 
-use openraft::error::{InitializeError, RaftError};
-use serde::Serialize;
-
 use super::error::{BootstrapError, CoreStopped};
 use super::RaftNode;
+use openraft::error::{InitializeError, RaftError};
 
-/// What `init_guarded` did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum InitOutcome {
-    /// This call initialized the cluster.
-    Initialized,
-    /// The cluster was already initialized (here or on a peer); nothing was done.
-    AlreadyInitialized,
-}
+/// What `init_guarded` did: the admin API's own answer.
+pub use dolmen_admin::InitOutcome;
 
 impl RaftNode {
     /// Initializes the cluster with the configured members, unless this node or any reachable

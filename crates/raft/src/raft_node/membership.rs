@@ -7,7 +7,6 @@ use std::collections::BTreeSet;
 use openraft::async_runtime::WatchReceiver;
 use openraft::metrics::WaitError;
 use openraft::ChangeMembers;
-use serde::Serialize;
 
 use super::error::{CoreStopped, MembershipError, MembershipStep};
 use super::RaftNode;
@@ -16,15 +15,8 @@ use crate::replicator::Health;
 use crate::types::NodeAddr;
 use crate::NodeId;
 
-/// What a membership operation did.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MembershipOutcome {
-    /// The change was made.
-    Changed,
-    /// Nothing to do: the cluster already was as asked.
-    Unchanged,
-}
+/// What a membership operation did: the admin API's own answer.
+pub use dolmen_admin::MembershipOutcome;
 
 impl RaftNode {
     /// Adds node `id` at `addr` as a voter: first as a learner, waiting until it has caught up

@@ -29,7 +29,6 @@ pub use bootstrap::InitOutcome;
 pub use error::{BootstrapError, CoreStopped, ErrorKind, MembershipError, MembershipStep};
 pub use membership::MembershipOutcome;
 pub use startup::RaftNodeError;
-pub use status::{ClusterStatus, MemberStatus, NodeReport, RaftStatus};
 
 use crate::log_store::LogStore;
 use crate::network::PeerFaults;
@@ -138,20 +137,20 @@ impl RaftNode {
     }
 
     /// Resolves when the Raft core stops on its own (a fatal error), with the reason.
-    pub async fn stopped(&self) -> String {
+    pub async fn stopped(&self) -> CoreStopped {
         // Server metrics change only with the role, leader or membership; the full metrics
         // change with every append and apply, and waking on each would cost several thread
         // switches per write. A fatal error ends the core, which closes both channels.
         let mut server = self.raft.server_metrics();
         loop {
             if let Err(fatal) = &self.raft.metrics().borrow_watched().running_state {
-                return fatal.to_string();
+                return CoreStopped(fatal.clone());
             }
             if server.changed().await.is_err() {
-                return match &self.raft.metrics().borrow_watched().running_state {
-                    Err(fatal) => fatal.to_string(),
-                    Ok(()) => "the Raft core exited".into(),
-                };
+                return CoreStopped(match &self.raft.metrics().borrow_watched().running_state {
+                    Err(fatal) => fatal.clone(),
+                    Ok(()) => openraft::error::Fatal::Stopped,
+                });
             }
         }
     }

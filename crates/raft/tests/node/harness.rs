@@ -128,9 +128,9 @@ impl TestNode {
         self.dir
     }
 
-    /// The node's role as its status reports it.
-    pub fn role(&self) -> String {
-        self.raft.status().role
+    /// The node's role as its status reports it (`leader`, `follower`, ...).
+    pub fn role(&self) -> &'static str {
+        self.raft.status().role.as_str()
     }
 }
 

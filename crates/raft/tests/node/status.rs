@@ -1,6 +1,8 @@
 //! What a node reports: its own Raft state from the metrics (`status`) and every member's as
 //! it reaches them over the peer transport (`cluster_status`), including a member that is down.
 
+use dolmen_raft::{Health, Role};
+
 use crate::harness::{cluster, eventually};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -9,7 +11,7 @@ async fn status_names_roles_leader_and_members_on_leader_and_follower() {
     let (a, b) = (&nodes[0], &nodes[1]);
     let leader = a.raft.status();
     assert_eq!(leader.node_id, 0);
-    assert_eq!(leader.role, "leader");
+    assert_eq!(leader.role, Role::Leader);
     assert_eq!(leader.leader, Some(0));
     assert!(leader.term >= 1);
     assert!(leader.running.is_none());
@@ -18,14 +20,18 @@ async fn status_names_roles_leader_and_members_on_leader_and_follower() {
     let member_1 = &leader.members[1];
     assert_eq!(member_1.peer_addr, b.addr.peer_addr);
     assert_eq!(member_1.client_addr, b.addr.client_addr);
-    assert_eq!(member_1.health, "healthy", "the leader hears from node 1");
+    assert_eq!(
+        member_1.health,
+        Health::Healthy,
+        "the leader hears from node 1"
+    );
 
     eventually("node 1 applied what node 0 committed", || async {
         b.raft.status().applied >= a.raft.status().committed
     })
     .await;
     let follower = b.raft.status();
-    assert_eq!(follower.role, "follower");
+    assert_eq!(follower.role, Role::Follower);
     assert_eq!(follower.leader, Some(0));
     assert_eq!(follower.term, leader.term);
     assert_eq!(follower.members.len(), 2);
@@ -44,7 +50,7 @@ async fn cluster_status_reaches_every_member_and_reports_a_stopped_one_unreachab
     let seen: Vec<_> = all
         .nodes
         .iter()
-        .map(|n| (n.id, n.role.as_str(), n.health))
+        .map(|n| (n.id, n.role.as_str(), n.health.as_str()))
         .collect();
     assert_eq!(
         seen,
@@ -62,12 +68,12 @@ async fn cluster_status_reaches_every_member_and_reports_a_stopped_one_unreachab
     let all = a.raft.cluster_status().await;
     let down = &all.nodes[2];
     assert_eq!(
-        (down.id, down.role.as_str(), down.health),
+        (down.id, down.role.as_str(), down.health.as_str()),
         (2, "unknown", "unreachable")
     );
     assert!(down.term.is_none() && down.last_log.is_none());
     assert!(down.error.is_some(), "{down:?}");
-    assert_eq!(all.nodes[1].health, "healthy");
+    assert_eq!(all.nodes[1].health, Health::Healthy);
     for node in nodes {
         node.stop().await;
     }

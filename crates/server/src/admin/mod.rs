@@ -11,7 +11,6 @@
 
 mod metrics;
 mod refusal;
-mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -131,8 +130,8 @@ async fn status(State(shared): State<Shared>) -> Json<NodeStatus> {
         block_cache_bytes: engine.block_cache_bytes,
         memtable_bytes: engine.memtable_bytes,
         uptime_seconds: service.uptime().as_secs(),
-        members: cluster.members.iter().map(wire::member_view).collect(),
-        raft: state.raft.as_ref().map(|r| wire::raft_status(r.status())),
+        members: cluster.members,
+        raft: state.raft.as_ref().map(|r| r.status()),
     })
 }
 
@@ -142,16 +141,12 @@ fn raft(shared: &Shared) -> Result<&Arc<RaftNode>, Refusal> {
 }
 
 async fn cluster_init(State(shared): State<Shared>) -> Answer<Outcome<InitOutcome>> {
-    let outcome = match raft(&shared)?.init_guarded().await? {
-        dolmen_raft::InitOutcome::Initialized => InitOutcome::Initialized,
-        dolmen_raft::InitOutcome::AlreadyInitialized => InitOutcome::AlreadyInitialized,
-    };
+    let outcome = raft(&shared)?.init_guarded().await?;
     Ok(Json(Outcome { outcome }))
 }
 
 async fn cluster_status(State(shared): State<Shared>) -> Answer<ClusterStatus> {
-    let status = raft(&shared)?.cluster_status().await;
-    Ok(Json(wire::cluster_status(status)))
+    Ok(Json(raft(&shared)?.cluster_status().await))
 }
 
 /// Why an add-node query is malformed (400).
@@ -175,11 +170,7 @@ fn check_endpoint(field: &'static str, value: &str) -> Result<(), BadEndpoint> {
     }
 }
 
-fn membership(outcome: dolmen_raft::MembershipOutcome) -> Json<Outcome<MembershipOutcome>> {
-    let outcome = match outcome {
-        dolmen_raft::MembershipOutcome::Changed => MembershipOutcome::Changed,
-        dolmen_raft::MembershipOutcome::Unchanged => MembershipOutcome::Unchanged,
-    };
+fn membership(outcome: MembershipOutcome) -> Json<Outcome<MembershipOutcome>> {
     Json(Outcome { outcome })
 }
 
