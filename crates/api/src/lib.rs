@@ -28,7 +28,8 @@ mod generated {
 /// The generated types, server and client for `idl/kvstore.thrift`.
 pub use generated::kvstore_gen::kvstore as gen;
 
-/// Serves `handler` on `listener` with the hardened codec until `shutdown` resolves, then
+/// Serves `handler` on `listener` with the hardened codec until `shutdown` resolves (or the
+/// process gets SIGTERM, SIGINT or SIGHUP), then runs `before_drain` while still serving, then
 /// drains in-flight requests and returns. At most `max_connections` are served at once; a call
 /// to an unknown method gets an `UNKNOWN_METHOD` exception and the connection stays usable.
 pub async fn serve<H>(
@@ -37,6 +38,7 @@ pub async fn serve<H>(
     limits: SafeCodecLimits,
     max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    before_drain: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError>
 where
     H: gen::TransactionalKv + Send + Sync + 'static,
@@ -48,6 +50,7 @@ where
         .make_codec(volo_thrift::codec::default::DefaultMakeCodec::new(
             SafeMakeCodec::new(limits).with_max_connections(max_connections),
         ))
+        .register_shutdown_hook(move || Box::pin(before_drain))
         .run(ShutdownIncoming::new(listener, shutdown))
         .await
         .map_err(ServeError)

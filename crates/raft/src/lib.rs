@@ -22,8 +22,8 @@ pub mod types;
 pub use direct::{Direct, DirectOptions};
 pub use log_store::LogStore;
 pub use raft_node::{
-    BootstrapError, CoreStopped, ErrorKind, InitOutcome, MembershipError, MembershipOutcome,
-    MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,
+    BootstrapError, CoreStopped, ErrorKind, InitOutcome, Leadership, MembershipError,
+    MembershipOutcome, MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,
 };
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
 pub use replicator::{

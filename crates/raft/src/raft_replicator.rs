@@ -96,6 +96,15 @@ impl LeaderContact {
     }
 }
 
+/// The result of one try at a request.
+enum Attempt<T> {
+    /// Answered: the request's result.
+    Done(Result<T, ProposeError>),
+    /// Nothing was proposed, and no leader could take it (none known, not the leader any more,
+    /// or unreachable): worth another try once a new leader is known.
+    NotProposed(ProposeError),
+}
+
 /// What the replicator and read gate share.
 pub(crate) struct Shared {
     pub(crate) raft: Raft,
@@ -192,6 +201,32 @@ impl Shared {
         }
     }
 
+    /// The term and the leader this node knows of.
+    fn leadership(&self) -> (u64, Option<NodeId>) {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        (m.current_term, m.current_leader)
+    }
+
+    /// Waits until a leader other than `seen` is known (a new term or another node), at most
+    /// until `deadline`; false if none is. A request that found no leader, or a leader that is
+    /// gone, waits here for the election instead of failing at once (docs/replication.md,
+    /// "Failover").
+    async fn await_new_leader(&self, seen: (u64, Option<NodeId>), deadline: Instant) -> bool {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return false;
+        }
+        self.raft
+            .wait(Some(remaining))
+            .metrics(
+                |m| m.current_leader.is_some() && (m.current_term, m.current_leader) != seen,
+                "a new leader is known",
+            )
+            .await
+            .is_ok()
+    }
+
     async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
         let _permit = self.outstanding.try_acquire().map_err(|_| {
             ProposeError::Unavailable(format!(
@@ -199,58 +234,68 @@ impl Shared {
                 self.max_outstanding
             ))
         })?;
-        if !self.is_leader() {
-            self.await_leader().await;
-        }
-        if !self.is_leader() {
-            return self.forward(command).await;
-        }
         let started = Instant::now();
-        // Keep a copy only when a lost leadership can still be forwarded.
-        let retry = self.forward_writes.then(|| command.clone());
-        match self.raft.client_write(command).await {
-            Ok(response) => Ok(response.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => match retry {
-                Some(command) => self.forward(command).await,
-                None => Err(self.not_leader()),
-            },
-            // Appended, then lost its place or its leader: the outcome is unknown.
-            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))
-            | Err(RaftError::Fatal(_)) => Err(ProposeError::Timeout(started.elapsed())),
-            Err(RaftError::APIError(e)) => Err(ProposeError::Unavailable(e.to_string())),
+        let deadline = started + self.rpc_timeout;
+        loop {
+            let seen = self.leadership();
+            let refused = match seen.1 {
+                None => self.not_leader(),
+                Some(_) => match self.propose_once(&command, started).await {
+                    Attempt::Done(result) => return result,
+                    Attempt::NotProposed(refusal) => refusal,
+                },
+            };
+            if !self.await_new_leader(seen, deadline).await {
+                return Err(refused);
+            }
         }
     }
 
-    /// During an election, waits (at most two election timeouts) until some leader is known,
-    /// so a write in a failover waits for the new leader instead of failing at once.
-    async fn await_leader(&self) {
-        if self
-            .raft
-            .metrics()
-            .borrow_watched()
-            .current_leader
-            .is_some()
-        {
-            return;
+    /// One try at ordering `command`: here as the leader, or forwarded to the leader.
+    async fn propose_once(&self, command: &Command, started: Instant) -> Attempt<Applied> {
+        if self.is_leader() {
+            return match self.raft.client_write(command.clone()).await {
+                Ok(response) => Attempt::Done(Ok(response.data)),
+                // Lost leadership before appending: nothing was proposed.
+                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                    Attempt::NotProposed(self.not_leader())
+                }
+                // Appended, then lost its place or its leader: the outcome is unknown.
+                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))
+                | Err(RaftError::Fatal(_)) => {
+                    Attempt::Done(Err(ProposeError::Timeout(started.elapsed())))
+                }
+                Err(RaftError::APIError(e)) => {
+                    Attempt::Done(Err(ProposeError::Unavailable(e.to_string())))
+                }
+            };
         }
-        let _ = self
-            .raft
-            .wait(Some(self.election_timeout * 2))
-            .metrics(|m| m.current_leader.is_some(), "a leader is known")
-            .await;
+        if !self.forward_writes {
+            return Attempt::Done(Err(self.not_leader()));
+        }
+        // The leader this node knew was itself (stale), or none: wait for the election.
+        let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
+            return Attempt::NotProposed(self.not_leader());
+        };
+        match self.forward(command, leader, &addr).await {
+            Ok(applied) => Attempt::Done(Ok(applied)),
+            Err(e @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_))) => {
+                Attempt::NotProposed(e)
+            }
+            Err(e) => Attempt::Done(Err(e)),
+        }
     }
 
     /// Passes `command` to the leader and waits until its outcome is applied here too.
-    async fn forward(&self, command: Command) -> Result<Applied, ProposeError> {
-        if !self.forward_writes {
-            return Err(self.not_leader());
-        }
-        let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
-            return Err(self.not_leader());
-        };
+    async fn forward(
+        &self,
+        command: &Command,
+        leader: NodeId,
+        addr: &NodeAddr,
+    ) -> Result<Applied, ProposeError> {
         let applied = match self
             .peers
-            .forward(leader, &addr.peer_addr, &command, self.rpc_timeout)
+            .forward(leader, &addr.peer_addr, command, self.rpc_timeout)
             .await
         {
             // The leader we knew stepped down without proposing: try the one it names, once.
@@ -268,7 +313,7 @@ impl Shared {
                     .cloned()
                     .ok_or_else(|| self.not_leader())?;
                 self.peers
-                    .forward(next, &addr.peer_addr, &command, self.rpc_timeout)
+                    .forward(next, &addr.peer_addr, command, self.rpc_timeout)
                     .await?
             }
             other => other?,
@@ -303,9 +348,30 @@ impl Shared {
         Ok((*self.applied.borrow()).max(1))
     }
 
-    /// The read index: from the local leader, or from the leader over the peer transport.
+    /// The read index: from the local leader, or from the leader over the peer transport. A
+    /// read changes nothing, so while no leader can answer it waits for a new one and asks
+    /// again, until the request deadline.
     /// `lease` = a lease read option on the leader; `None` = ReadIndex, batched.
     async fn barrier(&self, lease: Option<LinearizerOption>) -> Result<Version, ProposeError> {
+        let deadline = Instant::now() + self.rpc_timeout;
+        loop {
+            let seen = self.leadership();
+            let refused = match seen.1 {
+                None => self.not_leader(),
+                Some(_) => match self.barrier_once(lease.clone()).await {
+                    Err(
+                        e @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_)),
+                    ) => e,
+                    done => return done,
+                },
+            };
+            if !self.await_new_leader(seen, deadline).await {
+                return Err(refused);
+            }
+        }
+    }
+
+    async fn barrier_once(&self, lease: Option<LinearizerOption>) -> Result<Version, ProposeError> {
         let batched = lease.is_none();
         if self.is_leader() {
             let local = match lease {
@@ -356,7 +422,6 @@ impl Shared {
     }
 
     async fn remote_barrier(&self) -> Result<Version, ProposeError> {
-        self.await_leader().await;
         let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
             return Err(self.not_leader());
         };

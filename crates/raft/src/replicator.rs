@@ -38,6 +38,10 @@ pub enum ProposeError {
     /// `UNAVAILABLE`: no quorum, too many outstanding proposals, or shutting down.
     #[error("UNAVAILABLE: {0}")]
     Unavailable(String),
+    /// `UNAVAILABLE`: the leader this node knew of could not be reached (no connection), so
+    /// nothing was proposed; a new leader may be elected.
+    #[error("UNAVAILABLE: {0}")]
+    LeaderUnreachable(String),
     /// `TIMEOUT`: no outcome within the deadline; the command may still apply.
     #[error("TIMEOUT: no outcome known after {0:?} (deadline passed or the leader connection was lost); the commit may or may not have applied")]
     Timeout(Duration),

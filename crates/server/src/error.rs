@@ -103,7 +103,9 @@ impl From<ProposeError> for ServiceError {
                 message: e.to_string(),
                 leader_hint: leader_addr.clone(),
             },
-            ProposeError::Unavailable(detail) => Self::new(ErrorCode::Unavailable, detail),
+            ProposeError::Unavailable(detail) | ProposeError::LeaderUnreachable(detail) => {
+                Self::new(ErrorCode::Unavailable, detail)
+            }
             ProposeError::Timeout(_) => Self {
                 code: ErrorCode::Timeout,
                 message: e.to_string(),

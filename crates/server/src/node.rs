@@ -227,12 +227,14 @@ pub async fn run(
         },
         stopped(stop_rx.clone()),
     ));
+    let handoff_limit = Duration::from_millis(config.consensus.election_timeout_ms) * 2;
     let thrift_serving = crate::thrift::serve(
         thrift_listener,
         service.clone(),
         config.server.max_message_bytes,
         config.server.max_connections,
         stopped(stop_rx.clone()),
+        hand_off(replication.raft(), handoff_limit),
     );
     let mut thrift = tokio::spawn(thrift_serving);
 
@@ -256,6 +258,11 @@ pub async fn run(
         reason = raft_stopped => Some(Ok(Err(NodeError::RaftStopped(reason)))),
     };
     tracing::info!(node = node_id, "shutting down");
+    // A planned stop of the leader hands leadership over first, while this node still serves,
+    // so clients see no election (docs/replication.md, "Planned restarts").
+    if ended_early.is_none() {
+        hand_off(replication.raft(), handoff_limit).await;
+    }
     let _ = stop_tx.send(true);
     // Stop accepting, let in-flight requests finish (the Thrift server drains connections).
     let thrift_result = match ended_early {
@@ -291,6 +298,15 @@ pub async fn run(
         .map_err(NodeError::Flush)?;
     tracing::info!(node = node_id, "stopped");
     thrift_result
+}
+
+/// Hands leadership to another voter if this node leads (Raft only), at most `limit`.
+async fn hand_off(raft: Option<Arc<RaftNode>>, limit: Duration) {
+    if let Some(raft) = raft {
+        if let Some(to) = raft.hand_off_leadership(limit).await {
+            tracing::info!(to, "stopping: leadership handed over");
+        }
+    }
 }
 
 /// The replicator behind the service: standalone or Raft. Only start-up and shutdown differ;

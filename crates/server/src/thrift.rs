@@ -22,13 +22,15 @@ use crate::error::ServiceError;
 use crate::faults::Target;
 use crate::service::{commit_timeout, wire_version, Service};
 
-/// Serves the Thrift API on `listener` until `shutdown` resolves.
+/// Serves the Thrift API on `listener` until `shutdown` resolves; `before_drain` runs while
+/// it still serves, before in-flight requests are drained (see [`dolmen_api::serve`]).
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
     max_message_bytes: usize,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    before_drain: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let limits = SafeCodecLimits {
         max_message_bytes,
@@ -40,6 +42,7 @@ pub async fn serve(
         limits,
         max_connections,
         shutdown,
+        before_drain,
     )
     .await
 }

@@ -153,8 +153,9 @@ impl PeerClient {
     /// Asks the leader `to` at `peer_addr` to propose `command`, waiting at most `timeout` for
     /// the outcome. Never retried here.
     ///
-    /// - `Unavailable`: not proposed (could not connect, or the leader refused the request
-    ///   before proposing, or answered `Unavailable`).
+    /// - `LeaderUnreachable`: not proposed (could not connect).
+    /// - `Unavailable`: not proposed (the leader refused the request before proposing, or
+    ///   answered `Unavailable`).
     /// - `NotLeader`: not proposed; carries the leader hint the peer gave.
     /// - `Timeout`: the request may have reached the leader; the outcome is unknown.
     pub async fn forward(
@@ -189,7 +190,10 @@ impl PeerClient {
         {
             Err(_elapsed) => return Err(ProposeError::Timeout(start.elapsed())),
             Ok(Err(status)) if is_connect_error(&status) => {
-                return Err(unavailable(format!("not connected: {}", status.message())))
+                return Err(ProposeError::LeaderUnreachable(format!(
+                    "forward to node {to} at {peer_addr}: not connected: {}",
+                    status.message()
+                )))
             }
             // Refused before the handler proposed anything.
             Ok(Err(status)) if refused_unprocessed(&status) => {
@@ -248,7 +252,10 @@ impl PeerClient {
         {
             Err(_elapsed) => return Err(ProposeError::Timeout(start.elapsed())),
             Ok(Err(status)) if is_connect_error(&status) => {
-                return Err(unavailable(format!("not connected: {}", status.message())))
+                return Err(ProposeError::LeaderUnreachable(format!(
+                    "read index from node {to} at {peer_addr}: not connected: {}",
+                    status.message()
+                )))
             }
             Ok(Err(status))
                 if status.code() == Code::DeadlineExceeded || status.code() == Code::Cancelled =>

@@ -345,9 +345,11 @@ pub fn forward_response_to_pb(
             leader_id,
             leader_addr,
         }) => R::NotLeader(not_leader_to_pb(*leader_id, leader_addr.clone())),
-        Err(ProposeError::Unavailable(message)) => R::Unavailable(pb::Unavailable {
-            message: message.clone(),
-        }),
+        Err(ProposeError::Unavailable(message) | ProposeError::LeaderUnreachable(message)) => {
+            R::Unavailable(pb::Unavailable {
+                message: message.clone(),
+            })
+        }
         Err(ProposeError::Timeout(_)) => R::Timeout(pb::Timeout {}),
     };
     Ok(pb::ForwardResponse {
@@ -364,9 +366,11 @@ pub fn read_index_response_to_pb(result: &Result<u64, ProposeError>) -> pb::Read
             leader_id,
             leader_addr,
         }) => R::NotLeader(not_leader_to_pb(*leader_id, leader_addr.clone())),
-        Err(ProposeError::Unavailable(message)) => R::Unavailable(pb::Unavailable {
-            message: message.clone(),
-        }),
+        Err(ProposeError::Unavailable(message) | ProposeError::LeaderUnreachable(message)) => {
+            R::Unavailable(pb::Unavailable {
+                message: message.clone(),
+            })
+        }
         Err(ProposeError::Timeout(_)) => R::Timeout(pb::Timeout {}),
     };
     pb::ReadIndexResponse {

@@ -3,6 +3,7 @@
 //! another voter. Each refusal is a [`MembershipError`] the caller can act on.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
 use openraft::metrics::WaitError;
@@ -130,6 +131,61 @@ impl RaftNode {
             }),
             Err(WaitError::ShuttingDown) => Err(MembershipError::ShuttingDown),
         }
+    }
+
+    /// Before this node stops: if it leads, hands leadership to the most up-to-date voter
+    /// (etcd does the same on a graceful stop), so the cluster does not wait an election
+    /// timeout for a new leader. Waits at most `limit`; returns the new leader, or `None` when
+    /// this node did not lead, no other voter exists, or the transfer did not finish in time
+    /// (then the others elect a leader when their election timeout passes, as after a crash).
+    pub async fn hand_off_leadership(&self, limit: Duration) -> Option<NodeId> {
+        if !self.shared.is_leader() {
+            return None;
+        }
+        let to = self.most_up_to_date_voter()?;
+        tracing::info!(to, "stopping: handing leadership over");
+        if let Err(e) = self.raft.trigger().transfer_leader(to).await {
+            tracing::warn!(to, error = %e, "stopping: could not hand leadership over");
+            return None;
+        }
+        match self
+            .raft
+            .wait(Some(limit))
+            .metrics(
+                |m| m.current_leader.is_some_and(|l| l != self.options.node_id),
+                "leadership handed over",
+            )
+            .await
+        {
+            Ok(m) => m.current_leader,
+            Err(e) => {
+                tracing::warn!(to, error = %e, "stopping: leadership did not move in time");
+                None
+            }
+        }
+    }
+
+    /// The other voter with the highest replicated log index, among those the leader hears
+    /// from (on the leader only).
+    fn most_up_to_date_voter(&self) -> Option<NodeId> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        let replication = m.replication.as_ref()?;
+        m.membership_config
+            .membership()
+            .voter_ids()
+            .filter(|&id| id != self.options.node_id)
+            .filter(|&id| {
+                follower_health(&m, id, self.options.election_timeout)
+                    .is_some_and(|h| h != Health::Unreachable)
+            })
+            .max_by_key(|id| {
+                replication
+                    .get(id)
+                    .cloned()
+                    .flatten()
+                    .map_or(0, |log_id| log_id.index)
+            })
     }
 
     /// Proposes a membership change and waits for it, at most 20 election timeouts (a change

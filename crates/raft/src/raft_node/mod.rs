@@ -12,6 +12,7 @@
 
 mod bootstrap;
 mod error;
+mod leadership;
 mod membership;
 mod startup;
 mod status;
@@ -27,6 +28,7 @@ use tokio::sync::watch;
 
 pub use bootstrap::InitOutcome;
 pub use error::{BootstrapError, CoreStopped, ErrorKind, MembershipError, MembershipStep};
+pub use leadership::Leadership;
 pub use membership::MembershipOutcome;
 pub use startup::RaftNodeError;
 
@@ -48,7 +50,8 @@ pub struct RaftNodeOptions {
     pub initial_members: BTreeMap<NodeId, NodeAddr>,
     /// Where snapshots are kept.
     pub snapshot_dir: PathBuf,
-    /// The election timeout; elections start after a random time in `[t, 2t)`.
+    /// The election timeout: a follower that hears nothing from the leader for between `t`
+    /// and `1.2 t` campaigns (`startup::election_window`).
     pub election_timeout: Duration,
     /// The heartbeat interval.
     pub heartbeat_interval: Duration,
@@ -78,6 +81,7 @@ pub struct RaftNode {
     snapshots: Arc<SnapshotStats>,
     /// A handle on the log store, for its fsync counter.
     log: LogStore,
+    leadership: Arc<leadership::LeadershipStats>,
     peer_addr: std::net::SocketAddr,
     stop_peers: watch::Sender<bool>,
     peer_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -88,6 +92,11 @@ impl RaftNode {
     /// is the group-commit factor).
     pub fn log_fsyncs(&self) -> u64 {
         self.log.fsync_count()
+    }
+
+    /// Elections, leader changes and leaderless time as this node saw them.
+    pub fn leadership(&self) -> Leadership {
+        self.leadership.read(std::time::Instant::now())
     }
 
     /// The write path for the service core.

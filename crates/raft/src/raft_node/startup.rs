@@ -16,6 +16,7 @@ use openraft::{RaftLogReader, SnapshotPolicy};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use super::leadership::LeadershipStats;
 use super::status::status_of;
 use super::{RaftNode, RaftNodeOptions};
 use crate::log_store::LogStore;
@@ -50,11 +51,14 @@ impl RaftNode {
         options: RaftNodeOptions,
         peer_listener: TcpListener,
     ) -> Result<Self, RaftNodeError> {
-        let election_ms = duration_ms(options.election_timeout);
+        let (election_min, election_max) = election_window(
+            duration_ms(options.election_timeout),
+            duration_ms(options.heartbeat_interval),
+        );
         let config = openraft::Config {
             cluster_name: "dolmen".into(),
-            election_timeout_min: election_ms,
-            election_timeout_max: election_ms * 2,
+            election_timeout_min: election_min,
+            election_timeout_max: election_max,
             heartbeat_interval: duration_ms(options.heartbeat_interval),
             // The snapshot call's hard deadline: generous, the stream itself is bounded.
             install_snapshot_timeout: 60_000,
@@ -99,11 +103,14 @@ impl RaftNode {
         .map_err(RaftNodeError::Start)?;
 
         // Invariant 14: a restarted member may have granted a lease it no longer remembers;
-        // it stays silent for one maximum election timeout before it may campaign or vote.
+        // it stays silent for longer than the leader lease (`election_timeout_max`) before it
+        // may campaign or vote.
         if initialized {
-            tokio::time::sleep(options.election_timeout * 2).await;
+            tokio::time::sleep(options.election_timeout).await;
         }
         raft.run();
+        let leadership = Arc::new(LeadershipStats::default());
+        super::leadership::follow(raft.clone(), leadership.clone());
 
         let contact = Arc::new(LeaderContact::default());
         let shared_contact = contact.clone();
@@ -180,6 +187,7 @@ impl RaftNode {
             options,
             snapshots,
             log,
+            leadership,
             peer_addr,
             stop_peers,
             peer_server: parking_lot::Mutex::new(Some(peer_server)),
@@ -187,6 +195,52 @@ impl RaftNode {
     }
 }
 
+/// openraft's `(election_timeout_min, election_timeout_max)` for Dolmen's `election_timeout`
+/// `e` (ms) and heartbeat interval `hb` (ms).
+///
+/// openraft starts a follower's election `lease + rand[min, max)` after it last heard from the
+/// leader, with `lease = max` (the leader lease: no follower votes for another candidate within
+/// it, which is what makes lease reads safe). Dolmen's `election_timeout` means what etcd's
+/// does, the silence after which a follower campaigns, so the window is `min + max = e`:
+/// `min = 2e/5`, `max = 3e/5`, and a follower campaigns between `e` and `1.2 e` after the
+/// leader's last message (docs/replication.md, "Failover"). `min` stays above the heartbeat
+/// interval (openraft requires it), which only matters for `e` close to `2 hb`.
+pub(crate) fn election_window(e: u64, hb: u64) -> (u64, u64) {
+    let min = (e * 2 / 5).max(hb + 1);
+    let max = (e * 3 / 5).max(min + 1);
+    (min, max)
+}
+
 fn duration_ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::election_window;
+
+    #[test]
+    fn a_follower_campaigns_between_one_and_one_point_two_election_timeouts() {
+        // openraft campaigns `max + rand[min, max)` after the last message from the leader.
+        let (min, max) = election_window(1000, 200);
+        assert_eq!((min, max), (400, 600));
+        assert_eq!(
+            max + min,
+            1000,
+            "the earliest election is one election timeout"
+        );
+        assert_eq!(max + max, 1200);
+    }
+
+    #[test]
+    fn the_window_stays_above_the_heartbeat_and_non_empty() {
+        for (e, hb) in [(401, 200), (500, 100), (3, 1), (100_000, 10)] {
+            let (min, max) = election_window(e, hb);
+            assert!(
+                min > hb,
+                "min {min} must exceed the heartbeat {hb} (e = {e})"
+            );
+            assert!(max > min, "empty window {min}..{max} (e = {e})");
+        }
+    }
 }

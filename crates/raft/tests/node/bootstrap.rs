@@ -1,6 +1,6 @@
 //! The guarded bootstrap (invariant 15) and the restart quiet period (invariant 14): a node
 //! initializes once, never when a peer already is, never beside a peer with another data
-//! layout; a restarted member stays silent for two election timeouts.
+//! layout; a restarted member stays silent for one election timeout (longer than the leader lease).
 
 use std::time::Instant;
 
@@ -78,7 +78,7 @@ async fn a_peer_with_another_data_layout_is_refused_naming_both_layouts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_restarted_member_is_quiet_for_two_election_timeouts_and_never_reinitializes() {
+async fn a_restarted_member_is_quiet_for_one_election_timeout_and_never_reinitializes() {
     let a = leader_alone().await;
     let last_log = a.raft.status().last_log;
     let dir = a.stop().await;
@@ -88,7 +88,9 @@ async fn a_restarted_member_is_quiet_for_two_election_timeouts_and_never_reiniti
     let a = start_in(Spec::new(0, &[]), dir).await;
     let quiet = restart.elapsed();
     assert!(
-        quiet >= ELECTION_TIMEOUT * 2,
+        // One election timeout: longer than the leader lease a forgotten vote could have
+        // granted (openraft's `election_timeout_max`, 0.6 of it).
+        quiet >= ELECTION_TIMEOUT,
         "a restarted member returned from start after {quiet:?}, before its quiet period"
     );
     assert_eq!(

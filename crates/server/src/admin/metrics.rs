@@ -15,7 +15,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use dolmen_engine::EngineStats;
-use dolmen_raft::RaftNode;
+use dolmen_raft::{Leadership, RaftNode};
 
 use crate::service::Service;
 
@@ -70,6 +70,7 @@ impl Collector for NodeMetrics {
             is_leader: cluster.leader == Some(cluster.this_node),
             term: cluster.term,
             raft_log_fsyncs: self.raft.as_ref().map(|r| r.log_fsyncs()),
+            leadership: self.raft.as_ref().map(|r| r.leadership()),
         }
         .encode(encoder)
     }
@@ -88,6 +89,8 @@ struct Snapshot {
     term: u64,
     /// In replicated mode only.
     raft_log_fsyncs: Option<u64>,
+    /// In replicated mode only.
+    leadership: Option<Leadership>,
 }
 
 /// Writes one metric; a counter's `name` is given without its `_total`, which the encoder adds.
@@ -180,6 +183,26 @@ impl Snapshot {
                 &ConstCounter::new(fsyncs),
             )?;
         }
+        if let Some(l) = &self.leadership {
+            emit(
+                e,
+                "dolmen_raft_elections",
+                "Elections this node started (it became a candidate).",
+                &ConstCounter::new(l.elections),
+            )?;
+            emit(
+                e,
+                "dolmen_raft_leader_changes",
+                "Times the leader this node knows of changed (the first leader included).",
+                &ConstCounter::new(l.leader_changes),
+            )?;
+            emit(
+                e,
+                "dolmen_raft_leaderless_seconds",
+                "Seconds this node knew no leader (elections in progress, no quorum).",
+                &ConstCounter::new(l.leaderless.as_secs_f64()),
+            )?;
+        }
         Ok(())
     }
 }
@@ -209,6 +232,11 @@ mod tests {
                 is_leader: true,
                 term: 7,
                 raft_log_fsyncs: Some(9),
+                leadership: Some(Leadership {
+                    elections: 2,
+                    leader_changes: 3,
+                    leaderless: std::time::Duration::from_millis(1500),
+                }),
             }
             .encode(encoder)
         }
@@ -229,6 +257,9 @@ mod tests {
             "dolmen_is_leader 1\n",
             "dolmen_term 7\n",
             "# TYPE dolmen_raft_log_fsyncs_total counter\ndolmen_raft_log_fsyncs_total 9\n",
+            "dolmen_raft_elections_total 2\n",
+            "dolmen_raft_leader_changes_total 3\n",
+            "# TYPE dolmen_raft_leaderless_seconds_total counter\ndolmen_raft_leaderless_seconds_total 1.5\n",
         ] {
             assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
         }
@@ -249,6 +280,9 @@ mod tests {
             "dolmen_is_leader",
             "dolmen_term",
             "dolmen_raft_log_fsyncs_total",
+            "dolmen_raft_elections_total",
+            "dolmen_raft_leader_changes_total",
+            "dolmen_raft_leaderless_seconds_total",
         ];
         let samples: Vec<&str> = text
             .lines()
