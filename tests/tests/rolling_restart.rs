@@ -77,3 +77,48 @@ fn rolling_restart_under_load_loses_nothing() {
     let (at, digest) = c.converged_digest(&all, v, Duration::from_secs(60));
     println!("converged at version {at}: {digest}");
 }
+
+/// SIGTERM on the leader hands leadership to another voter before the node stops serving.
+/// The election timeout is 10 s, so no election by timeout can happen in the few seconds the
+/// old leader takes to exit: when it has exited, the survivors already name a new leader only
+/// if it handed leadership over; without the hand-off they would still name the old one.
+#[test]
+fn sigterm_on_the_leader_hands_leadership_over_before_it_stops() {
+    let election_timeout = Duration::from_secs(10);
+    let mut c = ReplicatedCluster::builder()
+        .set("consensus", "election_timeout_ms", 10_000)
+        .set("consensus", "heartbeat_interval_ms", 500)
+        .start();
+    let old = c.wait_for_leader(LEADER_TIMEOUT);
+    // A client connected to the leader keeps its connection open across the stop.
+    let mut kv = connect_buffered(c.thrift_endpoint(old));
+    kv.must_set(b"handoff-before", b"1");
+
+    let stopping = Instant::now();
+    c.stop(old);
+    let took = stopping.elapsed();
+    assert!(
+        took < election_timeout,
+        "the old leader took {took:?} to stop, as long as an election timeout: the test cannot \
+         tell a hand-off from an election"
+    );
+    let survivors: Vec<usize> = (0..c.node_count()).filter(|&i| i != old).collect();
+    for &i in &survivors {
+        let status = c.status(i);
+        let leader = status.leader.map(|l| l as usize);
+        assert!(
+            leader.is_some_and(|l| l != old && survivors.contains(&l)),
+            "expected node {i} to name a new leader the moment node {old} had stopped \
+             ({took:?} after SIGTERM), it names {leader:?}; log of node {old}:\n{}",
+            c.log_tail(old, 20)
+        );
+    }
+    // Writes through a survivor need no election.
+    let started = Instant::now();
+    c.write_until_acked(survivors[0], b"handoff-after", b"2");
+    assert!(
+        started.elapsed() < election_timeout,
+        "a write after the hand-off took {:?}, an election timeout or more",
+        started.elapsed()
+    );
+}

@@ -14,6 +14,7 @@
 //! ```
 
 mod cpu;
+mod failover;
 mod keys;
 mod probe;
 mod progress;
@@ -105,6 +106,20 @@ pub struct BenchArgs {
     /// Needs no server.
     #[arg(long)]
     probe: bool,
+    /// Measure availability instead of throughput, on a 3-node cluster this command starts
+    /// itself (this binary, loopback ports, a temporary directory) under a steady setKey load
+    /// of the first `--clients` count: `failover` kills the leader `--kills` times (SIGKILL)
+    /// and reports the time to the next acknowledged write (p50/p99) and the failed requests
+    /// per failover; `rolling-restart` restarts every node with SIGTERM, followers first, while
+    /// the clients retry on the next node, and reports the requests that failed for good.
+    #[arg(long, value_enum, conflicts_with = "probe")]
+    scenario: Option<failover::Scenario>,
+    /// Leader kills in `--scenario failover`.
+    #[arg(long, default_value_t = 20)]
+    kills: u32,
+    /// The cluster's `[consensus] election_timeout_ms` in `--scenario` (heartbeats every fifth).
+    #[arg(long, default_value_t = 1000)]
+    election_timeout_ms: u64,
     /// Directory for `--probe`'s fsync file: put it on the disk the nodes use (default: a
     /// new directory under the system temp dir, removed afterwards).
     #[arg(long, requires = "probe")]
@@ -257,6 +272,23 @@ pub fn run(args: BenchArgs) -> ExitCode {
     if let Err(e) = args.check() {
         eprintln!("dolmen bench: {e}");
         return ExitCode::from(2);
+    }
+    if let Some(scenario) = args.scenario {
+        let settings = failover::Settings {
+            scenario,
+            kills: args.kills.max(1),
+            clients: args.clients.first().copied().unwrap_or(8),
+            election_timeout_ms: args.election_timeout_ms.max(3),
+            value_size: args.value_size,
+            keys: args.keys,
+        };
+        return match failover::run(&settings) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("dolmen bench --scenario: {e:#}");
+                ExitCode::from(1)
+            }
+        };
     }
     if args.probe {
         return match probe::run(args.data_dir.as_deref()) {
