@@ -104,3 +104,33 @@ fn kill9_leader_under_load_loses_no_acked_write() {
     println!("converged at version {v} (>= {last_version}): digest {digest}");
     check_writes(&c, &[leader], &prefix, &records, Duration::from_secs(20));
 }
+
+/// A write sent to a follower while the leader is dead (the followers still name it) waits for
+/// the election and succeeds, instead of failing at once with `UNAVAILABLE: forward to node …
+/// not connected` (docs/replication.md §8.7).
+#[test]
+fn a_write_to_a_follower_right_after_the_leader_dies_waits_for_the_new_leader() {
+    let mut c = ReplicatedCluster::builder()
+        .set("consensus", "election_timeout_ms", 2000)
+        .set("consensus", "heartbeat_interval_ms", 200)
+        .start();
+    let leader = c.wait_for_leader(LEADER_TIMEOUT);
+    let follower = c.followers()[0];
+    let mut kv = connect_buffered(c.thrift_endpoint(follower));
+    kv.must_set(b"election-before", b"1");
+    c.kill9(leader);
+    let started = Instant::now();
+    let r = kv.set_in(b"election-during", b"2", None);
+    assert!(
+        r.success,
+        "expected the write to wait for the new leader, got {r:?} after {:?}; log of node \
+         {follower}:\n{}",
+        started.elapsed(),
+        c.log_tail(follower, 30)
+    );
+    println!(
+        "write sent right after the kill acknowledged after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(kv.get_value(b"election-during").value, b"2".to_vec());
+}

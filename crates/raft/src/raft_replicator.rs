@@ -96,6 +96,13 @@ impl LeaderContact {
     }
 }
 
+/// Sleeps `pause`, or until `deadline` if that is sooner; false when the deadline has passed.
+async fn pause_until(deadline: Instant, pause: Duration) -> bool {
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    tokio::time::sleep(pause.min(remaining)).await;
+    !remaining.is_zero()
+}
+
 /// The result of one try at a request.
 enum Attempt<T> {
     /// Answered: the request's result.
@@ -245,7 +252,14 @@ impl Shared {
                     Attempt::NotProposed(refusal) => refusal,
                 },
             };
-            if !self.await_new_leader(seen, deadline).await {
+            let again = if seen.1 == Some(self.node_id) && self.is_leader() {
+                // Still the leader, yet it refused: a new leader's lease starts with the first
+                // acknowledgement from a quorum. Try again shortly.
+                pause_until(deadline, self.election_timeout / 20).await
+            } else {
+                self.await_new_leader(seen, deadline).await
+            };
+            if !again {
                 return Err(refused);
             }
         }
