@@ -129,7 +129,10 @@ fn kill_leaders(
         std::thread::sleep(Duration::from_millis(500));
         let errors_before = load.errors.lock().len();
         let t0 = Instant::now();
-        *load.armed.lock() = Some((t0, None));
+        *load.armed.lock() = Some(Armed {
+            kill: t0,
+            recovered: None,
+        });
         cluster.kill9(victim)?;
         let recovered = load.wait_recovered(Duration::from_secs(30))?;
         let failed = load.errors.lock()[errors_before..]
@@ -261,6 +264,15 @@ impl Outcome {
     }
 }
 
+/// The kill being measured, if any: when it happened, and when the first write started after
+/// it was acknowledged.
+type ArmedKill = Arc<Mutex<Option<Armed>>>;
+
+struct Armed {
+    kill: Instant,
+    recovered: Option<Instant>,
+}
+
 /// A request that failed for good (after retries, when the clients retry).
 struct Failed {
     at: Instant,
@@ -273,8 +285,8 @@ struct Load {
     ops: Arc<AtomicU64>,
     retried: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<Failed>>>,
-    /// Set at a kill: (the kill's instant, the end of the first write started after it).
-    armed: Arc<Mutex<Option<(Instant, Option<Instant>)>>>,
+    /// Set at a kill.
+    armed: ArmedKill,
 }
 
 impl Load {
@@ -322,7 +334,7 @@ impl Load {
     fn wait_recovered(&self, limit: Duration) -> anyhow::Result<Instant> {
         let started = Instant::now();
         while started.elapsed() < limit {
-            if let Some((_, Some(recovered))) = *self.armed.lock() {
+            if let Some(recovered) = self.armed.lock().as_ref().and_then(|a| a.recovered) {
                 return Ok(recovered);
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -339,7 +351,7 @@ struct ClientLoop {
     ops: Arc<AtomicU64>,
     retried: Arc<AtomicU64>,
     errors: Arc<Mutex<Vec<Failed>>>,
-    armed: Arc<Mutex<Option<(Instant, Option<Instant>)>>>,
+    armed: ArmedKill,
     value: Vec<u8>,
     keys: u64,
     seed: u64,
@@ -369,9 +381,9 @@ impl ClientLoop {
                 Ok(()) => {
                     self.ops.fetch_add(1, Ordering::Relaxed);
                     let mut armed = self.armed.lock();
-                    if let Some((t0, recovered @ None)) = armed.as_mut() {
-                        if begun >= *t0 {
-                            *recovered = Some(Instant::now());
+                    if let Some(a) = armed.as_mut() {
+                        if a.recovered.is_none() && begun >= a.kill {
+                            a.recovered = Some(Instant::now());
                         }
                     }
                 }
