@@ -44,89 +44,9 @@ DOLMEN_STANDALONE_PORT="${DOLMEN_STANDALONE_PORT:-29080}"
 READY_TIMEOUT=60 # seconds to wait for a cluster or node to come up
 STOP_TIMEOUT=15  # seconds from SIGTERM to SIGKILL
 
-say() { printf '\n=== %s (%s; load average %s)\n' "$*" "$(date -u +%H:%M:%SZ)" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
-die() { echo "compare-etcd: $*" >&2; exit 1; }
-
-if [ -n "${WORK_DIR:-}" ]; then
-  mkdir -p "$WORK_DIR"
-  OWN_WORK_DIR=0
-else
-  WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/compare-etcd.XXXXXX")"
-  OWN_WORK_DIR=1
-fi
-PIDS=() # every process this script started and has not yet stopped
-
-# Stops one process this script started: SIGTERM, a bounded wait, then SIGKILL.
-stop_pid() {
-  local pid="$1" waited=0
-  kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  while kill -0 "$pid" 2>/dev/null && [ "$waited" -lt $((STOP_TIMEOUT * 10)) ]; do
-    sleep 0.1
-    waited=$((waited + 1))
-  done
-  if kill -0 "$pid" 2>/dev/null; then
-    echo "compare-etcd: pid $pid ignored SIGTERM for ${STOP_TIMEOUT}s; killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
-  wait "$pid" 2>/dev/null || true
-}
-
-stop_all() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    stop_pid "$pid"
-  done
-  PIDS=()
-}
-
-cleanup() {
-  local rc=$?
-  stop_all
-  if [ "$OWN_WORK_DIR" = 1 ]; then
-    rm -rf "$WORK_DIR"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# --- prerequisites --------------------------------------------------------------------------
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-  echo "compare-etcd: installing $* with apt-get"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@"
-}
-command -v etcd >/dev/null 2>&1 || apt_install etcd-server
-command -v curl >/dev/null 2>&1 || apt_install curl
-command -v jq >/dev/null 2>&1 || apt_install jq
-command -v column >/dev/null 2>&1 || apt_install bsdextrautils
-
-# etcd-client's build script needs protoc: the vendored one from crates.io (as crates/raft
-# does), else one on PATH, else Debian's.
-(cd "$ROOT/tools/etcd-bench" && cargo fetch --quiet)
-if [ -z "${PROTOC:-}" ]; then
-  PROTOC="$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/protoc-bin-vendored-linux-x86_64-*/bin/protoc 2>/dev/null | tail -n 1 || true)"
-  [ -n "$PROTOC" ] || PROTOC="$(command -v protoc || true)"
-  if [ -z "$PROTOC" ]; then
-    apt_install protobuf-compiler
-    PROTOC="$(command -v protoc)"
-  fi
-fi
-export PROTOC
-echo "compare-etcd: building tools/etcd-bench (release) in $ETCD_BENCH_TARGET_DIR"
-CARGO_TARGET_DIR="$ETCD_BENCH_TARGET_DIR" cargo build --release --quiet \
-  --manifest-path "$ROOT/tools/etcd-bench/Cargo.toml"
-ETCD_BENCH="$ETCD_BENCH_TARGET_DIR/release/etcd-bench"
-if [ ! -x "$DOLMEN_BIN" ]; then
-  echo "compare-etcd: building dolmen (release) in $DOLMEN_TARGET_DIR (the first build compiles RocksDB)"
-  (cd "$ROOT" && CARGO_TARGET_DIR="$DOLMEN_TARGET_DIR" cargo build --release --quiet --workspace)
-  DOLMEN_BIN="$DOLMEN_TARGET_DIR/release/dolmen"
-fi
-
-say "compare-etcd: $(etcd --version | head -n 1), dolmen at $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
-echo "machine: $(nproc) cores, $(uname -r); work dir $WORK_DIR on $(df --output=source "$WORK_DIR" | tail -n 1)"
+SCRIPT=compare-etcd
+# shellcheck source=scripts/bench-common.sh
+. "$ROOT/scripts/bench-common.sh"
 echo "runs: workloads $WORKLOADS at clients $CLIENTS, ${DURATION}s each, $KEYS keys, ${VALUE_SIZE}-byte values, read strategy $READ_STRATEGY"
 
 # --- 1. the floor ---------------------------------------------------------------------------
@@ -135,36 +55,9 @@ mkdir -p "$WORK_DIR/probe"
 "$DOLMEN_BIN" bench --probe --data-dir "$WORK_DIR/probe" | tee "$WORK_DIR/probe.out"
 
 # --- 2. etcd --------------------------------------------------------------------------------
-say "etcd: starting 3 members (client ports $ETCD_CLIENT_PORT-$((ETCD_CLIENT_PORT + 2)))"
-initial_cluster=""
-etcd_endpoints=""
-for i in 0 1 2; do
-  initial_cluster+="${initial_cluster:+,}m$i=http://127.0.0.1:$((ETCD_PEER_PORT + i))"
-  etcd_endpoints+="${etcd_endpoints:+,}http://127.0.0.1:$((ETCD_CLIENT_PORT + i))"
-done
-for i in 0 1 2; do
-  cport=$((ETCD_CLIENT_PORT + i))
-  pport=$((ETCD_PEER_PORT + i))
-  etcd --name "m$i" --data-dir "$WORK_DIR/etcd/m$i" \
-    --listen-client-urls "http://127.0.0.1:$cport" --advertise-client-urls "http://127.0.0.1:$cport" \
-    --listen-peer-urls "http://127.0.0.1:$pport" --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
-    --initial-cluster "$initial_cluster" --initial-cluster-token compare-etcd \
-    --initial-cluster-state new >"$WORK_DIR/etcd-m$i.log" 2>&1 &
-  PIDS+=("$!")
-done
-deadline=$((SECONDS + READY_TIMEOUT))
-for i in 0 1 2; do
-  until curl -fsS --max-time 2 "http://127.0.0.1:$((ETCD_CLIENT_PORT + i))/health" 2>/dev/null | grep -q '"health":"true"'; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      tail -n 20 "$WORK_DIR/etcd-m$i.log" >&2
-      die "etcd member m$i not healthy within ${READY_TIMEOUT}s"
-    fi
-    sleep 0.2
-  done
-done
-echo "etcd cluster healthy: $etcd_endpoints"
+start_etcd
 say "etcd: etcd-bench"
-"$ETCD_BENCH" --endpoints "$etcd_endpoints" --read-strategy "$READ_STRATEGY" \
+"$ETCD_BENCH" --endpoints "$ETCD_ENDPOINTS" --read-strategy "$READ_STRATEGY" \
   --workload "$WORKLOADS" --clients "$CLIENTS" --duration "$DURATION" --keys "$KEYS" \
   --value-size "$VALUE_SIZE" | tee "$WORK_DIR/etcd.out"
 say "etcd: stopping the members"

@@ -119,6 +119,10 @@ fn a_write_to_a_follower_right_after_the_leader_dies_waits_for_the_new_leader() 
     let mut kv = connect_buffered(c.thrift_endpoint(follower));
     kv.must_set(b"election-before", b"1");
     c.kill9(leader);
+    // A write already on its way over the follower's connection to the leader when that
+    // connection breaks has an unknown outcome (TIMEOUT, never re-sent). Give the follower a
+    // moment to see the connection close; the election is still an election timeout away.
+    std::thread::sleep(Duration::from_millis(100));
     let started = Instant::now();
     let r = kv.set_in(b"election-during", b"2", None);
     assert!(

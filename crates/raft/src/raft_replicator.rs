@@ -208,6 +208,13 @@ impl Shared {
         }
     }
 
+    /// How long a request waits for a leader that can take it: two election timeouts, enough
+    /// for a failover (one to 1.2 election timeouts), short enough that a node cut off from
+    /// the majority still refuses promptly with `UNAVAILABLE` (docs/replication.md §7.1).
+    fn leader_wait(&self) -> Duration {
+        self.election_timeout * 2
+    }
+
     /// The term and the leader this node knows of.
     fn leadership(&self) -> (u64, Option<NodeId>) {
         let metrics = self.raft.metrics();
@@ -242,7 +249,7 @@ impl Shared {
             ))
         })?;
         let started = Instant::now();
-        let deadline = started + self.rpc_timeout;
+        let deadline = started + self.leader_wait();
         loop {
             let seen = self.leadership();
             let refused = match seen.1 {
@@ -367,7 +374,7 @@ impl Shared {
     /// again, until the request deadline.
     /// `lease` = a lease read option on the leader; `None` = ReadIndex, batched.
     async fn barrier(&self, lease: Option<LinearizerOption>) -> Result<Version, ProposeError> {
-        let deadline = Instant::now() + self.rpc_timeout;
+        let deadline = Instant::now() + self.leader_wait();
         loop {
             let seen = self.leadership();
             let refused = match seen.1 {

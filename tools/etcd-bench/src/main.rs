@@ -10,6 +10,9 @@
 //!
 //! Exit codes: 0 success; 1 runtime failure (etcd unreachable, preload failed); 2 bad usage.
 
+mod failover;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -99,6 +102,15 @@ struct Args {
     /// Skip writing all `--keys` keys before the runs (reads then mostly miss).
     #[arg(long)]
     no_preload: bool,
+    /// A leader-kill scenario instead of the workloads: puts from the first `--clients` count,
+    /// client `i` through endpoint `i mod n`, until FILE.done exists (at most `--duration`);
+    /// FILE lists the kills (`<unix ns> <member>` per line, written by whoever kills). Prints
+    /// the failover per kill as `dolmen bench --scenario failover` does.
+    #[arg(long, value_name = "FILE")]
+    failover_kills: Option<PathBuf>,
+    /// The members' election timeout, for the failover report.
+    #[arg(long, default_value_t = 1000)]
+    election_timeout_ms: u64,
 }
 
 impl Args {
@@ -158,6 +170,13 @@ enum BenchError {
         endpoint: String,
         #[source]
         last: Box<BenchError>,
+    },
+    /// The kills file of `--failover-kills` cannot be read.
+    #[error("--failover-kills {path}: {source}")]
+    Kills {
+        path: String,
+        #[source]
+        source: std::io::Error,
     },
     /// A preload transaction failed.
     #[error("preload to {endpoint}: {source}")]
@@ -390,6 +409,9 @@ async fn bench(args: Args) -> Result<(), BenchError> {
         .map(|e| e.trim().to_owned())
         .filter(|e| !e.is_empty())
         .collect();
+    if let Some(kills) = &args.failover_kills {
+        return failover::run(&args, &endpoints, kills).await;
+    }
     let leader = discover_leader(&endpoints).await?;
     let targets = match args.read_strategy {
         ReadStrategy::Leader => vec![leader.clone()],

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use dolmen_bench_report::failover::{Failover, FailoverRun};
 use dolmen_client::{Client, Error};
 use dolmen_testkit::render::{self, replicated_node};
 use dolmen_testkit::{LocalCluster, NodeAddrs, NodeFiles, NodeSpec};
-use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
 /// Which fault the scenario injects.
@@ -180,12 +180,6 @@ fn roll(cluster: &mut LocalCluster, election_timeout_ms: u64) -> anyhow::Result<
     Ok(())
 }
 
-/// One leader kill.
-struct Failover {
-    took: Duration,
-    failed: u64,
-}
-
 enum Outcome {
     Failover(Vec<Failover>),
     Rolling,
@@ -199,45 +193,17 @@ impl Outcome {
         for e in errors.iter() {
             *by_code.entry(e.code.clone()).or_default() += 1;
         }
-        let et = settings.election_timeout_ms as f64;
         match self {
-            Outcome::Failover(failovers) => {
-                let mut h = Histogram::<u64>::new(3).expect("3 significant digits");
-                for f in failovers {
-                    let _ = h.record(u64::try_from(f.took.as_millis()).unwrap_or(u64::MAX));
-                }
-                let failed: Vec<u64> = failovers.iter().map(|f| f.failed).collect();
-                let mean_failed = failed.iter().sum::<u64>() as f64 / failed.len().max(1) as f64;
-                let (p50, p99, max) =
-                    (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max());
-                println!(
-                    "failover over {} leader kills ({} clients, election_timeout_ms = {}):\n  \
-                     p50 {p50} ms ({:.2} election timeouts)  p99 {p99} ms ({:.2})  max {max} ms\n  \
-                     failed requests per failover: mean {mean_failed:.1}, max {}\n  \
-                     writes acknowledged: {ops} in {:.0} s; failed by code: {by_code:?}",
-                    failovers.len(),
-                    settings.clients,
-                    settings.election_timeout_ms,
-                    p50 as f64 / et,
-                    p99 as f64 / et,
-                    failed.iter().max().copied().unwrap_or(0),
-                    elapsed.as_secs_f64(),
-                );
-                let json = serde_json::json!({
-                    "scenario": "failover",
-                    "kills": failovers.len(),
-                    "clients": settings.clients,
-                    "election_timeout_ms": settings.election_timeout_ms,
-                    "failover_p50_ms": p50,
-                    "failover_p99_ms": p99,
-                    "failover_max_ms": max,
-                    "failover_ms": failovers.iter().map(|f| f.took.as_millis()).collect::<Vec<_>>(),
-                    "failed_per_failover": failed,
-                    "ops": ops,
-                    "failed_by_code": by_code,
-                });
-                println!("{json}");
+            Outcome::Failover(failovers) => FailoverRun {
+                system: "dolmen",
+                clients: settings.clients,
+                election_timeout_ms: settings.election_timeout_ms,
+                failovers: failovers.clone(),
+                ops,
+                failed_by_code: by_code,
+                elapsed,
             }
+            .print(),
             Outcome::Rolling => {
                 let retried = load.retried.load(Ordering::Relaxed);
                 println!(

@@ -115,21 +115,22 @@ async fn a_dead_peer_is_unreachable_within_the_ttl() {
     let ms: Vec<u128> = backoff.iter().map(Duration::as_millis).collect();
     assert_eq!(ms, vec![50, 100, 200, 400, 800, 1000, 1000]);
 
-    // The follower-side calls: not connected means not proposed.
+    // The follower-side calls: not connected means not proposed, and worth trying again with
+    // the next leader.
     let client = factory.peer_client();
     let err = client
         .forward(PEER, &addr, &Command::Noop, Duration::from_secs(1))
         .await
         .expect_err("nobody listens");
     assert!(
-        matches!(err, ProposeError::Unavailable(ref m) if m.contains("not connected")),
+        matches!(err, ProposeError::LeaderUnreachable(ref m) if m.contains("not connected")),
         "{err:?}"
     );
     let err = client
         .read_index(PEER, &addr, Duration::from_secs(1))
         .await
         .expect_err("nobody listens");
-    assert!(matches!(err, ProposeError::Unavailable(_)), "{err:?}");
+    assert!(matches!(err, ProposeError::LeaderUnreachable(_)), "{err:?}");
     let err = client
         .probe(PEER, &addr, Duration::from_secs(1))
         .await

@@ -169,9 +169,15 @@ pub async fn cluster(n: u64) -> Vec<TestNode> {
     }
     for node in &nodes {
         let id = node.raft.node_id();
-        eventually(&format!("node {id} knows node 0 leads"), || async {
-            node.raft.status().leader == Some(0)
-        })
+        // Its own view, promotions included: a node that has not yet applied the last
+        // membership change still calls itself a learner.
+        eventually(
+            &format!("node {id} knows node 0 leads and all {n} voters"),
+            || async {
+                let status = node.raft.status();
+                status.leader == Some(0) && status.voter_ids().len() == n as usize
+            },
+        )
         .await;
     }
     nodes
