@@ -10,12 +10,14 @@
 #      waits SETTLE seconds, restarts it, waits for /health, and so on; then FILE.done.
 #   2. Dolmen: `dolmen bench --scenario failover` (its own 3 nodes, the same steps).
 #   3. Dolmen: `dolmen bench --scenario rolling-restart` (SIGTERM each node, retrying clients).
+#   4. With DOLMEN_BEFORE_BIN set: step 2 again with that build's nodes (`--server-bin`), the
+#      same load generator, for a before/after comparison.
 # Only processes this script started are stopped; its temp dir is removed on exit.
 #
 # Environment (defaults in brackets):
 #   KILLS [20]  CLIENTS [8]  ELECTION_TIMEOUT_MS [1000] (heartbeats every fifth of it, on both)
 #   SETTLE [3] seconds between a kill and the restart
-#   VALUE_SIZE [256]  KEYS [10000]
+#   VALUE_SIZE [256]  KEYS [10000]  DOLMEN_BEFORE_BIN [unset]
 #   DOLMEN_BIN, DOLMEN_TARGET_DIR, ETCD_BENCH_TARGET_DIR, ETCD_CLIENT_PORT [23790],
 #   ETCD_PEER_PORT [23800], WORK_DIR: as in scripts/compare-etcd.sh
 # Usage: scripts/compare-failover.sh 2>&1 | tee docs/failover-baseline.txt
@@ -99,8 +101,19 @@ say "dolmen: rolling restart (dolmen bench --scenario rolling-restart)"
   --election-timeout-ms "$ELECTION_TIMEOUT_MS" --value-size "$VALUE_SIZE" --keys "$KEYS" \
   | tee "$WORK_DIR/rolling.out"
 
+if [ -n "${DOLMEN_BEFORE_BIN:-}" ]; then
+  say "dolmen before ($DOLMEN_BEFORE_BIN): $KILLS leader kills"
+  "$DOLMEN_BIN" bench --scenario failover --kills "$KILLS" --clients "$CLIENTS" \
+    --election-timeout-ms "$ELECTION_TIMEOUT_MS" --value-size "$VALUE_SIZE" --keys "$KEYS" \
+    --server-bin "$DOLMEN_BEFORE_BIN" | tee "$WORK_DIR/before.out"
+fi
+
 say "summary"
 grep -v '^{' "$WORK_DIR/etcd.out"
 grep -v '^{' "$WORK_DIR/dolmen.out"
 grep -v '^{' "$WORK_DIR/rolling.out"
+if [ -n "${DOLMEN_BEFORE_BIN:-}" ]; then
+  echo "(before)"
+  grep -v '^{' "$WORK_DIR/before.out"
+fi
 say "done"

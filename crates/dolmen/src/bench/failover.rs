@@ -51,6 +51,8 @@ pub struct Settings {
     pub value_size: usize,
     /// Distinct keys.
     pub keys: u64,
+    /// The server binary (`None`: this one).
+    pub server_bin: Option<std::path::PathBuf>,
 }
 
 const READY: Duration = Duration::from_secs(60);
@@ -64,7 +66,10 @@ const BACKOFF: Duration = Duration::from_millis(20);
 
 /// Runs the scenario and prints its table and JSON line.
 pub fn run(settings: &Settings) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the dolmen executable")?;
+    let exe = match &settings.server_bin {
+        Some(bin) => bin.clone(),
+        None => std::env::current_exe().context("cannot find the dolmen executable")?,
+    };
     let dir = std::env::temp_dir().join(format!("dolmen-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let result = with_cluster(settings, &exe, &dir);

@@ -120,6 +120,10 @@ pub struct BenchArgs {
     /// The cluster's `[consensus] election_timeout_ms` in `--scenario` (heartbeats every fifth).
     #[arg(long, default_value_t = 1000)]
     election_timeout_ms: u64,
+    /// The `dolmen` binary whose `serve` the `--scenario` cluster runs (default: this one), to
+    /// measure another build with the same load and faults.
+    #[arg(long, requires = "scenario")]
+    server_bin: Option<PathBuf>,
     /// Directory for `--probe`'s fsync file: put it on the disk the nodes use (default: a
     /// new directory under the system temp dir, removed afterwards).
     #[arg(long, requires = "probe")]
@@ -281,6 +285,7 @@ pub fn run(args: BenchArgs) -> ExitCode {
             election_timeout_ms: args.election_timeout_ms.max(3),
             value_size: args.value_size,
             keys: args.keys,
+            server_bin: args.server_bin.clone(),
         };
         return match failover::run(&settings) {
             Ok(()) => ExitCode::SUCCESS,
