@@ -17,7 +17,7 @@
 # Environment (defaults in brackets):
 #   KILLS [20]  CLIENTS [8]  ELECTION_TIMEOUT_MS [1000] (heartbeats every fifth of it, on both)
 #   SETTLE [3] seconds between a kill and the restart
-#   VALUE_SIZE [256]  KEYS [10000]  DOLMEN_BEFORE_BIN [unset]
+#   VALUE_SIZE [256]  KEYS [10000]  DOLMEN_BEFORE_BIN [unset]  ONLY [unset: both; etcd | dolmen]
 #   DOLMEN_BIN, DOLMEN_TARGET_DIR, ETCD_BENCH_TARGET_DIR, ETCD_CLIENT_PORT [23790],
 #   ETCD_PEER_PORT [23800], WORK_DIR: as in scripts/compare-etcd.sh
 # Usage: scripts/compare-failover.sh 2>&1 | tee docs/failover-baseline.txt
@@ -58,7 +58,11 @@ etcd_leader() {
   return 1
 }
 
+ONLY="${ONLY:-}"
+: >"$WORK_DIR/etcd.out" >"$WORK_DIR/dolmen.out" >"$WORK_DIR/rolling.out"
+
 # --- 1. etcd --------------------------------------------------------------------------------
+if [ "$ONLY" != dolmen ]; then
 ETCD_FLAGS="--election-timeout $ELECTION_TIMEOUT_MS --heartbeat-interval $HEARTBEAT_MS"
 start_etcd
 kills="$WORK_DIR/etcd-kills"
@@ -90,8 +94,10 @@ wait "$bench_pid" || die "etcd-bench failed: $(tail -n 5 "$WORK_DIR/etcd-bench.l
 cat "$WORK_DIR/etcd.out"
 say "etcd: stopping the members"
 stop_all
+fi
 
 # --- 2. and 3. Dolmen -----------------------------------------------------------------------
+if [ "$ONLY" != etcd ]; then
 say "dolmen: $KILLS leader kills (dolmen bench --scenario failover)"
 "$DOLMEN_BIN" bench --scenario failover --kills "$KILLS" --clients "$CLIENTS" \
   --election-timeout-ms "$ELECTION_TIMEOUT_MS" --value-size "$VALUE_SIZE" --keys "$KEYS" \
@@ -106,6 +112,7 @@ if [ -n "${DOLMEN_BEFORE_BIN:-}" ]; then
   "$DOLMEN_BIN" bench --scenario failover --kills "$KILLS" --clients "$CLIENTS" \
     --election-timeout-ms "$ELECTION_TIMEOUT_MS" --value-size "$VALUE_SIZE" --keys "$KEYS" \
     --server-bin "$DOLMEN_BEFORE_BIN" | tee "$WORK_DIR/before.out"
+fi
 fi
 
 say "summary"
