@@ -15,7 +15,7 @@ CHAOS_RUNS ?= ./chaos-runs
 DURATION ?= 30m
 SEED ?=
 
-.PHONY: deps build run run-standalone test chaos-short chaos chaos-selftest lint fmt bench \
+.PHONY: deps build run run-standalone test chaos-short chaos chaos-lease chaos-selftest lint fmt bench \
 	thrift-gen clean-data
 
 deps:
@@ -38,12 +38,20 @@ test: deps
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
-	$(MAKE) --no-print-directory chaos-short chaos-selftest
+	$(MAKE) --no-print-directory chaos-short chaos-lease chaos-selftest
 
 # The fault-injection suite's short profile (~2 minutes, every fault kind, a random seed that
 # is printed; a failing run keeps its folder and prints the replay command).
 chaos-short:
 	$(CHAOS) run --profile short --dolmen $(DOLMEN) --out $(CHAOS_RUNS)/short-$$(date +%Y%m%dT%H%M%S) \
+		$(if $(SEED),--seed $(SEED))
+
+# Lease reads under leader changes: the register checker judges every read as linearizable
+# while kills, pauses, partitions and transfers move the leader (the lease is 0.6 of the
+# election timeout, docs/replication.md §8.7).
+chaos-lease:
+	$(CHAOS) run --reads lease --workloads register --faults kill,pause,partition,transfer \
+		--duration 45s --dolmen $(DOLMEN) --out $(CHAOS_RUNS)/lease-$$(date +%Y%m%dT%H%M%S) \
 		$(if $(SEED),--seed $(SEED))
 
 # The checker must catch a planted bug: followers serving linearizable reads locally.

@@ -137,4 +137,16 @@ fn a_write_to_a_follower_right_after_the_leader_dies_waits_for_the_new_leader() 
         started.elapsed()
     );
     assert_eq!(kv.get_value(b"election-during").value, b"2".to_vec());
+
+    // The failover shows in the follower's metrics: a second leader. (Its time without a
+    // leader may be too short to be seen: the metrics watch can skip an instant of `None`.)
+    let text = dolmen_tests::admin::admin(c.admin_endpoint(follower))
+        .metrics()
+        .expect("GET /metrics");
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("expected {name} in /metrics:\n{text}"))
+    };
+    assert!(value("dolmen_raft_leader_changes_total") >= 2.0, "{text}");
 }

@@ -64,6 +64,12 @@ enum Profile {
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
+enum ReadsArg {
+    Linearizable,
+    Lease,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
 enum BugArg {
     /// Followers answer linearizable reads from local state ([faults] unsafe_stale_reads).
     StaleReads,
@@ -105,6 +111,11 @@ struct RunArgs {
     /// Keep the nodes' data directories even when the run passes.
     #[arg(long)]
     keep: bool,
+    /// The nodes' `[reads] consistency_level`: `linearizable` (a ReadIndex barrier per read) or
+    /// `lease` (the leader answers from its lease); the register checker judges both as
+    /// linearizable.
+    #[arg(long, value_enum, default_value = "linearizable")]
+    reads: ReadsArg,
     /// Self-test: succeed (exit 0) only if this checker (e.g. `register`) finds a violation,
     /// as it must with `--planted-bug`; exit 1 if it does not.
     #[arg(long, value_name = "CHECKER")]
@@ -149,6 +160,7 @@ fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>, Option
             .map(|BugArg::StaleReads| PlantedBug::StaleReads),
         profile: args.profile.map(|p| format!("{p:?}").to_lowercase()),
         keep_data: args.keep,
+        lease_reads: matches!(args.reads, ReadsArg::Lease),
     };
     Ok((opts, args.out, args.expect_violation))
 }

@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub profile: Option<String>,
     /// Keep the nodes' data directories even when the run passes.
     pub keep_data: bool,
+    /// `[reads] consistency_level = "lease"` on every node (absent in older run.json files).
+    #[serde(default)]
+    pub lease_reads: bool,
 }
 
 impl RunOptions {

@@ -87,13 +87,14 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     };
     write_json(&out.join("run.json"), &info)?;
     eprintln!(
-        "chaos: seed {} | {} nodes | {}s | workloads {} | faults {} | {} clients{}\nchaos: run folder {}",
+        "chaos: seed {} | {} nodes | {}s | workloads {} | faults {} | {} clients | {} reads{}\nchaos: run folder {}",
         opts.seed,
         opts.nodes,
         opts.duration_secs,
         names(&opts.workloads, Workload::name),
         if opts.faults.is_empty() { "none".to_owned() } else { names(&opts.faults, nemesis::FaultKind::name) },
         opts.clients,
+        if opts.lease_reads { "lease" } else { "linearizable" },
         match opts.planted_bug {
             Some(PlantedBug::StaleReads) => " | PLANTED BUG stale-reads",
             None => "",
@@ -116,6 +117,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         dir: out.clone(),
         network_faults: opts.network_faults(),
         stale_reads: opts.planted_bug == Some(PlantedBug::StaleReads),
+        lease_reads: opts.lease_reads,
     };
     let mut cluster = Cluster::start(spec, READY_TIMEOUT)
         .await

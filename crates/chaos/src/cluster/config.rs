@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use dolmen_config::Config;
+use dolmen_config::{Config, ConsistencyLevel};
 use dolmen_testkit::render::replicated_node;
 
 use super::{ClusterSpec, NodeAddrs};
@@ -30,6 +30,9 @@ pub(super) fn render_config(
     // the keys then still starts.
     c.faults.allow_network_faults = spec.network_faults;
     c.faults.unsafe_stale_reads = spec.stale_reads;
+    if spec.lease_reads {
+        c.reads.consistency_level = ConsistencyLevel::Lease;
+    }
     c
 }
 
@@ -57,6 +60,7 @@ mod tests {
             dir: PathBuf::from("/tmp/x"),
             network_faults: false,
             stale_reads: false,
+            lease_reads: false,
         };
         let c = render_config(&spec, 1, &addrs, Path::new("/tmp/x/data/node-1"));
         let text = render(&c).unwrap();
@@ -69,8 +73,10 @@ mod tests {
             Some(3)
         );
         assert!(t.get("faults").is_none());
+        assert!(t.get("reads").is_none());
         spec.network_faults = true;
         spec.stale_reads = true;
+        spec.lease_reads = true;
         let text = render(&render_config(
             &spec,
             0,
@@ -82,5 +88,6 @@ mod tests {
         assert_eq!(t["consensus"]["bootstrap"].as_bool(), Some(true));
         assert_eq!(t["faults"]["allow_network_faults"].as_bool(), Some(true));
         assert_eq!(t["faults"]["unsafe_stale_reads"].as_bool(), Some(true));
+        assert_eq!(t["reads"]["consistency_level"].as_str(), Some("lease"));
     }
 }

@@ -53,6 +53,8 @@ pub struct ClusterSpec {
     pub network_faults: bool,
     /// Writes `[faults] unsafe_stale_reads = true` (the planted bug `stale-reads`).
     pub stale_reads: bool,
+    /// Writes `[reads] consistency_level = "lease"`.
+    pub lease_reads: bool,
 }
 
 /// A running cluster. Dropping it kills every node it started (SIGKILL by PID).
