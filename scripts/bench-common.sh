@@ -4,6 +4,15 @@
 # 3-member etcd cluster on loopback. The caller sets SCRIPT (its name, for messages) and the
 # variables documented in its own header before sourcing this file.
 
+# Defaults both scripts share (each documents them in its header).
+DOLMEN_TARGET_DIR="${DOLMEN_TARGET_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/dolmen/target}}"
+DOLMEN_BIN="${DOLMEN_BIN:-$DOLMEN_TARGET_DIR/release/dolmen}"
+ETCD_BENCH_TARGET_DIR="${ETCD_BENCH_TARGET_DIR:-$HOME/.cache/dolmen/etcd-bench-target}"
+ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-23790}"
+ETCD_PEER_PORT="${ETCD_PEER_PORT:-23800}"
+READY_TIMEOUT=60 # seconds to wait for a cluster or node to come up
+STOP_TIMEOUT=15  # seconds from SIGTERM to SIGKILL
+
 say() { printf '\n=== %s (%s; load average %s)\n' "$*" "$(date -u +%H:%M:%SZ)" "$(cut -d' ' -f1-3 /proc/loadavg)"; }
 die() { echo "$SCRIPT: $*" >&2; exit 1; }
 

@@ -31,13 +31,6 @@ HEARTBEAT_MS=$((ELECTION_TIMEOUT_MS / 5)) # what `dolmen bench --scenario` confi
 SETTLE="${SETTLE:-3}"
 VALUE_SIZE="${VALUE_SIZE:-256}"
 KEYS="${KEYS:-10000}"
-DOLMEN_TARGET_DIR="${DOLMEN_TARGET_DIR:-${CARGO_TARGET_DIR:-$HOME/.cache/dolmen/target}}"
-DOLMEN_BIN="${DOLMEN_BIN:-$DOLMEN_TARGET_DIR/release/dolmen}"
-ETCD_BENCH_TARGET_DIR="${ETCD_BENCH_TARGET_DIR:-$HOME/.cache/dolmen/etcd-bench-target}"
-ETCD_CLIENT_PORT="${ETCD_CLIENT_PORT:-23790}"
-ETCD_PEER_PORT="${ETCD_PEER_PORT:-23800}"
-READY_TIMEOUT=60 # seconds to wait for a cluster or node to come up
-STOP_TIMEOUT=15  # seconds from SIGTERM to SIGKILL
 
 SCRIPT=compare-failover
 # shellcheck source=scripts/bench-common.sh

@@ -108,7 +108,7 @@ impl Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
         let engine = &self.engine;
-        let counters = [
+        let mut counters = vec![
             ("dolmen_reads", "Read requests served.", self.reads),
             ("dolmen_writes", "Write requests served.", self.writes),
             ("dolmen_commits", "Transactions committed.", self.commits),
@@ -118,6 +118,25 @@ impl Snapshot {
                 self.aborts,
             ),
         ];
+        if let Some(fsyncs) = self.raft_log_fsyncs {
+            counters.push((
+                "dolmen_raft_log_fsyncs",
+                "Raft log fsyncs (each covers every entry appended before it).",
+                fsyncs,
+            ));
+        }
+        if let Some(l) = &self.leadership {
+            counters.push((
+                "dolmen_raft_elections",
+                "Elections this node started (it became a candidate).",
+                l.elections,
+            ));
+            counters.push((
+                "dolmen_raft_leader_changes",
+                "Times the leader this node knows of changed (the first leader included).",
+                l.leader_changes,
+            ));
+        }
         for (name, help, value) in counters {
             emit(e, name, help, &ConstCounter::new(value))?;
         }
@@ -175,27 +194,7 @@ impl Snapshot {
         for (name, help, value) in gauges {
             emit(e, name, help, &ConstGauge::new(value))?;
         }
-        if let Some(fsyncs) = self.raft_log_fsyncs {
-            emit(
-                e,
-                "dolmen_raft_log_fsyncs",
-                "Raft log fsyncs (each covers every entry appended before it).",
-                &ConstCounter::new(fsyncs),
-            )?;
-        }
         if let Some(l) = &self.leadership {
-            emit(
-                e,
-                "dolmen_raft_elections",
-                "Elections this node started (it became a candidate).",
-                &ConstCounter::new(l.elections),
-            )?;
-            emit(
-                e,
-                "dolmen_raft_leader_changes",
-                "Times the leader this node knows of changed (the first leader included).",
-                &ConstCounter::new(l.leader_changes),
-            )?;
             emit(
                 e,
                 "dolmen_raft_leaderless_seconds",
@@ -268,6 +267,9 @@ mod tests {
             "dolmen_writes_total",
             "dolmen_commits_total",
             "dolmen_aborts_total",
+            "dolmen_raft_log_fsyncs_total",
+            "dolmen_raft_elections_total",
+            "dolmen_raft_leader_changes_total",
             "dolmen_active_commits",
             "dolmen_request_duration_avg_ms",
             "dolmen_applied_version",
@@ -279,9 +281,6 @@ mod tests {
             "dolmen_compaction_pending_bytes",
             "dolmen_is_leader",
             "dolmen_term",
-            "dolmen_raft_log_fsyncs_total",
-            "dolmen_raft_elections_total",
-            "dolmen_raft_leader_changes_total",
             "dolmen_raft_leaderless_seconds_total",
         ];
         let samples: Vec<&str> = text
