@@ -299,6 +299,19 @@ impl SafeDecoder {
     }
 
     /// Decodes one complete message the scanner has validated.
+    /// Records a server call's method name and sequence id from its message header, so an
+    /// error answered without decoding the rest still names the call. Headers that do not
+    /// parse are left alone (the answer then carries volo's defaults).
+    fn note_call<Cx: ThriftContext>(&self, cx: &mut Cx, bytes: &mut Bytes) {
+        let mut protocol = CheckedBinaryInput::new(bytes, self.limits);
+        if let (Ok(ident), Some(server_cx)) = (
+            protocol.read_message_begin(),
+            (cx as &mut dyn Any).downcast_mut::<ServerContext>(),
+        ) {
+            server_cx.handle_decoded_msg_ident(&ident);
+        }
+    }
+
     fn decode_message<Msg: Send + EntryMessage, Cx: ThriftContext>(
         &self,
         cx: &mut Cx,
@@ -397,10 +410,13 @@ impl ZeroCopyDecoder for SafeDecoder {
         reader: &mut BufReader<R>,
     ) -> Result<Option<ThriftMessage<Msg>>, ThriftException> {
         if let Permit::Refused { max } = self.permit {
-            // Read the request first, so the refusal is framed the way the client frames.
-            if self.read_message(cx, reader).await?.is_none() {
+            // Read the request first, so the refusal is framed the way the client frames, and
+            // carries the request's method name and sequence id: clients match a reply to its
+            // call by them (the stock Node.js client waits forever for an unmatched one).
+            let Some((mut bytes, _)) = self.read_message(cx, reader).await? else {
                 return Ok(None);
-            }
+            };
+            self.note_call(cx, &mut bytes);
             return Err(new_protocol_exception(
                 ProtocolExceptionKind::Unknown,
                 format!("UNAVAILABLE: the server has max_connections={max} open; retry later"),

@@ -3,8 +3,10 @@
 use std::time::{Duration, Instant};
 
 use dolmen_tests::client::op_set;
-use dolmen_tests::kvstore::{GetRequest, TTransactionalKVSyncClient};
+use dolmen_tests::kvstore::{GetRequest, GetResponse, TTransactionalKVSyncClient};
+use dolmen_tests::raw::{call_bytes, RawConn};
 use dolmen_tests::{Connector, KvExt, TestCluster};
+use thrift::protocol::TMessageType;
 
 use crate::helpers::{assert_found, assert_missing, assert_nonempty_error, fresh_ns, key};
 
@@ -109,6 +111,30 @@ pub(crate) fn suite_max_connections(c: &dyn TestCluster, connect: Connector) {
             refused.is_err(),
             "a third connection with max_connections=2 must be refused, got {refused:?}"
         );
+    }
+    // The refusal names the call it refuses: clients match a reply by method name and seqid
+    // (the stock Node.js client waits forever for a reply it cannot match).
+    {
+        let mut raw = RawConn::connect(addr, connect.framed());
+        raw.send(&call_bytes(
+            "get",
+            4242,
+            &GetRequest::new(key(&ns, b"a"), None),
+        ));
+        let r = raw.recv::<GetResponse>().unwrap_or_else(|e| {
+            panic!("expected an EXCEPTION refusing a connection over the cap, got {e:?}")
+        });
+        assert_eq!(
+            (
+                r.header.message_type,
+                r.header.name.as_str(),
+                r.header.sequence_number
+            ),
+            (TMessageType::Exception, "get", 4242),
+            "expected the refusal to echo the call's method name and seqid: {r:?}"
+        );
+        let message = r.exception.map(|e| e.message).unwrap_or_default();
+        assert!(message.contains("max_connections"), "{message}");
     }
     assert_found(&mut first, &key(&ns, b"b"), b"2");
     drop(second);
