@@ -45,7 +45,7 @@ mod unknown_method;
 
 pub use self::unknown_method::{MaybeUnknown, UnknownMethodService};
 
-use std::{any::Any, io, sync::Arc};
+use std::{any::Any, io, sync::Arc, time::Duration};
 
 use bytes::{Buf, Bytes, BytesMut};
 use pilota::thrift::{
@@ -87,6 +87,10 @@ pub struct SafeCodecLimits {
     pub max_depth: usize,
     /// Most elements in one list or set, or entries in one map. Default 1,000,000.
     pub max_collection_len: usize,
+    /// A request must arrive whole within this long of its first byte, or the connection is
+    /// closed with a protocol error; `None` = no bound. Default `None` (the server sets
+    /// `[server] read_timeout_ms`).
+    pub read_timeout: Option<Duration>,
 }
 
 impl Default for SafeCodecLimits {
@@ -95,6 +99,7 @@ impl Default for SafeCodecLimits {
             max_message_bytes: 16 * 1024 * 1024,
             max_depth: 64,
             max_collection_len: 1_000_000,
+            read_timeout: None,
         }
     }
 }
@@ -222,6 +227,28 @@ impl SafeDecoder {
         }
     }
 
+    /// [`fill`], bounded by the message's `deadline` (`read_timeout` after its first byte).
+    async fn fill_by<'r, R: AsyncRead + Unpin>(
+        &self,
+        reader: &'r mut BufReader<R>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<&'r [u8], ThriftException> {
+        let Some(deadline) = deadline else {
+            return Ok(fill(reader).await?);
+        };
+        match tokio::time::timeout_at(deadline, fill(reader)).await {
+            Ok(buf) => Ok(buf?),
+            Err(_elapsed) => Err(protocol_error(
+                ProtocolExceptionKind::InvalidData,
+                format!(
+                    "the request did not arrive whole within {} ms of its first byte \
+                     (server.read_timeout_ms)",
+                    self.limits.read_timeout.unwrap_or_default().as_millis()
+                ),
+            )),
+        }
+    }
+
     /// Reads one whole message from `reader`, scanning it as it arrives. `Ok(None)`: the peer
     /// closed the connection between messages. Returns the message and its size on the wire.
     async fn read_message<Cx: ThriftContext, R: AsyncRead + Unpin>(
@@ -231,11 +258,21 @@ impl SafeDecoder {
     ) -> Result<Option<(Bytes, usize)>, ThriftException> {
         let mut head = [0u8; HEAD_LEN];
         let mut head_len = 0;
+        // Set by the message's first byte: the whole message must be in by then.
+        let mut deadline = None;
         let framing = loop {
             if let Some(framing) = detect(&head[..head_len], self.limits.max_message_bytes)? {
                 break framing;
             }
-            let buf = fill(reader).await?;
+            // volo's decoder waits for a message's first bytes before it calls this one, so
+            // the wait between messages is not bounded here (docs/STATUS.md).
+            let buf = self.fill_by(reader, deadline).await?;
+            if head_len == 0 && !buf.is_empty() {
+                deadline = self
+                    .limits
+                    .read_timeout
+                    .map(|t| tokio::time::Instant::now() + t);
+            }
             if buf.is_empty() {
                 if head_len == 0 {
                     return Ok(None);
@@ -275,7 +312,7 @@ impl SafeDecoder {
                 }
                 .into());
             }
-            let buf = fill(reader).await?;
+            let buf = self.fill_by(reader, deadline).await?;
             if buf.is_empty() {
                 return Err(eof(header_len + msg.len()));
             }

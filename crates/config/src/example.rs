@@ -92,6 +92,9 @@ admin_port = 9190
 max_connections = 4096
 # Largest Thrift message accepted (1 MiB to 256 MiB); a larger one closes the connection.
 max_message_bytes = 16777216
+# A request must arrive whole within this long of its first byte, or the connection is
+# closed; 0 = no bound.
+read_timeout_ms = 30000
 
 [mvcc]
 # How long MVCC history is kept; older read versions get TRANSACTION_TOO_OLD.

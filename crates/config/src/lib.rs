@@ -236,6 +236,9 @@ pub struct ServerConfig {
     /// `max_message_bytes`: largest Thrift message accepted; a larger one is a protocol error
     /// and closes the connection. Between 1 MiB and 256 MiB. Default `16777216` (16 MiB).
     pub max_message_bytes: usize,
+    /// `read_timeout_ms`: a request must arrive whole within this long of its first byte, or
+    /// the connection is closed. `0` = no bound. Default `30000`.
+    pub read_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -246,6 +249,7 @@ impl Default for ServerConfig {
             admin_port: 9190,
             max_connections: 4096,
             max_message_bytes: 16 * 1024 * 1024,
+            read_timeout_ms: 30_000,
         }
     }
 }

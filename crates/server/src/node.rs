@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dolmen_api::ServeError;
+use dolmen_api::{SafeCodecLimits, ServeError};
 use dolmen_config::EndpointError;
 use dolmen_engine::{Engine, EngineOptions, OpenError, StorageError, Version};
 use dolmen_raft::{
@@ -231,7 +231,7 @@ pub async fn run(
     let thrift_serving = crate::thrift::serve(
         thrift_listener,
         service.clone(),
-        config.server.max_message_bytes,
+        codec_limits(&config.server),
         config.server.max_connections,
         stopped(stop_rx.clone()),
         hand_off(replication.raft(), handoff_limit),
@@ -298,6 +298,16 @@ pub async fn run(
         .map_err(NodeError::Flush)?;
     tracing::info!(node = node_id, "stopped");
     thrift_result
+}
+
+/// The Thrift codec's limits from `[server]` (`read_timeout_ms = 0`: no bound).
+fn codec_limits(server: &dolmen_config::ServerConfig) -> SafeCodecLimits {
+    let millis = |ms: u64| (ms > 0).then(|| Duration::from_millis(ms));
+    SafeCodecLimits {
+        max_message_bytes: server.max_message_bytes,
+        read_timeout: millis(server.read_timeout_ms),
+        ..SafeCodecLimits::default()
+    }
 }
 
 /// Hands leadership to another voter if this node leads (Raft only), at most `limit`.

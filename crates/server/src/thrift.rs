@@ -27,15 +27,11 @@ use crate::service::{commit_timeout, wire_version, Service};
 pub async fn serve(
     listener: TcpListener,
     service: Arc<Service>,
-    max_message_bytes: usize,
+    limits: SafeCodecLimits,
     max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
     before_drain: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let limits = SafeCodecLimits {
-        max_message_bytes,
-        ..SafeCodecLimits::default()
-    };
     dolmen_api::serve(
         listener,
         Handler { service },

@@ -37,8 +37,9 @@ use suites::{
     suite_future_version, suite_get_range_algorithm, suite_get_set_delete, suite_legacy_methods,
     suite_malformed_input_closes_connection, suite_many_sequential_requests, suite_max_connections,
     suite_ping, suite_range_defaults_and_byte_order, suite_read_versions, suite_restart,
-    suite_size_limits_and_empty_keys, suite_snapshots, suite_transaction_too_old,
-    suite_unknown_column_family, suite_unknown_method, suite_versionstamps,
+    suite_size_limits_and_empty_keys, suite_slow_requests_are_cut_off, suite_snapshots,
+    suite_transaction_too_old, suite_unknown_column_family, suite_unknown_method,
+    suite_versionstamps,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -108,6 +109,10 @@ standalone!(byte_at_a_time => suite_byte_at_a_time);
 standalone!(many_sequential_requests => suite_many_sequential_requests);
 standalone!(concurrent_clients => suite_concurrent_clients);
 standalone!(max_connections => suite_max_connections, Standalone::builder().set("server", "max_connections", 2));
+standalone!(
+    slow_requests_are_cut_off => suite_slow_requests_are_cut_off,
+    Standalone::builder().set("server", "read_timeout_ms", 1000)
+);
 
 mod restart {
     use super::*;

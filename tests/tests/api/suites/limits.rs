@@ -155,3 +155,23 @@ pub(crate) fn suite_max_connections(c: &dyn TestCluster, connect: Connector) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `[server] read_timeout_ms` (1 s here): a connection whose request stops after 3 bytes is
+/// closed once the timeout passes, and other clients are served meanwhile and after.
+pub(crate) fn suite_slow_requests_are_cut_off(c: &dyn TestCluster, connect: Connector) {
+    let addr = connect.endpoint(c);
+    let ns = fresh_ns("slow");
+    let mut slow = RawConn::connect(addr, connect.framed());
+    let request = call_bytes("get", 1, &GetRequest::new(key(&ns, b"a"), None));
+    slow.send_raw(&request[..3]);
+    let mut kv = connect.connect(addr);
+    kv.must_set(&key(&ns, b"during"), b"1");
+    let started = Instant::now();
+    slow.expect_closed("read_timeout_ms (a request stuck after 3 bytes)");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the stuck request was cut off only after {:?}",
+        started.elapsed()
+    );
+    assert_found(&mut kv, &key(&ns, b"during"), b"1");
+}

@@ -19,7 +19,9 @@ pub(crate) use commits::{
 };
 pub(crate) use diagnostics::suite_diagnostics;
 pub(crate) use faults::{fault, suite_fault_injection, suite_fault_injection_disabled};
-pub(crate) use limits::{suite_max_connections, suite_size_limits_and_empty_keys};
+pub(crate) use limits::{
+    suite_max_connections, suite_size_limits_and_empty_keys, suite_slow_requests_are_cut_off,
+};
 pub(crate) use methods::{suite_every_method_replies, suite_legacy_methods, suite_ping};
 pub(crate) use protocol::{
     suite_byte_at_a_time, suite_concurrent_clients, suite_malformed_input_closes_connection,
