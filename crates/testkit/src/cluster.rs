@@ -417,20 +417,24 @@ impl LocalCluster {
         Ok(())
     }
 
+    /// Node `i`'s process, taken out of the cluster (the node is down from now on).
+    fn take_running(&mut self, i: usize) -> Result<ServerProcess, ClusterError> {
+        let m = self.member_mut(i)?;
+        m.paused = false;
+        m.process.take().ok_or(ClusterError::WrongState {
+            node: i,
+            expected: "running",
+            actual: NodeState::Down,
+        })
+    }
+
     /// Stops node `i` with SIGTERM (after SIGCONT when paused), SIGKILL after `timeout`.
     ///
     /// # Errors
     /// When it is down.
     pub fn stop(&mut self, i: usize, timeout: Duration) -> Result<Stopped, ClusterError> {
         self.mark(i, "SIGTERM");
-        let m = self.member_mut(i)?;
-        m.paused = false;
-        let process = m.process.take().ok_or(ClusterError::WrongState {
-            node: i,
-            expected: "running",
-            actual: NodeState::Down,
-        })?;
-        Ok(process.stop(timeout))
+        Ok(self.take_running(i)?.stop(timeout))
     }
 
     /// Stops every node that has a process at once: SIGCONT and SIGTERM to all, then waits for
@@ -473,14 +477,7 @@ impl LocalCluster {
     /// When it is down, or not reaped within [`crate::process::REAP_TIMEOUT`].
     pub fn kill9(&mut self, i: usize) -> Result<(), ClusterError> {
         self.mark(i, "SIGKILL");
-        let m = self.member_mut(i)?;
-        m.paused = false;
-        let process = m.process.take().ok_or(ClusterError::WrongState {
-            node: i,
-            expected: "running",
-            actual: NodeState::Down,
-        })?;
-        process
+        self.take_running(i)?
             .kill9()
             .map_err(|source| ClusterError::Process { node: i, source })
     }

@@ -116,11 +116,6 @@ fn with_cluster(settings: &Settings, exe: &Path, dir: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-/// The nodes' view of the leader, by index, once a majority names one.
-fn leader(cluster: &LocalCluster) -> anyhow::Result<usize> {
-    Ok(cluster.wait_for_leader(READY)?)
-}
-
 fn kill_leaders(
     cluster: &mut LocalCluster,
     load: &Load,
@@ -128,10 +123,11 @@ fn kill_leaders(
 ) -> anyhow::Result<Vec<Failover>> {
     let mut failovers = Vec::new();
     for k in 0..settings.kills {
-        let victim = leader(cluster)?;
-        // Steady state first: every node ready and writes flowing.
+        // Steady state first: every node ready and writes flowing; then the leader a majority
+        // names is the victim.
         cluster.wait_all_ready(READY)?;
         std::thread::sleep(Duration::from_millis(500));
+        let victim = cluster.wait_for_leader(READY)?;
         let errors_before = load.errors.lock().len();
         let t0 = Instant::now();
         *load.armed.lock() = Some(Armed {
@@ -164,7 +160,7 @@ fn kill_leaders(
 
 /// SIGTERM and restart each node in turn, followers first, the leader last.
 fn roll(cluster: &mut LocalCluster, election_timeout_ms: u64) -> anyhow::Result<()> {
-    let first_leader = leader(cluster)?;
+    let first_leader = cluster.wait_for_leader(READY)?;
     let order: Vec<usize> = (0..3)
         .filter(|&i| i != first_leader)
         .chain([first_leader])
