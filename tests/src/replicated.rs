@@ -231,6 +231,39 @@ impl ReplicatedCluster {
         ReplicatedBuilder::new().start()
     }
 
+    /// Starts one node per entry of `addrs` from config files the caller writes in full
+    /// (`text(i, data_dir)` is node `i`'s file, listening where `addrs[i]` says), and waits
+    /// until every node answers `GET /ready` with 200. For files in another format than the
+    /// harness's own (an older server's).
+    ///
+    /// # Panics
+    /// When a node does not start, or the cluster is not ready within [`LEADER_TIMEOUT`].
+    pub fn start_from_files(addrs: &[NodeAddrs], text: impl Fn(usize, &Path) -> String) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("dolmen-cluster-")
+            .tempdir()
+            .expect("create a temp dir for the cluster");
+        let specs: Vec<NodeSpec> = addrs
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                let files = NodeFiles::flat(dir.path(), i);
+                std::fs::write(&files.config, text(i, &files.data))
+                    .unwrap_or_else(|e| panic!("writing {}: {e}", files.config.display()));
+                NodeSpec { files, addrs: *a }
+            })
+            .collect();
+        let mut cluster = ReplicatedCluster {
+            nodes: LocalCluster::new(&dolmen_bin(), specs, "harness"),
+            dir: Some(dir),
+            election_timeout: Duration::from_millis(1000),
+        };
+        let all: Vec<usize> = (0..addrs.len()).collect();
+        cluster.start_many(&all);
+        cluster.wait_all_ready(LEADER_TIMEOUT);
+        cluster
+    }
+
     /// Number of nodes.
     pub fn node_count(&self) -> usize {
         self.nodes.len()

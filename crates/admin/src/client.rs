@@ -314,6 +314,47 @@ impl AdminClient {
             })?
     }
 
+    /// `GET path` for a long, streamed answer: the body as it arrives. Only the connection and
+    /// the status line are bounded by the call timeout; reading the body is the caller's.
+    ///
+    /// # Errors
+    /// When the node cannot be reached, does not answer in time, or refuses (non-2xx).
+    pub async fn stream(&self, path: &str) -> Result<hyper::body::Incoming, AdminError> {
+        let bad_address = || AdminError::BadAddress {
+            addr: self.addr.clone(),
+        };
+        let uri: hyper::Uri = format!("http://{}{path}", self.addr)
+            .parse()
+            .map_err(|_| bad_address())?;
+        let request = Request::builder()
+            .method(Method::GET)
+            .uri(uri)
+            .body(Full::new(Bytes::new()))
+            .map_err(|_| bad_address())?;
+        let response = tokio::time::timeout(self.timeout, self.http.request(request))
+            .await
+            .map_err(|_| AdminError::Timeout {
+                addr: self.addr.clone(),
+                path: path.to_owned(),
+                timeout: self.timeout,
+            })?
+            .map_err(|e| AdminError::Unreachable {
+                addr: self.addr.clone(),
+                reason: chain(&e),
+            })?;
+        let status = response.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(response.into_body());
+        }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        Err(self.refusal(path, &RawAnswer { status, body }))
+    }
+
     /// The answer when 2xx, else the refusal it carries.
     fn success(&self, path: &str, answer: RawAnswer) -> Result<RawAnswer, AdminError> {
         if answer.is_success() {

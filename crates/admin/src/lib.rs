@@ -12,6 +12,7 @@
 //! The wire names are those of `docs/CONTRACTS.md` ("Admin HTTP API"); this crate depends on
 //! no server code, so clients build without RocksDB.
 
+pub mod backup;
 #[cfg(feature = "client")]
 pub mod blocking;
 #[cfg(feature = "client")]

@@ -51,16 +51,75 @@ fn range_page(resp: gen::GetRangeResponse) -> (Vec<(Bytes, Bytes)>, bool) {
     )
 }
 
+/// The greatest key a scan reaches: every key of at most 10,000 bytes (the key size limit)
+/// sorts at or below it.
+const SCAN_END: [u8; 10_000] = [0xFF; 10_000];
+
 impl Client {
-    /// A client for the node at `addr` (connections are opened lazily and pooled).
+    /// A client for the node at `addr` (connections are opened lazily and pooled), framed.
     pub fn new(addr: SocketAddr, timeout: Duration) -> Self {
+        Self::with_codec(
+            addr,
+            timeout,
+            volo_thrift::codec::default::DefaultMakeCodec::framed(),
+        )
+    }
+
+    /// A client for a server that may not speak the framed transport (plain strict binary
+    /// over the socket, as stock `TBufferedTransport` clients send it); Dolmen accepts both.
+    pub fn new_unframed(addr: SocketAddr, timeout: Duration) -> Self {
+        Self::with_codec(
+            addr,
+            timeout,
+            volo_thrift::codec::default::DefaultMakeCodec::buffered(),
+        )
+    }
+
+    fn with_codec(
+        addr: SocketAddr,
+        timeout: Duration,
+        codec: volo_thrift::codec::default::DefaultMakeCodec<
+            impl volo_thrift::codec::default::MakeZeroCopyCodec + Sync + 'static,
+        >,
+    ) -> Self {
         let inner: gen::TransactionalKvClient = gen::TransactionalKvClientBuilder::new("dolmen")
             .address(addr)
-            .make_codec(volo_thrift::codec::default::DefaultMakeCodec::framed())
+            .make_codec(codec)
             .rpc_timeout(Some(timeout))
             .connect_timeout(Some(timeout))
             .build();
         Self { addr, inner }
+    }
+
+    /// One page of a scan of all of `cf`: at most `limit` keys after `after` (from the first
+    /// key when `None`), and whether more follow. Uses only `getRange`'s basic fields (a begin
+    /// key excluded, an end key included, a limit), so any `TransactionalKV` server answers
+    /// it; a server that returns `after` itself again is tolerated.
+    pub async fn scan_page(
+        &self,
+        cf: &str,
+        after: Option<&[u8]>,
+        limit: i32,
+    ) -> Result<(Vec<(Bytes, Bytes)>, bool), Error> {
+        let resp = self
+            .inner
+            .get_range(gen::GetRangeRequest {
+                begin_key: Some(Bytes::copy_from_slice(after.unwrap_or_default())),
+                begin_or_equal: Some(after.is_none()),
+                end_key: Some(Bytes::from_static(&SCAN_END)),
+                end_or_equal: Some(true),
+                limit: Some(limit),
+                column_family: Some(Bytes::copy_from_slice(cf.as_bytes())),
+                ..Default::default()
+            })
+            .await;
+        let (mut pairs, more) = self.answer(resp).map(range_page)?;
+        if let (Some(after), Some((first, _))) = (after, pairs.first()) {
+            if first.as_ref() == after {
+                pairs.remove(0);
+            }
+        }
+        Ok((pairs, more))
     }
 
     /// The node's address.

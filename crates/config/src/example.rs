@@ -37,10 +37,12 @@ heartbeat_interval_ms = 200
 max_batch_size = 100
 # Most client writes waiting for commit at once; more are refused, not queued.
 max_outstanding_proposals = 1000
-# Initialize a new cluster from the lists above on first start (one node only; a node that
-# is, or sees a peer that is, already initialized never initializes again). Alternatively run
-# `dolmen cluster init` once.
-bootstrap = false
+# How a new cluster forms from the lists above. "auto": the members form it by themselves
+# once a majority of them answer and none holds data or belongs to a cluster (as etcd's
+# initial-cluster). true: this node initializes it on first start (one node only). false:
+# never by itself; run `dolmen cluster init` once, or add the node to a running cluster.
+# A node that is, or sees a peer that is, already initialized never initializes again.
+bootstrap = "auto"
 # Followers pass writes to the leader and relay the outcome; false answers NOT_LEADER instead.
 forward_writes = true
 # Build a snapshot and purge the log behind it every this many log entries.
@@ -50,10 +52,15 @@ snapshot_keep_entries = 5000
 # Admin addresses (host:port) of members of a running cluster: a node that is not yet a
 # member asks the leader among them to add it (learner, then voter). For growing a cluster.
 join = []
+# How long a write or linearizable read waits for a leader before UNAVAILABLE, in
+# milliseconds; 0 = twice election_timeout_ms (enough for one failover).
+leader_wait_ms = 0
 
 [reads]
 # "linearizable" (a ReadIndex barrier through the leader), "lease" (the leader answers while
 # its lease holds), or "stale" (local applied state, at most max_staleness_ms behind).
+# The older names are read too: "strong" and "read_index" = "linearizable",
+# "leader" = "lease", "local" = "stale".
 consistency_level = "linearizable"
 # Whether a follower may answer reads from local state without a barrier.
 allow_stale_reads = false
@@ -68,14 +75,22 @@ base_path = "./data"
 column_families = ["default"]
 
 [rocksdb]
-# Size of one memtable, MiB; all column families together hold at most twice this in
-# memtables, counted within the block cache.
+# Size of one memtable, MiB; all column families together stay under
+# memory.write_buffer_manager_limit_mb (twice this by default), counted within the block cache.
 write_buffer_size_mb = 64
 # Most memtables per column family.
 max_write_buffer_number = 4
 # Size of the shared block cache, MiB. It holds the memtables' charge too, so it bounds
 # RocksDB's memory: a node's RSS stays near this plus ~160 MiB (docs/PERFORMANCE.md).
 block_cache_size_mb = 512
+# Uncompressed size of one data block, KiB: larger compresses better, costs more per read.
+block_size_kb = 4
+# RocksDB's flush and compaction threads.
+max_background_jobs = 2
+# Sync SST files every this many bytes as they are written (smoother I/O); 0 = at the end.
+bytes_per_sync = 0
+# Level sizes follow the data size (RocksDB's level_compaction_dynamic_level_bytes).
+dynamic_level_bytes = true
 
 [server]
 # Address the Thrift and admin listeners bind; "0.0.0.0" for every interface.
@@ -85,9 +100,10 @@ host = "127.0.0.1"
 # Default 9090; in replicated mode, the port of this node's replica_endpoints entry.
 # Left commented so that default applies.   Flag: --port   Env: DOLMEN_PORT, THRIFT_PORT
 # port = 9090
-# Admin HTTP port (/health /ready /metrics /status); 0 = any free port.
+# Admin HTTP port (/health /ready /metrics /status); 0 = any free port. In replicated mode,
+# unless set, the Thrift port + 100. Left commented so that default applies.
 # Flag: --admin-port   Env: DOLMEN_ADMIN_PORT
-admin_port = 9190
+# admin_port = 9190
 # Most client connections served at once.
 max_connections = 4096
 # Largest Thrift message accepted (1 MiB to 256 MiB); a larger one closes the connection.
@@ -114,6 +130,77 @@ allow_network_faults = false
 # A planted bug for the fault-injection suite's self-test: followers serve linearizable reads
 # from local state. Never on a real cluster.
 unsafe_stale_reads = false
+
+# RocksDB tuning: each key sets the RocksDB option it is named after (docs/configuration.md).
+[bloom_filter]
+# Build a whole-key Bloom filter into every SST file.
+enabled = false
+# Filter bits per key (10 = about 1% false positives).
+bits_per_key = 10.0
+
+[compression]
+# Block compression of level 0, of levels 1 and up, and of the bottom level (most data):
+# "none", "lz4", "lz4hc" or "zstd".
+l0_compression = "lz4"
+l1_compression = "lz4"
+bottom_compression = "lz4"
+
+[concurrency]
+# Most reads (get, snapshotGet, range reads) reading the engine at once; more wait their
+# turn. 0 = no bound.
+max_read_concurrency = 0
+
+[compaction]
+# Which file a compaction picks first: "by_compensated_size", "oldest_largest_seq_first",
+# "oldest_smallest_seq_first", "min_overlapping_ratio" or "round_robin".
+compaction_priority = "min_overlapping_ratio"
+# SST file size at level 1, MiB, and its growth per level.
+target_file_size_base_mb = 64
+target_file_size_multiplier = 1
+# Total size of level 1, MiB, and its growth per level.
+max_bytes_for_level_base_mb = 256
+max_bytes_for_level_multiplier = 10.0
+
+[cache]
+# Index and filter blocks live in the block cache (its size bounds them).
+cache_index_and_filter_blocks = true
+# Level-0 index and filter blocks are never evicted.
+pin_l0_filter_and_index_blocks_in_cache = true
+# Above 0, index and filter blocks are cached with high priority, in RocksDB's high-priority
+# pool of half the cache (RocksDB's C API cannot size it); 0 = no priority.
+high_priority_pool_ratio = 0.5
+
+[memory]
+# All memtables together stay under one limit, charged to the block cache.
+enable_write_buffer_manager = true
+# That limit, MiB; 0 = twice rocksdb.write_buffer_size_mb.
+write_buffer_manager_limit_mb = 0
+
+[logging]
+# Least severe message logged by the node (unless DOLMEN_LOG is set) and by RocksDB in its
+# LOG file: "debug", "info", "warn", "error" or "fatal".
+log_level = "info"
+# RocksDB starts a new LOG file past this size, MiB; 0 = one file per start.
+max_log_file_size_mb = 0
+# Old RocksDB LOG files kept.
+keep_log_file_num = 1000
+
+[performance]
+# RocksDB statistics (cache hits and more; getDatabaseStats' cache hit rate needs them).
+enable_statistics = true
+# "disable_all", "except_histogram_or_timers", "except_timers", "except_detailed_timers",
+# "except_time_for_mutex" or "all".
+statistics_level = "except_detailed_timers"
+# How often RocksDB writes its statistics to its LOG file, seconds; 0 = never.
+stats_dump_period_sec = 600
+
+[cluster]
+# The older TransactionalKV server's timings, read as Raft timings where [consensus] does
+# not set them (0 = not set): health_check_interval_ms as heartbeat_interval_ms,
+# node_timeout_ms as election_timeout_ms, leader_discovery_timeout_ms as leader_wait_ms.
+health_check_interval_ms = 0
+node_timeout_ms = 0
+leader_discovery_timeout_ms = 0
 "#;
 
 #[cfg(test)]
@@ -136,6 +223,16 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_file_is_the_example() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../dolmen.example.toml");
+        let shipped = std::fs::read_to_string(path).unwrap();
+        assert!(
+            shipped == Config::example_toml(),
+            "{path} differs from Config::example_toml(); write the latter into it"
+        );
+    }
+
+    #[test]
     fn the_example_shows_every_key() {
         let example: Table = Config::example_toml().parse().unwrap();
         let Ok(Value::Table(schema)) = Value::try_from(Config::default()) else {
@@ -150,9 +247,10 @@ mod tests {
                 .collect()
         };
         let mut expected = keys(&schema);
-        expected.retain(|key| key != "server.port");
+        expected.retain(|key| key != "server.port" && key != "server.admin_port");
         assert_eq!(keys(&example), expected);
         assert!(Config::example_toml().contains("\n# port = 9090\n"));
+        assert!(Config::example_toml().contains("\n# admin_port = 9190\n"));
     }
 
     #[test]
@@ -166,7 +264,9 @@ mod tests {
         assert_eq!(c.deployment.mode, Mode::Replicated);
         assert_eq!(c.deployment.replica_endpoints.len(), 3);
         assert_eq!(c.consensus.endpoints.len(), 3);
-        // server.port is commented out, so it comes from this node's replica endpoint.
+        // server.port is commented out, so it comes from this node's replica endpoint, and
+        // the admin port is 100 above it.
         assert_eq!(c.server.port, 9091);
+        assert_eq!(c.server.admin_port, 9191);
     }
 }

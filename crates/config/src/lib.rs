@@ -12,7 +12,9 @@
 
 mod error;
 mod example;
+mod legacy;
 mod load;
+mod tuning;
 mod validate;
 
 use std::fmt;
@@ -22,14 +24,20 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 pub use error::{ConfigError, Origin};
+pub use legacy::{migrate, ClusterConfig};
 pub use load::{Overrides, PASSTHROUGH_ENV};
+pub use tuning::{
+    BloomFilterConfig, CacheConfig, CompactionConfig, CompactionPriority, Compression,
+    CompressionConfig, ConcurrencyConfig, LogLevel, LoggingConfig, MemoryConfig, PerformanceConfig,
+    StatisticsLevel,
+};
 pub use validate::{split_endpoint, EndpointError};
 
 /// The whole node configuration: one struct per TOML section.
 ///
 /// Build it with [`Config::load`] (which validates); [`Config::default`] is the configuration of
 /// a standalone node on `127.0.0.1:9090` with data under `./data`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(
     default,
     deny_unknown_fields,
@@ -52,6 +60,29 @@ pub struct Config {
     pub mvcc: MvccConfig,
     /// `[faults]`: whether the `setFaultInjection` RPC is allowed.
     pub faults: FaultsConfig,
+    /// `[bloom_filter]`: RocksDB's Bloom filters.
+    pub bloom_filter: BloomFilterConfig,
+    /// `[compression]`: RocksDB's block compression per level.
+    pub compression: CompressionConfig,
+    /// `[concurrency]`: how many reads run at once.
+    pub concurrency: ConcurrencyConfig,
+    /// `[compaction]`: RocksDB's leveled compaction.
+    pub compaction: CompactionConfig,
+    /// `[cache]`: what RocksDB's block cache holds.
+    pub cache: CacheConfig,
+    /// `[memory]`: RocksDB's memtable budget.
+    pub memory: MemoryConfig,
+    /// `[logging]`: log levels and RocksDB's `LOG` files.
+    pub logging: LoggingConfig,
+    /// `[performance]`: RocksDB's statistics.
+    pub performance: PerformanceConfig,
+    /// `[cluster]`: the older server's failure-detection timings, read as Raft timings where
+    /// `[consensus]` does not set them.
+    pub cluster: ClusterConfig,
+    /// What loading noticed but accepted (a setting superseded by another, one honoured only in
+    /// part): the node logs each line as a warning at start. Not a setting.
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 /// `[deployment]`: how this node is deployed.
@@ -99,10 +130,13 @@ pub struct ConsensusConfig {
     /// `max_outstanding_proposals`: most client writes waiting for commit at once; more are
     /// refused rather than queued without bound. Default `1000`.
     pub max_outstanding_proposals: usize,
-    /// `bootstrap`: this node initializes a new cluster from `endpoints` on its first start,
-    /// unless it or any peer already is initialized (set it on one node only, or use
-    /// `dolmen cluster init`). Default `false`.
-    pub bootstrap: bool,
+    /// `bootstrap`: how a new cluster is formed from `endpoints` (docs/replication.md §8.3).
+    /// `"auto"` (the key left out): the members form it by themselves once a majority of them
+    /// answer and none holds data or belongs to a cluster, as etcd's `initial-cluster` does.
+    /// `true`: this node initializes it on its first start unless it or a reachable peer
+    /// already is initialized. `false`: never by itself; wait for `dolmen cluster init` or to
+    /// be added. A node with `join` set joins instead. Default `"auto"`.
+    pub bootstrap: Bootstrap,
     /// `forward_writes`: a follower passes writes to the leader and relays the outcome;
     /// `false` answers `NOT_LEADER` with the leader's address instead. Default `true`.
     pub forward_writes: bool,
@@ -116,6 +150,56 @@ pub struct ConsensusConfig {
     /// not yet a member asks them (the leader among them) to add it, with the addresses of its
     /// own `replica_endpoints`/`endpoints` entries, until it is a voter. Default `[]`.
     pub join: Vec<String>,
+    /// `leader_wait_ms`: how long a write or linearizable read waits for a leader that can
+    /// take it before failing with `UNAVAILABLE`; `0` = twice `election_timeout_ms`, enough
+    /// for one failover. Default `0`.
+    pub leader_wait_ms: u64,
+}
+
+/// How a new cluster is formed (`consensus.bootstrap`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Bootstrap {
+    /// The members form it by themselves when it is safe (`"auto"`, or the key left out).
+    #[default]
+    Auto,
+    /// This node initializes it (`true`).
+    Init,
+    /// This node never initializes one (`false`).
+    Wait,
+}
+
+impl Serialize for Bootstrap {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Bootstrap::Auto => serializer.serialize_str("auto"),
+            Bootstrap::Init => serializer.serialize_bool(true),
+            Bootstrap::Wait => serializer.serialize_bool(false),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Bootstrap {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Bootstrap;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("true, false or \"auto\"")
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Bootstrap, E> {
+                Ok(if v { Bootstrap::Init } else { Bootstrap::Wait })
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Bootstrap, E> {
+                match v {
+                    "auto" => Ok(Bootstrap::Auto),
+                    "true" => Ok(Bootstrap::Init),
+                    "false" => Ok(Bootstrap::Wait),
+                    other => Err(E::invalid_value(serde::de::Unexpected::Str(other), &self)),
+                }
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
 }
 
 impl Default for ConsensusConfig {
@@ -127,11 +211,12 @@ impl Default for ConsensusConfig {
             heartbeat_interval_ms: 200,
             max_batch_size: 100,
             max_outstanding_proposals: 1000,
-            bootstrap: false,
+            bootstrap: Bootstrap::Auto,
             forward_writes: true,
             snapshot_interval_entries: 100_000,
             snapshot_keep_entries: 5000,
             join: Vec::new(),
+            leader_wait_ms: 0,
         }
     }
 }
@@ -159,16 +244,21 @@ impl Default for ReadsConfig {
     }
 }
 
-/// How a read is made consistent with the writes before it.
+/// How a read is made consistent with the writes before it. The older server's and the
+/// original design's names are read too (docs/configuration.md): `"strong"` and
+/// `"read_index"` mean `"linearizable"`, `"leader"` means `"lease"`, `"local"` means `"stale"`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConsistencyLevel {
     /// A ReadIndex barrier through the leader before every read (`"linearizable"`).
     #[default]
+    #[serde(alias = "strong", alias = "read_index")]
     Linearizable,
     /// The leader answers while its lease holds, with no round trip (`"lease"`).
+    #[serde(alias = "leader")]
     Lease,
     /// Local applied state, at most `max_staleness_ms` behind (`"stale"`).
+    #[serde(alias = "local")]
     Stale,
 }
 
@@ -205,6 +295,17 @@ pub struct RocksdbConfig {
     /// `block_cache_size_mb`: size of the shared block cache in MiB; it holds the memtables'
     /// charge too, so it bounds RocksDB's memory. Default `512`.
     pub block_cache_size_mb: u64,
+    /// `block_size_kb`: uncompressed size of one data block in KiB; larger blocks compress
+    /// better and cost more per point read. Default `4`.
+    pub block_size_kb: u64,
+    /// `max_background_jobs`: RocksDB's flush and compaction threads. Default `2`.
+    pub max_background_jobs: u32,
+    /// `bytes_per_sync`: SST files are synced to disk every this many bytes as they are
+    /// written, smoothing I/O; `0` = once at the end. Default `0`.
+    pub bytes_per_sync: u64,
+    /// `dynamic_level_bytes`: level sizes follow the data size (RocksDB's
+    /// `level_compaction_dynamic_level_bytes`). Default `true`.
+    pub dynamic_level_bytes: bool,
 }
 
 impl Default for RocksdbConfig {
@@ -213,6 +314,10 @@ impl Default for RocksdbConfig {
             write_buffer_size_mb: 64,
             max_write_buffer_number: 4,
             block_cache_size_mb: 512,
+            block_size_kb: 4,
+            max_background_jobs: 2,
+            bytes_per_sync: 0,
+            dynamic_level_bytes: true,
         }
     }
 }
@@ -229,7 +334,8 @@ pub struct ServerConfig {
     /// `replica_endpoints` entry unless set explicitly.
     pub port: u16,
     /// `admin_port`: the admin HTTP port (`/health /ready /metrics /status`), `0` = ephemeral
-    /// (`--admin-port`, `DOLMEN_ADMIN_PORT`). Default `9190`.
+    /// (`--admin-port`, `DOLMEN_ADMIN_PORT`). Default `9190`; in replicated mode the Thrift
+    /// port + 100 unless set explicitly.
     pub admin_port: u16,
     /// `max_connections`: most client connections served at once. Default `4096`.
     pub max_connections: usize,
@@ -413,13 +519,14 @@ impl FromStr for ConsistencyLevel {
     /// Parses the TOML spelling.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
-            "linearizable" => Ok(ConsistencyLevel::Linearizable),
-            "lease" => Ok(ConsistencyLevel::Lease),
-            "stale" => Ok(ConsistencyLevel::Stale),
+            "linearizable" | "strong" | "read_index" => Ok(ConsistencyLevel::Linearizable),
+            "lease" | "leader" => Ok(ConsistencyLevel::Lease),
+            "stale" | "local" => Ok(ConsistencyLevel::Stale),
             other => Err(UnknownName {
                 what: "consistency level",
                 name: other.to_owned(),
-                expected: "`linearizable`, `lease` or `stale`",
+                expected: "`linearizable`, `lease` or `stale` (or the older names `strong`, \
+                           `read_index`, `leader`, `local`)",
             }),
         }
     }
@@ -488,6 +595,17 @@ mod tests {
             assert_eq!(r.consistency_level, level);
         }
         assert!("Replicated".parse::<Mode>().is_err());
-        assert!("strong".parse::<ConsistencyLevel>().is_err());
+        assert!("eventual".parse::<ConsistencyLevel>().is_err());
+        // The older server's and the original design's names.
+        for (old, level) in [
+            ("strong", ConsistencyLevel::Linearizable),
+            ("read_index", ConsistencyLevel::Linearizable),
+            ("leader", ConsistencyLevel::Lease),
+            ("local", ConsistencyLevel::Stale),
+        ] {
+            assert_eq!(old.parse::<ConsistencyLevel>().unwrap(), level);
+            let r: ReadsConfig = toml::from_str(&format!("consistency_level = \"{old}\"")).unwrap();
+            assert_eq!(r.consistency_level, level);
+        }
     }
 }

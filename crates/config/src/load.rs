@@ -32,6 +32,9 @@ use env::apply_env;
 use flags::apply_overrides;
 use schema::{schema, unknown_key};
 
+/// In replicated mode, the default admin port is the Thrift port plus this.
+const ADMIN_PORT_OFFSET: u16 = 100;
+
 /// The merged, not yet deserialized configuration.
 #[derive(Default)]
 pub(super) struct Layers {
@@ -63,11 +66,26 @@ pub(super) fn load(
 ) -> Result<Config, ConfigError> {
     let mut layers = Layers::default();
     if let Some(path) = path {
-        apply_file(&mut layers, path)?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        apply_file(&mut layers, &text, path)?;
     }
     apply_env(&mut layers, env)?;
     apply_overrides(&mut layers, overrides)?;
+    finish(layers, path)
+}
 
+/// [`load`] of the file text `text` alone (no environment, no flags), as if read from `path`.
+pub(super) fn load_text(text: &str, path: &Path) -> Result<Config, ConfigError> {
+    let mut layers = Layers::default();
+    apply_file(&mut layers, text, path)?;
+    finish(layers, Some(path))
+}
+
+/// Deserializes the merged layers, fills what depends on other keys, and validates.
+fn finish(mut layers: Layers, path: Option<&Path>) -> Result<Config, ConfigError> {
     // Every key was type-checked as it was merged, so this only fails on a bug.
     let mut config: Config =
         Value::Table(layers.table)
@@ -89,6 +107,17 @@ pub(super) fn load(
             config.server.port = port;
         }
     }
+    // Replicated mode: unless given, the admin port is the Thrift port + 100 (9090 → 9190, the
+    // standalone default), so members sharing a host from one static list do not collide.
+    if config.deployment.mode == Mode::Replicated
+        && !layers.origins.contains_key("server.admin_port")
+        && config.server.port != 0
+    {
+        if let Some(admin) = config.server.port.checked_add(ADMIN_PORT_OFFSET) {
+            config.server.admin_port = admin;
+        }
+    }
+    crate::legacy::apply(&mut config, &mut layers.origins);
 
     config.validate().map_err(|e| match e {
         ConfigError::Invalid {
@@ -105,11 +134,7 @@ pub(super) fn load(
     Ok(config)
 }
 
-fn apply_file(layers: &mut Layers, path: &Path) -> Result<(), ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_owned(),
-        source,
-    })?;
+fn apply_file(layers: &mut Layers, text: &str, path: &Path) -> Result<(), ConfigError> {
     let parse_error = |e: toml::de::Error| ConfigError::Parse {
         path: path.to_owned(),
         message: e.to_string(),
@@ -129,7 +154,7 @@ fn apply_file(layers: &mut Layers, path: &Path) -> Result<(), ConfigError> {
         }
     }
     // Then wrong types (and a section that is not a table), with toml's line and column.
-    toml::from_str::<Config>(&text).map_err(parse_error)?;
+    toml::from_str::<Config>(text).map_err(parse_error)?;
 
     for (section, value) in table {
         if let Value::Table(keys) = value {

@@ -11,6 +11,8 @@ use super::{Config, ConfigError, Mode};
 const MIN_MESSAGE_BYTES: usize = 1 << 20;
 /// Largest accepted `server.max_message_bytes` (256 MiB).
 const MAX_MESSAGE_BYTES: usize = 256 << 20;
+/// Largest accepted `rocksdb.block_size_kb` (1 GiB; RocksDB refuses 4 GiB and more).
+const MAX_BLOCK_SIZE_KB: u64 = 1 << 20;
 /// Longest column family name, in bytes.
 const MAX_CF_NAME_BYTES: usize = 255;
 
@@ -202,7 +204,52 @@ impl Config {
             "rocksdb.max_write_buffer_number",
             u64::from(r.max_write_buffer_number),
         )?;
-        positive("rocksdb.block_cache_size_mb", r.block_cache_size_mb)
+        positive("rocksdb.block_cache_size_mb", r.block_cache_size_mb)?;
+        if !(1..=MAX_BLOCK_SIZE_KB).contains(&r.block_size_kb) {
+            return Err(ConfigError::invalid(
+                "rocksdb.block_size_kb",
+                format!(
+                    "must be between 1 and {MAX_BLOCK_SIZE_KB} (KiB), got {}",
+                    r.block_size_kb
+                ),
+            ));
+        }
+        positive(
+            "rocksdb.max_background_jobs",
+            u64::from(r.max_background_jobs),
+        )?;
+        in_range(
+            "bloom_filter.bits_per_key",
+            self.bloom_filter.bits_per_key,
+            1.0..=100.0,
+        )?;
+        let c = &self.compaction;
+        positive(
+            "compaction.target_file_size_base_mb",
+            c.target_file_size_base_mb,
+        )?;
+        positive(
+            "compaction.target_file_size_multiplier",
+            u64::from(c.target_file_size_multiplier),
+        )?;
+        positive(
+            "compaction.max_bytes_for_level_base_mb",
+            c.max_bytes_for_level_base_mb,
+        )?;
+        in_range(
+            "compaction.max_bytes_for_level_multiplier",
+            c.max_bytes_for_level_multiplier,
+            1.0..=1000.0,
+        )?;
+        in_range(
+            "cache.high_priority_pool_ratio",
+            self.cache.high_priority_pool_ratio,
+            0.0..=1.0,
+        )?;
+        positive(
+            "logging.keep_log_file_num",
+            u64::from(self.logging.keep_log_file_num),
+        )
     }
 
     fn validate_mvcc(&self) -> Result<(), ConfigError> {
@@ -210,6 +257,24 @@ impl Config {
         positive("mvcc.retention_window_ms", m.retention_window_ms)?;
         positive("mvcc.compaction_interval_ms", m.compaction_interval_ms)
     }
+}
+
+fn in_range(
+    key: &str,
+    value: f64,
+    range: std::ops::RangeInclusive<f64>,
+) -> Result<(), ConfigError> {
+    if !range.contains(&value) {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "must be between {} and {}, got {value}",
+                range.start(),
+                range.end()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn positive(key: &str, value: u64) -> Result<(), ConfigError> {

@@ -4,16 +4,18 @@
 //! Exit codes: 0 success; 1 runtime failure (including a failed request); 2 bad usage or
 //! configuration (the message names the flag or key).
 
+mod backup;
 mod bench;
 mod cluster;
 mod demo;
+mod import;
 mod terminal;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use dolmen_server::config::{Config, Mode, Overrides};
+use dolmen_server::config::{Config, LogLevel, Mode, Overrides};
 
 /// jemalloc for Rust and (unprefixed) for RocksDB's C++ allocations: less fragmentation under
 /// many threads than glibc's arenas, and cheaper malloc/free on the write path.
@@ -47,6 +49,32 @@ enum Command {
     Range(terminal::RangeArgs),
     /// Load generator: throughput and latency of YCSB-style workloads, transactions and scans.
     Bench(bench::BenchArgs),
+    /// Configuration files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Back up a running node or cluster: the state at one version, into a directory.
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new node's empty data directory (replicated: the seed of a new
+    /// cluster).
+    Restore(backup::RestoreArgs),
+    /// Make a stopped standalone node's data the first member of a new cluster (its
+    /// replicated configuration names the members); the others join empty.
+    Seed(backup::SeedArgs),
+    /// Copy every key of a running TransactionalKV server (the older server, or another
+    /// Dolmen) into this one through the Thrift API, resumably.
+    Import(import::ImportArgs),
+}
+
+/// `dolmen config ...`
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the Dolmen equivalent of an older TransactionalKV server's node file (its
+    /// [cluster] timings as [consensus] ones, its read level names as Dolmen's), checked by
+    /// loading it; a key Dolmen cannot honour is refused with what to write instead.
+    Migrate {
+        /// The older node file.
+        file: PathBuf,
+    },
 }
 
 /// `dolmen serve` flags; each overrides the config file and the environment.
@@ -109,9 +137,16 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-fn init_logging() {
+/// Logs to stderr at `DOLMEN_LOG`'s filter, or at `level` ([logging] log_level).
+fn init_logging(level: LogLevel) {
+    let default = match level {
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error | LogLevel::Fatal => "error",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("DOLMEN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -130,11 +165,35 @@ fn main() -> ExitCode {
         Command::Delete(args) => terminal::run(terminal::Request::Delete(args)),
         Command::Range(args) => terminal::run(terminal::Request::Range(args)),
         Command::Bench(args) => bench::run(args),
+        Command::Config(ConfigCommand::Migrate { file }) => migrate(&file),
+        Command::Backup(args) => backup::run_backup(args),
+        Command::Restore(args) => backup::run_restore(args),
+        Command::Seed(args) => backup::run_seed(args),
+        Command::Import(args) => import::run(args),
+    }
+}
+
+fn migrate(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(text) => text,
+        Err(e) => {
+            eprintln!("dolmen: cannot read {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    match dolmen_server::config::migrate(&text, file) {
+        Ok(migrated) => {
+            print!("{migrated}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dolmen: cannot migrate: {}", chain(&e));
+            ExitCode::from(2)
+        }
     }
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    init_logging();
     let overrides = Overrides {
         host: args.host,
         port: args.port,
@@ -153,6 +212,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    init_logging(config.logging.log_level);
+    for notice in &config.notices {
+        tracing::warn!("configuration: {notice}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("dolmen-worker")

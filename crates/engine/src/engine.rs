@@ -88,6 +88,68 @@ fn counter_name(key: &[u8]) -> &'static str {
     }
 }
 
+/// The database-wide and the per-column-family RocksDB options of `options`.
+fn rocksdb_options(options: &EngineOptions) -> (Options, Options) {
+    let tuning = &options.tuning;
+    let cache = Cache::new_lru_cache(options.block_cache_size_mb.max(1) << 20);
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(&cache);
+    table.set_block_size(tuning.block_size.max(1));
+    // By default index and filter blocks live in the block cache too, so the cache size bounds
+    // them: held by each open table reader instead, they grow with the number of SST files.
+    table.set_cache_index_and_filter_blocks(tuning.cache_index_and_filter_blocks);
+    table.set_cache_index_and_filter_blocks_with_high_priority(
+        tuning.index_and_filter_blocks_high_priority,
+    );
+    table.set_pin_l0_filter_and_index_blocks_in_cache(
+        tuning.pin_l0_filter_and_index_blocks_in_cache,
+    );
+    if let Some(bits) = tuning.bloom_bits_per_key {
+        table.set_bloom_filter(bits, false);
+    }
+
+    let mut cf_opts = Options::default();
+    cf_opts.set_block_based_table_factory(&table);
+    cf_opts.set_write_buffer_size(options.write_buffer_size_mb.max(1) << 20);
+    cf_opts.set_max_write_buffer_number(options.max_write_buffer_number.max(2));
+    let c = tuning.compression;
+    cf_opts.set_compression_type(c.l1);
+    cf_opts.set_compression_per_level(&[c.l0, c.l1, c.l1, c.l1, c.l1, c.l1, c.l1]);
+    cf_opts.set_bottommost_compression_type(c.bottom);
+    cf_opts.set_level_compaction_dynamic_level_bytes(tuning.level_compaction_dynamic_level_bytes);
+    cf_opts.set_compaction_pri(tuning.compaction_pri.rocksdb());
+    cf_opts.set_target_file_size_base(tuning.target_file_size_base);
+    cf_opts.set_target_file_size_multiplier(tuning.target_file_size_multiplier);
+    cf_opts.set_max_bytes_for_level_base(tuning.max_bytes_for_level_base);
+    cf_opts.set_max_bytes_for_level_multiplier(tuning.max_bytes_for_level_multiplier);
+
+    let mut db_opts = cf_opts.clone();
+    // Memtables of all column families together stay under one limit, charged to the block
+    // cache, so one number bounds RocksDB's memory (blocks are evicted to make room for
+    // memtables). No stall: flushes keep memtables under the limit.
+    if let Some(limit) = tuning.write_buffer_manager_bytes {
+        let memtables = rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
+            limit.max(1 << 20),
+            false,
+            cache.clone(),
+        );
+        db_opts.set_write_buffer_manager(&memtables);
+    }
+    db_opts.create_if_missing(true);
+    db_opts.create_missing_column_families(true);
+    db_opts.set_max_background_jobs(tuning.max_background_jobs.max(1));
+    db_opts.set_bytes_per_sync(tuning.bytes_per_sync);
+    db_opts.set_log_level(tuning.info_log_level);
+    db_opts.set_max_log_file_size(tuning.max_log_file_size);
+    db_opts.set_keep_log_file_num(tuning.keep_log_file_num.max(1));
+    db_opts.set_stats_dump_period_sec(tuning.stats_dump_period_sec);
+    if let Some(level) = tuning.statistics {
+        db_opts.enable_statistics();
+        db_opts.set_statistics_level(level);
+    }
+    (db_opts, cf_opts)
+}
+
 impl Engine {
     /// Opens (or creates) the engine at `options.path`.
     pub fn open(options: &EngineOptions) -> Result<Self, OpenError> {
@@ -103,34 +165,7 @@ impl Engine {
             return Err(OpenError::MissingDefault);
         }
 
-        let cache = Cache::new_lru_cache(options.block_cache_size_mb.max(1) << 20);
-        let mut table = BlockBasedOptions::default();
-        table.set_block_cache(&cache);
-        // Index and filter blocks live in the block cache too, so the cache size bounds them:
-        // held by each open table reader instead, they grow with the number of SST files.
-        table.set_cache_index_and_filter_blocks(true);
-        table.set_pin_l0_filter_and_index_blocks_in_cache(true);
-        let mut cf_opts = Options::default();
-        cf_opts.set_block_based_table_factory(&table);
-        cf_opts.set_write_buffer_size(options.write_buffer_size_mb.max(1) << 20);
-        cf_opts.set_max_write_buffer_number(options.max_write_buffer_number.max(2));
-        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-
-        let mut db_opts = cf_opts.clone();
-        // Memtables of all column families together: at most two memtables' worth, charged to
-        // the block cache, so one number bounds RocksDB's memory (blocks are evicted to make
-        // room for memtables). No stall: flushes keep memtables under the limit.
-        let memtables = rocksdb::WriteBufferManager::new_write_buffer_manager_with_cache(
-            options.write_buffer_size_mb.max(1) << 21,
-            false,
-            cache.clone(),
-        );
-        db_opts.set_write_buffer_manager(&memtables);
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(2);
-        db_opts.enable_statistics();
-
+        let (db_opts, cf_opts) = rocksdb_options(options);
         let descriptors = [CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE]
             .into_iter()
             .map(|name| ColumnFamilyDescriptor::new(name, cf_opts.clone()));

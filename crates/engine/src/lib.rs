@@ -11,6 +11,7 @@
 //! every stored value and of what nodes send each other, in `docs/encoding.md` ([`encoding`]).
 
 mod apply;
+mod backup;
 mod command;
 mod dedupe;
 pub mod encoding;
@@ -26,6 +27,7 @@ mod resolver;
 mod stats;
 mod transfer;
 
+pub use backup::{BackupRecord, Checksum, TruncatedRecord, VisibleExport};
 pub use command::{
     check_key, check_value, stamp_buffer, versionstamp, Command, IdempotencyToken, Invalid,
     KeyRange, Mutation, Outcome, Transaction, MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES, MAX_KEY_BYTES,
@@ -36,8 +38,8 @@ pub use engine::Engine;
 pub use error::{ColumnFamilyNameError, OpenError, ReadError, StorageError};
 pub use gc::GcReport;
 pub use options::{
-    check_column_family_name, Durability, EngineOptions, CF_DATA, CF_META, CF_RAFT_LOG,
-    CF_RAFT_STATE,
+    check_column_family_name, CompactionPriority, DBCompressionType, Durability, EngineOptions,
+    LevelCompression, LogLevel, StatsLevel, Tuning, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
 };
 pub use range::{RangePage, RangeSpec};
 pub use stats::EngineStats;

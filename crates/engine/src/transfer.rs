@@ -1,6 +1,7 @@
 //! Whole-state transfer: `export` streams `data` + `meta` from one RocksDB snapshot, `restore`
-//! replaces them crash-safely under a durable marker, `digest_at` checksums the visible user
-//! state at a version (to compare replicas). The engine knows nothing of snapshot files or Raft.
+//! replaces them crash-safely under a durable marker (`backup.rs` builds backups and the
+//! replica digest on the same snapshot reads). The engine knows nothing of snapshot files or
+//! Raft.
 //!
 //! ```text
 //!   export() ──▶ one RocksDB snapshot ──▶ meta records, then data records (key order)
@@ -18,7 +19,6 @@ use crate::engine::{read_counter, Engine};
 use crate::error::StorageError;
 use crate::keys;
 use crate::options::{CF_DATA, CF_META};
-use crate::read::VisibleEntry;
 use crate::Version;
 
 /// Which engine column family a record of an export or restore belongs to.
@@ -245,101 +245,5 @@ impl Engine {
         self.gc_cursor.lock().clear();
         self.restore_incomplete.store(false, Ordering::SeqCst);
         Ok(())
-    }
-
-    /// A checksum of every user column family's visible `(cf, key, value)` at `version` (a full
-    /// MVCC scan), for comparing replicas: CRC-64/XZ over, per column family in name order and
-    /// per live key in key order, `be32(len) ‖ cf ‖ be32(len) ‖ key ‖ be32(len) ‖ value`.
-    /// Equal visible states give equal digests regardless of history or garbage-collection
-    /// timing. Fails with `VersionOutOfRange` unless `horizon ≤ version ≤ applied`.
-    pub fn digest_at(&self, version: Version) -> Result<u64, StorageError> {
-        let _fence = self.read_fence()?;
-        let mut digest = Crc64::new();
-        let data = self.cf(CF_DATA);
-        let mut checked = false;
-        for (name, prefix) in &self.prefixes {
-            let mut opts = ReadOptions::default();
-            opts.set_iterate_upper_bound(keys::cf_end(prefix));
-            // A whole-state scan: caching its blocks would only push hot ones out.
-            opts.fill_cache(false);
-            // Iterator first, then the horizon check (docs/engine-format.md, read ordering).
-            let mut iter = self.db.raw_iterator_cf_opt(data, opts);
-            if !checked {
-                let (horizon, applied) = (self.horizon(), self.applied_version());
-                if version < horizon || version > applied {
-                    return Err(StorageError::VersionOutOfRange {
-                        version,
-                        horizon,
-                        applied,
-                    });
-                }
-                checked = true;
-            }
-            iter.seek(prefix.as_slice());
-            while let Some(entry) = VisibleEntry::next(&mut iter, prefix, version)? {
-                if let Some(value) = entry.value {
-                    for part in [name.as_bytes(), &entry.key, &value] {
-                        // Keys ≤ 10 KB, values ≤ 100 KB, names ≤ 255 bytes: lengths fit u32.
-                        digest.update(&u32::try_from(part.len()).unwrap_or(u32::MAX).to_be_bytes());
-                        digest.update(part);
-                    }
-                }
-            }
-        }
-        Ok(digest.finish())
-    }
-}
-
-/// CRC-64/XZ (ECMA-182 polynomial, reflected; init and final xor all ones).
-struct Crc64(u64);
-
-const CRC64_POLY: u64 = 0xC96C_5795_D787_0F42;
-
-const CRC64_TABLE: [u64; 256] = {
-    let mut table = [0u64; 256];
-    let mut i = 0;
-    while i < 256 {
-        let mut crc = i as u64;
-        let mut bit = 0;
-        while bit < 8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ CRC64_POLY
-            } else {
-                crc >> 1
-            };
-            bit += 1;
-        }
-        table[i] = crc;
-        i += 1;
-    }
-    table
-};
-
-impl Crc64 {
-    fn new() -> Self {
-        Self(!0)
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = CRC64_TABLE[((self.0 ^ u64::from(b)) & 0xFF) as usize] ^ (self.0 >> 8);
-        }
-    }
-
-    fn finish(&self) -> u64 {
-        !self.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Crc64;
-
-    #[test]
-    fn crc64_xz_check_value() {
-        // The standard check value of CRC-64/XZ over "123456789".
-        let mut crc = Crc64::new();
-        crc.update(b"123456789");
-        assert_eq!(crc.finish(), 0x995D_C9BB_DF19_39FA);
     }
 }

@@ -15,6 +15,7 @@ pub mod network;
 mod raft_node;
 mod raft_replicator;
 mod replicator;
+mod seed;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
@@ -22,7 +23,7 @@ pub mod types;
 pub use direct::{Direct, DirectOptions};
 pub use log_store::LogStore;
 pub use raft_node::{
-    BootstrapError, CoreStopped, ErrorKind, InitOutcome, Leadership, MembershipError,
+    BootstrapError, CoreStopped, ErrorKind, Formation, InitOutcome, Leadership, MembershipError,
     MembershipOutcome, MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,
 };
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
@@ -30,6 +31,7 @@ pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role,
 };
+pub use seed::{seed_cluster, SeedError};
 pub use snapshot::{SnapshotDir, SnapshotReader, SnapshotStats};
 pub use state_machine::{SnapshotBuilder, StateMachine};
 pub use types::NodeAddr;

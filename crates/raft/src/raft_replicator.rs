@@ -126,6 +126,8 @@ pub(crate) struct Shared {
     /// Upper bound of one forwarded write or read barrier.
     pub(crate) rpc_timeout: Duration,
     pub(crate) election_timeout: Duration,
+    /// How long a request waits for a leader that can take it (`RaftNodeOptions::leader_wait`).
+    pub(crate) leader_wait: Duration,
     /// On a follower: the members' health as the leader last reported it, and when.
     pub(crate) leader_view: parking_lot::Mutex<Option<(Instant, BTreeMap<NodeId, Health>)>>,
     /// Shares one leadership confirmation among concurrent linearizable reads on the leader
@@ -208,11 +210,12 @@ impl Shared {
         }
     }
 
-    /// How long a request waits for a leader that can take it: two election timeouts, enough
-    /// for a failover (one to 1.2 election timeouts), short enough that a node cut off from
-    /// the majority still refuses promptly with `UNAVAILABLE` (docs/replication.md §7.1).
+    /// How long a request waits for a leader that can take it: by default two election
+    /// timeouts, enough for a failover (one to 1.2 election timeouts), short enough that a node
+    /// cut off from the majority still refuses promptly with `UNAVAILABLE`
+    /// (docs/replication.md §7.1).
     fn leader_wait(&self) -> Duration {
-        self.election_timeout * 2
+        self.leader_wait
     }
 
     /// The term and the leader this node knows of.

@@ -7,6 +7,7 @@
 //! ```
 
 pub mod admin;
+pub mod engine_options;
 /// The node configuration, kept in its own crate (`dolmen-config`) so that tools which only
 /// render or read configs (the test kit) do not link the server.
 pub use dolmen_config as config;
@@ -14,6 +15,7 @@ pub mod error;
 pub mod faults;
 pub mod net_faults;
 pub mod node;
+pub mod restore;
 pub mod service;
 pub mod stats;
 pub mod thrift;

@@ -5,7 +5,7 @@
 //!     ─▶ "dolmen ready" ─▶ serve until shutdown ─▶ drain connections ─▶ stop writer ─▶ flush
 //! ```
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,15 +14,15 @@ use std::time::{Duration, Instant};
 
 use dolmen_api::{SafeCodecLimits, ServeError};
 use dolmen_config::EndpointError;
-use dolmen_engine::{Engine, EngineOptions, OpenError, StorageError, Version};
+use dolmen_engine::{Engine, OpenError, StorageError, Version};
 use dolmen_raft::{
-    CoreStopped, Direct, DirectOptions, NodeAddr, RaftNode, RaftNodeError, RaftNodeOptions,
-    ReadConsistency, ReadGate, ReadOptions, Replicator,
+    CoreStopped, Direct, DirectOptions, Formation, NodeAddr, RaftNode, RaftNodeError,
+    RaftNodeOptions, ReadConsistency, ReadGate, ReadOptions, Replicator,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::config::{Config, ConsistencyLevel, Mode};
+use crate::config::{Bootstrap, Config, ConsistencyLevel, Mode};
 use crate::error::ServiceError;
 use crate::net_faults::NetworkFaults;
 use crate::service::{Service, ServiceOptions};
@@ -122,13 +122,7 @@ pub async fn run(
         path: data_dir.clone(),
         source,
     })?;
-    let engine_options = EngineOptions {
-        path: data_dir.join("db"),
-        column_families: config.database.column_families.clone(),
-        write_buffer_size_mb: usize::try_from(config.rocksdb.write_buffer_size_mb).unwrap_or(64),
-        max_write_buffer_number: i32::try_from(config.rocksdb.max_write_buffer_number).unwrap_or(4),
-        block_cache_size_mb: usize::try_from(config.rocksdb.block_cache_size_mb).unwrap_or(512),
-    };
+    let engine_options = crate::engine_options::engine_options(&config, data_dir.join("db"));
     let engine = tokio::task::spawn_blocking(move || Engine::open(&engine_options))
         .await
         .map_err(|source| NodeError::Panicked {
@@ -179,6 +173,7 @@ pub async fn run(
         ServiceOptions {
             future_version_wait: Duration::from_millis(config.mvcc.future_version_wait_ms),
             allow_fault_injection: config.faults.allow_injection,
+            max_read_concurrency: config.concurrency.max_read_concurrency as usize,
         },
     ));
     match &replication {
@@ -188,13 +183,14 @@ pub async fn run(
             .map_err(NodeError::InitialVersion)?,
         // The first leader's blank entry is the initial version; bootstrap once, in the
         // background (peers may still be starting).
-        Replication::Raft(raft) if config.consensus.bootstrap => {
-            tokio::spawn(bootstrap(raft.clone()));
-        }
         Replication::Raft(raft) if !config.consensus.join.is_empty() => {
             tokio::spawn(join(raft.clone(), config.consensus.join.clone()));
         }
-        Replication::Raft(_) => {}
+        Replication::Raft(raft) => match config.consensus.bootstrap {
+            Bootstrap::Init => drop(tokio::spawn(bootstrap(raft.clone()))),
+            Bootstrap::Auto => drop(tokio::spawn(form(raft.clone()))),
+            Bootstrap::Wait => {}
+        },
     }
 
     // One stop signal fans out to every listener and background job.
@@ -349,6 +345,30 @@ impl Replication {
     }
 }
 
+/// The configured members of a replicated cluster, by id, as a new cluster's membership names
+/// them: client and peer addresses from the lists, and this node's admin address on
+/// `admin_port` (the others' are learned later).
+pub fn initial_members(config: &Config, admin_port: u16) -> BTreeMap<u64, NodeAddr> {
+    let own = config.node_id();
+    (0..config.consensus.endpoints.len())
+        .map(|i| {
+            let id = i as u64;
+            let client_addr = config.deployment.replica_endpoints[i].clone();
+            let admin_addr = if id == own {
+                advertised(&client_addr, admin_port)
+            } else {
+                String::new()
+            };
+            let addr = NodeAddr {
+                client_addr,
+                peer_addr: config.consensus.endpoints[i].clone(),
+                admin_addr,
+            };
+            (id, addr)
+        })
+        .collect()
+}
+
 /// Starts this node's Raft member: the peer listener, storage and openraft.
 async fn start_raft(
     config: &Config,
@@ -359,25 +379,16 @@ async fn start_raft(
 ) -> Result<RaftNode, NodeError> {
     let node_id = config.node_id();
     let index = usize::try_from(node_id).unwrap_or(usize::MAX);
-    let member = |i: usize| NodeAddr {
-        client_addr: config.deployment.replica_endpoints[i].clone(),
-        peer_addr: config.consensus.endpoints[i].clone(),
-        admin_addr: if i == index {
-            advertised(&config.deployment.replica_endpoints[i], bound.admin.port())
-        } else {
-            String::new()
-        },
-    };
-    let initial_members = (0..config.consensus.endpoints.len())
-        .map(|i| (i as u64, member(i)))
-        .collect();
+    let initial_members = initial_members(config, bound.admin.port());
+    // A validated config lists this node (instance_id < the lists' length).
+    let this = initial_members[&node_id].clone();
     let (_, peer_port) = crate::config::split_endpoint(&config.consensus.endpoints[index])
         .map_err(|source| NodeError::Endpoint { index, source })?;
     let peer_listener = bind("peer (Raft) API", &config.server.host, peer_port).await?;
     let c = &config.consensus;
     let options = RaftNodeOptions {
         node_id,
-        this: member(index),
+        this,
         initial_members,
         snapshot_dir: data_dir.join("snapshots"),
         election_timeout: Duration::from_millis(c.election_timeout_ms),
@@ -386,6 +397,10 @@ async fn start_raft(
         snapshot_keep_entries: c.snapshot_keep_entries,
         max_batch_entries: c.max_batch_size as u64,
         max_outstanding_proposals: c.max_outstanding_proposals,
+        leader_wait: match c.leader_wait_ms {
+            0 => Duration::from_millis(c.election_timeout_ms.saturating_mul(2)),
+            ms => Duration::from_millis(ms),
+        },
         forward_writes: c.forward_writes,
         reads: ReadOptions {
             consistency: match config.reads.consistency_level {
@@ -426,6 +441,45 @@ async fn bootstrap(raft: Arc<RaftNode>) {
         }
     }
     tracing::error!("bootstrap gave up after 30 attempts; run `dolmen cluster init`");
+}
+
+/// Forms a new cluster from the static member list when that is safe (`bootstrap = "auto"`):
+/// tries every second until this node is initialized or some member is, for at most 10
+/// minutes.
+async fn form(raft: Arc<RaftNode>) {
+    const ATTEMPTS: u32 = 600;
+    let mut last = None;
+    for attempt in 1..=ATTEMPTS {
+        match raft.form_from_static_list().await {
+            Ok(Formation::Initialized) => {
+                tracing::info!("formed a new cluster from the configured member list");
+                return;
+            }
+            Ok(Formation::AlreadyInitialized) => return,
+            Ok(Formation::HoldsData) => {
+                tracing::warn!(
+                    "this node holds data but belongs to no cluster, so it will not form a new \
+                     one by itself; run `dolmen cluster init` to make it the seed of one, or \
+                     add it to a running cluster"
+                );
+                return;
+            }
+            Ok(waiting @ Formation::Waiting { .. }) => {
+                if last.as_ref() != Some(&waiting) {
+                    tracing::info!(
+                        ?waiting,
+                        "waiting for a majority of members to form the cluster"
+                    );
+                }
+                last = Some(waiting);
+            }
+            Err(e) => tracing::warn!(attempt, error = %e, "cannot form the cluster"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    tracing::error!(
+        "no cluster formed in 10 minutes: start a majority of the members, or run `dolmen cluster init`"
+    );
 }
 
 /// Asks the members at `admins` (admin addresses) to add this node, until it is a voter

@@ -16,6 +16,7 @@ use dolmen_engine::{
     Version, VERSIONSTAMP_LEN,
 };
 use dolmen_raft::{ClusterView, ReadGate, Replicator};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::error::{ErrorCode, ServiceError};
 use crate::faults::{FaultInjector, Target};
@@ -28,6 +29,8 @@ pub struct ServiceOptions {
     pub future_version_wait: Duration,
     /// Whether `setFaultInjection` may install faults.
     pub allow_fault_injection: bool,
+    /// Most reads reading the engine at once (`0` = no bound); more wait in arrival order.
+    pub max_read_concurrency: usize,
 }
 
 /// The largest `timeout_seconds` a commit may ask for.
@@ -42,6 +45,8 @@ pub struct Service {
     stats: Stats,
     options: ServiceOptions,
     started: Instant,
+    /// `max_read_concurrency` permits; `None` when reads are not bounded.
+    read_permits: Option<Semaphore>,
 }
 
 impl std::fmt::Debug for Service {
@@ -73,6 +78,8 @@ impl Service {
             replicator,
             gate,
             stats: Stats::default(),
+            read_permits: (options.max_read_concurrency > 0)
+                .then(|| Semaphore::new(options.max_read_concurrency)),
             options,
             started: Instant::now(),
         }
@@ -124,7 +131,18 @@ impl Service {
         self.check_cf(cf)?;
         self.faults.check(Target::Get).await?;
         let version = self.gate.read_version().await?;
+        let _permit = self.read_permit().await?;
         Ok(self.engine.get(cf, key, version)?)
+    }
+
+    /// A turn to read the engine, under `max_read_concurrency`.
+    async fn read_permit(&self) -> Result<Option<SemaphorePermit<'_>>, ServiceError> {
+        match &self.read_permits {
+            None => Ok(None),
+            Some(permits) => permits.acquire().await.map(Some).map_err(|_| {
+                ServiceError::new(ErrorCode::Unavailable, "the node is shutting down")
+            }),
+        }
     }
 
     /// Waits (bounded) until `version` is applied here.
@@ -148,6 +166,7 @@ impl Service {
         check_key("key", key)?;
         self.check_cf(cf)?;
         self.await_version(version).await?;
+        let _permit = self.read_permit().await?;
         Ok(self.engine.get(cf, key, version)?)
     }
 
@@ -167,6 +186,7 @@ impl Service {
             }
             None => self.gate.read_version().await?,
         };
+        let _permit = self.read_permit().await?;
         let engine = self.engine.clone();
         let cf = cf.to_owned();
         // A range may walk many keys: keep it off the async worker threads.

@@ -51,6 +51,7 @@ async fn fixture() -> Fixture {
         ServiceOptions {
             future_version_wait: Duration::from_millis(50),
             allow_fault_injection: true,
+            max_read_concurrency: 0,
         },
     );
     service

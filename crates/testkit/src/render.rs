@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use dolmen_config::{Config, Mode};
+use dolmen_config::{Bootstrap, Config, Mode};
 use toml::{Table, Value};
 
 use crate::ports::NodeAddrs;
@@ -40,7 +40,8 @@ pub enum RenderError {
 
 /// The config of node `id` of a replicated cluster whose members (indexed by instance id) have
 /// the addresses `members`, with its data under `data`: mode, id, both endpoint lists, its own
-/// ports on 127.0.0.1, and `bootstrap` on node 0 only. Everything else has its default.
+/// ports on 127.0.0.1, and `bootstrap = true` on node 0 only (`false` on the others).
+/// Everything else has its default.
 ///
 /// # Panics
 /// When `id` is not an index of `members` (a harness bug).
@@ -53,7 +54,13 @@ pub fn replicated_node(id: usize, members: &[NodeAddrs], data: &Path) -> Config 
     c.deployment.instance_id = u32::try_from(id).expect("a node index fits u32");
     c.deployment.replica_endpoints = members.iter().map(|a| a.thrift.to_string()).collect();
     c.consensus.endpoints = members.iter().map(|a| a.peer.to_string()).collect();
-    c.consensus.bootstrap = id == 0;
+    // Node 0 alone initializes, so every harness cluster starts the same way; the others
+    // wait to be reached rather than form the cluster from the list themselves.
+    c.consensus.bootstrap = if id == 0 {
+        Bootstrap::Init
+    } else {
+        Bootstrap::Wait
+    };
     c.server.host = own.thrift.ip().to_string();
     c.server.port = own.thrift.port();
     c.server.admin_port = own.admin.port();
@@ -88,8 +95,9 @@ pub fn set(config: &mut Config, section: &str, key: &str, value: Value) -> Resul
 }
 
 /// The TOML text of `config`: every key that differs from [`Config::default`], plus
-/// `server.port` always (in replicated mode an absent port means "the one in
-/// `replica_endpoints`", so the port a harness chose is always written).
+/// `server.port` and `server.admin_port` always (in replicated mode an absent port means "the
+/// one in `replica_endpoints`" and an absent admin port "that + 100", so the ports a harness
+/// chose are always written).
 ///
 /// # Errors
 /// When the config does not serialize.
@@ -102,7 +110,8 @@ pub fn render(config: &Config) -> Result<String, RenderError> {
             continue;
         };
         keys.retain(|key, value| {
-            (section == "server" && key == "port") || default_keys.get(key) != Some(value)
+            (section == "server" && (key == "port" || key == "admin_port"))
+                || default_keys.get(key) != Some(value)
         });
     }
     table.retain(|_, keys| keys.as_table().is_none_or(|k| !k.is_empty()));
@@ -167,10 +176,7 @@ mod tests {
         );
         assert_eq!(t["server"]["port"].as_integer(), Some(20_001));
         assert_eq!(t["server"]["admin_port"].as_integer(), Some(22_001));
-        assert!(
-            t["consensus"].get("bootstrap").is_none(),
-            "false is the default"
-        );
+        assert_eq!(t["consensus"]["bootstrap"].as_bool(), Some(false));
         assert!(t.get("faults").is_none(), "untouched sections are left out");
         let c0 = replicated_node(0, &addrs(), Path::new("/tmp/x/data-0"));
         let t: Table = toml::from_str(&render(&c0).unwrap()).unwrap();

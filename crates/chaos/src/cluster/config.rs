@@ -66,7 +66,7 @@ mod tests {
         let text = render(&c).unwrap();
         let t: toml::Table = toml::from_str(&text).unwrap();
         assert_eq!(t["deployment"]["instance_id"].as_integer(), Some(1));
-        assert!(t["consensus"].get("bootstrap").is_none());
+        assert_eq!(t["consensus"]["bootstrap"].as_bool(), Some(false));
         assert_eq!(t["server"]["port"].as_integer(), Some(20_001));
         assert_eq!(
             t["consensus"]["endpoints"].as_array().map(Vec::len),

@@ -45,11 +45,11 @@ use tail::{lock, Cached, Memory};
 use writer::{run_log_writer, Completion, Request, Write};
 
 /// `raft_state` key of the vote.
-const KEY_VOTE: &[u8] = b"vote";
+pub(crate) const KEY_VOTE: &[u8] = b"vote";
 /// `raft_state` key of the last committed log id (`save_committed`).
-const KEY_COMMITTED: &[u8] = b"committed";
+pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
 /// `raft_state` key of the last purged log id.
-const KEY_LAST_PURGED: &[u8] = b"last_purged";
+pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
 /// Sorts after every 8-byte `raft_log` key: the exclusive end of "to the last entry".
 const PAST_LAST_KEY: [u8; 9] = [0xff; 9];
 

@@ -26,7 +26,7 @@ use dolmen_engine::Version;
 use openraft::async_runtime::WatchReceiver;
 use tokio::sync::watch;
 
-pub use bootstrap::InitOutcome;
+pub use bootstrap::{Formation, InitOutcome};
 pub use error::{BootstrapError, CoreStopped, ErrorKind, MembershipError, MembershipStep};
 pub use leadership::Leadership;
 pub use membership::MembershipOutcome;
@@ -55,6 +55,9 @@ pub struct RaftNodeOptions {
     pub election_timeout: Duration,
     /// The heartbeat interval.
     pub heartbeat_interval: Duration,
+    /// How long a write or linearizable read waits for a leader that can take it before it
+    /// fails (`UNAVAILABLE`); two election timeouts cover one failover.
+    pub leader_wait: Duration,
     /// A snapshot is built after this many applied entries.
     pub snapshot_interval_entries: u64,
     /// Log entries kept behind a snapshot, so briefly lagging followers catch up from the log.

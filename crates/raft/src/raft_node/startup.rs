@@ -22,6 +22,7 @@ use super::{RaftNode, RaftNodeOptions};
 use crate::log_store::LogStore;
 use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
+use crate::snapshot::SnapshotDir;
 use crate::state_machine::StateMachine;
 use crate::types::Raft;
 
@@ -75,8 +76,8 @@ impl RaftNode {
 
         let mut log_store = LogStore::new(&engine)?;
         // Asked of storage: the Raft core cannot answer before `run`.
-        let initialized = log_store.get_log_state().await?.last_log_id.is_some()
-            || log_store.read_vote().await?.is_some();
+        let log_state = log_store.get_log_state().await?;
+        let initialized = log_state.last_log_id.is_some() || log_store.read_vote().await?.is_some();
         let log = log_store.clone();
         let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
         // Opening may redo an interrupted snapshot install: blocking work.
@@ -85,6 +86,12 @@ impl RaftNode {
             tokio::task::spawn_blocking(move || StateMachine::open(sm_engine, sm_dir, applied_tx))
                 .await
                 .map_err(RaftNodeError::OpenTask)??;
+        // A seeded node (`seed.rs`) has its log purged with no snapshot yet: followers could
+        // not catch up until one is built, so build one as soon as the core runs.
+        let needs_snapshot = log_state.last_purged_log_id.is_some()
+            && SnapshotDir::open(&options.snapshot_dir)?
+                .latest()?
+                .is_none();
         let snapshots = state_machine.stats();
         let incoming = state_machine.snapshot_dir();
         let mut network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default());
@@ -109,6 +116,14 @@ impl RaftNode {
             tokio::time::sleep(options.election_timeout).await;
         }
         raft.run();
+        if needs_snapshot {
+            tracing::info!(
+                "the log is purged but no snapshot exists (a seeded node): building one"
+            );
+            if let Err(e) = raft.trigger().snapshot().await {
+                tracing::warn!(error = %e, "cannot start the snapshot of a seeded node");
+            }
+        }
         let leadership = Arc::new(LeadershipStats::default());
         super::leadership::follow(raft.clone(), leadership.clone());
 
@@ -128,6 +143,7 @@ impl RaftNode {
                 contact: shared_contact,
                 rpc_timeout: Duration::from_secs(10),
                 election_timeout: options.election_timeout,
+                leader_wait: options.leader_wait,
                 leader_view: parking_lot::Mutex::new(None),
                 local_reads,
                 remote_reads,

@@ -4,7 +4,10 @@
 
 use std::time::Instant;
 
-use dolmen_raft::{BootstrapError, ErrorKind, InitOutcome};
+use dolmen_engine::{Command, Engine, EngineOptions, Mutation, Transaction};
+use dolmen_raft::{
+    BootstrapError, Direct, DirectOptions, ErrorKind, Formation, InitOutcome, Replicator,
+};
 
 use crate::harness::{eventually, leader_alone, released, start, start_in, Spec, ELECTION_TIMEOUT};
 
@@ -102,4 +105,113 @@ async fn a_restarted_member_is_quiet_for_one_election_timeout_and_never_reinitia
     assert!(status.last_log >= last_log, "the log survived: {status:?}");
     assert_eq!(status.members.len(), 1);
     a.stop().await;
+}
+
+/// A static list (no `bootstrap`): two empty members that see each other form the cluster
+/// from the list, and both end up in it with one leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_empty_members_form_the_cluster_from_their_list() {
+    let a = start(Spec::new(0, &[])).await;
+    let mut spec = Spec::new(1, &[&a]);
+    spec.members.insert(0, a.addr.clone());
+    let b = start(spec).await;
+    // Node 0 lists only itself here, so it could form alone; node 1 lists {0, 1}: with node 0
+    // answering empty, that is a majority of two.
+    assert_eq!(
+        b.raft.form_from_static_list().await.expect("form"),
+        Formation::Initialized
+    );
+    eventually("one of the two leads, with both as members", || async {
+        let (sa, sb) = (a.raft.status(), b.raft.status());
+        let leaders = [&sa, &sb]
+            .iter()
+            .filter(|s| s.role.as_str() == "leader")
+            .count();
+        leaders == 1 && sa.members.len() == 2 && sb.members.len() == 2
+    })
+    .await;
+    assert_eq!(
+        a.raft.form_from_static_list().await.expect("form again"),
+        Formation::AlreadyInitialized,
+        "node 0 was reached by the new cluster"
+    );
+    b.stop().await;
+    a.stop().await;
+}
+
+/// Without a majority answering, a member waits instead of forming a cluster that could
+/// split from one the silent members formed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_reaches_no_majority_waits() {
+    let a = start(Spec::new(0, &[])).await;
+    let b = start(Spec::new(1, &[&a])).await;
+    a.stop().await;
+    assert_eq!(
+        b.raft.form_from_static_list().await.expect("form"),
+        Formation::Waiting {
+            answered: 1,
+            needed: 2
+        }
+    );
+    assert_eq!(b.raft.status().last_log, 0, "node 1 wrote nothing");
+    b.stop().await;
+}
+
+/// A member whose peer already runs a cluster, or that holds data itself, never forms one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_that_sees_a_cluster_or_holds_data_never_forms_one() {
+    let a = leader_alone().await;
+    let b = start(Spec::new(1, &[&a])).await;
+    assert_eq!(
+        b.raft.form_from_static_list().await.expect("form"),
+        Formation::AlreadyInitialized
+    );
+    assert_eq!(b.raft.status().last_log, 0, "node 1 wrote nothing");
+    b.stop().await;
+
+    a.stop().await;
+
+    // A standalone node's data (written without Raft), now started as a member: it holds
+    // data, so it waits for an operator instead of forming a new cluster around it.
+    let dir = std::sync::Arc::new(tempfile::tempdir().expect("temp dir"));
+    write_standalone_data(&dir).await;
+    let c = start_in(Spec::new(2, &[]), dir).await;
+    assert_eq!(
+        c.raft.form_from_static_list().await.expect("form"),
+        Formation::HoldsData
+    );
+    assert_eq!(c.raft.status().last_log, 0, "node 2 wrote nothing");
+    c.stop().await;
+}
+
+/// Commits one key through a standalone (`Direct`) node over `dir`'s engine, then closes it.
+async fn write_standalone_data(dir: &tempfile::TempDir) {
+    let engine = std::sync::Arc::new(
+        Engine::open(&EngineOptions::new(
+            dir.path().join("db"),
+            vec!["default".into()],
+        ))
+        .expect("the engine opens"),
+    );
+    let direct = Direct::start(
+        engine,
+        DirectOptions {
+            node_id: 0,
+            client_addr: "127.0.0.1:9090".into(),
+            max_batch: 8,
+            max_outstanding: 8,
+        },
+    )
+    .expect("the standalone node starts");
+    let set = Command::Commit(Transaction {
+        mutations: vec![Mutation::Set {
+            cf: "default".into(),
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+        }],
+        ..Transaction::default()
+    });
+    direct.propose(set).await.expect("the write commits");
+    direct.shutdown();
+    released(dir).await;
 }

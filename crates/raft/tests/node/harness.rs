@@ -83,6 +83,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
         snapshot_keep_entries: 1_000,
         max_batch_entries: 64,
         max_outstanding_proposals: 64,
+        leader_wait: ELECTION_TIMEOUT * 2,
         forward_writes: true,
         reads: ReadOptions {
             consistency: ReadConsistency::Linearizable,

@@ -2,13 +2,15 @@
 //! (Prometheus text), `/status` (JSON, with a `raft` section in replicated mode), and the
 //! cluster operations the `dolmen cluster` commands use: `POST /cluster/init`,
 //! `POST /cluster/snapshot`, `GET /state/digest?version=V` (a checksum of the state at `V`, to
-//! compare replicas), `GET /cluster/status` (every member, probed over the peer transport),
+//! compare replicas), `GET /backup` (the state at a fresh read version, streamed for
+//! `dolmen backup`), `GET /cluster/status` (every member, probed over the peer transport),
 //! `POST /cluster/add-node`, `/cluster/remove-node`, `/cluster/transfer-leader` (on the leader),
 //! and, for the fault-injection suite only (`[faults] allow_network_faults`),
 //! `GET|PUT|DELETE /debug/network-faults`.
 //!
 //! Every JSON answer and request is a `dolmen_admin` type; every refusal is a [`Refusal`].
 
+mod backup;
 mod metrics;
 mod refusal;
 
@@ -75,6 +77,7 @@ pub async fn serve(
         .route("/cluster/remove-node", post(remove_node))
         .route("/cluster/transfer-leader", post(transfer_leader))
         .route("/state/digest", get(digest))
+        .route(dolmen_admin::backup::BACKUP_PATH, get(backup::backup))
         .route(
             "/debug/network-faults",
             get(get_network_faults)
