@@ -239,6 +239,19 @@ impl ReplicatedCluster {
     /// # Panics
     /// When a node does not start, or the cluster is not ready within [`LEADER_TIMEOUT`].
     pub fn start_from_files(addrs: &[NodeAddrs], text: impl Fn(usize, &Path) -> String) -> Self {
+        Self::start_from_files_after(addrs, text, |_| {})
+    }
+
+    /// As [`Self::start_from_files`], but calls `prepare` with the written config files (in
+    /// node order) before any node starts (to restore a backup into one, say).
+    ///
+    /// # Panics
+    /// As [`Self::start_from_files`].
+    pub fn start_from_files_after(
+        addrs: &[NodeAddrs],
+        text: impl Fn(usize, &Path) -> String,
+        prepare: impl FnOnce(&[PathBuf]),
+    ) -> Self {
         let dir = tempfile::Builder::new()
             .prefix("dolmen-cluster-")
             .tempdir()
@@ -253,6 +266,8 @@ impl ReplicatedCluster {
                 NodeSpec { files, addrs: *a }
             })
             .collect();
+        let configs: Vec<PathBuf> = specs.iter().map(|s| s.files.config.clone()).collect();
+        prepare(&configs);
         let mut cluster = ReplicatedCluster {
             nodes: LocalCluster::new(&dolmen_bin(), specs, "harness"),
             dir: Some(dir),

@@ -102,6 +102,15 @@ impl StandaloneBuilder {
     /// # Panics
     /// When the binary is missing, or the node exits or is not ready within [`READY_TIMEOUT`].
     pub fn start(self) -> Standalone {
+        self.start_after(|_| {})
+    }
+
+    /// As [`Self::start`], but calls `prepare` with the written config file before the node
+    /// starts (to restore a backup into its data directory, say).
+    ///
+    /// # Panics
+    /// As [`Self::start`].
+    pub fn start_after(self, prepare: impl FnOnce(&Path)) -> Standalone {
         let dir = tempfile::Builder::new()
             .prefix("dolmen-test-")
             .tempdir()
@@ -109,6 +118,7 @@ impl StandaloneBuilder {
         let config_path = dir.path().join("config.toml");
         std::fs::write(&config_path, self.render(&dir.path().join("data")))
             .expect("write config.toml");
+        prepare(&config_path);
         let log_path = dir.path().join("server.log");
         let node = spawn(&config_path, &log_path);
         Standalone {
@@ -187,6 +197,11 @@ impl Standalone {
     /// The process id of the running node.
     pub fn pid(&self) -> u32 {
         self.node.as_ref().expect("node is running").pid()
+    }
+
+    /// The node's config file.
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
     }
 
     /// The file collecting the node's stdout and stderr.

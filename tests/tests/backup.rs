@@ -1,0 +1,274 @@
+//! Backups and restores through the real binary (docs/backup.md): a backup taken through a
+//! follower of a 3-node cluster under a write load restores into a standalone node and into a
+//! new 3-node cluster, each with the source's digest at the backup's version; a flipped byte
+//! and a truncated part are refused naming the part; a restore never writes over data.
+//!
+//! Run: `cargo build --workspace --all-targets && cargo test --workspace --test backup`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use dolmen_admin::backup::Manifest;
+use dolmen_testkit::render::{render, replicated_node};
+use dolmen_testkit::NodeAddrs;
+use dolmen_tests::admin::admin;
+use dolmen_tests::binary::dolmen_bin;
+use dolmen_tests::client::op;
+use dolmen_tests::replicated::{
+    unique_prefix, wait_until, WriteKind, WriteLoad, WriteLoadConfig, LEADER_TIMEOUT,
+};
+use dolmen_tests::standalone::apply_test_defaults;
+use dolmen_tests::{connect_buffered, KvExt, ReplicatedCluster, Standalone};
+
+/// Keys loaded before the backup, half in `default`, half in `users`.
+const KEYS: usize = 6_000;
+
+fn run(args: &[&str], paths: &[&Path]) -> Output {
+    let mut command = Command::new(dolmen_bin());
+    command.args(args);
+    for path in paths {
+        command.arg(path);
+    }
+    command.output().expect("run dolmen")
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+fn manifest(dir: &Path) -> Manifest {
+    let bytes = std::fs::read(dir.join("manifest.json")).expect("read the manifest");
+    serde_json::from_slice(&bytes).expect("parse the manifest")
+}
+
+/// `KEYS` keys through node 0, 200 per commit, in both column families.
+fn load(c: &ReplicatedCluster, prefix: &str) {
+    let mut client = connect_buffered(c.thrift_endpoint(0));
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(200) {
+        let ops = chunk
+            .iter()
+            .map(|i| {
+                let cf = if i % 2 == 0 { "default" } else { "users" };
+                let key = format!("{prefix}{i:06}");
+                let value = format!("value {i} {}", "x".repeat(i % 300));
+                op("set", key.as_bytes(), Some(value.as_bytes()), Some(cf))
+            })
+            .collect();
+        let rv = client.read_version();
+        client.must_commit(rv, ops, Vec::new());
+    }
+}
+
+#[test]
+fn a_backup_under_load_restores_into_a_standalone_node_and_a_new_cluster() {
+    let c = ReplicatedCluster::builder()
+        .set("mvcc", "retention_window_ms", 600_000)
+        .start();
+    let prefix = String::from_utf8(unique_prefix("backup")).expect("text prefix");
+    load(&c, &prefix);
+    let leader = c.wait_for_leader(LEADER_TIMEOUT);
+    let follower = (0..3).find(|i| *i != leader).expect("a follower");
+
+    // Writers keep going through every node while the backup streams from a follower.
+    let writes = WriteLoad::start(WriteLoadConfig {
+        targets: (0..3).map(|i| (i, c.thrift_endpoint(i))).collect(),
+        threads: 3,
+        prefix: format!("{prefix}during/").into_bytes(),
+        kind: WriteKind::SetKey,
+        pause: Duration::from_millis(2),
+        max_writes_per_thread: 100_000,
+        max_duration: Duration::from_secs(120),
+    });
+    let work = tempfile::tempdir().expect("temp dir");
+    let backup = work.path().join("backup");
+    let out = run(
+        &[
+            "backup",
+            "--admin",
+            &c.admin_endpoint(follower).to_string(),
+            "--part-size-mb",
+            "1",
+            "--out",
+        ],
+        &[&backup],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        wait_until(Duration::from_secs(30), || writes.acked() > 50),
+        "the write load kept going"
+    );
+    let acked_during = writes.acked();
+    drop(writes.finish());
+    let m = manifest(&backup);
+    println!(
+        "backup: version {}, {} records, {} bytes, {} parts, {} writes acked during it",
+        m.version,
+        m.records,
+        m.bytes,
+        m.parts.len(),
+        acked_during
+    );
+    assert!(m.records >= KEYS as u64, "{} records", m.records);
+    assert!(m.parts.len() > 1, "parts of at most 1 MiB");
+    for i in 0..3 {
+        assert_eq!(
+            c.digest(i, m.version).expect("digest"),
+            m.digest,
+            "node {i}'s digest at the backup's version is the backup's"
+        );
+    }
+
+    // Into a standalone node.
+    let standalone = Standalone::builder()
+        .retention_window_ms(600_000)
+        .start_after(|config| {
+            let out = run(
+                &["restore", "--from"],
+                &[&backup, Path::new("--config"), config],
+            );
+            assert!(out.status.success(), "{}", text(&out));
+        });
+    let digest = admin(standalone.admin_endpoint())
+        .digest(Some(m.version))
+        .expect("digest");
+    assert_eq!(
+        digest.digest, m.digest,
+        "the standalone node has the backup's state"
+    );
+    let mut client = connect_buffered(standalone.thrift_endpoint());
+    let key = format!("{prefix}{:06}", 2);
+    let r = client.get_value(key.as_bytes());
+    assert!(r.found && r.value.starts_with(b"value 2"), "{r:?}");
+    client.must_set(b"after-restore", b"1");
+    assert!(
+        client.read_version() > m.version as i64,
+        "versions go on past the backup's"
+    );
+
+    // Into a new 3-node cluster: node 0 restores and seeds it, the others start empty.
+    let addrs = NodeAddrs::pick(3).unwrap_or_else(|e| panic!("{e}"));
+    let fresh = ReplicatedCluster::start_from_files_after(
+        &addrs,
+        |i, data| {
+            let mut config = replicated_node(i, &addrs, data);
+            apply_test_defaults(&mut config);
+            config.mvcc.retention_window_ms = 600_000;
+            render(&config).unwrap_or_else(|e| panic!("{e}"))
+        },
+        |configs| {
+            let out = run(
+                &["restore", "--from"],
+                &[&backup, Path::new("--config"), &configs[0]],
+            );
+            assert!(out.status.success(), "{}", text(&out));
+            assert!(
+                text(&out).contains("seed of a new cluster"),
+                "{}",
+                text(&out)
+            );
+        },
+    );
+    fresh.wait_for_leader(LEADER_TIMEOUT);
+    for i in 0..3 {
+        fresh.wait_applied_at_least(i, m.version);
+        assert_eq!(
+            fresh.digest(i, m.version).expect("digest"),
+            m.digest,
+            "member {i} of the new cluster has the backup's state"
+        );
+    }
+    for i in 0..3 {
+        connect_buffered(fresh.thrift_endpoint(i)).must_set(format!("new/{i}").as_bytes(), b"v");
+    }
+}
+
+#[test]
+fn a_damaged_backup_is_refused_naming_the_part_and_a_restore_never_overwrites_data() {
+    let c = ReplicatedCluster::builder()
+        .set("mvcc", "retention_window_ms", 600_000)
+        .start();
+    let prefix = String::from_utf8(unique_prefix("damaged")).expect("text prefix");
+    load(&c, &prefix);
+    let work = tempfile::tempdir().expect("temp dir");
+    let backup = work.path().join("backup");
+    let out = run(
+        &[
+            "backup",
+            "--admin",
+            &c.admin_endpoint(0).to_string(),
+            "--part-size-mb",
+            "1",
+            "--out",
+        ],
+        &[&backup],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let out = run(
+        &[
+            "backup",
+            "--admin",
+            &c.admin_endpoint(0).to_string(),
+            "--out",
+        ],
+        &[&backup],
+    );
+    assert!(
+        !out.status.success(),
+        "a backup never writes into a used directory"
+    );
+    assert!(text(&out).contains("is not empty"), "{}", text(&out));
+    let m = manifest(&backup);
+    let part = |i: usize| backup.join(&m.parts[i].file);
+
+    let copy = |name: &str| -> PathBuf {
+        let to = work.path().join(name);
+        std::fs::create_dir_all(&to).expect("mkdir");
+        for entry in std::fs::read_dir(&backup).expect("read the backup") {
+            let entry = entry.expect("entry");
+            std::fs::copy(entry.path(), to.join(entry.file_name())).expect("copy");
+        }
+        to
+    };
+    let flipped = copy("flipped");
+    let target = flipped.join(&m.parts[1].file);
+    let mut bytes = std::fs::read(&target).expect("read a part");
+    bytes[100] ^= 0x01;
+    std::fs::write(&target, bytes).expect("write");
+    let out = run(&["restore", "--verify-only", "--from"], &[&flipped]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&m.parts[1].file) && text(&out).contains("corrupt"),
+        "{}",
+        text(&out)
+    );
+
+    let truncated = copy("truncated");
+    let target = truncated.join(&m.parts[0].file);
+    let len = std::fs::metadata(part(0)).expect("stat").len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&target)
+        .and_then(|f| f.set_len(len / 2))
+        .expect("truncate");
+    let out = run(&["restore", "--verify-only", "--from"], &[&truncated]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains(&m.parts[0].file) && text(&out).contains("truncated"),
+        "{}",
+        text(&out)
+    );
+
+    // A node that holds data is never restored over (checked before anything is opened).
+    let standalone = Standalone::builder().start();
+    let out = run(
+        &["restore", "--from"],
+        &[&backup, Path::new("--config"), standalone.config_path()],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("already holds data"), "{}", text(&out));
+}
