@@ -1,7 +1,8 @@
 //! Backups and restores through the real binary (docs/backup.md): a backup taken through a
 //! follower of a 3-node cluster under a write load restores into a standalone node and into a
 //! new 3-node cluster, each with the source's digest at the backup's version; a flipped byte
-//! and a truncated part are refused naming the part; a restore never writes over data.
+//! and a truncated part are refused naming the part; a restore never writes over data; a
+//! standalone node's data becomes the first member of a new cluster (`dolmen seed`).
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test backup`.
 
@@ -11,7 +12,7 @@ use std::time::Duration;
 
 use dolmen_admin::backup::Manifest;
 use dolmen_testkit::render::{render, replicated_node};
-use dolmen_testkit::NodeAddrs;
+use dolmen_testkit::{Launch, NodeAddrs};
 use dolmen_tests::admin::admin;
 use dolmen_tests::binary::dolmen_bin;
 use dolmen_tests::client::op;
@@ -271,4 +272,77 @@ fn a_damaged_backup_is_refused_naming_the_part_and_a_restore_never_overwrites_da
     );
     assert!(!out.status.success());
     assert!(text(&out).contains("already holds data"), "{}", text(&out));
+}
+
+#[test]
+fn a_standalone_nodes_data_becomes_the_first_member_of_a_new_cluster() {
+    let addrs = NodeAddrs::pick(3).unwrap_or_else(|e| panic!("{e}"));
+    let prefix = String::from_utf8(unique_prefix("seed")).expect("text prefix");
+    let mut before = None;
+    let c = ReplicatedCluster::start_from_files_after(
+        &addrs,
+        |i, data| {
+            let mut config = replicated_node(i, &addrs, data);
+            apply_test_defaults(&mut config);
+            config.mvcc.retention_window_ms = 600_000;
+            render(&config).unwrap_or_else(|e| panic!("{e}"))
+        },
+        |configs| {
+            // Node 0's data directory first serves as a standalone node: the same file with
+            // `mode = "standalone"`.
+            let replicated = std::fs::read_to_string(&configs[0]).expect("read node 0's config");
+            let standalone = configs[0].with_file_name("standalone.toml");
+            std::fs::write(
+                &standalone,
+                replicated.replace("mode = \"replicated\"", "mode = \"standalone\""),
+            )
+            .expect("write the standalone config");
+            let log = configs[0].with_file_name("standalone.log");
+            let mut node = Launch::new(&dolmen_bin(), &standalone, &log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let ready = node
+                .wait_ready(Duration::from_secs(30))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let mut client = connect_buffered(ready.thrift);
+            for chunk in (0..2_000).collect::<Vec<usize>>().chunks(200) {
+                let ops = chunk
+                    .iter()
+                    .map(|i| {
+                        let key = format!("{prefix}{i:05}");
+                        op("set", key.as_bytes(), Some(b"standalone"), None)
+                    })
+                    .collect();
+                let rv = client.read_version();
+                client.must_commit(rv, ops, Vec::new());
+            }
+            let digest = admin(ready.admin).digest(None).expect("digest");
+            before = Some(digest);
+            drop(client);
+            node.stop(Duration::from_secs(10));
+
+            let out = run(&["seed", "--config"], &[&configs[0]]);
+            assert!(out.status.success(), "{}", text(&out));
+            let out = run(&["seed", "--config"], &[&configs[0]]);
+            assert!(!out.status.success(), "a node is seeded once");
+            assert!(
+                text(&out).contains("already belongs to a cluster"),
+                "{}",
+                text(&out)
+            );
+        },
+    );
+    let before = before.expect("the standalone node ran");
+    c.wait_for_leader(LEADER_TIMEOUT);
+    for i in 0..3 {
+        c.wait_applied_at_least(i, before.version);
+        assert_eq!(
+            c.digest(i, before.version).expect("digest"),
+            before.digest,
+            "member {i} has the standalone node's data"
+        );
+    }
+    let mut client = connect_buffered(c.thrift_endpoint(2));
+    client.must_set(b"after-seed", b"1");
+    assert!(client.read_version() > before.version as i64);
 }

@@ -89,6 +89,11 @@ pub struct BenchArgs {
     /// Value size in bytes.
     #[arg(long, default_value_t = 256)]
     value_size: usize,
+    /// What values hold: `repeated` (one byte repeated: compresses to nothing) or `text`
+    /// (words drawn from a small vocabulary, each key its own: compresses about as well as
+    /// text and JSON do, for measuring compression and disk use).
+    #[arg(long, value_enum, default_value = "repeated")]
+    values: ValueKind,
     /// How keys are chosen.
     #[arg(long, value_enum, default_value = "uniform")]
     distribution: Distribution,
@@ -212,7 +217,7 @@ async fn run_once(
         .map(|c| {
             // Each client its own connection to each node, so `clients` means connections.
             let conns = topology.connect(c, REQUEST_TIMEOUT);
-            let value = vec![b'x'; args.value_size];
+            let value = args.values.make(args.value_size, c as u64);
             let (max_ops, issued, done) = (args.ops, issued.clone(), done.clone());
             tokio::spawn(async move {
                 let mut rng = Rng::new(c as u64 + 1);
@@ -252,17 +257,55 @@ async fn run_once(
     report
 }
 
+/// What benchmark values hold (`--values`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ValueKind {
+    /// `x` repeated.
+    Repeated,
+    /// Words from a 64-word vocabulary, drawn by a generator seeded per key.
+    Text,
+}
+
+/// The vocabulary of `--values text`.
+const WORDS: [&str; 64] = [
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
+    "kilo", "lima", "mike", "november", "oscar", "papa", "quebec", "romeo", "sierra", "tango",
+    "uniform", "victor", "whiskey", "xray", "yankee", "zulu", "user", "order", "item", "price",
+    "count", "status", "active", "pending", "shipped", "created", "updated", "name", "email",
+    "city", "country", "street", "total", "amount", "currency", "eur", "usd", "true", "false",
+    "null", "id", "type", "value", "key", "{", "}", ":", ",", "\"", "0", "1", "2", "3", "4",
+];
+
+impl ValueKind {
+    /// A value of `size` bytes; with `Text`, the words depend on `seed`.
+    pub fn make(self, size: usize, seed: u64) -> Vec<u8> {
+        match self {
+            ValueKind::Repeated => vec![b'x'; size],
+            ValueKind::Text => {
+                let mut rng = Rng::new(seed);
+                let mut out = Vec::with_capacity(size + 16);
+                while out.len() < size {
+                    let word = (rng.next_u64() % WORDS.len() as u64) as usize;
+                    out.extend_from_slice(WORDS[word].as_bytes());
+                    out.push(b' ');
+                }
+                out.truncate(size);
+                out
+            }
+        }
+    }
+}
+
 /// Writes every key once, 1,000 keys per commit, to the write node.
 async fn preload(args: &BenchArgs, topology: &Topology) -> Result<(), dolmen_client::Error> {
     let client = Client::new(topology.write_node(), REQUEST_TIMEOUT);
-    let value = vec![b'x'; args.value_size];
     let keys: Vec<u64> = (0..args.keys).collect();
     for chunk in keys.chunks(1000) {
         let ops: Vec<Op> = chunk
             .iter()
             .map(|i| Op::Set {
                 key: key(*i),
-                value: value.clone(),
+                value: args.values.make(args.value_size, *i),
             })
             .collect();
         client.commit(0, &ops, &[]).await?;
