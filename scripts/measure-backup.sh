@@ -6,7 +6,8 @@
 #   2. backup and restore throughput (MB/s of record bytes, keys/s) of the zstd node's data,
 #      beside the disk's sequential read rate (dd, O_DIRECT);
 #   3. what a running backup costs a write load: `dolmen bench` writes at 32 clients for DURATION
-#      seconds alone, then with back-to-back backups, twice each, alternating.
+#      seconds alone, with back-to-back backups, and with back-to-back backups limited to
+#      RATE_MB MB/s (`--max-rate-mb`), twice each, alternating.
 # Env: KEYS (1000000), VALUE_SIZE (200), DURATION (15), DOLMEN_BIN (release build in the shared
 # target dir; built when missing), WORK_DIR (a temp dir, deleted at the end unless given).
 set -euo pipefail
@@ -15,6 +16,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KEYS="${KEYS:-1000000}"
 VALUE_SIZE="${VALUE_SIZE:-200}"
 DURATION="${DURATION:-15}"
+RATE_MB="${RATE_MB:-20}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dolmen/target}"
 DOLMEN_BIN="${DOLMEN_BIN:-$TARGET_DIR/release/dolmen}"
 PORT=29090
@@ -103,19 +105,22 @@ rm -f "$WORK_DIR/dd.bin"
 say "3. a write load alone and with back-to-back backups (32 clients, ${DURATION}s each)"
 start_node zstd ""
 for round in 1 2; do
-  for mode in alone backups; do
+  for mode in alone backups "backups@${RATE_MB}MB/s"; do
     loop_pid=""
-    if [ "$mode" = backups ]; then
-      (i=0; while :; do i=$((i + 1)); rm -rf "$WORK_DIR/loop"; "$DOLMEN_BIN" backup --admin "127.0.0.1:$ADMIN" --out "$WORK_DIR/loop" >/dev/null 2>&1 || true; echo "$i" >"$WORK_DIR/loop-count"; done) &
+    if [ "$mode" != alone ]; then
+      rate=0
+      [ "$mode" = backups ] || rate="$RATE_MB"
+      rm -f "$WORK_DIR/loop-count"
+      (i=0; while :; do rm -rf "$WORK_DIR/loop"; "$DOLMEN_BIN" backup --admin "127.0.0.1:$ADMIN" --max-rate-mb "$rate" --out "$WORK_DIR/loop" >/dev/null 2>&1 || true; i=$((i + 1)); echo "$i" >"$WORK_DIR/loop-count"; done) &
       loop_pid=$!
       PIDS+=("$loop_pid")
     fi
     line=$("$DOLMEN_BIN" bench --addr "127.0.0.1:$PORT" --keys "$KEYS" --value-size "$VALUE_SIZE" \
-      --values text --no-preload --workload write --clients 32 --duration "$DURATION" | grep -E '^ *write' | head -n 1)
+      --values text --no-preload --workload write --clients 32 --duration "$DURATION" 2>/dev/null | grep -E '^ *write' | head -n 1)
     if [ -n "$loop_pid" ]; then
       kill -TERM "$loop_pid" 2>/dev/null || true; wait "$loop_pid" 2>/dev/null || true
       PIDS=("${PIDS[@]/$loop_pid}")
-      mode="backups ($(cat "$WORK_DIR/loop-count" 2>/dev/null || echo 0) done)"
+      mode="$mode ($(cat "$WORK_DIR/loop-count" 2>/dev/null || echo 0) finished)"
     fi
     echo "round $round, $mode: $line"
   done

@@ -32,3 +32,12 @@ pub fn dolmen_bin() -> PathBuf {
     );
     path
 }
+
+/// What a finished `dolmen` command printed: stdout, then stderr, as text (for assertions).
+pub fn output_text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}

@@ -14,7 +14,7 @@ use dolmen_admin::backup::Manifest;
 use dolmen_testkit::render::{render, replicated_node};
 use dolmen_testkit::{Launch, NodeAddrs};
 use dolmen_tests::admin::admin;
-use dolmen_tests::binary::dolmen_bin;
+use dolmen_tests::binary::{dolmen_bin, output_text};
 use dolmen_tests::client::op;
 use dolmen_tests::replicated::{
     unique_prefix, wait_until, WriteKind, WriteLoad, WriteLoadConfig, LEADER_TIMEOUT,
@@ -34,17 +34,27 @@ fn run(args: &[&str], paths: &[&Path]) -> Output {
     command.output().expect("run dolmen")
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn manifest(dir: &Path) -> Manifest {
     let bytes = std::fs::read(dir.join("manifest.json")).expect("read the manifest");
     serde_json::from_slice(&bytes).expect("parse the manifest")
+}
+
+/// Node `i`'s file of a new 3-node cluster at `addrs`: the harness's settings, with history kept
+/// long enough to compare digests at an old version.
+fn member_config(i: usize, addrs: &[NodeAddrs], data: &Path) -> String {
+    let mut config = replicated_node(i, addrs, data);
+    apply_test_defaults(&mut config);
+    config.mvcc.retention_window_ms = 600_000;
+    render(&config).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Backs up through the admin address `admin` into `out`, in parts of at most 1 MiB.
+fn take_backup(admin: std::net::SocketAddr, out: &Path) -> Manifest {
+    let admin = admin.to_string();
+    let args = ["backup", "--admin", &admin, "--part-size-mb", "1", "--out"];
+    let result = run(&args, &[out]);
+    assert!(result.status.success(), "{}", output_text(&result));
+    manifest(out)
 }
 
 /// `KEYS` keys through node 0, 200 per commit, in both column families.
@@ -87,25 +97,13 @@ fn a_backup_under_load_restores_into_a_standalone_node_and_a_new_cluster() {
     });
     let work = tempfile::tempdir().expect("temp dir");
     let backup = work.path().join("backup");
-    let out = run(
-        &[
-            "backup",
-            "--admin",
-            &c.admin_endpoint(follower).to_string(),
-            "--part-size-mb",
-            "1",
-            "--out",
-        ],
-        &[&backup],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let m = take_backup(c.admin_endpoint(follower), &backup);
     assert!(
         wait_until(Duration::from_secs(30), || writes.acked() > 50),
         "the write load kept going"
     );
     let acked_during = writes.acked();
     drop(writes.finish());
-    let m = manifest(&backup);
     println!(
         "backup: version {}, {} records, {} bytes, {} parts, {} writes acked during it",
         m.version,
@@ -132,7 +130,7 @@ fn a_backup_under_load_restores_into_a_standalone_node_and_a_new_cluster() {
                 &["restore", "--from"],
                 &[&backup, Path::new("--config"), config],
             );
-            assert!(out.status.success(), "{}", text(&out));
+            assert!(out.status.success(), "{}", output_text(&out));
         });
     let digest = admin(standalone.admin_endpoint())
         .digest(Some(m.version))
@@ -155,22 +153,17 @@ fn a_backup_under_load_restores_into_a_standalone_node_and_a_new_cluster() {
     let addrs = NodeAddrs::pick(3).unwrap_or_else(|e| panic!("{e}"));
     let fresh = ReplicatedCluster::start_from_files_after(
         &addrs,
-        |i, data| {
-            let mut config = replicated_node(i, &addrs, data);
-            apply_test_defaults(&mut config);
-            config.mvcc.retention_window_ms = 600_000;
-            render(&config).unwrap_or_else(|e| panic!("{e}"))
-        },
+        |i, data| member_config(i, &addrs, data),
         |configs| {
             let out = run(
                 &["restore", "--from"],
                 &[&backup, Path::new("--config"), &configs[0]],
             );
-            assert!(out.status.success(), "{}", text(&out));
+            assert!(out.status.success(), "{}", output_text(&out));
             assert!(
-                text(&out).contains("seed of a new cluster"),
+                output_text(&out).contains("seed of a new cluster"),
                 "{}",
-                text(&out)
+                output_text(&out)
             );
         },
     );
@@ -197,18 +190,7 @@ fn a_damaged_backup_is_refused_naming_the_part_and_a_restore_never_overwrites_da
     load(&c, &prefix);
     let work = tempfile::tempdir().expect("temp dir");
     let backup = work.path().join("backup");
-    let out = run(
-        &[
-            "backup",
-            "--admin",
-            &c.admin_endpoint(0).to_string(),
-            "--part-size-mb",
-            "1",
-            "--out",
-        ],
-        &[&backup],
-    );
-    assert!(out.status.success(), "{}", text(&out));
+    let m = take_backup(c.admin_endpoint(0), &backup);
     let out = run(
         &[
             "backup",
@@ -222,8 +204,11 @@ fn a_damaged_backup_is_refused_naming_the_part_and_a_restore_never_overwrites_da
         !out.status.success(),
         "a backup never writes into a used directory"
     );
-    assert!(text(&out).contains("is not empty"), "{}", text(&out));
-    let m = manifest(&backup);
+    assert!(
+        output_text(&out).contains("is not empty"),
+        "{}",
+        output_text(&out)
+    );
     let part = |i: usize| backup.join(&m.parts[i].file);
 
     let copy = |name: &str| -> PathBuf {
@@ -243,9 +228,9 @@ fn a_damaged_backup_is_refused_naming_the_part_and_a_restore_never_overwrites_da
     let out = run(&["restore", "--verify-only", "--from"], &[&flipped]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains(&m.parts[1].file) && text(&out).contains("corrupt"),
+        output_text(&out).contains(&m.parts[1].file) && output_text(&out).contains("corrupt"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     let truncated = copy("truncated");
@@ -259,9 +244,9 @@ fn a_damaged_backup_is_refused_naming_the_part_and_a_restore_never_overwrites_da
     let out = run(&["restore", "--verify-only", "--from"], &[&truncated]);
     assert!(!out.status.success());
     assert!(
-        text(&out).contains(&m.parts[0].file) && text(&out).contains("truncated"),
+        output_text(&out).contains(&m.parts[0].file) && output_text(&out).contains("truncated"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 
     // A node that holds data is never restored over (checked before anything is opened).
@@ -271,7 +256,11 @@ fn a_damaged_backup_is_refused_naming_the_part_and_a_restore_never_overwrites_da
         &[&backup, Path::new("--config"), standalone.config_path()],
     );
     assert!(!out.status.success());
-    assert!(text(&out).contains("already holds data"), "{}", text(&out));
+    assert!(
+        output_text(&out).contains("already holds data"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 #[test]
@@ -281,12 +270,7 @@ fn a_standalone_nodes_data_becomes_the_first_member_of_a_new_cluster() {
     let mut before = None;
     let c = ReplicatedCluster::start_from_files_after(
         &addrs,
-        |i, data| {
-            let mut config = replicated_node(i, &addrs, data);
-            apply_test_defaults(&mut config);
-            config.mvcc.retention_window_ms = 600_000;
-            render(&config).unwrap_or_else(|e| panic!("{e}"))
-        },
+        |i, data| member_config(i, &addrs, data),
         |configs| {
             // Node 0's data directory first serves as a standalone node: the same file with
             // `mode = "standalone"`.
@@ -322,13 +306,13 @@ fn a_standalone_nodes_data_becomes_the_first_member_of_a_new_cluster() {
             node.stop(Duration::from_secs(10));
 
             let out = run(&["seed", "--config"], &[&configs[0]]);
-            assert!(out.status.success(), "{}", text(&out));
+            assert!(out.status.success(), "{}", output_text(&out));
             let out = run(&["seed", "--config"], &[&configs[0]]);
             assert!(!out.status.success(), "a node is seeded once");
             assert!(
-                text(&out).contains("already belongs to a cluster"),
+                output_text(&out).contains("already belongs to a cluster"),
                 "{}",
-                text(&out)
+                output_text(&out)
             );
         },
     );

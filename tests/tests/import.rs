@@ -8,10 +8,10 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use dolmen_tests::binary::dolmen_bin;
+use dolmen_tests::binary::{dolmen_bin, output_text};
 use dolmen_tests::client::op;
 use dolmen_tests::{connect_buffered, KvExt, Standalone};
 
@@ -87,14 +87,6 @@ fn import(from: SocketAddr, to: SocketAddr, state: &Path) -> Command {
     command
 }
 
-fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 /// Keys copied so far, per the state file (0 before it exists).
 fn copied(state: &Path) -> u64 {
     let Ok(bytes) = std::fs::read(state) else {
@@ -146,7 +138,7 @@ fn an_interrupted_import_from_the_older_server_resumes_and_ends_with_equal_check
     let out = import(older.addr, target.thrift_endpoint(), &state)
         .output()
         .expect("run dolmen import");
-    let said = text(&out);
+    let said = output_text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
         said.contains("resuming after"),
@@ -168,7 +160,7 @@ fn an_interrupted_import_from_the_older_server_resumes_and_ends_with_equal_check
     let out = import(target.thrift_endpoint(), second.thrift_endpoint(), &state)
         .output()
         .expect("run dolmen import");
-    let said = text(&out);
+    let said = output_text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
         said.contains(&format!("default: {KEYS} keys, CRC-64")),
@@ -181,8 +173,8 @@ fn an_interrupted_import_from_the_older_server_resumes_and_ends_with_equal_check
         .expect("run dolmen import");
     assert!(!out.status.success());
     assert!(
-        text(&out).contains("give another --state"),
+        output_text(&out).contains("give another --state"),
         "{}",
-        text(&out)
+        output_text(&out)
     );
 }

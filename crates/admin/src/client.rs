@@ -270,19 +270,7 @@ impl AdminClient {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<RawAnswer, AdminError> {
-        let bad_address = || AdminError::BadAddress {
-            addr: self.addr.clone(),
-        };
-        let uri: hyper::Uri = format!("http://{}{path}", self.addr)
-            .parse()
-            .map_err(|_| bad_address())?;
-        let mut request = Request::builder().method(method).uri(uri);
-        if body.is_some() {
-            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let request = request
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|_| bad_address())?;
+        let request = self.build(method, path, body)?;
         let unreachable = |e: &(dyn std::error::Error + 'static)| AdminError::Unreachable {
             addr: self.addr.clone(),
             reason: chain(e),
@@ -307,11 +295,37 @@ impl AdminClient {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| AdminError::Timeout {
-                addr: self.addr.clone(),
-                path: path.to_owned(),
-                timeout: self.timeout,
-            })?
+            .map_err(|_| self.timed_out(path))?
+    }
+
+    /// The request `method path`, with `body` sent as JSON when given.
+    fn build(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+    ) -> Result<Request<Full<Bytes>>, AdminError> {
+        let bad_address = || AdminError::BadAddress {
+            addr: self.addr.clone(),
+        };
+        let uri: hyper::Uri = format!("http://{}{path}", self.addr)
+            .parse()
+            .map_err(|_| bad_address())?;
+        let mut request = Request::builder().method(method).uri(uri);
+        if body.is_some() {
+            request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        request
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|_| bad_address())
+    }
+
+    fn timed_out(&self, path: &str) -> AdminError {
+        AdminError::Timeout {
+            addr: self.addr.clone(),
+            path: path.to_owned(),
+            timeout: self.timeout,
+        }
     }
 
     /// `GET path` for a long, streamed answer: the body as it arrives. Only the connection and
@@ -320,24 +334,10 @@ impl AdminClient {
     /// # Errors
     /// When the node cannot be reached, does not answer in time, or refuses (non-2xx).
     pub async fn stream(&self, path: &str) -> Result<hyper::body::Incoming, AdminError> {
-        let bad_address = || AdminError::BadAddress {
-            addr: self.addr.clone(),
-        };
-        let uri: hyper::Uri = format!("http://{}{path}", self.addr)
-            .parse()
-            .map_err(|_| bad_address())?;
-        let request = Request::builder()
-            .method(Method::GET)
-            .uri(uri)
-            .body(Full::new(Bytes::new()))
-            .map_err(|_| bad_address())?;
+        let request = self.build(Method::GET, path, None)?;
         let response = tokio::time::timeout(self.timeout, self.http.request(request))
             .await
-            .map_err(|_| AdminError::Timeout {
-                addr: self.addr.clone(),
-                path: path.to_owned(),
-                timeout: self.timeout,
-            })?
+            .map_err(|_| self.timed_out(path))?
             .map_err(|e| AdminError::Unreachable {
                 addr: self.addr.clone(),
                 reason: chain(&e),

@@ -101,7 +101,8 @@ host = "127.0.0.1"
 # Left commented so that default applies.   Flag: --port   Env: DOLMEN_PORT, THRIFT_PORT
 # port = 9090
 # Admin HTTP port (/health /ready /metrics /status); 0 = any free port. In replicated mode,
-# unless set, the Thrift port + 100. Left commented so that default applies.
+# unless set, the Thrift port + 100 (the next step of 100 if an endpoint uses it).
+# Left commented so that default applies.
 # Flag: --admin-port   Env: DOLMEN_ADMIN_PORT
 # admin_port = 9190
 # Most client connections served at once.

@@ -223,6 +223,15 @@ mod tests {
     }
 
     #[test]
+    fn the_default_admin_port_steps_over_a_peer_port() {
+        let (path, text) = fixture();
+        // Peers at the Thrift port + 100: the admin port takes the next free step.
+        let text = text.replace("127.0.0.1:7090", "127.0.0.1:9190");
+        let c = load_text(&text, &path).unwrap();
+        assert_eq!(c.server.admin_port, 9290);
+    }
+
+    #[test]
     fn consensus_wins_over_cluster_and_says_so() {
         let (path, text) = fixture();
         let text = text.replace(

@@ -335,7 +335,7 @@ pub struct ServerConfig {
     pub port: u16,
     /// `admin_port`: the admin HTTP port (`/health /ready /metrics /status`), `0` = ephemeral
     /// (`--admin-port`, `DOLMEN_ADMIN_PORT`). Default `9190`; in replicated mode the Thrift
-    /// port + 100 unless set explicitly.
+    /// port + 100 unless set explicitly (the next step of 100 if an endpoint uses that port).
     pub admin_port: u16,
     /// `max_connections`: most client connections served at once. Default `4096`.
     pub max_connections: usize,

@@ -32,8 +32,10 @@ use env::apply_env;
 use flags::apply_overrides;
 use schema::{schema, unknown_key};
 
-/// In replicated mode, the default admin port is the Thrift port plus this.
+/// In replicated mode, the default admin port is the Thrift port plus this (or a multiple of it,
+/// up to `ADMIN_PORT_STEPS` times, when an endpoint already uses the port).
 const ADMIN_PORT_OFFSET: u16 = 100;
+const ADMIN_PORT_STEPS: u16 = 10;
 
 /// The merged, not yet deserialized configuration.
 #[derive(Default)]
@@ -108,12 +110,24 @@ fn finish(mut layers: Layers, path: Option<&Path>) -> Result<Config, ConfigError
         }
     }
     // Replicated mode: unless given, the admin port is the Thrift port + 100 (9090 → 9190, the
-    // standalone default), so members sharing a host from one static list do not collide.
+    // standalone default), so members sharing a host from one static list do not collide; if
+    // a configured endpoint already uses that port, the next step of 100 that none uses.
     if config.deployment.mode == Mode::Replicated
         && !layers.origins.contains_key("server.admin_port")
         && config.server.port != 0
     {
-        if let Some(admin) = config.server.port.checked_add(ADMIN_PORT_OFFSET) {
+        let taken: Vec<u16> = config
+            .deployment
+            .replica_endpoints
+            .iter()
+            .chain(&config.consensus.endpoints)
+            .filter_map(|endpoint| split_endpoint(endpoint).ok().map(|(_, port)| port))
+            .chain([config.server.port])
+            .collect();
+        let free = (1..=ADMIN_PORT_STEPS)
+            .filter_map(|step| config.server.port.checked_add(step * ADMIN_PORT_OFFSET))
+            .find(|port| !taken.contains(port));
+        if let Some(admin) = free {
             config.server.admin_port = admin;
         }
     }

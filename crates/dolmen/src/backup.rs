@@ -19,7 +19,7 @@ use dolmen_admin::backup::{
     Part, BACKUP_PATH, MANIFEST_FILE, MANIFEST_FORMAT,
 };
 use dolmen_admin::AdminClient;
-use dolmen_engine::{BackupRecord, Checksum};
+use dolmen_engine::{Checksum, RecordRef};
 use dolmen_server::config::{Config, Overrides};
 use dolmen_server::restore::{self, BackupDir};
 use http_body_util::BodyExt;
@@ -37,6 +37,10 @@ pub struct BackupArgs {
     /// Largest part file, in MiB.
     #[arg(long, default_value_t = 64)]
     part_size_mb: u64,
+    /// Read at most this many MB (10^6 bytes) of records a second, to leave the node's CPU and
+    /// disk to its clients; 0 = as fast as the node sends.
+    #[arg(long, default_value_t = 0)]
+    max_rate_mb: u64,
 }
 
 /// `dolmen restore` flags.
@@ -170,8 +174,14 @@ async fn backup(args: &BackupArgs) -> anyhow::Result<Manifest> {
                     None => open.insert(new_part(&args.out, parts.len())?),
                 };
                 let mut offset = 0;
-                while let Some((record, next)) = BackupRecord::decode(&payload, offset)? {
-                    *per_cf.entry(record.cf).or_default() += 1;
+                while let Some((record, next)) = RecordRef::decode(&payload, offset)? {
+                    let cf = String::from_utf8_lossy(record.cf);
+                    match per_cf.get_mut(cf.as_ref()) {
+                        Some(n) => *n += 1,
+                        None => {
+                            per_cf.insert(cf.into_owned(), 1);
+                        }
+                    }
                     part.records += 1;
                     records += 1;
                     offset = next;
@@ -182,6 +192,15 @@ async fn backup(args: &BackupArgs) -> anyhow::Result<Manifest> {
                 part.bytes += payload.len() as u64;
                 bytes += payload.len() as u64;
                 progress.set_position(records);
+                if args.max_rate_mb > 0 {
+                    // Stop reading until the average is back under the rate: the node's
+                    // sender blocks meanwhile, so it reads no faster either.
+                    let due =
+                        Duration::from_secs_f64(bytes as f64 / (args.max_rate_mb as f64 * 1e6));
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        tokio::time::sleep(wait).await;
+                    }
+                }
                 if part.bytes >= part_size {
                     if let Some(done) = open.take() {
                         parts.push(close_part(done)?);

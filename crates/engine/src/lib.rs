@@ -27,7 +27,7 @@ mod resolver;
 mod stats;
 mod transfer;
 
-pub use backup::{BackupRecord, Checksum, TruncatedRecord, VisibleExport};
+pub use backup::{BackupRecord, Checksum, RecordRef, TruncatedRecord, VisibleExport};
 pub use command::{
     check_key, check_value, stamp_buffer, versionstamp, Command, IdempotencyToken, Invalid,
     KeyRange, Mutation, Outcome, Transaction, MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES, MAX_KEY_BYTES,

@@ -36,8 +36,8 @@ pub(crate) struct VisibleEntry {
 
 impl VisibleEntry {
     /// Advances `iter` to the next user key that has a version ≤ `version` and returns its
-    /// state, leaving the iterator at the following user key. Versions newer than `version` and
-    /// older than the visible one are skipped by seeking, not walked.
+    /// state, leaving the iterator at the following user key. Versions newer than `version` are
+    /// skipped by seeking; older ones by stepping over a few, then seeking.
     pub(crate) fn next(
         iter: &mut DBRawIterator<'_>,
         prefix: &[u8],
@@ -62,14 +62,48 @@ impl VisibleEntry {
                 iter.seek(keys::version_key(prefix, &user_key, version));
                 continue;
             }
+            // `escaped key ‖ terminator`: what every version of this user key starts with.
+            let stem = raw[..raw.len() - VERSION_SUFFIX].to_vec();
             let value = decode_value(iter.value().unwrap_or_default())?.map(<[u8]>::to_vec);
-            iter.seek(keys::key_end(prefix, &user_key));
+            skip_older_versions(iter, &stem, || keys::key_end(prefix, &user_key));
             return Ok(Some(Self {
                 key: user_key,
                 value,
                 version: found,
             }));
         }
+    }
+}
+
+/// Bytes of the version after a `data` key's stem (`keys::version_key`).
+const VERSION_SUFFIX: usize = 8;
+/// Older versions stepped over one by one before a seek is cheaper.
+const STEPS_BEFORE_SEEK: usize = 4;
+
+/// Moves `iter` from a version of the user key whose entries start with `stem` to the first
+/// entry of the next user key. Most keys have one or two versions, and stepping is several
+/// times cheaper than a seek, so it steps a few times and seeks to `key_end()` only past that.
+fn skip_older_versions(
+    iter: &mut DBRawIterator<'_>,
+    stem: &[u8],
+    key_end: impl FnOnce() -> Vec<u8>,
+) {
+    iter.next();
+    for _ in 0..STEPS_BEFORE_SEEK {
+        match iter.key() {
+            Some(raw)
+                if raw.len() >= VERSION_SUFFIX && raw[..raw.len() - VERSION_SUFFIX] == *stem =>
+            {
+                iter.next();
+            }
+            // The next user key, the end, or an error (the caller's next step reports it).
+            _ => return,
+        }
+    }
+    if iter.key().is_some_and(|raw| {
+        raw.len() >= VERSION_SUFFIX && raw[..raw.len() - VERSION_SUFFIX] == *stem
+    }) {
+        iter.seek(key_end());
     }
 }
 

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use dolmen_admin::backup::{Manifest, Part, MANIFEST_FILE, MANIFEST_FORMAT};
 use dolmen_config::{Config, Mode};
-use dolmen_engine::{BackupRecord, Checksum, Engine, OpenError, StorageError};
+use dolmen_engine::{BackupRecord, Checksum, Engine, OpenError, RecordRef, StorageError};
 use dolmen_raft::{seed_cluster, SeedError};
 
 use crate::engine_options::engine_options;
@@ -146,20 +146,25 @@ impl BackupDir {
         for part in &self.manifest.parts {
             let bytes = self.read_part(part)?;
             digest.update(&bytes);
-            for record in decode_part(part, &bytes)? {
-                match per_cf.get_mut(record.cf.as_str()) {
+            let mut count = 0u64;
+            let mut offset = 0;
+            while let Some((record, next)) =
+                RecordRef::decode(&bytes, offset).map_err(|e| part_error(part, e.to_string()))?
+            {
+                let cf = String::from_utf8_lossy(record.cf);
+                match per_cf.get_mut(cf.as_ref()) {
                     Some(n) => *n += 1,
                     None => {
                         return Err(part_error(
                             part,
-                            format!(
-                                "holds column family {:?}, which the manifest does not list",
-                                record.cf
-                            ),
+                            format!("holds column family {cf:?}, which the manifest does not list"),
                         ))
                     }
                 }
+                count += 1;
+                offset = next;
             }
+            check_count(part, count)?;
             checked += part.bytes;
             progress(checked);
         }
@@ -252,17 +257,18 @@ fn decode_part(part: &Part, bytes: &[u8]) -> Result<Vec<BackupRecord>, RestoreEr
         records.push(record);
         offset = next;
     }
-    if records.len() as u64 != part.records {
+    check_count(part, records.len() as u64)?;
+    Ok(records)
+}
+
+fn check_count(part: &Part, count: u64) -> Result<(), RestoreError> {
+    if count != part.records {
         return Err(part_error(
             part,
-            format!(
-                "holds {} records, the manifest says {}",
-                records.len(),
-                part.records
-            ),
+            format!("holds {count} records, the manifest says {}", part.records),
         ));
     }
-    Ok(records)
+    Ok(())
 }
 
 /// What a restore did.

@@ -73,12 +73,11 @@ fn stream(
     };
     for record in export {
         let record = record.map_err(|e| format!("reading at version {version}: {e}"))?;
-        let start = chunk.len();
         record.encode_into(&mut chunk);
-        digest.update(&chunk[start..]);
         records += 1;
         if chunk.len() >= FRAME_BYTES {
             bytes += chunk.len() as u64;
+            digest.update(&chunk);
             encode_frame(FrameTag::Records, &chunk, &mut out);
             chunk.clear();
             if !send(&mut out) {
@@ -88,6 +87,7 @@ fn stream(
     }
     if !chunk.is_empty() {
         bytes += chunk.len() as u64;
+        digest.update(&chunk);
         encode_frame(FrameTag::Records, &chunk, &mut out);
     }
     let trailer = BackupTrailer {
