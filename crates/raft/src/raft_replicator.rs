@@ -118,7 +118,8 @@ pub(crate) struct Shared {
     pub(crate) node_id: NodeId,
     pub(crate) peers: PeerClient,
     pub(crate) forward_writes: bool,
-    pub(crate) outstanding: Semaphore,
+    /// Permits for writes in flight on this node: its clients' and those forwarded to it.
+    pub(crate) outstanding: Arc<Semaphore>,
     pub(crate) max_outstanding: usize,
     pub(crate) applied: watch::Receiver<Version>,
     pub(crate) reads: ReadOptions,

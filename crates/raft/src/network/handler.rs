@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::Semaphore;
+
 use dolmen_engine::Command;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -113,6 +115,9 @@ where
     on_leader_append: Option<Hook>,
     status: Option<StatusJson>,
     read_index: Option<ReadIndexHook>,
+    /// Permits for writes in flight on this node (`max_outstanding_proposals`), shared with
+    /// its own clients' writes, and their number; forwarded writes take one too.
+    write_limit: Option<(Arc<Semaphore>, usize)>,
 }
 
 impl<SM> RaftPeerHandler<SM>
@@ -129,6 +134,7 @@ where
             on_leader_append: None,
             status: None,
             read_index: None,
+            write_limit: None,
         }
     }
 
@@ -142,6 +148,13 @@ where
     /// Answers `Probe` with the status `status` produces.
     pub fn with_status(mut self, status: StatusJson) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// Makes every forwarded write take one of `permits` (this node's `max` writes in flight,
+    /// shared with its own clients' writes), or be refused with `UNAVAILABLE`.
+    pub fn with_write_limit(mut self, permits: Arc<Semaphore>, max: usize) -> Self {
+        self.write_limit = Some((permits, max));
         self
     }
 
@@ -196,6 +209,18 @@ where
                 self.node_id
             )));
         }
+        // A forwarded write is in flight here like a client's own: it counts against this
+        // node's bound, so followers cannot queue unbounded work on the leader.
+        let _permit = match &self.write_limit {
+            Some((permits, max)) => Some(permits.try_acquire().map_err(|_| {
+                ProposeError::Unavailable(format!(
+                    "too many writes in flight on node {} (consensus.max_outstanding_proposals \
+                     = {max})",
+                    self.node_id
+                ))
+            })?),
+            None => None,
+        };
         let start = Instant::now();
         match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
             Err(_elapsed) => Err(ProposeError::Timeout(timeout)),

@@ -136,7 +136,7 @@ impl RaftNode {
                 node_id: options.node_id,
                 peers,
                 forward_writes: options.forward_writes,
-                outstanding: Semaphore::new(options.max_outstanding_proposals.max(1)),
+                outstanding: Arc::new(Semaphore::new(options.max_outstanding_proposals.max(1))),
                 max_outstanding: options.max_outstanding_proposals.max(1),
                 applied: applied_rx,
                 reads: options.reads,
@@ -158,6 +158,7 @@ impl RaftNode {
         let handler = Arc::new(
             RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
                 .on_leader_append(Arc::new(move || contact.touch()))
+                .with_write_limit(shared.outstanding.clone(), shared.max_outstanding)
                 .with_read_index({
                     let shared = shared.clone();
                     Arc::new(move |timeout| {
