@@ -167,10 +167,20 @@ where
 
     /// Turns openraft's "not the leader here" into `NOT_LEADER` with the leader's client
     /// address, taken from the error or else from the membership. A leader whose lease expired
-    /// has no quorum: `UNAVAILABLE`.
+    /// has no quorum: `UNAVAILABLE`; a follower whose leader's lease expired names none.
     fn not_leader(&self, f: ForwardToLeader<DolmenRaft>) -> ProposeError {
         if f.reason == ForwardReason::LeaseExpired {
-            return ProposeError::Unavailable("leader lease expired: no quorum".to_string());
+            let leading = self.raft.metrics().borrow_watched().current_leader == Some(self.node_id);
+            if leading {
+                return ProposeError::Unavailable("leader lease expired: no quorum".to_string());
+            }
+            // A follower whose leader went silent (it died, an election is near): no leader to
+            // name. `NOT_LEADER` without one tells the forwarding node that nothing was
+            // proposed, so it waits for the next leader instead of failing the write.
+            return ProposeError::NotLeader {
+                leader_id: None,
+                leader_addr: None,
+            };
         }
         let leader_addr = match (&f.leader_node, f.leader_id) {
             (Some(node), _) => Some(node.client_addr.clone()),
