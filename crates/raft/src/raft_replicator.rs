@@ -103,6 +103,14 @@ async fn pause_until(deadline: Instant, pause: Duration) -> bool {
     !remaining.is_zero()
 }
 
+/// The answer when the leader `leader` never got its lease back before the deadline.
+fn no_quorum(leader: Option<NodeId>) -> ProposeError {
+    let who = leader.map_or_else(|| "the leader".to_owned(), |id| format!("node {id}"));
+    ProposeError::Unavailable(format!(
+        "{who} leads but its leader lease expired: no quorum"
+    ))
+}
+
 /// The result of one try at a request.
 enum Attempt<T> {
     /// Answered: the request's result.
@@ -263,15 +271,20 @@ impl Shared {
                     Attempt::NotProposed(refusal) => refusal,
                 },
             };
-            let again = if seen.1 == Some(self.node_id) && self.is_leader() {
-                // Still the leader, yet it refused: a new leader's lease starts with the first
-                // acknowledgement from a quorum. Try again shortly.
+            let lease_pending = self.lease_pending(seen, &refused);
+            let again = if lease_pending {
+                // The leader (here or remote) refused with its lease not held: a new leader's
+                // lease starts with the first acknowledgement from a quorum. Try again shortly.
                 pause_until(deadline, self.election_timeout / 20).await
             } else {
                 self.await_new_leader(seen, deadline).await
             };
             if !again {
-                return Err(refused);
+                return Err(if lease_pending {
+                    no_quorum(seen.1)
+                } else {
+                    refused
+                });
             }
         }
     }
@@ -390,9 +403,30 @@ impl Shared {
                     done => return done,
                 },
             };
-            if !self.await_new_leader(seen, deadline).await {
-                return Err(refused);
+            let lease_pending = self.lease_pending(seen, &refused);
+            let again = if lease_pending {
+                pause_until(deadline, self.election_timeout / 20).await
+            } else {
+                self.await_new_leader(seen, deadline).await
+            };
+            if !again {
+                return Err(if lease_pending {
+                    no_quorum(seen.1)
+                } else {
+                    refused
+                });
             }
+        }
+    }
+
+    /// Whether `refused` came from the leader `seen` names, refusing without its lease (this
+    /// node as the leader, or a remote leader naming itself): worth another try shortly, not a
+    /// wait for a new leader.
+    fn lease_pending(&self, seen: (u64, Option<NodeId>), refused: &ProposeError) -> bool {
+        match (seen.1, refused) {
+            (Some(me), _) if me == self.node_id => self.is_leader(),
+            (Some(leader), ProposeError::NotLeader { leader_id, .. }) => *leader_id == Some(leader),
+            _ => false,
         }
     }
 

@@ -167,22 +167,29 @@ where
 
     /// Turns openraft's "not the leader here" into `NOT_LEADER` with the leader's client
     /// address, taken from the error or else from the membership. A leader whose lease expired
-    /// has no quorum: `UNAVAILABLE`; a follower whose leader's lease expired names none.
+    /// names itself; a follower whose leader's lease expired names none.
     fn not_leader(&self, f: ForwardToLeader<DolmenRaft>) -> ProposeError {
-        if f.reason == ForwardReason::LeaseExpired {
-            let leading = self.raft.metrics().borrow_watched().current_leader == Some(self.node_id);
-            if leading {
-                return ProposeError::Unavailable("leader lease expired: no quorum".to_string());
+        // Lease expired: nothing was proposed. On the leader (a new one whose lease starts with
+        // a quorum's first acknowledgement, or one cut off from the quorum) it names itself, so
+        // the forwarding node retries shortly and answers `UNAVAILABLE` only at its deadline;
+        // on a follower whose leader went silent it names none, so the forwarding node waits
+        // for the next leader.
+        let leader_id = match f.reason {
+            ForwardReason::LeaseExpired
+                if self.raft.metrics().borrow_watched().current_leader == Some(self.node_id) =>
+            {
+                Some(self.node_id)
             }
-            // A follower whose leader went silent (it died, an election is near): no leader to
-            // name. `NOT_LEADER` without one tells the forwarding node that nothing was
-            // proposed, so it waits for the next leader instead of failing the write.
-            return ProposeError::NotLeader {
-                leader_id: None,
-                leader_addr: None,
-            };
-        }
-        let leader_addr = match (&f.leader_node, f.leader_id) {
+            ForwardReason::LeaseExpired => {
+                return ProposeError::NotLeader {
+                    leader_id: None,
+                    leader_addr: None,
+                }
+            }
+            _ => f.leader_id,
+        };
+        let leader_node = f.leader_node.filter(|_| leader_id == f.leader_id);
+        let leader_addr = match (&leader_node, leader_id) {
             (Some(node), _) => Some(node.client_addr.clone()),
             (None, Some(id)) => self
                 .raft
@@ -195,7 +202,7 @@ where
             (None, None) => None,
         };
         ProposeError::NotLeader {
-            leader_id: f.leader_id,
+            leader_id,
             leader_addr: leader_addr.filter(|a| !a.is_empty()),
         }
     }
