@@ -29,7 +29,7 @@ pub use load::{Overrides, PASSTHROUGH_ENV};
 pub use tuning::{
     BloomFilterConfig, CacheConfig, CompactionConfig, CompactionPriority, Compression,
     CompressionConfig, ConcurrencyConfig, LogLevel, LoggingConfig, MemoryConfig, PerformanceConfig,
-    StatisticsLevel,
+    SettingNameError, StatisticsLevel,
 };
 pub use validate::{split_endpoint, EndpointError};
 

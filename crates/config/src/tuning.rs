@@ -201,11 +201,32 @@ fn normalize(name: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Why a name is not one of a RocksDB enum setting's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SettingNameError {
+    /// Not a value of the setting at all.
+    #[error("unknown {what} `{name}`, expected {expected}")]
+    Unknown {
+        /// The setting's kind, e.g. `compression`.
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// The accepted names, for the message.
+        expected: &'static str,
+    },
+    /// A compression RocksDB has, but not this build of it.
+    #[error(
+        "compression `{0}` is not built into Dolmen's RocksDB (it carries lz4 and zstd); \
+         write \"lz4\" (fast) or \"zstd\" (smaller), or \"none\""
+    )]
+    NotBuilt(String),
+}
+
 /// Defines a RocksDB enum setting: its variants with their snake-case name and the normalized
 /// spellings accepted, serde through the name, and `Display`.
 macro_rules! named_setting {
     (
-        $(#[$meta:meta])* $name:ident, $what:literal, $expected:literal, $refusal:expr;
+        $(#[$meta:meta])* $name:ident, $what:literal, $expected:literal, $not_built:expr;
         $($(#[$vmeta:meta])* $variant:ident = $canonical:literal $(| $alias:literal)*,)+
     ) => {
         $(#[$meta])*
@@ -225,9 +246,9 @@ macro_rules! named_setting {
         }
 
         impl TryFrom<String> for $name {
-            type Error = String;
+            type Error = SettingNameError;
 
-            fn try_from(name: String) -> Result<Self, String> {
+            fn try_from(name: String) -> Result<Self, SettingNameError> {
                 let normalized = normalize(&name);
                 $(
                     if normalize($canonical) == normalized
@@ -236,10 +257,16 @@ macro_rules! named_setting {
                         return Ok($name::$variant);
                     }
                 )+
-                let refusal: fn(&str) -> Option<String> = $refusal;
-                Err(refusal(&normalized).unwrap_or_else(|| {
-                    format!("unknown {} `{name}`, expected {}", $what, $expected)
-                }))
+                let not_built: fn(&str) -> bool = $not_built;
+                Err(if not_built(&normalized) {
+                    SettingNameError::NotBuilt(name)
+                } else {
+                    SettingNameError::Unknown {
+                        what: $what,
+                        name,
+                        expected: $expected,
+                    }
+                })
             }
         }
 
@@ -263,11 +290,7 @@ named_setting! {
     |name| matches!(
         name.trim_end_matches("compression"),
         "snappy" | "zlib" | "bzip2" | "xpress"
-    )
-    .then(|| format!(
-        "compression `{name}` is not built into Dolmen's RocksDB (it carries lz4 and zstd); \
-         write \"lz4\" (fast) or \"zstd\" (smaller), or \"none\""
-    ));
+    );
     /// No compression.
     None = "none" | "no" | "nocompression" | "disabled" | "off",
     /// LZ4: fast, moderate ratio.
@@ -283,7 +306,7 @@ named_setting! {
     CompactionPriority, "compaction priority",
     "\"by_compensated_size\", \"oldest_largest_seq_first\", \"oldest_smallest_seq_first\", \
      \"min_overlapping_ratio\" or \"round_robin\"",
-    |_| None;
+    |_| false;
     /// Larger files first, compensated by deletions.
     ByCompensatedSize = "by_compensated_size",
     /// Files whose latest update is oldest first.
@@ -301,7 +324,7 @@ named_setting! {
     StatisticsLevel, "statistics level",
     "\"disable_all\", \"except_histogram_or_timers\", \"except_timers\", \
      \"except_detailed_timers\", \"except_time_for_mutex\" or \"all\"",
-    |_| None;
+    |_| false;
     /// Nothing.
     DisableAll = "disable_all",
     /// Counters only.
@@ -319,7 +342,7 @@ named_setting! {
 named_setting! {
     /// A log severity.
     LogLevel, "log level", "\"debug\", \"info\", \"warn\", \"error\" or \"fatal\"",
-    |_| None;
+    |_| false;
     /// Everything, including debugging detail.
     Debug = "debug" | "trace",
     /// Normal operation.
@@ -373,12 +396,16 @@ mod tests {
 
     #[test]
     fn a_compression_this_build_lacks_is_refused_with_what_to_write() {
-        let e = Compression::try_from("snappy".to_owned()).unwrap_err();
+        let e = Compression::try_from("snappy".to_owned())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("not built into") && e.contains("\"zstd\""),
             "{e}"
         );
-        let e = Compression::try_from("brotli".to_owned()).unwrap_err();
+        let e = Compression::try_from("brotli".to_owned())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown compression `brotli`"), "{e}");
     }
 

@@ -20,7 +20,7 @@ use dolmen_admin::backup::{
 };
 use dolmen_admin::AdminClient;
 use dolmen_engine::{Checksum, RecordRef};
-use dolmen_server::config::{Config, Overrides};
+use dolmen_server::config::{Config, ConfigError, Overrides};
 use dolmen_server::restore::{self, BackupDir};
 use http_body_util::BodyExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -312,13 +312,13 @@ fn close_part(part: OpenPart) -> anyhow::Result<Part> {
 }
 
 /// Loads the node configuration as `dolmen serve` does.
-fn load_config(config: Option<&Path>, data_dir: Option<PathBuf>) -> Result<Config, String> {
+fn load_config(config: Option<&Path>, data_dir: Option<PathBuf>) -> Result<Config, ConfigError> {
     let env: Vec<(String, String)> = std::env::vars().collect();
     let overrides = Overrides {
         data_dir,
         ..Overrides::default()
     };
-    Config::load(config, &env, &overrides).map_err(|e| crate::chain(&e))
+    Config::load(config, &env, &overrides)
 }
 
 /// Runs `dolmen restore`.
@@ -351,7 +351,7 @@ pub fn run_restore(args: RestoreArgs) -> std::process::ExitCode {
     let config = match load_config(args.config.as_deref(), args.data_dir) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("dolmen restore: configuration error: {e}");
+            eprintln!("dolmen restore: configuration error: {}", crate::chain(&e));
             return std::process::ExitCode::from(2);
         }
     };
@@ -386,7 +386,7 @@ pub fn run_seed(args: SeedArgs) -> std::process::ExitCode {
     let config = match load_config(Some(&args.config), None) {
         Ok(config) => config,
         Err(e) => {
-            eprintln!("dolmen seed: configuration error: {e}");
+            eprintln!("dolmen seed: configuration error: {}", crate::chain(&e));
             return std::process::ExitCode::from(2);
         }
     };

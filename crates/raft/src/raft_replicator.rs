@@ -271,21 +271,30 @@ impl Shared {
                     Attempt::NotProposed(refusal) => refusal,
                 },
             };
-            let lease_pending = self.lease_pending(seen, &refused);
-            let again = if lease_pending {
-                // The leader (here or remote) refused with its lease not held: a new leader's
-                // lease starts with the first acknowledgement from a quorum. Try again shortly.
-                pause_until(deadline, self.election_timeout / 20).await
-            } else {
-                self.await_new_leader(seen, deadline).await
-            };
-            if !again {
-                return Err(if lease_pending {
-                    no_quorum(seen.1)
-                } else {
-                    refused
-                });
-            }
+            self.before_next_try(seen, refused, deadline).await?;
+        }
+    }
+
+    /// After a try refused by `refused` with `seen` the leadership: waits until another try is
+    /// worth it, or gives the final answer once `deadline` passes. A leader (here or remote)
+    /// that refused for want of its lease is asked again shortly (a new leader's lease starts
+    /// with a quorum's first acknowledgement); otherwise the wait is for a new leader.
+    async fn before_next_try(
+        &self,
+        seen: (u64, Option<NodeId>),
+        refused: ProposeError,
+        deadline: Instant,
+    ) -> Result<(), ProposeError> {
+        let lease_pending = self.lease_pending(seen, &refused);
+        let again = if lease_pending {
+            pause_until(deadline, self.election_timeout / 20).await
+        } else {
+            self.await_new_leader(seen, deadline).await
+        };
+        match (again, lease_pending) {
+            (true, _) => Ok(()),
+            (false, true) => Err(no_quorum(seen.1)),
+            (false, false) => Err(refused),
         }
     }
 
@@ -403,19 +412,7 @@ impl Shared {
                     done => return done,
                 },
             };
-            let lease_pending = self.lease_pending(seen, &refused);
-            let again = if lease_pending {
-                pause_until(deadline, self.election_timeout / 20).await
-            } else {
-                self.await_new_leader(seen, deadline).await
-            };
-            if !again {
-                return Err(if lease_pending {
-                    no_quorum(seen.1)
-                } else {
-                    refused
-                });
-            }
+            self.before_next_try(seen, refused, deadline).await?;
         }
     }
 

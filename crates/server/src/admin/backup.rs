@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dolmen_admin::backup::{encode_frame, BackupHeader, BackupTrailer, FrameTag, STREAM_MAGIC};
 use dolmen_admin::ErrorCode;
-use dolmen_engine::{Checksum, Engine, Version};
+use dolmen_engine::{Checksum, Engine, StorageError, Version};
 use tokio::sync::mpsc;
 
 use super::{Refusal, Shared};
@@ -37,8 +37,8 @@ pub(super) async fn backup(State(shared): State<Shared>) -> Result<Response, Ref
     };
     let (tx, rx) = mpsc::channel(FRAMES_IN_FLIGHT);
     tokio::task::spawn_blocking(move || {
-        if let Err(message) = stream(&engine, version, &header, &tx) {
-            let error = serde_json::json!({ "error": message }).to_string();
+        if let Err(e) = stream(&engine, version, &header, &tx) {
+            let error = serde_json::json!({ "error": e.to_string() }).to_string();
             let mut frame = Vec::new();
             encode_frame(FrameTag::Error, error.as_bytes(), &mut frame);
             let _ = tx.blocking_send(Ok(Bytes::from(frame)));
@@ -50,19 +50,34 @@ pub(super) async fn backup(State(shared): State<Shared>) -> Result<Response, Ref
 
 type Sender = mpsc::Sender<Result<Bytes, std::io::Error>>;
 
-/// Sends the magic, the header, the records and the trailer. `Err` with a message when the
-/// export fails; `Ok` also when the receiver went away (nothing left to tell).
+/// Why a backup stream ended early; sent to the receiver in an error frame.
+#[derive(Debug, thiserror::Error)]
+enum StreamError {
+    /// The engine could not export or read at the version.
+    #[error("reading at version {version}: {source}")]
+    Read {
+        /// The backup's version.
+        version: Version,
+        /// The engine's error.
+        source: StorageError,
+    },
+    /// A header or trailer did not serialize (a bug).
+    #[error("encoding the stream: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// Sends the magic, the header, the records and the trailer. `Err` when the export fails;
+/// `Ok` also when the receiver went away (nothing left to tell).
 fn stream(
     engine: &Engine,
     version: Version,
     header: &BackupHeader,
     tx: &Sender,
-) -> Result<(), String> {
-    let export = engine
-        .export_visible(version)
-        .map_err(|e| format!("exporting at version {version}: {e}"))?;
+) -> Result<(), StreamError> {
+    let read = |source| StreamError::Read { version, source };
+    let export = engine.export_visible(version).map_err(read)?;
     let mut out = STREAM_MAGIC.to_vec();
-    let header = serde_json::to_vec(header).map_err(|e| e.to_string())?;
+    let header = serde_json::to_vec(header)?;
     encode_frame(FrameTag::Header, &header, &mut out);
     let (mut records, mut bytes) = (0u64, 0u64);
     let mut digest = Checksum::new();
@@ -72,7 +87,7 @@ fn stream(
             .is_ok()
     };
     for record in export {
-        let record = record.map_err(|e| format!("reading at version {version}: {e}"))?;
+        let record = record.map_err(read)?;
         record.encode_into(&mut chunk);
         records += 1;
         if chunk.len() >= FRAME_BYTES {
@@ -95,7 +110,7 @@ fn stream(
         bytes,
         digest: format!("{:016x}", digest.finish()),
     };
-    let trailer = serde_json::to_vec(&trailer).map_err(|e| e.to_string())?;
+    let trailer = serde_json::to_vec(&trailer)?;
     encode_frame(FrameTag::End, &trailer, &mut out);
     send(&mut out);
     Ok(())
