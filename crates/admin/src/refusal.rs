@@ -22,6 +22,10 @@ pub enum ErrorCode {
     InvalidRequest,
     /// 403: network fault injection is off on this node.
     NetworkFaultsOff,
+    /// 401: the request carries no credential, or a wrong one (`Authorization: Bearer`).
+    Unauthorized,
+    /// 403: no credential this node is configured with allows the request.
+    Forbidden,
     /// 503: the cluster cannot do it now (no majority reachable, a change not committed in
     /// time, shutting down); retrying later may succeed.
     Unavailable,

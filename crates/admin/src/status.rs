@@ -140,6 +140,10 @@ pub struct RaftStatus {
     pub snapshots_built: u64,
     /// Snapshots installed on this node.
     pub snapshots_installed: u64,
+    /// Snapshots this node streamed to a follower that installed them (absent from older
+    /// servers).
+    #[serde(default)]
+    pub snapshots_sent: u64,
     /// Why the Raft core stopped, if it did.
     pub running: Option<String>,
 }
@@ -175,6 +179,11 @@ pub struct RaftMember {
     pub health: Health,
     /// On the leader: the last log index known replicated to this member.
     pub matched: Option<u64>,
+    /// When the answering node last heard from this member, milliseconds since the Unix
+    /// epoch: its own entry is now; on the leader, a follower's last acknowledgement; absent
+    /// when not known (and from older servers).
+    #[serde(default)]
+    pub last_seen_unix_ms: Option<i64>,
 }
 
 /// `GET /cluster/status`: every member's status, as one node sees it.

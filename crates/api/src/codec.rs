@@ -45,7 +45,13 @@ mod unknown_method;
 
 pub use self::unknown_method::{MaybeUnknown, UnknownMethodService};
 
-use std::{any::Any, io, sync::Arc, time::Duration};
+use std::{
+    any::Any,
+    io,
+    sync::atomic::{AtomicI64, AtomicU64, Ordering},
+    sync::Arc,
+    time::Duration,
+};
 
 use bytes::{Buf, Bytes, BytesMut};
 use pilota::thrift::{
@@ -123,6 +129,36 @@ pub struct SafeMakeCodec {
     limits: SafeCodecLimits,
     /// One permit per open connection, when connections are capped.
     connections: Option<ConnectionCap>,
+    /// Where connections are counted.
+    stats: Arc<ConnectionStats>,
+}
+
+/// Connection counters, shared with whoever reports them (the node's `/metrics`).
+#[derive(Debug, Default)]
+pub struct ConnectionStats {
+    /// Connections open now, refused ones included until they close.
+    pub open: AtomicI64,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Connections refused past the cap since start.
+    pub refused: AtomicU64,
+}
+
+/// Counts one connection as open until dropped (held by its decoder).
+#[derive(Debug)]
+struct OpenConnection(Arc<ConnectionStats>);
+
+impl OpenConnection {
+    fn enter(stats: &Arc<ConnectionStats>) -> Self {
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        Self(stats.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Caps open connections: each connection's decoder holds a permit until the connection ends.
@@ -138,7 +174,14 @@ impl SafeMakeCodec {
         Self {
             limits,
             connections: None,
+            stats: Arc::default(),
         }
+    }
+
+    /// Counts connections in `stats` (accepted, refused, open).
+    pub fn with_connection_stats(mut self, stats: Arc<ConnectionStats>) -> Self {
+        self.stats = stats;
+        self
     }
 
     /// Caps open connections at `max`: a connection beyond it gets a protocol error naming
@@ -171,6 +214,7 @@ impl MakeZeroCopyCodec for SafeMakeCodec {
         // can express. `FramedEncoder` frames on the client role, or when `HasFramed` is set.
         let encoder = FramedEncoder::new(ThriftCodec::default(), i32::MAX);
         let mut decoder = SafeDecoder::new(self.limits);
+        decoder.open = Some(OpenConnection::enter(&self.stats));
         if let Some(cap) = &self.connections {
             // Held by the decoder, so released when volo drops the connection.
             decoder.permit = match cap.permits.clone().try_acquire_owned() {
@@ -178,6 +222,11 @@ impl MakeZeroCopyCodec for SafeMakeCodec {
                 Err(_) => Permit::Refused { max: cap.max },
             };
         }
+        let counter = match decoder.permit {
+            Permit::Refused { .. } => &self.stats.refused,
+            _ => &self.stats.accepted,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         (encoder, decoder)
     }
 }
@@ -190,6 +239,9 @@ pub struct SafeDecoder {
     scanner: Scanner,
     /// This connection's place under the connection cap.
     permit: Permit,
+    /// Counts the connection as open while it lives (absent on a bare decoder).
+    #[allow(dead_code, reason = "held for its Drop")]
+    open: Option<OpenConnection>,
 }
 
 /// A connection's standing under [`SafeMakeCodec::with_max_connections`].
@@ -224,6 +276,7 @@ impl SafeDecoder {
             limits,
             scanner: Scanner::new(limits),
             permit: Permit::Unlimited,
+            open: None,
         }
     }
 

@@ -10,7 +10,7 @@ pub mod codec;
 mod listener;
 mod response;
 
-pub use codec::{SafeCodec, SafeCodecLimits, SafeDecoder, SafeMakeCodec};
+pub use codec::{ConnectionStats, SafeCodec, SafeCodecLimits, SafeDecoder, SafeMakeCodec};
 pub use listener::ShutdownIncoming;
 pub use response::{WireError, WireResponse, NO_MESSAGE};
 
@@ -30,13 +30,15 @@ pub use generated::kvstore_gen::kvstore as gen;
 
 /// Serves `handler` on `listener` with the hardened codec until `shutdown` resolves (or the
 /// process gets SIGTERM, SIGINT or SIGHUP), then runs `before_drain` while still serving, then
-/// drains in-flight requests and returns. At most `max_connections` are served at once; a call
-/// to an unknown method gets an `UNKNOWN_METHOD` exception and the connection stays usable.
+/// drains in-flight requests and returns. At most `max_connections` are served at once
+/// (counted in `connections`); a call to an unknown method gets an `UNKNOWN_METHOD` exception
+/// and the connection stays usable.
 pub async fn serve<H>(
     listener: tokio::net::TcpListener,
     handler: H,
     limits: SafeCodecLimits,
     max_connections: usize,
+    connections: std::sync::Arc<ConnectionStats>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     before_drain: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError>
@@ -48,7 +50,9 @@ where
     type Request = codec::MaybeUnknown<gen::TransactionalKvRequestRecv>;
     volo_thrift::server::Server::<_, _, Request, _, _>::new(service)
         .make_codec(volo_thrift::codec::default::DefaultMakeCodec::new(
-            SafeMakeCodec::new(limits).with_max_connections(max_connections),
+            SafeMakeCodec::new(limits)
+                .with_max_connections(max_connections)
+                .with_connection_stats(connections),
         ))
         .register_shutdown_hook(move || Box::pin(before_drain))
         .run(ShutdownIncoming::new(listener, shutdown))

@@ -75,6 +75,22 @@ pub trait WireResponse: Sized {
     /// # Errors
     /// The response's `error` (or [`NO_MESSAGE`]), `error_code` and `leader_hint`.
     fn into_result(self) -> Result<Self, WireError>;
+
+    /// `None` when the response reports success; else its `error_code`, or the `CODE` of an
+    /// `error` written `"CODE: detail"`, or `"ERROR"` for a message without a code.
+    fn failure_code(&self) -> Option<&str>;
+}
+
+/// The code a failure reports: `code` when the type carries one, else the message's prefix.
+fn code_in<'a>(code: Option<&'a FastStr>, error: Option<&'a FastStr>) -> &'a str {
+    if let Some(code) = code {
+        return code;
+    }
+    error
+        .and_then(|e| e.split_once(':'))
+        .map(|(prefix, _)| prefix)
+        .filter(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'))
+        .unwrap_or("ERROR")
 }
 
 /// The `error_code` of a response whose type has one, else `None`.
@@ -84,6 +100,16 @@ macro_rules! code_of {
     };
     ($resp:ident $code:ident) => {
         $resp.$code
+    };
+}
+
+/// A reference to the `error_code` of a response whose type has one, else `None`.
+macro_rules! code_ref {
+    ($resp:ident) => {
+        None
+    };
+    ($resp:ident $code:ident) => {
+        $resp.$code.as_ref()
     };
 }
 
@@ -107,6 +133,10 @@ macro_rules! with_success {
                 }
                 let code = code_of!(self $($code)?);
                 Err(WireError::received(self.error, code, None))
+            }
+
+            fn failure_code(&self) -> Option<&str> {
+                (!self.success).then(|| code_in(code_ref!(self $($code)?), self.error.as_ref()))
             }
         }
     )*};
@@ -147,6 +177,10 @@ macro_rules! point_read {
                     error => Err(WireError::received(error, None, None)),
                 }
             }
+
+            fn failure_code(&self) -> Option<&str> {
+                self.error.as_ref().map(|e| code_in(None, Some(e)))
+            }
         }
     )*};
 }
@@ -175,6 +209,10 @@ impl WireResponse for gen::AtomicCommitResponse {
             self.leader_hint,
         ))
     }
+
+    fn failure_code(&self) -> Option<&str> {
+        (!self.success).then(|| code_in(self.error_code.as_ref(), self.error.as_ref()))
+    }
 }
 
 #[cfg(test)]
@@ -187,6 +225,36 @@ mod tests {
             code: Some("NOT_LEADER".into()),
             leader_hint: Some("10.0.0.1:9090".into()),
         }
+    }
+
+    #[test]
+    fn the_failure_code_comes_from_error_code_or_the_message_prefix() {
+        let ok = gen::SetKeyResponse {
+            success: true,
+            error: None,
+            error_code: None,
+        };
+        assert_eq!(ok.failure_code(), None);
+        assert_eq!(
+            gen::SetKeyResponse::failure(failed()).failure_code(),
+            Some("NOT_LEADER")
+        );
+        assert_eq!(
+            gen::GetRangeResponse::failure(failed()).failure_code(),
+            Some("NOT_LEADER")
+        );
+        assert_eq!(
+            gen::GetResponse::failure(WireError::message("CONFLICT: read k")).failure_code(),
+            Some("CONFLICT")
+        );
+        assert_eq!(
+            gen::GetResponse::failure(WireError::message("no code: here")).failure_code(),
+            Some("ERROR")
+        );
+        assert_eq!(
+            gen::AtomicCommitResponse::failure(failed()).failure_code(),
+            Some("NOT_LEADER")
+        );
     }
 
     #[test]

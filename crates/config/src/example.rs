@@ -112,6 +112,15 @@ max_message_bytes = 16777216
 # A request must arrive whole within this long of its first byte, or the connection is
 # closed; 0 = no bound.
 read_timeout_ms = 30000
+# The admin API's operator credential (Authorization: Bearer <token>), at least 16
+# characters: membership changes, snapshots, backups and the console's data writes need it.
+# Empty = none: the node warns at start, and the console cannot write. Or name a file
+# holding it.   Env: DOLMEN_SERVER__ADMIN_TOKEN
+admin_token = ""
+admin_token_file = ""
+# A credential for the admin endpoints that reveal state (/status, /metrics, the console's
+# data); empty = those are open.
+admin_view_token = ""
 
 [mvcc]
 # How long MVCC history is kept; older read versions get TRANSACTION_TOO_OLD.

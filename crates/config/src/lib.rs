@@ -345,6 +345,18 @@ pub struct ServerConfig {
     /// `read_timeout_ms`: a request must arrive whole within this long of its first byte, or
     /// the connection is closed. `0` = no bound. Default `30000`.
     pub read_timeout_ms: u64,
+    /// `admin_token`: the operator credential of the admin API (`Authorization: Bearer`): every
+    /// request that changes state, and `GET /backup`, must carry it. Empty = none: membership
+    /// and snapshot requests stay open (a warning is logged at start) and data writes from the
+    /// console are refused. At least 16 characters. Default `""` (docs/console.md §2).
+    pub admin_token: String,
+    /// `admin_token_file`: a file holding `admin_token` (its first line), instead of the
+    /// setting. Default `""` (none).
+    pub admin_token_file: PathBuf,
+    /// `admin_view_token`: a credential that opens the admin endpoints that reveal state
+    /// (`/status`, `/metrics`, the console's data); the operator token opens them too. Empty =
+    /// they are open. Default `""`.
+    pub admin_view_token: String,
 }
 
 impl Default for ServerConfig {
@@ -356,6 +368,9 @@ impl Default for ServerConfig {
             max_connections: 4096,
             max_message_bytes: 16 * 1024 * 1024,
             read_timeout_ms: 30_000,
+            admin_token: String::new(),
+            admin_token_file: PathBuf::new(),
+            admin_view_token: String::new(),
         }
     }
 }

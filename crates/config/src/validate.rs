@@ -58,6 +58,14 @@ impl Config {
                 format!("must differ from server.port (both are {})", s.port),
             ));
         }
+        check_token("server.admin_token", &s.admin_token)?;
+        check_token("server.admin_view_token", &s.admin_view_token)?;
+        if !s.admin_token.is_empty() && !s.admin_token_file.as_os_str().is_empty() {
+            return Err(ConfigError::invalid(
+                "server.admin_token_file",
+                "set either server.admin_token or server.admin_token_file, not both",
+            ));
+        }
         positive("server.max_connections", s.max_connections as u64)?;
         if !(MIN_MESSAGE_BYTES..=MAX_MESSAGE_BYTES).contains(&s.max_message_bytes) {
             return Err(ConfigError::invalid(
@@ -358,6 +366,35 @@ pub fn split_endpoint(endpoint: &str) -> Result<(&str, u16), EndpointError> {
         Ok(port) => Ok((host, port)),
         Err(_) => Err(EndpointError::BadPort(port.to_owned())),
     }
+}
+
+/// The shortest admin credential accepted.
+pub(crate) const MIN_TOKEN_LEN: usize = 16;
+
+/// An admin credential: empty (none), or at least [`MIN_TOKEN_LEN`] visible ASCII characters.
+///
+/// # Errors
+/// What is wrong with it, naming `key` (never echoing the token).
+pub(crate) fn check_token(key: &'static str, token: &str) -> Result<(), ConfigError> {
+    if token.is_empty() {
+        return Ok(());
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ConfigError::invalid(
+            key,
+            "must be visible ASCII characters without spaces (it is sent in an HTTP header)",
+        ));
+    }
+    if token.len() < MIN_TOKEN_LEN {
+        return Err(ConfigError::invalid(
+            key,
+            format!(
+                "must be at least {MIN_TOKEN_LEN} characters, got {}",
+                token.len()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -47,6 +47,10 @@ pub struct Engine {
     pub(crate) apply_lock: Mutex<LiveCache>,
     /// Where the next garbage-collection pass resumes (a raw `data` key).
     pub(crate) gc_cursor: Mutex<Vec<u8>>,
+    /// Garbage-collection passes completed since open.
+    pub(crate) gc_passes: AtomicU64,
+    /// Versions garbage collection deleted since open.
+    pub(crate) gc_versions_deleted: AtomicU64,
     /// The restore fence: readers of `data`/`meta` hold the read side, `restore` the write side,
     /// so nobody observes a half-restored state.
     pub(crate) fence: RwLock<()>,
@@ -184,6 +188,8 @@ impl Engine {
             applied: AtomicU64::new(0),
             horizon: AtomicU64::new(0),
             live_keys: AtomicU64::new(0),
+            gc_passes: AtomicU64::new(0),
+            gc_versions_deleted: AtomicU64::new(0),
             apply_lock: Mutex::new(LiveCache::default()),
             gc_cursor: Mutex::new(Vec::new()),
             fence: RwLock::new(()),

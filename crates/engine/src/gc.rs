@@ -2,6 +2,8 @@
 //! observe, a bounded slice per pass, resuming where the last pass stopped
 //! (docs/engine-format.md, History retention; invariant 1).
 
+use std::sync::atomic::Ordering;
+
 use rocksdb::{ReadOptions, WriteBatch};
 
 use crate::engine::Engine;
@@ -86,6 +88,11 @@ impl Engine {
         }
         if report.versions_deleted > 0 {
             self.db.write(batch)?;
+            self.gc_versions_deleted
+                .fetch_add(report.versions_deleted, Ordering::Relaxed);
+        }
+        if report.wrapped {
+            self.gc_passes.fetch_add(1, Ordering::Relaxed);
         }
         Ok(report)
     }

@@ -30,6 +30,10 @@ pub struct EngineStats {
     /// Bytes held by the memtables of every column family, the Raft log's included (at most
     /// twice `write_buffer_size_mb`, and part of `block_cache_bytes`).
     pub memtable_bytes: u64,
+    /// Garbage-collection passes over the whole keyspace completed since open.
+    pub gc_passes: u64,
+    /// Versions garbage collection deleted since open.
+    pub gc_versions_deleted: u64,
 }
 
 impl Engine {
@@ -67,6 +71,8 @@ impl Engine {
             horizon: self.horizon(),
             // The block cache is one for the whole database; any column family reports it.
             block_cache_bytes: prop(data, "rocksdb.block-cache-usage"),
+            gc_passes: self.gc_passes.load(Ordering::Relaxed),
+            gc_versions_deleted: self.gc_versions_deleted.load(Ordering::Relaxed),
             memtable_bytes: [CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE]
                 .iter()
                 .map(|name| prop(self.cf(name), "rocksdb.size-all-mem-tables"))

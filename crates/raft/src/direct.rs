@@ -149,7 +149,8 @@ fn write_loop(
     }
 }
 
-fn now_unix_ms() -> i64 {
+/// Now, in milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now_unix_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))

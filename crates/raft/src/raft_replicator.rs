@@ -26,6 +26,7 @@ use openraft::ServerState;
 use tokio::sync::{watch, Semaphore};
 
 use crate::coalesce::Coalescer;
+use crate::direct::now_unix_ms;
 use crate::network::PeerClient;
 use crate::replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, ProposeError, ReadError, ReadGate,
@@ -138,7 +139,7 @@ pub(crate) struct Shared {
     /// How long a request waits for a leader that can take it (`RaftNodeOptions::leader_wait`).
     pub(crate) leader_wait: Duration,
     /// On a follower: the members' health as the leader last reported it, and when.
-    pub(crate) leader_view: parking_lot::Mutex<Option<(Instant, BTreeMap<NodeId, Health>)>>,
+    pub(crate) leader_view: parking_lot::Mutex<Option<(Instant, BTreeMap<NodeId, Seen>)>>,
     /// Shares one leadership confirmation among concurrent linearizable reads on the leader
     /// (this node's reads and followers' `ReadIndex` requests).
     pub(crate) local_reads: Arc<Coalescer>,
@@ -520,13 +521,13 @@ impl Shared {
                 } else {
                     Role::Learner
                 };
-                let health = self.health_of(id, leader, &m);
+                let seen = self.seen(id, leader, &m);
                 MemberView {
                     id,
                     client_addr: addr.client_addr.clone(),
                     role,
-                    health,
-                    last_seen_unix_ms: 0,
+                    health: seen.health,
+                    last_seen_unix_ms: seen.last_seen_unix_ms.unwrap_or(0),
                 }
             })
             .collect();
@@ -538,38 +539,51 @@ impl Shared {
         }
     }
 
-    fn health_of(
+    /// A member's health and when this node last heard from it, or of it from the leader.
+    fn seen(
         &self,
         id: NodeId,
         leader: Option<NodeId>,
         m: &openraft::RaftMetrics<DolmenRaft>,
-    ) -> Health {
+    ) -> Seen {
         if id == self.node_id {
-            return if m.running_state.is_ok() {
+            let health = if m.running_state.is_ok() {
                 Health::Healthy
             } else {
                 Health::Unreachable
             };
+            return Seen {
+                health,
+                last_seen_unix_ms: Some(now_unix_ms()),
+            };
         }
         // The leader knows when each follower last acknowledged, and how far it lags.
         if let Some(health) = follower_health(m, id, self.election_timeout) {
-            return health;
+            return Seen {
+                health,
+                last_seen_unix_ms: last_ack_unix_ms(m, id),
+            };
         }
         // A follower knows only whether the leader is talking to it.
         if Some(id) == leader {
-            return match self.contact.since() {
+            let since = self.contact.since();
+            let health = match since {
                 Some(since) if since <= self.election_timeout => Health::Healthy,
                 Some(_) => Health::Unreachable,
                 None => Health::Unknown,
+            };
+            return Seen {
+                health,
+                last_seen_unix_ms: since.map(unix_ms_ago),
             };
         }
         // Other followers: what the leader last told us, while that is fresh.
         let view = self.leader_view.lock();
         match &*view {
-            Some((at, healths)) if at.elapsed() <= self.election_timeout => {
-                healths.get(&id).copied().unwrap_or(Health::Unknown)
+            Some((at, seen)) if at.elapsed() <= self.election_timeout => {
+                seen.get(&id).copied().unwrap_or(Seen::UNKNOWN)
             }
-            _ => Health::Unknown,
+            _ => Seen::UNKNOWN,
         }
     }
 
@@ -586,9 +600,44 @@ impl Shared {
         let Ok(status) = serde_json::from_str::<dolmen_admin::RaftStatus>(&info.status_json) else {
             return;
         };
-        let healths = status.members.iter().map(|m| (m.id, m.health)).collect();
-        *self.leader_view.lock() = Some((Instant::now(), healths));
+        let seen = status
+            .members
+            .iter()
+            .map(|m| {
+                let seen = Seen {
+                    health: m.health,
+                    last_seen_unix_ms: m.last_seen_unix_ms,
+                };
+                (m.id, seen)
+            })
+            .collect();
+        *self.leader_view.lock() = Some((Instant::now(), seen));
     }
+}
+
+/// A member's health and when it was last heard from (milliseconds since the Unix epoch).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Seen {
+    health: Health,
+    last_seen_unix_ms: Option<i64>,
+}
+
+impl Seen {
+    const UNKNOWN: Seen = Seen {
+        health: Health::Unknown,
+        last_seen_unix_ms: None,
+    };
+}
+
+/// The wall-clock time `ago` before now, in milliseconds since the Unix epoch.
+pub(crate) fn unix_ms_ago(ago: Duration) -> i64 {
+    now_unix_ms().saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// On the leader: when follower `id` last acknowledged, in milliseconds since the Unix epoch.
+pub(crate) fn last_ack_unix_ms(m: &openraft::RaftMetrics<DolmenRaft>, id: NodeId) -> Option<i64> {
+    let acked = m.heartbeat.as_ref()?.get(&id).cloned().flatten()?;
+    Some(unix_ms_ago(acked.elapsed()))
 }
 
 /// On the leader: a follower's health from its last acknowledgement and its lag; `None`

@@ -87,6 +87,7 @@ fn order_key(path: &Path) -> Option<Option<(u64, u64, u64)>> {
 pub struct SnapshotStats {
     built: AtomicU64,
     installed: AtomicU64,
+    sent: AtomicU64,
     last_index: AtomicU64,
     last_build_ms: AtomicU64,
 }
@@ -100,6 +101,11 @@ impl SnapshotStats {
     /// Snapshots installed on this node since start (from a leader, or redone at open).
     pub fn installed(&self) -> u64 {
         self.installed.load(Ordering::Relaxed)
+    }
+
+    /// Snapshots this node streamed to a follower, and the follower installed, since start.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 
     /// Log index of the newest snapshot built or installed (0 when none).
@@ -116,6 +122,10 @@ impl SnapshotStats {
         self.built.fetch_add(1, Ordering::Relaxed);
         self.last_build_ms.store(millis, Ordering::Relaxed);
         self.last_index.fetch_max(index, Ordering::Relaxed);
+    }
+
+    pub(crate) fn record_sent(&self) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
     }
 
     pub(crate) fn record_install(&self, index: u64) {

@@ -15,6 +15,7 @@ pub mod error;
 pub mod faults;
 pub mod net_faults;
 pub mod node;
+pub mod request_metrics;
 pub mod restore;
 pub mod service;
 pub mod stats;

@@ -91,6 +91,9 @@ pub enum NodeError {
     /// The final flush of the memtables failed.
     #[error("final flush failed: {0}")]
     Flush(StorageError),
+    /// The admin API's operator token could not be read from its file.
+    #[error(transparent)]
+    AdminToken(#[from] crate::admin::auth::TokenFileError),
 }
 
 /// Addresses a started node listens on.
@@ -116,6 +119,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_ready: impl FnOnce(Bound),
 ) -> Result<(), NodeError> {
+    let credentials = crate::admin::Credentials::from_config(&config.server)?;
     let node_id = config.node_id();
     let data_dir = config.data_dir().join(format!("node-{node_id}"));
     std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
@@ -220,6 +224,8 @@ pub async fn run(
             engine: engine.clone(),
             raft: replication.raft(),
             network_faults,
+            config: Arc::new(config.clone()),
+            credentials,
         },
         stopped(stop_rx.clone()),
     ));

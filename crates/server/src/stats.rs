@@ -1,7 +1,12 @@
 //! Request counters for `getDatabaseStats` and `/metrics`: real counts, lock-free.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use dolmen_api::ConnectionStats;
+
+use crate::request_metrics::RequestMetrics;
 
 /// Counters since the node started.
 #[derive(Debug, Default)]
@@ -19,6 +24,10 @@ pub struct Stats {
     /// Requests timed, and their total duration in microseconds.
     requests: AtomicU64,
     total_micros: AtomicU64,
+    /// Latency and errors per Thrift method.
+    pub methods: RequestMetrics,
+    /// Thrift connections open, accepted and refused.
+    pub connections: Arc<ConnectionStats>,
 }
 
 impl Stats {

@@ -20,6 +20,7 @@ use volo_thrift::ServerError;
 
 use crate::error::ServiceError;
 use crate::faults::Target;
+use crate::request_metrics::Method;
 use crate::service::{commit_timeout, wire_version, Service};
 
 /// Serves the Thrift API on `listener` until `shutdown` resolves; `before_drain` runs while
@@ -32,11 +33,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     before_drain: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
+    let connections = service.stats().connections.clone();
     dolmen_api::serve(
         listener,
         Handler { service },
         limits,
         max_connections,
+        connections,
         shutdown,
         before_drain,
     )
@@ -290,12 +293,37 @@ fn legacy<R: WireResponse>(method: &str, how: &str) -> R {
 }
 
 impl Handler {
-    /// Runs one request, recording its duration.
-    async fn timed<T>(&self, request: impl Future<Output = T>) -> Reply<T> {
+    /// Runs one request of `method`, recording its duration and, when it failed, its code.
+    async fn timed<T: WireResponse>(
+        &self,
+        method: Method,
+        request: impl Future<Output = T>,
+    ) -> Reply<T> {
         let start = Instant::now();
         let out = request.await;
-        self.service.stats().observe(start.elapsed());
+        let elapsed = start.elapsed();
+        let stats = self.service.stats();
+        stats.observe(elapsed);
+        stats.methods.observe(method, elapsed, out.failure_code());
         Ok(out)
+    }
+
+    /// `snapshotRead` and its alias `snapshotGet`, recorded as `method`.
+    async fn snapshot_read_as(
+        &self,
+        method: Method,
+        req: gen::SnapshotReadRequest,
+    ) -> Reply<gen::SnapshotReadResponse> {
+        self.timed(method, async {
+            let result = async {
+                let cf = column_family("column_family", req.column_family.as_ref())?;
+                let version = wire_version("read_version", req.read_version)?;
+                self.service.snapshot_get(&cf, &req.key, version).await
+            }
+            .await;
+            read_response!(SnapshotReadResponse, result)
+        })
+        .await
     }
 
     fn member(&self, cluster: &ClusterView, id: NodeId) -> Option<gen::NodeStatus> {
@@ -312,7 +340,7 @@ impl TransactionalKv for Handler {
         &self,
         _req: gen::GetReadVersionRequest,
     ) -> Reply<gen::GetReadVersionResponse> {
-        self.timed(async {
+        self.timed(Method::GetReadVersion, async {
             answer(
                 self.service
                     .read_version()
@@ -331,16 +359,7 @@ impl TransactionalKv for Handler {
         &self,
         req: gen::SnapshotReadRequest,
     ) -> Reply<gen::SnapshotReadResponse> {
-        self.timed(async {
-            let result = async {
-                let cf = column_family("column_family", req.column_family.as_ref())?;
-                let version = wire_version("read_version", req.read_version)?;
-                self.service.snapshot_get(&cf, &req.key, version).await
-            }
-            .await;
-            read_response!(SnapshotReadResponse, result)
-        })
-        .await
+        self.snapshot_read_as(Method::SnapshotRead, req).await
     }
 
     async fn atomic_commit(
@@ -348,7 +367,7 @@ impl TransactionalKv for Handler {
         req: gen::AtomicCommitRequest,
     ) -> Reply<gen::AtomicCommitResponse> {
         let want_versionstamp = req.want_versionstamp.unwrap_or(false);
-        self.timed(async {
+        self.timed(Method::AtomicCommit, async {
             let result = async {
                 let timeout = commit_timeout(req.timeout_seconds)?;
                 let tx = transaction(&req)?;
@@ -371,7 +390,7 @@ impl TransactionalKv for Handler {
     }
 
     async fn get(&self, req: gen::GetRequest) -> Reply<gen::GetResponse> {
-        self.timed(async {
+        self.timed(Method::Get, async {
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 self.service.get(&cf, &req.key).await
@@ -383,7 +402,7 @@ impl TransactionalKv for Handler {
     }
 
     async fn set_key(&self, req: gen::SetKeyRequest) -> Reply<gen::SetKeyResponse> {
-        self.timed(async {
+        self.timed(Method::SetKey, async {
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 self.service
@@ -401,7 +420,7 @@ impl TransactionalKv for Handler {
     }
 
     async fn delete_key(&self, req: gen::DeleteKeyRequest) -> Reply<gen::DeleteKeyResponse> {
-        self.timed(async {
+        self.timed(Method::DeleteKey, async {
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 self.service.delete(&cf, req.key.to_vec()).await
@@ -417,7 +436,7 @@ impl TransactionalKv for Handler {
     }
 
     async fn get_range(&self, req: gen::GetRangeRequest) -> Reply<gen::GetRangeResponse> {
-        self.timed(async {
+        self.timed(Method::GetRange, async {
             let fields = range_fields!(req);
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
@@ -433,14 +452,14 @@ impl TransactionalKv for Handler {
         &self,
         req: gen::SnapshotReadRequest,
     ) -> Reply<gen::SnapshotReadResponse> {
-        self.snapshot_read(req).await
+        self.snapshot_read_as(Method::SnapshotGet, req).await
     }
 
     async fn snapshot_get_range(
         &self,
         req: gen::SnapshotGetRangeRequest,
     ) -> Reply<gen::GetRangeResponse> {
-        self.timed(async {
+        self.timed(Method::SnapshotGetRange, async {
             let fields = range_fields!(req);
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
@@ -502,7 +521,7 @@ impl TransactionalKv for Handler {
         &self,
         req: gen::SetVersionstampedKeyRequest,
     ) -> Reply<gen::SetVersionstampedKeyResponse> {
-        self.timed(async {
+        self.timed(Method::SetVersionstampedKey, async {
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 self.service
@@ -523,7 +542,7 @@ impl TransactionalKv for Handler {
         &self,
         req: gen::SetVersionstampedValueRequest,
     ) -> Reply<gen::SetVersionstampedValueResponse> {
-        self.timed(async {
+        self.timed(Method::SetVersionstampedValue, async {
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 self.service

@@ -34,6 +34,7 @@ use crate::network::client::{is_connect_error, BadPeerAddress, Channels, GrpcCli
 use crate::network::faults::{admit, decide, gate, FaultAction, PeerFaults};
 use crate::network::wire::{self, pb};
 use crate::network::{NetworkOptions, PeerClient, Snapshot, MAX_SNAPSHOT_CHUNK_BYTES};
+use crate::snapshot::SnapshotStats;
 use crate::types::{DolmenRaft, NodeAddr, SnapshotFile, Vote};
 use crate::NodeId;
 
@@ -53,6 +54,7 @@ pub struct GrpcNetworkFactory {
     this_node: NodeId,
     channels: Channels,
     faults: Option<Arc<dyn PeerFaults>>,
+    snapshots: Option<Arc<SnapshotStats>>,
 }
 
 impl GrpcNetworkFactory {
@@ -62,7 +64,14 @@ impl GrpcNetworkFactory {
             this_node,
             channels: Channels::new(options),
             faults: None,
+            snapshots: None,
         }
+    }
+
+    /// Counts the snapshots its networks deliver in `stats`.
+    pub fn with_snapshot_stats(mut self, stats: Arc<SnapshotStats>) -> Self {
+        self.snapshots = Some(stats);
+        self
     }
 
     /// Passes every outgoing call (of this factory's networks and of its [`PeerClient`]s)
@@ -88,6 +97,7 @@ impl GrpcNetworkFactory {
             client: self.channels.client(&node.peer_addr),
             options: Arc::clone(self.channels.options()),
             faults: self.faults.clone(),
+            snapshots: self.snapshots.clone(),
         }
     }
 }
@@ -149,6 +159,8 @@ pub struct GrpcNetwork {
     client: Result<GrpcClient, BadPeerAddress>,
     options: Arc<NetworkOptions>,
     faults: Option<Arc<dyn PeerFaults>>,
+    /// Counts delivered snapshots, when set.
+    snapshots: Option<Arc<SnapshotStats>>,
 }
 
 impl GrpcNetwork {
@@ -443,7 +455,12 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
     ) -> Result<SnapshotResponse<DolmenRaft>, StreamingError<DolmenRaft>> {
         tokio::select! {
             closed = cancel => Err(StreamingError::Closed(closed)),
-            result = self.send_snapshot(vote, snapshot, option) => result,
+            result = self.send_snapshot(vote, snapshot, option) => {
+                if let (Ok(_), Some(stats)) = (&result, &self.snapshots) {
+                    stats.record_sent();
+                }
+                result
+            }
         }
     }
 

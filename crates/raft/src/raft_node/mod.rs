@@ -97,6 +97,11 @@ impl RaftNode {
         self.log.fsync_count()
     }
 
+    /// Snapshots built, sent and installed by this node.
+    pub fn snapshot_stats(&self) -> &SnapshotStats {
+        &self.snapshots
+    }
+
     /// Elections, leader changes and leaderless time as this node saw them.
     pub fn leadership(&self) -> Leadership {
         self.leadership.read(std::time::Instant::now())

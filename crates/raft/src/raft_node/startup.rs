@@ -94,7 +94,8 @@ impl RaftNode {
                 .is_none();
         let snapshots = state_machine.stats();
         let incoming = state_machine.snapshot_dir();
-        let mut network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default());
+        let mut network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default())
+            .with_snapshot_stats(snapshots.clone());
         if let Some(faults) = &options.faults {
             network = network.with_faults(faults.clone());
         }

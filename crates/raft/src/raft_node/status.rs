@@ -9,7 +9,8 @@ use dolmen_admin::{ClusterStatus, NodeReport, RaftMember, RaftStatus};
 use openraft::async_runtime::WatchReceiver;
 
 use super::RaftNode;
-use crate::raft_replicator::{follower_health, role_of};
+use crate::direct::now_unix_ms;
+use crate::raft_replicator::{follower_health, last_ack_unix_ms, role_of};
 use crate::replicator::{Health, Role};
 use crate::snapshot::SnapshotStats;
 use crate::types::Raft;
@@ -123,6 +124,11 @@ pub(super) fn status_of(
                 .as_ref()
                 .and_then(|r| r.get(&id).cloned().flatten())
                 .map(|l| l.index),
+            last_seen_unix_ms: if id == node_id {
+                Some(now_unix_ms())
+            } else {
+                last_ack_unix_ms(&m, id)
+            },
         })
         .collect();
     RaftStatus {
@@ -138,6 +144,7 @@ pub(super) fn status_of(
         members,
         snapshots_built: snapshots.built(),
         snapshots_installed: snapshots.installed(),
+        snapshots_sent: snapshots.sent(),
         running: m.running_state.as_ref().err().map(ToString::to_string),
     }
 }

@@ -9,23 +9,34 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
 
 use dolmen_engine::EngineStats;
 use dolmen_raft::{Leadership, RaftNode};
 
+use super::series::{Series, SnapshotCounts};
+use crate::request_metrics::{HistogramSnapshot, Method};
 use crate::service::Service;
 
 /// The `Content-Type` of the answer.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
 /// The registry the admin endpoint renders: one collector over the node's live values.
-pub fn registry(service: Arc<Service>, raft: Option<Arc<RaftNode>>) -> Registry {
+pub fn registry(
+    service: Arc<Service>,
+    raft: Option<Arc<RaftNode>>,
+    series: Arc<Series>,
+) -> Registry {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(NodeMetrics { service, raft }));
+    registry.register_collector(Box::new(NodeMetrics {
+        service,
+        raft,
+        series,
+    }));
     registry
 }
 
@@ -43,6 +54,7 @@ pub fn render(registry: &Registry) -> Result<String, std::fmt::Error> {
 struct NodeMetrics {
     service: Arc<Service>,
     raft: Option<Arc<RaftNode>>,
+    series: Arc<Series>,
 }
 
 impl std::fmt::Debug for NodeMetrics {
@@ -59,6 +71,25 @@ impl Collector for NodeMetrics {
         let engine = self.service.engine_stats();
         let cluster = self.service.cluster();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        let status = self.raft.as_ref().map(|r| r.status());
+        let replication = status.as_ref().map(|s| Replication {
+            apply_lag: s.committed.saturating_sub(s.applied),
+            followers: if s.leader == Some(s.node_id) {
+                s.members
+                    .iter()
+                    .filter(|m| m.id != s.node_id)
+                    .filter_map(|m| Some((m.id, s.last_log.saturating_sub(m.matched?))))
+                    .collect()
+            } else {
+                Vec::new()
+            },
+            snapshots: SnapshotCounts {
+                built: s.snapshots_built,
+                sent: s.snapshots_sent,
+                installed: s.snapshots_installed,
+            },
+        });
+        let connections = &stats.connections;
         Snapshot {
             reads: load(&stats.reads),
             writes: load(&stats.writes),
@@ -66,11 +97,23 @@ impl Collector for NodeMetrics {
             aborts: load(&stats.aborted),
             active_commits: stats.active.load(Ordering::Relaxed),
             request_duration_avg_ms: stats.average_response_ms(),
-            engine,
             is_leader: cluster.leader == Some(cluster.this_node),
             term: cluster.term,
             raft_log_fsyncs: self.raft.as_ref().map(|r| r.log_fsyncs()),
             leadership: self.raft.as_ref().map(|r| r.leadership()),
+            latency: stats.methods.latency(),
+            errors: stats
+                .methods
+                .errors()
+                .into_iter()
+                .map(|((m, code), n)| (m, code, n))
+                .collect(),
+            connections_open: connections.open.load(Ordering::Relaxed),
+            connections_accepted: load(&connections.accepted),
+            connections_refused: load(&connections.refused),
+            replication,
+            horizon_age_seconds: self.series.horizon_age_seconds(engine.horizon),
+            engine,
         }
         .encode(encoder)
     }
@@ -91,6 +134,25 @@ struct Snapshot {
     raft_log_fsyncs: Option<u64>,
     /// In replicated mode only.
     leadership: Option<Leadership>,
+    /// Per Thrift method.
+    latency: Vec<(Method, HistogramSnapshot)>,
+    /// Per Thrift method and wire error code.
+    errors: Vec<(Method, String, u64)>,
+    connections_open: i64,
+    connections_accepted: u64,
+    connections_refused: u64,
+    /// In replicated mode only.
+    replication: Option<Replication>,
+    horizon_age_seconds: Option<f64>,
+}
+
+/// Replication state, in replicated mode.
+struct Replication {
+    /// This node's committed index − applied index.
+    apply_lag: u64,
+    /// On the leader: (follower, leader's last log index − its match index).
+    followers: Vec<(u64, u64)>,
+    snapshots: SnapshotCounts,
 }
 
 /// Writes one metric; a counter's `name` is given without its `_total`, which the encoder adds.
@@ -202,6 +264,140 @@ impl Snapshot {
                 &ConstCounter::new(l.leaderless.as_secs_f64()),
             )?;
         }
+        self.encode_requests(e)?;
+        self.encode_connections_and_mvcc(e)?;
+        if let Some(r) = &self.replication {
+            r.encode(e)?;
+        }
+        Ok(())
+    }
+
+    fn encode_requests(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let seconds = Unit::Seconds;
+        let mut histograms = e.encode_descriptor(
+            "dolmen_request_duration",
+            "Thrift request latency in the node (decoded request to answer), per method.",
+            Some(&seconds),
+            MetricType::Histogram,
+        )?;
+        for (method, h) in self.latency.iter().filter(|(_, h)| h.count > 0) {
+            let labels = [("method", method.name())];
+            histograms
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    h.sum_seconds,
+                    h.count,
+                    &h.prometheus_buckets(),
+                    None,
+                )?;
+        }
+        let mut errors = e.encode_descriptor(
+            "dolmen_request_errors",
+            "Thrift requests answered with an error, per method and wire error code.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (method, code, n) in &self.errors {
+            let labels = [("method", method.name()), ("code", code.as_str())];
+            ConstCounter::new(*n).encode(errors.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn encode_connections_and_mvcc(
+        &self,
+        e: &mut DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        emit(
+            e,
+            "dolmen_client_connections",
+            "Open Thrift connections (refused ones until they close).",
+            &ConstGauge::new(self.connections_open),
+        )?;
+        emit(
+            e,
+            "dolmen_client_connections_accepted",
+            "Thrift connections accepted.",
+            &ConstCounter::new(self.connections_accepted),
+        )?;
+        emit(
+            e,
+            "dolmen_client_connections_refused",
+            "Thrift connections refused past server.max_connections.",
+            &ConstCounter::new(self.connections_refused),
+        )?;
+        emit(
+            e,
+            "dolmen_mvcc_gc_runs",
+            "Garbage-collection passes over the whole keyspace completed.",
+            &ConstCounter::new(self.engine.gc_passes),
+        )?;
+        emit(
+            e,
+            "dolmen_mvcc_gc_deleted_versions",
+            "Versions garbage collection deleted (older than the horizon and shadowed).",
+            &ConstCounter::new(self.engine.gc_versions_deleted),
+        )?;
+        emit(
+            e,
+            "dolmen_mvcc_horizon_age_versions",
+            "Applied version minus the MVCC retention horizon.",
+            &ConstGauge::new(
+                self.engine
+                    .applied_version
+                    .saturating_sub(self.engine.horizon),
+            ),
+        )?;
+        if let Some(age) = self.horizon_age_seconds {
+            emit(
+                e,
+                "dolmen_mvcc_horizon_age_seconds",
+                "Seconds since this node applied the horizon's version (at least the oldest \
+                 of the last 300 one-second samples).",
+                &ConstGauge::new(age),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Replication {
+    fn encode(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        emit(
+            e,
+            "dolmen_apply_lag_entries",
+            "This node's committed index minus its applied index.",
+            &ConstGauge::new(self.apply_lag),
+        )?;
+        let mut lag = e.encode_descriptor(
+            "dolmen_replication_log_lag_entries",
+            "On the leader: its last log index minus each follower's match index.",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (follower, entries) in &self.followers {
+            let labels = [("follower", follower.to_string())];
+            ConstGauge::new(*entries).encode(lag.encode_family(&labels)?)?;
+        }
+        for (name, help, value) in [
+            (
+                "dolmen_raft_snapshots_built",
+                "Snapshots this node built.",
+                self.snapshots.built,
+            ),
+            (
+                "dolmen_raft_snapshots_sent",
+                "Snapshots this node streamed to a follower that installed them.",
+                self.snapshots.sent,
+            ),
+            (
+                "dolmen_raft_snapshots_installed",
+                "Snapshots installed on this node.",
+                self.snapshots.installed,
+            ),
+        ] {
+            emit(e, name, help, &ConstCounter::new(value))?;
+        }
         Ok(())
     }
 }
@@ -236,6 +432,25 @@ mod tests {
                     leader_changes: 3,
                     leaderless: std::time::Duration::from_millis(1500),
                 }),
+                latency: {
+                    let m = crate::request_metrics::RequestMetrics::default();
+                    m.observe(Method::Get, std::time::Duration::from_micros(400), None);
+                    m.latency()
+                },
+                errors: vec![(Method::AtomicCommit, "CONFLICT".to_owned(), 6)],
+                connections_open: 2,
+                connections_accepted: 5,
+                connections_refused: 1,
+                replication: Some(Replication {
+                    apply_lag: 3,
+                    followers: vec![(2, 10)],
+                    snapshots: SnapshotCounts {
+                        built: 1,
+                        sent: 2,
+                        installed: 0,
+                    },
+                }),
+                horizon_age_seconds: Some(4.5),
             }
             .encode(encoder)
         }
@@ -259,6 +474,20 @@ mod tests {
             "dolmen_raft_elections_total 2\n",
             "dolmen_raft_leader_changes_total 3\n",
             "# TYPE dolmen_raft_leaderless_seconds_total counter\ndolmen_raft_leaderless_seconds_total 1.5\n",
+            "# TYPE dolmen_request_duration_seconds histogram\n",
+            "dolmen_request_duration_seconds_sum{method=\"get\"} 0.0004\n",
+            "dolmen_request_duration_seconds_count{method=\"get\"} 1\n",
+            "dolmen_request_duration_seconds_bucket{method=\"get\",le=\"0.0003\"} 0\n",
+            "dolmen_request_duration_seconds_bucket{method=\"get\",le=\"0.0005\"} 1\n",
+            "dolmen_request_duration_seconds_bucket{method=\"get\",le=\"+Inf\"} 1\n",
+            "dolmen_request_errors_total{method=\"atomicCommit\",code=\"CONFLICT\"} 6\n",
+            "dolmen_client_connections 2\n",
+            "dolmen_client_connections_accepted_total 5\n",
+            "dolmen_client_connections_refused_total 1\n",
+            "dolmen_replication_log_lag_entries{follower=\"2\"} 10\n",
+            "dolmen_apply_lag_entries 3\n",
+            "dolmen_raft_snapshots_sent_total 2\n",
+            "dolmen_mvcc_horizon_age_seconds 4.5\n",
         ] {
             assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
         }
@@ -282,12 +511,33 @@ mod tests {
             "dolmen_is_leader",
             "dolmen_term",
             "dolmen_raft_leaderless_seconds_total",
+            "dolmen_request_duration_seconds_bucket",
+            "dolmen_request_duration_seconds_sum",
+            "dolmen_request_duration_seconds_count",
+            "dolmen_request_errors_total",
+            "dolmen_client_connections",
+            "dolmen_client_connections_accepted_total",
+            "dolmen_client_connections_refused_total",
+            "dolmen_mvcc_gc_runs_total",
+            "dolmen_mvcc_gc_deleted_versions_total",
+            "dolmen_mvcc_horizon_age_versions",
+            "dolmen_mvcc_horizon_age_seconds",
+            "dolmen_apply_lag_entries",
+            "dolmen_replication_log_lag_entries",
+            "dolmen_raft_snapshots_built_total",
+            "dolmen_raft_snapshots_sent_total",
+            "dolmen_raft_snapshots_installed_total",
         ];
-        let samples: Vec<&str> = text
+        let mut samples: Vec<&str> = Vec::new();
+        for name in text
             .lines()
             .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| l.split(' ').next())
-            .collect();
+            .filter_map(|l| l.split([' ', '{']).next())
+        {
+            if !samples.contains(&name) {
+                samples.push(name);
+            }
+        }
         assert_eq!(samples, names, "{text}");
         assert!(!text.contains("# EOF"), "{text}");
     }

@@ -10,9 +10,12 @@
 //!
 //! Every JSON answer and request is a `dolmen_admin` type; every refusal is a [`Refusal`].
 
+pub mod auth;
 mod backup;
+mod console;
 mod metrics;
 mod refusal;
+mod series;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -26,10 +29,12 @@ use dolmen_admin::{
     AddNode, ClusterStatus, Digest, DigestQuery, InitOutcome, MembershipOutcome, NodeStatus,
     Outcome, RemoveNode, RuleSet, SnapshotOutcome, TransferLeader,
 };
+use dolmen_config::Config;
 use dolmen_engine::Engine;
 use dolmen_raft::RaftNode;
 use tokio::net::TcpListener;
 
+pub use auth::Credentials;
 pub use refusal::Refusal;
 
 use crate::net_faults::NetworkFaults;
@@ -46,13 +51,20 @@ pub struct AdminState {
     pub raft: Option<Arc<RaftNode>>,
     /// Network fault rules, when `[faults] allow_network_faults` is on.
     pub network_faults: Option<Arc<NetworkFaults>>,
+    /// The node's configuration (the console shows it, credentials masked).
+    pub config: Arc<Config>,
+    /// Who may call what.
+    pub credentials: Credentials,
 }
 
-/// The handlers' state: what the caller passed, and the metrics registry built from it.
+/// The handlers' state: what the caller passed, the metrics registry built from it, and the
+/// console's series.
 #[derive(Clone)]
 struct Shared {
     state: AdminState,
     metrics: Arc<prometheus_client::registry::Registry>,
+    series: Arc<series::Series>,
+    credentials: Arc<Credentials>,
 }
 
 /// A JSON answer or a refusal.
@@ -64,8 +76,48 @@ pub async fn serve(
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let metrics = Arc::new(metrics::registry(state.service.clone(), state.raft.clone()));
+    let series = Arc::new(series::Series::default());
+    let metrics = Arc::new(metrics::registry(
+        state.service.clone(),
+        state.raft.clone(),
+        series.clone(),
+    ));
+    let credentials = Arc::new(state.credentials.clone());
+    if credentials.operator.is_none() {
+        tracing::warn!(
+            "the admin API has no operator credential: anyone who reaches {} can change the \
+             membership and take snapshots; set [server] admin_token (docs/console.md §2)",
+            listener
+                .local_addr()
+                .map_or_else(|_| "the admin port".to_owned(), |a| a.to_string())
+        );
+    }
+    let mut background = vec![tokio::spawn(series::sample_forever(
+        series.clone(),
+        state.service.clone(),
+        state.raft.clone(),
+    ))];
+    if let Some(raft) = &state.raft {
+        background.push(tokio::spawn(series::probe_forever(
+            series.clone(),
+            raft.clone(),
+        )));
+    }
+    let _stop_background = AbortOnDrop(background);
     let app = Router::new()
+        .route("/", get(console::index))
+        .route("/console/app.js", get(console::app_js))
+        .route("/console/style.css", get(console::style_css))
+        .route("/console/info", get(console::info))
+        .route("/console/series", get(console::series))
+        .route("/config", get(console::config))
+        .route("/data/range", get(console::range))
+        .route(
+            "/data/key",
+            get(console::get_key)
+                .put(console::put_key)
+                .delete(console::delete_key),
+        )
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(render_metrics))
@@ -84,10 +136,30 @@ pub async fn serve(
                 .put(put_network_faults)
                 .delete(clear_network_faults),
         )
-        .with_state(Shared { state, metrics });
+        .route_layer(axum::middleware::from_fn_with_state(
+            credentials.clone(),
+            auth::guard,
+        ))
+        .with_state(Shared {
+            state,
+            metrics,
+            series,
+            credentials,
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await
+}
+
+/// Aborts the admin server's background tasks when it stops.
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 async fn health() -> &'static str {

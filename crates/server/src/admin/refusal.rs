@@ -49,6 +49,11 @@ impl Refusal {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorCode::Internal, message)
     }
+
+    /// The machine-readable reason.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.body.code
+    }
 }
 
 /// The HTTP status of each error code.
@@ -56,7 +61,8 @@ fn status_of(code: ErrorCode) -> StatusCode {
     match code {
         ErrorCode::NotLeader | ErrorCode::Standalone | ErrorCode::Conflict => StatusCode::CONFLICT,
         ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
-        ErrorCode::NetworkFaultsOff => StatusCode::FORBIDDEN,
+        ErrorCode::NetworkFaultsOff | ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
         ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Internal | ErrorCode::Other => StatusCode::INTERNAL_SERVER_ERROR,
     }
