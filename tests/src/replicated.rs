@@ -180,17 +180,19 @@ impl ReplicatedBuilder {
         let addrs = NodeAddrs::pick(self.nodes).unwrap_or_else(|e| panic!("{e}"));
         let mut specs = Vec::with_capacity(self.nodes);
         let mut election_timeout = Duration::from_millis(1000);
+        let mut admin_token = None;
         for (i, a) in addrs.iter().enumerate() {
             let files = NodeFiles::flat(dir.path(), i);
             let config = self.config(i, &addrs, &files.data);
             if i == 0 {
                 election_timeout = Duration::from_millis(config.consensus.election_timeout_ms);
+                admin_token = Some(config.server.admin_token.clone()).filter(|t| !t.is_empty());
             }
             render::write(&files.config, "", &config).unwrap_or_else(|e| panic!("{e}"));
             specs.push(NodeSpec { files, addrs: *a });
         }
         let mut cluster = ReplicatedCluster {
-            nodes: LocalCluster::new(&dolmen_bin(), specs, "harness"),
+            nodes: LocalCluster::new(&dolmen_bin(), specs, "harness").with_admin_token(admin_token),
             dir: Some(dir),
             election_timeout,
         };

@@ -72,6 +72,14 @@ impl AdminClient {
         }
     }
 
+    /// The same client sending `token` with every request (see
+    /// [`crate::AdminClient::with_token`]).
+    pub fn with_token(self, token: Option<String>) -> Self {
+        Self {
+            inner: self.inner.with_token(token),
+        }
+    }
+
     /// The async client underneath.
     pub fn inner(&self) -> &crate::AdminClient {
         &self.inner

@@ -65,6 +65,8 @@ pub enum Readiness {
 pub struct AdminClient {
     addr: String,
     timeout: Duration,
+    /// Sent as `Authorization: Bearer` with every request, when set.
+    token: Option<String>,
     http: Client<HttpConnector, Full<Bytes>>,
 }
 
@@ -77,8 +79,16 @@ impl AdminClient {
         Self {
             addr: addr.into(),
             timeout: DEFAULT_TIMEOUT,
+            token: None,
             http,
         }
+    }
+
+    /// The same client sending `token` (the node's `admin_token` or `admin_view_token`) as
+    /// `Authorization: Bearer` with every request; `None` sends none.
+    pub fn with_token(mut self, token: Option<String>) -> Self {
+        self.token = token;
+        self
     }
 
     /// The same client with another per-call timeout (membership changes wait for a learner
@@ -314,6 +324,9 @@ impl AdminClient {
         let mut request = Request::builder().method(method).uri(uri);
         if body.is_some() {
             request = request.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        if let Some(token) = &self.token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
         }
         request
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

@@ -41,6 +41,9 @@ pub struct BackupArgs {
     /// disk to its clients; 0 = as fast as the node sends.
     #[arg(long, default_value_t = 0)]
     max_rate_mb: u64,
+    /// The credential: a backup reveals all data, so it needs the node's admin_token.
+    #[command(flatten)]
+    token: crate::token::TokenArgs,
 }
 
 /// `dolmen restore` flags.
@@ -124,7 +127,9 @@ async fn backup(args: &BackupArgs) -> anyhow::Result<Manifest> {
     prepare_out(&args.out)?;
     let part_size = args.part_size_mb.max(1) << 20;
     let started = Instant::now();
-    let client = AdminClient::new(args.admin.as_str()).with_timeout(Duration::from_secs(30));
+    let client = AdminClient::new(args.admin.as_str())
+        .with_timeout(Duration::from_secs(30))
+        .with_token(args.token.token()?);
     let mut body = client.stream(BACKUP_PATH).await?;
     let mut reader = FrameReader::new();
     let mut header: Option<BackupHeader> = None;

@@ -94,6 +94,29 @@ pub struct AdminArgs {
         env = "DOLMEN_ADMIN"
     )]
     pub endpoints: Vec<String>,
+    #[command(flatten)]
+    pub token: crate::token::TokenArgs,
+}
+
+/// The nodes a command talks to, and the credential it sends.
+struct Nodes {
+    endpoints: Vec<String>,
+    token: Option<String>,
+}
+
+impl Nodes {
+    fn new(args: &AdminArgs) -> Result<Self, ClusterError> {
+        Ok(Self {
+            endpoints: args.endpoints.clone(),
+            token: args.token.token().map_err(ClusterError::Token)?,
+        })
+    }
+
+    fn client(&self, endpoint: &str, timeout: Duration) -> AdminClient {
+        AdminClient::new(endpoint)
+            .with_timeout(timeout)
+            .with_token(self.token.clone())
+    }
 }
 
 /// The timeout of a read or a quick operation.
@@ -132,6 +155,9 @@ pub enum ClusterError {
         /// Each endpoint's failure or refusal.
         tried: Vec<AdminError>,
     },
+    /// The credential could not be read.
+    #[error(transparent)]
+    Token(crate::token::TokenError),
     /// `verify`: the replicas' checksums differ.
     #[error("replicas DIFFER at version {version}")]
     Differ {
@@ -157,7 +183,7 @@ impl ClusterError {
         match self {
             ClusterError::Admin(e) if e.is_unreachable() => 3,
             ClusterError::Unreachable { .. } | ClusterError::LeaderUnreachable { .. } => 3,
-            ClusterError::NoEndpoints => 2,
+            ClusterError::NoEndpoints | ClusterError::Token(_) => 2,
             ClusterError::Admin(_)
             | ClusterError::NoLeader { .. }
             | ClusterError::Differ { .. } => 1,
@@ -172,9 +198,9 @@ pub fn run(command: ClusterCommand) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match command {
-            ClusterCommand::Init(a) => init(&a.endpoints).await,
-            ClusterCommand::Status(a) => status(&a.endpoints).await,
-            ClusterCommand::Snapshot(a) => snapshot(&a.endpoints).await,
+            ClusterCommand::Init(a) => init(&Nodes::new(&a)?).await,
+            ClusterCommand::Status(a) => status(&Nodes::new(&a)?).await,
+            ClusterCommand::Snapshot(a) => snapshot(&Nodes::new(&a)?).await,
             ClusterCommand::AddNode(a) => {
                 let node = AddNode {
                     id: a.id,
@@ -184,25 +210,24 @@ pub fn run(command: ClusterCommand) -> ExitCode {
                 };
                 let node = &node;
                 on_leader(
-                    &a.admin.endpoints,
+                    &Nodes::new(&a.admin)?,
                     |c| async move { c.add_node(node).await },
                 )
                 .await
             }
             ClusterCommand::RemoveNode(a) => {
-                on_leader(
-                    &a.admin.endpoints,
-                    |c| async move { c.remove_node(a.id).await },
-                )
+                on_leader(&Nodes::new(&a.admin)?, |c| async move {
+                    c.remove_node(a.id).await
+                })
                 .await
             }
             ClusterCommand::TransferLeader(a) => {
-                on_leader(&a.admin.endpoints, |c| async move {
+                on_leader(&Nodes::new(&a.admin)?, |c| async move {
                     c.transfer_leader(a.to).await
                 })
                 .await
             }
-            ClusterCommand::Verify(a) => verify(&a.endpoints).await,
+            ClusterCommand::Verify(a) => verify(&Nodes::new(&a)?).await,
         }
     });
     match result {
@@ -214,22 +239,18 @@ pub fn run(command: ClusterCommand) -> ExitCode {
     }
 }
 
-fn client(endpoint: &str, timeout: Duration) -> AdminClient {
-    AdminClient::new(endpoint).with_timeout(timeout)
-}
-
 /// Calls `call` on the first endpoint that answers; a refusal (an HTTP error) is final.
-async fn first_answer<T, F, Fut>(endpoints: &[String], call: F) -> Result<T, ClusterError>
+async fn first_answer<T, F, Fut>(nodes: &Nodes, call: F) -> Result<T, ClusterError>
 where
     F: Fn(AdminClient) -> Fut,
     Fut: std::future::Future<Output = Result<T, AdminError>>,
 {
-    if endpoints.is_empty() {
+    if nodes.endpoints.is_empty() {
         return Err(ClusterError::NoEndpoints);
     }
     let mut tried = Vec::new();
-    for endpoint in endpoints {
-        match call(client(endpoint, TIMEOUT)).await {
+    for endpoint in &nodes.endpoints {
+        match call(nodes.client(endpoint, TIMEOUT)).await {
             Err(e) if e.is_unreachable() => tried.push(e),
             answer => return Ok(answer?),
         }
@@ -237,22 +258,22 @@ where
     Err(ClusterError::Unreachable { tried })
 }
 
-async fn init(endpoints: &[String]) -> Result<(), ClusterError> {
-    match first_answer(endpoints, |c| async move { c.init().await }).await? {
+async fn init(nodes: &Nodes) -> Result<(), ClusterError> {
+    match first_answer(nodes, |c| async move { c.init().await }).await? {
         InitOutcome::Initialized => println!("initialized"),
         InitOutcome::AlreadyInitialized => println!("already initialized"),
     }
     Ok(())
 }
 
-async fn snapshot(endpoints: &[String]) -> Result<(), ClusterError> {
-    first_answer(endpoints, |c| async move { c.snapshot().await }).await?;
+async fn snapshot(nodes: &Nodes) -> Result<(), ClusterError> {
+    first_answer(nodes, |c| async move { c.snapshot().await }).await?;
     println!("snapshot triggered");
     Ok(())
 }
 
-async fn status(endpoints: &[String]) -> Result<(), ClusterError> {
-    let answer = first_answer(endpoints, |c| async move { c.cluster_status().await }).await?;
+async fn status(nodes: &Nodes) -> Result<(), ClusterError> {
+    let answer = first_answer(nodes, |c| async move { c.cluster_status().await }).await?;
     println!(
         "{:>4}  {:<21}  {:<10}  {:>6}  {:>10}  {:>10}  {:>10}  {:>8}  health",
         "node", "client", "role", "term", "last_log", "committed", "applied", "lag"
@@ -281,17 +302,17 @@ async fn status(endpoints: &[String]) -> Result<(), ClusterError> {
 
 /// Sends a membership change to the endpoint that is the leader (the others refuse with code
 /// `not_leader`); prints `changed` or `unchanged`.
-async fn on_leader<F, Fut>(endpoints: &[String], call: F) -> Result<(), ClusterError>
+async fn on_leader<F, Fut>(nodes: &Nodes, call: F) -> Result<(), ClusterError>
 where
     F: Fn(AdminClient) -> Fut,
     Fut: std::future::Future<Output = Result<MembershipOutcome, AdminError>>,
 {
-    if endpoints.is_empty() {
+    if nodes.endpoints.is_empty() {
         return Err(ClusterError::NoEndpoints);
     }
     let mut tried = Vec::new();
-    for endpoint in endpoints {
-        match call(client(endpoint, MEMBERSHIP_TIMEOUT)).await {
+    for endpoint in &nodes.endpoints {
+        match call(nodes.client(endpoint, MEMBERSHIP_TIMEOUT)).await {
             Ok(outcome) => {
                 println!("{}", outcome.as_str());
                 return Ok(());
@@ -309,10 +330,16 @@ where
     }
 }
 
-async fn verify(endpoints: &[String]) -> Result<(), ClusterError> {
+async fn verify(nodes: &Nodes) -> Result<(), ClusterError> {
     let mut applied = Vec::new();
-    for endpoint in endpoints {
-        applied.push(client(endpoint, TIMEOUT).status().await?.applied_version);
+    for endpoint in &nodes.endpoints {
+        applied.push(
+            nodes
+                .client(endpoint, TIMEOUT)
+                .status()
+                .await?
+                .applied_version,
+        );
     }
     let version = applied
         .iter()
@@ -320,8 +347,9 @@ async fn verify(endpoints: &[String]) -> Result<(), ClusterError> {
         .min()
         .ok_or(ClusterError::NoEndpoints)?;
     let mut digests = Vec::new();
-    for endpoint in endpoints {
-        let digest = client(endpoint, TIMEOUT)
+    for endpoint in &nodes.endpoints {
+        let digest = nodes
+            .client(endpoint, TIMEOUT)
             .digest(Some(version))
             .await?
             .digest;

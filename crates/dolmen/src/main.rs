@@ -10,6 +10,7 @@ mod cluster;
 mod demo;
 mod import;
 mod terminal;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -34,6 +34,8 @@ pub struct Engine {
     pub(crate) db: Arc<DB>,
     /// Kept to read RocksDB statistics (block cache hit rate).
     pub(crate) db_options: Options,
+    /// Whether RocksDB keeps statistics (`[performance]`): the hit rate is known only then.
+    pub(crate) statistics: bool,
     /// Configured user column families and their `data` key prefixes.
     pub(crate) prefixes: BTreeMap<String, Vec<u8>>,
     /// Published after each batch is written: reads at ≤ this see complete batches.
@@ -184,6 +186,7 @@ impl Engine {
         let engine = Self {
             db: Arc::new(db),
             db_options: db_opts,
+            statistics: options.tuning.statistics.is_some(),
             prefixes,
             applied: AtomicU64::new(0),
             horizon: AtomicU64::new(0),

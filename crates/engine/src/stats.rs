@@ -16,7 +16,9 @@ pub struct EngineStats {
     pub live_keys: u64,
     /// SST files plus memtables of `data` and `meta`, in bytes.
     pub size_bytes: u64,
-    /// Block cache hits / (hits + misses) since start, percent; `None` before any lookup.
+    /// Block cache hits / (hits + misses) since start, percent; 100 while no read has needed
+    /// a block (every read was served from the memtables); `None` when RocksDB keeps no
+    /// statistics (`[performance]`).
     pub cache_hit_rate_percent: Option<u64>,
     /// RocksDB's estimate of bytes awaiting compaction.
     pub compaction_pending_bytes: u64,
@@ -65,7 +67,9 @@ impl Engine {
         EngineStats {
             live_keys: self.live_keys.load(Ordering::SeqCst),
             size_bytes,
-            cache_hit_rate_percent: (hits + misses > 0).then(|| hits * 100 / (hits + misses)),
+            cache_hit_rate_percent: self
+                .statistics
+                .then(|| (hits * 100).checked_div(hits + misses).unwrap_or(100)),
             compaction_pending_bytes: prop(data, "rocksdb.estimate-pending-compaction-bytes"),
             applied_version: self.applied_version(),
             horizon: self.horizon(),

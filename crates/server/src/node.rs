@@ -188,7 +188,11 @@ pub async fn run(
         // The first leader's blank entry is the initial version; bootstrap once, in the
         // background (peers may still be starting).
         Replication::Raft(raft) if !config.consensus.join.is_empty() => {
-            tokio::spawn(join(raft.clone(), config.consensus.join.clone()));
+            tokio::spawn(join(
+                raft.clone(),
+                config.consensus.join.clone(),
+                credentials.operator.clone(),
+            ));
         }
         Replication::Raft(raft) => match config.consensus.bootstrap {
             Bootstrap::Init => drop(tokio::spawn(bootstrap(raft.clone()))),
@@ -490,7 +494,7 @@ async fn form(raft: Arc<RaftNode>) {
 
 /// Asks the members at `admins` (admin addresses) to add this node, until it is a voter
 /// (`[consensus] join`). Bounded: gives up after 10 minutes with an error in the log.
-async fn join(raft: Arc<RaftNode>, admins: Vec<String>) {
+async fn join(raft: Arc<RaftNode>, admins: Vec<String>, token: Option<String>) {
     const ATTEMPTS: u32 = 300;
     let me = raft.this().clone();
     let node = dolmen_admin::AddNode {
@@ -506,7 +510,8 @@ async fn join(raft: Arc<RaftNode>, admins: Vec<String>) {
         }
         for admin in &admins {
             let client = dolmen_admin::AdminClient::new(admin.as_str())
-                .with_timeout(Duration::from_secs(120));
+                .with_timeout(Duration::from_secs(120))
+                .with_token(token.clone());
             match client.add_node(&node).await {
                 Ok(_) => break,
                 Err(e) => {

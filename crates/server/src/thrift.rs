@@ -651,8 +651,10 @@ impl TransactionalKv for Handler {
                 active_transactions: stats.active.load(std::sync::atomic::Ordering::Relaxed),
                 committed_transactions: load(&stats.committed),
                 aborted_transactions: load(&stats.aborted),
-                cache_hit_rate_percent: detailed
-                    .then(|| to_i64(engine.cache_hit_rate_percent.unwrap_or(0))),
+                cache_hit_rate_percent: engine
+                    .cache_hit_rate_percent
+                    .filter(|_| detailed)
+                    .map(to_i64),
                 compaction_pending_bytes: detailed.then(|| to_i64(engine.compaction_pending_bytes)),
             }),
             error: None,

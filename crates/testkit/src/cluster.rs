@@ -196,6 +196,8 @@ pub struct LocalCluster {
     label: &'static str,
     /// Indexed by node id.
     members: Vec<Member>,
+    /// Sent by [`Self::admin`]'s clients (the nodes' `server.admin_token`).
+    admin_token: Option<String>,
 }
 
 impl LocalCluster {
@@ -215,7 +217,14 @@ impl LocalCluster {
                     paused: false,
                 })
                 .collect(),
+            admin_token: None,
         }
+    }
+
+    /// Admin clients of [`Self::admin`] send `token` (the nodes' `server.admin_token`).
+    pub fn with_admin_token(mut self, token: Option<String>) -> Self {
+        self.admin_token = token;
+        self
     }
 
     /// Starts children in their own process group (a terminal's Ctrl-C reaches only us).
@@ -576,7 +585,9 @@ impl LocalCluster {
     /// # Errors
     /// When the node does not exist.
     pub fn admin(&self, i: usize) -> Result<AdminClient, ClusterError> {
-        Ok(AdminClient::new(self.member(i)?.spec.addrs.admin).with_timeout(ADMIN_TIMEOUT))
+        Ok(AdminClient::new(self.member(i)?.spec.addrs.admin)
+            .with_timeout(ADMIN_TIMEOUT)
+            .with_token(self.admin_token.clone()))
     }
 
     /// `GET /status` of node `i`.

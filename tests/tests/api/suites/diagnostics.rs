@@ -41,10 +41,21 @@ pub(crate) fn suite_diagnostics(c: &dyn TestCluster, connect: Connector) {
         (n_i32, n_i32),
         "expected {n}/{n} healthy: {h:?}"
     );
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_millis(),
+    )
+    .expect("milliseconds fit i64");
     for node in &h.nodes {
         assert_eq!(
             node.status, "healthy",
             "expected every node healthy: {node:?}"
+        );
+        assert!(
+            (now_ms - 10_000..=now_ms + 1_000).contains(&node.last_seen_timestamp),
+            "expected every healthy member seen within the last 10 s (now {now_ms}): {node:?}"
         );
     }
     let leaders: Vec<&NodeStatus> = h.nodes.iter().filter(|s| s.is_leader).collect();
