@@ -46,6 +46,31 @@ const READY_TIMEOUT: Duration = Duration::from_secs(30);
 const LEADER_TIMEOUT: Duration = Duration::from_secs(20);
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// The first line of every config the demo writes.
+/// The demo's operator credential, in the demo directory (readable by its owner only).
+const TOKEN_FILE: &str = "admin-token";
+
+/// Makes the demo's operator credential at `path` unless it exists: 32 random hex digits.
+fn admin_token(path: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok(());
+    }
+    let mut random = [0u8; 16];
+    fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut random))
+        .context("cannot read /dev/urandom for the admin token")?;
+    let token: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    writeln!(file, "{token}").with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
 const CONFIG_HEADER: &str = "# Written by `dolmen demo`; edit freely, it is kept across runs.\n";
 
 /// Runs the demo until Ctrl-C.
@@ -67,6 +92,8 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the dolmen executable")?;
+    let token_file = args.dir.join(TOKEN_FILE);
+    admin_token(&token_file)?;
 
     let addrs = NodeAddrs::consecutive(NODES, args.thrift_port, args.peer_port, args.admin_port);
     let mut specs = Vec::with_capacity(addrs.len());
@@ -78,12 +105,10 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
             ..NodeFiles::flat(&args.dir, i)
         };
         if !files.config.exists() {
-            render::write(
-                &files.config,
-                CONFIG_HEADER,
-                &replicated_node(i, &addrs, &args.dir),
-            )
-            .with_context(|| format!("cannot write {}", files.config.display()))?;
+            let mut config = replicated_node(i, &addrs, &args.dir);
+            config.server.admin_token_file = token_file.clone();
+            render::write(&files.config, CONFIG_HEADER, &config)
+                .with_context(|| format!("cannot write {}", files.config.display()))?;
         }
         // Each run starts a fresh log.
         fs::write(&files.log, "")
@@ -130,12 +155,15 @@ fn serve(args: &DemoArgs, cluster: &mut LocalCluster) -> anyhow::Result<()> {
         );
     }
     println!(
-        "Try:\n  dolmen set --addr 127.0.0.1:{p} hello world\n  dolmen get --addr 127.0.0.1:{q} hello\n  \
+        "Console: http://127.0.0.1:{a}/ (any node's admin address). The operator credential \
+         (console writes, membership changes) is in {token}:\n  export DOLMEN_ADMIN_TOKEN=$(cat {token})\n\
+         Try:\n  dolmen set --addr 127.0.0.1:{p} hello world\n  dolmen get --addr 127.0.0.1:{q} hello\n  \
          dolmen cluster status --admin 127.0.0.1:{a}\nLogs: {}/node-<i>.log. Ctrl-C stops the cluster.",
         args.dir.display(),
         p = args.thrift_port,
         q = args.thrift_port + 1,
         a = args.admin_port,
+        token = args.dir.join(TOKEN_FILE).display(),
     );
 
     // Run until Ctrl-C / SIGTERM. A node that dies now (say, killed to watch a failover) is

@@ -69,7 +69,7 @@ pub(super) async fn info(State(shared): State<Shared>) -> Json<Info> {
     Json(Info {
         node_id: shared.state.service.cluster().this_node,
         version: env!("CARGO_PKG_VERSION"),
-        commit: option_env!("DOLMEN_GIT_COMMIT").unwrap_or("unknown"),
+        commit: env!("DOLMEN_GIT_COMMIT"),
         mode: if shared.state.raft.is_some() {
             "replicated"
         } else {
