@@ -154,6 +154,25 @@ fn without_the_operator_token_nothing_changes_and_views_stay_open() {
             .is_some_and(|e| e.iter().any(|e| e["kind"] == "leader_change"))
     });
     assert!(observed, "a leader_change event on node {leader}");
+
+    // The terminal view reads the same: every member, the new leader, its followers' lag.
+    let out = Command::new(dolmen_bin())
+        .args(["cluster", "top", "--once", "--endpoints"])
+        .arg(c.admin_endpoint(leader).to_string())
+        .output()
+        .expect("run dolmen cluster top");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    println!("{text}");
+    assert!(text.contains(&format!("leader {other}")), "{text}");
+    for i in 0..3 {
+        assert!(text.contains(&c.thrift_endpoint(i).to_string()), "{text}");
+    }
+    assert!(
+        text.contains("followers:") && text.contains("log lag"),
+        "{text}"
+    );
+    assert!(text.contains("leader_change"), "{text}");
 }
 
 #[test]

@@ -108,6 +108,11 @@ impl AdminClient {
         self.timeout
     }
 
+    /// The credential sent with every request, if any.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// `GET /health`: the process is up.
     ///
     /// # Errors

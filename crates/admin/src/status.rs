@@ -204,6 +204,10 @@ pub struct NodeReport {
     pub id: NodeId,
     /// Thrift address.
     pub client_addr: String,
+    /// Admin address as the member itself reports it (from the membership when it did not
+    /// answer; empty when unknown, and from older servers).
+    #[serde(default)]
+    pub admin_addr: String,
     /// Role, or `unknown`.
     pub role: Role,
     /// Term.

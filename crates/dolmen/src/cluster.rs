@@ -41,6 +41,10 @@ pub enum ClusterCommand {
     /// Compare every replica's state checksum at one applied version; exit 1 if they differ.
     #[command(after_help = EXIT_CODES)]
     Verify(AdminArgs),
+    /// Watch the cluster in the terminal: members, rates, latency, lag and events, redrawn
+    /// every second (the web console's data, for a server without a browser).
+    #[command(after_help = EXIT_CODES)]
+    Top(crate::top::TopArgs),
 }
 
 /// `add-node` flags.
@@ -228,6 +232,17 @@ pub fn run(command: ClusterCommand) -> ExitCode {
                 .await
             }
             ClusterCommand::Verify(a) => verify(&Nodes::new(&a)?).await,
+            ClusterCommand::Top(a) => {
+                let nodes = Nodes::new(&a.admin)?;
+                let clients = nodes
+                    .endpoints
+                    .iter()
+                    .map(|e| nodes.client(e, TIMEOUT))
+                    .collect();
+                crate::top::run(&a, clients)
+                    .await
+                    .map_err(|tried| ClusterError::Unreachable { tried })
+            }
         }
     });
     match result {

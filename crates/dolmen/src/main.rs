@@ -11,6 +11,7 @@ mod demo;
 mod import;
 mod terminal;
 mod token;
+mod top;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

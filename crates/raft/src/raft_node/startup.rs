@@ -154,6 +154,7 @@ impl RaftNode {
         let peer_addr = peer_listener.local_addr()?;
         let status_raft = raft.clone();
         let status_stats = snapshots.clone();
+        let own_admin = options.this.admin_addr.clone();
         let node_id = options.node_id;
         let election_timeout = options.election_timeout;
         let handler = Arc::new(
@@ -168,7 +169,8 @@ impl RaftNode {
                     })
                 })
                 .with_status(Arc::new(move || {
-                    let status = status_of(&status_raft, node_id, &status_stats, election_timeout);
+                    let this = (node_id, own_admin.as_str());
+                    let status = status_of(&status_raft, this, &status_stats, election_timeout);
                     serde_json::to_string(&status).unwrap_or_default()
                 })),
         );

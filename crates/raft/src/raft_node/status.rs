@@ -21,7 +21,7 @@ impl RaftNode {
     pub fn status(&self) -> RaftStatus {
         status_of(
             &self.raft,
-            self.options.node_id,
+            (self.options.node_id, &self.options.this.admin_addr),
             &self.snapshots,
             self.options.election_timeout,
         )
@@ -62,15 +62,16 @@ impl RaftNode {
 }
 
 fn reached(s: RaftStatus) -> NodeReport {
-    let client_addr = s
+    let (client_addr, admin_addr) = s
         .members
         .iter()
         .find(|m| m.id == s.node_id)
-        .map(|m| m.client_addr.clone())
+        .map(|m| (m.client_addr.clone(), m.admin_addr.clone()))
         .unwrap_or_default();
     NodeReport {
         id: s.node_id,
         client_addr,
+        admin_addr,
         role: s.role,
         term: Some(s.term),
         last_log: Some(s.last_log),
@@ -89,6 +90,7 @@ fn unreachable(m: &RaftMember, error: String) -> NodeReport {
     NodeReport {
         id: m.id,
         client_addr: m.client_addr.clone(),
+        admin_addr: m.admin_addr.clone(),
         role: Role::Unknown,
         term: None,
         last_log: None,
@@ -100,12 +102,15 @@ fn unreachable(m: &RaftMember, error: String) -> NodeReport {
 }
 
 /// A node's Raft state from its metrics.
+/// `this` is the node's id and its own admin address (the membership may not know it: a new
+/// cluster's membership names only the initializing node's).
 pub(super) fn status_of(
     raft: &Raft,
-    node_id: NodeId,
+    this: (NodeId, &str),
     snapshots: &SnapshotStats,
     election_timeout: Duration,
 ) -> RaftStatus {
+    let (node_id, own_admin) = this;
     let metrics = raft.metrics();
     let m = metrics.borrow_watched();
     let index = |l: &Option<crate::types::LogId>| l.as_ref().map_or(0, |l| l.index);
@@ -116,7 +121,11 @@ pub(super) fn status_of(
             id,
             client_addr: addr.client_addr.clone(),
             peer_addr: addr.peer_addr.clone(),
-            admin_addr: addr.admin_addr.clone(),
+            admin_addr: if id == node_id && addr.admin_addr.is_empty() {
+                own_admin.to_owned()
+            } else {
+                addr.admin_addr.clone()
+            },
             voter: membership.voter_ids().any(|v| v == id),
             health: follower_health(&m, id, election_timeout).unwrap_or(Health::Unknown),
             matched: m

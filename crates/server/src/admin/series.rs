@@ -406,6 +406,7 @@ mod tests {
         NodeReport {
             id,
             client_addr: String::new(),
+            admin_addr: String::new(),
             role: Role::Follower,
             term: Some(1),
             last_log: Some(committed),
