@@ -15,11 +15,16 @@ CHAOS_RUNS ?= ./chaos-runs
 DURATION ?= 30m
 SEED ?=
 
-.PHONY: deps build run run-standalone test chaos-short chaos chaos-lease chaos-selftest lint fmt bench \
+.PHONY: deps deps-test build run run-standalone test chaos-short chaos chaos-lease chaos-selftest lint fmt bench \
 	thrift-gen clean-data
 
 deps:
 	@bash scripts/install-deps.sh
+
+# What the test suite needs besides the build: a headless Chromium and its driver (the
+# console's browser test).
+deps-test:
+	@bash scripts/install-deps.sh --tests
 
 build: deps
 	$(CARGO) build --workspace --all-targets
@@ -33,7 +38,7 @@ run: build
 run-standalone: build
 	$(DOLMEN) serve --config dolmen.example.toml
 
-test: deps
+test: deps-test
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --all-targets

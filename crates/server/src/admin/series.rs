@@ -226,6 +226,11 @@ impl Series {
             leader: totals.leader,
             followers,
         };
+        // An election comes before the leader change it causes.
+        if totals.elections > previous.elections {
+            let detail = format!("this node campaigned (term {})", totals.term);
+            Self::event(&mut state, "election", detail);
+        }
         if totals.leader != previous.leader {
             let name = |l: Option<NodeId>| l.map_or_else(|| "none".to_owned(), |l| l.to_string());
             let detail = format!(
@@ -235,10 +240,6 @@ impl Series {
                 totals.term
             );
             Self::event(&mut state, "leader_change", detail);
-        }
-        if totals.elections > previous.elections {
-            let detail = format!("this node campaigned (term {})", totals.term);
-            Self::event(&mut state, "election", detail);
         }
         if totals.snapshots.built > previous.snapshots.built {
             let detail = format!("built a snapshot at version {applied}");

@@ -219,6 +219,7 @@ async function poll() {
     render();
   } catch (e) {
     // A rendering bug must not stop the polling; the page keeps its last figures.
+    console.error('dolmen console: rendering failed:', e);
   } finally {
     state.inFlight = false;
   }
@@ -1142,9 +1143,6 @@ function init() {
   poll();
   setInterval(poll, POLL_MS);
 }
-
-// Anything unexpected is shown, not thrown into the console.
-window.addEventListener('unhandledrejection', (e) => { e.preventDefault(); });
 
 if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
 else init();
