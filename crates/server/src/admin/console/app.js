@@ -657,7 +657,10 @@ function renderReplication() {
       if (leader === null) {
         note.textContent = 'Per-follower lag is known by the leader; this node knows no leader right now.';
       } else {
-        const lm = Array.isArray(r.members) ? r.members.find((m) => m.id === leader) : null;
+        // Each member reports its own admin address in /cluster/status; the membership may not know it.
+        const nodes = state.cluster && Array.isArray(state.cluster.nodes) ? state.cluster.nodes : [];
+        const lm = nodes.find((n) => n.id === leader && n.admin_addr) ||
+          (Array.isArray(r.members) ? r.members.find((m) => m.id === leader) : null);
         note.appendChild(document.createTextNode('Per-follower lag is known by the leader: node ' + leader));
         if (lm && lm.admin_addr) {
           note.appendChild(document.createTextNode(' (admin ' + lm.admin_addr + '). '));
