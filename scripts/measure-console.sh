@@ -5,8 +5,8 @@
 #      timed with curl (p50 and max);
 #   2. what an open console costs the write path: `dolmen bench` writes (and reads) at 32 clients
 #      for DURATION seconds with no browser and with a headless Chromium showing the console's
-#      metrics page on the leader, twice each, alternating.
-# Env: KEYS (1000000), DURATION (15), ROUNDS (20), DOLMEN_BIN (release build in the shared target
+#      metrics page on the leader, CYCLES times each, alternating.
+# Env: KEYS (1000000), DURATION (15), ROUNDS (20), CYCLES (3), DOLMEN_BIN (release build in the shared target
 # dir; built when missing), CHROMIUM (chromium), WORK_DIR (a temp dir, deleted at the end unless
 # given). Needs curl and Debian's chromium (scripts/install-deps.sh installs it).
 set -euo pipefail
@@ -15,6 +15,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 KEYS="${KEYS:-1000000}"
 DURATION="${DURATION:-15}"
 ROUNDS="${ROUNDS:-20}"
+CYCLES="${CYCLES:-3}"
 CHROMIUM="${CHROMIUM:-chromium}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dolmen/target}"
 DOLMEN_BIN="${DOLMEN_BIN:-$TARGET_DIR/release/dolmen}"
@@ -89,7 +90,7 @@ stop_pid "$LOAD"
 PIDS=("${PIDS[@]/$LOAD}")
 
 say "2. the write path with no console and with one open (32 clients, ${DURATION}s each)"
-for round in 1 2; do
+for round in $(seq "$CYCLES"); do
   for mode in "no console" "console open"; do
     browser=""
     if [ "$mode" = "console open" ]; then

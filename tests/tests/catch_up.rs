@@ -9,7 +9,7 @@ use dolmen_tests::replicated::{
     check_writes, summarize, unique_prefix, wait_until, Outcome, WriteKind, WriteLoad,
     WriteLoadConfig, APPLY_TIMEOUT, LEADER_TIMEOUT,
 };
-use dolmen_tests::ReplicatedCluster;
+use dolmen_tests::{KvExt, ReplicatedCluster};
 
 /// Keys written while node 2 is down.
 const KEYS: usize = 2000;
@@ -101,4 +101,51 @@ fn restarted_node_catches_up_by_snapshot() {
     let (v, digest) = c.converged_digest(&all, target, Duration::from_secs(60));
     println!("snapshots_installed={installed}; converged at version {v}: {digest}");
     check_writes(&c, &[LAGGARD], &prefix, &records, Duration::from_secs(20));
+}
+
+/// Large commits while a follower is down (issue 18): ten 9 MB commits are 90 MB of log, more
+/// than the 64 MiB a peer message carries. The leader cuts the catch-up into appends of
+/// at most 8 MiB of entries (docs/replication.md §6.3), so the follower catches up from the log
+/// (no snapshot) instead of being refused message after message.
+#[test]
+fn a_follower_down_during_ten_9_mb_commits_catches_up_from_the_log() {
+    const COMMITS: u32 = 10;
+    // 90 values of 100 kB (the value limit): a 9 MB commit (the commit limit is 10 MB).
+    const VALUES_PER_COMMIT: u32 = 90;
+    const VALUE_BYTES: usize = 100_000;
+    let mut c = ReplicatedCluster::builder()
+        .set("mvcc", "retention_window_ms", 600_000)
+        .start();
+    let leader = c.wait_for_leader(LEADER_TIMEOUT);
+    let laggard = (leader + 1) % 3;
+    c.stop(laggard);
+    let prefix = unique_prefix("big-commits");
+    let mut kv = dolmen_tests::connect_buffered(c.thrift_endpoint(leader));
+    for i in 0..COMMITS {
+        let value = vec![b'a' + (i % 26) as u8; VALUE_BYTES];
+        let ops = (0..VALUES_PER_COMMIT)
+            .map(|j| {
+                let key = [prefix.as_slice(), &i.to_be_bytes(), &j.to_be_bytes()].concat();
+                dolmen_tests::client::op_set(&key, &value)
+            })
+            .collect();
+        let rv = kv.read_version();
+        kv.must_commit(rv, ops, vec![]);
+    }
+    let target = c.applied(leader);
+    c.start(laggard);
+    c.wait_ready(laggard, LEADER_TIMEOUT);
+    c.wait_applied_at_least(laggard, target);
+    let installed = c
+        .status(laggard)
+        .raft
+        .map(|r| r.snapshots_installed)
+        .unwrap_or(0);
+    assert_eq!(installed, 0, "caught up from the log, not a snapshot");
+    let all: Vec<usize> = (0..c.node_count()).collect();
+    let (v, digest) = c.converged_digest(&all, target, Duration::from_secs(60));
+    println!(
+        "node {laggard} caught up {COMMITS} commits of {VALUES_PER_COMMIT} x {VALUE_BYTES} bytes \
+         from the log; converged at version {v}: {digest}"
+    );
 }

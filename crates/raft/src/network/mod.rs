@@ -33,9 +33,13 @@ pub use server::{serve, serve_with, IncomingSnapshot, ServeOptions};
 
 pub use crate::types::{Snapshot, SnapshotMeta};
 
-/// The largest gRPC message either side decodes or encodes (a commit is at most 10 MB, WIRE §4;
-/// an append batch of several of them fits).
+/// The largest gRPC message either side decodes or encodes: a commit is at most 10 MB (WIRE
+/// §4), so one entry always fits, and appends are cut at [`APPEND_BATCH_BYTES`].
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+/// Entry bytes in one append request: a batch is cut into requests of at most this much, so a
+/// follower far behind never gets a request over [`MAX_MESSAGE_BYTES`] (one larger entry goes
+/// alone).
+pub const APPEND_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// The largest snapshot data chunk on the wire.
 pub const MAX_SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 

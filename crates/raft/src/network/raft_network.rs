@@ -33,7 +33,9 @@ use tonic::{Code, Request, Response, Status, Streaming};
 use crate::network::client::{is_connect_error, BadPeerAddress, Channels, GrpcClient};
 use crate::network::faults::{admit, decide, gate, FaultAction, PeerFaults};
 use crate::network::wire::{self, pb};
-use crate::network::{NetworkOptions, PeerClient, Snapshot, MAX_SNAPSHOT_CHUNK_BYTES};
+use crate::network::{
+    NetworkOptions, PeerClient, Snapshot, APPEND_BATCH_BYTES, MAX_SNAPSHOT_CHUNK_BYTES,
+};
 use crate::snapshot::SnapshotStats;
 use crate::types::{DolmenRaft, NodeAddr, SnapshotFile, Vote};
 use crate::NodeId;
@@ -225,41 +227,43 @@ where
     S: Stream<Item = AppendEntriesRequest<DolmenRaft>> + Send + Unpin + 'static,
 {
     stream::unfold(
-        (input, None::<pb::AppendEntriesRequest>, stop),
-        move |(mut input, copy, mut stop)| {
+        (input, VecDeque::<pb::AppendEntriesRequest>::new(), stop),
+        move |(mut input, mut queued, mut stop)| {
             let (book, link, faults) = (Arc::clone(&book), Arc::clone(&link), faults.clone());
             async move {
-                if let Some(copy) = copy {
-                    return Some((copy, (input, None, stop)));
+                if let Some(message) = queued.pop_front() {
+                    return Some((message, (input, queued, stop)));
                 }
                 let next = tokio::select! {
                     biased;
                     _ = &mut stop => None,
                     next = next_append(&mut input, &book, &link, faults.as_ref()) => next,
                 };
-                let (message, copy) = next?;
-                Some((message, (input, copy, stop)))
+                let mut queued = next?;
+                let message = queued.pop_front()?;
+                Some((message, (input, queued, stop)))
             }
         },
     )
 }
 
-/// The next request of an append stream, booked and let through the fault hook, with its
-/// second copy if the hook duplicates it; `None` when `input` ends or a request cannot be
-/// encoded (the reason is booked).
+/// The next request of an append stream as the messages that carry it (its parts of at most
+/// [`APPEND_BATCH_BYTES`] of entries, then their copies if the fault hook duplicates it), booked
+/// and let through the fault hook; `None` when `input` ends or a request cannot be encoded (the
+/// reason is booked).
 async fn next_append<S>(
     input: &mut S,
     book: &Mutex<StreamBook>,
     link: &Link,
     faults: Option<&Arc<dyn PeerFaults>>,
-) -> Option<(pb::AppendEntriesRequest, Option<pb::AppendEntriesRequest>)>
+) -> Option<VecDeque<pb::AppendEntriesRequest>>
 where
     S: Stream<Item = AppendEntriesRequest<DolmenRaft>> + Unpin,
 {
     const RPC: &str = "AppendEntries";
     let req = input.next().await?;
-    let message = match wire::append_request_to_pb(&req) {
-        Ok(message) => message,
+    let mut parts: VecDeque<_> = match wire::append_request_to_pb_parts(&req, APPEND_BATCH_BYTES) {
+        Ok(parts) => parts.into(),
         Err(e) => {
             book.lock().failure = Some(format!(
                 "cannot encode AppendEntries for node {}: {e}",
@@ -269,29 +273,45 @@ where
         }
     };
     let fault = decide(faults, link.from, link.target, RPC);
-    book.lock().unanswered.push_back(Sent {
-        at: Instant::now(),
-        copy: false,
-    });
+    let book_parts = |book: &mut StreamBook, copy: bool| {
+        for (i, message) in parts.iter().enumerate() {
+            let bytes: usize = message.entries.iter().map(Vec::len).sum();
+            book.unanswered.push_back(Sent {
+                at: Instant::now(),
+                transfer: transfer_allowance(bytes),
+                copy,
+                part: i + 1 < parts.len(),
+            });
+        }
+    };
+    book_parts(&mut book.lock(), false);
     gate(fault, link.from, link.target, RPC).await;
-    let copy = (fault == FaultAction::Duplicate).then(|| {
+    if fault == FaultAction::Duplicate {
         tracing::debug!(
             from = link.from,
             to = link.target,
             rpc = RPC,
             "fault injection: duplicated"
         );
-        book.lock().unanswered.push_back(Sent {
-            at: Instant::now(),
-            copy: true,
-        });
-        message.clone()
-    });
-    Some((message, copy))
+        book_parts(&mut book.lock(), true);
+        let copies = parts.clone();
+        parts.extend(copies);
+    }
+    Some(parts)
 }
 
-/// The answer half of an append stream: openraft's answers in request order, each within `ttl`
-/// of its request; the copy of a duplicated request is answered too, and that answer dropped.
+/// The slowest transfer an append is allowed before its answer is late: 50 MB/s, so a 10 MB
+/// commit gets 200 ms on top of the soft TTL (which is sized for small requests).
+fn transfer_allowance(bytes: usize) -> Duration {
+    const BYTES_PER_SECOND: f64 = 50e6;
+    Duration::from_secs_f64(bytes as f64 / BYTES_PER_SECOND)
+}
+
+/// The answer half of an append stream: openraft's answers in request order, each due `ttl`
+/// plus its [`transfer_allowance`] after its request was taken or after the previous answer,
+/// whichever is later (requests queue behind each other on the stream: a follower catching up
+/// through many large requests answers them one after the other, and is late only when it
+/// stops answering); the copy of a duplicated request is answered too, and that answer dropped.
 ///
 /// It holds `stop`: when it ends or is dropped, the request half ends too.
 fn append_answers(
@@ -301,12 +321,16 @@ fn append_answers(
     ttl: Duration,
     stop: oneshot::Sender<()>,
 ) -> impl Stream<Item = StreamAnswer> + Send + 'static {
-    stream::unfold(Some((responses, stop)), move |state| {
+    stream::unfold(Some((responses, stop, Instant::now())), move |state| {
         let (book, link) = (Arc::clone(&book), Arc::clone(&link));
         async move {
-            let (mut responses, stop) = state?;
+            let (mut responses, stop, mut last_answer) = state?;
             loop {
-                let due = book.lock().unanswered.front().map(|sent| sent.at + ttl);
+                let due = book
+                    .lock()
+                    .unanswered
+                    .front()
+                    .map(|sent| sent.at.max(last_answer) + ttl + sent.transfer);
                 let next = match due {
                     Some(due) => tokio::time::timeout_at(due, responses.message()).await,
                     // Nothing in flight: wait for the next request's answer, re-checking.
@@ -338,19 +362,18 @@ fn append_answers(
                     }
                     Ok(Ok(Some(message))) => message,
                 };
-                if book
-                    .lock()
-                    .unanswered
-                    .pop_front()
-                    .is_some_and(|sent| sent.copy)
-                {
+                last_answer = Instant::now();
+                let sent = book.lock().unanswered.pop_front();
+                if sent.as_ref().is_some_and(|sent| sent.copy) {
                     continue;
                 }
                 return match wire::stream_result_from_pb(message) {
+                    // A part's success is not an answer: the last part's is.
+                    Ok(Ok(_)) if sent.as_ref().is_some_and(|sent| sent.part) => continue,
                     // A refusal is the last answer.
                     Ok(result) => {
                         let more = result.is_ok();
-                        Some((Ok(result), more.then_some((responses, stop))))
+                        Some((Ok(result), more.then_some((responses, stop, last_answer))))
                     }
                     Err(e) => Some((Err(link.decode_error("AppendStream", e)), None)),
                 };
@@ -374,23 +397,31 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<DolmenRaft>, RaftRpcError> {
         let ttl = option.soft_ttl();
-        let message = wire::append_request_to_pb(&rpc).map_err(|e| {
+        let parts = wire::append_request_to_pb_parts(&rpc, APPEND_BATCH_BYTES).map_err(|e| {
             RPCError::Network(NetworkError::from_string(format!(
                 "cannot encode AppendEntries for node {}: {e}",
                 self.link.target
             )))
         })?;
-        let response = self
-            .unary(
-                "AppendEntries",
-                RPCTypes::AppendEntries,
-                ttl,
-                message,
-                |mut c, m| async move { c.append_entries(request(m, ttl)).await },
-            )
-            .await?;
-        wire::append_response_from_pb(response)
-            .map_err(|e| self.link.decode_error("AppendEntries", e))
+        // The parts one after the other: the first answer that is not a success, or the last.
+        let mut answer = AppendEntriesResponse::Success;
+        for message in parts {
+            let response = self
+                .unary(
+                    "AppendEntries",
+                    RPCTypes::AppendEntries,
+                    ttl,
+                    message,
+                    |mut c, m| async move { c.append_entries(request(m, ttl)).await },
+                )
+                .await?;
+            answer = wire::append_response_from_pb(response)
+                .map_err(|e| self.link.decode_error("AppendEntries", e))?;
+            if !matches!(answer, AppendEntriesResponse::Success) {
+                break;
+            }
+        }
+        Ok(answer)
     }
 
     fn stream_append<'s, S>(
@@ -497,10 +528,16 @@ type StreamAnswer = Result<StreamAppendResult<DolmenRaft>, RaftRpcError>;
 
 /// A request of an append stream that went out (or is held by a fault) and is not answered yet.
 struct Sent {
-    /// When it was taken from openraft's stream: its answer is due `ttl` later.
+    /// When it was taken from openraft's stream: its answer is due `ttl` plus `transfer` later,
+    /// or after the previous answer if that came later.
     at: Instant,
+    /// The time its entries may take on the wire and into the follower's log.
+    transfer: Duration,
     /// The second copy of a duplicated request: its answer is read and dropped.
     copy: bool,
+    /// A part of a request cut in several, not its last: its success is read and dropped (the
+    /// last part's answer is the request's), a refusal is the request's answer.
+    part: bool,
 }
 
 /// What the request and the answer halves of one append stream share.

@@ -75,22 +75,50 @@ fn enc_opt_log_id(id: Option<&LogId>) -> Option<Vec<u8>> {
     id.map(codec::encode_log_id)
 }
 
-/// `AppendEntriesRequest` → protobuf.
+/// `AppendEntriesRequest` → protobuf, as one request.
 pub fn append_request_to_pb(
     req: &AppendEntriesRequest<DolmenRaft>,
 ) -> io::Result<pb::AppendEntriesRequest> {
-    let entries = req
-        .entries
-        .iter()
-        .map(codec::encode_entry)
-        .collect::<io::Result<Vec<_>>>()?;
-    Ok(pb::AppendEntriesRequest {
+    let mut parts = append_request_to_pb_parts(req, usize::MAX)?;
+    parts
+        .pop()
+        .ok_or_else(|| io::Error::other("an append encodes to at least one request"))
+}
+
+/// `AppendEntriesRequest` → protobuf requests whose entries total at most `budget` bytes each
+/// (an entry larger than `budget` goes alone), so that no request nears the gRPC message limit
+/// (docs/replication.md §6.3). The parts are consecutive appends with the request's vote and
+/// leader commit, each after the previous part's last entry: a follower appends them in order
+/// (a commit index beyond its log waits for the log), and its answer to the last part is its
+/// answer to the whole request. A request without entries is one part.
+pub fn append_request_to_pb_parts(
+    req: &AppendEntriesRequest<DolmenRaft>,
+    budget: usize,
+) -> io::Result<Vec<pb::AppendEntriesRequest>> {
+    let vote = codec::encode_vote(&req.vote);
+    let leader_commit = enc_opt_log_id(req.leader_commit.as_ref());
+    let part = |prev: Option<&LogId>, entries: Vec<Vec<u8>>| pb::AppendEntriesRequest {
         group_id: GROUP_ID,
-        vote: codec::encode_vote(&req.vote),
-        prev_log_id: enc_opt_log_id(req.prev_log_id.as_ref()),
+        vote: vote.clone(),
+        prev_log_id: enc_opt_log_id(prev),
         entries,
-        leader_commit: enc_opt_log_id(req.leader_commit.as_ref()),
-    })
+        leader_commit: leader_commit.clone(),
+    };
+    let mut parts = Vec::new();
+    let mut prev = req.prev_log_id.as_ref();
+    let (mut entries, mut bytes) = (Vec::new(), 0usize);
+    for (i, entry) in req.entries.iter().enumerate() {
+        let encoded = codec::encode_entry(entry)?;
+        if !entries.is_empty() && bytes.saturating_add(encoded.len()) > budget {
+            parts.push(part(prev, std::mem::take(&mut entries)));
+            prev = Some(&req.entries[i - 1].log_id);
+            bytes = 0;
+        }
+        bytes = bytes.saturating_add(encoded.len());
+        entries.push(encoded);
+    }
+    parts.push(part(prev, entries));
+    Ok(parts)
 }
 
 /// Protobuf → `AppendEntriesRequest` (the group is checked by the caller).

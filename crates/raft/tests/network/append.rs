@@ -243,3 +243,44 @@ async fn append_stream_faults_drop_as_a_timeout_and_duplicate_without_extra_answ
     );
     server.stop().await;
 }
+
+#[test]
+fn an_append_cut_in_parts_chains_them_and_keeps_vote_and_commit() {
+    use dolmen_raft::network::wire::{append_request_to_pb, append_request_to_pb_parts};
+    let req = append_at(1, 5);
+    let whole = append_request_to_pb(&req).expect("encode");
+    assert_eq!(
+        append_request_to_pb_parts(&req, usize::MAX).expect("encode"),
+        vec![whole.clone()]
+    );
+    // A budget below one entry: one entry a part, each after the previous part's last entry.
+    let parts = append_request_to_pb_parts(&req, 1).expect("encode");
+    assert_eq!(parts.len(), 5);
+    for (i, part) in parts.iter().enumerate() {
+        assert_eq!(part.entries, vec![whole.entries[i].clone()], "part {i}");
+        let prev = append_request_to_pb(&append_at(1 + i as u64, 1))
+            .expect("encode")
+            .prev_log_id;
+        assert_eq!(part.prev_log_id, prev, "part {i}");
+        assert_eq!(
+            (&part.vote, &part.leader_commit),
+            (&whole.vote, &whole.leader_commit)
+        );
+    }
+    // Two entries fit a budget of two entries' bytes: parts of 2, 2 and 1.
+    let two = whole.entries[0].len() + whole.entries[1].len();
+    let sizes: Vec<usize> = append_request_to_pb_parts(&req, two)
+        .expect("encode")
+        .iter()
+        .map(|p| p.entries.len())
+        .collect();
+    assert_eq!(sizes, vec![2, 2, 1]);
+    // A heartbeat (no entries) is one part.
+    let heartbeat = append_at(1, 0);
+    assert_eq!(
+        append_request_to_pb_parts(&heartbeat, 1)
+            .expect("encode")
+            .len(),
+        1
+    );
+}
