@@ -394,11 +394,22 @@ fn metrics_move_under_load_and_a_paused_followers_lag_grows_then_drains() {
     });
     assert!(drained, "its lag drains once it runs: {}", scrape());
 
-    // The console's series saw the same: a sample with the follower behind.
-    let series = leader_admin
-        .json::<Value>(Method::GET, "/console/series", None)
-        .expect("/console/series");
-    let samples = series["samples"].as_array().expect("samples");
+    // The console's series samples once a second: keep writing until a sample shows commits.
+    let mut i = 0u32;
+    let mut series = Value::Null;
+    let seen = wait_until(Duration::from_secs(10), || {
+        for _ in 0..20 {
+            kv.must_set(&[prefix.as_slice(), b"s", &i.to_be_bytes()].concat(), b"v");
+            i += 1;
+        }
+        series = leader_admin
+            .json::<Value>(Method::GET, "/console/series", None)
+            .expect("/console/series");
+        series["samples"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["commits_per_s"].as_f64() > Some(0.0)))
+    });
+    let samples = series["samples"].as_array().cloned().unwrap_or_default();
     let max_lag = samples
         .iter()
         .flat_map(|s| s["followers"].as_array().cloned().unwrap_or_default())
@@ -409,7 +420,5 @@ fn metrics_move_under_load_and_a_paused_followers_lag_grows_then_drains() {
         "series: {} samples, max log lag of {follower}: {max_lag:?}",
         samples.len()
     );
-    assert!(samples
-        .iter()
-        .any(|s| s["commits_per_s"].as_f64() > Some(0.0)));
+    assert!(seen, "a sample with commits per second: {series}");
 }

@@ -38,11 +38,13 @@
 //!    does) so the reply, or the exception for a bad request, is framed too.
 
 mod checked;
+mod idle;
 mod scanner;
 #[cfg(test)]
 mod test_util;
 mod unknown_method;
 
+pub use self::idle::{IdleDecoder, IdleMakeCodec};
 pub use self::unknown_method::{MaybeUnknown, UnknownMethodService};
 
 use std::{
@@ -97,6 +99,10 @@ pub struct SafeCodecLimits {
     /// closed with a protocol error; `None` = no bound. Default `None` (the server sets
     /// `[server] read_timeout_ms`).
     pub read_timeout: Option<Duration>,
+    /// A connection on which no request starts within this long is closed (see
+    /// [`IdleMakeCodec`]); `None` = never. Default `None` (the server sets `[server]
+    /// idle_timeout_ms`).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl Default for SafeCodecLimits {
@@ -106,6 +112,7 @@ impl Default for SafeCodecLimits {
             max_depth: 64,
             max_collection_len: 1_000_000,
             read_timeout: None,
+            idle_timeout: None,
         }
     }
 }
@@ -142,6 +149,8 @@ pub struct ConnectionStats {
     pub accepted: AtomicU64,
     /// Connections refused past the cap since start.
     pub refused: AtomicU64,
+    /// Connections closed because no request arrived within the idle timeout.
+    pub idle_closed: AtomicU64,
 }
 
 /// Counts one connection as open until dropped (held by its decoder).

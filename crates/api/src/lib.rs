@@ -49,10 +49,15 @@ where
         codec::UnknownMethodService::new(gen::TransactionalKvServer::from_handler(handler));
     type Request = codec::MaybeUnknown<gen::TransactionalKvRequestRecv>;
     volo_thrift::server::Server::<_, _, Request, _, _>::new(service)
-        .make_codec(volo_thrift::codec::default::DefaultMakeCodec::new(
-            SafeMakeCodec::new(limits)
-                .with_max_connections(max_connections)
-                .with_connection_stats(connections),
+        .make_codec(codec::IdleMakeCodec::new(
+            volo_thrift::codec::default::DefaultMakeCodec::new(
+                SafeMakeCodec::new(limits)
+                    .with_max_connections(max_connections)
+                    .with_connection_stats(connections.clone()),
+            ),
+            limits.idle_timeout,
+            limits.read_timeout,
+            connections,
         ))
         .register_shutdown_hook(move || Box::pin(before_drain))
         .run(ShutdownIncoming::new(listener, shutdown))

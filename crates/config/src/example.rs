@@ -112,6 +112,9 @@ max_message_bytes = 16777216
 # A request must arrive whole within this long of its first byte, or the connection is
 # closed; 0 = no bound.
 read_timeout_ms = 30000
+# A client connection on which no request starts for this long is closed (clients that
+# never close theirs then cannot fill max_connections); 0 = never.
+idle_timeout_ms = 3600000
 # The admin API's operator credential (Authorization: Bearer <token>), at least 16
 # characters: membership changes, snapshots, backups and the console's data writes need it.
 # Empty = none: the node warns at start, and the console cannot write. Or name a file

@@ -345,6 +345,11 @@ pub struct ServerConfig {
     /// `read_timeout_ms`: a request must arrive whole within this long of its first byte, or
     /// the connection is closed. `0` = no bound. Default `30000`.
     pub read_timeout_ms: u64,
+    /// `idle_timeout_ms`: a client connection on which no request starts for this long is
+    /// closed, so clients that never close theirs cannot fill `max_connections`. `0` = never.
+    /// Default `3600000` (an hour: long enough for pools that sit idle between bursts; clients
+    /// must reconnect after it, as after any server restart).
+    pub idle_timeout_ms: u64,
     /// `admin_token`: the operator credential of the admin API (`Authorization: Bearer`): every
     /// request that changes state, and `GET /backup`, must carry it. Empty = none: membership
     /// and snapshot requests stay open (a warning is logged at start) and data writes from the
@@ -368,6 +373,7 @@ impl Default for ServerConfig {
             max_connections: 4096,
             max_message_bytes: 16 * 1024 * 1024,
             read_timeout_ms: 30_000,
+            idle_timeout_ms: 3_600_000,
             admin_token: String::new(),
             admin_token_file: PathBuf::new(),
             admin_view_token: String::new(),

@@ -73,47 +73,51 @@ impl Frame {
             "\n{:>4}  {:<21}  {:<9}  {:>5}  {:>10}  {:>10}  {:>7}  health",
             "node", "client", "role", "term", "committed", "applied", "lag"
         );
-        match &self.cluster {
-            Some(c) => {
-                for n in &c.nodes {
+        let rows: Vec<[String; 8]> = match &self.cluster {
+            Some(c) => c
+                .nodes
+                .iter()
+                .map(|n| {
                     let lag = c
                         .leader_last_log
                         .zip(n.applied)
                         .map(|(l, a)| l.saturating_sub(a));
-                    let _ = writeln!(
-                        out,
-                        "{:>4}  {:<21}  {:<9}  {:>5}  {:>10}  {:>10}  {:>7}  {}{}",
-                        n.id,
-                        n.client_addr,
-                        n.role.as_str(),
+                    let error = n.error.as_deref().map(|e| format!(" ({e})"));
+                    [
+                        n.id.to_string(),
+                        n.client_addr.clone(),
+                        n.role.as_str().to_owned(),
                         num(n.term),
                         num(n.committed),
                         num(n.applied),
                         num(lag),
-                        n.health.as_str(),
-                        n.error
-                            .as_deref()
-                            .map(|e| format!(" ({e})"))
-                            .unwrap_or_default(),
-                    );
-                }
-            }
-            None => {
-                for m in &s.members {
-                    let _ = writeln!(
-                        out,
-                        "{:>4}  {:<21}  {:<9}  {:>5}  {:>10}  {:>10}  {:>7}  {}",
-                        m.id,
-                        m.client_addr,
-                        m.role.as_str(),
-                        s.term,
-                        "-",
-                        s.applied_version,
-                        "-",
-                        m.health.as_str()
-                    );
-                }
-            }
+                        format!("{}{}", n.health.as_str(), error.unwrap_or_default()),
+                    ]
+                })
+                .collect(),
+            None => s
+                .members
+                .iter()
+                .map(|m| {
+                    [
+                        m.id.to_string(),
+                        m.client_addr.clone(),
+                        m.role.as_str().to_owned(),
+                        s.term.to_string(),
+                        "-".to_owned(),
+                        s.applied_version.to_string(),
+                        "-".to_owned(),
+                        m.health.as_str().to_owned(),
+                    ]
+                })
+                .collect(),
+        };
+        for [id, client, role, term, committed, applied, lag, health] in rows {
+            let _ = writeln!(
+                out,
+                "{id:>4}  {client:<21}  {role:<9}  {term:>5}  {committed:>10}  {applied:>10}  \
+                 {lag:>7}  {health}"
+            );
         }
         let Some(series) = &self.series else {
             let _ = writeln!(

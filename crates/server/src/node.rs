@@ -312,6 +312,7 @@ fn codec_limits(server: &dolmen_config::ServerConfig) -> SafeCodecLimits {
     SafeCodecLimits {
         max_message_bytes: server.max_message_bytes,
         read_timeout: millis(server.read_timeout_ms),
+        idle_timeout: millis(server.idle_timeout_ms),
         ..SafeCodecLimits::default()
     }
 }

@@ -111,6 +111,7 @@ impl Collector for NodeMetrics {
             connections_open: connections.open.load(Ordering::Relaxed),
             connections_accepted: load(&connections.accepted),
             connections_refused: load(&connections.refused),
+            connections_idle_closed: load(&connections.idle_closed),
             replication,
             horizon_age_seconds: self.series.horizon_age_seconds(engine.horizon),
             engine,
@@ -141,6 +142,7 @@ struct Snapshot {
     connections_open: i64,
     connections_accepted: u64,
     connections_refused: u64,
+    connections_idle_closed: u64,
     /// In replicated mode only.
     replication: Option<Replication>,
     horizon_age_seconds: Option<f64>,
@@ -328,6 +330,12 @@ impl Snapshot {
         )?;
         emit(
             e,
+            "dolmen_client_connections_idle_closed",
+            "Thrift connections closed because no request came within server.idle_timeout_ms.",
+            &ConstCounter::new(self.connections_idle_closed),
+        )?;
+        emit(
+            e,
             "dolmen_mvcc_gc_runs",
             "Garbage-collection passes over the whole keyspace completed.",
             &ConstCounter::new(self.engine.gc_passes),
@@ -441,6 +449,7 @@ mod tests {
                 connections_open: 2,
                 connections_accepted: 5,
                 connections_refused: 1,
+                connections_idle_closed: 4,
                 replication: Some(Replication {
                     apply_lag: 3,
                     followers: vec![(2, 10)],
@@ -518,6 +527,7 @@ mod tests {
             "dolmen_client_connections",
             "dolmen_client_connections_accepted_total",
             "dolmen_client_connections_refused_total",
+            "dolmen_client_connections_idle_closed_total",
             "dolmen_mvcc_gc_runs_total",
             "dolmen_mvcc_gc_deleted_versions_total",
             "dolmen_mvcc_horizon_age_versions",
