@@ -158,4 +158,3 @@ fn a_flood_of_idle_sockets_is_closed_after_the_idle_timeout_and_real_clients_get
     println!("the busy client wrote {writes} times on one connection throughout");
     drop(sockets);
 }
-
