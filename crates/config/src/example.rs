@@ -115,6 +115,9 @@ read_timeout_ms = 30000
 # A client connection on which no request starts for this long is closed (clients that
 # never close theirs then cannot fill max_connections); 0 = never.
 idle_timeout_ms = 3600000
+# Most key and value bytes in one range answer; a page cut by it says has_more and the client
+# reads on from its last key. 0 = no bound.
+max_range_bytes = 8388608
 # The admin API's operator credential (Authorization: Bearer <token>), at least 16
 # characters: membership changes, snapshots, backups and the console's data writes need it.
 # Empty = none: the node warns at start, and the console cannot write. Or name a file

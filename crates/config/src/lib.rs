@@ -350,6 +350,10 @@ pub struct ServerConfig {
     /// Default `3600000` (an hour: long enough for pools that sit idle between bursts; clients
     /// must reconnect after it, as after any server restart).
     pub idle_timeout_ms: u64,
+    /// `max_range_bytes`: most key and value bytes in one `getRange` answer (the first pair
+    /// always goes in); a page cut by it says `has_more`, and the client reads on from its last
+    /// key. `0` = no bound. Default `8388608` (8 MiB: stock clients' frame limits are 16 MB).
+    pub max_range_bytes: usize,
     /// `admin_token`: the operator credential of the admin API (`Authorization: Bearer`): every
     /// request that changes state, and `GET /backup`, must carry it. Empty = none: membership
     /// and snapshot requests stay open (a warning is logged at start) and data writes from the
@@ -374,6 +378,7 @@ impl Default for ServerConfig {
             max_message_bytes: 16 * 1024 * 1024,
             read_timeout_ms: 30_000,
             idle_timeout_ms: 3_600_000,
+            max_range_bytes: 8 * 1024 * 1024,
             admin_token: String::new(),
             admin_token_file: PathBuf::new(),
             admin_view_token: String::new(),

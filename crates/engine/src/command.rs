@@ -15,6 +15,9 @@ pub const MAX_VALUE_BYTES: usize = 100_000;
 pub const MAX_COMMIT_BYTES: usize = 10_000_000;
 /// Largest idempotency client id, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
+/// Most operations in one commit, and most read conflict ranges (WIRE §4): bounds the work of
+/// validating, checking and applying one command on every replica, whatever its byte size.
+pub const MAX_COMMIT_OPERATIONS: usize = 100_000;
 
 /// A change to the state machine, applied at one version.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -317,6 +320,19 @@ impl Transaction {
     /// Runs before proposing and again at apply, so a bad command is rejected the same way
     /// everywhere.
     pub fn validate(&self) -> Result<(), Invalid> {
+        for (field, count) in [
+            ("operations", self.mutations.len()),
+            ("read_conflict_ranges", self.read_conflicts.len()),
+        ] {
+            if count > MAX_COMMIT_OPERATIONS {
+                return Err(Invalid::Argument {
+                    field: field.into(),
+                    problem: format!(
+                        "{count} entries exceed the limit of {MAX_COMMIT_OPERATIONS} per commit"
+                    ),
+                });
+            }
+        }
         let mut total = 0usize;
         for (index, m) in self.mutations.iter().enumerate() {
             let field = |name: &str| format!("operations[{index}].{name}");

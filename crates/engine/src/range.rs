@@ -24,6 +24,9 @@ pub struct RangeSpec {
     pub end_offset: i64,
     /// Maximum number of results; `None` = unlimited.
     pub limit: Option<usize>,
+    /// Most key and value bytes in one answer (the first pair always goes in, whatever its
+    /// size); a page cut by it says `has_more`. `None` = unbounded.
+    pub max_bytes: Option<usize>,
 }
 
 /// One step up: WIRE §3 ("empty → [0x01]; else +1 on the rightmost byte < 0xFF and zero the
@@ -99,6 +102,8 @@ pub struct RangeWalk<'a> {
     empty: bool,
     dropped: usize,
     taken: usize,
+    /// Key and value bytes of the pairs taken.
+    bytes: usize,
 }
 
 impl<'a> RangeWalk<'a> {
@@ -110,7 +115,22 @@ impl<'a> RangeWalk<'a> {
             end: effective_end(&spec.end_key, spec.end_offset),
             dropped: 0,
             taken: 0,
+            bytes: 0,
         }
+    }
+
+    /// Whether a pair of `size` bytes that [`Self::feed`] said to take fits the byte budget
+    /// (counting it when it does): the first pair always fits. When it does not, the page is
+    /// full and more keys follow.
+    pub fn fits(&mut self, size: usize) -> bool {
+        let within = self
+            .spec
+            .max_bytes
+            .is_none_or(|max| self.bytes == 0 || self.bytes.saturating_add(size) <= max);
+        if within {
+            self.bytes = self.bytes.saturating_add(size);
+        }
+        within
     }
 
     /// The effective end key.
@@ -171,8 +191,8 @@ where
         }
         match walk.feed(&key) {
             Step::Skip | Step::Dropped => {}
-            Step::Take => page.items.push((key, value)),
-            Step::MoreAfterLimit => {
+            Step::Take if walk.fits(key.len() + value.len()) => page.items.push((key, value)),
+            Step::Take | Step::MoreAfterLimit => {
                 page.has_more = true;
                 break;
             }
@@ -195,6 +215,7 @@ mod tests {
             begin_offset: 0,
             end_offset: 0,
             limit: Some(1000),
+            max_bytes: None,
         }
     }
 
@@ -254,5 +275,26 @@ mod tests {
         let mut s = spec(b"a", b"c");
         s.end_offset = -1; // effective end "b"
         assert_eq!(got(&walk(&s, data)), ["a"]);
+    }
+
+    #[test]
+    fn a_byte_budget_cuts_the_page_before_the_pair_that_would_pass_it() {
+        let pairs = || (b'a'..=b'e').map(|k| (vec![k], vec![k; 2])); // 3 bytes a pair
+        let mut budget = spec(b"a", b"z");
+        budget.max_bytes = Some(7);
+        let page = walk(&budget, pairs());
+        assert_eq!(page.items.len(), 2, "3 + 3 fit 7, a third pair does not");
+        assert!(page.has_more);
+        budget.max_bytes = Some(1);
+        let page = walk(&budget, pairs());
+        assert_eq!(page.items.len(), 1, "the first pair always goes in");
+        assert!(page.has_more);
+        budget.max_bytes = Some(15);
+        let page = walk(&budget, pairs());
+        assert_eq!(
+            (page.items.len(), page.has_more),
+            (5, false),
+            "all fit exactly"
+        );
     }
 }

@@ -172,8 +172,10 @@ impl Engine {
             if let Some(value) = entry.value {
                 match walk.feed(&entry.key) {
                     Step::Skip | Step::Dropped => {}
-                    Step::Take => page.items.push((entry.key, value)),
-                    Step::MoreAfterLimit => {
+                    Step::Take if walk.fits(entry.key.len() + value.len()) => {
+                        page.items.push((entry.key, value));
+                    }
+                    Step::Take | Step::MoreAfterLimit => {
                         page.has_more = true;
                         break;
                     }

@@ -80,6 +80,8 @@ fn op_strategy() -> impl Strategy<Value = Op> {
         0usize..3,
         -2i64..3,
         prop_oneof![Just(None), (0usize..4).prop_map(Some)],
+        // A byte budget of a few small pairs, or none.
+        prop_oneof![Just(None), (1usize..12).prop_map(Some)],
     )
         .prop_map(
             |(
@@ -90,6 +92,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
                 begin_offset,
                 end_offset,
                 limit,
+                max_bytes,
             )| {
                 RangeSpec {
                     begin_key,
@@ -99,6 +102,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
                     begin_offset,
                     end_offset,
                     limit,
+                    max_bytes,
                 }
             },
         );

@@ -96,6 +96,28 @@ pub enum NodeError {
     AdminToken(#[from] crate::admin::auth::TokenFileError),
 }
 
+/// Says loudly at start which test-only switches are on (docs/SECURITY.md §4): none belongs on
+/// a real cluster.
+fn warn_test_switches(faults: &dolmen_config::FaultsConfig) {
+    let on = [
+        (
+            faults.allow_injection,
+            "[faults] allow_injection: clients may make requests fail",
+        ),
+        (
+            faults.allow_network_faults,
+            "[faults] allow_network_faults: /debug/network-faults may drop and delay peer traffic",
+        ),
+        (
+            faults.unsafe_stale_reads,
+            "[faults] unsafe_stale_reads: linearizable reads are served stale (a planted bug)",
+        ),
+    ];
+    for (_, what) in on.iter().filter(|(on, _)| *on) {
+        tracing::warn!("TEST-ONLY SWITCH ON, not for a real cluster: {what}");
+    }
+}
+
 /// Addresses a started node listens on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Bound {
@@ -120,6 +142,7 @@ pub async fn run(
     on_ready: impl FnOnce(Bound),
 ) -> Result<(), NodeError> {
     let credentials = crate::admin::Credentials::from_config(&config.server)?;
+    warn_test_switches(&config.faults);
     let node_id = config.node_id();
     let data_dir = config.data_dir().join(format!("node-{node_id}"));
     std::fs::create_dir_all(&data_dir).map_err(|source| NodeError::DataDir {
@@ -178,6 +201,8 @@ pub async fn run(
             future_version_wait: Duration::from_millis(config.mvcc.future_version_wait_ms),
             allow_fault_injection: config.faults.allow_injection,
             max_read_concurrency: config.concurrency.max_read_concurrency as usize,
+            max_range_bytes: (config.server.max_range_bytes > 0)
+                .then_some(config.server.max_range_bytes),
         },
     ));
     match &replication {

@@ -31,6 +31,9 @@ pub struct ServiceOptions {
     pub allow_fault_injection: bool,
     /// Most reads reading the engine at once (`0` = no bound); more wait in arrival order.
     pub max_read_concurrency: usize,
+    /// Most key and value bytes in one range answer (`server.max_range_bytes`); `None` = no
+    /// bound. A page cut by it says `has_more`.
+    pub max_range_bytes: Option<usize>,
 }
 
 /// The largest `timeout_seconds` a commit may ask for.
@@ -83,6 +86,11 @@ impl Service {
             options,
             started: Instant::now(),
         }
+    }
+
+    /// The byte budget of one range answer.
+    pub fn max_range_bytes(&self) -> Option<usize> {
+        self.options.max_range_bytes
     }
 
     /// Request counters.

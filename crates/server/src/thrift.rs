@@ -112,7 +112,8 @@ struct RangeFields<'a> {
 }
 
 impl RangeFields<'_> {
-    fn spec(&self) -> Result<RangeSpec, ServiceError> {
+    /// The request's walk, its answer bounded to `max_bytes` of keys and values.
+    fn spec(&self, max_bytes: Option<usize>) -> Result<RangeSpec, ServiceError> {
         let bound = |field: &str, raw: Option<&Bytes>, default: &[u8]| {
             let key = raw.map_or_else(|| default.to_vec(), |b| b.to_vec());
             if key.len() > MAX_KEY_BYTES + 1 {
@@ -147,6 +148,7 @@ impl RangeFields<'_> {
                 Some(n) if n <= 0 => None,
                 Some(n) => usize::try_from(n).ok(),
             },
+            max_bytes,
         })
     }
 }
@@ -440,7 +442,9 @@ impl TransactionalKv for Handler {
             let fields = range_fields!(req);
             let result = async {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
-                self.service.get_range(&cf, fields.spec()?, None).await
+                self.service
+                    .get_range(&cf, fields.spec(self.service.max_range_bytes())?, None)
+                    .await
             }
             .await;
             answer(result.map(range_response))
@@ -465,7 +469,11 @@ impl TransactionalKv for Handler {
                 let cf = column_family("column_family", req.column_family.as_ref())?;
                 let version = wire_version("read_version", req.read_version)?;
                 self.service
-                    .get_range(&cf, fields.spec()?, Some(version))
+                    .get_range(
+                        &cf,
+                        fields.spec(self.service.max_range_bytes())?,
+                        Some(version),
+                    )
                     .await
             }
             .await;

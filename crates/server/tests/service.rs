@@ -52,6 +52,7 @@ async fn fixture() -> Fixture {
             future_version_wait: Duration::from_millis(50),
             allow_fault_injection: true,
             max_read_concurrency: 0,
+            max_range_bytes: None,
         },
     );
     service
@@ -80,6 +81,7 @@ fn range(begin: &[u8], end: &[u8], limit: Option<usize>) -> RangeSpec {
         begin_offset: 0,
         end_offset: 0,
         limit,
+        max_bytes: None,
     }
 }
 

@@ -224,8 +224,9 @@ fn end_of_keyspace() -> Vec<u8> {
 }
 
 impl RangeQuery {
-    /// The walk this page takes: `[begin, end)`, starting after `after` when paging.
-    fn spec(&self) -> Result<RangeSpec, Refusal> {
+    /// The walk this page takes: `[begin, end)`, starting after `after` when paging, within
+    /// `max_bytes` of keys and values.
+    fn spec(&self, max_bytes: Option<usize>) -> Result<RangeSpec, Refusal> {
         let limit = self.limit.unwrap_or(DEFAULT_PAGE);
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(Refusal::invalid(format!(
@@ -266,6 +267,7 @@ impl RangeQuery {
             begin_offset: 0,
             end_offset: 0,
             limit: Some(limit),
+            max_bytes,
         })
     }
 }
@@ -291,8 +293,8 @@ pub(super) async fn range(
     State(shared): State<Shared>,
     Query(q): Query<RangeQuery>,
 ) -> Answer<RangeAnswer> {
-    let spec = q.spec()?;
     let service = &shared.state.service;
+    let spec = q.spec(service.max_range_bytes())?;
     let version = service.read_version().await?;
     let page = service.get_range(&q.cf, spec, Some(version)).await?;
     Ok(Json(RangeAnswer {
@@ -404,35 +406,37 @@ mod tests {
 
     #[test]
     fn a_prefix_walks_exactly_its_keys_and_pages_start_after_the_last_key() {
-        let spec = query(Some("user/"), None, None).spec().unwrap();
+        let spec = query(Some("user/"), None, None).spec(None).unwrap();
         assert_eq!(spec.begin_key, b"user/");
         assert_eq!(spec.end_key, b"user0");
         assert!(spec.begin_or_equal);
         assert_eq!(spec.limit, Some(DEFAULT_PAGE));
-        let next = query(Some("user/"), None, Some("user/7")).spec().unwrap();
+        let next = query(Some("user/"), None, Some("user/7"))
+            .spec(None)
+            .unwrap();
         assert_eq!(next.begin_key, b"user/7");
         assert!(!next.begin_or_equal);
         assert_eq!(prefix_end(&[0x61, 0xFF]), Some(vec![0x62]));
         assert_eq!(prefix_end(&[0xFF, 0xFF]), None);
-        let all = query(None, None, None).spec().unwrap();
+        let all = query(None, None, None).spec(None).unwrap();
         assert_eq!(all.begin_key, b"");
         assert_eq!(all.end_key, end_of_keyspace());
     }
 
     #[test]
     fn bad_queries_are_refused_naming_the_field() {
-        let both = query(Some("a"), Some("b"), None).spec().unwrap_err();
+        let both = query(Some("a"), Some("b"), None).spec(None).unwrap_err();
         assert_eq!(both.code(), Some(dolmen_admin::ErrorCode::InvalidRequest));
         let mut hex = query(Some("zz"), None, None);
         hex.encoding = Encoding::Hex;
-        let refusal = hex.spec().unwrap_err();
+        let refusal = hex.spec(None).unwrap_err();
         assert!(
             format!("{refusal:?}").contains("prefix: not hexadecimal"),
             "{refusal:?}"
         );
         let mut big = query(None, None, None);
         big.limit = Some(MAX_PAGE + 1);
-        assert!(big.spec().is_err());
+        assert!(big.spec(None).is_err());
     }
 
     #[test]
