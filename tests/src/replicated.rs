@@ -65,6 +65,9 @@ pub struct ReplicatedBuilder {
     initial: Option<usize>,
     /// Later nodes get `[consensus] join` = the initial nodes' admin addresses.
     joining: bool,
+    /// Peers speak mutual TLS with certificates of a throwaway CA; the nodes listed here get a
+    /// certificate of another CA instead (strangers).
+    tls: Option<Vec<usize>>,
 }
 
 impl Default for ReplicatedBuilder {
@@ -82,6 +85,7 @@ impl ReplicatedBuilder {
             per_node: Vec::new(),
             initial: None,
             joining: false,
+            tls: None,
         }
         .set("consensus", "election_timeout_ms", 500)
         .set("consensus", "heartbeat_interval_ms", 100)
@@ -111,6 +115,13 @@ impl ReplicatedBuilder {
     /// `[consensus] join` lists the initial nodes' admin addresses.
     pub fn joining(mut self) -> Self {
         self.joining = true;
+        self
+    }
+
+    /// Peers speak mutual TLS (`[tls]`), every node with a certificate of one throwaway CA but
+    /// the `strangers`, whose certificates another CA signed.
+    pub fn tls(mut self, strangers: &[usize]) -> Self {
+        self.tls = Some(strangers.to_vec());
         self
     }
 
@@ -181,9 +192,30 @@ impl ReplicatedBuilder {
         let mut specs = Vec::with_capacity(self.nodes);
         let mut election_timeout = Duration::from_millis(1000);
         let mut admin_token = None;
+        let cas = self.tls.as_ref().map(|_| {
+            let ca = |name| dolmen_testkit::TestCa::new(name).unwrap_or_else(|e| panic!("{e}"));
+            (ca("the cluster's CA"), ca("a stranger's CA"))
+        });
         for (i, a) in addrs.iter().enumerate() {
             let files = NodeFiles::flat(dir.path(), i);
-            let config = self.config(i, &addrs, &files.data);
+            let mut config = self.config(i, &addrs, &files.data);
+            if let (Some((cluster, other)), Some(strangers)) = (&cas, &self.tls) {
+                let ca = if strangers.contains(&i) {
+                    other
+                } else {
+                    cluster
+                };
+                // The CA file each node trusts is the cluster's: strangers only sign wrongly.
+                let tls = ca
+                    .write_node(dir.path(), i)
+                    .unwrap_or_else(|e| panic!("node {i}'s certificate: {e}"));
+                config.tls = dolmen_testkit::config::TlsConfig {
+                    ca_file: dir.path().join("cluster-ca.pem"),
+                    ..tls
+                };
+                std::fs::write(&config.tls.ca_file, cluster.ca_pem())
+                    .unwrap_or_else(|e| panic!("the cluster CA: {e}"));
+            }
             if i == 0 {
                 election_timeout = Duration::from_millis(config.consensus.election_timeout_ms);
                 admin_token = Some(config.server.admin_token.clone()).filter(|t| !t.is_empty());
@@ -199,7 +231,11 @@ impl ReplicatedBuilder {
         // The cluster owns every process from here on: a panic below still kills them.
         let all: Vec<usize> = (0..self.initial.unwrap_or(self.nodes)).collect();
         cluster.start_many(&all);
-        cluster.wait_all_ready(LEADER_TIMEOUT);
+        // A stranger (a certificate of another CA) never hears from a leader.
+        let strangers = self.tls.unwrap_or_default();
+        for i in all.iter().filter(|i| !strangers.contains(i)) {
+            cluster.wait_ready(*i, LEADER_TIMEOUT);
+        }
         cluster
     }
 }

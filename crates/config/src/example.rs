@@ -147,6 +147,14 @@ allow_network_faults = false
 # from local state. Never on a real cluster.
 unsafe_stale_reads = false
 
+[tls]
+# Mutual TLS on the peer (Raft) port: the cluster CA's certificate and this node's certificate
+# (naming dolmen-peer) and key, PEM. All three set: a peer without a certificate the CA signed
+# is refused at the handshake. None set: plaintext, with a warning at start.
+ca_file = ""
+cert_file = ""
+key_file = ""
+
 # RocksDB tuning: each key sets the RocksDB option it is named after (docs/configuration.md).
 [bloom_filter]
 # Build a whole-key Bloom filter into every SST file.

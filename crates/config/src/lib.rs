@@ -60,6 +60,8 @@ pub struct Config {
     pub mvcc: MvccConfig,
     /// `[faults]`: whether the `setFaultInjection` RPC is allowed.
     pub faults: FaultsConfig,
+    /// `[tls]`: mutual TLS between peers.
+    pub tls: TlsConfig,
     /// `[bloom_filter]`: RocksDB's Bloom filters.
     pub bloom_filter: BloomFilterConfig,
     /// `[compression]`: RocksDB's block compression per level.
@@ -408,6 +410,27 @@ impl Default for MvccConfig {
             compaction_interval_ms: 1000,
             future_version_wait_ms: 1000,
         }
+    }
+}
+
+/// `[tls]`: mutual TLS on the peer port (docs/SECURITY.md §1). All three files set: peers speak
+/// TLS, each presents its certificate, and a peer whose certificate the cluster CA did not sign
+/// is refused at the handshake. None set: plaintext, with a warning at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [tls] table")]
+pub struct TlsConfig {
+    /// `ca_file`: the cluster CA's certificate (PEM), which signs every member's.
+    pub ca_file: PathBuf,
+    /// `cert_file`: this node's certificate (PEM), naming `dolmen-peer`.
+    pub cert_file: PathBuf,
+    /// `key_file`: its private key (PEM).
+    pub key_file: PathBuf,
+}
+
+impl TlsConfig {
+    /// Whether mutual TLS is configured (all three files).
+    pub fn enabled(&self) -> bool {
+        !self.ca_file.as_os_str().is_empty()
     }
 }
 

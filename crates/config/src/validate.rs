@@ -38,7 +38,28 @@ impl Config {
         self.validate_database()?;
         self.validate_rocksdb()?;
         self.validate_mvcc()?;
+        self.validate_tls()?;
         Ok(())
+    }
+
+    fn validate_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.tls;
+        let set = [
+            ("tls.ca_file", &t.ca_file),
+            ("tls.cert_file", &t.cert_file),
+            ("tls.key_file", &t.key_file),
+        ];
+        let given = set
+            .iter()
+            .filter(|(_, p)| !p.as_os_str().is_empty())
+            .count();
+        match set.iter().find(|(_, p)| p.as_os_str().is_empty()) {
+            Some((key, _)) if given > 0 => Err(ConfigError::invalid(
+                key,
+                "set tls.ca_file, tls.cert_file and tls.key_file together (or none of them)",
+            )),
+            _ => Ok(()),
+        }
     }
 
     fn validate_server(&self) -> Result<(), ConfigError> {

@@ -39,6 +39,10 @@ pub struct DemoArgs {
     /// First admin HTTP port.
     #[arg(long, default_value_t = 9190)]
     pub admin_port: u16,
+    /// Peers speak plaintext instead of mutual TLS with the demo's own CA (for comparing the
+    /// two; applies to the configs this run writes).
+    #[arg(long)]
+    pub plaintext_peers: bool,
 }
 
 const NODES: u16 = 3;
@@ -96,6 +100,10 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     admin_token(&token_file)?;
 
     let addrs = NodeAddrs::consecutive(NODES, args.thrift_port, args.peer_port, args.admin_port);
+    // One throwaway CA for the demo's peers, made when the configs are.
+    let ca = (!args.plaintext_peers)
+        .then(|| dolmen_testkit::TestCa::new("dolmen demo CA"))
+        .transpose()?;
     let mut specs = Vec::with_capacity(addrs.len());
     for (i, a) in addrs.iter().enumerate() {
         // Every node's base_path is the demo directory (a replicated node keeps its data in
@@ -107,6 +115,12 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         if !files.config.exists() {
             let mut config = replicated_node(i, &addrs, &args.dir);
             config.server.admin_token_file = token_file.clone();
+            if let Some(ca) = &ca {
+                let certs = args.dir.join("certs");
+                fs::create_dir_all(&certs)
+                    .with_context(|| format!("cannot create {}", certs.display()))?;
+                config.tls = ca.write_node(&certs, i)?;
+            }
             render::write(&files.config, CONFIG_HEADER, &config)
                 .with_context(|| format!("cannot write {}", files.config.display()))?;
         }

@@ -94,6 +94,16 @@ pub enum NodeError {
     /// The admin API's operator token could not be read from its file.
     #[error(transparent)]
     AdminToken(#[from] crate::admin::auth::TokenFileError),
+    /// A `[tls]` file could not be read.
+    #[error("{key} {}: {source}", path.display())]
+    TlsFile {
+        /// The setting.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
 }
 
 /// Says loudly at start which test-only switches are on (docs/SECURITY.md §4): none belongs on
@@ -450,8 +460,36 @@ async fn start_raft(
         },
         fingerprint: format!("cf={}", config.database.column_families.join(",")),
         faults: network_faults.map(|f| f as Arc<dyn dolmen_raft::network::PeerFaults>),
+        tls: peer_tls(&config.tls)?,
     };
     Ok(RaftNode::start(engine.clone(), options, peer_listener).await?)
+}
+
+/// The peer port's mutual TLS from `[tls]`, or plaintext (with a warning) when it names no
+/// files.
+fn peer_tls(
+    tls: &dolmen_config::TlsConfig,
+) -> Result<Option<dolmen_raft::network::PeerTls>, NodeError> {
+    if !tls.enabled() {
+        tracing::warn!(
+            "the peer (Raft) port is plaintext and unauthenticated: anyone who reaches it can \
+             vote, append and install snapshots; set [tls] ca_file, cert_file and key_file \
+             (docs/SECURITY.md)"
+        );
+        return Ok(None);
+    }
+    let read = |key: &'static str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|source| NodeError::TlsFile {
+            key,
+            path: path.to_owned(),
+            source,
+        })
+    };
+    Ok(Some(dolmen_raft::network::PeerTls {
+        ca: read("tls.ca_file", &tls.ca_file)?,
+        cert: read("tls.cert_file", &tls.cert_file)?,
+        key: read("tls.key_file", &tls.key_file)?,
+    }))
 }
 
 /// `host:port` with the host of `endpoint` (what peers and clients use to reach this node).

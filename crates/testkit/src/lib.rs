@@ -13,6 +13,7 @@ pub mod leader;
 pub mod ports;
 pub mod process;
 pub mod render;
+pub mod tls;
 
 pub use dolmen_config::{self as config, Config};
 
@@ -21,3 +22,4 @@ pub use leader::leader_of;
 pub use ports::{loopback, pick_ports, NodeAddrs, PortError};
 pub use process::{Launch, ProcessError, Ready, ServerProcess, Stopped, READY_PREFIX};
 pub use render::RenderError;
+pub use tls::{TestCa, TlsError, PEER_TLS_NAME};

@@ -68,17 +68,23 @@ impl Channels {
         if let Some(channel) = cache.get(addr) {
             return Ok(channel.clone());
         }
+        let o = &self.options;
         let uri = if addr.contains("://") {
             addr.to_string()
+        } else if o.tls.is_some() {
+            format!("https://{addr}")
         } else {
             format!("http://{addr}")
         };
-        let o = &self.options;
-        let channel = Endpoint::from_shared(uri)
-            .map_err(|e| BadPeerAddress {
-                addr: addr.to_owned(),
-                source: Arc::new(e),
-            })?
+        let refused = |e| BadPeerAddress {
+            addr: addr.to_owned(),
+            source: Arc::new(e),
+        };
+        let mut endpoint = Endpoint::from_shared(uri).map_err(refused)?;
+        if let Some(tls) = &o.tls {
+            endpoint = endpoint.tls_config(tls.client()).map_err(refused)?;
+        }
+        let channel = endpoint
             .connect_timeout(o.connect_timeout)
             .tcp_nodelay(true)
             .http2_keep_alive_interval(o.keepalive_interval)

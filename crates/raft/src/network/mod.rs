@@ -14,6 +14,7 @@
 //! - [`client`]: the channel cache and [`PeerClient`] (follower → leader calls).
 //! - [`raft_network`]: [`GrpcNetworkFactory`], openraft's network over the same channels.
 //! - [`faults`]: the test-only fault hook on outgoing calls.
+//! - [`tls`]: mutual TLS, when the node has certificates.
 //! - [`wire`]: the generated protobuf code and the conversions between it and openraft types.
 
 pub mod client;
@@ -21,6 +22,7 @@ pub mod faults;
 pub mod handler;
 pub mod raft_network;
 pub mod server;
+pub mod tls;
 pub mod wire;
 
 use std::time::Duration;
@@ -30,6 +32,7 @@ pub use faults::{FaultAction, PeerFaults};
 pub use handler::{PeerHandler, ProbeInfo, RaftPeerHandler};
 pub use raft_network::{GrpcNetwork, GrpcNetworkFactory};
 pub use server::{serve, serve_with, IncomingSnapshot, ServeOptions};
+pub use tls::{PeerTls, PEER_TLS_NAME};
 
 pub use crate::types::{Snapshot, SnapshotMeta};
 
@@ -57,6 +60,8 @@ pub struct NetworkOptions {
     pub snapshot_chunk_bytes: usize,
     /// Upper bound on a whole snapshot transfer, including the receiver's install.
     pub snapshot_max_duration: Duration,
+    /// Mutual TLS to every peer, when set (`https`); plaintext otherwise.
+    pub tls: Option<PeerTls>,
 }
 
 impl Default for NetworkOptions {
@@ -67,6 +72,7 @@ impl Default for NetworkOptions {
             keepalive_timeout: Duration::from_secs(3),
             snapshot_chunk_bytes: MAX_SNAPSHOT_CHUNK_BYTES,
             snapshot_max_duration: Duration::from_secs(600),
+            tls: None,
         }
     }
 }

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
+use crate::network::tls::PeerTls;
 use crate::network::wire::{self, check_group, pb};
 use crate::network::{PeerHandler, Snapshot, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
 use crate::types::{DolmenRaft, SnapshotFile};
@@ -41,6 +42,9 @@ pub struct ServeOptions {
     pub snapshot_max_duration: Duration,
     /// Cap on the timeout a peer asks for in `Forward` and `ReadIndex`.
     pub max_request_timeout: Duration,
+    /// Mutual TLS, when set: a peer without a certificate the cluster CA signed is refused at
+    /// the handshake.
+    pub tls: Option<PeerTls>,
 }
 
 impl Default for ServeOptions {
@@ -53,6 +57,7 @@ impl Default for ServeOptions {
             snapshot_idle_timeout: Duration::from_secs(30),
             snapshot_max_duration: Duration::from_secs(600),
             max_request_timeout: Duration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -101,7 +106,13 @@ pub async fn serve_with(
     })
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
-    tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &options.tls {
+        builder = builder
+            .tls_config(tls.server())
+            .map_err(|e| io::Error::other(format!("peer server TLS on {local}: {e}")))?;
+    }
+    builder
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(options.keepalive_interval))
         .http2_keepalive_timeout(Some(options.keepalive_timeout))

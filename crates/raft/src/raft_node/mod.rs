@@ -74,6 +74,8 @@ pub struct RaftNodeOptions {
     pub fingerprint: String,
     /// Test-only fault rules for every call this node sends to peers (`None` in production).
     pub faults: Option<Arc<dyn PeerFaults>>,
+    /// Mutual TLS on the peer port and to every peer; plaintext when `None`.
+    pub tls: Option<crate::network::PeerTls>,
 }
 
 /// A running Raft node.

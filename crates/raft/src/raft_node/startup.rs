@@ -94,7 +94,11 @@ impl RaftNode {
                 .is_none();
         let snapshots = state_machine.stats();
         let incoming = state_machine.snapshot_dir();
-        let mut network = GrpcNetworkFactory::new(options.node_id, NetworkOptions::default())
+        let network_options = NetworkOptions {
+            tls: options.tls.clone(),
+            ..NetworkOptions::default()
+        };
+        let mut network = GrpcNetworkFactory::new(options.node_id, network_options)
             .with_snapshot_stats(snapshots.clone());
         if let Some(faults) = &options.faults {
             network = network.with_faults(faults.clone());
@@ -176,11 +180,16 @@ impl RaftNode {
         );
         let (stop_peers, mut stop_rx) = watch::channel(false);
         let incoming = Arc::new(move || incoming.incoming());
+        let serve_options = network::ServeOptions {
+            tls: options.tls.clone(),
+            ..network::ServeOptions::default()
+        };
         let peer_server = tokio::spawn(async move {
             let stop = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
-            if let Err(e) = network::serve(peer_listener, handler, incoming, stop).await {
+            let served = network::serve_with(serve_options, peer_listener, handler, incoming, stop);
+            if let Err(e) = served.await {
                 tracing::error!(error = %e, "the peer server stopped");
             }
         });

@@ -241,6 +241,10 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) async fn start() -> Self {
+        Self::start_with(ServeOptions::default()).await
+    }
+
+    pub(crate) async fn start_with(options: ServeOptions) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -257,9 +261,15 @@ impl Server {
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handler: Arc<dyn PeerHandler> = mock.clone();
-        let task = tokio::spawn(serve(listener, handler, incoming, async move {
-            let _ = stopped.await;
-        }));
+        let task = tokio::spawn(serve_with(
+            options,
+            listener,
+            handler,
+            incoming,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
             mock,

@@ -8,6 +8,7 @@ mod live;
 mod peer_client;
 mod refusals;
 mod snapshot;
+mod tls;
 mod vote;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -20,8 +21,9 @@ use std::time::{Duration, Instant};
 use dolmen_engine::{Command, Outcome, Transaction};
 use dolmen_raft::network::wire::pb;
 use dolmen_raft::network::{
-    serve, FaultAction, GrpcNetwork, GrpcNetworkFactory, IncomingSnapshot, NetworkOptions,
-    PeerFaults, PeerHandler, ProbeInfo, Snapshot, SnapshotMeta,
+    serve, serve_with, FaultAction, GrpcNetwork, GrpcNetworkFactory, IncomingSnapshot,
+    NetworkOptions, PeerFaults, PeerHandler, PeerTls, ProbeInfo, ServeOptions, Snapshot,
+    SnapshotMeta,
 };
 use dolmen_raft::types::{
     DolmenRaft, Entry, EntryPayload, LogId, Membership, NodeAddr, SnapshotFile, Vote,

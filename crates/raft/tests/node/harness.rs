@@ -93,6 +93,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
         },
         fingerprint: spec.fingerprint,
         faults: None,
+        tls: None,
     };
     let raft = RaftNode::start(engine, options, listener)
         .await
