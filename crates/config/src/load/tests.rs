@@ -567,7 +567,8 @@ fn schema_lists_every_section() {
             "performance",
             "reads",
             "rocksdb",
-            "server"
+            "server",
+            "tls"
         ]
     );
     assert!(schema().values().all(Value::is_table));
