@@ -19,9 +19,9 @@ CYCLES="${CYCLES:-3}"
 CHROMIUM="${CHROMIUM:-chromium}"
 TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/dolmen/target}"
 DOLMEN_BIN="${DOLMEN_BIN:-$TARGET_DIR/release/dolmen}"
-THRIFT=39090
-PEER=37090
-ADMIN=39190
+THRIFT=25090
+PEER=22090
+ADMIN=25190
 ENDPOINTS="127.0.0.1:$THRIFT,127.0.0.1:$((THRIFT + 1)),127.0.0.1:$((THRIFT + 2))"
 if [ -n "${WORK_DIR:-}" ]; then mkdir -p "$WORK_DIR"; OWN=0; else WORK_DIR="$(mktemp -d)"; OWN=1; fi
 PIDS=()
