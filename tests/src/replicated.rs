@@ -196,6 +196,12 @@ impl ReplicatedBuilder {
             let ca = |name| dolmen_testkit::TestCa::new(name).unwrap_or_else(|e| panic!("{e}"));
             (ca("the cluster's CA"), ca("a stranger's CA"))
         });
+        // The CA file every node trusts is the cluster's: strangers only sign wrongly.
+        let cluster_ca = dir.path().join("cluster-ca.pem");
+        if let Some((cluster, _)) = &cas {
+            std::fs::write(&cluster_ca, cluster.ca_pem())
+                .unwrap_or_else(|e| panic!("the cluster CA: {e}"));
+        }
         for (i, a) in addrs.iter().enumerate() {
             let files = NodeFiles::flat(dir.path(), i);
             let mut config = self.config(i, &addrs, &files.data);
@@ -205,16 +211,13 @@ impl ReplicatedBuilder {
                 } else {
                     cluster
                 };
-                // The CA file each node trusts is the cluster's: strangers only sign wrongly.
                 let tls = ca
                     .write_node(dir.path(), i)
                     .unwrap_or_else(|e| panic!("node {i}'s certificate: {e}"));
                 config.tls = dolmen_testkit::config::TlsConfig {
-                    ca_file: dir.path().join("cluster-ca.pem"),
+                    ca_file: cluster_ca.clone(),
                     ..tls
                 };
-                std::fs::write(&config.tls.ca_file, cluster.ca_pem())
-                    .unwrap_or_else(|e| panic!("the cluster CA: {e}"));
             }
             if i == 0 {
                 election_timeout = Duration::from_millis(config.consensus.election_timeout_ms);

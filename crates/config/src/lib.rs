@@ -31,7 +31,7 @@ pub use tuning::{
     CompressionConfig, ConcurrencyConfig, LogLevel, LoggingConfig, MemoryConfig, PerformanceConfig,
     SettingNameError, StatisticsLevel,
 };
-pub use validate::{split_endpoint, EndpointError};
+pub use validate::{check_token, split_endpoint, EndpointError, MIN_TOKEN_LEN};
 
 /// The whole node configuration: one struct per TOML section.
 ///

@@ -390,13 +390,13 @@ pub fn split_endpoint(endpoint: &str) -> Result<(&str, u16), EndpointError> {
 }
 
 /// The shortest admin credential accepted.
-pub(crate) const MIN_TOKEN_LEN: usize = 16;
+pub const MIN_TOKEN_LEN: usize = 16;
 
 /// An admin credential: empty (none), or at least [`MIN_TOKEN_LEN`] visible ASCII characters.
 ///
 /// # Errors
 /// What is wrong with it, naming `key` (never echoing the token).
-pub(crate) fn check_token(key: &'static str, token: &str) -> Result<(), ConfigError> {
+pub fn check_token(key: &'static str, token: &str) -> Result<(), ConfigError> {
     if token.is_empty() {
         return Ok(());
     }

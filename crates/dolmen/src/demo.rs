@@ -100,8 +100,9 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
     admin_token(&token_file)?;
 
     let addrs = NodeAddrs::consecutive(NODES, args.thrift_port, args.peer_port, args.admin_port);
-    // One throwaway CA for the demo's peers, made when the configs are.
-    let ca = (!args.plaintext_peers)
+    // One throwaway CA for the demo's peers, made only when configs are written.
+    let writes_configs = (0..addrs.len()).any(|i| !NodeFiles::flat(&args.dir, i).config.exists());
+    let ca = (!args.plaintext_peers && writes_configs)
         .then(|| dolmen_testkit::TestCa::new("dolmen demo CA"))
         .transpose()?;
     let mut specs = Vec::with_capacity(addrs.len());

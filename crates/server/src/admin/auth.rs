@@ -33,13 +33,12 @@ pub enum TokenFileError {
         source: std::io::Error,
     },
     /// Its first line is not a valid token.
-    #[error(
-        "server.admin_token_file {path}: the first line must be at least 16 visible ASCII \
-         characters without spaces"
-    )]
+    #[error("server.admin_token_file {path}: its first line {problem}")]
     Invalid {
         /// The file.
         path: String,
+        /// What is wrong with the token (the rule `admin_token` itself follows).
+        problem: String,
     },
 }
 
@@ -70,9 +69,17 @@ fn read_token_file(path: &Path) -> Result<String, TokenFileError> {
         source,
     })?;
     let token = text.lines().next().unwrap_or_default().trim().to_owned();
-    if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(TokenFileError::Invalid { path: shown });
+    let invalid = |problem: String| TokenFileError::Invalid {
+        path: shown.clone(),
+        problem,
+    };
+    if token.is_empty() {
+        return Err(invalid("is empty".to_owned()));
     }
+    dolmen_config::check_token("server.admin_token_file", &token).map_err(|e| match e {
+        dolmen_config::ConfigError::Invalid { problem, .. } => invalid(problem),
+        other => invalid(other.to_string()),
+    })?;
     Ok(token)
 }
 
