@@ -329,6 +329,11 @@ impl ReplicatedCluster {
         self.nodes.spec(i).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Node `i`'s config file (rewrite it, then restart the node, to change a setting).
+    pub fn config_path(&self, i: usize) -> PathBuf {
+        self.spec(i).files.config.clone()
+    }
+
     /// Node `i`'s data directory (`[database] base_path`).
     pub fn data_dir(&self, i: usize) -> PathBuf {
         self.spec(i).files.data.clone()
@@ -466,6 +471,37 @@ impl ReplicatedCluster {
             ),
             Err(e) => panic!("expected node {i} to be running to stop it: {e}"),
         }
+    }
+
+    /// Node `i`'s next starts get `env` in their environment (e.g. `FAILPOINTS`); an empty
+    /// `env` clears it.
+    pub fn set_env(&mut self, i: usize, env: &[(&str, &str)]) {
+        let env = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        self.nodes.set_env(i, env).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Waits up to `timeout` for node `i`'s process to exit by itself (it is down from then
+    /// on); its exit status as text, or `None` when it still runs.
+    ///
+    /// # Panics
+    /// When another node exits by itself meanwhile.
+    pub fn wait_exited(&mut self, i: usize, timeout: Duration) -> Option<String> {
+        let mut status = None;
+        wait_until(timeout, || {
+            for (node, s) in self.nodes.reap_exited() {
+                if node != i {
+                    self.fail(&format!(
+                        "expected only node {i} to exit, node {node} did: {s}"
+                    ));
+                }
+                status = Some(s);
+            }
+            status.is_some()
+        });
+        status
     }
 
     /// Kills node `i` with SIGKILL (a crash) and reaps it.

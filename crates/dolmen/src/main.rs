@@ -218,6 +218,9 @@ fn serve(args: ServeArgs) -> ExitCode {
     for notice in &config.notices {
         tracing::warn!("configuration: {notice}");
     }
+    if let Err(code) = failpoints() {
+        return code;
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("dolmen-worker")
@@ -232,8 +235,12 @@ fn serve(args: ServeArgs) -> ExitCode {
     let node_id = config.node_id();
     let node = dolmen_server::node::run(config, shutdown_signal(), |bound| {
         // The one line tests and scripts wait for (docs/CONTRACTS.md).
+        let tls = bound
+            .thrift_tls
+            .map(|a| format!(" thrift_tls={a}"))
+            .unwrap_or_default();
         println!(
-            "dolmen ready: node={node_id} thrift={} admin={}",
+            "dolmen ready: node={node_id} thrift={} admin={}{tls}",
             bound.thrift, bound.admin
         );
     });
@@ -247,6 +254,27 @@ fn serve(args: ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// Sets the failpoints `FAILPOINTS` names (crash tests, docs/RELIABILITY.md), loudly: each one
+/// set is a test-only switch. `Err` (after printing why, naming the variable) on a bad value.
+fn failpoints() -> Result<(), ExitCode> {
+    use dolmen_engine::failpoint;
+    let Some(spec) = std::env::var_os(failpoint::ENV) else {
+        return Ok(());
+    };
+    let set = failpoint::configure(&spec.to_string_lossy()).map_err(|e| {
+        eprintln!("dolmen: configuration error: {e}");
+        ExitCode::from(2)
+    })?;
+    if !set.is_empty() {
+        tracing::warn!(
+            "TEST-ONLY SWITCH ON, not for a real cluster: {}: {}",
+            failpoint::ENV,
+            set.join("; ")
+        );
+    }
+    Ok(())
 }
 
 /// A single-threaded runtime for the client commands; `None` (after printing why) if it cannot

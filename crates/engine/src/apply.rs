@@ -4,7 +4,8 @@
 //! ```text
 //!   for each (version, command): validate ─▶ dedupe (retry?) ─▶ resolver ─▶ put mutations
 //!       (overlay: this batch's writes, seen by later commands)
-//!   ─▶ + applied_version, horizon, live_keys, extra_meta ─▶ one write ─▶ live cache ─▶ publish
+//!   ─▶ + applied_version, horizon, live_keys, dedupe_entries, extra_meta ─▶ one write
+//!   ─▶ live cache ─▶ publish
 //! ```
 
 use std::sync::atomic::Ordering;
@@ -47,7 +48,7 @@ impl Engine {
             live_cache: &live_cache,
             batch: WriteBatch::default(),
             overlay: Overlay::new(),
-            dedupe: Dedupe::default(),
+            dedupe: Dedupe::new(self.dedupe_entries.load(Ordering::SeqCst)),
             horizon: self.horizon(),
             live_keys: self.live_keys.load(Ordering::SeqCst),
         };
@@ -66,6 +67,7 @@ impl Engine {
         let Applier {
             mut batch,
             overlay,
+            dedupe,
             horizon,
             live_keys,
             ..
@@ -79,13 +81,22 @@ impl Engine {
         );
         batch.put_cf(meta, keys::META_HORIZON, encoding::encode_u64(horizon));
         batch.put_cf(meta, keys::META_LIVE_KEYS, encoding::encode_u64(live_keys));
+        // The count rides with the entries it counts.
+        batch.put_cf(
+            meta,
+            keys::META_DEDUPE_ENTRIES,
+            encoding::encode_u64(dedupe.entries()),
+        );
         for (k, v) in extra_meta {
             batch.put_cf(meta, k, v);
         }
         let mut write = WriteOptions::default();
         // Standalone: the acknowledgement waits for this fsync. Replicated: the log is the WAL.
         write.set_sync(durability == Durability::Sync);
+        crate::failpoint::crash_point(crate::failpoint::APPLY_BEFORE_WRITE);
         self.db.write_opt(batch, &write)?;
+        // Written (and, standalone, fsynced); nothing is published and no caller answered yet.
+        crate::failpoint::crash_point(crate::failpoint::APPLY_AFTER_WRITE);
         for ((cf, key), pending) in overlay {
             if let Ok(prefix) = self.prefix(&cf) {
                 live_cache.insert(keys::key_start(prefix, &key), pending);
@@ -93,6 +104,10 @@ impl Engine {
         }
         // Publish only after the batch is durable/visible: readers at ≤ applied see it whole.
         self.live_keys.store(live_keys, Ordering::SeqCst);
+        self.dedupe_entries
+            .store(dedupe.entries(), Ordering::SeqCst);
+        self.dedupe_expired
+            .fetch_add(dedupe.expired(), Ordering::Relaxed);
         self.horizon.fetch_max(horizon, Ordering::SeqCst);
         self.applied.store(applied, Ordering::SeqCst);
         Ok(outcomes)
@@ -123,6 +138,15 @@ impl Applier<'_> {
                 Ok(Outcome::Applied)
             }
             Command::Commit(tx) => self.commit(version, tx),
+            Command::ExpireIdempotency { before, limit } => {
+                // Capped at the horizon (deterministic: the horizon at this log position), so
+                // a retry of an expired commit that read anything is TRANSACTION_TOO_OLD, never
+                // applied a second time (docs/engine-format.md invariant 9).
+                let before = (*before).min(self.horizon);
+                self.dedupe
+                    .expire(self.engine, &mut self.batch, before, *limit)?;
+                Ok(Outcome::Applied)
+            }
         }
     }
 
@@ -135,23 +159,32 @@ impl Applier<'_> {
                 return Ok(Outcome::Rejected(invalid));
             }
         }
-        if let Some(token) = &tx.idempotency {
-            if let Some((latest, outcome)) = self.dedupe.latest(self.engine, &token.client_id)? {
-                if latest == token.sequence {
-                    return Ok(outcome); // a retry: the first outcome, nothing applied twice
-                }
-                if latest > token.sequence {
-                    return Ok(Outcome::Rejected(Invalid::StaleSequence {
-                        sequence: token.sequence,
-                        latest,
-                    }));
-                }
+        let previous = match &tx.idempotency {
+            Some(token) => self.dedupe.latest(self.engine, &token.client_id)?,
+            None => None,
+        };
+        if let (Some(token), Some(entry)) = (&tx.idempotency, &previous) {
+            if entry.sequence == token.sequence {
+                // a retry: the first outcome, nothing applied twice
+                return Ok(entry.outcome.clone());
+            }
+            if entry.sequence > token.sequence {
+                return Ok(Outcome::Rejected(Invalid::StaleSequence {
+                    sequence: token.sequence,
+                    latest: entry.sequence,
+                }));
             }
         }
         let outcome = self.check_and_write(version, tx)?;
         if let Some(token) = &tx.idempotency {
-            self.dedupe
-                .record(self.engine, &mut self.batch, token, &outcome)?;
+            self.dedupe.record(
+                self.engine,
+                &mut self.batch,
+                token,
+                version,
+                &outcome,
+                previous.as_ref(),
+            )?;
         }
         Ok(outcome)
     }

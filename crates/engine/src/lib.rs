@@ -17,6 +17,7 @@ mod dedupe;
 pub mod encoding;
 mod engine;
 mod error;
+pub mod failpoint;
 mod gc;
 mod keys;
 mod live_cache;
@@ -30,8 +31,8 @@ mod transfer;
 pub use backup::{BackupRecord, Checksum, RecordRef, TruncatedRecord, VisibleExport};
 pub use command::{
     check_key, check_value, stamp_buffer, versionstamp, Command, IdempotencyToken, Invalid,
-    KeyRange, Mutation, Outcome, Transaction, MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES,
-    MAX_COMMIT_OPERATIONS, MAX_KEY_BYTES, MAX_VALUE_BYTES, VERSIONSTAMP_LEN,
+    KeyRange, Mutation, Outcome, Transaction, EXPIRE_IDEMPOTENCY_LIMIT, MAX_CLIENT_ID_BYTES,
+    MAX_COMMIT_BYTES, MAX_COMMIT_OPERATIONS, MAX_KEY_BYTES, MAX_VALUE_BYTES, VERSIONSTAMP_LEN,
 };
 pub use encoding::{DecodeError, EncodeError};
 pub use engine::Engine;

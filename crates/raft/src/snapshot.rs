@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! file    = header ‖ record* ‖ end
-//! header  = "DOLMSNAP" ‖ be32 format (2) ‖ be32 len ‖ codec::encode_snapshot_meta(meta)
+//! header  = "DOLMSNAP" ‖ be32 format (3) ‖ be32 len ‖ codec::encode_snapshot_meta(meta)
 //! record  = u8 section (1 = meta, 2 = data) ‖ be32 len ‖ key ‖ be32 len ‖ value
 //! end     = u8 0 ‖ be64 record count ‖ be32 crc32 (crc32fast) of every byte before it
 //! ```
@@ -17,16 +17,21 @@ use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use dolmen_engine::{Record, Section};
+use dolmen_engine::{failpoint, Record, Section};
 
 use crate::codec::{self, SnapshotMeta};
 use crate::types::SnapshotFile;
 
 /// The first bytes of every snapshot file.
 pub const MAGIC: &[u8; 8] = b"DOLMSNAP";
-/// The file format this module writes and reads. 2: the header meta and the `meta` records are
-/// in docs/encoding.md's version 1 (format 1 held the interim `0x80` encodings; not read).
-pub const FORMAT: u32 = 2;
+/// The file format this module writes. 2: the header meta and the `meta` records are in
+/// docs/encoding.md's version 1 (format 1 held the interim `0x80` encodings; not read). 3: dedupe
+/// entries may be in version 2, with their index and count (an older binary must refuse the
+/// file rather than fail on an entry later).
+pub const FORMAT: u32 = 3;
+/// The file formats this module reads: a format-2 file's dedupe entries are all version 1, and
+/// the engine builds their index when it restores them.
+pub const READ_FORMATS: [u32; 2] = [2, 3];
 /// Extension of complete snapshot files.
 const SNAP_EXT: &str = "snap";
 /// Extension of files being written (deleted at open).
@@ -223,6 +228,8 @@ impl SnapshotDir {
         }
         let path = self.final_path(meta);
         fs::rename(&tmp, &path)?;
+        // Complete under its final name; the rename may not survive a power cut yet.
+        failpoint::crash_point(failpoint::SNAPSHOT_BUILD_BEFORE_DIR_SYNC);
         // Durability: the rename is on disk before the snapshot is reported built.
         sync_dir(&self.path)?;
         self.delete_older_than(&path)?;
@@ -357,6 +364,8 @@ fn write_snapshot(
         .inner
         .into_inner()
         .map_err(io::IntoInnerError::into_error)?;
+    // Written under its temporary name only: deleted at the next open.
+    failpoint::crash_point(failpoint::SNAPSHOT_BUILD_BEFORE_SYNC);
     // Durability: the file's bytes are on disk before it is renamed to its final name.
     file.sync_all()
 }
@@ -405,10 +414,10 @@ impl SnapshotReader {
             return Err(invalid(&reader.path, "not a snapshot (bad magic)"));
         }
         let format = reader.u32()?;
-        if format != FORMAT {
+        if !READ_FORMATS.contains(&format) {
             return Err(invalid(
                 &reader.path,
-                format_args!("format {format}, this binary reads {FORMAT}"),
+                format_args!("format {format}, this binary reads {READ_FORMATS:?}"),
             ));
         }
         let len = reader.len(MAX_META_BYTES)?;

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dolmen_engine::{Command, Durability, Engine, Mutation, Outcome, Section, Version};
+use dolmen_engine::{failpoint, Command, Durability, Engine, Mutation, Outcome, Section, Version};
 use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{OptionalSend, RaftSnapshotBuilder};
@@ -74,7 +74,7 @@ fn command_bytes(command: &Command) -> usize {
                 .sum();
             64 + mutations + conflicts
         }
-        Command::Compact { .. } | Command::Noop => 64,
+        Command::Compact { .. } | Command::Noop | Command::ExpireIdempotency { .. } => 64,
     }
 }
 
@@ -391,7 +391,12 @@ impl RaftStateMachine<DolmenRaft> for StateMachine {
             // Everything is checked before the first destructive step.
             verify_for_install(&file.path, &meta)?;
             let file = snapshots.adopt(&file, &meta)?;
+            // Adopted under its final name, the engine untouched: a crash leaves the old state.
+            failpoint::crash_point(failpoint::SNAPSHOT_INSTALL_BEFORE_RESTORE);
             restore_from(&engine, &file.path)?;
+            // Restored (the restore marker is cleared in the same batch as the last records);
+            // not yet recorded: older snapshots are still there, the applied version unpublished.
+            failpoint::crash_point(failpoint::SNAPSHOT_INSTALL_BEFORE_RECORD);
             snapshots.delete_all_except(&file.path)
         })
         .await?;

@@ -181,6 +181,8 @@ struct Member {
     process: Option<ServerProcess>,
     /// Between SIGSTOP and SIGCONT.
     paused: bool,
+    /// Extra environment of its next starts ([`LocalCluster::set_env`]).
+    env: Vec<(String, String)>,
 }
 
 /// A local cluster of `dolmen serve` processes. Dropping it kills every process it started.
@@ -215,6 +217,7 @@ impl LocalCluster {
                     spec,
                     process: None,
                     paused: false,
+                    env: Vec::new(),
                 })
                 .collect(),
             admin_token: None,
@@ -262,6 +265,16 @@ impl LocalCluster {
         self.members
             .get_mut(i)
             .ok_or(ClusterError::NoSuchNode { node: i, count })
+    }
+
+    /// Node `i`'s next starts get `env` in their environment (e.g. `FAILPOINTS`); an empty
+    /// `env` clears it. A running process keeps the environment it started with.
+    ///
+    /// # Errors
+    /// When the node does not exist.
+    pub fn set_env(&mut self, i: usize, env: Vec<(String, String)>) -> Result<(), ClusterError> {
+        self.member_mut(i)?.env = env;
+        Ok(())
     }
 
     /// Node `i`'s spec.
@@ -342,6 +355,7 @@ impl LocalCluster {
         let mut launch = Launch::new(&bin, &m.spec.files.config, &m.spec.files.log);
         launch.own_process_group = group;
         launch.clean_env = clean;
+        launch.env.clone_from(&m.env);
         if let Some(parent) = m.spec.files.log.parent() {
             let _created = std::fs::create_dir_all(parent);
         }
@@ -379,6 +393,7 @@ impl LocalCluster {
             node_id: u64::try_from(i).unwrap_or(u64::MAX),
             thrift: m.spec.addrs.thrift,
             admin: m.spec.addrs.admin,
+            thrift_tls: ready.thrift_tls,
         };
         if ready != expected {
             return Err(ClusterError::WrongAnnouncement {

@@ -114,6 +114,8 @@ pub struct Ready {
     pub thrift: SocketAddr,
     /// `admin=`: its admin HTTP address.
     pub admin: SocketAddr,
+    /// `thrift_tls=`: its Thrift TLS address, when it has one.
+    pub thrift_tls: Option<SocketAddr>,
 }
 
 impl Ready {
@@ -126,12 +128,13 @@ impl Ready {
             line: line.to_owned(),
         };
         let rest = line.trim().strip_prefix(READY_PREFIX).ok_or_else(bad)?;
-        let (mut node, mut thrift, mut admin) = (None, None, None);
+        let (mut node, mut thrift, mut admin, mut thrift_tls) = (None, None, None, None);
         for token in rest.split_whitespace() {
             match token.split_once('=') {
                 Some(("node", v)) => node = v.parse().ok(),
                 Some(("thrift", v)) => thrift = v.parse().ok(),
                 Some(("admin", v)) => admin = v.parse().ok(),
+                Some(("thrift_tls", v)) => thrift_tls = v.parse().ok(),
                 _ => {}
             }
         }
@@ -140,6 +143,7 @@ impl Ready {
                 node_id,
                 thrift,
                 admin,
+                thrift_tls,
             }),
             _ => Err(bad()),
         }
@@ -155,13 +159,16 @@ pub struct Launch {
     pub config: PathBuf,
     /// stdout and stderr are appended here.
     pub log: PathBuf,
-    /// Removes `THRIFT_PORT` and every `DOLMEN_*` variable from the child's environment
+    /// Removes `THRIFT_PORT`, `FAILPOINTS` and every `DOLMEN_*` variable from the child's environment
     /// (the environment beats the config file, so a developer's settings must not leak into a
     /// node under test). Default true.
     pub clean_env: bool,
     /// Starts the child in its own process group, so a Ctrl-C in the terminal reaches only
     /// the harness, which then stops the nodes itself. Default false.
     pub own_process_group: bool,
+    /// Variables set in the child's environment, after the cleaning (e.g. `FAILPOINTS` for a
+    /// crash test). Default none.
+    pub env: Vec<(String, String)>,
 }
 
 impl Launch {
@@ -173,6 +180,7 @@ impl Launch {
             log: log.to_owned(),
             clean_env: true,
             own_process_group: false,
+            env: Vec::new(),
         }
     }
 
@@ -201,11 +209,12 @@ impl Launch {
         if self.clean_env {
             for (name, _) in std::env::vars_os() {
                 let s = name.to_string_lossy();
-                if s == "THRIFT_PORT" || s.starts_with("DOLMEN_") {
+                if s == "THRIFT_PORT" || s == "FAILPOINTS" || s.starts_with("DOLMEN_") {
                     cmd.env_remove(&name);
                 }
             }
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if self.own_process_group {
             std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         }
@@ -443,6 +452,13 @@ mod tests {
         assert_eq!(r.node_id, 3);
         assert_eq!(r.thrift, "127.0.0.1:9090".parse().unwrap());
         assert_eq!(r.admin, "127.0.0.1:9190".parse().unwrap());
+        assert_eq!(r.thrift_tls, None);
+        let r = Ready::parse(
+            "dolmen ready: node=3 thrift=127.0.0.1:9090 admin=127.0.0.1:9190 \
+             thrift_tls=127.0.0.1:9093",
+        )
+        .unwrap();
+        assert_eq!(r.thrift_tls, Some("127.0.0.1:9093".parse().unwrap()));
         assert!(matches!(
             Ready::parse("dolmen ready: node=3 thrift=127.0.0.1:9090"),
             Err(ProcessError::BadReadyLine { .. })

@@ -6,12 +6,12 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 
-use dolmen_engine::{CF_RAFT_LOG, CF_RAFT_STATE};
+use dolmen_engine::{failpoint, CF_RAFT_LOG, CF_RAFT_STATE};
 use openraft::storage::IOFlushed;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::tail::{lock, Memory};
-use super::{cf, log_key, rocks, PAST_LAST_KEY};
+use super::{cf, log_key, rocks, KEY_VOTE, PAST_LAST_KEY};
 use crate::types::DolmenRaft;
 
 /// Why the `raft-log` thread could not write a group of requests; every request of the group
@@ -99,6 +99,8 @@ pub(super) fn run_log_writer(
                 .map_err(|e| LogWriteError::Write(Arc::new(e))),
             None => Err(LogWriteError::Closed),
         };
+        // Durable (when the group needed it); no caller has been told yet.
+        failpoint::crash_point(failpoint::LOG_BEFORE_ACK);
         if let Err(e) = &result {
             tracing::error!(error = %e, "raft log write failed");
         }
@@ -125,7 +127,19 @@ fn write_group(
 ) -> io::Result<()> {
     let (log, state) = (cf(db, CF_RAFT_LOG)?, cf(db, CF_RAFT_STATE)?);
     let mut batch = WriteBatch::default();
-    for write in group.iter().flat_map(|r| &r.writes).chain(committed) {
+    let writes = || group.iter().flat_map(|r| &r.writes);
+    // Crash points of the steps a group may hold, before anything of it is written.
+    if writes().any(|w| matches!(w, Write::State(key, _) if *key == KEY_VOTE)) {
+        failpoint::crash_point(failpoint::LOG_SAVE_VOTE);
+    }
+    if writes().any(|w| matches!(w, Write::DeleteFrom(_))) {
+        failpoint::crash_point(failpoint::LOG_TRUNCATE);
+    }
+    if writes().any(|w| matches!(w, Write::DeleteThrough(_))) {
+        failpoint::crash_point(failpoint::LOG_PURGE);
+    }
+    failpoint::crash_point(failpoint::LOG_BEFORE_WRITE);
+    for write in writes().chain(committed) {
         match write {
             Write::Entry(index, value) => batch.put_cf(log, log_key(*index), value),
             Write::State(key, value) => batch.put_cf(state, key, value),
@@ -144,6 +158,8 @@ fn write_group(
         opts.set_sync(false);
         db.write_opt(batch, &opts).map_err(rocks)?;
     }
+    // Written, not durable: a process crash keeps it (the OS has it), a power cut may not.
+    failpoint::crash_point(failpoint::LOG_BEFORE_FSYNC);
     if group.iter().any(|r| r.completion.needs_fsync()) {
         // Durability: entries and votes are on disk only once this returns Ok. The WAL is one
         // ordered log, so unsynced writes queued earlier (`committed`) are covered too.
