@@ -73,6 +73,14 @@ base_path = "./data"
 # The column families clients may name; must include "default". Names are 1-255 bytes of
 # printable ASCII without spaces.   Flag: --column-families a,b,...
 column_families = ["default"]
+# Writes are refused (UNAVAILABLE: "disk full: ...") while the filesystem holding the data
+# directory has less than this many MiB free, and taken again 5% above it; reads go on and
+# GET /ready answers 503. The headroom lets writes in flight, flushes and compactions finish.
+# 0 = no check.
+min_free_disk_mb = 1024
+# A quota on the node's data directory (database, Raft log, snapshots), MiB: writes are
+# refused while it is larger, and taken again 5% below it. 0 = no quota.
+max_data_size_mb = 0
 
 [rocksdb]
 # Size of one memtable, MiB; all column families together stay under
@@ -93,9 +101,14 @@ bytes_per_sync = 0
 dynamic_level_bytes = true
 
 [server]
-# Address the Thrift and admin listeners bind; "0.0.0.0" for every interface.
+# Address the Thrift, admin and peer listeners bind; "0.0.0.0" for every interface.
 # Flag: --host   Env: DOLMEN_HOST
 host = "127.0.0.1"
+# Per-listener bind addresses, each empty = host: expose clients without exposing the peer
+# or admin port (for example thrift_host = "0.0.0.0", peer_host = "10.0.0.5").
+thrift_host = ""
+admin_host = ""
+peer_host = ""
 # Thrift client API port; 0 = any free port (the "dolmen ready" line says which).
 # Default 9090; in replicated mode, the port of this node's replica_endpoints entry.
 # Left commented so that default applies.   Flag: --port   Env: DOLMEN_PORT, THRIFT_PORT
@@ -105,6 +118,15 @@ host = "127.0.0.1"
 # Left commented so that default applies.
 # Flag: --admin-port   Env: DOLMEN_ADMIN_PORT
 # admin_port = 9190
+# A second Thrift listener speaking TLS with [client_tls]'s certificate (stock Thrift SSL
+# sockets), beside the plaintext one, on thrift_tls_port (0 = any free port).
+thrift_tls = false
+thrift_tls_port = 9093
+# The admin port speaks HTTPS with [client_tls]'s certificate.
+admin_tls = false
+# When set (16 characters or more), getClusterHealth, getDatabaseStats and getNodeInfo must
+# carry it in their auth_token field; the other methods carry no such field.
+thrift_auth_token = ""
 # Most client connections served at once.
 max_connections = 4096
 # Largest Thrift message accepted (1 MiB to 256 MiB); a larger one closes the connection.
@@ -135,6 +157,9 @@ retention_window_ms = 5000
 compaction_interval_ms = 1000
 # How long a read at a version not yet applied waits before FUTURE_VERSION (0 = no wait).
 future_version_wait_ms = 1000
+# How long a client's latest commit is remembered for its retries (idempotency tokens); then
+# the leader expires it through the log. At least retention_window_ms.
+idempotency_window_ms = 3600000
 
 [faults]
 # Whether the setFaultInjection RPC may install faults (for tests only).
@@ -154,6 +179,16 @@ unsafe_stale_reads = false
 ca_file = ""
 cert_file = ""
 key_file = ""
+
+[client_tls]
+# The certificate (chain) and key, PEM, of the Thrift TLS listener and of the admin port's
+# HTTPS; both or neither.
+cert_file = ""
+key_file = ""
+# When set, the Thrift TLS listener requires a client certificate this CA signed.
+client_ca_file = ""
+# The CA this node checks other members' admin certificates against when it joins over HTTPS.
+ca_file = ""
 
 # RocksDB tuning: each key sets the RocksDB option it is named after (docs/configuration.md).
 [bloom_filter]

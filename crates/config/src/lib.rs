@@ -62,6 +62,8 @@ pub struct Config {
     pub faults: FaultsConfig,
     /// `[tls]`: mutual TLS between peers.
     pub tls: TlsConfig,
+    /// `[client_tls]`: TLS towards clients and operators.
+    pub client_tls: ClientTlsConfig,
     /// `[bloom_filter]`: RocksDB's Bloom filters.
     pub bloom_filter: BloomFilterConfig,
     /// `[compression]`: RocksDB's block compression per level.
@@ -274,6 +276,16 @@ pub struct DatabaseConfig {
     /// `column_families`: the user column families clients may name; must include
     /// `"default"` (`--column-families`). Default `["default"]`.
     pub column_families: Vec<String>,
+    /// `min_free_disk_mb`: writes are refused (`UNAVAILABLE: disk full: …`) while the
+    /// filesystem holding the data directory has less than this many MiB free for this user,
+    /// and taken again once it has 5% more; reads go on. The headroom lets writes already in
+    /// flight, memtable flushes and compactions finish without RocksDB meeting a full disk.
+    /// `0` = no check. Default `1024`.
+    pub min_free_disk_mb: u64,
+    /// `max_data_size_mb`: a quota on the node's data directory (`<base_path>/node-<id>`:
+    /// database, Raft log, snapshots): writes are refused while it holds more than this many
+    /// MiB, and taken again once it is 5% below. `0` = no quota. Default `0`.
+    pub max_data_size_mb: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -281,6 +293,8 @@ impl Default for DatabaseConfig {
         Self {
             base_path: PathBuf::from("./data"),
             column_families: vec!["default".to_owned()],
+            min_free_disk_mb: 1024,
+            max_data_size_mb: 0,
         }
     }
 }
@@ -328,9 +342,18 @@ impl Default for RocksdbConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a [server] table")]
 pub struct ServerConfig {
-    /// `host`: the address the Thrift and admin listeners bind (`--host`, `DOLMEN_HOST`).
-    /// Default `"127.0.0.1"`.
+    /// `host`: the address the Thrift, admin and peer listeners bind unless `thrift_host`,
+    /// `admin_host` or `peer_host` says otherwise (`--host`, `DOLMEN_HOST`). Default
+    /// `"127.0.0.1"`.
     pub host: String,
+    /// `thrift_host`: the address the Thrift listeners (plaintext and TLS) bind. Empty =
+    /// `host`. Default `""`.
+    pub thrift_host: String,
+    /// `admin_host`: the address the admin listener binds. Empty = `host`. Default `""`.
+    pub admin_host: String,
+    /// `peer_host`: the address the peer (Raft) listener binds, so exposing clients does not
+    /// expose the peer port. Empty = `host`. Default `""`.
+    pub peer_host: String,
     /// `port`: the Thrift client API port, `0` = ephemeral (`--port`, `DOLMEN_PORT`,
     /// `THRIFT_PORT`). Default `9090`; in replicated mode the port of this node's
     /// `replica_endpoints` entry unless set explicitly.
@@ -339,6 +362,18 @@ pub struct ServerConfig {
     /// (`--admin-port`, `DOLMEN_ADMIN_PORT`). Default `9190`; in replicated mode the Thrift
     /// port + 100 unless set explicitly (the next step of 100 if an endpoint uses that port).
     pub admin_port: u16,
+    /// `thrift_tls`: a second Thrift listener, on `thrift_tls_port`, that speaks TLS with
+    /// `[client_tls]`'s certificate, beside the plaintext one. Default `false`.
+    pub thrift_tls: bool,
+    /// `thrift_tls_port`: the Thrift TLS listener's port, `0` = ephemeral. Default `9093`.
+    pub thrift_tls_port: u16,
+    /// `admin_tls`: the admin port speaks HTTPS with `[client_tls]`'s certificate. Default
+    /// `false`.
+    pub admin_tls: bool,
+    /// `thrift_auth_token`: when set, the Thrift requests that carry an `auth_token` field
+    /// (`getClusterHealth`, `getDatabaseStats`, `getNodeInfo`) must carry this one. At least 16
+    /// characters. Empty = not checked. Default `""`.
+    pub thrift_auth_token: String,
     /// `max_connections`: most client connections served at once. Default `4096`.
     pub max_connections: usize,
     /// `max_message_bytes`: largest Thrift message accepted; a larger one is a protocol error
@@ -374,8 +409,15 @@ impl Default for ServerConfig {
     fn default() -> Self {
         Self {
             host: "127.0.0.1".to_owned(),
+            thrift_host: String::new(),
+            admin_host: String::new(),
+            peer_host: String::new(),
             port: 9090,
             admin_port: 9190,
+            thrift_tls: false,
+            thrift_tls_port: 9093,
+            admin_tls: false,
+            thrift_auth_token: String::new(),
             max_connections: 4096,
             max_message_bytes: 16 * 1024 * 1024,
             read_timeout_ms: 30_000,
@@ -401,6 +443,10 @@ pub struct MvccConfig {
     /// `future_version_wait_ms`: how long a read at a version not yet applied waits before
     /// answering `FUTURE_VERSION`; `0` answers at once. Default `1000`.
     pub future_version_wait_ms: u64,
+    /// `idempotency_window_ms`: how long the idempotency table remembers a client's latest
+    /// commit (a retry within it gets the first outcome); the leader then expires the entry
+    /// through the log. At least `retention_window_ms`. Default `3600000` (1 hour).
+    pub idempotency_window_ms: u64,
 }
 
 impl Default for MvccConfig {
@@ -409,6 +455,7 @@ impl Default for MvccConfig {
             retention_window_ms: 5000,
             compaction_interval_ms: 1000,
             future_version_wait_ms: 1000,
+            idempotency_window_ms: 3_600_000,
         }
     }
 }
@@ -431,6 +478,57 @@ impl TlsConfig {
     /// Whether mutual TLS is configured (all three files).
     pub fn enabled(&self) -> bool {
         !self.ca_file.as_os_str().is_empty()
+    }
+}
+
+impl ServerConfig {
+    /// The address the Thrift listeners bind.
+    pub fn thrift_bind_host(&self) -> &str {
+        or_host(&self.thrift_host, &self.host)
+    }
+
+    /// The address the admin listener binds.
+    pub fn admin_bind_host(&self) -> &str {
+        or_host(&self.admin_host, &self.host)
+    }
+
+    /// The address the peer listener binds.
+    pub fn peer_bind_host(&self) -> &str {
+        or_host(&self.peer_host, &self.host)
+    }
+}
+
+fn or_host<'a>(specific: &'a str, host: &'a str) -> &'a str {
+    if specific.is_empty() {
+        host
+    } else {
+        specific
+    }
+}
+
+/// `[client_tls]`: TLS towards clients and operators (docs/SECURITY.md §1.2): the certificate of
+/// the Thrift TLS listener (`server.thrift_tls`) and of the admin port
+/// (`server.admin_tls`), and the CAs this node trusts on that side.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "a [client_tls] table")]
+pub struct ClientTlsConfig {
+    /// `cert_file`: the certificate chain clients see (PEM), naming the host they dial.
+    pub cert_file: PathBuf,
+    /// `key_file`: its private key (PEM).
+    pub key_file: PathBuf,
+    /// `client_ca_file`: when set, the Thrift TLS listener requires a client certificate
+    /// this CA signed (PEM). Empty = any client may connect (server-only TLS).
+    pub client_ca_file: PathBuf,
+    /// `ca_file`: the CA (PEM) this node checks other members' admin certificates against when
+    /// it calls their admin API over HTTPS (`[consensus] join`). Empty = the system's roots are
+    /// not used: joins over HTTPS need it.
+    pub ca_file: PathBuf,
+}
+
+impl ClientTlsConfig {
+    /// Whether a certificate and key are configured.
+    pub fn has_certificate(&self) -> bool {
+        !self.cert_file.as_os_str().is_empty()
     }
 }
 
@@ -613,6 +711,7 @@ mod tests {
         assert_eq!(c.mvcc.retention_window_ms, 5000);
         assert_eq!(c.mvcc.compaction_interval_ms, 1000);
         assert_eq!(c.mvcc.future_version_wait_ms, 1000);
+        assert_eq!(c.mvcc.idempotency_window_ms, 3_600_000);
         assert!(!c.faults.allow_injection);
         assert_eq!(c.data_dir(), PathBuf::from("./data"));
         assert_eq!(c.node_id(), 0);

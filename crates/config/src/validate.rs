@@ -15,6 +15,9 @@ const MAX_MESSAGE_BYTES: usize = 256 << 20;
 const MAX_BLOCK_SIZE_KB: u64 = 1 << 20;
 /// Longest column family name, in bytes.
 const MAX_CF_NAME_BYTES: usize = 255;
+/// Largest accepted `database.min_free_disk_mb` and `max_data_size_mb` (1 EiB in MiB, so the
+/// byte count fits a `u64`).
+const MAX_DISK_MB: u64 = 1 << 40;
 
 impl Config {
     /// Checks every rule; [`Config::load`] calls this.
@@ -39,6 +42,54 @@ impl Config {
         self.validate_rocksdb()?;
         self.validate_mvcc()?;
         self.validate_tls()?;
+        self.validate_client_tls()?;
+        Ok(())
+    }
+
+    /// `[client_tls]` and the listeners that use it.
+    fn validate_client_tls(&self) -> Result<(), ConfigError> {
+        let t = &self.client_tls;
+        let s = &self.server;
+        let has_key = !t.key_file.as_os_str().is_empty();
+        if t.has_certificate() != has_key {
+            let missing = if t.has_certificate() {
+                "client_tls.key_file"
+            } else {
+                "client_tls.cert_file"
+            };
+            return Err(ConfigError::invalid(
+                missing,
+                "set client_tls.cert_file and client_tls.key_file together (or neither)",
+            ));
+        }
+        let users = [
+            ("server.thrift_tls", s.thrift_tls),
+            ("server.admin_tls", s.admin_tls),
+        ];
+        if let Some((key, _)) = users.iter().find(|(_, on)| *on && !t.has_certificate()) {
+            return Err(ConfigError::invalid(
+                key,
+                "needs client_tls.cert_file and client_tls.key_file (the certificate clients see)",
+            ));
+        }
+        if !t.client_ca_file.as_os_str().is_empty() && !s.thrift_tls {
+            return Err(ConfigError::invalid(
+                "client_tls.client_ca_file",
+                "requires client certificates on the Thrift TLS listener, but \
+                 server.thrift_tls is off",
+            ));
+        }
+        if let Some(port) = Some(s.thrift_tls_port).filter(|p| s.thrift_tls && *p != 0) {
+            if let Some((key, _)) = [("server.port", s.port), ("server.admin_port", s.admin_port)]
+                .into_iter()
+                .find(|(_, other)| *other == port)
+            {
+                return Err(ConfigError::invalid(
+                    "server.thrift_tls_port",
+                    format!("must differ from {key} (both are {port})"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -73,6 +124,18 @@ impl Config {
                 ),
             ));
         }
+        for (key, host) in [
+            ("server.thrift_host", &s.thrift_host),
+            ("server.admin_host", &s.admin_host),
+            ("server.peer_host", &s.peer_host),
+        ] {
+            if host.chars().any(char::is_whitespace) {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be an address to bind, or empty for server.host, got {host:?}"),
+                ));
+            }
+        }
         if s.port != 0 && s.port == s.admin_port {
             return Err(ConfigError::invalid(
                 "server.admin_port",
@@ -81,6 +144,7 @@ impl Config {
         }
         check_token("server.admin_token", &s.admin_token)?;
         check_token("server.admin_view_token", &s.admin_view_token)?;
+        check_token("server.thrift_auth_token", &s.thrift_auth_token)?;
         if !s.admin_token.is_empty() && !s.admin_token_file.as_os_str().is_empty() {
             return Err(ConfigError::invalid(
                 "server.admin_token_file",
@@ -223,6 +287,17 @@ impl Config {
                 format!("must include \"default\" (requests without a column family use it), got {cfs:?}"),
             ));
         }
+        for (key, mb) in [
+            ("database.min_free_disk_mb", db.min_free_disk_mb),
+            ("database.max_data_size_mb", db.max_data_size_mb),
+        ] {
+            if mb > MAX_DISK_MB {
+                return Err(ConfigError::invalid(
+                    key,
+                    format!("must be at most {MAX_DISK_MB} (MiB; 0 = off), got {mb}"),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -284,7 +359,21 @@ impl Config {
     fn validate_mvcc(&self) -> Result<(), ConfigError> {
         let m = &self.mvcc;
         positive("mvcc.retention_window_ms", m.retention_window_ms)?;
-        positive("mvcc.compaction_interval_ms", m.compaction_interval_ms)
+        positive("mvcc.compaction_interval_ms", m.compaction_interval_ms)?;
+        // A retry whose entry expired is applied again unless it is refused as too old: only
+        // a window at least as long as the MVCC one guarantees that for every retry that read.
+        if m.idempotency_window_ms < m.retention_window_ms {
+            return Err(ConfigError::invalid(
+                "mvcc.idempotency_window_ms",
+                format!(
+                    "must be at least mvcc.retention_window_ms ({}), got {}: a retry whose \
+                     idempotency entry expired while its read version is still retained would \
+                     be applied a second time",
+                    m.retention_window_ms, m.idempotency_window_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -490,6 +579,18 @@ mod tests {
             "> 0",
         );
         assert_rejected(
+            |c| c.mvcc.idempotency_window_ms = 0,
+            "mvcc.idempotency_window_ms",
+            "must be at least mvcc.retention_window_ms (5000), got 0",
+        );
+        assert_rejected(
+            |c| {
+                c.mvcc.retention_window_ms = 7_200_000;
+            },
+            "mvcc.idempotency_window_ms",
+            "at least mvcc.retention_window_ms (7200000), got 3600000",
+        );
+        assert_rejected(
             |c| c.consensus.heartbeat_interval_ms = 0,
             "consensus.heartbeat_interval_ms",
             "> 0",
@@ -534,6 +635,26 @@ mod tests {
         c.server.admin_port = 0;
         c.reads.consistency_level = ConsistencyLevel::Stale;
         c.validate().unwrap();
+    }
+
+    #[test]
+    fn disk_thresholds_are_off_at_zero_and_bounded() {
+        let mut c = Config::default();
+        assert_eq!(c.database.min_free_disk_mb, 1024);
+        assert_eq!(c.database.max_data_size_mb, 0);
+        c.database.min_free_disk_mb = 0;
+        c.database.max_data_size_mb = 1;
+        c.validate().unwrap();
+        assert_rejected(
+            |c| c.database.min_free_disk_mb = u64::MAX,
+            "database.min_free_disk_mb",
+            "at most 1099511627776",
+        );
+        assert_rejected(
+            |c| c.database.max_data_size_mb = (1 << 40) + 1,
+            "database.max_data_size_mb",
+            "got 1099511627777",
+        );
     }
 
     #[test]

@@ -15,6 +15,10 @@ pub const MAX_VALUE_BYTES: usize = 100_000;
 pub const MAX_COMMIT_BYTES: usize = 10_000_000;
 /// Largest idempotency client id, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
+/// Most idempotency entries one [`Command::ExpireIdempotency`] proposed by a Dolmen leader
+/// deletes; the next command continues. The limit travels in the command, so every replica
+/// deletes the same entries even if a later build changes this number.
+pub const EXPIRE_IDEMPOTENCY_LIMIT: u32 = 10_000;
 /// Most operations in one commit, and most read conflict ranges (WIRE §4): bounds the work of
 /// validating, checking and applying one command on every replica, whatever its byte size.
 pub const MAX_COMMIT_OPERATIONS: usize = 100_000;
@@ -31,6 +35,16 @@ pub enum Command {
     },
     /// Consumes a version and changes nothing (Raft blank and membership entries).
     Noop,
+    /// Forget idempotency (dedupe) entries recorded before `before`, oldest first, at most
+    /// `limit` of them. Proposed by the leader from `[mvcc] idempotency_window_ms`; applying it
+    /// never looks at a clock, so every replica forgets the same entries at the same log
+    /// position. `before` is capped at the MVCC horizon when applied.
+    ExpireIdempotency {
+        /// Entries recorded at a version below this one expire.
+        before: Version,
+        /// Most entries this command deletes.
+        limit: u32,
+    },
 }
 
 /// A one-line summary for logs (Raft's `AppData` requires `Display`); never the payload bytes.
@@ -45,6 +59,9 @@ impl std::fmt::Display for Command {
             ),
             Command::Compact { horizon } => write!(f, "compact(horizon {horizon})"),
             Command::Noop => f.write_str("noop"),
+            Command::ExpireIdempotency { before, limit } => {
+                write!(f, "expire_idempotency(before {before}, limit {limit})")
+            }
         }
     }
 }

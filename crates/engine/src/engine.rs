@@ -44,6 +44,10 @@ pub struct Engine {
     pub(crate) horizon: AtomicU64,
     /// Mirrors `meta/live_keys`.
     pub(crate) live_keys: AtomicU64,
+    /// Mirrors `meta/dedupe_entries`: the number of idempotency entries.
+    pub(crate) dedupe_entries: AtomicU64,
+    /// Idempotency entries expired since open.
+    pub(crate) dedupe_expired: AtomicU64,
     /// Serializes `apply_batch` (and `restore`): one writer at a time keeps versions ordered.
     /// It guards the writer's cache of recent keys' newest versions ([`LiveCache`]).
     pub(crate) apply_lock: Mutex<LiveCache>,
@@ -90,6 +94,7 @@ fn counter_name(key: &[u8]) -> &'static str {
         keys::META_APPLIED_VERSION => "meta/applied_version",
         keys::META_HORIZON => "meta/horizon",
         keys::META_LIVE_KEYS => "meta/live_keys",
+        keys::META_DEDUPE_ENTRIES => "meta/dedupe_entries",
         _ => "meta counter",
     }
 }
@@ -191,6 +196,8 @@ impl Engine {
             applied: AtomicU64::new(0),
             horizon: AtomicU64::new(0),
             live_keys: AtomicU64::new(0),
+            dedupe_entries: AtomicU64::new(0),
+            dedupe_expired: AtomicU64::new(0),
             gc_passes: AtomicU64::new(0),
             gc_versions_deleted: AtomicU64::new(0),
             apply_lock: Mutex::new(LiveCache::default()),
@@ -219,6 +226,12 @@ impl Engine {
             read_counter(&engine.db, meta, keys::META_LIVE_KEYS)?,
             Ordering::SeqCst,
         );
+        // An unfinished restore replaces the table; its end loads the count.
+        if !pending {
+            engine
+                .dedupe_entries
+                .store(crate::dedupe::load_entries(&engine)?, Ordering::SeqCst);
+        }
         Ok(engine)
     }
 

@@ -28,6 +28,11 @@ pub(crate) const META_LIVE_KEYS: &[u8] = b"live_keys";
 pub(crate) const META_RESTORE_PENDING: &[u8] = b"restore_pending";
 /// `meta` key prefix of the idempotency (dedupe) table.
 pub(crate) const META_DEDUPE_PREFIX: &[u8] = b"dedupe/";
+/// `meta` key prefix of the dedupe table's index by the version each entry was recorded at:
+/// `dedupe-by-version/ ‖ be64 version ‖ client_id` (expiry scans it oldest first).
+pub(crate) const META_DEDUPE_INDEX_PREFIX: &[u8] = b"dedupe-by-version/";
+/// `meta` key of the number of dedupe entries.
+pub(crate) const META_DEDUPE_ENTRIES: &[u8] = b"dedupe_entries";
 
 /// The prefix shared by every `data` key of one column family.
 pub(crate) fn cf_prefix(cf: &str) -> Vec<u8> {
@@ -143,10 +148,64 @@ pub(crate) fn dedupe_key(client_id: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The smallest key after every key that starts with `prefix` (an iterator's upper bound);
+/// `prefix` must not be all 0xFF bytes (the `meta` prefixes are ASCII).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut out = prefix.to_vec();
+    while let Some(last) = out.pop() {
+        if last < 0xFF {
+            out.push(last + 1);
+            break;
+        }
+    }
+    out
+}
+
+/// The `meta` key of the index entry of `client_id`'s dedupe entry, recorded at `version`.
+pub(crate) fn dedupe_index_key(version: Version, client_id: &[u8]) -> Vec<u8> {
+    let mut out = dedupe_index_bound(version);
+    out.extend_from_slice(client_id);
+    out
+}
+
+/// The first index key at `version`: every entry recorded before `version` sorts below it.
+pub(crate) fn dedupe_index_bound(version: Version) -> Vec<u8> {
+    let mut out = Vec::with_capacity(META_DEDUPE_INDEX_PREFIX.len() + 8 + 16);
+    out.extend_from_slice(META_DEDUPE_INDEX_PREFIX);
+    out.extend_from_slice(&version.to_be_bytes());
+    out
+}
+
+/// Decodes an index key written by [`dedupe_index_key`]: `(version, client_id)`.
+pub(crate) fn decode_dedupe_index_key(raw: &[u8]) -> Option<(Version, &[u8])> {
+    let rest = raw.strip_prefix(META_DEDUPE_INDEX_PREFIX)?;
+    if rest.len() < 8 {
+        return None;
+    }
+    let (version, client_id) = rest.split_at(8);
+    Some((u64::from_be_bytes(version.try_into().ok()?), client_id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn dedupe_index_keys_sort_by_version_then_client_and_round_trip() {
+        let a = dedupe_index_key(5, b"zz");
+        let b = dedupe_index_key(6, b"aa");
+        assert!(a < b);
+        assert!(a < dedupe_index_bound(6) && dedupe_index_bound(6) <= b);
+        assert_eq!(decode_dedupe_index_key(&b), Some((6, b"aa".as_slice())));
+        assert_eq!(decode_dedupe_index_key(b"dedupe-by-version/\x00"), None);
+        // The table, the index and the count never share keys.
+        assert!(!dedupe_key(b"x").starts_with(META_DEDUPE_INDEX_PREFIX));
+        assert!(!a.starts_with(META_DEDUPE_PREFIX));
+        assert!(!META_DEDUPE_ENTRIES.starts_with(META_DEDUPE_PREFIX));
+        assert_eq!(prefix_end(META_DEDUPE_PREFIX), b"dedupe0");
+        assert!(a < prefix_end(META_DEDUPE_INDEX_PREFIX));
+    }
 
     #[test]
     fn roundtrip_with_zero_bytes() {

@@ -36,6 +36,10 @@ pub struct EngineStats {
     pub gc_passes: u64,
     /// Versions garbage collection deleted since open.
     pub gc_versions_deleted: u64,
+    /// Entries in the idempotency (dedupe) table.
+    pub idempotency_entries: u64,
+    /// Idempotency entries expired (`ExpireIdempotency` commands applied) since open.
+    pub idempotency_expired: u64,
 }
 
 impl Engine {
@@ -77,6 +81,8 @@ impl Engine {
             block_cache_bytes: prop(data, "rocksdb.block-cache-usage"),
             gc_passes: self.gc_passes.load(Ordering::Relaxed),
             gc_versions_deleted: self.gc_versions_deleted.load(Ordering::Relaxed),
+            idempotency_entries: self.dedupe_entries.load(Ordering::SeqCst),
+            idempotency_expired: self.dedupe_expired.load(Ordering::Relaxed),
             memtable_bytes: [CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE]
                 .iter()
                 .map(|name| prop(self.cf(name), "rocksdb.size-all-mem-tables"))

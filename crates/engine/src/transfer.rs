@@ -24,7 +24,8 @@ use crate::Version;
 /// Which engine column family a record of an export or restore belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Section {
-    /// The `meta` column family (applied version, horizon, dedupe table, Raft metadata).
+    /// The `meta` column family (applied version, horizon, dedupe table with its index and
+    /// count, Raft metadata).
     Meta,
     /// The `data` column family (MVCC user data of every user column family).
     Data,
@@ -242,6 +243,10 @@ impl Engine {
         self.applied.store(applied, Ordering::SeqCst);
         self.horizon.store(horizon, Ordering::SeqCst);
         self.live_keys.store(live_keys, Ordering::SeqCst);
+        // The index and the count travel with the table; a source without them (an older
+        // build's snapshot, a backup) gets them built here.
+        let dedupe_entries = crate::dedupe::load_entries(self)?;
+        self.dedupe_entries.store(dedupe_entries, Ordering::SeqCst);
         self.gc_cursor.lock().clear();
         self.restore_incomplete.store(false, Ordering::SeqCst);
         Ok(())

@@ -1,14 +1,15 @@
 //! Property test: the engine agrees with a tiny in-memory reference model
 //! (`BTreeMap<(cf, key), Vec<(version, Option<value>)>>`) under random interleavings of
-//! commits (sets, deletes, clear-ranges, versionstamps, read conflicts), compactions, garbage
-//! collection, reopening, and reads (point and range) at random versions.
+//! commits (sets, deletes, clear-ranges, versionstamps, read conflicts, idempotency tokens),
+//! compactions, idempotency expiry, garbage collection, reopening, reads (point and range) at
+//! random versions, and batches mixing them.
 
 use std::collections::BTreeMap;
 
 use dolmen_engine::range::{walk, RangeSpec};
 use dolmen_engine::{
-    stamp_buffer, versionstamp, Command, Durability, Engine, EngineOptions, KeyRange, Mutation,
-    Outcome, ReadError, Transaction, Version,
+    stamp_buffer, versionstamp, Command, Durability, Engine, EngineOptions, IdempotencyToken,
+    KeyRange, Mutation, Outcome, ReadError, Transaction, Version,
 };
 use proptest::prelude::*;
 
@@ -51,10 +52,18 @@ enum Op {
         read_back: Option<u64>,
         mutations: Vec<Mutation>,
         conflicts: Vec<(String, Vec<u8>, Option<Vec<u8>>)>,
+        token: Option<TokenPick>,
     },
     Compact {
         back: u64,
     },
+    /// `ExpireIdempotency { before: applied + 1 - back, limit }`.
+    Expire {
+        back: u64,
+        limit: u32,
+    },
+    /// Token commits, compactions and expiries applied as one batch.
+    Mixed(Vec<MixedCmd>),
     Gc,
     Reopen,
     Get {
@@ -111,15 +120,66 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             prop::option::of(0u64..6),
             prop::collection::vec(mutation_strategy(), 0..4),
             prop::collection::vec((cf_strategy(), key_strategy(), prop::option::of(key_strategy())), 0..3),
+            prop::option::of(token_strategy()),
         )
-            .prop_map(|(read_back, mutations, conflicts)| Op::Commit { read_back, mutations, conflicts }),
+            .prop_map(|(read_back, mutations, conflicts, token)| Op::Commit { read_back, mutations, conflicts, token }),
         1 => (0u64..8).prop_map(|back| Op::Compact { back }),
+        1 => (0u64..8, 1u32..4).prop_map(|(back, limit)| Op::Expire { back, limit }),
+        1 => prop::collection::vec(mixed_strategy(), 1..8).prop_map(Op::Mixed),
         1 => Just(Op::Gc),
         1 => Just(Op::Reopen),
         3 => (cf_strategy(), key_strategy(), 0u64..10).prop_map(|(cf, key, back)| Op::Get { cf, key, back }),
         3 => (cf_strategy(), range_spec, 0u64..10).prop_map(|(cf, spec, back)| Op::Range { cf, spec, back }),
         1 => prop::collection::vec(prop::collection::vec(mutation_strategy(), 1..3), 1..4).prop_map(Op::Batch),
     ]
+}
+
+/// Which idempotency token a commit carries: one of four clients, and which sequence.
+#[derive(Clone, Copy, Debug)]
+struct TokenPick {
+    client: u8,
+    /// 0: the client's last sequence again (a retry), 1 and 2: the next one, 3: an older one.
+    sequence: u8,
+}
+
+#[derive(Clone, Debug)]
+enum MixedCmd {
+    Write(TokenPick, Vec<Mutation>),
+    Compact { back: u64 },
+    Expire { back: u64, limit: u32 },
+}
+
+fn token_strategy() -> impl Strategy<Value = TokenPick> {
+    (0u8..4, 0u8..4).prop_map(|(client, sequence)| TokenPick { client, sequence })
+}
+
+fn mixed_strategy() -> impl Strategy<Value = MixedCmd> {
+    prop_oneof![
+        4 => (token_strategy(), prop::collection::vec(mutation_strategy(), 1..3))
+            .prop_map(|(t, m)| MixedCmd::Write(t, m)),
+        1 => (0u64..6).prop_map(|back| MixedCmd::Compact { back }),
+        2 => (0u64..8, 1u32..4).prop_map(|(back, limit)| MixedCmd::Expire { back, limit }),
+    ]
+}
+
+/// The sequences each client issued so far (the test's clients, not the model).
+#[derive(Default)]
+struct Clients(BTreeMap<u8, u64>);
+
+impl Clients {
+    fn token(&mut self, pick: TokenPick) -> IdempotencyToken {
+        let last = self.0.entry(pick.client).or_insert(0);
+        let sequence = match pick.sequence {
+            0 => (*last).max(1),
+            3 => last.saturating_sub(1).max(1),
+            _ => *last + 1,
+        };
+        *last = (*last).max(sequence);
+        IdempotencyToken {
+            client_id: vec![b'c', pick.client],
+            sequence,
+        }
+    }
 }
 
 /// Every version of one key, oldest first (`None` = deleted).
@@ -131,6 +191,8 @@ struct Model {
     data: BTreeMap<(String, Vec<u8>), History>,
     applied: Version,
     horizon: Version,
+    /// The idempotency table: client id -> (sequence, version recorded at, outcome).
+    dedupe: BTreeMap<Vec<u8>, (u64, Version, Outcome)>,
 }
 
 impl Model {
@@ -157,11 +219,55 @@ impl Model {
                 return Outcome::Applied;
             }
             Command::Noop => return Outcome::Applied,
+            Command::ExpireIdempotency { before, limit } => {
+                let bound = (*before).min(self.horizon);
+                let mut old: Vec<(Version, Vec<u8>)> = self
+                    .dedupe
+                    .iter()
+                    .filter(|(_, (_, at, _))| *at < bound)
+                    .map(|(client, (_, at, _))| (*at, client.clone()))
+                    .collect();
+                old.sort();
+                for (_, client) in old.into_iter().take(*limit as usize) {
+                    self.dedupe.remove(&client);
+                }
+                return Outcome::Applied;
+            }
             Command::Commit(tx) => tx,
         };
         if let Err(e) = tx.validate() {
             return Outcome::Rejected(e);
         }
+        if let Some(token) = &tx.idempotency {
+            if let Some((latest, _, outcome)) = self.dedupe.get(&token.client_id) {
+                if *latest == token.sequence {
+                    return outcome.clone();
+                }
+                if *latest > token.sequence {
+                    return Outcome::Rejected(dolmen_engine::Invalid::StaleSequence {
+                        sequence: token.sequence,
+                        latest: *latest,
+                    });
+                }
+            }
+        }
+        let outcome = self.transact(version, tx);
+        if let Some(token) = &tx.idempotency {
+            if matches!(
+                outcome,
+                Outcome::Committed { .. } | Outcome::Conflict { .. } | Outcome::TooOld { .. }
+            ) {
+                self.dedupe.insert(
+                    token.client_id.clone(),
+                    (token.sequence, version, outcome.clone()),
+                );
+            }
+        }
+        outcome
+    }
+
+    /// A transaction's conflict check and writes (no idempotency).
+    fn transact(&mut self, version: Version, tx: &Transaction) -> Outcome {
         if let Some(r) = tx.read_version {
             if r >= version {
                 return Outcome::Rejected(dolmen_engine::Invalid::FutureReadVersion {
@@ -239,6 +345,27 @@ impl Model {
     }
 }
 
+/// Outcomes agree; which conflicting key is reported may differ, the kind may not.
+fn same_outcome(got: &Outcome, expected: &Outcome) -> Result<(), TestCaseError> {
+    match (got, expected) {
+        (Outcome::Conflict { .. }, Outcome::Conflict { .. }) => Ok(()),
+        (g, e) => {
+            prop_assert_eq!(g, e);
+            Ok(())
+        }
+    }
+}
+
+/// The engine's idempotency table agrees with the model's: size and oldest entry.
+fn same_table(engine: &Engine, model: &Model) -> Result<(), TestCaseError> {
+    prop_assert_eq!(engine.idempotency_entries(), model.dedupe.len() as u64);
+    prop_assert_eq!(
+        engine.oldest_idempotency_version().unwrap(),
+        model.dedupe.values().map(|(_, at, _)| *at).min()
+    );
+    Ok(())
+}
+
 fn classify<T>(r: &Result<T, ReadError>) -> Result<(), &'static str> {
     match r {
         Ok(_) => Ok(()),
@@ -260,12 +387,14 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut engine = open(dir.path());
     let mut model = Model::default();
+    let mut clients = Clients::default();
     for op in ops {
         match op {
             Op::Commit {
                 read_back,
                 mutations,
                 conflicts,
+                token,
             } => {
                 let read_version = read_back.map(|b| model.applied.saturating_sub(b));
                 let read_conflicts = conflicts
@@ -279,18 +408,57 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     read_version,
                     mutations,
                     read_conflicts,
-                    idempotency: None,
+                    idempotency: token.map(|t| clients.token(t)),
                 });
                 let version = model.applied + 1;
                 let expected = model.apply(version, &cmd);
                 let got = engine
                     .apply_batch(&[(version, cmd)], Durability::Buffered, &[])
                     .unwrap();
-                // Which conflicting key is reported may differ; the kind may not.
-                match (&got[0], &expected) {
-                    (Outcome::Conflict { .. }, Outcome::Conflict { .. }) => {}
-                    (g, e) => prop_assert_eq!(g, e),
+                same_outcome(&got[0], &expected)?;
+            }
+            Op::Expire { back, limit } => {
+                let version = model.applied + 1;
+                let cmd = Command::ExpireIdempotency {
+                    before: version.saturating_sub(back),
+                    limit,
+                };
+                model.apply(version, &cmd);
+                engine
+                    .apply_batch(&[(version, cmd)], Durability::Buffered, &[])
+                    .unwrap();
+                same_table(&engine, &model)?;
+            }
+            Op::Mixed(cmds) => {
+                let mut entries = Vec::new();
+                let mut expected = Vec::new();
+                for c in cmds {
+                    let version = model.applied + 1;
+                    let cmd = match c {
+                        MixedCmd::Write(pick, mutations) => Command::Commit(Transaction {
+                            mutations,
+                            idempotency: Some(clients.token(pick)),
+                            ..Transaction::default()
+                        }),
+                        MixedCmd::Compact { back } => Command::Compact {
+                            horizon: version.saturating_sub(back),
+                        },
+                        MixedCmd::Expire { back, limit } => Command::ExpireIdempotency {
+                            before: version.saturating_sub(back),
+                            limit,
+                        },
+                    };
+                    expected.push(model.apply(version, &cmd));
+                    entries.push((version, cmd));
                 }
+                let got = engine
+                    .apply_batch(&entries, Durability::Buffered, &[])
+                    .unwrap();
+                prop_assert_eq!(got.len(), expected.len());
+                for (g, e) in got.iter().zip(&expected) {
+                    same_outcome(g, e)?;
+                }
+                same_table(&engine, &model)?;
             }
             Op::Batch(txs) => {
                 let mut entries = Vec::new();
@@ -327,6 +495,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 engine = open(dir.path());
                 prop_assert_eq!(engine.applied_version(), model.applied);
                 prop_assert_eq!(engine.horizon(), model.horizon);
+                same_table(&engine, &model)?;
             }
             Op::Get { cf, key, back } => {
                 let v = model.applied.saturating_sub(back);
@@ -358,6 +527,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         .map(|cf| model.visible(cf, model.applied).len())
         .sum();
     prop_assert_eq!(engine.stats().live_keys, live as u64);
+    same_table(&engine, &model)?;
     Ok(())
 }
 

@@ -91,6 +91,9 @@ pub enum NodeError {
     /// The final flush of the memtables failed.
     #[error("final flush failed: {0}")]
     Flush(StorageError),
+    /// The `[client_tls]` files cannot be used.
+    #[error(transparent)]
+    ClientTls(#[from] crate::client_tls::ClientTlsError),
     /// The admin API's operator token could not be read from its file.
     #[error(transparent)]
     AdminToken(#[from] crate::admin::auth::TokenFileError),
@@ -135,6 +138,8 @@ pub struct Bound {
     pub thrift: SocketAddr,
     /// The admin HTTP API.
     pub admin: SocketAddr,
+    /// The Thrift client API over TLS, when `[server] thrift_tls` is on.
+    pub thrift_tls: Option<SocketAddr>,
 }
 
 async fn bind(what: &'static str, host: &str, port: u16) -> Result<TcpListener, NodeError> {
@@ -167,18 +172,65 @@ pub async fn run(
             source,
         })??;
     let engine = Arc::new(engine);
+    // The disk guard's first sample is taken before the node serves: a node started on a full
+    // disk refuses writes from its first request.
+    let disk = Arc::new(crate::disk::DiskGuard::new(
+        data_dir.clone(),
+        crate::disk::DiskLimits::from_config(&config.database),
+    ));
+    let first = disk.clone();
+    tokio::task::spawn_blocking(move || first.refresh())
+        .await
+        .map_err(|source| NodeError::Panicked {
+            step: "measuring the disk",
+            source,
+        })?;
 
-    let thrift_listener =
-        bind("Thrift client API", &config.server.host, config.server.port).await?;
+    let server = &config.server;
+    let thrift_listener = bind("Thrift client API", server.thrift_bind_host(), server.port).await?;
     let admin_listener = bind(
         "admin HTTP API",
-        &config.server.host,
-        config.server.admin_port,
+        server.admin_bind_host(),
+        server.admin_port,
     )
     .await?;
+    let thrift_tls_listener = if server.thrift_tls {
+        let (host, port) = (server.thrift_bind_host(), server.thrift_tls_port);
+        Some(bind("Thrift client API over TLS", host, port).await?)
+    } else {
+        None
+    };
     let bound = Bound {
         thrift: local_addr(&thrift_listener)?,
         admin: local_addr(&admin_listener)?,
+        thrift_tls: thrift_tls_listener.as_ref().map(local_addr).transpose()?,
+    };
+    let thrift_tls = match thrift_tls_listener {
+        Some(listener) => {
+            let acceptor = crate::client_tls::acceptor(&config.client_tls, true)?;
+            let incoming = crate::client_tls::spawn_handshakes(listener, acceptor, "thrift-tls")
+                .map_err(|source| NodeError::Bind {
+                    what: "Thrift client API over TLS",
+                    addr: bound.thrift_tls.map(|a| a.to_string()).unwrap_or_default(),
+                    source,
+                })?;
+            Some(crate::client_tls::thrift_conns(incoming))
+        }
+        None => None,
+    };
+    let admin_listener = if server.admin_tls {
+        let acceptor = crate::client_tls::acceptor(&config.client_tls, false)?;
+        crate::admin::AdminListener::Tls(
+            crate::client_tls::spawn_handshakes(admin_listener, acceptor, "admin-https").map_err(
+                |source| NodeError::Bind {
+                    what: "admin HTTPS API",
+                    addr: bound.admin.to_string(),
+                    source,
+                },
+            )?,
+        )
+    } else {
+        crate::admin::AdminListener::Plain(admin_listener)
     };
 
     let network_faults = config
@@ -199,22 +251,33 @@ pub async fn run(
             .map_err(NodeError::WriterThread)?,
         )),
         Mode::Replicated => Replication::Raft(Arc::new(
-            start_raft(&config, &engine, &data_dir, bound, network_faults.clone()).await?,
+            start_raft(
+                &config,
+                &engine,
+                &data_dir,
+                bound,
+                network_faults.clone(),
+                disk.clone(),
+            )
+            .await?,
         )),
     };
     let (replicator, gate) = replication.seams();
-    let service = Arc::new(Service::new(
-        engine.clone(),
-        replicator,
-        gate,
-        ServiceOptions {
-            future_version_wait: Duration::from_millis(config.mvcc.future_version_wait_ms),
-            allow_fault_injection: config.faults.allow_injection,
-            max_read_concurrency: config.concurrency.max_read_concurrency as usize,
-            max_range_bytes: (config.server.max_range_bytes > 0)
-                .then_some(config.server.max_range_bytes),
-        },
-    ));
+    let service = Arc::new(
+        Service::new(
+            engine.clone(),
+            replicator,
+            gate,
+            ServiceOptions {
+                future_version_wait: Duration::from_millis(config.mvcc.future_version_wait_ms),
+                allow_fault_injection: config.faults.allow_injection,
+                max_read_concurrency: config.concurrency.max_read_concurrency as usize,
+                max_range_bytes: (config.server.max_range_bytes > 0)
+                    .then_some(config.server.max_range_bytes),
+            },
+        )
+        .with_disk_guard(disk.clone()),
+    );
     match &replication {
         Replication::Direct(_) => service
             .ensure_initial_version()
@@ -223,11 +286,8 @@ pub async fn run(
         // The first leader's blank entry is the initial version; bootstrap once, in the
         // background (peers may still be starting).
         Replication::Raft(raft) if !config.consensus.join.is_empty() => {
-            tokio::spawn(join(
-                raft.clone(),
-                config.consensus.join.clone(),
-                credentials.operator.clone(),
-            ));
+            let client = join_client(&config, credentials.operator.clone())?;
+            tokio::spawn(join(raft.clone(), config.consensus.join.clone(), client));
         }
         Replication::Raft(raft) => match config.consensus.bootstrap {
             Bootstrap::Init => drop(tokio::spawn(bootstrap(raft.clone()))),
@@ -245,10 +305,14 @@ pub async fn run(
         tokio::spawn(retention_job(
             service.clone(),
             engine.clone(),
-            Duration::from_millis(config.mvcc.retention_window_ms),
-            Duration::from_millis(config.mvcc.compaction_interval_ms),
+            Windows {
+                retention: Duration::from_millis(config.mvcc.retention_window_ms),
+                idempotency: Duration::from_millis(config.mvcc.idempotency_window_ms),
+                interval: Duration::from_millis(config.mvcc.compaction_interval_ms),
+            },
             stopped(stop_rx.clone()),
         )),
+        tokio::spawn(crate::disk::watch(disk.clone(), stopped(stop_rx.clone()))),
         tokio::spawn(gc_job(
             engine.clone(),
             Duration::from_millis(config.mvcc.compaction_interval_ms),
@@ -270,11 +334,13 @@ pub async fn run(
     ));
     let handoff_limit = Duration::from_millis(config.consensus.election_timeout_ms) * 2;
     let thrift_serving = crate::thrift::serve(
-        thrift_listener,
+        dolmen_api::ShutdownIncoming::new(thrift_listener, stopped(stop_rx.clone()))
+            .with_accepted(thrift_tls),
         service.clone(),
+        (!config.server.thrift_auth_token.is_empty())
+            .then(|| config.server.thrift_auth_token.clone()),
         codec_limits(&config.server),
         config.server.max_connections,
-        stopped(stop_rx.clone()),
         hand_off(replication.raft(), handoff_limit),
     );
     let mut thrift = tokio::spawn(thrift_serving);
@@ -422,6 +488,7 @@ async fn start_raft(
     data_dir: &std::path::Path,
     bound: Bound,
     network_faults: Option<Arc<NetworkFaults>>,
+    admission: Arc<dyn dolmen_raft::WriteAdmission>,
 ) -> Result<RaftNode, NodeError> {
     let node_id = config.node_id();
     let index = usize::try_from(node_id).unwrap_or(usize::MAX);
@@ -430,7 +497,7 @@ async fn start_raft(
     let this = initial_members[&node_id].clone();
     let (_, peer_port) = crate::config::split_endpoint(&config.consensus.endpoints[index])
         .map_err(|source| NodeError::Endpoint { index, source })?;
-    let peer_listener = bind("peer (Raft) API", &config.server.host, peer_port).await?;
+    let peer_listener = bind("peer (Raft) API", config.server.peer_bind_host(), peer_port).await?;
     let c = &config.consensus;
     let options = RaftNodeOptions {
         node_id,
@@ -461,6 +528,8 @@ async fn start_raft(
         fingerprint: format!("cf={}", config.database.column_families.join(",")),
         faults: network_faults.map(|f| f as Arc<dyn dolmen_raft::network::PeerFaults>),
         tls: peer_tls(&config.tls)?,
+        // A leader refuses followers' forwarded writes while its own disk is full.
+        admission: Some(admission),
     };
     Ok(RaftNode::start(engine.clone(), options, peer_listener).await?)
 }
@@ -558,7 +627,34 @@ async fn form(raft: Arc<RaftNode>) {
 
 /// Asks the members at `admins` (admin addresses) to add this node, until it is a voter
 /// (`[consensus] join`). Bounded: gives up after 10 minutes with an error in the log.
-async fn join(raft: Arc<RaftNode>, admins: Vec<String>, token: Option<String>) {
+/// The admin client a joining node calls the members with: its operator token, and HTTPS
+/// checked against `[client_tls] ca_file` when that is set.
+fn join_client(
+    config: &Config,
+    token: Option<String>,
+) -> Result<dolmen_admin::AdminClient, NodeError> {
+    let client = dolmen_admin::AdminClient::new(String::new())
+        .with_timeout(Duration::from_secs(120))
+        .with_token(token);
+    let ca_file = &config.client_tls.ca_file;
+    if ca_file.as_os_str().is_empty() {
+        return Ok(client);
+    }
+    let pem = std::fs::read(ca_file).map_err(|source| NodeError::TlsFile {
+        key: "client_tls.ca_file",
+        path: ca_file.clone(),
+        source,
+    })?;
+    client.with_ca(&pem).map_err(|e| {
+        NodeError::ClientTls(crate::client_tls::ClientTlsError::Pem {
+            key: "client_tls.ca_file",
+            path: ca_file.clone(),
+            what: e.to_string(),
+        })
+    })
+}
+
+async fn join(raft: Arc<RaftNode>, admins: Vec<String>, client: dolmen_admin::AdminClient) {
     const ATTEMPTS: u32 = 300;
     let me = raft.this().clone();
     let node = dolmen_admin::AddNode {
@@ -573,10 +669,7 @@ async fn join(raft: Arc<RaftNode>, admins: Vec<String>, token: Option<String>) {
             return;
         }
         for admin in &admins {
-            let client = dolmen_admin::AdminClient::new(admin.as_str())
-                .with_timeout(Duration::from_secs(120))
-                .with_token(token.clone());
-            match client.add_node(&node).await {
+            match client.at(admin.as_str()).add_node(&node).await {
                 Ok(_) => break,
                 Err(e) => {
                     tracing::debug!(attempt, admin = %admin, error = %e, "join: not added yet")
@@ -594,18 +687,30 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, NodeError> {
     listener.local_addr().map_err(NodeError::LocalAddr)
 }
 
-/// Advances the MVCC horizon: every `interval`, the horizon becomes the version that was
-/// applied `window` ago (FoundationDB keeps ~5 s of versions). Only the leader proposes, so
-/// every replica drops the same history at the same log position.
+/// The time-based windows the leader turns into version bounds (`[mvcc]`).
+#[derive(Clone, Copy, Debug)]
+struct Windows {
+    /// `retention_window_ms`: how long MVCC history is kept.
+    retention: Duration,
+    /// `idempotency_window_ms` (≥ `retention`): how long idempotency entries are kept.
+    idempotency: Duration,
+    /// `compaction_interval_ms`: how often the job looks.
+    interval: Duration,
+}
+
+/// Advances the MVCC horizon and expires idempotency entries: every `interval`, the horizon
+/// becomes the version that was applied `retention` ago (FoundationDB keeps ~5 s of versions),
+/// and idempotency entries recorded before the version applied `idempotency` ago are expired.
+/// Only the leader proposes, and the commands carry versions, never times, so every replica
+/// drops the same history and the same entries at the same log position.
 async fn retention_job(
     service: Arc<Service>,
     engine: Arc<Engine>,
-    window: Duration,
-    interval: Duration,
+    windows: Windows,
     stop: impl Future<Output = ()>,
 ) {
-    let mut samples: VecDeque<(Instant, Version)> = VecDeque::new();
-    let mut tick = tokio::time::interval(interval);
+    let mut samples = AppliedSamples::new(windows.idempotency.max(windows.retention));
+    let mut tick = tokio::time::interval(windows.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(stop);
     loop {
@@ -614,23 +719,86 @@ async fn retention_job(
             _ = tick.tick() => {}
         }
         let now = Instant::now();
-        samples.push_back((now, engine.applied_version()));
-        let mut candidate = None;
-        while let Some(&(at, version)) = samples.front() {
-            if now.duration_since(at) < window {
-                break;
-            }
-            candidate = Some(version);
-            samples.pop_front();
-        }
+        samples.push(now, engine.applied_version());
         let cluster = service.cluster();
-        let Some(horizon) = candidate else { continue };
-        if cluster.leader != Some(cluster.this_node) || horizon <= engine.horizon() {
+        if cluster.leader != Some(cluster.this_node) {
             continue;
         }
-        if let Err(e) = service.compact(horizon).await {
-            tracing::warn!(error = %e, horizon, "could not advance the MVCC horizon");
+        if let Some(horizon) = samples.applied_before(now, windows.retention) {
+            if horizon > engine.horizon() {
+                if let Err(e) = service.compact(horizon).await {
+                    tracing::warn!(error = %e, horizon, "could not advance the MVCC horizon");
+                }
+            }
         }
+        let Some(before) = samples.applied_before(now, windows.idempotency) else {
+            continue;
+        };
+        // Applying caps `before` at the horizon; proposing the capped bound keeps the check
+        // below honest.
+        let before = before.min(engine.horizon());
+        if !idempotency_expirable(&engine, before).await {
+            continue; // nothing to expire: no log entry
+        }
+        if let Err(e) = service.expire_idempotency(before).await {
+            tracing::warn!(error = %e, before, "could not expire idempotency entries");
+        }
+    }
+}
+
+/// Whether some idempotency entry was recorded before `before` (one seek into the index, off
+/// the async threads).
+async fn idempotency_expirable(engine: &Arc<Engine>, before: Version) -> bool {
+    let engine = engine.clone();
+    match tokio::task::spawn_blocking(move || engine.oldest_idempotency_version()).await {
+        Ok(Ok(oldest)) => oldest.is_some_and(|v| v < before),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not read the idempotency index");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the idempotency index panicked");
+            false
+        }
+    }
+}
+
+/// `(when, applied version)` samples of this node, oldest first, kept for `keep` (the longest
+/// window) plus the newest sample older than that: enough to answer "which version was applied
+/// `age` ago" for every `age ≤ keep`. One sample per `compaction_interval_ms`.
+#[derive(Debug)]
+struct AppliedSamples {
+    keep: Duration,
+    samples: VecDeque<(Instant, Version)>,
+}
+
+impl AppliedSamples {
+    fn new(keep: Duration) -> Self {
+        Self {
+            keep,
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Records that `version` was applied at `now`, and drops samples no window needs.
+    fn push(&mut self, now: Instant, version: Version) {
+        self.samples.push_back((now, version));
+        while self
+            .samples
+            .get(1)
+            .is_some_and(|&(at, _)| now.duration_since(at) >= self.keep)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The version applied at least `age` before `now` (the newest such sample); `None` until
+    /// this node has sampled for `age`.
+    fn applied_before(&self, now: Instant, age: Duration) -> Option<Version> {
+        let old = self
+            .samples
+            .partition_point(|&(at, _)| now.duration_since(at) >= age);
+        old.checked_sub(1).map(|i| self.samples[i].1)
     }
 }
 
@@ -722,6 +890,32 @@ mod tests {
     use super::*;
 
     const WINDOW: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn applied_samples_answer_every_window_up_to_the_longest_and_stay_bounded() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut samples = AppliedSamples::new(Duration::from_secs(10));
+        for s in 0..=100u64 {
+            // Version 10·s applied at second s.
+            samples.push(at(s), 10 * s);
+        }
+        let now = at(100);
+        assert_eq!(
+            samples.applied_before(now, Duration::from_secs(5)),
+            Some(950)
+        );
+        assert_eq!(
+            samples.applied_before(now, Duration::from_secs(10)),
+            Some(900)
+        );
+        assert_eq!(samples.applied_before(now, Duration::ZERO), Some(1000));
+        // Samples older than the longest window are dropped but the newest of them.
+        assert_eq!(samples.samples.len(), 11);
+        // A window longer than what was sampled has no answer yet.
+        let fresh = AppliedSamples::new(Duration::from_secs(10));
+        assert_eq!(fresh.applied_before(now, Duration::from_secs(1)), None);
+    }
 
     #[test]
     fn gc_passes_start_at_most_once_per_window_and_run_to_their_end() {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!   reads:  ReadGate::read_version / wait_applied ──▶ Engine::get / get_range(version)
-//!   writes: validate ──▶ fault check ──▶ Replicator::propose(Command) ──▶ Outcome ──▶ result
+//!   writes: validate ──▶ disk guard ──▶ fault check ──▶ Replicator::propose(Command) ──▶ Outcome
 //! ```
 
 use std::sync::atomic::Ordering;
@@ -18,6 +18,7 @@ use dolmen_engine::{
 use dolmen_raft::{ClusterView, ReadGate, Replicator};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use crate::disk::DiskGuard;
 use crate::error::{ErrorCode, ServiceError};
 use crate::faults::{FaultInjector, Target};
 use crate::stats::{InFlight, Stats};
@@ -50,6 +51,8 @@ pub struct Service {
     started: Instant,
     /// `max_read_concurrency` permits; `None` when reads are not bounded.
     read_permits: Option<Semaphore>,
+    /// Refuses writes while the disk is full ([`DiskGuard::off`] unless the node sets one).
+    disk: Arc<DiskGuard>,
 }
 
 impl std::fmt::Debug for Service {
@@ -85,7 +88,20 @@ impl Service {
                 .then(|| Semaphore::new(options.max_read_concurrency)),
             options,
             started: Instant::now(),
+            disk: Arc::new(DiskGuard::off()),
         }
+    }
+
+    /// Refuses writes while `disk` says the disk is full.
+    #[must_use]
+    pub fn with_disk_guard(mut self, disk: Arc<DiskGuard>) -> Self {
+        self.disk = disk;
+        self
+    }
+
+    /// The disk guard (`/ready`, `/metrics`).
+    pub fn disk(&self) -> &DiskGuard {
+        &self.disk
     }
 
     /// The byte budget of one range answer.
@@ -103,9 +119,19 @@ impl Service {
         self.engine.stats()
     }
 
-    /// Membership, roles and health.
+    /// Membership, roles and health; this node is `degraded` while its disk is full (it
+    /// refuses writes).
     pub fn cluster(&self) -> ClusterView {
-        self.replicator.cluster()
+        let mut view = self.replicator.cluster();
+        if self.disk.full().is_some() {
+            let this = view.this_node;
+            for member in view.members.iter_mut().filter(|m| m.id == this) {
+                if member.health == dolmen_raft::Health::Healthy {
+                    member.health = dolmen_raft::Health::Degraded;
+                }
+            }
+        }
+        view
     }
 
     /// How long this node has been serving.
@@ -247,6 +273,8 @@ impl Service {
         for cf in tx.column_families() {
             self.check_cf(cf)?;
         }
+        // A full disk refuses the write before it is proposed; reads go on.
+        self.disk.check()?;
         self.faults.check(op).await?;
         if let Some(read_version) = tx.read_version {
             // A read version this node has not reached: wait a little, then FUTURE_VERSION.
@@ -360,6 +388,19 @@ impl Service {
     pub async fn compact(&self, horizon: Version) -> Result<(), ServiceError> {
         self.replicator
             .propose(Command::Compact { horizon })
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets idempotency entries recorded before `before`, at most
+    /// [`EXPIRE_IDEMPOTENCY_LIMIT`](dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT) of them (the
+    /// retention job's other command).
+    pub async fn expire_idempotency(&self, before: Version) -> Result<(), ServiceError> {
+        self.replicator
+            .propose(Command::ExpireIdempotency {
+                before,
+                limit: dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT,
+            })
             .await?;
         Ok(())
     }

@@ -7,6 +7,7 @@ use crate::command::{Command, IdempotencyToken, KeyRange, Mutation, Transaction}
 const COMMAND_COMMIT: u8 = 0;
 const COMMAND_COMPACT: u8 = 1;
 const COMMAND_NOOP: u8 = 2;
+const COMMAND_EXPIRE_IDEMPOTENCY: u8 = 3;
 
 const MUTATION_SET: u8 = 0;
 const MUTATION_DELETE: u8 = 1;
@@ -56,6 +57,11 @@ pub fn put_command(w: &mut Writer, command: &Command) -> Result<(), EncodeError>
             w.u64(*horizon);
         }
         Command::Noop => w.u8(COMMAND_NOOP),
+        Command::ExpireIdempotency { before, limit } => {
+            w.u8(COMMAND_EXPIRE_IDEMPOTENCY);
+            w.u64(*before);
+            w.count("limit", *limit as usize)?;
+        }
     }
     Ok(())
 }
@@ -121,6 +127,15 @@ pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
             horizon: r.u64("horizon")?,
         }),
         COMMAND_NOOP => Ok(Command::Noop),
+        COMMAND_EXPIRE_IDEMPOTENCY => {
+            let before = r.u64("before")?;
+            let limit = r.count("limit")?;
+            Ok(Command::ExpireIdempotency {
+                before,
+                // `count` reads a be32: it fits.
+                limit: u32::try_from(limit).unwrap_or(u32::MAX),
+            })
+        }
         kind => Err(r.unknown_tag("command kind", kind)),
     }
 }

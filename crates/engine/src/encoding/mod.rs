@@ -19,8 +19,11 @@ pub use command::{decode_command, encode_command, put_command, read_command};
 pub use outcome::{decode_outcome, encode_outcome, put_outcome, read_outcome};
 
 /// The format version byte of every value this build writes, and the only one it reads
-/// (docs/encoding.md invariant 1).
+/// (docs/encoding.md invariant 1), except the dedupe entry.
 pub const FORMAT_V1: u8 = 0x01;
+/// The second layout of the dedupe entry (`meta/dedupe/<client_id>`), which adds the version
+/// the entry was recorded at; the only value with two versions (docs/encoding.md).
+pub const FORMAT_V2: u8 = 0x02;
 
 /// A value could not be encoded.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +64,21 @@ pub enum DecodeError {
         what: &'static str,
         /// The version byte found.
         version: u8,
+    },
+    /// As [`DecodeError::UnknownVersion`], for a kind of value this build reads in several
+    /// format versions (the dedupe entry).
+    #[error(
+        "{what}: unknown format version {version:#04x}; this build reads versions {} of it \
+         (docs/encoding.md)",
+        versions_list(known)
+    )]
+    UnknownVersionOf {
+        /// The kind of value.
+        what: &'static str,
+        /// The version byte found.
+        version: u8,
+        /// The versions this build reads for this kind.
+        known: &'static [u8],
     },
     /// The value ends inside a field.
     #[error("corrupt {what}: {field} needs {needed} more bytes, {remaining} left")]
@@ -117,6 +135,7 @@ impl DecodeError {
         match self {
             DecodeError::Empty { what }
             | DecodeError::UnknownVersion { what, .. }
+            | DecodeError::UnknownVersionOf { what, .. }
             | DecodeError::Truncated { what, .. }
             | DecodeError::Trailing { what, .. }
             | DecodeError::UnknownTag { what, .. }
@@ -124,6 +143,15 @@ impl DecodeError {
             | DecodeError::Invalid { what, .. } => what,
         }
     }
+}
+
+/// `0x01, 0x02`: the version bytes of [`DecodeError::UnknownVersionOf`]'s message.
+fn versions_list(known: &[u8]) -> String {
+    known
+        .iter()
+        .map(|v| format!("{v:#04x}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// openraft's storage traits speak `io::Error`: a bad value is `InvalidData`, with this error
@@ -157,8 +185,14 @@ impl Writer {
 
     /// [`Writer::new`], reserving `capacity` bytes.
     pub fn with_capacity(what: &'static str, capacity: usize) -> Self {
+        Self::versioned(what, FORMAT_V1, capacity)
+    }
+
+    /// Starts a value of kind `what` with the version byte `version` (a kind with several
+    /// layouts: the dedupe entry's [`FORMAT_V2`]).
+    pub fn versioned(what: &'static str, version: u8, capacity: usize) -> Self {
         let mut out = Vec::with_capacity(capacity.max(1));
-        out.push(FORMAT_V1);
+        out.push(version);
         Self { what, out }
     }
 
@@ -226,6 +260,26 @@ impl<'a> Reader<'a> {
             // The one version this build reads (invariant 1): the body layout follows from it.
             Some((&FORMAT_V1, rest)) => Ok(Self { what, rest }),
             Some((&version, _)) => Err(DecodeError::UnknownVersion { what, version }),
+            None => Err(DecodeError::Empty { what }),
+        }
+    }
+
+    /// Checks that the format version byte of a value of kind `what` is one of `known` and
+    /// starts after it; returns the version found, which decides the body's layout.
+    pub fn versioned(
+        what: &'static str,
+        bytes: &'a [u8],
+        known: &'static [u8],
+    ) -> Result<(u8, Self), DecodeError> {
+        match bytes.split_first() {
+            Some((&version, rest)) if known.contains(&version) => {
+                Ok((version, Self { what, rest }))
+            }
+            Some((&version, _)) => Err(DecodeError::UnknownVersionOf {
+                what,
+                version,
+                known,
+            }),
             None => Err(DecodeError::Empty { what }),
         }
     }

@@ -1,6 +1,7 @@
 //! Round trips and refusals of the engine's encodings, and the stored-fixture test: the bytes
-//! under `tests/fixtures/v1/` were written by an earlier build; this build must decode each of
-//! them to exactly the value it was made from (docs/encoding.md, "Fixtures").
+//! under `tests/fixtures/v1/` (and `v2/` for the dedupe entry) were written by an earlier build;
+//! this build must decode each of them to exactly the value it was made from (docs/encoding.md,
+//! "Fixtures").
 
 use std::path::PathBuf;
 
@@ -124,6 +125,13 @@ fn commands() -> Vec<(&'static str, Command)> {
         ),
         ("command_compact", Command::Compact { horizon: 17 }),
         ("command_noop", Command::Noop),
+        (
+            "command_expire_idempotency",
+            Command::ExpireIdempotency {
+                before: 0x0102_0304_0506_0708,
+                limit: 10_000,
+            },
+        ),
     ]
 }
 
@@ -143,8 +151,13 @@ fn samples() -> Vec<(&'static str, Sample, Vec<u8>)> {
         cf: "default".into(),
         key: b"hot".to_vec(),
     };
-    let bytes = dedupe::encode_entry(7, &remembered).unwrap();
-    out.push(("dedupe_entry", Sample::Dedupe(7, remembered), bytes));
+    let entry = dedupe::Entry {
+        sequence: 7,
+        recorded_at: 12,
+        outcome: remembered,
+    };
+    let bytes = dedupe::encode_entry(&entry).unwrap();
+    out.push(("dedupe_entry", Sample::Dedupe(entry), bytes));
     out.push((
         "meta_counter",
         Sample::Counter(0x0102_0304_0506_0708),
@@ -169,7 +182,7 @@ fn samples() -> Vec<(&'static str, Sample, Vec<u8>)> {
 enum Sample {
     Command(Command),
     Outcome(Outcome),
-    Dedupe(u64, Outcome),
+    Dedupe(dedupe::Entry),
     Counter(u64),
     Marker(Vec<u8>),
     Data(Option<Vec<u8>>),
@@ -180,18 +193,25 @@ fn decode_like(expected: &Sample, bytes: &[u8]) -> Result<Sample, StorageError> 
     Ok(match expected {
         Sample::Command(_) => Sample::Command(decode_command(bytes)?),
         Sample::Outcome(_) => Sample::Outcome(decode_outcome(bytes)?),
-        Sample::Dedupe(..) => {
-            let (sequence, outcome) = dedupe::decode_entry(bytes)?;
-            Sample::Dedupe(sequence, outcome)
-        }
+        Sample::Dedupe(_) => Sample::Dedupe(dedupe::decode_entry(bytes)?),
         Sample::Counter(_) => Sample::Counter(decode_u64("meta counter", bytes)?),
         Sample::Marker(_) => Sample::Marker(decode_marker(bytes)?),
         Sample::Data(_) => Sample::Data(decode_value(bytes)?.map(<[u8]>::to_vec)),
     })
 }
 
-fn fixture_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+/// The directory of the fixtures of format version `version` ("v1", "v2").
+fn fixture_dir(version: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version)
+}
+
+/// The fixture of sample `name` at the version this build writes it: the dedupe entry is the
+/// one value at version 2.
+fn fixture_path(name: &str) -> PathBuf {
+    let version = if name == "dedupe_entry" { "v2" } else { "v1" };
+    fixture_dir(version).join(format!("{name}.bin"))
 }
 
 /// Writes the fixtures of the current version. Run it only when adding a stored kind or a
@@ -199,19 +219,19 @@ fn fixture_dir() -> PathBuf {
 /// instead (docs/encoding.md, "Fixtures"):
 /// `cargo test --workspace --lib write_engine_fixtures -- --ignored`.
 #[test]
-#[ignore = "writes tests/fixtures/v1; run by hand, see docs/encoding.md"]
+#[ignore = "writes tests/fixtures/v1 and v2; run by hand, see docs/encoding.md"]
 fn write_engine_fixtures() {
-    let dir = fixture_dir();
-    std::fs::create_dir_all(&dir).unwrap();
     for (name, _, bytes) in samples() {
-        std::fs::write(dir.join(format!("{name}.bin")), bytes).unwrap();
+        let path = fixture_path(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
     }
 }
 
 #[test]
 fn stored_v1_fixtures_decode_to_their_values() {
     for (name, expected, encoded) in samples() {
-        let path = fixture_dir().join(format!("{name}.bin"));
+        let path = fixture_path(name);
         let stored = std::fs::read(&path)
             .unwrap_or_else(|e| panic!("fixture {} is missing: {e}", path.display()));
         let decoded = decode_like(&expected, &stored)
@@ -220,9 +240,35 @@ fn stored_v1_fixtures_decode_to_their_values() {
         // The encoder still writes exactly these bytes: a layout change must bump the version.
         assert_eq!(
             encoded, stored,
-            "{name} encodes differently from its v1 fixture"
+            "{name} encodes differently from its fixture"
         );
     }
+}
+
+/// The dedupe entry of an earlier build (version 1, no recorded version) still decodes; the
+/// version it was recorded at is derived alike on every replica: the commit version of a
+/// `Committed` outcome, else 0.
+#[test]
+fn stored_v1_dedupe_entry_decodes_with_a_derived_version() {
+    let path = fixture_dir("v1").join("dedupe_entry.bin");
+    let stored = std::fs::read(&path).unwrap();
+    assert_eq!(stored[0], FORMAT_V1);
+    assert_eq!(
+        dedupe::decode_entry(&stored).unwrap(),
+        dedupe::Entry {
+            sequence: 7,
+            recorded_at: 0,
+            outcome: Outcome::Conflict {
+                cf: "default".into(),
+                key: b"hot".to_vec(),
+            },
+        }
+    );
+    let mut committed = vec![FORMAT_V1];
+    committed.extend_from_slice(&3u64.to_be_bytes());
+    committed.extend_from_slice(&encode_outcome(&Outcome::Committed { version: 40 }).unwrap()[1..]);
+    let entry = dedupe::decode_entry(&committed).unwrap();
+    assert_eq!((entry.sequence, entry.recorded_at), (3, 40));
 }
 
 #[test]
@@ -231,7 +277,13 @@ fn every_versioned_value_refuses_an_unknown_version_by_name() {
         if matches!(expected, Sample::Data(_)) {
             continue; // data values carry tags, not a version byte (docs/encoding.md)
         }
-        for version in [0x00, 0x02, 0x80, 0x81] {
+        // The dedupe entry reads versions 1 and 2.
+        let unknown = if matches!(expected, Sample::Dedupe(_)) {
+            [0x00, 0x03, 0x80, 0x81]
+        } else {
+            [0x00, 0x02, 0x80, 0x81]
+        };
+        for version in unknown {
             bytes[0] = version;
             let err = decode_like(&expected, &bytes).expect_err(name).to_string();
             assert!(

@@ -196,7 +196,7 @@ impl PeerHandler for Mock {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     Err(ProposeError::Unavailable("too late".to_string()))
                 }
-                Command::Noop => Ok(Applied {
+                Command::Noop | Command::ExpireIdempotency { .. } => Ok(Applied {
                     version: 7,
                     outcome: Outcome::Applied,
                 }),

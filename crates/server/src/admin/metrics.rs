@@ -114,6 +114,7 @@ impl Collector for NodeMetrics {
             connections_idle_closed: load(&connections.idle_closed),
             replication,
             horizon_age_seconds: self.series.horizon_age_seconds(engine.horizon),
+            disk: DiskValues::of(self.service.disk()),
             engine,
         }
         .encode(encoder)
@@ -146,6 +147,56 @@ struct Snapshot {
     /// In replicated mode only.
     replication: Option<Replication>,
     horizon_age_seconds: Option<f64>,
+    disk: DiskValues,
+}
+
+/// The disk guard's last sample and state.
+struct DiskValues {
+    free_bytes: u64,
+    data_bytes: u64,
+    full: bool,
+    refused: u64,
+}
+
+impl DiskValues {
+    fn of(guard: &crate::disk::DiskGuard) -> Self {
+        let sample = guard.sample().unwrap_or_default();
+        Self {
+            free_bytes: sample.free_bytes,
+            data_bytes: sample.data_bytes,
+            full: guard.full().is_some(),
+            refused: guard.refused_total(),
+        }
+    }
+
+    fn encode(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauges = [
+            (
+                "dolmen_disk_free_bytes",
+                "Free bytes on the data directory's filesystem (sampled every second).",
+                self.free_bytes,
+            ),
+            (
+                "dolmen_data_size_bytes",
+                "Bytes in the node's data directory: database, Raft log, snapshots (sampled every second).",
+                self.data_bytes,
+            ),
+            (
+                "dolmen_disk_full",
+                "1 while writes are refused for want of disk space ([database] min_free_disk_mb, max_data_size_mb).",
+                u64::from(self.full),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            emit(e, name, help, &ConstGauge::new(value))?;
+        }
+        emit(
+            e,
+            "dolmen_writes_refused_disk_full",
+            "Writes refused because the disk was full (this node's clients' and forwarded ones).",
+            &ConstCounter::new(self.refused),
+        )
+    }
 }
 
 /// Replication state, in replicated mode.
@@ -268,6 +319,7 @@ impl Snapshot {
         }
         self.encode_requests(e)?;
         self.encode_connections_and_mvcc(e)?;
+        self.disk.encode(e)?;
         if let Some(r) = &self.replication {
             r.encode(e)?;
         }
@@ -345,6 +397,19 @@ impl Snapshot {
             "dolmen_mvcc_gc_deleted_versions",
             "Versions garbage collection deleted (older than the horizon and shadowed).",
             &ConstCounter::new(self.engine.gc_versions_deleted),
+        )?;
+        emit(
+            e,
+            "dolmen_idempotency_entries",
+            "Entries in the idempotency table (each client id's latest commit, kept for \
+             mvcc.idempotency_window_ms).",
+            &ConstGauge::new(self.engine.idempotency_entries),
+        )?;
+        emit(
+            e,
+            "dolmen_idempotency_expired",
+            "Idempotency entries expired through the log since the node started.",
+            &ConstCounter::new(self.engine.idempotency_expired),
         )?;
         emit(
             e,
@@ -430,6 +495,8 @@ mod tests {
                 engine: EngineStats {
                     live_keys: 5,
                     memtable_bytes: 4096,
+                    idempotency_entries: 12,
+                    idempotency_expired: 30,
                     ..EngineStats::default()
                 },
                 is_leader: true,
@@ -460,6 +527,12 @@ mod tests {
                     },
                 }),
                 horizon_age_seconds: Some(4.5),
+                disk: DiskValues {
+                    free_bytes: 812 << 20,
+                    data_bytes: 3 << 20,
+                    full: true,
+                    refused: 11,
+                },
             }
             .encode(encoder)
         }
@@ -497,6 +570,12 @@ mod tests {
             "dolmen_apply_lag_entries 3\n",
             "dolmen_raft_snapshots_sent_total 2\n",
             "dolmen_mvcc_horizon_age_seconds 4.5\n",
+            "# TYPE dolmen_idempotency_entries gauge\ndolmen_idempotency_entries 12\n",
+            "# TYPE dolmen_idempotency_expired_total counter\ndolmen_idempotency_expired_total 30\n",
+            "# TYPE dolmen_disk_free_bytes gauge\ndolmen_disk_free_bytes 851443712\n",
+            "dolmen_data_size_bytes 3145728\n",
+            "dolmen_disk_full 1\n",
+            "# TYPE dolmen_writes_refused_disk_full_total counter\ndolmen_writes_refused_disk_full_total 11\n",
         ] {
             assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
         }
@@ -530,8 +609,14 @@ mod tests {
             "dolmen_client_connections_idle_closed_total",
             "dolmen_mvcc_gc_runs_total",
             "dolmen_mvcc_gc_deleted_versions_total",
+            "dolmen_idempotency_entries",
+            "dolmen_idempotency_expired_total",
             "dolmen_mvcc_horizon_age_versions",
             "dolmen_mvcc_horizon_age_seconds",
+            "dolmen_disk_free_bytes",
+            "dolmen_data_size_bytes",
+            "dolmen_disk_full",
+            "dolmen_writes_refused_disk_full_total",
             "dolmen_apply_lag_entries",
             "dolmen_replication_log_lag_entries",
             "dolmen_raft_snapshots_built_total",
