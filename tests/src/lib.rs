@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod raw;
 pub mod replicated;
 pub mod standalone;
+pub mod tls_client;
 
 /// The Apache Thrift 0.17 client generated from `idl/kvstore.thrift`
 /// (`thrift -out tests/src --gen rs tests/idl/kvstore.thrift`). Never edit it by hand.

@@ -194,6 +194,11 @@ impl Standalone {
         self.ready().admin
     }
 
+    /// The Thrift TLS address from the readiness line, when the node has that listener.
+    pub fn thrift_tls_endpoint(&self) -> Option<SocketAddr> {
+        self.ready().thrift_tls
+    }
+
     /// The process id of the running node.
     pub fn pid(&self) -> u32 {
         self.node.as_ref().expect("node is running").pid()

@@ -80,6 +80,17 @@ impl AdminClient {
         }
     }
 
+    /// The same client speaking HTTPS, checking the node against the CA in `ca_pem` (see
+    /// [`crate::AdminClient::with_ca`]).
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::with_ca`].
+    pub fn with_ca(self, ca_pem: &[u8]) -> Result<Self, AdminError> {
+        Ok(Self {
+            inner: self.inner.with_ca(ca_pem)?,
+        })
+    }
+
     /// The async client underneath.
     pub fn inner(&self) -> &crate::AdminClient {
         &self.inner

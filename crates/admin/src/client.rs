@@ -12,6 +12,7 @@ use std::time::Duration;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper::{Method, Request};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -55,7 +56,8 @@ impl RawAnswer {
 pub enum Readiness {
     /// 200: a leader is known and a version is applied.
     Ready,
-    /// 503, with the node's reason (`not ready: leader=None applied_version=0`).
+    /// 503, with the node's reasons (each [`crate::NotReady::detail`], joined by `; `), or
+    /// the body as it came when it is not a [`crate::ReadyAnswer`].
     NotReady(String),
 }
 
@@ -67,21 +69,66 @@ pub struct AdminClient {
     timeout: Duration,
     /// Sent as `Authorization: Bearer` with every request, when set.
     token: Option<String>,
-    http: Client<HttpConnector, Full<Bytes>>,
+    /// `"https"` once [`AdminClient::with_ca`] named the CA to check the node against.
+    scheme: &'static str,
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// A hyper client speaking HTTP, and HTTPS checked against `roots` (none: every HTTPS
+/// handshake fails).
+fn http_client(roots: rustls::RootCertStore) -> Client<HttpsConnector<HttpConnector>, Full<Bytes>> {
+    #[allow(
+        deprecated,
+        reason = "ring, as everywhere in Dolmen: rustls 0.23.48 deprecates its provider for \
+                  lacking post-quantum key exchange; aws-lc-rs needs cmake and a long C build"
+    )]
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap_or_else(|_| unreachable!("ring supports rustls' default protocol versions"))
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector)
 }
 
 impl AdminClient {
     /// A client of the admin API at `addr` (`host:port`), with [`DEFAULT_TIMEOUT`].
     pub fn new(addr: impl Into<String>) -> Self {
-        let http = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build_http();
         Self {
             addr: addr.into(),
             timeout: DEFAULT_TIMEOUT,
             token: None,
-            http,
+            scheme: "http",
+            http: http_client(rustls::RootCertStore::empty()),
         }
+    }
+
+    /// The same client speaking HTTPS (`[server] admin_tls`), accepting only a node
+    /// certificate that the CA in `ca_pem` (PEM) signed for the host of the address.
+    ///
+    /// # Errors
+    /// [`AdminError::BadCa`] when `ca_pem` holds no usable certificate.
+    pub fn with_ca(mut self, ca_pem: &[u8]) -> Result<Self, AdminError> {
+        use rustls::pki_types::pem::PemObject;
+        let bad = |reason: String| AdminError::BadCa { reason };
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem) {
+            let cert = cert.map_err(|e| bad(format!("not PEM certificates: {e}")))?;
+            roots.add(cert).map_err(|e| bad(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(bad("holds no CERTIFICATE block".to_owned()));
+        }
+        self.scheme = "https";
+        self.http = http_client(roots);
+        Ok(self)
     }
 
     /// The same client sending `token` (the node's `admin_token` or `admin_view_token`) as
@@ -89,6 +136,14 @@ impl AdminClient {
     pub fn with_token(mut self, token: Option<String>) -> Self {
         self.token = token;
         self
+    }
+
+    /// The same client (credential, CA, timeout) for the node at `addr`.
+    pub fn at(&self, addr: impl Into<String>) -> Self {
+        Self {
+            addr: addr.into(),
+            ..self.clone()
+        }
     }
 
     /// The same client with another per-call timeout (membership changes wait for a learner
@@ -132,7 +187,17 @@ impl AdminClient {
         let answer = self.request(Method::GET, path, None).await?;
         match answer.status {
             200 => Ok(Readiness::Ready),
-            503 => Ok(Readiness::NotReady(answer.text().trim().to_owned())),
+            503 => Ok(Readiness::NotReady(
+                match serde_json::from_slice::<crate::ReadyAnswer>(&answer.body) {
+                    Ok(ready) => ready
+                        .reasons
+                        .iter()
+                        .map(|r| r.detail.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    Err(_) => answer.text().trim().to_owned(),
+                },
+            )),
             _ => Err(self.refusal(path, &answer)),
         }
     }
@@ -323,7 +388,7 @@ impl AdminClient {
         let bad_address = || AdminError::BadAddress {
             addr: self.addr.clone(),
         };
-        let uri: hyper::Uri = format!("http://{}{path}", self.addr)
+        let uri: hyper::Uri = format!("{}://{}{path}", self.scheme, self.addr)
             .parse()
             .map_err(|_| bad_address())?;
         let mut request = Request::builder().method(method).uri(uri);

@@ -16,6 +16,12 @@ pub enum AdminError {
         /// The address given.
         addr: String,
     },
+    /// The CA given for HTTPS holds no usable certificate.
+    #[error("the CA for the admin API's HTTPS: {reason}")]
+    BadCa {
+        /// What was wrong with it.
+        reason: String,
+    },
     /// No connection, or the connection broke before the answer was complete.
     #[error("cannot reach the admin API at {addr}: {reason}")]
     Unreachable {

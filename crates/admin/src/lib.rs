@@ -37,5 +37,6 @@ pub use ops::{
 };
 pub use refusal::{ErrorBody, ErrorCode};
 pub use status::{
-    ClusterStatus, Health, MemberView, NodeId, NodeReport, NodeStatus, RaftMember, RaftStatus, Role,
+    ClusterStatus, Health, MemberView, NodeId, NodeReport, NodeStatus, NotReady, NotReadyCondition,
+    RaftMember, RaftStatus, ReadyAnswer, Role,
 };

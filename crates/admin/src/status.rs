@@ -98,6 +98,45 @@ pub struct NodeStatus {
     pub raft: Option<RaftStatus>,
 }
 
+/// `GET /ready`'s body: 200 when `ready`, else 503 with every reason the node is not.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyAnswer {
+    /// Whether the node can serve reads and writes: a leader is known, a version is applied
+    /// and the disk is not full.
+    pub ready: bool,
+    /// The leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// The last applied version.
+    pub applied_version: u64,
+    /// Why not, one entry per condition; empty when ready.
+    pub reasons: Vec<NotReady>,
+}
+
+/// One reason in [`ReadyAnswer::reasons`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotReady {
+    /// What is wrong, for scripts.
+    pub condition: NotReadyCondition,
+    /// What is wrong, for people (for `disk_full`, the error writes get).
+    pub detail: String,
+}
+
+/// Why a node is not ready. Unknown strings read as [`NotReadyCondition::Unknown`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotReadyCondition {
+    /// No leader is known (an election, or no quorum).
+    NoLeader,
+    /// Nothing applied yet, so no read version can be handed out.
+    NothingApplied,
+    /// The disk is full: writes are refused (`[database] min_free_disk_mb`,
+    /// `max_data_size_mb`); reads are still served.
+    DiskFull,
+    /// A condition this client does not know.
+    #[serde(other)]
+    Unknown,
+}
+
 /// One member in [`NodeStatus::members`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {

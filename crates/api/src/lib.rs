@@ -28,18 +28,18 @@ mod generated {
 /// The generated types, server and client for `idl/kvstore.thrift`.
 pub use generated::kvstore_gen::kvstore as gen;
 
-/// Serves `handler` on `listener` with the hardened codec until `shutdown` resolves (or the
+/// Serves `handler` on `incoming` (its listener, and the connections its caller accepted: the
+/// TLS listener's) with the hardened codec until the incoming's shutdown resolves (or the
 /// process gets SIGTERM, SIGINT or SIGHUP), then runs `before_drain` while still serving, then
 /// drains in-flight requests and returns. At most `max_connections` are served at once
 /// (counted in `connections`); a call to an unknown method gets an `UNKNOWN_METHOD` exception
 /// and the connection stays usable.
 pub async fn serve<H>(
-    listener: tokio::net::TcpListener,
+    incoming: ShutdownIncoming,
     handler: H,
     limits: SafeCodecLimits,
     max_connections: usize,
     connections: std::sync::Arc<ConnectionStats>,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     before_drain: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError>
 where
@@ -60,7 +60,7 @@ where
             connections,
         ))
         .register_shutdown_hook(move || Box::pin(before_drain))
-        .run(ShutdownIncoming::new(listener, shutdown))
+        .run(incoming)
         .await
         .map_err(ServeError)
 }

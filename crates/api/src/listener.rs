@@ -1,5 +1,7 @@
 //! The Thrift listener: accepts on a caller-bound socket until the caller's shutdown future
-//! resolves, so tests bind port 0 and nodes own their stop signal (mini-redis style).
+//! resolves, so tests bind port 0 and nodes own their stop signal (mini-redis style). Other
+//! connections the caller accepted itself (the TLS listener's, once their handshake is done)
+//! join the same server through [`ShutdownIncoming::with_accepted`].
 
 use std::fmt;
 use std::future::Future;
@@ -8,6 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use volo::net::conn::Conn;
 use volo::net::incoming::{Incoming, MakeIncoming};
 
@@ -17,6 +20,8 @@ type Shutdown = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// volo server drains in-flight requests and returns.
 pub struct ShutdownIncoming {
     listener: TcpListener,
+    /// Connections accepted elsewhere, served like the listener's; `None` once closed.
+    accepted: Option<mpsc::Receiver<Conn>>,
     shutdown: Shutdown,
     stopped: bool,
 }
@@ -26,9 +31,25 @@ impl ShutdownIncoming {
     pub fn new(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> Self {
         Self {
             listener,
+            accepted: None,
             shutdown: Box::pin(shutdown),
             stopped: false,
         }
+    }
+
+    /// The same, also serving every connection `accepted` yields (until it closes).
+    #[must_use]
+    pub fn with_accepted(mut self, accepted: Option<mpsc::Receiver<Conn>>) -> Self {
+        self.accepted = accepted;
+        self
+    }
+}
+
+/// The next connection from `accepted`; pending forever once there is none.
+async fn next_accepted(accepted: &mut Option<mpsc::Receiver<Conn>>) -> Option<Conn> {
+    match accepted {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -60,6 +81,10 @@ impl Incoming for ShutdownIncoming {
                     self.stopped = true;
                     return Ok(None);
                 }
+                conn = next_accepted(&mut self.accepted) => match conn {
+                    Some(conn) => return Ok(Some(conn)),
+                    None => self.accepted = None,
+                },
                 accepted = self.listener.accept() => match accepted {
                     Ok((stream, _peer)) => {
                         // Request/response traffic: never wait for Nagle.

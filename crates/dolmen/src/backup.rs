@@ -18,7 +18,6 @@ use dolmen_admin::backup::{
     BackupHeader, BackupTrailer, ColumnFamilyCount, FrameReader, FrameTag, KeyRange, Manifest,
     Part, BACKUP_PATH, MANIFEST_FILE, MANIFEST_FORMAT,
 };
-use dolmen_admin::AdminClient;
 use dolmen_engine::{Checksum, RecordRef};
 use dolmen_server::config::{Config, ConfigError, Overrides};
 use dolmen_server::restore::{self, BackupDir};
@@ -127,9 +126,10 @@ async fn backup(args: &BackupArgs) -> anyhow::Result<Manifest> {
     prepare_out(&args.out)?;
     let part_size = args.part_size_mb.max(1) << 20;
     let started = Instant::now();
-    let client = AdminClient::new(args.admin.as_str())
-        .with_timeout(Duration::from_secs(30))
-        .with_token(args.token.token()?);
+    let client = args
+        .token
+        .client(&args.admin)?
+        .with_timeout(Duration::from_secs(30));
     let mut body = client.stream(BACKUP_PATH).await?;
     let mut reader = FrameReader::new();
     let mut header: Option<BackupHeader> = None;

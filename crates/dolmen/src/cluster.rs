@@ -102,24 +102,22 @@ pub struct AdminArgs {
     pub token: crate::token::TokenArgs,
 }
 
-/// The nodes a command talks to, and the credential it sends.
+/// The nodes a command talks to, and how (credential, HTTPS).
 struct Nodes {
     endpoints: Vec<String>,
-    token: Option<String>,
+    template: AdminClient,
 }
 
 impl Nodes {
     fn new(args: &AdminArgs) -> Result<Self, ClusterError> {
         Ok(Self {
             endpoints: args.endpoints.clone(),
-            token: args.token.token().map_err(ClusterError::Token)?,
+            template: args.token.client("").map_err(ClusterError::Token)?,
         })
     }
 
     fn client(&self, endpoint: &str, timeout: Duration) -> AdminClient {
-        AdminClient::new(endpoint)
-            .with_timeout(timeout)
-            .with_token(self.token.clone())
+        self.template.at(endpoint).with_timeout(timeout)
     }
 }
 

@@ -1,5 +1,7 @@
-//! The admin credential a command sends (`Authorization: Bearer`): from `--token`, the
-//! `DOLMEN_ADMIN_TOKEN` environment variable, or the first line of `--token-file`.
+//! How a command reaches the admin API: the credential it sends (`Authorization: Bearer`), from
+//! `--token`, the `DOLMEN_ADMIN_TOKEN` environment variable, or the first line of
+//! `--token-file`; and, for nodes with `[server] admin_tls`, the CA to check them against
+//! (`--ca-file`, `DOLMEN_CA_FILE`).
 
 use std::path::PathBuf;
 
@@ -13,6 +15,10 @@ pub struct TokenArgs {
     /// A file whose first line is the token.
     #[arg(long = "token-file", conflicts_with = "token")]
     pub token_file: Option<PathBuf>,
+    /// The CA certificate (PEM) that signed the nodes' admin certificates: talk HTTPS to
+    /// nodes with [server] admin_tls, accepting only certificates it signed.
+    #[arg(long = "ca-file", env = "DOLMEN_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why the credential could not be read.
@@ -32,9 +38,44 @@ pub enum TokenError {
         /// The file.
         path: PathBuf,
     },
+    /// The CA file could not be read.
+    #[error("--ca-file {}: {source}", path.display())]
+    ReadCa {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The CA file holds no usable certificate.
+    #[error("--ca-file {}: {reason}", path.display())]
+    BadCa {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: String,
+    },
 }
 
 impl TokenArgs {
+    /// An admin client for `addr` with the credential and, with `--ca-file`, HTTPS.
+    ///
+    /// # Errors
+    /// The token or CA file cannot be read, or the CA file holds no certificate.
+    pub fn client(&self, addr: &str) -> Result<dolmen_admin::AdminClient, TokenError> {
+        let client = dolmen_admin::AdminClient::new(addr).with_token(self.token()?);
+        let Some(path) = &self.ca_file else {
+            return Ok(client);
+        };
+        let pem = std::fs::read(path).map_err(|source| TokenError::ReadCa {
+            path: path.clone(),
+            source,
+        })?;
+        client.with_ca(&pem).map_err(|e| TokenError::BadCa {
+            path: path.clone(),
+            reason: e.to_string(),
+        })
+    }
+
     /// The credential to send, if any.
     ///
     /// # Errors
@@ -63,7 +104,7 @@ mod tests {
     fn the_token_comes_from_the_flag_or_the_first_line_of_the_file() {
         let flag = TokenArgs {
             token: Some("secret-secret-secret".into()),
-            token_file: None,
+            ..TokenArgs::default()
         };
         assert_eq!(
             flag.token().unwrap().as_deref(),
@@ -74,8 +115,8 @@ mod tests {
         let path = dir.path().join("token");
         std::fs::write(&path, "from-the-file-0123\nrest\n").unwrap();
         let file = TokenArgs {
-            token: None,
             token_file: Some(path.clone()),
+            ..TokenArgs::default()
         };
         assert_eq!(file.token().unwrap().as_deref(), Some("from-the-file-0123"));
         std::fs::write(&path, "\n").unwrap();

@@ -222,9 +222,7 @@ async fn fetch(clients: &[AdminClient]) -> Result<Frame, Vec<AdminError>> {
                 .map(|n| n.admin_addr.clone())
         });
         let series_from = match leader_admin {
-            Some(addr) if addr != client.addr() => AdminClient::new(addr)
-                .with_timeout(client.timeout())
-                .with_token(client.token().map(str::to_owned)),
+            Some(addr) if addr != client.addr() => client.at(addr),
             _ => client.clone(),
         };
         let series = match series_from

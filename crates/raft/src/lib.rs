@@ -29,7 +29,7 @@ pub use raft_node::{
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
 pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
-    Replicator, Role,
+    Replicator, Role, WriteAdmission,
 };
 pub use seed::{seed_cluster, SeedError};
 pub use snapshot::{SnapshotDir, SnapshotReader, SnapshotStats};

@@ -76,6 +76,18 @@ pub trait Replicator: Send + Sync + 'static {
     fn cluster(&self) -> ClusterView;
 }
 
+/// Decides whether a client write may be proposed on this node now: the disk guard, which
+/// refuses writes while the node's disk is full (docs/replication.md §7.1). A leader asks it
+/// for every write a follower forwards; housekeeping commands (`Compact`, `Noop`) should pass.
+pub trait WriteAdmission: std::fmt::Debug + Send + Sync + 'static {
+    /// `Ok` to propose `command`; otherwise the refusal the writer gets (nothing was proposed,
+    /// so it must be `Unavailable` or `NotLeader`, never `Timeout`).
+    ///
+    /// # Errors
+    /// The refusal, when `command` may not be proposed now.
+    fn admit(&self, command: &Command) -> Result<(), ProposeError>;
+}
+
 /// Decides which version reads may use (docs/ARCHITECTURE.md §1 ReadGate).
 pub trait ReadGate: Send + Sync + 'static {
     /// A version ≥ every commit acknowledged before the call started, already applied on this

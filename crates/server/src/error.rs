@@ -4,6 +4,8 @@
 use dolmen_engine::{Invalid, ReadError as EngineReadError};
 use dolmen_raft::{ProposeError, ReadError as GateReadError};
 
+use crate::disk::DiskFull;
+
 /// The docs/WIRE.md §4 error codes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ErrorCode {
@@ -112,6 +114,14 @@ impl From<ProposeError> for ServiceError {
                 leader_hint: None,
             },
         }
+    }
+}
+
+/// A full disk refuses the write before it is proposed: `UNAVAILABLE: disk full: …` (WIRE §4:
+/// a storage failure, nothing applied).
+impl From<DiskFull> for ServiceError {
+    fn from(full: DiskFull) -> Self {
+        Self::new(ErrorCode::Unavailable, full)
     }
 }
 

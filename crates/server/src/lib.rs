@@ -7,6 +7,8 @@
 //! ```
 
 pub mod admin;
+pub mod client_tls;
+pub mod disk;
 pub mod engine_options;
 /// The node configuration, kept in its own crate (`dolmen-config`) so that tools which only
 /// render or read configs (the test kit) do not link the server.

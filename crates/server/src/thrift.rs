@@ -15,7 +15,6 @@ use dolmen_engine::{
 };
 use dolmen_raft::{ClusterView, MemberView, NodeId, Role};
 use pilota::{Bytes, FastStr};
-use tokio::net::TcpListener;
 use volo_thrift::ServerError;
 
 use crate::error::ServiceError;
@@ -23,33 +22,68 @@ use crate::faults::Target;
 use crate::request_metrics::Method;
 use crate::service::{commit_timeout, wire_version, Service};
 
-/// Serves the Thrift API on `listener` until `shutdown` resolves; `before_drain` runs while
-/// it still serves, before in-flight requests are drained (see [`dolmen_api::serve`]).
+/// Serves the Thrift API on `incoming` (the plaintext listener, and the TLS listener's
+/// connections) until its shutdown resolves; `before_drain` runs while it still serves,
+/// before in-flight requests are drained (see [`dolmen_api::serve`]). `auth_token` is
+/// `[server] thrift_auth_token`.
 pub async fn serve(
-    listener: TcpListener,
+    incoming: dolmen_api::ShutdownIncoming,
     service: Arc<Service>,
+    auth_token: Option<String>,
     limits: SafeCodecLimits,
     max_connections: usize,
-    shutdown: impl Future<Output = ()> + Send + 'static,
     before_drain: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let connections = service.stats().connections.clone();
     dolmen_api::serve(
-        listener,
-        Handler { service },
+        incoming,
+        Handler {
+            service,
+            auth_token,
+        },
         limits,
         max_connections,
         connections,
-        shutdown,
         before_drain,
     )
     .await
 }
 
 /// Implements the generated `TransactionalKv` trait over the service core.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Handler {
     service: Arc<Service>,
+    /// `[server] thrift_auth_token`: what requests with an `auth_token` field must carry.
+    auth_token: Option<String>,
+}
+
+impl std::fmt::Debug for Handler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handler")
+            .field("auth_token", &self.auth_token.as_ref().map(|_| "***"))
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handler {
+    /// The `auth_token` check of the requests that carry one (docs/WIRE.md §2): passes when
+    /// the node sets no `thrift_auth_token`.
+    fn authorize(&self, token: Option<&Bytes>) -> Result<(), ServiceError> {
+        let Some(expected) = &self.auth_token else {
+            return Ok(());
+        };
+        match token {
+            Some(t) if crate::admin::auth::same(t, expected.as_bytes()) => Ok(()),
+            Some(_) => Err(ServiceError::argument(
+                "auth_token",
+                "does not match the node's [server] thrift_auth_token",
+            )),
+            None => Err(ServiceError::argument(
+                "auth_token",
+                "required: the node sets [server] thrift_auth_token",
+            )),
+        }
+    }
 }
 
 type Reply<T> = Result<T, ServerError>;
@@ -603,8 +637,11 @@ impl TransactionalKv for Handler {
 
     async fn get_cluster_health(
         &self,
-        _req: gen::GetClusterHealthRequest,
+        req: gen::GetClusterHealthRequest,
     ) -> Reply<gen::GetClusterHealthResponse> {
+        if let Err(e) = self.authorize(req.auth_token.as_ref()) {
+            return Ok(gen::GetClusterHealthResponse::failure(e.into()));
+        }
         let cluster = self.service.cluster();
         let uptime = self.service.uptime();
         let nodes: Vec<_> = cluster
@@ -643,6 +680,9 @@ impl TransactionalKv for Handler {
         &self,
         req: gen::GetDatabaseStatsRequest,
     ) -> Reply<gen::GetDatabaseStatsResponse> {
+        if let Err(e) = self.authorize(req.auth_token.as_ref()) {
+            return Ok(gen::GetDatabaseStatsResponse::failure(e.into()));
+        }
         let stats = self.service.stats();
         let engine = self.service.engine_stats();
         let load =
@@ -670,6 +710,9 @@ impl TransactionalKv for Handler {
     }
 
     async fn get_node_info(&self, req: gen::GetNodeInfoRequest) -> Reply<gen::GetNodeInfoResponse> {
+        if let Err(e) = self.authorize(req.auth_token.as_ref()) {
+            return Ok(gen::GetNodeInfoResponse::failure(e.into()));
+        }
         let cluster = self.service.cluster();
         let wanted = req
             .node_id

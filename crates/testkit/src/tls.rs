@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use dolmen_config::TlsConfig;
+use dolmen_config::{ClientTlsConfig, TlsConfig};
 use rcgen::{
     BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
@@ -70,8 +70,19 @@ impl TestCa {
     /// # Errors
     /// When rcgen cannot generate the key or certificate.
     pub fn node_pem(&self, node: &str) -> Result<(String, String), TlsError> {
-        let mut params = CertificateParams::new(vec![PEER_TLS_NAME.to_owned()])?;
-        params.distinguished_name.push(DnType::CommonName, node);
+        self.leaf_pem(node, &[PEER_TLS_NAME])
+    }
+
+    /// A certificate with common name `name` for the host names and IP addresses `hosts`, for
+    /// both ends of a connection: `(certificate, key)`, PEM. What a client-facing listener
+    /// (`[client_tls]`) or a client presents.
+    ///
+    /// # Errors
+    /// When rcgen cannot generate the key or certificate.
+    pub fn leaf_pem(&self, name: &str, hosts: &[&str]) -> Result<(String, String), TlsError> {
+        let hosts = hosts.iter().map(|h| (*h).to_owned()).collect::<Vec<_>>();
+        let mut params = CertificateParams::new(hosts)?;
+        params.distinguished_name.push(DnType::CommonName, name);
         params.extended_key_usages = vec![
             ExtendedKeyUsagePurpose::ServerAuth,
             ExtendedKeyUsagePurpose::ClientAuth,
@@ -79,6 +90,32 @@ impl TestCa {
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
         Ok((cert.pem(), key.serialize_pem()))
+    }
+
+    /// Writes the CA certificate and a certificate and key for `hosts` (see
+    /// [`TestCa::leaf_pem`]) into `dir` as `client-ca.pem`, `<stem>.pem` and `<stem>.key`;
+    /// returns the `[client_tls]` settings naming them (the CA as `ca_file`; `client_ca_file`
+    /// left empty).
+    ///
+    /// # Errors
+    /// When a certificate cannot be made or a file written.
+    pub fn write_leaf(
+        &self,
+        dir: &Path,
+        stem: &str,
+        hosts: &[&str],
+    ) -> Result<ClientTlsConfig, TlsError> {
+        let (cert, key) = self.leaf_pem(stem, hosts)?;
+        let files = ClientTlsConfig {
+            cert_file: dir.join(format!("{stem}.pem")),
+            key_file: dir.join(format!("{stem}.key")),
+            ca_file: dir.join("client-ca.pem"),
+            client_ca_file: PathBuf::new(),
+        };
+        write(&files.ca_file, &self.ca_pem(), false)?;
+        write(&files.cert_file, &cert, false)?;
+        write(&files.key_file, &key, true)?;
+        Ok(files)
     }
 
     /// Writes the CA certificate and node `i`'s certificate and key into `dir` (the key

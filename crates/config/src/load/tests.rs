@@ -553,6 +553,7 @@ fn schema_lists_every_section() {
         [
             "bloom_filter",
             "cache",
+            "client_tls",
             "cluster",
             "compaction",
             "compression",

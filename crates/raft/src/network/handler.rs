@@ -23,7 +23,7 @@ use openraft::{Raft, ReadPolicy};
 
 use crate::network::Snapshot;
 use crate::types::{DolmenRaft, SnapshotFile, Vote};
-use crate::{Applied, BoxFuture, NodeId, ProposeError};
+use crate::{Applied, BoxFuture, NodeId, ProposeError, WriteAdmission};
 
 /// A node's answer to `Probe`, for the bootstrap guard (docs/replication.md §8.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -118,6 +118,8 @@ where
     /// Permits for writes in flight on this node (`max_outstanding_proposals`), shared with
     /// its own clients' writes, and their number; forwarded writes take one too.
     write_limit: Option<(Arc<Semaphore>, usize)>,
+    /// Asked before a forwarded write is proposed (the disk guard); `None` admits all.
+    admission: Option<Arc<dyn WriteAdmission>>,
 }
 
 impl<SM> RaftPeerHandler<SM>
@@ -135,7 +137,15 @@ where
             status: None,
             read_index: None,
             write_limit: None,
+            admission: None,
         }
+    }
+
+    /// Asks `admission` before proposing each forwarded write; its refusal goes back to the
+    /// follower as the answer (nothing was proposed). `None` admits every write.
+    pub fn with_admission(mut self, admission: Option<Arc<dyn WriteAdmission>>) -> Self {
+        self.admission = admission;
+        self
     }
 
     /// Calls `hook` whenever an append (or heartbeat) from the current leader is accepted, so
@@ -225,6 +235,10 @@ where
                 "raft on node {} is not running: {reason}",
                 self.node_id
             )));
+        }
+        // Refused before it is proposed (a full disk here): the follower relays the refusal.
+        if let Some(admission) = &self.admission {
+            admission.admit(&command)?;
         }
         // A forwarded write is in flight here like a client's own: it counts against this
         // node's bound, so followers cannot queue unbounded work on the leader.

@@ -76,6 +76,9 @@ pub struct RaftNodeOptions {
     pub faults: Option<Arc<dyn PeerFaults>>,
     /// Mutual TLS on the peer port and to every peer; plaintext when `None`.
     pub tls: Option<crate::network::PeerTls>,
+    /// Asked before a write forwarded by a follower is proposed here (the disk guard); `None`
+    /// admits every write.
+    pub admission: Option<Arc<dyn crate::WriteAdmission>>,
 }
 
 /// A running Raft node.

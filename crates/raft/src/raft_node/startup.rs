@@ -165,6 +165,7 @@ impl RaftNode {
             RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
                 .on_leader_append(Arc::new(move || contact.touch()))
                 .with_write_limit(shared.outstanding.clone(), shared.max_outstanding)
+                .with_admission(options.admission.clone())
                 .with_read_index({
                     let shared = shared.clone();
                     Arc::new(move |timeout| {

@@ -94,6 +94,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
         fingerprint: spec.fingerprint,
         faults: None,
         tls: None,
+        admission: None,
     };
     let raft = RaftNode::start(engine, options, listener)
         .await

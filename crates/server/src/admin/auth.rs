@@ -111,7 +111,7 @@ pub fn access(method: &Method, path: &str) -> Access {
 }
 
 /// Equal in time independent of where they differ (lengths are not secret).
-fn same(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

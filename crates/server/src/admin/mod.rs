@@ -27,7 +27,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use dolmen_admin::{
     AddNode, ClusterStatus, Digest, DigestQuery, InitOutcome, MembershipOutcome, NodeStatus,
-    Outcome, RemoveNode, RuleSet, SnapshotOutcome, TransferLeader,
+    NotReady, NotReadyCondition, Outcome, ReadyAnswer, RemoveNode, RuleSet, SnapshotOutcome,
+    TransferLeader,
 };
 use dolmen_config::Config;
 use dolmen_engine::Engine;
@@ -72,7 +73,7 @@ type Answer<T> = Result<Json<T>, Refusal>;
 
 /// Serves the admin API on `listener` until `shutdown` resolves.
 pub async fn serve(
-    listener: TcpListener,
+    listener: AdminListener,
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -87,9 +88,7 @@ pub async fn serve(
         tracing::warn!(
             "the admin API has no operator credential: anyone who reaches {} can change the \
              membership and take snapshots; set [server] admin_token (docs/console.md §2)",
-            listener
-                .local_addr()
-                .map_or_else(|_| "the admin port".to_owned(), |a| a.to_string())
+            listener.local_addr()
         );
     }
     let mut background = vec![tokio::spawn(series::sample_forever(
@@ -146,9 +145,37 @@ pub async fn serve(
             series,
             credentials,
         });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    match listener {
+        AdminListener::Plain(listener) => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        AdminListener::Tls(listener) => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
+}
+
+/// The admin port: plain HTTP, or HTTPS (`[server] admin_tls`).
+pub enum AdminListener {
+    /// HTTP.
+    Plain(TcpListener),
+    /// HTTPS with `[client_tls]`'s certificate.
+    Tls(crate::client_tls::TlsIncoming),
+}
+
+impl AdminListener {
+    /// The bound address, for logs.
+    fn local_addr(&self) -> String {
+        let addr = match self {
+            Self::Plain(l) => l.local_addr(),
+            Self::Tls(l) => axum::serve::Listener::local_addr(l),
+        };
+        addr.map_or_else(|_| "the admin port".to_owned(), |a| a.to_string())
+    }
 }
 
 /// Aborts the admin server's background tasks when it stops.
@@ -166,21 +193,43 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
+/// 200 once a leader is known, a version is applied and the disk is not full; else 503 naming
+/// every condition (a full disk: reads are served, writes refused, so not ready).
 async fn ready(State(shared): State<Shared>) -> impl IntoResponse {
     let service = &shared.state.service;
-    let cluster = service.cluster();
-    let applied = service.engine_stats().applied_version;
-    if cluster.leader.is_some() && applied > 0 {
-        (StatusCode::OK, "ready\n".to_string())
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "not ready: leader={:?} applied_version={applied}\n",
-                cluster.leader
-            ),
-        )
+    let leader = service.cluster().leader;
+    let applied_version = service.engine_stats().applied_version;
+    let mut reasons = Vec::new();
+    if leader.is_none() {
+        reasons.push(NotReady {
+            condition: NotReadyCondition::NoLeader,
+            detail: "no leader is known".to_owned(),
+        });
     }
+    if applied_version == 0 {
+        reasons.push(NotReady {
+            condition: NotReadyCondition::NothingApplied,
+            detail: "no version applied yet".to_owned(),
+        });
+    }
+    if let Some(full) = service.disk().full() {
+        reasons.push(NotReady {
+            condition: NotReadyCondition::DiskFull,
+            detail: full.to_string(),
+        });
+    }
+    let status = if reasons.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let answer = ReadyAnswer {
+        ready: reasons.is_empty(),
+        leader,
+        applied_version,
+        reasons,
+    };
+    (status, Json(answer))
 }
 
 async fn render_metrics(State(shared): State<Shared>) -> Result<impl IntoResponse, Refusal> {
