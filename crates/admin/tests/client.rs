@@ -167,6 +167,29 @@ async fn no_server_is_unreachable() {
 }
 
 #[test]
+fn a_not_ready_answer_in_json_reads_as_its_reasons() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let body = r#"{"ready":false,"leader":0,"applied_version":12,"reasons":[{"condition":"disk_full","detail":"disk full: 3 MiB free on /d/node-0, below [database] min_free_disk_mb = 1024; writes are refused until space is freed, reads are still served"},{"condition":"a_newer_one","detail":"x"}]}"#;
+    let (addr, _a) = rt.block_on(one_shot("503 Service Unavailable", body));
+    let answer: dolmen_admin::ReadyAnswer = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        answer.reasons[1].condition,
+        dolmen_admin::NotReadyCondition::Unknown,
+        "an older client reads a newer condition"
+    );
+    match blocking::AdminClient::new(&addr).ready().unwrap() {
+        Readiness::NotReady(why) => {
+            assert!(
+                why.starts_with("disk full: 3 MiB free on /d/node-0"),
+                "{why}"
+            );
+            assert!(why.ends_with("; x"), "{why}");
+        }
+        other => panic!("expected not ready, got {other:?}"),
+    }
+}
+
+#[test]
 fn the_blocking_client_reads_readiness_and_outcomes() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (ready, _a) = rt.block_on(one_shot(
