@@ -1,6 +1,7 @@
 //! Bounded work per request (issue 18): a range answer stops at `server.max_range_bytes` of keys
 //! and values with an honest `has_more`, and reading on from the last key returns every key
-//! exactly once; the default budget (8 MiB) holds for a read with no limit over 10 MB.
+//! exactly once; the default budget (8 MiB) holds for a read with no limit over 10 MB, and a
+//! read with no limit over a gigabyte leaves the node's peak memory (VmHWM) within 200 MiB.
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test bounded_work`.
 
@@ -121,4 +122,73 @@ fn a_commit_has_an_operation_count_limit() {
         .map(|i| op_delete(&i.to_be_bytes()))
         .collect();
     kv.must_commit(rv, ops, vec![]);
+}
+
+/// `VmHWM` (peak resident memory) of `pid`, in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kb * 1024
+}
+
+/// Resets `pid`'s peak resident memory to its current one (proc(5), `clear_refs` value 5).
+fn reset_peak_rss(pid: u32) {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
+}
+
+#[test]
+fn a_read_with_no_limit_over_a_gigabyte_keeps_the_node_peak_memory_bounded() {
+    use dolmen_tests::client::op_set;
+    const MIB: u64 = 1024 * 1024;
+    // A small block cache, so what the reads bring in is not mistaken for the answer's memory.
+    let node = Standalone::builder()
+        .set("rocksdb", "block_cache_size_mb", 16)
+        .start();
+    let mut kv = connect_buffered(node.thrift_endpoint());
+    let value = vec![b'g'; VALUE_BYTES];
+    let (commits, per_commit) = (110u32, 98u32);
+    for c in 0..commits {
+        let ops = (0..per_commit)
+            .map(|i| {
+                op_set(
+                    &[b"gb/".as_slice(), &(c * per_commit + i).to_be_bytes()].concat(),
+                    &value,
+                )
+            })
+            .collect();
+        let rv = kv.read_version();
+        kv.must_commit(rv, ops, vec![]);
+    }
+    let total = u64::from(commits * per_commit) * VALUE_BYTES as u64;
+    assert!(total > 1024 * MIB, "{total} bytes loaded");
+    reset_peak_rss(node.pid());
+    let before = peak_rss(node.pid());
+    let (first, more) = page(&mut kv, b"gb/", b"gb/", false);
+    let bytes: usize = first.iter().map(|p| p.key.len() + p.value.len()).sum();
+    assert!(
+        more && bytes <= 8 * 1024 * 1024,
+        "one answer of {bytes} bytes"
+    );
+    let (keys, pages) = read_all(&mut kv, b"gb/");
+    assert_eq!(keys.len() as u64, u64::from(commits * per_commit));
+    let after = peak_rss(node.pid());
+    let growth = after.saturating_sub(before);
+    println!(
+        "{} MiB under a prefix read with no limit in {} answers: node peak RSS {} -> {} MiB \
+         (+{} MiB)",
+        total / MIB,
+        pages.len(),
+        before / MIB,
+        after / MIB,
+        growth / MIB
+    );
+    assert!(
+        growth < 200 * MIB,
+        "reading a gigabyte with no limit raised the node's peak RSS by {} MiB",
+        growth / MIB
+    );
 }

@@ -271,3 +271,39 @@ fn each_listener_binds_its_own_address() {
     assert!(TcpStream::connect(elsewhere(node.thrift_endpoint())).is_err());
     assert!(TcpStream::connect(elsewhere(node.admin_endpoint())).is_err());
 }
+
+#[test]
+fn the_peer_port_binds_peer_host_only() {
+    let ports = dolmen_testkit::pick_ports(2).expect("two free ports");
+    let peer = SocketAddr::from(([127, 0, 0, 6], ports[1]));
+    let node = Standalone::builder()
+        .set("deployment", "mode", "replicated")
+        .set(
+            "deployment",
+            "replica_endpoints",
+            vec![format!("127.0.0.1:{}", ports[0])],
+        )
+        .set("consensus", "endpoints", vec![peer.to_string()])
+        .set("server", "port", i64::from(ports[0]))
+        .set("server", "peer_host", "127.0.0.6")
+        .start();
+    // A one-member cluster elects itself and commits.
+    let mut kv = connect_buffered(node.thrift_endpoint());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        if kv.set_in(b"peer-bind/k", b"v", None).success {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no leader within 20 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    TcpStream::connect(peer).expect("the peer port listens on peer_host");
+    let elsewhere = SocketAddr::from(([127, 0, 0, 1], ports[1]));
+    assert!(
+        TcpStream::connect(elsewhere).is_err(),
+        "the peer port also listens on server.host"
+    );
+}
