@@ -68,6 +68,8 @@ pub struct ReplicatedBuilder {
     /// Peers speak mutual TLS with certificates of a throwaway CA; the nodes listed here get a
     /// certificate of another CA instead (strangers).
     tls: Option<Vec<usize>>,
+    /// Admin ports speak HTTPS ([`Self::admin_tls`]).
+    admin_tls: bool,
 }
 
 impl Default for ReplicatedBuilder {
@@ -86,6 +88,7 @@ impl ReplicatedBuilder {
             initial: None,
             joining: false,
             tls: None,
+            admin_tls: false,
         }
         .set("consensus", "election_timeout_ms", 500)
         .set("consensus", "heartbeat_interval_ms", 100)
@@ -122,6 +125,14 @@ impl ReplicatedBuilder {
     /// the `strangers`, whose certificates another CA signed.
     pub fn tls(mut self, strangers: &[usize]) -> Self {
         self.tls = Some(strangers.to_vec());
+        self
+    }
+
+    /// Every admin port speaks HTTPS (`[server] admin_tls`) with a certificate for 127.0.0.1 of
+    /// a throwaway CA, which every node (`[client_tls] ca_file`, for joins) and the harness's
+    /// admin clients check it against.
+    pub fn admin_tls(mut self) -> Self {
+        self.admin_tls = true;
         self
     }
 
@@ -192,6 +203,13 @@ impl ReplicatedBuilder {
         let mut specs = Vec::with_capacity(self.nodes);
         let mut election_timeout = Duration::from_millis(1000);
         let mut admin_token = None;
+        let admin_ca = self.admin_tls.then(|| {
+            let ca = dolmen_testkit::TestCa::new("the admin CA").unwrap_or_else(|e| panic!("{e}"));
+            let files = ca
+                .write_leaf(dir.path(), "admin", &["127.0.0.1", "localhost"])
+                .unwrap_or_else(|e| panic!("the admin certificate: {e}"));
+            (ca.ca_pem().into_bytes(), files)
+        });
         let cas = self.tls.as_ref().map(|_| {
             let ca = |name| dolmen_testkit::TestCa::new(name).unwrap_or_else(|e| panic!("{e}"));
             (ca("the cluster's CA"), ca("a stranger's CA"))
@@ -219,6 +237,10 @@ impl ReplicatedBuilder {
                     ..tls
                 };
             }
+            if let Some((_, files)) = &admin_ca {
+                config.server.admin_tls = true;
+                config.client_tls = files.clone();
+            }
             if i == 0 {
                 election_timeout = Duration::from_millis(config.consensus.election_timeout_ms);
                 admin_token = Some(config.server.admin_token.clone()).filter(|t| !t.is_empty());
@@ -227,7 +249,9 @@ impl ReplicatedBuilder {
             specs.push(NodeSpec { files, addrs: *a });
         }
         let mut cluster = ReplicatedCluster {
-            nodes: LocalCluster::new(&dolmen_bin(), specs, "harness").with_admin_token(admin_token),
+            nodes: LocalCluster::new(&dolmen_bin(), specs, "harness")
+                .with_admin_token(admin_token)
+                .with_admin_ca(admin_ca.map(|(pem, _)| pem)),
             dir: Some(dir),
             election_timeout,
         };

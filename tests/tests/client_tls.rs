@@ -307,3 +307,43 @@ fn the_peer_port_binds_peer_host_only() {
         "the peer port also listens on server.host"
     );
 }
+
+#[test]
+fn a_cluster_with_https_admin_ports_forms_and_a_node_joins_over_https() {
+    use dolmen_tests::replicated::LEADER_TIMEOUT;
+    use dolmen_tests::ReplicatedCluster;
+    let mut c = ReplicatedCluster::builder()
+        .nodes(4)
+        .initial(3)
+        .joining()
+        .admin_tls()
+        .set("server", "admin_token", "join-over-https-0123456789")
+        .start();
+    let leader = c.wait_for_leader(LEADER_TIMEOUT);
+    let v = c.write_until_acked(leader, b"https/before", b"1");
+    // Node 3 calls the members' add-node over HTTPS, checking them against client_tls.ca_file.
+    c.start(3);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let voters = c
+            .status(leader)
+            .raft
+            .map(|r| r.voter_ids())
+            .unwrap_or_default();
+        if voters == [0, 1, 2, 3] {
+            break;
+        }
+        if std::time::Instant::now() > deadline {
+            c.fail(&format!(
+                "node 3 did not join over HTTPS: voters {voters:?}"
+            ));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    c.wait_ready(3, LEADER_TIMEOUT);
+    c.wait_applied_at_least(3, v);
+    // Plain HTTP gets nothing from any member.
+    for i in 0..4 {
+        assert!(AdminClient::new(c.admin_endpoint(i)).health().is_err());
+    }
+}

@@ -200,6 +200,9 @@ pub struct LocalCluster {
     members: Vec<Member>,
     /// Sent by [`Self::admin`]'s clients (the nodes' `server.admin_token`).
     admin_token: Option<String>,
+    /// The CA (PEM) [`Self::admin`]'s clients check the nodes against over HTTPS (the nodes'
+    /// `server.admin_tls`); `None` = plain HTTP.
+    admin_ca: Option<Vec<u8>>,
 }
 
 impl LocalCluster {
@@ -221,7 +224,15 @@ impl LocalCluster {
                 })
                 .collect(),
             admin_token: None,
+            admin_ca: None,
         }
+    }
+
+    /// Admin clients of [`Self::admin`] speak HTTPS, checking the nodes against the CA in
+    /// `ca_pem` (the nodes have `server.admin_tls`).
+    pub fn with_admin_ca(mut self, ca_pem: Option<Vec<u8>>) -> Self {
+        self.admin_ca = ca_pem;
+        self
     }
 
     /// Admin clients of [`Self::admin`] send `token` (the nodes' `server.admin_token`).
@@ -600,9 +611,16 @@ impl LocalCluster {
     /// # Errors
     /// When the node does not exist.
     pub fn admin(&self, i: usize) -> Result<AdminClient, ClusterError> {
-        Ok(AdminClient::new(self.member(i)?.spec.addrs.admin)
+        let client = AdminClient::new(self.member(i)?.spec.addrs.admin)
             .with_timeout(ADMIN_TIMEOUT)
-            .with_token(self.admin_token.clone()))
+            .with_token(self.admin_token.clone());
+        match &self.admin_ca {
+            None => Ok(client),
+            Some(ca) => client.with_ca(ca).map_err(|source| ClusterError::Admin {
+                node: i,
+                source: Box::new(source),
+            }),
+        }
     }
 
     /// `GET /status` of node `i`.
