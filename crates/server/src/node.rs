@@ -125,6 +125,14 @@ fn warn_test_switches(faults: &dolmen_config::FaultsConfig) {
             faults.unsafe_stale_reads,
             "[faults] unsafe_stale_reads: linearizable reads are served stale (a planted bug)",
         ),
+        (
+            faults.lose_unsynced_writes,
+            "[faults] lose_unsynced_writes: writes not yet fsynced are lost if this process dies",
+        ),
+        (
+            faults.unsafe_skip_log_fsync,
+            "[faults] unsafe_skip_log_fsync: the Raft log acknowledges before fsync (a planted bug)",
+        ),
     ];
     for (_, what) in on.iter().filter(|(on, _)| *on) {
         tracing::warn!("TEST-ONLY SWITCH ON, not for a real cluster: {what}");
@@ -140,6 +148,63 @@ pub struct Bound {
     pub admin: SocketAddr,
     /// The Thrift client API over TLS, when `[server] thrift_tls` is on.
     pub thrift_tls: Option<SocketAddr>,
+}
+
+/// The client-facing listeners, bound (`[server]`): Thrift, its TLS twin, admin.
+struct Listeners {
+    thrift: TcpListener,
+    /// The TLS listener's established connections, for the Thrift server.
+    thrift_tls: Option<tokio::sync::mpsc::Receiver<volo::net::conn::Conn>>,
+    admin: crate::admin::AdminListener,
+    bound: Bound,
+}
+
+/// Binds every client-facing listener on its own address (`thrift_host`, `admin_host`, else
+/// `host`) and starts the TLS handshakes of those that speak TLS.
+async fn bind_listeners(config: &Config) -> Result<Listeners, NodeError> {
+    let server = &config.server;
+    let thrift = bind("Thrift client API", server.thrift_bind_host(), server.port).await?;
+    let admin = bind(
+        "admin HTTP API",
+        server.admin_bind_host(),
+        server.admin_port,
+    )
+    .await?;
+    let thrift_tls = if server.thrift_tls {
+        let (host, port) = (server.thrift_bind_host(), server.thrift_tls_port);
+        Some(bind("Thrift client API over TLS", host, port).await?)
+    } else {
+        None
+    };
+    let bound = Bound {
+        thrift: local_addr(&thrift)?,
+        admin: local_addr(&admin)?,
+        thrift_tls: thrift_tls.as_ref().map(local_addr).transpose()?,
+    };
+    let thrift_tls = match thrift_tls {
+        Some(listener) => {
+            let acceptor = crate::client_tls::acceptor(&config.client_tls, true)?;
+            let incoming = crate::client_tls::spawn_handshakes(listener, acceptor, "thrift-tls")
+                .map_err(NodeError::LocalAddr)?;
+            Some(crate::client_tls::thrift_conns(incoming))
+        }
+        None => None,
+    };
+    let admin = if server.admin_tls {
+        let acceptor = crate::client_tls::acceptor(&config.client_tls, false)?;
+        crate::admin::AdminListener::Tls(
+            crate::client_tls::spawn_handshakes(admin, acceptor, "admin-https")
+                .map_err(NodeError::LocalAddr)?,
+        )
+    } else {
+        crate::admin::AdminListener::Plain(admin)
+    };
+    Ok(Listeners {
+        thrift,
+        thrift_tls,
+        admin,
+        bound,
+    })
 }
 
 async fn bind(what: &'static str, host: &str, port: u16) -> Result<TcpListener, NodeError> {
@@ -186,52 +251,12 @@ pub async fn run(
             source,
         })?;
 
-    let server = &config.server;
-    let thrift_listener = bind("Thrift client API", server.thrift_bind_host(), server.port).await?;
-    let admin_listener = bind(
-        "admin HTTP API",
-        server.admin_bind_host(),
-        server.admin_port,
-    )
-    .await?;
-    let thrift_tls_listener = if server.thrift_tls {
-        let (host, port) = (server.thrift_bind_host(), server.thrift_tls_port);
-        Some(bind("Thrift client API over TLS", host, port).await?)
-    } else {
-        None
-    };
-    let bound = Bound {
-        thrift: local_addr(&thrift_listener)?,
-        admin: local_addr(&admin_listener)?,
-        thrift_tls: thrift_tls_listener.as_ref().map(local_addr).transpose()?,
-    };
-    let thrift_tls = match thrift_tls_listener {
-        Some(listener) => {
-            let acceptor = crate::client_tls::acceptor(&config.client_tls, true)?;
-            let incoming = crate::client_tls::spawn_handshakes(listener, acceptor, "thrift-tls")
-                .map_err(|source| NodeError::Bind {
-                    what: "Thrift client API over TLS",
-                    addr: bound.thrift_tls.map(|a| a.to_string()).unwrap_or_default(),
-                    source,
-                })?;
-            Some(crate::client_tls::thrift_conns(incoming))
-        }
-        None => None,
-    };
-    let admin_listener = if server.admin_tls {
-        let acceptor = crate::client_tls::acceptor(&config.client_tls, false)?;
-        crate::admin::AdminListener::Tls(
-            crate::client_tls::spawn_handshakes(admin_listener, acceptor, "admin-https").map_err(
-                |source| NodeError::Bind {
-                    what: "admin HTTPS API",
-                    addr: bound.admin.to_string(),
-                    source,
-                },
-            )?,
-        )
-    } else {
-        crate::admin::AdminListener::Plain(admin_listener)
-    };
+    let Listeners {
+        thrift: thrift_listener,
+        thrift_tls,
+        admin: admin_listener,
+        bound,
+    } = bind_listeners(&config).await?;
 
     let network_faults = config
         .faults
@@ -530,6 +555,7 @@ async fn start_raft(
         tls: peer_tls(&config.tls)?,
         // A leader refuses followers' forwarded writes while its own disk is full.
         admission: Some(admission),
+        unsafe_skip_log_fsync: config.faults.unsafe_skip_log_fsync,
     };
     Ok(RaftNode::start(engine.clone(), options, peer_listener).await?)
 }
@@ -625,8 +651,6 @@ async fn form(raft: Arc<RaftNode>) {
     );
 }
 
-/// Asks the members at `admins` (admin addresses) to add this node, until it is a voter
-/// (`[consensus] join`). Bounded: gives up after 10 minutes with an error in the log.
 /// The admin client a joining node calls the members with: its operator token, and HTTPS
 /// checked against `[client_tls] ca_file` when that is set.
 fn join_client(
@@ -654,6 +678,8 @@ fn join_client(
     })
 }
 
+/// Asks the members at `admins` (admin addresses) to add this node, until it is a voter
+/// (`[consensus] join`). Bounded: gives up after 10 minutes with an error in the log.
 async fn join(raft: Arc<RaftNode>, admins: Vec<String>, client: dolmen_admin::AdminClient) {
     const ATTEMPTS: u32 = 300;
     let me = raft.this().clone();
