@@ -110,6 +110,52 @@ fn the_tls_listener_refuses_plaintext_and_clients_that_do_not_trust_it() {
     assert!(kv.read_version() > 0);
 }
 
+/// How many files `pid` holds open.
+fn open_files(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(Iterator::count)
+        .unwrap_or(0)
+}
+
+#[test]
+fn silent_tls_clients_are_closed_after_the_idle_timeout() {
+    const CLIENTS: usize = 40;
+    let ca = TestCa::new("client ca").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // A silent connection is closed after the idle timeout plus the read timeout: 2 s.
+    let node = tls_node(&ca, dir.path(), |b| {
+        b.set("server", "idle_timeout_ms", 1000)
+            .set("server", "read_timeout_ms", 1000)
+    });
+    let baseline = open_files(node.pid());
+    // Handshakes done, then silence: each holds a socket and a local pipe in the node.
+    let silent: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            client(&ca, Transport::Buffered)
+                .connect(tls_addr(&node))
+                .unwrap()
+        })
+        .collect();
+    let held = open_files(node.pid());
+    assert!(
+        held >= baseline + CLIENTS,
+        "{baseline} -> {held} open files"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut now_open = held;
+    while now_open > baseline + 2 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        now_open = open_files(node.pid());
+    }
+    println!("{CLIENTS} silent TLS clients: node files {baseline} -> {held} -> {now_open}");
+    assert!(
+        now_open <= baseline + 2,
+        "silent TLS clients still hold the node's files after the idle timeout: {baseline} -> \
+         {held} -> {now_open}"
+    );
+    drop(silent);
+}
+
 #[test]
 fn with_a_client_ca_only_clients_with_its_certificates_are_served() {
     let ca = TestCa::new("client ca").unwrap();

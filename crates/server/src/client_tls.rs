@@ -234,24 +234,45 @@ pub fn spawn_handshakes(
 pub fn thrift_conns(mut incoming: TlsIncoming) -> mpsc::Receiver<volo::net::conn::Conn> {
     let (tx, rx) = mpsc::channel(ESTABLISHED_BACKLOG);
     tokio::spawn(async move {
-        while let Some((mut tls, peer)) = incoming.next().await {
-            let (mut near, far) = match tokio::net::UnixStream::pair() {
+        while let Some((tls, peer)) = incoming.next().await {
+            let (near, far) = match tokio::net::UnixStream::pair() {
                 Ok(pair) => pair,
                 Err(e) => {
                     tracing::warn!(%peer, error = %e, "no socket pair for a TLS client; dropped");
                     continue;
                 }
             };
-            tokio::spawn(async move {
-                // Ends when either side closes: the client, or the server (idle timeout, limit).
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut near).await;
-            });
+            tokio::spawn(pipe(tls, near));
             if tx.send(volo::net::conn::Conn::from(far)).await.is_err() {
                 return;
             }
         }
     });
     rx
+}
+
+/// Copies bytes both ways between a TLS client and the server's end of its socket pair until
+/// the server closes its end (a closed connection, an idle timeout, a refusal past the limit):
+/// then the TLS connection is closed at once, whatever the client does. A client that stops
+/// sending only half-closes: the server still answers what it has.
+async fn pipe(tls: TlsStream<TcpStream>, near: tokio::net::UnixStream) {
+    use tokio::io::AsyncWriteExt;
+    let (mut tls_read, mut tls_write) = tokio::io::split(tls);
+    let (mut near_read, mut near_write) = near.into_split();
+    let to_server = async {
+        let _ = tokio::io::copy(&mut tls_read, &mut near_write).await;
+        let _ = near_write.shutdown().await;
+        // Only the server's side ends the pipe.
+        std::future::pending::<()>().await;
+    };
+    let to_client = async {
+        let _ = tokio::io::copy(&mut near_read, &mut tls_write).await;
+        let _ = tls_write.shutdown().await;
+    };
+    tokio::select! {
+        () = to_client => {}
+        () = to_server => {}
+    }
 }
 
 #[cfg(test)]
