@@ -22,7 +22,7 @@ use crate::error::StorageError;
 use crate::keys::{self, TAG_TOMBSTONE, TAG_VALUE};
 use crate::live_cache::{LiveCache, Pending};
 use crate::options::{Durability, CF_DATA, CF_META};
-use crate::read::{decode_value, VisibleEntry};
+use crate::read::decode_value;
 use crate::resolver::{Overlay, Resolver};
 use crate::Version;
 
@@ -42,11 +42,17 @@ impl Engine {
         let mut live_cache = self.apply_lock.lock();
         // `restore` holds `apply_lock` for its whole run, so no batch interleaves with it.
         self.check_restored()?;
+        // A batch that failed after spilling `ClearRange` chunks left them above the applied
+        // version: remove them before anything reads `data` as the truth (invariant 10).
+        if self.clear_pending.load(Ordering::SeqCst) {
+            self.recover_partial_clears()?;
+        }
         let mut applied = self.applied_version();
         let mut batch = Applier {
             engine: self,
-            live_cache: &live_cache,
+            live_cache: &mut live_cache,
             batch: WriteBatch::default(),
+            markers: Vec::new(),
             overlay: Overlay::new(),
             dedupe: Dedupe::new(self.dedupe_entries.load(Ordering::SeqCst)),
             horizon: self.horizon(),
@@ -66,6 +72,7 @@ impl Engine {
         }
         let Applier {
             mut batch,
+            markers,
             overlay,
             dedupe,
             horizon,
@@ -90,11 +97,19 @@ impl Engine {
         for (k, v) in extra_meta {
             batch.put_cf(meta, k, v);
         }
+        // The spilled `ClearRange` chunks become real with this write: their markers go in the
+        // same batch as `applied_version` (invariant 10).
+        for marker in &markers {
+            batch.delete_cf(meta, marker);
+        }
         let mut write = WriteOptions::default();
         // Standalone: the acknowledgement waits for this fsync. Replicated: the log is the WAL.
         write.set_sync(durability == Durability::Sync);
         crate::failpoint::crash_point(crate::failpoint::APPLY_BEFORE_WRITE);
         self.db.write_opt(batch, &write)?;
+        if !markers.is_empty() {
+            self.clear_pending.store(false, Ordering::SeqCst);
+        }
         // Written (and, standalone, fsynced); nothing is published and no caller answered yet.
         crate::failpoint::crash_point(crate::failpoint::APPLY_AFTER_WRITE);
         for ((cf, key), pending) in overlay {
@@ -115,17 +130,21 @@ impl Engine {
 }
 
 /// One `apply_batch` in progress: the write batch and what it changed so far.
-struct Applier<'e> {
-    engine: &'e Engine,
-    /// Whether keys written by earlier batches are live (a cache of `data`).
-    live_cache: &'e LiveCache,
-    batch: WriteBatch,
+pub(crate) struct Applier<'e> {
+    pub(crate) engine: &'e Engine,
+    /// Whether keys written by earlier batches are live (a cache of `data`); a spilled
+    /// `ClearRange` chunk removes its keys.
+    pub(crate) live_cache: &'e mut LiveCache,
+    pub(crate) batch: WriteBatch,
+    /// The `meta/clear_pending/` markers of the chunks this batch spilled: the final write
+    /// deletes them.
+    pub(crate) markers: Vec<Vec<u8>>,
     /// Keys written earlier in this batch, so later commands see them (conflicts, existence).
-    overlay: Overlay,
+    pub(crate) overlay: Overlay,
     /// Dedupe entries, with those written earlier in this batch.
     dedupe: Dedupe,
     horizon: Version,
-    live_keys: u64,
+    pub(crate) live_keys: u64,
 }
 
 impl Applier<'_> {
@@ -196,7 +215,7 @@ impl Applier<'_> {
     ) -> Result<Outcome, StorageError> {
         let resolver = Resolver {
             engine: self.engine,
-            live_cache: self.live_cache,
+            live_cache: &*self.live_cache,
             overlay: &self.overlay,
             horizon: self.horizon,
         };
@@ -215,10 +234,9 @@ impl Applier<'_> {
                 Mutation::SetVersionstampedValue { cf, key, value } => {
                     self.put(cf, key, Some(&stamp_buffer(value, &stamp)), version)?
                 }
+                // Streams the range in bounded chunks (clear.rs, invariant 12).
                 Mutation::ClearRange { cf, begin, end } => {
-                    for key in self.live_keys_in(cf, begin, end)? {
-                        self.put(cf, &key, None, version)?;
-                    }
+                    self.clear_range(version, order, cf, begin, end)?
                 }
             }
         }
@@ -226,7 +244,7 @@ impl Applier<'_> {
     }
 
     /// Writes one version of `key` (`None` = tombstone) and keeps the live-key count.
-    fn put(
+    pub(crate) fn put(
         &mut self,
         cf: &str,
         key: &[u8],
@@ -234,6 +252,18 @@ impl Applier<'_> {
         version: Version,
     ) -> Result<(), StorageError> {
         let was_live = self.was_live(cf, key)?;
+        self.put_known(cf, key, value, version, was_live)
+    }
+
+    /// [`Self::put`] of a key whose newest state the caller knows (`was_live`).
+    pub(crate) fn put_known(
+        &mut self,
+        cf: &str,
+        key: &[u8],
+        value: Option<&Vec<u8>>,
+        version: Version,
+        was_live: bool,
+    ) -> Result<(), StorageError> {
         let prefix = self.engine.checked_prefix(cf)?;
         let encoded = match value {
             Some(v) => {
@@ -285,40 +315,5 @@ impl Applier<'_> {
         keys::decode_version_key(prefix, raw)
             .ok_or_else(|| StorageError::Corrupt(format!("undecodable data key {raw:02x?}")))?;
         Ok(decode_value(iter.value().unwrap_or_default())?.is_some())
-    }
-
-    /// Keys in `[begin, end)` of `cf` whose newest state (this batch included) is live.
-    fn live_keys_in(
-        &self,
-        cf: &str,
-        begin: &[u8],
-        end: &[u8],
-    ) -> Result<Vec<Vec<u8>>, StorageError> {
-        if begin >= end {
-            return Ok(Vec::new());
-        }
-        let prefix = self.engine.checked_prefix(cf)?;
-        let mut live: std::collections::BTreeMap<Vec<u8>, bool> = Default::default();
-        let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(keys::key_start(prefix, end));
-        let mut iter = self
-            .engine
-            .db
-            .raw_iterator_cf_opt(self.engine.cf(CF_DATA), opts);
-        iter.seek(keys::key_start(prefix, begin));
-        while let Some(e) = VisibleEntry::next(&mut iter, prefix, Version::MAX)? {
-            live.insert(e.key, e.value.is_some());
-        }
-        for ((_, key), p) in self
-            .overlay
-            .range((cf.to_owned(), begin.to_vec())..(cf.to_owned(), end.to_vec()))
-        {
-            live.insert(key.clone(), p.live);
-        }
-        Ok(live
-            .into_iter()
-            .filter(|(_, l)| *l)
-            .map(|(k, _)| k)
-            .collect())
     }
 }

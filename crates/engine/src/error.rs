@@ -93,6 +93,12 @@ pub enum StorageError {
         "reading the records to restore failed: {0}; the restore marker stays, redo the restore"
     )]
     RestoreSource(#[source] std::io::Error),
+    /// A failure injected by a test hook ([`crate::Engine::fail_clear_range_after_chunks`]).
+    #[error("injected failure: {what}")]
+    Injected {
+        /// Where it was injected.
+        what: &'static str,
+    },
 }
 
 /// Why a read failed.

@@ -32,13 +32,16 @@ pub const SNAPSHOT_INSTALL_BEFORE_RESTORE: &str = "snapshot::install_before_rest
 /// Snapshot install: the engine is restored, the install not yet recorded (older snapshots
 /// kept, applied version not published).
 pub const SNAPSHOT_INSTALL_BEFORE_RECORD: &str = "snapshot::install_before_record";
+/// `Engine::apply_batch`, a `ClearRange` chunk written ahead of its batch (after its synced
+/// marker), before the next chunk or the batch's final write.
+pub const APPLY_CLEAR_RANGE_CHUNK: &str = "apply::clear_range_chunk";
 /// `Engine::apply_batch`, before the batch is written to RocksDB.
 pub const APPLY_BEFORE_WRITE: &str = "apply::before_write";
 /// `Engine::apply_batch`, after the batch write and before the applied version is published.
 pub const APPLY_AFTER_WRITE: &str = "apply::after_write";
 
 /// Every failpoint, in persistence order within each component.
-pub const ALL: [&str; 12] = [
+pub const ALL: [&str; 13] = [
     LOG_BEFORE_WRITE,
     LOG_BEFORE_FSYNC,
     LOG_BEFORE_ACK,
@@ -49,6 +52,7 @@ pub const ALL: [&str; 12] = [
     SNAPSHOT_BUILD_BEFORE_DIR_SYNC,
     SNAPSHOT_INSTALL_BEFORE_RESTORE,
     SNAPSHOT_INSTALL_BEFORE_RECORD,
+    APPLY_CLEAR_RANGE_CHUNK,
     APPLY_BEFORE_WRITE,
     APPLY_AFTER_WRITE,
 ];

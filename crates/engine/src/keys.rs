@@ -31,6 +31,10 @@ pub(crate) const META_DEDUPE_PREFIX: &[u8] = b"dedupe/";
 /// `meta` key prefix of the dedupe table's index by the version each entry was recorded at:
 /// `dedupe-by-version/ ‖ be64 version ‖ client_id` (expiry scans it oldest first).
 pub(crate) const META_DEDUPE_INDEX_PREFIX: &[u8] = b"dedupe-by-version/";
+/// `meta` key prefix of the markers of `ClearRange` chunks written ahead of their batch:
+/// `clear_pending/ ‖ be64 version ‖ be32 mutation index` (docs/engine-format.md, Clearing a
+/// range).
+pub(crate) const META_CLEAR_PENDING_PREFIX: &[u8] = b"clear_pending/";
 /// `meta` key of the number of dedupe entries.
 pub(crate) const META_DEDUPE_ENTRIES: &[u8] = b"dedupe_entries";
 

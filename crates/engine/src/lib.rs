@@ -12,6 +12,7 @@
 
 mod apply;
 mod backup;
+mod clear;
 mod command;
 mod dedupe;
 pub mod encoding;

@@ -19,9 +19,9 @@ pub(crate) struct Pending {
 /// seek `data` to keep the live-key count (that seek was the largest cost of applying a blind
 /// write), nor a single-key read conflict to find the key's newest version.
 ///
-/// Only the writer uses it, under `apply_lock`, and it is updated only after a batch is written,
-/// so it always matches `data`, but for one case that changes no answer: garbage collection may
-/// delete a newest version that is a tombstone at or below the horizon, which is neither live
+/// Only the writer uses it, under `apply_lock`, and it is updated only after a batch is written
+/// (a spilled `ClearRange` chunk removes its keys as it writes them), so it always matches
+/// `data`, but for one case that changes no answer: garbage collection may delete a newest version that is a tombstone at or below the horizon, which is neither live
 /// nor able to conflict (a conflict check needs a read version at or above the horizon).
 /// `restore` clears it. Two generations bound its memory: when the current one holds
 /// [`LiveCache::GENERATION_BYTES`] of keys it becomes the old one, and the old one is dropped.
@@ -51,6 +51,15 @@ impl LiveCache {
             self.old = std::mem::take(&mut self.current);
             self.current_bytes = 0;
         }
+    }
+
+    /// Forgets `key` (a `keys::key_start` prefix): a spilled `ClearRange` chunk wrote a newer
+    /// version of it straight to `data` (docs/engine-format.md invariant 12).
+    pub(crate) fn remove(&mut self, key: &[u8]) {
+        if self.current.remove(key).is_some() {
+            self.current_bytes = self.current_bytes.saturating_sub(key.len() + 64);
+        }
+        self.old.remove(key);
     }
 
     /// Forgets everything (the data was replaced).

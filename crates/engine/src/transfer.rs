@@ -248,6 +248,9 @@ impl Engine {
         let dedupe_entries = crate::dedupe::load_entries(self)?;
         self.dedupe_entries.store(dedupe_entries, Ordering::SeqCst);
         self.gc_cursor.lock().clear();
+        // An export taken while a batch was spilling `ClearRange` chunks carries them and their
+        // marker: they go before the engine serves (invariant 11).
+        self.recover_partial_clears()?;
         self.restore_incomplete.store(false, Ordering::SeqCst);
         Ok(())
     }
