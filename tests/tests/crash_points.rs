@@ -29,10 +29,17 @@ const SOME_WRITES: usize = 50;
 /// Three nodes that snapshot every 100 entries and keep 10: builds, purges and installs come
 /// quickly under load.
 fn cluster() -> ReplicatedCluster {
+    cluster_with_power_cuts(false)
+}
+
+/// [`cluster`]; with `power_cuts`, a killed node also loses what it never fsynced
+/// (`[faults] lose_unsynced_writes`), as after a power cut.
+fn cluster_with_power_cuts(power_cuts: bool) -> ReplicatedCluster {
     ReplicatedCluster::builder()
         .set("consensus", "snapshot_interval_entries", 100)
         .set("consensus", "snapshot_keep_entries", 10)
         .set("mvcc", "retention_window_ms", 600_000)
+        .set("faults", "lose_unsynced_writes", power_cuts)
         .start()
 }
 
@@ -115,7 +122,11 @@ fn restart_and_check(c: ReplicatedCluster, target: usize, load: WriteLoad, prefi
 /// The leader (or, without `lead`, any node the crash finds first) dies at `point` after the
 /// `actions` count; restarted without it, it rejoins and nothing acked is lost.
 fn crash_under_load(point: &str, actions: &str, lead: bool) {
-    let mut c = cluster();
+    crash_under_load_in(cluster(), point, actions, lead);
+}
+
+/// [`crash_under_load`] in the cluster `c`.
+fn crash_under_load_in(mut c: ReplicatedCluster, point: &str, actions: &str, lead: bool) {
     let target = c.wait_for_leader(LEADER_TIMEOUT);
     let prefix = unique_prefix(point);
     let all: Vec<usize> = (0..c.node_count()).collect();
@@ -136,6 +147,29 @@ fn a_leader_killed_before_its_log_batch_write_loses_no_acked_write() {
 #[test]
 fn a_leader_killed_between_its_log_write_and_fsync_loses_no_acked_write() {
     crash_under_load("raft_log::before_fsync", "300*off->return", true);
+}
+
+/// The same crash as a power cut: the written, unsynced batch is lost with the process.
+#[test]
+fn a_leader_losing_power_between_its_log_write_and_fsync_loses_no_acked_write() {
+    crash_under_load_in(
+        cluster_with_power_cuts(true),
+        "raft_log::before_fsync",
+        "300*off->return",
+        true,
+    );
+}
+
+/// A power cut right after an apply batch: its unsynced write is lost (the log is the WAL), and
+/// the node applies those entries again from its durable log.
+#[test]
+fn a_leader_losing_power_after_its_apply_write_replays_it_from_its_log() {
+    crash_under_load_in(
+        cluster_with_power_cuts(true),
+        "apply::after_write",
+        "300*off->return",
+        true,
+    );
 }
 
 #[test]

@@ -73,6 +73,9 @@ enum ReadsArg {
 enum BugArg {
     /// Followers answer linearizable reads from local state ([faults] unsafe_stale_reads).
     StaleReads,
+    /// The Raft log acknowledges before its fsync ([faults] unsafe_skip_log_fsync); implies
+    /// --lose-unsynced-writes, shows under --faults crash-all.
+    SkipLogFsync,
 }
 
 #[derive(clap::Args, Debug)]
@@ -90,7 +93,8 @@ struct RunArgs {
     #[arg(long, default_value = "register,bank,set")]
     workloads: String,
     /// Fault kinds, comma-separated: kill, pause, partition, drop, delay, duplicate, transfer,
-    /// mix (a network fault with a kill, pause or transfer inside it) (or all, or none).
+    /// mix (a network fault with a kill, pause, transfer or crash-all inside it), crash-all
+    /// (every node killed at once, then restarted) (or all, or none).
     #[arg(long, default_value = "all")]
     faults: String,
     /// Concurrent clients, spread over the workloads (default 9; short: 6; long: 12).
@@ -120,6 +124,10 @@ struct RunArgs {
     /// as it must with `--planted-bug`; exit 1 if it does not.
     #[arg(long, value_name = "CHECKER")]
     expect_violation: Option<String>,
+    /// Every node loses what it never fsynced when killed, as after a power cut
+    /// ([faults] lose_unsynced_writes; on in both profiles).
+    #[arg(long)]
+    lose_unsynced_writes: bool,
 }
 
 fn random_seed() -> u64 {
@@ -155,12 +163,17 @@ fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>, Option
         faults,
         clients,
         dolmen,
-        planted_bug: args
-            .planted_bug
-            .map(|BugArg::StaleReads| PlantedBug::StaleReads),
+        planted_bug: args.planted_bug.map(|b| match b {
+            BugArg::StaleReads => PlantedBug::StaleReads,
+            BugArg::SkipLogFsync => PlantedBug::SkipLogFsync,
+        }),
         profile: args.profile.map(|p| format!("{p:?}").to_lowercase()),
         keep_data: args.keep,
         lease_reads: matches!(args.reads, ReadsArg::Lease),
+        // Skipped fsyncs matter only when unsynced writes can be lost.
+        lose_unsynced_writes: args.lose_unsynced_writes
+            || args.profile.is_some()
+            || matches!(args.planted_bug, Some(BugArg::SkipLogFsync)),
     };
     Ok((opts, args.out, args.expect_violation))
 }
@@ -277,6 +290,7 @@ mod tests {
         assert!(expect.is_none());
         assert_eq!((o.seed, o.duration_secs, o.clients, o.nodes), (7, 75, 6, 3));
         assert_eq!(o.faults, FaultKind::ALL.to_vec());
+        assert!(o.lose_unsynced_writes, "the profiles cut the power");
         assert!(out.is_none());
         let cli = Cli::parse_from([
             "dolmen-chaos",
@@ -299,5 +313,24 @@ mod tests {
         assert_eq!((o.duration_secs, o.clients, o.faults.len()), (40, 4, 3));
         assert!(!o.network_faults());
         assert_eq!(o.planted_bug, Some(PlantedBug::StaleReads));
+        assert!(!o.lose_unsynced_writes);
+        let cli = Cli::parse_from([
+            "dolmen-chaos",
+            "run",
+            "--faults",
+            "crash-all",
+            "--planted-bug",
+            "skip-log-fsync",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        let (o, _, _) = resolve(args).unwrap();
+        assert_eq!(o.faults, vec![FaultKind::CrashAll]);
+        assert_eq!(o.planted_bug, Some(PlantedBug::SkipLogFsync));
+        assert!(
+            o.lose_unsynced_writes,
+            "the planted bug needs the power cut"
+        );
     }
 }

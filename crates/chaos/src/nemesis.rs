@@ -7,6 +7,7 @@
 //! ```text
 //!  seed ─▶ Rng ─▶ quiet ─▶ pick kind ─▶ apply ─▶ hold ─▶ undo ─▶ quiet ─▶ ...  (until the end)
 //!                               │ kill9 + restart, pause + resume  (signals by PID)
+//!                               │ crash-all: kill9 every node, restart them all
 //!                               │ partition / drop / delay / duplicate (PUT /debug/network-faults)
 //!                               │ transfer-leader                   (POST on the leader)
 //!                               └ mix: network fault ─▶ process fault inside ─▶ heal
@@ -31,6 +32,8 @@ const MAX_FAULTS: u64 = 100_000;
 const QUIET_MS: (u64, u64) = (1500, 4000);
 /// How long a fault lasts, milliseconds.
 const HOLD_MS: (u64, u64) = (2000, 7000);
+/// Longest time the whole cluster stays down in a `crash-all`.
+const CRASH_ALL_DOWN: Duration = Duration::from_secs(2);
 
 /// A kind of fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -52,11 +55,14 @@ pub enum FaultKind {
     Transfer,
     /// A network fault held while a process fault (kill, pause or transfer) runs inside it.
     Mix,
+    /// SIGKILL every node at the same moment (a power cut of the whole cluster), restart them
+    /// all.
+    CrashAll,
 }
 
 impl FaultKind {
     /// Every kind.
-    pub const ALL: [FaultKind; 8] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::Kill,
         FaultKind::Pause,
         FaultKind::Partition,
@@ -65,6 +71,7 @@ impl FaultKind {
         FaultKind::Duplicate,
         FaultKind::Transfer,
         FaultKind::Mix,
+        FaultKind::CrashAll,
     ];
 
     /// The kinds that change the network, not a process.
@@ -76,7 +83,12 @@ impl FaultKind {
     ];
 
     /// The kinds that act on processes or leadership.
-    const PROCESS: [FaultKind; 3] = [FaultKind::Kill, FaultKind::Pause, FaultKind::Transfer];
+    const PROCESS: [FaultKind; 4] = [
+        FaultKind::Kill,
+        FaultKind::Pause,
+        FaultKind::Transfer,
+        FaultKind::CrashAll,
+    ];
 
     /// The command-line name.
     pub fn name(self) -> &'static str {
@@ -89,6 +101,7 @@ impl FaultKind {
             FaultKind::Duplicate => "duplicate",
             FaultKind::Transfer => "transfer",
             FaultKind::Mix => "mix",
+            FaultKind::CrashAll => "crash-all",
         }
     }
 
@@ -310,6 +323,31 @@ async fn process_fault(
                 cluster.resume(i)?;
             }
             say(recorder, "resume", &nodes, "");
+        }
+        FaultKind::CrashAll => {
+            // Every node at once, as close together as signals go: what no node fsynced is
+            // gone (with `lose_unsynced_writes`), on every replica.
+            let nodes: Vec<usize> = (0..cluster.len())
+                .filter(|&i| cluster.state(i) != NodeState::Down)
+                .collect();
+            for &i in &nodes {
+                cluster.kill9(i).await?;
+            }
+            let down = hold.min(CRASH_ALL_DOWN);
+            say(
+                recorder,
+                "crash-all",
+                &nodes,
+                &format!("SIGKILL to every node; restart in {} ms", down.as_millis()),
+            );
+            nap(down, stop).await;
+            cluster.start_nodes(&nodes).await?;
+            for &i in &nodes {
+                if let Some(rules) = reapply.get(i).filter(|r| !r.is_empty()) {
+                    cluster.set_rules(i, rules.clone()).await?;
+                }
+            }
+            say(recorder, "restart", &nodes, "after crash-all");
         }
         FaultKind::Transfer => {
             let Some(leader) = cluster.leader().await else {

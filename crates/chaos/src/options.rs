@@ -17,6 +17,10 @@ pub enum PlantedBug {
     /// `[faults] unsafe_stale_reads = true`: followers answer linearizable reads from local
     /// state; the register checker must find a violation under partitions.
     StaleReads,
+    /// `[faults] unsafe_skip_log_fsync = true` (with `lose_unsynced_writes`): the Raft log
+    /// acknowledges before its fsync; the set checker must find acknowledged inserts lost when
+    /// every node crashes at once (`crash-all`).
+    SkipLogFsync,
 }
 
 /// A run's resolved parameters.
@@ -45,6 +49,10 @@ pub struct RunOptions {
     /// `[reads] consistency_level = "lease"` on every node (absent in older run.json files).
     #[serde(default)]
     pub lease_reads: bool,
+    /// `[faults] lose_unsynced_writes = true` on every node: a kill loses what a power cut
+    /// would (absent in older run.json files).
+    #[serde(default)]
+    pub lose_unsynced_writes: bool,
 }
 
 impl RunOptions {

@@ -97,18 +97,31 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         if opts.lease_reads { "lease" } else { "linearizable" },
         match opts.planted_bug {
             Some(PlantedBug::StaleReads) => " | PLANTED BUG stale-reads",
+            Some(PlantedBug::SkipLogFsync) => " | PLANTED BUG skip-log-fsync",
             None => "",
         },
         out.display()
     );
 
-    if opts.planted_bug.is_some()
+    if opts.lose_unsynced_writes {
+        eprintln!("chaos: power cuts: a killed node loses what it never fsynced");
+    }
+    if opts.planted_bug == Some(PlantedBug::StaleReads)
         && (!opts.workloads.contains(&Workload::Register)
             || !opts.faults.contains(&nemesis::FaultKind::Partition))
     {
         eprintln!(
             "chaos: warning: the planted bug shows up in register reads under partitions; \
              without --workloads register and --faults partition it may go unnoticed"
+        );
+    }
+    if opts.planted_bug == Some(PlantedBug::SkipLogFsync)
+        && (!opts.workloads.contains(&Workload::Set)
+            || !opts.faults.contains(&nemesis::FaultKind::CrashAll))
+    {
+        eprintln!(
+            "chaos: warning: the planted bug shows up as acknowledged inserts lost when every \
+             node crashes; without --workloads set and --faults crash-all it may go unnoticed"
         );
     }
     let spec = ClusterSpec {
@@ -118,6 +131,8 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         network_faults: opts.network_faults(),
         stale_reads: opts.planted_bug == Some(PlantedBug::StaleReads),
         lease_reads: opts.lease_reads,
+        lose_unsynced_writes: opts.lose_unsynced_writes,
+        skip_log_fsync: opts.planted_bug == Some(PlantedBug::SkipLogFsync),
     };
     let mut cluster = Cluster::start(spec, READY_TIMEOUT)
         .await

@@ -171,6 +171,12 @@ allow_network_faults = false
 # A planted bug for the fault-injection suite's self-test: followers serve linearizable reads
 # from local state. Never on a real cluster.
 unsafe_stale_reads = false
+# The fault-injection suite's power cut: writes never fsynced stay in process memory, so a
+# killed node loses them. Tests only.
+lose_unsynced_writes = false
+# A planted bug for the fault-injection suite's self-test: the Raft log acknowledges writes
+# before they are fsynced. Never on a real cluster.
+unsafe_skip_log_fsync = false
 
 [tls]
 # Mutual TLS on the peer (Raft) port: the cluster CA's certificate and this node's certificate

@@ -547,6 +547,15 @@ pub struct FaultsConfig {
     /// answer `linearizable` reads from local state without asking the leader, so they can
     /// serve stale values. Never set it on a real cluster. Default `false`.
     pub unsafe_stale_reads: bool,
+    /// `lose_unsynced_writes`: the fault-injection suite's power cut: RocksDB keeps its WAL
+    /// writes in process memory until the next fsync, so a killed process loses exactly what
+    /// was never fsynced, as a machine losing power would. Slower; tests only. Default `false`.
+    pub lose_unsynced_writes: bool,
+    /// `unsafe_skip_log_fsync`: a planted bug for the fault-injection suite's self-test: the
+    /// Raft log store acknowledges appends and votes without waiting for their fsync (it
+    /// fsyncs lazily, every few seconds), so with `lose_unsynced_writes` a crash of every node
+    /// loses acknowledged writes. Never set it on a real cluster. Default `false`.
+    pub unsafe_skip_log_fsync: bool,
 }
 
 impl Config {

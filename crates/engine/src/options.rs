@@ -82,6 +82,10 @@ pub struct Tuning {
     pub statistics: Option<StatsLevel>,
     /// `stats_dump_period_sec`.
     pub stats_dump_period_sec: u32,
+    /// `manual_wal_flush`: WAL writes stay in RocksDB's buffer, in process memory, until
+    /// `flush_wal` (the log store's fsync) or a memtable switch, so a killed process loses what
+    /// was never fsynced, as a power cut would. Test-only (`[faults] lose_unsynced_writes`).
+    pub manual_wal_flush: bool,
 }
 
 /// Which file leveled compaction picks first (RocksDB's `compaction_pri`).
@@ -149,6 +153,7 @@ impl Default for Tuning {
             keep_log_file_num: 1000,
             statistics: Some(StatsLevel::ExceptDetailedTimers),
             stats_dump_period_sec: 600,
+            manual_wal_flush: false,
         }
     }
 }

@@ -21,7 +21,7 @@ pub mod state_machine;
 pub mod types;
 
 pub use direct::{Direct, DirectOptions};
-pub use log_store::LogStore;
+pub use log_store::{LogFsync, LogStore};
 pub use raft_node::{
     BootstrapError, CoreStopped, ErrorKind, Formation, InitOutcome, Leadership, MembershipError,
     MembershipOutcome, MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,

@@ -55,6 +55,7 @@ pub fn engine_options(config: &Config, path: PathBuf) -> EngineOptions {
             .enable_statistics
             .then(|| stats_level(config.performance.statistics_level)),
         stats_dump_period_sec: config.performance.stats_dump_period_sec,
+        manual_wal_flush: config.faults.lose_unsynced_writes,
     };
     EngineOptions {
         path,

@@ -30,6 +30,8 @@ pub(super) fn render_config(
     // the keys then still starts.
     c.faults.allow_network_faults = spec.network_faults;
     c.faults.unsafe_stale_reads = spec.stale_reads;
+    c.faults.lose_unsynced_writes = spec.lose_unsynced_writes;
+    c.faults.unsafe_skip_log_fsync = spec.skip_log_fsync;
     if spec.lease_reads {
         c.reads.consistency_level = ConsistencyLevel::Lease;
     }
@@ -61,6 +63,8 @@ mod tests {
             network_faults: false,
             stale_reads: false,
             lease_reads: false,
+            lose_unsynced_writes: false,
+            skip_log_fsync: false,
         };
         let c = render_config(&spec, 1, &addrs, Path::new("/tmp/x/data/node-1"));
         let text = render(&c).unwrap();
@@ -77,6 +81,8 @@ mod tests {
         spec.network_faults = true;
         spec.stale_reads = true;
         spec.lease_reads = true;
+        spec.lose_unsynced_writes = true;
+        spec.skip_log_fsync = true;
         let text = render(&render_config(
             &spec,
             0,
@@ -88,6 +94,8 @@ mod tests {
         assert_eq!(t["consensus"]["bootstrap"].as_bool(), Some(true));
         assert_eq!(t["faults"]["allow_network_faults"].as_bool(), Some(true));
         assert_eq!(t["faults"]["unsafe_stale_reads"].as_bool(), Some(true));
+        assert_eq!(t["faults"]["lose_unsynced_writes"].as_bool(), Some(true));
+        assert_eq!(t["faults"]["unsafe_skip_log_fsync"].as_bool(), Some(true));
         assert_eq!(t["reads"]["consistency_level"].as_str(), Some("lease"));
     }
 }

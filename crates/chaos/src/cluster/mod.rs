@@ -55,6 +55,11 @@ pub struct ClusterSpec {
     pub stale_reads: bool,
     /// Writes `[reads] consistency_level = "lease"`.
     pub lease_reads: bool,
+    /// Writes `[faults] lose_unsynced_writes = true`: a killed node loses what it never
+    /// fsynced, as after a power cut.
+    pub lose_unsynced_writes: bool,
+    /// Writes `[faults] unsafe_skip_log_fsync = true` (the planted bug `skip-log-fsync`).
+    pub skip_log_fsync: bool,
 }
 
 /// A running cluster. Dropping it kills every node it started (SIGKILL by PID).
@@ -189,11 +194,19 @@ impl Cluster {
     fn start_failure(&self, i: usize, what: &str) -> anyhow::Error {
         let tail = self.log_tail(i, TAIL_LINES);
         let mut hint = String::new();
-        if tail.contains("allow_network_faults") || tail.contains("unsafe_stale_reads") {
+        let keys = [
+            "allow_network_faults",
+            "unsafe_stale_reads",
+            "lose_unsynced_writes",
+            "unsafe_skip_log_fsync",
+        ];
+        if keys.iter().any(|k| tail.contains(k)) {
             hint = "\nhint: this dolmen does not know the [faults] keys the chaos suite needs \
                     (allow_network_faults for partition/drop/delay/duplicate, unsafe_stale_reads \
-                    for --planted-bug stale-reads); build a dolmen that has them, or run with \
-                    --faults kill,pause,transfer"
+                    for --planted-bug stale-reads, lose_unsynced_writes for \
+                    --lose-unsynced-writes and the profiles, unsafe_skip_log_fsync for \
+                    --planted-bug skip-log-fsync); build a dolmen that has them, or run with \
+                    --faults kill,pause,transfer and no profile"
                 .to_owned();
         }
         anyhow!(
@@ -214,6 +227,21 @@ impl Cluster {
     pub async fn start_node(&mut self, i: usize) -> anyhow::Result<()> {
         self.spawn(i)?;
         self.wait_started(i).await
+    }
+
+    /// Starts the nodes `ids` (all down) at once, then waits until each prints its readiness
+    /// line.
+    ///
+    /// # Errors
+    /// As [`Self::start_node`], for the first node that fails.
+    pub async fn start_nodes(&mut self, ids: &[usize]) -> anyhow::Result<()> {
+        for &i in ids {
+            self.spawn(i)?;
+        }
+        for &i in ids {
+            self.wait_started(i).await?;
+        }
+        Ok(())
     }
 
     /// Kills node `i` with SIGKILL (a crash: no flush, no goodbye) and reaps it.

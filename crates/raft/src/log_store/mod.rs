@@ -42,6 +42,7 @@ mod writer;
 #[cfg(test)]
 use tail::TAIL_BYTES;
 use tail::{lock, Cached, Memory};
+pub use writer::LogFsync;
 use writer::{run_log_writer, Completion, Request, Write};
 
 /// `raft_state` key of the vote.
@@ -96,6 +97,12 @@ impl LogStore {
     /// A log store over `engine`'s database; reads the vote and the log's end, and starts the
     /// `raft-log` thread. Blocking: call it at start-up.
     pub fn new(engine: &Engine) -> io::Result<Self> {
+        Self::with_fsync(engine, LogFsync::BeforeAck)
+    }
+
+    /// [`Self::new`] with the `raft-log` thread's fsync `policy` (a planted bug for the
+    /// fault-injection suite's self-test when not [`LogFsync::BeforeAck`]).
+    pub fn with_fsync(engine: &Engine, policy: LogFsync) -> io::Result<Self> {
         let db = Arc::clone(engine.db());
         let state = cf(&db, CF_RAFT_STATE)?;
         let vote = db
@@ -129,7 +136,7 @@ impl LogStore {
         );
         std::thread::Builder::new()
             .name("raft-log".to_owned())
-            .spawn(move || run_log_writer(weak_db, weak_memory, requests, counter))?;
+            .spawn(move || run_log_writer(weak_db, weak_memory, requests, counter, policy))?;
         Ok(Self {
             db,
             memory,

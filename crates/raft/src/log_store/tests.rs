@@ -217,9 +217,11 @@ async fn log_store_group_commit_shares_one_fsync() {
     drop(tx);
     let fsyncs = Arc::new(AtomicU64::new(0));
     let (db, counter) = (Arc::downgrade(engine.db()), Arc::clone(&fsyncs));
-    std::thread::spawn(move || run_log_writer(db, Weak::new(), requests, counter))
-        .join()
-        .unwrap();
+    std::thread::spawn(move || {
+        run_log_writer(db, Weak::new(), requests, counter, LogFsync::BeforeAck)
+    })
+    .join()
+    .unwrap();
     for waiter in waiters {
         waiter.await.unwrap().unwrap();
     }
@@ -306,4 +308,30 @@ async fn log_store_queued_flushes_all_complete() {
     }
     let fsyncs = store.fsync_count();
     assert!((1..=50).contains(&fsyncs), "{fsyncs} fsyncs for 50 appends");
+}
+
+/// The planted bug `LogFsync::UnsafeLazy` acknowledges appends and votes without an fsync
+/// (within five seconds of the last one); the correct policy fsyncs before each.
+#[tokio::test]
+async fn log_store_unsafe_lazy_fsync_acknowledges_without_fsyncing() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine =
+        Arc::new(Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap());
+    let vote = Vote {
+        leader_id: LeaderId {
+            term: 1,
+            node_id: 1,
+        },
+        committed: false,
+    };
+    let mut lazy = LogStore::with_fsync(&engine, LogFsync::UnsafeLazy).unwrap();
+    append_flushed(&mut lazy, (1..=3).map(|i| blank(1, i)).collect()).await;
+    lazy.save_vote(&vote).await.unwrap();
+    assert_eq!(lazy.fsync_count(), 0, "acknowledged, never fsynced");
+    assert_eq!(indexes(&mut lazy).await, vec![1, 2, 3]);
+    drop(lazy);
+    let mut correct = LogStore::with_fsync(&engine, LogFsync::BeforeAck).unwrap();
+    append_flushed(&mut correct, vec![blank(1, 4)]).await;
+    correct.save_vote(&vote).await.unwrap();
+    assert_eq!(correct.fsync_count(), 2);
 }

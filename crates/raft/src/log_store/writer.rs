@@ -5,6 +5,7 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use dolmen_engine::{failpoint, CF_RAFT_LOG, CF_RAFT_STATE};
 use openraft::storage::IOFlushed;
@@ -13,6 +14,21 @@ use rocksdb::{WriteBatch, WriteOptions, DB};
 use super::tail::{lock, Memory};
 use super::{cf, log_key, rocks, KEY_VOTE, PAST_LAST_KEY};
 use crate::types::DolmenRaft;
+
+/// How often [`LogFsync::UnsafeLazy`] fsyncs at most.
+const UNSAFE_LAZY_FSYNC: Duration = Duration::from_secs(5);
+
+/// When the `raft-log` thread fsyncs the WAL.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LogFsync {
+    /// Before any append or vote in the group is acknowledged: the only correct mode.
+    #[default]
+    BeforeAck,
+    /// A planted bug for the fault-injection suite's self-test (`[faults]
+    /// unsafe_skip_log_fsync`): groups are acknowledged at once and fsynced at most every
+    /// five seconds, so a power cut (`[faults] lose_unsynced_writes`) loses acknowledged writes.
+    UnsafeLazy,
+}
 
 /// Why the `raft-log` thread could not write a group of requests; every request of the group
 /// is told (it is `Clone` for that).
@@ -86,7 +102,9 @@ pub(super) fn run_log_writer(
     memory: Weak<Mutex<Memory>>,
     requests: mpsc::Receiver<Request>,
     fsyncs: Arc<AtomicU64>,
+    policy: LogFsync,
 ) {
+    let mut last_fsync = Instant::now();
     while let Ok(first) = requests.recv() {
         // The pending `committed` is taken before the queue is drained: every entry it covers
         // was queued before it was saved, so it is in this group and written ahead of it.
@@ -94,11 +112,20 @@ pub(super) fn run_log_writer(
         // Group commit: every request queued so far shares this write and this fsync.
         let mut group = vec![first];
         group.extend(requests.try_iter());
+        let wanted = group.iter().any(|r| r.completion.needs_fsync());
+        let fsync = match policy {
+            LogFsync::BeforeAck => wanted,
+            // The planted bug: the group is acknowledged below whether or not this fsyncs.
+            LogFsync::UnsafeLazy => wanted && last_fsync.elapsed() >= UNSAFE_LAZY_FSYNC,
+        };
         let result = match db.upgrade() {
-            Some(db) => write_group(&db, &group, committed.as_ref(), &fsyncs)
+            Some(db) => write_group(&db, &group, committed.as_ref(), fsync, &fsyncs)
                 .map_err(|e| LogWriteError::Write(Arc::new(e))),
             None => Err(LogWriteError::Closed),
         };
+        if fsync {
+            last_fsync = Instant::now();
+        }
         // Durable (when the group needed it); no caller has been told yet.
         failpoint::crash_point(failpoint::LOG_BEFORE_ACK);
         if let Err(e) = &result {
@@ -118,11 +145,12 @@ pub(super) fn run_log_writer(
 }
 
 /// Writes a group of requests, then `committed`, as one unsynced batch, then fsyncs the WAL if
-/// one of the requests needs it.
+/// `fsync` (one of the requests needs it, under [`LogFsync::BeforeAck`]).
 fn write_group(
     db: &DB,
     group: &[Request],
     committed: Option<&Write>,
+    fsync: bool,
     fsyncs: &AtomicU64,
 ) -> io::Result<()> {
     let (log, state) = (cf(db, CF_RAFT_LOG)?, cf(db, CF_RAFT_STATE)?);
@@ -160,7 +188,7 @@ fn write_group(
     }
     // Written, not durable: a process crash keeps it (the OS has it), a power cut may not.
     failpoint::crash_point(failpoint::LOG_BEFORE_FSYNC);
-    if group.iter().any(|r| r.completion.needs_fsync()) {
+    if fsync {
         // Durability: entries and votes are on disk only once this returns Ok. The WAL is one
         // ordered log, so unsynced writes queued earlier (`committed`) are covered too.
         fsyncs.fetch_add(1, Ordering::Relaxed);

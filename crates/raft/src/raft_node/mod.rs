@@ -79,6 +79,9 @@ pub struct RaftNodeOptions {
     /// Asked before a write forwarded by a follower is proposed here (the disk guard); `None`
     /// admits every write.
     pub admission: Option<Arc<dyn crate::WriteAdmission>>,
+    /// A planted bug (`[faults] unsafe_skip_log_fsync`): the log store acknowledges before its
+    /// fsync (`LogFsync::UnsafeLazy`). `false` in production.
+    pub unsafe_skip_log_fsync: bool,
 }
 
 /// A running Raft node.

@@ -19,7 +19,7 @@ use tokio::sync::{watch, Semaphore};
 use super::leadership::LeadershipStats;
 use super::status::status_of;
 use super::{RaftNode, RaftNodeOptions};
-use crate::log_store::LogStore;
+use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
 use crate::snapshot::SnapshotDir;
@@ -74,7 +74,12 @@ impl RaftNode {
         }
         .validate()?;
 
-        let mut log_store = LogStore::new(&engine)?;
+        let fsync = if options.unsafe_skip_log_fsync {
+            LogFsync::UnsafeLazy
+        } else {
+            LogFsync::BeforeAck
+        };
+        let mut log_store = LogStore::with_fsync(&engine, fsync)?;
         // Asked of storage: the Raft core cannot answer before `run`.
         let log_state = log_store.get_log_state().await?;
         let initialized = log_state.last_log_id.is_some() || log_store.read_vote().await?.is_some();

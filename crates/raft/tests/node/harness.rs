@@ -95,6 +95,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
         faults: None,
         tls: None,
         admission: None,
+        unsafe_skip_log_fsync: false,
     };
     let raft = RaftNode::start(engine, options, listener)
         .await
