@@ -63,6 +63,14 @@ pub struct Engine {
     /// Set while `meta/restore_pending` exists (a restore started and has not finished): every
     /// read and write fails with `RestoreIncomplete` until a restore completes.
     pub(crate) restore_incomplete: AtomicBool,
+    /// Live keys a `ClearRange` holds before it writes them as one chunk (clear.rs).
+    pub(crate) clear_range_chunk_keys: usize,
+    /// Set while `meta/clear_pending/` markers may exist (a batch failed after spilling a
+    /// chunk): recovery runs before the next batch (docs/engine-format.md invariant 10).
+    pub(crate) clear_pending: AtomicBool,
+    /// Test hook: spilled chunks left before `apply_batch` fails with `Injected` (`u64::MAX`:
+    /// never). See [`Engine::fail_clear_range_after_chunks`].
+    pub(crate) clear_chunks_before_failure: AtomicU64,
 }
 
 impl std::fmt::Debug for Engine {
@@ -204,6 +212,9 @@ impl Engine {
             gc_cursor: Mutex::new(Vec::new()),
             fence: RwLock::new(()),
             restore_incomplete: AtomicBool::new(false),
+            clear_range_chunk_keys: crate::clear::DEFAULT_CHUNK_KEYS,
+            clear_pending: AtomicBool::new(false),
+            clear_chunks_before_failure: AtomicU64::new(u64::MAX),
         };
         let meta = engine.cf(CF_META);
         // A restore that did not finish leaves its marker: refuse service until it is redone
@@ -228,6 +239,9 @@ impl Engine {
         );
         // An unfinished restore replaces the table; its end loads the count.
         if !pending {
+            // A batch that spilled `ClearRange` chunks and never finished: remove them before
+            // anything reads or applies (invariant 10).
+            engine.recover_partial_clears()?;
             engine
                 .dedupe_entries
                 .store(crate::dedupe::load_entries(&engine)?, Ordering::SeqCst);
