@@ -162,6 +162,9 @@ fn rocksdb_options(options: &EngineOptions) -> (Options, Options) {
     db_opts.set_max_log_file_size(tuning.max_log_file_size);
     db_opts.set_keep_log_file_num(tuning.keep_log_file_num.max(1));
     db_opts.set_stats_dump_period_sec(tuning.stats_dump_period_sec);
+    // Test-only power cut (`[faults] lose_unsynced_writes`): unsynced WAL writes live in
+    // process memory until the next `flush_wal`.
+    db_opts.set_manual_wal_flush(tuning.manual_wal_flush);
     if let Some(level) = tuning.statistics {
         db_opts.enable_statistics();
         db_opts.set_statistics_level(level);
