@@ -1,7 +1,9 @@
 //! Idle client connections are closed (issue 18): a flood of sockets that connect and send
 //! nothing fills `max_connections` and locks real clients out, but only until
 //! `server.idle_timeout_ms` passes; then the node closes them, and a real client commits again.
-//! A client that keeps sending requests is never closed.
+//! A client that keeps sending requests is never closed. The admin port closes a connection
+//! whose request head is overdue, and serves at most 256 at once, so a flood of silent sockets
+//! there delays health checks by the header timeout at most.
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test idle_connections`.
 
@@ -157,4 +159,63 @@ fn a_flood_of_idle_sockets_is_closed_after_the_idle_timeout_and_real_clients_get
     let writes = busy.join().expect("the busy client was never cut off");
     println!("the busy client wrote {writes} times on one connection throughout");
     drop(sockets);
+}
+
+/// Reads from `stream` until the peer closes it (`Ok(0)`) or it fails; true if closed within
+/// `within`.
+fn closed_within(stream: &mut TcpStream, within: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(within))
+        .expect("set_read_timeout");
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(_) => return true,
+        }
+    }
+    false
+}
+
+#[test]
+fn silent_admin_connections_are_closed_and_cannot_lock_out_health_checks() {
+    use std::io::Write;
+    // More silent sockets than the admin port serves at once (256).
+    const SILENT: usize = 300;
+    let node = Standalone::start();
+    let addr = node.admin_endpoint();
+    let mut silent: Vec<TcpStream> = (0..SILENT)
+        .map(|_| TcpStream::connect(addr).expect("connect to the admin port"))
+        .collect();
+    // A kept-alive connection that asked once and then says nothing more.
+    let mut kept = TcpStream::connect(addr).expect("connect to the admin port");
+    kept.write_all(b"GET /health HTTP/1.1\r\nHost: dolmen\r\n\r\n")
+        .expect("send a request");
+    let started = Instant::now();
+    // Each silent connection is closed once its request head is overdue (10 s), so health
+    // checks get through again within about that long.
+    assert!(
+        wait_until(Duration::from_secs(30), || admin(addr).health().is_ok()),
+        "no health check got through the flood of silent admin sockets within 30 s"
+    );
+    let through = started.elapsed();
+    let closed = silent
+        .iter_mut()
+        .take(5)
+        .map(|s| closed_within(s, Duration::from_secs(15)))
+        .filter(|closed| *closed)
+        .count();
+    assert_eq!(closed, 5, "silent admin connections still open");
+    assert!(
+        closed_within(&mut kept, Duration::from_secs(15)),
+        "a kept-alive admin connection stayed open with no request"
+    );
+    println!(
+        "{SILENT} silent admin sockets: a health check got through after {through:?}; the \
+         silent sockets and an idle kept-alive one were closed by the node"
+    );
 }

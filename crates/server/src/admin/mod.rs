@@ -13,6 +13,7 @@
 pub mod auth;
 mod backup;
 mod console;
+mod http;
 mod metrics;
 mod refusal;
 mod series;
@@ -76,7 +77,7 @@ pub async fn serve(
     listener: AdminListener,
     state: AdminState,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
+) {
     let series = Arc::new(series::Series::default());
     let metrics = Arc::new(metrics::registry(
         state.service.clone(),
@@ -146,16 +147,8 @@ pub async fn serve(
             credentials,
         });
     match listener {
-        AdminListener::Plain(listener) => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
-        AdminListener::Tls(listener) => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown)
-                .await
-        }
+        AdminListener::Plain(listener) => http::serve(listener, app, shutdown).await,
+        AdminListener::Tls(listener) => http::serve(listener, app, shutdown).await,
     }
 }
 
