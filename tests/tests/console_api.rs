@@ -156,13 +156,25 @@ fn without_the_operator_token_nothing_changes_and_views_stay_open() {
     assert!(observed, "a leader_change event on node {leader}");
 
     // The terminal view reads the same: every member, the new leader, its followers' lag.
-    let out = Command::new(dolmen_bin())
-        .args(["cluster", "top", "--once", "--endpoints"])
-        .arg(c.admin_endpoint(leader).to_string())
-        .output()
-        .expect("run dolmen cluster top");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{text}");
+    // The new leader samples its followers' lag once a second: read until it has.
+    let top = || {
+        let out = Command::new(dolmen_bin())
+            .args(["cluster", "top", "--once", "--endpoints"])
+            .arg(c.admin_endpoint(leader).to_string())
+            .output()
+            .expect("run dolmen cluster top");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{text}");
+        text
+    };
+    let mut text = top();
+    for _ in 0..20 {
+        if text.contains("followers:") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        text = top();
+    }
     println!("{text}");
     assert!(text.contains(&format!("leader {other}")), "{text}");
     for i in 0..3 {
