@@ -22,6 +22,7 @@ pub mod faults;
 pub mod handler;
 pub mod raft_network;
 pub mod server;
+pub mod silent;
 pub mod tls;
 pub mod wire;
 

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
+use crate::network::silent::SilentClose;
 use crate::network::tls::PeerTls;
 use crate::network::wire::{self, check_group, pb};
 use crate::network::{PeerHandler, Snapshot, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
@@ -45,6 +46,9 @@ pub struct ServeOptions {
     /// Mutual TLS, when set: a peer without a certificate the cluster CA signed is refused at
     /// the handshake.
     pub tls: Option<PeerTls>,
+    /// A connection on which no byte arrives for this long is closed (`silent.rs`): members
+    /// ping every `keepalive_interval`, a socket that never speaks does not.
+    pub silent_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -58,6 +62,7 @@ impl Default for ServeOptions {
             snapshot_max_duration: Duration::from_secs(600),
             max_request_timeout: Duration::from_secs(60),
             tls: None,
+            silent_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -96,8 +101,11 @@ pub async fn serve_with(
         shutdown.await;
         let _ = closing.send(true);
     };
-    let connections =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let silent_timeout = options.silent_timeout;
+    let connections = tokio_stream::StreamExt::map(
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+        move |accepted| accepted.map(|stream| SilentClose::new(stream, silent_timeout)),
+    );
     let service = pb::peer_server::PeerServer::new(PeerService {
         handler,
         incoming,

@@ -7,6 +7,7 @@ mod harness;
 mod live;
 mod peer_client;
 mod refusals;
+mod silent;
 mod snapshot;
 mod tls;
 mod vote;
