@@ -17,6 +17,7 @@ pub mod admin;
 pub mod binary;
 pub mod client;
 pub mod cluster;
+pub mod memory;
 pub mod raw;
 pub mod replicated;
 pub mod standalone;

@@ -6,7 +6,7 @@
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test bounded_work`.
 
 use dolmen_tests::kvstore::{GetRangeRequest, KeyValue, TTransactionalKVSyncClient};
-use dolmen_tests::{connect_buffered, KvClient, KvExt, Standalone};
+use dolmen_tests::{connect_buffered, memory, KvClient, KvExt, Standalone};
 
 const VALUE_BYTES: usize = 100_000;
 
@@ -124,22 +124,6 @@ fn a_commit_has_an_operation_count_limit() {
     kv.must_commit(rv, ops, vec![]);
 }
 
-/// `VmHWM` (peak resident memory) of `pid`, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status");
-    kb * 1024
-}
-
-/// Resets `pid`'s peak resident memory to its current one (proc(5), `clear_refs` value 5).
-fn reset_peak_rss(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
-}
-
 #[test]
 fn a_read_with_no_limit_over_a_gigabyte_keeps_the_node_peak_memory_bounded() {
     use dolmen_tests::client::op_set;
@@ -165,8 +149,8 @@ fn a_read_with_no_limit_over_a_gigabyte_keeps_the_node_peak_memory_bounded() {
     }
     let total = u64::from(commits * per_commit) * VALUE_BYTES as u64;
     assert!(total > 1024 * MIB, "{total} bytes loaded");
-    reset_peak_rss(node.pid());
-    let before = peak_rss(node.pid());
+    memory::reset_peak_rss(node.pid());
+    let before = memory::peak_rss(node.pid());
     let (first, more) = page(&mut kv, b"gb/", b"gb/", false);
     let bytes: usize = first.iter().map(|p| p.key.len() + p.value.len()).sum();
     assert!(
@@ -175,7 +159,7 @@ fn a_read_with_no_limit_over_a_gigabyte_keeps_the_node_peak_memory_bounded() {
     );
     let (keys, pages) = read_all(&mut kv, b"gb/");
     assert_eq!(keys.len() as u64, u64::from(commits * per_commit));
-    let after = peak_rss(node.pid());
+    let after = memory::peak_rss(node.pid());
     let growth = after.saturating_sub(before);
     println!(
         "{} MiB under a prefix read with no limit in {} answers: node peak RSS {} -> {} MiB \

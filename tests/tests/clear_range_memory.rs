@@ -19,7 +19,7 @@ use dolmen_tests::kvstore::{
     AtomicCommitRequest, GetDatabaseStatsRequest, GetRangeRequest, TTransactionalKVSyncClient,
     TransactionalKVSyncClient,
 };
-use dolmen_tests::{connect_buffered, KvClient, KvExt, Standalone};
+use dolmen_tests::{connect_buffered, memory, KvClient, KvExt, Standalone};
 use thrift::protocol::{TBinaryInputProtocol, TBinaryOutputProtocol};
 use thrift::transport::{TBufferedReadTransport, TBufferedWriteTransport, TIoChannel, TTcpChannel};
 
@@ -58,22 +58,6 @@ fn connect_patient(addr: SocketAddr) -> KvClient {
 
 /// How long [`connect_patient`]'s socket waits (a bound on a hung node, not a timing claim).
 const PATIENT: Duration = Duration::from_secs(600);
-
-/// `VmHWM` (peak resident memory) of `pid`, in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM in /proc/<pid>/status");
-    kb * 1024
-}
-
-/// Resets `pid`'s peak resident memory to its current one (proc(5), `clear_refs` value 5).
-fn reset_peak_rss(pid: u32) {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5").expect("reset VmHWM");
-}
 
 fn load(kv: &mut KvClient) {
     for c in 0..KEYS / PER_COMMIT {
@@ -129,8 +113,8 @@ fn a_full_keyspace_clear_range_keeps_the_node_peak_memory_bounded() {
     assert_eq!(total_keys(&mut kv), i64::from(KEYS));
     assert_eq!(first_keys(&mut kv).len(), 10);
 
-    reset_peak_rss(node.pid());
-    let before = peak_rss(node.pid());
+    memory::reset_peak_rss(node.pid());
+    let before = memory::peak_rss(node.pid());
     let rv = kv.read_version();
     let clear = op("clear_range", &[0x00], Some(&[0xFF, 0xFF]), None);
     let started = std::time::Instant::now();
@@ -141,7 +125,7 @@ fn a_full_keyspace_clear_range_keeps_the_node_peak_memory_bounded() {
         .expect("atomicCommit answers");
     let cleared_in = started.elapsed();
     assert!(r.success, "{r:?}");
-    let after = peak_rss(node.pid());
+    let after = memory::peak_rss(node.pid());
     let growth = after.saturating_sub(before);
     println!(
         "{KEYS} keys of 16 bytes loaded in {loaded_in:?}; one clear_range over all of them in \

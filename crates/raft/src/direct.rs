@@ -135,8 +135,10 @@ fn write_loop(
                 }
             }
             Err(e) => {
-                // Nothing of the batch was written (RocksDB batches are atomic), but the node's
-                // storage is suspect: fail-stop writes instead of guessing.
+                // Nothing of the batch became visible (its final write carries applied_version;
+                // a large clear's early chunks are undone by the engine's recovery,
+                // docs/engine-format.md invariants 10 and 11), but the node's storage is suspect:
+                // fail-stop writes instead of guessing.
                 tracing::error!(error = %e, "apply failed; refusing further writes");
                 failed.store(true, Ordering::SeqCst);
                 for reply in replies {
