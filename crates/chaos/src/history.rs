@@ -25,6 +25,8 @@ pub enum Event {
     SetAdd(SetAdd),
     /// The set as read from one replica at the end of the run.
     SetFinal(SetFinal),
+    /// A list-append transaction: reads and appends at one read version.
+    ListAppend(ListAppendTxn),
     /// Something the nemesis did (or undid).
     Nemesis(NemesisEvent),
 }
@@ -158,6 +160,49 @@ pub struct SetFinal {
     pub version: i64,
     /// Every element present, ascending.
     pub elements: Vec<u64>,
+}
+
+/// One micro-operation of a list-append transaction (Elle's model).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "snake_case")]
+pub enum MicroOp {
+    /// `[r k list]`: key `la/<key>` read as this list at the transaction's read version (an
+    /// absent key reads as the empty list).
+    R {
+        /// The key's number.
+        key: u64,
+        /// The elements read, in list order.
+        value: Vec<u64>,
+    },
+    /// `[append k e]`: the element appended to key `la/<key>` (unique in the run).
+    Append {
+        /// The key's number.
+        key: u64,
+        /// The element.
+        element: u64,
+    },
+}
+
+/// A list-append transaction: one read version, reads, then appends (read-modify-write of each
+/// appended key's list, every key read sent as a read-conflict key), one commit.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListAppendTxn {
+    /// The client.
+    pub process: u64,
+    /// The node every request went to.
+    pub node: usize,
+    /// The read version, when one was obtained.
+    pub read_version: Option<i64>,
+    /// The commit version, for a committed transaction.
+    pub commit_version: Option<i64>,
+    /// When the transaction started (before `getReadVersion`).
+    pub invoke: Nanos,
+    /// When the commit answer arrived; `None` when unknown.
+    pub complete: Option<Nanos>,
+    /// The commit's outcome (a failed read before the commit is a definite failure).
+    pub outcome: WriteOutcome,
+    /// The reads that returned (in order), then the appends.
+    pub ops: Vec<MicroOp>,
 }
 
 /// A fault started or ended.

@@ -157,6 +157,7 @@ impl Tally {
                 Event::BankRead(_) => add("bank-read", "ok"),
                 Event::SetAdd(op) => add("set-add", write(op.outcome)),
                 Event::SetFinal(_) => add("set-final", "ok"),
+                Event::ListAppend(t) => add("list-append", write(t.outcome)),
                 Event::Nemesis(n) => *faults.entry(n.action.clone()).or_default() += 1,
             }
         }

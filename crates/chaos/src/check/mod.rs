@@ -5,15 +5,19 @@
 //! ```text
 //!   history.jsonl ──► RegisterOp* ──► check_registers ─┐
 //!                     BankRead*   ──► check_bank      ─┼─► Report { verdict, explanation }
-//!                     SetAdd*, SetFinal* ─► check_set ─┘
+//!                     SetAdd*, SetFinal* ─► check_set ─┤
+//!                     ListAppendTxn* ─► check_list_append ┘
 //! ```
 //!
 //! - [`check_registers`]: per-key linearizability of a register (Wing & Gong search with Lowe's
 //!   memoization, as in porcupine).
 //! - [`check_bank`]: every snapshot read sees all accounts and the conserved total.
 //! - [`check_set`]: no acknowledged insert lost, nothing invented, replicas agree.
+//! - [`check_list_append`]: strict serializability of list-append transactions (Elle's
+//!   dependency-graph cycles).
 
 mod bank;
+mod elle;
 mod register;
 mod set;
 
@@ -22,6 +26,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use bank::check_bank;
+pub use elle::check_list_append;
 pub use register::check_registers;
 pub use set::check_set;
 
