@@ -16,7 +16,7 @@ DURATION ?= 30m
 SEED ?=
 
 .PHONY: deps deps-test build run run-standalone test chaos-short chaos chaos-lease chaos-selftest \
-	chaos-selftest-fsync lint fmt bench \
+	chaos-selftest-fsync chaos-selftest-serializable lint fmt bench \
 	thrift-gen clean-data
 
 deps:
@@ -44,7 +44,8 @@ test: deps-test
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
-	$(MAKE) --no-print-directory chaos-short chaos-lease chaos-selftest chaos-selftest-fsync
+	$(MAKE) --no-print-directory chaos-short chaos-lease chaos-selftest chaos-selftest-fsync \
+		chaos-selftest-serializable
 
 # The fault-injection suite's short profile (~2 minutes, every fault kind including crash-all,
 # killed nodes lose what they never fsynced, a random seed that is printed; a failing run keeps
@@ -73,6 +74,13 @@ chaos-selftest-fsync:
 	$(CHAOS) run --planted-bug skip-log-fsync --faults crash-all --workloads set --duration 30s \
 		--dolmen $(DOLMEN) --expect-violation set \
 		--out $(CHAOS_RUNS)/selftest-fsync-$$(date +%Y%m%dT%H%M%S) $(if $(SEED),--seed $(SEED))
+
+# The list-append checker must catch commits that skip the read-conflict check (lost updates,
+# write skew): no faults needed, only concurrent transactions on a few keys.
+chaos-selftest-serializable:
+	$(CHAOS) run --planted-bug skip-conflict-check --faults none --workloads list-append \
+		--duration 30s --dolmen $(DOLMEN) --expect-violation list-append \
+		--out $(CHAOS_RUNS)/selftest-serializable-$$(date +%Y%m%dT%H%M%S) $(if $(SEED),--seed $(SEED))
 
 # A long fault-injection run on a release build: `make chaos DURATION=30m [SEED=N]`.
 chaos: deps

@@ -1,9 +1,11 @@
-//! `dolmen-chaos`: Jepsen-style evidence that Dolmen never loses an acknowledged write and never
-//! returns a non-linearizable result. See `docs/RELIABILITY.md`.
+//! `dolmen-chaos`: Jepsen-style evidence that Dolmen never loses an acknowledged write, never
+//! returns a non-linearizable result, and commits transactions strictly serializably. See
+//! `docs/RELIABILITY.md`.
 //!
 //! ```text
 //!  main (CLI) ─▶ run ─┬─ cluster   real `dolmen serve` processes on loopback (signals, admin API)
-//!                     ├─ workload  client tasks: register / bank / set ─▶ recorder (history.jsonl)
+//!                     ├─ workload  client tasks: register / bank / set / list-append
+//!                     │              ─▶ recorder (history.jsonl)
 //!                     ├─ nemesis   seeded faults (kill, pause, partition, drop, delay, ...)
 //!                     ├─ check     checkers over the recorded history (+ replica agreement)
 //!                     └─ report    run.json, summary.json, explanation.txt, the printed summary

@@ -76,6 +76,9 @@ enum BugArg {
     /// The Raft log acknowledges before its fsync ([faults] unsafe_skip_log_fsync); implies
     /// --lose-unsynced-writes, shows under --faults crash-all.
     SkipLogFsync,
+    /// Commits skip the read-conflict check ([faults] unsafe_skip_conflict_check); shows as
+    /// dependency cycles in list-append, with or without faults.
+    SkipConflictCheck,
 }
 
 #[derive(clap::Args, Debug)]
@@ -89,15 +92,15 @@ struct RunArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
     nodes: u16,
-    /// Workloads, comma-separated: register, bank, set (or all).
-    #[arg(long, default_value = "register,bank,set")]
+    /// Workloads, comma-separated: register, bank, set, list-append (or all).
+    #[arg(long, default_value = "register,bank,set,list-append")]
     workloads: String,
     /// Fault kinds, comma-separated: kill, pause, partition, drop, delay, duplicate, transfer,
     /// mix (a network fault with a kill, pause, transfer or crash-all inside it), crash-all
     /// (every node killed at once, then restarted) (or all, or none).
     #[arg(long, default_value = "all")]
     faults: String,
-    /// Concurrent clients, spread over the workloads (default 9; short: 6; long: 12).
+    /// Concurrent clients, spread over the workloads (default 9; short: 8; long: 12).
     #[arg(long)]
     clients: Option<usize>,
     /// The dolmen binary (default: `dolmen` next to this executable).
@@ -146,7 +149,7 @@ fn default_dolmen() -> PathBuf {
 
 fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>, Option<String>)> {
     let (duration, clients) = match args.profile {
-        Some(Profile::Short) => (Duration::from_secs(75), 6),
+        Some(Profile::Short) => (Duration::from_secs(75), 8),
         Some(Profile::Long) => (Duration::from_secs(30 * 60), 12),
         None => (Duration::from_secs(60), 9),
     };
@@ -166,6 +169,7 @@ fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>, Option
         planted_bug: args.planted_bug.map(|b| match b {
             BugArg::StaleReads => PlantedBug::StaleReads,
             BugArg::SkipLogFsync => PlantedBug::SkipLogFsync,
+            BugArg::SkipConflictCheck => PlantedBug::SkipConflictCheck,
         }),
         profile: args.profile.map(|p| format!("{p:?}").to_lowercase()),
         keep_data: args.keep,
@@ -273,6 +277,7 @@ async fn main() -> ExitCode {
 mod tests {
     use super::*;
     use dolmen_chaos::nemesis::FaultKind;
+    use dolmen_chaos::workload::Workload;
 
     #[test]
     fn cli_is_well_formed() {
@@ -288,7 +293,12 @@ mod tests {
         };
         let (o, out, expect) = resolve(args).unwrap();
         assert!(expect.is_none());
-        assert_eq!((o.seed, o.duration_secs, o.clients, o.nodes), (7, 75, 6, 3));
+        assert_eq!((o.seed, o.duration_secs, o.clients, o.nodes), (7, 75, 8, 3));
+        assert_eq!(
+            o.workloads,
+            Workload::ALL.to_vec(),
+            "two clients per workload"
+        );
         assert_eq!(o.faults, FaultKind::ALL.to_vec());
         assert!(o.lose_unsynced_writes, "the profiles cut the power");
         assert!(out.is_none());

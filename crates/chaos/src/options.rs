@@ -21,6 +21,9 @@ pub enum PlantedBug {
     /// acknowledges before its fsync; the set checker must find acknowledged inserts lost when
     /// every node crashes at once (`crash-all`).
     SkipLogFsync,
+    /// `[faults] unsafe_skip_conflict_check = true`: commits skip the read-conflict check; the
+    /// list-append checker must find a cycle (lost updates, write skew).
+    SkipConflictCheck,
 }
 
 /// A run's resolved parameters.
@@ -107,7 +110,7 @@ fn nonzero(d: Duration, text: &str) -> anyhow::Result<Duration> {
     Ok(d)
 }
 
-/// Parses `register,bank,set` (or `all`).
+/// Parses `register,bank,set,list-append` (or `all`).
 ///
 /// # Errors
 /// When a name is unknown (the message lists the valid ones).

@@ -30,7 +30,7 @@ use crate::report::{
     utc_stamp, verdict_of, write_json, RunInfo, Summary,
 };
 use crate::rng::Rng;
-use crate::workload::{self, bank, register, set, Ctx, Workload};
+use crate::workload::{self, bank, list_append, register, set, Ctx, Workload};
 
 /// How long the cluster may take to be ready at start and after healing.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -98,6 +98,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         match opts.planted_bug {
             Some(PlantedBug::StaleReads) => " | PLANTED BUG stale-reads",
             Some(PlantedBug::SkipLogFsync) => " | PLANTED BUG skip-log-fsync",
+            Some(PlantedBug::SkipConflictCheck) => " | PLANTED BUG skip-conflict-check",
             None => "",
         },
         out.display()
@@ -124,6 +125,14 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
              node crashes; without --workloads set and --faults crash-all it may go unnoticed"
         );
     }
+    if opts.planted_bug == Some(PlantedBug::SkipConflictCheck)
+        && !opts.workloads.contains(&Workload::ListAppend)
+    {
+        eprintln!(
+            "chaos: warning: the planted bug shows up as dependency cycles between list-append \
+             transactions; without --workloads list-append it may go unnoticed"
+        );
+    }
     let spec = ClusterSpec {
         nodes: opts.nodes,
         dolmen: opts.dolmen.clone(),
@@ -133,6 +142,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         lease_reads: opts.lease_reads,
         lose_unsynced_writes: opts.lose_unsynced_writes,
         skip_log_fsync: opts.planted_bug == Some(PlantedBug::SkipLogFsync),
+        skip_conflict_check: opts.planted_bug == Some(PlantedBug::SkipConflictCheck),
     };
     let mut cluster = Cluster::start(spec, READY_TIMEOUT)
         .await
@@ -158,6 +168,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     };
     let registers = Arc::new(register::Registers::default());
     let elements = Arc::new(AtomicU64::new(1));
+    let lists = Arc::new(list_append::Shared::default());
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..opts.clients {
         let w = opts.workloads[c % opts.workloads.len()];
@@ -167,6 +178,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
             Workload::Register => tasks.spawn(register::client(ctx, Arc::clone(&registers), rng)),
             Workload::Bank => tasks.spawn(bank::client(ctx, rng)),
             Workload::Set => tasks.spawn(set::client(ctx, Arc::clone(&elements), rng)),
+            Workload::ListAppend => tasks.spawn(list_append::client(ctx, Arc::clone(&lists), rng)),
         };
     }
     let progress = tokio::spawn(progress(Arc::clone(&recorder), stop_at, Arc::clone(&stop)));
@@ -369,6 +381,9 @@ pub fn check_saved(dir: &Path) -> anyhow::Result<i32> {
     {
         workloads.push(Workload::Set);
     }
+    if events.iter().any(|e| matches!(e, Event::ListAppend(_))) {
+        workloads.push(Workload::ListAppend);
+    }
     let reports = check_history(&events, &workloads, (accounts, total), OFFLINE_CHECK_BUDGET);
     let result = verdict_of(&reports);
     let tally = Tally::of(&events);
@@ -425,6 +440,16 @@ pub fn check_history(
             }
         }
         reports.push(check::check_set(&adds, &finals));
+    }
+    if workloads.contains(&Workload::ListAppend) {
+        let txns: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::ListAppend(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect();
+        reports.push(check::check_list_append(&txns));
     }
     reports
 }

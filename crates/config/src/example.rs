@@ -177,6 +177,9 @@ lose_unsynced_writes = false
 # A planted bug for the fault-injection suite's self-test: the Raft log acknowledges writes
 # before they are fsynced. Never on a real cluster.
 unsafe_skip_log_fsync = false
+# A planted bug for the fault-injection suite's self-test: commits skip the read-conflict
+# check, so transactions are no longer serializable. Never on a real cluster.
+unsafe_skip_conflict_check = false
 
 [tls]
 # Mutual TLS on the peer (Raft) port: the cluster CA's certificate and this node's certificate

@@ -556,6 +556,11 @@ pub struct FaultsConfig {
     /// fsyncs lazily, every few seconds), so with `lose_unsynced_writes` a crash of every node
     /// loses acknowledged writes. Never set it on a real cluster. Default `false`.
     pub unsafe_skip_log_fsync: bool,
+    /// `unsafe_skip_conflict_check`: a planted bug for the fault-injection suite's self-test:
+    /// the engine's resolver skips the read-conflict check of commits, so a commit whose reads
+    /// were overwritten after its read version still writes (lost updates, write skew: not
+    /// serializable). Never set it on a real cluster. Default `false`.
+    pub unsafe_skip_conflict_check: bool,
 }
 
 impl Config {

@@ -71,6 +71,8 @@ pub struct Engine {
     /// Test hook: spilled chunks left before `apply_batch` fails with `Injected` (`u64::MAX`:
     /// never). See [`Engine::fail_clear_range_after_chunks`].
     pub(crate) clear_chunks_before_failure: AtomicU64,
+    /// The planted bug `unsafe_skip_conflict_check` ([`EngineOptions`]): no read-conflict check.
+    pub(crate) unsafe_skip_conflict_check: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -218,6 +220,7 @@ impl Engine {
             clear_range_chunk_keys: crate::clear::DEFAULT_CHUNK_KEYS,
             clear_pending: AtomicBool::new(false),
             clear_chunks_before_failure: AtomicU64::new(u64::MAX),
+            unsafe_skip_conflict_check: options.unsafe_skip_conflict_check,
         };
         let meta = engine.cf(CF_META);
         // A restore that did not finish leaves its marker: refuse service until it is redone

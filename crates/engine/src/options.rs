@@ -35,6 +35,10 @@ pub struct EngineOptions {
     pub block_cache_size_mb: usize,
     /// Everything else RocksDB lets an operator tune.
     pub tuning: Tuning,
+    /// A planted bug for the fault-injection suite's self-test (`[faults]
+    /// unsafe_skip_conflict_check`): the resolver skips the read-conflict check, so commits
+    /// whose reads were overwritten still write (lost updates, write skew). Never in production.
+    pub unsafe_skip_conflict_check: bool,
 }
 
 /// RocksDB tuning beyond the sizes: each field sets the RocksDB option it is named after.
@@ -168,6 +172,7 @@ impl EngineOptions {
             max_write_buffer_number: 4,
             block_cache_size_mb: 512,
             tuning: Tuning::default(),
+            unsafe_skip_conflict_check: false,
         }
     }
 }

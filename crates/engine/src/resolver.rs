@@ -65,6 +65,11 @@ impl Resolver<'_> {
                 horizon: self.horizon,
             }));
         }
+        // The planted bug (test-only, `[faults] unsafe_skip_conflict_check`): every commit
+        // writes, whatever was written since its read version.
+        if self.engine.unsafe_skip_conflict_check {
+            return Ok(None);
+        }
         for range in &tx.read_conflicts {
             if let Some(key) = self.conflict_in(range, read_version, version)? {
                 return Ok(Some(Outcome::Conflict {

@@ -61,6 +61,34 @@ fn a_write_earlier_in_the_same_batch_conflicts_with_a_later_reader() {
 }
 
 #[test]
+fn the_planted_bug_skip_conflict_check_lets_a_conflicting_commit_write() {
+    // `[faults] unsafe_skip_conflict_check` (test-only): the same batch as above, but the
+    // commit whose read of k was overwritten writes anyway (a lost update).
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path(), vec!["default".into()]);
+    options.unsafe_skip_conflict_check = true;
+    let e = Engine::open(&options).unwrap();
+    let out = e
+        .apply_batch(
+            &[
+                (1, tx(None, vec![set("k", "a")], &[])),
+                (2, tx(Some(0), vec![set("x", "b")], &["k"])),
+                (3, tx(Some(3), vec![set("y", "c")], &["k"])),
+            ],
+            Durability::Buffered,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(out[1], Outcome::Committed { version: 2 });
+    assert_eq!(e.get("default", b"x", 3).unwrap(), Some(b"b".to_vec()));
+    assert!(
+        matches!(out[2], Outcome::Rejected(_)),
+        "a read version at or after the commit version is still refused: {:?}",
+        out[2]
+    );
+}
+
+#[test]
 fn a_retried_commit_returns_its_first_outcome_and_applies_once() {
     let dir = tempfile::tempdir().unwrap();
     let e = engine(&dir);

@@ -64,6 +64,7 @@ pub fn engine_options(config: &Config, path: PathBuf) -> EngineOptions {
         max_write_buffer_number: i32::try_from(r.max_write_buffer_number).unwrap_or(i32::MAX),
         block_cache_size_mb: usize::try_from(r.block_cache_size_mb).unwrap_or(usize::MAX),
         tuning,
+        unsafe_skip_conflict_check: config.faults.unsafe_skip_conflict_check,
     }
 }
 

@@ -133,6 +133,10 @@ fn warn_test_switches(faults: &dolmen_config::FaultsConfig) {
             faults.unsafe_skip_log_fsync,
             "[faults] unsafe_skip_log_fsync: the Raft log acknowledges before fsync (a planted bug)",
         ),
+        (
+            faults.unsafe_skip_conflict_check,
+            "[faults] unsafe_skip_conflict_check: commits skip the read-conflict check (a planted bug)",
+        ),
     ];
     for (_, what) in on.iter().filter(|(on, _)| *on) {
         tracing::warn!("TEST-ONLY SWITCH ON, not for a real cluster: {what}");

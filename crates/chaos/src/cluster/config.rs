@@ -32,6 +32,7 @@ pub(super) fn render_config(
     c.faults.unsafe_stale_reads = spec.stale_reads;
     c.faults.lose_unsynced_writes = spec.lose_unsynced_writes;
     c.faults.unsafe_skip_log_fsync = spec.skip_log_fsync;
+    c.faults.unsafe_skip_conflict_check = spec.skip_conflict_check;
     if spec.lease_reads {
         c.reads.consistency_level = ConsistencyLevel::Lease;
     }
@@ -65,6 +66,7 @@ mod tests {
             lease_reads: false,
             lose_unsynced_writes: false,
             skip_log_fsync: false,
+            skip_conflict_check: false,
         };
         let c = render_config(&spec, 1, &addrs, Path::new("/tmp/x/data/node-1"));
         let text = render(&c).unwrap();
@@ -83,6 +85,7 @@ mod tests {
         spec.lease_reads = true;
         spec.lose_unsynced_writes = true;
         spec.skip_log_fsync = true;
+        spec.skip_conflict_check = true;
         let text = render(&render_config(
             &spec,
             0,
@@ -96,6 +99,10 @@ mod tests {
         assert_eq!(t["faults"]["unsafe_stale_reads"].as_bool(), Some(true));
         assert_eq!(t["faults"]["lose_unsynced_writes"].as_bool(), Some(true));
         assert_eq!(t["faults"]["unsafe_skip_log_fsync"].as_bool(), Some(true));
+        assert_eq!(
+            t["faults"]["unsafe_skip_conflict_check"].as_bool(),
+            Some(true)
+        );
         assert_eq!(t["reads"]["consistency_level"].as_str(), Some("lease"));
     }
 }

@@ -60,6 +60,9 @@ pub struct ClusterSpec {
     pub lose_unsynced_writes: bool,
     /// Writes `[faults] unsafe_skip_log_fsync = true` (the planted bug `skip-log-fsync`).
     pub skip_log_fsync: bool,
+    /// Writes `[faults] unsafe_skip_conflict_check = true` (the planted bug
+    /// `skip-conflict-check`).
+    pub skip_conflict_check: bool,
 }
 
 /// A running cluster. Dropping it kills every node it started (SIGKILL by PID).
@@ -199,13 +202,15 @@ impl Cluster {
             "unsafe_stale_reads",
             "lose_unsynced_writes",
             "unsafe_skip_log_fsync",
+            "unsafe_skip_conflict_check",
         ];
         if keys.iter().any(|k| tail.contains(k)) {
             hint = "\nhint: this dolmen does not know the [faults] keys the chaos suite needs \
                     (allow_network_faults for partition/drop/delay/duplicate, unsafe_stale_reads \
                     for --planted-bug stale-reads, lose_unsynced_writes for \
                     --lose-unsynced-writes and the profiles, unsafe_skip_log_fsync for \
-                    --planted-bug skip-log-fsync); build a dolmen that has them, or run with \
+                    --planted-bug skip-log-fsync, unsafe_skip_conflict_check for --planted-bug \
+                    skip-conflict-check); build a dolmen that has them, or run with \
                     --faults kill,pause,transfer and no profile"
                 .to_owned();
         }

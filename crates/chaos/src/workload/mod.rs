@@ -3,7 +3,7 @@
 //! history says exactly what a client observed).
 //!
 //! ```text
-//!  client task i ── workload (register | bank | set) ── dolmen_client::Client ──▶ node k
+//!  client task i ── workload (register | bank | set | list-append) ── dolmen_client::Client ──▶ node k
 //!        │ invoke ─────────────────────────────── complete / unknown ─┐
 //!        └──────────────────────────────▶ Recorder (history.jsonl) ◀──┘
 //! ```
@@ -13,6 +13,7 @@
 //! `TIMEOUT` answer is unknown, and the client takes a fresh process id afterwards.
 
 pub mod bank;
+pub mod list_append;
 pub mod register;
 pub mod set;
 
@@ -43,11 +44,18 @@ pub enum Workload {
     Bank,
     /// Unique inserts, read back from every replica at the end (no acknowledged insert lost).
     Set,
+    /// Transactions that read lists and append unique elements (strict serializability).
+    ListAppend,
 }
 
 impl Workload {
     /// Every workload.
-    pub const ALL: [Workload; 3] = [Workload::Register, Workload::Bank, Workload::Set];
+    pub const ALL: [Workload; 4] = [
+        Workload::Register,
+        Workload::Bank,
+        Workload::Set,
+        Workload::ListAppend,
+    ];
 
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
@@ -55,6 +63,7 @@ impl Workload {
             Workload::Register => "register",
             Workload::Bank => "bank",
             Workload::Set => "set",
+            Workload::ListAppend => "list-append",
         }
     }
 

@@ -62,25 +62,26 @@ pub fn check_list_append(txns: &[ListAppendTxn]) -> Report {
     }
     let graph = graph::build(txns, &analysis);
     let cycles = cycle::find(&graph, MAX_CYCLES);
-    let mut names = Vec::new();
-    let mut items = Vec::new();
-    for a in &analysis.anomalies {
-        items.push(format!("{}: {}", a.kind, a.text));
-        names.extend(a.txns.iter().copied());
-    }
+    // Cycles first: they say the most. Each item with the transactions it names.
+    let mut items: Vec<(String, Vec<usize>)> = Vec::new();
     for c in &cycles {
         let steps: Vec<String> = c
             .edges
             .iter()
             .map(|&e| graph.describe(txns, &analysis, e))
             .collect();
-        items.push(format!(
-            "{} cycle of {}: {}",
-            c.class,
-            c.edges.len(),
-            steps.join("; ")
+        items.push((
+            format!(
+                "{} cycle of {}: {}",
+                c.class,
+                c.edges.len(),
+                steps.join("; ")
+            ),
+            c.edges.iter().map(|&e| graph.edges[e].from).collect(),
         ));
-        names.extend(c.edges.iter().map(|&e| graph.edges[e].from));
+    }
+    for a in &analysis.anomalies {
+        items.push((format!("{}: {}", a.kind, a.text), a.txns.clone()));
     }
     let ok = txns
         .iter()
@@ -88,9 +89,10 @@ pub fn check_list_append(txns: &[ListAppendTxn]) -> Report {
         .count();
     let summary = format!(
         "{included} transactions in the graph ({ok} committed, {} unknown but seen in a read) \
-         of {} recorded, {} keys, {} edges ({} ww, {} wr, {} rw, {} rt)",
+         of {} recorded, {} keys read ({} with one order), {} edges ({} ww, {} wr, {} rw, {} rt)",
         included - ok.min(included),
         txns.len(),
+        analysis.keys,
         analysis.order.len(),
         graph.edges.len(),
         graph.count(graph::Kind::Ww),
@@ -124,10 +126,17 @@ pub fn check_list_append(txns: &[ListAppendTxn]) -> Report {
             ""
         }
     );
-    push_capped(&mut text, "  ", items);
+    let mut names: Vec<usize> = items
+        .iter()
+        .take(super::MAX_LISTED)
+        .flat_map(|(_, t)| t.iter().copied())
+        .collect();
+    push_capped(&mut text, "  ", items.into_iter().map(|(text, _)| text));
     names.sort_unstable();
     names.dedup();
-    text.push_str("\n  transactions named above:");
+    text.push_str(
+        "\n  transactions named above (T<i>: the i-th list-append transaction recorded):",
+    );
     push_capped(
         &mut text,
         "    ",

@@ -23,6 +23,8 @@ pub(super) struct Analysis {
     pub writer: HashMap<u64, (usize, u64)>,
     /// Key → its version order (the longest read), for keys whose reads agree.
     pub order: BTreeMap<u64, Vec<u64>>,
+    /// Keys read at all.
+    pub keys: usize,
     /// Element → its index in its key's order.
     pub position: HashMap<u64, usize>,
     /// By transaction: whether it is in the graph (committed, or unknown and seen in a read).
@@ -117,13 +119,16 @@ pub(super) fn analyze(txns: &[ListAppendTxn]) -> Result<Analysis, String> {
             continue;
         };
         if let Some(&(bi, bad)) = rs.iter().find(|(_, v)| !longest.starts_with(v)) {
+            let common = bad.iter().zip(longest).take_while(|(a, b)| a == b).count();
             anomalies.push(Anomaly {
                 kind: "incompatible-order",
                 text: format!(
-                    "T{bi} read {} of {} and T{li} read {}: neither is a prefix of the other",
+                    "T{bi} read {} of {} and T{li} read {}: neither is a prefix of the other; \
+                     they part after {} (an append was overwritten)",
                     list(bad),
                     key_name(*key),
-                    list(longest)
+                    list(longest),
+                    list(&bad[..common])
                 ),
                 txns: vec![bi, li],
             });
@@ -146,6 +151,7 @@ pub(super) fn analyze(txns: &[ListAppendTxn]) -> Result<Analysis, String> {
         .collect();
     Ok(Analysis {
         writer,
+        keys: reads.len(),
         order,
         position,
         included,
