@@ -21,6 +21,7 @@ use openraft::{OptionalSend, RaftSnapshotBuilder};
 use tokio::sync::watch;
 
 use crate::codec::{self, SnapshotMeta, StoredMembership};
+use crate::log_store::LogStore;
 use crate::snapshot::{self, SnapshotDir, SnapshotReader, SnapshotStats};
 use crate::types::{DolmenRaft, EntryPayload, LogId, SnapshotFile};
 use crate::Applied;
@@ -95,6 +96,9 @@ pub struct StateMachine {
     applied_tx: watch::Sender<u64>,
     /// Build/install counters for `/status`.
     stats: Arc<SnapshotStats>,
+    /// The node's log store: an entry is applied only once it is written there
+    /// ([`LogStore::wait_written`]). `None` only for tests of the state machine alone.
+    log: Option<LogStore>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -148,7 +152,16 @@ impl StateMachine {
             snapshots,
             applied_tx,
             stats,
+            log: None,
         })
+    }
+
+    /// The same state machine, applying an entry only once `log` has written it (see
+    /// [`LogStore::wait_written`]). The node always sets it.
+    #[must_use]
+    pub fn with_log(mut self, log: LogStore) -> Self {
+        self.log = Some(log);
+        self
     }
 
     /// Snapshot counters for `/status`.
@@ -209,6 +222,11 @@ impl StateMachine {
                 META_LAST_MEMBERSHIP.to_vec(),
                 codec::encode_stored_membership(stored)?,
             ));
+        }
+        // The log has written everything applied here before the engine writes it: the engine's
+        // write then follows the entries in the WAL, so a crash that loses one loses both.
+        if let Some(log) = &self.log {
+            log.wait_written(last.index).await?;
         }
         let engine = Arc::clone(&self.engine);
         let outcomes = blocking(move || {

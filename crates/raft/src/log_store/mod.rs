@@ -191,6 +191,33 @@ impl LogStore {
         self.enqueue_and_wait(Vec::new(), false).await
     }
 
+    /// Waits until the entry at `index`, as the log holds it now, has been written to RocksDB
+    /// by the `raft-log` thread (not necessarily fsynced). The state machine calls it before it
+    /// applies up to `index`, so its own write follows the entry's in RocksDB's WAL: no crash,
+    /// of the process or of the machine, can leave the state machine ahead of the log (a node
+    /// that applied a new leader's entry while its log still held the divergent suffix that
+    /// entry replaces could not restart: its applied log id would be newer than its last one).
+    /// Free when the entry is written already, as it nearly always is by the time it commits.
+    ///
+    /// # Errors
+    /// When the `raft-log` thread has stopped.
+    pub async fn wait_written(&self, index: u64) -> io::Result<()> {
+        let written = {
+            let memory = lock(&self.memory);
+            // Below the tail's start every entry is written (the tail invariant).
+            index < memory.start
+                || usize::try_from(index - memory.start)
+                    .ok()
+                    .and_then(|i| memory.entries.get(i))
+                    .is_some_and(|cached| cached.seq <= memory.written_seq)
+        };
+        if written {
+            return Ok(());
+        }
+        // Written once every request queued so far is: the append that holds it is one of them.
+        self.flush().await
+    }
+
     /// The first unpurged index, the tail's start, and the tail's entries in `[start, end)`
     /// (`end` `None`: to the last one).
     fn tail_part(&self, start: u64, end: Option<u64>) -> (u64, u64, Vec<Entry>) {

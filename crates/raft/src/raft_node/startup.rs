@@ -90,7 +90,8 @@ impl RaftNode {
         let state_machine =
             tokio::task::spawn_blocking(move || StateMachine::open(sm_engine, sm_dir, applied_tx))
                 .await
-                .map_err(RaftNodeError::OpenTask)??;
+                .map_err(RaftNodeError::OpenTask)??
+                .with_log(log_store.clone());
         // A seeded node (`seed.rs`) has its log purged with no snapshot yet: followers could
         // not catch up until one is built, so build one as soon as the core runs.
         let needs_snapshot = log_state.last_purged_log_id.is_some()
