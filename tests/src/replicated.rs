@@ -450,6 +450,41 @@ impl ReplicatedCluster {
         self.nodes.nodes_in(dolmen_testkit::NodeState::Running)
     }
 
+    /// Drops every peer call between `node` and the other running members, on both sides
+    /// (the nodes need `[faults] allow_network_faults`).
+    ///
+    /// # Panics
+    /// When a node refuses the rules.
+    pub fn cut_off(&self, node: usize) {
+        use dolmen_admin::{Rule, RuleAction, RuleSet};
+        for i in self.running() {
+            let rule = Rule {
+                to: (i != node).then_some(node as u64),
+                ..Rule::new(RuleAction::Drop)
+            };
+            crate::admin::admin(self.admin_endpoint(i))
+                .set_network_faults(&RuleSet { rules: vec![rule] })
+                .unwrap_or_else(|e| {
+                    self.fail(&format!("node {i}: PUT /debug/network-faults: {e}"))
+                });
+        }
+    }
+
+    /// Removes every network fault rule from the running members.
+    ///
+    /// # Panics
+    /// When a node does not clear them.
+    pub fn heal(&self) {
+        for i in self.running() {
+            let cleared = crate::admin::admin(self.admin_endpoint(i)).clear_network_faults();
+            if cleared.as_ref().ok() != Some(&dolmen_admin::RuleSet::default()) {
+                self.fail(&format!(
+                    "node {i}: network faults not cleared: {cleared:?}"
+                ));
+            }
+        }
+    }
+
     /// Writes `---- harness: <what> ----` with a timestamp into node `i`'s log.
     pub fn mark(&self, i: usize, what: &str) {
         self.nodes.mark(i, what);

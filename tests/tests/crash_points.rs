@@ -261,23 +261,21 @@ fn a_node_killed_while_truncating_a_divergent_log_suffix_rejoins() {
     // No snapshot soon (the defaults): the new leader sends the old one entries, not a snapshot.
     let mut c = ReplicatedCluster::builder()
         .set("mvcc", "retention_window_ms", 600_000)
+        .set("faults", "allow_network_faults", true)
         .start();
     let old = c.wait_for_leader(LEADER_TIMEOUT);
     let followers: Vec<usize> = (0..c.node_count()).filter(|&i| i != old).collect();
     let prefix = unique_prefix(point);
-    // Writes through the old leader alone: those in flight when its followers freeze are
-    // appended to its log only (within its lease), never committed.
+    // Writes through the old leader alone: once it is cut off they are appended to its log
+    // only, never committed (dropped peer calls, unlike frozen followers, deliver nothing
+    // later), while the others elect a new leader whose log diverges from there.
     let doomed = load(&c, &[old], &[prefix.as_slice(), b"doomed/"].concat());
     wait_more_acked(&c, &doomed, SOME_WRITES, "through the leader");
-    for &f in &followers {
-        c.sigstop(f);
-    }
-    std::thread::sleep(c.election_timeout());
+    c.cut_off(old);
+    std::thread::sleep(c.election_timeout() * 2);
     let old_last = c.status(old).raft.map_or(0, |r| r.last_log);
     c.kill9(old);
-    for &f in &followers {
-        c.sigcont(f);
-    }
+    c.heal();
     let doomed = doomed.finish();
     let new = c.wait_for_leader(LEADER_TIMEOUT);
     let new_last = c.status(new).raft.map_or(0, |r| r.last_log);

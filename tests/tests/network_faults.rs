@@ -22,31 +22,6 @@ use dolmen_tests::replicated::{
 };
 use dolmen_tests::{KvExt, ReplicatedCluster};
 
-/// Installs `rules` on node `i`.
-fn put_rules(c: &ReplicatedCluster, i: usize, rules: Vec<Rule>) {
-    admin(c.admin_endpoint(i))
-        .set_network_faults(&RuleSet { rules })
-        .unwrap_or_else(|e| panic!("node {i}: PUT /debug/network-faults: {e}"));
-}
-
-/// Drop rules on both sides between `node` and every other member.
-fn cut_off(c: &ReplicatedCluster, node: usize) {
-    for i in 0..c.node_count() {
-        let rule = Rule {
-            to: (i != node).then_some(node as u64),
-            ..Rule::new(RuleAction::Drop)
-        };
-        put_rules(c, i, vec![rule]);
-    }
-}
-
-fn heal(c: &ReplicatedCluster) {
-    for i in 0..c.node_count() {
-        let cleared = admin(c.admin_endpoint(i)).clear_network_faults();
-        assert_eq!(cleared.ok(), Some(RuleSet::default()), "node {i}");
-    }
-}
-
 /// What a linearizable `get` through one node gave.
 #[derive(Debug, PartialEq, Eq)]
 enum ReadAnswer {
@@ -143,7 +118,7 @@ fn a_cut_off_leader_is_replaced_and_serves_no_stale_read() {
     let key = [unique_prefix("netfaults").as_slice(), b"k"].concat();
     c.write_until_acked(old, &key, b"v1");
 
-    cut_off(&c, old);
+    c.cut_off(old);
     let others: Vec<usize> = (0..c.node_count()).filter(|&i| i != old).collect();
     let mut new = None;
     let elected = wait_until(LEADER_TIMEOUT, || {
@@ -170,7 +145,7 @@ fn a_cut_off_leader_is_replaced_and_serves_no_stale_read() {
         other => println!("cut-off node did not serve the read: {other:?}"),
     }
 
-    heal(&c);
+    c.heal();
     let all: Vec<usize> = (0..c.node_count()).collect();
     let (v, digest) = c.converged_digest(&all, c.applied(new), Duration::from_secs(60));
     println!("healed and converged at version {v}: {digest}");
@@ -197,7 +172,9 @@ fn duplicated_and_delayed_raft_messages_lose_no_acknowledged_write() {
                 ..Rule::new(RuleAction::Delay)
             },
         ];
-        put_rules(&c, i, rules);
+        admin(c.admin_endpoint(i))
+            .set_network_faults(&RuleSet { rules })
+            .unwrap_or_else(|e| panic!("node {i}: PUT /debug/network-faults: {e}"));
     }
     let prefix = unique_prefix("dup");
     let rv = connect_buffered(c.thrift_endpoint(0)).read_version();
@@ -218,7 +195,7 @@ fn duplicated_and_delayed_raft_messages_lose_no_acknowledged_write() {
     );
     let records: Vec<_> = loads.into_iter().flat_map(WriteLoad::complete).collect();
     println!("writes under duplication: {}", summarize(&records));
-    heal(&c);
+    c.heal();
     let all: Vec<usize> = (0..c.node_count()).collect();
     check_writes(&c, &all, &prefix, &records, Duration::from_secs(30));
     let leader = c.wait_for_leader(LEADER_TIMEOUT);
@@ -236,12 +213,12 @@ fn with_the_planted_bug_a_cut_off_follower_serves_a_stale_value() {
     let v1 = c.write_until_acked(leader, &key, b"v1");
     c.wait_applied_at_least(follower, v1);
 
-    cut_off(&c, follower);
+    c.cut_off(follower);
     c.write_until_acked(leader, &key, b"v2");
     assert_eq!(
         get(&c, follower, &key),
         ReadAnswer::Found(b"v1".to_vec()),
         "with [faults] unsafe_stale_reads a cut-off follower answers from its own state"
     );
-    heal(&c);
+    c.heal();
 }
