@@ -392,6 +392,24 @@ struct WriteAnswer {
 }
 
 /// The console's write form: fills it, clicks `put`, confirms, and waits for the answer.
+/// A linearizable `get` through Thrift that waits out a moment without a quorum (right after
+/// the leadership transfer above, under load): the first answer that is not `UNAVAILABLE`.
+fn definite_get(kv: &mut dolmen_tests::KvClient, key: &[u8]) -> dolmen_tests::kvstore::GetResponse {
+    let mut answer = kv.get_value(key);
+    for _ in 0..100 {
+        let unavailable = answer
+            .error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("UNAVAILABLE"));
+        if !unavailable {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        answer = kv.get_value(key);
+    }
+    answer
+}
+
 async fn console_put(c: &Client, key: &str, value: &str) -> WriteAnswer {
     type_into(c, "#write-key", key).await;
     type_into(c, "#write-value", value).await;
@@ -654,7 +672,7 @@ async fn check_console(
         text.contains("credential"),
         "expected the refusal to mention the credential: {text}"
     );
-    let missing = kv.get_value(console_key.as_bytes());
+    let missing = definite_get(&mut kv, console_key.as_bytes());
     assert!(
         !missing.found && missing.error.is_none(),
         "expected the refused write to have written nothing: {missing:?}"
@@ -690,7 +708,7 @@ async fn check_console(
         .map(|v| v.replace(',', ""))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("expected \"written at version N\", got {text:?}"));
-    let written = kv.get_value(console_key.as_bytes());
+    let written = definite_get(&mut kv, console_key.as_bytes());
     assert!(
         written.found && written.value == b"written from the console",
         "expected the console's write to be readable through Thrift: {written:?}"
