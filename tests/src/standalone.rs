@@ -47,6 +47,8 @@ pub fn apply_test_defaults(c: &mut Config) {
 pub struct StandaloneBuilder {
     /// `[section] key = value` overrides, applied in order.
     settings: Vec<(String, String, toml::Value)>,
+    /// The program started as `<bin> serve --config …`; `None` = [`dolmen_bin`].
+    bin: Option<PathBuf>,
 }
 
 impl StandaloneBuilder {
@@ -59,6 +61,13 @@ impl StandaloneBuilder {
     pub fn set(mut self, section: &str, key: &str, value: impl Into<toml::Value>) -> Self {
         self.settings
             .push((section.to_owned(), key.to_owned(), value.into()));
+        self
+    }
+
+    /// Starts `bin` instead of the `dolmen` binary under test (a wrapper that prepares the
+    /// node's environment, then runs it with the same arguments, keeping its PID).
+    pub fn bin(mut self, bin: &Path) -> Self {
+        self.bin = Some(bin.to_owned());
         self
     }
 
@@ -120,9 +129,11 @@ impl StandaloneBuilder {
             .expect("write config.toml");
         prepare(&config_path);
         let log_path = dir.path().join("server.log");
-        let node = spawn(&config_path, &log_path);
+        let bin = self.bin.unwrap_or_else(dolmen_bin);
+        let node = spawn(&bin, &config_path, &log_path);
         Standalone {
             dir: Some(dir),
+            bin,
             config_path,
             log_path,
             node: Some(node),
@@ -130,14 +141,14 @@ impl StandaloneBuilder {
     }
 }
 
-/// Starts `dolmen serve --config <config_path>` with its output appended to `log_path` and
+/// Starts `<bin> serve --config <config_path>` with its output appended to `log_path` and
 /// waits for its readiness line.
 ///
 /// # Panics
 /// When the binary is missing, or the process exits or is not ready within [`READY_TIMEOUT`]
 /// (the message carries the log tail).
-fn spawn(config_path: &Path, log_path: &Path) -> ServerProcess {
-    let mut p = Launch::new(&dolmen_bin(), config_path, log_path)
+fn spawn(bin: &Path, config_path: &Path, log_path: &Path) -> ServerProcess {
+    let mut p = Launch::new(bin, config_path, log_path)
         .spawn()
         .unwrap_or_else(|e| panic!("{e}"));
     p.wait_ready(READY_TIMEOUT)
@@ -153,6 +164,8 @@ fn spawn(config_path: &Path, log_path: &Path) -> ServerProcess {
 pub struct Standalone {
     /// Owns the config, data and log; `Option` so `Drop` can keep it on request.
     dir: Option<TempDir>,
+    /// The program started (and restarted).
+    bin: PathBuf,
     /// Passed to every (re)start.
     config_path: PathBuf,
     /// Receives the node's stdout and stderr across restarts.
@@ -248,7 +261,7 @@ impl TestCluster for Standalone {
             ),
         }
         append_log(&self.log_path, "---- harness: restarting ----\n");
-        self.node = Some(spawn(&self.config_path, &self.log_path));
+        self.node = Some(spawn(&self.bin, &self.config_path, &self.log_path));
     }
 }
 

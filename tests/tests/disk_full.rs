@@ -332,3 +332,93 @@ fn a_full_leader_refuses_its_own_and_forwarded_writes_while_every_node_serves_re
     let (status, answer) = ready(cluster.admin_endpoint(leader));
     assert_eq!(status, 200, "{answer:?}");
 }
+
+/// Whether this process may make a private mount namespace and mount a tmpfs in it (root, or
+/// CAP_SYS_ADMIN): what [`a_real_disk_filling_up_is_refused_before_it_is_full`] needs.
+fn can_mount_tmpfs(dir: &Path) -> Result<(), String> {
+    let probe = dir.join("probe");
+    std::fs::create_dir_all(&probe).map_err(|e| e.to_string())?;
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "mount", "-t", "tmpfs"])
+        .args(["-o", "size=1m", "tmpfs"])
+        .arg(&probe)
+        .output()
+        .map_err(|e| format!("unshare: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+/// A real filesystem filling up: the node's data directory is a 96 MiB tmpfs (mounted in a
+/// private mount namespace by a wrapper that then runs `dolmen` with its PID), writes of
+/// 100 kB go on until the node refuses them, and every refusal is the disk error, never a crash,
+/// a hang or the filesystem's own `ENOSPC`: the node stops taking writes while
+/// `min_free_disk_mb` (32) is still free, serves every acknowledged key, and says not-ready.
+/// The writes are paced at about 20 MB/s, below what the headroom covers between two samples
+/// of the disk (one a second); docs/replication.md §7.4 sizes the default by the same rule.
+#[test]
+fn a_real_disk_filling_up_is_refused_before_it_is_full() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    if let Err(why) = can_mount_tmpfs(dir.path()) {
+        println!("skipped: a tmpfs cannot be mounted here ({why}); the settings-made full disks above cover the behaviour");
+        return;
+    }
+    let wrapper = dir.path().join("dolmen-on-tmpfs");
+    // Called as `<wrapper> serve --config <node dir>/config.toml`: mounts a 96 MiB tmpfs on the
+    // node's data directory (`<node dir>/data`) in a private mount namespace, then becomes
+    // dolmen (exec all the way: the harness's PID is the node's).
+    let script = format!(
+        "#!/bin/sh\ndata=\"$(dirname \"$3\")/data\"\nmkdir -p \"$data\"\n\
+         exec unshare -m --propagation private sh -c \
+         'mount -t tmpfs -o size=96m tmpfs \"$1\" && shift && exec \"$@\"' sh \"$data\" '{}' \"$@\"\n",
+        dolmen_tests::binary::dolmen_bin().display()
+    );
+    std::fs::write(&wrapper, script).expect("write the wrapper");
+    let mut perms = std::fs::metadata(&wrapper).expect("stat").permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&wrapper, perms).expect("chmod the wrapper");
+
+    let node = Standalone::builder()
+        .bin(&wrapper)
+        .set("database", "min_free_disk_mb", 32)
+        .set("rocksdb", "write_buffer_size_mb", 4)
+        .set("rocksdb", "max_write_buffer_number", 2)
+        .start();
+    let mut kv = connect_buffered(node.thrift_endpoint());
+    let value = vec![b'd'; 100_000];
+    let mut acknowledged = 0usize;
+    let mut refusal = None;
+    // 96 MiB cannot hold 2,000 values of 100 kB: the loop ends with a refusal.
+    for i in 0..2000usize {
+        let r = kv.set_in(format!("fill/{i:05}").as_bytes(), &value, None);
+        if !r.success {
+            refusal = Some(r);
+            break;
+        }
+        acknowledged += 1;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let refusal = refusal.expect("a 96 MiB disk took 200 MB");
+    assert_disk_full(
+        "setKey on a filling disk",
+        refusal.error_code.as_deref(),
+        refusal.error.as_deref(),
+        "min_free_disk_mb",
+    );
+    assert!(acknowledged >= 100, "only {acknowledged} values fit");
+    // Still refused, still serving: every acknowledged value reads back.
+    let r = kv.set_in(b"fill/after", b"v", None);
+    assert!(!r.success, "{r:?}");
+    for i in 0..acknowledged {
+        let got = kv.get_value(format!("fill/{i:05}").as_bytes());
+        assert!(got.found && got.value == value, "fill/{i:05} lost");
+    }
+    assert_not_ready_for_disk(node.admin_endpoint(), "min_free_disk_mb");
+    assert_eq!(metric(node.admin_endpoint(), "dolmen_disk_full"), 1.0);
+    println!(
+        "96 MiB tmpfs: {acknowledged} values of 100 kB acknowledged, then refused: {}",
+        refusal.error.unwrap_or_default()
+    );
+}
