@@ -15,6 +15,7 @@ pub mod engine_options;
 pub use dolmen_config as config;
 pub mod error;
 pub mod faults;
+mod jobs;
 pub mod net_faults;
 pub mod node;
 pub mod request_metrics;

@@ -1,0 +1,285 @@
+//! The node's background jobs: the retention job (the leader advances the MVCC horizon and
+//! expires idempotency entries, turning time windows into version bounds through the log) and
+//! MVCC garbage collection (every replica, paced so a pass starts at most once a window).
+//!
+//! ```text
+//!  retention_job (leader): every interval ─▶ AppliedSamples ─▶ Compact{horizon},
+//!                                                             ExpireIdempotency{before, limit}
+//!  gc_job (every node):    every interval ─▶ GcPacer ─▶ Engine::collect_garbage (a slice)
+//! ```
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dolmen_engine::{Engine, Version};
+
+use crate::service::Service;
+
+/// The time-based windows the leader turns into version bounds (`[mvcc]`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Windows {
+    /// `retention_window_ms`: how long MVCC history is kept.
+    pub(crate) retention: Duration,
+    /// `idempotency_window_ms` (≥ `retention`): how long idempotency entries are kept.
+    pub(crate) idempotency: Duration,
+    /// `compaction_interval_ms`: how often the job looks.
+    pub(crate) interval: Duration,
+}
+
+/// Advances the MVCC horizon and expires idempotency entries: every `interval`, the horizon
+/// becomes the version that was applied `retention` ago (FoundationDB keeps ~5 s of versions),
+/// and idempotency entries recorded before the version applied `idempotency` ago are expired.
+/// Only the leader proposes, and the commands carry versions, never times, so every replica
+/// drops the same history and the same entries at the same log position.
+pub(crate) async fn retention_job(
+    service: Arc<Service>,
+    engine: Arc<Engine>,
+    windows: Windows,
+    stop: impl Future<Output = ()>,
+) {
+    let mut samples = AppliedSamples::new(windows.idempotency.max(windows.retention));
+    let mut tick = tokio::time::interval(windows.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        samples.push(now, engine.applied_version());
+        let cluster = service.cluster();
+        if cluster.leader != Some(cluster.this_node) {
+            continue;
+        }
+        if let Some(horizon) = samples.applied_before(now, windows.retention) {
+            if horizon > engine.horizon() {
+                if let Err(e) = service.compact(horizon).await {
+                    tracing::warn!(error = %e, horizon, "could not advance the MVCC horizon");
+                }
+            }
+        }
+        let Some(before) = samples.applied_before(now, windows.idempotency) else {
+            continue;
+        };
+        // Applying caps `before` at the horizon; proposing the capped bound keeps the check
+        // below honest.
+        let before = before.min(engine.horizon());
+        if !idempotency_expirable(&engine, before).await {
+            continue; // nothing to expire: no log entry
+        }
+        if let Err(e) = service.expire_idempotency(before).await {
+            tracing::warn!(error = %e, before, "could not expire idempotency entries");
+        }
+    }
+}
+
+/// Whether some idempotency entry was recorded before `before` (one seek into the index, off
+/// the async threads).
+async fn idempotency_expirable(engine: &Arc<Engine>, before: Version) -> bool {
+    let engine = engine.clone();
+    match tokio::task::spawn_blocking(move || engine.oldest_idempotency_version()).await {
+        Ok(Ok(oldest)) => oldest.is_some_and(|v| v < before),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "could not read the idempotency index");
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the idempotency index panicked");
+            false
+        }
+    }
+}
+
+/// `(when, applied version)` samples of this node, oldest first, kept for `keep` (the longest
+/// window) plus the newest sample older than that: enough to answer "which version was applied
+/// `age` ago" for every `age ≤ keep`. One sample per `compaction_interval_ms`.
+#[derive(Debug)]
+struct AppliedSamples {
+    keep: Duration,
+    samples: VecDeque<(Instant, Version)>,
+}
+
+impl AppliedSamples {
+    fn new(keep: Duration) -> Self {
+        Self {
+            keep,
+            samples: VecDeque::new(),
+        }
+    }
+
+    /// Records that `version` was applied at `now`, and drops samples no window needs.
+    fn push(&mut self, now: Instant, version: Version) {
+        self.samples.push_back((now, version));
+        while self
+            .samples
+            .get(1)
+            .is_some_and(|&(at, _)| now.duration_since(at) >= self.keep)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The version applied at least `age` before `now` (the newest such sample); `None` until
+    /// this node has sampled for `age`.
+    fn applied_before(&self, now: Instant, age: Duration) -> Option<Version> {
+        let old = self
+            .samples
+            .partition_point(|&(at, _)| now.duration_since(at) >= age);
+        old.checked_sub(1).map(|i| self.samples[i].1)
+    }
+}
+
+/// Deletes unobservable MVCC versions in the background, a bounded slice every `interval`,
+/// paced by [`GcPacer`].
+pub(crate) async fn gc_job(
+    engine: Arc<Engine>,
+    interval: Duration,
+    window: Duration,
+    stop: impl Future<Output = ()>,
+) {
+    const KEYS_PER_SLICE: u64 = 10_000;
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut pacer = GcPacer::new(window);
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            () = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        let horizon = engine.horizon();
+        if !pacer.should_run(horizon, Instant::now()) {
+            continue;
+        }
+        let engine = engine.clone();
+        let slice =
+            tokio::task::spawn_blocking(move || engine.collect_garbage(KEYS_PER_SLICE)).await;
+        match slice {
+            Ok(Ok(report)) if report.wrapped => pacer.pass_done(horizon),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "garbage collection failed"),
+            Err(e) => tracing::warn!(error = %e, "garbage collection panicked"),
+        }
+    }
+}
+
+/// When [`gc_job`] runs a slice. A pass over the keyspace, once started, runs a slice every
+/// tick to its end. A new pass starts once the horizon moved since the last full pass and a
+/// retention `window` has gone by since that pass started: a version turns into garbage only
+/// once it is older than the window, so a pass every tick (the horizon's pace) would read every
+/// live version again to find a tick's worth of garbage. Garbage lives about two windows at most.
+#[derive(Debug)]
+struct GcPacer {
+    window: Duration,
+    /// The horizon of the last full pass.
+    done_horizon: Version,
+    /// When the current pass started; `None` between passes.
+    started: Option<Instant>,
+    /// The earliest start of the next pass; `None`: at once.
+    next: Option<Instant>,
+}
+
+impl GcPacer {
+    fn new(window: Duration) -> Self {
+        Self {
+            window,
+            done_horizon: 0,
+            started: None,
+            next: None,
+        }
+    }
+
+    /// Whether to run a slice now, at `horizon`; starts a pass if none is running.
+    fn should_run(&mut self, horizon: Version, now: Instant) -> bool {
+        if horizon == self.done_horizon {
+            return false;
+        }
+        if self.started.is_none() {
+            if self.next.is_some_and(|next| now < next) {
+                return false;
+            }
+            self.started = Some(now);
+        }
+        true
+    }
+
+    /// The last slice, run at `horizon`, finished the pass.
+    fn pass_done(&mut self, horizon: Version) {
+        self.done_horizon = horizon;
+        if let Some(started) = self.started.take() {
+            self.next = Some(started + self.window);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const WINDOW: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn applied_samples_answer_every_window_up_to_the_longest_and_stay_bounded() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut samples = AppliedSamples::new(Duration::from_secs(10));
+        for s in 0..=100u64 {
+            // Version 10·s applied at second s.
+            samples.push(at(s), 10 * s);
+        }
+        let now = at(100);
+        assert_eq!(
+            samples.applied_before(now, Duration::from_secs(5)),
+            Some(950)
+        );
+        assert_eq!(
+            samples.applied_before(now, Duration::from_secs(10)),
+            Some(900)
+        );
+        assert_eq!(samples.applied_before(now, Duration::ZERO), Some(1000));
+        // Samples older than the longest window are dropped but the newest of them.
+        assert_eq!(samples.samples.len(), 11);
+        // A window longer than what was sampled has no answer yet.
+        let fresh = AppliedSamples::new(Duration::from_secs(10));
+        assert_eq!(fresh.applied_before(now, Duration::from_secs(1)), None);
+    }
+
+    #[test]
+    fn gc_passes_start_at_most_once_per_window_and_run_to_their_end() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut pacer = GcPacer::new(WINDOW);
+        // Horizon 0: nothing is garbage yet.
+        assert!(!pacer.should_run(0, at(0)));
+        // The first pass starts at once and runs a slice every tick until it wraps.
+        assert!(pacer.should_run(10, at(0)));
+        assert!(pacer.should_run(11, at(1_000)));
+        pacer.pass_done(11);
+        // The horizon moves every tick, but the next pass waits a window after the last start.
+        assert!(!pacer.should_run(12, at(2_000)));
+        assert!(!pacer.should_run(15, at(4_999)));
+        assert!(pacer.should_run(15, at(5_000)));
+        assert!(pacer.should_run(16, at(6_000)));
+        pacer.pass_done(16);
+        assert!(!pacer.should_run(17, at(9_999)));
+        assert!(pacer.should_run(17, at(10_000)));
+        // Mid-pass, a slice runs every tick, past the next pass's earliest start too.
+        assert!(pacer.should_run(30, at(16_000)));
+        pacer.pass_done(30);
+        assert!(pacer.should_run(31, at(16_001)));
+    }
+
+    #[test]
+    fn gc_waits_for_the_horizon_to_move_after_a_full_pass() {
+        let t0 = Instant::now();
+        let mut pacer = GcPacer::new(WINDOW);
+        assert!(pacer.should_run(7, t0));
+        pacer.pass_done(7);
+        // Nothing new can be garbage while the horizon stands still, however long it stands.
+        assert!(!pacer.should_run(7, t0 + WINDOW * 10));
+        assert!(pacer.should_run(8, t0 + WINDOW * 10));
+    }
+}
