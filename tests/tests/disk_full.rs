@@ -333,21 +333,33 @@ fn a_full_leader_refuses_its_own_and_forwarded_writes_while_every_node_serves_re
     assert_eq!(status, 200, "{answer:?}");
 }
 
+/// Why a tmpfs cannot be mounted here.
+#[derive(Debug, thiserror::Error)]
+enum NoTmpfs {
+    /// The probe's mount point or `unshare` could not be used.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    /// `unshare -m … mount -t tmpfs` failed; its stderr.
+    #[error("{0}")]
+    Refused(String),
+}
+
 /// Whether this process may make a private mount namespace and mount a tmpfs in it (root, or
 /// CAP_SYS_ADMIN): what [`a_real_disk_filling_up_is_refused_before_it_is_full`] needs.
-fn can_mount_tmpfs(dir: &Path) -> Result<(), String> {
+fn can_mount_tmpfs(dir: &Path) -> Result<(), NoTmpfs> {
     let probe = dir.join("probe");
-    std::fs::create_dir_all(&probe).map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&probe)?;
     let out = std::process::Command::new("unshare")
         .args(["-m", "--propagation", "private", "mount", "-t", "tmpfs"])
         .args(["-o", "size=1m", "tmpfs"])
         .arg(&probe)
-        .output()
-        .map_err(|e| format!("unshare: {e}"))?;
+        .output()?;
     if out.status.success() {
         Ok(())
     } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        Err(NoTmpfs::Refused(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
     }
 }
 

@@ -33,17 +33,36 @@ pub(super) struct Analysis {
     pub anomalies: Vec<Anomaly>,
 }
 
+/// Why a history cannot be analyzed.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Uninterpretable {
+    /// Two transactions appended the same element (the workload makes elements unique).
+    #[error("element {element} appended twice (T{first} and T{second})")]
+    DuplicateAppend {
+        /// The element.
+        element: u64,
+        /// The first transaction that appended it.
+        first: usize,
+        /// The second.
+        second: usize,
+    },
+}
+
 /// Analyzes the reads of `txns`.
 ///
 /// # Errors
 /// When an element is appended twice (the workload makes elements unique).
-pub(super) fn analyze(txns: &[ListAppendTxn]) -> Result<Analysis, String> {
+pub(super) fn analyze(txns: &[ListAppendTxn]) -> Result<Analysis, Uninterpretable> {
     let mut writer: HashMap<u64, (usize, u64)> = HashMap::new();
     for (i, t) in txns.iter().enumerate() {
         for op in &t.ops {
             if let MicroOp::Append { key, element } = *op {
                 if let Some((j, _)) = writer.insert(element, (i, key)) {
-                    return Err(format!("element {element} appended twice (T{j} and T{i})"));
+                    return Err(Uninterpretable::DuplicateAppend {
+                        element,
+                        first: j,
+                        second: i,
+                    });
                 }
             }
         }
