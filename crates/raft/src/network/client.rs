@@ -13,11 +13,14 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::codec;
-use crate::network::faults::{admit, PeerFaults};
+use crate::network::faults::{admit, decide, FaultAction, PeerFaults};
+use crate::network::forward_stream::{ForwardStreams, Reply};
 use crate::network::wire::{self, pb};
 use crate::network::{NetworkOptions, ProbeInfo, MAX_MESSAGE_BYTES};
 use crate::types::GROUP_ID;
-use crate::{Applied, NodeId, ProposeError};
+use crate::{Applied, BoxFuture, NodeId, ProposeError};
+use futures::stream::{BoxStream, StreamExt as _};
+use tokio_stream::wrappers::ReceiverStream;
 
 /// The generated gRPC client.
 pub(crate) type GrpcClient = pb::peer_client::PeerClient<Channel>;
@@ -130,6 +133,8 @@ pub struct PeerClient {
     from: NodeId,
     channels: Channels,
     faults: Option<Arc<dyn PeerFaults>>,
+    /// The forward streams, one per leader address, shared by clones.
+    streams: Arc<ForwardStreams>,
 }
 
 impl PeerClient {
@@ -145,6 +150,7 @@ impl PeerClient {
     ) -> Self {
         Self {
             from,
+            streams: Arc::new(ForwardStreams::new(channels.clone())),
             channels,
             faults,
         }
@@ -157,7 +163,9 @@ impl PeerClient {
     }
 
     /// Asks the leader `to` at `peer_addr` to propose `command`, waiting at most `timeout` for
-    /// the outcome. Never retried here.
+    /// the outcome. Never retried here. The command travels on this node's one forward stream
+    /// to that leader (`forward_stream.rs`), or as a unary `Forward` when the leader is an older
+    /// build without the stream.
     ///
     /// - `LeaderUnreachable`: not proposed (could not connect).
     /// - `Unavailable`: not proposed (the leader refused the request before proposing, or
@@ -172,11 +180,49 @@ impl PeerClient {
         timeout: Duration,
     ) -> Result<Applied, ProposeError> {
         let start = Instant::now();
+        let body = codec::encode_command(command).map_err(|e| {
+            ProposeError::Unavailable(format!(
+                "forward to node {to} at {peer_addr}: cannot encode the command: {e}"
+            ))
+        })?;
+        let gate = admit(self.faults.as_ref(), self.from, to, "Forward");
+        let sent = async {
+            gate.await;
+            // A stream that closed just before the command went out is replaced once.
+            match self.streams.send(to, peer_addr, body, timeout).await {
+                Reply::Closed(body) => self.streams.send(to, peer_addr, body, timeout).await,
+                reply => reply,
+            }
+        };
+        let reply = tokio::time::timeout(timeout.saturating_add(ANSWER_GRACE), sent).await;
+        match reply {
+            Err(_) | Ok(Reply::Lost) => Err(ProposeError::Timeout(start.elapsed())),
+            Ok(Reply::Answer(response)) => forward_result(response, to, peer_addr, start),
+            Ok(Reply::NotSent(e)) => Err(e),
+            Ok(Reply::Closed(_)) => Err(ProposeError::LeaderUnreachable(format!(
+                "forward to node {to} at {peer_addr}: the stream closed twice before the write \
+                 was sent"
+            ))),
+            Ok(Reply::Unsupported(body)) => {
+                let left = timeout.saturating_sub(start.elapsed());
+                self.forward_unary(to, peer_addr, body, left.max(Duration::from_millis(1)))
+                    .await
+            }
+        }
+    }
+
+    /// `forward` as one unary `Forward` call (for a leader that does not serve the stream).
+    async fn forward_unary(
+        &self,
+        to: NodeId,
+        peer_addr: &str,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Applied, ProposeError> {
+        let start = Instant::now();
         let unavailable = |what: String| {
             ProposeError::Unavailable(format!("forward to node {to} at {peer_addr}: {what}"))
         };
-        let body = codec::encode_command(command)
-            .map_err(|e| unavailable(format!("cannot encode the command: {e}")))?;
         let mut client = self
             .channels
             .client(peer_addr)
@@ -187,12 +233,11 @@ impl PeerClient {
             timeout_ms: millis(timeout),
         });
         request.set_timeout(timeout.saturating_add(ANSWER_GRACE));
-        let gate = admit(self.faults.as_ref(), self.from, to, "Forward");
-        let call = async move {
-            gate.await;
-            client.forward(request).await
-        };
-        let response = match tokio::time::timeout(timeout.saturating_add(ANSWER_GRACE), call).await
+        let response = match tokio::time::timeout(
+            timeout.saturating_add(ANSWER_GRACE),
+            client.forward(request),
+        )
+        .await
         {
             Err(_elapsed) => return Err(ProposeError::Timeout(start.elapsed())),
             Ok(Err(status)) if is_connect_error(&status) => {
@@ -211,21 +256,7 @@ impl PeerClient {
             }
             Ok(Ok(response)) => response.into_inner(),
         };
-        use pb::forward_response::Result as R;
-        match response.result {
-            Some(R::Applied(applied)) => wire::applied_from_pb(applied).map_err(|e| {
-                // Applied on the leader, but the answer is unreadable: the outcome is unknown here.
-                tracing::warn!(to, peer_addr, error = %e, "undecodable forward outcome");
-                ProposeError::Timeout(start.elapsed())
-            }),
-            Some(R::NotLeader(hint)) => Err(wire::not_leader_from_pb(hint)),
-            Some(R::Unavailable(u)) => Err(ProposeError::Unavailable(u.message)),
-            Some(R::Timeout(_)) => Err(ProposeError::Timeout(start.elapsed())),
-            None => {
-                tracing::warn!(to, peer_addr, "forward answer without a result");
-                Err(ProposeError::Timeout(start.elapsed()))
-            }
-        }
+        forward_result(response, to, peer_addr, start)
     }
 
     /// Asks the leader `to` at `peer_addr` for a linearizable read index, waiting at most
@@ -335,6 +366,65 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// Reports this node's applied index to the leader `to` at `peer_addr` on one
+    /// `AppliedStream` (`replication_mode = "all"`, docs/replication.md §7.5): each index
+    /// `applied` yields is sent, until it ends or the call fails. Each report passes the fault
+    /// hook on its own (a dropped report is skipped, a delayed one waits).
+    ///
+    /// # Errors
+    /// `Unavailable` when the stream could not be opened or broke.
+    pub fn applied_stream(
+        &self,
+        to: NodeId,
+        peer_addr: &str,
+        mut applied: BoxStream<'static, u64>,
+    ) -> BoxFuture<'static, Result<(), ProposeError>> {
+        let target = format!("applied reports to node {to} at {peer_addr}");
+        let client = self.channels.client(peer_addr);
+        let (from, faults) = (self.from, self.faults.clone());
+        // The request stream is a channel fed beside the call (a stream adapter with an async
+        // closure here makes the call's future one the compiler cannot prove `Send`).
+        let (reports, outgoing) = tokio::sync::mpsc::channel::<pb::AppliedReport>(1);
+        let feed = async move {
+            while let Some(applied) = applied.next().await {
+                match decide(faults.as_ref(), from, to, "AppliedStream") {
+                    FaultAction::Drop => continue,
+                    FaultAction::Delay(delay) => tokio::time::sleep(delay).await,
+                    FaultAction::Deliver | FaultAction::Duplicate => {}
+                }
+                let report = pb::AppliedReport {
+                    group_id: GROUP_ID,
+                    from,
+                    applied,
+                };
+                if reports.send(report).await.is_err() {
+                    return;
+                }
+            }
+        };
+        Box::pin(async move {
+            let mut client =
+                client.map_err(|e| ProposeError::Unavailable(format!("{target}: {e}")))?;
+            let call = client.applied_stream(ReceiverStream::new(outgoing));
+            tokio::pin!(call);
+            let result = tokio::select! {
+                result = &mut call => result,
+                // The reports ended: the stream ends once the last is sent.
+                () = feed => call.await,
+            };
+            match result {
+                Ok(_) => Ok(()),
+                Err(status) => Err(ProposeError::Unavailable(format!(
+                    "{target}: {:?}: {}",
+                    status.code(),
+                    status.message()
+                ))),
+            }
+        })
+    }
+}
+
 /// Statuses the server returns before the handler runs (a bad request, an unknown method, a
 /// message over the size limit): the request was not processed.
 fn refused_unprocessed(status: &Status) -> bool {
@@ -345,6 +435,31 @@ fn refused_unprocessed(status: &Status) -> bool {
             | Code::Unimplemented
             | Code::ResourceExhausted
     )
+}
+
+/// A forward's answer from the leader (unary or streamed).
+fn forward_result(
+    response: pb::ForwardResponse,
+    to: NodeId,
+    peer_addr: &str,
+    start: Instant,
+) -> Result<Applied, ProposeError> {
+    use pb::forward_response::Result as R;
+    match response.result {
+        Some(R::Applied(applied)) => wire::applied_from_pb(applied).map_err(|e| {
+            // Applied on the leader, but the answer is unreadable: the outcome is unknown here.
+            tracing::warn!(to, peer_addr, error = %e, "undecodable forward outcome");
+            ProposeError::Timeout(start.elapsed())
+        }),
+        Some(R::NotLeader(hint)) => Err(wire::not_leader_from_pb(hint)),
+        Some(R::Unavailable(u)) => Err(ProposeError::Unavailable(u.message)),
+        Some(R::Timeout(_)) => Err(ProposeError::Timeout(start.elapsed())),
+        Some(R::AllWaitTimeout(t)) => Err(wire::all_wait_timeout_from_pb(t)),
+        None => {
+            tracing::warn!(to, peer_addr, "forward answer without a result");
+            Err(ProposeError::Timeout(start.elapsed()))
+        }
+    }
 }
 
 /// A timeout in whole milliseconds, at least 1 (0 means "no deadline" to nobody).

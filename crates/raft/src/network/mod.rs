@@ -12,6 +12,7 @@
 //!   implementation over `openraft::Raft`.
 //! - [`server`]: [`serve`], the tonic server, including the snapshot receiver.
 //! - [`client`]: the channel cache and [`PeerClient`] (follower → leader calls).
+//! - `forward_stream`: forwarded writes batched on one stream per leader, both sides.
 //! - [`raft_network`]: [`GrpcNetworkFactory`], openraft's network over the same channels.
 //! - [`faults`]: the test-only fault hook on outgoing calls.
 //! - [`tls`]: mutual TLS, when the node has certificates.
@@ -19,6 +20,7 @@
 
 pub mod client;
 pub mod faults;
+mod forward_stream;
 pub mod handler;
 pub mod raft_network;
 pub mod server;

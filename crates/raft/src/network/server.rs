@@ -13,9 +13,11 @@ use futures::StreamExt;
 use openraft::raft::AppendEntriesRequest;
 use tokio::io::AsyncWriteExt;
 use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
+use crate::network::forward_stream;
 use crate::network::silent::SilentClose;
 use crate::network::tls::PeerTls;
 use crate::network::wire::{self, check_group, pb};
@@ -315,6 +317,20 @@ impl pb::peer_server::Peer for PeerService {
         Ok(Response::new(resp))
     }
 
+    type ForwardStreamStream = ReceiverStream<Result<pb::ForwardReplies, Status>>;
+
+    async fn forward_stream(
+        &self,
+        request: Request<Streaming<pb::ForwardBatch>>,
+    ) -> Result<Response<Self::ForwardStreamStream>, Status> {
+        Ok(Response::new(forward_stream::serve(
+            Arc::clone(&self.handler),
+            request.into_inner(),
+            self.options.max_request_timeout,
+            self.closed.clone(),
+        )))
+    }
+
     async fn read_index(
         &self,
         request: Request<pb::ReadIndexRequest>,
@@ -324,6 +340,29 @@ impl pb::peer_server::Peer for PeerService {
         let timeout = request_timeout(req.timeout_ms, self.options.max_request_timeout)?;
         let result = self.handler.read_index(timeout).await;
         Ok(Response::new(wire::read_index_response_to_pb(&result)))
+    }
+
+    async fn applied_stream(
+        &self,
+        request: Request<Streaming<pb::AppliedReport>>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let mut reports = request.into_inner();
+        let mut closed = self.closed.clone();
+        loop {
+            // A follower keeps this stream open while this node leads; shutdown ends it.
+            let closing = async {
+                let _ = closed.wait_for(|closed| *closed).await;
+            };
+            let report = tokio::select! {
+                report = reports.message() => report?,
+                () = closing => None,
+            };
+            let Some(report) = report else {
+                return Ok(Response::new(pb::Empty {}));
+            };
+            check_group(report.group_id)?;
+            self.handler.applied_report(report.from, report.applied);
+        }
     }
 
     async fn probe(

@@ -191,6 +191,15 @@ impl PeerHandler for Mock {
                     Err(ProposeError::Unavailable("no quorum (mock)".to_string()))
                 }
                 Command::Compact { horizon: 4 } => Err(ProposeError::Timeout(timeout)),
+                // Applied at its own horizon after a delay that varies with it, so concurrent
+                // forwards finish out of order.
+                Command::Compact { horizon } if (1000..100_000).contains(&horizon) => {
+                    tokio::time::sleep(Duration::from_millis(horizon % 37)).await;
+                    Ok(Applied {
+                        version: horizon,
+                        outcome: Outcome::Applied,
+                    })
+                }
                 Command::Compact { .. } => {
                     // Never answers in time: the caller's own deadline decides.
                     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -245,9 +254,12 @@ impl Server {
     }
 
     pub(crate) async fn start_with(options: ServeOptions) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
+        Self::start_on("127.0.0.1:0", options).await
+    }
+
+    /// A server on `addr` (for one restarted on the address of an earlier one).
+    pub(crate) async fn start_on(addr: &str, options: ServeOptions) -> Self {
+        let listener = tokio::net::TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("local addr").to_string();
         let mock = Mock::new();
         let dir = tempfile::tempdir().expect("temp dir");

@@ -83,6 +83,91 @@ async fn forward_answers_and_errors_are_mapped() {
     server.stop().await;
 }
 
+/// Many writes forwarded at once share the one stream to the leader; each gets its own answer,
+/// by id, although the leader finishes them out of order.
+#[tokio::test]
+async fn concurrent_forwards_are_answered_by_id() {
+    let server = Server::start().await;
+    let client = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default()).peer_client();
+    let t = Duration::from_secs(5);
+    let calls = (1000..1300u64).map(|horizon| {
+        let client = client.clone();
+        let addr = server.addr.clone();
+        async move {
+            let applied = client
+                .forward(PEER, &addr, &Command::Compact { horizon }, t)
+                .await
+                .expect("applied");
+            (horizon, applied.version)
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    assert_eq!(answers.len(), 300);
+    for (horizon, version) in answers {
+        assert_eq!(version, horizon, "the answer of write {horizon}");
+    }
+    server.stop().await;
+}
+
+/// A stream that breaks with writes in flight leaves their outcome unknown (`Timeout`, before
+/// the callers' own deadlines), and the next write opens a new stream to the restarted leader.
+#[tokio::test]
+async fn a_broken_forward_stream_is_unknown_then_reopened() {
+    let server = Server::start().await;
+    let addr = server.addr.clone();
+    let client = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default()).peer_client();
+    let long = Duration::from_secs(20);
+    // Opens the stream.
+    client
+        .forward(PEER, &addr, &Command::Compact { horizon: 1001 }, long)
+        .await
+        .expect("applied");
+    // Never answered by the mock: in flight when the server stops.
+    let in_flight = {
+        let client = client.clone();
+        let addr = addr.clone();
+        tokio::spawn(async move {
+            let start = Instant::now();
+            let result = client
+                .forward(PEER, &addr, &Command::Compact { horizon: 5 }, long)
+                .await;
+            (result, start.elapsed())
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.stop().await;
+    let (result, waited) = in_flight.await.expect("task");
+    assert!(
+        matches!(result, Err(ProposeError::Timeout(_))),
+        "a write in flight on a broken stream is unknown: {result:?}"
+    );
+    assert!(
+        waited < long,
+        "answered when the stream broke, not at the deadline ({waited:?})"
+    );
+
+    let restarted = Server::start_on(&addr, ServeOptions::default()).await;
+    let mut applied = None;
+    for _ in 0..50 {
+        match client
+            .forward(PEER, &addr, &Command::Compact { horizon: 1002 }, long)
+            .await
+        {
+            Ok(a) => {
+                applied = Some(a);
+                break;
+            }
+            // Not proposed: the channel is still reconnecting.
+            Err(ProposeError::LeaderUnreachable(_) | ProposeError::Unavailable(_)) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("unexpected {e:?}"),
+        }
+    }
+    assert_eq!(applied.map(|a| a.version), Some(1002));
+    restarted.stop().await;
+}
+
 #[tokio::test]
 async fn read_index_and_probe_answers_and_errors() {
     let server = Server::start().await;

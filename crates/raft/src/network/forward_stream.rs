@@ -1,0 +1,417 @@
+//! Forwarded writes on one long-lived stream per leader (docs/replication.md §6.5).
+//!
+//! ```text
+//!  follower                                                     leader
+//!  forward(cmd) ─▶ queue ─▶ driver: everything queued ─▶ ForwardBatch ══▶ serve(): each item
+//!     ▲                      when the stream can take it                   ─▶ PeerHandler::forward
+//!     └── oneshot ◀── reader: ForwardReplies, by id ◀══ answers that are ready together ◀─┘
+//! ```
+//!
+//! A unary `Forward` costs an HTTP/2 stream, its headers and a server task per write; here a
+//! write costs a few bytes of one message. Batching is natural: the driver sends one batch
+//! whenever the stream can take one, holding whatever queued meanwhile, with no timer.
+//!
+//! Outcomes keep docs/replication.md invariant 9: a write that never went out (no connection,
+//! the stream could not be opened) is refused as not proposed; a write that went out and whose
+//! stream broke before its answer is unknown (`Timeout`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Status, Streaming};
+
+use crate::network::client::{is_connect_error, Channels};
+use crate::network::wire::{self, pb};
+use crate::network::PeerHandler;
+use crate::types::GROUP_ID;
+use crate::{NodeId, ProposeError};
+
+/// Most commands in one batch.
+const MAX_BATCH_ITEMS: usize = 1024;
+/// A batch stops growing past this many command bytes (one larger command goes alone; a
+/// command is at most 10 MB, far below the 64 MiB message limit).
+const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
+/// Commands queued per leader before `send` waits (each caller holds a write permit, so this
+/// only smooths bursts).
+const QUEUE_DEPTH: usize = 4096;
+/// Bound on opening a stream (connecting and the leader's response headers).
+const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a leader answers `UNIMPLEMENTED` (an older build), how long to use unary calls before
+/// trying the stream again.
+const UNSUPPORTED_RETRY: Duration = Duration::from_secs(60);
+
+/// What became of one queued command.
+#[derive(Debug)]
+pub(crate) enum Reply {
+    /// The leader's answer.
+    Answer(pb::ForwardResponse),
+    /// Never sent: nothing was proposed.
+    NotSent(ProposeError),
+    /// Sent, and the stream ended before the answer came: the outcome is unknown.
+    Lost,
+    /// Not sent: the leader does not serve `ForwardStream` (an older build); use the unary
+    /// call. Carries the command back.
+    Unsupported(Vec<u8>),
+    /// Not sent: the stream closed just before it would have gone; send it again. Carries the
+    /// command back.
+    Closed(Vec<u8>),
+}
+
+struct Queued {
+    command: Vec<u8>,
+    timeout_ms: u64,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The answer slots of one open stream; `None` once its reader has ended (every slot left was
+/// answered `Lost`).
+type Slots = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
+
+/// The client side: one queue and driver task per leader address, started on first use and
+/// kept while this value lives (drivers end when it is dropped).
+pub(crate) struct ForwardStreams {
+    channels: Channels,
+    queues: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
+}
+
+impl ForwardStreams {
+    pub(crate) fn new(channels: Channels) -> Self {
+        Self {
+            channels,
+            queues: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Queues `command` (encoded) for the leader `to` at `peer_addr` and waits for what became
+    /// of it. The caller bounds the wait; dropping the future before the command is sent
+    /// withdraws it (it is never sent).
+    pub(crate) async fn send(
+        &self,
+        to: NodeId,
+        peer_addr: &str,
+        command: Vec<u8>,
+        timeout: Duration,
+    ) -> Reply {
+        let (reply, answer) = oneshot::channel();
+        let mut queued = Queued {
+            command,
+            timeout_ms: u64::try_from(timeout.as_millis())
+                .unwrap_or(u64::MAX)
+                .max(1),
+            reply,
+        };
+        // A driver that ended (its runtime stopped) is replaced once.
+        for _ in 0..2 {
+            let queue = self.queue(to, peer_addr);
+            match queue.send(queued).await {
+                Ok(()) => return answer.await.unwrap_or(Reply::Lost),
+                Err(mpsc::error::SendError(back)) => {
+                    self.queues.lock().remove(peer_addr);
+                    queued = back;
+                }
+            }
+        }
+        Reply::NotSent(ProposeError::Unavailable(format!(
+            "forward to node {to} at {peer_addr}: the forwarding task is not running"
+        )))
+    }
+
+    fn queue(&self, to: NodeId, peer_addr: &str) -> mpsc::Sender<Queued> {
+        let mut queues = self.queues.lock();
+        if let Some(queue) = queues.get(peer_addr).filter(|q| !q.is_closed()) {
+            return queue.clone();
+        }
+        let (queue, queued) = mpsc::channel(QUEUE_DEPTH);
+        tokio::spawn(drive(
+            to,
+            peer_addr.to_owned(),
+            self.channels.clone(),
+            queued,
+        ));
+        queues.insert(peer_addr.to_owned(), queue.clone());
+        queue
+    }
+}
+
+/// One open stream: where batches go, and the slots its reader answers.
+struct Open {
+    batches: mpsc::Sender<pb::ForwardBatch>,
+    slots: Slots,
+}
+
+/// Why a stream could not be opened.
+enum OpenError {
+    Refused(ProposeError),
+    Unsupported,
+}
+
+/// The driver of one leader address: sends everything queued, in batches, on one stream,
+/// reopening it when it breaks.
+async fn drive(to: NodeId, addr: String, channels: Channels, mut queue: mpsc::Receiver<Queued>) {
+    let mut next_id: u64 = 0;
+    let mut open: Option<Open> = None;
+    let mut unsupported_until: Option<Instant> = None;
+    let mut carry: Option<Queued> = None;
+    loop {
+        let first = match carry.take() {
+            Some(q) => q,
+            None => match queue.recv().await {
+                Some(q) => q,
+                None => return,
+            },
+        };
+        if first.reply.is_closed() {
+            continue; // its caller gave up before it was sent: withdrawn
+        }
+        if unsupported_until.is_some_and(|until| Instant::now() < until) {
+            let _ = first.reply.send(Reply::Unsupported(first.command));
+            continue;
+        }
+        let permit = match ready(to, &addr, &channels, &mut open).await {
+            Ok(permit) => permit,
+            Err(OpenError::Unsupported) => {
+                unsupported_until = Some(Instant::now() + UNSUPPORTED_RETRY);
+                let _ = first.reply.send(Reply::Unsupported(first.command));
+                continue;
+            }
+            Err(OpenError::Refused(e)) => {
+                let _ = first.reply.send(Reply::NotSent(e));
+                continue;
+            }
+        };
+        // Everything queued while the stream was busy goes in this batch.
+        let mut items = Vec::new();
+        let mut replies = Vec::new();
+        let mut bytes = 0;
+        let mut next = Some(first);
+        while let Some(q) = next {
+            if !items.is_empty()
+                && (items.len() >= MAX_BATCH_ITEMS || bytes + q.command.len() > MAX_BATCH_BYTES)
+            {
+                carry = Some(q);
+                break;
+            }
+            if !q.reply.is_closed() {
+                next_id += 1;
+                bytes += q.command.len();
+                items.push(pb::ForwardItem {
+                    id: next_id,
+                    group_id: GROUP_ID,
+                    command: q.command,
+                    timeout_ms: q.timeout_ms,
+                });
+                replies.push((next_id, q.reply));
+            }
+            next = queue.try_recv().ok();
+        }
+        let slots = open.as_ref().map(|o| Arc::clone(&o.slots));
+        let mut slots = slots.as_deref().map(|s| s.lock());
+        match slots.as_mut().and_then(|s| s.as_mut()) {
+            Some(waiting) => {
+                waiting.extend(replies);
+                drop(slots);
+                permit.send(pb::ForwardBatch { items });
+            }
+            None => {
+                // The reader ended after the permit was taken: nothing of this batch was sent.
+                drop(slots);
+                open = None;
+                for (item, (_, reply)) in items.into_iter().zip(replies) {
+                    let _ = reply.send(Reply::Closed(item.command));
+                }
+            }
+        }
+    }
+}
+
+/// A permit to send one batch on the open stream, opening one first when there is none or it
+/// closed (twice at most: a stream found closed is replaced once).
+async fn ready(
+    to: NodeId,
+    addr: &str,
+    channels: &Channels,
+    open: &mut Option<Open>,
+) -> Result<mpsc::OwnedPermit<pb::ForwardBatch>, OpenError> {
+    for _ in 0..2 {
+        if open.as_ref().is_none_or(|o| o.batches.is_closed()) {
+            *open = Some(open_stream(to, addr, channels).await?);
+        }
+        if let Some(o) = open.as_ref() {
+            match o.batches.clone().reserve_owned().await {
+                Ok(permit) => return Ok(permit),
+                Err(_) => *open = None,
+            }
+        }
+    }
+    Err(OpenError::Refused(ProposeError::LeaderUnreachable(
+        format!("forward to node {to} at {addr}: the stream closed as it was opened"),
+    )))
+}
+
+/// Opens a stream to `addr` and starts its reader.
+async fn open_stream(to: NodeId, addr: &str, channels: &Channels) -> Result<Open, OpenError> {
+    let unavailable = |what: String| {
+        OpenError::Refused(ProposeError::Unavailable(format!(
+            "forward to node {to} at {addr}: {what}"
+        )))
+    };
+    let mut client = channels
+        .client(addr)
+        .map_err(|e| unavailable(e.to_string()))?;
+    let (batches, outgoing) = mpsc::channel::<pb::ForwardBatch>(1);
+    let opened = tokio::time::timeout(
+        OPEN_TIMEOUT,
+        client.forward_stream(ReceiverStream::new(outgoing)),
+    )
+    .await;
+    let answers = match opened {
+        Err(_elapsed) => {
+            return Err(unavailable(format!(
+                "no answer to opening the forward stream within {OPEN_TIMEOUT:?}"
+            )))
+        }
+        Ok(Err(status)) if is_connect_error(&status) => {
+            return Err(OpenError::Refused(ProposeError::LeaderUnreachable(
+                format!(
+                    "forward to node {to} at {addr}: not connected: {}",
+                    status.message()
+                ),
+            )))
+        }
+        Ok(Err(status)) if status.code() == Code::Unimplemented => {
+            return Err(OpenError::Unsupported)
+        }
+        Ok(Err(status)) => return Err(unavailable(format!("refused: {}", status.message()))),
+        Ok(Ok(response)) => response.into_inner(),
+    };
+    let slots: Slots = Arc::new(Mutex::new(Some(HashMap::new())));
+    tokio::spawn(read_answers(to, answers, Arc::clone(&slots)));
+    Ok(Open { batches, slots })
+}
+
+/// Hands each answer to its caller; when the stream ends, every command still waiting is
+/// `Lost` (it was sent: its outcome is unknown).
+async fn read_answers(to: NodeId, mut answers: Streaming<pb::ForwardReplies>, slots: Slots) {
+    loop {
+        match answers.message().await {
+            Ok(Some(message)) => {
+                let mut slots = slots.lock();
+                let Some(waiting) = slots.as_mut() else {
+                    return;
+                };
+                for answer in message.replies {
+                    if let Some(reply) = waiting.remove(&answer.id) {
+                        let _ = reply.send(answer.response.map_or(Reply::Lost, Reply::Answer));
+                    }
+                }
+            }
+            Ok(None) => break,
+            Err(status) => {
+                tracing::debug!(to, %status, "forward stream ended");
+                break;
+            }
+        }
+    }
+    let lost = slots.lock().take();
+    for (_, reply) in lost.into_iter().flatten() {
+        let _ = reply.send(Reply::Lost);
+    }
+}
+
+/// The server side of one stream: proposes every item as it arrives (each through
+/// [`PeerHandler::forward`], exactly like a unary `Forward`) and sends the answers that are
+/// ready together in one message. Ends when the follower closes its side and every answer is
+/// sent, when the follower goes away, or when the server shuts down.
+pub(crate) fn serve(
+    handler: Arc<dyn PeerHandler>,
+    mut incoming: Streaming<pb::ForwardBatch>,
+    max_timeout: Duration,
+    mut closed: watch::Receiver<bool>,
+) -> ReceiverStream<Result<pb::ForwardReplies, Status>> {
+    let (answers, out) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let handler = handler.as_ref();
+        let mut pending = FuturesUnordered::new();
+        let mut reading = true;
+        loop {
+            tokio::select! {
+                batch = incoming.message(), if reading => match batch {
+                    Ok(Some(batch)) => {
+                        for item in batch.items {
+                            pending.push(answer(handler, item, max_timeout));
+                        }
+                    }
+                    Ok(None) => reading = false,
+                    Err(status) => {
+                        tracing::debug!(%status, "forward stream from a follower broke");
+                        return;
+                    }
+                },
+                Some(first) = pending.next(), if !pending.is_empty() => {
+                    let mut replies = vec![first];
+                    while let Some(Some(more)) = pending.next().now_or_never() {
+                        replies.push(more);
+                    }
+                    if answers.send(Ok(pb::ForwardReplies { replies })).await.is_err() {
+                        return;
+                    }
+                }
+                () = shutting_down(&mut closed) => return,
+            }
+            if !reading && pending.is_empty() {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(out)
+}
+
+async fn shutting_down(closed: &mut watch::Receiver<bool>) {
+    let _ = closed.wait_for(|closed| *closed).await;
+}
+
+/// One item's answer: refused without proposing when it names another group, asks for no
+/// time, or does not decode.
+async fn answer(
+    handler: &dyn PeerHandler,
+    item: pb::ForwardItem,
+    cap: Duration,
+) -> pb::ForwardReply {
+    let id = item.id;
+    let result = match checked(item, cap) {
+        Err(refusal) => Err(refusal),
+        Ok((command, timeout)) => handler.forward(command, timeout).await,
+    };
+    let response = wire::forward_response_to_pb(&result).unwrap_or_else(|e| {
+        // Applied, but the outcome cannot be encoded: unknown to the follower.
+        tracing::warn!(error = %e, "cannot encode a forwarded write's outcome");
+        pb::ForwardResponse {
+            result: Some(pb::forward_response::Result::Timeout(pb::Timeout {})),
+        }
+    });
+    pb::ForwardReply {
+        id,
+        response: Some(response),
+    }
+}
+
+fn checked(
+    item: pb::ForwardItem,
+    cap: Duration,
+) -> Result<(dolmen_engine::Command, Duration), ProposeError> {
+    let refused =
+        |what: String| ProposeError::Unavailable(format!("forwarded write refused: {what}"));
+    wire::check_group(item.group_id).map_err(|s| refused(s.message().to_owned()))?;
+    if item.timeout_ms == 0 {
+        return Err(refused("timeout_ms: must be greater than 0".into()));
+    }
+    let command = wire::command_from_pb(&item.command).map_err(|e| refused(e.to_string()))?;
+    Ok((command, Duration::from_millis(item.timeout_ms).min(cap)))
+}
