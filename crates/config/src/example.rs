@@ -55,6 +55,15 @@ join = []
 # How long a write or linearizable read waits for a leader before UNAVAILABLE, in
 # milliseconds; 0 = twice election_timeout_ms (enough for one failover).
 leader_wait_ms = 0
+# When a client write is acknowledged. "quorum": once a majority holds it and the answering
+# node has applied it. "all": only once every voter has applied it (a stale read on any
+# member then sees it), waiting at most all_wait_ms; past that the write answers TIMEOUT
+# naming the lagging member (it is committed and will apply there). Every member must use
+# the same mode, and under "all" every voter must be listed in endpoints.
+replication_mode = "quorum"
+# Under replication_mode = "all": how long the leader waits for every voter to apply a
+# write, in milliseconds; 1 to 600000.
+all_wait_ms = 2000
 
 [reads]
 # "linearizable" (a ReadIndex barrier through the leader), "lease" (the leader answers while

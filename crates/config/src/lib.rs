@@ -158,6 +158,42 @@ pub struct ConsensusConfig {
     /// take it before failing with `UNAVAILABLE`; `0` = twice `election_timeout_ms`, enough
     /// for one failover. Default `0`.
     pub leader_wait_ms: u64,
+    /// `replication_mode`: when a client write is acknowledged (docs/replication.md §7.5).
+    /// `"quorum"`: once a majority has it in its log and this node has applied it. `"all"`:
+    /// only once every voter of the group has applied it, waiting at most `all_wait_ms`
+    /// (then `TIMEOUT` naming the lagging member). Every member must have the same mode.
+    /// Default `"quorum"`.
+    pub replication_mode: ReplicationMode,
+    /// `all_wait_ms`: under `replication_mode = "all"`, how long the leader waits, after
+    /// applying a write, for every voter to apply it; 1 to 600000. Default `2000`.
+    pub all_wait_ms: u64,
+}
+
+/// When a client write is acknowledged (`consensus.replication_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReplicationMode {
+    /// Committed on a majority and applied on the answering node (`"quorum"`).
+    #[default]
+    Quorum,
+    /// Applied on every voter of the group, within `all_wait_ms` (`"all"`).
+    All,
+}
+
+impl ReplicationMode {
+    /// The TOML spelling: `"quorum"` or `"all"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReplicationMode::Quorum => "quorum",
+            ReplicationMode::All => "all",
+        }
+    }
+}
+
+impl fmt::Display for ReplicationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// How a new cluster is formed (`consensus.bootstrap`).
@@ -221,6 +257,8 @@ impl Default for ConsensusConfig {
             snapshot_keep_entries: 5000,
             join: Vec::new(),
             leader_wait_ms: 0,
+            replication_mode: ReplicationMode::Quorum,
+            all_wait_ms: 2000,
         }
     }
 }
@@ -709,6 +747,8 @@ mod tests {
         assert_eq!(c.consensus.heartbeat_interval_ms, 200);
         assert_eq!(c.consensus.max_batch_size, 100);
         assert_eq!(c.consensus.max_outstanding_proposals, 1000);
+        assert_eq!(c.consensus.replication_mode, ReplicationMode::Quorum);
+        assert_eq!(c.consensus.all_wait_ms, 2000);
         assert_eq!(c.reads.consistency_level, ConsistencyLevel::Linearizable);
         assert!(!c.reads.allow_stale_reads);
         assert_eq!(c.reads.max_staleness_ms, 1000);

@@ -15,6 +15,9 @@ const MAX_MESSAGE_BYTES: usize = 256 << 20;
 const MAX_BLOCK_SIZE_KB: u64 = 1 << 20;
 /// Longest column family name, in bytes.
 const MAX_CF_NAME_BYTES: usize = 255;
+/// Largest accepted `consensus.all_wait_ms` (10 minutes): a write waiting longer than that for
+/// a lagging voter holds a write permit for nothing a client would still wait for.
+const MAX_ALL_WAIT_MS: u64 = 600_000;
 /// Largest accepted `database.min_free_disk_mb` and `max_data_size_mb` (1 EiB in MiB, so the
 /// byte count fits a `u64`).
 const MAX_DISK_MB: u64 = 1 << 40;
@@ -26,7 +29,7 @@ impl Config {
     /// printable ASCII without whitespace; endpoints are `host:port` (port non-zero, no
     /// duplicates); replicated mode needs `replica_endpoints` and `consensus.endpoints` of the
     /// same non-zero length and `instance_id` below it; `consensus.algorithm = "raft"`;
-    /// `election_timeout_ms > 2 × heartbeat_interval_ms`; intervals, retention, limits and
+    /// `election_timeout_ms > 2 × heartbeat_interval_ms`; `all_wait_ms` within 1..=600000; intervals, retention, limits and
     /// RocksDB sizes > 0; `max_message_bytes` within 1 MiB..=256 MiB; non-zero `port` and
     /// `admin_port` differ.
     ///
@@ -234,7 +237,17 @@ impl Config {
         positive(
             "consensus.max_outstanding_proposals",
             c.max_outstanding_proposals as u64,
-        )
+        )?;
+        if !(1..=MAX_ALL_WAIT_MS).contains(&c.all_wait_ms) {
+            return Err(ConfigError::invalid(
+                "consensus.all_wait_ms",
+                format!(
+                    "must be between 1 and {MAX_ALL_WAIT_MS} (milliseconds), got {}",
+                    c.all_wait_ms
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn validate_reads(&self) -> Result<(), ConfigError> {
@@ -692,6 +705,23 @@ mod tests {
         for ok in [1 << 20, 256 << 20] {
             let mut c = Config::default();
             c.server.max_message_bytes = ok;
+            c.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn all_wait_is_between_1_ms_and_10_minutes() {
+        let key = "consensus.all_wait_ms";
+        assert_rejected(|c| c.consensus.all_wait_ms = 0, key, "got 0");
+        assert_rejected(
+            |c| c.consensus.all_wait_ms = 600_001,
+            key,
+            "between 1 and 600000",
+        );
+        for ok in [1, 600_000] {
+            let mut c = replicated();
+            c.consensus.replication_mode = crate::ReplicationMode::All;
+            c.consensus.all_wait_ms = ok;
             c.validate().unwrap();
         }
     }

@@ -251,7 +251,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("dolmen: {}", chain(&e));
-            ExitCode::from(1)
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -7,6 +7,8 @@
 //!   service ──read_version()────▶ dyn ReadGate   ──▶ Direct: the applied version
 //! ```
 
+mod apply_report;
+pub mod apply_tracker;
 mod coalesce;
 mod codec;
 mod direct;
@@ -20,6 +22,7 @@ pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
+pub use apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 pub use direct::{Direct, DirectOptions};
 pub use log_store::{LogFsync, LogStore};
 pub use raft_node::{

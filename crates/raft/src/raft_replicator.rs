@@ -25,6 +25,7 @@ use openraft::LinearizerOption;
 use openraft::ServerState;
 use tokio::sync::{watch, Semaphore};
 
+use crate::apply_tracker::WriteAck;
 use crate::coalesce::Coalescer;
 use crate::direct::now_unix_ms;
 use crate::network::PeerClient;
@@ -145,6 +146,9 @@ pub(crate) struct Shared {
     pub(crate) local_reads: Arc<Coalescer>,
     /// Shares one `ReadIndex` RPC among concurrent linearizable reads on a follower.
     pub(crate) remote_reads: Arc<Coalescer>,
+    /// How a write applied here as the leader is acknowledged (`replication_mode`); the peer
+    /// handler shares it for forwarded writes.
+    pub(crate) ack: Arc<WriteAck>,
 }
 
 /// The two read batchers of a [`Shared`] built with [`Arc::new_cyclic`]: they hold it weakly.
@@ -303,7 +307,8 @@ impl Shared {
     async fn propose_once(&self, command: &Command, started: Instant) -> Attempt<Applied> {
         if self.is_leader() {
             return match self.raft.client_write(command.clone()).await {
-                Ok(response) => Attempt::Done(Ok(response.data)),
+                // Applied here; under `replication_mode = "all"` also on every voter.
+                Ok(response) => Attempt::Done(self.ack.acknowledge(response).await),
                 // Lost leadership before appending: nothing was proposed.
                 Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
                     Attempt::NotProposed(self.not_leader())

@@ -45,6 +45,22 @@ pub enum ProposeError {
     /// `TIMEOUT`: no outcome within the deadline; the command may still apply.
     #[error("TIMEOUT: no outcome known after {0:?} (deadline passed or the leader connection was lost); the commit may or may not have applied")]
     Timeout(Duration),
+    /// `TIMEOUT` under `replication_mode = "all"`: the write is committed and applied on the
+    /// leader, but voter `node` had not applied it when the wait ended. Not a refusal: WIRE
+    /// promises that every code but `TIMEOUT` means "not applied".
+    #[error("TIMEOUT: replication_mode = all: node {node} ({addr}) has applied up to index {applied} of {index} after {} ms; the write is committed on a majority and will apply there", waited.as_millis())]
+    NotAppliedByAll {
+        /// The voter with the lowest applied index.
+        node: NodeId,
+        /// Its peer address.
+        addr: String,
+        /// The index it had applied, as it last reported (0: never reported to this leader).
+        applied: u64,
+        /// The write's log index.
+        index: u64,
+        /// How long the leader waited.
+        waited: Duration,
+    },
 }
 
 /// Why a read barrier or an apply wait failed.

@@ -108,7 +108,7 @@ impl From<ProposeError> for ServiceError {
             ProposeError::Unavailable(detail) | ProposeError::LeaderUnreachable(detail) => {
                 Self::new(ErrorCode::Unavailable, detail)
             }
-            ProposeError::Timeout(_) => Self {
+            ProposeError::Timeout(_) | ProposeError::NotAppliedByAll { .. } => Self {
                 code: ErrorCode::Timeout,
                 message: e.to_string(),
                 leader_hint: None,

@@ -17,7 +17,7 @@ use dolmen_config::EndpointError;
 use dolmen_engine::{Engine, OpenError, StorageError};
 use dolmen_raft::{
     CoreStopped, Direct, DirectOptions, Formation, NodeAddr, RaftNode, RaftNodeError,
-    RaftNodeOptions, ReadConsistency, ReadGate, ReadOptions, Replicator,
+    RaftNodeOptions, ReadConsistency, ReadGate, ReadOptions, ReplicationMode, Replicator,
 };
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -107,6 +107,17 @@ pub enum NodeError {
         /// The I/O error.
         source: std::io::Error,
     },
+}
+
+impl NodeError {
+    /// The process exit code for this error (docs/CONTRACTS.md): 2 when the configuration is
+    /// at fault (as for a configuration file that does not load), 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Raft(e) if e.is_config() => 2,
+            _ => 1,
+        }
+    }
 }
 
 /// Says loudly at start which test-only switches are on (docs/SECURITY.md §4): none belongs on
@@ -554,7 +565,13 @@ async fn start_raft(
             max_staleness: Duration::from_millis(config.reads.max_staleness_ms),
             unsafe_stale_reads: config.faults.unsafe_stale_reads,
         },
-        fingerprint: format!("cf={}", config.database.column_families.join(",")),
+        replication: match c.replication_mode {
+            crate::config::ReplicationMode::Quorum => ReplicationMode::Quorum,
+            crate::config::ReplicationMode::All => ReplicationMode::All {
+                wait: Duration::from_millis(c.all_wait_ms),
+            },
+        },
+        fingerprint: fingerprint(config),
         faults: network_faults.map(|f| f as Arc<dyn dolmen_raft::network::PeerFaults>),
         tls: peer_tls(&config.tls)?,
         // A leader refuses followers' forwarded writes while its own disk is full.
@@ -562,6 +579,17 @@ async fn start_raft(
         unsafe_skip_log_fsync: config.faults.unsafe_skip_log_fsync,
     };
     Ok(RaftNode::start(engine.clone(), options, peer_listener).await?)
+}
+
+/// What every member of a cluster must agree on, compared at bootstrap (docs/replication.md
+/// §8.3): the column families, and the replication mode when it is not the default (so a
+/// `quorum` node's fingerprint stays what older builds send).
+fn fingerprint(config: &Config) -> String {
+    let cfs = format!("cf={}", config.database.column_families.join(","));
+    match config.consensus.replication_mode {
+        crate::config::ReplicationMode::Quorum => cfs,
+        mode => format!("{cfs};replication_mode={mode}"),
+    }
 }
 
 /// The peer port's mutual TLS from `[tls]`, or plaintext (with a warning) when it names no

@@ -587,3 +587,25 @@ fn edit_distance_and_closest() {
     );
     assert_eq!(closest("zzz", ["port", "host"]), None);
 }
+
+#[test]
+fn replication_mode_is_quorum_or_all_and_a_bad_value_names_the_key() {
+    let c = load_file("[consensus]\nreplication_mode = \"all\"\nall_wait_ms = 500\n").unwrap();
+    assert_eq!(c.consensus.replication_mode, crate::ReplicationMode::All);
+    assert_eq!(c.consensus.all_wait_ms, 500);
+    match load_file("[consensus]\nreplication_mode = \"majority\"\n").unwrap_err() {
+        ConfigError::Parse { message, .. } => {
+            assert!(message.contains("replication_mode"), "{message}");
+            assert!(message.contains("unknown variant `majority`"), "{message}");
+            assert!(message.contains("expected `quorum` or `all`"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match load_file("[consensus]\nall_wait_ms = 0\n").unwrap_err() {
+        ConfigError::Invalid { key, problem, .. } => {
+            assert_eq!(key, "consensus.all_wait_ms");
+            assert!(problem.contains("got 0"), "{problem}");
+        }
+        other => panic!("{other:?}"),
+    }
+}

@@ -21,6 +21,7 @@ use openraft::raft::{
 use openraft::storage::RaftStateMachine;
 use openraft::{Raft, ReadPolicy};
 
+use crate::apply_tracker::WriteAck;
 use crate::network::Snapshot;
 use crate::types::{DolmenRaft, SnapshotFile, Vote};
 use crate::{Applied, BoxFuture, NodeId, ProposeError, WriteAdmission};
@@ -101,6 +102,12 @@ pub trait PeerHandler: Send + Sync + 'static {
 
     /// This node's identity and state.
     fn probe(&self) -> BoxFuture<'_, ProbeInfo>;
+
+    /// Member `from` reports it has applied up to log index `applied` (`AppliedStream`,
+    /// `replication_mode = "all"`). The default ignores it.
+    fn applied_report(&self, from: NodeId, applied: u64) {
+        let _ = (from, applied);
+    }
 }
 
 /// [`PeerHandler`] over an `openraft::Raft`: the Raft RPCs pass through 1:1; `forward` is
@@ -120,6 +127,9 @@ where
     write_limit: Option<(Arc<Semaphore>, usize)>,
     /// Asked before a forwarded write is proposed (the disk guard); `None` admits all.
     admission: Option<Arc<dyn WriteAdmission>>,
+    /// How a forwarded write that applied here is acknowledged (`replication_mode`), and the
+    /// tracker followers' applied reports go to.
+    ack: Arc<WriteAck>,
 }
 
 impl<SM> RaftPeerHandler<SM>
@@ -138,7 +148,15 @@ where
             read_index: None,
             write_limit: None,
             admission: None,
+            ack: Arc::new(WriteAck::default()),
         }
+    }
+
+    /// Acknowledges forwarded writes through `ack` (the node's one [`WriteAck`], shared with
+    /// its own writes), which also receives followers' applied reports. Default: `quorum`.
+    pub fn with_write_ack(mut self, ack: Arc<WriteAck>) -> Self {
+        self.ack = ack;
+        self
     }
 
     /// Asks `admission` before proposing each forwarded write; its refusal goes back to the
@@ -255,7 +273,8 @@ where
         let start = Instant::now();
         match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
             Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
-            Ok(Ok(response)) => Ok(response.data),
+            // Applied here; under `replication_mode = "all"` also on every voter.
+            Ok(Ok(response)) => self.ack.acknowledge(response).await,
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
                 Err(self.not_leader(f))
             }
@@ -372,6 +391,10 @@ where
 
     fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>> {
         Box::pin(self.read_index_inner(timeout))
+    }
+
+    fn applied_report(&self, from: NodeId, applied: u64) {
+        self.ack.tracker().report(from, applied);
     }
 
     fn probe(&self) -> BoxFuture<'_, ProbeInfo> {

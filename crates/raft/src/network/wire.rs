@@ -379,6 +379,19 @@ pub fn forward_response_to_pb(
             })
         }
         Err(ProposeError::Timeout(_)) => R::Timeout(pb::Timeout {}),
+        Err(ProposeError::NotAppliedByAll {
+            node,
+            addr,
+            applied,
+            index,
+            waited,
+        }) => R::AllWaitTimeout(pb::AllWaitTimeout {
+            node_id: *node,
+            peer_addr: addr.clone(),
+            applied: *applied,
+            index: *index,
+            waited_ms: u64::try_from(waited.as_millis()).unwrap_or(u64::MAX),
+        }),
     };
     Ok(pb::ForwardResponse {
         result: Some(result),
@@ -399,10 +412,24 @@ pub fn read_index_response_to_pb(result: &Result<u64, ProposeError>) -> pb::Read
                 message: message.clone(),
             })
         }
-        Err(ProposeError::Timeout(_)) => R::Timeout(pb::Timeout {}),
+        // A read index never waits for every voter; were it to, the outcome is as unknown.
+        Err(ProposeError::Timeout(_) | ProposeError::NotAppliedByAll { .. }) => {
+            R::Timeout(pb::Timeout {})
+        }
     };
     pb::ReadIndexResponse {
         result: Some(result),
+    }
+}
+
+/// A forward's `TIMEOUT` under `replication_mode = "all"` → the error, naming the voter.
+pub fn all_wait_timeout_from_pb(t: pb::AllWaitTimeout) -> ProposeError {
+    ProposeError::NotAppliedByAll {
+        node: t.node_id,
+        addr: t.peer_addr,
+        applied: t.applied,
+        index: t.index,
+        waited: std::time::Duration::from_millis(t.waited_ms),
     }
 }
 

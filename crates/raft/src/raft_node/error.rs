@@ -146,6 +146,22 @@ pub enum MembershipError {
     /// This node is shutting down.
     #[error("this node is shutting down")]
     ShuttingDown,
+    /// Under `replication_mode = "all"` every voter must be a configured node: this one is not.
+    #[error(
+        "replication_mode = \"all\": node {id} is not a configured node of group {group} \
+         (consensus.endpoints has entries for nodes {}), so it could never be counted on to \
+         apply every write; add its entry to consensus.endpoints on every member (and restart \
+         them) first",
+        ids(.configured)
+    )]
+    UnconfiguredVoter {
+        /// The group (0).
+        group: u64,
+        /// The node that was to become a voter.
+        id: NodeId,
+        /// The configured nodes.
+        configured: Vec<NodeId>,
+    },
     /// This node runs standalone: there is no membership to change.
     #[error(
         "this node runs [deployment] mode = \"standalone\": there is no cluster to operate on"
@@ -154,6 +170,17 @@ pub enum MembershipError {
     /// The Raft core stopped.
     #[error(transparent)]
     CoreStopped(#[from] CoreStopped),
+}
+
+/// Node ids as "0, 1, 2" ("none" when empty).
+pub(crate) fn ids(ids: &[NodeId]) -> String {
+    if ids.is_empty() {
+        return "none".to_owned();
+    }
+    ids.iter()
+        .map(NodeId::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// "node N leads" or "no leader is known".
@@ -177,9 +204,10 @@ impl MembershipError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::NotLeader { .. } => ErrorKind::NotLeader,
-            Self::VoterElsewhere { .. } | Self::LastVoter(_) | Self::NoMajority { .. } => {
-                ErrorKind::Conflict
-            }
+            Self::VoterElsewhere { .. }
+            | Self::LastVoter(_)
+            | Self::NoMajority { .. }
+            | Self::UnconfiguredVoter { .. } => ErrorKind::Conflict,
             Self::Standalone => ErrorKind::Conflict,
             Self::NotVoter(_) | Self::UnknownNode(_) => ErrorKind::BadRequest,
             Self::TransferTimedOut { .. } | Self::NotCommitted { .. } | Self::ShuttingDown => {
@@ -222,7 +250,8 @@ pub enum BootstrapError {
     /// A peer was configured with other column families; initializing would split the data.
     #[error(
         "node {id} at {peer_addr} has a different data layout ({theirs}); this node has \
-         {ours}. Every member must configure the same [database] column_families"
+         {ours}. Every member must configure the same [database] column_families and \
+         [consensus] replication_mode"
     )]
     LayoutMismatch {
         /// The peer.

@@ -2,7 +2,7 @@
 //! remove one (never the last voter, never leaving no reachable majority), hand leadership to
 //! another voter. Each refusal is a [`MembershipError`] the caller can act on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
@@ -11,9 +11,10 @@ use openraft::ChangeMembers;
 
 use super::error::{CoreStopped, MembershipError, MembershipStep};
 use super::RaftNode;
+use crate::apply_tracker::ReplicationMode;
 use crate::raft_replicator::follower_health;
 use crate::replicator::Health;
-use crate::types::NodeAddr;
+use crate::types::{Membership, NodeAddr, GROUP_ID};
 use crate::NodeId;
 
 /// What a membership operation did: the admin API's own answer.
@@ -29,6 +30,17 @@ impl RaftNode {
         addr: NodeAddr,
     ) -> Result<MembershipOutcome, MembershipError> {
         self.require_leader()?;
+        // `all` waits for every voter: one that is not a configured node is refused up front,
+        // as it would be at the next start (`startup.rs`).
+        if matches!(self.options.replication, ReplicationMode::All { .. })
+            && !self.options.initial_members.contains_key(&id)
+        {
+            return Err(MembershipError::UnconfiguredVoter {
+                group: GROUP_ID,
+                id,
+                configured: self.options.initial_members.keys().copied().collect(),
+            });
+        }
         let (voters, known) = self.membership_of(id);
         if voters.contains(&id) {
             return match known {
@@ -226,4 +238,22 @@ impl RaftNode {
                 .map(|(id, addr)| (id, addr.client_addr)),
         })
     }
+}
+
+/// The first voter of `membership` that is not one of the `configured` nodes, with its peer
+/// address: under `replication_mode = "all"` such a voter refuses the start.
+pub(super) fn unconfigured_voter(
+    membership: &Membership,
+    configured: &BTreeMap<NodeId, NodeAddr>,
+) -> Option<(NodeId, String)> {
+    membership
+        .voter_ids()
+        .find(|id| !configured.contains_key(id))
+        .map(|id| {
+            let addr = membership
+                .get_node(&id)
+                .map(|n| n.peer_addr.clone())
+                .unwrap_or_default();
+            (id, addr)
+        })
 }

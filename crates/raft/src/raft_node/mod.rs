@@ -32,6 +32,7 @@ pub use leadership::Leadership;
 pub use membership::MembershipOutcome;
 pub use startup::RaftNodeError;
 
+use crate::apply_tracker::ReplicationMode;
 use crate::log_store::LogStore;
 use crate::network::PeerFaults;
 use crate::raft_replicator::{RaftReadGate, RaftReplicator, ReadOptions, Shared};
@@ -46,7 +47,9 @@ pub struct RaftNodeOptions {
     pub node_id: NodeId,
     /// This node's addresses (the client address is what `NOT_LEADER` points at).
     pub this: NodeAddr,
-    /// The initial members (ids and addresses), used only to initialize a new cluster.
+    /// The configured members (ids and addresses, `[consensus] endpoints`): the members a new
+    /// cluster is initialized with, and under `replication_mode = "all"` the nodes every voter
+    /// must be one of (a voter outside them refuses the start and the membership change).
     pub initial_members: BTreeMap<NodeId, NodeAddr>,
     /// Where snapshots are kept.
     pub snapshot_dir: PathBuf,
@@ -70,6 +73,8 @@ pub struct RaftNodeOptions {
     pub forward_writes: bool,
     /// Read consistency.
     pub reads: ReadOptions,
+    /// When a client write is acknowledged (`[consensus] replication_mode`, `all_wait_ms`).
+    pub replication: ReplicationMode,
     /// Identifies the data layout (column families); peers with another one are refused.
     pub fingerprint: String,
     /// Test-only fault rules for every call this node sends to peers (`None` in production).
@@ -103,6 +108,23 @@ impl RaftNode {
     /// is the group-commit factor).
     pub fn log_fsyncs(&self) -> u64 {
         self.log.fsync_count()
+    }
+
+    /// Writes answered `TIMEOUT` because a voter had not applied them within `all_wait_ms`
+    /// (`replication_mode = "all"`; always 0 under `quorum`).
+    pub fn all_wait_timeouts(&self) -> u64 {
+        self.shared.ack.tracker().timeouts()
+    }
+
+    /// On the leader under `replication_mode = "all"`: each voter's applied index as reported
+    /// to it (0 = no report yet), by id. Empty on followers and under `quorum`.
+    pub fn voters_applied(&self) -> Vec<(NodeId, u64)> {
+        match self.shared.ack.mode() {
+            ReplicationMode::All { .. } if self.shared.is_leader() => {
+                self.shared.ack.tracker().voters_applied()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Snapshots built, sent and installed by this node.

@@ -12,19 +12,22 @@ use std::time::Duration;
 
 use dolmen_engine::Engine;
 use openraft::storage::RaftLogStorage;
-use openraft::{RaftLogReader, SnapshotPolicy};
+use openraft::{RaftLogReader, SnapshotPolicy, StorageHelper};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use super::leadership::LeadershipStats;
+use super::membership::unconfigured_voter;
 use super::status::status_of;
 use super::{RaftNode, RaftNodeOptions};
+use crate::apply_report::ApplyReporting;
+use crate::apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
 use crate::snapshot::SnapshotDir;
 use crate::state_machine::StateMachine;
-use crate::types::Raft;
+use crate::types::{Raft, GROUP_ID};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +44,33 @@ pub enum RaftNodeError {
     /// openraft failed to start.
     #[error("the Raft core failed to start: {0}")]
     Start(openraft::error::Fatal<crate::types::DolmenRaft>),
+    /// Under `replication_mode = "all"`, the group's membership holds a voter that is not a
+    /// configured node: no write could ever be acknowledged by every voter with certainty.
+    #[error(
+        "replication_mode = \"all\": group {group} has voter {voter} (peer address {addr}), \
+         which is not a configured node (consensus.endpoints has entries for nodes {}); every \
+         voter must be listed in consensus.endpoints: add its entry, or remove it from the group \
+         (dolmen cluster remove-node) while running with replication_mode = \"quorum\"",
+        super::error::ids(.configured)
+    )]
+    UnconfiguredVoter {
+        /// The group (0).
+        group: u64,
+        /// The voter.
+        voter: crate::NodeId,
+        /// Its peer address in the membership.
+        addr: String,
+        /// The configured nodes.
+        configured: Vec<crate::NodeId>,
+    },
+}
+
+impl RaftNodeError {
+    /// Whether the configuration is at fault (the binary exits 2, as for a bad config file),
+    /// rather than storage or the runtime.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::UnconfiguredVoter { .. })
+    }
 }
 
 impl RaftNode {
@@ -87,11 +117,28 @@ impl RaftNode {
         let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
         // Opening may redo an interrupted snapshot install: blocking work.
         let (sm_engine, sm_dir) = (engine.clone(), options.snapshot_dir.clone());
-        let state_machine =
+        let mut state_machine =
             tokio::task::spawn_blocking(move || StateMachine::open(sm_engine, sm_dir, applied_tx))
                 .await
                 .map_err(RaftNodeError::OpenTask)??
                 .with_log(log_store.clone());
+        if let ReplicationMode::All { .. } = options.replication {
+            // The membership the core will start with: the last one in the log, or else the
+            // state machine's (openraft's own rule).
+            let membership = StorageHelper::new(&mut log_store, &mut state_machine)
+                .get_membership()
+                .await
+                .map_err(|e| std::io::Error::other(format!("reading the membership: {e}")))?;
+            let effective = membership.effective().membership();
+            if let Some((voter, addr)) = unconfigured_voter(effective, &options.initial_members) {
+                return Err(RaftNodeError::UnconfiguredVoter {
+                    group: GROUP_ID,
+                    voter,
+                    addr,
+                    configured: options.initial_members.keys().copied().collect(),
+                });
+            }
+        }
         // A seeded node (`seed.rs`) has its log purged with no snapshot yet: followers could
         // not catch up until one is built, so build one as soon as the core runs.
         let needs_snapshot = log_state.last_purged_log_id.is_some()
@@ -138,6 +185,9 @@ impl RaftNode {
         let leadership = Arc::new(LeadershipStats::default());
         super::leadership::follow(raft.clone(), leadership.clone());
 
+        // One acknowledgement policy for this node's writes and forwarded ones.
+        let tracker = Arc::new(ApplyTracker::new());
+        let ack = Arc::new(WriteAck::new(options.replication, tracker.clone()));
         let contact = Arc::new(LeaderContact::default());
         let shared_contact = contact.clone();
         let shared = Arc::new_cyclic(|weak| {
@@ -158,6 +208,7 @@ impl RaftNode {
                 leader_view: parking_lot::Mutex::new(None),
                 local_reads,
                 remote_reads,
+                ack: ack.clone(),
             }
         });
 
@@ -172,6 +223,7 @@ impl RaftNode {
                 .on_leader_append(Arc::new(move || contact.touch()))
                 .with_write_limit(shared.outstanding.clone(), shared.max_outstanding)
                 .with_admission(options.admission.clone())
+                .with_write_ack(ack.clone())
                 .with_read_index({
                     let shared = shared.clone();
                     Arc::new(move |timeout| {
@@ -200,6 +252,20 @@ impl RaftNode {
                 tracing::error!(error = %e, "the peer server stopped");
             }
         });
+
+        // `all`: followers report their applied index to the leader, which tracks its voters.
+        // Nothing runs in `quorum` mode.
+        if let ReplicationMode::All { .. } = options.replication {
+            let reporting = ApplyReporting {
+                raft: raft.clone(),
+                node_id: options.node_id,
+                peers: shared.peers.clone(),
+                applied: shared.applied.clone(),
+                tracker: tracker.clone(),
+                retry: options.heartbeat_interval,
+            };
+            reporting.spawn(stop_peers.subscribe());
+        }
 
         // A follower learns the other members' health from the leader, every heartbeat
         // interval (one small Probe), so its getClusterHealth agrees with the leader's.

@@ -71,7 +71,8 @@ async fn a_peer_with_another_data_layout_is_refused_naming_both_layouts() {
         err.to_string(),
         format!(
             "node 0 at {} has a different data layout (cf=default); this node has \
-             cf=default,orders. Every member must configure the same [database] column_families",
+             cf=default,orders. Every member must configure the same [database] column_families \
+             and [consensus] replication_mode",
             a.addr.peer_addr
         )
     );

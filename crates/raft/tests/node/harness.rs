@@ -91,6 +91,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
             max_staleness: Duration::from_secs(1),
             unsafe_stale_reads: false,
         },
+        replication: dolmen_raft::ReplicationMode::Quorum,
         fingerprint: spec.fingerprint,
         faults: None,
         tls: None,

@@ -88,6 +88,12 @@ impl Collector for NodeMetrics {
                 sent: s.snapshots_sent,
                 installed: s.snapshots_installed,
             },
+            all_wait_timeouts: self.raft.as_ref().map_or(0, |r| r.all_wait_timeouts()),
+            voters_applied: self
+                .raft
+                .as_ref()
+                .map(|r| r.voters_applied())
+                .unwrap_or_default(),
         });
         let connections = &stats.connections;
         Snapshot {
@@ -206,6 +212,10 @@ struct Replication {
     /// On the leader: (follower, leader's last log index − its match index).
     followers: Vec<(u64, u64)>,
     snapshots: SnapshotCounts,
+    /// Writes answered `TIMEOUT` because a voter had not applied them within `all_wait_ms`.
+    all_wait_timeouts: u64,
+    /// On the leader under `replication_mode = "all"`: (voter, applied index it reported).
+    voters_applied: Vec<(u64, u64)>,
 }
 
 /// Writes one metric; a counter's `name` is given without its `_total`, which the encoder adds.
@@ -471,6 +481,24 @@ impl Replication {
         ] {
             emit(e, name, help, &ConstCounter::new(value))?;
         }
+        emit(
+            e,
+            "dolmen_all_wait_timeouts",
+            "Writes answered TIMEOUT under replication_mode = \"all\" because a voter had not \
+             applied them within all_wait_ms (committed; they apply there later).",
+            &ConstCounter::new(self.all_wait_timeouts),
+        )?;
+        let mut applied = e.encode_descriptor(
+            "dolmen_member_applied_index",
+            "On the leader under replication_mode = \"all\": the log index each voter reported \
+             applying (0 = no report yet).",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (member, index) in &self.voters_applied {
+            let labels = [("member", member.to_string())];
+            ConstGauge::new(*index).encode(applied.encode_family(&labels)?)?;
+        }
         Ok(())
     }
 }
@@ -525,6 +553,8 @@ mod tests {
                         sent: 2,
                         installed: 0,
                     },
+                    all_wait_timeouts: 5,
+                    voters_applied: vec![(0, 41), (2, 40)],
                 }),
                 horizon_age_seconds: Some(4.5),
                 disk: DiskValues {
@@ -569,6 +599,8 @@ mod tests {
             "dolmen_replication_log_lag_entries{follower=\"2\"} 10\n",
             "dolmen_apply_lag_entries 3\n",
             "dolmen_raft_snapshots_sent_total 2\n",
+            "# TYPE dolmen_all_wait_timeouts_total counter\ndolmen_all_wait_timeouts_total 5\n",
+            "dolmen_member_applied_index{member=\"2\"} 40\n",
             "dolmen_mvcc_horizon_age_seconds 4.5\n",
             "# TYPE dolmen_idempotency_entries gauge\ndolmen_idempotency_entries 12\n",
             "# TYPE dolmen_idempotency_expired_total counter\ndolmen_idempotency_expired_total 30\n",
@@ -622,6 +654,8 @@ mod tests {
             "dolmen_raft_snapshots_built_total",
             "dolmen_raft_snapshots_sent_total",
             "dolmen_raft_snapshots_installed_total",
+            "dolmen_all_wait_timeouts_total",
+            "dolmen_member_applied_index",
         ];
         let mut samples: Vec<&str> = Vec::new();
         for name in text
