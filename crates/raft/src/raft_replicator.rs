@@ -63,6 +63,17 @@ pub struct ReadOptions {
     pub unsafe_stale_reads: bool,
 }
 
+impl ReadOptions {
+    /// Whether every read on this node takes a read barrier through the leader: true for
+    /// `linearizable` and `lease` without any fallback to local state (`allow_stale_reads`, or
+    /// the planted `unsafe_stale_reads`).
+    pub fn every_read_takes_a_barrier(&self) -> bool {
+        self.consistency != ReadConsistency::Stale
+            && !self.allow_stale_reads
+            && !self.unsafe_stale_reads
+    }
+}
+
 /// When this node last heard from a leader (an append or heartbeat), shared with the peer
 /// handler; milliseconds since the node started, `u64::MAX` = never.
 #[derive(Debug)]
@@ -371,11 +382,16 @@ impl Shared {
             }
             other => other?,
         };
-        // "Resolves once applied on this node": a read that follows must see the write.
-        match self.wait_applied(applied.version, self.rpc_timeout).await {
-            Ok(()) => Ok(applied),
-            Err(_) => Err(ProposeError::Timeout(self.rpc_timeout)),
+        // A read that follows on this node must see the write. Every read that takes a barrier
+        // does (the leader applied the write before answering, so the barrier's index covers
+        // it, and the read waits until this node applied that index); only a read that may be
+        // served from local state without one needs this node to have applied it first.
+        if !self.reads.every_read_takes_a_barrier() {
+            if let Err(_) = self.wait_applied(applied.version, self.rpc_timeout).await {
+                return Err(ProposeError::Timeout(self.rpc_timeout));
+            }
         }
+        Ok(applied)
     }
 
     async fn read_version(&self) -> Result<Version, ReadError> {

@@ -83,9 +83,10 @@ pub enum ReadError {
 
 /// Orders and applies commands: standalone directly, replicated through Raft.
 pub trait Replicator: Send + Sync + 'static {
-    /// Proposes `command` and resolves once it is applied on this node (so a read that follows
-    /// sees it), with the outcome every replica computed. Cancel-safe: dropping the future does
-    /// not withdraw the command.
+    /// Proposes `command` and resolves once it is applied, with the outcome every replica
+    /// computed; a read on this node that follows sees it (applied here, or covered by the
+    /// read's own barrier: docs/replication.md §7.1). Cancel-safe: dropping the future does not
+    /// withdraw the command.
     fn propose(&self, command: Command) -> BoxFuture<'_, Result<Applied, ProposeError>>;
 
     /// A snapshot of membership, roles and health, for diagnostics.
