@@ -386,10 +386,13 @@ impl Shared {
         // does (the leader applied the write before answering, so the barrier's index covers
         // it, and the read waits until this node applied that index); only a read that may be
         // served from local state without one needs this node to have applied it first.
-        if !self.reads.every_read_takes_a_barrier() {
-            if let Err(_) = self.wait_applied(applied.version, self.rpc_timeout).await {
-                return Err(ProposeError::Timeout(self.rpc_timeout));
-            }
+        if !self.reads.every_read_takes_a_barrier()
+            && self
+                .wait_applied(applied.version, self.rpc_timeout)
+                .await
+                .is_err()
+        {
+            return Err(ProposeError::Timeout(self.rpc_timeout));
         }
         Ok(applied)
     }
