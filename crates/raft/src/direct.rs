@@ -2,9 +2,14 @@
 //! the next versions and applies everything queued as one fsynced batch (group commit).
 //!
 //! ```text
-//!   propose ─▶ bounded queue ─▶ writer thread: drain ≤ max_batch ─▶ Engine::apply_batch(Sync)
-//!                                   └─▶ answer each proposer ─▶ publish applied (watch)
+//!   propose ─▶ bounded queue ─▶ writer thread: drain ≤ max_batch ─▶ versions from the local
+//!              oracle ─▶ Engine::apply_batch(Sync) ─▶ answer each proposer ─▶ publish applied
 //! ```
+//!
+//! Versions are in FoundationDB units (`oracle.rs`, docs/sharding.md §3.4): each command gets
+//! `max(last + 1, now in µs)`. The oracle starts at the engine's applied version, and the
+//! versions it hands out are only ever seen after the batch that carries them, with the applied
+//! version, is synced: so they never go back, across restarts and clock steps alike.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +20,7 @@ use dolmen_engine::{Command, Durability, Engine, Version};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::oracle::{system_clock, Clock, OracleState};
 use crate::replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role,
@@ -57,8 +63,17 @@ impl std::fmt::Debug for Direct {
 }
 
 impl Direct {
-    /// Starts the writer thread over `engine`.
+    /// Starts the writer thread over `engine`, versions from the system clock.
     pub fn start(engine: Arc<Engine>, options: DirectOptions) -> std::io::Result<Self> {
+        Self::start_with_clock(engine, options, system_clock())
+    }
+
+    /// Starts the writer thread over `engine`, versions from `clock` (µs since the Unix epoch).
+    pub fn start_with_clock(
+        engine: Arc<Engine>,
+        options: DirectOptions,
+        clock: Clock,
+    ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::channel(options.max_outstanding.max(1));
         let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
         let failed = Arc::new(AtomicBool::new(false));
@@ -67,7 +82,7 @@ impl Direct {
             let max_batch = options.max_batch.max(1);
             std::thread::Builder::new()
                 .name("dolmen-writer".into())
-                .spawn(move || write_loop(&engine, rx, &applied_tx, &failed, max_batch))?
+                .spawn(move || write_loop(&engine, rx, &applied_tx, &failed, max_batch, &clock))?
         };
         Ok(Self {
             options,
@@ -102,8 +117,10 @@ fn write_loop(
     applied: &watch::Sender<Version>,
     failed: &AtomicBool,
     max_batch: usize,
+    clock: &Clock,
 ) {
     let mut pending: Vec<(Command, Reply)> = Vec::with_capacity(max_batch);
+    let mut oracle = OracleState::new(engine.applied_version());
     while let Some(first) = rx.blocking_recv() {
         pending.push(first);
         while pending.len() < max_batch {
@@ -120,9 +137,11 @@ fn write_loop(
             }
             continue;
         }
-        let base = engine.applied_version();
         let (commands, replies): (Vec<_>, Vec<_>) = pending.drain(..).unzip();
-        let entries: Vec<(Version, Command)> = (base + 1..).zip(commands).collect();
+        // Above everything applied (a restore may have raised it), and at least the clock.
+        oracle.observe(engine.applied_version());
+        let versions = oracle.next(clock(), commands.len() as u64);
+        let entries: Vec<(Version, Command)> = versions.zip(commands).collect();
         // Sync: an outcome is only sent after the batch (and its versions) is on disk.
         match engine.apply_batch(&entries, Durability::Sync, &[]) {
             Ok(outcomes) => {
@@ -284,16 +303,54 @@ mod tests {
         }
         versions.sort_unstable();
         versions.dedup();
-        assert_eq!(versions, (1..=200).collect::<Vec<_>>());
-        assert_eq!(direct.read_version().await.unwrap(), 200);
+        assert_eq!(versions.len(), 200, "distinct versions");
+        let last = *versions.last().unwrap();
+        assert_eq!(direct.read_version().await.unwrap(), last);
         assert!(direct
-            .wait_applied(500, Duration::from_millis(20))
+            .wait_applied(last + 1, Duration::from_millis(20))
             .await
             .is_err());
         direct.shutdown();
         drop(direct);
         let again = Direct::start(open(), options).unwrap();
-        assert_eq!(again.applied_version(), 200);
-        assert_eq!(again.propose(set("x")).await.unwrap().version, 201);
+        assert_eq!(again.applied_version(), last);
+        assert!(again.propose(set("x")).await.unwrap().version > last);
+    }
+
+    /// Versions follow a clock in microseconds, and never go back: not when the clock stands
+    /// still, steps back, or steps back across a restart.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn versions_follow_the_clock_and_never_go_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            Arc::new(Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap())
+        };
+        let options = DirectOptions {
+            node_id: 0,
+            client_addr: "127.0.0.1:9090".into(),
+            max_batch: 64,
+            max_outstanding: 1024,
+        };
+        let now = Arc::new(std::sync::atomic::AtomicU64::new(1_765_000_000_000_000));
+        let clock: Clock = {
+            let now = now.clone();
+            Arc::new(move || now.load(Ordering::SeqCst))
+        };
+        let direct = Direct::start_with_clock(open(), options.clone(), clock.clone()).unwrap();
+        let first = direct.propose(set("a")).await.unwrap().version;
+        assert_eq!(first, 1_765_000_000_000_000, "the clock's microseconds");
+        // The clock stands still: the next version is the next microsecond.
+        assert_eq!(direct.propose(set("b")).await.unwrap().version, first + 1);
+        // The clock steps back by a minute: versions still go up.
+        now.store(first - 60_000_000, Ordering::SeqCst);
+        assert_eq!(direct.propose(set("c")).await.unwrap().version, first + 2);
+        direct.shutdown();
+        drop(direct);
+        // Restarted with the clock still behind: above every version handed out.
+        let again = Direct::start_with_clock(open(), options, clock).unwrap();
+        assert_eq!(again.propose(set("d")).await.unwrap().version, first + 3);
+        // The clock catches up and passes: versions follow it again.
+        now.store(first + 5_000_000, Ordering::SeqCst);
+        assert_eq!(again.propose(set("e")).await.unwrap().version, first + 5_000_000);
     }
 }

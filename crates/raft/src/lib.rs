@@ -14,6 +14,7 @@ mod codec;
 mod direct;
 pub mod log_store;
 pub mod network;
+pub mod oracle;
 mod raft_node;
 mod raft_replicator;
 mod replicator;
