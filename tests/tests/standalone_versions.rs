@@ -38,7 +38,10 @@ fn standalone_versions_are_microseconds_and_never_go_back_across_restarts() {
     let mut last = first;
     for i in 0..200u32 {
         let rv = kv.read_version();
-        assert!(rv >= last, "read version {rv} below acknowledged commit {last}");
+        assert!(
+            rv >= last,
+            "read version {rv} below acknowledged commit {last}"
+        );
         let key = format!("versions/k{}", i % 7);
         let cv = kv.must_commit(rv, vec![op_set(key.as_bytes(), b"v")], vec![]);
         assert!(cv > last, "commit version {cv} not above {last}");
@@ -68,7 +71,13 @@ fn standalone_versions_are_microseconds_and_never_go_back_across_restarts() {
     node.restart();
     let mut kv = connect_buffered(node.thrift_endpoint());
     let rv = kv.read_version();
-    assert!(rv >= last, "after a restart, read version {rv} below {last}");
+    assert!(
+        rv >= last,
+        "after a restart, read version {rv} below {last}"
+    );
     let next = kv.must_commit(rv, vec![op_set(b"versions/b", b"2")], vec![]);
-    assert!(next > last, "after a restart, commit version {next} not above {last}");
+    assert!(
+        next > last,
+        "after a restart, commit version {next} not above {last}"
+    );
 }

@@ -351,6 +351,9 @@ mod tests {
         assert_eq!(again.propose(set("d")).await.unwrap().version, first + 3);
         // The clock catches up and passes: versions follow it again.
         now.store(first + 5_000_000, Ordering::SeqCst);
-        assert_eq!(again.propose(set("e")).await.unwrap().version, first + 5_000_000);
+        assert_eq!(
+            again.propose(set("e")).await.unwrap().version,
+            first + 5_000_000
+        );
     }
 }
