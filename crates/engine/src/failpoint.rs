@@ -23,6 +23,12 @@ pub const LOG_SAVE_VOTE: &str = "raft_log::save_vote";
 pub const LOG_TRUNCATE: &str = "raft_log::truncate";
 /// The log store, before writing a group that purges the log's prefix.
 pub const LOG_PURGE: &str = "raft_log::purge";
+/// The layout-1 log migration at open, after a chunk of copies to group 0's keys is synced.
+pub const LOG_MIGRATE_COPY_CHUNK: &str = "raft_log::migrate_copy_chunk";
+/// The layout-1 log migration, after a chunk of deletes of layout-1 keys is synced.
+pub const LOG_MIGRATE_DELETE_CHUNK: &str = "raft_log::migrate_delete_chunk";
+/// The layout-1 log migration, every layout-1 key deleted, before the `meta/layout` marker.
+pub const LOG_MIGRATE_BEFORE_MARKER: &str = "raft_log::migrate_before_marker";
 /// Snapshot build: the file is written, not yet fsynced nor renamed to its final name.
 pub const SNAPSHOT_BUILD_BEFORE_SYNC: &str = "snapshot::build_before_sync";
 /// Snapshot build: renamed to its final name, the directory not yet fsynced.
@@ -41,7 +47,10 @@ pub const APPLY_BEFORE_WRITE: &str = "apply::before_write";
 pub const APPLY_AFTER_WRITE: &str = "apply::after_write";
 
 /// Every failpoint, in persistence order within each component.
-pub const ALL: [&str; 13] = [
+pub const ALL: [&str; 16] = [
+    LOG_MIGRATE_COPY_CHUNK,
+    LOG_MIGRATE_DELETE_CHUNK,
+    LOG_MIGRATE_BEFORE_MARKER,
     LOG_BEFORE_WRITE,
     LOG_BEFORE_FSYNC,
     LOG_BEFORE_ACK,

@@ -6,8 +6,9 @@
 //! builds one at start, `startup.rs`).
 //!
 //! ```text
-//!  engine (applied V, no Raft state) ─ seed_cluster ─▶ one synced batch:
-//!     raft_state: vote (1, seed, committed), committed = last_purged = (1, seed, V)
+//!  engine (applied V, no Raft state) ─ layout::prepare (marks the storage layout) ─▶
+//!  seed_cluster ─▶ one synced batch:
+//!     raft_state (group 0's keys): vote (1, seed, committed), committed = last_purged = (1, seed, V)
 //!     meta: raft/last_applied = (1, seed, V), raft/last_membership = ((1, seed, V), members)
 //! ```
 
@@ -18,9 +19,9 @@ use openraft::impls::leader_id_adv::LeaderId;
 use rocksdb::{WriteBatch, WriteOptions};
 
 use crate::codec;
-use crate::log_store::{KEY_COMMITTED, KEY_LAST_PURGED, KEY_VOTE};
+use crate::log_store::{layout, state_key, COMMITTED, LAST_PURGED, VOTE};
 use crate::state_machine::{META_LAST_APPLIED, META_LAST_MEMBERSHIP};
-use crate::types::{LogId, Membership, NodeAddr, StoredMembership, Vote};
+use crate::types::{LogId, Membership, NodeAddr, StoredMembership, Vote, GROUP_ID};
 use crate::NodeId;
 
 /// The term the seed's state is written in; the first election after it starts term 2.
@@ -70,6 +71,9 @@ pub fn seed_cluster(
         return Err(SeedError::NoData);
     }
     let db = engine.db();
+    // The keys below are layout 2's: the layout is checked (and a layout-1 log migrated, so
+    // that its state is seen below) first.
+    layout::prepare(db).map_err(|e| SeedError::Storage(e.to_string()))?;
     let storage = |e: rocksdb::Error| SeedError::Storage(e.to_string());
     let handle = |name: &str| {
         db.cf_handle(name)
@@ -80,7 +84,8 @@ pub fn seed_cluster(
         handle(CF_RAFT_LOG)?,
         handle(CF_META)?,
     );
-    if db.get_cf(state, KEY_VOTE).map_err(storage)?.is_some() {
+    let key = |name: &[u8]| state_key(GROUP_ID, name);
+    if db.get_cf(state, key(VOTE)).map_err(storage)?.is_some() {
         return Err(SeedError::AlreadyMember { what: "vote" });
     }
     if db
@@ -88,7 +93,7 @@ pub fn seed_cluster(
         .next()
         .is_some()
         || db
-            .get_cf(state, KEY_LAST_PURGED)
+            .get_cf(state, key(LAST_PURGED))
             .map_err(storage)?
             .is_some()
     {
@@ -118,9 +123,9 @@ pub fn seed_cluster(
     let encoded_log_id = codec::encode_log_id(&log_id);
 
     let mut batch = WriteBatch::default();
-    batch.put_cf(state, KEY_VOTE, codec::encode_vote(&vote));
-    batch.put_cf(state, KEY_COMMITTED, &encoded_log_id);
-    batch.put_cf(state, KEY_LAST_PURGED, &encoded_log_id);
+    batch.put_cf(state, key(VOTE), codec::encode_vote(&vote));
+    batch.put_cf(state, key(COMMITTED), &encoded_log_id);
+    batch.put_cf(state, key(LAST_PURGED), &encoded_log_id);
     batch.put_cf(meta, META_LAST_APPLIED, &encoded_log_id);
     batch.put_cf(
         meta,

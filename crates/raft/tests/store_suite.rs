@@ -1,22 +1,30 @@
 //! The RocksDB log store and state machine against openraft's conformance suite, plus Dolmen's
 //! own storage guarantees: real commands at version = log index, restart, snapshot transfer
 //! between nodes (equal digests), refusal of bad snapshot files, and crash redo via the marker.
+//! The suite runs for group 0's log store and for group 7's in a database whose groups 6 and 8
+//! hold logs too; another test checks that every change to one group's log leaves the other
+//! groups' bytes identical (docs/sharding.md §7).
 
 use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 use std::sync::Arc;
 
-use dolmen_engine::{Command, Durability, Engine, EngineOptions, Mutation, Transaction};
+use dolmen_engine::{
+    Command, Durability, Engine, EngineOptions, Mutation, Transaction, CF_RAFT_LOG, CF_RAFT_STATE,
+};
+use dolmen_raft::log_store::GroupId;
 use dolmen_raft::snapshot::SnapshotDir;
-use dolmen_raft::state_machine::META_LAST_APPLIED;
-use dolmen_raft::types::{DolmenRaft, Entry, EntryPayload, LogId, Membership, SnapshotFile};
+use dolmen_raft::state_machine::{AppliedPosition, META_LAST_APPLIED};
+use dolmen_raft::types::{
+    DolmenRaft, Entry, EntryPayload, LogId, Membership, SnapshotFile, Vote, GROUP_ID,
+};
 use dolmen_raft::{LogStore, StateMachine};
 use openraft::impls::leader_id_adv::LeaderId;
-use openraft::storage::RaftStateMachine;
+use openraft::storage::{IOFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
-use openraft::RaftSnapshotBuilder;
+use openraft::{RaftLogReader, RaftSnapshotBuilder};
 use tempfile::TempDir;
 use tokio::sync::watch;
 
@@ -31,14 +39,19 @@ fn open_engine(dir: &Path) -> Arc<Engine> {
 }
 
 /// Opens a state machine over a fresh or existing node directory.
-fn open_sm(dir: &Path) -> io::Result<(Arc<Engine>, StateMachine, watch::Receiver<u64>)> {
+fn open_sm(dir: &Path) -> io::Result<(Arc<Engine>, StateMachine, watch::Receiver<AppliedPosition>)> {
     let engine = open_engine(dir);
-    let (tx, rx) = watch::channel(0);
+    let (tx, rx) = watch::channel(AppliedPosition::default());
     let sm = StateMachine::open(Arc::clone(&engine), dir.join("snapshots"), tx)?;
     Ok((engine, sm, rx))
 }
 
-struct RocksBuilder;
+/// Builds the log store of `group` over a fresh database in which each of `neighbors` already
+/// has a log ([`fill_group`]).
+struct RocksBuilder {
+    group: GroupId,
+    neighbors: &'static [GroupId],
+}
 
 impl StoreBuilder<DolmenRaft, LogStore, StateMachine, TempDir> for RocksBuilder {
     async fn build(
@@ -47,8 +60,12 @@ impl StoreBuilder<DolmenRaft, LogStore, StateMachine, TempDir> for RocksBuilder 
         let err = |e: io::Error| openraft::StorageError::write(DolmenRaft::err_from_error(&e));
         let dir = tempfile::tempdir().map_err(err)?;
         let engine = open_engine(dir.path());
-        let log = LogStore::new(&engine).map_err(err)?;
-        let (tx, _rx) = watch::channel(0);
+        for &neighbor in self.neighbors {
+            let mut other = LogStore::new(&engine, neighbor).map_err(err)?;
+            fill_group(&mut other).await;
+        }
+        let log = LogStore::new(&engine, self.group).map_err(err)?;
+        let (tx, _rx) = watch::channel(AppliedPosition::default());
         let sm = StateMachine::open(engine, dir.path().join("snapshots"), tx).map_err(err)?;
         Ok((dir, log, sm))
     }
@@ -56,7 +73,119 @@ impl StoreBuilder<DolmenRaft, LogStore, StateMachine, TempDir> for RocksBuilder 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_openraft_conformance() {
-    Suite::test_all(RocksBuilder).await.unwrap();
+    Suite::test_all(RocksBuilder {
+        group: GROUP_ID,
+        neighbors: &[],
+    })
+    .await
+    .unwrap();
+}
+
+/// The suite sees an empty store for group 7 although groups 6 and 8, the keys right below and
+/// above its own, hold logs, votes, commits and purges: no read, range scan, truncation or purge
+/// of group 7 reaches them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_suite_openraft_conformance_for_group_7_beside_other_groups() {
+    Suite::test_all(RocksBuilder {
+        group: 7,
+        neighbors: &[6, 8],
+    })
+    .await
+    .unwrap();
+}
+
+/// Appends and waits for the flush callback, as openraft does before reporting durability.
+async fn append_flushed(store: &mut LogStore, entries: Vec<Entry>) {
+    let (tx, rx) = DolmenRaft::oneshot();
+    store.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    rx.await.unwrap().unwrap();
+}
+
+fn blank(term: u64, index: u64) -> Entry {
+    Entry {
+        log_id: log_id(term, index),
+        payload: EntryPayload::Blank,
+    }
+}
+
+/// Gives `store`'s group a log: entries 0..=40, a vote, a commit, a purge through 5.
+async fn fill_group(store: &mut LogStore) {
+    append_flushed(store, (0..=40).map(|i| blank(2, i)).collect()).await;
+    store.save_vote(&Vote::new_committed(2, 1)).await.unwrap();
+    store.save_committed(Some(log_id(2, 30))).await.unwrap();
+    store.purge(log_id(2, 5)).await.unwrap();
+    store.flush().await.unwrap();
+}
+
+/// Every `raft_log` and `raft_state` key and value outside `group`.
+fn other_groups(engine: &Engine, group: GroupId) -> Vec<(&'static str, Vec<u8>, Vec<u8>)> {
+    let db = engine.db();
+    let mut rows = Vec::new();
+    for name in [CF_RAFT_LOG, CF_RAFT_STATE] {
+        let cf = db.cf_handle(name).unwrap();
+        for item in db.iterator_cf(cf, rocksdb::IteratorMode::Start) {
+            let (key, value) = item.unwrap();
+            if !key.starts_with(&group.to_be_bytes()) {
+                rows.push((name, key.to_vec(), value.to_vec()));
+            }
+        }
+    }
+    rows
+}
+
+/// Appending, overwriting, truncating (a suffix and the whole log), purging, saving the vote
+/// and the commit in group 7 leaves every byte of groups 6 and 8 as it was, and group 7's
+/// state as expected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_to_one_groups_log_leave_other_groups_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(dir.path());
+    for neighbor in [6, 8] {
+        fill_group(&mut LogStore::new(&engine, neighbor).unwrap()).await;
+    }
+    let before = other_groups(&engine, 7);
+    assert_eq!(before.iter().filter(|r| r.0 == CF_RAFT_LOG).count(), 2 * 35);
+
+    let mut store = LogStore::new(&engine, 7).unwrap();
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!((state.last_log_id, state.last_purged_log_id), (None, None));
+    assert_eq!(store.read_vote().await.unwrap(), None);
+    append_flushed(&mut store, (0..=50).map(|i| blank(1, i)).collect()).await;
+    store.save_vote(&Vote::new_committed(3, 2)).await.unwrap();
+    store.save_committed(Some(log_id(1, 20))).await.unwrap();
+    store.truncate_after(Some(log_id(1, 30))).await.unwrap();
+    append_flushed(&mut store, (31..=35).map(|i| blank(3, i)).collect()).await;
+    store.purge(log_id(1, 10)).await.unwrap();
+    store.flush().await.unwrap();
+    assert_eq!(other_groups(&engine, 7), before);
+    let state = store.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id, Some(log_id(3, 35)));
+    assert_eq!(state.last_purged_log_id, Some(log_id(1, 10)));
+    let entries = store.try_get_log_entries(..).await.unwrap();
+    assert_eq!(entries.first().map(|e| e.log_id.index), Some(11));
+    assert_eq!(entries.len(), 25);
+
+    // Reopened from RocksDB alone (no tail), then the whole log truncated.
+    drop(store);
+    let mut store = LogStore::new(&engine, 7).unwrap();
+    assert_eq!(store.try_get_log_entries(..).await.unwrap(), entries);
+    assert_eq!(
+        store.read_vote().await.unwrap(),
+        Some(Vote::new_committed(3, 2))
+    );
+    store.truncate_after(None).await.unwrap();
+    store.flush().await.unwrap();
+    assert!(store.try_get_log_entries(..).await.unwrap().is_empty());
+    assert_eq!(other_groups(&engine, 7), before);
+
+    // The neighbors still read their own logs.
+    for neighbor in [6, 8] {
+        let mut other = LogStore::new(&engine, neighbor).unwrap();
+        let state = other.get_log_state().await.unwrap();
+        assert_eq!(state.last_log_id, Some(log_id(2, 40)));
+        assert_eq!(state.last_purged_log_id, Some(log_id(2, 5)));
+        assert_eq!(other.read_committed().await.unwrap(), Some(log_id(2, 30)));
+    }
 }
 
 fn log_id(term: u64, index: u64) -> LogId {
@@ -76,6 +205,7 @@ fn set(cf: &str, key: &str, value: &str) -> Command {
         }],
         read_conflicts: Vec::new(),
         idempotency: None,
+        proposed_at_us: None,
     })
 }
 
@@ -109,7 +239,7 @@ fn get(engine: &Engine, key: &str) -> Option<Vec<u8>> {
 }
 
 /// A node with the initial membership at index 0, commands at 1..=n, a membership change.
-async fn populated(dir: &Path, n: u64) -> (Arc<Engine>, StateMachine, watch::Receiver<u64>) {
+async fn populated(dir: &Path, n: u64) -> (Arc<Engine>, StateMachine, watch::Receiver<AppliedPosition>) {
     let (engine, mut sm, rx) = open_sm(dir).unwrap();
     let mut entries = vec![membership_entry(0, &[1])];
     entries.extend((1..=n).map(|i| normal(i, set("default", &format!("k{i}"), &format!("v{i}")))));
@@ -140,7 +270,7 @@ async fn state_machine_applies_at_log_index_and_survives_reopen() {
             .collect();
         apply(&mut sm, entries).await;
         assert_eq!(engine.applied_version(), 3000);
-        assert_eq!(*rx.borrow(), 3000);
+        assert_eq!(rx.borrow().index, 3000);
         apply(&mut sm, vec![membership_entry(3001, &[1, 2])]).await;
         assert_eq!(
             engine.applied_version(),
@@ -154,7 +284,7 @@ async fn state_machine_applies_at_log_index_and_survives_reopen() {
     assert_eq!(applied, Some(log_id(1, 3001)));
     assert_eq!(stored.log_id(), &Some(log_id(1, 3001)));
     assert_eq!(stored.membership(), &membership(&[1, 2]));
-    assert_eq!((engine.applied_version(), *rx.borrow()), (3001, 3001));
+    assert_eq!((engine.applied_version(), rx.borrow().index), (3001, 3001));
     assert_eq!(get(&engine, "k1"), Some(b"v".to_vec()));
 }
 
@@ -192,7 +322,7 @@ async fn snapshot_installs_on_a_fresh_node_with_an_identical_digest() {
         "the incoming file moved under its final name"
     );
     assert_eq!(follower.applied_version(), 52);
-    assert_eq!(*rx.borrow(), 52);
+    assert_eq!(rx.borrow().index, 52);
     assert_eq!(
         follower.digest_at(52).unwrap(),
         leader.digest_at(52).unwrap()
@@ -330,7 +460,7 @@ async fn interrupted_install_is_redone_at_open() {
     let (follower, mut follower_sm, rx) = open_sm(follower_dir.path()).unwrap();
     assert_eq!(follower.pending_restore().unwrap(), None);
     assert_eq!(follower.applied_version(), 32);
-    assert_eq!(*rx.borrow(), 32);
+    assert_eq!(rx.borrow().index, 32);
     assert_eq!(
         follower.digest_at(32).unwrap(),
         leader.digest_at(32).unwrap()

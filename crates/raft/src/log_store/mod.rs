@@ -1,5 +1,8 @@
 //! The Raft log store over the node's shared RocksDB (docs/replication.md §3): `raft_log` holds
-//! the entries, `raft_state` the vote, `committed` and `last_purged`.
+//! the entries, `raft_state` the vote, `committed` and `last_purged`, each key prefixed by the
+//! store's group (`keys.rs`; docs/sharding.md §7), so several groups can share the column
+//! families. Opening a store first checks the node's layout and migrates a layout-1 log
+//! (`layout.rs`).
 //!
 //! Every write goes, in call order, to one `raft-log` thread, which writes whatever is queued in
 //! one RocksDB batch and then, if anything queued needs durability, issues one WAL fsync for all
@@ -31,33 +34,24 @@ use std::sync::{mpsc, Arc, Mutex};
 use dolmen_engine::{Engine, CF_RAFT_LOG, CF_RAFT_STATE};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use rocksdb::{ColumnFamily, Direction, IteratorMode, DB};
+use rocksdb::{ColumnFamily, IteratorMode, ReadOptions, DB};
 
 use crate::codec;
 use crate::types::{DolmenRaft, Entry, LogId, Vote};
 
+mod keys;
+pub mod layout;
 mod tail;
 mod writer;
 
+pub use keys::GroupId;
+pub(crate) use keys::{log_end, log_key, state_key, COMMITTED, LAST_PURGED, VOTE};
+pub use layout::LayoutError;
 #[cfg(test)]
 use tail::TAIL_BYTES;
 use tail::{lock, Cached, Memory};
 pub use writer::LogFsync;
 use writer::{run_log_writer, Completion, Request, Write};
-
-/// `raft_state` key of the vote.
-pub(crate) const KEY_VOTE: &[u8] = b"vote";
-/// `raft_state` key of the last committed log id (`save_committed`).
-pub(crate) const KEY_COMMITTED: &[u8] = b"committed";
-/// `raft_state` key of the last purged log id.
-pub(crate) const KEY_LAST_PURGED: &[u8] = b"last_purged";
-/// Sorts after every 8-byte `raft_log` key: the exclusive end of "to the last entry".
-const PAST_LAST_KEY: [u8; 9] = [0xff; 9];
-
-/// The `raft_log` key of `index`: big-endian, so keys sort by index.
-fn log_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
 
 fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a ColumnFamily> {
     db.cf_handle(name)
@@ -77,15 +71,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| io::Error::other(format!("log store task failed: {e}")))?
 }
 
-/// The RocksDB Raft log store; `Clone` shares the database, the memory and the `raft-log` thread.
+/// The RocksDB Raft log store of one group; `Clone` shares the database, the memory and the
+/// `raft-log` thread. It reads and writes only its group's keys.
 ///
 /// Implements [`RaftLogStorage`] and [`RaftLogReader`] for [`DolmenRaft`]. Requests are queued
 /// under the memory lock, so the queue order is the call order and the tail always matches what
 /// RocksDB will hold once the queue is written.
 #[derive(Clone)]
 pub struct LogStore {
-    /// The node's database, shared with the engine; this store owns `raft_log` and `raft_state`.
+    /// The node's database, shared with the engine; this store owns its group's keys in
+    /// `raft_log` and `raft_state`.
     db: Arc<DB>,
+    /// The group whose log this is: the prefix of every key it touches.
+    group: GroupId,
     memory: Arc<Mutex<Memory>>,
     /// Queue of the `raft-log` thread.
     queue: mpsc::Sender<Request>,
@@ -94,29 +92,37 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    /// A log store over `engine`'s database; reads the vote and the log's end, and starts the
-    /// `raft-log` thread. Blocking: call it at start-up.
-    pub fn new(engine: &Engine) -> io::Result<Self> {
-        Self::with_fsync(engine, LogFsync::BeforeAck)
+    /// The log store of `group` over `engine`'s database, fsyncing before every
+    /// acknowledgement ([`LogFsync::BeforeAck`]): [`Self::open`].
+    pub fn new(engine: &Engine, group: GroupId) -> io::Result<Self> {
+        Self::open(engine, group, LogFsync::BeforeAck)
     }
 
-    /// [`Self::new`] with the `raft-log` thread's fsync `policy` (a planted bug for the
-    /// fault-injection suite's self-test when not [`LogFsync::BeforeAck`]).
-    pub fn with_fsync(engine: &Engine, policy: LogFsync) -> io::Result<Self> {
+    /// The log store of `group` over `engine`'s database, with the `raft-log` thread's fsync
+    /// `policy` (a planted bug for the fault-injection suite's self-test when not
+    /// [`LogFsync::BeforeAck`]). First checks the node's storage layout and migrates a layout-1
+    /// log to group 0's keys ([`layout::prepare`]), then reads the group's vote and the log's
+    /// end, and starts the `raft-log` thread. Blocking: call it at start-up.
+    ///
+    /// # Errors
+    /// A layout newer than this build's ([`LayoutError`], kind `Unsupported`), corrupt stored
+    /// values (`InvalidData`), or RocksDB failures.
+    pub fn open(engine: &Engine, group: GroupId, policy: LogFsync) -> io::Result<Self> {
         let db = Arc::clone(engine.db());
+        layout::prepare(&db)?;
         let state = cf(&db, CF_RAFT_STATE)?;
         let vote = db
-            .get_cf(state, KEY_VOTE)
+            .get_cf(state, state_key(group, VOTE))
             .map_err(rocks)?
             .map(|v| codec::decode_vote(&v))
             .transpose()?;
         let first = db
-            .get_cf(state, KEY_LAST_PURGED)
+            .get_cf(state, state_key(group, LAST_PURGED))
             .map_err(rocks)?
             .map(|v| codec::decode_log_id(&v))
             .transpose()?
             .map_or(0, |id| id.index + 1);
-        let last = last_stored_entry(&db)?.map_or(0, |id| id.index + 1);
+        let last = last_stored_entry(&db, group)?.map_or(0, |id| id.index + 1);
         let memory = Arc::new(Mutex::new(Memory {
             vote,
             first,
@@ -136,9 +142,12 @@ impl LogStore {
         );
         std::thread::Builder::new()
             .name("raft-log".to_owned())
-            .spawn(move || run_log_writer(weak_db, weak_memory, requests, counter, policy))?;
+            .spawn(move || {
+                run_log_writer(weak_db, group, weak_memory, requests, counter, policy)
+            })?;
         Ok(Self {
             db,
+            group,
             memory,
             queue,
             fsyncs,
@@ -148,6 +157,11 @@ impl LogStore {
     /// How many WAL fsyncs this store's `raft-log` thread has issued (for metrics and tests).
     pub fn fsync_count(&self) -> u64 {
         self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// The group whose log this is.
+    pub fn group(&self) -> GroupId {
+        self.group
     }
 
     /// Queues `writes` under the memory lock, after `update` has changed the memory to match.
@@ -237,9 +251,9 @@ impl LogStore {
     }
 
     /// Reads one `raft_state` log id (`committed` or `last_purged`), after the queue is written.
-    async fn read_state_log_id(&self, key: &'static [u8]) -> io::Result<Option<LogId>> {
+    async fn read_state_log_id(&self, name: &'static [u8]) -> io::Result<Option<LogId>> {
         self.flush().await?;
-        let db = Arc::clone(&self.db);
+        let (db, key) = (Arc::clone(&self.db), state_key(self.group, name));
         blocking(move || {
             let value = db.get_cf(cf(&db, CF_RAFT_STATE)?, key).map_err(rocks)?;
             value.map(|v| codec::decode_log_id(&v)).transpose()
@@ -248,32 +262,40 @@ impl LogStore {
     }
 }
 
-/// The log id of the last entry in `raft_log`, if any.
-fn last_stored_entry(db: &DB) -> io::Result<Option<LogId>> {
-    let mut iter = db.iterator_cf(cf(db, CF_RAFT_LOG)?, IteratorMode::End);
+/// Read options bounding an iterator to `group`'s `raft_log` keys in `[start, end)` (`end`
+/// `None`: to the group's last entry): it never sees another group's key.
+fn group_bounds(group: GroupId, start: u64, end: Option<u64>) -> ReadOptions {
+    let mut opts = ReadOptions::default();
+    opts.set_iterate_lower_bound(log_key(group, start));
+    match end {
+        Some(end) => opts.set_iterate_upper_bound(log_key(group, end)),
+        None => opts.set_iterate_upper_bound(log_end(group)),
+    }
+    opts
+}
+
+/// The log id of the last entry of `group` in `raft_log`, if any.
+fn last_stored_entry(db: &DB, group: GroupId) -> io::Result<Option<LogId>> {
+    let opts = group_bounds(group, 0, None);
+    let mut iter = db.iterator_cf_opt(cf(db, CF_RAFT_LOG)?, opts, IteratorMode::End);
     match iter.next() {
         Some(item) => {
             let (key, value) = item.map_err(rocks)?;
-            Ok(Some(decode_at(key_index(&key)?, &value)?.log_id))
+            Ok(Some(
+                decode_at(keys::key_index(group, &key)?, &value)?.log_id,
+            ))
         }
         None => Ok(None),
     }
 }
 
-/// Reads the stored entries in `[start, end)` (`None`: to the last one).
-fn read_stored(db: &DB, start: u64, end: Option<u64>) -> io::Result<Vec<Entry>> {
+/// Reads `group`'s stored entries in `[start, end)` (`None`: to the last one).
+fn read_stored(db: &DB, group: GroupId, start: u64, end: Option<u64>) -> io::Result<Vec<Entry>> {
     let mut entries = Vec::new();
-    let from = log_key(start);
-    let iter = db.iterator_cf(
-        cf(db, CF_RAFT_LOG)?,
-        IteratorMode::From(&from, Direction::Forward),
-    );
-    for item in iter {
+    let opts = group_bounds(group, start, end);
+    for item in db.iterator_cf_opt(cf(db, CF_RAFT_LOG)?, opts, IteratorMode::Start) {
         let (key, value) = item.map_err(rocks)?;
-        let index = key_index(&key)?;
-        if end.is_some_and(|end| index >= end) {
-            break;
-        }
+        let index = keys::key_index(group, &key)?;
         entries.push(decode_at(index, &value)?);
     }
     Ok(entries)
@@ -306,9 +328,10 @@ impl RaftLogReader<DolmenRaft> for LogStore {
                 return Ok(tail);
             }
             // Everything below the tail's start at that look was already in RocksDB.
-            let db = Arc::clone(&self.db);
+            let (db, group) = (Arc::clone(&self.db), self.group);
             let older_end = end.map_or(tail_start, |end| end.min(tail_start));
-            let mut entries = blocking(move || read_stored(&db, start, Some(older_end))).await?;
+            let mut entries =
+                blocking(move || read_stored(&db, group, start, Some(older_end))).await?;
             let joined = match (entries.last(), tail.first()) {
                 (Some(older), Some(newer)) => older.log_id.index + 1 == newer.log_id.index,
                 _ => true,
@@ -326,17 +349,6 @@ impl RaftLogReader<DolmenRaft> for LogStore {
     async fn read_vote(&mut self) -> io::Result<Option<Vote>> {
         Ok(lock(&self.memory).vote)
     }
-}
-
-/// The index a `raft_log` key names.
-fn key_index(key: &[u8]) -> io::Result<u64> {
-    let bytes: [u8; 8] = key.try_into().map_err(|_| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("corrupt raft_log key of {} bytes", key.len()),
-        )
-    })?;
-    Ok(u64::from_be_bytes(bytes))
 }
 
 /// Decodes the entry stored at `index`; its own log id must name the same index.
@@ -358,14 +370,14 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> io::Result<LogState<DolmenRaft>> {
-        let last_purged_log_id = self.read_state_log_id(KEY_LAST_PURGED).await?;
+        let last_purged_log_id = self.read_state_log_id(LAST_PURGED).await?;
         let tail_last = lock(&self.memory).entries.back().map(|c| c.entry.log_id);
         let last = match tail_last {
             Some(last) => Some(last),
             None => {
                 // The queue was written by `read_state_log_id`: RocksDB holds the whole log.
-                let db = Arc::clone(&self.db);
-                blocking(move || last_stored_entry(&db)).await?
+                let (db, group) = (Arc::clone(&self.db), self.group);
+                blocking(move || last_stored_entry(&db, group)).await?
             }
         };
         Ok(LogState {
@@ -380,7 +392,7 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> io::Result<()> {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let writes = vec![Write::State(KEY_VOTE, codec::encode_vote(vote))];
+        let writes = vec![Write::State(VOTE, codec::encode_vote(vote))];
         self.enqueue(writes, Completion::Durable(tx), |memory, _| {
             memory.vote = Some(*vote);
         })?;
@@ -393,8 +405,8 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
         // Unsynced by design: the WAL is one ordered log, so after a crash `committed` can never
         // be ahead of the entries it covers (replication.md invariant 4).
         let write = match committed {
-            Some(id) => Write::State(KEY_COMMITTED, codec::encode_log_id(&id)),
-            None => Write::ClearState(KEY_COMMITTED),
+            Some(id) => Write::State(COMMITTED, codec::encode_log_id(&id)),
+            None => Write::ClearState(COMMITTED),
         };
         // Not queued by itself: it waits for the next request (at the latest `flush`), so a
         // commit costs the `raft-log` thread no wake-up. A crash may lose it; openraft then
@@ -404,7 +416,7 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
     }
 
     async fn read_committed(&mut self) -> io::Result<Option<LogId>> {
-        self.read_state_log_id(KEY_COMMITTED).await
+        self.read_state_log_id(COMMITTED).await
     }
 
     async fn append<I>(&mut self, entries: I, callback: IOFlushed<DolmenRaft>) -> io::Result<()>
@@ -459,7 +471,7 @@ impl RaftLogStorage<DolmenRaft> for LogStore {
         // `last_purged` and the delete share one batch, so `get_log_state` never sees a purged
         // prefix without its marker.
         let writes = vec![
-            Write::State(KEY_LAST_PURGED, codec::encode_log_id(&log_id)),
+            Write::State(LAST_PURGED, codec::encode_log_id(&log_id)),
             Write::DeleteThrough(log_id.index),
         ];
         self.enqueue(writes, Completion::None, |memory, _| {

@@ -9,12 +9,15 @@ use openraft::impls::leader_id_adv::LeaderId;
 use openraft::type_config::TypeConfigExt;
 
 use super::*;
-use crate::types::{EntryPayload, Membership, NodeAddr};
+use crate::types::{EntryPayload, Membership, NodeAddr, GROUP_ID};
+
+/// The group of the stores these tests open.
+const GROUP: GroupId = GROUP_ID;
 
 fn open(dir: &tempfile::TempDir) -> (Arc<Engine>, LogStore) {
     let engine =
         Arc::new(Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap());
-    let store = LogStore::new(&engine).unwrap();
+    let store = LogStore::new(&engine, GROUP).unwrap();
     (engine, store)
 }
 
@@ -168,7 +171,7 @@ async fn corrupt_after_writing(dir: &tempfile::TempDir, index: u64) {
     let db = engine.db();
     db.put_cf(
         db.cf_handle(CF_RAFT_LOG).unwrap(),
-        log_key(index),
+        log_key(GROUP, index),
         b"\x01junk",
     )
     .unwrap();
@@ -189,7 +192,7 @@ async fn log_store_corrupt_last_entry_fails_open() {
     let dir = tempfile::tempdir().unwrap();
     corrupt_after_writing(&dir, 3).await;
     let engine = Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap();
-    let err = LogStore::new(&engine)
+    let err = LogStore::new(&engine, GROUP)
         .err()
         .expect("a corrupt last entry must fail the open");
     assert_eq!(err.kind(), io::ErrorKind::InvalidData);
@@ -204,7 +207,7 @@ async fn log_store_group_commit_shares_one_fsync() {
     let mut waiters = Vec::new();
     for seq in 1..=200 {
         let (done, waiter) = tokio::sync::oneshot::channel();
-        let writes = vec![Write::State(KEY_COMMITTED, vec![0])];
+        let writes = vec![Write::State(COMMITTED, vec![0])];
         let completion = Completion::Durable(done);
         tx.send(Request {
             seq,
@@ -218,7 +221,14 @@ async fn log_store_group_commit_shares_one_fsync() {
     let fsyncs = Arc::new(AtomicU64::new(0));
     let (db, counter) = (Arc::downgrade(engine.db()), Arc::clone(&fsyncs));
     std::thread::spawn(move || {
-        run_log_writer(db, Weak::new(), requests, counter, LogFsync::BeforeAck)
+        run_log_writer(
+            db,
+            GROUP,
+            Weak::new(),
+            requests,
+            counter,
+            LogFsync::BeforeAck,
+        )
     })
     .join()
     .unwrap();
@@ -239,6 +249,7 @@ fn big(term: u64, index: u64, bytes: usize) -> Entry {
         }],
         read_conflicts: Vec::new(),
         idempotency: None,
+        proposed_at_us: None,
     };
     Entry {
         log_id: log_id(term, 1, index),
@@ -324,13 +335,13 @@ async fn log_store_unsafe_lazy_fsync_acknowledges_without_fsyncing() {
         },
         committed: false,
     };
-    let mut lazy = LogStore::with_fsync(&engine, LogFsync::UnsafeLazy).unwrap();
+    let mut lazy = LogStore::open(&engine, GROUP, LogFsync::UnsafeLazy).unwrap();
     append_flushed(&mut lazy, (1..=3).map(|i| blank(1, i)).collect()).await;
     lazy.save_vote(&vote).await.unwrap();
     assert_eq!(lazy.fsync_count(), 0, "acknowledged, never fsynced");
     assert_eq!(indexes(&mut lazy).await, vec![1, 2, 3]);
     drop(lazy);
-    let mut correct = LogStore::with_fsync(&engine, LogFsync::BeforeAck).unwrap();
+    let mut correct = LogStore::open(&engine, GROUP, LogFsync::BeforeAck).unwrap();
     append_flushed(&mut correct, vec![blank(1, 4)]).await;
     correct.save_vote(&vote).await.unwrap();
     assert_eq!(correct.fsync_count(), 2);

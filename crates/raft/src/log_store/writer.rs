@@ -12,7 +12,7 @@ use openraft::storage::IOFlushed;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
 use super::tail::{lock, Memory};
-use super::{cf, log_key, rocks, KEY_VOTE, PAST_LAST_KEY};
+use super::{cf, log_end, log_key, rocks, state_key, GroupId, VOTE};
 use crate::types::DolmenRaft;
 
 /// How often [`LogFsync::UnsafeLazy`] fsyncs at most.
@@ -47,13 +47,13 @@ pub(super) enum LogWriteError {
 pub(super) enum Write {
     /// Puts an encoded entry at its index.
     Entry(u64, Vec<u8>),
-    /// Puts a `raft_state` value.
+    /// Puts the group's `raft_state` value of this name.
     State(&'static [u8], Vec<u8>),
-    /// Deletes a `raft_state` value.
+    /// Deletes the group's `raft_state` value of this name.
     ClearState(&'static [u8]),
-    /// Deletes every entry from this index on.
+    /// Deletes every entry of the group from this index on.
     DeleteFrom(u64),
-    /// Deletes every entry up to and including this index.
+    /// Deletes every entry of the group up to and including this index.
     DeleteThrough(u64),
 }
 
@@ -92,13 +92,15 @@ pub(super) struct Request {
     pub(super) completion: Completion,
 }
 
-/// The `raft-log` thread: writes every queued request in one batch, then one fsync if any of
-/// them needs durability, then completes them in order.
+/// The `raft-log` thread of `raft_group`'s store: writes every queued request in one batch, then one
+/// fsync if any of them needs durability, then completes them in order. One thread per store
+/// for now; sharing one across the node's groups is the next step (docs/sharding.md §7).
 ///
 /// It holds the database weakly so that dropping the last store and engine closes RocksDB; the
 /// thread ends when the last `LogStore` clone (the last sender) is dropped.
 pub(super) fn run_log_writer(
     db: Weak<DB>,
+    raft_group: GroupId,
     memory: Weak<Mutex<Memory>>,
     requests: mpsc::Receiver<Request>,
     fsyncs: Arc<AtomicU64>,
@@ -119,7 +121,7 @@ pub(super) fn run_log_writer(
             LogFsync::UnsafeLazy => wanted && last_fsync.elapsed() >= UNSAFE_LAZY_FSYNC,
         };
         let result = match db.upgrade() {
-            Some(db) => write_group(&db, &group, committed.as_ref(), fsync, &fsyncs)
+            Some(db) => write_group(&db, raft_group, &group, committed.as_ref(), fsync, &fsyncs)
                 .map_err(|e| LogWriteError::Write(Arc::new(e))),
             None => Err(LogWriteError::Closed),
         };
@@ -144,10 +146,12 @@ pub(super) fn run_log_writer(
     }
 }
 
-/// Writes a group of requests, then `committed`, as one unsynced batch, then fsyncs the WAL if
-/// `fsync` (one of the requests needs it, under [`LogFsync::BeforeAck`]).
+/// Writes a group of requests, then `committed`, as one unsynced batch at `raft_group`'s keys,
+/// then fsyncs the WAL if `fsync` (one of the requests needs it, under
+/// [`LogFsync::BeforeAck`]).
 fn write_group(
     db: &DB,
+    raft_group: GroupId,
     group: &[Request],
     committed: Option<&Write>,
     fsync: bool,
@@ -157,7 +161,7 @@ fn write_group(
     let mut batch = WriteBatch::default();
     let writes = || group.iter().flat_map(|r| &r.writes);
     // Crash points of the steps a group may hold, before anything of it is written.
-    if writes().any(|w| matches!(w, Write::State(key, _) if *key == KEY_VOTE)) {
+    if writes().any(|w| matches!(w, Write::State(name, _) if *name == VOTE)) {
         failpoint::crash_point(failpoint::LOG_SAVE_VOTE);
     }
     if writes().any(|w| matches!(w, Write::DeleteFrom(_))) {
@@ -169,15 +173,18 @@ fn write_group(
     failpoint::crash_point(failpoint::LOG_BEFORE_WRITE);
     for write in writes().chain(committed) {
         match write {
-            Write::Entry(index, value) => batch.put_cf(log, log_key(*index), value),
-            Write::State(key, value) => batch.put_cf(state, key, value),
-            Write::ClearState(key) => batch.delete_cf(state, key),
+            Write::Entry(index, value) => batch.put_cf(log, log_key(raft_group, *index), value),
+            Write::State(name, value) => batch.put_cf(state, state_key(raft_group, name), value),
+            Write::ClearState(name) => batch.delete_cf(state, state_key(raft_group, name)),
             // One range delete: it cannot leave a hole, and later appends are written after it.
+            // Both ranges stop at the group's end: no other group's key is touched.
             Write::DeleteFrom(index) => {
-                batch.delete_range_cf(log, &log_key(*index)[..], &PAST_LAST_KEY[..]);
+                let from = log_key(raft_group, *index);
+                batch.delete_range_cf(log, &from[..], &log_end(raft_group)[..]);
             }
             Write::DeleteThrough(index) => {
-                batch.delete_range_cf(log, log_key(0), log_key(index + 1));
+                let (from, to) = (log_key(raft_group, 0), through(raft_group, *index));
+                batch.delete_range_cf(log, &from[..], &to[..]);
             }
         }
     }
@@ -195,4 +202,12 @@ fn write_group(
         db.flush_wal(true).map_err(rocks)?;
     }
     Ok(())
+}
+
+/// The exclusive end of `group`'s entries up to and including `index`.
+fn through(group: GroupId, index: u64) -> Vec<u8> {
+    match index.checked_add(1) {
+        Some(next) => log_key(group, next).to_vec(),
+        None => log_end(group).to_vec(),
+    }
 }

@@ -26,7 +26,7 @@ use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
 use crate::snapshot::SnapshotDir;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{AppliedPosition, StateMachine};
 use crate::types::{Raft, GROUP_ID};
 
 /// Why a node could not start.
@@ -109,12 +109,17 @@ impl RaftNode {
         } else {
             LogFsync::BeforeAck
         };
-        let mut log_store = LogStore::with_fsync(&engine, fsync)?;
+        // Blocking, and long once: opening migrates a layout-1 log (log_store/layout.rs).
+        let log_engine = engine.clone();
+        let mut log_store =
+            tokio::task::spawn_blocking(move || LogStore::open(&log_engine, GROUP_ID, fsync))
+                .await
+                .map_err(|e| std::io::Error::other(format!("opening the log store: {e}")))??;
         // Asked of storage: the Raft core cannot answer before `run`.
         let log_state = log_store.get_log_state().await?;
         let initialized = log_state.last_log_id.is_some() || log_store.read_vote().await?.is_some();
         let log = log_store.clone();
-        let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
+        let (applied_tx, applied_rx) = watch::channel(AppliedPosition::default());
         // Opening may redo an interrupted snapshot install: blocking work.
         let (sm_engine, sm_dir) = (engine.clone(), options.snapshot_dir.clone());
         let mut state_machine =

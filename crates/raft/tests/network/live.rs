@@ -133,7 +133,7 @@ async fn start(id: NodeId) -> Node {
         vec!["default".into()],
     ))
     .expect("engine opens");
-    let log_store = LogStore::new(&engine).expect("log store");
+    let log_store = LogStore::new(&engine, dolmen_raft::types::GROUP_ID).expect("log store");
     let snap_dir = dir.path().join("snapshots");
     std::fs::create_dir_all(&snap_dir).expect("snapshot dir");
     let sm = CountingSm {
