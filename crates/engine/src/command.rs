@@ -77,6 +77,11 @@ pub struct Transaction {
     pub read_conflicts: Vec<KeyRange>,
     /// Retry token: a commit with the same token returns the first outcome.
     pub idempotency: Option<IdempotencyToken>,
+    /// The proposing leader's clock, in µs since the Unix epoch, when it put the commit in its
+    /// log; a replicated state machine derives the commit's version from it
+    /// (docs/sharding.md §3.1). `None` for a commit proposed without one; the engine never
+    /// reads it.
+    pub proposed_at_us: Option<u64>,
 }
 
 /// A client's retry token: the state machine remembers the latest outcome per client.

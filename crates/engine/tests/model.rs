@@ -428,6 +428,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     mutations,
                     read_conflicts,
                     idempotency: token.map(|t| clients.token(t)),
+                    proposed_at_us: None,
                 });
                 let version = model.applied + 1;
                 let expected = model.apply(version, &cmd);

@@ -27,6 +27,7 @@ fn tx(read_version: Option<u64>, mutations: Vec<Mutation>, conflicts: &[&str]) -
             .map(|k| KeyRange::single("default", k.as_bytes()))
             .collect(),
         idempotency: None,
+        proposed_at_us: None,
     })
 }
 

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dolmen_engine::Version;
 use futures::stream::BoxStream;
 use openraft::async_runtime::WatchReceiver;
 use openraft::ServerState;
@@ -23,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::apply_tracker::ApplyTracker;
 use crate::network::PeerClient;
+use crate::state_machine::AppliedPosition;
 use crate::types::{Raft, Vote};
 use crate::NodeId;
 
@@ -48,8 +48,8 @@ pub(crate) struct ApplyReporting {
     pub(crate) raft: Raft,
     pub(crate) node_id: NodeId,
     pub(crate) peers: PeerClient,
-    /// This node's applied index (the state machine publishes the last applied log index).
-    pub(crate) applied: watch::Receiver<Version>,
+    /// How far this node applied (the state machine publishes it); reports carry the index.
+    pub(crate) applied: watch::Receiver<AppliedPosition>,
     pub(crate) tracker: Arc<ApplyTracker>,
     /// Pause before re-opening a stream that failed.
     pub(crate) retry: Duration,
@@ -163,9 +163,13 @@ impl Drop for AbortOnDrop {
 }
 
 /// As the leader: this node's own applied index, as it changes.
-async fn report_own(tracker: Arc<ApplyTracker>, me: NodeId, mut applied: watch::Receiver<Version>) {
+async fn report_own(
+    tracker: Arc<ApplyTracker>,
+    me: NodeId,
+    mut applied: watch::Receiver<AppliedPosition>,
+) {
     loop {
-        let index = *applied.borrow_and_update();
+        let index = applied.borrow_and_update().index;
         tracker.report(me, index);
         if applied.changed().await.is_err() {
             return;
@@ -179,7 +183,7 @@ async fn report_to(
     peers: PeerClient,
     leader: NodeId,
     addr: String,
-    applied: watch::Receiver<Version>,
+    applied: watch::Receiver<AppliedPosition>,
     retry: Duration,
 ) {
     loop {
@@ -192,7 +196,7 @@ async fn report_to(
 }
 
 /// The applied index now, then each time it changes, at most once per [`COALESCE`].
-fn reports(applied: watch::Receiver<Version>) -> BoxStream<'static, u64> {
+fn reports(applied: watch::Receiver<AppliedPosition>) -> BoxStream<'static, u64> {
     Box::pin(futures::stream::unfold(
         (applied, true),
         |(mut rx, first)| async move {
@@ -200,7 +204,7 @@ fn reports(applied: watch::Receiver<Version>) -> BoxStream<'static, u64> {
                 rx.changed().await.ok()?;
                 tokio::time::sleep(COALESCE).await;
             }
-            let index = *rx.borrow_and_update();
+            let index = rx.borrow_and_update().index;
             Some((index, (rx, false)))
         },
     ))

@@ -29,10 +29,12 @@ use crate::apply_tracker::WriteAck;
 use crate::coalesce::Coalescer;
 use crate::direct::now_unix_ms;
 use crate::network::PeerClient;
+use crate::oracle::{stamp, system_micros};
 use crate::replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, ProposeError, ReadError, ReadGate,
     Replicator, Role,
 };
+use crate::state_machine::AppliedPosition;
 use crate::types::{DolmenRaft, NodeAddr, Raft};
 use crate::NodeId;
 
@@ -142,7 +144,7 @@ pub(crate) struct Shared {
     /// Permits for writes in flight on this node: its clients' and those forwarded to it.
     pub(crate) outstanding: Arc<Semaphore>,
     pub(crate) max_outstanding: usize,
-    pub(crate) applied: watch::Receiver<Version>,
+    pub(crate) applied: watch::Receiver<AppliedPosition>,
     pub(crate) reads: ReadOptions,
     pub(crate) contact: Arc<LeaderContact>,
     /// Upper bound of one forwarded write or read barrier.
@@ -220,19 +222,54 @@ impl Shared {
     /// Waits until `version` is applied here, at most `timeout`.
     async fn wait_applied(&self, version: Version, timeout: Duration) -> Result<(), ReadError> {
         let started = Instant::now();
-        let mut rx = self.applied.clone();
-        let waited = tokio::time::timeout(timeout, rx.wait_for(|v| *v >= version)).await;
-        match waited {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(ReadError::Propose(ProposeError::Unavailable(
-                "the node is shutting down".into(),
-            ))),
-            Err(_) => Err(ReadError::FutureVersion {
+        match self.wait_until(timeout, |p| p.version >= version).await {
+            Some(reached) => reached,
+            None => Err(ReadError::FutureVersion {
                 version,
-                applied: *self.applied.borrow(),
+                applied: self.applied.borrow().version,
                 waited: started.elapsed(),
             }),
         }
+    }
+
+    /// Waits until log index `index` (a read barrier's) is applied here, at most `timeout`.
+    async fn wait_applied_index(&self, index: u64, timeout: Duration) -> Result<(), ReadError> {
+        let started = Instant::now();
+        match self.wait_until(timeout, |p| p.index >= index).await {
+            Some(reached) => reached,
+            None => Err(ReadError::Propose(ProposeError::Unavailable(format!(
+                "this node applied up to log index {} of the read barrier's {index} in {:?}; it \
+                 is behind the leader",
+                self.applied.borrow().index,
+                started.elapsed()
+            )))),
+        }
+    }
+
+    /// `Some(Ok)` once `reached` holds of the applied position, `Some(Err)` if the node shuts
+    /// down first, `None` when `timeout` passes.
+    async fn wait_until(
+        &self,
+        timeout: Duration,
+        reached: impl Fn(&AppliedPosition) -> bool,
+    ) -> Option<Result<(), ReadError>> {
+        let mut rx = self.applied.clone();
+        let waited = tokio::time::timeout(timeout, async {
+            rx.wait_for(|p| reached(p)).await.map(|_| ())
+        })
+        .await;
+        match waited {
+            Ok(Ok(())) => Some(Ok(())),
+            Ok(Err(_)) => Some(Err(ReadError::Propose(ProposeError::Unavailable(
+                "the node is shutting down".into(),
+            )))),
+            Err(_) => None,
+        }
+    }
+
+    /// The version applied here (at least 1: read versions are > 0).
+    fn applied_version(&self) -> Version {
+        self.applied.borrow().version.max(1)
     }
 
     /// How long a request waits for a leader that can take it: by default two election
@@ -317,7 +354,8 @@ impl Shared {
     /// One try at ordering `command`: here as the leader, or forwarded to the leader.
     async fn propose_once(&self, command: &Command, started: Instant) -> Attempt<Applied> {
         if self.is_leader() {
-            return match self.raft.client_write(command.clone()).await {
+            let stamped = stamp(command.clone(), system_micros());
+            return match self.raft.client_write(stamped).await {
                 // Applied here; under `replication_mode = "all"` also on every voter.
                 Ok(response) => Attempt::Done(self.ack.acknowledge(response).await),
                 // Lost leadership before appending: nothing was proposed.
@@ -399,7 +437,7 @@ impl Shared {
 
     async fn read_version(&self) -> Result<Version, ReadError> {
         if self.reads.unsafe_stale_reads && !self.is_leader() {
-            return Ok((*self.applied.borrow()).max(1));
+            return Ok(self.applied_version());
         }
         let barrier = match self.reads.consistency {
             ReadConsistency::Stale => return self.stale_version(),
@@ -416,8 +454,8 @@ impl Shared {
             }
             Err(e) => return Err(e.into()),
         };
-        self.wait_applied(index, self.rpc_timeout).await?;
-        Ok((*self.applied.borrow()).max(1))
+        self.wait_applied_index(index, self.rpc_timeout).await?;
+        Ok(self.applied_version())
     }
 
     /// The read index: from the local leader, or from the leader over the peer transport. A
@@ -518,7 +556,7 @@ impl Shared {
                 .since()
                 .is_some_and(|since| since <= self.reads.max_staleness);
         if fresh {
-            return Ok((*self.applied.borrow()).max(1));
+            return Ok(self.applied_version());
         }
         Err(ReadError::Propose(ProposeError::Unavailable(format!(
             "this node has not heard from a leader within reads.max_staleness_ms = {} ms; \
@@ -744,6 +782,6 @@ impl ReadGate for RaftReadGate {
     }
 
     fn applied_version(&self) -> Version {
-        *self.shared.applied.borrow()
+        self.shared.applied.borrow().version
     }
 }

@@ -22,6 +22,7 @@ use tokio::sync::watch;
 
 use crate::codec::{self, SnapshotMeta, StoredMembership};
 use crate::log_store::LogStore;
+use crate::oracle::OracleState;
 use crate::snapshot::{self, SnapshotDir, SnapshotReader, SnapshotStats};
 use crate::types::{DolmenRaft, EntryPayload, LogId, SnapshotFile};
 use crate::Applied;
@@ -93,7 +94,7 @@ pub struct StateMachine {
     /// Complete snapshots and incoming temporary files.
     snapshots: Arc<SnapshotDir>,
     /// Published after each applied chunk and install: readers wait on it (ReadGate).
-    applied_tx: watch::Sender<u64>,
+    applied_tx: watch::Sender<AppliedPosition>,
     /// Build/install counters for `/status`.
     stats: Arc<SnapshotStats>,
     /// The node's log store: an entry is applied only once it is written there
@@ -119,7 +120,7 @@ impl StateMachine {
     pub fn open(
         engine: Arc<Engine>,
         snapshot_dir: PathBuf,
-        applied_tx: watch::Sender<u64>,
+        applied_tx: watch::Sender<AppliedPosition>,
     ) -> io::Result<Self> {
         let snapshots = Arc::new(SnapshotDir::open(&snapshot_dir)?);
         let stats = Arc::new(SnapshotStats::default());
@@ -146,7 +147,10 @@ impl StateMachine {
         } else if let Some((meta, _)) = snapshots.latest()? {
             stats.set_last_index(meta.last_log_id.map_or(0, |id| id.index));
         }
-        applied_tx.send_replace(engine.applied_version());
+        applied_tx.send_replace(AppliedPosition {
+            index: last_applied_index(&engine)?,
+            version: engine.applied_version(),
+        });
         Ok(Self {
             engine,
             snapshots,
@@ -185,6 +189,10 @@ impl StateMachine {
             return Ok(());
         };
         let mut batch: Vec<(Version, Command)> = Vec::with_capacity(chunk.len());
+        // Each entry's version, from the same rule on every replica (docs/sharding.md §3.1):
+        // above the last applied, and at least the clock reading a leader stamped into a
+        // commit when it proposed it; other entries take the next version.
+        let mut versions = OracleState::new(self.engine.applied_version());
         let mut membership = None;
         let mut responders = Vec::with_capacity(chunk.len());
         for (entry, responder) in chunk {
@@ -211,10 +219,14 @@ impl StateMachine {
             // version, so it is applied meta-only (replication.md invariant 1).
             let command = command.filter(|_| index > 0);
             let position = command.map(|command| {
-                batch.push((index, command));
+                let stamped = match &command {
+                    Command::Commit(txn) => txn.proposed_at_us.unwrap_or(0),
+                    _ => 0,
+                };
+                batch.push((versions.next(stamped, 1).start, command));
                 batch.len() - 1
             });
-            responders.push((index, position, responder));
+            responders.push((versions.last(), position, responder));
         }
         let mut extra_meta = vec![(META_LAST_APPLIED.to_vec(), codec::encode_log_id(&last))];
         if let Some(stored) = &membership {
@@ -237,22 +249,44 @@ impl StateMachine {
                 .map_err(|e| engine_error(&format!("applying log entries up to {last}"), e))
         })
         .await?;
-        self.applied_tx.send_replace(last.index);
+        self.applied_tx.send_replace(AppliedPosition {
+            index: last.index,
+            version: self.engine.applied_version(),
+        });
         let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
-        for (index, position, responder) in responders {
+        for (version, position, responder) in responders {
             // Blank, membership and index-0 entries change nothing: `Applied`.
             let outcome = position
                 .and_then(|p| outcomes.get_mut(p).and_then(Option::take))
                 .unwrap_or(Outcome::Applied);
             if let Some(responder) = responder {
-                responder.send(Applied {
-                    version: index,
-                    outcome,
-                });
+                responder.send(Applied { version, outcome });
             }
         }
         Ok(())
     }
+}
+
+/// How far this node has applied: the last log index, and the version it reached (a version is
+/// no longer a log index: docs/sharding.md §3.1). Barriers wait on the index, reads at a version
+/// on the version.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppliedPosition {
+    /// The last applied log index.
+    pub index: u64,
+    /// The engine's applied version.
+    pub version: Version,
+}
+
+/// The index of `raft/last_applied` (0 when nothing was applied).
+fn last_applied_index(engine: &Engine) -> io::Result<u64> {
+    let stored = engine
+        .read_meta(META_LAST_APPLIED)
+        .map_err(|e| engine_error("reading the applied state", e))?;
+    Ok(stored
+        .map(|v| codec::decode_log_id(&v))
+        .transpose()?
+        .map_or(0, |id| id.index))
 }
 
 /// The snapshot file a restore marker names (the marker is the path's bytes).
@@ -418,7 +452,10 @@ impl RaftStateMachine<DolmenRaft> for StateMachine {
             snapshots.delete_all_except(&file.path)
         })
         .await?;
-        self.applied_tx.send_replace(self.engine.applied_version());
+        self.applied_tx.send_replace(AppliedPosition {
+            index,
+            version: self.engine.applied_version(),
+        });
         self.stats.record_install(index);
         Ok(())
     }

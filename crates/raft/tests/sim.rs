@@ -265,7 +265,8 @@ async fn start_member(id: u64, router: &Arc<Router>) -> Member {
         .expect("open engine"),
     );
     let log = LogStore::new(&engine, dolmen_raft::types::GROUP_ID).expect("log store");
-    let (applied_tx, _applied_rx) = tokio::sync::watch::channel(0);
+    let (applied_tx, _applied_rx) =
+        tokio::sync::watch::channel(dolmen_raft::state_machine::AppliedPosition::default());
     let snapshots = dir.path().join("snapshots");
     let state_machine =
         StateMachine::open(engine.clone(), snapshots.clone(), applied_tx).expect("state machine");

@@ -15,7 +15,7 @@ use dolmen_engine::{
 };
 use dolmen_raft::log_store::GroupId;
 use dolmen_raft::snapshot::SnapshotDir;
-use dolmen_raft::state_machine::META_LAST_APPLIED;
+use dolmen_raft::state_machine::{AppliedPosition, META_LAST_APPLIED};
 use dolmen_raft::types::{
     DolmenRaft, Entry, EntryPayload, LogId, Membership, SnapshotFile, Vote, GROUP_ID,
 };
@@ -39,9 +39,11 @@ fn open_engine(dir: &Path) -> Arc<Engine> {
 }
 
 /// Opens a state machine over a fresh or existing node directory.
-fn open_sm(dir: &Path) -> io::Result<(Arc<Engine>, StateMachine, watch::Receiver<u64>)> {
+fn open_sm(
+    dir: &Path,
+) -> io::Result<(Arc<Engine>, StateMachine, watch::Receiver<AppliedPosition>)> {
     let engine = open_engine(dir);
-    let (tx, rx) = watch::channel(0);
+    let (tx, rx) = watch::channel(AppliedPosition::default());
     let sm = StateMachine::open(Arc::clone(&engine), dir.join("snapshots"), tx)?;
     Ok((engine, sm, rx))
 }
@@ -65,7 +67,7 @@ impl StoreBuilder<DolmenRaft, LogStore, StateMachine, TempDir> for RocksBuilder 
             fill_group(&mut other).await;
         }
         let log = LogStore::new(&engine, self.group).map_err(err)?;
-        let (tx, _rx) = watch::channel(0);
+        let (tx, _rx) = watch::channel(AppliedPosition::default());
         let sm = StateMachine::open(engine, dir.path().join("snapshots"), tx).map_err(err)?;
         Ok((dir, log, sm))
     }
@@ -239,7 +241,10 @@ fn get(engine: &Engine, key: &str) -> Option<Vec<u8>> {
 }
 
 /// A node with the initial membership at index 0, commands at 1..=n, a membership change.
-async fn populated(dir: &Path, n: u64) -> (Arc<Engine>, StateMachine, watch::Receiver<u64>) {
+async fn populated(
+    dir: &Path,
+    n: u64,
+) -> (Arc<Engine>, StateMachine, watch::Receiver<AppliedPosition>) {
     let (engine, mut sm, rx) = open_sm(dir).unwrap();
     let mut entries = vec![membership_entry(0, &[1])];
     entries.extend((1..=n).map(|i| normal(i, set("default", &format!("k{i}"), &format!("v{i}")))));
@@ -270,7 +275,7 @@ async fn state_machine_applies_at_log_index_and_survives_reopen() {
             .collect();
         apply(&mut sm, entries).await;
         assert_eq!(engine.applied_version(), 3000);
-        assert_eq!(*rx.borrow(), 3000);
+        assert_eq!(rx.borrow().index, 3000);
         apply(&mut sm, vec![membership_entry(3001, &[1, 2])]).await;
         assert_eq!(
             engine.applied_version(),
@@ -284,7 +289,7 @@ async fn state_machine_applies_at_log_index_and_survives_reopen() {
     assert_eq!(applied, Some(log_id(1, 3001)));
     assert_eq!(stored.log_id(), &Some(log_id(1, 3001)));
     assert_eq!(stored.membership(), &membership(&[1, 2]));
-    assert_eq!((engine.applied_version(), *rx.borrow()), (3001, 3001));
+    assert_eq!((engine.applied_version(), rx.borrow().index), (3001, 3001));
     assert_eq!(get(&engine, "k1"), Some(b"v".to_vec()));
 }
 
@@ -322,7 +327,7 @@ async fn snapshot_installs_on_a_fresh_node_with_an_identical_digest() {
         "the incoming file moved under its final name"
     );
     assert_eq!(follower.applied_version(), 52);
-    assert_eq!(*rx.borrow(), 52);
+    assert_eq!(rx.borrow().index, 52);
     assert_eq!(
         follower.digest_at(52).unwrap(),
         leader.digest_at(52).unwrap()
@@ -460,7 +465,7 @@ async fn interrupted_install_is_redone_at_open() {
     let (follower, mut follower_sm, rx) = open_sm(follower_dir.path()).unwrap();
     assert_eq!(follower.pending_restore().unwrap(), None);
     assert_eq!(follower.applied_version(), 32);
-    assert_eq!(*rx.borrow(), 32);
+    assert_eq!(rx.borrow().index, 32);
     assert_eq!(
         follower.digest_at(32).unwrap(),
         leader.digest_at(32).unwrap()

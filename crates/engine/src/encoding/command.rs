@@ -8,6 +8,8 @@ const COMMAND_COMMIT: u8 = 0;
 const COMMAND_COMPACT: u8 = 1;
 const COMMAND_NOOP: u8 = 2;
 const COMMAND_EXPIRE_IDEMPOTENCY: u8 = 3;
+/// A commit with the leader's clock reading at proposal (`Transaction::proposed_at_us`).
+const COMMAND_STAMPED_COMMIT: u8 = 4;
 
 const MUTATION_SET: u8 = 0;
 const MUTATION_DELETE: u8 = 1;
@@ -31,7 +33,13 @@ pub fn decode_command(bytes: &[u8]) -> Result<Command, DecodeError> {
 pub fn put_command(w: &mut Writer, command: &Command) -> Result<(), EncodeError> {
     match command {
         Command::Commit(txn) => {
-            w.u8(COMMAND_COMMIT);
+            match txn.proposed_at_us {
+                None => w.u8(COMMAND_COMMIT),
+                Some(at) => {
+                    w.u8(COMMAND_STAMPED_COMMIT);
+                    w.u64(at);
+                }
+            }
             w.flag(txn.read_version.is_some());
             if let Some(v) = txn.read_version {
                 w.u64(v);
@@ -90,7 +98,12 @@ fn put_mutation(w: &mut Writer, m: &Mutation) -> Result<(), EncodeError> {
 /// Reads a command body written by [`put_command`].
 pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
     match r.u8("command kind")? {
-        COMMAND_COMMIT => {
+        kind @ (COMMAND_COMMIT | COMMAND_STAMPED_COMMIT) => {
+            let proposed_at_us = if kind == COMMAND_STAMPED_COMMIT {
+                Some(r.u64("proposed_at_us")?)
+            } else {
+                None
+            };
             let read_version = if r.flag("read_version presence flag")? {
                 Some(r.u64("read_version")?)
             } else {
@@ -121,6 +134,7 @@ pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
                 mutations,
                 read_conflicts,
                 idempotency,
+                proposed_at_us,
             }))
         }
         COMMAND_COMPACT => Ok(Command::Compact {

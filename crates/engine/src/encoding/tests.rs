@@ -48,7 +48,19 @@ fn commit() -> Command {
             client_id: b"client".to_vec(),
             sequence: 5,
         }),
+        proposed_at_us: None,
     })
+}
+
+/// `commit()` with the leader's clock reading (kind 4).
+fn stamped_commit() -> Command {
+    match commit() {
+        Command::Commit(txn) => Command::Commit(Transaction {
+            proposed_at_us: Some(1_765_000_000_123_456),
+            ..txn
+        }),
+        other => other,
+    }
 }
 
 fn outcomes() -> Vec<(&'static str, Outcome)> {
@@ -121,8 +133,10 @@ fn commands() -> Vec<(&'static str, Command)> {
                 }],
                 read_conflicts: Vec::new(),
                 idempotency: None,
+                proposed_at_us: None,
             }),
         ),
+        ("command_commit_stamped", stamped_commit()),
         ("command_compact", Command::Compact { horizon: 17 }),
         ("command_noop", Command::Noop),
         (

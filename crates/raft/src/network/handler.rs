@@ -23,6 +23,7 @@ use openraft::{Raft, ReadPolicy};
 
 use crate::apply_tracker::WriteAck;
 use crate::network::Snapshot;
+use crate::oracle::{stamp, system_micros};
 use crate::types::{DolmenRaft, SnapshotFile, Vote};
 use crate::{Applied, BoxFuture, NodeId, ProposeError, WriteAdmission};
 
@@ -271,7 +272,8 @@ where
             None => None,
         };
         let start = Instant::now();
-        match tokio::time::timeout(timeout, self.raft.client_write(command)).await {
+        let stamped = stamp(command, system_micros());
+        match tokio::time::timeout(timeout, self.raft.client_write(stamped)).await {
             Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
             // Applied here; under `replication_mode = "all"` also on every voter.
             Ok(Ok(response)) => self.ack.acknowledge(response).await,

@@ -78,7 +78,7 @@ impl RaftNode {
         if self.raft.is_initialized().await.map_err(CoreStopped)? {
             return Ok(Formation::AlreadyInitialized);
         }
-        if *self.shared.applied.borrow() > 0 {
+        if self.shared.applied.borrow().version > 0 {
             return Ok(Formation::HoldsData);
         }
         let survey = self.survey_peers().await?;

@@ -180,7 +180,7 @@ impl RaftNode {
 
     /// The version applied on this node.
     pub fn applied_version(&self) -> Version {
-        *self.shared.applied.borrow()
+        self.shared.applied.borrow().version
     }
 
     /// Resolves when the Raft core stops on its own (a fatal error), with the reason.

@@ -26,7 +26,7 @@ use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
 use crate::snapshot::SnapshotDir;
-use crate::state_machine::StateMachine;
+use crate::state_machine::{AppliedPosition, StateMachine};
 use crate::types::{Raft, GROUP_ID};
 
 /// Why a node could not start.
@@ -119,7 +119,7 @@ impl RaftNode {
         let log_state = log_store.get_log_state().await?;
         let initialized = log_state.last_log_id.is_some() || log_store.read_vote().await?.is_some();
         let log = log_store.clone();
-        let (applied_tx, applied_rx) = watch::channel(engine.applied_version());
+        let (applied_tx, applied_rx) = watch::channel(AppliedPosition::default());
         // Opening may redo an interrupted snapshot install: blocking work.
         let (sm_engine, sm_dir) = (engine.clone(), options.snapshot_dir.clone());
         let mut state_machine =

@@ -1,0 +1,127 @@
+//! A cluster's versions are in FoundationDB units (docs/sharding.md §3.1): the leader stamps its
+//! clock into each commit it proposes, and every replica derives the same version from it,
+//! `max(last + 1, stamp)`. So versions are microseconds of wall time, strictly increasing,
+//! identical on every replica, and above everything before after the leader is killed.
+//! Through the real binary and a stock Thrift client, on the leader and on a follower.
+//!
+//! Run: `cargo build --workspace --all-targets && cargo test --workspace --test cluster_versions`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dolmen_tests::client::{op, op_set};
+use dolmen_tests::replicated::LEADER_TIMEOUT;
+use dolmen_tests::{connect_buffered, KvClient, KvExt, ReplicatedCluster};
+
+fn now_us() -> i64 {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since.as_micros()).expect("microseconds fit in i64")
+}
+
+/// Commits `n` blind sets through `kv`, each checked against the clock around it and above
+/// `last`; returns the last version.
+fn commit_in_microseconds(kv: &mut KvClient, what: &str, n: u32, mut last: i64) -> i64 {
+    for i in 0..n {
+        let before = now_us();
+        let rv = kv.read_version();
+        assert!(
+            rv >= last,
+            "{what}: read version {rv} below acknowledged commit {last}"
+        );
+        let key = format!("cluster-versions/{what}/{}", i % 5);
+        let cv = kv.must_commit(rv, vec![op_set(key.as_bytes(), b"v")], vec![]);
+        let after = now_us();
+        assert!(cv > last, "{what}: commit version {cv} not above {last}");
+        // The leader's clock, read between the two readings of ours (same machine), unless
+        // earlier versions were already above it: then one above the last.
+        assert!(
+            cv >= before.min(last + 1) && cv <= after.max(last + 1),
+            "{what}: expected a version in microseconds of wall time between {before} and \
+             {after} (or {} if the clock lags the versions); got {cv}",
+            last + 1
+        );
+        last = cv;
+    }
+    last
+}
+
+#[test]
+fn cluster_versions_are_microseconds_identical_on_every_replica_and_survive_a_leader_kill() {
+    // History kept long enough to compare digests at the versions of this test.
+    let mut cluster = ReplicatedCluster::builder()
+        .set("mvcc", "retention_window_ms", 120_000)
+        .start();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let follower = (leader + 1) % cluster.node_count();
+
+    let mut on_leader = connect_buffered(cluster.thrift_endpoint(leader));
+    let last = commit_in_microseconds(&mut on_leader, "leader", 50, 0);
+    let mut on_follower = connect_buffered(cluster.thrift_endpoint(follower));
+    let mut last = commit_in_microseconds(&mut on_follower, "follower", 50, last);
+
+    // A versionstamp carries the commit version, whichever node the commit went through.
+    let rv = on_follower.read_version();
+    let stamped = on_follower.must_commit(
+        rv,
+        vec![op(
+            "SET_VERSIONSTAMPED_VALUE",
+            b"cluster-versions/stamped",
+            Some(&[0u8; 10]),
+            None,
+        )],
+        vec![],
+    );
+    let value = on_leader.get_value(b"cluster-versions/stamped");
+    assert!(value.found && value.value.len() == 10, "{value:?}");
+    assert_eq!(
+        i64::from_be_bytes(value.value[..8].try_into().expect("8 bytes")),
+        stamped,
+        "the stamp is the commit version"
+    );
+    last = last.max(stamped);
+
+    // Every replica derived the same versions: at the versions just below and at the stamped
+    // commit, and at the last one, every replica's data digest is the same (a replica that
+    // gave a commit another version would see it appear at another version).
+    let stamped = u64::try_from(stamped).expect("positive");
+    agree_at(
+        &cluster,
+        &[stamped - 1, stamped, u64::try_from(last).expect("positive")],
+    );
+
+    // Killing the leader: the next leader's versions continue above.
+    cluster.kill9(leader);
+    let next = cluster.wait_for_leader(LEADER_TIMEOUT);
+    assert_ne!(next, leader);
+    let mut on_next = connect_buffered(cluster.thrift_endpoint(next));
+    let last = commit_in_microseconds(&mut on_next, "next leader", 20, last);
+
+    // The killed node comes back, applies the new leader's entries, and agrees.
+    cluster.start(leader);
+    agree_at(&cluster, &[stamped, u64::try_from(last).expect("positive")]);
+}
+
+/// Waits until every node applied the highest of `versions`, then checks that all nodes have
+/// the same data digest at each of them.
+fn agree_at(cluster: &ReplicatedCluster, versions: &[u64]) {
+    let top = versions.iter().copied().max().expect("versions");
+    let nodes = cluster.running();
+    for &i in &nodes {
+        cluster.wait_applied_at_least(i, top);
+    }
+    for &v in versions {
+        let digests: Vec<String> = nodes
+            .iter()
+            .map(|&i| {
+                cluster
+                    .digest(i, v)
+                    .unwrap_or_else(|e| panic!("node {i}'s digest at {v}: {e}"))
+            })
+            .collect();
+        assert!(
+            digests.iter().all(|d| d == &digests[0]),
+            "replicas {nodes:?} disagree at version {v}: {digests:?}"
+        );
+    }
+}
