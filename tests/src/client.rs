@@ -169,6 +169,44 @@ pub fn op(kind: &str, key: &[u8], value: Option<&[u8]>, column_family: Option<&s
 }
 
 /// A `GetRangeRequest` with every optional field absent (the server applies WIRE §3 defaults).
+/// The wall clock in microseconds since the Unix epoch: the unit of Dolmen's versions
+/// (docs/sharding.md §3.1).
+///
+/// # Panics
+/// When the clock is before 1970.
+pub fn now_micros() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is after 1970");
+    i64::try_from(since.as_micros()).expect("microseconds fit in i64")
+}
+
+/// Commits a `SET_VERSIONSTAMPED_VALUE` of ten zero bytes at `key` through `writer`, reads the
+/// value back through `reader`, and returns the commit version and the version in the stamp's
+/// first eight bytes (they must be equal).
+///
+/// # Panics
+/// When the commit fails or the stamped value is not found or not ten bytes long.
+pub fn versionstamped_commit(
+    writer: &mut KvClient,
+    reader: &mut KvClient,
+    key: &[u8],
+) -> (i64, i64) {
+    let rv = writer.read_version();
+    let committed = writer.must_commit(
+        rv,
+        vec![op("SET_VERSIONSTAMPED_VALUE", key, Some(&[0u8; 10]), None)],
+        vec![],
+    );
+    let value = reader.get_value(key);
+    assert!(
+        value.found && value.value.len() == 10,
+        "expected a 10-byte versionstamp at {key:?}, got {value:?}"
+    );
+    let stamped = i64::from_be_bytes(value.value[..8].try_into().expect("8 bytes"));
+    (committed, stamped)
+}
+
 pub fn range_all_absent() -> GetRangeRequest {
     GetRangeRequest::new(
         None::<Vec<u8>>,

@@ -6,18 +6,9 @@
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test cluster_versions`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use dolmen_tests::client::{op, op_set};
+use dolmen_tests::client::{now_micros as now_us, op_set, versionstamped_commit};
 use dolmen_tests::replicated::LEADER_TIMEOUT;
 use dolmen_tests::{connect_buffered, KvClient, KvExt, ReplicatedCluster};
-
-fn now_us() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970");
-    i64::try_from(since.as_micros()).expect("microseconds fit in i64")
-}
 
 /// Commits `n` blind sets through `kv`, each checked against the clock around it and above
 /// `last`; returns the last version.
@@ -61,24 +52,12 @@ fn cluster_versions_are_microseconds_identical_on_every_replica_and_survive_a_le
     let mut last = commit_in_microseconds(&mut on_follower, "follower", 50, last);
 
     // A versionstamp carries the commit version, whichever node the commit went through.
-    let rv = on_follower.read_version();
-    let stamped = on_follower.must_commit(
-        rv,
-        vec![op(
-            "SET_VERSIONSTAMPED_VALUE",
-            b"cluster-versions/stamped",
-            Some(&[0u8; 10]),
-            None,
-        )],
-        vec![],
+    let (stamped, in_stamp) = versionstamped_commit(
+        &mut on_follower,
+        &mut on_leader,
+        b"cluster-versions/stamped",
     );
-    let value = on_leader.get_value(b"cluster-versions/stamped");
-    assert!(value.found && value.value.len() == 10, "{value:?}");
-    assert_eq!(
-        i64::from_be_bytes(value.value[..8].try_into().expect("8 bytes")),
-        stamped,
-        "the stamp is the commit version"
-    );
+    assert_eq!(in_stamp, stamped, "the stamp is the commit version");
     last = last.max(stamped);
 
     // Every replica derived the same versions: at the versions just below and at the stamped

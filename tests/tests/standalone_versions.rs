@@ -4,17 +4,8 @@
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test standalone_versions`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use dolmen_tests::client::{op, op_set};
+use dolmen_tests::client::{now_micros as now_us, op_set, versionstamped_commit};
 use dolmen_tests::{connect_buffered, KvExt, Standalone, TestCluster};
-
-fn now_us() -> i64 {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("the clock is after 1970");
-    i64::try_from(since.as_micros()).expect("microseconds fit in i64")
-}
 
 #[test]
 fn standalone_versions_are_microseconds_and_never_go_back_across_restarts() {
@@ -49,22 +40,9 @@ fn standalone_versions_are_microseconds_and_never_go_back_across_restarts() {
     }
 
     // A versionstamp carries the commit version in its first eight bytes.
-    let rv = kv.read_version();
-    let stamped = kv.must_commit(
-        rv,
-        vec![op(
-            "SET_VERSIONSTAMPED_VALUE",
-            b"versions/stamped",
-            Some(&[0u8; 10]),
-            None,
-        )],
-        vec![],
-    );
-    let value = kv.get_value(b"versions/stamped");
-    assert!(value.found, "the versionstamped value is readable");
-    assert_eq!(value.value.len(), 10, "a 10-byte versionstamp");
-    let stamp_version = i64::from_be_bytes(value.value[..8].try_into().expect("8 bytes"));
-    assert_eq!(stamp_version, stamped, "the stamp is the commit version");
+    let mut reader = connect_buffered(node.thrift_endpoint());
+    let (stamped, in_stamp) = versionstamped_commit(&mut kv, &mut reader, b"versions/stamped");
+    assert_eq!(in_stamp, stamped, "the stamp is the commit version");
     last = stamped;
 
     // A restart starts above everything handed out before.

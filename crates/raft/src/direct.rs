@@ -271,18 +271,24 @@ mod tests {
         })
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_proposals_get_distinct_increasing_versions_and_survive_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let open = || {
-            Arc::new(Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap())
-        };
-        let options = DirectOptions {
+    fn open_engine(dir: &std::path::Path) -> Arc<Engine> {
+        Arc::new(Engine::open(&EngineOptions::new(dir, vec!["default".into()])).unwrap())
+    }
+
+    fn options() -> DirectOptions {
+        DirectOptions {
             node_id: 0,
             client_addr: "127.0.0.1:9090".into(),
             max_batch: 64,
             max_outstanding: 1024,
-        };
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_proposals_get_distinct_increasing_versions_and_survive_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || open_engine(dir.path());
+        let options = options();
         let direct = Arc::new(Direct::start(open(), options.clone()).unwrap());
         let tasks: Vec<_> = (0..200)
             .map(|i| {
@@ -322,15 +328,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn versions_follow_the_clock_and_never_go_back() {
         let dir = tempfile::tempdir().unwrap();
-        let open = || {
-            Arc::new(Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap())
-        };
-        let options = DirectOptions {
-            node_id: 0,
-            client_addr: "127.0.0.1:9090".into(),
-            max_batch: 64,
-            max_outstanding: 1024,
-        };
+        let open = || open_engine(dir.path());
+        let options = options();
         let now = Arc::new(std::sync::atomic::AtomicU64::new(1_765_000_000_000_000));
         let clock: Clock = {
             let now = now.clone();
