@@ -13,6 +13,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use crate::codec;
+use crate::log_store::GroupId;
 use crate::network::faults::{admit, decide, FaultAction, PeerFaults};
 use crate::network::forward_stream::{ForwardStreams, Reply};
 use crate::network::wire::{self, pb};
@@ -124,36 +125,59 @@ pub(crate) fn is_connect_error(status: &Status) -> bool {
     false
 }
 
-/// Follower → leader calls (`Forward`, `ReadIndex`) and the bootstrap `Probe`. Cheap to clone;
-/// clones share the channel cache (also shared with the [`GrpcNetworkFactory`] that made it).
+/// Follower → leader calls (`Forward`, `ReadIndex`) and the bootstrap `Probe`, for one Raft
+/// group (every request names it). Cheap to clone; clones, and the clients of other groups from
+/// [`PeerClient::for_group`], share the channel cache and the forward streams (also shared with
+/// the [`GrpcNetworkFactory`] that made it), so every group's calls to a peer share its one
+/// connection.
 ///
 /// [`GrpcNetworkFactory`]: crate::network::GrpcNetworkFactory
 #[derive(Clone)]
 pub struct PeerClient {
     from: NodeId,
+    /// The group every request is for.
+    group: GroupId,
     channels: Channels,
     faults: Option<Arc<dyn PeerFaults>>,
-    /// The forward streams, one per leader address, shared by clones.
+    /// The forward streams, one per leader address for every group, shared by clones.
     streams: Arc<ForwardStreams>,
 }
 
 impl PeerClient {
-    /// A client for node `this_node` with its own channel cache.
+    /// A client of group 0 for node `this_node` with its own channel cache.
     pub fn new(this_node: NodeId, options: NetworkOptions) -> Self {
-        Self::from_parts(this_node, Channels::new(options), None)
+        let channels = Channels::new(options);
+        let streams = Arc::new(ForwardStreams::new(channels.clone()));
+        Self::from_parts(this_node, GROUP_ID, channels, streams, None)
     }
 
     pub(crate) fn from_parts(
         from: NodeId,
+        group: GroupId,
         channels: Channels,
+        streams: Arc<ForwardStreams>,
         faults: Option<Arc<dyn PeerFaults>>,
     ) -> Self {
         Self {
             from,
-            streams: Arc::new(ForwardStreams::new(channels.clone())),
+            group,
+            streams,
             channels,
             faults,
         }
+    }
+
+    /// The same client for `group`: the same channels, forward streams and fault hook.
+    pub fn for_group(&self, group: GroupId) -> Self {
+        Self {
+            group,
+            ..self.clone()
+        }
+    }
+
+    /// The group this client's requests are for.
+    pub fn group(&self) -> GroupId {
+        self.group
     }
 
     /// Passes every outgoing call through `faults` (tests only).
@@ -189,8 +213,9 @@ impl PeerClient {
         let sent = async {
             gate.await;
             // A stream that closed just before the command went out is replaced once.
-            match self.streams.send(to, peer_addr, body, timeout).await {
-                Reply::Closed(body) => self.streams.send(to, peer_addr, body, timeout).await,
+            let group = self.group;
+            match self.streams.send(group, to, peer_addr, body, timeout).await {
+                Reply::Closed(body) => self.streams.send(group, to, peer_addr, body, timeout).await,
                 reply => reply,
             }
         };
@@ -228,7 +253,7 @@ impl PeerClient {
             .client(peer_addr)
             .map_err(|e| unavailable(e.to_string()))?;
         let mut request = Request::new(pb::ForwardRequest {
-            group_id: GROUP_ID,
+            group_id: self.group,
             command: body,
             timeout_ms: millis(timeout),
         });
@@ -276,7 +301,7 @@ impl PeerClient {
             .client(peer_addr)
             .map_err(|e| unavailable(e.to_string()))?;
         let mut request = Request::new(pb::ReadIndexRequest {
-            group_id: GROUP_ID,
+            group_id: self.group,
             timeout_ms: millis(timeout),
         });
         request.set_timeout(timeout.saturating_add(ANSWER_GRACE));
@@ -334,7 +359,9 @@ impl PeerClient {
             .channels
             .client(peer_addr)
             .map_err(|e| unavailable(e.to_string()))?;
-        let mut request = Request::new(pb::ProbeRequest { group_id: GROUP_ID });
+        let mut request = Request::new(pb::ProbeRequest {
+            group_id: self.group,
+        });
         request.set_timeout(timeout);
         let gate = admit(self.faults.as_ref(), self.from, to, "Probe");
         let call = async move {
@@ -382,7 +409,7 @@ impl PeerClient {
     ) -> BoxFuture<'static, Result<(), ProposeError>> {
         let target = format!("applied reports to node {to} at {peer_addr}");
         let client = self.channels.client(peer_addr);
-        let (from, faults) = (self.from, self.faults.clone());
+        let (from, group, faults) = (self.from, self.group, self.faults.clone());
         // The request stream is a channel fed beside the call (a stream adapter with an async
         // closure here makes the call's future one the compiler cannot prove `Send`).
         let (reports, outgoing) = tokio::sync::mpsc::channel::<pb::AppliedReport>(1);
@@ -394,7 +421,7 @@ impl PeerClient {
                     FaultAction::Deliver | FaultAction::Duplicate => {}
                 }
                 let report = pb::AppliedReport {
-                    group_id: GROUP_ID,
+                    group_id: group,
                     from,
                     applied,
                 };
@@ -425,12 +452,13 @@ impl PeerClient {
     }
 }
 
-/// Statuses the server returns before the handler runs (a bad request, an unknown method, a
-/// message over the size limit): the request was not processed.
+/// Statuses the server returns before the handler runs (a bad request, a group the peer does
+/// not run, an unknown method, a message over the size limit): the request was not processed.
 fn refused_unprocessed(status: &Status) -> bool {
     matches!(
         status.code(),
         Code::InvalidArgument
+            | Code::NotFound
             | Code::FailedPrecondition
             | Code::Unimplemented
             | Code::ResourceExhausted

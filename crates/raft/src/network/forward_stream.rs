@@ -27,10 +27,11 @@ use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Code, Status, Streaming};
 
+use crate::log_store::GroupId;
 use crate::network::client::{is_connect_error, Channels};
+use crate::network::router::GroupRouter;
 use crate::network::wire::{self, pb};
 use crate::network::PeerHandler;
-use crate::types::GROUP_ID;
 use crate::{NodeId, ProposeError};
 
 /// Most commands in one batch.
@@ -65,6 +66,8 @@ pub(crate) enum Reply {
 }
 
 struct Queued {
+    /// The Raft group the command is for; one stream carries every group's commands.
+    group: GroupId,
     command: Vec<u8>,
     timeout_ms: u64,
     reply: oneshot::Sender<Reply>,
@@ -74,8 +77,9 @@ struct Queued {
 /// answered `Lost`).
 type Slots = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
 
-/// The client side: one queue and driver task per leader address, started on first use and
-/// kept while this value lives (drivers end when it is dropped).
+/// The client side: one queue and driver task per leader address (whatever groups it leads:
+/// each item names its own), started on first use and kept while this value lives (drivers end
+/// when it is dropped).
 pub(crate) struct ForwardStreams {
     channels: Channels,
     queues: Mutex<HashMap<String, mpsc::Sender<Queued>>>,
@@ -89,11 +93,12 @@ impl ForwardStreams {
         }
     }
 
-    /// Queues `command` (encoded) for the leader `to` at `peer_addr` and waits for what became
-    /// of it. The caller bounds the wait; dropping the future before the command is sent
-    /// withdraws it (it is never sent).
+    /// Queues `command` (encoded) for the leader of `group`, `to` at `peer_addr`, and waits for
+    /// what became of it. The caller bounds the wait; dropping the future before the command is
+    /// sent withdraws it (it is never sent).
     pub(crate) async fn send(
         &self,
+        group: GroupId,
         to: NodeId,
         peer_addr: &str,
         command: Vec<u8>,
@@ -101,6 +106,7 @@ impl ForwardStreams {
     ) -> Reply {
         let (reply, answer) = oneshot::channel();
         let mut queued = Queued {
+            group,
             command,
             timeout_ms: u64::try_from(timeout.as_millis())
                 .unwrap_or(u64::MAX)
@@ -203,7 +209,7 @@ async fn drive(to: NodeId, addr: String, channels: Channels, mut queue: mpsc::Re
                 bytes += q.command.len();
                 items.push(pb::ForwardItem {
                     id: next_id,
-                    group_id: GROUP_ID,
+                    group_id: q.group,
                     command: q.command,
                     timeout_ms: q.timeout_ms,
                 });
@@ -325,19 +331,19 @@ async fn read_answers(to: NodeId, mut answers: Streaming<pb::ForwardReplies>, sl
     }
 }
 
-/// The server side of one stream: proposes every item as it arrives (each through
-/// [`PeerHandler::forward`], exactly like a unary `Forward`) and sends the answers that are
-/// ready together in one message. Ends when the follower closes its side and every answer is
-/// sent, when the follower goes away, or when the server shuts down.
+/// The server side of one stream: proposes every item as it arrives (each through its group's
+/// [`PeerHandler::forward`](crate::network::PeerHandler::forward), exactly like a unary
+/// `Forward`) and sends the answers that are ready together in one message. Ends when the
+/// follower closes its side and every answer is sent, when the follower goes away, or when the
+/// server shuts down.
 pub(crate) fn serve(
-    handler: Arc<dyn PeerHandler>,
+    router: GroupRouter,
     mut incoming: Streaming<pb::ForwardBatch>,
     max_timeout: Duration,
     mut closed: watch::Receiver<bool>,
 ) -> ReceiverStream<Result<pb::ForwardReplies, Status>> {
     let (answers, out) = mpsc::channel(16);
     tokio::spawn(async move {
-        let handler = handler.as_ref();
         let mut pending = FuturesUnordered::new();
         let mut reading = true;
         loop {
@@ -345,7 +351,7 @@ pub(crate) fn serve(
                 batch = incoming.message(), if reading => match batch {
                     Ok(Some(batch)) => {
                         for item in batch.items {
-                            pending.push(answer(handler, item, max_timeout));
+                            pending.push(answer(&router, item, max_timeout));
                         }
                     }
                     Ok(None) => reading = false,
@@ -377,18 +383,26 @@ async fn shutting_down(closed: &mut watch::Receiver<bool>) {
     let _ = closed.wait_for(|closed| *closed).await;
 }
 
-/// One item's answer: refused without proposing when it names another group, asks for no
-/// time, or does not decode.
-async fn answer(
-    handler: &dyn PeerHandler,
+/// One item's answer: refused without proposing when it names a group this node does not run,
+/// asks for no time, or does not decode. The group is looked up as the item arrives.
+fn answer(
+    router: &GroupRouter,
     item: pb::ForwardItem,
     cap: Duration,
-) -> pb::ForwardReply {
+) -> impl std::future::Future<Output = pb::ForwardReply> + Send + 'static {
     let id = item.id;
-    let result = match checked(item, cap) {
-        Err(refusal) => Err(refusal),
-        Ok((command, timeout)) => handler.forward(command, timeout).await,
-    };
+    let checked = checked(router, item, cap);
+    async move {
+        let result = match checked {
+            Err(refusal) => Err(refusal),
+            Ok((handler, command, timeout)) => handler.forward(command, timeout).await,
+        };
+        reply(id, result)
+    }
+}
+
+/// A forwarded write's answer as its reply.
+fn reply(id: u64, result: Result<crate::Applied, ProposeError>) -> pb::ForwardReply {
     let response = wire::forward_response_to_pb(&result).unwrap_or_else(|e| {
         // Applied, but the outcome cannot be encoded: unknown to the follower.
         tracing::warn!(error = %e, "cannot encode a forwarded write's outcome");
@@ -402,16 +416,21 @@ async fn answer(
     }
 }
 
+/// An item's handler, command and timeout, or why it is refused (not proposed).
 fn checked(
+    router: &GroupRouter,
     item: pb::ForwardItem,
     cap: Duration,
-) -> Result<(dolmen_engine::Command, Duration), ProposeError> {
+) -> Result<(Arc<dyn PeerHandler>, dolmen_engine::Command, Duration), ProposeError> {
     let refused =
         |what: String| ProposeError::Unavailable(format!("forwarded write refused: {what}"));
-    wire::check_group(item.group_id).map_err(|s| refused(s.message().to_owned()))?;
+    let entry = router
+        .get(item.group_id)
+        .map_err(|not_here| refused(not_here.to_string()))?;
     if item.timeout_ms == 0 {
         return Err(refused("timeout_ms: must be greater than 0".into()));
     }
     let command = wire::command_from_pb(&item.command).map_err(|e| refused(e.to_string()))?;
-    Ok((command, Duration::from_millis(item.timeout_ms).min(cap)))
+    let timeout = Duration::from_millis(item.timeout_ms).min(cap);
+    Ok((Arc::clone(&entry.handler), command, timeout))
 }

@@ -1,16 +1,19 @@
 //! The peer transport (docs/replication.md §6): gRPC (tonic) between replicas.
 //!
 //! ```text
-//!  RaftCore ─▶ GrpcNetworkFactory ─▶ GrpcNetwork (RaftNetworkV2) ─┐
-//!  RaftReplicator ─▶ PeerClient (forward, read_index, probe) ──────┤ one lazily connected
-//!                                                                  │ Channel per peer address
-//!                     [PeerFaults hook: deliver | drop | delay] ◀──┘
-//!        ══ gRPC dolmen.raft.v1.Peer ══▶ serve() ─▶ dyn PeerHandler ─▶ RaftPeerHandler ─▶ Raft
+//!  RaftCore ─▶ GrpcNetworkFactory (per group) ─▶ GrpcNetwork (RaftNetworkV2) ─┐
+//!  RaftReplicator ─▶ PeerClient (forward, read_index, probe; per group) ───────┤ one lazily
+//!                                                      connected Channel per   │ peer address,
+//!                     [PeerFaults hook: deliver | drop | delay] ◀── every group ┘ shared
+//!   ══ gRPC dolmen.raft.v1.Peer ══▶ serve_router() ─▶ GroupRouter[group_id] ─▶ dyn PeerHandler
+//!                                      (NOT_FOUND: group not here)   └─▶ RaftPeerHandler ─▶ Raft
 //! ```
 //!
 //! - [`handler`]: the [`PeerHandler`] seam the server calls, and [`RaftPeerHandler`], its
 //!   implementation over `openraft::Raft`.
-//! - [`server`]: [`serve`], the tonic server, including the snapshot receiver.
+//! - [`router`]: [`GroupRouter`], the groups the server answers for, and [`GroupNotHere`].
+//! - [`server`]: [`serve_router`] (and [`serve`] for one group), the tonic server, including
+//!   the snapshot receiver.
 //! - [`client`]: the channel cache and [`PeerClient`] (follower → leader calls).
 //! - `forward_stream`: forwarded writes batched on one stream per leader, both sides.
 //! - [`raft_network`]: [`GrpcNetworkFactory`], openraft's network over the same channels.
@@ -23,6 +26,7 @@ pub mod faults;
 mod forward_stream;
 pub mod handler;
 pub mod raft_network;
+pub mod router;
 pub mod server;
 pub mod silent;
 pub mod tls;
@@ -34,9 +38,11 @@ pub use client::{BadPeerAddress, PeerClient};
 pub use faults::{FaultAction, PeerFaults};
 pub use handler::{PeerHandler, ProbeInfo, RaftPeerHandler};
 pub use raft_network::{GrpcNetwork, GrpcNetworkFactory};
-pub use server::{serve, serve_with, IncomingSnapshot, ServeOptions};
+pub use router::{GroupEntry, GroupNotHere, GroupRouter};
+pub use server::{serve, serve_groups, serve_router, serve_with, IncomingSnapshot, ServeOptions};
 pub use tls::{PeerTls, PEER_TLS_NAME};
 
+pub use crate::log_store::GroupId;
 pub use crate::types::{Snapshot, SnapshotMeta};
 
 /// The largest gRPC message either side decodes or encodes: a commit is at most 10 MB (WIRE

@@ -3,9 +3,9 @@
 //!
 //! Replication and heartbeats go through `stream_append`: one pipelined `AppendStream` per
 //! replication session, each request answered within the soft TTL (`open_append_stream`).
-//! Every unary call is bounded by `RPCOption::soft_ttl()`. Errors: a failed connection or a
-//! peer whose Raft stopped (`UNAVAILABLE`) → `Unreachable` (openraft backs off); our own deadline
-//! → `Timeout`; anything else → `Network`. Remote verdicts (higher vote, conflict, transfer
+//! Every unary call is bounded by `RPCOption::soft_ttl()`. Errors: a failed connection, a peer
+//! whose Raft stopped (`UNAVAILABLE`) or that does not run the group (`NOT_FOUND`) →
+//! `Unreachable` (openraft backs off); our own deadline → `Timeout`; anything else → `Network`. Remote verdicts (higher vote, conflict, transfer
 //! refusals) are ordinary responses and pass through unchanged.
 
 use std::collections::VecDeque;
@@ -30,14 +30,16 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 use tonic::{Code, Request, Response, Status, Streaming};
 
+use crate::log_store::GroupId;
 use crate::network::client::{is_connect_error, BadPeerAddress, Channels, GrpcClient};
 use crate::network::faults::{admit, decide, gate, FaultAction, PeerFaults};
+use crate::network::forward_stream::ForwardStreams;
 use crate::network::wire::{self, pb};
 use crate::network::{
     NetworkOptions, PeerClient, Snapshot, APPEND_BATCH_BYTES, MAX_SNAPSHOT_CHUNK_BYTES,
 };
 use crate::snapshot::SnapshotStats;
-use crate::types::{DolmenRaft, NodeAddr, SnapshotFile, Vote};
+use crate::types::{DolmenRaft, NodeAddr, SnapshotFile, Vote, GROUP_ID};
 use crate::NodeId;
 
 /// First wait after a peer turned out unreachable; doubles up to [`BACKOFF_MAX`].
@@ -49,25 +51,48 @@ const SNAPSHOT_CHANNEL_CHUNKS: usize = 4;
 
 type RaftRpcError = RPCError<DolmenRaft>;
 
-/// Builds openraft's per-target network clients for node `this_node`; all of them, and the
-/// [`PeerClient`] from [`GrpcNetworkFactory::peer_client`], share one channel per address.
+/// Builds openraft's per-target network clients of one Raft group for node `this_node`; all
+/// of them, the [`PeerClient`]s from [`GrpcNetworkFactory::peer_client`], and every other
+/// group's factory from [`GrpcNetworkFactory::for_group`] share one channel per address: all
+/// groups' messages to a peer go on its one HTTP/2 connection.
 #[derive(Clone)]
 pub struct GrpcNetworkFactory {
     this_node: NodeId,
+    /// The group every request of its networks and clients is for.
+    group: GroupId,
     channels: Channels,
+    /// The forward streams, one per leader address for every group, shared with its clients.
+    streams: Arc<ForwardStreams>,
     faults: Option<Arc<dyn PeerFaults>>,
     snapshots: Option<Arc<SnapshotStats>>,
 }
 
 impl GrpcNetworkFactory {
-    /// A factory for node `this_node`.
+    /// A factory of group 0 for node `this_node`, with a new channel cache.
     pub fn new(this_node: NodeId, options: NetworkOptions) -> Self {
+        let channels = Channels::new(options);
         Self {
             this_node,
-            channels: Channels::new(options),
+            group: GROUP_ID,
+            streams: Arc::new(ForwardStreams::new(channels.clone())),
+            channels,
             faults: None,
             snapshots: None,
         }
+    }
+
+    /// The factory of `group` on the same channels, forward streams and fault hook (its
+    /// snapshot counter too: give it its own with [`with_snapshot_stats`](Self::with_snapshot_stats)).
+    pub fn for_group(&self, group: GroupId) -> Self {
+        Self {
+            group,
+            ..self.clone()
+        }
+    }
+
+    /// The group this factory's networks and clients speak for.
+    pub fn group(&self) -> GroupId {
+        self.group
     }
 
     /// Counts the snapshots its networks deliver in `stats`.
@@ -83,9 +108,16 @@ impl GrpcNetworkFactory {
         self
     }
 
-    /// A [`PeerClient`] sharing this factory's channels and fault hook.
+    /// A [`PeerClient`] of this factory's group, sharing its channels, forward streams and
+    /// fault hook.
     pub fn peer_client(&self) -> PeerClient {
-        PeerClient::from_parts(self.this_node, self.channels.clone(), self.faults.clone())
+        PeerClient::from_parts(
+            self.this_node,
+            self.group,
+            self.channels.clone(),
+            Arc::clone(&self.streams),
+            self.faults.clone(),
+        )
     }
 
     /// The network to `target` at `node.peer_addr` (no connection is made yet).
@@ -93,6 +125,7 @@ impl GrpcNetworkFactory {
         GrpcNetwork {
             link: Arc::new(Link {
                 from: self.this_node,
+                group: self.group,
                 target,
                 addr: node.peer_addr.clone(),
             }),
@@ -115,6 +148,8 @@ impl RaftNetworkFactory<DolmenRaft> for GrpcNetworkFactory {
 /// Who talks to whom: names both ends in every error of a [`GrpcNetwork`].
 struct Link {
     from: NodeId,
+    /// The group the requests are for.
+    group: GroupId,
     target: NodeId,
     addr: String,
 }
@@ -129,17 +164,19 @@ impl Link {
         }
     }
 
-    /// A failed call → `Unreachable` (not connected, or the peer's Raft is not running) or
-    /// `Network`.
+    /// A failed call → `Unreachable` (not connected, the peer's Raft is not running, or the
+    /// peer does not run the group: openraft backs off and tries again) or `Network`.
     fn status_error(&self, rpc: &str, status: &Status) -> RaftRpcError {
         let message = format!(
-            "{rpc} to node {} at {}: {:?}: {}",
+            "{rpc} of group {} to node {} at {}: {:?}: {}",
+            self.group,
             self.target,
             self.addr,
             status.code(),
             status.message()
         );
-        if is_connect_error(status) || status.code() == Code::Unavailable {
+        let unreachable = matches!(status.code(), Code::Unavailable | Code::NotFound);
+        if is_connect_error(status) || unreachable {
             RPCError::Unreachable(Unreachable::from_string(message))
         } else {
             RPCError::Network(NetworkError::from_string(message))
@@ -262,16 +299,17 @@ where
 {
     const RPC: &str = "AppendEntries";
     let req = input.next().await?;
-    let mut parts: VecDeque<_> = match wire::append_request_to_pb_parts(&req, APPEND_BATCH_BYTES) {
-        Ok(parts) => parts.into(),
-        Err(e) => {
-            book.lock().failure = Some(format!(
-                "cannot encode AppendEntries for node {}: {e}",
-                link.target
-            ));
-            return None;
-        }
-    };
+    let mut parts: VecDeque<_> =
+        match wire::append_request_to_pb_parts(link.group, &req, APPEND_BATCH_BYTES) {
+            Ok(parts) => parts.into(),
+            Err(e) => {
+                book.lock().failure = Some(format!(
+                    "cannot encode AppendEntries for node {}: {e}",
+                    link.target
+                ));
+                return None;
+            }
+        };
     let fault = decide(faults, link.from, link.target, RPC);
     let book_parts = |book: &mut StreamBook, copy: bool| {
         for (i, message) in parts.iter().enumerate() {
@@ -397,12 +435,13 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<DolmenRaft>, RaftRpcError> {
         let ttl = option.soft_ttl();
-        let parts = wire::append_request_to_pb_parts(&rpc, APPEND_BATCH_BYTES).map_err(|e| {
-            RPCError::Network(NetworkError::from_string(format!(
-                "cannot encode AppendEntries for node {}: {e}",
-                self.link.target
-            )))
-        })?;
+        let parts = wire::append_request_to_pb_parts(self.link.group, &rpc, APPEND_BATCH_BYTES)
+            .map_err(|e| {
+                RPCError::Network(NetworkError::from_string(format!(
+                    "cannot encode AppendEntries for node {}: {e}",
+                    self.link.target
+                )))
+            })?;
         // The parts one after the other: the first answer that is not a success, or the last.
         let mut answer = AppendEntriesResponse::Success;
         for message in parts {
@@ -445,7 +484,7 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<DolmenRaft>, RaftRpcError> {
         let ttl = option.soft_ttl();
-        let message = wire::vote_request_to_pb(&rpc);
+        let message = wire::vote_request_to_pb(self.link.group, &rpc);
         let response = self
             .unary(
                 "Vote",
@@ -464,7 +503,7 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<VoteResponse<DolmenRaft>, RaftRpcError> {
         let ttl = option.soft_ttl();
-        let message = wire::vote_request_to_pb(&rpc);
+        let message = wire::vote_request_to_pb(self.link.group, &rpc);
         let response = self
             .unary(
                 "PreVote",
@@ -501,7 +540,7 @@ impl RaftNetworkV2<DolmenRaft> for GrpcNetwork {
         option: RPCOption,
     ) -> Result<TransferLeaderResponse<DolmenRaft>, RaftRpcError> {
         let ttl = option.soft_ttl();
-        let message = wire::transfer_request_to_pb(&req);
+        let message = wire::transfer_request_to_pb(self.link.group, &req);
         let response = self
             .unary(
                 "TransferLeader",
@@ -625,7 +664,7 @@ impl GrpcNetwork {
                 network_error(format!("cannot stat snapshot file {}: {e}", path.display()))
             })?
             .len();
-        let header = wire::snapshot_header_to_pb(&vote, &snapshot.meta, size)
+        let header = wire::snapshot_header_to_pb(self.link.group, &vote, &snapshot.meta, size)
             .map_err(|e| network_error(format!("cannot encode the snapshot header: {e}")))?;
 
         let gate = admit(

@@ -1,6 +1,7 @@
-//! The peer gRPC server: decodes each request, refuses any group but 0, and hands the call to a
-//! [`PeerHandler`]. `InstallSnapshot` streams into a file from [`IncomingSnapshot`], fsyncs it,
-//! and only then calls `install_full_snapshot`; a broken stream deletes the file.
+//! The peer gRPC server: decodes each request, looks up its group in the [`GroupRouter`]
+//! (`NOT_FOUND` for a group this node does not run) and hands the call to that group's
+//! [`PeerHandler`]. `InstallSnapshot` streams into a file from the group's [`IncomingSnapshot`],
+//! fsyncs it, and only then calls `install_full_snapshot`; a broken stream deletes the file.
 
 use std::future::Future;
 use std::io;
@@ -17,12 +18,14 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
+use crate::log_store::GroupId;
 use crate::network::forward_stream;
+use crate::network::router::{GroupEntry, GroupNotHere, GroupRouter};
 use crate::network::silent::SilentClose;
 use crate::network::tls::PeerTls;
-use crate::network::wire::{self, check_group, pb};
+use crate::network::wire::{self, pb};
 use crate::network::{PeerHandler, Snapshot, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
-use crate::types::{DolmenRaft, SnapshotFile};
+use crate::types::{DolmenRaft, SnapshotFile, GROUP_ID};
 
 /// Creates the file a received snapshot is written to: its path and the open, empty file.
 /// Called once per `InstallSnapshot` stream, on a blocking thread.
@@ -69,8 +72,8 @@ impl Default for ServeOptions {
     }
 }
 
-/// Serves the peer protocol on `listener` with [`ServeOptions::default`] until `shutdown`
-/// resolves; see [`serve_with`].
+/// Serves `handler` as group 0 on `listener` with [`ServeOptions::default`] until `shutdown`
+/// resolves; see [`serve_router`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     handler: Arc<dyn PeerHandler>,
@@ -87,14 +90,38 @@ pub async fn serve(
     .await
 }
 
-/// Serves the peer protocol on `listener` until `shutdown` resolves, then drains in-flight
-/// calls; append streams, which live as long as a leader's replication session, end at once.
-/// Connections use TCP_NODELAY, HTTP/2 keep-alive and 64 MiB message limits.
+/// Serves `handler` as group 0 (the only group of a router holding nothing else) on
+/// `listener` until `shutdown` resolves; see [`serve_router`].
 pub async fn serve_with(
     options: ServeOptions,
     listener: tokio::net::TcpListener,
     handler: Arc<dyn PeerHandler>,
     incoming: IncomingSnapshot,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let router = GroupRouter::single(GROUP_ID, handler, incoming);
+    serve_router(options, listener, router, shutdown).await
+}
+
+/// Serves every group of `router` on `listener` with [`ServeOptions::default`] until
+/// `shutdown` resolves; see [`serve_router`].
+pub async fn serve_groups(
+    listener: tokio::net::TcpListener,
+    router: GroupRouter,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    serve_router(ServeOptions::default(), listener, router, shutdown).await
+}
+
+/// Serves the peer protocol on `listener` for the groups in `router` (which may change while
+/// it serves: each request's group is looked up as it arrives) until `shutdown` resolves, then
+/// drains in-flight calls; append streams, which live as long as a leader's replication
+/// session, end at once. Connections use TCP_NODELAY, HTTP/2 keep-alive and 64 MiB message
+/// limits.
+pub async fn serve_router(
+    options: ServeOptions,
+    listener: tokio::net::TcpListener,
+    router: GroupRouter,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
@@ -109,8 +136,7 @@ pub async fn serve_with(
         move |accepted| accepted.map(|stream| SilentClose::new(stream, silent_timeout)),
     );
     let service = pb::peer_server::PeerServer::new(PeerService {
-        handler,
-        incoming,
+        router,
         options: options.clone(),
         closed,
     })
@@ -149,11 +175,18 @@ fn request_timeout(timeout_ms: u64, cap: Duration) -> Result<Duration, Status> {
 }
 
 struct PeerService {
-    handler: Arc<dyn PeerHandler>,
-    incoming: IncomingSnapshot,
+    /// The groups served, looked up by every request.
+    router: GroupRouter,
     options: ServeOptions,
     /// Turns `true` when the server starts shutting down.
     closed: tokio::sync::watch::Receiver<bool>,
+}
+
+impl PeerService {
+    /// The handler of `group`, or `NOT_FOUND` naming it.
+    fn handler(&self, group: GroupId) -> Result<Arc<dyn PeerHandler>, Status> {
+        Ok(Arc::clone(&self.router.get(group)?.handler))
+    }
 }
 
 #[tonic::async_trait]
@@ -163,9 +196,9 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = request.into_inner();
-        check_group(req.group_id)?;
+        let handler = self.handler(req.group_id)?;
         let req = wire::vote_request_from_pb(req)?;
-        let resp = self.handler.vote(req).await.map_err(fatal_status)?;
+        let resp = handler.vote(req).await.map_err(fatal_status)?;
         Ok(Response::new(wire::vote_response_to_pb(&resp)))
     }
 
@@ -174,9 +207,9 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = request.into_inner();
-        check_group(req.group_id)?;
+        let handler = self.handler(req.group_id)?;
         let req = wire::vote_request_from_pb(req)?;
-        let resp = self.handler.pre_vote(req).await.map_err(fatal_status)?;
+        let resp = handler.pre_vote(req).await.map_err(fatal_status)?;
         Ok(Response::new(wire::vote_response_to_pb(&resp)))
     }
 
@@ -184,12 +217,10 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
-        let req = decode_append(request.into_inner())?;
-        let resp = self
-            .handler
-            .append_entries(req)
-            .await
-            .map_err(fatal_status)?;
+        let req = request.into_inner();
+        let handler = self.handler(req.group_id)?;
+        let req = wire::append_request_from_pb(req)?;
+        let resp = handler.append_entries(req).await.map_err(fatal_status)?;
         Ok(Response::new(wire::append_response_to_pb(&resp)))
     }
 
@@ -199,43 +230,30 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         request: Request<Streaming<pb::AppendEntriesRequest>>,
     ) -> Result<Response<Self::AppendStreamStream>, Status> {
-        let (refused, refusal) = tokio::sync::oneshot::channel::<Status>();
-        // The decoded requests, up to the first bad one, whose refusal ends the answers after
-        // every earlier request is answered.
-        let requests = stream::unfold(
-            (request.into_inner(), Some(refused)),
-            |(mut incoming, mut refused)| async move {
-                let status = match incoming.message().await {
-                    Ok(Some(message)) => match decode_append(message) {
-                        Ok(req) => return Some((req, (incoming, refused))),
-                        Err(status) => status,
-                    },
-                    Ok(None) => return None,
-                    Err(status) => status,
-                };
-                if let Some(refused) = refused.take() {
-                    let _ = refused.send(status);
-                }
-                None
-            },
-        );
-        let answers = self
-            .handler
-            .stream_append(Box::pin(requests))
-            .map(|answer| match answer {
-                Ok(result) => Ok(wire::stream_result_to_pb(&result)),
-                Err(fatal) => Err(fatal_status(fatal)),
-            });
-        let refusal =
-            stream::once(refusal).filter_map(|status| async move { status.ok().map(Err) });
+        let mut incoming = request.into_inner();
+        let router = self.router.clone();
+        // A stream carries one group, its first request's, looked up when that arrives; the
+        // response starts at once all the same (as before the router, so a client that waits
+        // for it before sending is not stalled).
+        let answers = stream::once(async move {
+            let first = match incoming.message().await {
+                Ok(Some(first)) => first,
+                Ok(None) => return stream::empty().boxed(),
+                Err(status) => return stream::iter([Err(status)]).boxed(),
+            };
+            let group = first.group_id;
+            match router.get(group) {
+                Ok(entry) => append_answers(router, group, entry, first, incoming),
+                Err(not_here) => stream::iter([Err(not_here.into())]).boxed(),
+            }
+        })
+        .flatten();
         let mut closed = self.closed.clone();
         // An idle stream would otherwise hold the graceful shutdown until the leader sends again.
         let closing = async move {
             let _ = closed.wait_for(|closed| *closed).await;
         };
-        Ok(Response::new(Box::pin(
-            answers.chain(refusal).take_until(closing),
-        )))
+        Ok(Response::new(Box::pin(answers.take_until(closing))))
     }
 
     async fn install_snapshot(
@@ -261,10 +279,10 @@ impl pb::peer_server::Peer for PeerService {
                 ))
             }
         };
-        check_group(header.group_id)?;
+        let group = self.router.get(header.group_id)?;
         let (vote, meta, size) = wire::snapshot_header_from_pb(header)?;
 
-        let incoming = Arc::clone(&self.incoming);
+        let incoming = Arc::clone(&group.incoming);
         let (path, file) = tokio::task::spawn_blocking(move || incoming())
             .await
             .map_err(|e| Status::internal(format!("snapshot file creation panicked: {e}")))?
@@ -278,7 +296,7 @@ impl pb::peer_server::Peer for PeerService {
             meta,
             snapshot: SnapshotFile { path },
         };
-        let resp = self
+        let resp = group
             .handler
             .install_full_snapshot(vote, snapshot)
             .await
@@ -293,13 +311,9 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         let req = request.into_inner();
-        check_group(req.group_id)?;
+        let handler = self.handler(req.group_id)?;
         let req = wire::transfer_request_from_pb(req)?;
-        let resp = self
-            .handler
-            .transfer_leader(req)
-            .await
-            .map_err(fatal_status)?;
+        let resp = handler.transfer_leader(req).await.map_err(fatal_status)?;
         Ok(Response::new(wire::transfer_response_to_pb(&resp)))
     }
 
@@ -308,10 +322,10 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardResponse>, Status> {
         let req = request.into_inner();
-        check_group(req.group_id)?;
+        let handler = self.handler(req.group_id)?;
         let timeout = request_timeout(req.timeout_ms, self.options.max_request_timeout)?;
         let command = wire::command_from_pb(&req.command)?;
-        let result = self.handler.forward(command, timeout).await;
+        let result = handler.forward(command, timeout).await;
         let resp = wire::forward_response_to_pb(&result)
             .map_err(|e| Status::internal(format!("cannot encode the outcome: {e}")))?;
         Ok(Response::new(resp))
@@ -324,7 +338,7 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<Streaming<pb::ForwardBatch>>,
     ) -> Result<Response<Self::ForwardStreamStream>, Status> {
         Ok(Response::new(forward_stream::serve(
-            Arc::clone(&self.handler),
+            self.router.clone(),
             request.into_inner(),
             self.options.max_request_timeout,
             self.closed.clone(),
@@ -336,9 +350,9 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
         let req = request.into_inner();
-        check_group(req.group_id)?;
+        let handler = self.handler(req.group_id)?;
         let timeout = request_timeout(req.timeout_ms, self.options.max_request_timeout)?;
-        let result = self.handler.read_index(timeout).await;
+        let result = handler.read_index(timeout).await;
         Ok(Response::new(wire::read_index_response_to_pb(&result)))
     }
 
@@ -360,8 +374,9 @@ impl pb::peer_server::Peer for PeerService {
             let Some(report) = report else {
                 return Ok(Response::new(pb::Empty {}));
             };
-            check_group(report.group_id)?;
-            self.handler.applied_report(report.from, report.applied);
+            // Each report names its group: one for a group not here ends the stream.
+            self.handler(report.group_id)?
+                .applied_report(report.from, report.applied);
         }
     }
 
@@ -369,8 +384,8 @@ impl pb::peer_server::Peer for PeerService {
         &self,
         request: Request<pb::ProbeRequest>,
     ) -> Result<Response<pb::ProbeResponse>, Status> {
-        check_group(request.into_inner().group_id)?;
-        let info = self.handler.probe().await;
+        let handler = self.handler(request.into_inner().group_id)?;
+        let info = handler.probe().await;
         Ok(Response::new(pb::ProbeResponse {
             node_id: info.node_id,
             initialized: info.initialized,
@@ -380,11 +395,71 @@ impl pb::peer_server::Peer for PeerService {
     }
 }
 
-/// A received `AppendEntriesRequest`: group 0 only, every field decoded.
+/// The answers of an append stream of `group`: its requests (`first`, then the rest of
+/// `incoming`) decoded up to the first bad one and handed to the group's handler; a bad one's
+/// refusal ends the answers after every earlier request is answered.
+fn append_answers(
+    router: GroupRouter,
+    group: GroupId,
+    entry: Arc<GroupEntry>,
+    first: pb::AppendEntriesRequest,
+    incoming: Streaming<pb::AppendEntriesRequest>,
+) -> BoxStream<'static, Result<pb::AppendStreamResponse, Status>> {
+    let (refused, refusal) = tokio::sync::oneshot::channel::<Status>();
+    let handler = Arc::clone(&entry.handler);
+    let state = (Some(first), incoming, Some(refused), router, entry);
+    let requests = stream::unfold(
+        state,
+        move |(mut first, mut incoming, mut refused, router, entry)| async move {
+            let message = match first.take() {
+                Some(first) => Ok(Some(first)),
+                None => incoming.message().await,
+            };
+            let status = match message {
+                Ok(Some(message)) => match decode_append(&router, group, &entry, message) {
+                    Ok(req) => return Some((req, (None, incoming, refused, router, entry))),
+                    Err(status) => status,
+                },
+                Ok(None) => return None,
+                Err(status) => status,
+            };
+            if let Some(refused) = refused.take() {
+                let _ = refused.send(status);
+            }
+            None
+        },
+    );
+    let answers = handler
+        .stream_append(Box::pin(requests))
+        .map(|answer| match answer {
+            Ok(result) => Ok(wire::stream_result_to_pb(&result)),
+            Err(fatal) => Err(fatal_status(fatal)),
+        });
+    let refusal = stream::once(refusal).filter_map(|status| async move { status.ok().map(Err) });
+    answers.chain(refusal).boxed()
+}
+
+/// A message of an append stream of `group` served by `entry`: of that group, which is still
+/// served by `entry`, every field decoded.
 fn decode_append(
+    router: &GroupRouter,
+    group: GroupId,
+    entry: &Arc<GroupEntry>,
     message: pb::AppendEntriesRequest,
 ) -> Result<AppendEntriesRequest<DolmenRaft>, Status> {
-    check_group(message.group_id)?;
+    if message.group_id != group {
+        return Err(Status::invalid_argument(format!(
+            "group_id {} on an append stream of group {group}: a stream carries one group",
+            message.group_id
+        )));
+    }
+    if !router.is_current(group, entry) {
+        return Err(GroupNotHere {
+            group,
+            node: router.node(),
+        }
+        .into());
+    }
     Ok(wire::append_request_from_pb(message)?)
 }
 

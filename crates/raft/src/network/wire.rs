@@ -11,8 +11,9 @@ use openraft::raft::{
 use openraft::StoredMembership;
 
 use crate::codec;
+use crate::log_store::GroupId;
 use crate::network::SnapshotMeta;
-use crate::types::{DolmenRaft, LogId, Vote, GROUP_ID};
+use crate::types::{DolmenRaft, LogId, Vote};
 use crate::{Applied, NodeId, ProposeError};
 
 /// Code generated from `proto/dolmen_raft.proto`.
@@ -48,17 +49,6 @@ impl From<DecodeError> for tonic::Status {
     }
 }
 
-/// Refuses any group but [`GROUP_ID`], naming the field.
-pub fn check_group(group_id: u64) -> Result<(), tonic::Status> {
-    if group_id == GROUP_ID {
-        Ok(())
-    } else {
-        Err(tonic::Status::invalid_argument(format!(
-            "group_id {group_id} is not served here: only group {GROUP_ID} exists"
-        )))
-    }
-}
-
 fn vote(field: &'static str, bytes: &[u8]) -> Result<Vote, DecodeError> {
     codec::decode_vote(bytes).map_err(|e| DecodeError::new(field, e))
 }
@@ -75,30 +65,32 @@ fn enc_opt_log_id(id: Option<&LogId>) -> Option<Vec<u8>> {
     id.map(codec::encode_log_id)
 }
 
-/// `AppendEntriesRequest` → protobuf, as one request.
+/// `AppendEntriesRequest` of `group` → protobuf, as one request.
 pub fn append_request_to_pb(
+    group: GroupId,
     req: &AppendEntriesRequest<DolmenRaft>,
 ) -> io::Result<pb::AppendEntriesRequest> {
-    let mut parts = append_request_to_pb_parts(req, usize::MAX)?;
+    let mut parts = append_request_to_pb_parts(group, req, usize::MAX)?;
     parts
         .pop()
         .ok_or_else(|| io::Error::other("an append encodes to at least one request"))
 }
 
-/// `AppendEntriesRequest` → protobuf requests whose entries total at most `budget` bytes each
+/// `AppendEntriesRequest` of `group` → protobuf requests whose entries total at most `budget` bytes each
 /// (an entry larger than `budget` goes alone), so that no request nears the gRPC message limit
 /// (docs/replication.md §6.3). The parts are consecutive appends with the request's vote and
 /// leader commit, each after the previous part's last entry: a follower appends them in order
 /// (a commit index beyond its log waits for the log), and its answer to the last part is its
 /// answer to the whole request. A request without entries is one part.
 pub fn append_request_to_pb_parts(
+    group: GroupId,
     req: &AppendEntriesRequest<DolmenRaft>,
     budget: usize,
 ) -> io::Result<Vec<pb::AppendEntriesRequest>> {
     let vote = codec::encode_vote(&req.vote);
     let leader_commit = enc_opt_log_id(req.leader_commit.as_ref());
     let part = |prev: Option<&LogId>, entries: Vec<Vec<u8>>| pb::AppendEntriesRequest {
-        group_id: GROUP_ID,
+        group_id: group,
         vote: vote.clone(),
         prev_log_id: enc_opt_log_id(prev),
         entries,
@@ -121,7 +113,7 @@ pub fn append_request_to_pb_parts(
     Ok(parts)
 }
 
-/// Protobuf → `AppendEntriesRequest` (the group is checked by the caller).
+/// Protobuf → `AppendEntriesRequest` (the group is the caller's: the server looks it up).
 pub fn append_request_from_pb(
     req: pb::AppendEntriesRequest,
 ) -> Result<AppendEntriesRequest<DolmenRaft>, DecodeError> {
@@ -201,10 +193,10 @@ pub fn stream_result_from_pb(
     })
 }
 
-/// `VoteRequest` → protobuf (Vote and PreVote share the message).
-pub fn vote_request_to_pb(req: &VoteRequest<DolmenRaft>) -> pb::VoteRequest {
+/// `VoteRequest` of `group` → protobuf (Vote and PreVote share the message).
+pub fn vote_request_to_pb(group: GroupId, req: &VoteRequest<DolmenRaft>) -> pb::VoteRequest {
     pb::VoteRequest {
-        group_id: GROUP_ID,
+        group_id: group,
         vote: codec::encode_vote(&req.vote),
         last_log_id: enc_opt_log_id(req.last_log_id.as_ref()),
         leadership_transfer: req.leadership_transfer,
@@ -241,12 +233,13 @@ pub fn vote_response_from_pb(
     })
 }
 
-/// `TransferLeaderRequest` → protobuf.
+/// `TransferLeaderRequest` of `group` → protobuf.
 pub fn transfer_request_to_pb(
+    group: GroupId,
     req: &TransferLeaderRequest<DolmenRaft>,
 ) -> pb::TransferLeaderRequest {
     pb::TransferLeaderRequest {
-        group_id: GROUP_ID,
+        group_id: group,
         from_leader: codec::encode_vote(req.from_leader()),
         to_node_id: *req.to_node_id(),
         last_log_id: enc_opt_log_id(req.last_log_id()),
@@ -308,14 +301,15 @@ pub fn transfer_response_from_pb(
     })
 }
 
-/// The first message of a snapshot stream.
+/// The first message of a snapshot stream of `group`.
 pub fn snapshot_header_to_pb(
+    group: GroupId,
     leader_vote: &Vote,
     meta: &SnapshotMeta,
     size: u64,
 ) -> io::Result<pb::SnapshotHeader> {
     Ok(pb::SnapshotHeader {
-        group_id: GROUP_ID,
+        group_id: group,
         vote: codec::encode_vote(leader_vote),
         last_log_id: enc_opt_log_id(meta.last_log_id.as_ref()),
         membership_log_id: enc_opt_log_id(meta.last_membership.log_id().as_ref()),

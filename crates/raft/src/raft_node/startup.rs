@@ -23,7 +23,7 @@ use super::{RaftNode, RaftNodeOptions};
 use crate::apply_report::ApplyReporting;
 use crate::apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 use crate::log_store::{LogFsync, LogStore};
-use crate::network::{self, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
+use crate::network::{self, GroupRouter, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
 use crate::snapshot::SnapshotDir;
 use crate::state_machine::{AppliedPosition, StateMachine};
@@ -156,7 +156,10 @@ impl RaftNode {
             tls: options.tls.clone(),
             ..NetworkOptions::default()
         };
+        // Group 0's network; another group's would be `for_group(g)` of it, on the same
+        // connections (docs/sharding.md §8.1).
         let mut network = GrpcNetworkFactory::new(options.node_id, network_options)
+            .for_group(GROUP_ID)
             .with_snapshot_stats(snapshots.clone());
         if let Some(faults) = &options.faults {
             network = network.with_faults(faults.clone());
@@ -223,7 +226,7 @@ impl RaftNode {
         let own_admin = options.this.admin_addr.clone();
         let node_id = options.node_id;
         let election_timeout = options.election_timeout;
-        let handler = Arc::new(
+        let handler: Arc<dyn network::PeerHandler> = Arc::new(
             RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
                 .on_leader_append(Arc::new(move || contact.touch()))
                 .with_write_limit(shared.outstanding.clone(), shared.max_outstanding)
@@ -244,6 +247,10 @@ impl RaftNode {
         );
         let (stop_peers, mut stop_rx) = watch::channel(false);
         let incoming = Arc::new(move || incoming.incoming());
+        // One peer server for every group this node runs; today that is group 0, whose
+        // received snapshots keep going to `snapshot_dir`.
+        let router = GroupRouter::new(options.node_id);
+        router.insert(GROUP_ID, handler, incoming);
         let serve_options = network::ServeOptions {
             tls: options.tls.clone(),
             ..network::ServeOptions::default()
@@ -252,7 +259,7 @@ impl RaftNode {
             let stop = async move {
                 let _ = stop_rx.wait_for(|s| *s).await;
             };
-            let served = network::serve_with(serve_options, peer_listener, handler, incoming, stop);
+            let served = network::serve_router(serve_options, peer_listener, router, stop);
             if let Err(e) = served.await {
                 tracing::error!(error = %e, "the peer server stopped");
             }

@@ -62,7 +62,7 @@ async fn append_entries_round_trips_requests_and_responses() {
     server.stop().await;
 }
 
-fn append_at(prev: u64, entries: u64) -> AppendEntriesRequest<DolmenRaft> {
+pub(crate) fn append_at(prev: u64, entries: u64) -> AppendEntriesRequest<DolmenRaft> {
     AppendEntriesRequest {
         vote: vote(3, 0, true),
         prev_log_id: Some(log_id(3, 0, prev)),
@@ -77,7 +77,7 @@ fn append_at(prev: u64, entries: u64) -> AppendEntriesRequest<DolmenRaft> {
 }
 
 /// Collects a stream's items, failing the test if it has not ended within `TTL`.
-async fn all<T>(stream: impl futures::Stream<Item = T>) -> Vec<T> {
+pub(crate) async fn all<T>(stream: impl futures::Stream<Item = T>) -> Vec<T> {
     tokio::time::timeout(TTL, stream.collect::<Vec<_>>())
         .await
         .expect("the stream ends within the TTL")
@@ -159,7 +159,8 @@ async fn append_stream_refuses_another_group_after_answering_the_requests_before
     let mut raw = pb::peer_client::PeerClient::connect(format!("http://{}", server.addr))
         .await
         .expect("connect");
-    let good = dolmen_raft::network::wire::append_request_to_pb(&append_at(4, 1)).expect("encode");
+    let good =
+        dolmen_raft::network::wire::append_request_to_pb(0, &append_at(4, 1)).expect("encode");
     let mut other_group = good.clone();
     other_group.group_id = 2;
     let answers = raw
@@ -248,17 +249,17 @@ async fn append_stream_faults_drop_as_a_timeout_and_duplicate_without_extra_answ
 fn an_append_cut_in_parts_chains_them_and_keeps_vote_and_commit() {
     use dolmen_raft::network::wire::{append_request_to_pb, append_request_to_pb_parts};
     let req = append_at(1, 5);
-    let whole = append_request_to_pb(&req).expect("encode");
+    let whole = append_request_to_pb(0, &req).expect("encode");
     assert_eq!(
-        append_request_to_pb_parts(&req, usize::MAX).expect("encode"),
+        append_request_to_pb_parts(0, &req, usize::MAX).expect("encode"),
         vec![whole.clone()]
     );
     // A budget below one entry: one entry a part, each after the previous part's last entry.
-    let parts = append_request_to_pb_parts(&req, 1).expect("encode");
+    let parts = append_request_to_pb_parts(0, &req, 1).expect("encode");
     assert_eq!(parts.len(), 5);
     for (i, part) in parts.iter().enumerate() {
         assert_eq!(part.entries, vec![whole.entries[i].clone()], "part {i}");
-        let prev = append_request_to_pb(&append_at(1 + i as u64, 1))
+        let prev = append_request_to_pb(0, &append_at(1 + i as u64, 1))
             .expect("encode")
             .prev_log_id;
         assert_eq!(part.prev_log_id, prev, "part {i}");
@@ -269,7 +270,7 @@ fn an_append_cut_in_parts_chains_them_and_keeps_vote_and_commit() {
     }
     // Two entries fit a budget of two entries' bytes: parts of 2, 2 and 1.
     let two = whole.entries[0].len() + whole.entries[1].len();
-    let sizes: Vec<usize> = append_request_to_pb_parts(&req, two)
+    let sizes: Vec<usize> = append_request_to_pb_parts(0, &req, two)
         .expect("encode")
         .iter()
         .map(|p| p.entries.len())
@@ -278,7 +279,7 @@ fn an_append_cut_in_parts_chains_them_and_keeps_vote_and_commit() {
     // A heartbeat (no entries) is one part.
     let heartbeat = append_at(1, 0);
     assert_eq!(
-        append_request_to_pb_parts(&heartbeat, 1)
+        append_request_to_pb_parts(0, &heartbeat, 1)
             .expect("encode")
             .len(),
         1

@@ -1,6 +1,6 @@
 //! The shared fixture: [`Mock`], a `PeerHandler` that records what arrives and answers from
-//! scripted values; [`Server`], the real tonic server around it on 127.0.0.1:0; and the log id,
-//! vote and membership builders.
+//! scripted values; [`Server`], the real tonic server around it (or around one mock per Raft
+//! group, behind a `GroupRouter`) on 127.0.0.1:0; and the log id, vote and membership builders.
 
 use super::*;
 
@@ -47,6 +47,10 @@ pub(crate) type Received = (Vote, SnapshotMeta, PathBuf, Vec<u8>);
 
 /// Records what arrived and answers from scripted values.
 pub(crate) struct Mock {
+    /// Every call that reached it, by handler method name, in order.
+    pub(crate) calls: Mutex<Vec<&'static str>>,
+    /// The applied reports that reached it: `(from, applied)`.
+    pub(crate) reports: Mutex<Vec<(NodeId, u64)>>,
     pub(crate) appends: Mutex<Vec<AppendEntriesRequest<DolmenRaft>>>,
     /// Requests that arrived on append streams.
     pub(crate) streamed: Arc<Mutex<Vec<AppendEntriesRequest<DolmenRaft>>>>,
@@ -60,6 +64,8 @@ pub(crate) struct Mock {
 impl Mock {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
+            calls: Mutex::new(Vec::new()),
+            reports: Mutex::new(Vec::new()),
             appends: Mutex::new(Vec::new()),
             streamed: Arc::new(Mutex::new(Vec::new())),
             stream_hold: AtomicU64::new(1),
@@ -77,6 +83,7 @@ impl PeerHandler for Mock {
         &self,
         requests: BoxStream<'static, AppendEntriesRequest<DolmenRaft>>,
     ) -> BoxStream<'static, Result<StreamAppendResult<DolmenRaft>, Fatal<DolmenRaft>>> {
+        self.calls.lock().push("stream_append");
         let streamed = Arc::clone(&self.streamed);
         let hold = usize::try_from(self.stream_hold.load(Ordering::SeqCst)).expect("small");
         let answers = requests.chunks(hold.max(1)).flat_map(move |held| {
@@ -106,6 +113,7 @@ impl PeerHandler for Mock {
         &self,
         req: AppendEntriesRequest<DolmenRaft>,
     ) -> BoxFuture<'_, Result<AppendEntriesResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        self.calls.lock().push("append_entries");
         Box::pin(async move {
             let matching = req.entries.last().map(|e| e.log_id).or(req.prev_log_id);
             self.appends.lock().push(req);
@@ -117,6 +125,7 @@ impl PeerHandler for Mock {
         &self,
         req: VoteRequest<DolmenRaft>,
     ) -> BoxFuture<'_, Result<VoteResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        self.calls.lock().push("vote");
         Box::pin(async move {
             Ok(VoteResponse {
                 vote: req.vote,
@@ -130,6 +139,7 @@ impl PeerHandler for Mock {
         &self,
         req: VoteRequest<DolmenRaft>,
     ) -> BoxFuture<'_, Result<VoteResponse<DolmenRaft>, RaftError<DolmenRaft>>> {
+        self.calls.lock().push("pre_vote");
         Box::pin(async move {
             // Refuses, answering with a higher vote of its own: distinguishable from `vote`.
             Ok(VoteResponse {
@@ -145,6 +155,7 @@ impl PeerHandler for Mock {
         vote: Vote,
         snapshot: Snapshot,
     ) -> BoxFuture<'_, Result<SnapshotResponse<DolmenRaft>, Fatal<DolmenRaft>>> {
+        self.calls.lock().push("install_full_snapshot");
         Box::pin(async move {
             let bytes =
                 std::fs::read(&snapshot.snapshot.path).expect("the received file is readable");
@@ -159,6 +170,7 @@ impl PeerHandler for Mock {
         &self,
         req: TransferLeaderRequest<DolmenRaft>,
     ) -> BoxFuture<'_, Result<TransferLeaderResponse<DolmenRaft>, Fatal<DolmenRaft>>> {
+        self.calls.lock().push("transfer_leader");
         Box::pin(async move {
             Ok(Err(TransferLeaderError::LogNotFlushed {
                 expected: req.last_log_id().copied(),
@@ -172,6 +184,7 @@ impl PeerHandler for Mock {
         command: Command,
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Applied, ProposeError>> {
+        self.calls.lock().push("forward");
         Box::pin(async move {
             // The compaction horizon picks the scripted answer.
             match command {
@@ -214,6 +227,7 @@ impl PeerHandler for Mock {
     }
 
     fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>> {
+        self.calls.lock().push("read_index");
         let mode = self.read_mode.lock().clone();
         Box::pin(async move {
             match mode {
@@ -227,7 +241,13 @@ impl PeerHandler for Mock {
         })
     }
 
+    fn applied_report(&self, from: NodeId, applied: u64) {
+        self.calls.lock().push("applied_report");
+        self.reports.lock().push((from, applied));
+    }
+
     fn probe(&self) -> BoxFuture<'_, ProbeInfo> {
+        self.calls.lock().push("probe");
         Box::pin(async move {
             ProbeInfo {
                 node_id: PEER,
@@ -239,10 +259,26 @@ impl PeerHandler for Mock {
     }
 }
 
+/// Creates `incoming-<n>.snap` files in `dir`.
+pub(crate) fn incoming_in(dir: PathBuf) -> IncomingSnapshot {
+    let counter = Arc::new(AtomicU64::new(0));
+    Arc::new(move || {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("incoming-{n}.snap"));
+        let file = std::fs::File::create(&path)?;
+        Ok((path, file))
+    })
+}
+
 /// A running server with its mock and snapshot directory.
 pub(crate) struct Server {
     pub(crate) addr: String,
+    /// The mock of the first (or only) group.
     pub(crate) mock: Arc<Mock>,
+    /// Every group's mock, when started with [`Server::start_groups`].
+    pub(crate) mocks: BTreeMap<u64, Arc<Mock>>,
+    /// The router it serves, when started with [`Server::start_groups`].
+    pub(crate) router: Option<GroupRouter>,
     pub(crate) dir: tempfile::TempDir,
     pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
     pub(crate) task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -263,14 +299,7 @@ impl Server {
         let addr = listener.local_addr().expect("local addr").to_string();
         let mock = Mock::new();
         let dir = tempfile::tempdir().expect("temp dir");
-        let snapshot_dir = dir.path().to_path_buf();
-        let counter = Arc::new(AtomicU64::new(0));
-        let incoming: IncomingSnapshot = Arc::new(move || {
-            let n = counter.fetch_add(1, Ordering::Relaxed);
-            let path = snapshot_dir.join(format!("incoming-{n}.snap"));
-            let file = std::fs::File::create(&path)?;
-            Ok((path, file))
-        });
+        let incoming = incoming_in(dir.path().to_path_buf());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let handler: Arc<dyn PeerHandler> = mock.clone();
         let task = tokio::spawn(serve_with(
@@ -284,7 +313,41 @@ impl Server {
         ));
         Self {
             addr,
+            mocks: BTreeMap::from([(0, mock.clone())]),
             mock,
+            router: None,
+            dir,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// A server of node `node` on 127.0.0.1:0 for `groups` (at least one), a mock each, group
+    /// `g`'s received snapshots in `<dir>/g<g>`.
+    pub(crate) async fn start_groups(node: NodeId, groups: &[u64]) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("local addr").to_string();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let router = GroupRouter::new(node);
+        let mut mocks = BTreeMap::new();
+        for &group in groups {
+            let mock = Mock::new();
+            let snapshots = dir.path().join(format!("g{group}"));
+            std::fs::create_dir_all(&snapshots).expect("group snapshot dir");
+            router.insert(group, mock.clone(), incoming_in(snapshots));
+            mocks.insert(group, mock);
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve_groups(listener, router.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            mock: mocks.values().next().expect("at least one group").clone(),
+            mocks,
+            router: Some(router),
             dir,
             stop: Some(stop),
             task,

@@ -1,8 +1,10 @@
 //! The peer transport end to end: a real tonic server on 127.0.0.1:0 with a mock
 //! `PeerHandler` (`harness`), driven through the real client side (openraft's network from
-//! `GrpcNetworkFactory`, and `PeerClient`); `live` puts a real Raft behind it.
+//! `GrpcNetworkFactory`, and `PeerClient`); `groups` serves several groups behind one
+//! `GroupRouter`; `live` puts a real Raft behind it.
 
 mod append;
+mod groups;
 mod harness;
 mod live;
 mod peer_client;
@@ -22,9 +24,9 @@ use std::time::{Duration, Instant};
 use dolmen_engine::{Command, Outcome, Transaction};
 use dolmen_raft::network::wire::pb;
 use dolmen_raft::network::{
-    serve, serve_with, FaultAction, GrpcNetwork, GrpcNetworkFactory, IncomingSnapshot,
-    NetworkOptions, PeerFaults, PeerHandler, PeerTls, ProbeInfo, ServeOptions, Snapshot,
-    SnapshotMeta,
+    serve, serve_groups, serve_with, FaultAction, GroupRouter, GrpcNetwork, GrpcNetworkFactory,
+    IncomingSnapshot, NetworkOptions, PeerFaults, PeerHandler, PeerTls, ProbeInfo, ServeOptions,
+    Snapshot, SnapshotMeta,
 };
 use dolmen_raft::types::{
     DolmenRaft, Entry, EntryPayload, LogId, Membership, NodeAddr, SnapshotFile, Vote,

@@ -1,10 +1,11 @@
-//! What the transport refuses or cannot reach: requests for another Raft group (named by group
-//! id), and a dead peer reported unreachable within the TTL.
+//! What the transport refuses or cannot reach: requests for a Raft group the server does not
+//! run (`NOT_FOUND` naming it), and a dead peer reported unreachable within the TTL.
 
 use super::*;
 
 #[tokio::test]
-async fn requests_for_another_group_are_refused_naming_group_id() {
+async fn requests_for_a_group_not_here_are_not_found_naming_it() {
+    // `serve_with` serves its one handler as group 0, for a node it does not know by id.
     let server = Server::start().await;
     let mut raw = pb::peer_client::PeerClient::connect(format!("http://{}", server.addr))
         .await
@@ -17,24 +18,16 @@ async fn requests_for_another_group_are_refused_naming_group_id() {
             leadership_transfer: false,
         })
         .await
-        .expect_err("group 3 refused");
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(
-        status.message().contains("group_id"),
-        "{}",
-        status.message()
-    );
+        .expect_err("group 3 is not here");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert_eq!(status.message(), "group 3 is not on this node");
 
     let status = raw
         .probe(pb::ProbeRequest { group_id: 1 })
         .await
-        .expect_err("group 1 refused");
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
-    assert!(
-        status.message().contains("group_id 1"),
-        "{}",
-        status.message()
-    );
+        .expect_err("group 1 is not here");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert_eq!(status.message(), "group 1 is not on this node");
 
     let status = raw
         .forward(pb::ForwardRequest {
@@ -43,12 +36,13 @@ async fn requests_for_another_group_are_refused_naming_group_id() {
             timeout_ms: 100,
         })
         .await
-        .expect_err("group 9 refused");
-    assert_eq!(status.code(), tonic::Code::InvalidArgument);
+        .expect_err("group 9 is not here");
+    assert_eq!(status.code(), tonic::Code::NotFound);
+    assert_eq!(status.message(), "group 9 is not on this node");
     assert!(
-        status.message().contains("group_id"),
-        "{}",
-        status.message()
+        server.mock.calls.lock().is_empty(),
+        "group 0's handler answered for another group: {:?}",
+        server.mock.calls.lock()
     );
 
     // Group 0 with a garbled value is refused naming that field instead.

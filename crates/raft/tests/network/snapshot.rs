@@ -102,8 +102,9 @@ async fn a_broken_snapshot_stream_is_refused_and_its_file_deleted() {
         last_log_id: Some(log_id(1, 0, 5)),
         last_membership: StoredMembership::new(None, membership()),
     };
-    let header = dolmen_raft::network::wire::snapshot_header_to_pb(&vote(1, 0, true), &meta, 1000)
-        .expect("header encodes");
+    let header =
+        dolmen_raft::network::wire::snapshot_header_to_pb(0, &vote(1, 0, true), &meta, 1000)
+            .expect("header encodes");
     let chunks = vec![
         pb::SnapshotChunk {
             chunk: Some(pb::snapshot_chunk::Chunk::Header(header)),
