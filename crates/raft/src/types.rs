@@ -15,7 +15,9 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft_rt_tokio::TokioRuntime,
 );
 
-/// The only Raft group (docs/replication.md invariant 16).
+/// The one Raft group a node runs today, which holds the data; with sharding it becomes the
+/// metadata group (docs/sharding.md §2). The transport already serves any group a node adds
+/// (docs/replication.md invariant 16).
 pub const GROUP_ID: u64 = 0;
 
 /// A member's addresses; after `initialize` the Raft membership is the address book.

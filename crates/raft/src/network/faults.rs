@@ -26,8 +26,9 @@ pub enum FaultAction {
 
 /// Decides the fate of each outgoing call. `rpc` is the gRPC method name (`"Vote"`,
 /// `"PreVote"`, `"AppendEntries"`, `"InstallSnapshot"`, `"TransferLeader"`, `"Forward"`,
-/// `"ReadIndex"`, `"Probe"`). Consulted once per call (once per snapshot transfer; once per
-/// request of an append stream, as `"AppendEntries"`).
+/// `"ReadIndex"`, `"Probe"`, `"AppliedStream"`). Consulted once per call (once per snapshot
+/// transfer; once per request of an append stream, as `"AppendEntries"`; once per forwarded
+/// write on the forward stream, as `"Forward"`; once per applied report).
 pub trait PeerFaults: std::fmt::Debug + Send + Sync + 'static {
     /// The action for one call from `from` to `to`.
     fn check(&self, from: NodeId, to: NodeId, rpc: &'static str) -> FaultAction;
