@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use crate::apply_tracker::ApplyTracker;
 use crate::network::PeerClient;
 use crate::state_machine::AppliedPosition;
-use crate::types::{Raft, Vote};
+use crate::types::{voter_with_addr, Raft, Vote};
 use crate::NodeId;
 
 /// At most one report per this much time: a follower applying many small batches sends the
@@ -76,13 +76,7 @@ impl ApplyReporting {
         if m.state == ServerState::Leader {
             let voters = membership
                 .voter_ids()
-                .map(|id| {
-                    let addr = membership
-                        .get_node(&id)
-                        .map(|n| n.peer_addr.clone())
-                        .unwrap_or_default();
-                    (id, addr)
-                })
+                .map(|id| voter_with_addr(membership, id))
                 .collect();
             return Part::Lead {
                 vote: m.vote,

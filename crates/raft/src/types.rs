@@ -42,6 +42,15 @@ pub type EntryPayload = openraft::EntryPayload<dolmen_engine::Command, NodeId, N
 /// A membership (joint configs plus the address book).
 pub type Membership = openraft::Membership<NodeId, NodeAddr>;
 
+/// Voter `id` of `membership` with its peer address (empty when the membership names none).
+pub(crate) fn voter_with_addr(membership: &Membership, id: NodeId) -> (NodeId, String) {
+    let addr = membership
+        .get_node(&id)
+        .map(|n| n.peer_addr.clone())
+        .unwrap_or_default();
+    (id, addr)
+}
+
 /// A snapshot's bytes: one file in the node's snapshot directory (docs/replication.md §5).
 /// Built from a consistent RocksDB snapshot, streamed to followers in chunks, never held whole
 /// in memory.

@@ -14,7 +14,7 @@ use super::RaftNode;
 use crate::apply_tracker::ReplicationMode;
 use crate::raft_replicator::follower_health;
 use crate::replicator::Health;
-use crate::types::{Membership, NodeAddr, GROUP_ID};
+use crate::types::{voter_with_addr, Membership, NodeAddr, GROUP_ID};
 use crate::NodeId;
 
 /// What a membership operation did: the admin API's own answer.
@@ -249,11 +249,5 @@ pub(super) fn unconfigured_voter(
     membership
         .voter_ids()
         .find(|id| !configured.contains_key(id))
-        .map(|id| {
-            let addr = membership
-                .get_node(&id)
-                .map(|n| n.peer_addr.clone())
-                .unwrap_or_default();
-            (id, addr)
-        })
+        .map(|id| voter_with_addr(membership, id))
 }

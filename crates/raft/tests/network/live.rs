@@ -156,14 +156,7 @@ async fn start(id: NodeId) -> Node {
         inner: Arc::new(Mutex::new(Inner::default())),
     };
     let config = config();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = NodeAddr {
-        client_addr: format!("127.0.0.1:{}", 17000 + id),
-        peer_addr: listener.local_addr().expect("addr").to_string(),
-        admin_addr: String::new(),
-    };
+    let (listener, addr) = bind_peer(id).await;
     let factory = GrpcNetworkFactory::new(id, NetworkOptions::default());
     let raft = Raft::new(id, Arc::new(config), factory.clone(), log_store, sm)
         .await
@@ -354,13 +347,8 @@ struct GroupsNode {
     _dir: tempfile::TempDir,
 }
 
-async fn start_groups(id: NodeId, groups: &[u64]) -> GroupsNode {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let engine = Engine::open(&EngineOptions::new(
-        dir.path().join("db"),
-        vec!["default".into()],
-    ))
-    .expect("engine opens");
+/// A peer listener on an ephemeral loopback port, and node `id`'s addresses with it.
+async fn bind_peer(id: NodeId) -> (tokio::net::TcpListener, NodeAddr) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -369,6 +357,17 @@ async fn start_groups(id: NodeId, groups: &[u64]) -> GroupsNode {
         peer_addr: listener.local_addr().expect("addr").to_string(),
         admin_addr: String::new(),
     };
+    (listener, addr)
+}
+
+async fn start_groups(id: NodeId, groups: &[u64]) -> GroupsNode {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = Engine::open(&EngineOptions::new(
+        dir.path().join("db"),
+        vec!["default".into()],
+    ))
+    .expect("engine opens");
+    let (listener, addr) = bind_peer(id).await;
     let factory = GrpcNetworkFactory::new(id, NetworkOptions::default());
     let router = GroupRouter::new(id);
     let mut rafts = BTreeMap::new();
