@@ -314,14 +314,8 @@ fn dir_size(dir: &Path) -> std::io::Result<u64> {
 /// Samples the disk every [`SAMPLE_INTERVAL`] until `stop` resolves; with every check off too,
 /// for `/metrics`. The caller takes the first sample before serving.
 pub async fn watch(guard: Arc<DiskGuard>, stop: impl std::future::Future<Output = ()>) {
-    let mut tick = tokio::time::interval(SAMPLE_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = crate::jobs::Ticks::new(SAMPLE_INTERVAL, stop);
+    while ticks.next().await {
         let guard = guard.clone();
         // statvfs and the directory walk block: keep them off the async workers.
         if let Err(e) = tokio::task::spawn_blocking(move || guard.refresh()).await {

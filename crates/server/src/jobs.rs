@@ -28,6 +28,32 @@ pub(crate) struct Windows {
     pub(crate) interval: Duration,
 }
 
+/// The ticks of a background job: one per `period` (a late tick delays the next ones rather
+/// than bursting), until `stop` resolves.
+pub(crate) struct Ticks<S> {
+    tick: tokio::time::Interval,
+    stop: std::pin::Pin<Box<S>>,
+}
+
+impl<S: Future<Output = ()>> Ticks<S> {
+    pub(crate) fn new(period: Duration, stop: S) -> Self {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            tick,
+            stop: Box::pin(stop),
+        }
+    }
+
+    /// Waits for the next tick: `true`, or `false` once `stop` resolved.
+    pub(crate) async fn next(&mut self) -> bool {
+        tokio::select! {
+            () = &mut self.stop => false,
+            _ = self.tick.tick() => true,
+        }
+    }
+}
+
 /// Advances the MVCC horizon and expires idempotency entries: every `interval`, the horizon
 /// becomes the version that was applied `retention` ago (FoundationDB keeps ~5 s of versions),
 /// and idempotency entries recorded before the version applied `idempotency` ago are expired.
@@ -40,14 +66,8 @@ pub(crate) async fn retention_job(
     stop: impl Future<Output = ()>,
 ) {
     let mut samples = AppliedSamples::new(windows.idempotency.max(windows.retention));
-    let mut tick = tokio::time::interval(windows.interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = tick.tick() => {}
-        }
+    let mut ticks = Ticks::new(windows.interval, stop);
+    while ticks.next().await {
         let now = Instant::now();
         samples.push(now, engine.applied_version());
         let cluster = service.cluster();
@@ -141,15 +161,9 @@ pub(crate) async fn gc_job(
     stop: impl Future<Output = ()>,
 ) {
     const KEYS_PER_SLICE: u64 = 10_000;
-    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = Ticks::new(interval.max(Duration::from_millis(100)), stop);
     let mut pacer = GcPacer::new(window);
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            () = &mut stop => return,
-            _ = tick.tick() => {}
-        }
+    while ticks.next().await {
         let horizon = engine.horizon();
         if !pacer.should_run(horizon, Instant::now()) {
             continue;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dolmen_client::{Client, Op};
 
-use super::{classify, parse_num, think, Class, Ctx, Process, OP_TIMEOUT};
+use super::{classify, parse_num, think, Class, Ctx, Process, Turns, OP_TIMEOUT};
 use crate::history::{BankRead, Event, TransferOp, WriteOutcome};
 use crate::rng::Rng;
 
@@ -66,13 +66,9 @@ pub async fn preload(nodes: &[std::net::SocketAddr], timeout: Duration) -> anyho
 
 /// Runs one bank client until the context stops it.
 pub async fn client(ctx: Ctx, mut rng: Rng) {
-    let clients = ctx.clients();
+    let mut turns = Turns::new(&ctx);
     let mut process = Process::new(&ctx.recorder);
-    let mut done = 0u64;
-    while ctx.running(done) {
-        done += 1;
-        let node = rng.index(clients.len());
-        let Some(c) = clients.get(node) else { break };
+    while let Some((node, c)) = turns.next(&ctx, &mut rng) {
         if rng.chance(0.35) {
             let invoke = ctx.recorder.now();
             if let Ok(Some((version, balances))) =

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use dolmen_client::{Client, Op};
 
-use super::{classify, think, Class, Ctx, Process, OP_TIMEOUT};
+use super::{classify, think, Class, Ctx, Process, Turns, OP_TIMEOUT};
 use crate::history::{Event, ListAppendTxn, MicroOp, WriteOutcome};
 use crate::rng::Rng;
 
@@ -103,13 +103,9 @@ fn encode(list: &[u64]) -> Vec<u8> {
 
 /// Runs one list-append client until the context stops it.
 pub async fn client(ctx: Ctx, shared: Arc<Shared>, mut rng: Rng) {
-    let clients = ctx.clients();
+    let mut turns = Turns::new(&ctx);
     let mut process = Process::new(&ctx.recorder);
-    let mut done = 0u64;
-    while ctx.running(done) {
-        done += 1;
-        let node = rng.index(clients.len());
-        let Some(c) = clients.get(node) else { break };
+    while let Some((node, c)) = turns.next(&ctx, &mut rng) {
         let (reads, appends) = shared.pick(&mut rng);
         let appends: Vec<(u64, u64)> = appends
             .into_iter()

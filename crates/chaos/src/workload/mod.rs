@@ -138,6 +138,33 @@ impl Ctx {
     }
 }
 
+/// A client's turns: one connection per node, and the node of each next operation, chosen at
+/// random, while the run goes on (every workload's client loop).
+pub struct Turns {
+    clients: Vec<Client>,
+    done: u64,
+}
+
+impl Turns {
+    /// One connection per node of `ctx`, no operation started yet.
+    pub fn new(ctx: &Ctx) -> Self {
+        Self {
+            clients: ctx.clients(),
+            done: 0,
+        }
+    }
+
+    /// The node of the next operation and its client, or `None` once `ctx` stops the run.
+    pub fn next(&mut self, ctx: &Ctx, rng: &mut Rng) -> Option<(usize, &Client)> {
+        if !ctx.running(self.done) {
+            return None;
+        }
+        self.done += 1;
+        let node = rng.index(self.clients.len());
+        self.clients.get(node).map(|c| (node, c))
+    }
+}
+
 /// A client's identity in the history: its current process id, replaced after an unknown
 /// outcome so one process never has two operations in flight.
 pub struct Process {

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use dolmen_client::{Client, Op};
 
-use super::{classify, parse_num, think, Class, Ctx, Process, OP_TIMEOUT};
+use super::{classify, parse_num, think, Class, Ctx, Process, Turns, OP_TIMEOUT};
 use crate::history::{Event, RegisterCall, RegisterOp, RegisterOutcome};
 use crate::rng::Rng;
 
@@ -59,16 +59,12 @@ pub fn key_bytes(k: u64) -> Vec<u8> {
 
 /// Runs one register client until the context stops it.
 pub async fn client(ctx: Ctx, regs: std::sync::Arc<Registers>, mut rng: Rng) {
-    let clients = ctx.clients();
+    let mut turns = Turns::new(&ctx);
     let mut process = Process::new(&ctx.recorder);
     // The last value this client saw in its current register (CAS expects it).
     let mut seen: Option<(u64, u64)> = None;
-    let mut done = 0u64;
-    while ctx.running(done) {
-        done += 1;
+    while let Some((node, c)) = turns.next(&ctx, &mut rng) {
         let key = regs.claim();
-        let node = rng.index(clients.len());
-        let Some(c) = clients.get(node) else { break };
         let expect = seen.filter(|(k, _)| *k == key).map(|(_, v)| v);
         let roll = rng.below(100);
         let call = match (roll, expect) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use dolmen_client::Client;
 
-use super::{classify, parse_num, think, Class, Ctx, Process, OP_TIMEOUT};
+use super::{classify, parse_num, think, Class, Ctx, Process, Turns, OP_TIMEOUT};
 use crate::history::{Event, SetAdd, SetFinal, WriteOutcome};
 use crate::rng::Rng;
 
@@ -18,13 +18,9 @@ const MAX_PAGES: usize = 100_000;
 
 /// Runs one set client until the context stops it; `next` hands out unique elements.
 pub async fn client(ctx: Ctx, next: Arc<AtomicU64>, mut rng: Rng) {
-    let clients = ctx.clients();
+    let mut turns = Turns::new(&ctx);
     let mut process = Process::new(&ctx.recorder);
-    let mut done = 0u64;
-    while ctx.running(done) {
-        done += 1;
-        let node = rng.index(clients.len());
-        let Some(c) = clients.get(node) else { break };
+    while let Some((node, c)) = turns.next(&ctx, &mut rng) {
         let element = next.fetch_add(1, Ordering::Relaxed);
         let key = format!("set/{element}");
         let invoke = ctx.recorder.now();
