@@ -12,6 +12,7 @@ pub mod apply_tracker;
 mod coalesce;
 mod codec;
 mod direct;
+pub mod hibernate;
 pub mod log_store;
 pub mod network;
 pub mod oracle;

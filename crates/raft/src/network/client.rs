@@ -180,6 +180,12 @@ impl PeerClient {
         self.group
     }
 
+    /// This node's id, the channel cache and the fault hook (for the node-level calls of
+    /// `node_beat.rs`).
+    pub(crate) fn parts(&self) -> (NodeId, Channels, Option<Arc<dyn PeerFaults>>) {
+        (self.from, self.channels.clone(), self.faults.clone())
+    }
+
     /// Passes every outgoing call through `faults` (tests only).
     pub fn with_faults(mut self, faults: Arc<dyn PeerFaults>) -> Self {
         self.faults = Some(faults);

@@ -427,6 +427,8 @@ fn checked(
     let entry = router
         .get(item.group_id)
         .map_err(|not_here| refused(not_here.to_string()))?;
+    // A forwarded write wakes its group if it hibernates (docs/sharding.md §8.3).
+    router.touch(item.group_id);
     if item.timeout_ms == 0 {
         return Err(refused("timeout_ms: must be greater than 0".into()));
     }

@@ -12,6 +12,7 @@
 //! - [`handler`]: the [`PeerHandler`] seam the server calls, and [`RaftPeerHandler`], its
 //!   implementation over `openraft::Raft`.
 //! - [`router`]: [`GroupRouter`], the groups the server answers for, and [`GroupNotHere`].
+//! - [`node_beat`]: `NodeBeat`, node-level liveness and hibernation announcements, both sides.
 //! - [`server`]: [`serve_router`] (and [`serve`] for one group), the tonic server, including
 //!   the snapshot receiver.
 //! - [`client`]: the channel cache and [`PeerClient`] (follower → leader calls).
@@ -25,6 +26,7 @@ pub mod client;
 pub mod faults;
 mod forward_stream;
 pub mod handler;
+pub mod node_beat;
 pub mod raft_network;
 pub mod router;
 pub mod server;
@@ -37,6 +39,7 @@ use std::time::Duration;
 pub use client::{BadPeerAddress, PeerClient};
 pub use faults::{FaultAction, PeerFaults};
 pub use handler::{PeerHandler, ProbeInfo, RaftPeerHandler};
+pub use node_beat::{Beat, BeatReceiver, BeatStreamError, Hibernating};
 pub use raft_network::{GrpcNetwork, GrpcNetworkFactory};
 pub use router::{GroupEntry, GroupNotHere, GroupRouter};
 pub use server::{serve, serve_groups, serve_router, serve_with, IncomingSnapshot, ServeOptions};

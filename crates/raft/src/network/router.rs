@@ -8,11 +8,12 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::RwLock;
 
 use crate::log_store::GroupId;
+use crate::network::node_beat::BeatReceiver;
 use crate::network::{IncomingSnapshot, PeerHandler};
 use crate::NodeId;
 
@@ -58,6 +59,9 @@ pub struct GroupRouter {
     /// The answering node, named in [`GroupNotHere`]; `None` when not known.
     node: Option<NodeId>,
     groups: Arc<RwLock<BTreeMap<GroupId, Arc<GroupEntry>>>>,
+    /// The node-level receiver of `NodeBeat` and of [`touch`](Self::touch) (the hibernation
+    /// controller, docs/sharding.md §8.3), set once; none: beats are refused, touches ignored.
+    beats: Arc<OnceLock<Arc<dyn BeatReceiver>>>,
 }
 
 impl GroupRouter {
@@ -66,6 +70,7 @@ impl GroupRouter {
         Self {
             node: Some(node),
             groups: Arc::default(),
+            beats: Arc::default(),
         }
     }
 
@@ -125,5 +130,26 @@ impl GroupRouter {
     /// The answering node, when known.
     pub fn node(&self) -> Option<NodeId> {
         self.node
+    }
+
+    /// Hands `NodeBeat` messages and [`touch`](Self::touch)es to `receiver` (this node's
+    /// hibernation controller) from now on. Set once: returns `false`, changing nothing, when a
+    /// receiver was set already.
+    pub fn set_beats(&self, receiver: Arc<dyn BeatReceiver>) -> bool {
+        self.beats.set(receiver).is_ok()
+    }
+
+    /// The receiver of `NodeBeat` messages, when one is set.
+    pub fn beats(&self) -> Option<&Arc<dyn BeatReceiver>> {
+        self.beats.get()
+    }
+
+    /// A message for `group` that is not a heartbeat arrived (a vote, an append carrying
+    /// entries, a snapshot, a forwarded write, a read index): the group wakes if it hibernates
+    /// (docs/sharding.md §8.3). One atomic load when no controller is set.
+    pub fn touch(&self, group: GroupId) {
+        if let Some(beats) = self.beats.get() {
+            beats.touch(group);
+        }
     }
 }

@@ -20,6 +20,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::codec;
 use crate::log_store::GroupId;
 use crate::network::forward_stream;
+use crate::network::node_beat;
 use crate::network::router::{GroupEntry, GroupNotHere, GroupRouter};
 use crate::network::silent::SilentClose;
 use crate::network::tls::PeerTls;
@@ -187,6 +188,14 @@ impl PeerService {
     fn handler(&self, group: GroupId) -> Result<Arc<dyn PeerHandler>, Status> {
         Ok(Arc::clone(&self.router.get(group)?.handler))
     }
+
+    /// The handler of `group` for a message that wakes it if it hibernates (docs/sharding.md
+    /// §8.3): anything but a heartbeat, a probe or an applied report.
+    fn waking(&self, group: GroupId) -> Result<Arc<dyn PeerHandler>, Status> {
+        let handler = self.handler(group)?;
+        self.router.touch(group);
+        Ok(handler)
+    }
 }
 
 #[tonic::async_trait]
@@ -196,7 +205,7 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = request.into_inner();
-        let handler = self.handler(req.group_id)?;
+        let handler = self.waking(req.group_id)?;
         let req = wire::vote_request_from_pb(req)?;
         let resp = handler.vote(req).await.map_err(fatal_status)?;
         Ok(Response::new(wire::vote_response_to_pb(&resp)))
@@ -207,7 +216,7 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::VoteRequest>,
     ) -> Result<Response<pb::VoteResponse>, Status> {
         let req = request.into_inner();
-        let handler = self.handler(req.group_id)?;
+        let handler = self.waking(req.group_id)?;
         let req = wire::vote_request_from_pb(req)?;
         let resp = handler.pre_vote(req).await.map_err(fatal_status)?;
         Ok(Response::new(wire::vote_response_to_pb(&resp)))
@@ -218,7 +227,11 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::AppendEntriesRequest>,
     ) -> Result<Response<pb::AppendEntriesResponse>, Status> {
         let req = request.into_inner();
-        let handler = self.handler(req.group_id)?;
+        let handler = if req.entries.is_empty() {
+            self.handler(req.group_id)?
+        } else {
+            self.waking(req.group_id)?
+        };
         let req = wire::append_request_from_pb(req)?;
         let resp = handler.append_entries(req).await.map_err(fatal_status)?;
         Ok(Response::new(wire::append_response_to_pb(&resp)))
@@ -280,6 +293,7 @@ impl pb::peer_server::Peer for PeerService {
             }
         };
         let group = self.router.get(header.group_id)?;
+        self.router.touch(header.group_id);
         let (vote, meta, size) = wire::snapshot_header_from_pb(header)?;
 
         let incoming = Arc::clone(&group.incoming);
@@ -311,7 +325,7 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::TransferLeaderRequest>,
     ) -> Result<Response<pb::TransferLeaderResponse>, Status> {
         let req = request.into_inner();
-        let handler = self.handler(req.group_id)?;
+        let handler = self.waking(req.group_id)?;
         let req = wire::transfer_request_from_pb(req)?;
         let resp = handler.transfer_leader(req).await.map_err(fatal_status)?;
         Ok(Response::new(wire::transfer_response_to_pb(&resp)))
@@ -322,7 +336,7 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::ForwardRequest>,
     ) -> Result<Response<pb::ForwardResponse>, Status> {
         let req = request.into_inner();
-        let handler = self.handler(req.group_id)?;
+        let handler = self.waking(req.group_id)?;
         let timeout = request_timeout(req.timeout_ms, self.options.max_request_timeout)?;
         let command = wire::command_from_pb(&req.command)?;
         let result = handler.forward(command, timeout).await;
@@ -350,7 +364,7 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<pb::ReadIndexRequest>,
     ) -> Result<Response<pb::ReadIndexResponse>, Status> {
         let req = request.into_inner();
-        let handler = self.handler(req.group_id)?;
+        let handler = self.waking(req.group_id)?;
         let timeout = request_timeout(req.timeout_ms, self.options.max_request_timeout)?;
         let result = handler.read_index(timeout).await;
         Ok(Response::new(wire::read_index_response_to_pb(&result)))
@@ -392,6 +406,16 @@ impl pb::peer_server::Peer for PeerService {
             fingerprint: info.fingerprint,
             status_json: info.status_json,
         }))
+    }
+
+    async fn node_beat(
+        &self,
+        request: Request<Streaming<pb::Beat>>,
+    ) -> Result<Response<pb::Empty>, Status> {
+        let receiver = self.router.beats().cloned();
+        node_beat::serve(receiver, request.into_inner(), self.closed.clone())
+            .await
+            .map(Response::new)
     }
 }
 
@@ -459,6 +483,10 @@ fn decode_append(
             node: router.node(),
         }
         .into());
+    }
+    // A heartbeat (no entries) does not wake a hibernating group; entries do (§8.3).
+    if !message.entries.is_empty() {
+        router.touch(group);
     }
     Ok(wire::append_request_from_pb(message)?)
 }

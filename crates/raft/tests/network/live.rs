@@ -12,17 +12,17 @@ use openraft::storage::{EntryResponder, RaftSnapshotBuilder, RaftStateMachine};
 use openraft::{Config, OptionalSend, Raft, ServerState};
 
 #[derive(Default)]
-struct Inner {
+pub(super) struct Inner {
     applied: Option<LogId>,
     membership: StoredMembership<LeaderId<u64, NodeId>, NodeId, NodeAddr>,
-    commands: u64,
+    pub(super) commands: u64,
     current: Option<Snapshot>,
 }
 
 #[derive(Clone)]
-struct CountingSm {
-    dir: PathBuf,
-    inner: Arc<Mutex<Inner>>,
+pub(super) struct CountingSm {
+    pub(super) dir: PathBuf,
+    pub(super) inner: Arc<Mutex<Inner>>,
 }
 
 impl RaftSnapshotBuilder<DolmenRaft> for CountingSm {
@@ -348,7 +348,7 @@ struct GroupsNode {
 }
 
 /// A peer listener on an ephemeral loopback port, and node `id`'s addresses with it.
-async fn bind_peer(id: NodeId) -> (tokio::net::TcpListener, NodeAddr) {
+pub(super) async fn bind_peer(id: NodeId) -> (tokio::net::TcpListener, NodeAddr) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -428,7 +428,7 @@ impl GroupsNode {
 
 /// A write forwarded to `leader` at `addr`, tried again (at most 50 times, 100 ms apart) while
 /// the answer is `NotLeader`, as a new leader answers until its lease is confirmed.
-async fn write_to(
+pub(super) async fn write_to(
     client: &dolmen_raft::network::PeerClient,
     leader: NodeId,
     addr: &str,

@@ -1,11 +1,13 @@
 //! The peer transport end to end: a real tonic server on 127.0.0.1:0 with a mock
 //! `PeerHandler` (`harness`), driven through the real client side (openraft's network from
 //! `GrpcNetworkFactory`, and `PeerClient`); `groups` serves several groups behind one
-//! `GroupRouter`; `live` puts a real Raft behind it.
+//! `GroupRouter`; `live` puts a real Raft behind it; `hibernate` runs many idle groups under
+//! one hibernation controller per node.
 
 mod append;
 mod groups;
 mod harness;
+mod hibernate;
 mod live;
 mod peer_client;
 mod refusals;
