@@ -1,8 +1,11 @@
-//! A cluster's versions are in FoundationDB units (docs/sharding.md §3.1): the leader stamps its
-//! clock into each commit it proposes, and every replica derives the same version from it,
-//! `max(last + 1, stamp)`. So versions are microseconds of wall time, strictly increasing,
-//! identical on every replica, and above everything before after the leader is killed.
-//! Through the real binary and a stock Thrift client, on the leader and on a follower.
+//! A cluster's versions are in FoundationDB units (docs/sharding.md §3.1, §3.2): the leader's
+//! sequencer draws each commit's version from the group's oracle, `max(last + 1, now)`, and
+//! every replica applies the commit at that version. So versions are microseconds of wall time,
+//! strictly increasing, identical on every replica, and above everything before after the
+//! leader is killed: the next leader starts above the bound its predecessor persisted, at most
+//! one oracle window (3 s) ahead of the clock, and continues by one per commit until the clock
+//! catches up. Through the real binary and a stock Thrift client, on the leader and on a
+//! follower.
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test cluster_versions`.
 
@@ -10,9 +13,13 @@ use dolmen_tests::client::{now_micros as now_us, op_set, versionstamped_commit};
 use dolmen_tests::replicated::LEADER_TIMEOUT;
 use dolmen_tests::{connect_buffered, KvClient, KvExt, ReplicatedCluster};
 
-/// Commits `n` blind sets through `kv`, each checked against the clock around it and above
-/// `last`; returns the last version.
-fn commit_in_microseconds(kv: &mut KvClient, what: &str, n: u32, mut last: i64) -> i64 {
+/// How far ahead of the clock a new leader's versions may start: one oracle window
+/// (`sequencer::DEFAULT_ORACLE_WINDOW`).
+const ORACLE_WINDOW_US: i64 = 3_000_000;
+
+/// Commits `n` blind sets through `kv`, each checked against the clock around it (versions at
+/// most `ahead` µs past it) and above `last`; returns the last version.
+fn commit_in_microseconds(kv: &mut KvClient, what: &str, n: u32, mut last: i64, ahead: i64) -> i64 {
     for i in 0..n {
         let before = now_us();
         let rv = kv.read_version();
@@ -27,9 +34,10 @@ fn commit_in_microseconds(kv: &mut KvClient, what: &str, n: u32, mut last: i64) 
         // The leader's clock, read between the two readings of ours (same machine), unless
         // earlier versions were already above it: then one above the last.
         assert!(
-            cv >= before.min(last + 1) && cv <= after.max(last + 1),
+            cv >= before.min(last + 1) && cv <= (after + ahead).max(last + 1),
             "{what}: expected a version in microseconds of wall time between {before} and \
-             {after} (or {} if the clock lags the versions); got {cv}",
+             {} (or {} if the clock lags the versions); got {cv}",
+            after + ahead,
             last + 1
         );
         last = cv;
@@ -47,9 +55,9 @@ fn cluster_versions_are_microseconds_identical_on_every_replica_and_survive_a_le
     let follower = (leader + 1) % cluster.node_count();
 
     let mut on_leader = connect_buffered(cluster.thrift_endpoint(leader));
-    let last = commit_in_microseconds(&mut on_leader, "leader", 50, 0);
+    let last = commit_in_microseconds(&mut on_leader, "leader", 50, 0, 0);
     let mut on_follower = connect_buffered(cluster.thrift_endpoint(follower));
-    let mut last = commit_in_microseconds(&mut on_follower, "follower", 50, last);
+    let mut last = commit_in_microseconds(&mut on_follower, "follower", 50, last, 0);
 
     // A versionstamp carries the commit version, whichever node the commit went through.
     let (stamped, in_stamp) = versionstamped_commit(
@@ -69,12 +77,13 @@ fn cluster_versions_are_microseconds_identical_on_every_replica_and_survive_a_le
         &[stamped - 1, stamped, u64::try_from(last).expect("positive")],
     );
 
-    // Killing the leader: the next leader's versions continue above.
+    // Killing the leader: the next leader's versions continue above, from the bound its
+    // predecessor persisted (at most one window ahead of the clock).
     cluster.kill9(leader);
     let next = cluster.wait_for_leader(LEADER_TIMEOUT);
     assert_ne!(next, leader);
     let mut on_next = connect_buffered(cluster.thrift_endpoint(next));
-    let last = commit_in_microseconds(&mut on_next, "next leader", 20, last);
+    let last = commit_in_microseconds(&mut on_next, "next leader", 20, last, ORACLE_WINDOW_US);
 
     // The killed node comes back, applies the new leader's entries, and agrees.
     cluster.start(leader);

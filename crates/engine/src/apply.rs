@@ -29,7 +29,8 @@ use crate::Version;
 impl Engine {
     /// Applies `entries` in order, atomically, in one RocksDB batch together with
     /// `applied_version` and `extra_meta` (key/value pairs for `meta`). Returns one outcome per
-    /// entry. Versions must strictly increase past `applied_version()`.
+    /// entry. Commit versions must strictly increase past `applied_version()`; other commands
+    /// may repeat the version reached.
     ///
     /// The only code that writes user data (invariant 1). Deterministic (docs/engine-format.md
     /// invariant 6).
@@ -57,11 +58,14 @@ impl Engine {
             dedupe: Dedupe::new(self.dedupe_entries.load(Ordering::SeqCst)),
             horizon: self.horizon(),
             live_keys: self.live_keys.load(Ordering::SeqCst),
+            oracle_bound: None,
         };
         let mut outcomes = Vec::with_capacity(entries.len());
         for (version, command) in entries {
-            // Versions strictly increase (invariant 3).
-            if *version <= applied {
+            // Commit versions strictly increase; other commands write nothing at a version and
+            // may apply at the version reached (invariant 3).
+            let commit = matches!(command, Command::Commit(_));
+            if *version < applied || (commit && *version == applied) {
                 return Err(StorageError::VersionOrder {
                     version: *version,
                     applied,
@@ -77,6 +81,7 @@ impl Engine {
             dedupe,
             horizon,
             live_keys,
+            oracle_bound,
             ..
         } = batch;
         let meta = self.cf(CF_META);
@@ -94,6 +99,9 @@ impl Engine {
             keys::META_DEDUPE_ENTRIES,
             encoding::encode_u64(dedupe.entries()),
         );
+        if let Some(bound) = oracle_bound {
+            batch.put_cf(meta, keys::META_ORACLE_BOUND, encoding::encode_u64(bound));
+        }
         for (k, v) in extra_meta {
             batch.put_cf(meta, k, v);
         }
@@ -145,6 +153,8 @@ pub(crate) struct Applier<'e> {
     dedupe: Dedupe,
     horizon: Version,
     pub(crate) live_keys: u64,
+    /// The oracle bound once a command of this batch raised it (written with the batch).
+    oracle_bound: Option<Version>,
 }
 
 impl Applier<'_> {
@@ -164,6 +174,15 @@ impl Applier<'_> {
                 let before = (*before).min(self.horizon);
                 self.dedupe
                     .expire(self.engine, &mut self.batch, before, *limit)?;
+                Ok(Outcome::Applied)
+            }
+            Command::OracleBound { bound } => {
+                let stored = match self.oracle_bound {
+                    Some(b) => b,
+                    None => self.engine.oracle_bound()?,
+                };
+                // Never lowers it.
+                self.oracle_bound = Some(stored.max(*bound));
                 Ok(Outcome::Applied)
             }
         }

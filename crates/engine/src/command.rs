@@ -45,6 +45,13 @@ pub enum Command {
         /// Most entries this command deletes.
         limit: u32,
     },
+    /// Raise the oracle's persisted upper bound (docs/sharding.md §3.2): no leader hands out a
+    /// version above the bound it has seen applied, and a new leader starts above it. Never
+    /// lowers it; the engine only stores it.
+    OracleBound {
+        /// The new upper bound.
+        bound: Version,
+    },
 }
 
 /// A one-line summary for logs (Raft's `AppData` requires `Display`); never the payload bytes.
@@ -62,6 +69,7 @@ impl std::fmt::Display for Command {
             Command::ExpireIdempotency { before, limit } => {
                 write!(f, "expire_idempotency(before {before}, limit {limit})")
             }
+            Command::OracleBound { bound } => write!(f, "oracle_bound({bound})"),
         }
     }
 }
@@ -77,11 +85,29 @@ pub struct Transaction {
     pub read_conflicts: Vec<KeyRange>,
     /// Retry token: a commit with the same token returns the first outcome.
     pub idempotency: Option<IdempotencyToken>,
-    /// The proposing leader's clock, in µs since the Unix epoch, when it put the commit in its
-    /// log; a replicated state machine derives the commit's version from it
-    /// (docs/sharding.md §3.1). `None` for a commit proposed without one; the engine never
-    /// reads it.
-    pub proposed_at_us: Option<u64>,
+    /// How the replication layer chose the commit's version, when it did (docs/sharding.md
+    /// §3.1, §6.2); `None` for a commit proposed without one. The engine never reads it: it
+    /// applies at the version it is given.
+    pub stamp: Option<Stamp>,
+}
+
+/// What a leader put into a commit it proposed, from which every replica derives the same
+/// version.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Stamp {
+    /// The leader's clock in µs since the Unix epoch when it proposed the commit; the version is
+    /// `max(last applied + 1, at)` (the rule of builds before the sequencer; such entries may
+    /// still be in a log).
+    ProposedAt(u64),
+    /// The sequencer's version, drawn from the oracle by the leader of `term`: the commit applies
+    /// at exactly `version` if the entry's term is `term` and `version` is above every version
+    /// applied before it, else nothing applies and the leader draws again.
+    Sequenced {
+        /// The commit version.
+        version: Version,
+        /// The term of the leader that drew it.
+        term: u64,
+    },
 }
 
 /// A client's retry token: the state machine remembers the latest outcome per client.

@@ -105,6 +105,7 @@ fn counter_name(key: &[u8]) -> &'static str {
         keys::META_HORIZON => "meta/horizon",
         keys::META_LIVE_KEYS => "meta/live_keys",
         keys::META_DEDUPE_ENTRIES => "meta/dedupe_entries",
+        keys::META_ORACLE_BOUND => "meta/oracle_bound",
         _ => "meta counter",
     }
 }
@@ -313,6 +314,12 @@ impl Engine {
     /// The MVCC retention horizon.
     pub fn horizon(&self) -> Version {
         self.horizon.load(Ordering::SeqCst)
+    }
+
+    /// The oracle's persisted upper bound (`Command::OracleBound`), 0 when none was applied.
+    pub fn oracle_bound(&self) -> Result<Version, StorageError> {
+        let _fence = self.read_fence()?;
+        read_counter(&self.db, self.cf(CF_META), keys::META_ORACLE_BOUND)
     }
 
     /// Reads a `meta` value written through `apply_batch`'s `extra_meta`.

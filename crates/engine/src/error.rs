@@ -64,7 +64,8 @@ pub enum StorageError {
     /// A value to store cannot be encoded (docs/encoding.md).
     #[error(transparent)]
     Encode(#[from] EncodeError),
-    /// `apply_batch` was handed versions that do not strictly increase past the applied one.
+    /// `apply_batch` was handed a commit version not above the applied one, or another
+    /// command's version below it.
     #[error("version {version} does not follow the applied version {applied}")]
     VersionOrder {
         /// The offending version.

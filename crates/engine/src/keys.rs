@@ -35,6 +35,8 @@ pub(crate) const META_DEDUPE_INDEX_PREFIX: &[u8] = b"dedupe-by-version/";
 /// `clear_pending/ ‖ be64 version ‖ be32 mutation index` (docs/engine-format.md, Clearing a
 /// range).
 pub(crate) const META_CLEAR_PENDING_PREFIX: &[u8] = b"clear_pending/";
+/// `meta` key of the oracle's persisted upper bound (`Command::OracleBound`).
+pub(crate) const META_ORACLE_BOUND: &[u8] = b"oracle_bound";
 /// `meta` key of the number of dedupe entries.
 pub(crate) const META_DEDUPE_ENTRIES: &[u8] = b"dedupe_entries";
 

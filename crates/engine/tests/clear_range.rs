@@ -48,7 +48,7 @@ fn tx(read_version: Option<Version>, mutations: Vec<Mutation>, conflicts: &[&[u8
             .map(|k| KeyRange::single("default", k))
             .collect(),
         idempotency: None,
-        proposed_at_us: None,
+        stamp: None,
     })
 }
 
@@ -202,7 +202,7 @@ fn later_commands_of_the_same_batch_see_the_spilled_tombstones() {
                         end: b"k22".to_vec(),
                     }],
                     idempotency: None,
-                    proposed_at_us: None,
+                    stamp: None,
                 }),
             )],
             Durability::Sync,

@@ -110,7 +110,7 @@ fn a_retry_that_read_something_is_too_old_after_expiry_because_the_bound_is_capp
                 client_id: b"reader".to_vec(),
                 sequence: 1,
             }),
-            proposed_at_us: None,
+            stamp: None,
         })
     };
     assert_eq!(next(&e, reader("first")), Outcome::Committed { version: 2 });

@@ -232,7 +232,7 @@ impl Model {
                 self.horizon = self.horizon.max((*horizon).min(version));
                 return Outcome::Applied;
             }
-            Command::Noop => return Outcome::Applied,
+            Command::Noop | Command::OracleBound { .. } => return Outcome::Applied,
             Command::ExpireIdempotency { before, limit } => {
                 let bound = (*before).min(self.horizon);
                 let mut old: Vec<(Version, Vec<u8>)> = self
@@ -428,7 +428,7 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                     mutations,
                     read_conflicts,
                     idempotency: token.map(|t| clients.token(t)),
-                    proposed_at_us: None,
+                    stamp: None,
                 });
                 let version = model.applied + 1;
                 let expected = model.apply(version, &cmd);

@@ -27,7 +27,7 @@ fn tx(read_version: Option<u64>, mutations: Vec<Mutation>, conflicts: &[&str]) -
             .map(|k| KeyRange::single("default", k.as_bytes()))
             .collect(),
         idempotency: None,
-        proposed_at_us: None,
+        stamp: None,
     })
 }
 
@@ -202,4 +202,38 @@ fn too_old_future_and_unknown_column_family_apply_nothing() {
         e.get("default", b"k", 0).is_err(),
         "version 0 is below the horizon"
     );
+}
+
+#[test]
+fn commands_other_than_commits_may_repeat_the_version_reached_and_the_oracle_bound_never_lowers() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = engine(&dir);
+    let bound = |b| Command::OracleBound { bound: b };
+    e.apply_batch(
+        &[
+            (5, tx(None, vec![set("k", "a")], &[])),
+            // Write no data at a version: they apply at the version reached.
+            (5, bound(100)),
+            (5, Command::Noop),
+            (5, bound(40)),
+        ],
+        Durability::Buffered,
+        &[],
+    )
+    .unwrap();
+    assert_eq!((e.applied_version(), e.oracle_bound().unwrap()), (5, 100));
+    // A commit at the version reached, or anything below it, is refused whole.
+    for (version, command) in [(5, tx(None, vec![set("k", "b")], &[])), (4, Command::Noop)] {
+        let err = e
+            .apply_batch(&[(version, command)], Durability::Buffered, &[])
+            .unwrap_err();
+        assert!(err.to_string().contains("does not follow"), "{err}");
+    }
+    e.apply_batch(&[(6, bound(200))], Durability::Buffered, &[])
+        .unwrap();
+    drop(e);
+    // Persisted with its batch.
+    let e = engine(&dir);
+    assert_eq!((e.applied_version(), e.oracle_bound().unwrap()), (6, 200));
+    assert_eq!(e.get("default", b"k", 6).unwrap(), Some(b"a".to_vec()));
 }

@@ -37,7 +37,7 @@ fn commit(mutations: Vec<Mutation>) -> Command {
         mutations,
         read_conflicts: Vec::new(),
         idempotency: None,
-        proposed_at_us: None,
+        stamp: None,
     })
 }
 

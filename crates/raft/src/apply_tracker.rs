@@ -15,11 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dolmen_engine::Outcome;
-use openraft::raft::ClientWriteResponse;
 use parking_lot::Mutex;
 use tokio::sync::oneshot;
 
-use crate::types::DolmenRaft;
 use crate::{Applied, NodeId, ProposeError};
 
 /// When a client write is acknowledged (`[consensus] replication_mode`).
@@ -252,7 +250,7 @@ impl WriteAck {
         &self.tracker
     }
 
-    /// The answer to a write `client_write` applied on this node (the leader). Under `all`, a
+    /// The answer to a write applied on this node (the leader) at log index `index`. Under `all`, a
     /// transaction that committed waits until every voter has applied it; one that changed
     /// nothing (conflict, too old, invalid) and housekeeping (`Compact`, `Noop`, expiry) do
     /// not wait.
@@ -260,18 +258,15 @@ impl WriteAck {
     /// # Errors
     /// Under `all`, `NotAppliedByAll` (`TIMEOUT`: committed, not yet applied everywhere) when
     /// a voter has not applied the write within the wait.
-    pub async fn acknowledge(
-        &self,
-        response: ClientWriteResponse<DolmenRaft>,
-    ) -> Result<Applied, ProposeError> {
+    pub async fn acknowledge(&self, index: u64, applied: Applied) -> Result<Applied, ProposeError> {
         let ReplicationMode::All { wait } = self.mode else {
-            return Ok(response.data);
+            return Ok(applied);
         };
-        if !matches!(response.data.outcome, Outcome::Committed { .. }) {
-            return Ok(response.data);
+        if !matches!(applied.outcome, Outcome::Committed { .. }) {
+            return Ok(applied);
         }
-        self.tracker.wait_all(response.log_id.index, wait).await?;
-        Ok(response.data)
+        self.tracker.wait_all(index, wait).await?;
+        Ok(applied)
     }
 }
 

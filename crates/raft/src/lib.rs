@@ -20,6 +20,7 @@ mod raft_node;
 mod raft_replicator;
 mod replicator;
 mod seed;
+mod sequencer;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

@@ -7,15 +7,14 @@
 //! version until it catches up; one that jumps forward makes versions jump. Whoever holds an
 //! `OracleState` must start it above every version handed out before (invariant 1): the
 //! standalone writer (`direct.rs`) starts it at the engine's applied version, which is written
-//! in the same synced batch as the versions it hands out. A Raft group's state machine starts it
-//! at its applied version for each chunk it applies, and feeds it the clock reading the leader
-//! [`stamp`]ed into each commit when it proposed it: the same versions on every replica.
+//! in the same synced batch as the versions it hands out. A Raft group's leader starts it above
+//! the bound persisted in the group's log and above the applied version (`sequencer.rs`).
 
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use dolmen_engine::{Command, Version};
+use dolmen_engine::Version;
 
 /// A source of "now" in microseconds since the Unix epoch; tests substitute their own.
 pub type Clock = Arc<dyn Fn() -> u64 + Send + Sync>;
@@ -32,15 +31,15 @@ pub fn system_clock() -> Clock {
     Arc::new(system_micros)
 }
 
-/// `command` as a leader proposes it: a commit carries the leader's clock reading `now_us`,
-/// from which every replica derives its version (`state_machine.rs`, the same rule as
-/// [`OracleState::next`]); any reading a forwarding node put there is replaced. Other commands
-/// are unchanged.
-pub fn stamp(mut command: Command, now_us: u64) -> Command {
-    if let Command::Commit(txn) = &mut command {
-        txn.proposed_at_us = Some(now_us);
-    }
-    command
+/// Versions handed out by the oracle in one grant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VersionGrant {
+    /// `count` consecutive commit versions starting here (unused when count = 0).
+    pub first: Version,
+    /// How many commit versions.
+    pub count: u32,
+    /// A read version (≥ every version handed out before the request arrived), when asked.
+    pub read_version: Option<Version>,
 }
 
 /// The last version handed out, and the rule for the next ones.

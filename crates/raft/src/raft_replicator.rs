@@ -29,11 +29,12 @@ use crate::apply_tracker::WriteAck;
 use crate::coalesce::Coalescer;
 use crate::direct::now_unix_ms;
 use crate::network::PeerClient;
-use crate::oracle::{stamp, system_micros};
+use crate::oracle::VersionGrant;
 use crate::replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, ProposeError, ReadError, ReadGate,
     Replicator, Role,
 };
+use crate::sequencer::{Sequencer, WriteError};
 use crate::state_machine::AppliedPosition;
 use crate::types::{DolmenRaft, NodeAddr, Raft};
 use crate::NodeId;
@@ -162,6 +163,9 @@ pub(crate) struct Shared {
     /// How a write applied here as the leader is acknowledged (`replication_mode`); the peer
     /// handler shares it for forwarded writes.
     pub(crate) ack: Arc<WriteAck>,
+    /// The group's oracle and sequencer: every write this node proposes as the leader, its
+    /// own and forwarded ones, goes through it.
+    pub(crate) sequencer: Arc<Sequencer>,
 }
 
 /// The two read batchers of a [`Shared`] built with [`Arc::new_cyclic`]: they hold it weakly.
@@ -192,6 +196,28 @@ pub(crate) fn read_batchers(shared: &std::sync::Weak<Shared>) -> (Arc<Coalescer>
 }
 
 impl Shared {
+    /// On the group's leader: `commit_count` commit versions and, if `want_read`, a read
+    /// version, after a leadership confirmation that started after the call (so a deposed
+    /// leader hands out nothing: docs/sharding.md §3.2). `NotLeader` elsewhere.
+    pub(crate) async fn grant_versions(
+        &self,
+        commit_count: u32,
+        want_read: bool,
+    ) -> Result<VersionGrant, ProposeError> {
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        let grant = self.sequencer.grant(commit_count, want_read).await;
+        // Drawn before the confirmation, handed out only after it: versions of a round that
+        // fails are burned.
+        self.local_reads.read_index(self.rpc_timeout).await?;
+        match grant {
+            Ok(grant) => Ok(grant),
+            Err(WriteError::NotLeader(_)) => Err(self.not_leader()),
+            Err(e) => Err(ProposeError::Unavailable(e.to_string())),
+        }
+    }
+
     /// The leader as this node sees it: id and addresses.
     pub(crate) fn leader(&self) -> Option<(NodeId, NodeAddr)> {
         let metrics = self.raft.metrics();
@@ -354,20 +380,25 @@ impl Shared {
     /// One try at ordering `command`: here as the leader, or forwarded to the leader.
     async fn propose_once(&self, command: &Command, started: Instant) -> Attempt<Applied> {
         if self.is_leader() {
-            let stamped = stamp(command.clone(), system_micros());
-            return match self.raft.client_write(stamped).await {
+            return match self.sequencer.write(command.clone()).await {
                 // Applied here; under `replication_mode = "all"` also on every voter.
-                Ok(response) => Attempt::Done(self.ack.acknowledge(response).await),
-                // Lost leadership before appending: nothing was proposed.
-                Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
-                    Attempt::NotProposed(self.not_leader())
+                Ok(written) => {
+                    Attempt::Done(self.ack.acknowledge(written.index, written.applied).await)
                 }
+                // Not the leader (any more) before anything was appended: nothing proposed.
+                Err(
+                    WriteError::NotLeader(_)
+                    | WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(_))),
+                ) => Attempt::NotProposed(self.not_leader()),
                 // Appended, then lost its place or its leader: the outcome is unknown.
-                Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))
-                | Err(RaftError::Fatal(_)) => {
-                    Attempt::Done(Err(ProposeError::Timeout(started.elapsed())))
+                Err(WriteError::Raft(
+                    RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))
+                    | RaftError::Fatal(_),
+                )) => Attempt::Done(Err(ProposeError::Timeout(started.elapsed()))),
+                Err(WriteError::Raft(RaftError::APIError(e))) => {
+                    Attempt::Done(Err(ProposeError::Unavailable(e.to_string())))
                 }
-                Err(RaftError::APIError(e)) => {
+                Err(e @ (WriteError::Oracle(_) | WriteError::NotSequenced(_))) => {
                     Attempt::Done(Err(ProposeError::Unavailable(e.to_string())))
                 }
             };

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use dolmen_engine::{failpoint, Command, Durability, Engine, Mutation, Outcome, Section, Version};
+use dolmen_engine::{
+    failpoint, Command, Durability, Engine, Mutation, Outcome, Section, Stamp, Version,
+};
 use futures::{FutureExt, Stream, StreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{OptionalSend, RaftSnapshotBuilder};
@@ -76,7 +78,10 @@ fn command_bytes(command: &Command) -> usize {
                 .sum();
             64 + mutations + conflicts
         }
-        Command::Compact { .. } | Command::Noop | Command::ExpireIdempotency { .. } => 64,
+        Command::Compact { .. }
+        | Command::Noop
+        | Command::ExpireIdempotency { .. }
+        | Command::OracleBound { .. } => 64,
     }
 }
 
@@ -189,10 +194,8 @@ impl StateMachine {
             return Ok(());
         };
         let mut batch: Vec<(Version, Command)> = Vec::with_capacity(chunk.len());
-        // Each entry's version, from the same rule on every replica (docs/sharding.md §3.1):
-        // above the last applied, and at least the clock reading a leader stamped into a
-        // commit when it proposed it; other entries take the next version.
-        let mut versions = OracleState::new(self.engine.applied_version());
+        // Each entry's version, by the same rule on every replica: `entry_version`.
+        let mut reached = self.engine.applied_version();
         let mut membership = None;
         let mut responders = Vec::with_capacity(chunk.len());
         for (entry, responder) in chunk {
@@ -217,16 +220,18 @@ impl StateMachine {
             };
             // Index 0 is only ever the initial membership (or the suite's blank): it consumes no
             // version, so it is applied meta-only (replication.md invariant 1).
-            let command = command.filter(|_| index > 0);
-            let position = command.map(|command| {
-                let stamped = match &command {
-                    Command::Commit(txn) => txn.proposed_at_us.unwrap_or(0),
-                    _ => 0,
-                };
-                batch.push((versions.next(stamped, 1).start, command));
-                batch.len() - 1
-            });
-            responders.push((versions.last(), position, responder));
+            let Some(command) = command.filter(|_| index > 0) else {
+                responders.push((Ok(reached), None, responder));
+                continue;
+            };
+            match entry_version(&command, entry.log_id.leader_id.term, reached) {
+                Ok(version) => {
+                    reached = version;
+                    batch.push((version, command));
+                    responders.push((Ok(version), Some(batch.len() - 1), responder));
+                }
+                Err(refused) => responders.push((Err(refused), None, responder)),
+            }
         }
         let mut extra_meta = vec![(META_LAST_APPLIED.to_vec(), codec::encode_log_id(&last))];
         if let Some(stored) = &membership {
@@ -259,11 +264,70 @@ impl StateMachine {
             let outcome = position
                 .and_then(|p| outcomes.get_mut(p).and_then(Option::take))
                 .unwrap_or(Outcome::Applied);
+            let reply = match version {
+                Ok(version) => EntryReply::Applied(Applied { version, outcome }),
+                Err(refused) => EntryReply::NotSequenced(refused),
+            };
             if let Some(responder) = responder {
-                responder.send(Applied { version, outcome });
+                responder.send(reply);
             }
         }
         Ok(())
+    }
+}
+
+/// What applying one log entry answers the node that proposed it (openraft's response type).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EntryReply {
+    /// The entry applied, at this version, with this outcome.
+    Applied(Applied),
+    /// A sequenced commit that applied nothing; its leader draws a new version.
+    NotSequenced(NotSequenced),
+}
+
+/// Why a sequenced commit applied nothing (docs/sharding.md §6.2).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum NotSequenced {
+    /// Drawn by the leader of one term, appended in another.
+    #[error("version drawn in term {drawn}, appended in term {appended}")]
+    StaleTerm {
+        /// The term the version was drawn in.
+        drawn: u64,
+        /// The term of the log entry.
+        appended: u64,
+    },
+    /// Not above a version applied before it.
+    #[error("version {version} is not above the version {reached} applied before it")]
+    Reorder {
+        /// The commit's version.
+        version: Version,
+        /// The version applied before it.
+        reached: Version,
+    },
+}
+
+/// The version entry `command` of term `term` applies at, after the versions up to `reached`:
+/// - a sequenced commit at its own version, if drawn in this term and above `reached`;
+/// - a commit stamped with a leader's clock (logs of earlier builds) at `max(reached + 1,
+///   stamp)`, one without either at `reached + 1`;
+/// - anything else at `reached`: it writes no data at a version (docs/sharding.md §6.2).
+fn entry_version(command: &Command, term: u64, reached: Version) -> Result<Version, NotSequenced> {
+    let Command::Commit(txn) = command else {
+        return Ok(reached);
+    };
+    match txn.stamp {
+        Some(Stamp::Sequenced { term: drawn, .. }) if drawn != term => {
+            Err(NotSequenced::StaleTerm {
+                drawn,
+                appended: term,
+            })
+        }
+        Some(Stamp::Sequenced { version, .. }) if version <= reached => {
+            Err(NotSequenced::Reorder { version, reached })
+        }
+        Some(Stamp::Sequenced { version, .. }) => Ok(version),
+        Some(Stamp::ProposedAt(at)) => Ok(OracleState::new(reached).next(at, 1).start),
+        None => Ok(reached.saturating_add(1)),
     }
 }
 
@@ -525,5 +589,78 @@ impl RaftSnapshotBuilder<DolmenRaft> for SnapshotBuilder {
         self.stats.record_build(index, millis);
         tracing::info!(index, millis, path = %snapshot.snapshot.path.display(), "snapshot built");
         Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dolmen_engine::Transaction;
+
+    fn commit(stamp: Option<Stamp>) -> Command {
+        Command::Commit(Transaction {
+            stamp,
+            ..Transaction::default()
+        })
+    }
+
+    fn sequenced(version: Version, term: u64) -> Command {
+        commit(Some(Stamp::Sequenced { version, term }))
+    }
+
+    #[test]
+    fn a_sequenced_commit_applies_at_its_own_version_only_in_order_and_in_its_term() {
+        // In its term and above what was reached: exactly its version, gaps allowed.
+        assert_eq!(entry_version(&sequenced(1_000, 3), 3, 10), Ok(1_000));
+        // Not above what was reached: nothing applies, the leader draws again.
+        assert_eq!(
+            entry_version(&sequenced(10, 3), 3, 10),
+            Err(NotSequenced::Reorder {
+                version: 10,
+                reached: 10
+            })
+        );
+        assert_eq!(
+            entry_version(&sequenced(9, 3), 3, 10),
+            Err(NotSequenced::Reorder {
+                version: 9,
+                reached: 10
+            })
+        );
+        // Drawn in term 3, appended in term 5 (the leader lost and won again in between).
+        assert_eq!(
+            entry_version(&sequenced(1_000, 3), 5, 10),
+            Err(NotSequenced::StaleTerm {
+                drawn: 3,
+                appended: 5
+            })
+        );
+    }
+
+    #[test]
+    fn commits_of_earlier_builds_and_other_entries_keep_their_rules() {
+        // A clock stamp (kind 4): max(reached + 1, stamp), whatever the term.
+        assert_eq!(
+            entry_version(&commit(Some(Stamp::ProposedAt(500))), 9, 10),
+            Ok(500)
+        );
+        assert_eq!(
+            entry_version(&commit(Some(Stamp::ProposedAt(5))), 9, 10),
+            Ok(11)
+        );
+        // No stamp: the next version.
+        assert_eq!(entry_version(&commit(None), 1, 10), Ok(11));
+        // Entries that write no data take no version of their own.
+        for command in [
+            Command::Noop,
+            Command::Compact { horizon: 3 },
+            Command::ExpireIdempotency {
+                before: 3,
+                limit: 10,
+            },
+            Command::OracleBound { bound: 99 },
+        ] {
+            assert_eq!(entry_version(&command, 1, 10), Ok(10), "{command}");
+        }
     }
 }

@@ -8,7 +8,7 @@ openraft::declare_raft_types!(
     /// Dolmen's Raft type configuration.
     pub DolmenRaft:
         D            = dolmen_engine::Command,
-        R            = crate::Applied, // the `client_write` response: { version, outcome }
+        R            = crate::state_machine::EntryReply, // the `client_write` response
         NodeId       = u64,
         Node         = NodeAddr,
         // Set explicitly: the macro's default, `impls::TokioRuntime`, is deprecated in 0.10.

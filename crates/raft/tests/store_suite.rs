@@ -207,7 +207,7 @@ fn set(cf: &str, key: &str, value: &str) -> Command {
         }],
         read_conflicts: Vec::new(),
         idempotency: None,
-        proposed_at_us: None,
+        stamp: None,
     })
 }
 
@@ -279,8 +279,8 @@ async fn state_machine_applies_at_log_index_and_survives_reopen() {
         apply(&mut sm, vec![membership_entry(3001, &[1, 2])]).await;
         assert_eq!(
             engine.applied_version(),
-            3001,
-            "membership consumes its version"
+            3000,
+            "a membership writes no data: it takes no version of its own"
         );
         assert_eq!(get(&engine, "k2999"), Some(b"v".to_vec()));
     }
@@ -289,7 +289,7 @@ async fn state_machine_applies_at_log_index_and_survives_reopen() {
     assert_eq!(applied, Some(log_id(1, 3001)));
     assert_eq!(stored.log_id(), &Some(log_id(1, 3001)));
     assert_eq!(stored.membership(), &membership(&[1, 2]));
-    assert_eq!((engine.applied_version(), rx.borrow().index), (3001, 3001));
+    assert_eq!((engine.applied_version(), rx.borrow().index), (3000, 3001));
     assert_eq!(get(&engine, "k1"), Some(b"v".to_vec()));
 }
 
@@ -326,11 +326,12 @@ async fn snapshot_installs_on_a_fresh_node_with_an_identical_digest() {
         !path.exists(),
         "the incoming file moved under its final name"
     );
-    assert_eq!(follower.applied_version(), 52);
+    // 51 commits; the membership at index 51 takes no version.
+    assert_eq!(follower.applied_version(), 51);
     assert_eq!(rx.borrow().index, 52);
     assert_eq!(
-        follower.digest_at(52).unwrap(),
-        leader.digest_at(52).unwrap()
+        follower.digest_at(51).unwrap(),
+        leader.digest_at(51).unwrap()
     );
     assert_eq!(
         follower_sm.applied_state().await.unwrap(),
@@ -376,7 +377,7 @@ async fn install_over_existing_data_removes_old_keys() {
     assert!(snap.snapshot.path.exists(), "the leader keeps its snapshot");
     assert_eq!(get(&follower, "stale1"), None);
     assert_eq!(get(&follower, "k5"), Some(b"v5".to_vec()));
-    assert_eq!(follower.digest_at(7).unwrap(), leader.digest_at(7).unwrap());
+    assert_eq!(follower.digest_at(6).unwrap(), leader.digest_at(6).unwrap());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,11 +465,11 @@ async fn interrupted_install_is_redone_at_open() {
     };
     let (follower, mut follower_sm, rx) = open_sm(follower_dir.path()).unwrap();
     assert_eq!(follower.pending_restore().unwrap(), None);
-    assert_eq!(follower.applied_version(), 32);
+    assert_eq!(follower.applied_version(), 31);
     assert_eq!(rx.borrow().index, 32);
     assert_eq!(
-        follower.digest_at(32).unwrap(),
-        leader.digest_at(32).unwrap()
+        follower.digest_at(31).unwrap(),
+        leader.digest_at(31).unwrap()
     );
     assert_eq!(get(&follower, "old"), None);
     let (applied, _) = follower_sm.applied_state().await.unwrap();

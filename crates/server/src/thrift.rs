@@ -306,7 +306,7 @@ fn transaction(req: &gen::AtomicCommitRequest) -> Result<Transaction, ServiceErr
         mutations,
         read_conflicts,
         idempotency,
-        proposed_at_us: None,
+        stamp: None,
     })
 }
 

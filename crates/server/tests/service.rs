@@ -102,7 +102,7 @@ fn commit_at(read_version: Version, mutations: Vec<Mutation>, reads: &[&[u8]]) -
             .map(|k| KeyRange::single("default", k))
             .collect(),
         idempotency: None,
-        proposed_at_us: None,
+        stamp: None,
     }
 }
 

@@ -2,7 +2,7 @@
 //! forwards to the leader (docs/encoding.md, "command").
 
 use super::{DecodeError, EncodeError, Reader, Writer};
-use crate::command::{Command, IdempotencyToken, KeyRange, Mutation, Transaction};
+use crate::command::{Command, IdempotencyToken, KeyRange, Mutation, Stamp, Transaction};
 
 const COMMAND_COMMIT: u8 = 0;
 const COMMAND_COMPACT: u8 = 1;
@@ -10,6 +10,10 @@ const COMMAND_NOOP: u8 = 2;
 const COMMAND_EXPIRE_IDEMPOTENCY: u8 = 3;
 /// A commit with the leader's clock reading at proposal (`Transaction::proposed_at_us`).
 const COMMAND_STAMPED_COMMIT: u8 = 4;
+/// A commit with the sequencer's version and term (`Stamp::Sequenced`).
+const COMMAND_SEQUENCED_COMMIT: u8 = 5;
+/// The oracle's persisted upper bound.
+const COMMAND_ORACLE_BOUND: u8 = 6;
 
 const MUTATION_SET: u8 = 0;
 const MUTATION_DELETE: u8 = 1;
@@ -33,11 +37,16 @@ pub fn decode_command(bytes: &[u8]) -> Result<Command, DecodeError> {
 pub fn put_command(w: &mut Writer, command: &Command) -> Result<(), EncodeError> {
     match command {
         Command::Commit(txn) => {
-            match txn.proposed_at_us {
+            match txn.stamp {
                 None => w.u8(COMMAND_COMMIT),
-                Some(at) => {
+                Some(Stamp::ProposedAt(at)) => {
                     w.u8(COMMAND_STAMPED_COMMIT);
                     w.u64(at);
+                }
+                Some(Stamp::Sequenced { version, term }) => {
+                    w.u8(COMMAND_SEQUENCED_COMMIT);
+                    w.u64(version);
+                    w.u64(term);
                 }
             }
             w.flag(txn.read_version.is_some());
@@ -70,6 +79,10 @@ pub fn put_command(w: &mut Writer, command: &Command) -> Result<(), EncodeError>
             w.u64(*before);
             w.count("limit", *limit as usize)?;
         }
+        Command::OracleBound { bound } => {
+            w.u8(COMMAND_ORACLE_BOUND);
+            w.u64(*bound);
+        }
     }
     Ok(())
 }
@@ -98,11 +111,14 @@ fn put_mutation(w: &mut Writer, m: &Mutation) -> Result<(), EncodeError> {
 /// Reads a command body written by [`put_command`].
 pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
     match r.u8("command kind")? {
-        kind @ (COMMAND_COMMIT | COMMAND_STAMPED_COMMIT) => {
-            let proposed_at_us = if kind == COMMAND_STAMPED_COMMIT {
-                Some(r.u64("proposed_at_us")?)
-            } else {
-                None
+        kind @ (COMMAND_COMMIT | COMMAND_STAMPED_COMMIT | COMMAND_SEQUENCED_COMMIT) => {
+            let stamp = match kind {
+                COMMAND_STAMPED_COMMIT => Some(Stamp::ProposedAt(r.u64("proposed_at_us")?)),
+                COMMAND_SEQUENCED_COMMIT => Some(Stamp::Sequenced {
+                    version: r.u64("sequenced version")?,
+                    term: r.u64("sequenced term")?,
+                }),
+                _ => None,
             };
             let read_version = if r.flag("read_version presence flag")? {
                 Some(r.u64("read_version")?)
@@ -134,7 +150,7 @@ pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
                 mutations,
                 read_conflicts,
                 idempotency,
-                proposed_at_us,
+                stamp,
             }))
         }
         COMMAND_COMPACT => Ok(Command::Compact {
@@ -150,6 +166,9 @@ pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
                 limit: u32::try_from(limit).unwrap_or(u32::MAX),
             })
         }
+        COMMAND_ORACLE_BOUND => Ok(Command::OracleBound {
+            bound: r.u64("bound")?,
+        }),
         kind => Err(r.unknown_tag("command kind", kind)),
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::command::{
-    Command, IdempotencyToken, Invalid, KeyRange, Mutation, Outcome, Transaction,
+    Command, IdempotencyToken, Invalid, KeyRange, Mutation, Outcome, Stamp, Transaction,
 };
 use crate::dedupe;
 use crate::error::StorageError;
@@ -48,15 +48,15 @@ fn commit() -> Command {
             client_id: b"client".to_vec(),
             sequence: 5,
         }),
-        proposed_at_us: None,
+        stamp: None,
     })
 }
 
 /// `commit()` with the leader's clock reading (kind 4).
-fn stamped_commit() -> Command {
+fn stamped_commit(stamp: Stamp) -> Command {
     match commit() {
         Command::Commit(txn) => Command::Commit(Transaction {
-            proposed_at_us: Some(1_765_000_000_123_456),
+            stamp: Some(stamp),
             ..txn
         }),
         other => other,
@@ -133,10 +133,26 @@ fn commands() -> Vec<(&'static str, Command)> {
                 }],
                 read_conflicts: Vec::new(),
                 idempotency: None,
-                proposed_at_us: None,
+                stamp: None,
             }),
         ),
-        ("command_commit_stamped", stamped_commit()),
+        (
+            "command_commit_stamped",
+            stamped_commit(Stamp::ProposedAt(1_765_000_000_123_456)),
+        ),
+        (
+            "command_commit_sequenced",
+            stamped_commit(Stamp::Sequenced {
+                version: 1_796_640_000_000_001,
+                term: 7,
+            }),
+        ),
+        (
+            "command_oracle_bound",
+            Command::OracleBound {
+                bound: 1_796_640_003_000_000,
+            },
+        ),
         ("command_compact", Command::Compact { horizon: 17 }),
         ("command_noop", Command::Noop),
         (

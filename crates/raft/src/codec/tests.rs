@@ -70,7 +70,7 @@ fn commit() -> Command {
             client_id: b"client".to_vec(),
             sequence: 5,
         }),
-        proposed_at_us: None,
+        stamp: None,
     })
 }
 

@@ -249,7 +249,7 @@ fn big(term: u64, index: u64, bytes: usize) -> Entry {
         }],
         read_conflicts: Vec::new(),
         idempotency: None,
-        proposed_at_us: None,
+        stamp: None,
     };
     Entry {
         log_id: log_id(term, 1, index),

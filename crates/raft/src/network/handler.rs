@@ -23,7 +23,8 @@ use openraft::{Raft, ReadPolicy};
 
 use crate::apply_tracker::WriteAck;
 use crate::network::Snapshot;
-use crate::oracle::{stamp, system_micros};
+use crate::sequencer::{WriteError, Written};
+use crate::state_machine::EntryReply;
 use crate::types::{DolmenRaft, SnapshotFile, Vote};
 use crate::{Applied, BoxFuture, NodeId, ProposeError, WriteAdmission};
 
@@ -48,6 +49,11 @@ pub type StatusJson = Arc<dyn Fn() -> String + Send + Sync>;
 /// Answers a `ReadIndex` request within the given time (the node's batched leader barrier).
 pub type ReadIndexHook =
     Arc<dyn Fn(Duration) -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync>;
+
+/// Proposes a forwarded write on the leader and waits until it applied there (the group's
+/// sequencer, docs/sharding.md §6.2).
+pub(crate) type WriteHook =
+    Arc<dyn Fn(Command) -> BoxFuture<'static, Result<Written, WriteError>> + Send + Sync>;
 
 /// The server side of every peer RPC, in openraft and domain types.
 pub trait PeerHandler: Send + Sync + 'static {
@@ -123,6 +129,8 @@ where
     on_leader_append: Option<Hook>,
     status: Option<StatusJson>,
     read_index: Option<ReadIndexHook>,
+    /// Proposes a forwarded write (the group's sequencer); `None`: `client_write` as it is.
+    writes: Option<WriteHook>,
     /// Permits for writes in flight on this node (`max_outstanding_proposals`), shared with
     /// its own clients' writes, and their number; forwarded writes take one too.
     write_limit: Option<(Arc<Semaphore>, usize)>,
@@ -147,6 +155,7 @@ where
             on_leader_append: None,
             status: None,
             read_index: None,
+            writes: None,
             write_limit: None,
             admission: None,
             ack: Arc::new(WriteAck::default()),
@@ -184,6 +193,13 @@ where
     /// shared with its own clients' writes), or be refused with `UNAVAILABLE`.
     pub fn with_write_limit(mut self, permits: Arc<Semaphore>, max: usize) -> Self {
         self.write_limit = Some((permits, max));
+        self
+    }
+
+    /// Proposes forwarded writes through `hook` (the group's sequencer, which gives commits
+    /// their versions) instead of plain `client_write` (transport tests' state machines).
+    pub(crate) fn with_writes(mut self, hook: WriteHook) -> Self {
+        self.writes = Some(hook);
         self
     }
 
@@ -272,27 +288,57 @@ where
             None => None,
         };
         let start = Instant::now();
-        let stamped = stamp(command, system_micros());
-        match tokio::time::timeout(timeout, self.raft.client_write(stamped)).await {
+        let write = async {
+            match &self.writes {
+                Some(hook) => hook(command).await,
+                None => {
+                    let response = self.raft.client_write(command).await?;
+                    match response.data {
+                        EntryReply::Applied(applied) => Ok(Written {
+                            index: response.log_id.index,
+                            applied,
+                        }),
+                        EntryReply::NotSequenced(refused) => {
+                            Err(WriteError::NotSequenced(refused.to_string()))
+                        }
+                    }
+                }
+            }
+        };
+        match tokio::time::timeout(timeout, write).await {
             Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
             // Applied here; under `replication_mode = "all"` also on every voter.
-            Ok(Ok(response)) => self.ack.acknowledge(response).await,
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(self.not_leader(f))
+            Ok(Ok(written)) => self.ack.acknowledge(written.index, written.applied).await,
+            Ok(Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(
+                f,
+            ))))) => Err(self.not_leader(f)),
+            Ok(Err(WriteError::NotLeader(_))) => {
+                let leader_id = self.raft.metrics().borrow_watched().current_leader;
+                Err(self.not_leader(ForwardToLeader {
+                    leader_id: leader_id.filter(|id| *id != self.node_id),
+                    leader_node: None,
+                    reason: ForwardReason::NotLeader,
+                }))
             }
             // Appended, then lost to a leader change: it may still commit.
-            Ok(Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(_)))) => {
-                Err(ProposeError::Timeout(start.elapsed()))
+            Ok(Err(WriteError::Raft(RaftError::APIError(
+                ClientWriteError::LogEntryDiscarded(_),
+            )))) => Err(ProposeError::Timeout(start.elapsed())),
+            Ok(Err(WriteError::Raft(RaftError::APIError(other)))) => {
+                Err(ProposeError::Unavailable(format!(
+                    "write refused by node {}: {other}",
+                    self.node_id
+                )))
             }
-            Ok(Err(RaftError::APIError(other))) => Err(ProposeError::Unavailable(format!(
-                "write refused by node {}: {other}",
-                self.node_id
-            ))),
             // Raft stopped while the write was in flight: it may have been appended.
-            Ok(Err(RaftError::Fatal(fatal))) => {
+            Ok(Err(WriteError::Raft(RaftError::Fatal(fatal)))) => {
                 tracing::warn!(node = self.node_id, error = %fatal, "raft stopped during a forwarded write");
                 Err(ProposeError::Timeout(start.elapsed()))
             }
+            // Nothing applied: the oracle could not serve, or every try was out of order.
+            Ok(Err(e @ (WriteError::Oracle(_) | WriteError::NotSequenced(_)))) => Err(
+                ProposeError::Unavailable(format!("write refused by node {}: {e}", self.node_id)),
+            ),
         }
     }
 

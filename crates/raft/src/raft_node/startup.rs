@@ -24,7 +24,9 @@ use crate::apply_report::ApplyReporting;
 use crate::apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GroupRouter, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
+use crate::oracle::system_clock;
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
+use crate::sequencer::{Sequencer, DEFAULT_ORACLE_WINDOW};
 use crate::snapshot::SnapshotDir;
 use crate::state_machine::{AppliedPosition, StateMachine};
 use crate::types::{Raft, GROUP_ID};
@@ -198,6 +200,16 @@ impl RaftNode {
         let ack = Arc::new(WriteAck::new(options.replication, tracker.clone()));
         let contact = Arc::new(LeaderContact::default());
         let shared_contact = contact.clone();
+        let sequencer = Sequencer::new(
+            raft.clone(),
+            options.node_id,
+            engine.clone(),
+            applied_rx.clone(),
+            DEFAULT_ORACLE_WINDOW,
+            system_clock(),
+            options.leader_wait,
+        );
+        sequencer.follow_leadership();
         let shared = Arc::new_cyclic(|weak| {
             let (local_reads, remote_reads) = read_batchers(weak);
             Shared {
@@ -217,6 +229,7 @@ impl RaftNode {
                 local_reads,
                 remote_reads,
                 ack: ack.clone(),
+                sequencer: sequencer.clone(),
             }
         });
 
@@ -232,6 +245,10 @@ impl RaftNode {
                 .with_write_limit(shared.outstanding.clone(), shared.max_outstanding)
                 .with_admission(options.admission.clone())
                 .with_write_ack(ack.clone())
+                .with_writes(Arc::new(move |command| {
+                    let sequencer = sequencer.clone();
+                    Box::pin(async move { sequencer.write(command).await })
+                }))
                 .with_read_index({
                     let shared = shared.clone();
                     Arc::new(move |timeout| {

@@ -218,7 +218,9 @@ impl PeerHandler for Mock {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     Err(ProposeError::Unavailable("too late".to_string()))
                 }
-                Command::Noop | Command::ExpireIdempotency { .. } => Ok(Applied {
+                Command::Noop
+                | Command::ExpireIdempotency { .. }
+                | Command::OracleBound { .. } => Ok(Applied {
                     version: 7,
                     outcome: Outcome::Applied,
                 }),

@@ -5,6 +5,7 @@
 use super::*;
 use dolmen_engine::{Engine, EngineOptions};
 use dolmen_raft::network::RaftPeerHandler;
+use dolmen_raft::state_machine::EntryReply;
 use dolmen_raft::{LogFsync, LogStore};
 use futures::{Stream, StreamExt};
 use openraft::async_runtime::WatchReceiver;
@@ -81,10 +82,10 @@ impl RaftStateMachine<DolmenRaft> for CountingSm {
                 }
             }
             if let Some(responder) = responder {
-                responder.send(Applied {
+                responder.send(EntryReply::Applied(Applied {
                     version: entry.log_id.index,
                     outcome: Outcome::Applied,
-                });
+                }));
             }
         }
         Ok(())

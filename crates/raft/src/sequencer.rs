@@ -1,0 +1,366 @@
+//! The oracle and the sequencer of a Raft group's leader (docs/sharding.md §3.2, §6.2): commit
+//! versions are drawn from an [`OracleState`] whose upper bound is persisted in the group's
+//! replicated state, and every commit carries its version into the log (`Stamp::Sequenced`).
+//!
+//! ```text
+//!  write(commit) ─▶ lock ─▶ ready for this term? (else: blank applied, last = max(bound, applied),
+//!                  │         persist bound = max(last, now) + window)
+//!                  ├▶ v = max(last + 1, now)      (above the bound? persist a higher one first)
+//!                  └▶ client_write_ff(commit @ v, term) ─▶ unlock ─▶ reply
+//!  reply: Applied                        ─▶ the answer
+//!         NotSequenced (term, order)     ─▶ draw again, at most MAX_SEQUENCING_TRIES times
+//! ```
+//!
+//! Why it holds (docs/sharding.md §13):
+//! - **Never backwards.** A leader hands out no version above the bound it has seen applied
+//!   (it persists a higher bound first), and a new leader starts above the persisted bound and
+//!   above the applied version, after its blank entry applied (so it has seen every bound and
+//!   every commit its predecessors got committed). Restarts and clocks that step back change
+//!   nothing: the state is in the log.
+//! - **Apply order is version order.** Within a term, versions are drawn and entries submitted to
+//!   the Raft core under one lock, so the log holds them in version order. At apply, an entry
+//!   whose term is not the one it was drawn in, or whose version is not above every version
+//!   applied before it, applies nothing (`NotSequenced`); the leader draws again. So every
+//!   replica applies commits in increasing version order, and "applied up to version `v`"
+//!   means every commit at or below `v` that will ever apply has.
+//! - Entries other than commits take no version of their own (they apply at the version
+//!   reached), so they never push a commit out of order.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dolmen_engine::{Command, Engine, Stamp, Transaction, Version};
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, LinearizableReadError, RaftError};
+use openraft::impls::ProgressResponder;
+use openraft::raft::{ClientWriteResponse, ReadPolicy};
+use tokio::sync::watch;
+
+use crate::oracle::{Clock, OracleState, VersionGrant};
+use crate::state_machine::{AppliedPosition, EntryReply};
+use crate::types::{DolmenRaft, Raft};
+use crate::{Applied, NodeId};
+
+/// How many times a commit is drawn and proposed again after `NotSequenced` before the writer
+/// gets `UNAVAILABLE` (nothing applied).
+pub const MAX_SEQUENCING_TRIES: usize = 3;
+
+/// The default span of wall time one persisted bound covers: one Raft write per window
+/// (as PD's `tso-save-interval`).
+pub const DEFAULT_ORACLE_WINDOW: Duration = Duration::from_secs(3);
+
+/// A write the sequencer put in the log and saw applied.
+#[derive(Debug)]
+pub(crate) struct Written {
+    /// The entry's log index.
+    pub index: u64,
+    /// Its version and outcome.
+    pub applied: Applied,
+}
+
+/// Why a write through the sequencer has no outcome.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum WriteError {
+    /// From the Raft core, as `client_write` reports it.
+    #[error(transparent)]
+    Raft(#[from] RaftError<DolmenRaft, ClientWriteError<DolmenRaft>>),
+    /// This node does not lead the group (any more); nothing was proposed.
+    #[error("node {0} does not lead")]
+    NotLeader(NodeId),
+    /// The oracle could not become ready or persist its bound (no quorum, lost leadership);
+    /// nothing was proposed.
+    #[error("the oracle cannot hand out versions: {0}")]
+    Oracle(String),
+    /// Every try applied nothing (`NotSequenced`); nothing applied.
+    #[error("the commit was drawn a version {MAX_SEQUENCING_TRIES} times and each time another leader's entries came first ({0}); nothing applied")]
+    NotSequenced(String),
+}
+
+/// The oracle's state on this node while it leads term `term` (0: not serving).
+#[derive(Debug)]
+struct Serving {
+    term: u64,
+    state: OracleState,
+    bound: Version,
+}
+
+/// The oracle and sequencer of one Raft group on one node; serves only while the node leads.
+pub(crate) struct Sequencer {
+    raft: Raft,
+    node_id: NodeId,
+    engine: Arc<Engine>,
+    applied: watch::Receiver<AppliedPosition>,
+    /// Held from drawing a version until its entry is handed to the Raft core: the log order is
+    /// the version order.
+    serving: tokio::sync::Mutex<Serving>,
+    /// A background bound extension is in flight.
+    extending: AtomicBool,
+    window_us: u64,
+    clock: Clock,
+    /// Upper bound of the start-of-term wait for the blank entry.
+    ready_timeout: Duration,
+}
+
+impl std::fmt::Debug for Sequencer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sequencer")
+            .field("node_id", &self.node_id)
+            .field("window_us", &self.window_us)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sequencer {
+    /// The sequencer of `raft` on node `node_id`, over the group's `engine` and applied watch.
+    pub(crate) fn new(
+        raft: Raft,
+        node_id: NodeId,
+        engine: Arc<Engine>,
+        applied: watch::Receiver<AppliedPosition>,
+        window: Duration,
+        clock: Clock,
+        ready_timeout: Duration,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            raft,
+            node_id,
+            engine,
+            applied,
+            serving: tokio::sync::Mutex::new(Serving {
+                term: 0,
+                state: OracleState::new(0),
+                bound: 0,
+            }),
+            extending: AtomicBool::new(false),
+            window_us: u64::try_from(window.as_micros()).unwrap_or(u64::MAX).max(1),
+            clock,
+            ready_timeout,
+        })
+    }
+
+    /// Proposes `command` and waits until it applied here. A commit gets its version from the
+    /// oracle (drawn again when it applied nothing: [`MAX_SEQUENCING_TRIES`]); any other
+    /// command goes to the log as it is.
+    pub(crate) async fn write(self: &Arc<Self>, command: Command) -> Result<Written, WriteError> {
+        let Command::Commit(txn) = command else {
+            let response = self.raft.client_write(command).await?;
+            return applied(response)
+                .map_err(|refused| WriteError::NotSequenced(refused.to_string()));
+        };
+        let mut last_refusal = String::new();
+        for _ in 0..MAX_SEQUENCING_TRIES {
+            let reply = {
+                let mut serving = self.ready().await?;
+                let (version, term) = (self.draw(&mut serving, 1).await?.start, serving.term);
+                let mut sequenced = txn.clone();
+                sequenced.stamp = Some(Stamp::Sequenced { version, term });
+                let (responder, reply) = ProgressResponder::complete_only();
+                self.raft
+                    .client_write_ff(Command::Commit(sequenced), Some(responder))
+                    .await
+                    .map_err(RaftError::Fatal)?;
+                reply
+            };
+            let response = reply
+                .await
+                .map_err(|_| WriteError::Oracle("the Raft core stopped".into()))?
+                .map_err(RaftError::APIError)?;
+            match applied(response) {
+                Ok(written) => return Ok(written),
+                Err(refused) => last_refusal = refused.to_string(),
+            }
+        }
+        Err(WriteError::NotSequenced(last_refusal))
+    }
+
+    /// Starts the oracle as soon as this node becomes leader, rather than at the first write:
+    /// a fresh group then gets its first version at once (an empty commit, when nothing was
+    /// ever committed), so its nodes report ready and reads see a version above 0. Runs until
+    /// the Raft core stops.
+    pub(crate) fn follow_leadership(self: &Arc<Self>) {
+        let this = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut server = this.raft.server_metrics();
+            let mut started = 0;
+            loop {
+                if let Ok(term) = this.leading_term() {
+                    if term != started {
+                        started = term;
+                        this.start_term(term).await;
+                    }
+                }
+                if server.changed().await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+
+    /// Makes the oracle ready for `term` and, in a group where nothing was ever committed,
+    /// commits an empty transaction; tries a few times while this node leads `term`.
+    async fn start_term(self: &Arc<Self>, term: u64) {
+        const TRIES: u32 = 10;
+        for _ in 0..TRIES {
+            let done = match self.ready().await {
+                Ok(serving) => {
+                    drop(serving);
+                    if self.engine.applied_version() > 0 {
+                        return;
+                    }
+                    self.write(Command::Commit(Transaction::default())).await
+                }
+                Err(e) => Err(e),
+            };
+            match done {
+                Ok(_) => return,
+                Err(e) if self.leading_term().ok() == Some(term) => {
+                    tracing::debug!(node = self.node_id, term, error = %e, "the oracle is not serving yet");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
+    /// `count` commit versions and, if `want_read`, a read version (the last version handed
+    /// out, so ≥ every version handed out before), while this node leads. The caller confirms
+    /// leadership for versions that leave the node (docs/sharding.md §3.2).
+    pub(crate) async fn grant(
+        self: &Arc<Self>,
+        count: u32,
+        want_read: bool,
+    ) -> Result<VersionGrant, WriteError> {
+        let mut serving = self.ready().await?;
+        let first = if count > 0 {
+            self.draw(&mut serving, u64::from(count)).await?.start
+        } else {
+            0
+        };
+        Ok(VersionGrant {
+            first,
+            count,
+            read_version: want_read.then(|| serving.state.last()),
+        })
+    }
+
+    /// The oracle locked and ready to serve the current term: on the first call of a term, waits
+    /// for the term's blank entry to apply, starts above the persisted bound and the applied
+    /// version, and persists a bound one window ahead.
+    async fn ready(&self) -> Result<tokio::sync::MutexGuard<'_, Serving>, WriteError> {
+        let mut serving = self.serving.lock().await;
+        let term = self.leading_term()?;
+        if serving.term == term {
+            return Ok(serving);
+        }
+        serving.term = 0;
+        // The read index of a leader is at least its blank entry: once it applied, this node
+        // has applied every bound and every commit an earlier leader got committed.
+        let index = match self.raft.get_read_log_id(ReadPolicy::ReadIndex).await {
+            Ok((read_log_id, _)) => read_log_id.index(),
+            Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_))) => {
+                return Err(WriteError::NotLeader(self.node_id))
+            }
+            Err(e) => {
+                return Err(WriteError::Oracle(format!(
+                    "cannot confirm leadership: {e}"
+                )))
+            }
+        };
+        let mut applied = self.applied.clone();
+        tokio::time::timeout(self.ready_timeout, applied.wait_for(|p| p.index >= index))
+            .await
+            .map_err(|_| {
+                WriteError::Oracle(format!(
+                    "this leader did not apply its first entry (index {index}) within {:?}",
+                    self.ready_timeout
+                ))
+            })?
+            .map_err(|_| WriteError::Oracle("the node is shutting down".into()))?;
+        let bound = self
+            .engine
+            .oracle_bound()
+            .map_err(|e| WriteError::Oracle(format!("cannot read the oracle bound: {e}")))?;
+        let start = bound.max(self.engine.applied_version());
+        serving.state = OracleState::new(start);
+        serving.bound = self.persist_bound(start).await?;
+        // Still the same term: versions drawn from here on are in order in its log.
+        if self.leading_term()? != term {
+            return Err(WriteError::NotLeader(self.node_id));
+        }
+        serving.term = term;
+        tracing::info!(
+            node = self.node_id,
+            term,
+            start,
+            bound = serving.bound,
+            "oracle serving"
+        );
+        Ok(serving)
+    }
+
+    /// `n` versions; persists a higher bound first if they would pass the current one, and
+    /// starts a background extension once half the window is used.
+    async fn draw(
+        self: &Arc<Self>,
+        serving: &mut Serving,
+        n: u64,
+    ) -> Result<std::ops::Range<Version>, WriteError> {
+        let range = serving.state.next((self.clock)(), n);
+        if serving.state.last() > serving.bound {
+            serving.bound = self.persist_bound(serving.state.last()).await?;
+        } else if serving.state.last() + self.window_us / 2 > serving.bound
+            && !self.extending.swap(true, Ordering::SeqCst)
+        {
+            let this = Arc::clone(self);
+            let (term, from) = (serving.term, serving.state.last());
+            tokio::spawn(async move {
+                let persisted = this.persist_bound(from).await;
+                let mut serving = this.serving.lock().await;
+                if let (Ok(bound), true) = (persisted, serving.term == term) {
+                    serving.bound = serving.bound.max(bound);
+                }
+                this.extending.store(false, Ordering::SeqCst);
+            });
+        }
+        Ok(range)
+    }
+
+    /// Proposes the bound `max(from, now) + window` and waits until it applied here.
+    async fn persist_bound(&self, from: Version) -> Result<Version, WriteError> {
+        let bound = from.max((self.clock)()).saturating_add(self.window_us);
+        match self.raft.client_write(Command::OracleBound { bound }).await {
+            Ok(_) => Ok(bound),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(WriteError::NotLeader(self.node_id))
+            }
+            Err(e) => Err(WriteError::Oracle(format!(
+                "cannot persist the oracle bound: {e}"
+            ))),
+        }
+    }
+
+    /// The current term, if this node leads it.
+    fn leading_term(&self) -> Result<u64, WriteError> {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.current_leader == Some(self.node_id) {
+            Ok(m.current_term)
+        } else {
+            Err(WriteError::NotLeader(self.node_id))
+        }
+    }
+}
+
+/// The outcome of an applied entry, or why it applied nothing.
+fn applied(
+    response: ClientWriteResponse<DolmenRaft>,
+) -> Result<Written, crate::state_machine::NotSequenced> {
+    match response.data {
+        EntryReply::Applied(applied) => Ok(Written {
+            index: response.log_id.index,
+            applied,
+        }),
+        EntryReply::NotSequenced(refused) => Err(refused),
+    }
+}
