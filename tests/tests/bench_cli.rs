@@ -1,11 +1,14 @@
 //! `dolmen bench` through the real binary against a real standalone node: the JSON lines carry
 //! the CPU figures (`--server-pids`), a bad pid is refused naming the flag, and `--probe` reports
-//! the thread hand-off next to the floor.
+//! the thread hand-off next to the floor; `--probe oracle` against a real 3-node cluster finds
+//! the oracle, gets unique versions through one batched `Timestamps` stream, and the leader
+//! counts them in `dolmen_oracle_versions_total`.
 
 use std::process::{Command, Output};
 
 use dolmen_tests::binary::dolmen_bin;
-use dolmen_tests::Standalone;
+use dolmen_tests::replicated::LEADER_TIMEOUT;
+use dolmen_tests::{ReplicatedCluster, Standalone};
 use serde_json::Value;
 
 fn bench(args: &[&str]) -> Output {
@@ -98,4 +101,55 @@ fn probe_reports_the_thread_hand_off_next_to_the_floor() {
     let floor = number(probe, "fsync_p50_ms") + 2.0 * number(probe, "rtt_p50_ms");
     assert!((number(probe, "floor_ms") - floor).abs() < 0.002, "{probe}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("thread handoff"));
+}
+
+#[test]
+fn probe_oracle_finds_the_leader_and_gets_unique_versions_that_it_counts() {
+    let cluster = ReplicatedCluster::builder().start();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let peers: Vec<String> = (0..cluster.node_count())
+        .map(|i| cluster.peer_endpoint(i).to_string())
+        .collect();
+    let out = bench(&[
+        "--probe",
+        "oracle",
+        "--peer-endpoints",
+        &peers.join(","),
+        "--callers",
+        "16",
+        "--duration",
+        "1",
+    ]);
+    assert!(
+        out.status.success(),
+        "probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = json_lines(&out);
+    let run = lines.first().unwrap_or_else(|| panic!("no JSON line"));
+    assert_eq!(run["probe"], "oracle", "{run}");
+    assert_eq!(run["leader_peer_addr"], peers[leader].as_str(), "{run}");
+    assert_eq!(number(run, "errors"), 0.0, "{run}");
+    assert_eq!(number(run, "streams"), 1.0, "{run}");
+    let versions = number(run, "versions");
+    assert!(versions > 0.0, "{run}");
+    assert!(number(run, "callers_per_batch") >= 1.0, "{run}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("every version unique"));
+
+    // The leader handed them out (plus the read version that found it), and counted them.
+    let text = dolmen_tests::admin::admin(cluster.admin_endpoint(leader))
+        .metrics()
+        .unwrap_or_else(|e| panic!("GET /metrics: {e}"));
+    let counted: f64 = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("dolmen_oracle_versions_total ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("expected dolmen_oracle_versions_total in /metrics:\n{text}"));
+    assert!(
+        counted > versions,
+        "counted {counted}, handed to callers {versions}"
+    );
 }

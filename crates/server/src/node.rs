@@ -593,8 +593,11 @@ fn fingerprint(config: &Config) -> String {
 }
 
 /// The peer port's mutual TLS from `[tls]`, or plaintext (with a warning) when it names no
-/// files.
-fn peer_tls(
+/// files. Also what `dolmen bench --probe oracle` speaks to a node's peer port with.
+///
+/// # Errors
+/// `TlsFile` naming the key whose file cannot be read.
+pub fn peer_tls(
     tls: &dolmen_config::TlsConfig,
 ) -> Result<Option<dolmen_raft::network::PeerTls>, NodeError> {
     if !tls.enabled() {

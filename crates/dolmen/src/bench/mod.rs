@@ -3,7 +3,8 @@
 //! an HdrHistogram. Shows a live progress bar (plain lines when stderr is not a terminal), then
 //! one table and one JSON line per run, with the CPU the run used (the machine's busy share, the
 //! load generator's and, with `--server-pids`, the servers' CPU per operation).
-//! `--probe` measures the machine's latency floor instead.
+//! `--probe` measures the machine's latency floor instead; `--probe oracle` the oracle's rate to
+//! one gateway (`oracle.rs`).
 //! Never used for timed assertions in tests.
 //!
 //! ```text
@@ -16,6 +17,7 @@
 mod cpu;
 mod failover;
 mod keys;
+mod oracle;
 mod probe;
 mod progress;
 mod route;
@@ -108,9 +110,28 @@ pub struct BenchArgs {
     /// append + fdatasync in `--data-dir`) and loopback TCP round trip (10,000 × 64-byte
     /// ping-pong); prints p50/p99 and floor = fsync p50 + 2 × RTT p50. Also one thread
     /// hand-off (10,000 wake-ups of a sleeping thread), what each thread a write crosses adds.
-    /// Needs no server.
+    /// Needs no server. `--probe oracle` instead measures the oracle's rate to one gateway:
+    /// this process opens one `Timestamps` stream to group 0's leader (found among
+    /// `--peer-endpoints`) and `--callers` tasks each ask one commit version at a time for
+    /// `--duration` seconds; prints versions/s, callers per batch and latency, and checks that
+    /// every version is unique and each caller's increase.
+    #[arg(long, value_enum, num_args = 0..=1, default_missing_value = "floor")]
+    probe: Option<ProbeKind>,
+    /// `--probe oracle`: the nodes' peer (Raft) addresses, comma-separated (default: the
+    /// `dolmen demo` cluster's).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "127.0.0.1:7090,127.0.0.1:7091,127.0.0.1:7092"
+    )]
+    peer_endpoints: Vec<String>,
+    /// `--probe oracle`: concurrent callers asking for versions.
+    #[arg(long, default_value_t = 256)]
+    callers: usize,
+    /// `--probe oracle`: a node's configuration file, whose `[tls]` the probe speaks to the
+    /// peer port with (plaintext without one).
     #[arg(long)]
-    probe: bool,
+    config: Option<PathBuf>,
     /// Measure availability instead of throughput, on a 3-node cluster this command starts
     /// itself (this binary, loopback ports, a temporary directory) under a steady setKey load
     /// of the first `--clients` count: `failover` kills the leader `--kills` times (SIGKILL)
@@ -130,7 +151,7 @@ pub struct BenchArgs {
     #[arg(long, requires = "scenario")]
     server_bin: Option<PathBuf>,
     /// Directory for `--probe`'s fsync file: put it on the disk the nodes use (default: a
-    /// new directory under the system temp dir, removed afterwards).
+    /// new directory under the system temp dir, removed afterwards). Not for `--probe oracle`.
     #[arg(long, requires = "probe")]
     data_dir: Option<PathBuf>,
 }
@@ -150,6 +171,18 @@ enum ArgsError {
     /// `--ops 0`.
     #[error("--ops must be at least 1")]
     Ops,
+    /// `--callers 0`.
+    #[error("--callers must be at least 1")]
+    Callers,
+}
+
+/// What `--probe` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProbeKind {
+    /// The machine's latency floor (fsync, loopback round trip, thread hand-off).
+    Floor,
+    /// The oracle's versions per second to one gateway, against a running cluster.
+    Oracle,
 }
 
 impl BenchArgs {
@@ -183,6 +216,9 @@ impl BenchArgs {
         }
         if self.ops == Some(0) {
             return Err(ArgsError::Ops);
+        }
+        if self.callers == 0 {
+            return Err(ArgsError::Callers);
         }
         Ok(())
     }
@@ -255,6 +291,56 @@ async fn run_once(
         }
     }
     report
+}
+
+/// `--probe oracle`: loads the peer TLS of `--config`, runs the probe and prints it.
+fn run_oracle_probe(args: &BenchArgs) -> ExitCode {
+    let tls = match &args.config {
+        None => None,
+        Some(path) => {
+            let env: Vec<(String, String)> = std::env::vars().collect();
+            let overrides = dolmen_server::config::Overrides::default();
+            let loaded = dolmen_server::config::Config::load(Some(path), &env, &overrides)
+                .map_err(anyhow::Error::from)
+                .and_then(|c| Ok(dolmen_server::node::peer_tls(&c.tls)?));
+            match loaded {
+                Ok(tls) => tls,
+                Err(e) => {
+                    eprintln!(
+                        "dolmen bench --probe oracle: --config {}: {e:#}",
+                        path.display()
+                    );
+                    return ExitCode::from(2);
+                }
+            }
+        }
+    };
+    let settings = oracle::Settings {
+        peers: args.peer_endpoints.clone(),
+        callers: args.callers,
+        duration: args.duration().unwrap_or(Duration::from_secs(10)),
+        tls,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("dolmen bench: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(oracle::run(&settings)) {
+        Ok(run) => {
+            run.print();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("dolmen bench --probe oracle: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 /// What benchmark values hold (`--values`).
@@ -338,7 +424,10 @@ pub fn run(args: BenchArgs) -> ExitCode {
             }
         };
     }
-    if args.probe {
+    if args.probe == Some(ProbeKind::Oracle) {
+        return run_oracle_probe(&args);
+    }
+    if args.probe == Some(ProbeKind::Floor) {
         return match probe::run(args.data_dir.as_deref()) {
             Ok(floor) => {
                 floor.print();
@@ -441,7 +530,36 @@ mod tests {
     fn data_dir_needs_probe() {
         assert!(parse(&["--data-dir", "/tmp/x"]).is_err());
         let args = parse(&["--probe", "--data-dir", "/tmp/x"]).unwrap_or_else(|e| panic!("{e}"));
-        assert!(args.probe);
+        assert_eq!(args.probe, Some(ProbeKind::Floor));
+    }
+
+    #[test]
+    fn probe_takes_an_optional_kind_and_oracle_its_own_flags() {
+        assert_eq!(parse(&[]).map(|a| a.probe).ok(), Some(None));
+        let args = parse(&["--probe"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.probe, Some(ProbeKind::Floor));
+        let args = parse(&[
+            "--probe",
+            "oracle",
+            "--callers",
+            "8",
+            "--peer-endpoints",
+            "a:1,b:2",
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.probe, Some(ProbeKind::Oracle));
+        assert_eq!(args.callers, 8);
+        assert_eq!(args.peer_endpoints, ["a:1", "b:2"]);
+        assert_eq!(
+            parse(&["--probe", "oracle"]).map(|a| a.callers).ok(),
+            Some(256)
+        );
+        assert!(parse(&["--probe", "tso"]).is_err());
+        let args =
+            parse(&["--probe", "oracle", "--callers", "0"]).unwrap_or_else(|e| panic!("{e}"));
+        let err = args.check().expect_err("no callers");
+        assert_eq!(err, ArgsError::Callers);
+        assert!(err.to_string().contains("--callers"), "{err}");
     }
 
     #[test]

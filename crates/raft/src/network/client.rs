@@ -16,6 +16,7 @@ use crate::codec;
 use crate::log_store::GroupId;
 use crate::network::faults::{admit, decide, FaultAction, PeerFaults};
 use crate::network::forward_stream::{ForwardStreams, Reply};
+use crate::network::timestamps::OracleClient;
 use crate::network::wire::{self, pb};
 use crate::network::{NetworkOptions, ProbeInfo, MAX_MESSAGE_BYTES};
 use crate::types::GROUP_ID;
@@ -141,6 +142,8 @@ pub struct PeerClient {
     faults: Option<Arc<dyn PeerFaults>>,
     /// The forward streams, one per leader address for every group, shared by clones.
     streams: Arc<ForwardStreams>,
+    /// The oracle's `Timestamps` streams, one per leader address, shared by clones.
+    oracle: OracleClient,
 }
 
 impl PeerClient {
@@ -148,7 +151,8 @@ impl PeerClient {
     pub fn new(this_node: NodeId, options: NetworkOptions) -> Self {
         let channels = Channels::new(options);
         let streams = Arc::new(ForwardStreams::new(channels.clone()));
-        Self::from_parts(this_node, GROUP_ID, channels, streams, None)
+        let oracle = OracleClient::with_channels(channels.clone());
+        Self::from_parts(this_node, GROUP_ID, channels, streams, oracle, None)
     }
 
     pub(crate) fn from_parts(
@@ -156,12 +160,14 @@ impl PeerClient {
         group: GroupId,
         channels: Channels,
         streams: Arc<ForwardStreams>,
+        oracle: OracleClient,
         faults: Option<Arc<dyn PeerFaults>>,
     ) -> Self {
         Self {
             from,
             group,
             streams,
+            oracle,
             channels,
             faults,
         }
@@ -184,6 +190,12 @@ impl PeerClient {
     /// `node_beat.rs`).
     pub(crate) fn parts(&self) -> (NodeId, Channels, Option<Arc<dyn PeerFaults>>) {
         (self.from, self.channels.clone(), self.faults.clone())
+    }
+
+    /// This node's client of the oracle (group 0's leader, docs/sharding.md §3.3), on the same
+    /// channels: one batched `Timestamps` stream per leader address, shared by clones.
+    pub fn oracle(&self) -> &OracleClient {
+        &self.oracle
     }
 
     /// Passes every outgoing call through `faults` (tests only).

@@ -19,16 +19,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::stream::FuturesUnordered;
-use futures::{FutureExt, StreamExt};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Status, Streaming};
+use tonic::Status;
 
 use crate::log_store::GroupId;
-use crate::network::client::{is_connect_error, Channels};
+use crate::network::by_id::{self, OpenError, Slots};
+use crate::network::client::Channels;
 use crate::network::router::GroupRouter;
 use crate::network::wire::{self, pb};
 use crate::network::PeerHandler;
@@ -42,8 +41,6 @@ const MAX_BATCH_BYTES: usize = 8 * 1024 * 1024;
 /// Commands queued per leader before `send` waits (each caller holds a write permit, so this
 /// only smooths bursts).
 const QUEUE_DEPTH: usize = 4096;
-/// Bound on opening a stream (connecting and the leader's response headers).
-const OPEN_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a leader answers `UNIMPLEMENTED` (an older build), how long to use unary calls before
 /// trying the stream again.
 const UNSUPPORTED_RETRY: Duration = Duration::from_secs(60);
@@ -72,10 +69,6 @@ struct Queued {
     timeout_ms: u64,
     reply: oneshot::Sender<Reply>,
 }
-
-/// The answer slots of one open stream; `None` once its reader has ended (every slot left was
-/// answered `Lost`).
-type Slots = Arc<Mutex<Option<HashMap<u64, oneshot::Sender<Reply>>>>>;
 
 /// The client side: one queue and driver task per leader address (whatever groups it leads:
 /// each item names its own), started on first use and kept while this value lives (drivers end
@@ -149,13 +142,7 @@ impl ForwardStreams {
 /// One open stream: where batches go, and the slots its reader answers.
 struct Open {
     batches: mpsc::Sender<pb::ForwardBatch>,
-    slots: Slots,
-}
-
-/// Why a stream could not be opened.
-enum OpenError {
-    Refused(ProposeError),
-    Unsupported,
+    slots: Slots<Reply>,
 }
 
 /// The driver of one leader address: sends everything queued, in batches, on one stream,
@@ -261,74 +248,31 @@ async fn ready(
     )))
 }
 
-/// Opens a stream to `addr` and starts its reader.
+/// Opens a stream to `addr` and starts its reader, which hands each answer to its caller;
+/// when the stream ends, every command still waiting is `Lost` (it was sent: its outcome is
+/// unknown).
 async fn open_stream(to: NodeId, addr: &str, channels: &Channels) -> Result<Open, OpenError> {
-    let unavailable = |what: String| {
-        OpenError::Refused(ProposeError::Unavailable(format!(
-            "forward to node {to} at {addr}: {what}"
-        )))
-    };
+    let what = format!("forward to node {to} at {addr}");
     let mut client = channels
         .client(addr)
-        .map_err(|e| unavailable(e.to_string()))?;
+        .map_err(|e| OpenError::Refused(ProposeError::Unavailable(format!("{what}: {e}"))))?;
     let (batches, outgoing) = mpsc::channel::<pb::ForwardBatch>(1);
-    let opened = tokio::time::timeout(
-        OPEN_TIMEOUT,
-        client.forward_stream(ReceiverStream::new(outgoing)),
-    )
-    .await;
-    let answers = match opened {
-        Err(_elapsed) => {
-            return Err(unavailable(format!(
-                "no answer to opening the forward stream within {OPEN_TIMEOUT:?}"
-            )))
-        }
-        Ok(Err(status)) if is_connect_error(&status) => {
-            return Err(OpenError::Refused(ProposeError::LeaderUnreachable(
-                format!(
-                    "forward to node {to} at {addr}: not connected: {}",
-                    status.message()
-                ),
-            )))
-        }
-        Ok(Err(status)) if status.code() == Code::Unimplemented => {
-            return Err(OpenError::Unsupported)
-        }
-        Ok(Err(status)) => return Err(unavailable(format!("refused: {}", status.message()))),
-        Ok(Ok(response)) => response.into_inner(),
+    let answers = by_id::open(&what, client.forward_stream(ReceiverStream::new(outgoing))).await?;
+    let slots = by_id::slots();
+    let split = |message: pb::ForwardReplies| {
+        let answers = message.replies.into_iter();
+        answers
+            .map(|a| (a.id, a.response.map_or(Reply::Lost, Reply::Answer)))
+            .collect()
     };
-    let slots: Slots = Arc::new(Mutex::new(Some(HashMap::new())));
-    tokio::spawn(read_answers(to, answers, Arc::clone(&slots)));
+    tokio::spawn(by_id::read_by_id(
+        to,
+        answers,
+        Arc::clone(&slots),
+        split,
+        || Reply::Lost,
+    ));
     Ok(Open { batches, slots })
-}
-
-/// Hands each answer to its caller; when the stream ends, every command still waiting is
-/// `Lost` (it was sent: its outcome is unknown).
-async fn read_answers(to: NodeId, mut answers: Streaming<pb::ForwardReplies>, slots: Slots) {
-    loop {
-        match answers.message().await {
-            Ok(Some(message)) => {
-                let mut slots = slots.lock();
-                let Some(waiting) = slots.as_mut() else {
-                    return;
-                };
-                for answer in message.replies {
-                    if let Some(reply) = waiting.remove(&answer.id) {
-                        let _ = reply.send(answer.response.map_or(Reply::Lost, Reply::Answer));
-                    }
-                }
-            }
-            Ok(None) => break,
-            Err(status) => {
-                tracing::debug!(to, %status, "forward stream ended");
-                break;
-            }
-        }
-    }
-    let lost = slots.lock().take();
-    for (_, reply) in lost.into_iter().flatten() {
-        let _ = reply.send(Reply::Lost);
-    }
 }
 
 /// The server side of one stream: proposes every item as it arrives (each through its group's
@@ -338,49 +282,19 @@ async fn read_answers(to: NodeId, mut answers: Streaming<pb::ForwardReplies>, sl
 /// server shuts down.
 pub(crate) fn serve(
     router: GroupRouter,
-    mut incoming: Streaming<pb::ForwardBatch>,
+    incoming: tonic::Streaming<pb::ForwardBatch>,
     max_timeout: Duration,
-    mut closed: watch::Receiver<bool>,
+    closed: watch::Receiver<bool>,
 ) -> ReceiverStream<Result<pb::ForwardReplies, Status>> {
-    let (answers, out) = mpsc::channel(16);
-    tokio::spawn(async move {
-        let mut pending = FuturesUnordered::new();
-        let mut reading = true;
-        loop {
-            tokio::select! {
-                batch = incoming.message(), if reading => match batch {
-                    Ok(Some(batch)) => {
-                        for item in batch.items {
-                            pending.push(answer(&router, item, max_timeout));
-                        }
-                    }
-                    Ok(None) => reading = false,
-                    Err(status) => {
-                        tracing::debug!(%status, "forward stream from a follower broke");
-                        return;
-                    }
-                },
-                Some(first) = pending.next(), if !pending.is_empty() => {
-                    let mut replies = vec![first];
-                    while let Some(Some(more)) = pending.next().now_or_never() {
-                        replies.push(more);
-                    }
-                    if answers.send(Ok(pb::ForwardReplies { replies })).await.is_err() {
-                        return;
-                    }
-                }
-                () = shutting_down(&mut closed) => return,
-            }
-            if !reading && pending.is_empty() {
-                return;
-            }
-        }
-    });
-    ReceiverStream::new(out)
-}
-
-async fn shutting_down(closed: &mut watch::Receiver<bool>) {
-    let _ = closed.wait_for(|closed| *closed).await;
+    let start = move |batch: pb::ForwardBatch| {
+        let items = batch.items.into_iter();
+        items
+            .map(|item| answer(&router, item, max_timeout))
+            .collect::<Vec<_>>()
+    };
+    by_id::serve_by_id(incoming, closed, start, |replies| {
+        vec![pb::ForwardReplies { replies }]
+    })
 }
 
 /// One item's answer: refused without proposing when it names a group this node does not run,

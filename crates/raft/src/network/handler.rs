@@ -23,6 +23,7 @@ use openraft::{Raft, ReadPolicy};
 
 use crate::apply_tracker::WriteAck;
 use crate::network::Snapshot;
+use crate::oracle::VersionGrant;
 use crate::sequencer::{WriteError, Written};
 use crate::state_machine::EntryReply;
 use crate::types::{DolmenRaft, SnapshotFile, Vote};
@@ -49,11 +50,14 @@ pub type StatusJson = Arc<dyn Fn() -> String + Send + Sync>;
 /// Answers a `ReadIndex` request within the given time (the node's batched leader barrier).
 pub type ReadIndexHook =
     Arc<dyn Fn(Duration) -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync>;
-
 /// Proposes a forwarded write on the leader and waits until it applied there (the group's
 /// sequencer, docs/sharding.md §6.2).
 pub(crate) type WriteHook =
     Arc<dyn Fn(Command) -> BoxFuture<'static, Result<Written, WriteError>> + Send + Sync>;
+/// Hands out versions as the oracle (`Timestamps`, docs/sharding.md §3.2): `commit_count`
+/// commit versions and, if asked, a read version.
+pub type TimestampsHook =
+    Arc<dyn Fn(u32, bool) -> BoxFuture<'static, Result<VersionGrant, ProposeError>> + Send + Sync>;
 
 /// The server side of every peer RPC, in openraft and domain types.
 pub trait PeerHandler: Send + Sync + 'static {
@@ -107,6 +111,17 @@ pub trait PeerHandler: Send + Sync + 'static {
     /// A linearizable read index (the leader's `ReadIndex` barrier), within `timeout`.
     fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>>;
 
+    /// As the oracle (group 0's leader, docs/sharding.md §3.2): `commit_count` consecutive
+    /// commit versions and, if `want_read`, a read version (at least every version handed out
+    /// before the call), after a leadership confirmation that started after the call. Every
+    /// error means nothing was handed out: `NotLeader` off the leader, `Unavailable` otherwise
+    /// (versions drawn for a failed call are burned, never handed out).
+    fn timestamps(
+        &self,
+        commit_count: u32,
+        want_read: bool,
+    ) -> BoxFuture<'_, Result<VersionGrant, ProposeError>>;
+
     /// This node's identity and state.
     fn probe(&self) -> BoxFuture<'_, ProbeInfo>;
 
@@ -129,6 +144,8 @@ where
     on_leader_append: Option<Hook>,
     status: Option<StatusJson>,
     read_index: Option<ReadIndexHook>,
+    /// The oracle (`Timestamps`); `None`: this node serves none.
+    timestamps: Option<TimestampsHook>,
     /// Proposes a forwarded write (the group's sequencer); `None`: `client_write` as it is.
     writes: Option<WriteHook>,
     /// Permits for writes in flight on this node (`max_outstanding_proposals`), shared with
@@ -155,6 +172,7 @@ where
             on_leader_append: None,
             status: None,
             read_index: None,
+            timestamps: None,
             writes: None,
             write_limit: None,
             admission: None,
@@ -207,6 +225,13 @@ where
     /// instead of one `get_read_log_id` per request.
     pub fn with_read_index(mut self, hook: ReadIndexHook) -> Self {
         self.read_index = Some(hook);
+        self
+    }
+
+    /// Answers `Timestamps` with `hook` (the node's oracle); without one, every request is
+    /// `Unavailable`.
+    pub fn with_timestamps(mut self, hook: TimestampsHook) -> Self {
+        self.timestamps = Some(hook);
         self
     }
 
@@ -439,6 +464,24 @@ where
 
     fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>> {
         Box::pin(self.read_index_inner(timeout))
+    }
+
+    fn timestamps(
+        &self,
+        commit_count: u32,
+        want_read: bool,
+    ) -> BoxFuture<'_, Result<VersionGrant, ProposeError>> {
+        match &self.timestamps {
+            Some(hook) => hook(commit_count, want_read),
+            None => {
+                let node = self.node_id;
+                Box::pin(async move {
+                    Err(ProposeError::Unavailable(format!(
+                        "node {node} serves no oracle (Timestamps)"
+                    )))
+                })
+            }
+        }
     }
 
     fn applied_report(&self, from: NodeId, applied: u64) {

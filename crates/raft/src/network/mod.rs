@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  RaftCore ─▶ GrpcNetworkFactory (per group) ─▶ GrpcNetwork (RaftNetworkV2) ─┐
-//!  RaftReplicator ─▶ PeerClient (forward, read_index, probe; per group) ───────┤ one lazily
+//!  RaftReplicator ─▶ PeerClient (forward, read_index, probe, oracle) ─────────┤ one lazily
 //!                                                      connected Channel per   │ peer address,
 //!                     [PeerFaults hook: deliver | drop | delay] ◀── every group ┘ shared
 //!   ══ gRPC dolmen.raft.v1.Peer ══▶ serve_router() ─▶ GroupRouter[group_id] ─▶ dyn PeerHandler
@@ -17,11 +17,15 @@
 //!   the snapshot receiver.
 //! - [`client`]: the channel cache and [`PeerClient`] (follower → leader calls).
 //! - `forward_stream`: forwarded writes batched on one stream per leader, both sides.
+//! - [`timestamps`]: versions from the oracle, batched by the gateway ([`OracleClient`]) on
+//!   one `Timestamps` stream per leader, both sides.
+//! - `by_id`: what those two streams share (requests answered by id as they resolve).
 //! - [`raft_network`]: [`GrpcNetworkFactory`], openraft's network over the same channels.
 //! - [`faults`]: the test-only fault hook on outgoing calls.
 //! - [`tls`]: mutual TLS, when the node has certificates.
 //! - [`wire`]: the generated protobuf code and the conversions between it and openraft types.
 
+mod by_id;
 pub mod client;
 pub mod faults;
 mod forward_stream;
@@ -31,6 +35,7 @@ pub mod raft_network;
 pub mod router;
 pub mod server;
 pub mod silent;
+pub mod timestamps;
 pub mod tls;
 pub mod wire;
 
@@ -38,11 +43,12 @@ use std::time::Duration;
 
 pub use client::{BadPeerAddress, PeerClient};
 pub use faults::{FaultAction, PeerFaults};
-pub use handler::{PeerHandler, ProbeInfo, RaftPeerHandler};
+pub use handler::{PeerHandler, ProbeInfo, RaftPeerHandler, TimestampsHook};
 pub use node_beat::{Beat, BeatReceiver, BeatStreamError, Hibernating};
 pub use raft_network::{GrpcNetwork, GrpcNetworkFactory};
 pub use router::{GroupEntry, GroupNotHere, GroupRouter};
 pub use server::{serve, serve_groups, serve_router, serve_with, IncomingSnapshot, ServeOptions};
+pub use timestamps::{OracleClient, OracleStats};
 pub use tls::{PeerTls, PEER_TLS_NAME};
 
 pub use crate::log_store::GroupId;

@@ -34,6 +34,7 @@ use crate::log_store::GroupId;
 use crate::network::client::{is_connect_error, BadPeerAddress, Channels, GrpcClient};
 use crate::network::faults::{admit, decide, gate, FaultAction, PeerFaults};
 use crate::network::forward_stream::ForwardStreams;
+use crate::network::timestamps::OracleClient;
 use crate::network::wire::{self, pb};
 use crate::network::{
     NetworkOptions, PeerClient, Snapshot, APPEND_BATCH_BYTES, MAX_SNAPSHOT_CHUNK_BYTES,
@@ -63,6 +64,8 @@ pub struct GrpcNetworkFactory {
     channels: Channels,
     /// The forward streams, one per leader address for every group, shared with its clients.
     streams: Arc<ForwardStreams>,
+    /// The oracle client (`Timestamps` streams), shared with its clients.
+    oracle: OracleClient,
     faults: Option<Arc<dyn PeerFaults>>,
     snapshots: Option<Arc<SnapshotStats>>,
 }
@@ -75,6 +78,7 @@ impl GrpcNetworkFactory {
             this_node,
             group: GROUP_ID,
             streams: Arc::new(ForwardStreams::new(channels.clone())),
+            oracle: OracleClient::with_channels(channels.clone()),
             channels,
             faults: None,
             snapshots: None,
@@ -116,6 +120,7 @@ impl GrpcNetworkFactory {
             self.group,
             self.channels.clone(),
             Arc::clone(&self.streams),
+            self.oracle.clone(),
             self.faults.clone(),
         )
     }

@@ -19,12 +19,12 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
 use crate::log_store::GroupId;
-use crate::network::forward_stream;
 use crate::network::node_beat;
 use crate::network::router::{GroupEntry, GroupNotHere, GroupRouter};
 use crate::network::silent::SilentClose;
 use crate::network::tls::PeerTls;
 use crate::network::wire::{self, pb};
+use crate::network::{forward_stream, timestamps};
 use crate::network::{PeerHandler, Snapshot, MAX_MESSAGE_BYTES, MAX_SNAPSHOT_CHUNK_BYTES};
 use crate::types::{DolmenRaft, SnapshotFile, GROUP_ID};
 
@@ -47,7 +47,8 @@ pub struct ServeOptions {
     pub snapshot_idle_timeout: Duration,
     /// Longest a whole snapshot stream may take to arrive (the install is not counted).
     pub snapshot_max_duration: Duration,
-    /// Cap on the timeout a peer asks for in `Forward` and `ReadIndex`.
+    /// Cap on the timeout a peer asks for in `Forward` and `ReadIndex`, and on one oracle grant
+    /// (`Timestamps`).
     pub max_request_timeout: Duration,
     /// Mutual TLS, when set: a peer without a certificate the cluster CA signed is refused at
     /// the handshake.
@@ -352,6 +353,20 @@ impl pb::peer_server::Peer for PeerService {
         request: Request<Streaming<pb::ForwardBatch>>,
     ) -> Result<Response<Self::ForwardStreamStream>, Status> {
         Ok(Response::new(forward_stream::serve(
+            self.router.clone(),
+            request.into_inner(),
+            self.options.max_request_timeout,
+            self.closed.clone(),
+        )))
+    }
+
+    type TimestampsStream = ReceiverStream<Result<pb::TimestampReply, Status>>;
+
+    async fn timestamps(
+        &self,
+        request: Request<Streaming<pb::TimestampRequest>>,
+    ) -> Result<Response<Self::TimestampsStream>, Status> {
+        Ok(Response::new(timestamps::serve(
             self.router.clone(),
             request.into_inner(),
             self.options.max_request_timeout,

@@ -13,6 +13,7 @@ use openraft::StoredMembership;
 use crate::codec;
 use crate::log_store::GroupId;
 use crate::network::SnapshotMeta;
+use crate::oracle::VersionGrant;
 use crate::types::{DolmenRaft, LogId, Vote};
 use crate::{Applied, NodeId, ProposeError};
 
@@ -413,6 +414,55 @@ pub fn read_index_response_to_pb(result: &Result<u64, ProposeError>) -> pb::Read
     };
     pb::ReadIndexResponse {
         result: Some(result),
+    }
+}
+
+/// The oracle's answer to `Timestamps` request `id` → protobuf. Every error means nothing
+/// was handed out (versions drawn for it are burned), so each is `Unavailable` but `NOT_LEADER`.
+pub fn timestamp_reply_to_pb(
+    id: u64,
+    result: &Result<VersionGrant, ProposeError>,
+) -> pb::TimestampReply {
+    use pb::timestamp_reply::Result as R;
+    let result = match result {
+        Ok(grant) => R::Range(pb::VersionRange {
+            first: grant.first,
+            count: grant.count,
+            read_version: grant.read_version,
+        }),
+        Err(ProposeError::NotLeader {
+            leader_id,
+            leader_addr,
+        }) => R::NotLeader(not_leader_to_pb(*leader_id, leader_addr.clone())),
+        Err(e) => R::Unavailable(pb::Unavailable {
+            message: match e {
+                ProposeError::Unavailable(m) | ProposeError::LeaderUnreachable(m) => m.clone(),
+                other => other.to_string(),
+            },
+        }),
+    };
+    pb::TimestampReply {
+        id,
+        result: Some(result),
+    }
+}
+
+/// A `Timestamps` reply's result → the grant, or why there is none (nothing handed out).
+pub fn version_grant_from_pb(
+    result: Option<pb::timestamp_reply::Result>,
+) -> Result<VersionGrant, ProposeError> {
+    use pb::timestamp_reply::Result as R;
+    match result {
+        Some(R::Range(range)) => Ok(VersionGrant {
+            first: range.first,
+            count: range.count,
+            read_version: range.read_version,
+        }),
+        Some(R::NotLeader(hint)) => Err(not_leader_from_pb(hint)),
+        Some(R::Unavailable(u)) => Err(ProposeError::Unavailable(u.message)),
+        None => Err(ProposeError::Unavailable(
+            "the oracle answered without a result".into(),
+        )),
     }
 }
 

@@ -101,6 +101,9 @@ pub struct RaftNode {
     peer_addr: std::net::SocketAddr,
     stop_peers: watch::Sender<bool>,
     peer_server: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Versions this node handed out as the oracle to gateways (`Timestamps`): commit versions
+    /// plus one per read version.
+    oracle_versions: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl RaftNode {
@@ -108,6 +111,13 @@ impl RaftNode {
     /// is the group-commit factor).
     pub fn log_fsyncs(&self) -> u64 {
         self.log.fsync_count()
+    }
+
+    /// Versions this node has handed out as the oracle on `Timestamps` (commit versions plus
+    /// one per read version), since it started.
+    pub fn oracle_versions(&self) -> u64 {
+        self.oracle_versions
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Writes answered `TIMEOUT` because a voter had not applied them within `all_wait_ms`

@@ -7,6 +7,7 @@
 //!                                                          └─▶ peer gRPC server
 //! ```
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -239,6 +240,7 @@ impl RaftNode {
         let own_admin = options.this.admin_addr.clone();
         let node_id = options.node_id;
         let election_timeout = options.election_timeout;
+        let oracle_versions = Arc::new(AtomicU64::new(0));
         let handler: Arc<dyn network::PeerHandler> = Arc::new(
             RaftPeerHandler::new(raft.clone(), node_id, options.fingerprint.clone())
                 .on_leader_append(Arc::new(move || contact.touch()))
@@ -254,6 +256,20 @@ impl RaftNode {
                     Arc::new(move |timeout| {
                         let shared = shared.clone();
                         Box::pin(async move { shared.local_reads.read_index(timeout).await })
+                    })
+                })
+                .with_timestamps({
+                    // The oracle for gateways (`Timestamps`, docs/sharding.md §3.3); what it
+                    // hands out is counted for `dolmen_oracle_versions_total`.
+                    let (shared, handed_out) = (shared.clone(), oracle_versions.clone());
+                    Arc::new(move |commit_count, want_read| {
+                        let (shared, handed_out) = (shared.clone(), handed_out.clone());
+                        Box::pin(async move {
+                            let grant = shared.grant_versions(commit_count, want_read).await?;
+                            let read = u64::from(grant.read_version.is_some());
+                            handed_out.fetch_add(u64::from(grant.count) + read, Ordering::Relaxed);
+                            Ok(grant)
+                        })
                     })
                 })
                 .with_status(Arc::new(move || {
@@ -322,6 +338,7 @@ impl RaftNode {
             peer_addr,
             stop_peers,
             peer_server: parking_lot::Mutex::new(Some(peer_server)),
+            oracle_versions,
         })
     }
 }

@@ -59,7 +59,16 @@ pub(crate) struct Mock {
     pub(crate) stream_hold: AtomicU64,
     pub(crate) snapshots: Mutex<Vec<Received>>,
     pub(crate) read_mode: Mutex<ReadMode>,
+    /// The mock oracle: the last version it handed out.
+    pub(crate) oracle: AtomicU64,
+    /// How long each oracle grant takes.
+    pub(crate) oracle_delay: Mutex<Duration>,
 }
+
+/// Commit counts the mock oracle answers with a scripted refusal, or never.
+pub(crate) const ORACLE_NOT_LEADER: u32 = 1_000_001;
+pub(crate) const ORACLE_UNAVAILABLE: u32 = 1_000_002;
+pub(crate) const ORACLE_HANG: u32 = 1_000_003;
 
 impl Mock {
     pub(crate) fn new() -> Arc<Self> {
@@ -71,6 +80,8 @@ impl Mock {
             stream_hold: AtomicU64::new(1),
             snapshots: Mutex::new(Vec::new()),
             read_mode: Mutex::new(ReadMode::Index(0)),
+            oracle: AtomicU64::new(1_000),
+            oracle_delay: Mutex::new(Duration::ZERO),
         })
     }
 }
@@ -218,12 +229,12 @@ impl PeerHandler for Mock {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     Err(ProposeError::Unavailable("too late".to_string()))
                 }
-                Command::Noop
-                | Command::ExpireIdempotency { .. }
-                | Command::OracleBound { .. } => Ok(Applied {
-                    version: 7,
-                    outcome: Outcome::Applied,
-                }),
+                Command::Noop | Command::ExpireIdempotency { .. } | Command::OracleBound { .. } => {
+                    Ok(Applied {
+                        version: 7,
+                        outcome: Outcome::Applied,
+                    })
+                }
             }
         })
     }
@@ -240,6 +251,40 @@ impl PeerHandler for Mock {
                     Ok(0)
                 }
             }
+        })
+    }
+
+    fn timestamps(
+        &self,
+        commit_count: u32,
+        want_read: bool,
+    ) -> BoxFuture<'_, Result<VersionGrant, ProposeError>> {
+        self.calls.lock().push("timestamps");
+        Box::pin(async move {
+            // The commit count picks a scripted answer; any other draws from `oracle`.
+            match commit_count {
+                ORACLE_NOT_LEADER => {
+                    return Err(ProposeError::NotLeader {
+                        leader_id: Some(2),
+                        leader_addr: Some("127.0.0.1:7102".to_string()),
+                    })
+                }
+                ORACLE_UNAVAILABLE => {
+                    return Err(ProposeError::Unavailable("no quorum (mock)".to_string()))
+                }
+                ORACLE_HANG => tokio::time::sleep(Duration::from_secs(30)).await,
+                _ => {}
+            }
+            let delay = *self.oracle_delay.lock();
+            tokio::time::sleep(delay).await;
+            let n = u64::from(commit_count);
+            // Read version: everything handed out before; commit versions above it.
+            let last = self.oracle.fetch_add(n + 1, Ordering::SeqCst);
+            Ok(VersionGrant {
+                first: last + 2,
+                count: commit_count,
+                read_version: want_read.then_some(last + 1),
+            })
         })
     }
 

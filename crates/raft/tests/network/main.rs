@@ -1,8 +1,9 @@
 //! The peer transport end to end: a real tonic server on 127.0.0.1:0 with a mock
 //! `PeerHandler` (`harness`), driven through the real client side (openraft's network from
 //! `GrpcNetworkFactory`, and `PeerClient`); `groups` serves several groups behind one
-//! `GroupRouter`; `live` puts a real Raft behind it; `hibernate` runs many idle groups under
-//! one hibernation controller per node.
+//! `GroupRouter`; `live` puts a real Raft behind it; `timestamps` drives the oracle's stream
+//! through the gateway's batching client. `hibernate` runs many idle groups under one hibernation
+//! controller per node.
 
 mod append;
 mod groups;
@@ -13,6 +14,7 @@ mod peer_client;
 mod refusals;
 mod silent;
 mod snapshot;
+mod timestamps;
 mod tls;
 mod vote;
 
@@ -30,6 +32,7 @@ use dolmen_raft::network::{
     IncomingSnapshot, NetworkOptions, PeerFaults, PeerHandler, PeerTls, ProbeInfo, ServeOptions,
     Snapshot, SnapshotMeta,
 };
+use dolmen_raft::oracle::VersionGrant;
 use dolmen_raft::types::{
     DolmenRaft, Entry, EntryPayload, LogId, Membership, NodeAddr, SnapshotFile, Vote,
 };

@@ -89,6 +89,7 @@ impl Collector for NodeMetrics {
                 installed: s.snapshots_installed,
             },
             all_wait_timeouts: self.raft.as_ref().map_or(0, |r| r.all_wait_timeouts()),
+            oracle_versions: self.raft.as_ref().map_or(0, |r| r.oracle_versions()),
             voters_applied: self
                 .raft
                 .as_ref()
@@ -214,6 +215,9 @@ struct Replication {
     snapshots: SnapshotCounts,
     /// Writes answered `TIMEOUT` because a voter had not applied them within `all_wait_ms`.
     all_wait_timeouts: u64,
+    /// Versions this node handed out as the oracle on `Timestamps` (commit versions plus one
+    /// per read version).
+    oracle_versions: u64,
     /// On the leader under `replication_mode = "all"`: (voter, applied index it reported).
     voters_applied: Vec<(u64, u64)>,
 }
@@ -488,6 +492,13 @@ impl Replication {
              applied them within all_wait_ms (committed; they apply there later).",
             &ConstCounter::new(self.all_wait_timeouts),
         )?;
+        emit(
+            e,
+            "dolmen_oracle_versions",
+            "Versions this node handed out as the oracle to gateways on Timestamps (commit \
+             versions plus one per read version; docs/sharding.md §3.3).",
+            &ConstCounter::new(self.oracle_versions),
+        )?;
         let mut applied = e.encode_descriptor(
             "dolmen_member_applied_index",
             "On the leader under replication_mode = \"all\": the log index each voter reported \
@@ -554,6 +565,7 @@ mod tests {
                         installed: 0,
                     },
                     all_wait_timeouts: 5,
+                    oracle_versions: 640,
                     voters_applied: vec![(0, 41), (2, 40)],
                 }),
                 horizon_age_seconds: Some(4.5),
@@ -601,6 +613,7 @@ mod tests {
             "dolmen_raft_snapshots_sent_total 2\n",
             "# TYPE dolmen_all_wait_timeouts_total counter\ndolmen_all_wait_timeouts_total 5\n",
             "dolmen_member_applied_index{member=\"2\"} 40\n",
+            "# TYPE dolmen_oracle_versions_total counter\ndolmen_oracle_versions_total 640\n",
             "dolmen_mvcc_horizon_age_seconds 4.5\n",
             "# TYPE dolmen_idempotency_entries gauge\ndolmen_idempotency_entries 12\n",
             "# TYPE dolmen_idempotency_expired_total counter\ndolmen_idempotency_expired_total 30\n",
@@ -655,6 +668,7 @@ mod tests {
             "dolmen_raft_snapshots_sent_total",
             "dolmen_raft_snapshots_installed_total",
             "dolmen_all_wait_timeouts_total",
+            "dolmen_oracle_versions_total",
             "dolmen_member_applied_index",
         ];
         let mut samples: Vec<&str> = Vec::new();
