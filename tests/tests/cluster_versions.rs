@@ -113,3 +113,79 @@ fn agree_at(cluster: &ReplicatedCluster, versions: &[u64]) {
         );
     }
 }
+
+/// Commits `n` blind sets through node `node`, each version above the one before; returns the
+/// last. With a clock stepped back the versions go on by one per commit.
+fn commit_above(
+    cluster: &ReplicatedCluster,
+    node: usize,
+    what: &str,
+    n: u32,
+    mut last: i64,
+) -> i64 {
+    let mut kv = connect_buffered(cluster.thrift_endpoint(node));
+    for i in 0..n {
+        let rv = kv.read_version();
+        assert!(
+            rv >= last,
+            "{what}: read version {rv} below acknowledged commit {last}"
+        );
+        let key = format!("clock-steps/{}", i % 3);
+        let cv = kv.must_commit(rv, vec![op_set(key.as_bytes(), b"v")], vec![]);
+        assert!(cv > last, "{what}: commit version {cv} not above {last}");
+        last = cv;
+    }
+    last
+}
+
+/// Power-cuts every node and starts them all with `offset_ms` added to their clocks; returns
+/// the new leader.
+fn restart_all_with_clock_offset(cluster: &mut ReplicatedCluster, offset_ms: i64) -> usize {
+    let all: Vec<usize> = (0..cluster.node_count()).collect();
+    let offset = offset_ms.to_string();
+    for &i in &all {
+        cluster.kill9(i);
+        cluster.set_env(i, &[("DOLMEN_FAULTS__CLOCK_OFFSET_MS", offset.as_str())]);
+    }
+    cluster.start_many(&all);
+    cluster.wait_for_leader(LEADER_TIMEOUT)
+}
+
+#[test]
+fn oracle_never_goes_back_across_leader_kills_and_clock_steps() {
+    const TEN_MINUTES_MS: i64 = 600_000;
+    let mut cluster = ReplicatedCluster::builder().start();
+    let leader = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let before = commit_above(&cluster, leader, "before any step", 10, 0);
+
+    // Every clock steps back ten minutes (a restart of the whole cluster): the oracle starts
+    // above the bound its last leader persisted and goes on by one per commit.
+    let leader = restart_all_with_clock_offset(&mut cluster, -TEN_MINUTES_MS);
+    let mut last = commit_above(&cluster, leader, "clocks ten minutes back", 10, before);
+    assert!(
+        last < before + 2 * ORACLE_WINDOW_US,
+        "versions jumped from {before} to {last} though every clock went back"
+    );
+    // A leader change under the stepped-back clocks: a kill, then a transfer.
+    cluster.kill9(leader);
+    let next = cluster.wait_for_leader(LEADER_TIMEOUT);
+    last = commit_above(&cluster, next, "after a leader kill", 10, last);
+    cluster.start(leader);
+    cluster.wait_ready(leader, LEADER_TIMEOUT);
+    cluster
+        .transfer_leader(leader)
+        .unwrap_or_else(|e| panic!("transfer to node {leader}: {e}"));
+    let moved = cluster.wait_for_leader(LEADER_TIMEOUT);
+    last = commit_above(&cluster, moved, "after a transfer", 10, last);
+
+    // Clocks jump ten minutes forward: versions follow them.
+    let leader = restart_all_with_clock_offset(&mut cluster, TEN_MINUTES_MS);
+    let ahead = commit_above(&cluster, leader, "clocks ten minutes ahead", 10, last);
+    assert!(
+        ahead > now_us() + TEN_MINUTES_MS * 1000 / 2,
+        "versions {ahead} did not follow the clock ten minutes ahead"
+    );
+    // And back again: nothing handed out below what the forward clock reached.
+    let leader = restart_all_with_clock_offset(&mut cluster, 0);
+    commit_above(&cluster, leader, "clocks back to true time", 10, ahead);
+}

@@ -189,6 +189,9 @@ unsafe_skip_log_fsync = false
 # A planted bug for the fault-injection suite's self-test: commits skip the read-conflict
 # check, so transactions are no longer serializable. Never on a real cluster.
 unsafe_skip_conflict_check = false
+# Milliseconds added to this node's clock where it draws versions, to test clock steps
+# (versions never go back). Tests only.
+clock_offset_ms = 0
 
 [tls]
 # Mutual TLS on the peer (Raft) port: the cluster CA's certificate and this node's certificate

@@ -599,7 +599,15 @@ pub struct FaultsConfig {
     /// were overwritten after its read version still writes (lost updates, write skew: not
     /// serializable). Never set it on a real cluster. Default `false`.
     pub unsafe_skip_conflict_check: bool,
+    /// `clock_offset_ms`: added to this node's clock wherever it draws versions (the standalone
+    /// writer, a Raft leader's oracle), so a test can step a node's clock back or forward by
+    /// restarting it with another offset. Versions must never go back whatever it is
+    /// (docs/sharding.md §3.2). At most one day either way. Default `0`.
+    pub clock_offset_ms: i64,
 }
+
+/// The largest `[faults] clock_offset_ms` either way: one day.
+pub const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
 
 impl Config {
     /// Loads the configuration: defaults, then the TOML file at `path` (if any), then `env`

@@ -46,6 +46,22 @@ impl Config {
         self.validate_mvcc()?;
         self.validate_tls()?;
         self.validate_client_tls()?;
+        self.validate_faults()?;
+        Ok(())
+    }
+
+    /// `[faults]`.
+    fn validate_faults(&self) -> Result<(), ConfigError> {
+        let offset = self.faults.clock_offset_ms;
+        if offset.unsigned_abs() > crate::MAX_CLOCK_OFFSET_MS.unsigned_abs() {
+            return Err(ConfigError::invalid(
+                "faults.clock_offset_ms",
+                format!(
+                    "must be within ±{} ms (one day), got {offset}",
+                    crate::MAX_CLOCK_OFFSET_MS
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -859,6 +875,18 @@ mod tests {
             "consensus.endpoints",
             "entry 0",
         );
+    }
+
+    #[test]
+    fn a_clock_offset_beyond_a_day_is_refused() {
+        assert_rejected(
+            |c| c.faults.clock_offset_ms = -86_400_001,
+            "faults.clock_offset_ms",
+            "within ±86400000 ms",
+        );
+        let mut c = Config::default();
+        c.faults.clock_offset_ms = -86_400_000;
+        c.validate().expect("one day back is allowed");
     }
 
     #[test]

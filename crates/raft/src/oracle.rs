@@ -31,6 +31,16 @@ pub fn system_clock() -> Clock {
     Arc::new(system_micros)
 }
 
+/// The system clock shifted by `offset_ms` (`[faults] clock_offset_ms`, tests of clock steps);
+/// the system clock itself when 0.
+pub fn offset_clock(offset_ms: i64) -> Clock {
+    if offset_ms == 0 {
+        return system_clock();
+    }
+    let offset_us = offset_ms.saturating_mul(1000);
+    Arc::new(move || system_micros().saturating_add_signed(offset_us))
+}
+
 /// Versions handed out by the oracle in one grant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct VersionGrant {

@@ -15,6 +15,7 @@ use std::time::Duration;
 use dolmen_api::{SafeCodecLimits, ServeError};
 use dolmen_config::EndpointError;
 use dolmen_engine::{Engine, OpenError, StorageError};
+use dolmen_raft::oracle::offset_clock;
 use dolmen_raft::{
     CoreStopped, Direct, DirectOptions, Formation, NodeAddr, RaftNode, RaftNodeError,
     RaftNodeOptions, ReadConsistency, ReadGate, ReadOptions, ReplicationMode, Replicator,
@@ -148,6 +149,10 @@ fn warn_test_switches(faults: &dolmen_config::FaultsConfig) {
             faults.unsafe_skip_conflict_check,
             "[faults] unsafe_skip_conflict_check: commits skip the read-conflict check (a planted bug)",
         ),
+        (
+            faults.clock_offset_ms != 0,
+            "[faults] clock_offset_ms: this node's clock is shifted where it draws versions",
+        ),
     ];
     for (_, what) in on.iter().filter(|(on, _)| *on) {
         tracing::warn!("TEST-ONLY SWITCH ON, not for a real cluster: {what}");
@@ -279,7 +284,7 @@ pub async fn run(
         .then(|| Arc::new(NetworkFaults::default()));
     let replication = match config.deployment.mode {
         Mode::Standalone => Replication::Direct(Arc::new(
-            Direct::start(
+            Direct::start_with_clock(
                 engine.clone(),
                 DirectOptions {
                     node_id,
@@ -287,6 +292,7 @@ pub async fn run(
                     max_batch: config.consensus.max_batch_size.max(1) * 10,
                     max_outstanding: config.consensus.max_outstanding_proposals.max(1),
                 },
+                offset_clock(config.faults.clock_offset_ms),
             )
             .map_err(NodeError::WriterThread)?,
         )),
@@ -577,6 +583,7 @@ async fn start_raft(
         // A leader refuses followers' forwarded writes while its own disk is full.
         admission: Some(admission),
         unsafe_skip_log_fsync: config.faults.unsafe_skip_log_fsync,
+        clock_offset_ms: config.faults.clock_offset_ms,
     };
     Ok(RaftNode::start(engine.clone(), options, peer_listener).await?)
 }

@@ -25,7 +25,7 @@ use crate::apply_report::ApplyReporting;
 use crate::apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GroupRouter, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
-use crate::oracle::system_clock;
+use crate::oracle::offset_clock;
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
 use crate::sequencer::{Sequencer, DEFAULT_ORACLE_WINDOW};
 use crate::snapshot::SnapshotDir;
@@ -207,7 +207,7 @@ impl RaftNode {
             engine.clone(),
             applied_rx.clone(),
             DEFAULT_ORACLE_WINDOW,
-            system_clock(),
+            offset_clock(options.clock_offset_ms),
             options.leader_wait,
         );
         sequencer.follow_leadership();

@@ -97,6 +97,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
         tls: None,
         admission: None,
         unsafe_skip_log_fsync: false,
+        clock_offset_ms: 0,
     };
     let raft = RaftNode::start(engine, options, listener)
         .await
