@@ -310,10 +310,18 @@ pub enum NotSequenced {
 /// - a sequenced commit at its own version, if drawn in this term and above `reached`;
 /// - a commit stamped with a leader's clock (logs of earlier builds) at `max(reached + 1,
 ///   stamp)`, one without either at `reached + 1`;
+/// - the retention commands (`Compact`, `ExpireIdempotency`) at `reached + 1`: the retention
+///   job ages entries by the versions applied over time, so on an idle group its own commands
+///   must move the version for the last commit's idempotency entry to expire (a sequenced
+///   commit drawn at that very version is refused as out of order and drawn again);
 /// - anything else at `reached`: it writes no data at a version (docs/sharding.md §6.2).
 fn entry_version(command: &Command, term: u64, reached: Version) -> Result<Version, NotSequenced> {
-    let Command::Commit(txn) = command else {
-        return Ok(reached);
+    let txn = match command {
+        Command::Commit(txn) => txn,
+        Command::Compact { .. } | Command::ExpireIdempotency { .. } => {
+            return Ok(reached.saturating_add(1))
+        }
+        Command::Noop | Command::OracleBound { .. } => return Ok(reached),
     };
     match txn.stamp {
         Some(Stamp::Sequenced { term: drawn, .. }) if drawn != term => {
@@ -650,17 +658,19 @@ mod tests {
         );
         // No stamp: the next version.
         assert_eq!(entry_version(&commit(None), 1, 10), Ok(11));
-        // Entries that write no data take no version of their own.
+        // Entries that write no data take no version of their own, except the retention
+        // commands, which move the version so an idle group's entries age.
+        for command in [Command::Noop, Command::OracleBound { bound: 99 }] {
+            assert_eq!(entry_version(&command, 1, 10), Ok(10), "{command}");
+        }
         for command in [
-            Command::Noop,
             Command::Compact { horizon: 3 },
             Command::ExpireIdempotency {
                 before: 3,
                 limit: 10,
             },
-            Command::OracleBound { bound: 99 },
         ] {
-            assert_eq!(entry_version(&command, 1, 10), Ok(10), "{command}");
+            assert_eq!(entry_version(&command, 1, 10), Ok(11), "{command}");
         }
     }
 }
