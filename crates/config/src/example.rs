@@ -64,6 +64,10 @@ replication_mode = "quorum"
 # Under replication_mode = "all": how long the leader waits for every voter to apply a
 # write, in milliseconds; 1 to 600000.
 all_wait_ms = 2000
+# How far ahead of the versions it hands out the leader's version oracle persists its upper
+# bound, in milliseconds (one Raft write per window; after a failover the new leader's versions
+# start up to one window ahead of its clock); 100 to 60000.
+oracle_window_ms = 3000
 
 [reads]
 # "linearizable" (a ReadIndex barrier through the leader), "lease" (the leader answers while

@@ -167,6 +167,10 @@ pub struct ConsensusConfig {
     /// `all_wait_ms`: under `replication_mode = "all"`, how long the leader waits, after
     /// applying a write, for every voter to apply it; 1 to 600000. Default `2000`.
     pub all_wait_ms: u64,
+    /// `oracle_window_ms`: how far ahead of the versions it hands out the leader's oracle
+    /// persists its upper bound (one Raft write per window; after a failover the next leader's
+    /// versions start up to one window ahead of its clock); 100 to 60000. Default `3000`.
+    pub oracle_window_ms: u64,
 }
 
 /// When a client write is acknowledged (`consensus.replication_mode`).
@@ -259,6 +263,7 @@ impl Default for ConsensusConfig {
             leader_wait_ms: 0,
             replication_mode: ReplicationMode::Quorum,
             all_wait_ms: 2000,
+            oracle_window_ms: 3000,
         }
     }
 }

@@ -263,6 +263,15 @@ impl Config {
                 ),
             ));
         }
+        if !(100..=60_000).contains(&c.oracle_window_ms) {
+            return Err(ConfigError::invalid(
+                "consensus.oracle_window_ms",
+                format!(
+                    "must be between 100 and 60000 (milliseconds), got {}",
+                    c.oracle_window_ms
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -875,6 +884,18 @@ mod tests {
             "consensus.endpoints",
             "entry 0",
         );
+    }
+
+    #[test]
+    fn the_oracle_window_is_bounded() {
+        let key = "consensus.oracle_window_ms";
+        assert_rejected(|c| c.consensus.oracle_window_ms = 99, key, "got 99");
+        assert_rejected(|c| c.consensus.oracle_window_ms = 60_001, key, "got 60001");
+        for ok in [100, 60_000] {
+            let mut c = Config::default();
+            c.consensus.oracle_window_ms = ok;
+            c.validate().expect("in bounds");
+        }
     }
 
     #[test]

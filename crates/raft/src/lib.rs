@@ -21,6 +21,7 @@ mod raft_replicator;
 mod replicator;
 mod seed;
 mod sequencer;
+pub use sequencer::DEFAULT_ORACLE_WINDOW;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;

@@ -321,15 +321,9 @@ fn run_oracle_probe(args: &BenchArgs) -> ExitCode {
         duration: args.duration().unwrap_or(Duration::from_secs(10)),
         tls,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dolmen bench: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(oracle::run(&settings)) {
         Ok(run) => {
@@ -341,6 +335,17 @@ fn run_oracle_probe(args: &BenchArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A multi-threaded tokio runtime, or exit code 1 with the reason on stderr.
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("dolmen bench: cannot start the async runtime: {e}");
+            ExitCode::from(1)
+        })
 }
 
 /// What benchmark values hold (`--values`).
@@ -450,15 +455,9 @@ pub fn run(args: BenchArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("dolmen bench: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
-        }
+        Err(code) => return code,
     };
     let (workloads, clients) = if args.matrix {
         (Workload::ALL.to_vec(), vec![1, 32])

@@ -87,6 +87,9 @@ pub struct RaftNodeOptions {
     /// A planted bug (`[faults] unsafe_skip_log_fsync`): the log store acknowledges before its
     /// fsync (`LogFsync::UnsafeLazy`). `false` in production.
     pub unsafe_skip_log_fsync: bool,
+    /// How far ahead of handed-out versions the oracle persists its bound
+    /// (`[consensus] oracle_window_ms`).
+    pub oracle_window: Duration,
     /// Milliseconds added to the clock the oracle draws versions from (`[faults]
     /// clock_offset_ms`, tests of clock steps); 0 in production.
     pub clock_offset_ms: i64,

@@ -27,7 +27,7 @@ use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GroupRouter, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::oracle::offset_clock;
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
-use crate::sequencer::{Sequencer, DEFAULT_ORACLE_WINDOW};
+use crate::sequencer::Sequencer;
 use crate::snapshot::SnapshotDir;
 use crate::state_machine::{AppliedPosition, StateMachine};
 use crate::types::{Raft, GROUP_ID};
@@ -206,7 +206,7 @@ impl RaftNode {
             options.node_id,
             engine.clone(),
             applied_rx.clone(),
-            DEFAULT_ORACLE_WINDOW,
+            options.oracle_window,
             offset_clock(options.clock_offset_ms),
             options.leader_wait,
         );

@@ -98,6 +98,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
         admission: None,
         unsafe_skip_log_fsync: false,
         clock_offset_ms: 0,
+        oracle_window: dolmen_raft::DEFAULT_ORACLE_WINDOW,
     };
     let raft = RaftNode::start(engine, options, listener)
         .await
