@@ -26,6 +26,7 @@ mod options;
 pub mod range;
 mod read;
 mod resolver;
+pub mod routing;
 mod stats;
 mod transfer;
 
@@ -44,6 +45,7 @@ pub use options::{
     LevelCompression, LogLevel, StatsLevel, Tuning, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
 };
 pub use range::{RangePage, RangeSpec};
+pub use routing::{RangeDescriptor, RoutingTable};
 pub use stats::EngineStats;
 pub use transfer::{Export, Record, Section};
 

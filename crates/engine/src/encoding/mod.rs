@@ -1,8 +1,10 @@
 //! The one versioned binary encoding of everything Dolmen stores or sends between nodes
 //! (docs/encoding.md): a format version byte, then big-endian integers, presence flags, tags and
 //! `be32`-length-prefixed bytes. This module holds the primitives ([`Writer`], [`Reader`], the
-//! errors) and the engine's own values, [`Command`](crate::Command) and
-//! [`Outcome`](crate::Outcome); the Raft layer encodes its values with the same primitives.
+//! errors) and the engine's own values, [`Command`](crate::Command),
+//! [`Outcome`](crate::Outcome) and the sharding values
+//! ([`RangeDescriptor`](crate::RangeDescriptor), [`RoutingTable`](crate::RoutingTable)); the
+//! Raft layer encodes its values with the same primitives.
 //!
 //! ```text
 //!   value = FORMAT_V1 ‖ body          (the body's layout is fixed by the version byte)
@@ -12,11 +14,16 @@
 
 mod command;
 mod outcome;
+mod routing;
 
 use std::fmt::Display;
 
 pub use command::{decode_command, encode_command, put_command, read_command};
 pub use outcome::{decode_outcome, encode_outcome, put_outcome, read_outcome};
+pub use routing::{
+    decode_descriptor, decode_routing, encode_descriptor, encode_routing, put_descriptor,
+    put_routing, read_descriptor, read_routing,
+};
 
 /// The format version byte of every value this build writes, and the only one it reads
 /// (docs/encoding.md invariant 1), except the dedupe entry.

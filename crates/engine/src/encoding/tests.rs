@@ -13,6 +13,7 @@ use crate::dedupe;
 use crate::error::StorageError;
 use crate::keys::{TAG_TOMBSTONE, TAG_VALUE};
 use crate::read::decode_value;
+use crate::routing::{Placement, RangeDescriptor, RoutingTable};
 
 fn commit() -> Command {
     Command::Commit(Transaction {
@@ -205,7 +206,31 @@ fn samples() -> Vec<(&'static str, Sample, Vec<u8>)> {
         vec![TAG_VALUE, b'v', 0],
     ));
     out.push(("data_tombstone", Sample::Data(None), vec![TAG_TOMBSTONE]));
+    let descriptor = descriptor();
+    let bytes = encode_descriptor(&descriptor).unwrap();
+    out.push(("descriptor", Sample::Descriptor(descriptor), bytes));
+    let table = routing();
+    let bytes = encode_routing(&table).unwrap();
+    out.push(("routing", Sample::Routing(table), bytes));
     out
+}
+
+/// A data group's descriptor (docs/sharding.md §4.1), with bytes that are not ASCII in its end.
+fn descriptor() -> RangeDescriptor {
+    RangeDescriptor {
+        group: 3,
+        start: b"g".to_vec(),
+        end: Some(b"p\x00\xff".to_vec()),
+        epoch: 7,
+        voters: vec![2, 0, 1],
+    }
+}
+
+/// Three data groups split at `"g"` and `"p\xff"`, two voters each over nodes 0..3 (§4.5); the
+/// last range ends at +∞ (an absent end).
+fn routing() -> RoutingTable {
+    let placement = Placement::new(vec![0, 1, 2], 2).unwrap();
+    RoutingTable::from_split_keys(&[b"g".to_vec(), b"p\xff".to_vec()], &placement).unwrap()
 }
 
 #[derive(Debug, PartialEq)]
@@ -216,6 +241,8 @@ enum Sample {
     Counter(u64),
     Marker(Vec<u8>),
     Data(Option<Vec<u8>>),
+    Descriptor(RangeDescriptor),
+    Routing(RoutingTable),
 }
 
 /// Decodes `bytes` as the kind `expected` is.
@@ -227,6 +254,8 @@ fn decode_like(expected: &Sample, bytes: &[u8]) -> Result<Sample, StorageError> 
         Sample::Counter(_) => Sample::Counter(decode_u64("meta counter", bytes)?),
         Sample::Marker(_) => Sample::Marker(decode_marker(bytes)?),
         Sample::Data(_) => Sample::Data(decode_value(bytes)?.map(<[u8]>::to_vec)),
+        Sample::Descriptor(_) => Sample::Descriptor(decode_descriptor(bytes)?),
+        Sample::Routing(_) => Sample::Routing(decode_routing(bytes)?),
     })
 }
 
