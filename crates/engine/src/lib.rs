@@ -22,6 +22,7 @@ pub mod failpoint;
 mod gc;
 mod keys;
 mod live_cache;
+pub mod merge;
 mod options;
 pub mod range;
 mod read;
@@ -44,7 +45,8 @@ pub use options::{
     check_column_family_name, CompactionPriority, DBCompressionType, Durability, EngineOptions,
     LevelCompression, LogLevel, StatsLevel, Tuning, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
 };
-pub use range::{RangePage, RangeSpec};
+pub use merge::{merge_range, MergeError, ScanLimits, ScanPage};
+pub use range::{ByteBudget, RangeBounds, RangePage, RangeSpec};
 pub use routing::{RangeDescriptor, RoutingTable};
 pub use stats::EngineStats;
 pub use transfer::{Export, Record, Section};

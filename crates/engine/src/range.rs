@@ -1,7 +1,8 @@
 //! The `getRange` algorithm of docs/WIRE.md §3, independent of storage.
 //!
 //! `RangeSpec` is a validated range request; `effective_end` does the byte arithmetic of
-//! `end_offset`; `RangeWalk` applies begin/end/offset/limit rules to an ascending key stream.
+//! `end_offset`; `RangeWalk` applies begin/end/offset/limit rules to an ascending key stream;
+//! `RangeBounds` is the same request as one half-open key interval (docs/sharding.md §5.3).
 
 /// The largest `|end_offset|` accepted: each step is cheap, but the count must be bounded.
 pub const MAX_END_OFFSET: i64 = 1_000_000;
@@ -79,6 +80,81 @@ pub fn effective_end(end_key: &[u8], end_offset: i64) -> Vec<u8> {
     key
 }
 
+/// A range request as one half-open interval `[lo, hi)` of user keys (docs/sharding.md §5.3):
+/// exactly the keys the WIRE §3 walk may return, before `begin_offset`, `limit` and the byte
+/// budget. Empty when `hi ≤ lo`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeBounds {
+    /// The smallest key in range: `begin_key`, or `begin_key ‖ 0x00` (its successor) when
+    /// `!begin_or_equal`.
+    pub lo: Vec<u8>,
+    /// The first key past the range: the effective end, or `effective_end ‖ 0x00` when
+    /// `end_or_equal`; `lo` for a present but empty `end_key`.
+    pub hi: Vec<u8>,
+}
+
+impl RangeBounds {
+    /// The interval of `spec`, computed once (the `end_offset` arithmetic is [`effective_end`]).
+    pub fn from_spec(spec: &RangeSpec) -> Self {
+        let mut lo = spec.begin_key.clone();
+        if !spec.begin_or_equal {
+            lo.push(0x00); // the smallest key above `begin_key`
+        }
+        let hi = if spec.end_key.is_empty() {
+            lo.clone() // WIRE §3: a present but empty end key is an empty range
+        } else {
+            let mut hi = effective_end(&spec.end_key, spec.end_offset);
+            if spec.end_or_equal {
+                hi.push(0x00); // the smallest key above the effective end
+            }
+            hi
+        };
+        Self { lo, hi }
+    }
+
+    /// Whether no key is in range.
+    pub fn is_empty(&self) -> bool {
+        self.hi <= self.lo
+    }
+
+    /// Whether `key` is in range.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.lo.as_slice() <= key && key < self.hi.as_slice()
+    }
+}
+
+/// The byte budget of one page (`RangeSpec::max_bytes`): key and value bytes of the pairs
+/// taken so far, against the most allowed. The first pair of a page always fits, so a page
+/// makes progress whatever the size of a pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ByteBudget {
+    /// The most key and value bytes in one page; `None` = unbounded.
+    pub max: Option<usize>,
+    /// The bytes of the pairs already in the page (a page continued across ranges starts with
+    /// what the earlier ranges gave).
+    pub spent: usize,
+}
+
+impl ByteBudget {
+    /// A budget of `max` bytes for a page that holds nothing yet.
+    pub fn new(max: Option<usize>) -> Self {
+        Self { max, spent: 0 }
+    }
+
+    /// Whether a pair of `size` bytes fits, counting it when it does: always when the page is
+    /// empty (`spent == 0`), else when `spent + size ≤ max`. When it does not, the page is full
+    /// and more keys follow.
+    pub fn fits(&mut self, size: usize) -> bool {
+        let within = self
+            .max
+            .is_none_or(|max| self.spent == 0 || self.spent.saturating_add(size) <= max);
+        if within {
+            self.spent = self.spent.saturating_add(size);
+        }
+        within
+    }
+}
+
 /// What the walker decided about one key.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Step {
@@ -102,8 +178,8 @@ pub struct RangeWalk<'a> {
     empty: bool,
     dropped: usize,
     taken: usize,
-    /// Key and value bytes of the pairs taken.
-    bytes: usize,
+    /// Key and value bytes of the pairs taken, against `spec.max_bytes`.
+    budget: ByteBudget,
 }
 
 impl<'a> RangeWalk<'a> {
@@ -115,7 +191,7 @@ impl<'a> RangeWalk<'a> {
             end: effective_end(&spec.end_key, spec.end_offset),
             dropped: 0,
             taken: 0,
-            bytes: 0,
+            budget: ByteBudget::new(spec.max_bytes),
         }
     }
 
@@ -123,14 +199,7 @@ impl<'a> RangeWalk<'a> {
     /// (counting it when it does): the first pair always fits. When it does not, the page is
     /// full and more keys follow.
     pub fn fits(&mut self, size: usize) -> bool {
-        let within = self
-            .spec
-            .max_bytes
-            .is_none_or(|max| self.bytes == 0 || self.bytes.saturating_add(size) <= max);
-        if within {
-            self.bytes = self.bytes.saturating_add(size);
-        }
-        within
+        self.budget.fits(size)
     }
 
     /// The effective end key.
@@ -275,6 +344,82 @@ mod tests {
         let mut s = spec(b"a", b"c");
         s.end_offset = -1; // effective end "b"
         assert_eq!(got(&walk(&s, data)), ["a"]);
+    }
+
+    #[test]
+    fn bounds_are_the_walk_as_one_half_open_interval() {
+        let bounds = |s: &RangeSpec| {
+            let b = RangeBounds::from_spec(s);
+            (b.lo, b.hi)
+        };
+        let mut s = spec(b"b", b"d");
+        assert_eq!(bounds(&s), (b"b".to_vec(), b"d".to_vec()));
+        s.begin_or_equal = false;
+        s.end_or_equal = true;
+        assert_eq!(bounds(&s), (b"b\x00".to_vec(), b"d\x00".to_vec()));
+        s.end_offset = -1; // effective end "c"
+        assert_eq!(bounds(&s), (b"b\x00".to_vec(), b"c\x00".to_vec()));
+        s.end_offset = 1; // effective end "e"
+        s.end_or_equal = false;
+        assert_eq!(bounds(&s), (b"b\x00".to_vec(), b"e".to_vec()));
+        // A present but empty end key is empty whatever the offset.
+        let mut empty = spec(b"b", b"");
+        empty.end_offset = 3;
+        empty.end_or_equal = true;
+        let b = RangeBounds::from_spec(&empty);
+        assert!(b.is_empty() && !b.contains(b"b"));
+        // An end that steps down to empty, inclusive: only the empty key would be in range.
+        let mut down = spec(b"", b"a");
+        down.end_offset = -1;
+        down.end_or_equal = true;
+        let b = RangeBounds::from_spec(&down);
+        assert_eq!((b.lo.as_slice(), b.hi.as_slice()), (&b""[..], &b"\x00"[..]));
+        assert!(b.contains(b"") && !b.contains(b"\x00"));
+        // End before begin: empty.
+        assert!(RangeBounds::from_spec(&spec(b"d", b"b")).is_empty());
+    }
+
+    #[test]
+    fn bounds_hold_exactly_the_keys_the_walk_may_return() {
+        // Every key of a small alphabet, every flag combination and a few offsets: with no
+        // offset, limit or budget, the walk returns exactly the keys the interval contains.
+        let alphabet: [&[u8]; 9] = [
+            b"",
+            b"\x00",
+            b"\x00\x00",
+            b"a",
+            b"a\x00",
+            b"ab",
+            b"b",
+            b"\xFF",
+            b"\xFF\x00",
+        ];
+        let data: Vec<(Vec<u8>, Vec<u8>)> = alphabet[1..]
+            .iter()
+            .map(|k| (k.to_vec(), b"v".to_vec()))
+            .collect();
+        for begin in alphabet {
+            for end in alphabet {
+                for (begin_or_equal, end_or_equal) in
+                    [(true, true), (true, false), (false, true), (false, false)]
+                {
+                    for end_offset in -2..=2 {
+                        let mut s = spec(begin, end);
+                        s.begin_or_equal = begin_or_equal;
+                        s.end_or_equal = end_or_equal;
+                        s.end_offset = end_offset;
+                        s.limit = None;
+                        let bounds = RangeBounds::from_spec(&s);
+                        let inside: Vec<_> = data
+                            .iter()
+                            .filter(|(k, _)| bounds.contains(k))
+                            .cloned()
+                            .collect();
+                        assert_eq!(walk(&s, data.clone()).items, inside, "{s:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! Reads at a version: point reads (`get`), range pages (`get_range`), and the walk over `data`
-//! that yields each user key's newest version at or below a version ([`VisibleEntry`]), which
-//! the resolver, garbage-collection-free scans and the digest share.
+//! Reads at a version: point reads (`get`), range pages (`get_range`), bounded scans of one
+//! interval (`scan`, docs/sharding.md §5.3), and the walk over `data` that yields each user
+//! key's newest version at or below a version ([`VisibleEntry`]), which the resolver,
+//! garbage-collection-free scans and the digest share. `get_range` and `scan` share one walker
+//! of the live pairs of an interval ([`LivePairs`]).
 
 use rocksdb::{DBRawIterator, ReadOptions};
 
@@ -8,8 +10,9 @@ use crate::command::check_key;
 use crate::engine::Engine;
 use crate::error::{ReadError, StorageError};
 use crate::keys::{self, DecodedKey, TAG_TOMBSTONE, TAG_VALUE};
+use crate::merge::{ScanLimits, ScanPage};
 use crate::options::CF_DATA;
-use crate::range::{RangePage, RangeSpec, RangeWalk, Step};
+use crate::range::{RangeBounds, RangePage, RangeSpec, RangeWalk, Step};
 use crate::Version;
 
 /// Decodes a `data` value: `Some(user value)` or `None` for a tombstone. The tag byte is the
@@ -107,7 +110,60 @@ fn skip_older_versions(
     }
 }
 
+/// A user key and its value.
+type Pair = (Vec<u8>, Vec<u8>);
+
+/// The live pairs (newest version ≤ the read version is a value) of one interval `[lo, hi)` of
+/// one column family, ascending: the seek, the MVCC visibility and the tombstones that
+/// `get_range` and `scan` share. The iterator's upper bound is `hi`, so the walk stops at the end
+/// of the interval without stepping over the tombstones that may lie beyond it.
+struct LivePairs<'a> {
+    /// `None` when the interval is empty: nothing is read.
+    iter: Option<DBRawIterator<'a>>,
+    prefix: &'a [u8],
+    version: Version,
+}
+
+impl LivePairs<'_> {
+    /// The next live pair of the interval.
+    fn next(&mut self) -> Result<Option<Pair>, StorageError> {
+        let Some(iter) = self.iter.as_mut() else {
+            return Ok(None);
+        };
+        while let Some(entry) = VisibleEntry::next(iter, self.prefix, self.version)? {
+            if let Some(value) = entry.value {
+                return Ok(Some((entry.key, value)));
+            }
+        }
+        Ok(None)
+    }
+}
+
 impl Engine {
+    /// The walker over the live pairs of `[lo, hi)` in the column family with `prefix` at
+    /// `version`, after the version checks of [`Self::read_iter`] (made for an empty interval
+    /// too, so every read at a bad version fails alike). The caller holds the read fence.
+    fn live_pairs<'a>(
+        &'a self,
+        prefix: &'a [u8],
+        version: Version,
+        lo: &[u8],
+        hi: &[u8],
+    ) -> Result<LivePairs<'a>, ReadError> {
+        // `key_start(hi)` is above every entry of a key < `hi` and at or below every entry of
+        // `hi` (the encoding preserves order: docs/engine-format.md, `data` keys).
+        let mut iter = self.read_iter(version, keys::key_start(prefix, hi))?;
+        let iter = (lo < hi).then(|| {
+            iter.seek(keys::key_start(prefix, lo));
+            iter
+        });
+        Ok(LivePairs {
+            iter,
+            prefix,
+            version,
+        })
+    }
+
     /// An iterator over `data` with an upper bound, followed by the horizon check (the order
     /// matters: docs/engine-format.md, read ordering; it keeps invariant 5 under GC).
     fn read_iter(
@@ -161,26 +217,60 @@ impl Engine {
     ) -> Result<RangePage, ReadError> {
         let prefix = self.prefix(cf)?;
         let _fence = self.read_fence()?;
-        let mut iter = self.read_iter(version, keys::cf_end(prefix))?;
+        // The walker stops at the end of the request's interval; `RangeWalk` applies the
+        // begin, offset, limit and budget rules to what it yields.
+        let bounds = RangeBounds::from_spec(spec);
+        let mut pairs = self.live_pairs(prefix, version, &bounds.lo, &bounds.hi)?;
         let mut walk = RangeWalk::new(spec);
         let mut page = RangePage::default();
-        iter.seek(keys::key_start(prefix, &spec.begin_key));
-        while let Some(entry) = VisibleEntry::next(&mut iter, prefix, version)? {
-            if walk.past_end(&entry.key) {
-                break;
-            }
-            if let Some(value) = entry.value {
-                match walk.feed(&entry.key) {
-                    Step::Skip | Step::Dropped => {}
-                    Step::Take if walk.fits(entry.key.len() + value.len()) => {
-                        page.items.push((entry.key, value));
-                    }
-                    Step::Take | Step::MoreAfterLimit => {
-                        page.has_more = true;
-                        break;
-                    }
-                    Step::End => break,
+        while let Some((key, value)) = pairs.next()? {
+            match walk.feed(&key) {
+                Step::Skip | Step::Dropped => {}
+                Step::Take if walk.fits(key.len() + value.len()) => page.items.push((key, value)),
+                Step::Take | Step::MoreAfterLimit => {
+                    page.has_more = true;
+                    break;
                 }
+                Step::End => break,
+            }
+        }
+        Ok(page)
+    }
+
+    /// A bounded scan of the interval `[start, end)` of `cf` as of `version` (docs/sharding.md
+    /// §5.3): the live keys of the interval in ascending order, the first `limits.skip` dropped
+    /// (counted in `skipped`), then at most `limits.ask` pairs within `limits.budget` (the first
+    /// pair of an empty page always goes in; `cut` says the budget stopped the scan before
+    /// another live key). Any bytes are valid bounds; `end ≤ start` is an empty interval, still
+    /// checked against the horizon and the applied version.
+    ///
+    /// # Errors
+    /// As [`Self::get_range`]: an unknown column family, `TooOld`, `FutureVersion`, storage.
+    pub fn scan(
+        &self,
+        cf: &str,
+        start: &[u8],
+        end: &[u8],
+        version: Version,
+        limits: &ScanLimits,
+    ) -> Result<ScanPage, ReadError> {
+        let prefix = self.prefix(cf)?;
+        let _fence = self.read_fence()?;
+        let mut pairs = self.live_pairs(prefix, version, start, end)?;
+        let mut budget = limits.budget;
+        let mut page = ScanPage::default();
+        let full = |page: &ScanPage| limits.ask.is_some_and(|ask| page.pairs.len() >= ask);
+        while page.skipped < limits.skip || !full(&page) {
+            let Some((key, value)) = pairs.next()? else {
+                break;
+            };
+            if page.skipped < limits.skip {
+                page.skipped += 1;
+            } else if budget.fits(key.len() + value.len()) {
+                page.pairs.push((key, value));
+            } else {
+                page.cut = true;
+                break;
             }
         }
         Ok(page)
