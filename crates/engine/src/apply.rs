@@ -85,25 +85,40 @@ impl Engine {
             ..
         } = batch;
         let meta = self.cf(CF_META);
+        let put = |batch: &mut WriteBatch, name: &[u8], value: &[u8]| {
+            batch.put_cf(meta, self.meta_key(name), value);
+        };
         // applied_version rides in the same batch as the data it covers (invariant 2).
-        batch.put_cf(
-            meta,
+        put(
+            &mut batch,
             keys::META_APPLIED_VERSION,
-            encoding::encode_u64(applied),
+            &encoding::encode_u64(applied),
         );
-        batch.put_cf(meta, keys::META_HORIZON, encoding::encode_u64(horizon));
-        batch.put_cf(meta, keys::META_LIVE_KEYS, encoding::encode_u64(live_keys));
+        put(
+            &mut batch,
+            keys::META_HORIZON,
+            &encoding::encode_u64(horizon),
+        );
+        put(
+            &mut batch,
+            keys::META_LIVE_KEYS,
+            &encoding::encode_u64(live_keys),
+        );
         // The count rides with the entries it counts.
-        batch.put_cf(
-            meta,
+        put(
+            &mut batch,
             keys::META_DEDUPE_ENTRIES,
-            encoding::encode_u64(dedupe.entries()),
+            &encoding::encode_u64(dedupe.entries()),
         );
         if let Some(bound) = oracle_bound {
-            batch.put_cf(meta, keys::META_ORACLE_BOUND, encoding::encode_u64(bound));
+            put(
+                &mut batch,
+                keys::META_ORACLE_BOUND,
+                &encoding::encode_u64(bound),
+            );
         }
         for (k, v) in extra_meta {
-            batch.put_cf(meta, k, v);
+            put(&mut batch, k, v);
         }
         // The spilled `ClearRange` chunks become real with this write: their markers go in the
         // same batch as `applied_version` (invariant 10).

@@ -178,14 +178,16 @@ impl Iterator for VisibleExport<'_> {
         while !self.failed {
             let Some((cf, prefix, iter)) = self.current.as_mut() else {
                 let (cf, prefix) = self.pending.pop()?;
+                let engine: &Engine = self.engine;
+                // The user keys this handle owns in the column family (all of them for group 0).
+                let (lo, hi) = engine.scope.cf_span(&prefix);
                 let mut opts = ReadOptions::default();
                 opts.set_snapshot(&self.snapshot);
-                opts.set_iterate_upper_bound(keys::cf_end(&prefix));
+                opts.set_iterate_upper_bound(hi);
                 // A whole-state scan: caching its blocks would only push hot ones out.
                 opts.fill_cache(false);
-                let engine: &Engine = self.engine;
                 let mut iter = engine.db.raw_iterator_cf_opt(engine.cf(CF_DATA), opts);
-                iter.seek(prefix.as_slice());
+                iter.seek(lo);
                 self.current = Some((cf, prefix, iter));
                 continue;
             };
@@ -300,7 +302,7 @@ impl Engine {
                 (keys::META_LIVE_KEYS, count.get()),
             ]
             .into_iter()
-            .map(|(key, n)| Ok((Section::Meta, key.to_vec(), encoding::encode_u64(n))))
+            .map(|(name, n)| Ok((Section::Meta, self.meta_key(name), encoding::encode_u64(n))))
             .collect()
         })
         .flatten();

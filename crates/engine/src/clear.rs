@@ -155,7 +155,7 @@ impl Applier<'_> {
     fn spill(&mut self, clear: &mut Clear<'_>) -> Result<(), StorageError> {
         let engine = self.engine;
         if !clear.spilled {
-            let marker = marker_key(clear.version, clear.index);
+            let marker = engine.meta_key(&marker_key(clear.version, clear.index));
             let mut synced = WriteOptions::default();
             synced.set_sync(true);
             engine.clear_pending.store(true, Ordering::SeqCst);
@@ -238,9 +238,13 @@ impl Engine {
         let applied = self.applied_version();
         let mut markers = Vec::new();
         let mut iter = self.db.raw_iterator_cf(meta);
-        iter.seek(keys::META_CLEAR_PENDING_PREFIX);
+        iter.seek(self.meta_key(keys::META_CLEAR_PENDING_PREFIX));
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            if !key.starts_with(keys::META_CLEAR_PENDING_PREFIX) {
+            let ours = self
+                .scope
+                .meta_name(key)
+                .is_some_and(|name| name.starts_with(keys::META_CLEAR_PENDING_PREFIX));
+            if !ours {
                 break;
             }
             markers.push((key.to_vec(), decode_bounds(value)?));

@@ -128,9 +128,10 @@ impl Dedupe {
         if let Some(entry) = self.written.get(client_id) {
             return Ok(entry.clone());
         }
-        let Some(raw) = engine
-            .db
-            .get_pinned_cf(engine.cf(CF_META), keys::dedupe_key(client_id))?
+        let Some(raw) = engine.db.get_pinned_cf(
+            engine.cf(CF_META),
+            engine.meta_key(&keys::dedupe_key(client_id)),
+        )?
         else {
             return Ok(None);
         };
@@ -161,18 +162,18 @@ impl Dedupe {
         match previous {
             Some(old) => {
                 let old_key = keys::dedupe_index_key(old.recorded_at, &token.client_id);
-                batch.delete_cf(meta, &old_key);
+                batch.delete_cf(meta, engine.meta_key(&old_key));
                 self.index.insert(old_key, false);
             }
             None => self.entries += 1,
         }
         batch.put_cf(
             meta,
-            keys::dedupe_key(&token.client_id),
+            engine.meta_key(&keys::dedupe_key(&token.client_id)),
             encode_entry(&entry)?,
         );
         let key = keys::dedupe_index_key(version, &token.client_id);
-        batch.put_cf(meta, &key, INDEX_VALUE);
+        batch.put_cf(meta, engine.meta_key(&key), INDEX_VALUE);
         self.index.insert(key, true);
         self.written.insert(token.client_id.clone(), Some(entry));
         Ok(())
@@ -201,13 +202,16 @@ impl Dedupe {
             .collect();
         let mut pending = pending.into_iter().peekable();
         let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(end);
+        opts.set_iterate_upper_bound(engine.meta_key(&end));
         let mut iter = engine.db.raw_iterator_cf_opt(meta, opts);
-        iter.seek(&start);
+        iter.seek(engine.meta_key(&start));
         let mut victims = Vec::new();
         while victims.len() < limit {
+            // Index keys by their names in the group, as the batch's changes are.
             let stored = if iter.valid() {
-                iter.key().map(<[u8]>::to_vec)
+                iter.key()
+                    .and_then(|k| engine.scope.meta_name(k))
+                    .map(<[u8]>::to_vec)
             } else {
                 iter.status()?;
                 None
@@ -241,8 +245,8 @@ impl Dedupe {
             let (_, client_id) = keys::decode_dedupe_index_key(key).ok_or_else(|| {
                 StorageError::Corrupt(format!("undecodable dedupe index key {key:02x?}"))
             })?;
-            batch.delete_cf(meta, keys::dedupe_key(client_id));
-            batch.delete_cf(meta, key);
+            batch.delete_cf(meta, engine.meta_key(&keys::dedupe_key(client_id)));
+            batch.delete_cf(meta, engine.meta_key(key));
             self.written.insert(client_id.to_vec(), None);
         }
         let n = victims.len() as u64;
@@ -262,22 +266,29 @@ impl Dedupe {
 /// batch, so a migration cut short by a crash finds it absent and runs again (it only puts).
 pub(crate) fn load_entries(engine: &Engine) -> Result<u64, StorageError> {
     let meta = engine.cf(CF_META);
-    if let Some(bytes) = engine.db.get_pinned_cf(meta, keys::META_DEDUPE_ENTRIES)? {
+    let counted = engine
+        .db
+        .get_pinned_cf(meta, engine.meta_key(keys::META_DEDUPE_ENTRIES))?;
+    if let Some(bytes) = counted {
         return Ok(encoding::decode_u64("meta/dedupe_entries", &bytes)?);
     }
     let mut opts = ReadOptions::default();
-    opts.set_iterate_upper_bound(keys::prefix_end(keys::META_DEDUPE_PREFIX));
+    opts.set_iterate_upper_bound(engine.meta_key(&keys::prefix_end(keys::META_DEDUPE_PREFIX)));
     let mut iter = engine.db.raw_iterator_cf_opt(meta, opts);
-    iter.seek(keys::META_DEDUPE_PREFIX);
+    iter.seek(engine.meta_key(keys::META_DEDUPE_PREFIX));
     let mut batch = WriteBatch::default();
     let mut entries = 0u64;
     while iter.valid() {
         let key = iter.key().unwrap_or_default();
-        let client_id = &key[keys::META_DEDUPE_PREFIX.len()..];
+        let client_id = engine
+            .scope
+            .meta_name(key)
+            .and_then(|name| name.strip_prefix(keys::META_DEDUPE_PREFIX))
+            .ok_or_else(|| StorageError::Corrupt(format!("dedupe key {key:02x?} out of place")))?;
         let entry = decode_entry(iter.value().unwrap_or_default())?;
         batch.put_cf(
             meta,
-            keys::dedupe_index_key(entry.recorded_at, client_id),
+            engine.meta_key(&keys::dedupe_index_key(entry.recorded_at, client_id)),
             INDEX_VALUE,
         );
         entries += 1;
@@ -290,7 +301,7 @@ pub(crate) fn load_entries(engine: &Engine) -> Result<u64, StorageError> {
     drop(iter);
     batch.put_cf(
         meta,
-        keys::META_DEDUPE_ENTRIES,
+        engine.meta_key(keys::META_DEDUPE_ENTRIES),
         encoding::encode_u64(entries),
     );
     engine.db.write(batch)?;
@@ -310,14 +321,17 @@ impl Engine {
     pub fn oldest_idempotency_version(&self) -> Result<Option<Version>, StorageError> {
         let _fence = self.read_fence()?;
         let mut opts = ReadOptions::default();
-        opts.set_iterate_upper_bound(keys::prefix_end(keys::META_DEDUPE_INDEX_PREFIX));
+        opts.set_iterate_upper_bound(
+            self.meta_key(&keys::prefix_end(keys::META_DEDUPE_INDEX_PREFIX)),
+        );
         let mut iter = self.db.raw_iterator_cf_opt(self.cf(CF_META), opts);
-        iter.seek(keys::META_DEDUPE_INDEX_PREFIX);
+        iter.seek(self.meta_key(keys::META_DEDUPE_INDEX_PREFIX));
         if !iter.valid() {
             iter.status()?;
             return Ok(None);
         }
-        let key = iter.key().unwrap_or_default();
+        let raw = iter.key().unwrap_or_default();
+        let key = self.scope.meta_name(raw).unwrap_or(raw);
         let (version, _) = keys::decode_dedupe_index_key(key).ok_or_else(|| {
             StorageError::Corrupt(format!("undecodable dedupe index key {key:02x?}"))
         })?;

@@ -26,6 +26,7 @@ use crate::live_cache::LiveCache;
 use crate::options::{
     check_column_family_name, EngineOptions, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
 };
+use crate::scope::{KeySpan, Scope};
 use crate::Version;
 
 /// The MVCC engine. Cheap to share (`Arc<Engine>`); reads are concurrent with `apply_batch`.
@@ -73,6 +74,8 @@ pub struct Engine {
     pub(crate) clear_chunks_before_failure: AtomicU64,
     /// The planted bug `unsafe_skip_conflict_check` ([`EngineOptions`]): no read-conflict check.
     pub(crate) unsafe_skip_conflict_check: bool,
+    /// The group this handle applies for and what of the database it owns (scope.rs).
+    pub(crate) scope: Scope,
 }
 
 impl std::fmt::Debug for Engine {
@@ -82,19 +85,22 @@ impl std::fmt::Debug for Engine {
             .field("column_families", &self.prefixes.keys().collect::<Vec<_>>())
             .field("applied", &self.applied_version())
             .field("horizon", &self.horizon())
+            .field("group", &self.scope.group)
             .finish()
     }
 }
 
-/// Reads one `meta` counter (`applied_version`, `horizon`, `live_keys`): 0 when absent.
+/// Reads one `meta` counter (`applied_version`, `horizon`, `live_keys`) stored at `key`, whose
+/// name in its group is `name`: 0 when absent.
 pub(crate) fn read_counter(
     db: &DB,
     meta: &ColumnFamily,
-    key: &'static [u8],
+    key: &[u8],
+    name: &'static [u8],
 ) -> Result<u64, StorageError> {
     match db.get_pinned_cf(meta, key)? {
         None => Ok(0),
-        Some(bytes) => Ok(encoding::decode_u64(counter_name(key), &bytes)?),
+        Some(bytes) => Ok(encoding::decode_u64(counter_name(name), &bytes)?),
     }
 }
 
@@ -222,38 +228,102 @@ impl Engine {
             clear_pending: AtomicBool::new(false),
             clear_chunks_before_failure: AtomicU64::new(u64::MAX),
             unsafe_skip_conflict_check: options.unsafe_skip_conflict_check,
+            scope: Scope::first(),
         };
-        let meta = engine.cf(CF_META);
+        engine.load()?;
+        Ok(engine)
+    }
+
+    /// A handle for Raft group `group` (≥ 1) over the same database, owning the user keys of
+    /// `span` (docs/sharding.md §7, scope.rs): its own applied version, horizon, idempotency
+    /// table, restore fence and `ClearRange` markers, under its own `meta` keys. The handle
+    /// [`Engine::open`] returns is group 0's.
+    ///
+    /// # Errors
+    /// `InvalidScope` for group 0; storage errors reading the group's state.
+    pub fn open_group(&self, group: u64, span: KeySpan) -> Result<Self, StorageError> {
+        if group == 0 {
+            return Err(StorageError::InvalidScope(
+                "group 0 is the handle Engine::open returns".into(),
+            ));
+        }
+        let engine = Self {
+            db: Arc::clone(&self.db),
+            db_options: self.db_options.clone(),
+            statistics: self.statistics,
+            prefixes: self.prefixes.clone(),
+            applied: AtomicU64::new(0),
+            horizon: AtomicU64::new(0),
+            live_keys: AtomicU64::new(0),
+            dedupe_entries: AtomicU64::new(0),
+            dedupe_expired: AtomicU64::new(0),
+            gc_passes: AtomicU64::new(0),
+            gc_versions_deleted: AtomicU64::new(0),
+            apply_lock: Mutex::new(LiveCache::default()),
+            gc_cursor: Mutex::new(Vec::new()),
+            fence: RwLock::new(()),
+            restore_incomplete: AtomicBool::new(false),
+            clear_range_chunk_keys: self.clear_range_chunk_keys,
+            clear_pending: AtomicBool::new(false),
+            clear_chunks_before_failure: AtomicU64::new(u64::MAX),
+            unsafe_skip_conflict_check: self.unsafe_skip_conflict_check,
+            scope: Scope::group(group, span),
+        };
+        engine.load()?;
+        Ok(engine)
+    }
+
+    /// The Raft group this handle applies for (0 for the handle [`Engine::open`] returns).
+    pub fn group(&self) -> u64 {
+        self.scope.group
+    }
+
+    /// The user keys whose data this handle owns.
+    pub fn span(&self) -> &KeySpan {
+        &self.scope.span
+    }
+
+    /// Loads what the handle caches from its `meta` keys, and finishes what a crash left.
+    fn load(&self) -> Result<(), StorageError> {
         // A restore that did not finish leaves its marker: refuse service until it is redone
         // (invariant 7).
-        let pending = engine
+        let pending = self
             .db
-            .get_pinned_cf(meta, keys::META_RESTORE_PENDING)
-            .map_err(StorageError::from)?
+            .get_pinned_cf(self.cf(CF_META), self.meta_key(keys::META_RESTORE_PENDING))?
             .is_some();
-        engine.restore_incomplete.store(pending, Ordering::SeqCst);
-        engine.applied.store(
-            read_counter(&engine.db, meta, keys::META_APPLIED_VERSION)?,
-            Ordering::SeqCst,
-        );
-        engine.horizon.store(
-            read_counter(&engine.db, meta, keys::META_HORIZON)?,
-            Ordering::SeqCst,
-        );
-        engine.live_keys.store(
-            read_counter(&engine.db, meta, keys::META_LIVE_KEYS)?,
-            Ordering::SeqCst,
-        );
+        self.restore_incomplete.store(pending, Ordering::SeqCst);
+        self.load_counters()?;
         // An unfinished restore replaces the table; its end loads the count.
         if !pending {
             // A batch that spilled `ClearRange` chunks and never finished: remove them before
             // anything reads or applies (invariant 10).
-            engine.recover_partial_clears()?;
-            engine
-                .dedupe_entries
-                .store(crate::dedupe::load_entries(&engine)?, Ordering::SeqCst);
+            self.recover_partial_clears()?;
+            self.dedupe_entries
+                .store(crate::dedupe::load_entries(self)?, Ordering::SeqCst);
         }
-        Ok(engine)
+        Ok(())
+    }
+
+    /// Loads the applied version, horizon and live-key count from `meta`.
+    pub(crate) fn load_counters(&self) -> Result<(), StorageError> {
+        self.applied
+            .store(self.counter(keys::META_APPLIED_VERSION)?, Ordering::SeqCst);
+        self.horizon
+            .store(self.counter(keys::META_HORIZON)?, Ordering::SeqCst);
+        self.live_keys
+            .store(self.counter(keys::META_LIVE_KEYS)?, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// The `meta` counter `name` of this handle's group (0 when absent).
+    pub(crate) fn counter(&self, name: &'static [u8]) -> Result<u64, StorageError> {
+        read_counter(&self.db, self.cf(CF_META), &self.meta_key(name), name)
+    }
+
+    /// The raw `meta` key of `name` in this handle's group, as exports and snapshots carry it
+    /// (the name itself for group 0).
+    pub fn meta_key(&self, name: &[u8]) -> Vec<u8> {
+        self.scope.meta_key(name)
     }
 
     /// The underlying database, for the raft layer's own column families.
@@ -319,13 +389,14 @@ impl Engine {
     /// The oracle's persisted upper bound (`Command::OracleBound`), 0 when none was applied.
     pub fn oracle_bound(&self) -> Result<Version, StorageError> {
         let _fence = self.read_fence()?;
-        read_counter(&self.db, self.cf(CF_META), keys::META_ORACLE_BOUND)
+        self.counter(keys::META_ORACLE_BOUND)
     }
 
-    /// Reads a `meta` value written through `apply_batch`'s `extra_meta`.
+    /// Reads a `meta` value of this handle's group written through `apply_batch`'s
+    /// `extra_meta` under the name `key`.
     pub fn read_meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
         let _fence = self.read_fence()?;
-        Ok(self.db.get_cf(self.cf(CF_META), key)?)
+        Ok(self.db.get_cf(self.cf(CF_META), self.meta_key(key))?)
     }
 
     /// Takes the read side of the restore fence; fails while a restore is unfinished.
@@ -342,7 +413,7 @@ impl Engine {
         }
         let marker = match self
             .db
-            .get_cf(self.cf(CF_META), keys::META_RESTORE_PENDING)?
+            .get_cf(self.cf(CF_META), self.meta_key(keys::META_RESTORE_PENDING))?
         {
             Some(stored) => encoding::decode_marker(&stored)?,
             None => Vec::new(),

@@ -55,6 +55,9 @@ pub enum StorageError {
     /// RocksDB failed.
     #[error("RocksDB: {0}")]
     Rocks(#[from] rocksdb::Error),
+    /// An engine handle was asked for a group or span it cannot have.
+    #[error("invalid engine scope: {0}")]
+    InvalidScope(String),
     /// Bytes on disk do not match docs/engine-format.md.
     #[error("corrupt data: {0}")]
     Corrupt(String),

@@ -35,54 +35,78 @@ impl Engine {
         }
         let data = self.cf(CF_DATA);
         let mut cursor = self.gc_cursor.lock();
-        // A scan of everything over time: caching its blocks (old versions included) would fill
-        // the block cache with data no read wants and push hot blocks out.
-        let mut opts = ReadOptions::default();
-        opts.fill_cache(false);
-        let mut iter = self.db.raw_iterator_cf_opt(data, opts);
-        iter.seek(&*cursor);
         let mut batch = WriteBatch::default();
-        // (raw key prefix of the current user key, whether its newest version ≤ horizon was seen)
-        let mut current: Option<(Vec<u8>, bool)> = None;
-        while iter.valid() {
-            let (Some(raw), Some(value)) = (iter.key(), iter.value()) else {
-                break;
-            };
-            let user_prefix = &raw[..raw.len().saturating_sub(8)];
-            let same = current
+        // The raw intervals this handle owns (one for group 0: everything), from the cursor on.
+        let spans = self.scope.data_spans(&self.prefixes);
+        let mut stopped = false;
+        for (lo, hi) in &spans {
+            if hi
                 .as_ref()
-                .is_some_and(|(p, _)| p.as_slice() == user_prefix);
-            if !same {
-                if report.keys_scanned >= max_keys {
-                    *cursor = raw.to_vec();
-                    break;
-                }
-                report.keys_scanned += 1;
-                current = Some((user_prefix.to_vec(), false));
+                .is_some_and(|hi| cursor.as_slice() >= hi.as_slice())
+            {
+                continue; // finished earlier in this pass
             }
-            let version = raw
-                .get(raw.len().saturating_sub(8)..)
-                .and_then(|b| b.try_into().ok())
-                .map(|b: [u8; 8]| !u64::from_be_bytes(b))
-                .ok_or_else(|| StorageError::Corrupt("short data key".into()))?;
-            if let Some((_, seen_visible)) = current.as_mut() {
-                if version <= horizon {
-                    if *seen_visible {
-                        batch.delete_cf(data, raw); // shadowed by a newer version ≤ horizon
-                        report.versions_deleted += 1;
-                    } else {
-                        *seen_visible = true;
-                        if value.first() == Some(&TAG_TOMBSTONE) {
-                            batch.delete_cf(data, raw); // the newest visible state is "absent"
+            let from = if cursor.as_slice() > lo.as_slice() {
+                cursor.clone()
+            } else {
+                lo.clone()
+            };
+            // A scan of everything over time: caching its blocks (old versions included) would
+            // fill the block cache with data no read wants and push hot blocks out.
+            let mut opts = ReadOptions::default();
+            opts.fill_cache(false);
+            if let Some(hi) = hi {
+                opts.set_iterate_upper_bound(hi.clone());
+            }
+            let mut iter = self.db.raw_iterator_cf_opt(data, opts);
+            iter.seek(&from);
+            // (raw key prefix of the current user key, whether its newest version ≤ horizon
+            // was seen)
+            let mut current: Option<(Vec<u8>, bool)> = None;
+            while iter.valid() {
+                let (Some(raw), Some(value)) = (iter.key(), iter.value()) else {
+                    break;
+                };
+                let user_prefix = &raw[..raw.len().saturating_sub(8)];
+                let same = current
+                    .as_ref()
+                    .is_some_and(|(p, _)| p.as_slice() == user_prefix);
+                if !same {
+                    if report.keys_scanned >= max_keys {
+                        *cursor = raw.to_vec();
+                        stopped = true;
+                        break;
+                    }
+                    report.keys_scanned += 1;
+                    current = Some((user_prefix.to_vec(), false));
+                }
+                let version = raw
+                    .get(raw.len().saturating_sub(8)..)
+                    .and_then(|b| b.try_into().ok())
+                    .map(|b: [u8; 8]| !u64::from_be_bytes(b))
+                    .ok_or_else(|| StorageError::Corrupt("short data key".into()))?;
+                if let Some((_, seen_visible)) = current.as_mut() {
+                    if version <= horizon {
+                        if *seen_visible {
+                            batch.delete_cf(data, raw); // shadowed by a newer version ≤ horizon
                             report.versions_deleted += 1;
+                        } else {
+                            *seen_visible = true;
+                            if value.first() == Some(&TAG_TOMBSTONE) {
+                                batch.delete_cf(data, raw); // the newest visible state is "absent"
+                                report.versions_deleted += 1;
+                            }
                         }
                     }
                 }
+                iter.next();
             }
-            iter.next();
-        }
-        if !iter.valid() {
+            if stopped {
+                break;
+            }
             iter.status()?;
+        }
+        if !stopped {
             report.wrapped = true;
             cursor.clear();
         }

@@ -28,6 +28,7 @@ pub mod range;
 mod read;
 mod resolver;
 pub mod routing;
+mod scope;
 mod stats;
 mod transfer;
 
@@ -41,13 +42,14 @@ pub use encoding::{DecodeError, EncodeError};
 pub use engine::Engine;
 pub use error::{ColumnFamilyNameError, OpenError, ReadError, StorageError};
 pub use gc::GcReport;
+pub use merge::{merge_range, MergeError, ScanLimits, ScanPage};
 pub use options::{
     check_column_family_name, CompactionPriority, DBCompressionType, Durability, EngineOptions,
     LevelCompression, LogLevel, StatsLevel, Tuning, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
 };
-pub use merge::{merge_range, MergeError, ScanLimits, ScanPage};
 pub use range::{ByteBudget, RangeBounds, RangePage, RangeSpec};
 pub use routing::{RangeDescriptor, RoutingTable};
+pub use scope::KeySpan;
 pub use stats::EngineStats;
 pub use transfer::{Export, Record, Section};
 

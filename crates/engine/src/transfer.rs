@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering;
 use rocksdb::{DBRawIterator, ReadOptions, SnapshotWithThreadMode, WriteBatch, WriteOptions, DB};
 
 use crate::encoding;
-use crate::engine::{read_counter, Engine};
+use crate::engine::Engine;
 use crate::error::StorageError;
 use crate::keys;
 use crate::options::{CF_DATA, CF_META};
@@ -53,8 +53,11 @@ const RESTORE_BATCH_BYTES: usize = 4 << 20;
 /// caller's metadata (e.g. the Raft last-applied log id) matches the records exactly.
 pub struct Export<'e> {
     // Field order matters: the iterator is dropped before the snapshot it reads.
-    /// The current section's iterator; `None` once both sections are done.
+    /// The current interval's iterator; `None` between intervals and at the end.
     iter: Option<(Section, DBRawIterator<'e>)>,
+    /// The intervals still to read, in reverse order (popped from the end): this handle's
+    /// `meta` keys, then its `data` spans (scope.rs).
+    pending: Vec<(Section, Vec<u8>, Option<Vec<u8>>)>,
     /// The point-in-time view every read of this export uses.
     snapshot: SnapshotWithThreadMode<'e, DB>,
     /// For column family handles.
@@ -66,7 +69,9 @@ pub struct Export<'e> {
 impl Export<'_> {
     /// A `meta` value as of this export's snapshot.
     pub fn meta(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
-        Ok(self.snapshot.get_cf(self.engine.cf(CF_META), key)?)
+        Ok(self
+            .snapshot
+            .get_cf(self.engine.cf(CF_META), self.engine.meta_key(key))?)
     }
 
     /// The applied version as of this export's snapshot.
@@ -79,16 +84,19 @@ impl Export<'_> {
 }
 
 impl<'e> Export<'e> {
-    fn section_iter(&self, section: Section) -> DBRawIterator<'e> {
+    fn interval_iter(&self, section: Section, lo: &[u8], hi: Option<Vec<u8>>) -> DBRawIterator<'e> {
         let mut opts = ReadOptions::default();
         opts.set_snapshot(&self.snapshot);
+        if let Some(hi) = hi {
+            opts.set_iterate_upper_bound(hi);
+        }
         // A whole-state scan: caching its blocks would only push hot ones out.
         opts.fill_cache(false);
         let engine: &'e Engine = self.engine;
         let mut iter = engine
             .db
             .raw_iterator_cf_opt(engine.cf(section.cf_name()), opts);
-        iter.seek_to_first();
+        iter.seek(lo);
         iter
     }
 }
@@ -101,23 +109,24 @@ impl Iterator for Export<'_> {
             return None;
         }
         loop {
-            let (section, iter) = self.iter.as_mut()?;
+            let Some((section, iter)) = self.iter.as_mut() else {
+                let (section, lo, hi) = self.pending.pop()?;
+                self.iter = Some((section, self.interval_iter(section, &lo, hi)));
+                continue;
+            };
             let section = *section;
             if !iter.valid() {
                 if let Err(e) = iter.status() {
                     self.failed = true;
                     return Some(Err(e.into()));
                 }
-                self.iter = match section {
-                    Section::Meta => Some((Section::Data, self.section_iter(Section::Data))),
-                    Section::Data => None,
-                };
+                self.iter = None;
                 continue;
             }
             let key = iter.key().unwrap_or_default().to_vec();
             let value = iter.value().unwrap_or_default().to_vec();
             iter.next();
-            if section == Section::Meta && key == keys::META_RESTORE_PENDING {
+            if section == Section::Meta && key == self.engine.meta_key(keys::META_RESTORE_PENDING) {
                 continue; // the marker is node-local restore state, never part of a snapshot
             }
             return Some(Ok((section, key, value)));
@@ -125,13 +134,21 @@ impl Iterator for Export<'_> {
     }
 }
 
-/// Adds a range delete of every key of `cf` in `[from, past the last key]` to `batch`.
-fn delete_from(
+/// Adds a range delete of every key of `cf` in `[from, to)` to `batch`; `to = None` means past
+/// the last key.
+fn delete_range(
     db: &DB,
     batch: &mut WriteBatch,
     cf: &rocksdb::ColumnFamily,
     from: &[u8],
+    to: Option<&[u8]>,
 ) -> Result<(), StorageError> {
+    if let Some(to) = to {
+        if from < to {
+            batch.delete_range_cf(cf, from, to);
+        }
+        return Ok(());
+    }
     let mut iter = db.raw_iterator_cf(cf);
     iter.seek_to_last();
     if !iter.valid() {
@@ -147,6 +164,32 @@ fn delete_from(
 }
 
 impl Engine {
+    /// Refuses a restore record outside what this handle owns (another group's `meta` keys or
+    /// `data` outside its span): a snapshot of one group never writes another's state.
+    fn check_owned(
+        &self,
+        section: Section,
+        key: &[u8],
+        spans: &[(Vec<u8>, Option<Vec<u8>>)],
+    ) -> Result<(), StorageError> {
+        let owned = match section {
+            Section::Meta => self.scope.meta_name(key).is_some(),
+            Section::Data => spans.iter().any(|(lo, hi)| {
+                key >= lo.as_slice() && hi.as_ref().is_none_or(|h| key < h.as_slice())
+            }),
+        };
+        if owned {
+            Ok(())
+        } else {
+            Err(StorageError::InvalidScope(format!(
+                "a restore record of group {} lies outside it: {section:?} key {key:02x?}",
+                self.scope.group
+            )))
+        }
+    }
+}
+
+impl Engine {
     /// A streaming export of `data` and `meta` from one consistent RocksDB snapshot (the Raft
     /// column families are not included, nor is the restore marker). Never collects.
     pub fn export(&self) -> Result<Export<'_>, StorageError> {
@@ -155,14 +198,24 @@ impl Engine {
             let _fence = self.read_fence()?;
             self.db.snapshot()
         };
-        let mut export = Export {
+        let (meta_lo, meta_hi) = self.scope.meta_bounds();
+        let mut pending: Vec<(Section, Vec<u8>, Option<Vec<u8>>)> =
+            std::iter::once((Section::Meta, meta_lo, meta_hi))
+                .chain(
+                    self.scope
+                        .data_spans(&self.prefixes)
+                        .into_iter()
+                        .map(|(lo, hi)| (Section::Data, lo, hi)),
+                )
+                .collect();
+        pending.reverse();
+        Ok(Export {
             iter: None,
+            pending,
             snapshot,
             engine: self,
             failed: false,
-        };
-        export.iter = Some((Section::Meta, export.section_iter(Section::Meta)));
-        Ok(export)
+        })
     }
 
     /// The restore marker, if a restore started and did not finish. The caller must redo the
@@ -170,7 +223,7 @@ impl Engine {
     pub fn pending_restore(&self) -> Result<Option<Vec<u8>>, StorageError> {
         match self
             .db
-            .get_cf(self.cf(CF_META), keys::META_RESTORE_PENDING)?
+            .get_cf(self.cf(CF_META), self.meta_key(keys::META_RESTORE_PENDING))?
         {
             Some(stored) => Ok(Some(encoding::decode_marker(&stored)?)),
             None => Ok(None),
@@ -202,25 +255,37 @@ impl Engine {
         // crash anywhere after this point is seen at the next open and the restore redone
         // (invariant 7).
         let stored_marker = encoding::encode_marker(marker);
+        let marker_key = self.meta_key(keys::META_RESTORE_PENDING);
         self.db
-            .put_cf_opt(meta, keys::META_RESTORE_PENDING, stored_marker, &synced)?;
+            .put_cf_opt(meta, &marker_key, stored_marker, &synced)?;
         self.restore_incomplete.store(true, Ordering::SeqCst);
 
-        // (b) Delete everything but the marker, in the first batch.
+        // (b) Delete everything this handle owns but the marker, in the first batch.
         let mut batch = WriteBatch::default();
-        delete_from(&self.db, &mut batch, data, b"")?;
-        batch.delete_range_cf(meta, b"".as_slice(), keys::META_RESTORE_PENDING);
-        let mut after_marker = keys::META_RESTORE_PENDING.to_vec();
+        let spans = self.scope.data_spans(&self.prefixes);
+        for (lo, hi) in &spans {
+            delete_range(&self.db, &mut batch, data, lo, hi.as_deref())?;
+        }
+        let (meta_lo, meta_hi) = self.scope.meta_bounds();
+        batch.delete_range_cf(meta, meta_lo.as_slice(), marker_key.as_slice());
+        let mut after_marker = marker_key.clone();
         after_marker.push(0);
-        delete_from(&self.db, &mut batch, meta, &after_marker)?;
+        delete_range(
+            &self.db,
+            &mut batch,
+            meta,
+            &after_marker,
+            meta_hi.as_deref(),
+        )?;
 
         let unsynced = WriteOptions::default(); // the final flush_wal(true) covers these
         let mut bytes = 0usize;
         for record in records {
             let (section, key, value) = record.map_err(StorageError::RestoreSource)?;
-            if section == Section::Meta && key == keys::META_RESTORE_PENDING {
+            if section == Section::Meta && key == marker_key {
                 continue; // never let a record clear or replace the marker early
             }
+            self.check_owned(section, &key, &spans)?;
             bytes += key.len() + value.len();
             batch.put_cf(self.cf(section.cf_name()), key, value);
             if bytes >= RESTORE_BATCH_BYTES {
@@ -230,19 +295,13 @@ impl Engine {
         }
         // (c) The marker goes in the same batch as the last records: with point-in-time WAL
         // recovery, a durable marker delete implies every earlier batch is durable too.
-        batch.delete_cf(meta, keys::META_RESTORE_PENDING);
+        batch.delete_cf(meta, &marker_key);
         self.db.write_opt(batch, &unsynced)?;
         // Durability: the restored state is on disk before restore returns.
         self.db.flush_wal(true)?;
 
         // (d) Reload what the engine caches from meta.
-        let read = |key: &'static [u8]| read_counter(&self.db, meta, key);
-        let applied = read(keys::META_APPLIED_VERSION)?;
-        let horizon = read(keys::META_HORIZON)?;
-        let live_keys = read(keys::META_LIVE_KEYS)?;
-        self.applied.store(applied, Ordering::SeqCst);
-        self.horizon.store(horizon, Ordering::SeqCst);
-        self.live_keys.store(live_keys, Ordering::SeqCst);
+        self.load_counters()?;
         // The index and the count travel with the table; a source without them (an older
         // build's snapshot, a backup) gets them built here.
         let dedupe_entries = crate::dedupe::load_entries(self)?;

@@ -396,8 +396,13 @@ fn restore_from(engine: &Engine, path: &Path) -> io::Result<()> {
 }
 
 /// Reads the whole file and checks it is the snapshot `expected` describes: crc, record count,
-/// header meta, and the `raft/last_applied` it restores.
-fn verify_for_install(path: &Path, expected: &SnapshotMeta) -> io::Result<()> {
+/// header meta, and the `raft/last_applied` it restores (stored at `last_applied_key`, the
+/// group's key of that name).
+fn verify_for_install(
+    path: &Path,
+    expected: &SnapshotMeta,
+    last_applied_key: &[u8],
+) -> io::Result<()> {
     let mut reader = SnapshotReader::open(path)?;
     if reader.meta() != expected {
         return Err(io::Error::new(
@@ -412,7 +417,7 @@ fn verify_for_install(path: &Path, expected: &SnapshotMeta) -> io::Result<()> {
     let mut last_applied = None;
     for record in reader.by_ref() {
         let (section, key, value) = record?;
-        if section == Section::Meta && key == META_LAST_APPLIED {
+        if section == Section::Meta && key == last_applied_key {
             last_applied = Some(codec::decode_log_id(&value)?);
         }
     }
@@ -513,7 +518,7 @@ impl RaftStateMachine<DolmenRaft> for StateMachine {
         let index = meta.last_log_id.map_or(0, |id| id.index);
         blocking(move || {
             // Everything is checked before the first destructive step.
-            verify_for_install(&file.path, &meta)?;
+            verify_for_install(&file.path, &meta, &engine.meta_key(META_LAST_APPLIED))?;
             let file = snapshots.adopt(&file, &meta)?;
             // Adopted under its final name, the engine untouched: a crash leaves the old state.
             failpoint::crash_point(failpoint::SNAPSHOT_INSTALL_BEFORE_RESTORE);

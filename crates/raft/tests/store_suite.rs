@@ -11,7 +11,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dolmen_engine::{
-    Command, Durability, Engine, EngineOptions, Mutation, Transaction, CF_RAFT_LOG, CF_RAFT_STATE,
+    Command, Durability, Engine, EngineOptions, KeySpan, Mutation, Transaction, CF_RAFT_LOG,
+    CF_RAFT_STATE,
 };
 use dolmen_raft::log_store::GroupId;
 use dolmen_raft::snapshot::SnapshotDir;
@@ -67,6 +68,16 @@ impl StoreBuilder<DolmenRaft, LogStore, StateMachine, TempDir> for RocksBuilder 
             fill_group(&mut other).await;
         }
         let log = LogStore::new(&engine, self.group).map_err(err)?;
+        // Another group's state machine applies through its own engine handle (its own
+        // applied state under its own `meta` keys), as a node running several groups will.
+        let engine = if self.group == GROUP_ID {
+            engine
+        } else {
+            let scoped = engine
+                .open_group(self.group, KeySpan::all())
+                .map_err(|e| err(io::Error::other(e)))?;
+            Arc::new(scoped)
+        };
         let (tx, _rx) = watch::channel(AppliedPosition::default());
         let sm = StateMachine::open(engine, dir.path().join("snapshots"), tx).map_err(err)?;
         Ok((dir, log, sm))
@@ -85,7 +96,8 @@ async fn store_suite_openraft_conformance() {
 
 /// The suite sees an empty store for group 7 although groups 6 and 8, the keys right below and
 /// above its own, hold logs, votes, commits and purges: no read, range scan, truncation or purge
-/// of group 7 reaches them.
+/// of group 7 reaches them. Group 7's state machine applies, snapshots and installs through its
+/// own engine handle (`Engine::open_group`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn store_suite_openraft_conformance_for_group_7_beside_other_groups() {
     Suite::test_all(RocksBuilder {

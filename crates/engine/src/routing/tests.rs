@@ -8,6 +8,11 @@ use super::*;
 use crate::encoding::{decode_descriptor, decode_routing, encode_descriptor, encode_routing};
 use crate::encoding::{DecodeError, FORMAT_V1};
 
+/// A piece of an interval: the group whose range it lies in, and the piece `[from, to)`.
+type Piece<'a> = (u64, (&'a [u8], &'a [u8]));
+/// A change that breaks one rule of a descriptor, the error it gets and its message.
+type BrokenRule = (fn(&mut RangeDescriptor), DescriptorError, &'static str);
+
 fn range(group: u64, start: &[u8], end: Option<&[u8]>) -> RangeDescriptor {
     RangeDescriptor {
         group,
@@ -182,7 +187,7 @@ fn two_ranges_of_one_group_are_refused() {
 
 #[test]
 fn each_descriptor_rule_is_refused_naming_the_range() {
-    let cases: Vec<(fn(&mut RangeDescriptor), DescriptorError, &str)> = vec![
+    let cases: Vec<BrokenRule> = vec![
         (
             |d| d.group = 0,
             DescriptorError::MetadataGroup,
@@ -284,7 +289,7 @@ fn overlapping_gives_the_ranges_of_an_interval_in_key_order() {
     assert_eq!(groups(b"q", b"r"), vec![3]);
     assert_eq!(groups(b"q", b"q"), Vec::<u64>::new());
     assert_eq!(groups(b"r", b"q"), Vec::<u64>::new());
-    let pieces: Vec<(u64, (&[u8], &[u8]))> = table
+    let pieces: Vec<Piece<'_>> = table
         .pieces(b"c", b"q")
         .map(|(d, part)| (d.group, part))
         .collect();
@@ -560,7 +565,7 @@ proptest! {
             .collect();
         prop_assert_eq!(&got, &model);
         // The pieces are the same ranges, each non-empty, and tile [lo, hi) in order.
-        let pieces: Vec<(u64, (&[u8], &[u8]))> =
+        let pieces: Vec<Piece<'_>> =
             table.pieces(&lo, &hi).map(|(d, p)| (d.group, p)).collect();
         prop_assert_eq!(pieces.iter().map(|(g, _)| *g).collect::<Vec<_>>(), model);
         let mut at = lo.as_slice();

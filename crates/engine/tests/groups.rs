@@ -1,0 +1,250 @@
+//! Several Raft groups over one database (docs/sharding.md §7): each group's engine handle has
+//! its own applied version, horizon and idempotency table under its own `meta` keys, and owns
+//! its span of the shared `data`: exports, restores, digests and garbage collection of one
+//! group never touch another's state, and group 0 keeps the keys of layout 1.
+
+use dolmen_engine::{
+    Command, Durability, Engine, EngineOptions, IdempotencyToken, KeySpan, Mutation, Outcome,
+    Record, Section, StorageError, Transaction,
+};
+
+fn open(dir: &tempfile::TempDir) -> Engine {
+    Engine::open(&EngineOptions::new(
+        dir.path(),
+        vec!["default".into(), "other".into()],
+    ))
+    .unwrap()
+}
+
+/// Groups 1 (`["", "m")`) and 2 (`["m", +∞)`) over `base`'s database.
+fn groups(base: &Engine) -> (Engine, Engine) {
+    let low = KeySpan::new(Vec::new(), Some(b"m".to_vec())).unwrap();
+    let high = KeySpan::new(b"m".to_vec(), None).unwrap();
+    (
+        base.open_group(1, low).unwrap(),
+        base.open_group(2, high).unwrap(),
+    )
+}
+
+fn set(cf: &str, key: &str, value: &str) -> Mutation {
+    Mutation::Set {
+        cf: cf.into(),
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn commit(mutations: Vec<Mutation>, token: Option<(&str, u64)>) -> Command {
+    Command::Commit(Transaction {
+        mutations,
+        idempotency: token.map(|(client, sequence)| IdempotencyToken {
+            client_id: client.as_bytes().to_vec(),
+            sequence,
+        }),
+        ..Transaction::default()
+    })
+}
+
+fn apply(engine: &Engine, version: u64, command: Command) -> Outcome {
+    engine
+        .apply_batch(&[(version, command)], Durability::Buffered, &[])
+        .unwrap()
+        .remove(0)
+}
+
+fn get(engine: &Engine, cf: &str, key: &str, version: u64) -> Option<Vec<u8>> {
+    engine.get(cf, key.as_bytes(), version).unwrap()
+}
+
+#[test]
+fn groups_apply_their_own_versions_and_idempotency_tables_and_reopen_them() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let base = open(&dir);
+        let (low, high) = groups(&base);
+        // Versions interleave across groups: each group only orders its own.
+        apply(
+            &low,
+            100,
+            commit(vec![set("default", "a", "1")], Some(("c", 1))),
+        );
+        apply(
+            &high,
+            90,
+            commit(vec![set("other", "x", "2")], Some(("c", 1))),
+        );
+        // The same token in another group is another client's first commit, not a retry.
+        assert_eq!(
+            (
+                low.applied_version(),
+                high.applied_version(),
+                base.applied_version()
+            ),
+            (100, 90, 0)
+        );
+        assert_eq!(
+            (low.idempotency_entries(), high.idempotency_entries()),
+            (1, 1)
+        );
+        // A retry in group 1 answers its first outcome and applies nothing.
+        assert_eq!(
+            apply(
+                &low,
+                101,
+                commit(vec![set("default", "a", "again")], Some(("c", 1)))
+            ),
+            Outcome::Committed { version: 100 }
+        );
+        // Each group reads its keys at its own versions (a version its handle has not applied
+        // is a future version there).
+        assert_eq!(get(&low, "default", "a", 101), Some(b"1".to_vec()));
+        assert_eq!(get(&high, "other", "x", 90), Some(b"2".to_vec()));
+        assert!(base.get("default", b"a", 101).is_err());
+        // Each group's Raft metadata is its own.
+        low.apply_batch(
+            &[(102, Command::Noop)],
+            Durability::Buffered,
+            &[(b"raft/last_applied".to_vec(), b"low".to_vec())],
+        )
+        .unwrap();
+        assert_eq!(
+            low.read_meta(b"raft/last_applied").unwrap(),
+            Some(b"low".to_vec())
+        );
+        assert_eq!(high.read_meta(b"raft/last_applied").unwrap(), None);
+        assert_eq!(base.read_meta(b"raft/last_applied").unwrap(), None);
+    }
+    let base = open(&dir);
+    let (low, high) = groups(&base);
+    assert_eq!(
+        (
+            low.applied_version(),
+            high.applied_version(),
+            base.applied_version()
+        ),
+        (102, 90, 0)
+    );
+    assert_eq!(
+        (low.idempotency_entries(), high.idempotency_entries()),
+        (1, 1)
+    );
+    assert_eq!(
+        low.read_meta(b"raft/last_applied").unwrap(),
+        Some(b"low".to_vec())
+    );
+    assert!(matches!(
+        base.open_group(0, KeySpan::all()),
+        Err(StorageError::InvalidScope(_))
+    ));
+}
+
+#[test]
+fn an_export_and_a_restore_of_one_group_leave_the_others_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = open(&dir);
+    let (low, high) = groups(&base);
+    apply(
+        &low,
+        10,
+        commit(
+            vec![set("default", "b", "old"), set("other", "c", "old")],
+            None,
+        ),
+    );
+    apply(
+        &high,
+        10,
+        commit(
+            vec![set("default", "q", "high"), set("other", "z", "high")],
+            None,
+        ),
+    );
+    let saved: Vec<Record> = low.export().unwrap().map(Result::unwrap).collect();
+    // Only group 1's keys: its data span in each column family and its `meta` names.
+    let (meta, data): (Vec<&Record>, Vec<&Record>) = saved
+        .iter()
+        .partition(|(section, _, _)| *section == Section::Meta);
+    assert_eq!(
+        data.len(),
+        2,
+        "two keys of group 1, one version each: {data:02x?}"
+    );
+    assert!(!meta.is_empty());
+    assert!(meta.iter().all(|(_, key, _)| key.first() == Some(&0x00)));
+    let high_digest = high.digest_at(10).unwrap();
+
+    // Both groups move on; then group 1 goes back to its export.
+    apply(
+        &low,
+        20,
+        commit(
+            vec![set("default", "b", "new"), set("default", "e", "new")],
+            None,
+        ),
+    );
+    apply(&high, 20, commit(vec![set("default", "r", "high2")], None));
+    let high_after = high.digest_at(20).unwrap();
+    low.restore(b"test", saved.into_iter().map(Ok)).unwrap();
+    assert_eq!(low.applied_version(), 10);
+    assert_eq!(get(&low, "default", "b", 10), Some(b"old".to_vec()));
+    assert_eq!(
+        get(&low, "default", "e", 10),
+        None,
+        "group 1's later key is gone"
+    );
+    // Group 2 is untouched, history and all.
+    assert_eq!(high.applied_version(), 20);
+    assert_eq!(high.digest_at(10).unwrap(), high_digest);
+    assert_eq!(high.digest_at(20).unwrap(), high_after);
+
+    // A record outside the group fails the restore, which stays pending.
+    let stray: Record = (
+        Section::Data,
+        high.export().unwrap().nth(1).unwrap().unwrap().1,
+        vec![1],
+    );
+    let err = low
+        .restore(b"stray", std::iter::once(Ok(stray)))
+        .unwrap_err();
+    assert!(matches!(err, StorageError::InvalidScope(_)), "{err}");
+    assert_eq!(low.pending_restore().unwrap(), Some(b"stray".to_vec()));
+    assert!(high.pending_restore().unwrap().is_none());
+    assert_eq!(get(&high, "default", "q", 20), Some(b"high".to_vec()));
+}
+
+#[test]
+fn garbage_collection_of_one_group_keeps_the_history_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = open(&dir);
+    let (low, high) = groups(&base);
+    for v in 1..=5 {
+        let value = format!("v{v}");
+        apply(&low, v, commit(vec![set("default", "a", &value)], None));
+        apply(&high, v, commit(vec![set("default", "x", &value)], None));
+    }
+    apply(&low, 6, Command::Compact { horizon: 5 });
+    apply(&high, 6, Command::Compact { horizon: 1 });
+    for engine in [&low, &high] {
+        let mut wrapped = false;
+        for _ in 0..10 {
+            if engine.collect_garbage(1000).unwrap().wrapped {
+                wrapped = true;
+                break;
+            }
+        }
+        assert!(wrapped);
+    }
+    // Group 1 dropped what its horizon no longer needs; group 2 kept what its horizon needs.
+    assert!(
+        low.get("default", b"a", 2).is_err(),
+        "below group 1's horizon"
+    );
+    assert_eq!(get(&low, "default", "a", 5), Some(b"v5".to_vec()));
+    for v in 1..=5 {
+        assert_eq!(
+            get(&high, "default", "x", v),
+            Some(format!("v{v}").into_bytes()),
+            "group 2's version {v}"
+        );
+    }
+}
