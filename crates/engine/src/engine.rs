@@ -90,6 +90,16 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// What every engine handle over one database shares.
+struct Shared {
+    db: Arc<DB>,
+    db_options: Options,
+    statistics: bool,
+    prefixes: BTreeMap<String, Vec<u8>>,
+    clear_range_chunk_keys: usize,
+    unsafe_skip_conflict_check: bool,
+}
+
 /// Reads one `meta` counter (`applied_version`, `horizon`, `live_keys`) stored at `key`, whose
 /// name in its group is `name`: 0 when absent.
 pub(crate) fn read_counter(
@@ -208,28 +218,17 @@ impl Engine {
                 }
             })?;
 
-        let engine = Self {
-            db: Arc::new(db),
-            db_options: db_opts,
-            statistics: options.tuning.statistics.is_some(),
-            prefixes,
-            applied: AtomicU64::new(0),
-            horizon: AtomicU64::new(0),
-            live_keys: AtomicU64::new(0),
-            dedupe_entries: AtomicU64::new(0),
-            dedupe_expired: AtomicU64::new(0),
-            gc_passes: AtomicU64::new(0),
-            gc_versions_deleted: AtomicU64::new(0),
-            apply_lock: Mutex::new(LiveCache::default()),
-            gc_cursor: Mutex::new(Vec::new()),
-            fence: RwLock::new(()),
-            restore_incomplete: AtomicBool::new(false),
-            clear_range_chunk_keys: crate::clear::DEFAULT_CHUNK_KEYS,
-            clear_pending: AtomicBool::new(false),
-            clear_chunks_before_failure: AtomicU64::new(u64::MAX),
-            unsafe_skip_conflict_check: options.unsafe_skip_conflict_check,
-            scope: Scope::first(),
-        };
+        let engine = Self::handle(
+            Shared {
+                db: Arc::new(db),
+                db_options: db_opts,
+                statistics: options.tuning.statistics.is_some(),
+                prefixes,
+                clear_range_chunk_keys: crate::clear::DEFAULT_CHUNK_KEYS,
+                unsafe_skip_conflict_check: options.unsafe_skip_conflict_check,
+            },
+            Scope::first(),
+        );
         engine.load()?;
         Ok(engine)
     }
@@ -247,11 +246,36 @@ impl Engine {
                 "group 0 is the handle Engine::open returns".into(),
             ));
         }
-        let engine = Self {
-            db: Arc::clone(&self.db),
-            db_options: self.db_options.clone(),
-            statistics: self.statistics,
-            prefixes: self.prefixes.clone(),
+        let engine = Self::handle(
+            Shared {
+                db: Arc::clone(&self.db),
+                db_options: self.db_options.clone(),
+                statistics: self.statistics,
+                prefixes: self.prefixes.clone(),
+                clear_range_chunk_keys: self.clear_range_chunk_keys,
+                unsafe_skip_conflict_check: self.unsafe_skip_conflict_check,
+            },
+            Scope::group(group, span),
+        );
+        engine.load()?;
+        Ok(engine)
+    }
+
+    /// A handle over `shared` for `scope`, with nothing loaded yet.
+    fn handle(shared: Shared, scope: Scope) -> Self {
+        let Shared {
+            db,
+            db_options,
+            statistics,
+            prefixes,
+            clear_range_chunk_keys,
+            unsafe_skip_conflict_check,
+        } = shared;
+        Self {
+            db,
+            db_options,
+            statistics,
+            prefixes,
             applied: AtomicU64::new(0),
             horizon: AtomicU64::new(0),
             live_keys: AtomicU64::new(0),
@@ -263,14 +287,12 @@ impl Engine {
             gc_cursor: Mutex::new(Vec::new()),
             fence: RwLock::new(()),
             restore_incomplete: AtomicBool::new(false),
-            clear_range_chunk_keys: self.clear_range_chunk_keys,
+            clear_range_chunk_keys,
             clear_pending: AtomicBool::new(false),
             clear_chunks_before_failure: AtomicU64::new(u64::MAX),
-            unsafe_skip_conflict_check: self.unsafe_skip_conflict_check,
-            scope: Scope::group(group, span),
-        };
-        engine.load()?;
-        Ok(engine)
+            unsafe_skip_conflict_check,
+            scope,
+        }
     }
 
     /// The Raft group this handle applies for (0 for the handle [`Engine::open`] returns).
