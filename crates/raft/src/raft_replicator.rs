@@ -391,10 +391,13 @@ impl Shared {
                     | WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(_))),
                 ) => Attempt::NotProposed(self.not_leader()),
                 // Appended, then lost its place or its leader: the outcome is unknown.
-                Err(WriteError::Raft(
-                    RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))
-                    | RaftError::Fatal(_),
-                )) => Attempt::Done(Err(ProposeError::Timeout(started.elapsed()))),
+                Err(
+                    WriteError::Raft(
+                        RaftError::APIError(ClientWriteError::LogEntryDiscarded(_))
+                        | RaftError::Fatal(_),
+                    )
+                    | WriteError::Unknown(_),
+                ) => Attempt::Done(Err(ProposeError::Timeout(started.elapsed()))),
                 Err(WriteError::Raft(RaftError::APIError(e))) => {
                     Attempt::Done(Err(ProposeError::Unavailable(e.to_string())))
                 }

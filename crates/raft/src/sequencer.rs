@@ -72,6 +72,10 @@ pub(crate) enum WriteError {
     /// nothing was proposed.
     #[error("the oracle cannot hand out versions: {0}")]
     Oracle(String),
+    /// The Raft core stopped after the commit was handed to it: it may have been appended, so
+    /// the outcome is unknown.
+    #[error("the Raft core stopped after the commit was handed to it: {0}")]
+    Unknown(String),
     /// Every try applied nothing (`NotSequenced`); nothing applied.
     #[error("the commit was drawn a version {MAX_SEQUENCING_TRIES} times and each time another leader's entries came first ({0}); nothing applied")]
     NotSequenced(String),
@@ -164,7 +168,7 @@ impl Sequencer {
             };
             let response = reply
                 .await
-                .map_err(|_| WriteError::Oracle("the Raft core stopped".into()))?
+                .map_err(|_| WriteError::Unknown("its answer was dropped".into()))?
                 .map_err(RaftError::APIError)?;
             match applied(response) {
                 Ok(written) => return Ok(written),

@@ -475,6 +475,23 @@ mod tests {
         Launch::new(&bin, &dir.join("config.toml"), &dir.join("node.log"))
     }
 
+    /// Starts `launch`. A script just written may still be open for writing in a child that
+    /// another test thread forked meanwhile (until that child execs), which makes exec fail
+    /// with ETXTBSY: retried, a bounded number of times.
+    fn spawn(launch: &Launch) -> ServerProcess {
+        for _ in 0..200 {
+            match launch.spawn() {
+                Err(ProcessError::Spawn { source, .. })
+                    if source.kind() == std::io::ErrorKind::ExecutableFileBusy =>
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                other => return other.unwrap(),
+            }
+        }
+        panic!("the fake server stayed busy (ETXTBSY) for 2 s")
+    }
+
     #[test]
     fn waits_for_the_readiness_line_and_stops_by_sigterm() {
         let dir = tempfile::tempdir().unwrap();
@@ -484,7 +501,7 @@ mod tests {
              echo 'dolmen ready: node=1 thrift=127.0.0.1:1 admin=127.0.0.1:2'; \
              trap 'exit 0' TERM; while true; do sleep 0.05; done",
         );
-        let mut p = launch.spawn().unwrap();
+        let mut p = spawn(&launch);
         let ready = p.wait_ready(Duration::from_secs(10)).unwrap();
         assert_eq!(ready.node_id, 1);
         match p.stop(Duration::from_secs(10)) {
@@ -499,7 +516,7 @@ mod tests {
     fn an_exit_before_the_readiness_line_is_reported_with_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let launch = fake_server(dir.path(), "echo 'bad config: nope' >&2; exit 2");
-        let mut p = launch.spawn().unwrap();
+        let mut p = spawn(&launch);
         match p.wait_ready(Duration::from_secs(10)) {
             Err(ProcessError::ExitedBeforeReady { status, tail }) => {
                 assert_eq!(status.code(), Some(2));
@@ -513,7 +530,7 @@ mod tests {
     fn a_silent_process_times_out_and_is_stopped() {
         let dir = tempfile::tempdir().unwrap();
         let launch = fake_server(dir.path(), "exec sleep 30");
-        let mut p = launch.spawn().unwrap();
+        let mut p = spawn(&launch);
         let started = Instant::now();
         let e = p.wait_ready(Duration::from_millis(300)).unwrap_err();
         assert!(matches!(e, ProcessError::NotReady { .. }), "{e}");

@@ -356,6 +356,10 @@ where
                 )))
             }
             // Raft stopped while the write was in flight: it may have been appended.
+            Ok(Err(e @ WriteError::Unknown(_))) => {
+                tracing::warn!(node = self.node_id, error = %e, "raft stopped during a forwarded write");
+                Err(ProposeError::Timeout(start.elapsed()))
+            }
             Ok(Err(WriteError::Raft(RaftError::Fatal(fatal)))) => {
                 tracing::warn!(node = self.node_id, error = %fatal, "raft stopped during a forwarded write");
                 Err(ProposeError::Timeout(start.elapsed()))
