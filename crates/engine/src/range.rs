@@ -252,12 +252,25 @@ pub fn walk<I>(spec: &RangeSpec, entries: I) -> RangePage
 where
     I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>,
 {
+    let mut entries = entries.into_iter();
+    let from_begin = || {
+        Ok::<_, std::convert::Infallible>(entries.by_ref().find(|(key, _)| *key >= spec.begin_key))
+    };
+    match walk_pairs(spec, from_begin) {
+        Ok(page) => page,
+        Err(never) => match never {},
+    }
+}
+
+/// The page `spec` asks for, from `next`: the next `(key, value)` pair in ascending key order at
+/// or after `spec.begin_key` (`None` at the end; an error ends the walk).
+pub(crate) fn walk_pairs<E>(
+    spec: &RangeSpec,
+    mut next: impl FnMut() -> Result<Option<(Vec<u8>, Vec<u8>)>, E>,
+) -> Result<RangePage, E> {
     let mut walk = RangeWalk::new(spec);
     let mut page = RangePage::default();
-    for (key, value) in entries {
-        if key < spec.begin_key {
-            continue;
-        }
+    while let Some((key, value)) = next()? {
         match walk.feed(&key) {
             Step::Skip | Step::Dropped => {}
             Step::Take if walk.fits(key.len() + value.len()) => page.items.push((key, value)),
@@ -268,7 +281,7 @@ where
             Step::End => break,
         }
     }
-    page
+    Ok(page)
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use crate::error::{ReadError, StorageError};
 use crate::keys::{self, DecodedKey, TAG_TOMBSTONE, TAG_VALUE};
 use crate::merge::{ScanLimits, ScanPage};
 use crate::options::CF_DATA;
-use crate::range::{RangeBounds, RangePage, RangeSpec, RangeWalk, Step};
+use crate::range::{walk_pairs, RangeBounds, RangePage, RangeSpec};
 use crate::Version;
 
 /// Decodes a `data` value: `Some(user value)` or `None` for a tombstone. The tag byte is the
@@ -221,20 +221,7 @@ impl Engine {
         // begin, offset, limit and budget rules to what it yields.
         let bounds = RangeBounds::from_spec(spec);
         let mut pairs = self.live_pairs(prefix, version, &bounds.lo, &bounds.hi)?;
-        let mut walk = RangeWalk::new(spec);
-        let mut page = RangePage::default();
-        while let Some((key, value)) = pairs.next()? {
-            match walk.feed(&key) {
-                Step::Skip | Step::Dropped => {}
-                Step::Take if walk.fits(key.len() + value.len()) => page.items.push((key, value)),
-                Step::Take | Step::MoreAfterLimit => {
-                    page.has_more = true;
-                    break;
-                }
-                Step::End => break,
-            }
-        }
-        Ok(page)
+        Ok(walk_pairs(spec, || pairs.next())?)
     }
 
     /// A bounded scan of the interval `[start, end)` of `cf` as of `version` (docs/sharding.md
