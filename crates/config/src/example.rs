@@ -69,6 +69,22 @@ all_wait_ms = 2000
 # start up to one window ahead of its clock); 100 to 60000.
 oracle_window_ms = 3000
 
+[sharding]
+# Every member of a cluster must have the same [sharding]; replicated mode only.
+# Data groups the keyspace is split into at bootstrap. 0 = not sharded: one Raft group holds
+# the version oracle and all data. n (1 to 1024) = group 0 holds only metadata and n data
+# groups own the keyspace, split evenly on the first two key bytes (ASCII keys crowd into a
+# few of those ranges: prefer split_keys). Sharding is being built in slices: a commit whose
+# keys span ranges is refused until cross-shard transactions exist.
+# Env: DOLMEN_SHARDING__SHARDS
+shards = 0
+# Explicit split points instead of shards: n keys make n + 1 data groups (at most 1023
+# keys). UTF-8 text is taken as its bytes; "hex:" and two hex digits per byte for any bytes.
+# Each 1 to 10000 bytes, strictly increasing as bytes.
+# Env: DOLMEN_SHARDING__SPLIT_KEYS='["user/m", "hex:c0ff"]'
+split_keys = []
+# split_keys = ["user/g", "user/n", "user/t"]
+
 [reads]
 # "linearizable" (a ReadIndex barrier through the leader), "lease" (the leader answers while
 # its lease holds), or "stale" (local applied state, at most max_staleness_ms behind).

@@ -1,5 +1,5 @@
 //! Node configuration: the TOML schema (docs/WIRE.md §5 plus Dolmen's `[server]`, `[mvcc]`,
-//! `[faults]`), its defaults, and loading with precedence flags > environment > file > defaults.
+//! `[faults]`, `[sharding]`), its defaults, and loading with precedence flags > environment > file > defaults.
 //! Everything is validated at load; each error names the key and the file, variable or flag.
 //!
 //! ```text
@@ -14,6 +14,7 @@ mod error;
 mod example;
 mod legacy;
 mod load;
+mod sharding;
 mod tuning;
 mod validate;
 
@@ -26,6 +27,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{ConfigError, Origin};
 pub use legacy::{migrate, ClusterConfig};
 pub use load::{Overrides, PASSTHROUGH_ENV};
+pub use sharding::{ShardingConfig, HEX_PREFIX, MAX_SHARDS, MAX_SPLIT_KEY_BYTES};
 pub use tuning::{
     BloomFilterConfig, CacheConfig, CompactionConfig, CompactionPriority, Compression,
     CompressionConfig, ConcurrencyConfig, LogLevel, LoggingConfig, MemoryConfig, PerformanceConfig,
@@ -48,6 +50,9 @@ pub struct Config {
     pub deployment: DeploymentConfig,
     /// `[consensus]`: Raft peers and timing (used in replicated mode).
     pub consensus: ConsensusConfig,
+    /// `[sharding]`: whether the keyspace is split over data groups, and where
+    /// (docs/sharding.md §11). Not sharded by default.
+    pub sharding: ShardingConfig,
     /// `[reads]`: which consistency reads get by default.
     pub reads: ReadsConfig,
     /// `[database]`: where the data lives and which column families exist.
@@ -780,6 +785,9 @@ mod tests {
         assert_eq!(c.mvcc.future_version_wait_ms, 1000);
         assert_eq!(c.mvcc.idempotency_window_ms, 3_600_000);
         assert!(!c.faults.allow_injection);
+        assert_eq!(c.sharding.shards, 0);
+        assert!(c.sharding.split_keys.is_empty());
+        assert_eq!(c.sharding.data_groups(), 0);
         assert_eq!(c.data_dir(), PathBuf::from("./data"));
         assert_eq!(c.node_id(), 0);
         c.validate().unwrap();

@@ -139,7 +139,11 @@ fn finish(mut layers: Layers, path: Option<&Path>) -> Result<Config, ConfigError
             problem,
             origin: None,
         } => ConfigError::Invalid {
-            origin: layers.origins.get(&key).cloned(),
+            // A list entry (`sharding.split_keys[2]`) came from where its list was set.
+            origin: layers
+                .origins
+                .get(key.split_once('[').map_or(key.as_str(), |(list, _)| list))
+                .cloned(),
             key,
             problem,
         },

@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 use std::net::Ipv6Addr;
 
-use super::{Config, ConfigError, Mode};
+use super::sharding::decode_split_key;
+use super::{Config, ConfigError, Mode, MAX_SHARDS, MAX_SPLIT_KEY_BYTES};
 
 /// Smallest accepted `server.max_message_bytes` (1 MiB).
 const MIN_MESSAGE_BYTES: usize = 1 << 20;
@@ -31,7 +32,9 @@ impl Config {
     /// same non-zero length and `instance_id` below it; `consensus.algorithm = "raft"`;
     /// `election_timeout_ms > 2 × heartbeat_interval_ms`; `all_wait_ms` within 1..=600000; intervals, retention, limits and
     /// RocksDB sizes > 0; `max_message_bytes` within 1 MiB..=256 MiB; non-zero `port` and
-    /// `admin_port` differ.
+    /// `admin_port` differ; `sharding.shards` within 0..=1024, not together with `split_keys`,
+    /// which decode (`hex:` digits) to 1..=10000 bytes each, strictly increasing, at most 1023
+    /// of them; sharding only in replicated mode.
     ///
     /// # Errors
     /// The first broken rule, as [`ConfigError::Invalid`] naming the key (without an origin:
@@ -47,6 +50,87 @@ impl Config {
         self.validate_tls()?;
         self.validate_client_tls()?;
         self.validate_faults()?;
+        self.validate_sharding()?;
+        Ok(())
+    }
+
+    /// `[sharding]` (docs/sharding.md §11). Errors name the entry of `split_keys` at fault by
+    /// index (`sharding.split_keys[2]`).
+    fn validate_sharding(&self) -> Result<(), ConfigError> {
+        let s = &self.sharding;
+        if s.shards > MAX_SHARDS {
+            return Err(ConfigError::invalid(
+                "sharding.shards",
+                format!(
+                    "must be between 0 (not sharded) and {MAX_SHARDS} (data groups), got {}",
+                    s.shards
+                ),
+            ));
+        }
+        if s.shards != 0 && !s.split_keys.is_empty() {
+            return Err(ConfigError::invalid(
+                "sharding.split_keys",
+                format!(
+                    "cannot be set together with sharding.shards ({} split keys, shards = {}): \
+                     use sharding.split_keys for explicit split points or sharding.shards for \
+                     even ones, and leave the other out",
+                    s.split_keys.len(),
+                    s.shards
+                ),
+            ));
+        }
+        let max_keys = MAX_SHARDS as usize - 1;
+        if s.split_keys.len() > max_keys {
+            return Err(ConfigError::invalid(
+                "sharding.split_keys",
+                format!(
+                    "at most {max_keys} keys ({MAX_SHARDS} data groups), got {}",
+                    s.split_keys.len()
+                ),
+            ));
+        }
+        let mut previous: Option<(usize, &str, Vec<u8>)> = None;
+        for (i, text) in s.split_keys.iter().enumerate() {
+            let key = format!("sharding.split_keys[{i}]");
+            let shown = shown_split_key(text);
+            let bytes = decode_split_key(text)
+                .map_err(|e| ConfigError::invalid(&key, format!("{shown}: {e}")))?;
+            if !(1..=MAX_SPLIT_KEY_BYTES).contains(&bytes.len()) {
+                return Err(ConfigError::invalid(
+                    &key,
+                    format!(
+                        "{shown} is {} bytes; a split key must be 1 to {MAX_SPLIT_KEY_BYTES} \
+                         bytes (the first range already starts at the empty key)",
+                        bytes.len()
+                    ),
+                ));
+            }
+            if let Some((j, previous_text, previous_bytes)) = &previous {
+                if bytes <= *previous_bytes {
+                    return Err(ConfigError::invalid(
+                        &key,
+                        format!(
+                            "{shown} is not above sharding.split_keys[{j}] = {}; split keys \
+                             must be strictly increasing, compared as bytes",
+                            shown_split_key(previous_text)
+                        ),
+                    ));
+                }
+            }
+            previous = Some((i, text, bytes));
+        }
+        if s.is_sharded() && self.deployment.mode == Mode::Standalone {
+            let key = if s.split_keys.is_empty() {
+                "sharding.shards"
+            } else {
+                "sharding.split_keys"
+            };
+            return Err(ConfigError::invalid(
+                key,
+                "[sharding] needs deployment.mode = \"replicated\"; a standalone node runs \
+                 one group",
+            ));
+        }
         Ok(())
     }
 
@@ -484,6 +568,18 @@ pub enum EndpointError {
     /// The port is not a number in `1..=65535`.
     #[error("port {0:?} is not a number from 1 to 65535")]
     BadPort(String),
+}
+
+/// Longest prefix of a split key quoted in an error, in characters.
+const SHOWN_KEY_CHARS: usize = 40;
+
+/// A split key as an error quotes it: the text in quotes, cut after [`SHOWN_KEY_CHARS`]
+/// characters (with `...` after the closing quote) so a 10000-byte key does not fill the screen.
+fn shown_split_key(text: &str) -> String {
+    match text.char_indices().nth(SHOWN_KEY_CHARS) {
+        Some((cut, _)) => format!("{:?}...", &text[..cut]),
+        None => format!("{text:?}"),
+    }
 }
 
 /// Splits an endpoint `host:port` (IPv6 hosts in brackets: `[::1]:9090`) into host and a

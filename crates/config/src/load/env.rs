@@ -4,7 +4,7 @@
 
 use toml::{Table, Value};
 
-use super::schema::{check_value, closest, join, key_default, unknown_key};
+use super::schema::{check_value, closest, join, key_default, schema, unknown_key};
 use super::Layers;
 use crate::{ConfigError, Origin};
 
@@ -131,15 +131,38 @@ fn unknown_var_problem(var: &str) -> String {
             .clone()
             .map(|n| n.strip_prefix(ENV_PREFIX).unwrap_or(n)),
     );
-    let hint = match near {
-        Some(near) => format!("did you mean {ENV_PREFIX}{near}? "),
-        None => String::new(),
+    let hint = match (one_underscore_key(stripped), near) {
+        (Some(generic), _) => {
+            format!("did you mean {generic}? (two underscores between section and key) ")
+        }
+        (None, Some(near)) => format!("did you mean {ENV_PREFIX}{near}? "),
+        (None, None) => String::new(),
     };
     format!(
         "not a Dolmen setting; {hint}Dolmen reads {}, and DOLMEN_<SECTION>__<KEY> for any \
          config key (e.g. DOLMEN_READS__MAX_STALENESS_MS)",
         join(named)
     )
+}
+
+/// The generic variable for the key that `name` (a variable without `DOLMEN_`) spells with one
+/// underscore between section and key, e.g. `DOLMEN_SHARDING__SHARDS` for `SHARDING_SHARDS`.
+fn one_underscore_key(name: &str) -> Option<String> {
+    let name = name.to_ascii_uppercase();
+    schema()
+        .iter()
+        .flat_map(|(section, keys)| {
+            let keys = keys.as_table().into_iter().flat_map(Table::keys);
+            keys.map(move |key| (section, key))
+        })
+        .find(|(section, key)| {
+            name == format!(
+                "{}_{}",
+                section.to_ascii_uppercase(),
+                key.to_ascii_uppercase()
+            )
+        })
+        .map(|(section, key)| env_var_name(section, key))
 }
 
 /// The generic variable that sets `section.key`, e.g. `DOLMEN_READS__MAX_STALENESS_MS`.

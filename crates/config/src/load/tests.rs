@@ -569,6 +569,7 @@ fn schema_lists_every_section() {
             "reads",
             "rocksdb",
             "server",
+            "sharding",
             "tls"
         ]
     );
@@ -605,6 +606,244 @@ fn replication_mode_is_quorum_or_all_and_a_bad_value_names_the_key() {
         ConfigError::Invalid { key, problem, .. } => {
             assert_eq!(key, "consensus.all_wait_ms");
             assert!(problem.contains("got 0"), "{problem}");
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Loads `REPLICATED_NODE_1` with `sharding` as its `[sharding]` section.
+fn load_sharded(sharding: &str) -> Result<Config, ConfigError> {
+    load_file(&format!("{REPLICATED_NODE_1}[sharding]\n{sharding}"))
+}
+
+/// The key, problem and origin of an `Invalid` error; panics on anything else.
+fn invalid(result: Result<Config, ConfigError>) -> (String, String, Option<Origin>) {
+    match result {
+        Err(ConfigError::Invalid {
+            key,
+            problem,
+            origin,
+        }) => (key, problem, origin),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+/// Asserts that `[sharding]` text `sharding` is refused naming `key`, with `parts` in the
+/// problem, and that the error says the value came from the config file.
+fn assert_sharding_refused(sharding: &str, key: &str, parts: &[&str]) {
+    let (got, problem, origin) = invalid(load_sharded(sharding));
+    assert_eq!(got, key, "{sharding}: {problem}");
+    for part in parts {
+        assert!(
+            problem.contains(part),
+            "{sharding}: {problem:?} lacks {part:?}"
+        );
+    }
+    assert!(
+        matches!(origin, Some(Origin::File(_))),
+        "{sharding}: origin {origin:?}"
+    );
+}
+
+#[test]
+fn sharding_is_off_by_default_and_absent_from_an_unsharded_fingerprint() {
+    let c = load_file(REPLICATED_NODE_1).unwrap();
+    assert_eq!(c.sharding, crate::ShardingConfig::default());
+    assert_eq!(c.sharding.shards, 0);
+    assert!(c.sharding.split_keys.is_empty());
+    assert_eq!(c.sharding.data_groups(), 0);
+    assert_eq!(c.sharding.fingerprint(), None);
+    let c = load_sharded("shards = 0\nsplit_keys = []\n").unwrap();
+    assert_eq!(c.sharding.data_groups(), 0);
+}
+
+#[test]
+fn shards_and_split_keys_load_from_the_file() {
+    let c = load_sharded("shards = 4\n").unwrap();
+    assert_eq!(c.sharding.data_groups(), 4);
+    assert_eq!(c.sharding.fingerprint().as_deref(), Some("shards=4"));
+    let c = load_sharded("shards = 1024\n").unwrap();
+    assert_eq!(c.sharding.data_groups(), 1024);
+
+    let c = load_sharded("split_keys = [\"bench/4\", \"hex:c0ff\", \"hex:C1\"]\n").unwrap();
+    assert_eq!(c.sharding.data_groups(), 4);
+    assert_eq!(
+        c.sharding.decoded_split_keys(),
+        [b"bench/4".to_vec(), vec![0xc0, 0xff], vec![0xc1]]
+    );
+    assert_eq!(
+        c.sharding.fingerprint().as_deref(),
+        Some("split_keys=62656e63682f34,c0ff,c1")
+    );
+    // A key of exactly 10000 bytes, and 1023 keys (1024 data groups), are the limits.
+    let long = "k".repeat(10_000);
+    let c = load_sharded(&format!("split_keys = [\"{long}\"]\n")).unwrap();
+    assert_eq!(c.sharding.decoded_split_keys()[0].len(), 10_000);
+    let many: Vec<String> = (0..1023).map(|i| format!("\"k{i:04}\"")).collect();
+    let c = load_sharded(&format!("split_keys = [{}]\n", many.join(","))).unwrap();
+    assert_eq!(c.sharding.data_groups(), 1024);
+}
+
+#[test]
+fn equal_sharding_settings_give_equal_fingerprints_on_every_node() {
+    let node0 = REPLICATED_NODE_1.replace("instance_id = 1", "instance_id = 0");
+    let spelled = |node: &str, keys: &str| {
+        load_file(&format!("{node}[sharding]\nsplit_keys = {keys}\n"))
+            .unwrap()
+            .sharding
+            .fingerprint()
+    };
+    let a = spelled(&node0, r#"["g", "t"]"#);
+    let b = spelled(REPLICATED_NODE_1, r#"["hex:67", "hex:74"]"#);
+    assert!(a.is_some());
+    assert_eq!(a, b);
+    assert_ne!(a, spelled(REPLICATED_NODE_1, r#"["g", "u"]"#));
+    assert_ne!(a, spelled(REPLICATED_NODE_1, r#"["g"]"#));
+    assert_ne!(
+        a,
+        load_sharded("shards = 3\n").unwrap().sharding.fingerprint()
+    );
+    assert_ne!(
+        load_sharded("shards = 3\n").unwrap().sharding.fingerprint(),
+        load_sharded("shards = 4\n").unwrap().sharding.fingerprint()
+    );
+}
+
+#[test]
+fn each_sharding_refusal_names_its_key_and_what_was_wrong() {
+    assert_sharding_refused(
+        "shards = 1025\n",
+        "sharding.shards",
+        &["between 0 (not sharded) and 1024", "got 1025"],
+    );
+    assert_sharding_refused(
+        "shards = 2\nsplit_keys = [\"m\"]\n",
+        "sharding.split_keys",
+        &["sharding.shards", "shards = 2", "leave the other out"],
+    );
+    assert_sharding_refused(
+        "split_keys = [\"a\", \"hex:c0fg\"]\n",
+        "sharding.split_keys[1]",
+        &["\"hex:c0fg\"", "character 8 ('g') is not a hex digit"],
+    );
+    assert_sharding_refused(
+        "split_keys = [\"hex:abc\"]\n",
+        "sharding.split_keys[0]",
+        &["\"hex:abc\"", "has 3 hex digits", "must be even"],
+    );
+    assert_sharding_refused(
+        "split_keys = [\"a\", \"b\", \"\"]\n",
+        "sharding.split_keys[2]",
+        &["\"\" is 0 bytes", "1 to 10000 bytes"],
+    );
+    assert_sharding_refused(
+        "split_keys = [\"hex:\"]\n",
+        "sharding.split_keys[0]",
+        &["\"hex:\" is 0 bytes"],
+    );
+    let long = format!("split_keys = [\"{}\"]\n", "k".repeat(10_001));
+    assert_sharding_refused(
+        &long,
+        "sharding.split_keys[0]",
+        &[
+            &format!("\"{}\"... is 10001 bytes", "k".repeat(40)),
+            "1 to 10000 bytes",
+        ],
+    );
+    let (_, problem, _) = invalid(load_sharded(&long));
+    assert!(problem.len() < 200, "the key is cut short: {problem}");
+    assert_sharding_refused(
+        "split_keys = [\"a\", \"c\", \"b\"]\n",
+        "sharding.split_keys[2]",
+        &[
+            "\"b\" is not above sharding.split_keys[1] = \"c\"",
+            "strictly increasing",
+        ],
+    );
+    // Equal once decoded, though spelled differently.
+    assert_sharding_refused(
+        "split_keys = [\"a\", \"hex:61\"]\n",
+        "sharding.split_keys[1]",
+        &["\"hex:61\" is not above sharding.split_keys[0] = \"a\""],
+    );
+    // Bytes, not text: "\u{e9}" (0xc3 0xa9) sorts above "z" (0x7a), and 0x7a00 above "z".
+    load_sharded("split_keys = [\"z\", \"hex:7a00\", \"\u{e9}\"]\n").unwrap();
+    let many: Vec<String> = (0..1024).map(|i| format!("\"k{i:04}\"")).collect();
+    assert_sharding_refused(
+        &format!("split_keys = [{}]\n", many.join(",")),
+        "sharding.split_keys",
+        &["at most 1023 keys (1024 data groups), got 1024"],
+    );
+}
+
+#[test]
+fn a_standalone_node_refuses_sharding() {
+    let standalone = "[deployment]\nmode = \"standalone\"\n[sharding]\n";
+    for (sharding, key) in [
+        ("shards = 1\n", "sharding.shards"),
+        ("split_keys = [\"m\"]\n", "sharding.split_keys"),
+    ] {
+        let (got, problem, origin) = invalid(load_file(&format!("{standalone}{sharding}")));
+        assert_eq!(got, key);
+        assert_eq!(
+            problem,
+            "[sharding] needs deployment.mode = \"replicated\"; a standalone node runs one group"
+        );
+        assert!(matches!(origin, Some(Origin::File(_))), "{origin:?}");
+    }
+    // Unsharded, standalone is fine.
+    load_file(&format!("{standalone}shards = 0\n")).unwrap();
+}
+
+#[test]
+fn sharding_is_set_from_the_environment_and_errors_name_the_variable() {
+    let f = file(REPLICATED_NODE_1);
+    let load =
+        |vars: &[(&str, &str)]| Config::load(Some(f.path()), &env(vars), &Overrides::default());
+
+    let c = load(&[("DOLMEN_SHARDING__SHARDS", "8")]).unwrap();
+    assert_eq!(c.sharding.data_groups(), 8);
+    // A TOML array is taken exactly; a comma list splits on commas and trims spaces.
+    let c = load(&[("DOLMEN_SHARDING__SPLIT_KEYS", r#"["a b", "hex:c0ff"]"#)]).unwrap();
+    assert_eq!(
+        c.sharding.decoded_split_keys(),
+        [b"a b".to_vec(), vec![0xc0, 0xff]]
+    );
+    let c = load(&[("DOLMEN_SHARDING__SPLIT_KEYS", "g, hex:74")]).unwrap();
+    assert_eq!(c.sharding.split_keys, ["g", "hex:74"]);
+    assert_eq!(c.sharding.data_groups(), 3);
+
+    let (key, _, origin) = invalid(load(&[("DOLMEN_SHARDING__SPLIT_KEYS", "b,a")]));
+    assert_eq!(key, "sharding.split_keys[1]");
+    assert_eq!(
+        origin,
+        Some(Origin::Env("DOLMEN_SHARDING__SPLIT_KEYS".into()))
+    );
+    let (key, _, origin) = invalid(load(&[("DOLMEN_SHARDING__SHARDS", "2000")]));
+    assert_eq!(key, "sharding.shards");
+    assert_eq!(origin, Some(Origin::Env("DOLMEN_SHARDING__SHARDS".into())));
+    match load(&[("DOLMEN_SHARDING__SHARDS", "four")]).unwrap_err() {
+        ConfigError::Env { var, problem } => {
+            assert_eq!(var, "DOLMEN_SHARDING__SHARDS");
+            assert!(problem.contains("`sharding.shards`"), "{problem}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // One underscore between section and key is a typo the error points out.
+    match load(&[("DOLMEN_SHARDING_SHARDS", "4")]).unwrap_err() {
+        ConfigError::Env { var, problem } => {
+            assert_eq!(var, "DOLMEN_SHARDING_SHARDS");
+            assert!(
+                problem.contains("did you mean DOLMEN_SHARDING__SHARDS? (two underscores"),
+                "{problem}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    match load_file("[sharding]\nshard = 4\n").unwrap_err() {
+        ConfigError::UnknownKey { key, hint, .. } => {
+            assert_eq!(key, "sharding.shard");
+            assert_eq!(hint, "did you mean `sharding.shards`?");
         }
         other => panic!("{other:?}"),
     }
