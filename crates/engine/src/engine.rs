@@ -41,6 +41,10 @@ pub struct Engine {
     pub(crate) prefixes: BTreeMap<String, Vec<u8>>,
     /// Published after each batch is written: reads at ≤ this see complete batches.
     pub(crate) applied: AtomicU64,
+    /// Reads at versions up to this one are known complete though not applied here: every
+    /// commit of the group at or below it has applied (a read barrier established it,
+    /// [`Engine::mark_complete`]); 0 until one does.
+    complete: AtomicU64,
     /// Published before garbage collection uses it (docs/engine-format.md, read ordering).
     pub(crate) horizon: AtomicU64,
     /// Mirrors `meta/live_keys`.
@@ -277,6 +281,7 @@ impl Engine {
             statistics,
             prefixes,
             applied: AtomicU64::new(0),
+            complete: AtomicU64::new(0),
             horizon: AtomicU64::new(0),
             live_keys: AtomicU64::new(0),
             dedupe_entries: AtomicU64::new(0),
@@ -293,6 +298,23 @@ impl Engine {
             unsafe_skip_conflict_check,
             scope,
         }
+    }
+
+    /// Makes group 0's handle own no user data (a sharded node, whose data groups own every
+    /// key: docs/sharding.md §2): its snapshots, installs, digests and garbage collection then
+    /// leave the data groups' keys alone. Called once, before the handle is shared.
+    ///
+    /// # Errors
+    /// `InvalidScope` on a handle of another group.
+    pub fn own_no_data(&mut self) -> Result<(), StorageError> {
+        if self.scope.group != 0 {
+            return Err(StorageError::InvalidScope(format!(
+                "only group 0's handle can be made metadata-only (this is group {})",
+                self.scope.group
+            )));
+        }
+        self.scope.span = KeySpan::none();
+        Ok(())
     }
 
     /// The Raft group this handle applies for (0 for the handle [`Engine::open`] returns).
@@ -401,6 +423,22 @@ impl Engine {
     /// The version of the last applied command (0 when nothing was applied).
     pub fn applied_version(&self) -> Version {
         self.applied.load(Ordering::SeqCst)
+    }
+
+    /// Records that every commit of this handle's group with a version ≤ `version` has applied
+    /// here, though the group's own applied version may be lower (a data group of a sharded
+    /// cluster draws its versions from group 0's oracle, so other groups' commits fill the
+    /// gaps: docs/sharding.md §5.2). Reads up to `version` are then allowed. Only the read
+    /// barrier that proved it calls this; it never lowers the mark.
+    pub fn mark_complete(&self, version: Version) {
+        self.complete.fetch_max(version, Ordering::SeqCst);
+    }
+
+    /// The highest version reads may use: the applied version, or a higher one a read barrier
+    /// proved complete ([`Engine::mark_complete`]).
+    pub fn readable_version(&self) -> Version {
+        self.applied_version()
+            .max(self.complete.load(Ordering::SeqCst))
     }
 
     /// The MVCC retention horizon.

@@ -178,7 +178,7 @@ impl Engine {
         if version < horizon {
             return Err(ReadError::TooOld { version, horizon });
         }
-        let applied = self.applied_version();
+        let applied = self.readable_version();
         if version > applied {
             return Err(ReadError::FutureVersion { version, applied });
         }

@@ -31,6 +31,20 @@ impl KeySpan {
         Self::default()
     }
 
+    /// No user key: the span of group 0 when the node's data groups own every key (a sharded
+    /// node's metadata group), so its snapshots, digests and garbage collection cover no data.
+    pub fn none() -> Self {
+        Self {
+            start: Vec::new(),
+            end: Some(Vec::new()),
+        }
+    }
+
+    /// Whether the span holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.end.as_ref().is_some_and(|end| *end <= self.start)
+    }
+
     /// `[start, end)`; `None` when it is empty (`end ≤ start`).
     pub fn new(start: Vec<u8>, end: Option<Vec<u8>>) -> Option<Self> {
         match &end {
@@ -132,6 +146,9 @@ impl Scope {
         if self.span == KeySpan::all() {
             return vec![(Vec::new(), None)];
         }
+        if self.span.is_empty() {
+            return Vec::new();
+        }
         let mut spans: Vec<(Vec<u8>, Option<Vec<u8>>)> = prefixes
             .values()
             .map(|prefix| {
@@ -196,6 +213,13 @@ mod tests {
             assert!(!owned(b"n\x00"), "{cf}");
         }
         assert!(KeySpan::new(b"b".to_vec(), Some(b"a".to_vec())).is_none());
+        let nothing = Scope {
+            span: KeySpan::none(),
+            ..Scope::first()
+        };
+        assert!(nothing.data_spans(&prefixes).is_empty());
+        assert!(!KeySpan::none().contains(b""));
+        assert!(!KeySpan::none().contains(b"a"));
         assert_eq!(
             Scope::first().data_spans(&prefixes),
             vec![(Vec::new(), None)]

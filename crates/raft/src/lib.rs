@@ -21,6 +21,7 @@ mod raft_replicator;
 mod replicator;
 mod seed;
 mod sequencer;
+pub mod shard;
 pub use sequencer::DEFAULT_ORACLE_WINDOW;
 pub mod snapshot;
 pub mod state_machine;
@@ -30,7 +31,7 @@ pub use apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 pub use direct::{Direct, DirectOptions};
 pub use log_store::{LogFsync, LogStore};
 pub use raft_node::{
-    BootstrapError, CoreStopped, ErrorKind, Formation, InitOutcome, Leadership, MembershipError,
+    BootstrapError, CoreStopped, DataGroup, ErrorKind, Formation, InitOutcome, Leadership, MembershipError,
     MembershipOutcome, MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,
 };
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};

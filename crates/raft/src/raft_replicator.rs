@@ -35,6 +35,7 @@ use crate::replicator::{
     Replicator, Role,
 };
 use crate::sequencer::{Sequencer, WriteError};
+use crate::shard::GroupZeroOracle;
 use crate::state_machine::AppliedPosition;
 use crate::types::{DolmenRaft, NodeAddr, Raft};
 use crate::NodeId;
@@ -166,6 +167,23 @@ pub(crate) struct Shared {
     /// The group's oracle and sequencer: every write this node proposes as the leader, its
     /// own and forwarded ones, goes through it.
     pub(crate) sequencer: Arc<Sequencer>,
+    /// A data group of a sharded node: group 0's oracle, which its commits draw from and its
+    /// reads at a version check against (`None`: the group is its own oracle).
+    pub(crate) oracle: Option<Arc<GroupZeroOracle>>,
+    /// The group's engine handle (a covering barrier marks its reads complete).
+    pub(crate) engine: Arc<dyn CompleteMark>,
+}
+
+/// Where a covering read barrier records what it proved (the group's engine handle).
+pub(crate) trait CompleteMark: Send + Sync {
+    /// Every commit of the group at or below `version` has applied here.
+    fn mark_complete(&self, version: Version);
+}
+
+impl CompleteMark for dolmen_engine::Engine {
+    fn mark_complete(&self, version: Version) {
+        dolmen_engine::Engine::mark_complete(self, version);
+    }
 }
 
 /// The two read batchers of a [`Shared`] built with [`Arc::new_cyclic`]: they hold it weakly.
@@ -218,6 +236,69 @@ impl Shared {
         }
     }
 
+    /// Resolves once this node may read the group at `version` (`ReadGate::cover`). A group
+    /// that is its own oracle applies its commits in version order: "applied ≥ `version`". A
+    /// data group: the oracle must have handed `version` out, then a barrier carrying it
+    /// (docs/sharding.md §5.2, shard.rs).
+    pub(crate) async fn cover(&self, version: Version, wait: Duration) -> Result<(), ReadError> {
+        if version <= self.applied_version() {
+            return Ok(());
+        }
+        let Some(oracle) = &self.oracle else {
+            return self.wait_applied(version, wait).await;
+        };
+        oracle.check_issued(version, wait).await?;
+        let index = self.covering_barrier(version).await?;
+        self.wait_applied_index(index, self.rpc_timeout).await?;
+        self.engine.mark_complete(version);
+        Ok(())
+    }
+
+    /// A read index covering every commit of this group drawn at or below `covering`: on the
+    /// leader, once its sequencer settled them, a ReadIndex round; on a follower, the same asked
+    /// of the leader. Waits for a leader within the leader wait.
+    async fn covering_barrier(&self, covering: Version) -> Result<u64, ProposeError> {
+        let deadline = Instant::now() + self.leader_wait();
+        loop {
+            let seen = self.leadership();
+            let refused = if self.is_leader() {
+                match self.covering_read_index(covering, self.rpc_timeout).await {
+                    Err(_) if !self.is_leader() => self.not_leader(),
+                    done => return done,
+                }
+            } else {
+                match self.leader().filter(|(id, _)| *id != self.node_id) {
+                    None => self.not_leader(),
+                    Some((leader, addr)) => match self
+                        .peers
+                        .read_index(leader, &addr.peer_addr, self.rpc_timeout, covering)
+                        .await
+                    {
+                        Err(
+                            e @ (ProposeError::NotLeader { .. }
+                            | ProposeError::LeaderUnreachable(_)),
+                        ) => e,
+                        done => return done,
+                    },
+                }
+            };
+            self.before_next_try(seen, refused, deadline).await?;
+        }
+    }
+
+    /// On the leader: the sequencer settles the commits drawn at or below `covering` that were
+    /// registered before the call, then a (shared) ReadIndex round started after that.
+    pub(crate) async fn covering_read_index(
+        &self,
+        covering: Version,
+        timeout: Duration,
+    ) -> Result<u64, ProposeError> {
+        if covering > 0 {
+            self.sequencer.settled(covering, timeout).await?;
+        }
+        self.local_reads.read_index(timeout).await
+    }
+
     /// The leader as this node sees it: id and addresses.
     pub(crate) fn leader(&self) -> Option<(NodeId, NodeAddr)> {
         let metrics = self.raft.metrics();
@@ -233,7 +314,7 @@ impl Shared {
         m.state == ServerState::Leader
     }
 
-    fn not_leader(&self) -> ProposeError {
+    pub(crate) fn not_leader(&self) -> ProposeError {
         match self.leader() {
             Some((id, addr)) if id != self.node_id => ProposeError::NotLeader {
                 leader_id: Some(id),
@@ -307,7 +388,7 @@ impl Shared {
     }
 
     /// The term and the leader this node knows of.
-    fn leadership(&self) -> (u64, Option<NodeId>) {
+    pub(crate) fn leadership(&self) -> (u64, Option<NodeId>) {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         (m.current_term, m.current_leader)
@@ -358,7 +439,7 @@ impl Shared {
     /// worth it, or gives the final answer once `deadline` passes. A leader (here or remote)
     /// that refused for want of its lease is asked again shortly (a new leader's lease starts
     /// with a quorum's first acknowledgement); otherwise the wait is for a new leader.
-    async fn before_next_try(
+    pub(crate) async fn before_next_try(
         &self,
         seen: (u64, Option<NodeId>),
         refused: ProposeError,
@@ -579,7 +660,7 @@ impl Shared {
             return Err(self.not_leader());
         };
         self.peers
-            .read_index(leader, &addr.peer_addr, self.rpc_timeout)
+            .read_index(leader, &addr.peer_addr, self.rpc_timeout, 0)
             .await
     }
 
@@ -817,5 +898,24 @@ impl ReadGate for RaftReadGate {
 
     fn applied_version(&self) -> Version {
         self.shared.applied.borrow().version
+    }
+
+    fn cover(&self, version: Version, wait: Duration) -> BoxFuture<'_, Result<(), ReadError>> {
+        Box::pin(self.shared.cover(version, wait))
+    }
+
+    fn admit_read_version(
+        &self,
+        version: Version,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(), ReadError>> {
+        Box::pin(async move {
+            match &self.shared.oracle {
+                Some(oracle) if version > self.shared.applied_version() => {
+                    oracle.check_issued(version, wait).await
+                }
+                _ => self.shared.cover(version, wait).await,
+            }
+        })
     }
 }

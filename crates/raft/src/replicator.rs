@@ -120,6 +120,34 @@ pub trait ReadGate: Send + Sync + 'static {
 
     /// The version applied on this node right now (no barrier).
     fn applied_version(&self) -> Version;
+
+    /// Resolves once this node may read the group's data at `version`: every commit of the
+    /// group with a version ≤ `version` that will ever apply has applied here (docs/sharding.md
+    /// §5.2). `wait` bounds the wait for a version nobody has reached yet (`FUTURE_VERSION`).
+    ///
+    /// A group whose commits all draw their versions on this group's own leader (a standalone
+    /// node, the one group of an unsharded cluster) applies them in version order, so this is
+    /// "applied here ≥ `version`". A data group of a sharded cluster draws from group 0's
+    /// oracle and overrides it with a read barrier carrying `version`.
+    fn cover(&self, version: Version, wait: Duration) -> BoxFuture<'_, Result<(), ReadError>> {
+        Box::pin(async move {
+            if version > self.applied_version() {
+                self.wait_applied(version, wait).await?;
+            }
+            Ok(())
+        })
+    }
+    /// Resolves once a commit reading at `version` may be proposed to this group: `version` is
+    /// not in the future (`FUTURE_VERSION` after `wait` otherwise). The group's conflict check
+    /// at apply covers the rest, so a data group needs no read barrier here, only the oracle's
+    /// word that `version` was handed out (every later commit version is above it).
+    fn admit_read_version(
+        &self,
+        version: Version,
+        wait: Duration,
+    ) -> BoxFuture<'_, Result<(), ReadError>> {
+        self.cover(version, wait)
+    }
 }
 
 /// A member's role, health and view: the same types the admin API serves (one vocabulary from

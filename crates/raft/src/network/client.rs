@@ -303,12 +303,14 @@ impl PeerClient {
     }
 
     /// Asks the leader `to` at `peer_addr` for a linearizable read index, waiting at most
-    /// `timeout`. A read changes nothing, so every failure is safe to retry.
+    /// `timeout`; covering the commits drawn at or below `covering` (0: none; docs/sharding.md
+    /// §5.2). A read changes nothing, so every failure is safe to retry.
     pub async fn read_index(
         &self,
         to: NodeId,
         peer_addr: &str,
         timeout: Duration,
+        covering: dolmen_engine::Version,
     ) -> Result<u64, ProposeError> {
         let start = Instant::now();
         let unavailable = |what: String| {
@@ -321,6 +323,7 @@ impl PeerClient {
         let mut request = Request::new(pb::ReadIndexRequest {
             group_id: self.group,
             timeout_ms: millis(timeout),
+            covering_version: covering,
         });
         request.set_timeout(timeout.saturating_add(ANSWER_GRACE));
         let gate = admit(self.faults.as_ref(), self.from, to, "ReadIndex");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
-use dolmen_engine::Command;
+use dolmen_engine::{Command, Version};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use openraft::async_runtime::WatchReceiver;
@@ -47,9 +47,10 @@ pub struct ProbeInfo {
 pub type Hook = Arc<dyn Fn() + Send + Sync>;
 /// A provider of this node's status JSON for `Probe`.
 pub type StatusJson = Arc<dyn Fn() -> String + Send + Sync>;
-/// Answers a `ReadIndex` request within the given time (the node's batched leader barrier).
+/// Answers a `ReadIndex` request within the given time (the node's batched leader barrier),
+/// covering the commits drawn at or below the given version (0: none asked).
 pub type ReadIndexHook =
-    Arc<dyn Fn(Duration) -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync>;
+    Arc<dyn Fn(Duration, Version) -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync>;
 /// Proposes a forwarded write on the leader and waits until it applied there (the group's
 /// sequencer, docs/sharding.md §6.2).
 pub(crate) type WriteHook =
@@ -108,8 +109,14 @@ pub trait PeerHandler: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'_, Result<Applied, ProposeError>>;
 
-    /// A linearizable read index (the leader's `ReadIndex` barrier), within `timeout`.
-    fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>>;
+    /// A linearizable read index (the leader's `ReadIndex` barrier), within `timeout`; in a
+    /// data group of a sharded cluster it also covers every commit drawn at or below
+    /// `covering` (0: no such version) before the call (docs/sharding.md §5.2).
+    fn read_index(
+        &self,
+        timeout: Duration,
+        covering: Version,
+    ) -> BoxFuture<'_, Result<u64, ProposeError>>;
 
     /// As the oracle (group 0's leader, docs/sharding.md §3.2): `commit_count` consecutive
     /// commit versions and, if `want_read`, a read version (at least every version handed out
@@ -371,9 +378,13 @@ where
         }
     }
 
-    async fn read_index_inner(&self, timeout: Duration) -> Result<u64, ProposeError> {
+    async fn read_index_inner(
+        &self,
+        timeout: Duration,
+        covering: Version,
+    ) -> Result<u64, ProposeError> {
         if let Some(hook) = &self.read_index {
-            return hook(timeout).await;
+            return hook(timeout, covering).await;
         }
         match tokio::time::timeout(timeout, self.raft.get_read_log_id(ReadPolicy::ReadIndex)).await
         {
@@ -466,8 +477,12 @@ where
         Box::pin(self.forward_inner(command, timeout))
     }
 
-    fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>> {
-        Box::pin(self.read_index_inner(timeout))
+    fn read_index(
+        &self,
+        timeout: Duration,
+        covering: Version,
+    ) -> BoxFuture<'_, Result<u64, ProposeError>> {
+        Box::pin(self.read_index_inner(timeout, covering))
     }
 
     fn timestamps(

@@ -89,6 +89,15 @@ pub enum MembershipError {
         /// The peer address asked for.
         requested: String,
     },
+    /// A sharded node's data groups keep the members the cluster was formed with: adding or
+    /// removing a node is not built for them yet.
+    #[error(
+        "this cluster is sharded ({groups} data groups): adding or removing nodes is not built          for sharded clusters yet (each data group keeps the members the cluster was formed          with); transfer-leader works"
+    )]
+    Sharded {
+        /// How many data groups this node runs.
+        groups: usize,
+    },
     /// Removing the only voter would leave a cluster that can decide nothing.
     #[error("node {0} is the last voter; a cluster needs one")]
     LastVoter(NodeId),
@@ -208,7 +217,7 @@ impl MembershipError {
             | Self::LastVoter(_)
             | Self::NoMajority { .. }
             | Self::UnconfiguredVoter { .. } => ErrorKind::Conflict,
-            Self::Standalone => ErrorKind::Conflict,
+            Self::Standalone | Self::Sharded { .. } => ErrorKind::Conflict,
             Self::NotVoter(_) | Self::UnknownNode(_) => ErrorKind::BadRequest,
             Self::TransferTimedOut { .. } | Self::NotCommitted { .. } | Self::ShuttingDown => {
                 ErrorKind::Unavailable

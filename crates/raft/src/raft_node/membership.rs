@@ -29,6 +29,7 @@ impl RaftNode {
         id: NodeId,
         addr: NodeAddr,
     ) -> Result<MembershipOutcome, MembershipError> {
+        self.require_unsharded()?;
         self.require_leader()?;
         // `all` waits for every voter: one that is not a configured node is refused up front,
         // as it would be at the next start (`startup.rs`).
@@ -70,6 +71,7 @@ impl RaftNode {
     /// Removes node `id` from the membership. Refuses to remove the last voter, and refuses a
     /// change that would leave the remaining voters without a reachable majority. Idempotent.
     pub async fn remove_node(&self, id: NodeId) -> Result<MembershipOutcome, MembershipError> {
+        self.require_unsharded()?;
         self.require_leader()?;
         let (voters, known) = self.membership_of(id);
         if known.is_none() {
@@ -224,6 +226,13 @@ impl RaftNode {
             membership.voter_ids().collect(),
             membership.get_node(&id).cloned(),
         )
+    }
+
+    fn require_unsharded(&self) -> Result<(), MembershipError> {
+        match self.data_groups.lock().len() {
+            0 => Ok(()),
+            groups => Err(MembershipError::Sharded { groups }),
+        }
     }
 
     fn require_leader(&self) -> Result<(), MembershipError> {

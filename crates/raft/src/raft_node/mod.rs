@@ -110,6 +110,111 @@ pub struct RaftNode {
     /// Versions this node handed out as the oracle to gateways (`Timestamps`): commit versions
     /// plus one per read version.
     oracle_versions: Arc<std::sync::atomic::AtomicU64>,
+    /// The groups the peer server answers for.
+    router: crate::network::GroupRouter,
+    /// Group 0's network factory: every group's is `for_group` of it (one channel per peer).
+    network: crate::network::GrpcNetworkFactory,
+    /// The data groups of a sharded node, in the order they started.
+    data_groups: parking_lot::Mutex<Vec<Arc<DataGroup>>>,
+    /// Group 0's oracle as this node reaches it, shared by every data group and the gateway
+    /// (one record of what it handed out).
+    group_zero_oracle: Arc<crate::shard::GroupZeroOracle>,
+}
+
+/// One data group of a sharded node (docs/sharding.md §2): its Raft core over its engine
+/// handle, served by the node's peer server; commits draw versions from group 0's oracle.
+pub struct DataGroup {
+    group: crate::log_store::GroupId,
+    raft: Raft,
+    shared: Arc<Shared>,
+    log: LogStore,
+    snapshots: Arc<SnapshotStats>,
+    oracle: Arc<crate::shard::GroupZeroOracle>,
+    election_timeout: Duration,
+    /// This node's id and admin address (its status names them).
+    this: (NodeId, String),
+}
+
+impl DataGroup {
+    /// The group's id.
+    pub fn id(&self) -> crate::log_store::GroupId {
+        self.group
+    }
+
+    /// The write path of this group for the service core.
+    pub fn replicator(&self) -> RaftReplicator {
+        RaftReplicator {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The read path of this group for the service core (`cover` carries versions to the
+    /// group's leader).
+    pub fn read_gate(&self) -> RaftReadGate {
+        RaftReadGate {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// The gateway's read versions: group 0's oracle as this node reaches it.
+    pub fn oracle_gate(&self) -> crate::shard::OracleGate {
+        crate::shard::OracleGate::new(self.oracle.clone())
+    }
+
+    /// The version applied in this group on this node.
+    pub fn applied_version(&self) -> Version {
+        self.shared.applied.borrow().version
+    }
+
+    /// This group's Raft state on this node.
+    pub fn status(&self) -> dolmen_admin::RaftStatus {
+        status::status_of(
+            &self.raft,
+            (self.this.0, &self.this.1),
+            &self.snapshots,
+            self.election_timeout,
+        )
+    }
+
+    /// Initializes the group with `members` if it is not initialized (every node of a sharded
+    /// cluster does so with the same members, which openraft allows: the first log entry is
+    /// the same everywhere). Returns whether this call initialized it.
+    ///
+    /// # Errors
+    /// The Raft core stopped, or refused for another reason than being initialized.
+    pub async fn initialize_with(
+        &self,
+        members: BTreeMap<NodeId, NodeAddr>,
+    ) -> Result<bool, RaftNodeError> {
+        if self.raft.is_initialized().await.map_err(|e| {
+            RaftNodeError::Storage(std::io::Error::other(format!(
+                "group {}: {e}",
+                self.group
+            )))
+        })? {
+            return Ok(false);
+        }
+        match self.raft.initialize(members).await {
+            Ok(()) => Ok(true),
+            Err(openraft::error::RaftError::APIError(
+                openraft::error::InitializeError::NotAllowed(_),
+            )) => Ok(false),
+            Err(e) => Err(RaftNodeError::Storage(std::io::Error::other(format!(
+                "initializing group {}: {e}",
+                self.group
+            )))),
+        }
+    }
+
+    /// Stops the group's Raft core and lands its queued log writes.
+    async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(group = self.group, error = %e, "a data group's Raft core did not stop cleanly");
+        }
+        if let Err(e) = self.log.flush().await {
+            tracing::warn!(group = self.group, error = %e, "a data group's queued log writes were not written");
+        }
+    }
 }
 
 impl RaftNode {
@@ -218,8 +323,22 @@ impl RaftNode {
         }
     }
 
-    /// Stops Raft and the peer server. Idempotent.
+    /// The data groups this node runs (none unless sharded), in the order they started.
+    pub fn data_groups(&self) -> Vec<Arc<DataGroup>> {
+        self.data_groups.lock().clone()
+    }
+
+    /// Whether group 0 is initialized on this node (it has a membership).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Stops Raft (every group) and the peer server. Idempotent.
     pub async fn shutdown(&self) {
+        let data_groups = self.data_groups();
+        for group in &data_groups {
+            group.shutdown().await;
+        }
         if let Err(e) = self.raft.shutdown().await {
             tracing::warn!(error = %e, "the Raft core did not stop cleanly");
         }

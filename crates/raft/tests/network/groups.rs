@@ -186,6 +186,7 @@ async fn a_group_not_here_is_not_found_naming_it_and_mapped_on_the_client() {
         raw.read_index(pb::ReadIndexRequest {
             group_id: 9,
             timeout_ms: 100,
+            covering_version: 0,
         })
         .await
         .expect_err("read index"),

@@ -239,7 +239,11 @@ impl PeerHandler for Mock {
         })
     }
 
-    fn read_index(&self, timeout: Duration) -> BoxFuture<'_, Result<u64, ProposeError>> {
+    fn read_index(
+        &self,
+        timeout: Duration,
+        _covering: u64,
+    ) -> BoxFuture<'_, Result<u64, ProposeError>> {
         self.calls.lock().push("read_index");
         let mode = self.read_mode.lock().clone();
         Box::pin(async move {
