@@ -1,11 +1,12 @@
-//! The node's background jobs: the retention job (the leader advances the MVCC horizon and
-//! expires idempotency entries, turning time windows into version bounds through the log) and
-//! MVCC garbage collection (every replica, paced so a pass starts at most once a window).
+//! The node's background jobs, one of each per group: the retention job (the group's leader
+//! advances the MVCC horizon and expires idempotency entries, turning time windows into version
+//! bounds through the group's log) and MVCC garbage collection (every replica, per engine
+//! handle, paced so a pass starts at most once a window).
 //!
 //! ```text
-//!  retention_job (leader): every interval ─▶ AppliedSamples ─▶ Compact{horizon},
-//!                                                             ExpireIdempotency{before, limit}
-//!  gc_job (every node):    every interval ─▶ GcPacer ─▶ Engine::collect_garbage (a slice)
+//!  retention_job (group leader): every interval ─▶ AppliedSamples ─▶ Compact{horizon},
+//!                                                              ExpireIdempotency{before, limit}
+//!  gc_job (every handle):        every interval ─▶ GcPacer ─▶ Engine::collect_garbage (a slice)
 //! ```
 
 use std::collections::VecDeque;
@@ -13,9 +14,10 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dolmen_engine::{Engine, Version};
+use dolmen_engine::{Command, Engine, Version};
+use dolmen_raft::ProposeError;
 
-use crate::service::Service;
+use crate::shards::ShardGroup;
 
 /// The time-based windows the leader turns into version bounds (`[mvcc]`).
 #[derive(Clone, Copy, Debug)]
@@ -54,30 +56,32 @@ impl<S: Future<Output = ()>> Ticks<S> {
     }
 }
 
-/// Advances the MVCC horizon and expires idempotency entries: every `interval`, the horizon
-/// becomes the version that was applied `retention` ago (FoundationDB keeps ~5 s of versions),
-/// and idempotency entries recorded before the version applied `idempotency` ago are expired.
-/// Only the leader proposes, and the commands carry versions, never times, so every replica
-/// drops the same history and the same entries at the same log position.
+/// Advances the MVCC horizon and expires idempotency entries of one group: every `interval`,
+/// the horizon becomes the version the group had applied `retention` ago (FoundationDB keeps
+/// ~5 s of versions), and idempotency entries recorded before the version it had applied
+/// `idempotency` ago are expired. Only the group's leader proposes, and the commands carry
+/// versions, never times, so every replica drops the same history and the same entries at the
+/// same log position. The node runs one per group.
 pub(crate) async fn retention_job(
-    service: Arc<Service>,
-    engine: Arc<Engine>,
+    group: ShardGroup,
     windows: Windows,
     stop: impl Future<Output = ()>,
 ) {
+    let engine = &group.engine;
     let mut samples = AppliedSamples::new(windows.idempotency.max(windows.retention));
     let mut ticks = Ticks::new(windows.interval, stop);
     while ticks.next().await {
         let now = Instant::now();
         samples.push(now, engine.applied_version());
-        let cluster = service.cluster();
+        let cluster = group.replicator.cluster();
         if cluster.leader != Some(cluster.this_node) {
             continue;
         }
         if let Some(horizon) = samples.applied_before(now, windows.retention) {
             if horizon > engine.horizon() {
-                if let Err(e) = service.compact(horizon).await {
-                    tracing::warn!(error = %e, horizon, "could not advance the MVCC horizon");
+                if let Err(e) = compact(&group, horizon).await {
+                    tracing::warn!(error = %e, group = group.id, horizon,
+                        "could not advance the MVCC horizon");
                 }
             }
         }
@@ -87,13 +91,36 @@ pub(crate) async fn retention_job(
         // Applying caps `before` at the horizon; proposing the capped bound keeps the check
         // below honest.
         let before = before.min(engine.horizon());
-        if !idempotency_expirable(&engine, before).await {
+        if !idempotency_expirable(engine, before).await {
             continue; // nothing to expire: no log entry
         }
-        if let Err(e) = service.expire_idempotency(before).await {
-            tracing::warn!(error = %e, before, "could not expire idempotency entries");
+        if let Err(e) = expire_idempotency(&group, before).await {
+            tracing::warn!(error = %e, group = group.id, before,
+                "could not expire idempotency entries");
         }
     }
+}
+
+/// Raises `group`'s MVCC retention horizon to `horizon`.
+async fn compact(group: &ShardGroup, horizon: Version) -> Result<(), ProposeError> {
+    group
+        .replicator
+        .propose(Command::Compact { horizon })
+        .await
+        .map(drop)
+}
+
+/// Forgets `group`'s idempotency entries recorded before `before`, at most
+/// [`EXPIRE_IDEMPOTENCY_LIMIT`](dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT) of them.
+async fn expire_idempotency(group: &ShardGroup, before: Version) -> Result<(), ProposeError> {
+    group
+        .replicator
+        .propose(Command::ExpireIdempotency {
+            before,
+            limit: dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT,
+        })
+        .await
+        .map(drop)
 }
 
 /// Whether some idempotency entry was recorded before `before` (one seek into the index, off
@@ -284,6 +311,95 @@ mod tests {
         assert!(pacer.should_run(30, at(16_000)));
         pacer.pass_done(30);
         assert!(pacer.should_run(31, at(16_001)));
+    }
+
+    /// Group `group` of `base`'s database over `span`, with its own writer.
+    fn group(base: &Engine, group: u64, span: dolmen_engine::KeySpan) -> ShardGroup {
+        let engine = Arc::new(base.open_group(group, span).unwrap());
+        let direct = Arc::new(
+            dolmen_raft::Direct::start(
+                engine.clone(),
+                dolmen_raft::DirectOptions {
+                    node_id: 0,
+                    client_addr: "127.0.0.1:0".to_owned(),
+                    max_batch: 64,
+                    max_outstanding: 1024,
+                },
+            )
+            .unwrap(),
+        );
+        ShardGroup {
+            id: group,
+            engine,
+            replicator: direct.clone(),
+            gate: direct,
+        }
+    }
+
+    /// A commit with an idempotency token, through `group`'s replicator.
+    async fn commit_once(group: &ShardGroup, key: &[u8]) {
+        let tx = dolmen_engine::Transaction {
+            mutations: vec![dolmen_engine::Mutation::Set {
+                cf: "default".to_owned(),
+                key: key.to_vec(),
+                value: b"v".to_vec(),
+            }],
+            idempotency: Some(dolmen_engine::IdempotencyToken {
+                client_id: b"client".to_vec(),
+                sequence: 1,
+            }),
+            ..dolmen_engine::Transaction::default()
+        };
+        group.replicator.propose(Command::Commit(tx)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_retention_job_of_one_group_compacts_and_expires_that_group_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Engine::open(&dolmen_engine::EngineOptions::new(
+            dir.path().join("db"),
+            vec!["default".to_owned()],
+        ))
+        .unwrap();
+        let low = group(
+            &base,
+            1,
+            dolmen_engine::KeySpan::new(Vec::new(), Some(b"m".to_vec())).unwrap(),
+        );
+        let high = group(
+            &base,
+            2,
+            dolmen_engine::KeySpan::new(b"m".to_vec(), None).unwrap(),
+        );
+        commit_once(&low, b"a").await;
+        commit_once(&high, b"z").await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let job = tokio::spawn(retention_job(
+            low.clone(),
+            Windows {
+                retention: Duration::ZERO,
+                idempotency: Duration::ZERO,
+                interval: Duration::from_millis(10),
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while low.engine.horizon() == 0 || low.engine.idempotency_entries() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "group 1: horizon {}, {} idempotency entries",
+                low.engine.horizon(),
+                low.engine.idempotency_entries()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+        job.await.unwrap();
+        // The other group's history and idempotency entries are untouched.
+        assert_eq!(high.engine.horizon(), 0);
+        assert_eq!(high.engine.idempotency_entries(), 1);
     }
 
     #[test]

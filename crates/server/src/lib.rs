@@ -21,5 +21,6 @@ pub mod node;
 pub mod request_metrics;
 pub mod restore;
 pub mod service;
+pub mod shards;
 pub mod stats;
 pub mod thrift;

@@ -349,8 +349,15 @@ pub async fn run(
     };
     let jobs = vec![
         tokio::spawn(crate::jobs::retention_job(
-            service.clone(),
-            engine.clone(),
+            {
+                let (replicator, gate) = replication.seams();
+                crate::shards::ShardGroup {
+                    id: engine.group(),
+                    engine: engine.clone(),
+                    replicator,
+                    gate,
+                }
+            },
             crate::jobs::Windows {
                 retention: Duration::from_millis(config.mvcc.retention_window_ms),
                 idempotency: Duration::from_millis(config.mvcc.idempotency_window_ms),

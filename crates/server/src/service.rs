@@ -1,10 +1,14 @@
 //! The protocol-free service core: every client operation, in domain types. The Thrift layer
-//! only converts; standalone and replicated nodes differ only in the `Replicator`/`ReadGate`
-//! plugged in here (docs/ARCHITECTURE.md §1).
+//! only converts; standalone, replicated and sharded nodes differ only in the [`Shards`] plugged
+//! in here (docs/ARCHITECTURE.md §1, docs/sharding.md §2 "Inside one node", §10): every read and
+//! commit is routed to the group that owns its keys, through one code path for every topology.
 //!
 //! ```text
-//!   reads:  ReadGate::read_version / wait_applied ──▶ Engine::get / get_range(version)
-//!   writes: validate ──▶ disk guard ──▶ fault check ──▶ Replicator::propose(Command) ──▶ Outcome
+//!   get:     read version ─▶ route(key) ─▶ cover(R) on its group ─▶ Engine::get(R)
+//!   range:   read version ─▶ cover(R) on every group of [lo, hi) ─▶ merge_range(scan per group)
+//!   commits: validate ─▶ disk guard ─▶ fault check ─▶ touched groups (§6.1)
+//!              one:  cover(read version) ─▶ its Replicator::propose(Command) ─▶ Outcome
+//!              more: UNAVAILABLE (cross-shard commits are not built: §6.3)
 //! ```
 
 use std::sync::atomic::Ordering;
@@ -12,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolmen_engine::{
-    check_key, Command, Engine, EngineStats, Mutation, Outcome, RangePage, RangeSpec, Transaction,
-    Version, VERSIONSTAMP_LEN,
+    check_key, merge_range, Command, Engine, EngineStats, KeySpan, MergeError, Mutation, Outcome,
+    RangeBounds, RangePage, RangeSpec, Transaction, Version, VERSIONSTAMP_LEN,
 };
 use dolmen_raft::{ClusterView, ReadGate, Replicator};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -21,6 +25,7 @@ use tokio::sync::{Semaphore, SemaphorePermit};
 use crate::disk::DiskGuard;
 use crate::error::{ErrorCode, ServiceError};
 use crate::faults::{FaultInjector, Target};
+use crate::shards::{ShardGroup, Shards};
 use crate::stats::{InFlight, Stats};
 
 /// Service tuning, from the node's configuration.
@@ -42,9 +47,8 @@ pub const MAX_COMMIT_TIMEOUT_SECS: i64 = 3600;
 
 /// The service core shared by every connection.
 pub struct Service {
-    engine: Arc<Engine>,
-    replicator: Arc<dyn Replicator>,
-    gate: Arc<dyn ReadGate>,
+    /// The groups every read and commit is routed to, with the read-version source.
+    shards: Shards,
     faults: FaultInjector,
     stats: Stats,
     options: ServiceOptions,
@@ -58,7 +62,7 @@ pub struct Service {
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
-            .field("engine", &self.engine)
+            .field("shards", &self.shards)
             .field("options", &self.options)
             .finish()
     }
@@ -71,18 +75,31 @@ pub fn wire_version(field: &str, version: i64) -> Result<Version, ServiceError> 
 }
 
 impl Service {
-    /// A service over `engine`, ordering writes through `replicator` and reads through `gate`.
+    /// A service over one group owning every key: `engine`, ordering writes through
+    /// `replicator` and reads through `gate` ([`Shards::single`]).
     pub fn new(
         engine: Arc<Engine>,
         replicator: Arc<dyn Replicator>,
         gate: Arc<dyn ReadGate>,
         options: ServiceOptions,
     ) -> Self {
+        let id = engine.group();
+        Self::sharded(
+            Shards::single(ShardGroup {
+                id,
+                engine,
+                replicator,
+                gate,
+            }),
+            options,
+        )
+    }
+
+    /// A service routing every read and commit to the group of `shards` that owns its keys.
+    pub fn sharded(shards: Shards, options: ServiceOptions) -> Self {
         Self {
             faults: FaultInjector::new(options.allow_fault_injection),
-            engine,
-            replicator,
-            gate,
+            shards,
             stats: Stats::default(),
             read_permits: (options.max_read_concurrency > 0)
                 .then(|| Semaphore::new(options.max_read_concurrency)),
@@ -104,6 +121,11 @@ impl Service {
         &self.disk
     }
 
+    /// The groups reads and commits are routed to.
+    pub fn shards(&self) -> &Shards {
+        &self.shards
+    }
+
     /// The byte budget of one range answer.
     pub fn max_range_bytes(&self) -> Option<usize> {
         self.options.max_range_bytes
@@ -114,15 +136,30 @@ impl Service {
         &self.stats
     }
 
-    /// Engine statistics (keys, sizes, cache).
+    /// Engine statistics of this node's database: its size, compaction backlog, cache and
+    /// memtables (database-wide, read from one handle) with the per-group figures combined over
+    /// every group (live keys, garbage collection and idempotency counters summed; the highest
+    /// applied version; the lowest horizon, below which some group's history is gone).
     pub fn engine_stats(&self) -> EngineStats {
-        self.engine.stats()
+        let mut groups = self.shards.groups().iter().map(|g| g.engine.stats());
+        // `Shards` is never empty; a default only keeps this total.
+        let mut total = groups.next().unwrap_or_default();
+        for stats in groups {
+            total.live_keys += stats.live_keys;
+            total.gc_passes += stats.gc_passes;
+            total.gc_versions_deleted += stats.gc_versions_deleted;
+            total.idempotency_entries += stats.idempotency_entries;
+            total.idempotency_expired += stats.idempotency_expired;
+            total.applied_version = total.applied_version.max(stats.applied_version);
+            total.horizon = total.horizon.min(stats.horizon);
+        }
+        total
     }
 
     /// Membership, roles and health; this node is `degraded` while its disk is full (it
     /// refuses writes).
     pub fn cluster(&self) -> ClusterView {
-        let mut view = self.replicator.cluster();
+        let mut view = self.shards.membership().cluster();
         if self.disk.full().is_some() {
             let this = view.this_node;
             for member in view.members.iter_mut().filter(|m| m.id == this) {
@@ -145,7 +182,8 @@ impl Service {
     }
 
     fn check_cf(&self, cf: &str) -> Result<(), ServiceError> {
-        Ok(self.engine.check_column_family(cf)?)
+        // Column families are the database's, the same in every group's handle.
+        Ok(self.shards.first().engine.check_column_family(cf)?)
     }
 
     // ----------------------------------------------------------------------------------------
@@ -155,7 +193,12 @@ impl Service {
     /// A linearizable read version (> 0 once the node has applied anything).
     pub async fn read_version(&self) -> Result<Version, ServiceError> {
         self.stats.reads.fetch_add(1, Ordering::Relaxed);
-        Ok(self.gate.read_version().await?)
+        self.fresh_read_version().await
+    }
+
+    /// A read version from the shards' source (the single group's gate, or the oracle).
+    async fn fresh_read_version(&self) -> Result<Version, ServiceError> {
+        Ok(self.shards.read_versions().read_version().await?)
     }
 
     /// The latest committed value of `key` under the node's read consistency level.
@@ -164,29 +207,8 @@ impl Service {
         check_key("key", key)?;
         self.check_cf(cf)?;
         self.faults.check(Target::Get).await?;
-        let version = self.gate.read_version().await?;
-        let _permit = self.read_permit().await?;
-        Ok(self.engine.get(cf, key, version)?)
-    }
-
-    /// A turn to read the engine, under `max_read_concurrency`.
-    async fn read_permit(&self) -> Result<Option<SemaphorePermit<'_>>, ServiceError> {
-        match &self.read_permits {
-            None => Ok(None),
-            Some(permits) => permits.acquire().await.map(Some).map_err(|_| {
-                ServiceError::new(ErrorCode::Unavailable, "the node is shutting down")
-            }),
-        }
-    }
-
-    /// Waits (bounded) until `version` is applied here.
-    async fn await_version(&self, version: Version) -> Result<(), ServiceError> {
-        if version > self.gate.applied_version() {
-            self.gate
-                .wait_applied(version, self.options.future_version_wait)
-                .await?;
-        }
-        Ok(())
+        let version = self.fresh_read_version().await?;
+        self.point_read(cf, key, version).await
     }
 
     /// The value of `key` as of `version` (MVCC snapshot read).
@@ -199,12 +221,60 @@ impl Service {
         self.stats.reads.fetch_add(1, Ordering::Relaxed);
         check_key("key", key)?;
         self.check_cf(cf)?;
-        self.await_version(version).await?;
-        let _permit = self.read_permit().await?;
-        Ok(self.engine.get(cf, key, version)?)
+        self.point_read(cf, key, version).await
     }
 
-    /// A range page, at `version` (snapshot) or at a fresh read version (`None`).
+    /// Reads `key` at `version` on its group, once the group covers `version` here.
+    async fn point_read(
+        &self,
+        cf: &str,
+        key: &[u8],
+        version: Version,
+    ) -> Result<Option<Vec<u8>>, ServiceError> {
+        let group = self.shards.route(key);
+        // A version this group has not reached here: wait a little, then FUTURE_VERSION.
+        group
+            .gate
+            .cover(version, self.options.future_version_wait)
+            .await?;
+        let _permit = self.read_permit().await?;
+        Ok(group.engine.get(cf, key, version)?)
+    }
+
+    /// A turn to read the engine, under `max_read_concurrency`.
+    async fn read_permit(&self) -> Result<Option<SemaphorePermit<'_>>, ServiceError> {
+        match &self.read_permits {
+            None => Ok(None),
+            Some(permits) => permits.acquire().await.map(Some).map_err(|_| {
+                ServiceError::new(ErrorCode::Unavailable, "the node is shutting down")
+            }),
+        }
+    }
+
+    /// Waits (bounded) until every group of `groups` covers `version` here, asking them all at
+    /// once; the first failure answers.
+    async fn cover_all(&self, groups: &[ShardGroup], version: Version) -> Result<(), ServiceError> {
+        let wait = self.options.future_version_wait;
+        if let [group] = groups {
+            return Ok(group.gate.cover(version, wait).await?);
+        }
+        // Dropping the set (an early error, or a cancelled request) aborts the other waits.
+        let mut waits = tokio::task::JoinSet::new();
+        for group in groups {
+            let gate = group.gate.clone();
+            waits.spawn(async move { gate.cover(version, wait).await });
+        }
+        while let Some(done) = waits.join_next().await {
+            done.map_err(|e| {
+                ServiceError::new(ErrorCode::Unavailable, format!("read barrier failed: {e}"))
+            })??;
+        }
+        Ok(())
+    }
+
+    /// A range page, at `version` (snapshot) or at a fresh read version (`None`): the groups
+    /// holding the request's keys each scan their part, merged in key order (docs/sharding.md
+    /// §5.3); one group gives exactly `Engine::get_range`'s page.
     pub async fn get_range(
         &self,
         cf: &str,
@@ -213,23 +283,48 @@ impl Service {
     ) -> Result<RangePage, ServiceError> {
         self.stats.reads.fetch_add(1, Ordering::Relaxed);
         self.check_cf(cf)?;
+        let bounds = RangeBounds::from_spec(&spec);
+        let involved = self.shards.involved(&bounds.lo, &bounds.hi);
+        let groups = &self.shards.groups()[involved.clone()];
         let version = match version {
-            Some(v) => {
-                self.await_version(v).await?;
-                v
-            }
-            None => self.gate.read_version().await?,
+            Some(v) => v,
+            None => self.fresh_read_version().await?,
         };
+        self.cover_all(groups, version).await?;
         let _permit = self.read_permit().await?;
-        let engine = self.engine.clone();
+        let parts: Vec<(KeySpan, Arc<Engine>)> = self.shards.spans()[involved]
+            .iter()
+            .cloned()
+            .zip(groups.iter().map(|g| g.engine.clone()))
+            .collect();
         let cf = cf.to_owned();
         // A range may walk many keys: keep it off the async worker threads.
-        tokio::task::spawn_blocking(move || engine.get_range(&cf, &spec, version))
-            .await
-            .map_err(|e| {
-                ServiceError::new(ErrorCode::Unavailable, format!("range read failed: {e}"))
-            })?
-            .map_err(Into::into)
+        let merged = tokio::task::spawn_blocking(move || {
+            let ranges = parts
+                .iter()
+                .map(|(span, _)| (span.start.as_slice(), span.end.as_deref()));
+            merge_range(&spec, ranges, |start, end, limits| {
+                // `start` lies in the range being scanned: its owner among the parts.
+                let at = parts
+                    .partition_point(|(span, _)| span.start.as_slice() <= start)
+                    .saturating_sub(1);
+                parts[at].1.scan(&cf, start, end, version, limits)
+            })
+        })
+        .await
+        .map_err(|e| {
+            ServiceError::new(ErrorCode::Unavailable, format!("range read failed: {e}"))
+        })?;
+        merged.map_err(|e| match e {
+            MergeError::Scan(e) => e.into(),
+            MergeError::Gap { at } => ServiceError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "internal: no group holds key {} of the range read",
+                    printable(&at)
+                ),
+            ),
+        })
     }
 
     // ----------------------------------------------------------------------------------------
@@ -276,11 +371,16 @@ impl Service {
         // A full disk refuses the write before it is proposed; reads go on.
         self.disk.check()?;
         self.faults.check(op).await?;
+        let group = self.commit_group(&tx)?;
         if let Some(read_version) = tx.read_version {
-            // A read version this node has not reached: wait a little, then FUTURE_VERSION.
-            self.await_version(read_version).await?;
+            // A read version this group has not reached here: wait a little, then
+            // FUTURE_VERSION.
+            group
+                .gate
+                .cover(read_version, self.options.future_version_wait)
+                .await?;
         }
-        let applied = tokio::time::timeout(timeout, self.replicator.propose(Command::Commit(tx)))
+        let applied = tokio::time::timeout(timeout, group.replicator.propose(Command::Commit(tx)))
             .await
             .map_err(|_| dolmen_raft::ProposeError::Timeout(timeout))??;
         match applied.outcome {
@@ -309,6 +409,45 @@ impl Service {
                 "internal: a commit produced a non-commit outcome",
             )),
         }
+    }
+
+    /// The one group `tx` goes to (docs/sharding.md §6.1): the group its keys, clear ranges and
+    /// read-conflict ranges reach, or the first group in key order when they reach none (an
+    /// empty commit still consumes a version). A transaction reaching several groups is refused
+    /// with `UNAVAILABLE`, nothing proposed: commits across shards are not built (§6.3).
+    fn commit_group(&self, tx: &Transaction) -> Result<&ShardGroup, ServiceError> {
+        let touched = self.shards.touched(tx);
+        let mut positions = touched.iter();
+        match (positions.next(), positions.next()) {
+            (None, _) => Ok(self.shards.first()),
+            (Some(&at), None) => Ok(&self.shards.groups()[at]),
+            (Some(_), Some(_)) => Err(self.spans_groups(&touched)),
+        }
+    }
+
+    /// The refusal of a transaction that reaches the groups at `positions` (two or more).
+    fn spans_groups(&self, positions: &std::collections::BTreeSet<usize>) -> ServiceError {
+        /// Groups named in the message; the rest are counted.
+        const SHOWN: usize = 4;
+        let mut named: Vec<String> = positions
+            .iter()
+            .take(SHOWN)
+            .map(|&at| self.shards.describe(at))
+            .collect();
+        let groups = if positions.len() > SHOWN {
+            format!("{} and {} more", named.join(", "), positions.len() - SHOWN)
+        } else {
+            let last = named.pop().unwrap_or_default();
+            format!("{} and {last}", named.join(", "))
+        };
+        ServiceError::new(
+            ErrorCode::Unavailable,
+            format!(
+                "the transaction spans groups {groups}; commits across shards are not built yet \
+                 (docs/sharding.md §6.3): keep a transaction's keys, clear ranges and \
+                 read-conflict ranges inside one range"
+            ),
+        )
     }
 
     fn single(mutation: Mutation) -> Transaction {
@@ -384,31 +523,13 @@ impl Service {
         ))
     }
 
-    /// Raises the MVCC retention horizon (the retention job's command).
-    pub async fn compact(&self, horizon: Version) -> Result<(), ServiceError> {
-        self.replicator
-            .propose(Command::Compact { horizon })
-            .await?;
-        Ok(())
-    }
-
-    /// Forgets idempotency entries recorded before `before`, at most
-    /// [`EXPIRE_IDEMPOTENCY_LIMIT`](dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT) of them (the
-    /// retention job's other command).
-    pub async fn expire_idempotency(&self, before: Version) -> Result<(), ServiceError> {
-        self.replicator
-            .propose(Command::ExpireIdempotency {
-                before,
-                limit: dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT,
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Makes sure the node has applied at least one version, so read versions are > 0.
+    /// Makes sure every group has applied at least one version, so read versions are > 0: a
+    /// group whose gate reports nothing applied gets an empty command.
     pub async fn ensure_initial_version(&self) -> Result<(), ServiceError> {
-        if self.gate.applied_version() == 0 {
-            self.replicator.propose(Command::Noop).await?;
+        for group in self.shards.groups() {
+            if group.gate.applied_version() == 0 {
+                group.replicator.propose(Command::Noop).await?;
+            }
         }
         Ok(())
     }

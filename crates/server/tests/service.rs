@@ -5,8 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dolmen_engine::{Engine, EngineOptions, KeyRange, Mutation, RangeSpec, Transaction, Version};
-use dolmen_raft::{Direct, DirectOptions};
+use dolmen_engine::{
+    Command, Engine, EngineOptions, KeyRange, Mutation, RangeSpec, Transaction, Version,
+};
+use dolmen_raft::{Direct, DirectOptions, Replicator};
 use dolmen_server::error::{ErrorCode, ServiceError};
 use dolmen_server::faults::Target;
 use dolmen_server::service::{Service, ServiceOptions};
@@ -276,7 +278,11 @@ async fn reads_and_commits_below_the_horizon_are_too_old() {
         .set("default", b"k".to_vec(), b"2".to_vec())
         .await
         .unwrap();
-    s.compact(newer).await.unwrap();
+    // The retention job's command, through the group's replicator.
+    f.direct
+        .propose(Command::Compact { horizon: newer })
+        .await
+        .unwrap();
 
     assert_eq!(
         code(s.snapshot_get("default", b"k", old).await),

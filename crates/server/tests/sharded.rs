@@ -1,0 +1,836 @@
+//! The gateway in process (docs/sharding.md §5.1, §5.3, §6.1): a `Service` over several data
+//! groups of one database, each an engine handle with its own `Direct`, all drawing versions
+//! from one strictly increasing clock, and a test oracle that draws read versions from the same
+//! clock. No processes, no sockets. Reads must route to the owning group and merge ranges into
+//! the page one unsharded service gives over the same data; commits must go to the one group
+//! they touch, or be refused with nothing written.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dolmen_engine::routing::Placement;
+use dolmen_engine::{
+    Command, Engine, EngineOptions, KeyRange, KeySpan, Mutation, RangeSpec, RoutingTable,
+    Transaction, Version,
+};
+use dolmen_raft::oracle::Clock;
+use dolmen_raft::{BoxFuture, Direct, DirectOptions, ReadError, ReadGate, Replicator};
+use dolmen_server::error::ErrorCode;
+use dolmen_server::service::{Service, ServiceOptions};
+use dolmen_server::shards::{ShardGroup, Shards, ShardsError};
+use parking_lot::Mutex;
+use tempfile::TempDir;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A data group's gate in these sequential tests: every acknowledged commit has applied, so
+/// any version handed out so far is covered at once; it records the versions it was asked to
+/// cover, and lets the engine read up to them.
+struct TestGate {
+    engine: Arc<Engine>,
+    covered: Mutex<Vec<Version>>,
+}
+
+impl ReadGate for TestGate {
+    fn read_version(&self) -> BoxFuture<'_, Result<Version, ReadError>> {
+        let version = self.engine.applied_version();
+        Box::pin(async move { Ok(version) })
+    }
+
+    fn wait_applied(
+        &self,
+        _version: Version,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), ReadError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn applied_version(&self) -> Version {
+        self.engine.applied_version()
+    }
+
+    fn cover(&self, version: Version, _wait: Duration) -> BoxFuture<'_, Result<(), ReadError>> {
+        self.covered.lock().push(version);
+        self.engine.mark_complete(version);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// The oracle: a read version is a fresh draw of the shared clock, so it is above every
+/// version any group handed out before.
+struct TestOracle {
+    clock: Clock,
+}
+
+impl ReadGate for TestOracle {
+    fn read_version(&self) -> BoxFuture<'_, Result<Version, ReadError>> {
+        let version = (self.clock)();
+        Box::pin(async move { Ok(version) })
+    }
+
+    fn wait_applied(
+        &self,
+        _version: Version,
+        _timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), ReadError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn applied_version(&self) -> Version {
+        0
+    }
+}
+
+/// One strictly increasing clock for every group and the oracle. Each draw moves it by 1,000,
+/// so a batch of fewer than 1,000 commands never reaches the next draw.
+fn shared_clock() -> Clock {
+    let now = Arc::new(AtomicU64::new(1_000_000));
+    Arc::new(move || now.fetch_add(1_000, Ordering::SeqCst))
+}
+
+fn options() -> ServiceOptions {
+    ServiceOptions {
+        future_version_wait: Duration::from_millis(50),
+        allow_fault_injection: false,
+        max_read_concurrency: 0,
+        max_range_bytes: None,
+    }
+}
+
+fn direct_options(node_id: u64) -> DirectOptions {
+    DirectOptions {
+        node_id,
+        client_addr: "127.0.0.1:0".to_owned(),
+        max_batch: 64,
+        max_outstanding: 1024,
+    }
+}
+
+fn engine_options(dir: &TempDir) -> EngineOptions {
+    EngineOptions::new(
+        dir.path().join("db"),
+        vec!["default".to_owned(), "other".to_owned()],
+    )
+}
+
+/// The node id group 0's replicator reports (the membership source).
+const MEMBERSHIP_NODE: u64 = 7;
+
+/// A sharded service and what keeps it alive.
+struct Sharded {
+    service: Service,
+    /// The data groups' engine handles and gates, in key order (group `i + 1` at `i`).
+    engines: Vec<Arc<Engine>>,
+    gates: Vec<Arc<TestGate>>,
+    directs: Vec<Arc<Direct>>,
+    _dir: TempDir,
+}
+
+impl Drop for Sharded {
+    fn drop(&mut self) {
+        for direct in &self.directs {
+            direct.shutdown();
+        }
+    }
+}
+
+fn table(splits: &[&[u8]]) -> RoutingTable {
+    let keys: Vec<Vec<u8>> = splits.iter().map(|k| k.to_vec()).collect();
+    RoutingTable::from_split_keys(&keys, &Placement::new(vec![0], 1).unwrap()).unwrap()
+}
+
+/// The data groups of `table` over one database, each with its own `Direct` on `clock`.
+struct Parts {
+    base: Arc<Engine>,
+    groups: Vec<ShardGroup>,
+    engines: Vec<Arc<Engine>>,
+    gates: Vec<Arc<TestGate>>,
+    directs: Vec<Arc<Direct>>,
+}
+
+fn parts(dir: &TempDir, table: &RoutingTable, clock: &Clock) -> Parts {
+    let base = Arc::new(Engine::open(&engine_options(dir)).expect("open the engine"));
+    let mut out = Parts {
+        base: base.clone(),
+        groups: Vec::new(),
+        engines: Vec::new(),
+        gates: Vec::new(),
+        directs: Vec::new(),
+    };
+    for d in table.ranges() {
+        let span = KeySpan::new(d.start.clone(), d.end.clone()).unwrap();
+        let engine = Arc::new(base.open_group(d.group, span).unwrap());
+        let direct = Arc::new(
+            Direct::start_with_clock(engine.clone(), direct_options(d.group), clock.clone())
+                .unwrap(),
+        );
+        let gate = Arc::new(TestGate {
+            engine: engine.clone(),
+            covered: Mutex::new(Vec::new()),
+        });
+        out.groups.push(ShardGroup {
+            id: d.group,
+            engine: engine.clone(),
+            replicator: direct.clone(),
+            gate: gate.clone(),
+        });
+        out.engines.push(engine);
+        out.gates.push(gate);
+        out.directs.push(direct);
+    }
+    out
+}
+
+async fn sharded(splits: &[&[u8]]) -> Sharded {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let clock = shared_clock();
+    let table = table(splits);
+    let Parts {
+        base,
+        groups,
+        engines,
+        gates,
+        mut directs,
+    } = parts(&dir, &table, &clock);
+    // Group 0 gives the cluster view.
+    let membership = Arc::new(
+        Direct::start_with_clock(base, direct_options(MEMBERSHIP_NODE), clock.clone()).unwrap(),
+    );
+    let shards = Shards::routed(
+        table,
+        groups,
+        Arc::new(TestOracle { clock }),
+        membership.clone(),
+    )
+    .expect("the groups fit the table");
+    directs.push(membership);
+    let service = Service::sharded(shards, options());
+    service
+        .ensure_initial_version()
+        .await
+        .expect("initial versions");
+    Sharded {
+        service,
+        engines,
+        gates,
+        directs,
+        _dir: dir,
+    }
+}
+
+/// An unsharded service: one group owning every key.
+struct Unsharded {
+    service: Service,
+    direct: Arc<Direct>,
+    _dir: TempDir,
+}
+
+impl Drop for Unsharded {
+    fn drop(&mut self) {
+        self.direct.shutdown();
+    }
+}
+
+async fn unsharded() -> Unsharded {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let engine = Arc::new(Engine::open(&engine_options(&dir)).expect("open the engine"));
+    let direct = Arc::new(Direct::start(engine.clone(), direct_options(1)).unwrap());
+    let service = Service::new(engine, direct.clone(), direct.clone(), options());
+    service
+        .ensure_initial_version()
+        .await
+        .expect("initial version");
+    Unsharded {
+        service,
+        direct,
+        _dir: dir,
+    }
+}
+
+fn set(cf: &str, key: &[u8], value: &[u8]) -> Mutation {
+    Mutation::Set {
+        cf: cf.to_owned(),
+        key: key.to_vec(),
+        value: value.to_vec(),
+    }
+}
+
+fn tx(mutations: Vec<Mutation>) -> Transaction {
+    Transaction {
+        mutations,
+        ..Transaction::default()
+    }
+}
+
+/// The applied version of every data group.
+fn applied(s: &Sharded) -> Vec<Version> {
+    s.engines.iter().map(|e| e.applied_version()).collect()
+}
+
+/// The group positions whose gate was asked to cover something since the last call.
+fn covered(s: &Sharded) -> Vec<usize> {
+    s.gates
+        .iter()
+        .enumerate()
+        .filter(|(_, g)| !std::mem::take(&mut *g.covered.lock()).is_empty())
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[tokio::test]
+async fn point_reads_and_writes_go_to_the_group_owning_the_key() {
+    let s = sharded(&[b"g", b"n", b"t"]).await;
+    let service = &s.service;
+    for (key, owner) in [
+        (b"a".as_slice(), 0),
+        (b"g", 1),
+        (b"m\xff", 1),
+        (b"n", 2),
+        (b"s", 2),
+        (b"t", 3),
+        (b"\xff\xff", 3),
+    ] {
+        let before = applied(&s);
+        let version = service
+            .set("default", key.to_vec(), key.to_vec())
+            .await
+            .unwrap();
+        let after = applied(&s);
+        for (i, (b, a)) in before.iter().zip(&after).enumerate() {
+            if i == owner {
+                assert_eq!(*a, version, "key {key:?} applied in group {}", i + 1);
+            } else {
+                assert_eq!(a, b, "key {key:?} left group {} alone", i + 1);
+            }
+        }
+        covered(&s);
+        assert_eq!(
+            service.get("default", key).await.unwrap(),
+            Some(key.to_vec())
+        );
+        assert_eq!(
+            covered(&s),
+            vec![owner],
+            "get {key:?} covered its owner only"
+        );
+        assert_eq!(
+            service.snapshot_get("default", key, version).await.unwrap(),
+            Some(key.to_vec())
+        );
+        assert_eq!(covered(&s), vec![owner], "snapshot_get {key:?}");
+        assert_eq!(
+            service
+                .snapshot_get("default", key, version - 1)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(service.get("other", key).await.unwrap(), None);
+    }
+    // Deletes route too.
+    service.delete("default", b"n".to_vec()).await.unwrap();
+    assert_eq!(service.get("default", b"n").await.unwrap(), None);
+    assert_eq!(
+        service.get("default", b"s").await.unwrap(),
+        Some(b"s".to_vec())
+    );
+    // The statistics sum the groups' live keys; the cluster view is group 0's.
+    assert_eq!(service.engine_stats().live_keys, 6);
+    assert_eq!(
+        service.engine_stats().applied_version,
+        *applied(&s).iter().max().unwrap()
+    );
+    assert_eq!(service.cluster().this_node, MEMBERSHIP_NODE);
+}
+
+#[tokio::test]
+async fn every_group_gets_an_initial_version_and_an_empty_commit_gets_one_from_the_first() {
+    let s = sharded(&[b"m"]).await;
+    let first = applied(&s);
+    assert!(
+        first.iter().all(|&v| v > 0),
+        "every group applied: {first:?}"
+    );
+    let read = s.service.read_version().await.unwrap();
+    assert!(read > *first.iter().max().unwrap());
+    let version = s
+        .service
+        .commit(Transaction::default(), TIMEOUT)
+        .await
+        .unwrap();
+    assert!(version > read, "{version} after the read version {read}");
+    assert_eq!(applied(&s), vec![version, first[1]], "group 1 took it");
+    // A read-only transaction at a read version, no conflict range, is empty too.
+    let version = s
+        .service
+        .commit(
+            Transaction {
+                read_version: Some(s.service.read_version().await.unwrap()),
+                ..Transaction::default()
+            },
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied(&s)[0], version);
+}
+
+#[tokio::test]
+async fn a_commit_spanning_two_groups_is_refused_and_writes_nothing() {
+    let s = sharded(&[b"m"]).await;
+    let service = &s.service;
+    let before = applied(&s);
+    let err = service
+        .commit(
+            tx(vec![set("default", b"a", b"1"), set("other", b"z", b"2")]),
+            TIMEOUT,
+        )
+        .await
+        .expect_err("spans two groups");
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    assert!(
+        err.message.contains(
+            "the transaction spans groups 1 (keys ['', 'm')) and 2 (keys ['m', +inf)); \
+             commits across shards are not built yet"
+        ),
+        "{err}"
+    );
+    assert_eq!(applied(&s), before, "nothing proposed");
+    assert_eq!(service.get("default", b"a").await.unwrap(), None);
+    assert_eq!(service.get("other", b"z").await.unwrap(), None);
+
+    // A clear range across the split is refused the same way.
+    let clear = Mutation::ClearRange {
+        cf: "default".to_owned(),
+        begin: b"k".to_vec(),
+        end: b"p".to_vec(),
+    };
+    let err = service.commit(tx(vec![clear]), TIMEOUT).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    assert!(err.message.contains("groups 1 (keys"), "{err}");
+    // Inside one group, both go through.
+    service
+        .commit(
+            tx(vec![set("default", b"a", b"1"), set("other", b"b", b"2")]),
+            TIMEOUT,
+        )
+        .await
+        .unwrap();
+    let clear = Mutation::ClearRange {
+        cf: "default".to_owned(),
+        begin: b"m".to_vec(),
+        end: b"p".to_vec(),
+    };
+    service.commit(tx(vec![clear]), TIMEOUT).await.unwrap();
+    assert_eq!(
+        service.get("default", b"a").await.unwrap(),
+        Some(b"1".to_vec())
+    );
+}
+
+#[tokio::test]
+async fn a_commit_whose_read_conflict_range_spans_groups_is_refused() {
+    let s = sharded(&[b"g", b"n"]).await;
+    let service = &s.service;
+    let read_version = service.read_version().await.unwrap();
+    let before = applied(&s);
+    let commit = |begin: &[u8], end: &[u8]| Transaction {
+        read_version: Some(read_version),
+        mutations: vec![set("default", b"a", b"1")],
+        read_conflicts: vec![KeyRange {
+            cf: "default".to_owned(),
+            begin: begin.to_vec(),
+            end: end.to_vec(),
+        }],
+        idempotency: None,
+        stamp: None,
+    };
+    let err = service
+        .commit(commit(b"b", b"p"), TIMEOUT)
+        .await
+        .expect_err("the read range spans three groups");
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    assert!(
+        err.message.contains(
+            "spans groups 1 (keys ['', 'g')), 2 (keys ['g', 'n')) and 3 (keys ['n', +inf))"
+        ),
+        "{err}"
+    );
+    // A read-conflict key in another group than the write is refused too.
+    let err = service
+        .commit(
+            Transaction {
+                read_conflicts: vec![KeyRange::single("other", b"h")],
+                ..commit(b"a", b"b")
+            },
+            TIMEOUT,
+        )
+        .await
+        .expect_err("reads group 2, writes group 1");
+    assert!(
+        err.message
+            .contains("groups 1 (keys ['', 'g')) and 2 (keys ['g', 'n'))"),
+        "{err}"
+    );
+    assert_eq!(applied(&s), before, "nothing proposed");
+    assert_eq!(service.get("default", b"a").await.unwrap(), None);
+    // Reading inside the writer's group commits, and conflicts are still checked there.
+    service
+        .set("default", b"c".to_vec(), b"later".to_vec())
+        .await
+        .unwrap();
+    let err = service
+        .commit(commit(b"b", b"d"), TIMEOUT)
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+    let version = service.commit(commit(b"d", b"g"), TIMEOUT).await.unwrap();
+    assert_eq!(applied(&s)[0], version);
+}
+
+#[tokio::test]
+async fn versionstamped_keys_go_to_the_group_of_their_prefix() {
+    let s = sharded(&[b"log/b", b"m"]).await;
+    let service = &s.service;
+    let placeholder = [0u8; 10];
+    let key = service
+        .set_versionstamped_key(
+            "default",
+            [b"log/c".as_slice(), &placeholder].concat(),
+            b"v".to_vec(),
+        )
+        .await
+        .unwrap();
+    let version = u64::from_be_bytes(key[5..13].try_into().unwrap());
+    assert_eq!(applied(&s)[1], version, "group 2 holds ['log/b', 'm')");
+    assert_eq!(
+        service.get("default", &key).await.unwrap(),
+        Some(b"v".to_vec())
+    );
+    // The prefix `log/` reaches keys on both sides of `log/b`: refused, nothing written.
+    let before = applied(&s);
+    let err = service
+        .set_versionstamped_key(
+            "default",
+            [b"log/".as_slice(), &placeholder].concat(),
+            b"v".to_vec(),
+        )
+        .await
+        .expect_err("the stamped key may land in group 1 or 2");
+    assert_eq!(err.code, ErrorCode::Unavailable);
+    assert!(
+        err.message
+            .contains("groups 1 (keys ['', 'log/b')) and 2 (keys ['log/b', 'm'))"),
+        "{err}"
+    );
+    assert_eq!(applied(&s), before);
+    // A versionstamped value goes to its key's group.
+    let value = service
+        .set_versionstamped_value(
+            "default",
+            b"z".to_vec(),
+            [b"at:".as_slice(), &placeholder].concat(),
+        )
+        .await
+        .unwrap();
+    let stamped = u64::from_be_bytes(value[3..11].try_into().unwrap());
+    assert_eq!(applied(&s)[2], stamped);
+    assert_eq!(service.get("default", b"z").await.unwrap(), Some(value));
+}
+
+/// The keys both services hold; values differ in length so byte budgets cut at varied places.
+fn data_keys() -> Vec<Vec<u8>> {
+    [
+        b"a".as_slice(),
+        b"b",
+        b"f",
+        b"g",
+        b"g\x00",
+        b"ga",
+        b"h",
+        b"m",
+        b"n",
+        b"na",
+        b"nb",
+        b"s",
+        b"t",
+        b"ta",
+        b"z",
+        b"zz",
+        b"\xff",
+    ]
+    .iter()
+    .map(|k| k.to_vec())
+    .collect()
+}
+
+/// Writes the same history to a service: every key in both column families, then some deleted
+/// and a cleared range (tombstones the scans must pass over). Returns the read version after
+/// the first phase.
+async fn write_history(service: &Service) -> Version {
+    for (i, key) in data_keys().iter().enumerate() {
+        let value = vec![b'v'; i % 5 + 1];
+        service
+            .set("default", key.clone(), value.clone())
+            .await
+            .unwrap();
+        service
+            .set("other", key.clone(), key.clone())
+            .await
+            .unwrap();
+    }
+    let first = service.read_version().await.unwrap();
+    for key in [b"b".as_slice(), b"ga", b"nb", b"zz"] {
+        service.delete("default", key.to_vec()).await.unwrap();
+    }
+    let clear = Mutation::ClearRange {
+        cf: "other".to_owned(),
+        begin: b"nb".to_vec(),
+        end: b"t".to_vec(),
+    };
+    service.commit(tx(vec![clear]), TIMEOUT).await.unwrap();
+    service
+        .set("default", b"h".to_vec(), b"rewritten".to_vec())
+        .await
+        .unwrap();
+    first
+}
+
+/// Range requests over begin and end keys around the data and the split points, both
+/// inclusivities, offsets, end offsets, limits and byte budgets.
+fn specs() -> Vec<RangeSpec> {
+    let begins: [&[u8]; 6] = [b"", b"a", b"g", b"g\x00", b"n", b"t"];
+    let ends: [&[u8]; 7] = [b"", b"a", b"g", b"na", b"t", b"zz", b"\xff\xff"];
+    let mut out = Vec::new();
+    let mut n = 0usize;
+    for begin in begins {
+        for end in ends {
+            for begin_or_equal in [true, false] {
+                for end_or_equal in [true, false] {
+                    for begin_offset in [0, 1, 3] {
+                        for end_offset in [-1, 0, 1] {
+                            for limit in [None, Some(0), Some(1), Some(2), Some(5)] {
+                                n += 1;
+                                out.push(RangeSpec {
+                                    begin_key: begin.to_vec(),
+                                    end_key: end.to_vec(),
+                                    begin_or_equal,
+                                    end_or_equal,
+                                    begin_offset,
+                                    end_offset,
+                                    limit,
+                                    // A budget on every third request: a few pairs' worth.
+                                    max_bytes: (n % 3 == 0).then_some(n % 7 + 2),
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+async fn ranges_match_an_unsharded_service(splits: &[&[u8]]) {
+    let s = sharded(splits).await;
+    let u = unsharded().await;
+    let sharded_first = write_history(&s.service).await;
+    let unsharded_first = write_history(&u.service).await;
+    let mut has_more = 0;
+    let mut items = 0;
+    for spec in specs() {
+        for cf in ["default", "other"] {
+            let want = u.service.get_range(cf, spec.clone(), None).await.unwrap();
+            let got = s.service.get_range(cf, spec.clone(), None).await.unwrap();
+            assert_eq!(got, want, "splits {splits:?}, {cf}, {spec:?}");
+            // The same request at the first phase's snapshot.
+            let want = u
+                .service
+                .get_range(cf, spec.clone(), Some(unsharded_first))
+                .await
+                .unwrap();
+            let got = s
+                .service
+                .get_range(cf, spec.clone(), Some(sharded_first))
+                .await
+                .unwrap();
+            assert_eq!(got, want, "splits {splits:?}, {cf} at phase 1, {spec:?}");
+            has_more += usize::from(got.has_more);
+            items += got.items.len();
+        }
+    }
+    // The requests exercise both kinds of page.
+    assert!(has_more > 1_000 && items > 10_000, "{has_more} {items}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn range_reads_across_one_split_equal_an_unsharded_service() {
+    ranges_match_an_unsharded_service(&[b"m"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn range_reads_across_three_splits_on_data_keys_equal_an_unsharded_service() {
+    ranges_match_an_unsharded_service(&[b"g\x00", b"n", b"ta"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn range_reads_across_four_splits_between_keys_equal_an_unsharded_service() {
+    ranges_match_an_unsharded_service(&[b"c", b"h", b"nab", b"y"]).await;
+}
+
+#[tokio::test]
+async fn a_range_read_covers_every_group_it_reads_and_an_empty_one_asks_the_owner_of_its_start() {
+    let s = sharded(&[b"g", b"n", b"t"]).await;
+    let service = &s.service;
+    let spec = |begin: &[u8], end: &[u8]| RangeSpec {
+        begin_key: begin.to_vec(),
+        end_key: end.to_vec(),
+        begin_or_equal: true,
+        end_or_equal: false,
+        begin_offset: 0,
+        end_offset: 0,
+        limit: None,
+        max_bytes: None,
+    };
+    covered(&s);
+    service
+        .get_range("default", spec(b"h", b"u"), None)
+        .await
+        .unwrap();
+    assert_eq!(covered(&s), vec![1, 2, 3]);
+    service
+        .get_range("default", spec(b"o", b""), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        covered(&s),
+        vec![2],
+        "an empty range asks the owner of its start"
+    );
+    // A version below the horizon of the group asked fails as on one group.
+    let past = service.read_version().await.unwrap();
+    s.directs[2]
+        .propose(Command::Compact { horizon: past })
+        .await
+        .unwrap();
+    let err = service
+        .get_range("default", spec(b"o", b""), Some(past - 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::TransactionTooOld, "{err}");
+    // Each group's part is scanned by that group: below group 3's horizon only a range
+    // reaching group 3 is too old.
+    let page = service
+        .get_range("default", spec(b"a", b"n"), Some(past - 1))
+        .await
+        .unwrap();
+    assert!(page.items.is_empty() && !page.has_more);
+    let err = service
+        .get_range("default", spec(b"a", b"n\x00"), Some(past - 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code, ErrorCode::TransactionTooOld, "{err}");
+    assert_eq!(
+        code_of(service.snapshot_get("default", b"n", past - 1).await),
+        ErrorCode::TransactionTooOld
+    );
+    assert_eq!(
+        service
+            .snapshot_get("default", b"m", past - 1)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+fn code_of<T: std::fmt::Debug>(result: Result<T, dolmen_server::error::ServiceError>) -> ErrorCode {
+    result.expect_err("the request should fail").code
+}
+
+#[tokio::test]
+async fn shards_refuse_groups_that_do_not_fit_the_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = shared_clock();
+    let table = table(&[b"m"]);
+    let oracle: Arc<dyn ReadGate> = Arc::new(TestOracle {
+        clock: clock.clone(),
+    });
+    let fit = |groups: Vec<ShardGroup>, base: &Arc<Engine>| {
+        let membership = Arc::new(
+            Direct::start_with_clock(base.clone(), direct_options(0), clock.clone()).unwrap(),
+        );
+        Shards::routed(table.clone(), groups, oracle.clone(), membership).map(|_| ())
+    };
+    let p = parts(&dir, &table, &clock);
+    // A group missing.
+    assert_eq!(
+        fit(p.groups[..1].to_vec(), &p.base),
+        Err(ShardsError::MissingGroup {
+            group: 2,
+            range: "['m', +inf)".to_owned()
+        })
+    );
+    // A group twice.
+    let twice = vec![
+        p.groups[0].clone(),
+        p.groups[1].clone(),
+        p.groups[0].clone(),
+    ];
+    assert_eq!(
+        fit(twice, &p.base),
+        Err(ShardsError::DuplicateGroup { group: 1 })
+    );
+    // A group the table does not list (group 0 never is).
+    let mut extra = p.groups.clone();
+    extra.push(ShardGroup {
+        id: 0,
+        ..p.groups[0].clone()
+    });
+    assert_eq!(
+        fit(extra, &p.base),
+        Err(ShardsError::ExtraGroup {
+            group: 0,
+            table: "1, 2".to_owned()
+        })
+    );
+    // A handle over other keys than the table gives its group.
+    let swapped = vec![
+        ShardGroup {
+            id: 1,
+            ..p.groups[1].clone()
+        },
+        ShardGroup {
+            id: 2,
+            ..p.groups[0].clone()
+        },
+    ];
+    let err = fit(swapped, &p.base).unwrap_err();
+    assert_eq!(
+        err,
+        ShardsError::SpanMismatch {
+            group: 1,
+            table: "['', 'm')".to_owned(),
+            handle: "['m', +inf)".to_owned()
+        }
+    );
+    assert!(err.to_string().contains("group 1's engine handle"), "{err}");
+    // The groups as the table has them fit, in key order whatever order they came in.
+    let reversed: Vec<ShardGroup> = p.groups.iter().rev().cloned().collect();
+    let membership = Arc::new(
+        Direct::start_with_clock(p.base.clone(), direct_options(0), clock.clone()).unwrap(),
+    );
+    let shards = Shards::routed(table.clone(), reversed, oracle, membership).unwrap();
+    let ids: Vec<u64> = shards.groups().iter().map(|g| g.id).collect();
+    assert_eq!(ids, vec![1, 2]);
+    assert_eq!(shards.route(b"l").id, 1);
+    assert_eq!(shards.route(b"m").id, 2);
+    assert_eq!(shards.overlapping(b"a", b"m"), 0..1);
+    assert_eq!(shards.overlapping(b"a", b"m\x00"), 0..2);
+    assert_eq!(shards.overlapping(b"m", b"m"), 0..0);
+    assert_eq!(shards.involved(b"m", b"m"), 1..2);
+    for direct in &p.directs {
+        direct.shutdown();
+    }
+}
