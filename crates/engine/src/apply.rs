@@ -207,6 +207,11 @@ impl Applier<'_> {
         if let Err(invalid) = tx.validate() {
             return Ok(Outcome::Rejected(invalid));
         }
+        // Before the idempotency table: a commit sent to the wrong group is not remembered
+        // there, so its retry through the right group applies (once).
+        if let Some(outside) = self.outside_span(version, tx) {
+            return Ok(Outcome::Rejected(outside));
+        }
         for cf in tx.column_families() {
             if let Err(invalid) = self.engine.check_column_family(cf) {
                 return Ok(Outcome::Rejected(invalid));
@@ -240,6 +245,47 @@ impl Applier<'_> {
             )?;
         }
         Ok(outcome)
+    }
+
+    /// The first key or range of `tx` outside this group's span, if any (docs/sharding.md §4.2:
+    /// the apply-time route check); a versionstamped key is checked as it would be written.
+    fn outside_span(&self, version: Version, tx: &Transaction) -> Option<Invalid> {
+        let span = &self.engine.scope.span;
+        if *span == crate::KeySpan::all() {
+            return None;
+        }
+        let outside = |what: &str, key: &[u8]| Invalid::OutsideRange {
+            what: what.to_owned(),
+            key: key.to_vec(),
+            group: self.engine.scope.group,
+        };
+        for (order, mutation) in tx.mutations.iter().enumerate() {
+            match mutation {
+                Mutation::Set { key, .. }
+                | Mutation::Delete { key, .. }
+                | Mutation::SetVersionstampedValue { key, .. } => {
+                    if !span.contains(key) {
+                        return Some(outside("key", key));
+                    }
+                }
+                Mutation::SetVersionstampedKey { key, .. } => {
+                    let stamp = versionstamp(version, u16::try_from(order).unwrap_or(u16::MAX));
+                    let stamped = stamp_buffer(key, &stamp);
+                    if !span.contains(&stamped) {
+                        return Some(outside("versionstamped key", &stamped));
+                    }
+                }
+                Mutation::ClearRange { begin, end, .. } => {
+                    if !span.holds(begin, end) {
+                        return Some(outside("clear range starting at", begin));
+                    }
+                }
+            }
+        }
+        tx.read_conflicts
+            .iter()
+            .find(|range| !span.holds(&range.begin, &range.end))
+            .map(|range| outside("read-conflict range starting at", &range.begin))
     }
 
     fn check_and_write(

@@ -302,6 +302,21 @@ pub enum Invalid {
         /// The version the commit would apply at.
         version: Version,
     },
+    /// A key or range of the commit lies outside the range of the group it was sent to: the
+    /// gateway routed it by an older routing, or a versionstamped key landed past the range's
+    /// end. Nothing applied; the gateway routes again.
+    #[error(
+        "{what} {} is outside group {group}'s range; nothing applied, retry",
+        crate::command::printable_key(key)
+    )]
+    OutsideRange {
+        /// What lies outside: "key", "clear range start", "read-conflict range start", ….
+        what: String,
+        /// Its first key outside the range.
+        key: Vec<u8>,
+        /// The group that refused it.
+        group: u64,
+    },
     /// A retried commit carries a sequence older than the client's latest.
     #[error(
         "idempotency sequence {sequence} is older than the latest seen ({latest}) for this client"
@@ -463,5 +478,18 @@ impl Transaction {
             .iter()
             .map(Mutation::cf)
             .chain(self.read_conflicts.iter().map(|r| r.cf.as_str()))
+    }
+}
+
+/// A key for error messages: text when printable, hex otherwise, at most 64 bytes shown.
+pub fn printable_key(key: &[u8]) -> String {
+    let shown = &key[..key.len().min(64)];
+    let more = if key.len() > 64 { "…" } else { "" };
+    match std::str::from_utf8(shown) {
+        Ok(s) if s.chars().all(|c| !c.is_control()) => format!("'{s}'{more}"),
+        _ => {
+            let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
+            format!("0x{hex}{more}")
+        }
     }
 }

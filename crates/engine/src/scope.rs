@@ -57,6 +57,13 @@ impl KeySpan {
     pub fn contains(&self, key: &[u8]) -> bool {
         key >= self.start.as_slice() && self.end.as_deref().is_none_or(|end| key < end)
     }
+
+    /// Whether every key of `[begin, end)` is in the span (an empty interval always is).
+    pub fn holds(&self, begin: &[u8], end: &[u8]) -> bool {
+        begin >= end
+            || (begin >= self.start.as_slice()
+                && self.end.as_deref().is_none_or(|limit| end <= limit))
+    }
 }
 
 /// The byte that starts every `meta` key of a group other than 0.

@@ -248,3 +248,73 @@ fn garbage_collection_of_one_group_keeps_the_history_of_the_others() {
         );
     }
 }
+
+/// A group applies nothing outside its span (docs/sharding.md §4.2, the apply-time route
+/// check): keys, versionstamped keys as they would be written, clear ranges and read-conflict
+/// ranges are checked; the refusal is not remembered for an idempotency token, so the retry
+/// through the owning group applies once.
+#[test]
+fn a_group_refuses_what_lies_outside_its_span_and_forgets_the_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = open(&dir);
+    let (low, high) = groups(&base);
+    let outside = |outcome: Outcome, group: u64| match outcome {
+        Outcome::Rejected(dolmen_engine::Invalid::OutsideRange { group: g, .. }) => {
+            assert_eq!(g, group);
+        }
+        other => panic!("expected OutsideRange of group {group}, got {other:?}"),
+    };
+    outside(apply(&low, 10, commit(vec![set("default", "x", "1")], None)), 1);
+    outside(apply(&high, 11, commit(vec![set("other", "a", "1")], None)), 2);
+    // `[k, m)` reaches group 2's first key only at its end: inside group 1; `[k, n)` is not.
+    let clear = |begin: &str, end: &str| Mutation::ClearRange {
+        cf: "default".into(),
+        begin: begin.into(),
+        end: end.into(),
+    };
+    assert_eq!(
+        apply(&low, 12, commit(vec![clear("k", "m")], None)),
+        Outcome::Committed { version: 12 }
+    );
+    outside(apply(&low, 13, commit(vec![clear("k", "n")], None)), 1);
+    // A read-conflict range across the boundary.
+    let reads_across = Command::Commit(Transaction {
+        read_version: Some(12),
+        mutations: vec![set("default", "b", "1")],
+        read_conflicts: vec![dolmen_engine::KeyRange {
+            cf: "default".into(),
+            begin: b"l".to_vec(),
+            end: b"mm".to_vec(),
+        }],
+        ..Transaction::default()
+    });
+    outside(apply(&low, 14, reads_across), 1);
+    // A versionstamped key is checked as written: `l` ‖ stamp stays in group 1; the bare
+    // stamp (10 bytes of buffer) of version 15 starts with 0x00: group 1, never group 2.
+    let stamped = Mutation::SetVersionstampedKey {
+        cf: "default".into(),
+        key: vec![0u8; 10],
+        value: b"v".to_vec(),
+    };
+    assert_eq!(
+        apply(&low, 15, commit(vec![stamped.clone()], None)),
+        Outcome::Committed { version: 15 }
+    );
+    outside(apply(&high, 16, commit(vec![stamped], None)), 2);
+    // Refused with a token through the wrong group, then applied once through the right one.
+    outside(
+        apply(&high, 17, commit(vec![set("default", "c", "1")], Some(("client", 1)))),
+        2,
+    );
+    assert_eq!(
+        apply(&low, 18, commit(vec![set("default", "c", "1")], Some(("client", 1)))),
+        Outcome::Committed { version: 18 }
+    );
+    assert_eq!(
+        apply(&low, 19, commit(vec![set("default", "c", "2")], Some(("client", 1)))),
+        Outcome::Committed { version: 18 },
+        "the retry answers the first outcome"
+    );
+    assert_eq!(get(&low, "default", "c", 19), Some(b"1".to_vec()));
+    assert_eq!(get(&high, "default", "x", 17), None, "nothing of a refusal applied");
+}

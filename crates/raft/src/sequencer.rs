@@ -398,8 +398,8 @@ impl Sequencer {
         }
     }
 
-    /// `count` commit versions and, if `want_read`, a read version (the last version handed
-    /// out, so ≥ every version handed out before), while this node leads. The caller confirms
+    /// `count` commit versions and, if `want_read`, a read version (a fresh one, above every
+    /// version handed out before), while this node leads. The caller confirms
     /// leadership for versions that leave the node (docs/sharding.md §3.2).
     pub(crate) async fn grant(
         self: &Arc<Self>,
@@ -418,10 +418,19 @@ impl Sequencer {
         } else {
             0
         };
+        // A read version is drawn like a commit version: above everything handed out and at
+        // least the clock. So it also stays above the versions a data group takes without the
+        // oracle (its retention commands take one above the version it reached), whose
+        // horizon would otherwise pass a fresh read version of an idle group.
+        let read_version = if want_read {
+            Some(self.draw(&mut serving, 1).await?.start)
+        } else {
+            None
+        };
         Ok(VersionGrant {
             first,
             count,
-            read_version: want_read.then(|| serving.state.last()),
+            read_version,
         })
     }
 

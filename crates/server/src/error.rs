@@ -91,6 +91,8 @@ impl From<Invalid> for ServiceError {
             Invalid::Argument { .. }
             | Invalid::UnknownColumnFamily { .. }
             | Invalid::StaleSequence { .. } => ErrorCode::InvalidArgument,
+            // Nothing applied; routed again it applies.
+            Invalid::OutsideRange { .. } => ErrorCode::Unavailable,
         };
         Self::new(code, invalid)
     }

@@ -16,6 +16,7 @@ const INVALID_ARGUMENT: u8 = 1;
 const INVALID_UNKNOWN_COLUMN_FAMILY: u8 = 2;
 const INVALID_FUTURE_READ_VERSION: u8 = 3;
 const INVALID_STALE_SEQUENCE: u8 = 4;
+const INVALID_OUTSIDE_RANGE: u8 = 5;
 
 /// `FORMAT_V1 ‖ outcome`: a forwarded write's answer.
 pub fn encode_outcome(outcome: &Outcome) -> Result<Vec<u8>, EncodeError> {
@@ -89,6 +90,12 @@ fn put_invalid(w: &mut Writer, invalid: &Invalid) -> Result<(), EncodeError> {
             w.u64(*sequence);
             w.u64(*latest);
         }
+        Invalid::OutsideRange { what, key, group } => {
+            w.u8(INVALID_OUTSIDE_RANGE);
+            w.str("what", what)?;
+            w.bytes("key", key)?;
+            w.u64(*group);
+        }
     }
     Ok(())
 }
@@ -135,6 +142,11 @@ fn read_invalid(r: &mut Reader<'_>) -> Result<Invalid, DecodeError> {
         INVALID_STALE_SEQUENCE => Invalid::StaleSequence {
             sequence: r.u64("sequence")?,
             latest: r.u64("latest")?,
+        },
+        INVALID_OUTSIDE_RANGE => Invalid::OutsideRange {
+            what: r.str("what")?,
+            key: r.bytes("key")?,
+            group: r.u64("group")?,
         },
         kind => return Err(r.unknown_tag("rejection kind", kind)),
     })

@@ -116,6 +116,14 @@ fn outcomes() -> Vec<(&'static str, Outcome)> {
                 latest: 6,
             }),
         ),
+        (
+            "outcome_rejected_outside_range",
+            Outcome::Rejected(Invalid::OutsideRange {
+                what: "key".into(),
+                key: b"zz".to_vec(),
+                group: 3,
+            }),
+        ),
         ("outcome_applied", Outcome::Applied),
     ]
 }
