@@ -145,11 +145,17 @@ impl Service {
         // `Shards` is never empty; a default only keeps this total.
         let mut total = groups.next().unwrap_or_default();
         for stats in groups {
-            total.live_keys += stats.live_keys;
-            total.gc_passes += stats.gc_passes;
-            total.gc_versions_deleted += stats.gc_versions_deleted;
-            total.idempotency_entries += stats.idempotency_entries;
-            total.idempotency_expired += stats.idempotency_expired;
+            total.live_keys = total.live_keys.saturating_add(stats.live_keys);
+            total.gc_passes = total.gc_passes.saturating_add(stats.gc_passes);
+            total.gc_versions_deleted = total
+                .gc_versions_deleted
+                .saturating_add(stats.gc_versions_deleted);
+            total.idempotency_entries = total
+                .idempotency_entries
+                .saturating_add(stats.idempotency_entries);
+            total.idempotency_expired = total
+                .idempotency_expired
+                .saturating_add(stats.idempotency_expired);
             total.applied_version = total.applied_version.max(stats.applied_version);
             total.horizon = total.horizon.min(stats.horizon);
         }

@@ -621,7 +621,7 @@ fn specs() -> Vec<RangeSpec> {
                                     end_offset,
                                     limit,
                                     // A budget on every third request: a few pairs' worth.
-                                    max_bytes: (n % 3 == 0).then_some(n % 7 + 2),
+                                    max_bytes: n.is_multiple_of(3).then_some(n % 7 + 2),
                                 });
                             }
                         }
