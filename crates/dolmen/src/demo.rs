@@ -43,6 +43,16 @@ pub struct DemoArgs {
     /// two; applies to the configs this run writes).
     #[arg(long)]
     pub plaintext_peers: bool,
+    /// A sharded cluster: group 0 holds the oracle and N data groups split the keyspace at even
+    /// points of the first two key bytes (`[sharding] shards`; applies to the configs this run
+    /// writes: use it with --fresh).
+    #[arg(long, value_name = "N", conflicts_with = "split_keys")]
+    pub shards: Option<u32>,
+    /// A sharded cluster split at these keys (`[sharding] split_keys`, comma-separated, e.g.
+    /// `g,n,t`; `hex:` for bytes): n keys make n + 1 data groups. Applies to the configs this
+    /// run writes: use it with --fresh.
+    #[arg(long, value_name = "KEYS", value_delimiter = ',')]
+    pub split_keys: Option<Vec<String>>,
 }
 
 const NODES: u16 = 3;
@@ -116,6 +126,12 @@ fn demo(args: &DemoArgs) -> anyhow::Result<()> {
         if !files.config.exists() {
             let mut config = replicated_node(i, &addrs, &args.dir);
             config.server.admin_token_file = token_file.clone();
+            if let Some(shards) = args.shards {
+                config.sharding.shards = shards;
+            }
+            if let Some(keys) = &args.split_keys {
+                config.sharding.split_keys.clone_from(keys);
+            }
             if let Some(ca) = &ca {
                 let certs = args.dir.join("certs");
                 fs::create_dir_all(&certs)

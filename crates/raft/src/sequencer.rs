@@ -504,10 +504,11 @@ impl Sequencer {
                 let count = u32::try_from(n).map_err(|_| {
                     WriteError::Oracle(format!("{n} versions in one batch is too many"))
                 })?;
-                let grant = oracle.grant(count, false).await.map_err(|e| match e {
-                    // Group 0's leadership, not this group's: nothing was proposed.
-                    other => WriteError::Oracle(format!("group 0's oracle: {other}")),
-                })?;
+                // Group 0's refusals, not this group's: nothing was proposed.
+                let grant = oracle
+                    .grant(count, false)
+                    .await
+                    .map_err(|e| WriteError::Oracle(format!("group 0's oracle: {e}")))?;
                 return Ok(grant.first..grant.first + n);
             }
         };
