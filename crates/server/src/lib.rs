@@ -22,5 +22,6 @@ pub mod request_metrics;
 pub mod restore;
 pub mod service;
 pub mod shards;
+mod sharding;
 pub mod stats;
 pub mod thrift;

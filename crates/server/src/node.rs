@@ -27,6 +27,7 @@ use crate::config::{Bootstrap, Config, ConsistencyLevel, Mode};
 use crate::error::ServiceError;
 use crate::net_faults::NetworkFaults;
 use crate::service::{Service, ServiceOptions};
+use crate::shards::{ShardGroup, Shards};
 
 /// Why a node could not start or stopped abnormally.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +56,9 @@ pub enum NodeError {
     /// The configuration asks for something this build cannot do.
     #[error("{0}")]
     Unsupported(String),
+    /// `[sharding]` cannot be served as configured, or does not match the data directory.
+    #[error("{0}")]
+    Sharding(String),
     /// A bound listener's address could not be read.
     #[error("cannot read a bound address: {0}")]
     LocalAddr(std::io::Error),
@@ -116,6 +120,7 @@ impl NodeError {
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Raft(e) if e.is_config() => 2,
+            Self::Sharding(_) => 2,
             _ => 1,
         }
     }
@@ -256,6 +261,13 @@ pub async fn run(
             step: "opening the database",
             source,
         })??;
+    let table = crate::sharding::routing_table(&config)?;
+    crate::sharding::check_layout(&data_dir, &engine, &config)?;
+    let mut engine = engine;
+    if table.is_some() {
+        // The data groups own every key; group 0 holds the oracle only.
+        engine.own_no_data().map_err(NodeError::Flush)?;
+    }
     let engine = Arc::new(engine);
     // The disk guard's first sample is taken before the node serves: a node started on a full
     // disk refuses writes from its first request.
@@ -309,11 +321,47 @@ pub async fn run(
         )),
     };
     let (replicator, gate) = replication.seams();
+    let metadata = ShardGroup {
+        id: 0,
+        engine: engine.clone(),
+        replicator,
+        gate,
+    };
+    // The groups that own the keys: the one group, or the data groups of a sharded node.
+    let (shards, key_groups) = match (&table, replication.raft()) {
+        (Some(table), Some(raft)) => {
+            let started = crate::sharding::start_data_groups(&raft, &engine, table).await?;
+            let oracle = match started.first() {
+                Some(first) => Arc::new(first.group.oracle_gate()) as Arc<dyn ReadGate>,
+                None => return Err(NodeError::Sharding("no data group".into())),
+            };
+            let groups: Vec<ShardGroup> = started
+                .iter()
+                .map(|s| ShardGroup {
+                    id: s.group.id(),
+                    engine: s.engine.clone(),
+                    replicator: Arc::new(s.group.replicator()),
+                    gate: Arc::new(s.group.read_gate()),
+                })
+                .collect();
+            let shards = Shards::routed(
+                table.clone(),
+                groups.clone(),
+                oracle,
+                metadata.replicator.clone(),
+            )
+            .map_err(|e| NodeError::Sharding(e.to_string()))?;
+            tokio::spawn(crate::sharding::initialize_data_groups(
+                raft.clone(),
+                initial_members(&config, bound.admin.port()),
+            ));
+            (shards, groups)
+        }
+        _ => (Shards::single(metadata.clone()), vec![metadata.clone()]),
+    };
     let service = Arc::new(
-        Service::new(
-            engine.clone(),
-            replicator,
-            gate,
+        Service::sharded(
+            shards,
             ServiceOptions {
                 future_version_wait: Duration::from_millis(config.mvcc.future_version_wait_ms),
                 allow_fault_injection: config.faults.allow_injection,
@@ -347,32 +395,30 @@ pub async fn run(
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let jobs = vec![
-        tokio::spawn(crate::jobs::retention_job(
-            {
-                let (replicator, gate) = replication.seams();
-                crate::shards::ShardGroup {
-                    id: engine.group(),
-                    engine: engine.clone(),
-                    replicator,
-                    gate,
-                }
-            },
-            crate::jobs::Windows {
-                retention: Duration::from_millis(config.mvcc.retention_window_ms),
-                idempotency: Duration::from_millis(config.mvcc.idempotency_window_ms),
-                interval: Duration::from_millis(config.mvcc.compaction_interval_ms),
-            },
+    let windows = crate::jobs::Windows {
+        retention: Duration::from_millis(config.mvcc.retention_window_ms),
+        idempotency: Duration::from_millis(config.mvcc.idempotency_window_ms),
+        interval: Duration::from_millis(config.mvcc.compaction_interval_ms),
+    };
+    let mut jobs = vec![tokio::spawn(crate::disk::watch(
+        disk.clone(),
+        stopped(stop_rx.clone()),
+    ))];
+    // Retention and garbage collection per group that owns keys: each has its own horizon,
+    // idempotency table and span.
+    for group in &key_groups {
+        jobs.push(tokio::spawn(crate::jobs::retention_job(
+            group.clone(),
+            windows,
             stopped(stop_rx.clone()),
-        )),
-        tokio::spawn(crate::disk::watch(disk.clone(), stopped(stop_rx.clone()))),
-        tokio::spawn(crate::jobs::gc_job(
-            engine.clone(),
+        )));
+        jobs.push(tokio::spawn(crate::jobs::gc_job(
+            group.engine.clone(),
             Duration::from_millis(config.mvcc.compaction_interval_ms),
             Duration::from_millis(config.mvcc.retention_window_ms),
             stopped(stop_rx.clone()),
-        )),
-    ];
+        )));
+    }
     let admin = tokio::spawn(crate::admin::serve(
         admin_listener,
         crate::admin::AdminState {
@@ -597,13 +643,19 @@ async fn start_raft(
 }
 
 /// What every member of a cluster must agree on, compared at bootstrap (docs/replication.md
-/// §8.3): the column families, and the replication mode when it is not the default (so a
-/// `quorum` node's fingerprint stays what older builds send).
+/// §8.3): the column families, the replication mode when it is not the default (so a
+/// `quorum` node's fingerprint stays what older builds send), and the shards when sharded.
 fn fingerprint(config: &Config) -> String {
     let cfs = format!("cf={}", config.database.column_families.join(","));
-    match config.consensus.replication_mode {
+    let mode = match config.consensus.replication_mode {
         crate::config::ReplicationMode::Quorum => cfs,
         mode => format!("{cfs};replication_mode={mode}"),
+    };
+    // Sharded: the split points too (an unsharded node's fingerprint stays what older builds
+    // send).
+    match config.sharding.fingerprint() {
+        Some(sharding) => format!("{mode};sharding={sharding}"),
+        None => mode,
     }
 }
 

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolmen_engine::{
-    check_key, merge_range, Command, Engine, EngineStats, KeySpan, MergeError, Mutation, Outcome,
-    RangeBounds, RangePage, RangeSpec, Transaction, Version, VERSIONSTAMP_LEN,
+    check_key, merge_range, Command, Engine, EngineStats, Invalid, KeySpan, MergeError, Mutation,
+    Outcome, RangeBounds, RangePage, RangeSpec, Transaction, Version, VERSIONSTAMP_LEN,
 };
 use dolmen_raft::{ClusterView, ReadGate, Replicator};
 use tokio::sync::{Semaphore, SemaphorePermit};
@@ -41,6 +41,10 @@ pub struct ServiceOptions {
     /// bound. A page cut by it says `has_more`.
     pub max_range_bytes: Option<usize>,
 }
+
+/// How many times a commit with a versionstamped key is routed before its refusal is the
+/// answer (each try that a group refuses applies nothing).
+const ROUTE_TRIES: usize = 3;
 
 /// The largest `timeout_seconds` a commit may ask for.
 pub const MAX_COMMIT_TIMEOUT_SECS: i64 = 3600;
@@ -366,7 +370,7 @@ impl Service {
 
     async fn commit_inner(
         &self,
-        tx: Transaction,
+        mut tx: Transaction,
         timeout: Duration,
         op: Target,
     ) -> Result<Version, ServiceError> {
@@ -377,19 +381,42 @@ impl Service {
         // A full disk refuses the write before it is proposed; reads go on.
         self.disk.check()?;
         self.faults.check(op).await?;
-        let group = self.commit_group(&tx)?;
-        if let Some(read_version) = tx.read_version {
-            // A read version this group has not reached here: wait a little, then
-            // FUTURE_VERSION.
-            group
-                .gate
-                .cover(read_version, self.options.future_version_wait)
-                .await?;
-        }
-        let applied = tokio::time::timeout(timeout, group.replicator.propose(Command::Commit(tx)))
-            .await
-            .map_err(|_| dolmen_raft::ProposeError::Timeout(timeout))??;
-        match applied.outcome {
+        // A versionstamped key is routed by the lowest version the commit can get; a group
+        // whose range the key passed refuses it with nothing applied (`OutsideRange`), and it
+        // is routed again with a fresh version (docs/sharding.md §6.1).
+        let stamped_key = tx
+            .mutations
+            .iter()
+            .any(|m| matches!(m, Mutation::SetVersionstampedKey { .. }));
+        let mut tries = if stamped_key { ROUTE_TRIES } else { 1 };
+        let outcome = loop {
+            tries -= 1;
+            let group = self.commit_group(&tx)?;
+            if let Some(read_version) = tx.read_version {
+                // A read version nobody has handed out yet: wait a little, then
+                // FUTURE_VERSION.
+                group
+                    .gate
+                    .admit_read_version(read_version, self.options.future_version_wait)
+                    .await?;
+            }
+            // Kept for another try only when one may follow.
+            let command = Command::Commit(if tries > 0 {
+                tx.clone()
+            } else {
+                std::mem::take(&mut tx)
+            });
+            let applied = tokio::time::timeout(timeout, group.replicator.propose(command))
+                .await
+                .map_err(|_| dolmen_raft::ProposeError::Timeout(timeout))??;
+            match applied.outcome {
+                Outcome::Rejected(Invalid::OutsideRange { .. }) if tries > 0 => {
+                    self.shards.read_versions().read_version().await?;
+                }
+                outcome => break outcome,
+            }
+        };
+        match outcome {
             Outcome::Committed { version } => Ok(version),
             Outcome::Conflict { cf, key } => Err(ServiceError::new(
                 ErrorCode::Conflict,

@@ -14,7 +14,9 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
-use dolmen_engine::{Engine, KeySpan, Mutation, RoutingTable, Transaction, VERSIONSTAMP_LEN};
+use dolmen_engine::{
+    stamp_buffer, versionstamp, Engine, KeySpan, Mutation, RoutingTable, Transaction,
+};
 use dolmen_raft::{ReadGate, Replicator};
 
 use crate::service::printable;
@@ -257,12 +259,16 @@ impl Shards {
 
     /// The positions of the groups `tx` involves (docs/sharding.md §6.1), in key order: the
     /// owner of each set, delete and versionstamped-value key; every group overlapping a clear
-    /// range; for a versionstamped key with buffer `p ‖ 10 bytes`, every group overlapping
-    /// `[p ‖ 0x00×10, p ‖ 0xFF×10]`; every group overlapping a read-conflict range. Empty for
-    /// a transaction with none of these.
+    /// range; for a versionstamped key with buffer `p ‖ 10 bytes`, the owner of the key it
+    /// would be with the lowest version the commit can get (one above the last version the
+    /// read-version source is known to have handed out: versions only grow, so the key written
+    /// is at or above it, and past the owner's end only if the versions crossed a split point
+    /// meanwhile, which the group refuses at apply and the gateway routes again); every group
+    /// overlapping a read-conflict range. Empty for a transaction with none of these.
     pub fn touched(&self, tx: &Transaction) -> BTreeSet<usize> {
+        let lowest = self.versions.applied_version().saturating_add(1);
         let mut out = BTreeSet::new();
-        for mutation in &tx.mutations {
+        for (order, mutation) in tx.mutations.iter().enumerate() {
             match mutation {
                 Mutation::Set { key, .. }
                 | Mutation::Delete { key, .. }
@@ -271,15 +277,9 @@ impl Shards {
                 }
                 Mutation::ClearRange { begin, end, .. } => out.extend(self.overlapping(begin, end)),
                 Mutation::SetVersionstampedKey { key, .. } => {
-                    let prefix = &key[..key.len().saturating_sub(VERSIONSTAMP_LEN)];
-                    let mut lo = prefix.to_vec();
-                    lo.extend_from_slice(&[0x00; VERSIONSTAMP_LEN]);
-                    // The closed interval's end, as a half-open one: the key just above
-                    // `p ‖ 0xFF×10`.
-                    let mut hi = prefix.to_vec();
-                    hi.extend_from_slice(&[0xFF; VERSIONSTAMP_LEN]);
-                    hi.push(0x00);
-                    out.extend(self.overlapping(&lo, &hi));
+                    let order = u16::try_from(order).unwrap_or(u16::MAX);
+                    let lowest_key = stamp_buffer(key, &versionstamp(lowest, order));
+                    out.insert(self.position(&lowest_key));
                 }
             }
         }

@@ -293,6 +293,80 @@ mod cluster {
     }
 }
 
+/// The shareable suites against a sharded cluster (docs/sharding.md §2): group 0 holds the
+/// oracle and four data groups split at `d`, `l` and `s`, so the suites' namespaces (`basic/…`,
+/// `fault/…`, `range/…`, `versions/…`) are spread over every group, every read takes its version
+/// from group 0's oracle, and range reads over a column family cross every boundary. Each
+/// suite's transactions stay inside its namespace, so inside one range (commits across ranges
+/// are not built yet).
+mod sharded {
+    use super::*;
+
+    fn sharded_cluster() -> dolmen_tests::ReplicatedBuilder {
+        ReplicatedCluster::builder().set("sharding", "split_keys", vec!["d", "l", "s"])
+    }
+
+    #[test]
+    fn shared_with_fault_injection() {
+        let mut c = sharded_cluster().start();
+        run_on_cluster(
+            &mut c,
+            suites![
+                suite_every_method_replies,
+                suite_fault_injection,
+                suite_get_set_delete,
+                suite_column_families,
+                suite_unknown_column_family,
+                suite_read_versions,
+                suite_atomic_commit,
+                suite_atomic_commit_invalid_operations,
+                suite_conflicts,
+                suite_snapshots,
+                suite_future_version,
+                suite_transaction_too_old,
+            ],
+            &[],
+        );
+    }
+
+    #[test]
+    fn shared_without_fault_injection() {
+        let mut c = sharded_cluster()
+            .set("faults", "allow_injection", false)
+            .start();
+        run_on_cluster(
+            &mut c,
+            suites![
+                suite_fault_injection_disabled,
+                suite_versionstamps,
+                suite_get_range_algorithm,
+                suite_size_limits_and_empty_keys,
+                suite_legacy_methods,
+                suite_ping,
+                suite_diagnostics,
+                suite_malformed_input_closes_connection,
+                suite_unknown_method,
+                suite_byte_at_a_time,
+                suite_many_sequential_requests,
+                suite_concurrent_clients,
+            ],
+            &[],
+        );
+    }
+
+    #[test]
+    fn own_config() {
+        let mut c = sharded_cluster()
+            .set("server", "max_connections", 2)
+            .start();
+        run_on_cluster(
+            &mut c,
+            suites![suite_range_defaults_and_byte_order, suite_max_connections],
+            &[("suite_restart", suite_restart as MutSuite)],
+        );
+    }
+}
+
 /// `/metrics` (Prometheus text) and `/status` report the engine's memory next to its counters:
 /// after writes the memtables hold bytes, the block cache gauge is there, and the live-key
 /// gauge counts exactly the keys written to this fresh node.

@@ -23,6 +23,13 @@ const FRAMES_IN_FLIGHT: usize = 4;
 /// Starts the stream: a linearizable read version (waiting for this node to apply it), then
 /// the export at it.
 pub(super) async fn backup(State(shared): State<Shared>) -> Result<Response, Refusal> {
+    if shared.state.engine.span().is_empty() {
+        return Err(Refusal::new(
+            ErrorCode::Conflict,
+            "backups of a sharded cluster are not built yet: this node's data is in its data \
+             groups, which a backup does not cover",
+        ));
+    }
     let service = shared.state.service.clone();
     let version = service
         .read_version()
