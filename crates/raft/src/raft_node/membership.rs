@@ -14,7 +14,7 @@ use super::RaftNode;
 use crate::apply_tracker::ReplicationMode;
 use crate::raft_replicator::follower_health;
 use crate::replicator::Health;
-use crate::types::{voter_with_addr, Membership, NodeAddr, GROUP_ID};
+use crate::types::{voter_with_addr, Membership, NodeAddr, Raft, GROUP_ID};
 use crate::NodeId;
 
 /// What a membership operation did: the admin API's own answer.
@@ -147,59 +147,22 @@ impl RaftNode {
         }
     }
 
-    /// Before this node stops: if it leads, hands leadership to the most up-to-date voter
-    /// (etcd does the same on a graceful stop), so the cluster does not wait an election
-    /// timeout for a new leader. Waits at most `limit`; returns the new leader, or `None` when
-    /// this node did not lead, no other voter exists, or the transfer did not finish in time
-    /// (then the others elect a leader when their election timeout passes, as after a crash).
+    /// Before this node stops: for group 0 and every data group it leads, hands leadership to
+    /// the most up-to-date voter (etcd does the same on a graceful stop), so no group waits an
+    /// election timeout for a new leader. The data groups go first, together; each waits at
+    /// most `limit`. Returns group 0's new leader, or `None` when this node did not lead it,
+    /// no other voter exists, or the transfer did not finish in time (then the others elect a
+    /// leader when their election timeout passes, as after a crash).
     pub async fn hand_off_leadership(&self, limit: Duration) -> Option<NodeId> {
-        if !self.shared.is_leader() {
-            return None;
-        }
-        let to = self.most_up_to_date_voter()?;
-        tracing::info!(to, "stopping: handing leadership over");
-        if let Err(e) = self.raft.trigger().transfer_leader(to).await {
-            tracing::warn!(to, error = %e, "stopping: could not hand leadership over");
-            return None;
-        }
-        match self
-            .raft
-            .wait(Some(limit))
-            .metrics(
-                |m| m.current_leader.is_some_and(|l| l != self.options.node_id),
-                "leadership handed over",
-            )
-            .await
-        {
-            Ok(m) => m.current_leader,
-            Err(e) => {
-                tracing::warn!(to, error = %e, "stopping: leadership did not move in time");
-                None
-            }
-        }
-    }
-
-    /// The other voter with the highest replicated log index, among those the leader hears
-    /// from (on the leader only).
-    fn most_up_to_date_voter(&self) -> Option<NodeId> {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow_watched();
-        let replication = m.replication.as_ref()?;
-        m.membership_config
-            .membership()
-            .voter_ids()
-            .filter(|&id| id != self.options.node_id)
-            .filter(|&id| {
-                follower_health(&m, id, self.options.election_timeout)
-                    .is_some_and(|h| h != Health::Unreachable)
-            })
-            .max_by_key(|id| {
-                replication
-                    .get(id)
-                    .cloned()
-                    .flatten()
-                    .map_or(0, |log_id| log_id.index)
-            })
+        let (node, election_timeout) = (self.options.node_id, self.options.election_timeout);
+        let data_groups = self.data_groups();
+        futures::future::join_all(
+            data_groups
+                .iter()
+                .map(|g| hand_off(&g.raft, g.group, node, election_timeout, limit)),
+        )
+        .await;
+        hand_off(&self.raft, GROUP_ID, node, election_timeout, limit).await
     }
 
     /// Proposes a membership change and waits for it, at most 20 election timeouts (a change
@@ -259,4 +222,60 @@ pub(super) fn unconfigured_voter(
         .voter_ids()
         .find(|id| !configured.contains_key(id))
         .map(|id| voter_with_addr(membership, id))
+}
+
+/// Hands the leadership of `raft` (group `group`) on node `node` to the most up-to-date voter
+/// if this node leads it; waits at most `limit`. The new leader, or `None`.
+async fn hand_off(
+    raft: &Raft,
+    group: crate::log_store::GroupId,
+    node: NodeId,
+    election_timeout: Duration,
+    limit: Duration,
+) -> Option<NodeId> {
+    if raft.metrics().borrow_watched().state != openraft::ServerState::Leader {
+        return None;
+    }
+    let to = most_up_to_date_voter(raft, node, election_timeout)?;
+    tracing::info!(group, to, "stopping: handing leadership over");
+    if let Err(e) = raft.trigger().transfer_leader(to).await {
+        tracing::warn!(group, to, error = %e, "stopping: could not hand leadership over");
+        return None;
+    }
+    match raft
+        .wait(Some(limit))
+        .metrics(
+            |m| m.current_leader.is_some_and(|l| l != node),
+            "leadership handed over",
+        )
+        .await
+    {
+        Ok(m) => m.current_leader,
+        Err(e) => {
+            tracing::warn!(group, to, error = %e, "stopping: leadership did not move in time");
+            None
+        }
+    }
+}
+
+/// The other voter of `raft` with the highest replicated log index, among those its leader
+/// (`node`) hears from.
+fn most_up_to_date_voter(raft: &Raft, node: NodeId, election_timeout: Duration) -> Option<NodeId> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let replication = m.replication.as_ref()?;
+    m.membership_config
+        .membership()
+        .voter_ids()
+        .filter(|&id| id != node)
+        .filter(|&id| {
+            follower_health(&m, id, election_timeout).is_some_and(|h| h != Health::Unreachable)
+        })
+        .max_by_key(|id| {
+            replication
+                .get(id)
+                .cloned()
+                .flatten()
+                .map_or(0, |log_id| log_id.index)
+        })
 }
