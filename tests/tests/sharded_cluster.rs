@@ -334,3 +334,56 @@ fn versionstamped_keys_follow_their_versions_across_a_split_point() {
         );
     }
 }
+
+/// Idle data groups hibernate (`[sharding] hibernate_after_ms`, docs/sharding.md §8.3) and
+/// come back for every kind of request, through every node; after the node that leads some of
+/// them is killed while they sleep, the others notice its beats stop, elect, and serve every
+/// acknowledged write.
+#[test]
+fn hibernated_groups_wake_for_reads_and_writes_and_elect_after_a_kill() {
+    let mut cluster = ReplicatedCluster::builder()
+        .set("sharding", "split_keys", vec!["sh/b", "sh/d", "sh/f"])
+        .set("sharding", "hibernate_after_ms", 1000)
+        .set("mvcc", "retention_window_ms", 120_000)
+        .start();
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let mut kv = connect_buffered(cluster.thrift_endpoint(0));
+    for prefix in RANGES {
+        kv.must_set(format!("{prefix}sleep-0").as_bytes(), b"v0");
+    }
+    for round in 1..=2 {
+        // Longer than hibernate_after plus a few beats: the groups sleep.
+        std::thread::sleep(Duration::from_millis(3000));
+        for node in 0..cluster.node_count() {
+            let mut kv = connect_framed(cluster.thrift_endpoint(node));
+            for prefix in RANGES {
+                let old = format!("{prefix}sleep-{}", round - 1);
+                let got = kv.get_value(old.as_bytes());
+                assert!(got.found, "node {node}, round {round}: {old}: {got:?}");
+                let (keys, _) = keys_of(&mut kv, range(b"sh/", b"sh/\xff", None, None));
+                assert!(keys.contains(&old), "node {node}: a range read sees {old}");
+            }
+        }
+        let mut kv = connect_buffered(cluster.thrift_endpoint(round % 3));
+        for prefix in RANGES {
+            kv.must_set(format!("{prefix}sleep-{round}").as_bytes(), b"v");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(3000));
+    cluster.kill9(0);
+    let mut survivor = connect_buffered(cluster.thrift_endpoint(2));
+    for prefix in RANGES {
+        let key = format!("{prefix}sleep-after-kill");
+        eventually(Duration::from_secs(30), || {
+            survivor
+                .set_in(key.as_bytes(), b"v", None)
+                .success
+                .then_some(())
+        });
+        for round in 0..=2 {
+            let old = format!("{prefix}sleep-{round}");
+            let got = survivor.get_value(old.as_bytes());
+            assert!(got.found, "{old} after the kill: {got:?}");
+        }
+    }
+}

@@ -83,6 +83,9 @@ shards = 0
 # Each 1 to 10000 bytes, strictly increasing as bytes.
 # Env: DOLMEN_SHARDING__SPLIT_KEYS='["user/m", "hex:c0ff"]'
 split_keys = []
+# A data group idle this long turns its heartbeat and election timers off; one beat per peer
+# keeps the nodes in touch, and any activity wakes the group. 0 = never; else at least 1000.
+hibernate_after_ms = 10000
 # split_keys = ["user/g", "user/n", "user/t"]
 
 [reads]

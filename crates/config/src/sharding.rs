@@ -29,7 +29,7 @@ pub const HEX_PREFIX: &str = "hex:";
 /// oracle and the routing table) and data groups `1..=n` own the keyspace in key order. Every
 /// member must have the same settings ([`ShardingConfig::fingerprint`]). Build it through
 /// [`Config::load`](crate::Config::load), which validates it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "a [sharding] table")]
 pub struct ShardingConfig {
     /// `shards`: `0` = not sharded; `n` (1 to 1024) = `n` data groups with even split points
@@ -42,6 +42,24 @@ pub struct ShardingConfig {
     /// starts with `hex:` must itself be written in hex). Decoded, 1 to 10000 bytes. Default
     /// `[]`.
     pub split_keys: Vec<String>,
+    /// `hibernate_after_ms`: a data group whose leader saw no activity for this long turns its
+    /// heartbeat and election timers off (docs/sharding.md §8.3), so idle groups cost one
+    /// node-level beat per peer rather than heartbeats each. 0 = never; otherwise at least
+    /// 1000. Default `10000`.
+    pub hibernate_after_ms: u64,
+}
+
+/// The default `hibernate_after_ms`.
+pub const DEFAULT_HIBERNATE_AFTER_MS: u64 = 10_000;
+
+impl Default for ShardingConfig {
+    fn default() -> Self {
+        Self {
+            shards: 0,
+            split_keys: Vec::new(),
+            hibernate_after_ms: DEFAULT_HIBERNATE_AFTER_MS,
+        }
+    }
 }
 
 impl ShardingConfig {
@@ -162,15 +180,15 @@ mod tests {
 
     fn keys(list: &[&str]) -> ShardingConfig {
         ShardingConfig {
-            shards: 0,
             split_keys: list.iter().map(|s| s.to_string()).collect(),
+            ..ShardingConfig::default()
         }
     }
 
     fn shards(n: u32) -> ShardingConfig {
         ShardingConfig {
             shards: n,
-            split_keys: Vec::new(),
+            ..ShardingConfig::default()
         }
     }
 

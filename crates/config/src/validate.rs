@@ -67,6 +67,15 @@ impl Config {
                 ),
             ));
         }
+        if s.hibernate_after_ms != 0 && s.hibernate_after_ms < 1000 {
+            return Err(ConfigError::invalid(
+                "sharding.hibernate_after_ms",
+                format!(
+                    "must be 0 (never) or at least 1000, got {}",
+                    s.hibernate_after_ms
+                ),
+            ));
+        }
         if s.shards != 0 && !s.split_keys.is_empty() {
             return Err(ConfigError::invalid(
                 "sharding.split_keys",

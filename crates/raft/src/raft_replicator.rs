@@ -172,6 +172,9 @@ pub(crate) struct Shared {
     pub(crate) oracle: Option<Arc<GroupZeroOracle>>,
     /// The group's engine handle (a covering barrier marks its reads complete).
     pub(crate) engine: Arc<dyn CompleteMark>,
+    /// Wakes the group if it hibernates (a data group with hibernation on): called for every
+    /// write and read barrier this node starts.
+    pub(crate) wake: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// Where a covering read barrier records what it proved (the group's engine handle).
@@ -244,6 +247,7 @@ impl Shared {
         if version <= self.applied_version() {
             return Ok(());
         }
+        self.wake();
         let Some(oracle) = &self.oracle else {
             return self.wait_applied(version, wait).await;
         };
@@ -413,7 +417,15 @@ impl Shared {
             .is_ok()
     }
 
+    /// Wakes the group if it hibernates (docs/sharding.md §8.3).
+    fn wake(&self) {
+        if let Some(wake) = self.wake.get() {
+            wake();
+        }
+    }
+
     async fn propose(&self, command: Command) -> Result<Applied, ProposeError> {
+        self.wake();
         let _permit = self.outstanding.try_acquire().map_err(|_| {
             ProposeError::Unavailable(format!(
                 "too many writes in flight on this node (consensus.max_outstanding_proposals = {})",
@@ -551,6 +563,7 @@ impl Shared {
     }
 
     async fn read_version(&self) -> Result<Version, ReadError> {
+        self.wake();
         if self.reads.unsafe_stale_reads && !self.is_leader() {
             return Ok(self.applied_version());
         }

@@ -637,6 +637,7 @@ async fn start_raft(
         admission: Some(admission),
         unsafe_skip_log_fsync: config.faults.unsafe_skip_log_fsync,
         clock_offset_ms: config.faults.clock_offset_ms,
+        hibernate_after: Duration::from_millis(config.sharding.hibernate_after_ms),
         oracle_window: Duration::from_millis(c.oracle_window_ms),
     };
     Ok(RaftNode::start(engine.clone(), options, peer_listener).await?)

@@ -93,6 +93,9 @@ pub struct RaftNodeOptions {
     /// Milliseconds added to the clock the oracle draws versions from (`[faults]
     /// clock_offset_ms`, tests of clock steps); 0 in production.
     pub clock_offset_ms: i64,
+    /// A data group idle this long hibernates (`[sharding] hibernate_after_ms`, docs/sharding.md
+    /// §8.3); zero: never. Group 0 never does.
+    pub hibernate_after: Duration,
 }
 
 /// A running Raft node.
@@ -119,6 +122,12 @@ pub struct RaftNode {
     /// Group 0's oracle as this node reaches it, shared by every data group and the gateway
     /// (one record of what it handed out).
     group_zero_oracle: Arc<crate::shard::GroupZeroOracle>,
+    /// The hibernation controller of the data groups and its beat loop, made with the first
+    /// data group when `hibernate_after` is not zero.
+    hibernation: std::sync::OnceLock<(
+        Arc<crate::hibernate::Hibernation>,
+        parking_lot::Mutex<Option<crate::hibernate::BeatLoop>>,
+    )>,
 }
 
 /// One data group of a sharded node (docs/sharding.md §2): its Raft core over its engine
@@ -328,6 +337,12 @@ impl RaftNode {
         self.data_groups.lock().clone()
     }
 
+    /// How many data groups have their timers off on this node now (hibernating, docs/sharding.md
+    /// §8.3); 0 when hibernation is off.
+    pub fn data_groups_asleep(&self) -> usize {
+        self.hibernation.get().map_or(0, |(h, _)| h.asleep())
+    }
+
     /// Whether group 0 is initialized on this node (it has a membership).
     pub async fn is_initialized(&self) -> bool {
         self.raft.is_initialized().await.unwrap_or(false)
@@ -336,6 +351,15 @@ impl RaftNode {
     /// Stops Raft (every group) and the peer server. Idempotent.
     pub async fn shutdown(&self) {
         let data_groups = self.data_groups();
+        if let Some((hibernation, beats)) = self.hibernation.get() {
+            let beats = beats.lock().take();
+            if let Some(beats) = beats {
+                beats.shutdown().await;
+            }
+            for group in &data_groups {
+                hibernation.unregister(group.group);
+            }
+        }
         for group in &data_groups {
             group.shutdown().await;
         }

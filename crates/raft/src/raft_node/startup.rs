@@ -27,6 +27,7 @@ use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GroupRouter, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::oracle::offset_clock;
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
+use crate::hibernate::{HibernateOptions, Hibernation};
 use crate::log_store::GroupId;
 use crate::sequencer::{Sequencer, VersionSource};
 use crate::shard::GroupZeroOracle;
@@ -185,6 +186,7 @@ impl RaftNode {
             network,
             data_groups: parking_lot::Mutex::new(Vec::new()),
             group_zero_oracle,
+            hibernation: std::sync::OnceLock::new(),
         })
     }
 
@@ -210,6 +212,16 @@ impl RaftNode {
         .await?;
         self.router
             .insert(group, parts.handler.clone(), parts.incoming.clone());
+        if let Some(hibernation) = self.hibernation() {
+            hibernation.register(group, Arc::new(parts.raft.clone()));
+            // This node's own proposals and reads wake the group too (the peer server wakes
+            // it for what peers send).
+            let waker = hibernation.clone();
+            let _ = parts
+                .shared
+                .wake
+                .set(Arc::new(move || waker.touch(group)));
+        }
         let data = Arc::new(DataGroup {
             group,
             raft: parts.raft,
@@ -222,6 +234,30 @@ impl RaftNode {
         });
         self.data_groups.lock().push(data.clone());
         Ok(data)
+    }
+}
+
+impl RaftNode {
+    /// The data groups' hibernation controller, started with the first call (its beats reach
+    /// it through the peer server's router); `None` when `hibernate_after` is zero.
+    fn hibernation(&self) -> Option<Arc<Hibernation>> {
+        if self.options.hibernate_after.is_zero() {
+            return None;
+        }
+        let (hibernation, _) = self.hibernation.get_or_init(|| {
+            let hibernation = Hibernation::new(
+                self.options.node_id,
+                HibernateOptions {
+                    beat_interval: self.options.heartbeat_interval,
+                    election_timeout: self.options.election_timeout,
+                    hibernate_after: self.options.hibernate_after,
+                },
+            );
+            self.router.set_beats(hibernation.clone());
+            let beats = hibernation.spawn_beats(self.shared.peers.clone());
+            (hibernation, parking_lot::Mutex::new(Some(beats)))
+        });
+        Some(hibernation.clone())
     }
 }
 
@@ -403,6 +439,7 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
             sequencer: sequencer.clone(),
             oracle,
             engine: engine.clone(),
+            wake: std::sync::OnceLock::new(),
         }
     });
 

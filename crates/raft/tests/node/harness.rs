@@ -99,6 +99,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
         unsafe_skip_log_fsync: false,
         clock_offset_ms: 0,
         oracle_window: dolmen_raft::DEFAULT_ORACLE_WINDOW,
+        hibernate_after: std::time::Duration::ZERO,
     };
     let raft = RaftNode::start(engine, options, listener)
         .await
