@@ -7,9 +7,13 @@
 //! after it arrived. Under load, N concurrent reads cost one quorum round trip (leader) or one
 //! `ReadIndex` RPC (follower) instead of N.
 //!
+//! A caller may ask for a round that covers a version (a read at `R` in a data group of a
+//! sharded node, docs/sharding.md §5.2): the round runs for the largest version its members
+//! asked for, so one round serves every member.
+//!
 //! ```text
-//!  read ─▶ join pending round ─▶ (no driver? spawn one) ─▶ wait for the round's result
-//!  driver: loop { take pending round or stop; result = barrier().await; publish to round }
+//!  read(R) ─▶ join pending round, raise its R ─▶ (no driver? spawn one) ─▶ wait for its result
+//!  driver: loop { take pending round or stop; result = barrier(R).await; publish to round }
 //! ```
 
 use std::sync::Arc;
@@ -20,9 +24,10 @@ use tokio::sync::watch;
 
 use crate::replicator::{BoxFuture, ProposeError};
 
-/// One leadership confirmation: the read index, or why there is none.
+/// One leadership confirmation covering the given version (0: none): the read index, or why
+/// there is none.
 pub(crate) type Barrier =
-    Arc<dyn Fn() -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync>;
+    Arc<dyn Fn(u64) -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync>;
 
 /// The outcome of one round, `None` until the round has run.
 type Round = watch::Sender<Option<Result<u64, ProposeError>>>;
@@ -31,8 +36,9 @@ type Round = watch::Sender<Option<Result<u64, ProposeError>>>;
 struct State {
     /// A driver task is running rounds.
     driving: bool,
-    /// The round new callers join (not started yet).
-    pending: Option<Round>,
+    /// The round new callers join (not started yet), and the largest version its members
+    /// asked it to cover.
+    pending: Option<(Round, u64)>,
 }
 
 /// Shares one barrier among concurrent callers (see the module docs).
@@ -56,12 +62,23 @@ impl Coalescer {
         self: &Arc<Self>,
         timeout: Duration,
     ) -> Result<u64, ProposeError> {
+        self.read_index_covering(0, timeout).await
+    }
+
+    /// [`read_index`](Self::read_index) from a round that covers `covering` (the round's
+    /// barrier is asked for the largest version any of its members asked for).
+    pub(crate) async fn read_index_covering(
+        self: &Arc<Self>,
+        covering: u64,
+        timeout: Duration,
+    ) -> Result<u64, ProposeError> {
         let mut result = {
             let mut state = self.state.lock();
-            let round = state
+            let (round, asked) = state
                 .pending
-                .get_or_insert_with(|| watch::channel(None).0)
-                .subscribe();
+                .get_or_insert_with(|| (watch::channel(None).0, 0));
+            *asked = (*asked).max(covering);
+            let round = round.subscribe();
             if !state.driving {
                 state.driving = true;
                 tokio::spawn(self.clone().drive());
@@ -87,7 +104,7 @@ impl Coalescer {
     /// Runs rounds while callers are waiting, then stops.
     async fn drive(self: Arc<Self>) {
         loop {
-            let round = {
+            let (round, covering) = {
                 let mut state = self.state.lock();
                 match state.pending.take() {
                     Some(round) => round,
@@ -97,7 +114,7 @@ impl Coalescer {
                     }
                 }
             };
-            let outcome = (self.barrier)().await;
+            let outcome = (self.barrier)(covering).await;
             round.send_replace(Some(outcome));
         }
     }
@@ -112,7 +129,7 @@ mod tests {
     fn counting() -> (Arc<AtomicU64>, Barrier) {
         let runs = Arc::new(AtomicU64::new(0));
         let counter = runs.clone();
-        let barrier: Barrier = Arc::new(move || {
+        let barrier: Barrier = Arc::new(move |_| {
             let counter = counter.clone();
             Box::pin(async move {
                 let run = counter.fetch_add(1, Ordering::SeqCst) + 1;
@@ -170,17 +187,54 @@ mod tests {
     #[tokio::test]
     async fn errors_are_shared_and_a_slow_round_times_out() {
         let failing: Barrier =
-            Arc::new(|| Box::pin(async { Err(ProposeError::Unavailable("no quorum".into())) }));
+            Arc::new(|_| Box::pin(async { Err(ProposeError::Unavailable("no quorum".into())) }));
         let c = Coalescer::new(failing);
         assert_eq!(
             c.read_index(Duration::from_secs(1)).await,
             Err(ProposeError::Unavailable("no quorum".into()))
         );
-        let stuck: Barrier = Arc::new(|| Box::pin(std::future::pending()));
+        let stuck: Barrier = Arc::new(|_| Box::pin(std::future::pending()));
         let c = Coalescer::new(stuck);
         assert!(matches!(
             c.read_index(Duration::from_millis(30)).await,
             Err(ProposeError::Timeout(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn a_round_covers_the_largest_version_its_members_asked_for() {
+        let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let seen = asked.clone();
+        let barrier: Barrier = Arc::new(move |covering| {
+            let seen = seen.clone();
+            Box::pin(async move {
+                seen.lock().push(covering);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                Ok(covering)
+            })
+        });
+        let c = Coalescer::new(barrier);
+        let first = {
+            let c = c.clone();
+            tokio::spawn(async move { c.read_index_covering(5, Duration::from_secs(5)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await; // round 1 (covering 5) in flight
+        let mut next = Vec::new();
+        for covering in [7, 30, 0, 12] {
+            let c = c.clone();
+            next.push(tokio::spawn(async move {
+                c.read_index_covering(covering, Duration::from_secs(5))
+                    .await
+            }));
+        }
+        assert_eq!(first.await.unwrap(), Ok(5));
+        for task in next {
+            assert_eq!(
+                task.await.unwrap(),
+                Ok(30),
+                "one round for all, covering the largest"
+            );
+        }
+        assert_eq!(*asked.lock(), vec![5, 30]);
     }
 }

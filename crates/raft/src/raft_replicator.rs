@@ -195,7 +195,7 @@ pub(crate) fn read_batchers(shared: &std::sync::Weak<Shared>) -> (Arc<Coalescer>
     let remote = shared.clone();
     let gone = || ProposeError::Unavailable("the node is shutting down".into());
     (
-        Coalescer::new(Arc::new(move || {
+        Coalescer::new(Arc::new(move |_| {
             let shared = local.clone();
             Box::pin(async move {
                 match shared.upgrade() {
@@ -204,11 +204,11 @@ pub(crate) fn read_batchers(shared: &std::sync::Weak<Shared>) -> (Arc<Coalescer>
                 }
             })
         })),
-        Coalescer::new(Arc::new(move || {
+        Coalescer::new(Arc::new(move |covering| {
             let shared = remote.clone();
             Box::pin(async move {
                 match shared.upgrade() {
-                    Some(s) => s.remote_barrier().await,
+                    Some(s) => s.remote_barrier(covering).await,
                     None => Err(gone()),
                 }
             })
@@ -271,19 +271,17 @@ impl Shared {
                     done => return done,
                 }
             } else {
-                match self.leader().filter(|(id, _)| *id != self.node_id) {
-                    None => self.not_leader(),
-                    Some((leader, addr)) => match self
-                        .peers
-                        .read_index(leader, &addr.peer_addr, self.rpc_timeout, covering)
-                        .await
-                    {
-                        Err(
-                            e @ (ProposeError::NotLeader { .. }
-                            | ProposeError::LeaderUnreachable(_)),
-                        ) => e,
-                        done => return done,
-                    },
+                // Concurrent reads on this follower share one request, covering the largest
+                // version among them.
+                match self
+                    .remote_reads
+                    .read_index_covering(covering, self.rpc_timeout)
+                    .await
+                {
+                    Err(
+                        e @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_)),
+                    ) => e,
+                    done => return done,
                 }
             };
             self.before_next_try(seen, refused, deadline).await?;
@@ -634,7 +632,7 @@ impl Shared {
         if batched {
             self.remote_reads.read_index(self.rpc_timeout).await
         } else {
-            self.remote_barrier().await
+            self.remote_barrier(0).await
         }
     }
 
@@ -668,12 +666,14 @@ impl Shared {
         }
     }
 
-    async fn remote_barrier(&self) -> Result<Version, ProposeError> {
+    /// A read index from the leader over the peer transport, covering the commits drawn at or
+    /// below `covering` (0: a plain one).
+    async fn remote_barrier(&self, covering: Version) -> Result<Version, ProposeError> {
         let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
             return Err(self.not_leader());
         };
         self.peers
-            .read_index(leader, &addr.peer_addr, self.rpc_timeout, 0)
+            .read_index(leader, &addr.peer_addr, self.rpc_timeout, covering)
             .await
     }
 
