@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use crate::client::{RawAnswer, Readiness};
 use crate::error::AdminError;
 use crate::faults::RuleSet;
-use crate::ops::{AddNode, Digest, InitOutcome, MembershipOutcome, SnapshotOutcome};
+use crate::ops::{AddNode, Digest, GroupedDigest, InitOutcome, MembershipOutcome, SnapshotOutcome};
 use crate::status::{ClusterStatus, NodeId, NodeStatus};
 
 /// The process's runtime for blocking calls: one worker thread drives the connections while
@@ -182,6 +182,14 @@ impl AdminClient {
     /// As [`crate::AdminClient::digest`].
     pub fn digest(&self, version: Option<u64>) -> Result<Digest, AdminError> {
         block_on(self.inner.digest(version))
+    }
+
+    /// `GET /state/digest[?version=V]` with each data group's digest.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::grouped_digest`].
+    pub fn grouped_digest(&self, version: Option<u64>) -> Result<GroupedDigest, AdminError> {
+        block_on(self.inner.grouped_digest(version))
     }
 
     /// `GET /debug/network-faults`.

@@ -20,7 +20,9 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{chain, AdminError};
 use crate::faults::RuleSet;
-use crate::ops::{AddNode, Digest, InitOutcome, MembershipOutcome, Outcome, SnapshotOutcome};
+use crate::ops::{
+    AddNode, Digest, GroupedDigest, InitOutcome, MembershipOutcome, Outcome, SnapshotOutcome,
+};
 use crate::refusal::ErrorBody;
 use crate::status::{ClusterStatus, NodeId, NodeStatus};
 
@@ -283,11 +285,17 @@ impl AdminClient {
     /// # Errors
     /// When the node refuses (400 outside `[horizon, applied]`) or does not answer.
     pub async fn digest(&self, version: Option<u64>) -> Result<Digest, AdminError> {
-        let path = match version {
-            Some(v) => format!("/state/digest?version={v}"),
-            None => "/state/digest".to_owned(),
-        };
-        self.json(Method::GET, &path, None).await
+        self.json(Method::GET, &digest_path(version), None).await
+    }
+
+    /// `GET /state/digest[?version=V]` with each data group's digest on a sharded node
+    /// (`groups` is empty from an unsharded node).
+    ///
+    /// # Errors
+    /// When the node refuses (400 outside `[horizon, applied]` or at a version a data group
+    /// cannot cover, 503 when a data group has no leader) or does not answer.
+    pub async fn grouped_digest(&self, version: Option<u64>) -> Result<GroupedDigest, AdminError> {
+        self.json(Method::GET, &digest_path(version), None).await
     }
 
     /// `GET /debug/network-faults`: the installed rules.
@@ -462,5 +470,13 @@ impl AdminClient {
             status: answer.status,
             body,
         }
+    }
+}
+
+/// The path of `GET /state/digest` at `version` (none: the applied one).
+fn digest_path(version: Option<u64>) -> String {
+    match version {
+        Some(v) => format!("/state/digest?version={v}"),
+        None => "/state/digest".to_owned(),
     }
 }

@@ -32,11 +32,11 @@ pub use faults::{Rule, RuleAction, RuleError, RuleSet};
 #[cfg(feature = "client")]
 pub use hyper::Method;
 pub use ops::{
-    AddNode, Digest, DigestQuery, InitOutcome, MembershipOutcome, Outcome, RemoveNode,
-    SnapshotOutcome, TransferLeader,
+    AddNode, Digest, DigestQuery, GroupDigest, GroupedDigest, InitOutcome, MembershipOutcome,
+    Outcome, RemoveNode, SnapshotOutcome, TransferLeader,
 };
 pub use refusal::{ErrorBody, ErrorCode};
 pub use status::{
-    ClusterStatus, Health, MemberView, NodeId, NodeReport, NodeStatus, NotReady, NotReadyCondition,
-    RaftMember, RaftStatus, ReadyAnswer, Role,
+    key_hex, ClusterStatus, GroupStatus, Health, MemberView, NodeId, NodeReport, NodeStatus,
+    NotReady, NotReadyCondition, RaftMember, RaftStatus, ReadyAnswer, Role,
 };

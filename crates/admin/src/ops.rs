@@ -1,7 +1,7 @@
 //! The cluster operations' requests and answers: `POST /cluster/init`, `/cluster/snapshot`,
 //! `/cluster/add-node`, `/cluster/remove-node`, `/cluster/transfer-leader`, and
 //! `GET /state/digest`. Every operation answers `{"outcome": ...}`; the digest answers
-//! `{"version", "digest"}`.
+//! `{"version", "digest"}`, plus `groups` on a sharded node ([`GroupedDigest`]).
 
 use serde::{Deserialize, Serialize};
 
@@ -116,6 +116,47 @@ impl Digest {
     }
 }
 
+/// `GET /state/digest` read with every field a sharded node sends: [`Digest`]'s, plus each data
+/// group's own digest (docs/sharding.md §12). On a sharded node `digest` combines the groups'
+/// (CRC-64 over `be64(id) ‖ be64(group digest)` for each group in key order), so replicas whose
+/// combined digests agree agree on every group; `groups` says which group differs when they do
+/// not. An unsharded node (and an older server) sends no `groups`, which reads as empty; a
+/// client reading [`Digest`] ignores them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupedDigest {
+    /// The version digested.
+    pub version: u64,
+    /// CRC-64 as 16 lowercase hex digits: of the node's data, or the combination of `groups`.
+    pub digest: String,
+    /// On a sharded node: each data group's digest at `version`, in key order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupDigest>,
+}
+
+/// One data group in [`GroupedDigest::groups`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupDigest {
+    /// The group's id.
+    pub id: u64,
+    /// Its key range for people, as `/status` prints it (`['g', 'n')`).
+    pub range: String,
+    /// CRC-64 of every user key/value the group owns visible at the version, as 16 lowercase
+    /// hex digits.
+    pub digest: String,
+}
+
+impl GroupDigest {
+    /// The entry for group `id` owning `range`, whose digest is `digest`, formatted as on the
+    /// wire.
+    pub fn new(id: u64, range: impl Into<String>, digest: u64) -> Self {
+        Self {
+            id,
+            range: range.into(),
+            digest: format!("{digest:016x}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,5 +188,27 @@ mod tests {
             serde_json::to_string(&Digest::new(9, 0xab)).unwrap(),
             r#"{"version":9,"digest":"00000000000000ab"}"#
         );
+    }
+
+    #[test]
+    fn a_digest_without_groups_reads_as_grouped_and_writes_no_groups_field() {
+        let plain = serde_json::to_string(&Digest::new(9, 0xab)).unwrap();
+        let grouped: GroupedDigest = serde_json::from_str(&plain).unwrap();
+        assert!(grouped.groups.is_empty());
+        assert_eq!(serde_json::to_string(&grouped).unwrap(), plain);
+
+        let sharded = GroupedDigest {
+            version: 9,
+            digest: format!("{:016x}", 0xcd),
+            groups: vec![GroupDigest::new(1, "['', 'g')", 0x1f)],
+        };
+        let text = serde_json::to_string(&sharded).unwrap();
+        assert_eq!(
+            text,
+            r#"{"version":9,"digest":"00000000000000cd","groups":[{"id":1,"range":"['', 'g')","digest":"000000000000001f"}]}"#
+        );
+        // An older client reads the same answer as a plain digest.
+        let old: Digest = serde_json::from_str(&text).unwrap();
+        assert_eq!(old, Digest::new(9, 0xcd));
     }
 }

@@ -1,6 +1,7 @@
 //! What a node says about itself and its cluster: `GET /status` ([`NodeStatus`], with a
-//! [`RaftStatus`] section in replicated mode) and `GET /cluster/status` ([`ClusterStatus`],
-//! every member probed by the node that answers). Field names are the wire names.
+//! [`RaftStatus`] section in replicated mode and a [`GroupStatus`] per data group on a sharded
+//! node) and `GET /cluster/status` ([`ClusterStatus`], every member probed by the node that
+//! answers). Field names are the wire names.
 
 use serde::{Deserialize, Serialize};
 
@@ -94,8 +95,60 @@ pub struct NodeStatus {
     pub uptime_seconds: u64,
     /// Every member as this node sees it, ordered by id.
     pub members: Vec<MemberView>,
-    /// The Raft state, in replicated mode (`null` on a standalone node).
+    /// The Raft state, in replicated mode (`null` on a standalone node); on a sharded node,
+    /// group 0's (the oracle and metadata).
     pub raft: Option<RaftStatus>,
+    /// On a sharded node: each data group as this node runs it, in key order
+    /// (docs/sharding.md §12). Absent on a standalone or unsharded node (and from older
+    /// servers), which read as empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<GroupStatus>,
+}
+
+/// One data group in [`NodeStatus::groups`]: the keys it owns and its Raft state on the
+/// answering node. The Raft fields mean what [`RaftStatus`]'s do, for this group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupStatus {
+    /// The group's id (data groups are numbered from 1 in key order at bootstrap).
+    pub id: u64,
+    /// The first key the group owns, as lower-case hex of its bytes ([`key_hex`]; `""` for the
+    /// empty key, where the first group starts).
+    pub start: String,
+    /// The first key past the group's range, in the same hex; `null` when the range runs to
+    /// +∞ (the last group).
+    pub end: Option<String>,
+    /// The range for people, as the server's messages print it: `['g', 'n')`, `['n', +inf)`
+    /// (printable text quoted, other bytes as `0x` hex, keys cut at 64 bytes with `…`).
+    pub range: String,
+    /// This node's role in the group.
+    pub role: Role,
+    /// The group's leader this node knows of.
+    pub leader: Option<NodeId>,
+    /// The group's current term.
+    pub term: u64,
+    /// The group's last log index here.
+    pub last_log: u64,
+    /// The group's last committed index known here.
+    pub committed: u64,
+    /// The group's last applied log index here.
+    pub applied: u64,
+    /// The version of the group's last applied command here (an oracle version, as clients
+    /// see them).
+    pub applied_version: u64,
+    /// Why the group's Raft core stopped, if it did.
+    pub running: Option<String>,
+}
+
+/// `bytes` as lower-case hex, two digits a byte: how [`GroupStatus`] spells a range's keys
+/// (`b"g"` is `"67"`, the empty key `""`).
+pub fn key_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
 }
 
 /// `GET /ready`'s body: 200 when `ready`, else 503 with every reason the node is not.
@@ -290,5 +343,48 @@ mod tests {
         .unwrap();
         assert_eq!(report.role, Role::Unknown);
         assert_eq!(report.health, Health::Unknown);
+    }
+
+    #[test]
+    fn an_unsharded_status_has_no_groups_field_and_a_sharded_one_lists_them() {
+        let old = r#"{"node_id":0,"leader":0,"term":1,"applied_version":7,"horizon":2,
+            "live_keys":3,"size_bytes":10,"block_cache_bytes":11,"memtable_bytes":12,
+            "uptime_seconds":5,"members":[],"raft":null}"#;
+        let status: NodeStatus = serde_json::from_str(old).unwrap();
+        assert!(status.groups.is_empty());
+        let text = serde_json::to_string(&status).unwrap();
+        assert!(!text.contains("groups"), "{text}");
+
+        let group = GroupStatus {
+            id: 2,
+            start: key_hex(b"g"),
+            end: None,
+            range: "['g', +inf)".to_owned(),
+            role: Role::Follower,
+            leader: Some(1),
+            term: 3,
+            last_log: 40,
+            committed: 40,
+            applied: 39,
+            applied_version: 1_800_000_000_000_123,
+            running: None,
+        };
+        let sharded = NodeStatus {
+            groups: vec![group.clone()],
+            ..status
+        };
+        let value = serde_json::to_value(&sharded).unwrap();
+        assert_eq!(value["groups"][0]["start"], "67");
+        assert_eq!(value["groups"][0]["end"], serde_json::Value::Null);
+        assert_eq!(value["groups"][0]["role"], "follower");
+        let back: NodeStatus = serde_json::from_value(value).unwrap();
+        assert_eq!(back.groups, vec![group]);
+    }
+
+    #[test]
+    fn keys_are_spelled_as_two_lower_case_hex_digits_a_byte() {
+        assert_eq!(key_hex(b""), "");
+        assert_eq!(key_hex(b"g"), "67");
+        assert_eq!(key_hex(&[0x00, 0x0f, 0xc0, 0xff]), "000fc0ff");
     }
 }
