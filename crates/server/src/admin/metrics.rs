@@ -3,7 +3,9 @@
 //! hold (read at scrape time by a [`Collector`]; nothing is copied between scrapes).
 //!
 //! Metric names carry their unit (`_bytes`, `_ms`) and counters end in `_total`; scripts and
-//! tests grep these names, so they never change.
+//! tests grep these names, so they never change. On a sharded node each data group's Raft
+//! gauges carry a `group` label (`dolmen_group_*`, docs/sharding.md §12); node-wide series stay
+//! unlabeled.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -96,6 +98,16 @@ impl Collector for NodeMetrics {
                 .map(|r| r.voters_applied())
                 .unwrap_or_default(),
         });
+        let groups = self
+            .raft
+            .as_ref()
+            .map(|r| {
+                r.data_groups()
+                    .iter()
+                    .map(|g| GroupValues::of(g.id(), &g.status(), g.applied_version()))
+                    .collect()
+            })
+            .unwrap_or_default();
         let connections = &stats.connections;
         Snapshot {
             reads: load(&stats.reads),
@@ -122,6 +134,7 @@ impl Collector for NodeMetrics {
             replication,
             horizon_age_seconds: self.series.horizon_age_seconds(engine.horizon),
             disk: DiskValues::of(self.service.disk()),
+            groups,
             engine,
         }
         .encode(encoder)
@@ -155,6 +168,75 @@ struct Snapshot {
     replication: Option<Replication>,
     horizon_age_seconds: Option<f64>,
     disk: DiskValues,
+    /// On a sharded node: each data group's Raft state here, by id (empty otherwise).
+    groups: Vec<GroupValues>,
+}
+
+/// A per-group gauge: name, help, and how to read its value from a group's values.
+type GroupGauge = (&'static str, &'static str, fn(&GroupValues) -> u64);
+
+/// One data group's gauges (`group` label).
+struct GroupValues {
+    id: u64,
+    applied_index: u64,
+    applied_version: u64,
+    last_log_index: u64,
+    term: u64,
+    is_leader: bool,
+}
+
+impl GroupValues {
+    fn of(id: u64, status: &dolmen_admin::RaftStatus, applied_version: u64) -> Self {
+        Self {
+            id,
+            applied_index: status.applied,
+            applied_version,
+            last_log_index: status.last_log,
+            term: status.term,
+            is_leader: status.role == dolmen_admin::Role::Leader,
+        }
+    }
+
+    /// One labelled family per gauge, a sample per group; nothing when there are no groups (an
+    /// unsharded node's text stays as it was).
+    fn encode(groups: &[GroupValues], e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if groups.is_empty() {
+            return Ok(());
+        }
+        let gauges: [GroupGauge; 5] = [
+            (
+                "dolmen_group_applied_index",
+                "A data group's last applied log index on this node.",
+                |g| g.applied_index,
+            ),
+            (
+                "dolmen_group_applied_version",
+                "The version of a data group's last applied command on this node.",
+                |g| g.applied_version,
+            ),
+            (
+                "dolmen_group_last_log_index",
+                "A data group's last log index on this node.",
+                |g| g.last_log_index,
+            ),
+            ("dolmen_group_term", "A data group's current term.", |g| {
+                g.term
+            }),
+            (
+                "dolmen_group_is_leader",
+                "1 when this node leads the data group.",
+                |g| u64::from(g.is_leader),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let mut family = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for group in groups {
+                let labels = [("group", group.id.to_string())];
+                ConstGauge::new(value(group)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The disk guard's last sample and state.
@@ -337,7 +419,7 @@ impl Snapshot {
         if let Some(r) = &self.replication {
             r.encode(e)?;
         }
-        Ok(())
+        GroupValues::encode(&self.groups, e)
     }
 
     fn encode_requests(&self, e: &mut DescriptorEncoder) -> Result<(), std::fmt::Error> {
@@ -518,12 +600,36 @@ impl Replication {
 mod tests {
     use super::*;
 
-    /// A collector over fixed values, to render without a node.
+    /// A collector over fixed values, to render without a node; `sharded` adds two data groups.
     #[derive(Debug)]
-    struct Fixed;
+    struct Fixed {
+        sharded: bool,
+    }
 
     impl Collector for Fixed {
         fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+            let groups = if self.sharded {
+                vec![
+                    GroupValues {
+                        id: 1,
+                        applied_index: 41,
+                        applied_version: 1_800_000_000_000_500,
+                        last_log_index: 42,
+                        term: 3,
+                        is_leader: true,
+                    },
+                    GroupValues {
+                        id: 2,
+                        applied_index: 17,
+                        applied_version: 1_800_000_000_000_400,
+                        last_log_index: 17,
+                        term: 5,
+                        is_leader: false,
+                    },
+                ]
+            } else {
+                Vec::new()
+            };
             Snapshot {
                 reads: 3,
                 writes: 4,
@@ -575,16 +681,21 @@ mod tests {
                     full: true,
                     refused: 11,
                 },
+                groups,
             }
             .encode(encoder)
         }
     }
 
+    fn rendered(sharded: bool) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed { sharded }));
+        render(&registry).unwrap()
+    }
+
     #[test]
     fn the_text_keeps_every_metric_name_with_its_help_and_type() {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(Fixed));
-        let text = render(&registry).unwrap();
+        let text = rendered(false);
         for expected in [
             "# HELP dolmen_reads_total Read requests served.\n# TYPE dolmen_reads_total counter\ndolmen_reads_total 3\n",
             "# TYPE dolmen_aborts_total counter\ndolmen_aborts_total 1\n",
@@ -683,5 +794,38 @@ mod tests {
         }
         assert_eq!(samples, names, "{text}");
         assert!(!text.contains("# EOF"), "{text}");
+    }
+
+    #[test]
+    fn a_sharded_node_labels_each_data_groups_gauges_with_its_id() {
+        let text = rendered(true);
+        for expected in [
+            "# HELP dolmen_group_applied_index A data group's last applied log index on this node.\n\
+             # TYPE dolmen_group_applied_index gauge\n\
+             dolmen_group_applied_index{group=\"1\"} 41\n\
+             dolmen_group_applied_index{group=\"2\"} 17\n",
+            "# TYPE dolmen_group_applied_version gauge\n\
+             dolmen_group_applied_version{group=\"1\"} 1800000000000500\n\
+             dolmen_group_applied_version{group=\"2\"} 1800000000000400\n",
+            "dolmen_group_last_log_index{group=\"1\"} 42\n",
+            "dolmen_group_last_log_index{group=\"2\"} 17\n",
+            "dolmen_group_term{group=\"1\"} 3\n",
+            "dolmen_group_term{group=\"2\"} 5\n",
+            "dolmen_group_is_leader{group=\"1\"} 1\n",
+            "dolmen_group_is_leader{group=\"2\"} 0\n",
+            // Node-wide series keep no label.
+            "dolmen_term 7\n",
+            "dolmen_applied_version 0\n",
+        ] {
+            assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+        }
+        // The unsharded text is the sharded one without the group families.
+        let unsharded = rendered(false);
+        let without_groups: String = text
+            .lines()
+            .filter(|l| !l.contains("dolmen_group_"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(without_groups, unsharded);
     }
 }

@@ -1,8 +1,9 @@
 //! The admin HTTP endpoint: `/health` (process up), `/ready` (can serve), `/metrics`
-//! (Prometheus text), `/status` (JSON, with a `raft` section in replicated mode), and the
-//! cluster operations the `dolmen cluster` commands use: `POST /cluster/init`,
-//! `POST /cluster/snapshot`, `GET /state/digest?version=V` (a checksum of the state at `V`, to
-//! compare replicas), `GET /backup` (the state at a fresh read version, streamed for
+//! (Prometheus text), `/status` (JSON, with a `raft` section in replicated mode and a `groups`
+//! entry per data group on a sharded node), and the cluster operations the `dolmen cluster`
+//! commands use: `POST /cluster/init`, `POST /cluster/snapshot`, `GET /state/digest?version=V`
+//! (a checksum of the state at `V`, to compare replicas; on a sharded node every data group's,
+//! combined), `GET /backup` (the state at a fresh read version, streamed for
 //! `dolmen backup`), `GET /cluster/status` (every member, probed over the peer transport),
 //! `POST /cluster/add-node`, `/cluster/remove-node`, `/cluster/transfer-leader` (on the leader),
 //! and, for the fault-injection suite only (`[faults] allow_network_faults`),
@@ -20,6 +21,7 @@ mod series;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{header, StatusCode};
@@ -27,13 +29,13 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use dolmen_admin::{
-    AddNode, ClusterStatus, Digest, DigestQuery, InitOutcome, MembershipOutcome, NodeStatus,
-    NotReady, NotReadyCondition, Outcome, ReadyAnswer, RemoveNode, RuleSet, SnapshotOutcome,
-    TransferLeader,
+    key_hex, AddNode, ClusterStatus, DigestQuery, ErrorCode, GroupDigest, GroupStatus,
+    GroupedDigest, InitOutcome, MembershipOutcome, NodeStatus, NotReady, NotReadyCondition,
+    Outcome, RaftStatus, ReadyAnswer, RemoveNode, RuleSet, SnapshotOutcome, TransferLeader,
 };
 use dolmen_config::Config;
-use dolmen_engine::Engine;
-use dolmen_raft::RaftNode;
+use dolmen_engine::{Checksum, Engine, KeySpan, StorageError, Version};
+use dolmen_raft::{RaftNode, ReadError};
 use tokio::net::TcpListener;
 
 pub use auth::Credentials;
@@ -41,6 +43,7 @@ pub use refusal::Refusal;
 
 use crate::net_faults::NetworkFaults;
 use crate::service::Service;
+use crate::shards::{show_span, Shards};
 
 /// What the admin handlers read.
 #[derive(Clone)]
@@ -249,7 +252,58 @@ async fn status(State(shared): State<Shared>) -> Json<NodeStatus> {
         uptime_seconds: service.uptime().as_secs(),
         members: cluster.members,
         raft: state.raft.as_ref().map(|r| r.status()),
+        groups: group_statuses(service, state.raft.as_deref()),
     })
+}
+
+/// Each data group of a sharded node as this node runs it, in key order (docs/sharding.md
+/// §12); empty on a standalone or unsharded node, which runs none.
+fn group_statuses(service: &Service, raft: Option<&RaftNode>) -> Vec<GroupStatus> {
+    let Some(raft) = raft else {
+        return Vec::new();
+    };
+    let running = raft.data_groups();
+    if running.is_empty() {
+        return Vec::new();
+    }
+    let shards = service.shards();
+    shards
+        .groups()
+        .iter()
+        .zip(shards.spans())
+        .filter_map(|(group, span)| {
+            let data = running.iter().find(|d| d.id() == group.id)?;
+            Some(group_status(
+                group.id,
+                span,
+                data.status(),
+                data.applied_version(),
+            ))
+        })
+        .collect()
+}
+
+/// Group `id`'s `/status` entry: the keys it owns (`span`) and its Raft state here.
+fn group_status(
+    id: u64,
+    span: &KeySpan,
+    raft: RaftStatus,
+    applied_version: Version,
+) -> GroupStatus {
+    GroupStatus {
+        id,
+        start: key_hex(&span.start),
+        end: span.end.as_deref().map(key_hex),
+        range: show_span(span),
+        role: raft.role,
+        leader: raft.leader,
+        term: raft.term,
+        last_log: raft.last_log,
+        committed: raft.committed,
+        applied: raft.applied,
+        applied_version,
+        running: raft.running,
+    }
 }
 
 /// The Raft node, or the standalone refusal.
@@ -365,12 +419,215 @@ async fn clear_network_faults(State(shared): State<Shared>) -> Answer<RuleSet> {
     Ok(Json(faults.get()))
 }
 
-async fn digest(State(shared): State<Shared>, Query(query): Query<DigestQuery>) -> Answer<Digest> {
+/// How long `/state/digest` on a sharded node waits for a data group to cover the version: only
+/// a version no replica of the group has reached yet waits this long (`ReadGate::cover`).
+const DIGEST_COVER_WAIT: Duration = Duration::from_secs(2);
+
+/// `GET /state/digest`: the checksum of the node's data at `V` (default: the applied version).
+/// On a sharded node, every data group's at `V`, combined ([`combine_group_digests`]), each
+/// group covering `V` first.
+async fn digest(
+    State(shared): State<Shared>,
+    Query(query): Query<DigestQuery>,
+) -> Answer<GroupedDigest> {
+    let shards = shared.state.service.shards();
+    if is_sharded(shards) {
+        return sharded_digest(shards, query.version).await.map(Json);
+    }
     let engine = shared.state.engine.clone();
     let version = query.version.unwrap_or_else(|| engine.applied_version());
     match tokio::task::spawn_blocking(move || engine.digest_at(version)).await {
-        Ok(Ok(digest)) => Ok(Json(Digest::new(version, digest))),
+        Ok(Ok(digest)) => Ok(Json(GroupedDigest {
+            version,
+            digest: format!("{digest:016x}"),
+            groups: Vec::new(),
+        })),
         Ok(Err(e)) => Err(Refusal::invalid(format!("version {version}: {e}"))),
         Err(e) => Err(Refusal::internal(format!("the digest task failed: {e}"))),
+    }
+}
+
+/// Whether the keys belong to data groups (a sharded node: group 0 owns no data) rather than to
+/// the node's one group 0.
+fn is_sharded(shards: &Shards) -> bool {
+    shards.groups().iter().any(|g| g.id != 0)
+}
+
+/// Every data group's digest at `version` (default: the highest any group applied here), in key
+/// order, and their combination. Each group first covers `version` here (docs/sharding.md
+/// §5.2: every commit of the group at or below it applied), so replicas digest the same
+/// commits. A group whose last applied version is below `version` holds no commit in between
+/// once covered, so its state at `version` is its state at that applied version, which the
+/// engine digests (its export reads at most at the applied version).
+async fn sharded_digest(
+    shards: &Shards,
+    version: Option<Version>,
+) -> Result<GroupedDigest, Refusal> {
+    let groups = shards.groups();
+    let version = version.unwrap_or_else(|| {
+        groups
+            .iter()
+            .map(|g| g.engine.applied_version())
+            .max()
+            .unwrap_or(0)
+    });
+    let mut covering = tokio::task::JoinSet::new();
+    for (position, group) in groups.iter().enumerate() {
+        let gate = group.gate.clone();
+        covering.spawn(async move { (position, gate.cover(version, DIGEST_COVER_WAIT).await) });
+    }
+    while let Some(done) = covering.join_next().await {
+        match done {
+            Ok((_, Ok(()))) => {}
+            Ok((position, Err(e))) => {
+                return Err(cover_refusal(&shards.describe(position), version, e))
+            }
+            Err(e) => return Err(Refusal::internal(format!("a cover task failed: {e}"))),
+        }
+    }
+    let engines: Vec<(u64, Arc<Engine>)> =
+        groups.iter().map(|g| (g.id, g.engine.clone())).collect();
+    let digests =
+        tokio::task::spawn_blocking(move || -> Result<Vec<(u64, u64)>, (usize, StorageError)> {
+            engines
+                .iter()
+                .enumerate()
+                .map(|(position, (id, engine))| {
+                    let at = version.min(engine.applied_version());
+                    engine
+                        .digest_at(at)
+                        .map(|d| (*id, d))
+                        .map_err(|e| (position, e))
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Refusal::internal(format!("the digest task failed: {e}")))?
+        .map_err(|(position, e)| {
+            Refusal::invalid(format!(
+                "group {} at version {version}: {e}",
+                shards.describe(position)
+            ))
+        })?;
+    Ok(GroupedDigest {
+        version,
+        digest: format!("{:016x}", combine_group_digests(&digests)),
+        groups: digests
+            .iter()
+            .zip(shards.spans())
+            .map(|(&(id, digest), span)| GroupDigest::new(id, show_span(span), digest))
+            .collect(),
+    })
+}
+
+/// The refusal when `group` (described) cannot cover `version` here: 400 for a version nobody
+/// reached within the wait, 503 when the group has no leader or quorum.
+fn cover_refusal(group: &str, version: Version, e: ReadError) -> Refusal {
+    let message = format!("group {group} cannot cover version {version} on this node: {e}");
+    match e {
+        ReadError::FutureVersion { .. } => Refusal::invalid(message),
+        ReadError::Propose(_) => Refusal::new(ErrorCode::Unavailable, message),
+    }
+}
+
+/// A sharded node's digest: CRC-64 (the engine's [`Checksum`]) over `be64(id) ‖ be64(digest)`
+/// for each data group in key order. Equal for two replicas exactly when every group's id,
+/// order and digest are (up to CRC collisions); group 0 holds no user data and is not in it.
+fn combine_group_digests(groups: &[(u64, u64)]) -> u64 {
+    let mut sum = Checksum::new();
+    for (id, digest) in groups {
+        sum.update(&id.to_be_bytes());
+        sum.update(&digest.to_be_bytes());
+    }
+    sum.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use dolmen_admin::{Health, RaftMember, Role};
+
+    use super::*;
+
+    #[test]
+    fn the_combined_digest_is_crc64_over_each_groups_id_and_digest_in_key_order() {
+        let groups = [(1, 0x1111), (2, 0x2222), (3, 0x3333)];
+        let mut bytes = Vec::new();
+        for (id, digest) in groups {
+            bytes.extend_from_slice(&u64::to_be_bytes(id));
+            bytes.extend_from_slice(&u64::to_be_bytes(digest));
+        }
+        let mut whole = Checksum::new();
+        whole.update(&bytes);
+        assert_eq!(combine_group_digests(&groups), whole.finish());
+
+        let combined = combine_group_digests(&groups);
+        // One group's data changed.
+        assert_ne!(
+            combine_group_digests(&[(1, 0x1111), (2, 0x2223), (3, 0x3333)]),
+            combined
+        );
+        // The same digests under other groups, or in another order.
+        assert_ne!(
+            combine_group_digests(&[(1, 0x1111), (4, 0x2222), (3, 0x3333)]),
+            combined
+        );
+        assert_ne!(
+            combine_group_digests(&[(2, 0x2222), (1, 0x1111), (3, 0x3333)]),
+            combined
+        );
+        // A group missing.
+        assert_ne!(combine_group_digests(&groups[..2]), combined);
+    }
+
+    #[test]
+    fn a_group_status_spells_its_range_in_hex_and_for_people() {
+        let raft = RaftStatus {
+            node_id: 2,
+            role: Role::Leader,
+            term: 4,
+            leader: Some(2),
+            last_log: 30,
+            committed: 29,
+            applied: 28,
+            snapshot: 0,
+            purged: 0,
+            members: vec![RaftMember {
+                id: 2,
+                client_addr: "127.0.0.1:1".into(),
+                peer_addr: "127.0.0.1:2".into(),
+                admin_addr: String::new(),
+                voter: true,
+                health: Health::Healthy,
+                matched: None,
+                last_seen_unix_ms: None,
+            }],
+            snapshots_built: 0,
+            snapshots_installed: 0,
+            snapshots_sent: 0,
+            running: None,
+        };
+        let middle = KeySpan {
+            start: b"g".to_vec(),
+            end: Some(vec![0xc0, 0xff]),
+        };
+        let status = group_status(2, &middle, raft.clone(), 77);
+        assert_eq!(
+            (status.start.as_str(), status.end.as_deref()),
+            ("67", Some("c0ff"))
+        );
+        assert_eq!(status.range, "['g', 0xc0ff)");
+        assert_eq!(
+            (status.role, status.leader, status.term),
+            (Role::Leader, Some(2), 4)
+        );
+        assert_eq!(
+            (status.last_log, status.committed, status.applied),
+            (30, 29, 28)
+        );
+        assert_eq!(status.applied_version, 77);
+
+        let last = group_status(3, &KeySpan::all(), raft, 1);
+        assert_eq!((last.start.as_str(), last.end), ("", None));
+        assert_eq!(last.range, "['', +inf)");
     }
 }
