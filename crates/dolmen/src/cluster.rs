@@ -6,7 +6,10 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use dolmen_admin::{AddNode, AdminClient, AdminError, InitOutcome, MembershipOutcome};
+use dolmen_admin::{
+    AddNode, AdminClient, AdminError, GroupStatus, GroupedDigest, InitOutcome, MembershipOutcome,
+    NodeStatus, Role,
+};
 
 /// The exit codes of every `dolmen cluster` command (stable: scripts read them).
 pub const EXIT_CODES: &str = "\
@@ -23,7 +26,8 @@ pub enum ClusterCommand {
     /// Initialize a new cluster from the node's configured members (once; idempotent).
     #[command(after_help = EXIT_CODES)]
     Init(AdminArgs),
-    /// Print every member: role, term, last log, committed, applied, lag.
+    /// Print every member: role, term, last log, committed, applied, lag; on a sharded cluster
+    /// then every data group: range, leader, term, applied (min-max over members), lag.
     #[command(after_help = EXIT_CODES)]
     Status(AdminArgs),
     /// Ask the node to build a snapshot now.
@@ -38,7 +42,8 @@ pub enum ClusterCommand {
     /// Hand leadership to another voter and wait until it leads.
     #[command(after_help = EXIT_CODES)]
     TransferLeader(TransferArgs),
-    /// Compare every replica's state checksum at one applied version; exit 1 if they differ.
+    /// Compare every replica's state checksum at one applied version (on a sharded cluster,
+    /// every data group's); exit 1 if they differ.
     #[command(after_help = EXIT_CODES)]
     Verify(AdminArgs),
     /// Watch the cluster in the terminal: members, rates, latency, lag and events, redrawn
@@ -125,6 +130,9 @@ impl Nodes {
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Membership changes wait for a learner to catch up.
 const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(120);
+/// `status` asks every member for its groups; one that does not answer within this is left
+/// out of the group table.
+const MEMBER_STATUS_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// Why a cluster command did not complete.
 #[derive(Debug, thiserror::Error)]
@@ -161,14 +169,27 @@ pub enum ClusterError {
     #[error(transparent)]
     Token(crate::token::TokenError),
     /// `verify`: the replicas' checksums differ.
-    #[error("replicas DIFFER at version {version}")]
+    #[error("replicas DIFFER at version {version}{}", in_groups(.groups))]
     Differ {
         /// The version compared.
         version: u64,
+        /// On a sharded cluster: the data groups whose digests differ (or that some replica
+        /// did not report), in key order.
+        groups: Vec<u64>,
     },
     /// No endpoint given.
     #[error("no endpoints given: pass --endpoints host:port[,host:port...]")]
     NoEndpoints,
+}
+
+/// ` in groups 2, 3` (nothing for no groups).
+fn in_groups(groups: &[u64]) -> String {
+    if groups.is_empty() {
+        return String::new();
+    }
+    let ids: Vec<String> = groups.iter().map(ToString::to_string).collect();
+    let noun = if groups.len() == 1 { "group" } else { "groups" };
+    format!(" in {noun} {}", ids.join(", "))
 }
 
 fn join(errors: &[AdminError]) -> String {
@@ -291,7 +312,6 @@ async fn status(nodes: &Nodes) -> Result<(), ClusterError> {
         "{:>4}  {:<21}  {:<10}  {:>6}  {:>10}  {:>10}  {:>10}  {:>8}  health",
         "node", "client", "role", "term", "last_log", "committed", "applied", "lag"
     );
-    let num = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |v| v.to_string());
     for n in &answer.nodes {
         let lag = answer
             .leader_last_log
@@ -310,7 +330,143 @@ async fn status(nodes: &Nodes) -> Result<(), ClusterError> {
             n.health.as_str(),
         );
     }
+    let admin_addrs: Vec<String> = answer
+        .nodes
+        .iter()
+        .map(|n| n.admin_addr.clone())
+        .filter(|a| !a.is_empty())
+        .collect();
+    let statuses = member_statuses(nodes, &admin_addrs).await;
+    let table = group_table(&statuses, answer.nodes.len());
+    if !table.is_empty() {
+        println!();
+        print!("{table}");
+    }
     Ok(())
+}
+
+/// `v`, or `-` when unknown.
+fn num(v: Option<u64>) -> String {
+    v.map_or_else(|| "-".to_owned(), |v| v.to_string())
+}
+
+/// `GET /status` of every admin address at once; those that do not answer are left out.
+async fn member_statuses(nodes: &Nodes, admin_addrs: &[String]) -> Vec<NodeStatus> {
+    let mut asking = tokio::task::JoinSet::new();
+    for (order, addr) in admin_addrs.iter().enumerate() {
+        let client = nodes.client(addr, MEMBER_STATUS_TIMEOUT);
+        asking.spawn(async move { (order, client.status().await) });
+    }
+    let mut answered = Vec::new();
+    while let Some(done) = asking.join_next().await {
+        if let Ok((order, Ok(status))) = done {
+            answered.push((order, status));
+        }
+    }
+    answered.sort_by_key(|(order, _)| *order);
+    answered.into_iter().map(|(_, status)| status).collect()
+}
+
+/// One data group as the members that answered report it.
+#[derive(Debug, PartialEq, Eq)]
+struct GroupRow {
+    id: u64,
+    /// The range for people, from the report in the highest term.
+    range: String,
+    /// The leader named in the highest term.
+    leader: Option<u64>,
+    /// The highest term reported.
+    term: u64,
+    /// The lowest and highest applied index over the reports.
+    applied: (u64, u64),
+    /// The leader's last log index − the lowest applied index, when the leader answered.
+    lag: Option<u64>,
+    /// How many members reported the group.
+    reports: usize,
+}
+
+/// The data groups the members report, in key order (start key, then id).
+fn group_rows(statuses: &[NodeStatus]) -> Vec<GroupRow> {
+    let mut by_group: std::collections::BTreeMap<(String, u64), Vec<(u64, &GroupStatus)>> =
+        std::collections::BTreeMap::new();
+    for status in statuses {
+        for group in &status.groups {
+            // Lower-case hex keeps the keys' byte order.
+            by_group
+                .entry((group.start.clone(), group.id))
+                .or_default()
+                .push((status.node_id, group));
+        }
+    }
+    by_group
+        .into_iter()
+        .map(|((_, id), reports)| {
+            let term = reports.iter().map(|(_, g)| g.term).max().unwrap_or(0);
+            let newest = reports.iter().filter(|(_, g)| g.term == term);
+            let claimed = newest
+                .clone()
+                .find(|(_, g)| g.role == Role::Leader)
+                .map(|(node, g)| (*node, g.last_log));
+            let leader = claimed
+                .map(|(node, _)| node)
+                .or_else(|| newest.clone().find_map(|(_, g)| g.leader));
+            let range = newest
+                .clone()
+                .next()
+                .map(|(_, g)| g.range.clone())
+                .unwrap_or_default();
+            let low = reports.iter().map(|(_, g)| g.applied).min().unwrap_or(0);
+            let high = reports.iter().map(|(_, g)| g.applied).max().unwrap_or(0);
+            GroupRow {
+                id,
+                range,
+                leader,
+                term,
+                applied: (low, high),
+                lag: claimed.map(|(_, last_log)| last_log.saturating_sub(low)),
+                reports: reports.len(),
+            }
+        })
+        .collect()
+}
+
+/// The per-group table of `dolmen cluster status`, one line per data group after a header;
+/// empty when no member reports groups (an unsharded cluster). `asked` is the number of members
+/// in the cluster view.
+fn group_table(statuses: &[NodeStatus], asked: usize) -> String {
+    let rows = group_rows(statuses);
+    if rows.is_empty() {
+        return String::new();
+    }
+    let width = rows
+        .iter()
+        .map(|r| r.range.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("range".len());
+    let mut out = format!(
+        "{:>5}  {:<width$}  {:>6}  {:>6}  {:>13}  {:>8}  members\n",
+        "group", "range", "leader", "term", "applied", "lag"
+    );
+    for r in &rows {
+        let applied = if r.applied.0 == r.applied.1 {
+            r.applied.0.to_string()
+        } else {
+            format!("{}-{}", r.applied.0, r.applied.1)
+        };
+        out.push_str(&format!(
+            "{:>5}  {:<width$}  {:>6}  {:>6}  {:>13}  {:>8}  {}/{}\n",
+            r.id,
+            r.range,
+            num(r.leader),
+            r.term,
+            applied,
+            num(r.lag),
+            r.reports,
+            asked,
+        ));
+    }
+    out
 }
 
 /// Sends a membership change to the endpoint that is the leader (the others refuse with code
@@ -359,21 +515,106 @@ async fn verify(nodes: &Nodes) -> Result<(), ClusterError> {
         .copied()
         .min()
         .ok_or(ClusterError::NoEndpoints)?;
-    let mut digests = Vec::new();
+    let mut answers = Vec::new();
     for endpoint in &nodes.endpoints {
-        let digest = nodes
+        let answer = nodes
             .client(endpoint, TIMEOUT)
-            .digest(Some(version))
-            .await?
-            .digest;
-        println!("{endpoint:<21}  version {version}  digest {digest}");
-        digests.push(digest);
+            .grouped_digest(Some(version))
+            .await?;
+        println!(
+            "{endpoint:<21}  version {version}  digest {}",
+            answer.digest
+        );
+        answers.push((endpoint.clone(), answer));
     }
-    if digests.windows(2).all(|d| d[0] == d[1]) {
-        println!("replicas match at version {version}");
+    let comparison = compare_digests(&answers);
+    for line in &comparison.lines {
+        println!("{line}");
+    }
+    if comparison.all_match {
+        match comparison.groups.as_slice() {
+            [] => println!("replicas match at version {version}"),
+            groups => println!(
+                "replicas match at version {version} in every group ({})",
+                groups
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }
         Ok(())
     } else {
-        Err(ClusterError::Differ { version })
+        Err(ClusterError::Differ {
+            version,
+            groups: comparison.differing,
+        })
+    }
+}
+
+/// What `verify` found comparing the endpoints' digests.
+#[derive(Debug, PartialEq, Eq)]
+struct Comparison {
+    /// One line per data group (none on an unsharded cluster).
+    lines: Vec<String>,
+    /// The data groups compared, in key order.
+    groups: Vec<u64>,
+    /// The data groups whose digests differ or that some endpoint did not report.
+    differing: Vec<u64>,
+    /// Whether every endpoint's digest, and every group's, is the same.
+    all_match: bool,
+}
+
+/// Compares `(endpoint, answer)` pairs: the whole digests, and on a sharded cluster each data
+/// group's across the endpoints (a group some endpoint did not report differs).
+fn compare_digests(answers: &[(String, GroupedDigest)]) -> Comparison {
+    let mut groups: Vec<(u64, &str)> = Vec::new();
+    for (_, answer) in answers {
+        for g in &answer.groups {
+            if !groups.iter().any(|(id, _)| *id == g.id) {
+                groups.push((g.id, &g.range));
+            }
+        }
+    }
+    let width = groups
+        .iter()
+        .map(|(_, range)| range.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut lines = Vec::new();
+    let mut differing = Vec::new();
+    for (id, range) in &groups {
+        let digests: Vec<(&str, Option<&str>)> = answers
+            .iter()
+            .map(|(endpoint, answer)| {
+                let digest = answer.groups.iter().find(|g| g.id == *id);
+                (endpoint.as_str(), digest.map(|g| g.digest.as_str()))
+            })
+            .collect();
+        let first = digests.first().and_then(|(_, d)| *d);
+        if first.is_some() && digests.iter().all(|(_, d)| *d == first) {
+            let digest = first.unwrap_or_default();
+            lines.push(format!(
+                "group {id:>4}  {range:<width$}  match   digest {digest}"
+            ));
+        } else {
+            differing.push(*id);
+            let each: Vec<String> = digests
+                .iter()
+                .map(|(endpoint, d)| format!("{endpoint}={}", d.unwrap_or("-")))
+                .collect();
+            lines.push(format!(
+                "group {id:>4}  {range:<width$}  DIFFER  {}",
+                each.join("  ")
+            ));
+        }
+    }
+    let whole_match = answers.windows(2).all(|w| w[0].1.digest == w[1].1.digest);
+    Comparison {
+        lines,
+        groups: groups.iter().map(|(id, _)| *id).collect(),
+        all_match: whole_match && differing.is_empty(),
+        differing,
     }
 }
 
@@ -417,6 +658,183 @@ mod tests {
             tried: vec![unreachable()],
         };
         assert_eq!(none.exit_code(), 3);
-        assert_eq!(ClusterError::Differ { version: 3 }.exit_code(), 1);
+        let differ = ClusterError::Differ {
+            version: 3,
+            groups: vec![2],
+        };
+        assert_eq!(differ.exit_code(), 1);
+        assert_eq!(
+            differ.to_string(),
+            "replicas DIFFER at version 3 in group 2"
+        );
+        let unsharded = ClusterError::Differ {
+            version: 3,
+            groups: Vec::new(),
+        };
+        assert_eq!(unsharded.to_string(), "replicas DIFFER at version 3");
+    }
+
+    /// A `/status` of node `node` reporting `groups`: (id, start hex, range, role, leader,
+    /// term, last_log, applied).
+    #[allow(clippy::type_complexity, reason = "a test table, read once")]
+    fn node_status(
+        node: u64,
+        groups: &[(u64, &str, &str, Role, Option<u64>, u64, u64, u64)],
+    ) -> NodeStatus {
+        let mut status: NodeStatus = serde_json::from_str(
+            r#"{"node_id":0,"leader":0,"term":1,"applied_version":7,"horizon":2,
+                "live_keys":3,"size_bytes":10,"block_cache_bytes":11,"memtable_bytes":12,
+                "uptime_seconds":5,"members":[],"raft":null}"#,
+        )
+        .unwrap();
+        status.node_id = node;
+        status.groups = groups
+            .iter()
+            .map(
+                |&(id, start, range, role, leader, term, last_log, applied)| GroupStatus {
+                    id,
+                    start: start.to_owned(),
+                    end: None,
+                    range: range.to_owned(),
+                    role,
+                    leader,
+                    term,
+                    last_log,
+                    committed: applied,
+                    applied,
+                    applied_version: 1000 + applied,
+                    running: None,
+                },
+            )
+            .collect();
+        status
+    }
+
+    #[test]
+    fn the_group_table_shows_each_group_once_in_key_order_with_applied_range_and_lag() {
+        use Role::{Follower, Leader};
+        let a = "['', 'g')";
+        let b = "['g', +inf)";
+        let statuses = vec![
+            // Listed out of key order on purpose: the table sorts by start key.
+            node_status(
+                0,
+                &[
+                    (2, "67", b, Follower, Some(1), 3, 20, 18),
+                    (1, "", a, Leader, Some(0), 2, 50, 50),
+                ],
+            ),
+            node_status(
+                1,
+                &[
+                    (1, "", a, Follower, Some(0), 2, 50, 47),
+                    (2, "67", b, Leader, Some(1), 3, 21, 21),
+                ],
+            ),
+        ];
+        let table = group_table(&statuses, 3);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3, "{table}");
+        assert_eq!(
+            lines[0],
+            "group  range        leader    term        applied       lag  members"
+        );
+        assert_eq!(
+            lines[1],
+            "    1  ['', 'g')         0       2          47-50         3  2/3"
+        );
+        assert_eq!(
+            lines[2],
+            "    2  ['g', +inf)       1       3          18-21         3  2/3"
+        );
+    }
+
+    #[test]
+    fn a_group_whose_leader_did_not_answer_has_no_lag_and_an_unsharded_cluster_no_table() {
+        let statuses = vec![node_status(
+            2,
+            &[(1, "", "['', +inf)", Role::Follower, Some(0), 4, 9, 9)],
+        )];
+        let rows = group_rows(&statuses);
+        assert_eq!(
+            rows,
+            vec![GroupRow {
+                id: 1,
+                range: "['', +inf)".into(),
+                leader: Some(0),
+                term: 4,
+                applied: (9, 9),
+                lag: None,
+                reports: 1,
+            }]
+        );
+        assert!(group_table(&[node_status(0, &[])], 3).is_empty());
+    }
+
+    fn grouped(digest: &str, groups: &[(u64, &str, &str)]) -> GroupedDigest {
+        GroupedDigest {
+            version: 9,
+            digest: digest.to_owned(),
+            groups: groups
+                .iter()
+                .map(|&(id, range, digest)| dolmen_admin::GroupDigest {
+                    id,
+                    range: range.to_owned(),
+                    digest: digest.to_owned(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn verify_names_every_group_compared_and_those_that_differ() {
+        let same = [(1, "['', 'g')", "aa"), (2, "['g', +inf)", "bb")];
+        let answers = vec![
+            ("n0:1".to_owned(), grouped("c0", &same)),
+            ("n1:1".to_owned(), grouped("c0", &same)),
+        ];
+        let ok = compare_digests(&answers);
+        assert!(ok.all_match);
+        assert_eq!(ok.groups, vec![1, 2]);
+        assert_eq!(
+            ok.lines,
+            vec![
+                "group    1  ['', 'g')    match   digest aa",
+                "group    2  ['g', +inf)  match   digest bb",
+            ]
+        );
+
+        let answers = vec![
+            ("n0:1".to_owned(), grouped("c0", &same)),
+            (
+                "n1:1".to_owned(),
+                grouped("c1", &[(1, "['', 'g')", "aa"), (2, "['g', +inf)", "bx")]),
+            ),
+            ("n2:1".to_owned(), grouped("c2", &same[..1])),
+        ];
+        let bad = compare_digests(&answers);
+        assert!(!bad.all_match);
+        assert_eq!(bad.differing, vec![2]);
+        assert_eq!(
+            bad.lines[1],
+            "group    2  ['g', +inf)  DIFFER  n0:1=bb  n1:1=bx  n2:1=-"
+        );
+    }
+
+    #[test]
+    fn verify_of_an_unsharded_cluster_compares_the_whole_digests_only() {
+        let answers = vec![
+            ("n0:1".to_owned(), grouped("c0", &[])),
+            ("n1:1".to_owned(), grouped("c0", &[])),
+        ];
+        let ok = compare_digests(&answers);
+        assert!(ok.all_match && ok.lines.is_empty() && ok.groups.is_empty());
+        let answers = vec![
+            ("n0:1".to_owned(), grouped("c0", &[])),
+            ("n1:1".to_owned(), grouped("c1", &[])),
+        ];
+        let bad = compare_digests(&answers);
+        assert!(!bad.all_match);
+        assert!(bad.differing.is_empty());
     }
 }
