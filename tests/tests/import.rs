@@ -178,3 +178,51 @@ fn an_interrupted_import_from_the_older_server_resumes_and_ends_with_equal_check
         output_text(&out)
     );
 }
+
+/// An import into a sharded cluster: its batches reach several ranges (split points inside both
+/// column families' keys), which the cluster refuses as one commit with nothing applied; the
+/// import writes such a batch as halves, cut again as needed, and ends with equal key counts
+/// and CRC-64s.
+#[test]
+fn an_import_into_a_sharded_cluster_cuts_its_batches_at_the_ranges() {
+    let older = OlderServer::start();
+    fill(older.addr);
+    let target = dolmen_tests::ReplicatedCluster::builder()
+        .set("database", "column_families", vec!["default", "users"])
+        .set(
+            "sharding",
+            "split_keys",
+            vec![
+                "default/key/004321",
+                "default/key/017000",
+                "users/key/009999",
+            ],
+        )
+        .start();
+    target.wait_for_leader(dolmen_tests::replicated::LEADER_TIMEOUT);
+    let work = tempfile::tempdir().expect("temp dir");
+    let out = import(
+        older.addr,
+        target.thrift_endpoint(1),
+        &work.path().join("s.json"),
+    )
+    .output()
+    .expect("run dolmen import");
+    let said = output_text(&out);
+    assert!(out.status.success(), "{said}");
+    for cf in ["default", "users"] {
+        assert!(
+            said.contains(&format!("{cf}: {KEYS} keys, CRC-64")) && said.contains("on both sides"),
+            "{said}"
+        );
+    }
+    let mut client = connect_buffered(target.thrift_endpoint(2));
+    for key in [
+        "default/key/004320",
+        "default/key/004321",
+        "default/key/019999",
+    ] {
+        let r = client.get_value(key.as_bytes());
+        assert!(r.found, "{key}: {r:?}");
+    }
+}

@@ -56,6 +56,14 @@ pub enum Error {
     },
 }
 
+/// Whether `message` is a sharded cluster's refusal of a commit reaching several ranges
+/// ([`dolmen_api::CROSS_SHARD_REFUSAL`]): nothing applied, and running the same transaction
+/// again is refused again.
+fn is_cross_shard_refusal(message: &str) -> bool {
+    let text = message.strip_prefix("UNAVAILABLE: ").unwrap_or(message);
+    text.starts_with(dolmen_api::CROSS_SHARD_REFUSAL)
+}
+
 /// Codes after which running the transaction again can succeed.
 const RETRYABLE_CODES: &[&str] = &[
     "CONFLICT",
@@ -111,9 +119,11 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::NoNodeAvailable { .. } => true,
-            Error::Server { code, .. } => code
-                .as_deref()
-                .is_some_and(|c| RETRYABLE_CODES.contains(&c)),
+            Error::Server { code, message, .. } => {
+                code.as_deref()
+                    .is_some_and(|c| RETRYABLE_CODES.contains(&c))
+                    && !is_cross_shard_refusal(message)
+            }
             Error::Usage { .. } | Error::RetriesExhausted { .. } => false,
         }
     }
@@ -124,8 +134,9 @@ impl Error {
     pub fn is_maybe_committed(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::NoNodeAvailable { .. } => true,
-            Error::Server { code, .. } => {
+            Error::Server { code, message, .. } => {
                 matches!(code.as_deref(), Some("TIMEOUT" | "UNAVAILABLE"))
+                    && !is_cross_shard_refusal(message)
             }
             Error::Usage { .. } | Error::RetriesExhausted { .. } => false,
         }
@@ -172,6 +183,27 @@ pub(crate) fn parse_leader_hint(message: &str) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cross_shard_refusal_is_neither_retried_nor_maybe_committed() {
+        let refusal = Error::server(
+            Some("UNAVAILABLE".into()),
+            format!(
+                "UNAVAILABLE: {} 1 (keys ['', 'm')) and 2 (keys ['m', +inf)); …",
+                dolmen_api::CROSS_SHARD_REFUSAL
+            ),
+        );
+        assert!(
+            !refusal.is_retryable(),
+            "the same transaction is refused again"
+        );
+        assert!(!refusal.is_maybe_committed(), "nothing was applied");
+        let other = Error::server(
+            Some("UNAVAILABLE".into()),
+            "UNAVAILABLE: no leader known".into(),
+        );
+        assert!(other.is_retryable() && other.is_maybe_committed());
+    }
 
     #[test]
     fn leader_hint_from_field_or_message() {

@@ -476,9 +476,10 @@ impl Service {
         ServiceError::new(
             ErrorCode::Unavailable,
             format!(
-                "the transaction spans groups {groups}; commits across shards are not built yet \
+                "{} {groups}; commits across shards are not built yet \
                  (docs/sharding.md §6.3): keep a transaction's keys, clear ranges and \
-                 read-conflict ranges inside one range"
+                 read-conflict ranges inside one range",
+                dolmen_api::CROSS_SHARD_REFUSAL
             ),
         )
     }
