@@ -330,11 +330,12 @@ async fn status(nodes: &Nodes) -> Result<(), ClusterError> {
             n.health.as_str(),
         );
     }
+    // The members the answering node reached; one it could not probe is not asked again.
     let admin_addrs: Vec<String> = answer
         .nodes
         .iter()
+        .filter(|n| n.health != dolmen_admin::Health::Unreachable && !n.admin_addr.is_empty())
         .map(|n| n.admin_addr.clone())
-        .filter(|a| !a.is_empty())
         .collect();
     let statuses = member_statuses(nodes, &admin_addrs).await;
     let table = group_table(&statuses, answer.nodes.len());
@@ -370,6 +371,7 @@ async fn member_statuses(nodes: &Nodes, admin_addrs: &[String]) -> Vec<NodeStatu
 /// One data group as the members that answered report it.
 #[derive(Debug, PartialEq, Eq)]
 struct GroupRow {
+    /// The group's id.
     id: u64,
     /// The range for people, from the report in the highest term.
     range: String,

@@ -177,11 +177,17 @@ type GroupGauge = (&'static str, &'static str, fn(&GroupValues) -> u64);
 
 /// One data group's gauges (`group` label).
 struct GroupValues {
+    /// The group's id: the `group` label.
     id: u64,
+    /// `dolmen_group_applied_index`.
     applied_index: u64,
+    /// `dolmen_group_applied_version`.
     applied_version: u64,
+    /// `dolmen_group_last_log_index`.
     last_log_index: u64,
+    /// `dolmen_group_term`.
     term: u64,
+    /// `dolmen_group_is_leader`.
     is_leader: bool,
 }
 
