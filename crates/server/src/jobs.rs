@@ -62,6 +62,14 @@ impl<S: Future<Output = ()>> Ticks<S> {
 /// `idempotency` ago are expired. Only the group's leader proposes, and the commands carry
 /// versions, never times, so every replica drops the same history and the same entries at the
 /// same log position. The node runs one per group.
+///
+/// The retention commands themselves take a version (one above the version reached), so that
+/// an idle group's versions still move and its last idempotency entries age out. Left alone,
+/// that would make an idle group propose a `Compact` every interval forever (each one moving
+/// the version the next one samples), so a group would never be idle (it could not
+/// hibernate, docs/sharding.md §8.3). So when the version sampled `retention` ago is the one
+/// this job's own last command applied at (nothing else happened since), the job waits one
+/// idempotency window before bumping again: enough for the entries to age.
 pub(crate) async fn retention_job(
     group: ShardGroup,
     windows: Windows,
@@ -70,6 +78,8 @@ pub(crate) async fn retention_job(
     let engine = &group.engine;
     let mut samples = AppliedSamples::new(windows.idempotency.max(windows.retention));
     let mut ticks = Ticks::new(windows.interval, stop);
+    // The version this job's last command applied at, and when.
+    let mut own: Option<(Version, Instant)> = None;
     while ticks.next().await {
         let now = Instant::now();
         samples.push(now, engine.applied_version());
@@ -78,10 +88,14 @@ pub(crate) async fn retention_job(
             continue;
         }
         if let Some(horizon) = samples.applied_before(now, windows.retention) {
-            if horizon > engine.horizon() {
-                if let Err(e) = compact(&group, horizon).await {
-                    tracing::warn!(error = %e, group = group.id, horizon,
-                        "could not advance the MVCC horizon");
+            let only_own = own.is_some_and(|(version, at)| {
+                horizon == version && now.duration_since(at) < windows.idempotency
+            });
+            if horizon > engine.horizon() && !only_own {
+                match compact(&group, horizon).await {
+                    Ok(applied) => own = Some((applied, now)),
+                    Err(e) => tracing::warn!(error = %e, group = group.id, horizon,
+                        "could not advance the MVCC horizon"),
                 }
             }
         }
@@ -94,25 +108,26 @@ pub(crate) async fn retention_job(
         if !idempotency_expirable(engine, before).await {
             continue; // nothing to expire: no log entry
         }
-        if let Err(e) = expire_idempotency(&group, before).await {
-            tracing::warn!(error = %e, group = group.id, before,
-                "could not expire idempotency entries");
+        match expire_idempotency(&group, before).await {
+            Ok(applied) => own = Some((applied, now)),
+            Err(e) => tracing::warn!(error = %e, group = group.id, before,
+                "could not expire idempotency entries"),
         }
     }
 }
 
-/// Raises `group`'s MVCC retention horizon to `horizon`.
-async fn compact(group: &ShardGroup, horizon: Version) -> Result<(), ProposeError> {
+/// Raises `group`'s MVCC retention horizon to `horizon`; the version the command applied at.
+async fn compact(group: &ShardGroup, horizon: Version) -> Result<Version, ProposeError> {
     group
         .replicator
         .propose(Command::Compact { horizon })
         .await
-        .map(drop)
+        .map(|applied| applied.version)
 }
 
 /// Forgets `group`'s idempotency entries recorded before `before`, at most
 /// [`EXPIRE_IDEMPOTENCY_LIMIT`](dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT) of them.
-async fn expire_idempotency(group: &ShardGroup, before: Version) -> Result<(), ProposeError> {
+async fn expire_idempotency(group: &ShardGroup, before: Version) -> Result<Version, ProposeError> {
     group
         .replicator
         .propose(Command::ExpireIdempotency {
@@ -120,7 +135,7 @@ async fn expire_idempotency(group: &ShardGroup, before: Version) -> Result<(), P
             limit: dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT,
         })
         .await
-        .map(drop)
+        .map(|applied| applied.version)
 }
 
 /// Whether some idempotency entry was recorded before `before` (one seek into the index, off
@@ -351,6 +366,80 @@ mod tests {
             ..dolmen_engine::Transaction::default()
         };
         group.replicator.propose(Command::Commit(tx)).await.unwrap();
+    }
+
+    /// Counts the commands proposed through it.
+    struct Counting {
+        inner: Arc<dyn dolmen_raft::Replicator>,
+        proposed: std::sync::atomic::AtomicU64,
+    }
+
+    impl dolmen_raft::Replicator for Counting {
+        fn propose(
+            &self,
+            command: Command,
+        ) -> dolmen_raft::BoxFuture<'_, Result<dolmen_raft::Applied, ProposeError>> {
+            self.proposed
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.inner.propose(command)
+        }
+
+        fn cluster(&self) -> dolmen_raft::ClusterView {
+            self.inner.cluster()
+        }
+    }
+
+    /// An idle group's retention commands stop: after the last commit's entry expired, the job
+    /// proposes nothing more until an idempotency window passed (rather than a `Compact` every
+    /// interval, each moving the version the next one samples).
+    #[tokio::test]
+    async fn an_idle_group_goes_quiet_once_its_entries_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Engine::open(&dolmen_engine::EngineOptions::new(
+            dir.path().join("db"),
+            vec!["default".to_owned()],
+        ))
+        .unwrap();
+        let plain = group(&base, 1, dolmen_engine::KeySpan::all());
+        commit_once(&plain, b"a").await;
+        let counting = Arc::new(Counting {
+            inner: plain.replicator.clone(),
+            proposed: std::sync::atomic::AtomicU64::new(0),
+        });
+        let only = ShardGroup {
+            replicator: counting.clone(),
+            ..plain
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let job = tokio::spawn(retention_job(
+            only.clone(),
+            Windows {
+                retention: Duration::from_millis(30),
+                idempotency: Duration::from_millis(400),
+                interval: Duration::from_millis(5),
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while only.engine.idempotency_entries() > 0 {
+            assert!(Instant::now() < deadline, "the last entry never expired");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(only.engine.horizon() > 0, "the horizon moved");
+        // Within the next idempotency window, at most a couple more commands.
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        let settled = counting.proposed.load(std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let more = counting.proposed.load(std::sync::atomic::Ordering::SeqCst) - settled;
+        let _ = stop.send(());
+        job.await.unwrap();
+        assert!(
+            more <= 2,
+            "an idle group's job proposed {more} commands in 300 ms (one per 5 ms interval \
+             would be about 60)"
+        );
     }
 
     #[tokio::test]
