@@ -115,6 +115,17 @@ pub struct TransferOp {
     pub complete: Option<Nanos>,
     /// The commit's outcome.
     pub outcome: WriteOutcome,
+    /// The error code of the server's refusal (`CONFLICT`, `UNAVAILABLE`, ...) when the commit
+    /// was refused with one; absent otherwise, and in histories written before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl TransferOp {
+    /// The refusal's error code, if any.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
 }
 
 /// A read of every account at one read version (one snapshot).
@@ -203,6 +214,18 @@ pub struct ListAppendTxn {
     pub outcome: WriteOutcome,
     /// The reads that returned (in order), then the appends.
     pub ops: Vec<MicroOp>,
+    /// The error code of the server's refusal of the commit (`CONFLICT`, `UNAVAILABLE`, ...)
+    /// when it was refused with one; absent otherwise, and in histories written before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl ListAppendTxn {
+    /// The refusal's error code, if any.
+    pub fn code(&self) -> Option<&str> {
+        self.code.as_deref()
+    }
 }
 
 /// A fault started or ended.

@@ -7,6 +7,7 @@
 //!                     ├─ workload  client tasks: register / bank / set / list-append
 //!                     │              ─▶ recorder (history.jsonl)
 //!                     ├─ nemesis   seeded faults (kill, pause, partition, drop, delay, ...)
+//!                     ├─ shards    --split-keys: the key ranges, figures by range
 //!                     ├─ check     checkers over the recorded history (+ replica agreement)
 //!                     └─ report    run.json, summary.json, explanation.txt, the printed summary
 //! ```
@@ -20,4 +21,5 @@ pub mod recorder;
 pub mod report;
 pub mod rng;
 pub mod run;
+pub mod shards;
 pub mod workload;

@@ -13,6 +13,7 @@ use dolmen_chaos::options::{
 };
 use dolmen_chaos::rng::Rng;
 use dolmen_chaos::run;
+use dolmen_chaos::shards::Ranges;
 
 /// Exit code: every check passed.
 const EXIT_PASS: u8 = 0;
@@ -131,6 +132,11 @@ struct RunArgs {
     /// ([faults] lose_unsynced_writes; on in both profiles).
     #[arg(long)]
     lose_unsynced_writes: bool,
+    /// Shard the cluster: `[sharding] split_keys` on every node, comma-separated and strictly
+    /// increasing (UTF-8 text, or `hex:` and two hex digits per byte; a comma only in hex).
+    /// Group 0 then holds the oracle and one data group owns each range.
+    #[arg(long, value_name = "KEYS", value_parser = Ranges::parse)]
+    split_keys: Option<Ranges>,
 }
 
 fn random_seed() -> u64 {
@@ -178,6 +184,10 @@ fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>, Option
         lose_unsynced_writes: args.lose_unsynced_writes
             || args.profile.is_some()
             || matches!(args.planted_bug, Some(BugArg::SkipLogFsync)),
+        split_keys: args
+            .split_keys
+            .map(|r| r.texts().to_vec())
+            .unwrap_or_default(),
     };
     Ok((opts, args.out, args.expect_violation))
 }
@@ -342,5 +352,36 @@ mod tests {
             o.lose_unsynced_writes,
             "the planted bug needs the power cut"
         );
+        assert!(o.split_keys.is_empty(), "not sharded unless asked");
+    }
+
+    #[test]
+    fn split_keys_are_parsed_and_bad_ones_refused_naming_the_key() {
+        let cli = Cli::parse_from([
+            "dolmen-chaos",
+            "run",
+            "--split-keys",
+            "bank/4,la/,la/5,reg/,reg/5,set/",
+        ]);
+        let Command::Run(args) = cli.command else {
+            panic!("expected run")
+        };
+        let (o, _, _) = resolve(args).unwrap();
+        assert_eq!(
+            o.split_keys,
+            ["bank/4", "la/", "la/5", "reg/", "reg/5", "set/"]
+        );
+        assert_eq!(o.ranges().unwrap().len(), 7);
+        let e = Cli::try_parse_from(["dolmen-chaos", "run", "--split-keys", "la/5,la/"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("split key 2 (\"la/\") is not above split key 1 (\"la/5\")"),
+            "{e}"
+        );
+        let e = Cli::try_parse_from(["dolmen-chaos", "run", "--split-keys", "a,,b"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("split key 2 is empty"), "{e}");
     }
 }

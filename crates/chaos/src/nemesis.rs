@@ -172,13 +172,50 @@ pub async fn run(
     Ok(crashes)
 }
 
-/// Picks the target(s) of a process fault: the leader (half the time, when known) or a random
-/// minority of the running nodes.
-async fn targets(cluster: &Cluster, rng: &mut Rng) -> Vec<usize> {
+/// A leader a fault aims at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Aim {
+    /// The node.
+    node: usize,
+    /// On a sharded cluster: the group it leads (0 = the metadata group and its oracle).
+    group: Option<u64>,
+}
+
+impl Aim {
+    /// `the leader`, `group 0's leader`, `data group 3's leader`.
+    fn describe(self) -> String {
+        match self.group {
+            None => "the leader".to_owned(),
+            Some(0) => "group 0's leader".to_owned(),
+            Some(g) => format!("data group {g}'s leader"),
+        }
+    }
+}
+
+/// A leader to aim at: unsharded, the leader; sharded, group 0's (the oracle's) or, as often,
+/// a random data group's, which may sit on another node. `None` when no leader is known. Draws
+/// from `rng` only on a sharded cluster, so unsharded schedules stay as they were.
+async fn a_leader(cluster: &Cluster, rng: &mut Rng) -> Option<Aim> {
+    let data_leaders = cluster.group_leaders().await;
+    if !data_leaders.is_empty() && rng.chance(0.5) {
+        if let Some(&(group, node)) = rng.pick(&data_leaders) {
+            return Some(Aim {
+                node,
+                group: Some(group),
+            });
+        }
+    }
+    let group = (!data_leaders.is_empty()).then_some(0);
+    cluster.leader().await.map(|node| Aim { node, group })
+}
+
+/// Picks the target(s) of a process fault: a leader ([`a_leader`], half the time, when known)
+/// or a random minority of the running nodes, with what they are (for the history).
+async fn targets(cluster: &Cluster, rng: &mut Rng) -> (Vec<usize>, String) {
     let running = cluster.nodes_in(NodeState::Running);
     if rng.chance(0.5) {
-        if let Some(l) = cluster.leader().await {
-            return vec![l];
+        if let Some(aim) = a_leader(cluster, rng).await {
+            return (vec![aim.node], aim.describe());
         }
     }
     let minority = ((cluster.len().saturating_sub(1)) / 2).max(1);
@@ -186,7 +223,7 @@ async fn targets(cluster: &Cluster, rng: &mut Rng) -> Vec<usize> {
     let mut pool = running;
     rng.shuffle(&mut pool);
     pool.truncate(count);
-    pool
+    (pool, "a random minority".to_owned())
 }
 
 fn say(recorder: &Recorder, action: &str, nodes: &[usize], detail: &str) {
@@ -231,7 +268,7 @@ async fn network_fault(
     hold: Duration,
     stop: &AtomicBool,
 ) -> anyhow::Result<()> {
-    let leader = cluster.leader().await;
+    let leader = a_leader(cluster, rng).await;
     let (name, rules, detail) = network_rules(kind, cluster.len(), leader, rng);
     let touched = set_network(cluster, &rules).await?;
     let mixed = inside.map_or_else(String::new, |p| format!("; mix: a {} inside", p.name()));
@@ -288,7 +325,7 @@ async fn process_fault(
 ) -> anyhow::Result<()> {
     match kind {
         FaultKind::Kill => {
-            let nodes = targets(cluster, rng).await;
+            let (nodes, what) = targets(cluster, rng).await;
             for &i in &nodes {
                 cluster.kill9(i).await?;
             }
@@ -296,7 +333,7 @@ async fn process_fault(
                 recorder,
                 "kill9",
                 &nodes,
-                &format!("restart in {} ms", hold.as_millis()),
+                &format!("{what}; restart in {} ms", hold.as_millis()),
             );
             nap(hold, stop).await;
             for &i in &nodes {
@@ -308,7 +345,7 @@ async fn process_fault(
             say(recorder, "restart", &nodes, "");
         }
         FaultKind::Pause => {
-            let nodes = targets(cluster, rng).await;
+            let (nodes, what) = targets(cluster, rng).await;
             for &i in &nodes {
                 cluster.pause(i)?;
             }
@@ -316,7 +353,7 @@ async fn process_fault(
                 recorder,
                 "pause",
                 &nodes,
-                &format!("resume in {} ms", hold.as_millis()),
+                &format!("{what}; resume in {} ms", hold.as_millis()),
             );
             nap(hold, stop).await;
             for &i in &nodes {
@@ -375,9 +412,10 @@ async fn process_fault(
 fn network_rules(
     kind: FaultKind,
     n: usize,
-    leader: Option<usize>,
+    aim: Option<Aim>,
     rng: &mut Rng,
 ) -> (&'static str, Vec<Vec<Value>>, String) {
+    let leader = aim.map(|a| a.node);
     let mut rules: Vec<Vec<Value>> = vec![Vec::new(); n];
     let drop_rule = |to: usize| json!({ "to": to, "action": "drop" });
     match kind {
@@ -404,10 +442,9 @@ fn network_rules(
                 }
             }
             let arrow = if one_way { "-/->" } else { "<-/->" };
-            let who = if matches!((mode, leader), (0 | 1, Some(_))) {
-                "leader isolated"
-            } else {
-                "halves"
+            let who = match (mode, aim) {
+                (0 | 1, Some(aim)) => format!("{} isolated", aim.describe()),
+                _ => "halves".to_owned(),
             };
             ("partition", rules, format!("{a:?} {arrow} {b:?} ({who})"))
         }
@@ -462,7 +499,19 @@ mod tests {
     fn a_two_way_partition_drops_both_directions() {
         for seed in 0..50 {
             let mut rng = Rng::new(seed);
-            let (_, rules, detail) = network_rules(FaultKind::Partition, 5, Some(2), &mut rng);
+            let aim = Aim {
+                node: 2,
+                group: (seed % 2 == 0).then_some(3),
+            };
+            let (_, rules, detail) = network_rules(FaultKind::Partition, 5, Some(aim), &mut rng);
+            if detail.contains("isolated") {
+                let what = if seed % 2 == 0 {
+                    "data group 3's leader isolated"
+                } else {
+                    "the leader isolated"
+                };
+                assert!(detail.contains(what) && detail.contains("[2]"), "{detail}");
+            }
             let links: Vec<(usize, u64)> = rules
                 .iter()
                 .enumerate()
@@ -478,6 +527,14 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn aims_say_which_group_they_lead() {
+        let aim = |group| Aim { node: 1, group };
+        assert_eq!(aim(None).describe(), "the leader");
+        assert_eq!(aim(Some(0)).describe(), "group 0's leader");
+        assert_eq!(aim(Some(3)).describe(), "data group 3's leader");
     }
 
     #[test]

@@ -56,12 +56,24 @@ pub struct RunOptions {
     /// would (absent in older run.json files).
     #[serde(default)]
     pub lose_unsynced_writes: bool,
+    /// `[sharding] split_keys` on every node, as given (`--split-keys`; empty = not sharded,
+    /// and absent in older run.json files). Checked by [`crate::shards::Ranges::new`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub split_keys: Vec<String>,
 }
 
 impl RunOptions {
     /// The run's duration.
     pub fn duration(&self) -> Duration {
         Duration::from_secs(self.duration_secs)
+    }
+
+    /// The key ranges of the run (one range when not sharded).
+    ///
+    /// # Errors
+    /// When the split keys are not valid (a hand-edited run.json).
+    pub fn ranges(&self) -> Result<crate::shards::Ranges, crate::shards::SplitKeysError> {
+        crate::shards::Ranges::new(self.split_keys.clone())
     }
 
     /// Whether a network fault kind is selected.
@@ -185,6 +197,26 @@ mod tests {
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("2x").is_err());
         assert!(parse_duration("2m30").is_err());
+    }
+
+    #[test]
+    fn run_json_without_split_keys_still_loads() {
+        let old = r#"{"seed": 3, "duration_secs": 30, "nodes": 3, "workloads": ["bank"],
+            "faults": ["kill"], "clients": 4, "dolmen": "/bin/dolmen", "planted_bug": null,
+            "profile": null, "keep_data": false}"#;
+        let o: RunOptions = serde_json::from_str(old).unwrap();
+        assert!(o.split_keys.is_empty());
+        assert!(!o.ranges().unwrap().is_sharded());
+        let mut sharded = o.clone();
+        sharded.split_keys = vec!["bank/4".into(), "la/".into()];
+        let text = serde_json::to_string(&sharded).unwrap();
+        let back: RunOptions = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.split_keys, sharded.split_keys);
+        assert_eq!(back.ranges().unwrap().len(), 3);
+        assert!(
+            !serde_json::to_string(&o).unwrap().contains("split_keys"),
+            "an unsharded run.json reads as before"
+        );
     }
 
     #[test]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::check::{Report, Verdict};
 use crate::options::RunOptions;
 use crate::recorder::Tally;
+use crate::shards::ShardTally;
 
 /// `run.json`: what was run, to replay it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -43,6 +44,10 @@ pub struct Summary {
     pub seed: u64,
     /// Operations and faults counted.
     pub tally: Tally,
+    /// A sharded run's figures: operations by range, transactions reaching one range or
+    /// several (absent when not sharded).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shards: Option<ShardTally>,
     /// Every check: the history checkers and the runner's own (replica agreement, recovery,
     /// unexpected node exits).
     pub reports: Vec<Report>,
@@ -109,6 +114,13 @@ pub(crate) fn print_tally(t: &Tally) {
     );
 }
 
+pub(crate) fn print_shards(t: &ShardTally) {
+    eprintln!("shards (split keys {}):", t.split_keys.join(","));
+    for line in t.lines() {
+        eprintln!("  {line}");
+    }
+}
+
 pub(crate) fn print_report(r: &Report) {
     let first = r.explanation.lines().next().unwrap_or("");
     eprintln!(
@@ -125,6 +137,9 @@ pub(crate) fn print_summary(s: &Summary, out: &Path, replay: &str) {
         s.seed, s.elapsed_secs
     );
     print_tally(&s.tally);
+    if let Some(shards) = &s.shards {
+        print_shards(shards);
+    }
     eprintln!("checks:");
     for r in &s.reports {
         print_report(r);

@@ -20,16 +20,17 @@ use anyhow::{anyhow, Context};
 use dolmen_client::Client;
 
 use crate::check::{self, Limits, Report, Verdict};
-use crate::cluster::{Cluster, ClusterSpec};
+use crate::cluster::{Cluster, ClusterSpec, NodeDigest};
 use crate::history::{Event, SetFinal};
 use crate::nemesis;
 use crate::options::{names, PlantedBug, RunOptions};
 use crate::recorder::{Recorder, Tally};
 use crate::report::{
-    explanation, git_commit, print_report, print_summary, print_tally, runner_report, unix_secs,
-    utc_stamp, verdict_of, write_json, RunInfo, Summary,
+    explanation, git_commit, print_report, print_shards, print_summary, print_tally, runner_report,
+    unix_secs, utc_stamp, verdict_of, write_json, RunInfo, Summary,
 };
 use crate::rng::Rng;
+use crate::shards::{Ranges, ShardTally};
 use crate::workload::{self, bank, list_append, register, set, Ctx, Workload};
 
 /// How long the cluster may take to be ready at start and after healing.
@@ -68,6 +69,8 @@ pub fn default_out(seed: u64) -> PathBuf {
 /// file could not be written): exit code 2. The run folder is kept.
 pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow::Result<RunResult> {
     let started = Instant::now();
+    // A hand-edited run.json (replay) is checked as the command line is.
+    let ranges = opts.ranges().context("split keys")?;
     std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     let out = out.canonicalize().unwrap_or_else(|_| out.to_path_buf());
     // Time zero of the history; `started_unix_ms` ties it to the wall-clock markers in the
@@ -107,6 +110,14 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     if opts.lose_unsynced_writes {
         eprintln!("chaos: power cuts: a killed node loses what it never fsynced");
     }
+    if ranges.is_sharded() {
+        let labels: Vec<String> = (0..ranges.len()).map(|i| ranges.label(i)).collect();
+        eprintln!(
+            "chaos: sharded: group 0 holds the oracle, {} data groups: {}",
+            ranges.len(),
+            labels.join(" ")
+        );
+    }
     if opts.planted_bug == Some(PlantedBug::StaleReads)
         && (!opts.workloads.contains(&Workload::Register)
             || !opts.faults.contains(&nemesis::FaultKind::Partition))
@@ -143,6 +154,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         lose_unsynced_writes: opts.lose_unsynced_writes,
         skip_log_fsync: opts.planted_bug == Some(PlantedBug::SkipLogFsync),
         skip_conflict_check: opts.planted_bug == Some(PlantedBug::SkipConflictCheck),
+        split_keys: opts.split_keys.clone(),
     };
     let mut cluster = Cluster::start(spec, READY_TIMEOUT)
         .await
@@ -316,6 +328,9 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         result,
         seed: opts.seed,
         tally: Tally::of(&events),
+        shards: ranges
+            .is_sharded()
+            .then(|| ShardTally::of(&events, &ranges)),
         reports,
         warnings,
         elapsed_secs: started.elapsed().as_secs_f64(),
@@ -364,6 +379,10 @@ pub fn check_saved(dir: &Path) -> anyhow::Result<i32> {
     let (accounts, total) = info.as_ref().map_or((bank::ACCOUNTS, bank::total()), |i| {
         (i.bank_accounts, i.bank_total)
     });
+    let ranges = match &info {
+        Some(i) => i.options.ranges().context("run.json's split keys")?,
+        None => Ranges::default(),
+    };
     // The workloads present in the history.
     let mut workloads = Vec::new();
     if events.iter().any(|e| matches!(e, Event::Register(_))) {
@@ -388,6 +407,9 @@ pub fn check_saved(dir: &Path) -> anyhow::Result<i32> {
     let result = verdict_of(&reports);
     let tally = Tally::of(&events);
     print_tally(&tally);
+    if ranges.is_sharded() {
+        print_shards(&ShardTally::of(&events, &ranges));
+    }
     eprintln!("checks ({} events from {}):", events.len(), path.display());
     for r in &reports {
         print_report(r);
@@ -513,32 +535,7 @@ async fn replica_agreement(cluster: &Cluster) -> Report {
                     }
                 }
                 if digests.len() == n {
-                    let agree = digests.iter().all(|d| *d == digests[0]);
-                    let listed: Vec<String> = digests
-                        .iter()
-                        .enumerate()
-                        .map(|(i, d)| format!("node {i}: {d}"))
-                        .collect();
-                    return runner_report(
-                        "replica-agreement",
-                        if agree {
-                            Verdict::Ok
-                        } else {
-                            Verdict::Violation
-                        },
-                        n,
-                        if agree {
-                            format!(
-                                "all {n} replicas have digest {} at version {lo}",
-                                digests[0]
-                            )
-                        } else {
-                            format!(
-                                "replicas DIVERGED: different digests at version {lo}:\n{}",
-                                listed.join("\n")
-                            )
-                        },
-                    );
+                    return agreement_report(&digests, lo);
                 }
             } else {
                 last = format!("applied versions {applied:?}, waiting for all >= {target}");
@@ -551,6 +548,62 @@ async fn replica_agreement(cluster: &Cluster) -> Report {
         Verdict::Unknown,
         n,
         format!("replicas did not converge within {CONVERGE_TIMEOUT:?}; last: {last}"),
+    )
+}
+
+/// The replica-agreement verdict from every node's digest at `version`; on a sharded cluster
+/// it names the data groups compared and, when replicas differ, the groups whose digests do.
+fn agreement_report(digests: &[NodeDigest], version: u64) -> Report {
+    let n = digests.len();
+    let first = digests.first().map(|d| d.digest.as_str()).unwrap_or("");
+    let agree = digests.iter().all(|d| d.digest == first);
+    let groups = digests.first().map_or(0, |d| d.groups.len());
+    let over = if groups > 0 {
+        format!(" (combined over {groups} data groups, each digested at that version)")
+    } else {
+        String::new()
+    };
+    if agree {
+        return runner_report(
+            "replica-agreement",
+            Verdict::Ok,
+            n,
+            format!("all {n} replicas have digest {first} at version {version}{over}"),
+        );
+    }
+    let mut listed: Vec<String> = digests
+        .iter()
+        .enumerate()
+        .map(|(i, d)| format!("node {i}: {}", d.digest))
+        .collect();
+    // Per group: the groups whose replicas differ, each with every node's digest.
+    let labels: Vec<&String> = digests
+        .first()
+        .map(|d| d.groups.iter().map(|(label, _)| label).collect())
+        .unwrap_or_default();
+    for (g, label) in labels.iter().enumerate() {
+        let per_node: Vec<Option<&String>> = digests
+            .iter()
+            .map(|d| d.groups.get(g).map(|(_, digest)| digest))
+            .collect();
+        if per_node.iter().all(|d| *d == per_node[0]) {
+            continue;
+        }
+        let shown: Vec<String> = per_node
+            .iter()
+            .enumerate()
+            .map(|(i, d)| format!("node {i} {}", d.map_or("-", |d| d.as_str())))
+            .collect();
+        listed.push(format!("group {label} differs: {}", shown.join(", ")));
+    }
+    runner_report(
+        "replica-agreement",
+        Verdict::Violation,
+        n,
+        format!(
+            "replicas DIVERGED: different digests at version {version}{over}:\n{}",
+            listed.join("\n")
+        ),
     )
 }
 
@@ -583,5 +636,51 @@ async fn wait_until(t: Instant, stop: &AtomicBool) {
             return;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(combined: &str, groups: &[&str]) -> NodeDigest {
+        NodeDigest {
+            digest: combined.to_owned(),
+            groups: groups
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (format!("g{}", i + 1), (*d).to_owned()))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn replicas_agree_only_with_equal_digests_and_a_divergence_names_the_group() {
+        let same = [digest("aa", &["1", "2"]), digest("aa", &["1", "2"])];
+        let r = agreement_report(&same, 7);
+        assert_eq!(r.verdict, Verdict::Ok);
+        assert!(
+            r.explanation.contains("over 2 data groups"),
+            "{}",
+            r.explanation
+        );
+        let apart = [
+            digest("aa", &["1", "2"]),
+            digest("bb", &["1", "3"]),
+            digest("aa", &["1", "2"]),
+        ];
+        let r = agreement_report(&apart, 7);
+        assert_eq!(r.verdict, Verdict::Violation);
+        assert!(
+            r.explanation
+                .contains("group g2 differs: node 0 2, node 1 3, node 2 2"),
+            "{}",
+            r.explanation
+        );
+        assert!(!r.explanation.contains("group g1"), "{}", r.explanation);
+        let unsharded = [digest("aa", &[]), digest("ab", &[])];
+        let r = agreement_report(&unsharded, 7);
+        assert_eq!(r.verdict, Verdict::Violation);
+        assert!(!r.explanation.contains("data groups"), "{}", r.explanation);
     }
 }

@@ -36,6 +36,8 @@ pub(super) fn render_config(
     if spec.lease_reads {
         c.reads.consistency_level = ConsistencyLevel::Lease;
     }
+    // Every member the same split points: group 0 holds the oracle, the data groups the ranges.
+    c.sharding.split_keys = spec.split_keys.clone();
     c
 }
 
@@ -67,6 +69,7 @@ mod tests {
             lose_unsynced_writes: false,
             skip_log_fsync: false,
             skip_conflict_check: false,
+            split_keys: Vec::new(),
         };
         let c = render_config(&spec, 1, &addrs, Path::new("/tmp/x/data/node-1"));
         let text = render(&c).unwrap();
@@ -80,12 +83,14 @@ mod tests {
         );
         assert!(t.get("faults").is_none());
         assert!(t.get("reads").is_none());
+        assert!(t.get("sharding").is_none(), "not sharded unless asked");
         spec.network_faults = true;
         spec.stale_reads = true;
         spec.lease_reads = true;
         spec.lose_unsynced_writes = true;
         spec.skip_log_fsync = true;
         spec.skip_conflict_check = true;
+        spec.split_keys = vec!["bank/4".into(), "hex:6c612f".into()];
         let text = render(&render_config(
             &spec,
             0,
@@ -104,5 +109,40 @@ mod tests {
             Some(true)
         );
         assert_eq!(t["reads"]["consistency_level"].as_str(), Some("lease"));
+        let keys: Vec<&str> = t["sharding"]["split_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(toml::Value::as_str)
+            .collect();
+        assert_eq!(keys, ["bank/4", "hex:6c612f"]);
+    }
+
+    #[test]
+    fn a_sharded_config_passes_the_servers_own_validation() {
+        let addrs: Vec<NodeAddrs> = (0..3u16)
+            .map(|i| NodeAddrs {
+                thrift: loopback(20_000 + i),
+                peer: loopback(21_000 + i),
+                admin: loopback(22_000 + i),
+            })
+            .collect();
+        let spec = ClusterSpec {
+            nodes: 3,
+            dolmen: PathBuf::from("/bin/false"),
+            dir: PathBuf::from("/tmp/x"),
+            network_faults: true,
+            stale_reads: false,
+            lease_reads: false,
+            lose_unsynced_writes: true,
+            skip_log_fsync: false,
+            skip_conflict_check: true,
+            split_keys: ["bank/4", "la/", "la/5", "reg/", "reg/5", "set/"]
+                .map(str::to_owned)
+                .to_vec(),
+        };
+        let c = render_config(&spec, 2, &addrs, Path::new("/tmp/x/data/node-2"));
+        c.validate().unwrap();
+        assert_eq!(c.sharding.data_groups(), 7);
     }
 }

@@ -63,6 +63,17 @@ pub struct ClusterSpec {
     /// Writes `[faults] unsafe_skip_conflict_check = true` (the planted bug
     /// `skip-conflict-check`).
     pub skip_conflict_check: bool,
+    /// Writes `[sharding] split_keys` (empty: not sharded, nothing written).
+    pub split_keys: Vec<String>,
+}
+
+/// One node's `/state/digest` answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NodeDigest {
+    /// The node's digest (on a sharded node, the combination of its groups').
+    pub digest: String,
+    /// On a sharded node: `(group label, digest)` for each data group, in key order.
+    pub groups: Vec<(String, String)>,
 }
 
 /// A running cluster. Dropping it kills every node it started (SIGKILL by PID).
@@ -476,19 +487,52 @@ impl Cluster {
         Ok(json!({ "outcome": outcome.as_str() }))
     }
 
-    /// `GET /state/digest?version=V` of node `i`: a checksum of all user data visible at `V`.
+    /// `GET /state/digest?version=V` of node `i`: a checksum of all user data visible at `V`,
+    /// with each data group's on a sharded node (every group covers `V` first).
     ///
     /// # Errors
-    /// When the node refuses (`V` outside `[horizon, applied]`) or does not answer.
-    pub async fn digest(&self, i: usize, version: u64) -> anyhow::Result<String> {
-        let d = self.admin(i, ADMIN_TIMEOUT)?.digest(Some(version)).await?;
+    /// When the node refuses (`V` outside `[horizon, applied]`, a group that cannot cover it)
+    /// or does not answer.
+    pub async fn digest(&self, i: usize, version: u64) -> anyhow::Result<NodeDigest> {
+        let d = self
+            .admin(i, ADMIN_TIMEOUT)?
+            .grouped_digest(Some(version))
+            .await?;
         if d.version != version {
             bail!(
                 "node {i} answered a digest for another version than {version}: {}",
                 d.version
             );
         }
-        Ok(d.digest)
+        Ok(NodeDigest {
+            digest: d.digest,
+            groups: d
+                .groups
+                .into_iter()
+                .map(|g| (format!("g{} {}", g.id, g.range), g.digest))
+                .collect(),
+        })
+    }
+
+    /// The leader of each data group of a sharded cluster, as the running nodes see it: for
+    /// each group, the node claiming its leadership in the highest term (`(group id, node)`,
+    /// groups without a claimant left out). Empty when not sharded or nobody answers.
+    pub async fn group_leaders(&self) -> Vec<(u64, usize)> {
+        let mut best: std::collections::BTreeMap<u64, (u64, usize)> =
+            std::collections::BTreeMap::new();
+        for (i, status) in self.typed_statuses().await {
+            let Ok(status) = status else { continue };
+            for g in status.groups {
+                if g.role != dolmen_admin::Role::Leader {
+                    continue;
+                }
+                let entry = best.entry(g.id).or_insert((g.term, i));
+                if g.term > entry.0 {
+                    *entry = (g.term, i);
+                }
+            }
+        }
+        best.into_iter().map(|(id, (_, node))| (id, node)).collect()
     }
 
     /// Undoes every fault: SIGCONT to paused nodes, starts down nodes, clears network rules

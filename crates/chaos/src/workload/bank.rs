@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dolmen_client::{Client, Op};
 
-use super::{classify, parse_num, think, Class, Ctx, Process, Turns, OP_TIMEOUT};
+use super::{classify, parse_num, refusal_code, think, Class, Ctx, Process, Turns, OP_TIMEOUT};
 use crate::history::{BankRead, Event, TransferOp, WriteOutcome};
 use crate::rng::Rng;
 
@@ -23,45 +23,52 @@ pub fn total() -> i64 {
     INITIAL * i64::from(ACCOUNTS)
 }
 
-fn account_key(i: u32) -> Vec<u8> {
+/// The Thrift key of account `i`: `bank/<i>`.
+pub fn account_key(i: u32) -> Vec<u8> {
     format!("bank/{i}").into_bytes()
 }
 
-/// Creates every account with [`INITIAL`] in one commit (before any fault; retried, which is
-/// safe because it writes absolute values and nothing else writes these keys yet).
+/// Creates every account with [`INITIAL`], one commit per account, before any fault and before
+/// any client reads: on a sharded cluster the accounts may lie in different ranges, and a
+/// commit reaching several is refused. Each commit is retried until it succeeds, which is safe
+/// because it writes an absolute value and nothing else writes these keys yet.
 ///
 /// # Errors
-/// When no attempt succeeded within `timeout`.
+/// When an account could not be created within `timeout` (the message names it).
 pub async fn preload(nodes: &[std::net::SocketAddr], timeout: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
-    let ops: Vec<Op> = (0..ACCOUNTS)
-        .map(|i| Op::Set {
+    let mut attempt = 0usize;
+    for i in 0..ACCOUNTS {
+        let ops = [Op::Set {
             key: account_key(i),
             value: INITIAL.to_string().into_bytes(),
-        })
-        .collect();
-    let mut last = String::from("not tried");
-    for attempt in 0u64..1000 {
-        if Instant::now() >= deadline {
-            break;
+        }];
+        let mut last = String::from("not tried");
+        loop {
+            if Instant::now() >= deadline {
+                anyhow::bail!(
+                    "could not create bank account {i} (bank/{i}) within {timeout:?}; last \
+                     error: {last}"
+                );
+            }
+            let Some(&addr) = nodes.get(attempt % nodes.len().max(1)) else {
+                anyhow::bail!("no nodes to preload the bank through");
+            };
+            attempt += 1;
+            let c = Client::new(addr, super::REQUEST_TIMEOUT);
+            let result = async {
+                let rv = c.read_version().await?;
+                c.commit(rv, &ops, &[]).await
+            }
+            .await;
+            match result {
+                Ok(_) => break,
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        let Some(&addr) = nodes.get(usize::try_from(attempt).unwrap_or(0) % nodes.len().max(1))
-        else {
-            anyhow::bail!("no nodes to preload the bank through");
-        };
-        let c = Client::new(addr, super::REQUEST_TIMEOUT);
-        let result = async {
-            let rv = c.read_version().await?;
-            c.commit(rv, &ops, &[]).await
-        }
-        .await;
-        match result {
-            Ok(_) => return Ok(()),
-            Err(e) => last = e.to_string(),
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    anyhow::bail!("could not create the bank accounts within {timeout:?}; last error: {last}")
+    Ok(())
 }
 
 /// Runs one bank client until the context stops it.
@@ -89,16 +96,16 @@ pub async fn client(ctx: Ctx, mut rng: Rng) {
                 % ACCOUNTS;
             let amount = i64::try_from(rng.between(1, MAX_AMOUNT)).unwrap_or(1);
             let invoke = ctx.recorder.now();
-            let class = match tokio::time::timeout(OP_TIMEOUT, transfer(c, from, to, amount)).await
-            {
-                Ok(Some(class)) => class,
-                // Not enough money: nothing was attempted, nothing to record.
-                Ok(None) => {
-                    think(&mut rng).await;
-                    continue;
-                }
-                Err(_) => Class::Unknown,
-            };
+            let (class, code) =
+                match tokio::time::timeout(OP_TIMEOUT, transfer(c, from, to, amount)).await {
+                    Ok(Some(answer)) => answer,
+                    // Not enough money: nothing was attempted, nothing to record.
+                    Ok(None) => {
+                        think(&mut rng).await;
+                        continue;
+                    }
+                    Err(_) => (Class::Unknown, None),
+                };
             let outcome = match class {
                 Class::Ok => WriteOutcome::Ok,
                 Class::Failed => WriteOutcome::Failed,
@@ -114,6 +121,7 @@ pub async fn client(ctx: Ctx, mut rng: Rng) {
                 invoke,
                 complete,
                 outcome,
+                code,
             }));
             process.after(class, &ctx.recorder);
         }
@@ -121,18 +129,19 @@ pub async fn client(ctx: Ctx, mut rng: Rng) {
     }
 }
 
-/// One transfer attempt; `None` when `from` cannot cover `amount` (nothing committed).
-async fn transfer(c: &Client, from: u32, to: u32, amount: i64) -> Option<Class> {
+/// One transfer attempt, with the error code of the commit's refusal; `None` when `from`
+/// cannot cover `amount` (nothing committed).
+async fn transfer(c: &Client, from: u32, to: u32, amount: i64) -> Option<(Class, Option<String>)> {
     let (kf, kt) = (account_key(from), account_key(to));
     // Nothing is written before the commit: any failure up to it is a definite failure.
     let Ok(rv) = c.read_version().await else {
-        return Some(Class::Failed);
+        return Some((Class::Failed, None));
     };
     let (Ok(bf), Ok(bt)) = (c.snapshot_get(&kf, rv).await, c.snapshot_get(&kt, rv).await) else {
-        return Some(Class::Failed);
+        return Some((Class::Failed, None));
     };
     let (Some(bf), Some(bt)) = (balance(bf), balance(bt)) else {
-        return Some(Class::Failed);
+        return Some((Class::Failed, None));
     };
     if bf < amount {
         return None;
@@ -148,8 +157,8 @@ async fn transfer(c: &Client, from: u32, to: u32, amount: i64) -> Option<Class> 
         },
     ];
     Some(match c.commit(rv, &ops, &[kf, kt]).await {
-        Ok(_) => Class::Ok,
-        Err(e) => classify(&e),
+        Ok(_) => (Class::Ok, None),
+        Err(e) => (classify(&e), refusal_code(&e)),
     })
 }
 

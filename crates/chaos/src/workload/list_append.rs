@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use dolmen_client::{Client, Op};
 
-use super::{classify, think, Class, Ctx, Process, Turns, OP_TIMEOUT};
+use super::{classify, refusal_code, think, Class, Ctx, Process, Turns, OP_TIMEOUT};
 use crate::history::{Event, ListAppendTxn, MicroOp, WriteOutcome};
 use crate::rng::Rng;
 
@@ -80,7 +80,8 @@ impl Shared {
     }
 }
 
-fn key_bytes(k: u64) -> Vec<u8> {
+/// The Thrift key of list `k`: `la/<k>`.
+pub fn key_bytes(k: u64) -> Vec<u8> {
     format!("la/{k}").into_bytes()
 }
 
@@ -120,6 +121,7 @@ pub async fn client(ctx: Ctx, shared: Arc<Shared>, mut rng: Rng) {
             complete: None,
             outcome: WriteOutcome::Failed,
             ops: Vec::new(),
+            code: None,
         };
         let class = transaction(c, &reads, &appends, &mut txn).await;
         txn.outcome = match class {
@@ -192,7 +194,10 @@ async fn transaction(
             txn.commit_version = Some(version);
             Class::Ok
         }
-        Ok(Err(e)) => classify(&e),
+        Ok(Err(e)) => {
+            txn.code = refusal_code(&e);
+            classify(&e)
+        }
         Err(_) => Class::Unknown,
     }
 }

@@ -108,6 +108,17 @@ pub fn classify(e: &Error) -> Class {
     }
 }
 
+/// The error code of a refusal (`CONFLICT`, `UNAVAILABLE`, ...), kept in the history: `Some`
+/// only when the server answered with a code that [`classify`] takes as a definite failure.
+pub fn refusal_code(e: &Error) -> Option<String> {
+    match e {
+        Error::Server {
+            code: Some(code), ..
+        } if classify(e) == Class::Failed => Some(code.clone()),
+        _ => None,
+    }
+}
+
 /// What every client task shares.
 #[derive(Clone)]
 pub struct Ctx {
@@ -222,5 +233,12 @@ mod tests {
         assert_eq!(classify(&s(Some("UNAVAILABLE"))), Class::Failed);
         assert_eq!(classify(&s(Some("TIMEOUT"))), Class::Unknown);
         assert_eq!(classify(&s(None)), Class::Unknown);
+        assert_eq!(
+            refusal_code(&s(Some("UNAVAILABLE"))).as_deref(),
+            Some("UNAVAILABLE")
+        );
+        assert_eq!(refusal_code(&s(Some("TIMEOUT"))), None, "not a refusal");
+        assert_eq!(refusal_code(&s(None)), None);
+        assert_eq!(refusal_code(&t("connect: Connection refused")), None);
     }
 }

@@ -16,20 +16,24 @@ const PAGE: i32 = 1000;
 /// Most pages read (bounds the final read loop).
 const MAX_PAGES: usize = 100_000;
 
+/// The Thrift key of element `e`: `set/<e>`.
+pub fn key_bytes(e: u64) -> Vec<u8> {
+    format!("set/{e}").into_bytes()
+}
+
 /// Runs one set client until the context stops it; `next` hands out unique elements.
 pub async fn client(ctx: Ctx, next: Arc<AtomicU64>, mut rng: Rng) {
     let mut turns = Turns::new(&ctx);
     let mut process = Process::new(&ctx.recorder);
     while let Some((node, c)) = turns.next(&ctx, &mut rng) {
         let element = next.fetch_add(1, Ordering::Relaxed);
-        let key = format!("set/{element}");
+        let key = key_bytes(element);
         let invoke = ctx.recorder.now();
-        let class =
-            match tokio::time::timeout(OP_TIMEOUT, c.set("default", key.as_bytes(), b"1")).await {
-                Ok(Ok(())) => Class::Ok,
-                Ok(Err(e)) => classify(&e),
-                Err(_) => Class::Unknown,
-            };
+        let class = match tokio::time::timeout(OP_TIMEOUT, c.set("default", &key, b"1")).await {
+            Ok(Ok(())) => Class::Ok,
+            Ok(Err(e)) => classify(&e),
+            Err(_) => Class::Unknown,
+        };
         let outcome = match class {
             Class::Ok => WriteOutcome::Ok,
             Class::Failed => WriteOutcome::Failed,

@@ -25,6 +25,7 @@ fn txn(ops: Vec<MicroOp>, outcome: WriteOutcome, invoke: u64, complete: u64) -> 
         complete: (outcome != WriteOutcome::Unknown).then_some(complete * 1_000_000),
         outcome,
         ops,
+        code: None,
     }
 }
 
