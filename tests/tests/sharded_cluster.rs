@@ -352,8 +352,22 @@ fn hibernated_groups_wake_for_reads_and_writes_and_elect_after_a_kill() {
         kv.must_set(format!("{prefix}sleep-0").as_bytes(), b"v0");
     }
     for round in 1..=2 {
-        // Longer than hibernate_after plus a few beats: the groups sleep.
-        std::thread::sleep(Duration::from_millis(3000));
+        // Longer than hibernate_after plus a few beats: the groups sleep, on every node.
+        let start = Instant::now();
+        loop {
+            let asleep: usize = (0..cluster.node_count())
+                .map(|i| hibernating(&cluster, i))
+                .sum();
+            if asleep == RANGES.len() * cluster.node_count() {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "round {round}: {asleep} of {} group replicas hibernate",
+                RANGES.len() * cluster.node_count()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
         for node in 0..cluster.node_count() {
             let mut kv = connect_framed(cluster.thrift_endpoint(node));
             for prefix in RANGES {
@@ -369,7 +383,14 @@ fn hibernated_groups_wake_for_reads_and_writes_and_elect_after_a_kill() {
             kv.must_set(format!("{prefix}sleep-{round}").as_bytes(), b"v");
         }
     }
-    std::thread::sleep(Duration::from_millis(3000));
+    let start = Instant::now();
+    while hibernating(&cluster, 0) < RANGES.len() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the groups sleep again"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     cluster.kill9(0);
     let mut survivor = connect_buffered(cluster.thrift_endpoint(2));
     for prefix in RANGES {
@@ -386,4 +407,14 @@ fn hibernated_groups_wake_for_reads_and_writes_and_elect_after_a_kill() {
             assert!(got.found, "{old} after the kill: {got:?}");
         }
     }
+}
+
+/// How many data groups hibernate on node `node`, from its `/metrics`.
+fn hibernating(cluster: &ReplicatedCluster, node: usize) -> usize {
+    let text = dolmen_tests::admin::admin(cluster.admin_endpoint(node))
+        .metrics()
+        .unwrap_or_else(|e| panic!("/metrics of node {node}: {e}"));
+    text.lines()
+        .filter(|line| line.starts_with("dolmen_group_hibernating{") && line.ends_with(" 1"))
+        .count()
 }

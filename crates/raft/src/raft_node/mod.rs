@@ -196,10 +196,7 @@ impl DataGroup {
         members: BTreeMap<NodeId, NodeAddr>,
     ) -> Result<bool, RaftNodeError> {
         if self.raft.is_initialized().await.map_err(|e| {
-            RaftNodeError::Storage(std::io::Error::other(format!(
-                "group {}: {e}",
-                self.group
-            )))
+            RaftNodeError::Storage(std::io::Error::other(format!("group {}: {e}", self.group)))
         })? {
             return Ok(false);
         }
@@ -341,6 +338,14 @@ impl RaftNode {
     /// §8.3); 0 when hibernation is off.
     pub fn data_groups_asleep(&self) -> usize {
         self.hibernation.get().map_or(0, |(h, _)| h.asleep())
+    }
+
+    /// Whether data group `group` has its timers off on this node now (hibernating).
+    pub fn is_asleep(&self, group: crate::log_store::GroupId) -> bool {
+        self.hibernation
+            .get()
+            .and_then(|(h, _)| h.phase(group))
+            .is_some_and(|phase| phase.is_asleep())
     }
 
     /// Whether group 0 is initialized on this node (it has a membership).

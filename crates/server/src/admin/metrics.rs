@@ -104,7 +104,11 @@ impl Collector for NodeMetrics {
             .map(|r| {
                 r.data_groups()
                     .iter()
-                    .map(|g| GroupValues::of(g.id(), &g.status(), g.applied_version()))
+                    .map(|g| {
+                        let mut values = GroupValues::of(g.id(), &g.status(), g.applied_version());
+                        values.hibernating = r.is_asleep(g.id());
+                        values
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -189,6 +193,8 @@ struct GroupValues {
     term: u64,
     /// `dolmen_group_is_leader`.
     is_leader: bool,
+    /// `dolmen_group_hibernating`.
+    hibernating: bool,
 }
 
 impl GroupValues {
@@ -200,6 +206,7 @@ impl GroupValues {
             last_log_index: status.last_log,
             term: status.term,
             is_leader: status.role == dolmen_admin::Role::Leader,
+            hibernating: false,
         }
     }
 
@@ -209,7 +216,7 @@ impl GroupValues {
         if groups.is_empty() {
             return Ok(());
         }
-        let gauges: [GroupGauge; 5] = [
+        let gauges: [GroupGauge; 6] = [
             (
                 "dolmen_group_applied_index",
                 "A data group's last applied log index on this node.",
@@ -232,6 +239,11 @@ impl GroupValues {
                 "dolmen_group_is_leader",
                 "1 when this node leads the data group.",
                 |g| u64::from(g.is_leader),
+            ),
+            (
+                "dolmen_group_hibernating",
+                "1 while the data group's timers are off on this node (idle, docs/sharding.md §8.3).",
+                |g| u64::from(g.hibernating),
             ),
         ];
         for (name, help, value) in gauges {
@@ -623,6 +635,7 @@ mod tests {
                         last_log_index: 42,
                         term: 3,
                         is_leader: true,
+                        hibernating: false,
                     },
                     GroupValues {
                         id: 2,
@@ -631,6 +644,7 @@ mod tests {
                         last_log_index: 17,
                         term: 5,
                         is_leader: false,
+                        hibernating: true,
                     },
                 ]
             } else {
@@ -819,6 +833,8 @@ mod tests {
             "dolmen_group_term{group=\"2\"} 5\n",
             "dolmen_group_is_leader{group=\"1\"} 1\n",
             "dolmen_group_is_leader{group=\"2\"} 0\n",
+            "dolmen_group_hibernating{group=\"1\"} 0\n",
+            "dolmen_group_hibernating{group=\"2\"} 1\n",
             // Node-wide series keep no label.
             "dolmen_term 7\n",
             "dolmen_applied_version 0\n",
