@@ -23,12 +23,12 @@ use super::status::status_of;
 use super::{DataGroup, RaftNode, RaftNodeOptions};
 use crate::apply_report::ApplyReporting;
 use crate::apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
+use crate::hibernate::{HibernateOptions, Hibernation};
+use crate::log_store::GroupId;
 use crate::log_store::{LogFsync, LogStore};
 use crate::network::{self, GroupRouter, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::oracle::offset_clock;
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
-use crate::hibernate::{HibernateOptions, Hibernation};
-use crate::log_store::GroupId;
 use crate::sequencer::{Sequencer, VersionSource};
 use crate::shard::GroupZeroOracle;
 use crate::snapshot::SnapshotDir;
@@ -217,10 +217,7 @@ impl RaftNode {
             // This node's own proposals and reads wake the group too (the peer server wakes
             // it for what peers send).
             let waker = hibernation.clone();
-            let _ = parts
-                .shared
-                .wake
-                .set(Arc::new(move || waker.touch(group)));
+            let _ = parts.shared.wake.set(Arc::new(move || waker.touch(group)));
         }
         let data = Arc::new(DataGroup {
             group,
