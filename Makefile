@@ -16,8 +16,8 @@ DURATION ?= 30m
 SEED ?=
 
 .PHONY: deps deps-test build run run-standalone test chaos-short chaos chaos-lease chaos-selftest \
-	chaos-selftest-fsync chaos-selftest-serializable lint fmt bench \
-	thrift-gen clean-data
+	chaos-selftest-fsync chaos-selftest-serializable chaos-sharded chaos-selftest-sharded lint fmt \
+	bench thrift-gen clean-data
 
 deps:
 	@bash scripts/install-deps.sh
@@ -45,7 +45,7 @@ test: deps-test
 	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 	$(MAKE) --no-print-directory chaos-short chaos-lease chaos-selftest chaos-selftest-fsync \
-		chaos-selftest-serializable
+		chaos-selftest-serializable chaos-sharded chaos-selftest-sharded
 
 # The fault-injection suite's short profile (~2 minutes, every fault kind including crash-all,
 # killed nodes lose what they never fsynced, a random seed that is printed; a failing run keeps
@@ -81,6 +81,30 @@ chaos-selftest-serializable:
 	$(CHAOS) run --planted-bug skip-conflict-check --faults none --workloads list-append \
 		--duration 30s --dolmen $(DOLMEN) --expect-violation list-append \
 		--out $(CHAOS_RUNS)/selftest-serializable-$$(date +%Y%m%dT%H%M%S) $(if $(SEED),--seed $(SEED))
+
+# Split points of the sharded runs (docs/RELIABILITY.md, "Sharded clusters"): bank accounts 0-3
+# and 4-7 in two groups (transfers across them are refused, every balance read spans both);
+# lists la/0-1 and la/10-19 in one group, la/2-9 and la/20-99 in another (keys are numbered in
+# the order they come into use, compared as text); registers reg/0-1 and reg/10-19 apart from
+# reg/2-9 and reg/20-99; set elements split at set/5; each workload in groups of its own.
+CHAOS_SPLIT_KEYS := bank/4,la/,la/2,reg/,reg/2,set/,set/5
+
+# The suite on a sharded cluster: group 0 holds the oracle, eight data groups the ranges above;
+# kills, pauses and partitions aimed at group 0's or a data group's leader, transfers of group
+# 0's leadership, power cuts of the whole cluster.
+chaos-sharded:
+	$(CHAOS) run --split-keys $(CHAOS_SPLIT_KEYS) --workloads register,bank,list-append,set \
+		--faults kill,pause,partition,transfer,crash-all --lose-unsynced-writes --duration 45s \
+		--dolmen $(DOLMEN) --out $(CHAOS_RUNS)/sharded-$$(date +%Y%m%dT%H%M%S) \
+		$(if $(SEED),--seed $(SEED))
+
+# The list-append checker must catch the planted bug on a sharded cluster too: every data group
+# skips its read-conflict check.
+chaos-selftest-sharded:
+	$(CHAOS) run --planted-bug skip-conflict-check --split-keys $(CHAOS_SPLIT_KEYS) \
+		--faults none --workloads list-append --duration 30s --dolmen $(DOLMEN) \
+		--expect-violation list-append \
+		--out $(CHAOS_RUNS)/selftest-sharded-$$(date +%Y%m%dT%H%M%S) $(if $(SEED),--seed $(SEED))
 
 # A long fault-injection run on a release build: `make chaos DURATION=30m [SEED=N]`.
 chaos: deps

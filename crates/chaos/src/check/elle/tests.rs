@@ -113,6 +113,25 @@ fn g1a_aborted_read() {
 }
 
 #[test]
+fn a_cross_shard_refusal_is_not_applied_so_a_half_of_it_seen_is_an_aborted_read() {
+    // T0 reaches two ranges and is refused with UNAVAILABLE (nothing applied, docs/WIRE.md):
+    // a read showing its append to either half is a violation, never an unknown outcome.
+    let mut refused = txn(
+        vec![r(1, &[]), ap(1, 1), ap(3, 2)],
+        WriteOutcome::Failed,
+        0,
+        10,
+    );
+    refused.code = Some("UNAVAILABLE".into());
+    let txns = vec![refused, ok(vec![r(3, &[2]), ap(4, 3)])];
+    violation(
+        &txns,
+        "G1a",
+        &["T1 read [2] of la/3", "appended by T0, which failed"],
+    );
+}
+
+#[test]
 fn an_unknown_transaction_seen_in_a_read_committed() {
     let txns = vec![
         txn(vec![r(1, &[]), ap(1, 1)], WriteOutcome::Unknown, 0, 0),
