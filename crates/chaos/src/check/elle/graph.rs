@@ -1,5 +1,6 @@
 //! The dependency graph between the transactions in the graph (see the module above), from each
-//! key's version order:
+//! key's version order. Read-only nodes (refused commits whose reads returned) take part only
+//! through their reads: no edge comes from an element they appended, which never applied.
 //! - `ww`: T1's element comes just before T2's in a key's order;
 //! - `wr`: T2 read a list whose last element T1 appended;
 //! - `rw`: T1 read a list of a key without T2's element that comes next in the key's order; and,
@@ -176,10 +177,21 @@ pub(super) fn build(txns: &[ListAppendTxn], a: &Analysis) -> Graph {
     let mut g = Graph {
         edges: Vec::new(),
         out: vec![Vec::new(); txns.len()],
-        nodes: a.included.clone(),
+        nodes: a
+            .included
+            .iter()
+            .zip(&a.read_only)
+            .map(|(&with_appends, &read_only)| with_appends || read_only)
+            .collect(),
     };
     let mut seen = HashSet::new();
-    let writer = |e: &u64| a.writer.get(e).map(|&(w, _)| w);
+    // Only appends that applied have a writer in the graph.
+    let writer = |e: &u64| {
+        a.writer
+            .get(e)
+            .map(|&(w, _)| w)
+            .filter(|&w| a.included.get(w).copied().unwrap_or(false))
+    };
     for (&key, order) in &a.order {
         for pair in order.windows(2) {
             if let (Some(w1), Some(w2)) = (writer(&pair[0]), writer(&pair[1])) {
@@ -226,7 +238,7 @@ pub(super) fn build(txns: &[ListAppendTxn], a: &Analysis) -> Graph {
         reads.sort_unstable();
     }
     for (w, t) in txns.iter().enumerate() {
-        if !g.nodes[w] {
+        if !a.included[w] {
             continue;
         }
         for m in &t.ops {
@@ -258,12 +270,17 @@ pub(super) fn build(txns: &[ListAppendTxn], a: &Analysis) -> Graph {
             }
         }
     }
-    realtime(&mut g, &mut seen, txns);
+    realtime(&mut g, &mut seen, txns, a);
     g
 }
 
 /// The sparse real-time edges (see the module docs).
-fn realtime(g: &mut Graph, seen: &mut HashSet<(usize, usize, Kind)>, txns: &[ListAppendTxn]) {
+fn realtime(
+    g: &mut Graph,
+    seen: &mut HashSet<(usize, usize, Kind)>,
+    txns: &[ListAppendTxn],
+    a: &Analysis,
+) {
     // (time, 0 = invoke | 1 = complete, txn): at equal times invocations come first, since
     // only a completion strictly before an invocation orders two transactions.
     let mut events: Vec<(u64, u8, usize)> = Vec::new();
@@ -272,7 +289,10 @@ fn realtime(g: &mut Graph, seen: &mut HashSet<(usize, usize, Kind)>, txns: &[Lis
             continue;
         }
         events.push((t.invoke, 0, i));
-        if t.outcome == crate::history::WriteOutcome::Ok {
+        // A committed transaction completes with its commit's answer; a read-only one (a
+        // refused commit) with the refusal, after every one of its reads.
+        let completes = t.outcome == crate::history::WriteOutcome::Ok || a.read_only[i];
+        if completes {
             if let Some(c) = t.complete {
                 events.push((c, 1, i));
             }

@@ -27,8 +27,14 @@ pub(super) struct Analysis {
     pub keys: usize,
     /// Element → its index in its key's order.
     pub position: HashMap<u64, usize>,
-    /// By transaction: whether it is in the graph (committed, or unknown and seen in a read).
+    /// By transaction: whether it is in the graph with its appends (committed, or unknown and
+    /// seen in a read).
     pub included: Vec<bool>,
+    /// By transaction: whether it is in the graph as a read-only observation: its commit was
+    /// refused (nothing applied), but its reads returned, all at its one read version, so they
+    /// must fit the serial order like a read-only transaction's. On a sharded cluster these
+    /// are mostly transactions reaching several ranges: snapshot reads across groups.
+    pub read_only: Vec<bool>,
     /// Anomalies found so far.
     pub anomalies: Vec<Anomaly>,
 }
@@ -168,12 +174,21 @@ pub(super) fn analyze(txns: &[ListAppendTxn]) -> Result<Analysis, Uninterpretabl
             ),
         })
         .collect();
+    let read_only = txns
+        .iter()
+        .map(|t| {
+            t.outcome == WriteOutcome::Failed
+                && t.complete.is_some()
+                && t.ops.iter().any(|op| matches!(op, MicroOp::R { .. }))
+        })
+        .collect();
     Ok(Analysis {
         writer,
         keys: reads.len(),
         order,
         position,
         included,
+        read_only,
         anomalies,
     })
 }

@@ -80,8 +80,61 @@ fn a_serializable_history_passes() {
     ];
     let report = check_list_append(&txns);
     assert_eq!(report.verdict, Verdict::Ok, "{}", report.explanation);
-    assert_eq!(report.checked, 6);
+    assert_eq!(
+        report.checked, 7,
+        "six with appends, the failed one read-only"
+    );
     assert!(report.explanation.contains("strictly serializable"));
+    assert!(
+        report.explanation.contains("1 read-only"),
+        "{}",
+        report.explanation
+    );
+}
+
+#[test]
+fn a_refused_transactions_reads_are_a_snapshot_so_a_fractured_one_is_caught() {
+    // T0 commits to la/1 (one range) and completes before T1 commits to la/5 (another).
+    // T2 reads both at one read version and its commit is refused (it reaches both ranges):
+    // it saw T1's later append but not T0's earlier one, which no snapshot can show.
+    let mut refused = txn(
+        vec![r(1, &[]), r(5, &[2]), ap(1, 9)],
+        WriteOutcome::Failed,
+        40,
+        50,
+    );
+    refused.code = Some("UNAVAILABLE".into());
+    let txns = vec![
+        txn(vec![r(1, &[]), ap(1, 1)], WriteOutcome::Ok, 0, 10),
+        txn(vec![r(5, &[]), ap(5, 2)], WriteOutcome::Ok, 20, 30),
+        refused,
+        txn(vec![r(1, &[1]), ap(3, 3)], WriteOutcome::Ok, 60, 70),
+    ];
+    violation(
+        &txns,
+        "G-single-realtime",
+        &[
+            "T2 read [] of la/1 without T0's 1",
+            "T1's append to la/5 is the last element T2 read in [2] (wr)",
+            "T0 completed at 10.000 ms before T1 was invoked at 20.000 ms (rt)",
+        ],
+    );
+    // A consistent snapshot passes: both appends; or T0's alone while T1 was still running
+    // (invoked at 25 ms, before T1 completed). Its own append, which never applied, orders
+    // nothing.
+    for (invoke, reads) in [
+        (40, vec![r(1, &[1]), r(5, &[2])]),
+        (25, vec![r(1, &[1]), r(5, &[])]),
+    ] {
+        let mut consistent = txns.clone();
+        let mut ops = reads;
+        ops.push(ap(1, 9));
+        consistent[2].ops = ops;
+        consistent[2].invoke = invoke * 1_000_000;
+        let report = check_list_append(&consistent);
+        assert_eq!(report.verdict, Verdict::Ok, "{}", report.explanation);
+        assert_eq!(report.checked, 4);
+    }
 }
 
 #[test]
