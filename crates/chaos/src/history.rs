@@ -119,6 +119,10 @@ pub struct TransferOp {
     /// was refused with one; absent otherwise, and in histories written before it was recorded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// The commit version, for a committed transfer (absent from histories written before it
+    /// was recorded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_version: Option<i64>,
 }
 
 impl TransferOp {

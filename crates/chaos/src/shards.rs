@@ -506,6 +506,7 @@ mod tests {
                 complete: Some(1),
                 outcome,
                 code: code.map(str::to_owned),
+                commit_version: None,
             })
         };
         let txn = |keys: &[u64], outcome, code: Option<&str>| {

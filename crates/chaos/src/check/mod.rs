@@ -5,6 +5,7 @@
 //! ```text
 //!   history.jsonl ──► RegisterOp* ──► check_registers ─┐
 //!                     BankRead*   ──► check_bank      ─┼─► Report { verdict, explanation }
+//!          Transfer*, BankRead*   ──► check_bank_versions ┤
 //!                     SetAdd*, SetFinal* ─► check_set ─┤
 //!                     ListAppendTxn* ─► check_list_append ┘
 //! ```
@@ -12,11 +13,14 @@
 //! - [`check_registers`]: per-key linearizability of a register (Wing & Gong search with Lowe's
 //!   memoization, as in porcupine).
 //! - [`check_bank`]: every snapshot read sees all accounts and the conserved total.
+//! - [`check_bank_versions`]: every read at version `R` shows exactly the transfers committed
+//!   at or below `R` (a snapshot across groups, where each group's share is conserved alone).
 //! - [`check_set`]: no acknowledged insert lost, nothing invented, replicas agree.
 //! - [`check_list_append`]: strict serializability of list-append transactions (Elle's
 //!   dependency-graph cycles).
 
 mod bank;
+mod bank_versions;
 mod elle;
 mod register;
 mod set;
@@ -26,6 +30,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 pub use bank::check_bank;
+pub use bank_versions::check_bank_versions;
 pub use elle::check_list_append;
 pub use register::check_registers;
 pub use set::check_set;

@@ -96,16 +96,21 @@ pub async fn client(ctx: Ctx, mut rng: Rng) {
                 % ACCOUNTS;
             let amount = i64::try_from(rng.between(1, MAX_AMOUNT)).unwrap_or(1);
             let invoke = ctx.recorder.now();
-            let (class, code) =
-                match tokio::time::timeout(OP_TIMEOUT, transfer(c, from, to, amount)).await {
-                    Ok(Some(answer)) => answer,
-                    // Not enough money: nothing was attempted, nothing to record.
-                    Ok(None) => {
-                        think(&mut rng).await;
-                        continue;
-                    }
-                    Err(_) => (Class::Unknown, None),
-                };
+            let answer = match tokio::time::timeout(OP_TIMEOUT, transfer(c, from, to, amount)).await
+            {
+                Ok(Some(answer)) => answer,
+                // Not enough money: nothing was attempted, nothing to record.
+                Ok(None) => {
+                    think(&mut rng).await;
+                    continue;
+                }
+                Err(_) => Answer::failed(Class::Unknown, None),
+            };
+            let Answer {
+                class,
+                code,
+                commit_version,
+            } = answer;
             let outcome = match class {
                 Class::Ok => WriteOutcome::Ok,
                 Class::Failed => WriteOutcome::Failed,
@@ -122,6 +127,7 @@ pub async fn client(ctx: Ctx, mut rng: Rng) {
                 complete,
                 outcome,
                 code,
+                commit_version,
             }));
             process.after(class, &ctx.recorder);
         }
@@ -129,19 +135,39 @@ pub async fn client(ctx: Ctx, mut rng: Rng) {
     }
 }
 
-/// One transfer attempt, with the error code of the commit's refusal; `None` when `from`
-/// cannot cover `amount` (nothing committed).
-async fn transfer(c: &Client, from: u32, to: u32, amount: i64) -> Option<(Class, Option<String>)> {
+/// How one transfer attempt ended.
+struct Answer {
+    /// Its class.
+    class: Class,
+    /// The error code of the commit's refusal, if it was refused with one.
+    code: Option<String>,
+    /// The commit version, when it committed.
+    commit_version: Option<i64>,
+}
+
+impl Answer {
+    /// An attempt that did not commit (or may have, with an unknown version).
+    fn failed(class: Class, code: Option<String>) -> Self {
+        Self {
+            class,
+            code,
+            commit_version: None,
+        }
+    }
+}
+
+/// One transfer attempt; `None` when `from` cannot cover `amount` (nothing committed).
+async fn transfer(c: &Client, from: u32, to: u32, amount: i64) -> Option<Answer> {
     let (kf, kt) = (account_key(from), account_key(to));
     // Nothing is written before the commit: any failure up to it is a definite failure.
     let Ok(rv) = c.read_version().await else {
-        return Some((Class::Failed, None));
+        return Some(Answer::failed(Class::Failed, None));
     };
     let (Ok(bf), Ok(bt)) = (c.snapshot_get(&kf, rv).await, c.snapshot_get(&kt, rv).await) else {
-        return Some((Class::Failed, None));
+        return Some(Answer::failed(Class::Failed, None));
     };
     let (Some(bf), Some(bt)) = (balance(bf), balance(bt)) else {
-        return Some((Class::Failed, None));
+        return Some(Answer::failed(Class::Failed, None));
     };
     if bf < amount {
         return None;
@@ -157,8 +183,12 @@ async fn transfer(c: &Client, from: u32, to: u32, amount: i64) -> Option<(Class,
         },
     ];
     Some(match c.commit(rv, &ops, &[kf, kt]).await {
-        Ok(_) => (Class::Ok, None),
-        Err(e) => (classify(&e), refusal_code(&e)),
+        Ok(version) => Answer {
+            class: Class::Ok,
+            code: None,
+            commit_version: Some(version),
+        },
+        Err(e) => Answer::failed(classify(&e), refusal_code(&e)),
     })
 }
 
