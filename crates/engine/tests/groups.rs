@@ -264,8 +264,14 @@ fn a_group_refuses_what_lies_outside_its_span_and_forgets_the_refusal() {
         }
         other => panic!("expected OutsideRange of group {group}, got {other:?}"),
     };
-    outside(apply(&low, 10, commit(vec![set("default", "x", "1")], None)), 1);
-    outside(apply(&high, 11, commit(vec![set("other", "a", "1")], None)), 2);
+    outside(
+        apply(&low, 10, commit(vec![set("default", "x", "1")], None)),
+        1,
+    );
+    outside(
+        apply(&high, 11, commit(vec![set("other", "a", "1")], None)),
+        2,
+    );
     // `[k, m)` reaches group 2's first key only at its end: inside group 1; `[k, n)` is not.
     let clear = |begin: &str, end: &str| Mutation::ClearRange {
         cf: "default".into(),
@@ -303,18 +309,34 @@ fn a_group_refuses_what_lies_outside_its_span_and_forgets_the_refusal() {
     outside(apply(&high, 16, commit(vec![stamped], None)), 2);
     // Refused with a token through the wrong group, then applied once through the right one.
     outside(
-        apply(&high, 17, commit(vec![set("default", "c", "1")], Some(("client", 1)))),
+        apply(
+            &high,
+            17,
+            commit(vec![set("default", "c", "1")], Some(("client", 1))),
+        ),
         2,
     );
     assert_eq!(
-        apply(&low, 18, commit(vec![set("default", "c", "1")], Some(("client", 1)))),
+        apply(
+            &low,
+            18,
+            commit(vec![set("default", "c", "1")], Some(("client", 1)))
+        ),
         Outcome::Committed { version: 18 }
     );
     assert_eq!(
-        apply(&low, 19, commit(vec![set("default", "c", "2")], Some(("client", 1)))),
+        apply(
+            &low,
+            19,
+            commit(vec![set("default", "c", "2")], Some(("client", 1)))
+        ),
         Outcome::Committed { version: 18 },
         "the retry answers the first outcome"
     );
     assert_eq!(get(&low, "default", "c", 19), Some(b"1".to_vec()));
-    assert_eq!(get(&high, "default", "x", 17), None, "nothing of a refusal applied");
+    assert_eq!(
+        get(&high, "default", "x", 17),
+        None,
+        "nothing of a refusal applied"
+    );
 }

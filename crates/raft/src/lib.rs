@@ -31,8 +31,8 @@ pub use apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 pub use direct::{Direct, DirectOptions};
 pub use log_store::{LogFsync, LogStore};
 pub use raft_node::{
-    BootstrapError, CoreStopped, DataGroup, ErrorKind, Formation, InitOutcome, Leadership, MembershipError,
-    MembershipOutcome, MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,
+    BootstrapError, CoreStopped, DataGroup, ErrorKind, Formation, InitOutcome, Leadership,
+    MembershipError, MembershipOutcome, MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,
 };
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
 pub use replicator::{

@@ -131,9 +131,8 @@ struct Job {
 }
 
 /// The Raft core's answer to one handed-over commit.
-type Reply = oneshot::Receiver<
-    Result<ClientWriteResponse<DolmenRaft>, ClientWriteError<DolmenRaft>>,
->;
+type Reply =
+    oneshot::Receiver<Result<ClientWriteResponse<DolmenRaft>, ClientWriteError<DolmenRaft>>>;
 
 /// Commits this leader is sequencing: registered before their version is drawn, left when
 /// they applied or failed (docs/sharding.md §5.2, invariant 3).
@@ -252,7 +251,11 @@ impl Sequencer {
     /// with every commit queued meanwhile, one version draw for the whole batch. Whoever takes
     /// the lock runs the queue as one batch in its own task (a writer cancelled meanwhile
     /// strands nobody).
-    async fn hand_over(self: &Arc<Self>, ticket: u64, txn: Transaction) -> Result<Reply, WriteError> {
+    async fn hand_over(
+        self: &Arc<Self>,
+        ticket: u64,
+        txn: Transaction,
+    ) -> Result<Reply, WriteError> {
         let (handed, answer) = oneshot::channel();
         self.queue.lock().push(Job {
             txn,

@@ -77,11 +77,7 @@ impl GroupZeroOracle {
         Box::pin(self.grant_inner(count, want_read))
     }
 
-    async fn grant_inner(
-        &self,
-        count: u32,
-        want_read: bool,
-    ) -> Result<VersionGrant, ProposeError> {
+    async fn grant_inner(&self, count: u32, want_read: bool) -> Result<VersionGrant, ProposeError> {
         let group0 = &self.metadata;
         let deadline = Instant::now() + group0.leader_wait;
         loop {
@@ -132,7 +128,11 @@ impl GroupZeroOracle {
     /// Resolves once the oracle has handed out `version` (so no commit can be drawn at or
     /// below it any more without this node's barriers seeing it registered); asks again until
     /// `wait` passes, then `FUTURE_VERSION`.
-    pub(crate) async fn check_issued(&self, version: Version, wait: Duration) -> Result<(), ReadError> {
+    pub(crate) async fn check_issued(
+        &self,
+        version: Version,
+        wait: Duration,
+    ) -> Result<(), ReadError> {
         let start = Instant::now();
         loop {
             if version <= self.issued.load(Ordering::SeqCst) {
@@ -178,7 +178,11 @@ impl ReadGate for OracleGate {
         Box::pin(async move { Ok(self.oracle.read_version().await?) })
     }
 
-    fn wait_applied(&self, version: Version, timeout: Duration) -> BoxFuture<'_, Result<(), ReadError>> {
+    fn wait_applied(
+        &self,
+        version: Version,
+        timeout: Duration,
+    ) -> BoxFuture<'_, Result<(), ReadError>> {
         Box::pin(self.oracle.check_issued(version, timeout))
     }
 

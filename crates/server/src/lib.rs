@@ -21,7 +21,7 @@ pub mod node;
 pub mod request_metrics;
 pub mod restore;
 pub mod service;
-pub mod shards;
 mod sharding;
+pub mod shards;
 pub mod stats;
 pub mod thrift;
