@@ -34,9 +34,10 @@ mod transfer;
 
 pub use backup::{BackupRecord, Checksum, RecordRef, TruncatedRecord, VisibleExport};
 pub use command::{
-    check_key, check_value, stamp_buffer, versionstamp, Command, IdempotencyToken, Invalid,
-    KeyRange, Mutation, Outcome, Stamp, Transaction, EXPIRE_IDEMPOTENCY_LIMIT, MAX_CLIENT_ID_BYTES,
-    MAX_COMMIT_BYTES, MAX_COMMIT_OPERATIONS, MAX_KEY_BYTES, MAX_VALUE_BYTES, VERSIONSTAMP_LEN,
+    check_key, check_value, printable_key, stamp_buffer, versionstamp, Command, IdempotencyToken,
+    Invalid, KeyRange, Mutation, Outcome, Stamp, Transaction, EXPIRE_IDEMPOTENCY_LIMIT,
+    MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES, MAX_COMMIT_OPERATIONS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
+    VERSIONSTAMP_LEN,
 };
 pub use encoding::{DecodeError, EncodeError};
 pub use engine::Engine;

@@ -67,9 +67,10 @@ impl<S: Future<Output = ()>> Ticks<S> {
 /// an idle group's versions still move and its last idempotency entries age out. Left alone,
 /// that would make an idle group propose a `Compact` every interval forever (each one moving
 /// the version the next one samples), so a group would never be idle (it could not
-/// hibernate, docs/sharding.md §8.3). So when the version sampled `retention` ago is the one
-/// this job's own last command applied at (nothing else happened since), the job waits one
-/// idempotency window before bumping again: enough for the entries to age.
+/// hibernate, docs/sharding.md §8.3). So when the version sampled `retention` ago is one that
+/// this job's own command applied at within the last idempotency window (nothing but the job
+/// moved the group since), it does not compact to it: the group goes quiet, and bumps again
+/// once per idempotency window, enough for the entries to age.
 pub(crate) async fn retention_job(
     group: ShardGroup,
     windows: Windows,
@@ -78,8 +79,8 @@ pub(crate) async fn retention_job(
     let engine = &group.engine;
     let mut samples = AppliedSamples::new(windows.idempotency.max(windows.retention));
     let mut ticks = Ticks::new(windows.interval, stop);
-    // The version this job's last command applied at, and when.
-    let mut own: Option<(Version, Instant)> = None;
+    // The versions this job's own commands applied at within the last idempotency window.
+    let mut own: VecDeque<(Version, Instant)> = VecDeque::new();
     while ticks.next().await {
         let now = Instant::now();
         samples.push(now, engine.applied_version());
@@ -87,13 +88,17 @@ pub(crate) async fn retention_job(
         if cluster.leader != Some(cluster.this_node) {
             continue;
         }
+        while own
+            .front()
+            .is_some_and(|(_, at)| now.duration_since(*at) >= windows.idempotency)
+        {
+            own.pop_front();
+        }
         if let Some(horizon) = samples.applied_before(now, windows.retention) {
-            let only_own = own.is_some_and(|(version, at)| {
-                horizon == version && now.duration_since(at) < windows.idempotency
-            });
+            let only_own = own.iter().any(|(version, _)| *version == horizon);
             if horizon > engine.horizon() && !only_own {
                 match compact(&group, horizon).await {
-                    Ok(applied) => own = Some((applied, now)),
+                    Ok(applied) => own.push_back((applied, now)),
                     Err(e) => tracing::warn!(error = %e, group = group.id, horizon,
                         "could not advance the MVCC horizon"),
                 }
@@ -109,7 +114,7 @@ pub(crate) async fn retention_job(
             continue; // nothing to expire: no log entry
         }
         match expire_idempotency(&group, before).await {
-            Ok(applied) => own = Some((applied, now)),
+            Ok(applied) => own.push_back((applied, now)),
             Err(e) => tracing::warn!(error = %e, group = group.id, before,
                 "could not expire idempotency entries"),
         }

@@ -604,13 +604,5 @@ fn check_stamp_buffer(field: &str, buffer: &[u8]) -> Result<(), ServiceError> {
 
 /// A key for error messages: text when printable, hex otherwise, truncated.
 pub fn printable(key: &[u8]) -> String {
-    let shown = &key[..key.len().min(64)];
-    let more = if key.len() > 64 { "…" } else { "" };
-    match std::str::from_utf8(shown) {
-        Ok(s) if s.chars().all(|c| !c.is_control()) => format!("'{s}'{more}"),
-        _ => {
-            let hex: String = shown.iter().map(|b| format!("{b:02x}")).collect();
-            format!("0x{hex}{more}")
-        }
-    }
+    dolmen_engine::printable_key(key)
 }

@@ -26,8 +26,8 @@ use std::time::Instant;
 use dolmen_tests::kvstore::TTransactionalKVSyncClient;
 use dolmen_tests::replicated::try_connect;
 use dolmen_tests::{
-    Connector, KvExt, ReplicatedCluster, Standalone, StandaloneBuilder, Target, TestCluster,
-    Transport,
+    Connector, KvExt, ReplicatedBuilder, ReplicatedCluster, Standalone, StandaloneBuilder, Target,
+    TestCluster, Transport,
 };
 
 use suites::{
@@ -224,72 +224,82 @@ fn run_on_cluster(
     );
 }
 
+/// The shareable suites that need fault injection allowed (the test default).
+const WITH_FAULT_INJECTION: &[(&str, Suite)] = suites![
+    suite_every_method_replies,
+    suite_fault_injection,
+    suite_get_set_delete,
+    suite_column_families,
+    suite_unknown_column_family,
+    suite_read_versions,
+    suite_atomic_commit,
+    suite_atomic_commit_invalid_operations,
+    suite_conflicts,
+    suite_snapshots,
+    suite_future_version,
+    suite_transaction_too_old,
+];
+
+/// The rest of the shareable suites, on a cluster that refuses fault injection.
+const WITHOUT_FAULT_INJECTION: &[(&str, Suite)] = suites![
+    suite_fault_injection_disabled,
+    suite_versionstamps,
+    suite_get_range_algorithm,
+    suite_size_limits_and_empty_keys,
+    suite_legacy_methods,
+    suite_ping,
+    suite_diagnostics,
+    suite_malformed_input_closes_connection,
+    suite_unknown_method,
+    suite_byte_at_a_time,
+    suite_many_sequential_requests,
+    suite_concurrent_clients,
+];
+
+/// Suites with their own needs: `range_defaults_and_byte_order` needs the `users` column
+/// family to itself (it is idempotent, so it runs once per connector), `max_connections`
+/// needs `[server] max_connections = 2`, and `restart` restarts every node (rolling).
+const OWN_CONFIG: &[(&str, Suite)] =
+    suites![suite_range_defaults_and_byte_order, suite_max_connections];
+
+/// [`WITH_FAULT_INJECTION`] on a cluster from `builder`.
+fn run_with_fault_injection(builder: ReplicatedBuilder) {
+    run_on_cluster(&mut builder.start(), WITH_FAULT_INJECTION, &[]);
+}
+
+/// [`WITHOUT_FAULT_INJECTION`] on a cluster from `builder` that refuses fault injection.
+fn run_without_fault_injection(builder: ReplicatedBuilder) {
+    let mut c = builder.set("faults", "allow_injection", false).start();
+    run_on_cluster(&mut c, WITHOUT_FAULT_INJECTION, &[]);
+}
+
+/// [`OWN_CONFIG`] and the rolling restart on a cluster from `builder` with
+/// `[server] max_connections = 2`.
+fn run_own_config(builder: ReplicatedBuilder) {
+    let mut c = builder.set("server", "max_connections", 2).start();
+    run_on_cluster(
+        &mut c,
+        OWN_CONFIG,
+        &[("suite_restart", suite_restart as MutSuite)],
+    );
+}
+
 mod cluster {
     use super::*;
 
-    /// Suites that need fault injection allowed (the test default).
     #[test]
     fn shared_with_fault_injection() {
-        let mut c = ReplicatedCluster::builder().start();
-        run_on_cluster(
-            &mut c,
-            suites![
-                suite_every_method_replies,
-                suite_fault_injection,
-                suite_get_set_delete,
-                suite_column_families,
-                suite_unknown_column_family,
-                suite_read_versions,
-                suite_atomic_commit,
-                suite_atomic_commit_invalid_operations,
-                suite_conflicts,
-                suite_snapshots,
-                suite_future_version,
-                suite_transaction_too_old,
-            ],
-            &[],
-        );
+        run_with_fault_injection(ReplicatedCluster::builder());
     }
 
-    /// The rest of the shareable suites, on a cluster that refuses fault injection.
     #[test]
     fn shared_without_fault_injection() {
-        let mut c = ReplicatedCluster::builder()
-            .set("faults", "allow_injection", false)
-            .start();
-        run_on_cluster(
-            &mut c,
-            suites![
-                suite_fault_injection_disabled,
-                suite_versionstamps,
-                suite_get_range_algorithm,
-                suite_size_limits_and_empty_keys,
-                suite_legacy_methods,
-                suite_ping,
-                suite_diagnostics,
-                suite_malformed_input_closes_connection,
-                suite_unknown_method,
-                suite_byte_at_a_time,
-                suite_many_sequential_requests,
-                suite_concurrent_clients,
-            ],
-            &[],
-        );
+        run_without_fault_injection(ReplicatedCluster::builder());
     }
 
-    /// Suites with their own needs: `range_defaults_and_byte_order` needs the `users` column
-    /// family to itself (it is idempotent, so it runs once per connector), `max_connections`
-    /// needs `[server] max_connections = 2`, and `restart` restarts every node (rolling).
     #[test]
     fn own_config() {
-        let mut c = ReplicatedCluster::builder()
-            .set("server", "max_connections", 2)
-            .start();
-        run_on_cluster(
-            &mut c,
-            suites![suite_range_defaults_and_byte_order, suite_max_connections],
-            &[("suite_restart", suite_restart as MutSuite)],
-        );
+        run_own_config(ReplicatedCluster::builder());
     }
 }
 
@@ -302,68 +312,23 @@ mod cluster {
 mod sharded {
     use super::*;
 
-    fn sharded_cluster() -> dolmen_tests::ReplicatedBuilder {
+    fn sharded_cluster() -> ReplicatedBuilder {
         ReplicatedCluster::builder().set("sharding", "split_keys", vec!["d", "l", "s"])
     }
 
     #[test]
     fn shared_with_fault_injection() {
-        let mut c = sharded_cluster().start();
-        run_on_cluster(
-            &mut c,
-            suites![
-                suite_every_method_replies,
-                suite_fault_injection,
-                suite_get_set_delete,
-                suite_column_families,
-                suite_unknown_column_family,
-                suite_read_versions,
-                suite_atomic_commit,
-                suite_atomic_commit_invalid_operations,
-                suite_conflicts,
-                suite_snapshots,
-                suite_future_version,
-                suite_transaction_too_old,
-            ],
-            &[],
-        );
+        run_with_fault_injection(sharded_cluster());
     }
 
     #[test]
     fn shared_without_fault_injection() {
-        let mut c = sharded_cluster()
-            .set("faults", "allow_injection", false)
-            .start();
-        run_on_cluster(
-            &mut c,
-            suites![
-                suite_fault_injection_disabled,
-                suite_versionstamps,
-                suite_get_range_algorithm,
-                suite_size_limits_and_empty_keys,
-                suite_legacy_methods,
-                suite_ping,
-                suite_diagnostics,
-                suite_malformed_input_closes_connection,
-                suite_unknown_method,
-                suite_byte_at_a_time,
-                suite_many_sequential_requests,
-                suite_concurrent_clients,
-            ],
-            &[],
-        );
+        run_without_fault_injection(sharded_cluster());
     }
 
     #[test]
     fn own_config() {
-        let mut c = sharded_cluster()
-            .set("server", "max_connections", 2)
-            .start();
-        run_on_cluster(
-            &mut c,
-            suites![suite_range_defaults_and_byte_order, suite_max_connections],
-            &[("suite_restart", suite_restart as MutSuite)],
-        );
+        run_own_config(sharded_cluster());
     }
 }
 
