@@ -1,5 +1,6 @@
 //! One node of a Raft group (docs/replication.md §8): [`RaftNode`] and its options, the handles
-//! it gives the service core, and its shutdown. Its jobs live beside it: `startup` (storage,
+//! it gives the service core, and its shutdown; on a sharded node also its [`DataGroup`]s
+//! (docs/sharding.md §2), which share its peer server and connections. Its jobs live beside it: `startup` (storage,
 //! openraft, the peer server), `bootstrap` (the guarded init), `membership`, `status`, and the
 //! typed refusals in `error`.
 //!

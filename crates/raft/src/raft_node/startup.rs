@@ -1,10 +1,13 @@
 //! Starting a node: the openraft configuration, opening the log store and state machine over
 //! the engine, the quiet period of a restarted member (invariant 14), the peer gRPC server and
-//! the follower's leader-view refresher.
+//! the follower's leader-view refresher; then, on a sharded node, each data group over its own
+//! engine handle on the same peer server (`start_data_group`), with the data groups'
+//! hibernation controller.
 //!
 //! ```text
 //!  Engine ─▶ LogStore + StateMachine ─▶ Raft::build ─▶ (quiet period if initialized) ─▶ run
-//!                                                          └─▶ peer gRPC server
+//!    (start_group, per group)                              └─▶ peer gRPC server (group 0's start)
+//!  data group g: engine handle ─▶ start_group (versions from GroupZeroOracle) ─▶ GroupRouter[g]
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -60,7 +63,7 @@ pub enum RaftNodeError {
         super::error::ids(.configured)
     )]
     UnconfiguredVoter {
-        /// The group (0).
+        /// The group whose membership holds the voter.
         group: u64,
         /// The voter.
         voter: crate::NodeId,
