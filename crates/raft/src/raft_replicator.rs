@@ -171,22 +171,10 @@ pub(crate) struct Shared {
     /// reads at a version check against (`None`: the group is its own oracle).
     pub(crate) oracle: Option<Arc<GroupZeroOracle>>,
     /// The group's engine handle (a covering barrier marks its reads complete).
-    pub(crate) engine: Arc<dyn CompleteMark>,
+    pub(crate) engine: Arc<dolmen_engine::Engine>,
     /// Wakes the group if it hibernates (a data group with hibernation on): called for every
     /// write and read barrier this node starts.
     pub(crate) wake: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
-}
-
-/// Where a covering read barrier records what it proved (the group's engine handle).
-pub(crate) trait CompleteMark: Send + Sync {
-    /// Every commit of the group at or below `version` has applied here.
-    fn mark_complete(&self, version: Version);
-}
-
-impl CompleteMark for dolmen_engine::Engine {
-    fn mark_complete(&self, version: Version) {
-        dolmen_engine::Engine::mark_complete(self, version);
-    }
 }
 
 /// The two read batchers of a [`Shared`] built with [`Arc::new_cyclic`]: they hold it weakly.
