@@ -8,12 +8,14 @@
 //!   ─▶ live cache ─▶ publish
 //! ```
 
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
 use rocksdb::{ReadOptions, WriteBatch, WriteOptions};
 
 use crate::command::{
-    stamp_buffer, versionstamp, Command, Invalid, Mutation, Outcome, Transaction,
+    stamp_buffer, versionstamp, Command, Decide, Invalid, KeyRange, Mutation, Outcome, Prepare,
+    Transaction, TxId,
 };
 use crate::dedupe::Dedupe;
 use crate::encoding;
@@ -21,6 +23,7 @@ use crate::engine::Engine;
 use crate::error::StorageError;
 use crate::keys::{self, TAG_TOMBSTONE, TAG_VALUE};
 use crate::live_cache::{LiveCache, Pending};
+use crate::locks::{self, Lock, LockTable};
 use crate::options::{Durability, CF_DATA, CF_META};
 use crate::read::decode_value;
 use crate::resolver::{Overlay, Resolver};
@@ -59,6 +62,9 @@ impl Engine {
             horizon: self.horizon(),
             live_keys: self.live_keys.load(Ordering::SeqCst),
             oracle_bound: None,
+            locks: self.locks.read().clone(),
+            locks_changed: false,
+            txn_records: BTreeMap::new(),
         };
         let mut outcomes = Vec::with_capacity(entries.len());
         for (version, command) in entries {
@@ -82,6 +88,8 @@ impl Engine {
             horizon,
             live_keys,
             oracle_bound,
+            locks,
+            locks_changed,
             ..
         } = batch;
         let meta = self.cf(CF_META);
@@ -141,6 +149,10 @@ impl Engine {
             }
         }
         // Publish only after the batch is durable/visible: readers at ≤ applied see it whole.
+        // Locks first: a reader that finds a lock gone finds its piece written.
+        if locks_changed {
+            *self.locks.write() = locks;
+        }
         self.live_keys.store(live_keys, Ordering::SeqCst);
         self.dedupe_entries
             .store(dedupe.entries(), Ordering::SeqCst);
@@ -170,6 +182,13 @@ pub(crate) struct Applier<'e> {
     pub(crate) live_keys: u64,
     /// The oracle bound once a command of this batch raised it (written with the batch).
     oracle_bound: Option<Version>,
+    /// The group's locks, with this batch's prepares and resolves.
+    locks: LockTable,
+    /// Whether `locks` differs from the engine's.
+    locks_changed: bool,
+    /// Done and decision records this batch wrote (`Some`) or deleted (`None`), by `meta`
+    /// name: later commands of the batch see them.
+    txn_records: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
 }
 
 impl Applier<'_> {
@@ -178,7 +197,7 @@ impl Applier<'_> {
             Command::Noop => Ok(Outcome::Applied),
             Command::Compact { horizon } => {
                 // Never lowers, never passes the applied state (invariant 4).
-                self.horizon = self.horizon.max((*horizon).min(version));
+                self.compact(version, *horizon);
                 Ok(Outcome::Applied)
             }
             Command::Commit(tx) => self.commit(version, tx),
@@ -200,7 +219,248 @@ impl Applier<'_> {
                 self.oracle_bound = Some(stored.max(*bound));
                 Ok(Outcome::Applied)
             }
+            Command::Prepare(prepare) => self.prepare(prepare),
+            Command::Resolve {
+                txid,
+                stamp,
+                commit,
+            } => self.resolve(txid, *stamp, *commit),
+            Command::Decide(decide) => self.decide(version, decide),
+            Command::Forget { txid } => {
+                self.set_record(locks::decision_name(txid), None);
+                Ok(Outcome::Applied)
+            }
         }
+    }
+
+    /// Raises the horizon to `horizon` (never past `version`, nor past the oldest lock's
+    /// stamp: invariant 11), and forgets the done records it passed: a late prepare with such
+    /// a stamp is refused as too old, so nothing needs them.
+    fn compact(&mut self, version: Version, horizon: Version) {
+        let clamp = self.locks.oldest_stamp().unwrap_or(Version::MAX);
+        let raised = self.horizon.max(horizon.min(version).min(clamp));
+        if raised > self.horizon {
+            let meta = self.engine.cf(CF_META);
+            self.batch.delete_range_cf(
+                meta,
+                self.engine.meta_key(&locks::done_name(0, &[0; 16])),
+                self.engine.meta_key(&locks::done_name(raised, &[0; 16])),
+            );
+        }
+        self.horizon = raised;
+    }
+
+    /// A `meta` record of this group by name, as of this command (this batch's writes first).
+    fn record(&self, name: &[u8]) -> Result<Option<Vec<u8>>, StorageError> {
+        if let Some(pending) = self.txn_records.get(name) {
+            return Ok(pending.clone());
+        }
+        self.engine.read_meta(name)
+    }
+
+    fn set_record(&mut self, name: Vec<u8>, value: Option<Vec<u8>>) {
+        let meta = self.engine.cf(CF_META);
+        match &value {
+            Some(v) => self.batch.put_cf(meta, self.engine.meta_key(&name), v),
+            None => self.batch.delete_cf(meta, self.engine.meta_key(&name)),
+        }
+        self.txn_records.insert(name, value);
+    }
+
+    /// Phase one in a participant (docs/sharding.md §6.3 step 1): checks, then the locks.
+    fn prepare(&mut self, prepare: &Prepare) -> Result<Outcome, StorageError> {
+        let tx = Transaction {
+            read_version: prepare.read_version,
+            mutations: prepare.piece.iter().map(|(_, m)| m.clone()).collect(),
+            read_conflicts: prepare.read_conflicts.clone(),
+            ..Transaction::default()
+        };
+        if let Err(invalid) = tx.validate() {
+            return Ok(Outcome::Rejected(invalid));
+        }
+        if let Some(outside) = self.piece_outside_span(prepare) {
+            return Ok(Outcome::Rejected(outside));
+        }
+        for cf in tx.column_families() {
+            if let Err(invalid) = self.engine.check_column_family(cf) {
+                return Ok(Outcome::Rejected(invalid));
+            }
+        }
+        if self.locks.get(&prepare.txid).is_some() {
+            return Ok(Outcome::Prepared);
+        }
+        if self
+            .record(&locks::done_name(prepare.stamp, &prepare.txid))?
+            .is_some()
+        {
+            return Ok(Outcome::AlreadyResolved);
+        }
+        // Its commit version is drawn above the stamp; the horizon must not have passed it
+        // (invariant 11), and a read below the horizon cannot be checked.
+        if prepare.stamp < self.horizon {
+            return Ok(Outcome::TooOld {
+                read_version: prepare.read_version.unwrap_or(prepare.stamp),
+                horizon: self.horizon,
+            });
+        }
+        if let Some(locked) = self.locked(&tx, Some(&prepare.txid)) {
+            return Ok(locked);
+        }
+        // Everything applied so far lies below the commit version, which is drawn after this
+        // prepare applied: the window to check is (R, ∞).
+        let resolver = Resolver {
+            engine: self.engine,
+            live_cache: &*self.live_cache,
+            overlay: &self.overlay,
+            horizon: self.horizon,
+        };
+        if let Some(refused) = resolver.check(&tx, Version::MAX)? {
+            return Ok(refused);
+        }
+        let record = locks::encode_lock(prepare)?;
+        self.batch.put_cf(
+            self.engine.cf(CF_META),
+            self.engine.meta_key(&locks::lock_name(&prepare.txid)),
+            record,
+        );
+        self.locks.insert(Lock::new(prepare.clone()));
+        self.locks_changed = true;
+        Ok(Outcome::Prepared)
+    }
+
+    /// Phase two in a participant: the piece written at `commit` (or dropped), the locks
+    /// released, the transaction remembered as done. Idempotent.
+    fn resolve(
+        &mut self,
+        txid: &TxId,
+        stamp: Version,
+        commit: Option<Version>,
+    ) -> Result<Outcome, StorageError> {
+        if let Some(lock) = self.locks.remove(txid) {
+            self.locks_changed = true;
+            self.batch.delete_cf(
+                self.engine.cf(CF_META),
+                self.engine.meta_key(&locks::lock_name(txid)),
+            );
+            if let Some(version) = commit {
+                // Below the group's applied version possibly, but only on keys this lock held
+                // since before `version` was drawn (invariants 5, 6).
+                let piece = lock.prepare.piece.iter().map(|(order, m)| (*order, m));
+                self.write_mutations(version, piece)?;
+            }
+        }
+        let flag = u8::from(commit.is_some());
+        self.set_record(locks::done_name(stamp, txid), Some(vec![flag]));
+        Ok(Outcome::Applied)
+    }
+
+    /// The decision, in group 0 (docs/sharding.md §6.3 step 3, §6.6): the first one recorded
+    /// for the transaction wins; a token already used answers with its first outcome, and this
+    /// attempt aborts.
+    fn decide(&mut self, version: Version, decide: &Decide) -> Result<Outcome, StorageError> {
+        let name = locks::decision_name(&decide.txid);
+        if let Some(recorded) = self.record(&name)? {
+            let (commit, answer) = crate::encoding::decode_decision(&recorded)?;
+            return Ok(Outcome::Decided {
+                commit,
+                answer: Box::new(answer),
+            });
+        }
+        let previous = match &decide.idempotency {
+            Some(token) => self.dedupe.latest(self.engine, &token.client_id)?,
+            None => None,
+        };
+        let own = || match decide.outcome {
+            Outcome::Committed { version } => Some(version),
+            _ => None,
+        };
+        let (commit, answer) = match (&decide.idempotency, &previous) {
+            (Some(token), Some(entry)) if entry.sequence == token.sequence => {
+                (None, entry.outcome.clone())
+            }
+            (Some(token), Some(entry)) if entry.sequence > token.sequence => (
+                None,
+                Outcome::Rejected(Invalid::StaleSequence {
+                    sequence: token.sequence,
+                    latest: entry.sequence,
+                }),
+            ),
+            _ => (own(), decide.outcome.clone()),
+        };
+        if let Some(token) = &decide.idempotency {
+            let fresh = previous
+                .as_ref()
+                .is_none_or(|entry| entry.sequence < token.sequence);
+            if fresh {
+                self.dedupe.record(
+                    self.engine,
+                    &mut self.batch,
+                    token,
+                    version,
+                    &answer,
+                    previous.as_ref(),
+                )?;
+            }
+        }
+        let record = crate::encoding::encode_decision(commit, &answer)?;
+        self.set_record(name, Some(record));
+        Ok(Outcome::Decided {
+            commit,
+            answer: Box::new(answer),
+        })
+    }
+
+    /// The first piece element of `prepare` outside this group's span: keys, clear ranges and
+    /// read ranges must lie inside; a versionstamped key's possible keys must meet it (only the
+    /// group owning the final key writes it).
+    fn piece_outside_span(&self, prepare: &Prepare) -> Option<Invalid> {
+        let span = &self.engine.scope.span;
+        let outside = |what: &str, key: &[u8]| Invalid::OutsideRange {
+            what: what.to_owned(),
+            key: key.to_vec(),
+            group: self.engine.scope.group,
+        };
+        for (_, mutation) in &prepare.piece {
+            let held = locks::footprint(mutation);
+            let fits = match mutation {
+                Mutation::SetVersionstampedKey { .. } => span.meets(&held.begin, &held.end),
+                _ => span.holds(&held.begin, &held.end),
+            };
+            if !fits {
+                return Some(outside("key or range starting at", &held.begin));
+            }
+        }
+        prepare
+            .read_conflicts
+            .iter()
+            .find(|range| !span.holds(&range.begin, &range.end))
+            .map(|range| outside("read-conflict range starting at", &range.begin))
+    }
+
+    /// `Locked` when a write of `tx` meets another transaction's lock, or one of its read
+    /// ranges meets another's write lock (docs/sharding.md §6.4).
+    fn locked(&self, tx: &Transaction, own: Option<&TxId>) -> Option<Outcome> {
+        if self.locks.is_empty() {
+            return None;
+        }
+        let blocked = |range: &KeyRange, key: Option<Vec<u8>>| {
+            key.map(|key| Outcome::Locked {
+                cf: range.cf.clone(),
+                key,
+            })
+        };
+        tx.mutations
+            .iter()
+            .map(locks::footprint)
+            .find_map(|range| {
+                let key = self.locks.write_blocked(&range, own);
+                blocked(&range, key)
+            })
+            .or_else(|| {
+                tx.read_conflicts.iter().find_map(|range| {
+                    blocked(range, self.locks.read_blocked(range, own))
+                })
+            })
     }
 
     fn commit(&mut self, version: Version, tx: &Transaction) -> Result<Outcome, StorageError> {
@@ -299,28 +559,53 @@ impl Applier<'_> {
             overlay: &self.overlay,
             horizon: self.horizon,
         };
+        // A commit across groups holding a lock here may still land below `version`: a
+        // write under its locks, or a read of its writes, cannot be checked (invariant 7).
+        if let Some(locked) = self.locked(tx, None) {
+            return Ok(locked);
+        }
         if let Some(refused) = resolver.check(tx, version)? {
             return Ok(refused);
         }
-        for (order, mutation) in tx.mutations.iter().enumerate() {
+        let mutations = tx
+            .mutations
+            .iter()
+            .enumerate()
+            .map(|(order, m)| (u32::try_from(order).unwrap_or(u32::MAX), m));
+        self.write_mutations(version, mutations)?;
+        Ok(Outcome::Committed { version })
+    }
+
+    /// Writes `mutations` at `version`, each with its order in the whole commit (its
+    /// versionstamp). A versionstamped key outside this group's span is another group's to
+    /// write (a commit across groups locks it in every group it may land in).
+    fn write_mutations<'m>(
+        &mut self,
+        version: Version,
+        mutations: impl Iterator<Item = (u32, &'m Mutation)>,
+    ) -> Result<(), StorageError> {
+        for (order, mutation) in mutations {
             // `validate` bounds versionstamped operations to the first 65,536.
             let stamp = versionstamp(version, u16::try_from(order).unwrap_or(u16::MAX));
             match mutation {
                 Mutation::Set { cf, key, value } => self.put(cf, key, Some(value), version)?,
                 Mutation::Delete { cf, key } => self.put(cf, key, None, version)?,
                 Mutation::SetVersionstampedKey { cf, key, value } => {
-                    self.put(cf, &stamp_buffer(key, &stamp), Some(value), version)?
+                    let stamped = stamp_buffer(key, &stamp);
+                    if self.engine.scope.span.contains(&stamped) {
+                        self.put(cf, &stamped, Some(value), version)?
+                    }
                 }
                 Mutation::SetVersionstampedValue { cf, key, value } => {
                     self.put(cf, key, Some(&stamp_buffer(value, &stamp)), version)?
                 }
                 // Streams the range in bounded chunks (clear.rs, invariant 12).
                 Mutation::ClearRange { cf, begin, end } => {
-                    self.clear_range(version, order, cf, begin, end)?
+                    self.clear_range(version, order as usize, cf, begin, end)?
                 }
             }
         }
-        Ok(Outcome::Committed { version })
+        Ok(())
     }
 
     /// Writes one version of `key` (`None` = tombstone) and keeps the live-key count.

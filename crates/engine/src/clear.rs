@@ -42,6 +42,14 @@ fn marker_key(version: Version, index: usize) -> Vec<u8> {
     key
 }
 
+/// The version of a marker, from its name after the prefix.
+fn marker_version(rest: &[u8]) -> Result<Version, StorageError> {
+    rest.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_be_bytes)
+        .ok_or_else(|| StorageError::Corrupt(format!("short clear marker name {rest:02x?}")))
+}
+
 /// `0x01 ‖ be32 len ‖ from ‖ be32 len ‖ to` (docs/encoding.md, clear marker).
 fn encode_bounds(from: &[u8], to: &[u8]) -> Result<Vec<u8>, StorageError> {
     let mut w = Writer::with_capacity("clear marker", from.len() + to.len() + 9);
@@ -229,25 +237,25 @@ impl Engine {
     }
 
     /// Deletes the spilled `ClearRange` chunks of a batch that never finished: within each
-    /// `meta/clear_pending/` marker's bounds, every `data` version above `applied_version`
+    /// `meta/clear_pending/` marker's bounds, every `data` version at the marker's version
     /// (invariant 10), then the markers. Every write is synced: a crash in the middle leaves
     /// the markers, and recovery runs again. Called at open, after a restore and before a batch
     /// that follows a failed one; the caller excludes `apply_batch`.
     pub(crate) fn recover_partial_clears(&self) -> Result<(), StorageError> {
         let (data, meta) = (self.cf(CF_DATA), self.cf(CF_META));
-        let applied = self.applied_version();
         let mut markers = Vec::new();
         let mut iter = self.db.raw_iterator_cf(meta);
         iter.seek(self.meta_key(keys::META_CLEAR_PENDING_PREFIX));
         while let (Some(key), Some(value)) = (iter.key(), iter.value()) {
-            let ours = self
+            let Some(version) = self
                 .scope
                 .meta_name(key)
-                .is_some_and(|name| name.starts_with(keys::META_CLEAR_PENDING_PREFIX));
-            if !ours {
+                .and_then(|name| name.strip_prefix(keys::META_CLEAR_PENDING_PREFIX))
+                .map(marker_version)
+            else {
                 break;
-            }
-            markers.push((key.to_vec(), decode_bounds(value)?));
+            };
+            markers.push((key.to_vec(), version?, decode_bounds(value)?));
             iter.next();
         }
         iter.status()?;
@@ -260,14 +268,17 @@ impl Engine {
         synced.set_sync(true);
         let mut batch = WriteBatch::default();
         let mut deletes = 0usize;
-        for (_, (from, to)) in &markers {
+        for (_, version, (from, to)) in &markers {
             let mut opts = ReadOptions::default();
             opts.set_iterate_upper_bound(to.clone());
             opts.fill_cache(false);
             let mut iter = self.db.raw_iterator_cf_opt(data, opts);
             iter.seek(from);
             while let Some(raw) = iter.key() {
-                if raw_version(raw)? > applied {
+                // Only the unfinished batch wrote at the marker's version (versions are unique
+                // in a group), above the applied version for a commit, possibly below it for a
+                // commit across groups resolved here.
+                if raw_version(raw)? == *version {
                     batch.delete_cf(data, raw);
                     deletes += 1;
                     if deletes.is_multiple_of(RECOVERY_CHUNK) {
@@ -280,7 +291,7 @@ impl Engine {
         }
         // Durability: the markers go only with (or after) the last deletes, so a crash before
         // this write finds them and recovers again.
-        for (key, _) in &markers {
+        for (key, _, _) in &markers {
             batch.delete_cf(meta, key);
         }
         self.db.write_opt(batch, &synced)?;

@@ -52,6 +52,64 @@ pub enum Command {
         /// The new upper bound.
         bound: Version,
     },
+    /// Phase one of a commit across groups (docs/sharding.md §6.3), in each participant: check
+    /// the piece's read conflicts over `(read_version, ∞)` and its overlap with other locks,
+    /// then hold its writes and read ranges locked in replicated state until a `Resolve`.
+    /// Takes no version of its own.
+    Prepare(Prepare),
+    /// Phase two, in each participant: write the prepared piece at `commit` (or drop it when
+    /// `None`), release its locks and remember the transaction as done. Idempotent.
+    Resolve {
+        /// The transaction.
+        txid: TxId,
+        /// Its stamp (as prepared), which keys its done record.
+        stamp: Version,
+        /// The commit version, or `None` to abort.
+        commit: Option<Version>,
+    },
+    /// The decision of a commit across groups, recorded in group 0 (docs/sharding.md §6.3
+    /// step 3): the first decision for `txid` wins, and the answer is the one recorded. With a
+    /// token, group 0's idempotency table makes it exactly-once (§6.6).
+    Decide(Decide),
+    /// Drops group 0's decision record of `txid` once every participant resolved it.
+    Forget {
+        /// The transaction.
+        txid: TxId,
+    },
+}
+
+/// A transaction id across groups: `be32 node ‖ be32 incarnation ‖ be64 counter`, or any 16
+/// unique bytes (docs/sharding.md §6.3).
+pub type TxId = [u8; 16];
+
+/// One participant's part of a commit across groups (docs/sharding.md §6.3 step 1).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepare {
+    /// The transaction.
+    pub txid: TxId,
+    /// An oracle version the coordinator obtained for it (its read version, when it has one):
+    /// the lock's age, and the bound the group's horizon waits for (invariant 11).
+    pub stamp: Version,
+    /// The version the transaction read at; `None` for blind writes.
+    pub read_version: Option<Version>,
+    /// The mutations inside this group, each with its index in the whole commit (the order
+    /// its versionstamp carries).
+    pub piece: Vec<(u32, Mutation)>,
+    /// The read-conflict ranges inside this group.
+    pub read_conflicts: Vec<KeyRange>,
+}
+
+/// The decision for a commit across groups, as the coordinator (or an orphan's resolver)
+/// proposes it to group 0.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decide {
+    /// The transaction.
+    pub txid: TxId,
+    /// The client's retry token, if it sent one.
+    pub idempotency: Option<IdempotencyToken>,
+    /// `Committed { version }` to commit at `version`; any other outcome aborts and is the
+    /// client's answer.
+    pub outcome: Outcome,
 }
 
 /// A one-line summary for logs (Raft's `AppData` requires `Display`); never the payload bytes.
@@ -70,8 +128,26 @@ impl std::fmt::Display for Command {
                 write!(f, "expire_idempotency(before {before}, limit {limit})")
             }
             Command::OracleBound { bound } => write!(f, "oracle_bound({bound})"),
+            Command::Prepare(p) => write!(
+                f,
+                "prepare({}, {} mutations, {} conflict ranges)",
+                show_txid(&p.txid),
+                p.piece.len(),
+                p.read_conflicts.len()
+            ),
+            Command::Resolve { txid, commit, .. } => match commit {
+                Some(v) => write!(f, "resolve({}, commit at {v})", show_txid(txid)),
+                None => write!(f, "resolve({}, abort)", show_txid(txid)),
+            },
+            Command::Decide(d) => write!(f, "decide({})", show_txid(&d.txid)),
+            Command::Forget { txid } => write!(f, "forget({})", show_txid(txid)),
         }
     }
+}
+
+/// A transaction id as hex, for logs and messages.
+pub fn show_txid(txid: &TxId) -> String {
+    txid.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A transaction as committed: FoundationDB's model, checked at apply.
@@ -265,6 +341,33 @@ pub enum Outcome {
     Rejected(Invalid),
     /// A non-transaction command applied.
     Applied,
+    /// A `Prepare` holds its locks (or already held them: a retry).
+    Prepared,
+    /// A key or range of the command overlaps a lock of a transaction committing across
+    /// groups that is not decided yet; nothing applied (answered as `CONFLICT`).
+    Locked {
+        /// Column family of the first locked key found.
+        cf: String,
+        /// The first locked key (or range start) found.
+        key: Vec<u8>,
+    },
+    /// A `Prepare` of a transaction this group already resolved (a late retry); nothing held.
+    AlreadyResolved,
+    /// A commit across groups aborted for want of an answer (a participant or group 0 was
+    /// unavailable, or its coordinator stopped: an orphan); nothing applied (answered as
+    /// `UNAVAILABLE`).
+    Aborted {
+        /// Why, for the client.
+        reason: String,
+    },
+    /// A `Decide`'s answer: the decision recorded for the transaction.
+    Decided {
+        /// The version the transaction commits at, or `None` when it aborts (also when the
+        /// answer is an earlier attempt's commit, found by the idempotency token).
+        commit: Option<Version>,
+        /// What its client is told.
+        answer: Box<Outcome>,
+    },
 }
 
 /// Why a command or request is invalid. Each variant maps to one WIRE error code.

@@ -22,6 +22,7 @@ use crate::command::Invalid;
 use crate::encoding;
 use crate::error::{OpenError, StorageError};
 use crate::keys;
+use crate::locks::{LockInfo, LockTable};
 use crate::live_cache::LiveCache;
 use crate::options::{
     check_column_family_name, EngineOptions, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
@@ -80,6 +81,9 @@ pub struct Engine {
     pub(crate) unsafe_skip_conflict_check: bool,
     /// The group this handle applies for and what of the database it owns (scope.rs).
     pub(crate) scope: Scope,
+    /// Mirrors `meta/txn_lock/`: the prepared pieces of commits across groups (locks.rs),
+    /// replaced after each batch that changed it is written.
+    pub(crate) locks: RwLock<LockTable>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -297,6 +301,7 @@ impl Engine {
             clear_chunks_before_failure: AtomicU64::new(u64::MAX),
             unsafe_skip_conflict_check,
             scope,
+            locks: RwLock::new(LockTable::default()),
         }
     }
 
@@ -348,8 +353,9 @@ impl Engine {
         Ok(())
     }
 
-    /// Loads the applied version, horizon and live-key count from `meta`.
+    /// Loads the applied version, horizon, live-key count and lock table from `meta`.
     pub(crate) fn load_counters(&self) -> Result<(), StorageError> {
+        *self.locks.write() = LockTable::load(self)?;
         self.applied
             .store(self.counter(keys::META_APPLIED_VERSION)?, Ordering::SeqCst);
         self.horizon
@@ -439,6 +445,31 @@ impl Engine {
     pub fn readable_version(&self) -> Version {
         self.applied_version()
             .max(self.complete.load(Ordering::SeqCst))
+    }
+
+    /// The locks of transactions committing across groups whose writes overlap `range`
+    /// (docs/sharding.md §6.5): a read of `range` at a version must wait for or resolve them.
+    pub fn write_locks_over(&self, range: &crate::KeyRange) -> Vec<LockInfo> {
+        self.locks.read().writers_over(range)
+    }
+
+    /// The decision group 0 recorded for `txid` as applied here: the commit version (`None`:
+    /// abort) and the client's answer; `None` when none is recorded (docs/sharding.md §6.3).
+    ///
+    /// # Errors
+    /// Storage errors, or a record that does not decode.
+    pub fn decision(
+        &self,
+        txid: &crate::TxId,
+    ) -> Result<Option<(Option<Version>, crate::Outcome)>, StorageError> {
+        self.read_meta(&crate::locks::decision_name(txid))?
+            .map(|bytes| encoding::decode_decision(&bytes).map_err(StorageError::from))
+            .transpose()
+    }
+
+    /// Every lock of this group (the orphan sweeper's list).
+    pub fn locks(&self) -> Vec<LockInfo> {
+        self.locks.read().infos()
     }
 
     /// The MVCC retention horizon.

@@ -39,6 +39,12 @@ pub(crate) const META_CLEAR_PENDING_PREFIX: &[u8] = b"clear_pending/";
 pub(crate) const META_ORACLE_BOUND: &[u8] = b"oracle_bound";
 /// `meta` key of the number of dedupe entries.
 pub(crate) const META_DEDUPE_ENTRIES: &[u8] = b"dedupe_entries";
+/// `meta` prefix of a participant's locks: `txn_lock/ ‖ txid` → the prepare (locks.rs).
+pub(crate) const META_TXN_LOCK_PREFIX: &[u8] = b"txn_lock/";
+/// `meta` prefix of a participant's resolved transactions: `txn_done/ ‖ be64 stamp ‖ txid`.
+pub(crate) const META_TXN_DONE_PREFIX: &[u8] = b"txn_done/";
+/// `meta` prefix of group 0's decisions: `txn_decision/ ‖ txid` → the decision.
+pub(crate) const META_TXN_DECISION_PREFIX: &[u8] = b"txn_decision/";
 
 /// The prefix shared by every `data` key of one column family.
 pub(crate) fn cf_prefix(cf: &str) -> Vec<u8> {

@@ -22,6 +22,7 @@ pub mod failpoint;
 mod gc;
 mod keys;
 mod live_cache;
+mod locks;
 pub mod merge;
 mod options;
 pub mod range;
@@ -34,8 +35,8 @@ mod transfer;
 
 pub use backup::{BackupRecord, Checksum, RecordRef, TruncatedRecord, VisibleExport};
 pub use command::{
-    check_key, check_value, printable_key, stamp_buffer, versionstamp, Command, IdempotencyToken,
-    Invalid, KeyRange, Mutation, Outcome, Stamp, Transaction, EXPIRE_IDEMPOTENCY_LIMIT,
+    check_key, check_value, printable_key, show_txid, stamp_buffer, versionstamp, Command, Decide,
+    IdempotencyToken, Invalid, KeyRange, Mutation, Outcome, Prepare, Stamp, Transaction, TxId, EXPIRE_IDEMPOTENCY_LIMIT,
     MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES, MAX_COMMIT_OPERATIONS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
     VERSIONSTAMP_LEN,
 };
@@ -43,6 +44,7 @@ pub use encoding::{DecodeError, EncodeError};
 pub use engine::Engine;
 pub use error::{ColumnFamilyNameError, OpenError, ReadError, StorageError};
 pub use gc::GcReport;
+pub use locks::LockInfo;
 pub use merge::{merge_range, MergeError, ScanLimits, ScanPage};
 pub use options::{
     check_column_family_name, CompactionPriority, DBCompressionType, Durability, EngineOptions,

@@ -64,6 +64,13 @@ impl KeySpan {
             || (begin >= self.start.as_slice()
                 && self.end.as_deref().is_none_or(|limit| end <= limit))
     }
+
+    /// Whether some key of `[begin, end)` is in the span.
+    pub fn meets(&self, begin: &[u8], end: &[u8]) -> bool {
+        begin < end
+            && end > self.start.as_slice()
+            && self.end.as_deref().is_none_or(|limit| begin < limit)
+    }
 }
 
 /// The byte that starts every `meta` key of a group other than 0.

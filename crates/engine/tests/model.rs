@@ -233,6 +233,11 @@ impl Model {
                 return Outcome::Applied;
             }
             Command::Noop | Command::OracleBound { .. } => return Outcome::Applied,
+            // Commits across groups have their own test (crates/engine/tests/cross_group.rs).
+            Command::Prepare(_)
+            | Command::Resolve { .. }
+            | Command::Decide(_)
+            | Command::Forget { .. } => unreachable!("the model generates no commands across groups"),
             Command::ExpireIdempotency { before, limit } => {
                 let bound = (*before).min(self.horizon);
                 let mut old: Vec<(Version, Vec<u8>)> = self

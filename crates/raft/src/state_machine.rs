@@ -56,32 +56,31 @@ async fn blocking<T: Send + 'static>(
 
 /// Payload bytes of a command, to bound a chunk's size (an estimate, not an encoding).
 fn command_bytes(command: &Command) -> usize {
+    let mutation = |m: &Mutation| match m {
+        Mutation::Set { key, value, .. }
+        | Mutation::SetVersionstampedKey { key, value, .. }
+        | Mutation::SetVersionstampedValue { key, value, .. } => key.len() + value.len(),
+        Mutation::Delete { key, .. } => key.len(),
+        Mutation::ClearRange { begin, end, .. } => begin.len() + end.len(),
+    };
+    let ranges = |ranges: &[dolmen_engine::KeyRange]| -> usize {
+        ranges.iter().map(|r| r.begin.len() + r.end.len()).sum()
+    };
     match command {
         Command::Commit(tx) => {
-            let mutations: usize = tx
-                .mutations
-                .iter()
-                .map(|m| match m {
-                    Mutation::Set { key, value, .. }
-                    | Mutation::SetVersionstampedKey { key, value, .. }
-                    | Mutation::SetVersionstampedValue { key, value, .. } => {
-                        key.len() + value.len()
-                    }
-                    Mutation::Delete { key, .. } => key.len(),
-                    Mutation::ClearRange { begin, end, .. } => begin.len() + end.len(),
-                })
-                .sum();
-            let conflicts: usize = tx
-                .read_conflicts
-                .iter()
-                .map(|r| r.begin.len() + r.end.len())
-                .sum();
-            64 + mutations + conflicts
+            64 + tx.mutations.iter().map(mutation).sum::<usize>() + ranges(&tx.read_conflicts)
+        }
+        Command::Prepare(p) => {
+            64 + p.piece.iter().map(|(_, m)| mutation(m)).sum::<usize>()
+                + ranges(&p.read_conflicts)
         }
         Command::Compact { .. }
         | Command::Noop
         | Command::ExpireIdempotency { .. }
-        | Command::OracleBound { .. } => 64,
+        | Command::OracleBound { .. }
+        | Command::Resolve { .. }
+        | Command::Decide(_)
+        | Command::Forget { .. } => 64,
     }
 }
 
@@ -321,7 +320,19 @@ fn entry_version(command: &Command, term: u64, reached: Version) -> Result<Versi
         Command::Compact { .. } | Command::ExpireIdempotency { .. } => {
             return Ok(reached.saturating_add(1))
         }
-        Command::Noop | Command::OracleBound { .. } => return Ok(reached),
+        Command::Noop
+        | Command::OracleBound { .. }
+        | Command::Prepare(_)
+        | Command::Decide(_)
+        | Command::Forget { .. }
+        | Command::Resolve { commit: None, .. } => return Ok(reached),
+        // A commit across groups writes at its version, below the version reached if other
+        // commits came first (only on keys it held locked), else raising it so that no later
+        // entry applies below it (docs/sharding.md invariant 5).
+        Command::Resolve {
+            commit: Some(version),
+            ..
+        } => return Ok(reached.max(*version)),
     };
     match txn.stamp {
         Some(Stamp::Sequenced { term: drawn, .. }) if drawn != term => {

@@ -275,7 +275,8 @@ impl DiskGuard {
 impl WriteAdmission for DiskGuard {
     fn admit(&self, command: &Command) -> Result<(), ProposeError> {
         match command {
-            Command::Commit(_) => self
+            // Writes that add data; resolves and decisions release it and always pass.
+            Command::Commit(_) | Command::Prepare(_) => self
                 .check()
                 .map_err(|full| ProposeError::Unavailable(full.to_string())),
             _ => Ok(()),

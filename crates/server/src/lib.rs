@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod client_tls;
+mod cross_shard;
 pub mod disk;
 pub mod engine_options;
 /// The node configuration, kept in its own crate (`dolmen-config`) so that tools which only

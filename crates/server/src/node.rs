@@ -344,12 +344,7 @@ pub async fn run(
                     gate: Arc::new(s.group.read_gate()),
                 })
                 .collect();
-            let shards = Shards::routed(
-                table.clone(),
-                groups.clone(),
-                oracle,
-                metadata.replicator.clone(),
-            )
+            let shards = Shards::routed(table.clone(), groups.clone(), oracle, metadata.clone())
             .map_err(|e| NodeError::Sharding(e.to_string()))?;
             tokio::spawn(crate::sharding::initialize_data_groups(
                 raft.clone(),
@@ -416,6 +411,13 @@ pub async fn run(
             group.engine.clone(),
             Duration::from_millis(config.mvcc.compaction_interval_ms),
             Duration::from_millis(config.mvcc.retention_window_ms),
+            stopped(stop_rx.clone()),
+        )));
+    }
+    if service.shards().metadata().is_some() {
+        // Locks whose coordinator stopped are resolved even if nobody reads their keys.
+        jobs.push(tokio::spawn(crate::cross_shard::sweep_orphans(
+            service.clone(),
             stopped(stop_rx.clone()),
         )));
     }

@@ -4,11 +4,12 @@
 //! commit is routed to the group that owns its keys, through one code path for every topology.
 //!
 //! ```text
-//!   get:     read version ─▶ route(key) ─▶ cover(R) on its group ─▶ Engine::get(R)
-//!   range:   read version ─▶ cover(R) on every group of [lo, hi) ─▶ merge_range(scan per group)
+//!   get:     read version ─▶ route(key) ─▶ cover(R) on its group ─▶ locks (§6.5) ─▶ get(R)
+//!   range:   read version ─▶ cover(R) and locks on every group of [lo, hi)
+//!              ─▶ merge_range(scan per group)
 //!   commits: validate ─▶ disk guard ─▶ fault check ─▶ touched groups (§6.1)
-//!              one:  cover(read version) ─▶ its Replicator::propose(Command) ─▶ Outcome
-//!              more: UNAVAILABLE (cross-shard commits are not built: §6.3)
+//!              one:  read version issued? ─▶ its Replicator::propose(Command) ─▶ Outcome
+//!              more: two-phase commit (cross_shard.rs, §6.3) ─▶ the recorded decision
 //! ```
 
 use std::sync::atomic::Ordering;
@@ -16,7 +17,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dolmen_engine::{
-    check_key, merge_range, Command, Engine, EngineStats, Invalid, KeySpan, MergeError, Mutation,
+    check_key, merge_range, Command, Engine, EngineStats, Invalid, KeyRange, KeySpan, MergeError,
+    Mutation,
     Outcome, RangeBounds, RangePage, RangeSpec, Transaction, Version, VERSIONSTAMP_LEN,
 };
 use dolmen_raft::{ClusterView, ReadGate, Replicator};
@@ -241,11 +243,15 @@ impl Service {
         key: &[u8],
         version: Version,
     ) -> Result<Option<Vec<u8>>, ServiceError> {
-        let group = self.shards.route(key);
+        let position = self.shards.position(key);
+        let group = &self.shards.groups()[position];
         // A version this group has not reached here: wait a little, then FUTURE_VERSION.
         group
             .gate
             .cover(version, self.options.future_version_wait)
+            .await?;
+        self.shards
+            .await_locks(position, &KeyRange::single(cf, key), version)
             .await?;
         let _permit = self.read_permit().await?;
         Ok(group.engine.get(cf, key, version)?)
@@ -301,6 +307,10 @@ impl Service {
             None => self.fresh_read_version().await?,
         };
         self.cover_all(groups, version).await?;
+        for position in involved.clone() {
+            let part = self.shards.clip(position, cf, &bounds.lo, &bounds.hi);
+            self.shards.await_locks(position, &part, version).await?;
+        }
         let _permit = self.read_permit().await?;
         let parts: Vec<(KeySpan, Arc<Engine>)> = self.shards.spans()[involved]
             .iter()
@@ -391,15 +401,21 @@ impl Service {
         let mut tries = if stamped_key { ROUTE_TRIES } else { 1 };
         let outcome = loop {
             tries -= 1;
-            let group = self.commit_group(&tx)?;
+            let touched = self.shards.touched(&tx);
+            let first = touched.first().map_or(0, |&at| at);
             if let Some(read_version) = tx.read_version {
                 // A read version nobody has handed out yet: wait a little, then
                 // FUTURE_VERSION.
-                group
+                self.shards.groups()[first]
                     .gate
                     .admit_read_version(read_version, self.options.future_version_wait)
                     .await?;
             }
+            if touched.len() > 1 {
+                let node = self.shards.membership().cluster().this_node;
+                break self.shards.commit_across(tx, node, timeout).await?;
+            }
+            let group = &self.shards.groups()[first];
             // Kept for another try only when one may follow.
             let command = Command::Commit(if tries > 0 {
                 tx.clone()
@@ -416,72 +432,7 @@ impl Service {
                 outcome => break outcome,
             }
         };
-        match outcome {
-            Outcome::Committed { version } => Ok(version),
-            Outcome::Conflict { cf, key } => Err(ServiceError::new(
-                ErrorCode::Conflict,
-                format!(
-                    "key {} in column family '{cf}' was written after the read version; \
-                     retry the transaction with a new read version",
-                    printable(&key)
-                ),
-            )),
-            Outcome::TooOld {
-                read_version,
-                horizon,
-            } => Err(ServiceError::new(
-                ErrorCode::TransactionTooOld,
-                format!(
-                    "read version {read_version} is below the retention horizon {horizon}; \
-                     retry with a new read version"
-                ),
-            )),
-            Outcome::Rejected(invalid) => Err(invalid.into()),
-            Outcome::Applied => Err(ServiceError::new(
-                ErrorCode::Unavailable,
-                "internal: a commit produced a non-commit outcome",
-            )),
-        }
-    }
-
-    /// The one group `tx` goes to (docs/sharding.md §6.1): the group its keys, clear ranges and
-    /// read-conflict ranges reach, or the first group in key order when they reach none (an
-    /// empty commit still consumes a version). A transaction reaching several groups is refused
-    /// with `UNAVAILABLE`, nothing proposed: commits across shards are not built (§6.3).
-    fn commit_group(&self, tx: &Transaction) -> Result<&ShardGroup, ServiceError> {
-        let touched = self.shards.touched(tx);
-        let mut positions = touched.iter();
-        match (positions.next(), positions.next()) {
-            (None, _) => Ok(self.shards.first()),
-            (Some(&at), None) => Ok(&self.shards.groups()[at]),
-            (Some(_), Some(_)) => Err(self.spans_groups(&touched)),
-        }
-    }
-
-    /// The refusal of a transaction that reaches the groups at `positions` (two or more).
-    fn spans_groups(&self, positions: &std::collections::BTreeSet<usize>) -> ServiceError {
-        /// Groups named in the message; the rest are counted.
-        const SHOWN: usize = 4;
-        let mut named: Vec<String> = positions
-            .iter()
-            .take(SHOWN)
-            .map(|&at| self.shards.describe(at))
-            .collect();
-        let groups = if positions.len() > SHOWN {
-            format!("{} and {} more", named.join(", "), positions.len() - SHOWN)
-        } else {
-            let last = named.pop().unwrap_or_default();
-            format!("{} and {last}", named.join(", "))
-        };
-        ServiceError::new(
-            ErrorCode::Unavailable,
-            format!(
-                "{} {groups}; commits across shards are not built yet \
-                 (docs/sharding.md §6.3): keep a transaction's keys, clear ranges and \
-                 read-conflict ranges inside one range",
-                dolmen_api::CROSS_SHARD_REFUSAL
-            ),
-        )
+        commit_answer(outcome)
     }
 
     fn single(mutation: Mutation) -> Transaction {
@@ -566,6 +517,49 @@ impl Service {
             }
         }
         Ok(())
+    }
+}
+
+/// A commit's answer from its outcome: the version, or the error every WIRE client reads as
+/// "not applied".
+fn commit_answer(outcome: Outcome) -> Result<Version, ServiceError> {
+    match outcome {
+        Outcome::Committed { version } => Ok(version),
+        Outcome::Conflict { cf, key } => Err(ServiceError::new(
+            ErrorCode::Conflict,
+            format!(
+                "key {} in column family '{cf}' was written after the read version; \
+                 retry the transaction with a new read version",
+                printable(&key)
+            ),
+        )),
+        Outcome::Locked { cf, key } => Err(ServiceError::new(
+            ErrorCode::Conflict,
+            format!(
+                "key {} in column family '{cf}' is locked by a transaction committing across \
+                 shards; retry the transaction with a new read version",
+                printable(&key)
+            ),
+        )),
+        Outcome::TooOld {
+            read_version,
+            horizon,
+        } => Err(ServiceError::new(
+            ErrorCode::TransactionTooOld,
+            format!(
+                "read version {read_version} is below the retention horizon {horizon}; \
+                 retry with a new read version"
+            ),
+        )),
+        Outcome::Rejected(invalid) => Err(invalid.into()),
+        Outcome::Aborted { reason } => Err(ServiceError::new(
+            ErrorCode::Unavailable,
+            format!("the commit across shards aborted, nothing applied: {reason}"),
+        )),
+        other => Err(ServiceError::new(
+            ErrorCode::Unavailable,
+            format!("internal: a commit produced a non-commit outcome {other:?}"),
+        )),
     }
 }
 

@@ -103,6 +103,9 @@ pub struct Shards {
     versions: Arc<dyn ReadGate>,
     /// Where cluster views come from: the single group's replicator, or group 0's.
     membership: Arc<dyn Replicator>,
+    /// Group 0 of a sharded node, which records the decisions of commits across groups
+    /// (docs/sharding.md §6.3); `None` for one group, where every commit is single-group.
+    metadata: Option<ShardGroup>,
 }
 
 impl fmt::Debug for Shards {
@@ -131,12 +134,14 @@ impl Shards {
             membership: group.replicator.clone(),
             groups: vec![group],
             spans: vec![KeySpan::all()],
+            metadata: None,
         }
     }
 
     /// The data groups of `table`: each range's group must be in `groups` exactly once, with an
     /// engine handle over that range, and `groups` must hold no other. Read versions come from
-    /// `oracle` (group 0's), cluster views from `membership` (group 0's replicator).
+    /// `oracle` (group 0's); cluster views and the decisions of commits across groups from
+    /// `metadata` (group 0).
     ///
     /// # Errors
     /// [`ShardsError`] naming the first group missing, given twice, not in the table, or whose
@@ -145,7 +150,7 @@ impl Shards {
         table: RoutingTable,
         groups: Vec<ShardGroup>,
         oracle: Arc<dyn ReadGate>,
-        membership: Arc<dyn Replicator>,
+        metadata: ShardGroup,
     ) -> Result<Self, ShardsError> {
         let mut seen = BTreeSet::new();
         for group in &groups {
@@ -194,7 +199,8 @@ impl Shards {
             groups: ordered,
             spans,
             versions: oracle,
-            membership,
+            membership: metadata.replicator.clone(),
+            metadata: Some(metadata),
         })
     }
 
@@ -221,6 +227,11 @@ impl Shards {
     /// Where cluster views come from (the single group's replicator, or group 0's).
     pub fn membership(&self) -> &Arc<dyn Replicator> {
         &self.membership
+    }
+
+    /// Group 0, where commits across groups are decided (`None` for one group).
+    pub fn metadata(&self) -> Option<&ShardGroup> {
+        self.metadata.as_ref()
     }
 
     /// The position (in key order) of the group owning `key`.

@@ -3,7 +3,8 @@
 //! from one strictly increasing clock, and a test oracle that draws read versions from the same
 //! clock. No processes, no sockets. Reads must route to the owning group and merge ranges into
 //! the page one unsharded service gives over the same data; commits must go to the one group
-//! they touch, or be refused with nothing written.
+//! they touch, or commit across groups at one version (two-phase commit, §6.3), with locks that
+//! refuse writes and make readers wait for the decision (§6.5).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -11,8 +12,8 @@ use std::time::Duration;
 
 use dolmen_engine::routing::Placement;
 use dolmen_engine::{
-    Command, Engine, EngineOptions, KeyRange, KeySpan, Mutation, RangeSpec, RoutingTable,
-    Transaction, Version,
+    Command, Decide, Engine, EngineOptions, IdempotencyToken, KeyRange, KeySpan, Mutation,
+    Outcome, Prepare, RangeSpec, RoutingTable, Transaction, Version,
 };
 use dolmen_raft::oracle::Clock;
 use dolmen_raft::{BoxFuture, Direct, DirectOptions, ReadError, ReadGate, Replicator};
@@ -120,6 +121,8 @@ const MEMBERSHIP_NODE: u64 = 7;
 /// A sharded service and what keeps it alive.
 struct Sharded {
     service: Service,
+    /// Group 0's replicator (decisions).
+    metadata: Arc<Direct>,
     /// The data groups' engine handles and gates, in key order (group `i + 1` at `i`).
     engines: Vec<Arc<Engine>>,
     gates: Vec<Arc<TestGate>>,
@@ -182,6 +185,20 @@ fn parts(dir: &TempDir, table: &RoutingTable, clock: &Clock) -> Parts {
     out
 }
 
+/// Group 0 over `base`, reporting `node` as this node.
+fn metadata(base: &Arc<Engine>, node: u64, clock: &Clock) -> (ShardGroup, Arc<Direct>) {
+    let direct = Arc::new(
+        Direct::start_with_clock(base.clone(), direct_options(node), clock.clone()).unwrap(),
+    );
+    let group = ShardGroup {
+        id: 0,
+        engine: base.clone(),
+        replicator: direct.clone(),
+        gate: direct.clone(),
+    };
+    (group, direct)
+}
+
 async fn sharded(splits: &[&[u8]]) -> Sharded {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = shared_clock();
@@ -193,18 +210,11 @@ async fn sharded(splits: &[&[u8]]) -> Sharded {
         gates,
         mut directs,
     } = parts(&dir, &table, &clock);
-    // Group 0 gives the cluster view.
-    let membership = Arc::new(
-        Direct::start_with_clock(base, direct_options(MEMBERSHIP_NODE), clock.clone()).unwrap(),
-    );
-    let shards = Shards::routed(
-        table,
-        groups,
-        Arc::new(TestOracle { clock }),
-        membership.clone(),
-    )
-    .expect("the groups fit the table");
-    directs.push(membership);
+    // Group 0 gives the cluster view and records decisions.
+    let (metadata, direct) = metadata(&base, MEMBERSHIP_NODE, &clock);
+    let shards = Shards::routed(table, groups, Arc::new(TestOracle { clock }), metadata)
+        .expect("the groups fit the table");
+    directs.push(direct.clone());
     let service = Service::sharded(shards, options());
     service
         .ensure_initial_version()
@@ -212,6 +222,7 @@ async fn sharded(splits: &[&[u8]]) -> Sharded {
         .expect("initial versions");
     Sharded {
         service,
+        metadata: direct,
         engines,
         gates,
         directs,
@@ -377,64 +388,59 @@ async fn every_group_gets_an_initial_version_and_an_empty_commit_gets_one_from_t
 }
 
 #[tokio::test]
-async fn a_commit_spanning_two_groups_is_refused_and_writes_nothing() {
+async fn a_commit_spanning_two_groups_applies_in_both_at_one_version() {
     let s = sharded(&[b"m"]).await;
     let service = &s.service;
-    let before = applied(&s);
-    let err = service
+    let before = service.read_version().await.unwrap();
+    let version = service
         .commit(
             tx(vec![set("default", b"a", b"1"), set("other", b"z", b"2")]),
             TIMEOUT,
         )
         .await
-        .expect_err("spans two groups");
-    assert_eq!(err.code, ErrorCode::Unavailable);
-    assert!(
-        err.message.contains(
-            "the transaction spans groups 1 (keys ['', 'm')) and 2 (keys ['m', +inf)); \
-             commits across shards are not built yet"
-        ),
-        "{err}"
-    );
-    assert_eq!(applied(&s), before, "nothing proposed");
-    assert_eq!(service.get("default", b"a").await.unwrap(), None);
-    assert_eq!(service.get("other", b"z").await.unwrap(), None);
+        .expect("commits across two groups");
+    assert!(version > before);
+    // Both halves at the one version: visible at it, invisible just below it.
+    for (cf, key, value) in [("default", b"a", b"1"), ("other", b"z", b"2")] {
+        assert_eq!(
+            service.snapshot_get(cf, key, version).await.unwrap(),
+            Some(value.to_vec())
+        );
+        assert_eq!(service.snapshot_get(cf, key, version - 1).await.unwrap(), None);
+    }
+    // Nothing stays locked, and group 0 recorded the decision (forgotten once resolved).
+    for engine in &s.engines {
+        assert!(engine.locks().is_empty(), "locks left: {:?}", engine.locks());
+    }
 
-    // A clear range across the split is refused the same way.
+    // A clear range across the split clears both parts, atomically.
+    service
+        .set("default", b"l".to_vec(), b"x".to_vec())
+        .await
+        .unwrap();
+    service
+        .set("default", b"n".to_vec(), b"y".to_vec())
+        .await
+        .unwrap();
     let clear = Mutation::ClearRange {
         cf: "default".to_owned(),
         begin: b"k".to_vec(),
         end: b"p".to_vec(),
     };
-    let err = service.commit(tx(vec![clear]), TIMEOUT).await.unwrap_err();
-    assert_eq!(err.code, ErrorCode::Unavailable);
-    assert!(err.message.contains("groups 1 (keys"), "{err}");
-    // Inside one group, both go through.
-    service
-        .commit(
-            tx(vec![set("default", b"a", b"1"), set("other", b"b", b"2")]),
-            TIMEOUT,
-        )
-        .await
-        .unwrap();
-    let clear = Mutation::ClearRange {
-        cf: "default".to_owned(),
-        begin: b"m".to_vec(),
-        end: b"p".to_vec(),
-    };
-    service.commit(tx(vec![clear]), TIMEOUT).await.unwrap();
+    let cleared = service.commit(tx(vec![clear]), TIMEOUT).await.unwrap();
+    assert_eq!(service.get("default", b"l").await.unwrap(), None);
+    assert_eq!(service.get("default", b"n").await.unwrap(), None);
     assert_eq!(
-        service.get("default", b"a").await.unwrap(),
-        Some(b"1".to_vec())
+        service.snapshot_get("default", b"n", cleared - 1).await.unwrap(),
+        Some(b"y".to_vec())
     );
 }
 
 #[tokio::test]
-async fn a_commit_whose_read_conflict_range_spans_groups_is_refused() {
+async fn read_conflicts_across_groups_are_checked_in_each_group() {
     let s = sharded(&[b"g", b"n"]).await;
     let service = &s.service;
     let read_version = service.read_version().await.unwrap();
-    let before = applied(&s);
     let commit = |begin: &[u8], end: &[u8]| Transaction {
         read_version: Some(read_version),
         mutations: vec![set("default", b"a", b"1")],
@@ -446,47 +452,142 @@ async fn a_commit_whose_read_conflict_range_spans_groups_is_refused() {
         idempotency: None,
         stamp: None,
     };
+    // A write after the read version in the middle group of the read range.
+    service
+        .set("default", b"h".to_vec(), b"later".to_vec())
+        .await
+        .unwrap();
     let err = service
         .commit(commit(b"b", b"p"), TIMEOUT)
         .await
-        .expect_err("the read range spans three groups");
-    assert_eq!(err.code, ErrorCode::Unavailable);
-    assert!(
-        err.message.contains(
-            "spans groups 1 (keys ['', 'g')), 2 (keys ['g', 'n')) and 3 (keys ['n', +inf))"
-        ),
-        "{err}"
-    );
-    // A read-conflict key in another group than the write is refused too.
-    let err = service
+        .expect_err("group 2 saw a write after the read version");
+    assert_eq!(err.code, ErrorCode::Conflict, "{err}");
+    assert!(err.message.contains("key 'h'"), "{err}");
+    assert_eq!(service.get("default", b"a").await.unwrap(), None);
+    for engine in &s.engines {
+        assert!(engine.locks().is_empty(), "an aborted commit left locks");
+    }
+    // Reads elsewhere than the write commit across the groups they reach.
+    let version = service
         .commit(
             Transaction {
-                read_conflicts: vec![KeyRange::single("other", b"h")],
+                read_conflicts: vec![
+                    KeyRange::single("other", b"h"),
+                    KeyRange::single("default", b"x"),
+                ],
                 ..commit(b"a", b"b")
             },
             TIMEOUT,
         )
         .await
-        .expect_err("reads group 2, writes group 1");
-    assert!(
-        err.message
-            .contains("groups 1 (keys ['', 'g')) and 2 (keys ['g', 'n'))"),
-        "{err}"
+        .expect("no conflict in any group");
+    assert_eq!(
+        service.snapshot_get("default", b"a", version).await.unwrap(),
+        Some(b"1".to_vec())
     );
-    assert_eq!(applied(&s), before, "nothing proposed");
-    assert_eq!(service.get("default", b"a").await.unwrap(), None);
-    // Reading inside the writer's group commits, and conflicts are still checked there.
+}
+
+#[tokio::test]
+async fn a_token_makes_a_commit_across_groups_exactly_once() {
+    let s = sharded(&[b"m"]).await;
+    let service = &s.service;
+    let token = IdempotencyToken {
+        client_id: b"client".to_vec(),
+        sequence: 5,
+    };
+    let with_token = |value: &[u8]| Transaction {
+        idempotency: Some(token.clone()),
+        ..tx(vec![set("default", b"a", value), set("default", b"z", value)])
+    };
+    let first = service.commit(with_token(b"1"), TIMEOUT).await.unwrap();
+    // The retry answers the first outcome and applies nothing.
+    let again = service.commit(with_token(b"2"), TIMEOUT).await.unwrap();
+    assert_eq!(again, first);
+    assert_eq!(service.get("default", b"z").await.unwrap(), Some(b"1".to_vec()));
+    for engine in &s.engines {
+        assert!(engine.locks().is_empty(), "the retry's prepares were resolved");
+    }
+    // An older sequence is refused.
+    let stale = Transaction {
+        idempotency: Some(IdempotencyToken {
+            sequence: 4,
+            ..token.clone()
+        }),
+        ..with_token(b"3")
+    };
+    let err = service.commit(stale, TIMEOUT).await.unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
+}
+
+#[tokio::test]
+async fn locks_refuse_writes_and_make_readers_wait_for_the_decision() {
+    let s = sharded(&[b"m"]).await;
+    let service = &s.service;
     service
-        .set("default", b"c".to_vec(), b"later".to_vec())
+        .set("default", b"z".to_vec(), b"old".to_vec())
         .await
         .unwrap();
+    let stamp = service.read_version().await.unwrap();
+    let txid = [9u8; 16];
+    // A coordinator that prepared in group 2, decided Commit(C) in group 0, then stopped.
+    let prepared = s.directs[1]
+        .propose(Command::Prepare(Prepare {
+            txid,
+            stamp,
+            read_version: Some(stamp),
+            piece: vec![(0, set("default", b"z", b"new"))],
+            read_conflicts: vec![],
+        }))
+        .await
+        .unwrap();
+    assert_eq!(prepared.outcome, Outcome::Prepared);
+    let commit = service.read_version().await.unwrap();
+    let decided = s
+        .metadata
+        .propose(Command::Decide(Decide {
+            txid,
+            idempotency: None,
+            outcome: Outcome::Committed { version: commit },
+        }))
+        .await
+        .unwrap();
+    assert!(matches!(decided.outcome, Outcome::Decided { commit: Some(c), .. } if c == commit));
+    // A write to the locked key is refused, nothing applied.
     let err = service
-        .commit(commit(b"b", b"d"), TIMEOUT)
+        .set("default", b"z".to_vec(), b"other".to_vec())
         .await
         .unwrap_err();
     assert_eq!(err.code, ErrorCode::Conflict, "{err}");
-    let version = service.commit(commit(b"d", b"g"), TIMEOUT).await.unwrap();
-    assert_eq!(applied(&s)[0], version);
+    assert!(err.message.contains("locked"), "{err}");
+    // A read below the commit version waits for the decision, then reads past the lock.
+    assert_eq!(
+        service.snapshot_get("default", b"z", commit - 1).await.unwrap(),
+        Some(b"old".to_vec())
+    );
+    assert_eq!(s.engines[1].locks().len(), 1, "a reader below C leaves the lock");
+    // A read at or above it resolves the lock from group 0's record and sees the write.
+    assert_eq!(
+        service.get("default", b"z").await.unwrap(),
+        Some(b"new".to_vec())
+    );
+    assert!(s.engines[1].locks().is_empty());
+    assert_eq!(
+        service.snapshot_get("default", b"z", commit).await.unwrap(),
+        Some(b"new".to_vec())
+    );
+    // A late prepare of the resolved transaction holds nothing.
+    let late = s.directs[1]
+        .propose(Command::Prepare(Prepare {
+            txid,
+            stamp,
+            read_version: Some(stamp),
+            piece: vec![(0, set("default", b"z", b"new"))],
+            read_conflicts: vec![],
+        }))
+        .await
+        .unwrap();
+    assert_eq!(late.outcome, Outcome::AlreadyResolved);
+    assert!(s.engines[1].locks().is_empty());
 }
 
 #[tokio::test]
@@ -759,10 +860,8 @@ async fn shards_refuse_groups_that_do_not_fit_the_table() {
         clock: clock.clone(),
     });
     let fit = |groups: Vec<ShardGroup>, base: &Arc<Engine>| {
-        let membership = Arc::new(
-            Direct::start_with_clock(base.clone(), direct_options(0), clock.clone()).unwrap(),
-        );
-        Shards::routed(table.clone(), groups, oracle.clone(), membership).map(|_| ())
+        let (metadata, _direct) = metadata(base, 0, &clock);
+        Shards::routed(table.clone(), groups, oracle.clone(), metadata).map(|_| ())
     };
     let p = parts(&dir, &table, &clock);
     // A group missing.
@@ -819,10 +918,8 @@ async fn shards_refuse_groups_that_do_not_fit_the_table() {
     assert!(err.to_string().contains("group 1's engine handle"), "{err}");
     // The groups as the table has them fit, in key order whatever order they came in.
     let reversed: Vec<ShardGroup> = p.groups.iter().rev().cloned().collect();
-    let membership = Arc::new(
-        Direct::start_with_clock(p.base.clone(), direct_options(0), clock.clone()).unwrap(),
-    );
-    let shards = Shards::routed(table.clone(), reversed, oracle, membership).unwrap();
+    let (metadata, _direct) = metadata(&p.base, 0, &clock);
+    let shards = Shards::routed(table.clone(), reversed, oracle, metadata).unwrap();
     let ids: Vec<u64> = shards.groups().iter().map(|g| g.id).collect();
     assert_eq!(ids, vec![1, 2]);
     assert_eq!(shards.route(b"l").id, 1);

@@ -2,7 +2,10 @@
 //! forwards to the leader (docs/encoding.md, "command").
 
 use super::{DecodeError, EncodeError, Reader, Writer};
-use crate::command::{Command, IdempotencyToken, KeyRange, Mutation, Stamp, Transaction};
+use crate::command::{
+    Command, Decide, IdempotencyToken, KeyRange, Mutation, Prepare, Stamp, Transaction, TxId,
+};
+use crate::Version;
 
 const COMMAND_COMMIT: u8 = 0;
 const COMMAND_COMPACT: u8 = 1;
@@ -14,6 +17,14 @@ const COMMAND_STAMPED_COMMIT: u8 = 4;
 const COMMAND_SEQUENCED_COMMIT: u8 = 5;
 /// The oracle's persisted upper bound.
 const COMMAND_ORACLE_BOUND: u8 = 6;
+/// Phase one of a commit across groups, in a participant.
+const COMMAND_PREPARE: u8 = 7;
+/// Phase two, in a participant.
+const COMMAND_RESOLVE: u8 = 8;
+/// The decision, in group 0.
+const COMMAND_DECIDE: u8 = 9;
+/// Drops a decision record, in group 0.
+const COMMAND_FORGET: u8 = 12;
 
 const MUTATION_SET: u8 = 0;
 const MUTATION_DELETE: u8 = 1;
@@ -49,25 +60,13 @@ pub fn put_command(w: &mut Writer, command: &Command) -> Result<(), EncodeError>
                     w.u64(term);
                 }
             }
-            w.flag(txn.read_version.is_some());
-            if let Some(v) = txn.read_version {
-                w.u64(v);
-            }
+            put_read_version(w, txn.read_version);
             w.count("mutations", txn.mutations.len())?;
             for m in &txn.mutations {
                 put_mutation(w, m)?;
             }
-            w.count("read_conflicts", txn.read_conflicts.len())?;
-            for r in &txn.read_conflicts {
-                w.str("range cf", &r.cf)?;
-                w.bytes("range begin", &r.begin)?;
-                w.bytes("range end", &r.end)?;
-            }
-            w.flag(txn.idempotency.is_some());
-            if let Some(token) = &txn.idempotency {
-                w.bytes("client_id", &token.client_id)?;
-                w.u64(token.sequence);
-            }
+            put_ranges(w, &txn.read_conflicts)?;
+            put_token(w, txn.idempotency.as_ref())?;
         }
         Command::Compact { horizon } => {
             w.u8(COMMAND_COMPACT);
@@ -83,8 +82,132 @@ pub fn put_command(w: &mut Writer, command: &Command) -> Result<(), EncodeError>
             w.u8(COMMAND_ORACLE_BOUND);
             w.u64(*bound);
         }
+        Command::Prepare(prepare) => {
+            w.u8(COMMAND_PREPARE);
+            put_prepare(w, prepare)?;
+        }
+        Command::Resolve {
+            txid,
+            stamp,
+            commit,
+        } => {
+            w.u8(COMMAND_RESOLVE);
+            w.fixed(txid);
+            w.u64(*stamp);
+            put_read_version(w, *commit);
+        }
+        Command::Decide(Decide {
+            txid,
+            idempotency,
+            outcome,
+        }) => {
+            w.u8(COMMAND_DECIDE);
+            w.fixed(txid);
+            put_token(w, idempotency.as_ref())?;
+            super::put_outcome(w, outcome)?;
+        }
+        Command::Forget { txid } => {
+            w.u8(COMMAND_FORGET);
+            w.fixed(txid);
+        }
     }
     Ok(())
+}
+
+/// `txid ‖ be64 stamp ‖ opt_be64 read_version ‖ count n ‖ n × (be32 order ‖ mutation) ‖
+/// ranges`: a prepare's body, in its command and in the participant's lock record.
+pub(crate) fn put_prepare(w: &mut Writer, prepare: &Prepare) -> Result<(), EncodeError> {
+    w.fixed(&prepare.txid);
+    w.u64(prepare.stamp);
+    put_read_version(w, prepare.read_version);
+    w.count("piece", prepare.piece.len())?;
+    for (order, m) in &prepare.piece {
+        w.count("order", *order as usize)?;
+        put_mutation(w, m)?;
+    }
+    put_ranges(w, &prepare.read_conflicts)
+}
+
+/// Reads a body written by [`put_prepare`].
+pub(crate) fn read_prepare(r: &mut Reader<'_>) -> Result<Prepare, DecodeError> {
+    let txid = read_txid(r)?;
+    let stamp = r.u64("stamp")?;
+    let read_version = read_opt_version(r, "read_version")?;
+    let mut piece = Vec::new();
+    for _ in 0..r.count("piece")? {
+        // `count` reads a be32: it fits.
+        let order = u32::try_from(r.count("order")?).unwrap_or(u32::MAX);
+        piece.push((order, read_mutation(r)?));
+    }
+    Ok(Prepare {
+        txid,
+        stamp,
+        read_version,
+        piece,
+        read_conflicts: read_ranges(r)?,
+    })
+}
+
+fn read_txid(r: &mut Reader<'_>) -> Result<TxId, DecodeError> {
+    let mut txid = [0u8; 16];
+    txid.copy_from_slice(r.take("txid", 16)?);
+    Ok(txid)
+}
+
+fn put_read_version(w: &mut Writer, version: Option<Version>) {
+    w.flag(version.is_some());
+    if let Some(v) = version {
+        w.u64(v);
+    }
+}
+
+fn read_opt_version(r: &mut Reader<'_>, field: &'static str) -> Result<Option<Version>, DecodeError> {
+    if r.flag(field)? {
+        Ok(Some(r.u64(field)?))
+    } else {
+        Ok(None)
+    }
+}
+
+fn put_ranges(w: &mut Writer, ranges: &[KeyRange]) -> Result<(), EncodeError> {
+    w.count("read_conflicts", ranges.len())?;
+    for r in ranges {
+        w.str("range cf", &r.cf)?;
+        w.bytes("range begin", &r.begin)?;
+        w.bytes("range end", &r.end)?;
+    }
+    Ok(())
+}
+
+fn read_ranges(r: &mut Reader<'_>) -> Result<Vec<KeyRange>, DecodeError> {
+    let mut ranges = Vec::new();
+    for _ in 0..r.count("read_conflicts")? {
+        ranges.push(KeyRange {
+            cf: r.str("range cf")?,
+            begin: r.bytes("range begin")?,
+            end: r.bytes("range end")?,
+        });
+    }
+    Ok(ranges)
+}
+
+fn put_token(w: &mut Writer, token: Option<&IdempotencyToken>) -> Result<(), EncodeError> {
+    w.flag(token.is_some());
+    if let Some(token) = token {
+        w.bytes("client_id", &token.client_id)?;
+        w.u64(token.sequence);
+    }
+    Ok(())
+}
+
+fn read_token(r: &mut Reader<'_>) -> Result<Option<IdempotencyToken>, DecodeError> {
+    if !r.flag("idempotency presence flag")? {
+        return Ok(None);
+    }
+    Ok(Some(IdempotencyToken {
+        client_id: r.bytes("client_id")?,
+        sequence: r.u64("sequence")?,
+    }))
 }
 
 fn put_mutation(w: &mut Writer, m: &Mutation) -> Result<(), EncodeError> {
@@ -120,31 +243,13 @@ pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
                 }),
                 _ => None,
             };
-            let read_version = if r.flag("read_version presence flag")? {
-                Some(r.u64("read_version")?)
-            } else {
-                None
-            };
+            let read_version = read_opt_version(r, "read_version")?;
             let mut mutations = Vec::new();
             for _ in 0..r.count("mutations")? {
                 mutations.push(read_mutation(r)?);
             }
-            let mut read_conflicts = Vec::new();
-            for _ in 0..r.count("read_conflicts")? {
-                read_conflicts.push(KeyRange {
-                    cf: r.str("range cf")?,
-                    begin: r.bytes("range begin")?,
-                    end: r.bytes("range end")?,
-                });
-            }
-            let idempotency = if r.flag("idempotency presence flag")? {
-                Some(IdempotencyToken {
-                    client_id: r.bytes("client_id")?,
-                    sequence: r.u64("sequence")?,
-                })
-            } else {
-                None
-            };
+            let read_conflicts = read_ranges(r)?;
+            let idempotency = read_token(r)?;
             Ok(Command::Commit(Transaction {
                 read_version,
                 mutations,
@@ -168,6 +273,20 @@ pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
         }
         COMMAND_ORACLE_BOUND => Ok(Command::OracleBound {
             bound: r.u64("bound")?,
+        }),
+        COMMAND_PREPARE => Ok(Command::Prepare(read_prepare(r)?)),
+        COMMAND_RESOLVE => Ok(Command::Resolve {
+            txid: read_txid(r)?,
+            stamp: r.u64("stamp")?,
+            commit: read_opt_version(r, "commit version")?,
+        }),
+        COMMAND_DECIDE => Ok(Command::Decide(Decide {
+            txid: read_txid(r)?,
+            idempotency: read_token(r)?,
+            outcome: super::read_outcome(r)?,
+        })),
+        COMMAND_FORGET => Ok(Command::Forget {
+            txid: read_txid(r)?,
         }),
         kind => Err(r.unknown_tag("command kind", kind)),
     }

@@ -19,7 +19,10 @@ mod routing;
 use std::fmt::Display;
 
 pub use command::{decode_command, encode_command, put_command, read_command};
-pub use outcome::{decode_outcome, encode_outcome, put_outcome, read_outcome};
+pub use outcome::{
+    decode_decision, decode_outcome, encode_decision, encode_outcome, put_outcome, read_outcome,
+};
+pub(crate) use command::{put_prepare, read_prepare};
 pub use routing::{
     decode_descriptor, decode_routing, encode_descriptor, encode_routing, put_descriptor,
     put_routing, read_descriptor, read_routing,
@@ -239,6 +242,11 @@ impl Writer {
     /// `be32 len ‖ utf-8`.
     pub fn str(&mut self, field: &'static str, s: &str) -> Result<(), EncodeError> {
         self.bytes(field, s.as_bytes())
+    }
+
+    /// Bytes of a length fixed by the format (a 16-byte txid): no length prefix.
+    pub fn fixed(&mut self, b: &[u8]) {
+        self.out.extend_from_slice(b);
     }
 
     /// Bytes with no length prefix: only as the last field of a value.

@@ -4,12 +4,18 @@
 
 use super::{DecodeError, EncodeError, Reader, Writer};
 use crate::command::{Invalid, Outcome};
+use crate::Version;
 
 const OUTCOME_COMMITTED: u8 = 0;
 const OUTCOME_CONFLICT: u8 = 1;
 const OUTCOME_TOO_OLD: u8 = 2;
 const OUTCOME_REJECTED: u8 = 3;
 const OUTCOME_APPLIED: u8 = 4;
+const OUTCOME_PREPARED: u8 = 5;
+const OUTCOME_LOCKED: u8 = 6;
+const OUTCOME_DECIDED: u8 = 8;
+const OUTCOME_ALREADY_RESOLVED: u8 = 9;
+const OUTCOME_ABORTED: u8 = 10;
 
 const INVALID_OPERATION: u8 = 0;
 const INVALID_ARGUMENT: u8 = 1;
@@ -55,8 +61,59 @@ pub fn put_outcome(w: &mut Writer, outcome: &Outcome) -> Result<(), EncodeError>
             put_invalid(w, invalid)?;
         }
         Outcome::Applied => w.u8(OUTCOME_APPLIED),
+        Outcome::Prepared => w.u8(OUTCOME_PREPARED),
+        Outcome::Locked { cf, key } => {
+            w.u8(OUTCOME_LOCKED);
+            w.str("locked cf", cf)?;
+            w.bytes("locked key", key)?;
+        }
+        Outcome::AlreadyResolved => w.u8(OUTCOME_ALREADY_RESOLVED),
+        Outcome::Aborted { reason } => {
+            w.u8(OUTCOME_ABORTED);
+            w.str("abort reason", reason)?;
+        }
+        Outcome::Decided { commit, answer } => {
+            w.u8(OUTCOME_DECIDED);
+            put_decision(w, *commit, answer)?;
+        }
     }
     Ok(())
+}
+
+/// `opt_be64 commit ‖ outcome`: a decision, in a `Decided` outcome and in group 0's decision
+/// record.
+fn put_decision(w: &mut Writer, commit: Option<Version>, answer: &Outcome) -> Result<(), EncodeError> {
+    w.flag(commit.is_some());
+    if let Some(v) = commit {
+        w.u64(v);
+    }
+    put_outcome(w, answer)
+}
+
+fn read_decision(r: &mut Reader<'_>) -> Result<(Option<Version>, Outcome), DecodeError> {
+    let commit = if r.flag("commit presence flag")? {
+        Some(r.u64("commit version")?)
+    } else {
+        None
+    };
+    // Never nested: a decision's answer is what a client is told.
+    if r.rest.first() == Some(&OUTCOME_DECIDED) {
+        return Err(r.invalid("a decision's answer is itself a decision"));
+    }
+    let answer = read_outcome(r)?;
+    Ok((commit, answer))
+}
+
+/// `FORMAT_V1 ‖ decision`: group 0's record of a commit across groups.
+pub fn encode_decision(commit: Option<Version>, answer: &Outcome) -> Result<Vec<u8>, EncodeError> {
+    let mut w = Writer::new("decision");
+    put_decision(&mut w, commit, answer)?;
+    Ok(w.finish())
+}
+
+/// Decodes a value written by [`encode_decision`].
+pub fn decode_decision(bytes: &[u8]) -> Result<(Option<Version>, Outcome), DecodeError> {
+    Reader::whole("decision", bytes, read_decision)
 }
 
 fn put_invalid(w: &mut Writer, invalid: &Invalid) -> Result<(), EncodeError> {
@@ -116,6 +173,22 @@ pub fn read_outcome(r: &mut Reader<'_>) -> Result<Outcome, DecodeError> {
         },
         OUTCOME_REJECTED => Outcome::Rejected(read_invalid(r)?),
         OUTCOME_APPLIED => Outcome::Applied,
+        OUTCOME_PREPARED => Outcome::Prepared,
+        OUTCOME_LOCKED => Outcome::Locked {
+            cf: r.str("locked cf")?,
+            key: r.bytes("locked key")?,
+        },
+        OUTCOME_ALREADY_RESOLVED => Outcome::AlreadyResolved,
+        OUTCOME_ABORTED => Outcome::Aborted {
+            reason: r.str("abort reason")?,
+        },
+        OUTCOME_DECIDED => {
+            let (commit, answer) = read_decision(r)?;
+            Outcome::Decided {
+                commit,
+                answer: Box::new(answer),
+            }
+        }
         kind => return Err(r.unknown_tag("outcome kind", kind)),
     })
 }

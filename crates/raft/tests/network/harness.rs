@@ -229,12 +229,16 @@ impl PeerHandler for Mock {
                     tokio::time::sleep(Duration::from_secs(30)).await;
                     Err(ProposeError::Unavailable("too late".to_string()))
                 }
-                Command::Noop | Command::ExpireIdempotency { .. } | Command::OracleBound { .. } => {
-                    Ok(Applied {
-                        version: 7,
-                        outcome: Outcome::Applied,
-                    })
-                }
+                Command::Noop
+                | Command::ExpireIdempotency { .. }
+                | Command::OracleBound { .. }
+                | Command::Prepare(_)
+                | Command::Resolve { .. }
+                | Command::Decide(_)
+                | Command::Forget { .. } => Ok(Applied {
+                    version: 7,
+                    outcome: Outcome::Applied,
+                }),
             }
         })
     }
