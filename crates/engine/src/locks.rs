@@ -133,7 +133,7 @@ pub(crate) fn encode_lock(prepare: &Prepare) -> Result<Vec<u8>, StorageError> {
     Ok(w.finish())
 }
 
-fn decode_lock(bytes: &[u8]) -> Result<Prepare, StorageError> {
+pub(crate) fn decode_lock(bytes: &[u8]) -> Result<Prepare, StorageError> {
     Ok(Reader::whole("lock record", bytes, encoding::read_prepare)?)
 }
 

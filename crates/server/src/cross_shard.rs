@@ -42,6 +42,9 @@ const LOCK_PATIENCE: Duration = Duration::from_millis(100);
 /// The longest a read waits for the locks it meets before `UNAVAILABLE`.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
+/// The least time a coordinator gives its resolves after the decision.
+const RESOLVE_TIME: Duration = Duration::from_secs(2);
+
 /// How often each node sweeps the locks of the groups it leads for orphans.
 pub const SWEEP_INTERVAL: Duration = Duration::from_millis(500);
 
@@ -266,7 +269,10 @@ impl Shards {
             // Recorded or not: the orphan resolution settles the locks with whatever is.
             Err(e) => return Err(e.into()),
         };
-        let resolved = resolve_all(&participants, txid, stamp, commit, deadline).await;
+        // The decision is durable: the resolves get their own time even if the client's ran
+        // out (what they miss, readers and the sweeper finish).
+        let resolve_by = deadline.max(Instant::now() + RESOLVE_TIME);
+        let resolved = resolve_all(&participants, txid, stamp, commit, resolve_by).await;
         if resolved {
             let metadata = metadata.clone();
             tokio::spawn(async move {

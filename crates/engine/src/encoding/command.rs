@@ -132,7 +132,7 @@ pub(crate) fn put_prepare(w: &mut Writer, prepare: &Prepare) -> Result<(), Encod
 pub(crate) fn read_prepare(r: &mut Reader<'_>) -> Result<Prepare, DecodeError> {
     let txid = read_txid(r)?;
     let stamp = r.u64("stamp")?;
-    let read_version = read_opt_version(r, "read_version")?;
+    let read_version = read_opt_version(r, "read_version presence flag", "read_version")?;
     let mut piece = Vec::new();
     for _ in 0..r.count("piece")? {
         // `count` reads a be32: it fits.
@@ -161,8 +161,12 @@ fn put_read_version(w: &mut Writer, version: Option<Version>) {
     }
 }
 
-fn read_opt_version(r: &mut Reader<'_>, field: &'static str) -> Result<Option<Version>, DecodeError> {
-    if r.flag(field)? {
+fn read_opt_version(
+    r: &mut Reader<'_>,
+    flag: &'static str,
+    field: &'static str,
+) -> Result<Option<Version>, DecodeError> {
+    if r.flag(flag)? {
         Ok(Some(r.u64(field)?))
     } else {
         Ok(None)
@@ -243,7 +247,7 @@ pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
                 }),
                 _ => None,
             };
-            let read_version = read_opt_version(r, "read_version")?;
+            let read_version = read_opt_version(r, "read_version presence flag", "read_version")?;
             let mut mutations = Vec::new();
             for _ in 0..r.count("mutations")? {
                 mutations.push(read_mutation(r)?);
@@ -278,7 +282,7 @@ pub fn read_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
         COMMAND_RESOLVE => Ok(Command::Resolve {
             txid: read_txid(r)?,
             stamp: r.u64("stamp")?,
-            commit: read_opt_version(r, "commit version")?,
+            commit: read_opt_version(r, "commit presence flag", "commit version")?,
         }),
         COMMAND_DECIDE => Ok(Command::Decide(Decide {
             txid: read_txid(r)?,

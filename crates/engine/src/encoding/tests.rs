@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use super::*;
 use crate::command::{
-    Command, IdempotencyToken, Invalid, KeyRange, Mutation, Outcome, Stamp, Transaction,
+    Command, Decide, IdempotencyToken, Invalid, KeyRange, Mutation, Outcome, Prepare, Stamp,
+    Transaction,
 };
 use crate::dedupe;
 use crate::error::StorageError;
@@ -125,7 +126,70 @@ fn outcomes() -> Vec<(&'static str, Outcome)> {
             }),
         ),
         ("outcome_applied", Outcome::Applied),
+        ("outcome_prepared", Outcome::Prepared),
+        (
+            "outcome_locked",
+            Outcome::Locked {
+                cf: "default".into(),
+                key: b"held".to_vec(),
+            },
+        ),
+        ("outcome_already_resolved", Outcome::AlreadyResolved),
+        (
+            "outcome_aborted",
+            Outcome::Aborted {
+                reason: "its coordinator stopped before deciding (an orphan)".into(),
+            },
+        ),
+        (
+            "outcome_decided_commit",
+            Outcome::Decided {
+                commit: Some(1_796_640_000_000_009),
+                answer: Box::new(Outcome::Committed {
+                    version: 1_796_640_000_000_009,
+                }),
+            },
+        ),
+        (
+            "outcome_decided_abort",
+            Outcome::Decided {
+                commit: None,
+                answer: Box::new(Outcome::Conflict {
+                    cf: "default".into(),
+                    key: b"hot".to_vec(),
+                }),
+            },
+        ),
     ]
+}
+
+/// A participant's piece of a commit across groups: two mutations with their global orders,
+/// one read range.
+fn prepare() -> Prepare {
+    Prepare {
+        txid: *b"\x00\x00\x00\x02\x00\x00\x30\x39tx-00042",
+        stamp: 1_796_640_000_000_001,
+        read_version: Some(1_796_640_000_000_000),
+        piece: vec![
+            (
+                1,
+                Mutation::Set {
+                    cf: "default".into(),
+                    key: b"m".to_vec(),
+                    value: b"v".to_vec(),
+                },
+            ),
+            (
+                3,
+                Mutation::SetVersionstampedKey {
+                    cf: "other".into(),
+                    key: [b"log/".as_slice(), &[0; 10]].concat(),
+                    value: Vec::new(),
+                },
+            ),
+        ],
+        read_conflicts: vec![KeyRange::single("default", b"n")],
+    }
 }
 
 fn commands() -> Vec<(&'static str, Command)> {
@@ -160,6 +224,42 @@ fn commands() -> Vec<(&'static str, Command)> {
             "command_oracle_bound",
             Command::OracleBound {
                 bound: 1_796_640_003_000_000,
+            },
+        ),
+        ("command_prepare", Command::Prepare(prepare())),
+        (
+            "command_resolve_commit",
+            Command::Resolve {
+                txid: prepare().txid,
+                stamp: 1_796_640_000_000_001,
+                commit: Some(1_796_640_000_000_009),
+            },
+        ),
+        (
+            "command_resolve_abort",
+            Command::Resolve {
+                txid: prepare().txid,
+                stamp: 1_796_640_000_000_001,
+                commit: None,
+            },
+        ),
+        (
+            "command_decide",
+            Command::Decide(Decide {
+                txid: prepare().txid,
+                idempotency: Some(IdempotencyToken {
+                    client_id: b"client-1".to_vec(),
+                    sequence: 9,
+                }),
+                outcome: Outcome::Committed {
+                    version: 1_796_640_000_000_009,
+                },
+            }),
+        ),
+        (
+            "command_forget",
+            Command::Forget {
+                txid: prepare().txid,
             },
         ),
         ("command_compact", Command::Compact { horizon: 17 }),
@@ -214,6 +314,18 @@ fn samples() -> Vec<(&'static str, Sample, Vec<u8>)> {
         vec![TAG_VALUE, b'v', 0],
     ));
     out.push(("data_tombstone", Sample::Data(None), vec![TAG_TOMBSTONE]));
+    let lock = prepare();
+    let bytes = crate::locks::encode_lock(&lock).unwrap();
+    out.push(("lock_record", Sample::Lock(lock), bytes));
+    let answer = Outcome::Committed {
+        version: 1_796_640_000_000_009,
+    };
+    let bytes = encode_decision(Some(1_796_640_000_000_009), &answer).unwrap();
+    out.push((
+        "decision_record",
+        Sample::Decision(Some(1_796_640_000_000_009), answer),
+        bytes,
+    ));
     let descriptor = descriptor();
     let bytes = encode_descriptor(&descriptor).unwrap();
     out.push(("descriptor", Sample::Descriptor(descriptor), bytes));
@@ -251,6 +363,8 @@ enum Sample {
     Data(Option<Vec<u8>>),
     Descriptor(RangeDescriptor),
     Routing(RoutingTable),
+    Lock(Prepare),
+    Decision(Option<crate::Version>, Outcome),
 }
 
 /// Decodes `bytes` as the kind `expected` is.
@@ -264,6 +378,11 @@ fn decode_like(expected: &Sample, bytes: &[u8]) -> Result<Sample, StorageError> 
         Sample::Data(_) => Sample::Data(decode_value(bytes)?.map(<[u8]>::to_vec)),
         Sample::Descriptor(_) => Sample::Descriptor(decode_descriptor(bytes)?),
         Sample::Routing(_) => Sample::Routing(decode_routing(bytes)?),
+        Sample::Lock(_) => Sample::Lock(crate::locks::decode_lock(bytes)?),
+        Sample::Decision(..) => {
+            let (commit, answer) = decode_decision(bytes)?;
+            Sample::Decision(commit, answer)
+        }
     })
 }
 
@@ -397,8 +516,8 @@ fn commands_and_outcomes_round_trip_and_refuse_truncation() {
 
 #[test]
 fn unknown_tags_are_named() {
-    let err = decode_command(&[FORMAT_V1, 9]).unwrap_err();
-    assert_eq!(err.to_string(), "corrupt command: unknown command kind 9");
+    let err = decode_command(&[FORMAT_V1, 13]).unwrap_err();
+    assert_eq!(err.to_string(), "corrupt command: unknown command kind 13");
     let err = decode_outcome(&[FORMAT_V1, 3, 7]).unwrap_err();
     assert_eq!(err.to_string(), "corrupt outcome: unknown rejection kind 7");
     let err = decode_command(&[FORMAT_V1, 0, 2]).unwrap_err();
@@ -423,4 +542,16 @@ fn decode_errors_are_invalid_data_io_errors_that_keep_their_type() {
         ),
         "{io}"
     );
+}
+
+/// A decision's answer is never itself a decision: a nested one is refused, not recursed into.
+#[test]
+fn a_nested_decision_is_refused() {
+    let inner = Outcome::Decided {
+        commit: None,
+        answer: Box::new(Outcome::Applied),
+    };
+    let bytes = encode_decision(None, &inner).unwrap();
+    let err = decode_decision(&bytes).unwrap_err();
+    assert!(err.to_string().contains("itself a decision"), "{err}");
 }
