@@ -4,7 +4,8 @@
 //! by the group that owns it, range reads across the boundaries keep WIRE §3's offset, limit
 //! and `has_more`, snapshot reads at a version see exactly the commits at or below it in every
 //! group, versions and versionstamps increase in commit order across groups, a commit that
-//! spans groups is refused with nothing written, and a killed node's groups fail over.
+//! spans groups applies in each at one version (two-phase commit), a coordinator killed at any
+//! step leaves every key readable and all-or-nothing, and a killed node's groups fail over.
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test sharded_cluster`.
 
@@ -178,27 +179,19 @@ fn every_node_routes_reads_and_single_shard_commits_to_the_owning_group() {
     );
     assert_eq!(r.error_code.as_deref(), Some("CONFLICT"), "{r:?}");
 
-    // A commit spanning two groups is refused, naming them, and writes nothing.
+    // A commit spanning groups 1 and 4 commits both halves at one version.
     let kv = &mut clients[0];
     let rv = kv.read_version();
-    let r = kv.commit(
+    let version = kv.must_commit(
         rv,
         vec![op_set(b"sh/a-span", b"x"), op_set(b"sh/g-span", b"x")],
-        vec![],
-    );
-    assert!(!r.success, "a cross-shard commit: {r:?}");
-    assert_eq!(r.error_code.as_deref(), Some("UNAVAILABLE"), "{r:?}");
-    let message = r.error.clone().unwrap_or_default();
-    assert!(
-        message.contains("groups 1 (keys ['', 'sh/b'))")
-            && message.contains("4 (keys ['sh/f', +inf))"),
-        "the refusal names the groups: {message}"
+        vec![b"sh/c0".to_vec()],
     );
     for key in [b"sh/a-span".as_slice(), b"sh/g-span"] {
-        assert!(
-            !kv.get_value(key).found,
-            "nothing of a refused commit is written"
-        );
+        let at = clients[2].snapshot_read_in(key, version, None);
+        assert!(at.found && at.value == b"x", "{at:?}");
+        let before = clients[1].snapshot_read_in(key, version - 1, None);
+        assert!(!before.found, "nothing below the commit version: {before:?}");
     }
 
     // getRange on a whole column family spans every group and is in key order.
@@ -218,7 +211,7 @@ fn every_node_routes_reads_and_single_shard_commits_to_the_owning_group() {
         keys.windows(2).all(|w| w[0] < w[1]),
         "key order across groups"
     );
-    assert_eq!(keys.len(), written.len() + RANGES.len());
+    assert_eq!(keys.len(), written.len() + RANGES.len() + 2);
 }
 
 #[test]
@@ -417,4 +410,83 @@ fn hibernating(cluster: &ReplicatedCluster, node: usize) -> usize {
     text.lines()
         .filter(|line| line.starts_with("dolmen_group_hibernating{") && line.ends_with(" 1"))
         .count()
+}
+
+/// A coordinator killed at `point` of a commit across groups 1 and 4 (docs/sharding.md §6.5):
+/// the other nodes resolve its locks (readers, and the orphan sweeper once the locks are older
+/// than the orphan age), the two keys read the same on every node, `committed` tells which
+/// value, and both take new writes. The coordinator restarts and reads the same.
+fn coordinator_killed_at(point: &str, committed: bool) {
+    let mut cluster = sharded_cluster();
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let coordinator = 2;
+    let keys = [b"sh/a-orphan".as_slice(), b"sh/g-orphan"];
+    let mut kv = connect_buffered(cluster.thrift_endpoint(0));
+    for key in keys {
+        kv.must_set(key, b"before");
+    }
+    cluster.stop(coordinator);
+    cluster.set_env(coordinator, &[("FAILPOINTS", &format!("{point}=return"))]);
+    cluster.start(coordinator);
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let mut doomed = connect_framed(cluster.thrift_endpoint(coordinator));
+    let rv = doomed.read_version();
+    let request = dolmen_tests::kvstore::AtomicCommitRequest::new(
+        rv,
+        keys.iter().map(|k| op_set(k, b"after")).collect::<Vec<_>>(),
+        Vec::<Vec<u8>>::new(),
+        None,
+    );
+    // The process dies while it coordinates: the connection drops without an answer.
+    let answer = doomed.atomic_commit(request);
+    assert!(answer.is_err(), "the coordinator answered: {answer:?}");
+    let status = cluster
+        .wait_exited(coordinator, Duration::from_secs(10))
+        .unwrap_or_else(|| panic!("node {coordinator} did not die at {point}"));
+    assert!(status.contains("SIGKILL"), "{status}");
+
+    let expected: &[u8] = if committed { b"after" } else { b"before" };
+    for node in [0, 1] {
+        let mut reader = connect_buffered(cluster.thrift_endpoint(node));
+        for key in keys {
+            let got = eventually(Duration::from_secs(30), || {
+                let got = reader.get_value(key);
+                got.error.is_none().then_some(got)
+            });
+            assert_eq!(
+                got.value,
+                expected,
+                "{} on node {node} after a coordinator died at {point}",
+                String::from_utf8_lossy(key)
+            );
+        }
+    }
+    // No lock is left in the way of new writes, single-range or across ranges.
+    let rv = kv.read_version();
+    kv.must_commit(rv, keys.iter().map(|k| op_set(k, b"again")).collect(), vec![]);
+    cluster.set_env(coordinator, &[]);
+    cluster.start(coordinator);
+    let mut back = connect_buffered(cluster.thrift_endpoint(coordinator));
+    for key in keys {
+        let got = eventually(Duration::from_secs(30), || {
+            let got = back.get_value(key);
+            got.error.is_none().then_some(got)
+        });
+        assert_eq!(got.value, b"again");
+    }
+}
+
+#[test]
+fn a_coordinator_killed_after_every_prepare_leaves_an_aborted_orphan() {
+    coordinator_killed_at("cross_shard::after_prepare", false);
+}
+
+#[test]
+fn a_coordinator_killed_after_its_decision_leaves_a_commit_the_others_finish() {
+    coordinator_killed_at("cross_shard::after_decide", true);
+}
+
+#[test]
+fn a_coordinator_killed_after_one_resolve_leaves_a_commit_the_others_finish() {
+    coordinator_killed_at("cross_shard::after_first_resolve", true);
 }

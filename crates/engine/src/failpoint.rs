@@ -46,8 +46,16 @@ pub const APPLY_BEFORE_WRITE: &str = "apply::before_write";
 /// `Engine::apply_batch`, after the batch write and before the applied version is published.
 pub const APPLY_AFTER_WRITE: &str = "apply::after_write";
 
+/// The gateway coordinating a commit across groups: every participant prepared, no commit
+/// version drawn, nothing decided (docs/sharding.md §6.3).
+pub const CROSS_SHARD_AFTER_PREPARE: &str = "cross_shard::after_prepare";
+/// The coordinator: the decision recorded in group 0, no participant resolved.
+pub const CROSS_SHARD_AFTER_DECIDE: &str = "cross_shard::after_decide";
+/// The coordinator: one participant resolved, the others possibly not.
+pub const CROSS_SHARD_AFTER_FIRST_RESOLVE: &str = "cross_shard::after_first_resolve";
+
 /// Every failpoint, in persistence order within each component.
-pub const ALL: [&str; 16] = [
+pub const ALL: [&str; 19] = [
     LOG_MIGRATE_COPY_CHUNK,
     LOG_MIGRATE_DELETE_CHUNK,
     LOG_MIGRATE_BEFORE_MARKER,
@@ -64,6 +72,9 @@ pub const ALL: [&str; 16] = [
     APPLY_CLEAR_RANGE_CHUNK,
     APPLY_BEFORE_WRITE,
     APPLY_AFTER_WRITE,
+    CROSS_SHARD_AFTER_PREPARE,
+    CROSS_SHARD_AFTER_DECIDE,
+    CROSS_SHARD_AFTER_FIRST_RESOLVE,
 ];
 
 /// The environment variable [`configure`] reads (the `fail` crate's own name for it).

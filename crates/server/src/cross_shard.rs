@@ -39,6 +39,9 @@ pub const ORPHAN_AGE: Version = 2_000_000;
 /// How long a reader waits for a lock to go before it looks up the transaction's decision.
 const LOCK_PATIENCE: Duration = Duration::from_millis(100);
 
+/// How often a reader that still meets a lock asks for its decision.
+const SETTLE_INTERVAL: Duration = Duration::from_millis(200);
+
 /// The longest a read waits for the locks it meets before `UNAVAILABLE`.
 pub const LOCK_WAIT: Duration = Duration::from_secs(10);
 
@@ -221,6 +224,11 @@ impl Shards {
                 }
             }
         }
+        if refusal.is_none() {
+            dolmen_engine::failpoint::crash_point(
+                dolmen_engine::failpoint::CROSS_SHARD_AFTER_PREPARE,
+            );
+        }
         let outcome = match refusal {
             Some(refused) => refused,
             // Drawn after every participant applied its prepare (invariant 3).
@@ -269,6 +277,7 @@ impl Shards {
             // Recorded or not: the orphan resolution settles the locks with whatever is.
             Err(e) => return Err(e.into()),
         };
+        dolmen_engine::failpoint::crash_point(dolmen_engine::failpoint::CROSS_SHARD_AFTER_DECIDE);
         // The decision is durable: the resolves get their own time even if the client's ran
         // out (what they miss, readers and the sweeper finish).
         let resolve_by = deadline.max(Instant::now() + RESOLVE_TIME);
@@ -299,6 +308,7 @@ impl Shards {
         let started = Instant::now();
         let mut above: BTreeSet<TxId> = BTreeSet::new();
         let mut pause = Duration::from_millis(1);
+        let mut last_settle = started - SETTLE_INTERVAL;
         loop {
             let locks: Vec<LockInfo> = group
                 .engine
@@ -322,7 +332,8 @@ impl Shards {
                     ),
                 ));
             }
-            if started.elapsed() >= LOCK_PATIENCE {
+            if started.elapsed() >= LOCK_PATIENCE && last_settle.elapsed() >= SETTLE_INTERVAL {
+                last_settle = Instant::now();
                 for lock in &locks {
                     match self.settle(group, lock, Some(version)).await {
                         Ok(Some(commit)) if commit > version => {
@@ -363,8 +374,10 @@ impl Shards {
         let commit = match recorded {
             Some((commit, _)) => commit,
             None => {
-                let latest = self.read_versions().applied_version().max(reading.unwrap_or(0));
-                if latest.saturating_sub(lock.stamp) < ORPHAN_AGE {
+                // Its age by the oracle's clock now (a fresh version: the last one this node
+                // saw may be old).
+                let now = self.read_versions().read_version().await?;
+                if now.saturating_sub(lock.stamp) < ORPHAN_AGE {
                     // Its coordinator may still decide: wait.
                     return Ok(None);
                 }
@@ -403,12 +416,23 @@ impl Shards {
     /// One sweep: every lock of the groups this node (`node`) leads whose stamp is older than
     /// [`ORPHAN_AGE`] is decided and resolved (invariant 10).
     async fn sweep(&self, node: NodeId) {
-        let latest = self.read_versions().applied_version();
+        // The oracle's clock, read once per sweep and only when some lock is there.
+        let mut now = None;
         for group in self.groups() {
             if group.replicator.cluster().leader != Some(node) {
                 continue;
             }
             for lock in group.engine.locks() {
+                let latest = match now {
+                    Some(v) => v,
+                    None => match self.read_versions().read_version().await {
+                        Ok(v) => *now.insert(v),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "no version for the orphan sweep");
+                            return;
+                        }
+                    },
+                };
                 if latest.saturating_sub(lock.stamp) < ORPHAN_AGE {
                     continue;
                 }
@@ -462,6 +486,9 @@ async fn resolve_all(
     let mut all = true;
     while let Some(done) = resolves.join_next().await {
         all &= matches!(done, Ok(Ok(Ok(_))));
+        dolmen_engine::failpoint::crash_point(
+            dolmen_engine::failpoint::CROSS_SHARD_AFTER_FIRST_RESOLVE,
+        );
     }
     all
 }
