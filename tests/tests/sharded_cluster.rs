@@ -412,11 +412,24 @@ fn hibernating(cluster: &ReplicatedCluster, node: usize) -> usize {
         .count()
 }
 
+/// How many locks of commits across groups the data groups hold on node `node`, from its
+/// `/metrics`.
+fn locks_held(cluster: &ReplicatedCluster, node: usize) -> u64 {
+    let text = dolmen_tests::admin::admin(cluster.admin_endpoint(node))
+        .metrics()
+        .unwrap_or_else(|e| panic!("/metrics of node {node}: {e}"));
+    text.lines()
+        .filter(|line| line.starts_with("dolmen_group_locks{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
 /// A coordinator killed at `point` of a commit across groups 1 and 4 (docs/sharding.md §6.5):
-/// the other nodes resolve its locks (readers, and the orphan sweeper once the locks are older
-/// than the orphan age), the two keys read the same on every node, `committed` tells which
-/// value, and both take new writes. The coordinator restarts and reads the same.
-fn coordinator_killed_at(point: &str, committed: bool) {
+/// the other nodes resolve its locks (with `sweep_first`, the orphan sweeper alone, before any
+/// read; otherwise readers that meet them), the two keys read the same on every node,
+/// `committed` tells which value, and both take new writes. The coordinator restarts and
+/// reads the same.
+fn coordinator_killed_at(point: &str, committed: bool, sweep_first: bool) {
     let mut cluster = sharded_cluster();
     cluster.wait_for_leader(LEADER_TIMEOUT);
     let coordinator = 2;
@@ -444,6 +457,13 @@ fn coordinator_killed_at(point: &str, committed: bool) {
         .wait_exited(coordinator, Duration::from_secs(10))
         .unwrap_or_else(|| panic!("node {coordinator} did not die at {point}"));
     assert!(status.contains("SIGKILL"), "{status}");
+    if sweep_first {
+        for node in [0, 1] {
+            eventually(Duration::from_secs(30), || {
+                (locks_held(&cluster, node) == 0).then_some(())
+            });
+        }
+    }
 
     let expected: &[u8] = if committed { b"after" } else { b"before" };
     for node in [0, 1] {
@@ -464,6 +484,9 @@ fn coordinator_killed_at(point: &str, committed: bool) {
     // No lock is left in the way of new writes, single-range or across ranges.
     let rv = kv.read_version();
     kv.must_commit(rv, keys.iter().map(|k| op_set(k, b"again")).collect(), vec![]);
+    for node in [0, 1] {
+        assert_eq!(locks_held(&cluster, node), 0, "locks left on node {node}");
+    }
     cluster.set_env(coordinator, &[]);
     cluster.start(coordinator);
     let mut back = connect_buffered(cluster.thrift_endpoint(coordinator));
@@ -478,15 +501,15 @@ fn coordinator_killed_at(point: &str, committed: bool) {
 
 #[test]
 fn a_coordinator_killed_after_every_prepare_leaves_an_aborted_orphan() {
-    coordinator_killed_at("cross_shard::after_prepare", false);
+    coordinator_killed_at("cross_shard::after_prepare", false, true);
 }
 
 #[test]
 fn a_coordinator_killed_after_its_decision_leaves_a_commit_the_others_finish() {
-    coordinator_killed_at("cross_shard::after_decide", true);
+    coordinator_killed_at("cross_shard::after_decide", true, false);
 }
 
 #[test]
 fn a_coordinator_killed_after_one_resolve_leaves_a_commit_the_others_finish() {
-    coordinator_killed_at("cross_shard::after_first_resolve", true);
+    coordinator_killed_at("cross_shard::after_first_resolve", true, true);
 }

@@ -467,6 +467,11 @@ impl Engine {
             .transpose()
     }
 
+    /// How many locks this group holds.
+    pub fn lock_count(&self) -> u64 {
+        self.locks.read().len() as u64
+    }
+
     /// Every lock of this group (the orphan sweeper's list).
     pub fn locks(&self) -> Vec<LockInfo> {
         self.locks.read().infos()

@@ -157,6 +157,10 @@ impl LockTable {
         Ok(Self { locks })
     }
 
+    pub(crate) fn len(&self) -> usize {
+        self.locks.len()
+    }
+
     pub(crate) fn is_empty(&self) -> bool {
         self.locks.is_empty()
     }

@@ -107,6 +107,13 @@ impl Collector for NodeMetrics {
                     .map(|g| {
                         let mut values = GroupValues::of(g.id(), &g.status(), g.applied_version());
                         values.hibernating = r.is_asleep(g.id());
+                        values.locks = self
+                            .service
+                            .shards()
+                            .groups()
+                            .iter()
+                            .find(|s| s.id == g.id())
+                            .map_or(0, |s| s.engine.lock_count());
                         values
                     })
                     .collect()
@@ -195,6 +202,8 @@ struct GroupValues {
     is_leader: bool,
     /// `dolmen_group_hibernating`.
     hibernating: bool,
+    /// `dolmen_group_locks`.
+    locks: u64,
 }
 
 impl GroupValues {
@@ -207,6 +216,7 @@ impl GroupValues {
             term: status.term,
             is_leader: status.role == dolmen_admin::Role::Leader,
             hibernating: false,
+            locks: 0,
         }
     }
 
@@ -216,7 +226,7 @@ impl GroupValues {
         if groups.is_empty() {
             return Ok(());
         }
-        let gauges: [GroupGauge; 6] = [
+        let gauges: [GroupGauge; 7] = [
             (
                 "dolmen_group_applied_index",
                 "A data group's last applied log index on this node.",
@@ -244,6 +254,11 @@ impl GroupValues {
                 "dolmen_group_hibernating",
                 "1 while the data group's timers are off on this node (idle, docs/sharding.md §8.3).",
                 |g| u64::from(g.hibernating),
+            ),
+            (
+                "dolmen_group_locks",
+                "Locks of transactions committing across groups that the data group holds on this node (docs/sharding.md §6.4).",
+                |g| g.locks,
             ),
         ];
         for (name, help, value) in gauges {
