@@ -63,7 +63,10 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "leader")]
     read_strategy: ReadStrategy,
     /// Workloads to run, one after the other (`set`, `get`, `commit` are aliases of `write`,
-    /// `read`, `txn`).
+    /// `read`, `txn`). `txn-local` and `txn-cross` are for a cluster split at the quarters of
+    /// the keys (`--keys 10000`: `--split-keys
+    /// bench/000000002500,bench/000000005000,bench/000000007500`): `txn` with both keys in one
+    /// data group, and in two.
     #[arg(
         long,
         value_enum,
@@ -165,6 +168,9 @@ enum ArgsError {
     /// `--keys 0`.
     #[error("--keys must be at least 1")]
     Keys,
+    /// `txn-cross` with fewer keys than quarters.
+    #[error("--workload txn-cross needs --keys of at least 4 (a key in each quarter)")]
+    KeysForCross,
     /// `--duration 0`.
     #[error("--duration must be at least 1 second")]
     Duration,
@@ -210,6 +216,9 @@ impl BenchArgs {
         }
         if self.keys == 0 {
             return Err(ArgsError::Keys);
+        }
+        if self.keys < keys::QUARTERS && self.workload.contains(&Workload::TxnCross) {
+            return Err(ArgsError::KeysForCross);
         }
         if self.duration == Some(0) {
             return Err(ArgsError::Duration);
@@ -562,12 +571,28 @@ mod tests {
     }
 
     #[test]
+    fn txn_variants_parse_and_cross_accepts_four_keys() {
+        let args = parse(&["--workload", "txn-local,txn-cross", "--keys", "4"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.workload, [Workload::TxnLocal, Workload::TxnCross]);
+        assert_eq!(args.check(), Ok(()));
+        let args =
+            parse(&["--workload", "txn-local", "--keys", "1"]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(args.check(), Ok(()));
+    }
+
+    #[test]
     fn zero_counts_are_rejected_naming_the_flag() {
         for (argv, flag, want) in [
             (&["--clients", "1,0"][..], "--clients", ArgsError::Clients),
             (&["--keys", "0"][..], "--keys", ArgsError::Keys),
             (&["--duration", "0"][..], "--duration", ArgsError::Duration),
             (&["--ops", "0"][..], "--ops", ArgsError::Ops),
+            (
+                &["--workload", "txn,txn-cross", "--keys", "3"][..],
+                "--keys",
+                ArgsError::KeysForCross,
+            ),
         ] {
             let args = parse(argv).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(args.check(), Err(want), "{argv:?}");

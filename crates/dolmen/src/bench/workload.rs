@@ -1,5 +1,6 @@
-//! What a bench client does per operation: the workloads (YCSB-style mixes plus `txn` and
-//! `scan`), the action each draw picks, and how an action runs against the node.
+//! What a bench client does per operation: the workloads (YCSB-style mixes plus `txn`, its
+//! range-aware variants `txn-local` and `txn-cross`, and `scan`), the action each draw picks,
+//! and how an action runs against the node.
 //!
 //! ```text
 //! Workload --pick(rng)--> Action --execute(conns, keys)--> Outcome (ok | conflict | error code)
@@ -7,7 +8,7 @@
 
 use dolmen_client::Op;
 
-use super::keys::{key, Keys, Rng};
+use super::keys::{key, Keys, Pair, Rng};
 use super::route::Conns;
 
 /// Keys read by one `scan`.
@@ -33,6 +34,17 @@ pub enum Workload {
     /// counted apart.
     #[value(alias = "commit")]
     Txn,
+    /// `txn` with both keys in one quarter of the key space (key `i` of `--keys N` is in
+    /// quarter `i * 4 / N`): on a cluster split at the quarters (`--keys 10000`: split keys
+    /// `bench/000000002500,bench/000000005000,bench/000000007500`) every transaction stays in one
+    /// data group, the single-shard figure to compare `txn-cross` with (random `txn` pairs span
+    /// two quarters three times in four). Commits and conflicts are counted apart.
+    TxnLocal,
+    /// `txn` with its two keys in different quarters of the key space (the first at random, the
+    /// second at random in one of the three other quarters): on a cluster split at the quarters
+    /// every transaction is a two-phase commit across exactly two data groups. Needs `--keys`
+    /// of at least 4. Commits and conflicts are counted apart.
+    TxnCross,
     /// `getRange` of `SCAN_LEN` consecutive keys from a random start.
     Scan,
 }
@@ -44,8 +56,8 @@ pub enum Action {
     Read,
     /// `setKey` of one key.
     Write,
-    /// The 2-key read-modify-write transaction.
-    Txn,
+    /// The 2-key read-modify-write transaction, its second key placed by `Pair`.
+    Txn(Pair),
     /// A short range read.
     Scan,
 }
@@ -53,7 +65,8 @@ pub enum Action {
 pub use dolmen_bench_report::Outcome;
 
 impl Workload {
-    /// Every workload, in `--matrix` order.
+    /// The workloads `--matrix` runs, in order (all but `txn-local` and `txn-cross`, which
+    /// differ from `txn` only on a cluster split at the quarters of the keys).
     pub const ALL: [Workload; 7] = [
         Workload::Write,
         Workload::Read,
@@ -73,6 +86,8 @@ impl Workload {
             Workload::B => "b",
             Workload::C => "c",
             Workload::Txn => "txn",
+            Workload::TxnLocal => "txn-local",
+            Workload::TxnCross => "txn-cross",
             Workload::Scan => "scan",
         }
     }
@@ -87,7 +102,9 @@ impl Workload {
         let read_fraction = match self {
             Workload::Write => return Action::Write,
             Workload::Read | Workload::C => return Action::Read,
-            Workload::Txn => return Action::Txn,
+            Workload::Txn => return Action::Txn(Pair::Any),
+            Workload::TxnLocal => return Action::Txn(Pair::SameQuarter),
+            Workload::TxnCross => return Action::Txn(Pair::OtherQuarter),
             Workload::Scan => return Action::Scan,
             Workload::A => 0.5,
             Workload::B => 0.95,
@@ -144,26 +161,20 @@ pub async fn execute(
                 .await
                 .map(|_| ())
         }
-        Action::Txn => txn(conns, keys, rng, value).await,
+        Action::Txn(pair) => txn(conns, keys.pair(rng, pair), value).await,
     };
     result.map_or_else(outcome, |()| Outcome::Ok)
 }
 
-/// Read version, read two distinct keys at it, write both modified, commit with both as read
+/// Read version, read the two keys at it, write both modified, commit with both as read
 /// conflicts (so a concurrent writer of either key makes this commit fail with `CONFLICT`).
 /// The read version and the reads come from one node (the read strategy's pick), the commit
 /// goes to the writer (the leader).
 async fn txn(
     conns: &Conns,
-    keys: &Keys,
-    rng: &mut Rng,
+    (first, second): (u64, u64),
     value: &[u8],
 ) -> Result<(), dolmen_client::Error> {
-    let first = keys.next(rng);
-    let mut second = keys.next(rng);
-    if second == first && keys.len() > 1 {
-        second = (first + 1) % keys.len();
-    }
     let reader = conns.reader();
     let rv = reader.read_version().await?;
     let mut ops = Vec::with_capacity(2);
@@ -218,8 +229,26 @@ mod tests {
     fn txn_and_scan_pick_only_their_action() {
         let mut rng = Rng::new(1);
         for _ in 0..1000 {
-            assert_eq!(Workload::Txn.pick(&mut rng), Action::Txn);
+            assert_eq!(Workload::Txn.pick(&mut rng), Action::Txn(Pair::Any));
+            assert_eq!(
+                Workload::TxnLocal.pick(&mut rng),
+                Action::Txn(Pair::SameQuarter)
+            );
+            assert_eq!(
+                Workload::TxnCross.pick(&mut rng),
+                Action::Txn(Pair::OtherQuarter)
+            );
             assert_eq!(Workload::Scan.pick(&mut rng), Action::Scan);
         }
+    }
+
+    #[test]
+    fn names_are_the_flag_values() {
+        use clap::ValueEnum;
+        for w in Workload::value_variants() {
+            let value = w.to_possible_value().map(|v| v.get_name().to_owned());
+            assert_eq!(value.as_deref(), Some(w.name()), "{w:?}");
+        }
+        assert!(!Workload::ALL.contains(&Workload::TxnCross));
     }
 }
