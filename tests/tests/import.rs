@@ -179,12 +179,12 @@ fn an_interrupted_import_from_the_older_server_resumes_and_ends_with_equal_check
     );
 }
 
-/// An import into a sharded cluster: its batches reach several ranges (split points inside both
-/// column families' keys), which the cluster refuses as one commit with nothing applied; the
-/// import writes such a batch as halves, cut again as needed, and ends with equal key counts
-/// and CRC-64s.
+/// An import into a sharded cluster: some of its batches reach several ranges (split points
+/// inside both column families' keys) and commit across them as one transaction each
+/// (docs/sharding.md §6.3); the import ends with equal key counts and CRC-64s, and the keys on
+/// both sides of a split point are there.
 #[test]
-fn an_import_into_a_sharded_cluster_cuts_its_batches_at_the_ranges() {
+fn an_import_into_a_sharded_cluster_commits_batches_across_its_ranges() {
     let older = OlderServer::start();
     fill(older.addr);
     let target = dolmen_tests::ReplicatedCluster::builder()

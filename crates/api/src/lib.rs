@@ -14,12 +14,6 @@ pub use codec::{ConnectionStats, SafeCodec, SafeCodecLimits, SafeDecoder, SafeMa
 pub use listener::ShutdownIncoming;
 pub use response::{WireError, WireResponse, NO_MESSAGE};
 
-/// How the message of an `UNAVAILABLE` commit refused for reaching several ranges of a sharded
-/// cluster starts (after the `UNAVAILABLE: ` code prefix, docs/WIRE.md §4): nothing was
-/// applied, and the same transaction will be refused again (commits across ranges are not
-/// built), so clients do not retry it as they retry other `UNAVAILABLE` answers.
-pub const CROSS_SHARD_REFUSAL: &str = "the transaction spans groups";
-
 #[allow(
     clippy::all,
     unsafe_code,

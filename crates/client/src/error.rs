@@ -56,14 +56,6 @@ pub enum Error {
     },
 }
 
-/// Whether `message` is a sharded cluster's refusal of a commit reaching several ranges
-/// ([`dolmen_api::CROSS_SHARD_REFUSAL`]): nothing applied, and running the same transaction
-/// again is refused again.
-fn is_cross_shard_refusal(message: &str) -> bool {
-    let text = message.strip_prefix("UNAVAILABLE: ").unwrap_or(message);
-    text.starts_with(dolmen_api::CROSS_SHARD_REFUSAL)
-}
-
 /// Codes after which running the transaction again can succeed.
 const RETRYABLE_CODES: &[&str] = &[
     "CONFLICT",
@@ -119,11 +111,9 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::NoNodeAvailable { .. } => true,
-            Error::Server { code, message, .. } => {
-                code.as_deref()
-                    .is_some_and(|c| RETRYABLE_CODES.contains(&c))
-                    && !is_cross_shard_refusal(message)
-            }
+            Error::Server { code, .. } => code
+                .as_deref()
+                .is_some_and(|c| RETRYABLE_CODES.contains(&c)),
             Error::Usage { .. } | Error::RetriesExhausted { .. } => false,
         }
     }
@@ -134,9 +124,8 @@ impl Error {
     pub fn is_maybe_committed(&self) -> bool {
         match self {
             Error::Transport { .. } | Error::NoNodeAvailable { .. } => true,
-            Error::Server { code, message, .. } => {
+            Error::Server { code, .. } => {
                 matches!(code.as_deref(), Some("TIMEOUT" | "UNAVAILABLE"))
-                    && !is_cross_shard_refusal(message)
             }
             Error::Usage { .. } | Error::RetriesExhausted { .. } => false,
         }
@@ -185,24 +174,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cross_shard_refusal_is_neither_retried_nor_maybe_committed() {
-        let refusal = Error::server(
-            Some("UNAVAILABLE".into()),
-            format!(
-                "UNAVAILABLE: {} 1 (keys ['', 'm')) and 2 (keys ['m', +inf)); …",
-                dolmen_api::CROSS_SHARD_REFUSAL
-            ),
-        );
-        assert!(
-            !refusal.is_retryable(),
-            "the same transaction is refused again"
-        );
-        assert!(!refusal.is_maybe_committed(), "nothing was applied");
-        let other = Error::server(
-            Some("UNAVAILABLE".into()),
-            "UNAVAILABLE: no leader known".into(),
-        );
-        assert!(other.is_retryable() && other.is_maybe_committed());
+    fn unavailable_is_retryable_and_maybe_committed_whatever_its_message() {
+        for message in [
+            "UNAVAILABLE: no leader known",
+            "UNAVAILABLE: key 'a' in column family 'default' is locked by transaction 1.2.3 \
+             committing across shards, still undecided after 10000 ms; retry",
+        ] {
+            let e = Error::server(Some("UNAVAILABLE".into()), message.into());
+            assert!(e.is_retryable(), "{message}");
+            assert!(e.is_maybe_committed(), "{message}");
+        }
     }
 
     #[test]

@@ -204,41 +204,13 @@ fn batches(pairs: &[(Bytes, Bytes)]) -> Vec<&[(Bytes, Bytes)]> {
 }
 
 /// Writes `pairs` into `cf` of the target in one commit (sets only: repeating it after an
-/// interruption writes the same values again). A sharded target refuses a commit whose keys
-/// reach several of its ranges, with nothing applied: the batch is then written as two halves,
-/// each cut again as needed (an import is not atomic as a whole anyway; it resumes by key).
-fn commit<'a>(
-    target: &'a Client,
-    cf: &'a str,
-    pairs: &'a [(Bytes, Bytes)],
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<()>> + Send + 'a>> {
-    Box::pin(async move {
-        match commit_once(target, cf, pairs).await {
-            Err(e) if pairs.len() > 1 && is_cross_shard(&e) => {
-                let (low, high) = pairs.split_at(pairs.len() / 2);
-                commit(target, cf, low).await?;
-                commit(target, cf, high).await
-            }
-            done => done.map_err(|e| {
-                anyhow::anyhow!("writing {} keys of {cf} into the target: {e}", pairs.len())
-            }),
-        }
-    })
-}
-
-/// Whether the target refused a commit for reaching several of its ranges.
-fn is_cross_shard(e: &dolmen_client::Error) -> bool {
-    matches!(e, dolmen_client::Error::Server { message, .. }
-        if message.contains(dolmen_api::CROSS_SHARD_REFUSAL))
-}
-
-/// One commit of `pairs` into `cf` of the target.
-async fn commit_once(
-    target: &Client,
-    cf: &str,
-    pairs: &[(Bytes, Bytes)],
-) -> Result<(), dolmen_client::Error> {
-    let read_version = target.read_version().await?;
+/// interruption writes the same values again). On a sharded target a batch whose keys reach
+/// several ranges commits across them like any other (docs/sharding.md §6.3).
+async fn commit(target: &Client, cf: &str, pairs: &[(Bytes, Bytes)]) -> anyhow::Result<()> {
+    let read_version = target
+        .read_version()
+        .await
+        .map_err(|e| anyhow::anyhow!("the target: {e}"))?;
     let operations = pairs
         .iter()
         .map(|(key, value)| gen::Operation {
@@ -254,7 +226,10 @@ async fn commit_once(
             operations,
             ..Default::default()
         })
-        .await?;
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("writing {} keys of {cf} into the target: {e}", pairs.len())
+        })?;
     Ok(())
 }
 
