@@ -2,6 +2,7 @@
 //! (`&mut` for the ones that restart nodes), so the runners in `main.rs` can run it on a
 //! standalone node and on a 3-node cluster alike.
 
+mod across_ranges;
 mod commits;
 mod diagnostics;
 mod faults;
@@ -14,6 +15,11 @@ mod restart;
 mod versions;
 mod versionstamps;
 
+pub(crate) use across_ranges::{
+    suite_commits_across_ranges, suite_idempotent_retries_across_ranges,
+    suite_range_reads_across_ranges, suite_resends_whose_every_check_fails,
+    suite_transfers_across_ranges, suite_versionstamps_across_ranges,
+};
 pub(crate) use commits::{
     suite_atomic_commit, suite_atomic_commit_invalid_operations, suite_conflicts,
 };
