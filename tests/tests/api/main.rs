@@ -12,7 +12,8 @@
 //!               sharded::*
 //! helpers.rs    namespaces, reply unwrapping, assertions
 //! suites/       one module per concern: methods, reads, versions, commits, versionstamps,
-//!               ranges, limits, faults, diagnostics, restart, protocol, across_ranges
+//!               ranges, limits, faults, diagnostics, restart, protocol, across_ranges,
+//!               resends
 //! ```
 //!
 //! Run: `make test`, or `cargo build --workspace --all-targets && cargo test --workspace` (`DOLMEN_BIN=<path>` picks

@@ -4,7 +4,7 @@
 //! back through every node. A key's first byte picks its range (`a`, `e`, `m`, `t`: one per
 //! range, [`RANGES`]), a private namespace ([`fresh_ns`]) follows, so the keys of these suites
 //! never meet the shared suites' (`basic/…`, `commit/…`); on a cluster with one group the same
-//! suites check the same semantics.
+//! suites check the same semantics. Resends with an idempotency token are in `resends.rs`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -14,12 +14,8 @@ use dolmen_tests::client::{op, op_delete, op_set, range_all_absent};
 use dolmen_tests::kvstore::{
     AtomicCommitResponse, GetRangeRequest, Operation, TTransactionalKVSyncClient,
 };
-use dolmen_tests::raw::{call_bytes, show, RawConn};
+use dolmen_tests::raw::show;
 use dolmen_tests::{Connector, KvClient, KvExt, TestCluster};
-use thrift::protocol::{
-    TFieldIdentifier, TInputProtocol, TListIdentifier, TOutputProtocol, TSerializable,
-    TStructIdentifier, TType,
-};
 
 use crate::helpers::{
     assert_found, assert_missing, fresh_ns, kv_pairs, parse_stamp, reply, show_keys,
@@ -27,15 +23,15 @@ use crate::helpers::{
 };
 
 /// A first byte in each range of the cluster split at `d`, `l` and `s`, in key order.
-const RANGES: [u8; 4] = [b'a', b'e', b'm', b't'];
+pub(super) const RANGES: [u8; 4] = [b'a', b'e', b'm', b't'];
 
 /// `first ‖ ns ‖ suffix`: a key of the namespace `ns` in the range `first` falls in.
-fn in_range(first: u8, ns: &[u8], suffix: &[u8]) -> Vec<u8> {
+pub(super) fn in_range(first: u8, ns: &[u8], suffix: &[u8]) -> Vec<u8> {
     [&[first][..], ns, suffix].concat()
 }
 
 /// Every node's Thrift address, the one `connect` targets first.
-fn nodes(c: &dyn TestCluster, connect: Connector) -> Vec<SocketAddr> {
+pub(super) fn nodes(c: &dyn TestCluster, connect: Connector) -> Vec<SocketAddr> {
     let first = connect.endpoint(c);
     let mut all = c.client_endpoints();
     all.sort_by_key(|&addr| addr != first);
@@ -43,14 +39,20 @@ fn nodes(c: &dyn TestCluster, connect: Connector) -> Vec<SocketAddr> {
 }
 
 /// One client per node of [`nodes`], with `connect`'s transport.
-fn clients(nodes: &[SocketAddr], connect: Connector) -> Vec<KvClient> {
+pub(super) fn clients(nodes: &[SocketAddr], connect: Connector) -> Vec<KvClient> {
     nodes.iter().map(|&addr| connect.connect(addr)).collect()
 }
 
 /// `snapshotRead(k)` at `version` through `node` is `expected` (`None`: not found), with no
 /// error.
 #[track_caller]
-fn assert_at(kv: &mut KvClient, node: SocketAddr, k: &[u8], version: i64, expected: Option<&[u8]>) {
+pub(super) fn assert_at(
+    kv: &mut KvClient,
+    node: SocketAddr,
+    k: &[u8],
+    version: i64,
+    expected: Option<&[u8]>,
+) {
     let r = kv.snapshot_read_in(k, version, None);
     let seen = r.found.then_some(r.value.as_slice());
     assert!(
@@ -67,7 +69,7 @@ fn assert_at(kv: &mut KvClient, node: SocketAddr, k: &[u8], version: i64, expect
 
 /// Asserts a failed commit with `error_code` `code`.
 #[track_caller]
-fn assert_refused(r: &AtomicCommitResponse, code: &str, what: &str) {
+pub(super) fn assert_refused(r: &AtomicCommitResponse, code: &str, what: &str) {
     assert!(
         !r.success && r.error_code.as_deref() == Some(code) && r.committed_version.is_none(),
         "expected {what} to fail with {code} and no committed_version, got {r:?}"
@@ -593,246 +595,6 @@ pub(crate) fn suite_versionstamps_across_ranges(c: &dyn TestCluster, connect: Co
             // Nothing with the placeholder was written.
             assert_at(kv, node, &p1, cv, None);
             assert_at(kv, node, &placeholder, cv, None);
-        }
-    }
-}
-
-/// An `atomicCommit` request with the idempotency token (fields 6 and 7), encoded by hand:
-/// the stock client is generated from the base contract without them (docs/WIRE.md §3).
-struct TokenCommit {
-    read_version: i64,
-    operations: Vec<Operation>,
-    read_conflict_keys: Vec<Vec<u8>>,
-    client_id: Vec<u8>,
-    client_sequence: i64,
-}
-
-impl TSerializable for TokenCommit {
-    fn read_from_in_protocol(_: &mut dyn TInputProtocol) -> thrift::Result<Self> {
-        Err(thrift::Error::from("TokenCommit is only sent"))
-    }
-
-    fn write_to_out_protocol(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        let len = |n: usize| i32::try_from(n).map_err(|e| thrift::Error::from(e.to_string()));
-        o.write_struct_begin(&TStructIdentifier::new("AtomicCommitRequest"))?;
-        o.write_field_begin(&TFieldIdentifier::new("read_version", TType::I64, 1))?;
-        o.write_i64(self.read_version)?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("operations", TType::List, 2))?;
-        o.write_list_begin(&TListIdentifier::new(
-            TType::Struct,
-            len(self.operations.len())?,
-        ))?;
-        for operation in &self.operations {
-            operation.write_to_out_protocol(o)?;
-        }
-        o.write_list_end()?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("read_conflict_keys", TType::List, 3))?;
-        o.write_list_begin(&TListIdentifier::new(
-            TType::String,
-            len(self.read_conflict_keys.len())?,
-        ))?;
-        for k in &self.read_conflict_keys {
-            o.write_bytes(k)?;
-        }
-        o.write_list_end()?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("client_id", TType::String, 6))?;
-        o.write_bytes(&self.client_id)?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("client_sequence", TType::I64, 7))?;
-        o.write_i64(self.client_sequence)?;
-        o.write_field_end()?;
-        o.write_field_stop()?;
-        o.write_struct_end()
-    }
-}
-
-/// Sends `request` to `node` on a fresh connection with `connect`'s transport; the answer.
-fn token_commit(
-    connect: Connector,
-    node: SocketAddr,
-    request: &TokenCommit,
-) -> AtomicCommitResponse {
-    let mut conn = RawConn::connect(node, connect.framed());
-    conn.send(&call_bytes("atomicCommit", 1, request));
-    let answer = conn
-        .recv::<AtomicCommitResponse>()
-        .unwrap_or_else(|e| panic!("expected an atomicCommit REPLY from {node}: {e:?}"));
-    match answer.response {
-        Some(response) => response,
-        None => panic!(
-            "expected a REPLY with a response from {node}, got {:?}",
-            answer.exception
-        ),
-    }
-}
-
-/// Resends of a commit across ranges with the same idempotency token, through every node,
-/// answer the first commit version and apply nothing again (a key overwritten meanwhile
-/// keeps the new value, the versionstamp stays the first commit's), with read-conflict keys
-/// that its own writes touched too; an older sequence is refused with `INVALID_ARGUMENT`.
-pub(crate) fn suite_idempotent_retries_across_ranges(c: &dyn TestCluster, connect: Connector) {
-    let nodes = nodes(c, connect);
-    let mut kvs = clients(&nodes, connect);
-    let ns = fresh_ns("xr-token");
-    let keys: Vec<Vec<u8>> = RANGES.iter().map(|&r| in_range(r, &ns, b"k")).collect();
-    let stamped = in_range(b'm', &ns, b"stamped");
-    let mut operations: Vec<Operation> = keys.iter().map(|k| op_set(k, b"first")).collect();
-    operations.push(op(
-        "SET_VERSIONSTAMPED_VALUE",
-        &stamped,
-        Some(&[0; 10]),
-        None,
-    ));
-    let blind = TokenCommit {
-        read_version: kvs[0].read_version(),
-        operations,
-        read_conflict_keys: vec![],
-        client_id: ns.clone(),
-        client_sequence: 1,
-    };
-    let r = token_commit(connect, nodes[0], &blind);
-    assert!(r.success, "expected the first commit to succeed: {r:?}");
-    let cv = r.committed_version.expect("committed_version");
-    // Another writer's value: a resend applied again would put "first" back.
-    let other = 1 % kvs.len();
-    kvs[other].must_set(&keys[0], b"overwritten");
-    for &node in &nodes {
-        let r = token_commit(connect, node, &blind);
-        assert!(
-            r.success && r.committed_version == Some(cv),
-            "expected the resend through {node} to answer the first commit at {cv}: {r:?}"
-        );
-    }
-    for (kv, &node) in kvs.iter_mut().zip(&nodes) {
-        assert_found(kv, &keys[0], b"overwritten");
-        for k in &keys[1..] {
-            assert_found(kv, k, b"first");
-            assert_at(kv, node, k, cv, Some(b"first"));
-            assert_at(kv, node, k, cv - 1, None);
-        }
-        assert_found(kv, &stamped, &stamp(cv, 4));
-    }
-
-    // With read-conflict keys that the commit itself writes: a resend's conflict check would
-    // see the first attempt's writes, but the token answers first.
-    let checked = TokenCommit {
-        read_version: kvs[0].read_version(),
-        operations: vec![op_set(&keys[1], b"second"), op_set(&keys[3], b"second")],
-        read_conflict_keys: vec![keys[1].clone(), keys[2].clone()],
-        client_id: ns.clone(),
-        client_sequence: 2,
-    };
-    let r = token_commit(connect, nodes[0], &checked);
-    assert!(r.success, "expected the checked commit to succeed: {r:?}");
-    let cv2 = r.committed_version.expect("committed_version");
-    for &node in &nodes {
-        let r = token_commit(connect, node, &checked);
-        assert!(
-            r.success && r.committed_version == Some(cv2),
-            "expected the resend through {node} to answer the first commit at {cv2}: {r:?}"
-        );
-    }
-    for (kv, &node) in kvs.iter_mut().zip(&nodes) {
-        assert_at(kv, node, &keys[1], cv2, Some(b"second"));
-        assert_at(kv, node, &keys[3], cv2, Some(b"second"));
-        assert_at(kv, node, &keys[3], cv2 - 1, Some(b"first"));
-    }
-    // The older sequence is now refused, through every node.
-    for &node in &nodes {
-        let r = token_commit(connect, node, &blind);
-        assert_refused(&r, "INVALID_ARGUMENT", "a resend of an older sequence");
-    }
-    for kv in &mut kvs {
-        assert_found(kv, &keys[0], b"overwritten");
-        assert_found(kv, &keys[1], b"second");
-    }
-}
-
-/// How long [`suite_resends_whose_every_check_fails`] waits at most for the MVCC horizon to
-/// pass a read version (the test window is 300 ms; this is only a bound on the wait).
-const HORIZON_WAIT: Duration = Duration::from_secs(30);
-
-/// Regression: a resend with the same idempotency token of a committed commit whose
-/// read-conflict check now fails in every range it reaches answers the first outcome, as the
-/// token promises (docs/WIRE.md §3), not the check's: CONFLICT (its own writes are newer
-/// than its read version) nor TRANSACTION_TOO_OLD (the horizon passed its read version) would
-/// tell the client "not applied" about a commit that was, and its rerun would apply twice.
-/// An older sequence resent likewise is `INVALID_ARGUMENT`. Holds on one group, where the
-/// token is looked up before the checks; across ranges, two-phase commit must do the same.
-pub(crate) fn suite_resends_whose_every_check_fails(c: &dyn TestCluster, connect: Connector) {
-    let nodes = nodes(c, connect);
-    let mut kvs = clients(&nodes, connect);
-    let ns = fresh_ns("xr-resend");
-    let keys: Vec<Vec<u8>> = RANGES.iter().map(|&r| in_range(r, &ns, b"k")).collect();
-    let first = TokenCommit {
-        read_version: kvs[0].read_version(),
-        operations: keys.iter().map(|k| op_set(k, b"first")).collect(),
-        read_conflict_keys: keys.clone(),
-        client_id: ns.clone(),
-        client_sequence: 1,
-    };
-    let r = token_commit(connect, nodes[0], &first);
-    assert!(r.success, "expected the first commit to succeed: {r:?}");
-    let cv = r.committed_version.expect("committed_version");
-    // Every key read was written at cv, after the read version.
-    for &node in &nodes {
-        let r = token_commit(connect, node, &first);
-        assert!(
-            r.success && r.committed_version == Some(cv),
-            "expected the resend through {node}, whose every read-conflict key was written \
-             after its read version by the first attempt, to answer the first commit at {cv}: \
-             {r:?}"
-        );
-    }
-
-    // Wait (bounded) until the horizon passed the read version in every range.
-    let started = Instant::now();
-    for k in &keys {
-        loop {
-            let r = kvs[0].snapshot_read_in(k, first.read_version, None);
-            if r.error
-                .as_deref()
-                .is_some_and(|e| e.starts_with("TRANSACTION_TOO_OLD"))
-            {
-                break;
-            }
-            assert!(
-                started.elapsed() < HORIZON_WAIT,
-                "expected the horizon to pass {} within {HORIZON_WAIT:?}: {r:?}",
-                first.read_version
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    for &node in &nodes {
-        let r = token_commit(connect, node, &first);
-        assert!(
-            r.success && r.committed_version == Some(cv),
-            "expected the resend through {node}, whose read version is below the horizon now, \
-             to answer the first commit at {cv}: {r:?}"
-        );
-    }
-
-    // A newer sequence, then the older one again: refused as older, not as a conflict.
-    let second = TokenCommit {
-        read_version: kvs[0].read_version(),
-        operations: keys.iter().map(|k| op_set(k, b"second")).collect(),
-        read_conflict_keys: keys.clone(),
-        client_id: ns.clone(),
-        client_sequence: 2,
-    };
-    let r = token_commit(connect, nodes[0], &second);
-    assert!(r.success, "expected the second commit to succeed: {r:?}");
-    for &node in &nodes {
-        let r = token_commit(connect, node, &first);
-        assert_refused(&r, "INVALID_ARGUMENT", "a resend of an older sequence");
-    }
-    for kv in &mut kvs {
-        for k in &keys {
-            assert_found(kv, k, b"second");
         }
     }
 }

@@ -11,14 +11,14 @@ mod methods;
 mod protocol;
 mod ranges;
 mod reads;
+mod resends;
 mod restart;
 mod versions;
 mod versionstamps;
 
 pub(crate) use across_ranges::{
-    suite_commits_across_ranges, suite_idempotent_retries_across_ranges,
-    suite_range_reads_across_ranges, suite_resends_whose_every_check_fails,
-    suite_transfers_across_ranges, suite_versionstamps_across_ranges,
+    suite_commits_across_ranges, suite_range_reads_across_ranges, suite_transfers_across_ranges,
+    suite_versionstamps_across_ranges,
 };
 pub(crate) use commits::{
     suite_atomic_commit, suite_atomic_commit_invalid_operations, suite_conflicts,
@@ -35,6 +35,9 @@ pub(crate) use protocol::{
 };
 pub(crate) use ranges::{suite_get_range_algorithm, suite_range_defaults_and_byte_order};
 pub(crate) use reads::{suite_column_families, suite_get_set_delete, suite_unknown_column_family};
+pub(crate) use resends::{
+    suite_idempotent_retries_across_ranges, suite_resends_whose_every_check_fails,
+};
 pub(crate) use restart::suite_restart;
 pub(crate) use versions::{
     suite_future_version, suite_read_versions, suite_snapshots, suite_transaction_too_old,
