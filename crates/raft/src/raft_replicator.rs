@@ -229,16 +229,25 @@ impl Shared {
 
     /// Resolves once this node may read the group at `version` (`ReadGate::cover`). A group
     /// that is its own oracle applies its commits in version order: "applied ≥ `version`". A
-    /// data group: the oracle must have handed `version` out, then a barrier carrying it
-    /// (docs/sharding.md §5.2, shard.rs).
+    /// data group: an applied entry drawn at or above `version`, or else the oracle must have
+    /// handed `version` out, then a barrier carrying it (docs/sharding.md §5.2, shard.rs).
     pub(crate) async fn cover(&self, version: Version, wait: Duration) -> Result<(), ReadError> {
-        if version <= self.applied_version() {
+        let Some(oracle) = &self.oracle else {
+            if version <= self.applied_version() {
+                return Ok(());
+            }
+            self.wake();
+            return self.wait_applied(version, wait).await;
+        };
+        // An applied entry whose oracle version is at or above `version` was appended after
+        // every commit at or below it was drawn, and after every prepare whose commit may be
+        // at or below it applied (the oracle hands out versions in order): all of them are in
+        // this replica, as commits or as locks (docs/sharding.md invariant 4). Not so for the
+        // retention commands' versions, which no oracle drew.
+        if version <= self.applied.borrow().drawn {
             return Ok(());
         }
         self.wake();
-        let Some(oracle) = &self.oracle else {
-            return self.wait_applied(version, wait).await;
-        };
         oracle.check_issued(version, wait).await?;
         let index = self.covering_barrier(version).await?;
         self.wait_applied_index(index, self.rpc_timeout).await?;

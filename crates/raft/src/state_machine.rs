@@ -154,6 +154,7 @@ impl StateMachine {
         applied_tx.send_replace(AppliedPosition {
             index: last_applied_index(&engine)?,
             version: engine.applied_version(),
+            drawn: 0,
         });
         Ok(Self {
             engine,
@@ -195,6 +196,7 @@ impl StateMachine {
         let mut batch: Vec<(Version, Command)> = Vec::with_capacity(chunk.len());
         // Each entry's version, by the same rule on every replica: `entry_version`.
         let mut reached = self.engine.applied_version();
+        let mut drawn = self.applied_tx.borrow().drawn;
         let mut membership = None;
         let mut responders = Vec::with_capacity(chunk.len());
         for (entry, responder) in chunk {
@@ -226,6 +228,7 @@ impl StateMachine {
             match entry_version(&command, entry.log_id.leader_id.term, reached) {
                 Ok(version) => {
                     reached = version;
+                    drawn = drawn.max(drawn_version(&command));
                     batch.push((version, command));
                     responders.push((Ok(version), Some(batch.len() - 1), responder));
                 }
@@ -256,6 +259,7 @@ impl StateMachine {
         self.applied_tx.send_replace(AppliedPosition {
             index: last.index,
             version: self.engine.applied_version(),
+            drawn,
         });
         let mut outcomes: Vec<Option<Outcome>> = outcomes.into_iter().map(Some).collect();
         for (version, position, responder) in responders {
@@ -350,6 +354,21 @@ fn entry_version(command: &Command, term: u64, reached: Version) -> Result<Versi
     }
 }
 
+/// The version `command` got from an oracle, when it got one (0 otherwise).
+fn drawn_version(command: &Command) -> Version {
+    match command {
+        Command::Commit(dolmen_engine::Transaction {
+            stamp: Some(Stamp::Sequenced { version, .. }),
+            ..
+        }) => *version,
+        Command::Resolve {
+            commit: Some(version),
+            ..
+        } => *version,
+        _ => 0,
+    }
+}
+
 /// How far this node has applied: the last log index, and the version it reached (a version is
 /// no longer a log index: docs/sharding.md §3.1). Barriers wait on the index, reads at a version
 /// on the version.
@@ -359,6 +378,10 @@ pub struct AppliedPosition {
     pub index: u64,
     /// The engine's applied version.
     pub version: Version,
+    /// The highest version an applied entry got from an oracle (a sequenced commit, a
+    /// resolved commit across groups) since this node started; the retention commands'
+    /// versions are not (docs/sharding.md §16.1). 0 until one applies.
+    pub drawn: Version,
 }
 
 /// The index of `raft/last_applied` (0 when nothing was applied).
@@ -540,9 +563,12 @@ impl RaftStateMachine<DolmenRaft> for StateMachine {
             snapshots.delete_all_except(&file.path)
         })
         .await?;
+        // An installed snapshot is a later log position: what was drawn before still holds.
+        let drawn = self.applied_tx.borrow().drawn;
         self.applied_tx.send_replace(AppliedPosition {
             index,
             version: self.engine.applied_version(),
+            drawn,
         });
         self.stats.record_install(index);
         Ok(())

@@ -651,6 +651,7 @@ mod tests {
                         term: 3,
                         is_leader: true,
                         hibernating: false,
+                        locks: 2,
                     },
                     GroupValues {
                         id: 2,
@@ -660,6 +661,7 @@ mod tests {
                         term: 5,
                         is_leader: false,
                         hibernating: true,
+                        locks: 0,
                     },
                 ]
             } else {
