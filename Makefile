@@ -83,15 +83,18 @@ chaos-selftest-serializable:
 		--out $(CHAOS_RUNS)/selftest-serializable-$$(date +%Y%m%dT%H%M%S) $(if $(SEED),--seed $(SEED))
 
 # Split points of the sharded runs (docs/RELIABILITY.md, "Sharded clusters"): bank accounts 0-3
-# and 4-7 in two groups (transfers across them are refused, every balance read spans both);
-# lists la/0-1 and la/10-19 in one group, la/2-9 and la/20-99 in another (keys are numbered in
-# the order they come into use, compared as text); registers reg/0-1 and reg/10-19 apart from
-# reg/2-9 and reg/20-99; set elements split at set/5; each workload in groups of its own.
+# and 4-7 in two groups (transfers across them commit by two-phase commit, every balance read
+# spans both); lists la/0-1, la/10-19, la/100-199... in one group, la/2-9, la/20-99... in
+# another (compared as text; the workload keeps half its active lists in each); registers
+# reg/0-1 and reg/10-19 apart from reg/2-9 and reg/20-99; set elements split at set/5; each
+# workload in groups of its own.
 CHAOS_SPLIT_KEYS := bank/4,la/,la/2,reg/,reg/2,set/,set/5
 
 # The suite on a sharded cluster: group 0 holds the oracle, eight data groups the ranges above;
 # kills, pauses and partitions aimed at group 0's or a data group's leader, transfers of group
-# 0's leadership, power cuts of the whole cluster.
+# 0's leadership, power cuts of the whole cluster. The run fails unless transfers and
+# list-append transactions reaching several ranges committed (the cross-range report), and
+# unless every lock of those commits is released after healing (locks-released).
 chaos-sharded:
 	$(CHAOS) run --split-keys $(CHAOS_SPLIT_KEYS) --workloads register,bank,list-append,set \
 		--faults kill,pause,partition,transfer,crash-all --lose-unsynced-writes --duration 45s \
@@ -99,7 +102,8 @@ chaos-sharded:
 		$(if $(SEED),--seed $(SEED))
 
 # The list-append checker must catch the planted bug on a sharded cluster too: every data group
-# skips its read-conflict check.
+# skips its read-conflict check (fast-path commits and two-phase prepares alike), and
+# transactions reaching several ranges must commit meanwhile.
 chaos-selftest-sharded:
 	$(CHAOS) run --planted-bug skip-conflict-check --split-keys $(CHAOS_SPLIT_KEYS) \
 		--faults none --workloads list-append --duration 30s --dolmen $(DOLMEN) \

@@ -13,7 +13,7 @@ use dolmen_chaos::options::{
 };
 use dolmen_chaos::rng::Rng;
 use dolmen_chaos::run;
-use dolmen_chaos::shards::Ranges;
+use dolmen_chaos::shards::{self, Ranges};
 
 /// Exit code: every check passed.
 const EXIT_PASS: u8 = 0;
@@ -217,6 +217,20 @@ async fn run_interruptible(
     match result {
         Ok(r) => match expect_violation {
             None => ExitCode::from(u8::try_from(r.exit_code).unwrap_or(1)),
+            // On a sharded cluster the planted bug must be caught while commits across
+            // ranges commit (two-phase commit), not only in a run where they all failed.
+            Some(checker)
+                if r.violated.contains(&checker)
+                    && r.undecided.iter().any(|c| c == shards::CROSS_RANGE) =>
+            {
+                eprintln!(
+                    "dolmen-chaos: self-test FAILED: the {checker} checker found a violation, \
+                     but no transaction reaching several ranges committed (see the cross-range \
+                     report; run folder {})",
+                    r.out.display()
+                );
+                ExitCode::from(1)
+            }
             Some(checker) if r.violated.contains(&checker) => {
                 eprintln!("dolmen-chaos: self-test passed: the {checker} checker found the violation it had to find");
                 ExitCode::from(EXIT_PASS)

@@ -37,6 +37,10 @@ use crate::workload::{self, bank, list_append, register, set, Ctx, Workload};
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long the replicas may take to catch up and agree after healing.
 const CONVERGE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long the locks of commits across groups may take to be released after healing (the
+/// orphan timeout is 2 s, the sweep every 0.5 s; the rest is for a group to elect a leader
+/// and catch up).
+const LOCKS_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long the final set reads may take per node.
 const FINAL_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long clients get to finish their last operation after the end.
@@ -52,6 +56,9 @@ pub struct RunResult {
     pub exit_code: i32,
     /// The checkers that found a violation.
     pub violated: Vec<String>,
+    /// The checkers that could not decide (`cross-range` among them when no transaction
+    /// reaching several ranges committed).
+    pub undecided: Vec<String>,
     /// The run folder.
     pub out: PathBuf,
 }
@@ -180,7 +187,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     };
     let registers = Arc::new(register::Registers::default());
     let elements = Arc::new(AtomicU64::new(1));
-    let lists = Arc::new(list_append::Shared::default());
+    let lists = Arc::new(list_append::Shared::new(&ranges));
     let mut tasks = tokio::task::JoinSet::new();
     for c in 0..opts.clients {
         let w = opts.workloads[c % opts.workloads.len()];
@@ -278,6 +285,10 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         )),
     }
     if recovered.is_ok() {
+        // Before any final read, so that only the orphan sweeper can release what is left.
+        if ranges.is_sharded() {
+            reports.push(locks_released(&cluster).await);
+        }
         if opts.workloads.contains(&Workload::Set) {
             for i in 0..cluster.len() {
                 match final_set(&thrift, i).await {
@@ -316,21 +327,28 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     .await
     .map_err(|e| anyhow!("the checker task failed: {e}"))?;
     history_reports.append(&mut reports);
-    let reports = history_reports;
+    let mut reports = history_reports;
+    let shards = ranges
+        .is_sharded()
+        .then(|| ShardTally::of(&events, &ranges));
+    if let Some(shards) = &shards {
+        reports.push(shards.cross_range_report());
+    }
 
     let result = verdict_of(&reports);
-    let violated = reports
-        .iter()
-        .filter(|r| r.verdict == Verdict::Violation)
-        .map(|r| r.checker.to_owned())
-        .collect();
+    let with = |verdict: Verdict| {
+        reports
+            .iter()
+            .filter(|r| r.verdict == verdict)
+            .map(|r| r.checker.to_owned())
+            .collect::<Vec<_>>()
+    };
+    let (violated, undecided) = (with(Verdict::Violation), with(Verdict::Unknown));
     let summary = Summary {
         result,
         seed: opts.seed,
         tally: Tally::of(&events),
-        shards: ranges
-            .is_sharded()
-            .then(|| ShardTally::of(&events, &ranges)),
+        shards,
         reports,
         warnings,
         elapsed_secs: started.elapsed().as_secs_f64(),
@@ -351,6 +369,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
     Ok(RunResult {
         exit_code: i32::from(!passed),
         violated,
+        undecided,
         out,
     })
 }
@@ -403,13 +422,15 @@ pub fn check_saved(dir: &Path) -> anyhow::Result<i32> {
     if events.iter().any(|e| matches!(e, Event::ListAppend(_))) {
         workloads.push(Workload::ListAppend);
     }
-    let reports = check_history(&events, &workloads, (accounts, total), OFFLINE_CHECK_BUDGET);
-    let result = verdict_of(&reports);
+    let mut reports = check_history(&events, &workloads, (accounts, total), OFFLINE_CHECK_BUDGET);
     let tally = Tally::of(&events);
     print_tally(&tally);
     if ranges.is_sharded() {
-        print_shards(&ShardTally::of(&events, &ranges));
+        let shards = ShardTally::of(&events, &ranges);
+        print_shards(&shards);
+        reports.push(shards.cross_range_report());
     }
+    let result = verdict_of(&reports);
     eprintln!("checks ({} events from {}):", events.len(), path.display());
     for r in &reports {
         print_report(r);
@@ -500,6 +521,86 @@ async fn final_set(thrift: &[std::net::SocketAddr], i: usize) -> anyhow::Result<
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Err(last.context(format!("no complete read within {FINAL_READ_TIMEOUT:?}")))
+}
+
+/// Waits until no node's replica of any data group holds a lock of a transaction committing
+/// across groups (`dolmen_group_locks` on every node's `/metrics`). The load has stopped and
+/// nothing reads yet, so the coordinators' resolves and the orphan sweeper (which decides a
+/// lock older than 2 s and resolves it, every 0.5 s, docs/sharding.md §6.5) must release every
+/// lock, those of coordinators killed mid-commit included; one still held after
+/// [`LOCKS_TIMEOUT`] is a violation (its keys stay unreadable).
+async fn locks_released(cluster: &Cluster) -> Report {
+    let started = Instant::now();
+    let deadline = started + LOCKS_TIMEOUT;
+    let held = |all: &[(usize, Vec<(u64, u64)>)]| -> Vec<String> {
+        all.iter()
+            .flat_map(|(i, groups)| {
+                groups
+                    .iter()
+                    .filter(|&&(_, n)| n > 0)
+                    .map(move |&(g, n)| format!("node {i} g{g}: {n}"))
+            })
+            .collect()
+    };
+    let mut first: Option<Vec<String>> = None;
+    let mut last = String::from("not asked");
+    loop {
+        let mut all = Vec::with_capacity(cluster.len());
+        for i in 0..cluster.len() {
+            match cluster.group_locks(i).await {
+                Ok(groups) => all.push((i, groups)),
+                Err(e) => last = format!("node {i}: {e:#}"),
+            }
+        }
+        if all.len() == cluster.len() && all.iter().all(|(_, groups)| groups.is_empty()) {
+            return runner_report(
+                "locks-released",
+                Verdict::Unknown,
+                0,
+                "no node exports dolmen_group_locks: the locks could not be counted".to_owned(),
+            );
+        }
+        if all.len() == cluster.len() {
+            let now = held(&all);
+            let at_first = first.get_or_insert_with(|| now.clone());
+            if now.is_empty() {
+                let seen = if at_first.is_empty() {
+                    "none held when first asked".to_owned()
+                } else {
+                    format!("when first asked: {}", at_first.join(", "))
+                };
+                return runner_report(
+                    "locks-released",
+                    Verdict::Ok,
+                    all.iter().map(|(_, g)| g.len()).sum(),
+                    format!(
+                        "no replica holds a lock {:.1} s after healing ({seen})",
+                        started.elapsed().as_secs_f64()
+                    ),
+                );
+            }
+            last = format!("still held: {}", now.join(", "));
+        }
+        if Instant::now() >= deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let verdict = if first.is_some() {
+        Verdict::Violation
+    } else {
+        Verdict::Unknown
+    };
+    runner_report(
+        "locks-released",
+        verdict,
+        cluster.len(),
+        format!(
+            "locks of transactions committing across groups not released {LOCKS_TIMEOUT:?} \
+             after healing (the orphan timeout is 2 s); {last}; when first asked: {}",
+            first.map_or_else(|| "no answer".to_owned(), |f| f.join(", "))
+        ),
+    )
 }
 
 /// Waits until every node has applied at least what the most advanced one had when asked,

@@ -1,13 +1,16 @@
 //! The key ranges of a sharded run (`--split-keys`): the split keys as given and as bytes, which
 //! range (data group) each workload key falls in, and the per-workload figures that show a run
 //! exercised the sharded path: operations by range, and transactions reaching one range or
-//! several (which the server refuses with `UNAVAILABLE` while cross-shard commits are not
-//! built, docs/sharding.md §6.1).
+//! several (those commit by two-phase commit, docs/sharding.md §6.3), with the refusals by
+//! code. The `cross-range` report ([`ShardTally::cross_range_report`]) makes a sharded run in
+//! which no transfer or list-append transaction reaching several ranges committed an unknown
+//! verdict, never a pass: the checkers would have judged no two-phase commit.
 //!
 //! ```text
 //!  "bank/4,la/,la/5" ─ parse ─▶ Ranges [""..bank/4) [bank/4..la/) [la/..la/5) [la/5..+∞)
 //!                                  │ range_of(key) = data group − 1
 //!  history events ─ keys ──────────┴▶ ShardTally: per workload, by range, one vs several ranges
+//!                                        └▶ cross-range report: committed across ranges?
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -16,11 +19,23 @@ use std::fmt::Write as _;
 use dolmen_config::{ShardingConfig, HEX_PREFIX, MAX_SHARDS, MAX_SPLIT_KEY_BYTES};
 use serde::{Deserialize, Serialize};
 
+use crate::check::{Report, Verdict};
 use crate::history::{Event, MicroOp, RegisterCall, RegisterOutcome, WriteOutcome};
 use crate::workload::{bank, list_append, register, set};
 
 /// Longest prefix of a split key quoted in an error, in characters.
 const SHOWN_CHARS: usize = 40;
+
+/// The name of the report on commits across ranges.
+pub const CROSS_RANGE: &str = "cross-range";
+
+/// The workloads (as tallied) whose transactions may reach several ranges.
+const TRANSACTIONAL: [&str; 2] = ["bank-transfer", "list-append"];
+
+/// `part` as a percentage of `whole`, rounded down (`0%` of nothing).
+fn pct(part: u64, whole: u64) -> String {
+    format!("{}%", (part * 100).checked_div(whole).unwrap_or(0))
+}
 
 /// Why a `--split-keys` list is refused. Positions count from 1, as the list is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -243,9 +258,13 @@ pub struct Outcomes {
     pub ok: u64,
     /// Definitely not applied.
     pub failed: u64,
-    /// Refused with `UNAVAILABLE` (counted in `failed` too): for a transaction reaching several
-    /// ranges, the cross-shard refusal.
+    /// Refused with `UNAVAILABLE` (counted in `failed` too; also in `codes`).
     pub unavailable: u64,
+    /// The failed ones by the code of the commit's refusal (`CONFLICT`, `UNAVAILABLE`, ...);
+    /// those without one (a failure before the commit, a refused connection) are not counted
+    /// here. Absent from summaries written before it was recorded.
+    #[serde(default)]
+    pub codes: BTreeMap<String, u64>,
     /// Outcome unknown.
     pub unknown: u64,
 }
@@ -259,9 +278,34 @@ impl Outcomes {
                 if code == Some("UNAVAILABLE") {
                     self.unavailable += 1;
                 }
+                if let Some(code) = code {
+                    *self.codes.entry(code.to_owned()).or_default() += 1;
+                }
             }
             WriteOutcome::Unknown => self.unknown += 1,
         }
+    }
+
+    /// `12 committed, 5 refused (3 CONFLICT, 1 UNAVAILABLE, 1 before the commit), 1 unknown`.
+    fn line(&self) -> String {
+        let mut refusals: Vec<String> = self
+            .codes
+            .iter()
+            .map(|(code, n)| format!("{n} {code}"))
+            .collect();
+        let coded: u64 = self.codes.values().sum();
+        if self.failed > coded {
+            refusals.push(format!("{} before the commit", self.failed - coded));
+        }
+        let refusals = if refusals.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", refusals.join(", "))
+        };
+        format!(
+            "{} committed, {} refused{refusals}, {} unknown",
+            self.ok, self.failed, self.unknown
+        )
     }
 
     fn total(&self) -> u64 {
@@ -376,14 +420,72 @@ impl ShardTally {
         }
     }
 
-    /// One line per workload, for the printed summary and the docs.
-    pub fn lines(&self) -> Vec<String> {
-        let outcomes = |o: &Outcomes| {
-            format!(
-                "{} committed, {} refused ({} UNAVAILABLE), {} unknown",
-                o.ok, o.failed, o.unavailable, o.unknown
+    /// The `cross-range` report: Ok when every transactional workload of the run (transfers,
+    /// list-append) committed at least one transaction reaching several ranges, so the checkers
+    /// judged two-phase commits; [`Verdict::Unknown`] (a failed run, never a pass) when one
+    /// attempted none or committed none. `checked` is the number of those committed.
+    pub fn cross_range_report(&self) -> Report {
+        let mut committed = 0u64;
+        let mut parts = Vec::new();
+        let mut gaps = Vec::new();
+        for name in TRANSACTIONAL {
+            let Some(w) = self.workloads.get(name) else {
+                continue;
+            };
+            let several = &w.several_ranges;
+            let attempted = several.total();
+            let all = attempted + w.one_range.total();
+            committed += several.ok;
+            parts.push(format!(
+                "{name}: {} of {attempted} reaching several ranges committed ({} of {all} \
+                 transactions reach several)",
+                several.ok,
+                pct(attempted, all)
+            ));
+            if several.ok == 0 {
+                gaps.push(if attempted == 0 {
+                    format!("{name} attempted no transaction reaching several ranges")
+                } else {
+                    format!(
+                        "none of the {attempted} {name} transactions reaching several ranges \
+                         committed: {}",
+                        several.line()
+                    )
+                });
+            }
+        }
+        let (verdict, explanation) = if parts.is_empty() {
+            (
+                Verdict::Unknown,
+                "no transfers or list-append transactions: nothing reached several ranges"
+                    .to_owned(),
+            )
+        } else if gaps.is_empty() {
+            (
+                Verdict::Ok,
+                format!("two-phase commits exercised; {}", parts.join("; ")),
+            )
+        } else {
+            (
+                Verdict::Unknown,
+                format!(
+                    "two-phase commit not exercised, so no checker judged it: {}; {}",
+                    gaps.join("; "),
+                    parts.join("; ")
+                ),
             )
         };
+        Report {
+            checker: CROSS_RANGE,
+            verdict,
+            checked: committed,
+            explanation,
+        }
+    }
+
+    /// One line per workload, for the printed summary and the docs.
+    pub fn lines(&self) -> Vec<String> {
+        let outcomes = Outcomes::line;
         self.workloads
             .iter()
             .map(|(name, w)| {
@@ -582,5 +684,68 @@ mod tests {
             lines.contains("several ranges: 0 committed, 1 refused (1 UNAVAILABLE)"),
             "{lines}"
         );
+        assert!(
+            lines.contains("one range: 1 committed, 1 refused (1 CONFLICT)"),
+            "{lines}"
+        );
+        // Nothing reaching several ranges committed: two-phase commit was not exercised.
+        let report = t.cross_range_report();
+        assert_eq!(report.verdict, Verdict::Unknown, "{}", report.explanation);
+        assert!(
+            report
+                .explanation
+                .contains("none of the 1 bank-transfer transactions reaching several ranges"),
+            "{}",
+            report.explanation
+        );
+        // Once a transfer and a list-append transaction across ranges commit, it was.
+        let mut events = events;
+        events.push(transfer(2, 7, WriteOutcome::Ok, None));
+        events.push(txn(&[0, 9], WriteOutcome::Ok, None));
+        events.push(txn(&[3], WriteOutcome::Failed, None));
+        let t = ShardTally::of(&events, &r);
+        let report = t.cross_range_report();
+        assert_eq!(report.verdict, Verdict::Ok, "{}", report.explanation);
+        assert_eq!(report.checked, 2);
+        assert!(
+            report.explanation.contains(
+                "bank-transfer: 1 of 2 reaching several ranges committed (50% of 4 transactions"
+            ),
+            "{}",
+            report.explanation
+        );
+        let lines = t.lines().join("\n");
+        assert!(
+            lines.contains("one range: 1 committed, 1 refused (1 before the commit), 0 unknown"),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn a_run_without_transactions_across_ranges_is_not_a_pass() {
+        let r = ranges("bank/4,la/,la/5");
+        let only_one = vec![Event::Transfer(TransferOp {
+            process: 0,
+            node: 0,
+            from: 0,
+            to: 1,
+            amount: 1,
+            invoke: 0,
+            complete: Some(1),
+            outcome: WriteOutcome::Ok,
+            code: None,
+            commit_version: Some(5),
+        })];
+        let report = ShardTally::of(&only_one, &r).cross_range_report();
+        assert_eq!(report.verdict, Verdict::Unknown);
+        assert!(
+            report
+                .explanation
+                .contains("bank-transfer attempted no transaction reaching several ranges"),
+            "{}",
+            report.explanation
+        );
+        let report = ShardTally::of(&[], &r).cross_range_report();
+        assert_eq!(report.verdict, Verdict::Unknown);
     }
 }

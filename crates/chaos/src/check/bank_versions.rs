@@ -1,9 +1,11 @@
 //! The bank at each read's version: a read at version `R` must show exactly the transfers that
-//! committed at or below `R`, in every account. This is stronger than the conserved total: on
-//! a sharded cluster whose accounts span groups, transfers across groups are refused, so each
-//! group's share of the total is conserved on its own and a read that took one group at `R`
-//! and another at some other version would still add up; this check catches it (a data group
-//! serving a read at `R` before applying a commit at or below `R`, docs/sharding.md §5.2).
+//! committed at or below `R`, in every account. This is stronger than the conserved total: a
+//! read that took one group at `R` and another at some other version adds up whenever the
+//! transfers in between stayed inside one group, and this check catches it (a data group
+//! serving a read at `R` before applying a commit at or below `R`, docs/sharding.md §5.2). On
+//! a sharded cluster a transfer across groups commits by two-phase commit at one version `C`:
+//! a read at `R ≥ C` must show both halves (the participant's piece resolved at `C`, or the
+//! read waiting for its lock), a read below `C` neither, whichever group it asks first.
 //!
 //! ```text
 //!  transfers Ok (commit version C) ─ sorted by C ─┐
@@ -378,6 +380,34 @@ mod tests {
             "{}",
             r.explanation
         );
+    }
+
+    #[test]
+    fn a_transfer_across_groups_is_seen_whole_at_or_above_its_version_and_not_below() {
+        // Accounts 0-1 in one group, 2-3 in another; the transfer from 1 to 2 reaches both and
+        // commits at 20 (two-phase commit).
+        let transfers = [transfer(1, 2, 6, WriteOutcome::Ok, Some(20))];
+        let whole = [
+            read(19, &[100, 100, 100, 100]),
+            read(20, &[100, 94, 106, 100]),
+        ];
+        let r = check_bank_versions(&transfers, &whole, 4, 100).unwrap();
+        assert_eq!(r.verdict, Verdict::Ok, "{}", r.explanation);
+        // At 25, the second group's piece not yet resolved at 20 and the read not waiting for
+        // its lock: half a transfer (the bank checker sees the sum too).
+        let half = [read(25, &[100, 94, 100, 100])];
+        let r = check_bank_versions(&transfers, &half, 4, 100).unwrap();
+        assert_eq!(r.verdict, Verdict::Violation, "{}", r.explanation);
+        assert!(
+            r.explanation
+                .contains("off: account 2 -6; committed just below: 6 from 1 to 2"),
+            "{}",
+            r.explanation
+        );
+        // Below 20, the prepared piece written early in one group: caught as well.
+        let early = [read(15, &[100, 100, 106, 100])];
+        let r = check_bank_versions(&transfers, &early, 4, 100).unwrap();
+        assert_eq!(r.verdict, Verdict::Violation, "{}", r.explanation);
     }
 
     #[test]

@@ -14,7 +14,7 @@
 //!   memoization, as in porcupine).
 //! - [`check_bank`]: every snapshot read sees all accounts and the conserved total.
 //! - [`check_bank_versions`]: every read at version `R` shows exactly the transfers committed
-//!   at or below `R` (a snapshot across groups, where each group's share is conserved alone).
+//!   at or below `R` (a snapshot across groups, each transfer across groups whole or absent).
 //! - [`check_set`]: no acknowledged insert lost, nothing invented, replicas agree.
 //! - [`check_list_append`]: strict serializability of list-append transactions (Elle's
 //!   dependency-graph cycles).

@@ -514,6 +514,17 @@ impl Cluster {
         })
     }
 
+    /// Node `i`'s `dolmen_group_locks` gauges from `/metrics`: `(data group id, locks)` held by
+    /// its replica of each data group for transactions committing across groups. Empty when
+    /// the node exports none (an unsharded node).
+    ///
+    /// # Errors
+    /// When the node does not answer within [`ADMIN_TIMEOUT`].
+    pub async fn group_locks(&self, i: usize) -> anyhow::Result<Vec<(u64, u64)>> {
+        let text = self.admin(i, ADMIN_TIMEOUT)?.metrics().await?;
+        Ok(parse_group_locks(&text))
+    }
+
     /// The leader of each data group of a sharded cluster, as the running nodes see it: for
     /// each group, the node claiming its leadership in the highest term (`(group id, node)`,
     /// groups without a claimant left out). Empty when not sharded or nobody answers.
@@ -600,7 +611,48 @@ fn network_faults_error(i: usize, e: &AdminError) -> anyhow::Error {
     anyhow!("network faults on node {i}: {e}{hint}")
 }
 
+/// The `dolmen_group_locks{group="<id>"} <n>` samples of a Prometheus text, in order; lines
+/// that do not parse are skipped.
+pub fn parse_group_locks(text: &str) -> Vec<(u64, u64)> {
+    text.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix("dolmen_group_locks{")?;
+            let (labels, value) = rest.split_once('}')?;
+            let group = labels
+                .split(',')
+                .find_map(|l| l.trim().strip_prefix("group=\""))?
+                .trim_end_matches('"')
+                .parse()
+                .ok()?;
+            let value = value.split_whitespace().next()?;
+            let n = value
+                .parse::<u64>()
+                .ok()
+                .or_else(|| value.parse::<f64>().ok().map(|f| f as u64))?;
+            Some((group, n))
+        })
+        .collect()
+}
+
 /// The last `lines` lines of the file at `path` (empty when unreadable).
 pub fn log_tail(path: &Path, lines: usize) -> String {
     dolmen_testkit::process::log_tail(path, lines)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_group_locks;
+
+    #[test]
+    fn group_lock_gauges_are_read_from_the_prometheus_text() {
+        let text = "# HELP dolmen_group_locks Locks ...\n\
+                    # TYPE dolmen_group_locks gauge\n\
+                    dolmen_group_locks{group=\"1\"} 0\n\
+                    dolmen_group_locks{group=\"3\"} 2\n\
+                    dolmen_group_locks_other{group=\"4\"} 9\n\
+                    dolmen_group_term{group=\"3\"} 7\n\
+                    dolmen_group_locks{group=\"x\"} 1\n";
+        assert_eq!(parse_group_locks(text), vec![(1, 0), (3, 2)]);
+        assert!(parse_group_locks("").is_empty());
+    }
 }

@@ -15,9 +15,11 @@
 //! whose reads returned as read-only transactions (their reads only: a snapshot read at the
 //! read version is an observation whatever the commit did, and nothing they appended applied).
 //! Unobserved unknown ones are left out, which can only hide a cycle, never invent one. Reads of
-//! every recorded transaction are checked against the order. On a sharded cluster the
-//! read-only ones are mostly refused transactions reaching several ranges, so their reads,
-//! across groups at one read version, must be one consistent snapshot.
+//! every recorded transaction are checked against the order. On a sharded cluster transactions
+//! reaching several ranges commit by two-phase commit and are in the graph like any other: one
+//! seen by a read in one group but missed by it in another (a fractured read) closes a wr + rw
+//! cycle; refused ones (a conflict, a lock, a participant unavailable) are read-only, and their
+//! reads across groups at one read version must be one consistent snapshot.
 
 mod cycle;
 mod graph;

@@ -32,8 +32,8 @@ pub(super) struct Analysis {
     pub included: Vec<bool>,
     /// By transaction: whether it is in the graph as a read-only observation: its commit was
     /// refused (nothing applied), but its reads returned, all at its one read version, so they
-    /// must fit the serial order like a read-only transaction's. On a sharded cluster these
-    /// are mostly transactions reaching several ranges: snapshot reads across groups.
+    /// must fit the serial order like a read-only transaction's. On a sharded cluster many
+    /// reach several ranges: snapshot reads across groups.
     pub read_only: Vec<bool>,
     /// Anomalies found so far.
     pub anomalies: Vec<Anomaly>,

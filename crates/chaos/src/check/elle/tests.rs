@@ -95,15 +95,15 @@ fn a_serializable_history_passes() {
 #[test]
 fn a_refused_transactions_reads_are_a_snapshot_so_a_fractured_one_is_caught() {
     // T0 commits to la/1 (one range) and completes before T1 commits to la/5 (another).
-    // T2 reads both at one read version and its commit is refused (it reaches both ranges):
-    // it saw T1's later append but not T0's earlier one, which no snapshot can show.
+    // T2 reads both at one read version and its commit is refused (a conflict, say): it saw
+    // T1's later append but not T0's earlier one, which no snapshot can show.
     let mut refused = txn(
         vec![r(1, &[]), r(5, &[2]), ap(1, 9)],
         WriteOutcome::Failed,
         40,
         50,
     );
-    refused.code = Some("UNAVAILABLE".into());
+    refused.code = Some("CONFLICT".into());
     let txns = vec![
         txn(vec![r(1, &[]), ap(1, 1)], WriteOutcome::Ok, 0, 10),
         txn(vec![r(5, &[]), ap(5, 2)], WriteOutcome::Ok, 20, 30),
@@ -166,9 +166,36 @@ fn g1a_aborted_read() {
 }
 
 #[test]
+fn a_commit_across_ranges_seen_in_one_range_only_is_a_fractured_read() {
+    // T0 appends to la/1 and la/5, which lie in two ranges, and commits (two-phase commit, one
+    // version). T1 reads both at one read version: la/1 with T0's element, la/5 without it.
+    // No serial order has T1 both after T0 (wr on la/1) and before it (rw on la/5).
+    let txns = vec![
+        ok(vec![r(1, &[]), r(5, &[]), ap(1, 1), ap(5, 2)]),
+        ok(vec![r(1, &[1]), r(5, &[]), ap(3, 3)]),
+    ];
+    violation(
+        &txns,
+        "G-single",
+        &[
+            "T0's append to la/1 is the last element T1 read in [1] (wr)",
+            "T1 read [] of la/5 without T0's 2",
+        ],
+    );
+    // Whole or absent, it passes.
+    for (one, five) in [(vec![1], vec![2]), (vec![], vec![])] {
+        let mut whole = txns.clone();
+        whole[1].ops = vec![r(1, &one), r(5, &five), ap(3, 3)];
+        let report = check_list_append(&whole);
+        assert_eq!(report.verdict, Verdict::Ok, "{}", report.explanation);
+    }
+}
+
+#[test]
 fn a_cross_shard_refusal_is_not_applied_so_a_half_of_it_seen_is_an_aborted_read() {
-    // T0 reaches two ranges and is refused with UNAVAILABLE (nothing applied, docs/WIRE.md):
-    // a read showing its append to either half is a violation, never an unknown outcome.
+    // T0 reaches two ranges and is refused with UNAVAILABLE (aborted: nothing applied in
+    // either, docs/WIRE.md): a read showing its append to either half is a violation, never an
+    // unknown outcome.
     let mut refused = txn(
         vec![r(1, &[]), ap(1, 1), ap(3, 2)],
         WriteOutcome::Failed,
