@@ -388,9 +388,12 @@ impl Applier<'_> {
             _ => (own(), decide.outcome.clone()),
         };
         if let Some(token) = &decide.idempotency {
+            // As the fast path: an invalid commit is not remembered (its resend is refused
+            // again by the same checks), nor an abort for want of an answer.
             let fresh = previous
                 .as_ref()
-                .is_none_or(|entry| entry.sequence < token.sequence);
+                .is_none_or(|entry| entry.sequence < token.sequence)
+                && !matches!(answer, Outcome::Rejected(_) | Outcome::Aborted { .. });
             if fresh {
                 self.dedupe.record(
                     self.engine,

@@ -239,8 +239,12 @@ impl Shards {
                 },
             },
         };
-        if !maybe_locked {
-            // Nothing holds a lock and nothing can: no decision to record.
+        if !maybe_locked && (tx.idempotency.is_none() || matches!(outcome, Outcome::Aborted { .. }))
+        {
+            // Nothing holds a lock and nothing can, and no token to look up or remember: no
+            // decision to record. With a token, group 0's table answers first (a resend of a
+            // commit that applied is refused by its own writes in every group, and must get
+            // the first outcome, not that refusal: §6.6).
             return Ok(outcome);
         }
         // A token is remembered only with a definite answer: after an abort for want of an

@@ -357,14 +357,10 @@ mod sharded {
     }
 
     /// The token must answer a resend before the participants' checks do (regression, see
-    /// `suite_resends_whose_every_check_fails`; it passes on one node, `standalone!` above).
-    /// Ignored until fixed: when every participant refuses its prepare, the coordinator
-    /// (crates/server/src/cross_shard.rs, `commit_across`) answers the refusal without the
-    /// `Decide` that would look the token up in group 0, though docs/sharding.md §6.3 step 3
-    /// skips it only for a commit without a token.
+    /// `suite_resends_whose_every_check_fails`; it passes on one node, `standalone!` above):
+    /// when every participant refuses its prepare (the resend meets the first attempt's own
+    /// writes), the coordinator still asks group 0's table (docs/sharding.md §6.3 step 3).
     #[test]
-    #[ignore = "two-phase commit answers a resend whose every prepare is refused with the \
-                refusal (CONFLICT, TRANSACTION_TOO_OLD), not with the token's first outcome"]
     fn resends_whose_every_check_fails() {
         let mut c = sharded_cluster().start();
         run_on_cluster(&mut c, suites![suite_resends_whose_every_check_fails], &[]);
