@@ -186,7 +186,11 @@ impl Replicator for Direct {
                 .clone()
                 .ok_or_else(|| ProposeError::Unavailable("the node is shutting down".into()))?;
             let (reply, answer) = oneshot::channel();
-            queue.try_send((command, reply)).map_err(|e| match e {
+            let sent = queue.try_send((command, reply));
+            // Not held while waiting: `shutdown` ends the writer once every sender is gone,
+            // whether or not a proposal's future is ever polled again.
+            drop(queue);
+            sent.map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => ProposeError::Unavailable(format!(
                     "too many outstanding proposals (limit {}); retry with backoff",
                     self.options.max_outstanding

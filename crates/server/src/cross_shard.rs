@@ -101,6 +101,15 @@ impl Shards {
         }
     }
 
+    /// The positions of the groups a versionstamped key buffer `key` may land in: those of
+    /// `[p ‖ 00×10, p ‖ ff×10]`.
+    pub(crate) fn stamp_slots(&self, key: &[u8]) -> std::ops::Range<usize> {
+        let lowest = stamp_buffer(key, &[0; VERSIONSTAMP_LEN]);
+        let mut past_highest = stamp_buffer(key, &[0xff; VERSIONSTAMP_LEN]);
+        past_highest.push(0);
+        self.overlapping(&lowest, &past_highest)
+    }
+
     /// The pieces of `tx` by group position (docs/sharding.md §6.1): each key to its owner,
     /// clear ranges and read-conflict ranges clipped to every group they overlap, and a
     /// versionstamped key to every group it may land in (each locks its part; only the owner
@@ -131,10 +140,7 @@ impl Shards {
                     }
                 }
                 Mutation::SetVersionstampedKey { key, .. } => {
-                    let lowest = stamp_buffer(key, &[0; VERSIONSTAMP_LEN]);
-                    let mut past_highest = stamp_buffer(key, &[0xff; VERSIONSTAMP_LEN]);
-                    past_highest.push(0);
-                    for at in self.overlapping(&lowest, &past_highest) {
+                    for at in self.stamp_slots(key) {
                         pieces
                             .entry(at)
                             .or_default()

@@ -274,7 +274,8 @@ impl Shards {
     /// would be with the lowest version the commit can get (one above the last version the
     /// read-version source is known to have handed out: versions only grow, so the key written
     /// is at or above it, and past the owner's end only if the versions crossed a split point
-    /// meanwhile, which the group refuses at apply and the gateway routes again); every group
+    /// meanwhile, which the group refuses at apply and the gateway routes again), or, for a
+    /// commit with an idempotency token, every group of `[p ‖ 00×10, p ‖ ff×10]`; every group
     /// overlapping a read-conflict range. Empty for a transaction with none of these.
     pub fn touched(&self, tx: &Transaction) -> BTreeSet<usize> {
         let lowest = self.versions.applied_version().saturating_add(1);
@@ -287,6 +288,12 @@ impl Shards {
                     out.insert(self.position(key));
                 }
                 Mutation::ClearRange { begin, end, .. } => out.extend(self.overlapping(begin, end)),
+                // With a token, every group the key may land in: a resend must reach the same
+                // groups as the first attempt whatever the versions did meanwhile, so that the
+                // token's table that answers it is the one that saw the first (§6.6).
+                Mutation::SetVersionstampedKey { key, .. } if tx.idempotency.is_some() => {
+                    out.extend(self.stamp_slots(key));
+                }
                 Mutation::SetVersionstampedKey { key, .. } => {
                     let order = u16::try_from(order).unwrap_or(u16::MAX);
                     let lowest_key = stamp_buffer(key, &versionstamp(lowest, order));

@@ -932,3 +932,55 @@ async fn shards_refuse_groups_that_do_not_fit_the_table() {
         direct.shutdown();
     }
 }
+
+/// A versionstamped key with a token goes to every group it may land in, whatever the
+/// versions are when it is sent: a resend reaches the same groups and the same token table as
+/// the first attempt, so it answers the first outcome instead of writing a second key (a
+/// token-less one is routed by the lowest version it can get, as before).
+#[tokio::test]
+async fn a_versionstamped_key_with_a_token_is_written_once_whatever_the_resend_meets() {
+    // Group 2 owns the stamps above `log/ ‖ 80`: these versions land in group 1.
+    let s = sharded(&[b"log/\x80"]).await;
+    let service = &s.service;
+    let buffer = [b"log/".as_slice(), &[0; 10]].concat();
+    let stamped = Transaction {
+        idempotency: Some(IdempotencyToken {
+            client_id: b"stamper".to_vec(),
+            sequence: 1,
+        }),
+        ..tx(vec![Mutation::SetVersionstampedKey {
+            cf: "default".to_owned(),
+            key: buffer.clone(),
+            value: b"once".to_vec(),
+        }])
+    };
+    let version = service.commit(stamped.clone(), TIMEOUT).await.unwrap();
+    let again = service.commit(stamped, TIMEOUT).await.unwrap();
+    assert_eq!(again, version, "the resend answers the first commit");
+    let key = [b"log/".as_slice(), &version.to_be_bytes(), &[0, 0]].concat();
+    assert_eq!(
+        service.get("default", &key).await.unwrap(),
+        Some(b"once".to_vec())
+    );
+    let page = service
+        .get_range(
+            "default",
+            RangeSpec {
+                begin_key: b"log/".to_vec(),
+                end_key: b"log0".to_vec(),
+                begin_or_equal: true,
+                end_or_equal: false,
+                begin_offset: 0,
+                end_offset: 0,
+                limit: None,
+                max_bytes: None,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 1, "one key written: {page:?}");
+    for engine in &s.engines {
+        assert!(engine.locks().is_empty());
+    }
+}
