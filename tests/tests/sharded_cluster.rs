@@ -191,7 +191,10 @@ fn every_node_routes_reads_and_single_shard_commits_to_the_owning_group() {
         let at = clients[2].snapshot_read_in(key, version, None);
         assert!(at.found && at.value == b"x", "{at:?}");
         let before = clients[1].snapshot_read_in(key, version - 1, None);
-        assert!(!before.found, "nothing below the commit version: {before:?}");
+        assert!(
+            !before.found,
+            "nothing below the commit version: {before:?}"
+        );
     }
 
     // getRange on a whole column family spans every group and is in key order.
@@ -483,7 +486,11 @@ fn coordinator_killed_at(point: &str, committed: bool, sweep_first: bool) {
     }
     // No lock is left in the way of new writes, single-range or across ranges.
     let rv = kv.read_version();
-    kv.must_commit(rv, keys.iter().map(|k| op_set(k, b"again")).collect(), vec![]);
+    kv.must_commit(
+        rv,
+        keys.iter().map(|k| op_set(k, b"again")).collect(),
+        vec![],
+    );
     for node in [0, 1] {
         assert_eq!(locks_held(&cluster, node), 0, "locks left on node {node}");
     }

@@ -460,9 +460,9 @@ impl Applier<'_> {
                 blocked(&range, key)
             })
             .or_else(|| {
-                tx.read_conflicts.iter().find_map(|range| {
-                    blocked(range, self.locks.read_blocked(range, own))
-                })
+                tx.read_conflicts
+                    .iter()
+                    .find_map(|range| blocked(range, self.locks.read_blocked(range, own)))
             })
     }
 

@@ -22,8 +22,8 @@ use crate::command::Invalid;
 use crate::encoding;
 use crate::error::{OpenError, StorageError};
 use crate::keys;
-use crate::locks::{LockInfo, LockTable};
 use crate::live_cache::LiveCache;
+use crate::locks::{LockInfo, LockTable};
 use crate::options::{
     check_column_family_name, EngineOptions, CF_DATA, CF_META, CF_RAFT_LOG, CF_RAFT_STATE,
 };

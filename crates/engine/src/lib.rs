@@ -36,9 +36,9 @@ mod transfer;
 pub use backup::{BackupRecord, Checksum, RecordRef, TruncatedRecord, VisibleExport};
 pub use command::{
     check_key, check_value, printable_key, show_txid, stamp_buffer, versionstamp, Command, Decide,
-    IdempotencyToken, Invalid, KeyRange, Mutation, Outcome, Prepare, Stamp, Transaction, TxId, EXPIRE_IDEMPOTENCY_LIMIT,
-    MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES, MAX_COMMIT_OPERATIONS, MAX_KEY_BYTES, MAX_VALUE_BYTES,
-    VERSIONSTAMP_LEN,
+    IdempotencyToken, Invalid, KeyRange, Mutation, Outcome, Prepare, Stamp, Transaction, TxId,
+    EXPIRE_IDEMPOTENCY_LIMIT, MAX_CLIENT_ID_BYTES, MAX_COMMIT_BYTES, MAX_COMMIT_OPERATIONS,
+    MAX_KEY_BYTES, MAX_VALUE_BYTES, VERSIONSTAMP_LEN,
 };
 pub use encoding::{DecodeError, EncodeError};
 pub use engine::Engine;

@@ -271,14 +271,26 @@ mod tests {
     #[test]
     fn writes_meet_writes_and_reads_reads_meet_only_writes() {
         let table = table();
-        assert_eq!(table.write_blocked(&KeyRange::single("default", b"b"), None), Some(b"b".to_vec()));
-        assert_eq!(table.write_blocked(&range("n", "o"), None), Some(b"n".to_vec()));
+        assert_eq!(
+            table.write_blocked(&KeyRange::single("default", b"b"), None),
+            Some(b"b".to_vec())
+        );
+        assert_eq!(
+            table.write_blocked(&range("n", "o"), None),
+            Some(b"n".to_vec())
+        );
         assert_eq!(table.write_blocked(&range("c", "m"), None), None);
-        assert_eq!(table.read_blocked(&range("a", "c"), None), Some(b"b".to_vec()));
+        assert_eq!(
+            table.read_blocked(&range("a", "c"), None),
+            Some(b"b".to_vec())
+        );
         // Read locks share.
         assert_eq!(table.read_blocked(&range("m", "p"), None), None);
         // A transaction never meets its own locks.
-        assert_eq!(table.write_blocked(&KeyRange::single("default", b"b"), Some(&[1; 16])), None);
+        assert_eq!(
+            table.write_blocked(&KeyRange::single("default", b"b"), Some(&[1; 16])),
+            None
+        );
         // Another column family is another keyspace.
         let other = KeyRange::single("other", b"b");
         assert_eq!(table.write_blocked(&other, None), None);
@@ -295,8 +307,14 @@ mod tests {
             key: buffer,
             value: vec![],
         });
-        assert!(held.overlaps(&KeyRange::single("default", &[b"log/".as_slice(), &[7; 10]].concat())));
-        assert!(held.overlaps(&KeyRange::single("default", &[b"log/".as_slice(), &[0xff; 10]].concat())));
+        assert!(held.overlaps(&KeyRange::single(
+            "default",
+            &[b"log/".as_slice(), &[7; 10]].concat()
+        )));
+        assert!(held.overlaps(&KeyRange::single(
+            "default",
+            &[b"log/".as_slice(), &[0xff; 10]].concat()
+        )));
         assert!(!held.overlaps(&KeyRange::single("default", b"log0")));
     }
 }

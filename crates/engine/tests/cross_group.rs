@@ -52,7 +52,11 @@ fn prepare(txid: TxId, stamp: Version, piece: Vec<Mutation>, reads: &[&str]) -> 
         txid,
         stamp,
         read_version: Some(stamp),
-        piece: piece.into_iter().enumerate().map(|(i, m)| (i as u32 * 2, m)).collect(),
+        piece: piece
+            .into_iter()
+            .enumerate()
+            .map(|(i, m)| (i as u32 * 2, m))
+            .collect(),
         read_conflicts: reads
             .iter()
             .map(|k| KeyRange::single("default", k.as_bytes()))
@@ -77,13 +81,30 @@ fn a_resolved_piece_lands_at_its_commit_version_below_later_commits() {
     let dir = tempfile::tempdir().unwrap();
     let base = Engine::open(&options(&dir)).unwrap();
     let g = group(&base);
-    assert_eq!(apply(&g, 10, commit(None, vec![set("p", "old")], &[])), Outcome::Committed { version: 10 });
+    assert_eq!(
+        apply(&g, 10, commit(None, vec![set("p", "old")], &[])),
+        Outcome::Committed { version: 10 }
+    );
     let t = [1; 16];
     // Prepared at stamp 20 (the versions reached stay: a prepare takes none of its own).
-    assert_eq!(apply(&g, 10, prepare(t, 20, vec![set("p", "new"), set("q", "new")], &["r"])), Outcome::Prepared);
+    assert_eq!(
+        apply(
+            &g,
+            10,
+            prepare(t, 20, vec![set("p", "new"), set("q", "new")], &["r"])
+        ),
+        Outcome::Prepared
+    );
     assert_eq!(g.locks().len(), 1);
     // A retried prepare of the same transaction is answered the same, nothing doubled.
-    assert_eq!(apply(&g, 10, prepare(t, 20, vec![set("p", "new"), set("q", "new")], &["r"])), Outcome::Prepared);
+    assert_eq!(
+        apply(
+            &g,
+            10,
+            prepare(t, 20, vec![set("p", "new"), set("q", "new")], &["r"])
+        ),
+        Outcome::Prepared
+    );
     // Other transactions: a write under its write lock, a write under its read lock, and a
     // read of its writes are refused; an unrelated write goes through (at 40, above C = 30).
     for (version, refused) in [
@@ -91,9 +112,15 @@ fn a_resolved_piece_lands_at_its_commit_version_below_later_commits() {
         (38, commit(None, vec![set("r", "x")], &[])),
         (39, commit(Some(15), vec![set("s", "x")], &["q"])),
     ] {
-        assert!(matches!(apply(&g, version, refused), Outcome::Locked { .. }));
+        assert!(matches!(
+            apply(&g, version, refused),
+            Outcome::Locked { .. }
+        ));
     }
-    assert_eq!(apply(&g, 40, commit(Some(15), vec![set("s", "x")], &["r"])), Outcome::Committed { version: 40 });
+    assert_eq!(
+        apply(&g, 40, commit(Some(15), vec![set("s", "x")], &["r"])),
+        Outcome::Committed { version: 40 }
+    );
     // Commit at 30: below the group's applied version 40, only on the keys it held.
     assert_eq!(apply(&g, 40, resolve(t, 20, Some(30))), Outcome::Applied);
     assert!(g.locks().is_empty());
@@ -104,7 +131,10 @@ fn a_resolved_piece_lands_at_its_commit_version_below_later_commits() {
     assert_eq!(get(&g, "q", 40), Some(b"new".to_vec()));
     // The resolve is idempotent, and a late prepare of the transaction holds nothing.
     assert_eq!(apply(&g, 40, resolve(t, 20, Some(30))), Outcome::Applied);
-    assert_eq!(apply(&g, 40, prepare(t, 20, vec![set("p", "new")], &[])), Outcome::AlreadyResolved);
+    assert_eq!(
+        apply(&g, 40, prepare(t, 20, vec![set("p", "new")], &[])),
+        Outcome::AlreadyResolved
+    );
     assert!(g.locks().is_empty());
     assert_eq!(get(&g, "p", 40), Some(b"new".to_vec()));
 }
@@ -127,14 +157,23 @@ fn a_prepare_checks_its_reads_over_everything_applied_after_its_read_version() {
     );
     assert!(g.locks().is_empty(), "a refused prepare holds nothing");
     // Two transactions' prepares on one key: the second is refused, not queued (no deadlock).
-    assert_eq!(apply(&g, 50, prepare([3; 16], 60, vec![set("q", "x")], &[])), Outcome::Prepared);
+    assert_eq!(
+        apply(&g, 50, prepare([3; 16], 60, vec![set("q", "x")], &[])),
+        Outcome::Prepared
+    );
     assert!(matches!(
         apply(&g, 50, prepare([4; 16], 60, vec![set("q", "y")], &[])),
         Outcome::Locked { .. }
     ));
     // Read locks share: two transactions may read one key.
-    assert_eq!(apply(&g, 50, prepare([5; 16], 60, vec![set("s", "1")], &["p"])), Outcome::Prepared);
-    assert_eq!(apply(&g, 50, prepare([6; 16], 60, vec![set("t", "1")], &["p"])), Outcome::Prepared);
+    assert_eq!(
+        apply(&g, 50, prepare([5; 16], 60, vec![set("s", "1")], &["p"])),
+        Outcome::Prepared
+    );
+    assert_eq!(
+        apply(&g, 50, prepare([6; 16], 60, vec![set("t", "1")], &["p"])),
+        Outcome::Prepared
+    );
     // A piece outside the group's span is refused.
     assert!(matches!(
         apply(&g, 50, prepare([7; 16], 60, vec![set("a", "1")], &[])),
@@ -248,7 +287,11 @@ fn the_first_decision_wins_and_a_token_answers_its_first_outcome() {
         }
     );
     assert_eq!(
-        apply(&base, 5, decide([1; 16], committed.clone(), Some(token.clone()))),
+        apply(
+            &base,
+            5,
+            decide([1; 16], committed.clone(), Some(token.clone()))
+        ),
         Outcome::Decided {
             commit: None,
             answer: Box::new(aborted)
@@ -257,14 +300,26 @@ fn the_first_decision_wins_and_a_token_answers_its_first_outcome() {
     // A decision with a token commits once; a retry (another txid, same token) aborts its own
     // attempt and answers the first outcome.
     assert_eq!(
-        apply(&base, 5, decide([2; 16], committed.clone(), Some(token.clone()))),
+        apply(
+            &base,
+            5,
+            decide([2; 16], committed.clone(), Some(token.clone()))
+        ),
         Outcome::Decided {
             commit: Some(70),
             answer: Box::new(committed.clone())
         }
     );
     assert_eq!(
-        apply(&base, 5, decide([3; 16], Outcome::Committed { version: 90 }, Some(token.clone()))),
+        apply(
+            &base,
+            5,
+            decide(
+                [3; 16],
+                Outcome::Committed { version: 90 },
+                Some(token.clone())
+            )
+        ),
         Outcome::Decided {
             commit: None,
             answer: Box::new(committed)
@@ -290,7 +345,9 @@ fn a_versionstamped_key_is_written_only_by_the_group_it_lands_in() {
     let low = base
         .open_group(1, KeySpan::new(Vec::new(), Some(split.clone())).unwrap())
         .unwrap();
-    let high = base.open_group(2, KeySpan::new(split, None).unwrap()).unwrap();
+    let high = base
+        .open_group(2, KeySpan::new(split, None).unwrap())
+        .unwrap();
     let buffer = [b"log/".as_slice(), &[0; 10]].concat();
     let stamped = Mutation::SetVersionstampedKey {
         cf: "default".into(),
@@ -299,7 +356,10 @@ fn a_versionstamped_key_is_written_only_by_the_group_it_lands_in() {
     };
     let t = [12; 16];
     for g in [&low, &high] {
-        assert_eq!(apply(g, 10, prepare(t, 10, vec![stamped.clone()], &[])), Outcome::Prepared);
+        assert_eq!(
+            apply(g, 10, prepare(t, 10, vec![stamped.clone()], &[])),
+            Outcome::Prepared
+        );
     }
     // Commit version 2^56: the key is `log/ ‖ 01 00 … ‖ 00 00`, in group 2 only.
     let version: Version = 1 << 56;
@@ -308,15 +368,23 @@ fn a_versionstamped_key_is_written_only_by_the_group_it_lands_in() {
         apply(g, version, resolve(t, 10, Some(version)));
     }
     let key = [b"log/".as_slice(), &version.to_be_bytes(), &[0, 0]].concat();
-    assert_eq!(high.get("default", &key, version).unwrap(), Some(b"v".to_vec()));
+    assert_eq!(
+        high.get("default", &key, version).unwrap(),
+        Some(b"v".to_vec())
+    );
     let limits = dolmen_engine::ScanLimits {
         skip: 0,
         ask: None,
         budget: dolmen_engine::ByteBudget::new(None),
     };
     let low_end = low.span().end.clone().unwrap();
-    let page = low.scan("default", b"", &low_end, version, &limits).unwrap();
-    assert!(page.pairs.is_empty(), "the other group wrote nothing: {page:?}");
+    let page = low
+        .scan("default", b"", &low_end, version, &limits)
+        .unwrap();
+    assert!(
+        page.pairs.is_empty(),
+        "the other group wrote nothing: {page:?}"
+    );
 }
 
 #[test]
@@ -326,7 +394,11 @@ fn a_large_clear_resolved_below_the_applied_version_is_undone_whole_when_its_bat
     // Chunks of two keys: clearing five keys spills chunks ahead of the batch.
     let g = group(&base).with_clear_range_chunk_keys(2);
     let keys = ["m1", "m2", "m3", "m4", "m5"];
-    apply(&g, 10, commit(None, keys.iter().map(|k| set(k, "v")).collect(), &[]));
+    apply(
+        &g,
+        10,
+        commit(None, keys.iter().map(|k| set(k, "v")).collect(), &[]),
+    );
     let t = [13; 16];
     let clear = Mutation::ClearRange {
         cf: "default".into(),
@@ -344,7 +416,11 @@ fn a_large_clear_resolved_below_the_applied_version_is_undone_whole_when_its_bat
     drop(g);
     let g = group(&base);
     for key in keys {
-        assert_eq!(get(&g, key, 50), Some(b"v".to_vec()), "{key} at 50 after recovery");
+        assert_eq!(
+            get(&g, key, 50),
+            Some(b"v".to_vec()),
+            "{key} at 50 after recovery"
+        );
     }
     assert_eq!(g.locks().len(), 1, "the lock is still held");
     // Applied again, whole.

@@ -237,7 +237,9 @@ impl Model {
             Command::Prepare(_)
             | Command::Resolve { .. }
             | Command::Decide(_)
-            | Command::Forget { .. } => unreachable!("the model generates no commands across groups"),
+            | Command::Forget { .. } => {
+                unreachable!("the model generates no commands across groups")
+            }
             Command::ExpireIdempotency { before, limit } => {
                 let bound = (*before).min(self.horizon);
                 let mut old: Vec<(Version, Vec<u8>)> = self

@@ -71,8 +71,7 @@ fn command_bytes(command: &Command) -> usize {
             64 + tx.mutations.iter().map(mutation).sum::<usize>() + ranges(&tx.read_conflicts)
         }
         Command::Prepare(p) => {
-            64 + p.piece.iter().map(|(_, m)| mutation(m)).sum::<usize>()
-                + ranges(&p.read_conflicts)
+            64 + p.piece.iter().map(|(_, m)| mutation(m)).sum::<usize>() + ranges(&p.read_conflicts)
         }
         Command::Compact { .. }
         | Command::Noop

@@ -58,7 +58,6 @@ struct Piece {
     reads: Vec<KeyRange>,
 }
 
-
 /// A new transaction id: `be32 node ‖ be32 process ‖ be64 counter` (the counter starts at the
 /// process's start in ns since the epoch, so a restarted node does not reuse ids).
 fn next_txid(node: NodeId) -> TxId {
@@ -180,10 +179,8 @@ impl Shards {
         // A fresh oracle version: the locks' age, and the horizon's bound (invariant 11).
         let stamp = self.read_versions().read_version().await?;
         let pieces = self.pieces(&tx);
-        let participants: Vec<ShardGroup> = pieces
-            .keys()
-            .map(|&at| self.groups()[at].clone())
-            .collect();
+        let participants: Vec<ShardGroup> =
+            pieces.keys().map(|&at| self.groups()[at].clone()).collect();
         let mut prepares = tokio::task::JoinSet::new();
         for (at, piece) in pieces {
             let group = self.groups()[at].clone();
@@ -350,7 +347,9 @@ impl Shards {
                             above.insert(lock.txid);
                         }
                         Ok(_) => {}
-                        Err(e) => tracing::debug!(txid = %show_txid(&lock.txid), error = %e, "lock not settled yet"),
+                        Err(e) => {
+                            tracing::debug!(txid = %show_txid(&lock.txid), error = %e, "lock not settled yet")
+                        }
                     }
                 }
             }

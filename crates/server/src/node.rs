@@ -345,7 +345,7 @@ pub async fn run(
                 })
                 .collect();
             let shards = Shards::routed(table.clone(), groups.clone(), oracle, metadata.clone())
-            .map_err(|e| NodeError::Sharding(e.to_string()))?;
+                .map_err(|e| NodeError::Sharding(e.to_string()))?;
             tokio::spawn(crate::sharding::initialize_data_groups(
                 raft.clone(),
                 initial_members(&config, bound.admin.port()),

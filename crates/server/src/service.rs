@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use dolmen_engine::{
     check_key, merge_range, Command, Engine, EngineStats, Invalid, KeyRange, KeySpan, MergeError,
-    Mutation,
-    Outcome, RangeBounds, RangePage, RangeSpec, Transaction, Version, VERSIONSTAMP_LEN,
+    Mutation, Outcome, RangeBounds, RangePage, RangeSpec, Transaction, Version, VERSIONSTAMP_LEN,
 };
 use dolmen_raft::{ClusterView, ReadGate, Replicator};
 use tokio::sync::{Semaphore, SemaphorePermit};

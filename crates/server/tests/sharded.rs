@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use dolmen_engine::routing::Placement;
 use dolmen_engine::{
-    Command, Decide, Engine, EngineOptions, IdempotencyToken, KeyRange, KeySpan, Mutation,
-    Outcome, Prepare, RangeSpec, RoutingTable, Transaction, Version,
+    Command, Decide, Engine, EngineOptions, IdempotencyToken, KeyRange, KeySpan, Mutation, Outcome,
+    Prepare, RangeSpec, RoutingTable, Transaction, Version,
 };
 use dolmen_raft::oracle::Clock;
 use dolmen_raft::{BoxFuture, Direct, DirectOptions, ReadError, ReadGate, Replicator};
@@ -406,11 +406,18 @@ async fn a_commit_spanning_two_groups_applies_in_both_at_one_version() {
             service.snapshot_get(cf, key, version).await.unwrap(),
             Some(value.to_vec())
         );
-        assert_eq!(service.snapshot_get(cf, key, version - 1).await.unwrap(), None);
+        assert_eq!(
+            service.snapshot_get(cf, key, version - 1).await.unwrap(),
+            None
+        );
     }
     // Nothing stays locked, and group 0 recorded the decision (forgotten once resolved).
     for engine in &s.engines {
-        assert!(engine.locks().is_empty(), "locks left: {:?}", engine.locks());
+        assert!(
+            engine.locks().is_empty(),
+            "locks left: {:?}",
+            engine.locks()
+        );
     }
 
     // A clear range across the split clears both parts, atomically.
@@ -431,7 +438,10 @@ async fn a_commit_spanning_two_groups_applies_in_both_at_one_version() {
     assert_eq!(service.get("default", b"l").await.unwrap(), None);
     assert_eq!(service.get("default", b"n").await.unwrap(), None);
     assert_eq!(
-        service.snapshot_get("default", b"n", cleared - 1).await.unwrap(),
+        service
+            .snapshot_get("default", b"n", cleared - 1)
+            .await
+            .unwrap(),
         Some(b"y".to_vec())
     );
 }
@@ -482,7 +492,10 @@ async fn read_conflicts_across_groups_are_checked_in_each_group() {
         .await
         .expect("no conflict in any group");
     assert_eq!(
-        service.snapshot_get("default", b"a", version).await.unwrap(),
+        service
+            .snapshot_get("default", b"a", version)
+            .await
+            .unwrap(),
         Some(b"1".to_vec())
     );
 }
@@ -497,15 +510,24 @@ async fn a_token_makes_a_commit_across_groups_exactly_once() {
     };
     let with_token = |value: &[u8]| Transaction {
         idempotency: Some(token.clone()),
-        ..tx(vec![set("default", b"a", value), set("default", b"z", value)])
+        ..tx(vec![
+            set("default", b"a", value),
+            set("default", b"z", value),
+        ])
     };
     let first = service.commit(with_token(b"1"), TIMEOUT).await.unwrap();
     // The retry answers the first outcome and applies nothing.
     let again = service.commit(with_token(b"2"), TIMEOUT).await.unwrap();
     assert_eq!(again, first);
-    assert_eq!(service.get("default", b"z").await.unwrap(), Some(b"1".to_vec()));
+    assert_eq!(
+        service.get("default", b"z").await.unwrap(),
+        Some(b"1".to_vec())
+    );
     for engine in &s.engines {
-        assert!(engine.locks().is_empty(), "the retry's prepares were resolved");
+        assert!(
+            engine.locks().is_empty(),
+            "the retry's prepares were resolved"
+        );
     }
     // An older sequence is refused.
     let stale = Transaction {
@@ -561,10 +583,17 @@ async fn locks_refuse_writes_and_make_readers_wait_for_the_decision() {
     assert!(err.message.contains("locked"), "{err}");
     // A read below the commit version waits for the decision, then reads past the lock.
     assert_eq!(
-        service.snapshot_get("default", b"z", commit - 1).await.unwrap(),
+        service
+            .snapshot_get("default", b"z", commit - 1)
+            .await
+            .unwrap(),
         Some(b"old".to_vec())
     );
-    assert_eq!(s.engines[1].locks().len(), 1, "a reader below C leaves the lock");
+    assert_eq!(
+        s.engines[1].locks().len(),
+        1,
+        "a reader below C leaves the lock"
+    );
     // A read at or above it resolves the lock from group 0's record and sees the write.
     assert_eq!(
         service.get("default", b"z").await.unwrap(),

@@ -19,10 +19,10 @@ mod routing;
 use std::fmt::Display;
 
 pub use command::{decode_command, encode_command, put_command, read_command};
+pub(crate) use command::{put_prepare, read_prepare};
 pub use outcome::{
     decode_decision, decode_outcome, encode_decision, encode_outcome, put_outcome, read_outcome,
 };
-pub(crate) use command::{put_prepare, read_prepare};
 pub use routing::{
     decode_descriptor, decode_routing, encode_descriptor, encode_routing, put_descriptor,
     put_routing, read_descriptor, read_routing,

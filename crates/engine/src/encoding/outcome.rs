@@ -82,7 +82,11 @@ pub fn put_outcome(w: &mut Writer, outcome: &Outcome) -> Result<(), EncodeError>
 
 /// `opt_be64 commit ‖ outcome`: a decision, in a `Decided` outcome and in group 0's decision
 /// record.
-fn put_decision(w: &mut Writer, commit: Option<Version>, answer: &Outcome) -> Result<(), EncodeError> {
+fn put_decision(
+    w: &mut Writer,
+    commit: Option<Version>,
+    answer: &Outcome,
+) -> Result<(), EncodeError> {
     w.flag(commit.is_some());
     if let Some(v) = commit {
         w.u64(v);
