@@ -137,6 +137,20 @@ pub trait ReadGate: Send + Sync + 'static {
             Ok(())
         })
     }
+    /// One commit version from this source's oracle, unique (read versions may be shared by
+    /// the reads batched with them: docs/sharding.md §3.3), for a commit across groups whose
+    /// participants all prepared (§6.3 step 2). Only group 0's oracle hands them out; any other
+    /// source refuses with `UNAVAILABLE`.
+    fn commit_version(&self) -> BoxFuture<'_, Result<Version, ReadError>> {
+        Box::pin(async {
+            Err(ReadError::Propose(ProposeError::Unavailable(
+                "this read-version source hands out no commit versions: commits across groups \
+                 need group 0's oracle"
+                    .into(),
+            )))
+        })
+    }
+
     /// Resolves once a commit reading at `version` may be proposed to this group: `version` is
     /// not in the future (`FUTURE_VERSION` after `wait` otherwise). The group's conflict check
     /// at apply covers the rest, so a data group needs no read barrier here, only the oracle's

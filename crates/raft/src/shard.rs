@@ -189,4 +189,8 @@ impl ReadGate for OracleGate {
     fn applied_version(&self) -> Version {
         self.oracle.issued.load(Ordering::SeqCst)
     }
+
+    fn commit_version(&self) -> BoxFuture<'_, Result<Version, ReadError>> {
+        Box::pin(async move { Ok(self.oracle.grant(1, false).await?.first) })
+    }
 }

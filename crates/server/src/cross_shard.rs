@@ -234,8 +234,8 @@ impl Shards {
         }
         let outcome = match refusal {
             Some(refused) => refused,
-            // Drawn after every participant applied its prepare (invariant 3).
-            None => match self.read_versions().read_version().await {
+            // Drawn after every participant applied its prepare (invariant 3), and unique.
+            None => match self.read_versions().commit_version().await {
                 Ok(version) => Outcome::Committed { version },
                 Err(e) => Outcome::Aborted {
                     reason: format!("no commit version from the oracle: {e}"),

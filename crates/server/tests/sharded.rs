@@ -81,6 +81,11 @@ impl ReadGate for TestOracle {
     fn applied_version(&self) -> Version {
         0
     }
+
+    fn commit_version(&self) -> BoxFuture<'_, Result<Version, ReadError>> {
+        let version = (self.clock)();
+        Box::pin(async move { Ok(version) })
+    }
 }
 
 /// One strictly increasing clock for every group and the oracle. Each draw moves it by 1,000,
