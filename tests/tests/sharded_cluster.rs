@@ -553,5 +553,9 @@ fn concurrent_commits_across_ranges_get_distinct_versions() {
     assert!(committed >= 90, "most commits succeed: {committed} of 120");
     versions.sort_unstable();
     versions.dedup();
-    assert_eq!(versions.len(), committed, "every commit has its own version");
+    assert_eq!(
+        versions.len(),
+        committed,
+        "every commit has its own version"
+    );
 }
