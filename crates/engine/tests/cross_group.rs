@@ -87,24 +87,12 @@ fn a_resolved_piece_lands_at_its_commit_version_below_later_commits() {
     );
     let t = [1; 16];
     // Prepared at stamp 20 (the versions reached stay: a prepare takes none of its own).
-    assert_eq!(
-        apply(
-            &g,
-            10,
-            prepare(t, 20, vec![set("p", "new"), set("q", "new")], &["r"])
-        ),
-        Outcome::Prepared
-    );
+    let piece = prepare(t, 20, vec![set("p", "new"), set("q", "new")], &["r"]);
+    assert_eq!(apply(&g, 10, piece.clone()), Outcome::Prepared);
     assert_eq!(g.locks().len(), 1);
     // A retried prepare of the same transaction is answered the same, nothing doubled.
-    assert_eq!(
-        apply(
-            &g,
-            10,
-            prepare(t, 20, vec![set("p", "new"), set("q", "new")], &["r"])
-        ),
-        Outcome::Prepared
-    );
+    assert_eq!(apply(&g, 10, piece), Outcome::Prepared);
+    assert_eq!(g.locks().len(), 1);
     // Other transactions: a write under its write lock, a write under its read lock, and a
     // read of its writes are refused; an unrelated write goes through (at 40, above C = 30).
     for (version, refused) in [

@@ -557,16 +557,14 @@ async fn locks_refuse_writes_and_make_readers_wait_for_the_decision() {
     let stamp = service.read_version().await.unwrap();
     let txid = [9u8; 16];
     // A coordinator that prepared in group 2, decided Commit(C) in group 0, then stopped.
-    let prepared = s.directs[1]
-        .propose(Command::Prepare(Prepare {
-            txid,
-            stamp,
-            read_version: Some(stamp),
-            piece: vec![(0, set("default", b"z", b"new"))],
-            read_conflicts: vec![],
-        }))
-        .await
-        .unwrap();
+    let prepare = Command::Prepare(Prepare {
+        txid,
+        stamp,
+        read_version: Some(stamp),
+        piece: vec![(0, set("default", b"z", b"new"))],
+        read_conflicts: vec![],
+    });
+    let prepared = s.directs[1].propose(prepare.clone()).await.unwrap();
     assert_eq!(prepared.outcome, Outcome::Prepared);
     let commit = service.read_version().await.unwrap();
     let decided = s
@@ -610,16 +608,7 @@ async fn locks_refuse_writes_and_make_readers_wait_for_the_decision() {
         Some(b"new".to_vec())
     );
     // A late prepare of the resolved transaction holds nothing.
-    let late = s.directs[1]
-        .propose(Command::Prepare(Prepare {
-            txid,
-            stamp,
-            read_version: Some(stamp),
-            piece: vec![(0, set("default", b"z", b"new"))],
-            read_conflicts: vec![],
-        }))
-        .await
-        .unwrap();
+    let late = s.directs[1].propose(prepare).await.unwrap();
     assert_eq!(late.outcome, Outcome::AlreadyResolved);
     assert!(s.engines[1].locks().is_empty());
 }
