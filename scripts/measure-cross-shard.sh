@@ -8,9 +8,10 @@
 # cycle to the next, each run on the same cluster of the cycle; then, for context, `txn` on a
 # fresh unsharded cluster of the same build (one group holds the oracle and every key).
 # Clients are spread: client i sends everything to node i mod 3 (every node a gateway and a
-# coordinator). Each run prints the bench's JSON line and, from the three nodes' /metrics, the
-# mean time the nodes took per getReadVersion, snapshotGet and atomicCommit during the run, and
-# the errors they answered.
+# coordinator). Each run prints the bench's JSON line (with the three nodes' CPU per
+# transaction, `server_cpu_us_per_op`) and, from the nodes' /metrics, the mean time they took
+# per getReadVersion, snapshotRead and atomicCommit during the run, and the errors they answered;
+# each sharded cycle first prints where group 0's and the data groups' leaders are.
 # Usage: scripts/measure-cross-shard.sh
 # Env: DURATION (10), CLIENTS (client counts, "32 1"), CYCLES (4), UNSHARDED (1: also measure
 # `txn` unsharded), DOLMEN_BIN (release build in the shared target dir; built when missing),
@@ -36,7 +37,7 @@ scrape() {
   for i in 0 1 2; do
     curl -sf "http://127.0.0.1:$((ADMIN + i))/metrics" || true
   done | awk '
-    /^dolmen_request_duration_seconds_(sum|count)\{method="(getReadVersion|snapshotGet|atomicCommit)"\}/ {
+    /^dolmen_request_duration_seconds_(sum|count)\{method="(getReadVersion|snapshotRead|atomicCommit)"\}/ {
       split($1, a, "\""); kind = ($1 ~ /_sum/) ? "sum" : "count"; v[a[2] " " kind] += $2; m[a[2]] = 1
     }
     /^dolmen_request_errors_total\{/ {
@@ -59,13 +60,25 @@ server_side() {
 
 # run_bench WORKLOAD CLIENTS LABEL: one measured run, spread over the nodes, keys preloaded.
 run_bench() {
+  local pids
+  pids=$(pgrep -P "$DEMO" | paste -sd, -)
   scrape >"$WORK_DIR/before"
   line=$("$DOLMEN_BIN" bench --endpoints "$ENDPOINTS" --read-strategy spread --no-preload \
     --keys "$KEYS" --value-size 256 --workload "$1" --clients "$2" --duration "$DURATION" \
-    2>/dev/null | grep -E '^\{' | head -n 1)
+    --server-pids "$pids" 2>/dev/null | grep -E '^\{' | head -n 1)
   scrape >"$WORK_DIR/after"
-  echo "$3, $1 @$2: $line"
+  echo "$3, $1 @$2 (load average $(cut -d" " -f1 /proc/loadavg)): $line"
   echo "  nodes: $(server_side "$WORK_DIR/before" "$WORK_DIR/after")"
+}
+
+# Where the leaders are: group 0's (the oracle and the decisions) and each data group's.
+leaders() {
+  "$DOLMEN_BIN" cluster status --endpoints "127.0.0.1:$ADMIN" --token-file "$WORK_DIR/demo/admin-token" \
+    2>/dev/null | awk '
+      /^group/ { groups = 1; next }
+      !groups && $3 == "leader" { g0 = $1 }
+      groups && NF { data = data " " $1 ":" $(NF - 4) }
+      END { printf "leaders: group 0 on node %s; data group:node%s\n", g0, data }'
 }
 
 # Writes every key once (the bench's preload: 1,000 keys per commit, some across groups).
@@ -80,6 +93,7 @@ for cycle in $(seq "$CYCLES"); do
   [ $((cycle % 2)) = 0 ] && order=(txn-cross txn-local)
   start_demo "$DOLMEN_BIN" --split-keys "$SPLITS"
   preload
+  echo "cycle $cycle, four-shards, $(leaders)"
   for clients in $CLIENTS; do
     for workload in "${order[@]}"; do
       run_bench "$workload" "$clients" "cycle $cycle, four-shards"
