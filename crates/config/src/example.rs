@@ -86,6 +86,10 @@ split_keys = []
 # A data group idle this long turns its heartbeat and election timers off; one beat per peer
 # keeps the nodes in touch, and any activity wakes the group. 0 = never; else at least 1000.
 hibernate_after_ms = 10000
+# A commit across ranges still undecided this long after it prepared is an orphan's (its
+# coordinator stopped): readers and each range's leader abort it through the metadata group.
+# 0 = twice consensus.election_timeout_ms, at least 3000; else at least twice that timeout.
+orphan_timeout_ms = 0
 # split_keys = ["user/g", "user/n", "user/t"]
 
 [reads]

@@ -47,10 +47,20 @@ pub struct ShardingConfig {
     /// node-level beat per peer rather than heartbeats each. 0 = never; otherwise at least
     /// 1000. Default `10000`.
     pub hibernate_after_ms: u64,
+    /// `orphan_timeout_ms`: a lock of a commit across ranges whose coordinator has not decided
+    /// it this long after it prepared (by the oracle's clock) belongs to an orphan: readers and
+    /// the sweeper abort it through the metadata group (docs/sharding.md §6.5). `0` (the
+    /// default) = twice `consensus.election_timeout_ms`, at least 3000; otherwise at least
+    /// twice `consensus.election_timeout_ms` (a coordinator waiting out an election is not an
+    /// orphan). See [`ShardingConfig::orphan_timeout_ms`].
+    pub orphan_timeout_ms: u64,
 }
 
 /// The default `hibernate_after_ms`.
 pub const DEFAULT_HIBERNATE_AFTER_MS: u64 = 10_000;
+
+/// The least orphan timeout `orphan_timeout_ms = 0` gives.
+pub const MIN_AUTO_ORPHAN_TIMEOUT_MS: u64 = 3_000;
 
 impl Default for ShardingConfig {
     fn default() -> Self {
@@ -58,11 +68,23 @@ impl Default for ShardingConfig {
             shards: 0,
             split_keys: Vec::new(),
             hibernate_after_ms: DEFAULT_HIBERNATE_AFTER_MS,
+            orphan_timeout_ms: 0,
         }
     }
 }
 
 impl ShardingConfig {
+    /// The orphan timeout in force with elections of `election_timeout_ms`: the configured one,
+    /// or for `0` twice the election timeout, at least 3000.
+    pub fn orphan_timeout_ms(&self, election_timeout_ms: u64) -> u64 {
+        match self.orphan_timeout_ms {
+            0 => election_timeout_ms
+                .saturating_mul(2)
+                .max(MIN_AUTO_ORPHAN_TIMEOUT_MS),
+            set => set,
+        }
+    }
+
     /// Whether the cluster is sharded: group 0 holds only metadata and data groups own the
     /// keys (`data_groups() > 0`).
     pub fn is_sharded(&self) -> bool {

@@ -76,6 +76,18 @@ impl Config {
                 ),
             ));
         }
+        let election = self.consensus.election_timeout_ms;
+        if s.orphan_timeout_ms != 0 && s.orphan_timeout_ms < election.saturating_mul(2) {
+            return Err(ConfigError::invalid(
+                "sharding.orphan_timeout_ms",
+                format!(
+                    "must be 0 (twice consensus.election_timeout_ms, at least 3000) or at least \
+                     twice consensus.election_timeout_ms ({election}), got {}: a coordinator \
+                     waiting out an election would be taken for dead",
+                    s.orphan_timeout_ms
+                ),
+            ));
+        }
         if s.shards != 0 && !s.split_keys.is_empty() {
             return Err(ConfigError::invalid(
                 "sharding.split_keys",

@@ -10,7 +10,7 @@
 //!   answer the client from the recorded decision (TIMEOUT when it is not known)
 //!
 //!   a read at R on group g, after its barrier: g's write locks over the keys read?
-//!       wait; after LOCK_PATIENCE or for an orphan (stamp older than ORPHAN_AGE): the decision in
+//!       wait; after LOCK_PATIENCE or for an orphan (stamp older than the orphan age): the decision in
 //!       group 0 (an orphan is decided Abort, first writer wins) ─▶ Commit(C > R): not this
 //!       read's business; else Resolve it here, and read once the lock is gone
 //! ```
@@ -32,9 +32,10 @@ use crate::error::{ErrorCode, ServiceError};
 use crate::service::printable;
 use crate::shards::{ShardGroup, Shards};
 
-/// A lock whose stamp is this many versions (µs) older than the oracle's latest is an orphan's
-/// (its coordinator had time to decide several times over): readers and the sweeper decide it.
-pub const ORPHAN_AGE: Version = 2_000_000;
+/// Unless `[sharding] orphan_timeout_ms` says otherwise: a lock whose stamp is this many
+/// versions (µs) older than the oracle's latest is an orphan's (its coordinator had time to
+/// decide several times over), and readers and the sweeper decide it.
+pub const DEFAULT_ORPHAN_AGE: Version = 3_000_000;
 
 /// How long a reader waits for a lock to go before it looks up the transaction's decision.
 const LOCK_PATIENCE: Duration = Duration::from_millis(100);
@@ -386,7 +387,7 @@ impl Shards {
                 // Its age by the oracle's clock now (a fresh version: the last one this node
                 // saw may be old).
                 let now = self.read_versions().read_version().await?;
-                if now.saturating_sub(lock.stamp) < ORPHAN_AGE {
+                if now.saturating_sub(lock.stamp) < self.orphan_age() {
                     // Its coordinator may still decide: wait.
                     return Ok(None);
                 }
@@ -423,7 +424,7 @@ impl Shards {
     }
 
     /// One sweep: every lock of the groups this node (`node`) leads whose stamp is older than
-    /// [`ORPHAN_AGE`] is decided and resolved (invariant 10).
+    /// the orphan age is decided and resolved (invariant 10).
     async fn sweep(&self, node: NodeId) {
         // The oracle's clock, read once per sweep and only when some lock is there.
         let mut now = None;
@@ -443,7 +444,7 @@ impl Shards {
                         }
                     },
                 };
-                if latest.saturating_sub(lock.stamp) < ORPHAN_AGE {
+                if latest.saturating_sub(lock.stamp) < self.orphan_age() {
                     continue;
                 }
                 if let Err(e) = self.settle(group, &lock, None).await {

@@ -345,6 +345,11 @@ pub async fn run(
                 })
                 .collect();
             let shards = Shards::routed(table.clone(), groups.clone(), oracle, metadata.clone())
+                .map(|s| {
+                    let election = config.consensus.election_timeout_ms;
+                    let orphan = config.sharding.orphan_timeout_ms(election);
+                    s.with_orphan_timeout(Duration::from_millis(orphan))
+                })
                 .map_err(|e| NodeError::Sharding(e.to_string()))?;
             tokio::spawn(crate::sharding::initialize_data_groups(
                 raft.clone(),

@@ -15,9 +15,11 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use dolmen_engine::{
-    stamp_buffer, versionstamp, Engine, KeySpan, Mutation, RoutingTable, Transaction,
+    stamp_buffer, versionstamp, Engine, KeySpan, Mutation, RoutingTable, Transaction, Version,
 };
 use dolmen_raft::{ReadGate, Replicator};
+
+use crate::cross_shard::DEFAULT_ORPHAN_AGE;
 
 use crate::service::printable;
 
@@ -106,6 +108,9 @@ pub struct Shards {
     /// Group 0 of a sharded node, which records the decisions of commits across groups
     /// (docs/sharding.md §6.3); `None` for one group, where every commit is single-group.
     metadata: Option<ShardGroup>,
+    /// How old (in versions: µs of the oracle's clock) an undecided lock must be for its
+    /// transaction to be taken for an orphan (`[sharding] orphan_timeout_ms`, §6.5).
+    orphan_age: Version,
 }
 
 impl fmt::Debug for Shards {
@@ -135,6 +140,7 @@ impl Shards {
             groups: vec![group],
             spans: vec![KeySpan::all()],
             metadata: None,
+            orphan_age: DEFAULT_ORPHAN_AGE,
         }
     }
 
@@ -201,7 +207,19 @@ impl Shards {
             versions: oracle,
             membership: metadata.replicator.clone(),
             metadata: Some(metadata),
+            orphan_age: DEFAULT_ORPHAN_AGE,
         })
+    }
+
+    /// The same groups, taking an undecided lock older than `timeout` for an orphan's.
+    pub fn with_orphan_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.orphan_age = Version::try_from(timeout.as_micros()).unwrap_or(Version::MAX);
+        self
+    }
+
+    /// How old an undecided lock must be, in versions, to be taken for an orphan's.
+    pub fn orphan_age(&self) -> Version {
+        self.orphan_age
     }
 
     /// The groups, in key order (never empty).

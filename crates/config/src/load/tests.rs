@@ -710,11 +710,30 @@ fn equal_sharding_settings_give_equal_fingerprints_on_every_node() {
 }
 
 #[test]
+fn the_orphan_timeout_defaults_to_twice_the_election_timeout_and_at_least_three_seconds() {
+    let c = load_sharded("shards = 2\n").unwrap();
+    assert_eq!(c.sharding.orphan_timeout_ms, 0);
+    assert_eq!(c.sharding.orphan_timeout_ms(1000), 3000);
+    assert_eq!(c.sharding.orphan_timeout_ms(2500), 5000);
+    let c = load_sharded("shards = 2\norphan_timeout_ms = 2000\n").unwrap();
+    assert_eq!(c.sharding.orphan_timeout_ms(1000), 2000);
+}
+
+#[test]
 fn each_sharding_refusal_names_its_key_and_what_was_wrong() {
     assert_sharding_refused(
         "shards = 1025\n",
         "sharding.shards",
         &["between 0 (not sharded) and 1024", "got 1025"],
+    );
+    assert_sharding_refused(
+        "shards = 2\norphan_timeout_ms = 1500\n",
+        "sharding.orphan_timeout_ms",
+        &[
+            "or at least twice consensus.election_timeout_ms (1000)",
+            "got 1500",
+            "taken for dead",
+        ],
     );
     assert_sharding_refused(
         "shards = 2\nsplit_keys = [\"m\"]\n",
