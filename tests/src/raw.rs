@@ -6,13 +6,14 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use thrift::protocol::{
-    TBinaryInputProtocol, TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol,
+    TBinaryInputProtocol, TBinaryOutputProtocol, TFieldIdentifier, TInputProtocol, TListIdentifier,
     TMessageIdentifier, TMessageType, TOutputProtocol, TSerializable, TStructIdentifier, TType,
 };
 use thrift::transport::TFramedReadTransport;
 use thrift::ApplicationError;
 
 use crate::client::{tcp_connect, IO_TIMEOUT};
+use crate::kvstore::Operation;
 
 /// Printable form of a byte string for assertion messages (escaped, long input truncated).
 pub fn show(bytes: &[u8]) -> String {
@@ -251,4 +252,61 @@ fn read_reply<P: TInputProtocol, R: TSerializable>(p: &mut P) -> thrift::Result<
         exception: None,
         response,
     })
+}
+
+/// An `atomicCommit` request with the idempotency token (fields 6 and 7), encoded by hand:
+/// the stock client is generated from the base contract without them (docs/WIRE.md §3).
+pub struct TokenCommit {
+    /// `read_version`.
+    pub read_version: i64,
+    /// `operations`.
+    pub operations: Vec<Operation>,
+    /// `read_conflict_keys`.
+    pub read_conflict_keys: Vec<Vec<u8>>,
+    /// `client_id`.
+    pub client_id: Vec<u8>,
+    /// `client_sequence`.
+    pub client_sequence: i64,
+}
+
+impl TSerializable for TokenCommit {
+    fn read_from_in_protocol(_: &mut dyn TInputProtocol) -> thrift::Result<Self> {
+        Err(thrift::Error::from("TokenCommit is only sent"))
+    }
+
+    fn write_to_out_protocol(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
+        let len = |n: usize| i32::try_from(n).map_err(|e| thrift::Error::from(e.to_string()));
+        o.write_struct_begin(&TStructIdentifier::new("AtomicCommitRequest"))?;
+        o.write_field_begin(&TFieldIdentifier::new("read_version", TType::I64, 1))?;
+        o.write_i64(self.read_version)?;
+        o.write_field_end()?;
+        o.write_field_begin(&TFieldIdentifier::new("operations", TType::List, 2))?;
+        o.write_list_begin(&TListIdentifier::new(
+            TType::Struct,
+            len(self.operations.len())?,
+        ))?;
+        for operation in &self.operations {
+            operation.write_to_out_protocol(o)?;
+        }
+        o.write_list_end()?;
+        o.write_field_end()?;
+        o.write_field_begin(&TFieldIdentifier::new("read_conflict_keys", TType::List, 3))?;
+        o.write_list_begin(&TListIdentifier::new(
+            TType::String,
+            len(self.read_conflict_keys.len())?,
+        ))?;
+        for k in &self.read_conflict_keys {
+            o.write_bytes(k)?;
+        }
+        o.write_list_end()?;
+        o.write_field_end()?;
+        o.write_field_begin(&TFieldIdentifier::new("client_id", TType::String, 6))?;
+        o.write_bytes(&self.client_id)?;
+        o.write_field_end()?;
+        o.write_field_begin(&TFieldIdentifier::new("client_sequence", TType::I64, 7))?;
+        o.write_i64(self.client_sequence)?;
+        o.write_field_end()?;
+        o.write_field_stop()?;
+        o.write_struct_end()
+    }
 }

@@ -10,14 +10,10 @@ use std::time::{Duration, Instant};
 
 use dolmen_tests::admin::admin;
 use dolmen_tests::client::op_set;
-use dolmen_tests::kvstore::{AtomicCommitResponse, Operation};
-use dolmen_tests::raw::{call_bytes, RawConn};
+use dolmen_tests::kvstore::AtomicCommitResponse;
+use dolmen_tests::raw::{call_bytes, RawConn, TokenCommit};
 use dolmen_tests::replicated::LEADER_TIMEOUT;
 use dolmen_tests::{ReplicatedCluster, Standalone, TestCluster};
-use thrift::protocol::{
-    TFieldIdentifier, TInputProtocol, TListIdentifier, TOutputProtocol, TSerializable,
-    TStructIdentifier, TType,
-};
 
 /// Short enough for a test, at least the test MVCC window (300 ms).
 const WINDOW_MS: i64 = 1_000;
@@ -27,49 +23,6 @@ const RESTARTS: usize = 10_000;
 const WRITERS: usize = 8;
 /// Bound on every wait for the count to fall.
 const EXPIRY_TIMEOUT: Duration = Duration::from_secs(90);
-
-/// An `atomicCommit` request with the idempotency token (fields 6 and 7), encoded by hand: the
-/// stock client of `tests/src/kvstore.rs` is generated from the base contract without them.
-struct TokenCommit {
-    operations: Vec<Operation>,
-    client_id: Vec<u8>,
-    client_sequence: i64,
-}
-
-impl TSerializable for TokenCommit {
-    fn read_from_in_protocol(_: &mut dyn TInputProtocol) -> thrift::Result<Self> {
-        Err(thrift::Error::from("TokenCommit is only sent"))
-    }
-
-    fn write_to_out_protocol(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        o.write_struct_begin(&TStructIdentifier::new("AtomicCommitRequest"))?;
-        o.write_field_begin(&TFieldIdentifier::new("read_version", TType::I64, 1))?;
-        o.write_i64(0)?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("operations", TType::List, 2))?;
-        o.write_list_begin(&TListIdentifier::new(
-            TType::Struct,
-            i32::try_from(self.operations.len()).expect("few operations"),
-        ))?;
-        for op in &self.operations {
-            op.write_to_out_protocol(o)?;
-        }
-        o.write_list_end()?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("read_conflict_keys", TType::List, 3))?;
-        o.write_list_begin(&TListIdentifier::new(TType::String, 0))?;
-        o.write_list_end()?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("client_id", TType::String, 6))?;
-        o.write_bytes(&self.client_id)?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("client_sequence", TType::I64, 7))?;
-        o.write_i64(self.client_sequence)?;
-        o.write_field_end()?;
-        o.write_field_stop()?;
-        o.write_struct_end()
-    }
-}
 
 /// One connection that commits blind writes with idempotency tokens.
 struct TokenClient {
@@ -89,7 +42,9 @@ impl TokenClient {
     fn commit(&mut self, client_id: &[u8], sequence: i64, key: &[u8], value: &[u8]) -> i64 {
         self.seqid += 1;
         let request = TokenCommit {
+            read_version: 0,
             operations: vec![op_set(key, value)],
+            read_conflict_keys: Vec::new(),
             client_id: client_id.to_vec(),
             client_sequence: sequence,
         };

@@ -8,67 +8,11 @@ use std::time::{Duration, Instant};
 
 use dolmen_tests::client::{op, op_set};
 use dolmen_tests::kvstore::{AtomicCommitResponse, Operation};
-use dolmen_tests::raw::{call_bytes, RawConn};
+use dolmen_tests::raw::{call_bytes, RawConn, TokenCommit};
 use dolmen_tests::{Connector, KvExt, TestCluster};
-use thrift::protocol::{
-    TFieldIdentifier, TInputProtocol, TListIdentifier, TOutputProtocol, TSerializable,
-    TStructIdentifier, TType,
-};
 
 use super::across_ranges::{assert_at, assert_refused, clients, in_range, nodes, RANGES};
 use crate::helpers::{assert_found, fresh_ns, stamp};
-
-/// An `atomicCommit` request with the idempotency token (fields 6 and 7), encoded by hand:
-/// the stock client is generated from the base contract without them (docs/WIRE.md §3).
-struct TokenCommit {
-    read_version: i64,
-    operations: Vec<Operation>,
-    read_conflict_keys: Vec<Vec<u8>>,
-    client_id: Vec<u8>,
-    client_sequence: i64,
-}
-
-impl TSerializable for TokenCommit {
-    fn read_from_in_protocol(_: &mut dyn TInputProtocol) -> thrift::Result<Self> {
-        Err(thrift::Error::from("TokenCommit is only sent"))
-    }
-
-    fn write_to_out_protocol(&self, o: &mut dyn TOutputProtocol) -> thrift::Result<()> {
-        let len = |n: usize| i32::try_from(n).map_err(|e| thrift::Error::from(e.to_string()));
-        o.write_struct_begin(&TStructIdentifier::new("AtomicCommitRequest"))?;
-        o.write_field_begin(&TFieldIdentifier::new("read_version", TType::I64, 1))?;
-        o.write_i64(self.read_version)?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("operations", TType::List, 2))?;
-        o.write_list_begin(&TListIdentifier::new(
-            TType::Struct,
-            len(self.operations.len())?,
-        ))?;
-        for operation in &self.operations {
-            operation.write_to_out_protocol(o)?;
-        }
-        o.write_list_end()?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("read_conflict_keys", TType::List, 3))?;
-        o.write_list_begin(&TListIdentifier::new(
-            TType::String,
-            len(self.read_conflict_keys.len())?,
-        ))?;
-        for k in &self.read_conflict_keys {
-            o.write_bytes(k)?;
-        }
-        o.write_list_end()?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("client_id", TType::String, 6))?;
-        o.write_bytes(&self.client_id)?;
-        o.write_field_end()?;
-        o.write_field_begin(&TFieldIdentifier::new("client_sequence", TType::I64, 7))?;
-        o.write_i64(self.client_sequence)?;
-        o.write_field_end()?;
-        o.write_field_stop()?;
-        o.write_struct_end()
-    }
-}
 
 /// Sends `request` to `node` on a fresh connection with `connect`'s transport; the answer.
 fn token_commit(
