@@ -261,18 +261,28 @@ async fn a_real_raft_serves_forward_read_index_probe_and_replicates_to_a_learner
 
     // Snapshot, purge the log, then add a learner: it can only catch up through
     // InstallSnapshot (the file streams over gRPC), then AppendEntries.
+    // The metrics may still show an older applied entry than the forwarded one,
+    // and the snapshot covers what the state machine applied when it was built:
+    // wait for a snapshot at or past the applied index seen, then take its id.
     a.raft.trigger().snapshot().await.expect("trigger snapshot");
-    let last = a
+    let applied_seen = a
         .raft
         .metrics()
         .borrow_watched()
         .last_applied
-        .expect("a applied something");
-    a.raft
+        .expect("a applied something")
+        .index;
+    let last = a
+        .raft
         .wait(wait)
-        .snapshot(last, "a snapshot")
+        .metrics(
+            |m| m.snapshot.is_some_and(|s| s.index >= applied_seen),
+            "a snapshot",
+        )
         .await
-        .expect("a builds a snapshot");
+        .expect("a builds a snapshot")
+        .snapshot
+        .expect("a snapshot id");
     a.raft
         .trigger()
         .purge_log(last.index)
