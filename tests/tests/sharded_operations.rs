@@ -3,8 +3,9 @@
 //! binary: `/status` on every node lists the data groups with their ranges, one leader each and
 //! the versions applied; `/metrics` labels each group's gauges; `dolmen cluster status` prints
 //! the group table; `dolmen cluster verify` compares every group's data across the replicas,
-//! naming the groups, and its digest follows a change in one group only. A standalone node
-//! answers as it did before groups existed.
+//! naming the groups, and its digest follows a change in one group only; `dolmen cluster
+//! transfer-leader --group` moves a data group's leadership and refuses unknown groups and
+//! targets by name. A standalone node answers as it did before groups existed.
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test sharded_operations`.
 
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-use dolmen_admin::{GroupStatus, Method, NodeStatus, Role};
+use dolmen_admin::{ErrorCode, GroupStatus, Method, NodeStatus, Role, TransferLeader};
 use dolmen_tests::admin::admin;
 use dolmen_tests::binary::{dolmen_bin, output_text};
 use dolmen_tests::client::op_set;
@@ -40,11 +41,22 @@ fn sharded_cluster() -> ReplicatedCluster {
 
 /// Runs `dolmen cluster <command> --endpoints <every admin address>`: exit code and output.
 fn dolmen_cluster(cluster: &ReplicatedCluster, command: &str) -> (Option<i32>, String) {
+    dolmen_cluster_with(cluster, command, &[])
+}
+
+/// Runs `dolmen cluster <command> --endpoints <every admin address> <args>`: exit code and
+/// output.
+fn dolmen_cluster_with(
+    cluster: &ReplicatedCluster,
+    command: &str,
+    args: &[&str],
+) -> (Option<i32>, String) {
     let endpoints: Vec<String> = (0..cluster.node_count())
         .map(|i| cluster.admin_endpoint(i).to_string())
         .collect();
     let out = Command::new(dolmen_bin())
         .args(["cluster", command, "--endpoints", &endpoints.join(",")])
+        .args(args)
         .output()
         .unwrap_or_else(|e| cluster.fail(&format!("run dolmen cluster {command}: {e}")));
     (out.status.code(), output_text(&out))
@@ -300,6 +312,108 @@ fn verify_compares_every_data_group_and_follows_a_change_in_one() {
         .grouped_digest(Some(version))
         .unwrap_or_else(|e| cluster.fail(&format!("digest at {version} again: {e}")));
     assert_eq!(&again, earlier);
+}
+
+/// Group `id`'s leader in the group table `dolmen cluster status` printed.
+fn printed_group_leader(output: &str, id: u64) -> Option<u64> {
+    let header = output
+        .lines()
+        .position(|l| l.trim_start().starts_with("group  range"))?;
+    output.lines().skip(header + 1).find_map(|row| {
+        let fields: Vec<&str> = row.split_whitespace().collect();
+        // group, range (2 words), leader, term, applied, lag, members.
+        (fields.first() == Some(&id.to_string().as_str()))
+            .then(|| fields.get(3)?.parse().ok())
+            .flatten()
+    })
+}
+
+#[test]
+fn a_data_groups_leadership_moves_on_request_and_bad_transfers_are_refused_by_name() {
+    let cluster = sharded_cluster();
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let commits = write_every_group(&cluster, b"v1");
+    let statuses = settled_statuses(&cluster, &commits);
+    let group = 2;
+    let from = one_leader(&statuses, group).expect("settled");
+    let to = (from + 1) % cluster.node_count() as u64;
+
+    // Through the CLI, given every node: the one leading group 2 acts.
+    let (code, output) = dolmen_cluster_with(
+        &cluster,
+        "transfer-leader",
+        &["--to", &to.to_string(), "--group", &group.to_string()],
+    );
+    assert_eq!(code, Some(0), "transfer-leader --group {group}: {output}");
+    assert_eq!(output.trim(), "changed", "{output}");
+    // `cluster status` shows it, once every member names the new leader.
+    let mut printed = String::new();
+    let shown = wait_until(SETTLE, || {
+        let (code, output) = dolmen_cluster(&cluster, "status");
+        printed = output;
+        code == Some(0) && printed_group_leader(&printed, group) == Some(to)
+    });
+    assert!(
+        shown,
+        "cluster status names node {to} as group {group}'s leader within {SETTLE:?}:\n{printed}"
+    );
+    let statuses = settled_statuses(&cluster, &commits);
+    assert_eq!(one_leader(&statuses, group), Some(to), "{statuses:#?}");
+    // Asking again is `unchanged`.
+    let (code, output) = dolmen_cluster_with(
+        &cluster,
+        "transfer-leader",
+        &["--to", &to.to_string(), "--group", &group.to_string()],
+    );
+    assert_eq!((code, output.trim()), (Some(0), "unchanged"), "{output}");
+
+    // A node that does not lead group 2 refuses with `not_leader`, naming its leader.
+    let follower = (to + 1) % cluster.node_count() as u64;
+    let refused = admin(cluster.admin_endpoint(follower as usize))
+        .with_timeout(SETTLE)
+        .transfer_group_leader(TransferLeader {
+            to: follower,
+            group,
+        })
+        .expect_err("the follower does not lead the group");
+    assert!(refused.is_not_leader(), "{refused}");
+    assert_eq!(refused.leader(), Some(to), "{refused}");
+    assert!(
+        refused
+            .to_string()
+            .contains(&format!("is not the leader of data group {group}")),
+        "{refused}"
+    );
+
+    // A group that does not exist, and a target that is not a voter: 400, exit 1, named.
+    let (code, output) =
+        dolmen_cluster_with(&cluster, "transfer-leader", &["--to", "1", "--group", "9"]);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("there is no group 9: this node runs groups 0, 1, 2, 3"),
+        "{output}"
+    );
+    let (code, output) =
+        dolmen_cluster_with(&cluster, "transfer-leader", &["--to", "7", "--group", "3"]);
+    assert_eq!(code, Some(1), "{output}");
+    assert!(
+        output.contains("node 7 is not a voter of data group 3 (its voters are 0, 1, 2)"),
+        "{output}"
+    );
+    let refused = admin(cluster.admin_endpoint(0))
+        .transfer_group_leader(TransferLeader { to: 1, group: 9 })
+        .expect_err("no group 9");
+    assert_eq!(
+        (refused.status(), refused.code()),
+        (Some(400), Some(ErrorCode::InvalidRequest)),
+        "{refused}"
+    );
+
+    // Without --group it is group 0's, as before sharding.
+    let meta = cluster.wait_for_leader(LEADER_TIMEOUT);
+    let (code, output) =
+        dolmen_cluster_with(&cluster, "transfer-leader", &["--to", &meta.to_string()]);
+    assert_eq!((code, output.trim()), (Some(0), "unchanged"), "{output}");
 }
 
 #[test]

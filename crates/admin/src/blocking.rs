@@ -14,7 +14,9 @@ use serde::de::DeserializeOwned;
 use crate::client::{RawAnswer, Readiness};
 use crate::error::AdminError;
 use crate::faults::RuleSet;
-use crate::ops::{AddNode, Digest, GroupedDigest, InitOutcome, MembershipOutcome, SnapshotOutcome};
+use crate::ops::{
+    AddNode, Digest, GroupedDigest, InitOutcome, MembershipOutcome, SnapshotOutcome, TransferLeader,
+};
 use crate::status::{ClusterStatus, NodeId, NodeStatus};
 
 /// The process's runtime for blocking calls: one worker thread drives the connections while
@@ -174,6 +176,17 @@ impl AdminClient {
     /// As [`crate::AdminClient::transfer_leader`].
     pub fn transfer_leader(&self, to: NodeId) -> Result<MembershipOutcome, AdminError> {
         block_on(self.inner.transfer_leader(to))
+    }
+
+    /// `POST /cluster/transfer-leader?to=N&group=G`.
+    ///
+    /// # Errors
+    /// As [`crate::AdminClient::transfer_group_leader`].
+    pub fn transfer_group_leader(
+        &self,
+        transfer: TransferLeader,
+    ) -> Result<MembershipOutcome, AdminError> {
+        block_on(self.inner.transfer_group_leader(transfer))
     }
 
     /// `GET /state/digest[?version=V]`.

@@ -22,6 +22,7 @@ use crate::error::{chain, AdminError};
 use crate::faults::RuleSet;
 use crate::ops::{
     AddNode, Digest, GroupedDigest, InitOutcome, MembershipOutcome, Outcome, SnapshotOutcome,
+    TransferLeader,
 };
 use crate::refusal::ErrorBody;
 use crate::status::{ClusterStatus, NodeId, NodeStatus};
@@ -266,13 +267,27 @@ impl AdminClient {
             .await
     }
 
-    /// `POST /cluster/transfer-leader?to=N` (on the leader); waits until `to` leads.
+    /// `POST /cluster/transfer-leader?to=N` (on group 0's leader); waits until `to` leads
+    /// group 0.
     ///
     /// # Errors
     /// When the node refuses or does not answer.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<MembershipOutcome, AdminError> {
-        self.membership(&format!("/cluster/transfer-leader?to={to}"))
+        self.transfer_group_leader(TransferLeader { to, group: 0 })
             .await
+    }
+
+    /// `POST /cluster/transfer-leader?to=N&group=G` (on group `G`'s leader); waits until `to`
+    /// leads group `G`.
+    ///
+    /// # Errors
+    /// When the node refuses (not that group's leader: [`AdminError::is_not_leader`]; a group
+    /// it does not run or a target that is not a voter of it: 400) or does not answer.
+    pub async fn transfer_group_leader(
+        &self,
+        transfer: TransferLeader,
+    ) -> Result<MembershipOutcome, AdminError> {
+        self.membership(&transfer.path()).await
     }
 
     async fn membership(&self, path: &str) -> Result<MembershipOutcome, AdminError> {

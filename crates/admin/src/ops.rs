@@ -83,11 +83,25 @@ pub struct RemoveNode {
     pub id: NodeId,
 }
 
-/// The query of `POST /cluster/transfer-leader`: `?to=N`.
+/// The query of `POST /cluster/transfer-leader`: `?to=N[&group=G]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TransferLeader {
     /// The voter that should lead.
     pub to: NodeId,
+    /// The group whose leadership moves: 0 (the default) is the metadata group, the only
+    /// group of an unsharded cluster; a sharded cluster's data groups are 1..=N.
+    #[serde(default)]
+    pub group: u64,
+}
+
+impl TransferLeader {
+    /// The request path with its query (`group` only when not 0, as older servers expect).
+    pub fn path(&self) -> String {
+        match self.group {
+            0 => format!("/cluster/transfer-leader?to={}", self.to),
+            group => format!("/cluster/transfer-leader?to={}&group={group}", self.to),
+        }
+    }
 }
 
 /// The query of `GET /state/digest`: `?version=V`; absent = the applied version.
@@ -180,6 +194,16 @@ mod tests {
             .unwrap(),
             r#"{"outcome":"triggered"}"#
         );
+    }
+
+    #[test]
+    fn a_transfer_names_its_group_only_when_not_the_metadata_group() {
+        let to_group_0 = TransferLeader { to: 2, group: 0 };
+        assert_eq!(to_group_0.path(), "/cluster/transfer-leader?to=2");
+        let to_group_3 = TransferLeader { to: 2, group: 3 };
+        assert_eq!(to_group_3.path(), "/cluster/transfer-leader?to=2&group=3");
+        let old: TransferLeader = serde_json::from_str(r#"{"to":1}"#).unwrap();
+        assert_eq!(old, TransferLeader { to: 1, group: 0 });
     }
 
     #[test]

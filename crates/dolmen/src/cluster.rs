@@ -39,7 +39,8 @@ pub enum ClusterCommand {
     /// Remove a node from the membership (refused if it would leave no majority). Idempotent.
     #[command(after_help = EXIT_CODES)]
     RemoveNode(NodeArgs),
-    /// Hand leadership to another voter and wait until it leads.
+    /// Hand the leadership of group 0 (or, with --group, of a data group) to another voter and
+    /// wait until it leads.
     #[command(after_help = EXIT_CODES)]
     TransferLeader(TransferArgs),
     /// Compare every replica's state checksum at one applied version (on a sharded cluster,
@@ -89,6 +90,11 @@ pub struct TransferArgs {
     /// The voter that should lead.
     #[arg(long)]
     to: u64,
+    /// The group whose leadership moves: 0 is the metadata group (the only group of an
+    /// unsharded cluster), 1..=N a sharded cluster's data groups (`dolmen cluster status` lists
+    /// them).
+    #[arg(long, default_value_t = 0)]
+    group: u64,
 }
 
 /// Which nodes to talk to.
@@ -245,8 +251,12 @@ pub fn run(command: ClusterCommand) -> ExitCode {
                 .await
             }
             ClusterCommand::TransferLeader(a) => {
+                let transfer = dolmen_admin::TransferLeader {
+                    to: a.to,
+                    group: a.group,
+                };
                 on_leader(&Nodes::new(&a.admin)?, |c| async move {
-                    c.transfer_leader(a.to).await
+                    c.transfer_group_leader(transfer).await
                 })
                 .await
             }

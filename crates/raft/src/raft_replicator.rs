@@ -413,7 +413,7 @@ impl Shared {
     }
 
     /// Wakes the group if it hibernates (docs/sharding.md §8.3).
-    fn wake(&self) {
+    pub(crate) fn wake(&self) {
         if let Some(wake) = self.wake.get() {
             wake();
         }

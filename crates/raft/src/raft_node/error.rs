@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use openraft::error::{ChangeMembershipError, ClientWriteError, Fatal, InitializeError, RaftError};
 
+use crate::log_store::GroupId;
 use crate::types::DolmenRaft;
 use crate::NodeId;
 
@@ -64,16 +65,20 @@ impl std::fmt::Display for MembershipStep {
 /// Why `add_node`, `remove_node` or `transfer_leader` refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MembershipError {
-    /// This node is not the leader; only the leader changes the membership.
+    /// This node is not the leader of the group; only the leader changes the membership or
+    /// hands the leadership over.
     #[error(
-        "node {node} is not the leader: {}; send membership changes to the leader's admin \
+        "node {node} is not the leader{}: {}; send membership changes to the leader's admin \
          address",
+        of_group(*.group),
         leader_hint(.leader)
     )]
     NotLeader {
         /// The node that refused.
         node: NodeId,
-        /// The leader this node knows of, with its client address.
+        /// The group asked about (0: the metadata group, the only one of an unsharded node).
+        group: GroupId,
+        /// The leader of the group this node knows of, with its client address.
         leader: Option<(NodeId, String)>,
     },
     /// The node is already a voter at another peer address.
@@ -114,18 +119,55 @@ pub enum MembershipError {
         /// How many of them the leader hears from.
         reachable: usize,
     },
-    /// The transfer target is a learner, not a voter.
-    #[error("node {0} is not a voter; only a voter can lead")]
-    NotVoter(NodeId),
-    /// The transfer target is not a member at all.
-    #[error("node {0} is not a voter; only a voter can lead")]
-    UnknownNode(NodeId),
+    /// The transfer target is a learner of the group, not a voter.
+    #[error(
+        "node {id} is not a voter{} (its voters are {}); only a voter can lead",
+        of_group(*.group),
+        ids(.voters)
+    )]
+    NotVoter {
+        /// The target.
+        id: NodeId,
+        /// The group.
+        group: GroupId,
+        /// The group's voters.
+        voters: Vec<NodeId>,
+    },
+    /// The transfer target is not a member of the group at all.
+    #[error(
+        "node {id} is not a voter{} (its voters are {}); only a voter can lead",
+        of_group(*.group),
+        ids(.voters)
+    )]
+    UnknownNode {
+        /// The target.
+        id: NodeId,
+        /// The group.
+        group: GroupId,
+        /// The group's voters.
+        voters: Vec<NodeId>,
+    },
+    /// A transfer names a group this node does not run.
+    #[error(
+        "there is no group {group}: this node runs group{} {}",
+        if .groups.len() == 1 { "" } else { "s" },
+        ids(.groups)
+    )]
+    UnknownGroup {
+        /// The group asked for.
+        group: GroupId,
+        /// The groups this node runs: 0 (the metadata group), then its data groups.
+        groups: Vec<GroupId>,
+    },
     /// The target did not become leader in time.
     #[error(
-        "node {to} did not take over within {limit:?} ({}); is it reachable and caught up?",
+        "node {to} did not take over{} within {limit:?} ({}); is it reachable and caught up?",
+        of_group(*.group),
         leads(.leader)
     )]
     TransferTimedOut {
+        /// The group.
+        group: GroupId,
         /// The target.
         to: NodeId,
         /// How long it was given.
@@ -192,6 +234,16 @@ pub(crate) fn ids(ids: &[NodeId]) -> String {
         .join(", ")
 }
 
+/// "" for group 0 (the metadata group, the only one of an unsharded node), " of data group G"
+/// for a data group.
+fn of_group(group: GroupId) -> String {
+    if group == crate::types::GROUP_ID {
+        String::new()
+    } else {
+        format!(" of data group {group}")
+    }
+}
+
 /// "node N leads" or "no leader is known".
 fn leads(leader: &Option<NodeId>) -> String {
     match leader {
@@ -218,7 +270,9 @@ impl MembershipError {
             | Self::NoMajority { .. }
             | Self::UnconfiguredVoter { .. } => ErrorKind::Conflict,
             Self::Standalone | Self::Sharded { .. } => ErrorKind::Conflict,
-            Self::NotVoter(_) | Self::UnknownNode(_) => ErrorKind::BadRequest,
+            Self::NotVoter { .. } | Self::UnknownNode { .. } | Self::UnknownGroup { .. } => {
+                ErrorKind::BadRequest
+            }
             Self::TransferTimedOut { .. } | Self::NotCommitted { .. } | Self::ShuttingDown => {
                 ErrorKind::Unavailable
             }

@@ -1,6 +1,6 @@
 //! Membership changes on the leader: add a node (as a learner, promoted once caught up),
-//! remove one (never the last voter, never leaving no reachable majority), hand leadership to
-//! another voter. Each refusal is a [`MembershipError`] the caller can act on.
+//! remove one (never the last voter, never leaving no reachable majority), hand the leadership
+//! of group 0 or of a data group to another voter of it. Each refusal is a [`MembershipError`] the caller can act on.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -10,9 +10,10 @@ use openraft::metrics::WaitError;
 use openraft::ChangeMembers;
 
 use super::error::{CoreStopped, MembershipError, MembershipStep};
-use super::RaftNode;
+use super::{DataGroup, RaftNode};
 use crate::apply_tracker::ReplicationMode;
-use crate::raft_replicator::follower_health;
+use crate::log_store::GroupId;
+use crate::raft_replicator::{follower_health, Shared};
 use crate::replicator::Health;
 use crate::types::{voter_with_addr, Membership, NodeAddr, Raft, GROUP_ID};
 use crate::NodeId;
@@ -111,40 +112,34 @@ impl RaftNode {
         Ok(MembershipOutcome::Changed)
     }
 
-    /// Hands leadership to voter `to` and waits (≤ 10 election timeouts) until it leads.
+    /// Hands group 0's leadership to voter `to` and waits (≤ 10 election timeouts) until it
+    /// leads.
     pub async fn transfer_leader(&self, to: NodeId) -> Result<MembershipOutcome, MembershipError> {
-        let (voters, known) = self.membership_of(to);
-        if known.is_none() {
-            return Err(MembershipError::UnknownNode(to));
+        self.transfer_group_leader(GROUP_ID, to).await
+    }
+
+    /// Hands the leadership of group `group` (0: the metadata group; a data group of a sharded
+    /// node) to its voter `to` and waits (≤ 10 election timeouts) until it leads. Only that
+    /// group's leader can; `unchanged` when `to` already leads it.
+    pub async fn transfer_group_leader(
+        &self,
+        group: GroupId,
+        to: NodeId,
+    ) -> Result<MembershipOutcome, MembershipError> {
+        let (node, limit) = (self.options.node_id, self.options.election_timeout * 10);
+        if group == GROUP_ID {
+            return transfer(&self.raft, &self.shared, group, node, to, limit).await;
         }
-        if !voters.contains(&to) {
-            return Err(MembershipError::NotVoter(to));
-        }
-        if self.shared.leader().is_some_and(|(id, _)| id == to) {
-            return Ok(MembershipOutcome::Unchanged);
-        }
-        self.require_leader()?;
-        self.raft
-            .trigger()
-            .transfer_leader(to)
-            .await
-            .map_err(CoreStopped)?;
-        let limit = self.options.election_timeout * 10;
-        match self
-            .raft
-            .wait(Some(limit))
-            .current_leader(to, "leader transfer")
-            .await
-        {
-            Ok(_) => Ok(MembershipOutcome::Changed),
-            // The timeout's own text carries openraft's whole metrics dump; say what matters.
-            Err(WaitError::Timeout(..)) => Err(MembershipError::TransferTimedOut {
-                to,
-                limit,
-                leader: self.shared.leader().map(|(id, _)| id),
-            }),
-            Err(WaitError::ShuttingDown) => Err(MembershipError::ShuttingDown),
-        }
+        let data = self.data_groups();
+        let Some(data_group) = data.iter().find(|g| g.group == group) else {
+            return Err(MembershipError::UnknownGroup {
+                group,
+                groups: std::iter::once(GROUP_ID)
+                    .chain(data.iter().map(|g| g.group))
+                    .collect(),
+            });
+        };
+        data_group.transfer_leader(to, limit).await
     }
 
     /// Before this node stops: for group 0 and every data group it leads, hands leadership to
@@ -182,13 +177,7 @@ impl RaftNode {
 
     /// Voter ids, and `id`'s addresses if it is a member.
     pub(super) fn membership_of(&self, id: NodeId) -> (BTreeSet<NodeId>, Option<NodeAddr>) {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow_watched();
-        let membership = m.membership_config.membership();
-        (
-            membership.voter_ids().collect(),
-            membership.get_node(&id).cloned(),
-        )
+        membership_of(&self.raft, id)
     }
 
     fn require_unsharded(&self) -> Result<(), MembershipError> {
@@ -199,16 +188,97 @@ impl RaftNode {
     }
 
     fn require_leader(&self) -> Result<(), MembershipError> {
-        if self.shared.is_leader() {
-            return Ok(());
-        }
-        Err(MembershipError::NotLeader {
-            node: self.options.node_id,
-            leader: self
-                .shared
-                .leader()
-                .map(|(id, addr)| (id, addr.client_addr)),
-        })
+        require_leader(&self.shared, GROUP_ID, self.options.node_id)
+    }
+}
+
+impl DataGroup {
+    /// Hands this group's leadership to its voter `to` and waits at most `limit` until it
+    /// leads (on this group's leader only).
+    pub(super) async fn transfer_leader(
+        &self,
+        to: NodeId,
+        limit: Duration,
+    ) -> Result<MembershipOutcome, MembershipError> {
+        // A hibernating group's timers are off: the transfer wakes it here (the peer server
+        // wakes the target's when the TransferLeader message arrives).
+        self.shared.wake();
+        transfer(&self.raft, &self.shared, self.group, self.this.0, to, limit).await
+    }
+}
+
+/// Voter ids of `raft`'s membership, and `id`'s addresses if it is a member.
+fn membership_of(raft: &Raft, id: NodeId) -> (BTreeSet<NodeId>, Option<NodeAddr>) {
+    let metrics = raft.metrics();
+    let m = metrics.borrow_watched();
+    let membership = m.membership_config.membership();
+    (
+        membership.voter_ids().collect(),
+        membership.get_node(&id).cloned(),
+    )
+}
+
+/// `Ok` when `node` leads group `group` (its `shared`), else the refusal naming the leader.
+fn require_leader(shared: &Shared, group: GroupId, node: NodeId) -> Result<(), MembershipError> {
+    if shared.is_leader() {
+        return Ok(());
+    }
+    Err(MembershipError::NotLeader {
+        node,
+        group,
+        leader: shared.leader().map(|(id, addr)| (id, addr.client_addr)),
+    })
+}
+
+/// Hands the leadership of group `group` (`raft`, `shared`) on node `node` to its voter `to`
+/// and waits at most `limit` until `to` leads. Refuses a target that is not a voter, and on a
+/// node that does not lead the group; `unchanged` when `to` already leads it.
+async fn transfer(
+    raft: &Raft,
+    shared: &Shared,
+    group: GroupId,
+    node: NodeId,
+    to: NodeId,
+    limit: Duration,
+) -> Result<MembershipOutcome, MembershipError> {
+    let (voters, known) = membership_of(raft, to);
+    if !voters.contains(&to) {
+        let voters = voters.into_iter().collect();
+        return Err(match known {
+            None => MembershipError::UnknownNode {
+                id: to,
+                group,
+                voters,
+            },
+            Some(_) => MembershipError::NotVoter {
+                id: to,
+                group,
+                voters,
+            },
+        });
+    }
+    if shared.leader().is_some_and(|(id, _)| id == to) {
+        return Ok(MembershipOutcome::Unchanged);
+    }
+    require_leader(shared, group, node)?;
+    raft.trigger()
+        .transfer_leader(to)
+        .await
+        .map_err(CoreStopped)?;
+    match raft
+        .wait(Some(limit))
+        .current_leader(to, "leader transfer")
+        .await
+    {
+        Ok(_) => Ok(MembershipOutcome::Changed),
+        // The timeout's own text carries openraft's whole metrics dump; say what matters.
+        Err(WaitError::Timeout(..)) => Err(MembershipError::TransferTimedOut {
+            group,
+            to,
+            limit,
+            leader: shared.leader().map(|(id, _)| id),
+        }),
+        Err(WaitError::ShuttingDown) => Err(MembershipError::ShuttingDown),
     }
 }
 

@@ -130,11 +130,35 @@ async fn leadership_goes_only_to_a_voter_and_a_transfer_to_the_leader_is_unchang
     let nodes = cluster(2).await;
     let (a, b) = (&nodes[0], &nodes[1]);
     let err = a.raft.transfer_leader(9).await.expect_err("not a member");
-    assert!(matches!(err, MembershipError::UnknownNode(9)), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            MembershipError::UnknownNode {
+                id: 9,
+                group: 0,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.kind(), ErrorKind::BadRequest);
     assert_eq!(
         err.to_string(),
-        "node 9 is not a voter; only a voter can lead"
+        "node 9 is not a voter (its voters are 0, 1); only a voter can lead"
+    );
+    let err = a
+        .raft
+        .transfer_group_leader(3, 1)
+        .await
+        .expect_err("an unsharded node runs group 0 only");
+    assert!(
+        matches!(err, MembershipError::UnknownGroup { group: 3, .. }),
+        "{err:?}"
+    );
+    assert_eq!(err.kind(), ErrorKind::BadRequest);
+    assert_eq!(
+        err.to_string(),
+        "there is no group 3: this node runs group 0"
     );
     assert_eq!(
         b.raft.transfer_leader(0).await.expect("node 0 leads"),

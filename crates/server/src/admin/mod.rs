@@ -5,7 +5,8 @@
 //! (a checksum of the state at `V`, to compare replicas; on a sharded node every data group's,
 //! combined), `GET /backup` (the state at a fresh read version, streamed for
 //! `dolmen backup`), `GET /cluster/status` (every member, probed over the peer transport),
-//! `POST /cluster/add-node`, `/cluster/remove-node`, `/cluster/transfer-leader` (on the leader),
+//! `POST /cluster/add-node`, `/cluster/remove-node` (on the leader), `/cluster/transfer-leader`
+//! (on the leader of the group it names, group 0 by default),
 //! and, for the fault-injection suite only (`[faults] allow_network_faults`),
 //! `GET|PUT|DELETE /debug/network-faults`.
 //!
@@ -376,7 +377,9 @@ async fn transfer_leader(
     State(shared): State<Shared>,
     Query(q): Query<TransferLeader>,
 ) -> Answer<Outcome<MembershipOutcome>> {
-    Ok(membership(raft(&shared)?.transfer_leader(q.to).await?))
+    Ok(membership(
+        raft(&shared)?.transfer_group_leader(q.group, q.to).await?,
+    ))
 }
 
 async fn cluster_snapshot(State(shared): State<Shared>) -> Answer<Outcome<SnapshotOutcome>> {

@@ -134,6 +134,7 @@ mod tests {
     fn a_not_leader_refusal_carries_its_code_and_leader() {
         let refusal = Refusal::from(MembershipError::NotLeader {
             node: 1,
+            group: 0,
             leader: Some((2, "127.0.0.1:9090".into())),
         });
         assert_eq!(refusal.status, StatusCode::CONFLICT);
