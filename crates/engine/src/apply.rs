@@ -52,6 +52,7 @@ impl Engine {
             self.recover_partial_clears()?;
         }
         let mut applied = self.applied_version();
+        let mut written = None;
         let mut batch = Applier {
             engine: self,
             live_cache: &mut live_cache,
@@ -79,6 +80,15 @@ impl Engine {
             }
             outcomes.push(batch.apply(*version, command)?);
             applied = *version;
+            if !matches!(
+                command,
+                Command::Noop
+                    | Command::Compact { .. }
+                    | Command::ExpireIdempotency { .. }
+                    | Command::OracleBound { .. }
+            ) {
+                written = Some(*version);
+            }
         }
         let Applier {
             mut batch,
@@ -159,6 +169,9 @@ impl Engine {
         self.dedupe_expired
             .fetch_add(dedupe.expired(), Ordering::Relaxed);
         self.horizon.fetch_max(horizon, Ordering::SeqCst);
+        if let Some(written) = written {
+            self.written.fetch_max(written, Ordering::SeqCst);
+        }
         self.applied.store(applied, Ordering::SeqCst);
         Ok(outcomes)
     }

@@ -46,6 +46,12 @@ pub struct Engine {
     /// commit of the group at or below it has applied (a read barrier established it,
     /// [`Engine::mark_complete`]); 0 until one does.
     complete: AtomicU64,
+    /// The version of the last applied command that may have written data: any command but
+    /// `Noop`, `OracleBound` and the retention commands (`Compact`, `ExpireIdempotency`).
+    /// In memory only; the
+    /// applied version when the handle opens or a snapshot is installed (over-estimating is
+    /// safe: it only costs the retention job one more `Compact`).
+    pub(crate) written: AtomicU64,
     /// Published before garbage collection uses it (docs/engine-format.md, read ordering).
     pub(crate) horizon: AtomicU64,
     /// Mirrors `meta/live_keys`.
@@ -286,6 +292,7 @@ impl Engine {
             prefixes,
             applied: AtomicU64::new(0),
             complete: AtomicU64::new(0),
+            written: AtomicU64::new(0),
             horizon: AtomicU64::new(0),
             live_keys: AtomicU64::new(0),
             dedupe_entries: AtomicU64::new(0),
@@ -356,8 +363,9 @@ impl Engine {
     /// Loads the applied version, horizon, live-key count and lock table from `meta`.
     pub(crate) fn load_counters(&self) -> Result<(), StorageError> {
         *self.locks.write() = LockTable::load(self)?;
-        self.applied
-            .store(self.counter(keys::META_APPLIED_VERSION)?, Ordering::SeqCst);
+        let applied = self.counter(keys::META_APPLIED_VERSION)?;
+        self.applied.store(applied, Ordering::SeqCst);
+        self.written.store(applied, Ordering::SeqCst);
         self.horizon
             .store(self.counter(keys::META_HORIZON)?, Ordering::SeqCst);
         self.live_keys
@@ -429,6 +437,14 @@ impl Engine {
     /// The version of the last applied command (0 when nothing was applied).
     pub fn applied_version(&self) -> Version {
         self.applied.load(Ordering::SeqCst)
+    }
+
+    /// The version of the last applied command that may have written data (any but `Noop`,
+    /// `OracleBound`, `Compact` and `ExpireIdempotency`; the applied version after an open or a snapshot
+    /// install). Once the horizon is above it, raising the horizon further frees nothing: the
+    /// retention job then lets the group rest.
+    pub fn written_version(&self) -> Version {
+        self.written.load(Ordering::SeqCst)
     }
 
     /// Records that every commit of this handle's group with a version ≤ `version` has applied

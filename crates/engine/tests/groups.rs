@@ -340,3 +340,29 @@ fn a_group_refuses_what_lies_outside_its_span_and_forgets_the_refusal() {
         "nothing of a refusal applied"
     );
 }
+
+/// `written_version` follows the commands that may write data, per group, and not the
+/// retention commands or `Noop`; a reopened handle starts it at its applied version.
+#[test]
+fn the_written_version_skips_retention_commands_and_starts_at_the_applied_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = open(&dir);
+    let (low, high) = groups(&base);
+    apply(&low, 10, commit(vec![set("default", "a", "1")], None));
+    apply(&high, 20, commit(vec![set("default", "x", "1")], None));
+    apply(&low, 11, Command::Compact { horizon: 10 });
+    apply(
+        &low,
+        12,
+        Command::ExpireIdempotency {
+            before: 10,
+            limit: 10,
+        },
+    );
+    apply(&low, 12, Command::Noop);
+    assert_eq!((low.applied_version(), low.written_version()), (12, 10));
+    assert_eq!((high.applied_version(), high.written_version()), (20, 20));
+    drop((low, high));
+    let (low, _) = groups(&base);
+    assert_eq!(low.written_version(), 12, "reopened: the applied version");
+}

@@ -67,10 +67,13 @@ impl<S: Future<Output = ()>> Ticks<S> {
 /// an idle group's versions still move and its last idempotency entries age out. Left alone,
 /// that would make an idle group propose a `Compact` every interval forever (each one moving
 /// the version the next one samples), so a group would never be idle (it could not
-/// hibernate, docs/sharding.md §8.3). So when the version sampled `retention` ago is one that
-/// this job's own command applied at within the last idempotency window (nothing but the job
-/// moved the group since), it does not compact to it: the group goes quiet, and bumps again
-/// once per idempotency window, enough for the entries to age.
+/// hibernate, docs/sharding.md §8.3). So the job compacts only while the horizon is not above
+/// the last version that may have written data ([`Engine::written_version`]): once it is,
+/// raising it frees nothing, and the group rests until something writes again. The horizon
+/// ends one step above the last write (the `Compact` to it takes the next version, which the
+/// next sample sees), so reads and idempotency entries at that write's version age out too.
+/// "Only the job's own commands applied since the last sample" is not the test: a commit
+/// that applies while a `Compact` is in flight leaves that `Compact` above it.
 pub(crate) async fn retention_job(
     group: ShardGroup,
     windows: Windows,
@@ -79,8 +82,6 @@ pub(crate) async fn retention_job(
     let engine = &group.engine;
     let mut samples = AppliedSamples::new(windows.idempotency.max(windows.retention));
     let mut ticks = Ticks::new(windows.interval, stop);
-    // The versions this job's own commands applied at within the last idempotency window.
-    let mut own: VecDeque<(Version, Instant)> = VecDeque::new();
     while ticks.next().await {
         let now = Instant::now();
         samples.push(now, engine.applied_version());
@@ -88,19 +89,12 @@ pub(crate) async fn retention_job(
         if cluster.leader != Some(cluster.this_node) {
             continue;
         }
-        while own
-            .front()
-            .is_some_and(|(_, at)| now.duration_since(*at) >= windows.idempotency)
-        {
-            own.pop_front();
-        }
         if let Some(horizon) = samples.applied_before(now, windows.retention) {
-            let only_own = own.iter().any(|(version, _)| *version == horizon);
-            if horizon > engine.horizon() && !only_own {
-                match compact(&group, horizon).await {
-                    Ok(applied) => own.push_back((applied, now)),
-                    Err(e) => tracing::warn!(error = %e, group = group.id, horizon,
-                        "could not advance the MVCC horizon"),
+            let current = engine.horizon();
+            if horizon > current && engine.written_version() >= current {
+                if let Err(e) = compact(&group, horizon).await {
+                    tracing::warn!(error = %e, group = group.id, horizon,
+                        "could not advance the MVCC horizon");
                 }
             }
         }
@@ -113,26 +107,25 @@ pub(crate) async fn retention_job(
         if !idempotency_expirable(engine, before).await {
             continue; // nothing to expire: no log entry
         }
-        match expire_idempotency(&group, before).await {
-            Ok(applied) => own.push_back((applied, now)),
-            Err(e) => tracing::warn!(error = %e, group = group.id, before,
-                "could not expire idempotency entries"),
+        if let Err(e) = expire_idempotency(&group, before).await {
+            tracing::warn!(error = %e, group = group.id, before,
+                "could not expire idempotency entries");
         }
     }
 }
 
-/// Raises `group`'s MVCC retention horizon to `horizon`; the version the command applied at.
-async fn compact(group: &ShardGroup, horizon: Version) -> Result<Version, ProposeError> {
+/// Raises `group`'s MVCC retention horizon to `horizon`.
+async fn compact(group: &ShardGroup, horizon: Version) -> Result<(), ProposeError> {
     group
         .replicator
         .propose(Command::Compact { horizon })
         .await
-        .map(|applied| applied.version)
+        .map(|_| ())
 }
 
 /// Forgets `group`'s idempotency entries recorded before `before`, at most
 /// [`EXPIRE_IDEMPOTENCY_LIMIT`](dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT) of them.
-async fn expire_idempotency(group: &ShardGroup, before: Version) -> Result<Version, ProposeError> {
+async fn expire_idempotency(group: &ShardGroup, before: Version) -> Result<(), ProposeError> {
     group
         .replicator
         .propose(Command::ExpireIdempotency {
@@ -140,7 +133,7 @@ async fn expire_idempotency(group: &ShardGroup, before: Version) -> Result<Versi
             limit: dolmen_engine::EXPIRE_IDEMPOTENCY_LIMIT,
         })
         .await
-        .map(|applied| applied.version)
+        .map(|_| ())
 }
 
 /// Whether some idempotency entry was recorded before `before` (one seek into the index, off
@@ -394,9 +387,9 @@ mod tests {
         }
     }
 
-    /// An idle group's retention commands stop: after the last commit's entry expired, the job
-    /// proposes nothing more until an idempotency window passed (rather than a `Compact` every
-    /// interval, each moving the version the next one samples).
+    /// An idle group's retention commands stop: once its last commit's idempotency entry
+    /// expired (which needs the horizon above the commit), the job proposes nothing more
+    /// (rather than a `Compact` every interval, each moving the version the next one samples).
     #[tokio::test]
     async fn an_idle_group_goes_quiet_once_its_entries_expired() {
         let dir = tempfile::tempdir().unwrap();
@@ -433,18 +426,108 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         assert!(only.engine.horizon() > 0, "the horizon moved");
-        // Within the next idempotency window, at most a couple more commands.
         tokio::time::sleep(Duration::from_millis(60)).await;
         let settled = counting.proposed.load(std::sync::atomic::Ordering::SeqCst);
         tokio::time::sleep(Duration::from_millis(300)).await;
         let more = counting.proposed.load(std::sync::atomic::Ordering::SeqCst) - settled;
         let _ = stop.send(());
         job.await.unwrap();
-        assert!(
-            more <= 2,
+        assert_eq!(
+            more, 0,
             "an idle group's job proposed {more} commands in 300 ms (one per 5 ms interval \
              would be about 60)"
         );
+    }
+
+    /// Applies one commit just before the first `Compact` proposed through it once armed, as a
+    /// commit (or a resolve across groups) does when it applies while the job's `Compact` is in
+    /// flight; records the commit's version.
+    struct CommitBeforeCompact {
+        inner: Arc<dyn dolmen_raft::Replicator>,
+        armed: std::sync::atomic::AtomicBool,
+        committed: std::sync::Mutex<Option<Version>>,
+    }
+
+    impl dolmen_raft::Replicator for CommitBeforeCompact {
+        fn propose(
+            &self,
+            command: Command,
+        ) -> dolmen_raft::BoxFuture<'_, Result<dolmen_raft::Applied, ProposeError>> {
+            Box::pin(async move {
+                let race = matches!(command, Command::Compact { .. })
+                    && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst);
+                if race {
+                    let commit = Command::Commit(dolmen_engine::Transaction {
+                        mutations: vec![dolmen_engine::Mutation::Set {
+                            cf: "default".to_owned(),
+                            key: b"race".to_vec(),
+                            value: b"v".to_vec(),
+                        }],
+                        ..dolmen_engine::Transaction::default()
+                    });
+                    let applied = self.inner.propose(commit).await?;
+                    *self.committed.lock().unwrap() = Some(applied.version);
+                }
+                self.inner.propose(command).await
+            })
+        }
+
+        fn cluster(&self) -> dolmen_raft::ClusterView {
+            self.inner.cluster()
+        }
+    }
+
+    /// Regression: a commit that applies while the job's `Compact` is in flight leaves that
+    /// `Compact` one version above it; the job must still compact past the commit, not take
+    /// the sampled version for its own and rest (the horizon of a data group then stayed
+    /// below a client's read version for an idempotency window).
+    #[tokio::test]
+    async fn a_commit_applied_under_an_in_flight_compact_is_still_compacted_past() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Engine::open(&dolmen_engine::EngineOptions::new(
+            dir.path().join("db"),
+            vec!["default".to_owned()],
+        ))
+        .unwrap();
+        let plain = group(&base, 1, dolmen_engine::KeySpan::all());
+        commit_once(&plain, b"a").await;
+        let racing = Arc::new(CommitBeforeCompact {
+            inner: plain.replicator.clone(),
+            armed: std::sync::atomic::AtomicBool::new(true),
+            committed: std::sync::Mutex::new(None),
+        });
+        let raced = ShardGroup {
+            replicator: racing.clone(),
+            ..plain
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let job = tokio::spawn(retention_job(
+            raced.clone(),
+            Windows {
+                retention: Duration::from_millis(30),
+                // Far longer than the wait below.
+                idempotency: Duration::from_secs(600),
+                interval: Duration::from_millis(5),
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let committed = *racing.committed.lock().unwrap();
+            if committed.is_some_and(|v| raced.engine.horizon() >= v) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the horizon {} never reached the commit applied under the Compact ({committed:?})",
+                raced.engine.horizon()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(());
+        job.await.unwrap();
     }
 
     #[tokio::test]

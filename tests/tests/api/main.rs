@@ -360,12 +360,9 @@ mod sharded {
     /// `suite_resends_whose_every_check_fails`; it passes on one node, `standalone!` above):
     /// when every participant refuses its prepare (the resend meets the first attempt's own
     /// writes), the coordinator still asks group 0's table (docs/sharding.md §6.3 step 3).
-    /// Ignored in CI: its resends pass, but about one run in three its later step waits in
-    /// vain (30 s) for a data group's MVCC horizon to pass the first read version; that
-    /// retention stall on data groups is open (docs/sharding.md §16.1). Run it by hand with
-    /// `--include-ignored`.
+    /// Its later step waits for every data group's horizon to pass the first read version,
+    /// which once stalled when a resolve applied under an in-flight `Compact` (jobs.rs).
     #[test]
-    #[ignore = "a data group's horizon sometimes stalls below the suite's read version (open)"]
     fn resends_whose_every_check_fails() {
         let mut c = sharded_cluster().start();
         run_on_cluster(&mut c, suites![suite_resends_whose_every_check_fails], &[]);
