@@ -9,7 +9,8 @@
 //!                               │ kill9 + restart, pause + resume  (signals by PID)
 //!                               │ crash-all: kill9 every node, restart them all
 //!                               │ partition / drop / delay / duplicate (PUT /debug/network-faults)
-//!                               │ transfer-leader                   (POST on the leader)
+//!                               │ transfer-leader                   (POST on the leader; sharded:
+//!                               │                                    group 0's or a data group's)
 //!                               └ mix: network fault ─▶ process fault inside ─▶ heal
 //! ```
 //! The schedule (kinds, targets' selection mode, durations, probabilities) is a function of the
@@ -387,19 +388,27 @@ async fn process_fault(
             say(recorder, "restart", &nodes, "after crash-all");
         }
         FaultKind::Transfer => {
-            let Some(leader) = cluster.leader().await else {
+            // Unsharded: the leader. Sharded: group 0's leader or, as often, a random data
+            // group's, whose leadership moves.
+            let Some(aim) = a_leader(cluster, rng).await else {
                 say(recorder, "transfer-leader", &[], "skipped: no leader");
                 return Ok(());
             };
+            let leader = aim.node;
             let others: Vec<usize> = (0..cluster.len()).filter(|&i| i != leader).collect();
             let Some(&to) = rng.pick(&others) else {
                 return Ok(());
             };
-            let detail = match cluster.transfer_leader(leader, to).await {
-                Ok(answer) => format!("from {leader}: {answer}"),
+            let group = aim.group.unwrap_or(0);
+            let moved = match aim.group {
+                None => String::new(),
+                Some(g) => format!("group {g} "),
+            };
+            let detail = match cluster.transfer_leader(leader, to, group).await {
+                Ok(answer) => format!("{moved}from {leader} ({}): {answer}", aim.describe()),
                 // A refusal (target lagging, leadership changed meanwhile) is not a harness
                 // error; it is recorded.
-                Err(e) => format!("from {leader}: refused: {e:#}"),
+                Err(e) => format!("{moved}from {leader} ({}): refused: {e:#}", aim.describe()),
             };
             say(recorder, "transfer-leader", &[to], &detail);
         }

@@ -474,15 +474,28 @@ impl Cluster {
         Ok(())
     }
 
-    /// Asks the leader to hand leadership to `to` and waits (bounded) for the answer.
+    /// Asks node `leader`, which leads group `group` (0: the metadata group, the only group of
+    /// an unsharded cluster; else a data group), to hand that group's leadership to `to`, and
+    /// waits (bounded) for the answer.
     ///
     /// # Errors
     /// When there is no leader or it refuses.
-    pub async fn transfer_leader(&self, leader: usize, to: usize) -> anyhow::Result<Value> {
-        self.mark(to, &format!("transfer-leader {leader} -> {to}"));
+    pub async fn transfer_leader(
+        &self,
+        leader: usize,
+        to: usize,
+        group: u64,
+    ) -> anyhow::Result<Value> {
+        self.mark(
+            to,
+            &format!("transfer-leader of group {group}: {leader} -> {to}"),
+        );
         let outcome = self
             .admin(leader, TRANSFER_TIMEOUT)?
-            .transfer_leader(to as u64)
+            .transfer_group_leader(dolmen_admin::TransferLeader {
+                to: to as u64,
+                group,
+            })
             .await?;
         Ok(json!({ "outcome": outcome.as_str() }))
     }
