@@ -5,7 +5,8 @@
 //! and `has_more`, snapshot reads at a version see exactly the commits at or below it in every
 //! group, versions and versionstamps increase in commit order across groups, a commit that
 //! spans groups applies in each at one version (two-phase commit), a coordinator killed at any
-//! step leaves every key readable and all-or-nothing, and a killed node's groups fail over.
+//! step leaves every key readable and all-or-nothing, a killed node's groups fail over, and
+//! each group's leadership goes to its preferred node after start and when that node returns.
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test sharded_cluster`.
 
@@ -273,6 +274,126 @@ fn a_killed_node_leaves_every_group_serving_and_every_acknowledged_write_readabl
             "{key} was written after {read_version}: {old:?}"
         );
     }
+}
+
+/// Each data group's leader by node, when every answering node names the same one and it
+/// alone says it leads: `leaders[g - 1]`, `None` for a group not settled. Nodes in `down` are
+/// not asked.
+fn group_leaders(cluster: &ReplicatedCluster, down: &[usize]) -> Vec<Option<u64>> {
+    let statuses: Vec<_> = (0..cluster.node_count())
+        .filter(|i| !down.contains(i))
+        .filter_map(|i| cluster.try_status(i).ok())
+        .collect();
+    (1..=RANGES.len() as u64)
+        .map(|id| {
+            let views: Vec<_> = statuses
+                .iter()
+                .filter_map(|s| Some((s.node_id, s.groups.iter().find(|g| g.id == id)?)))
+                .collect();
+            let claims: Vec<u64> = views
+                .iter()
+                .filter(|(_, g)| g.role == dolmen_admin::Role::Leader)
+                .map(|(node, _)| *node)
+                .collect();
+            match claims.as_slice() {
+                [leader]
+                    if views.len() == statuses.len()
+                        && views.iter().all(|(_, g)| g.leader == Some(*leader)) =>
+                {
+                    Some(*leader)
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Waits (at most `limit`) until `wanted(leaders)` holds for [`group_leaders`]; the last
+/// leaders seen otherwise, with the nodes' logs.
+fn wait_leaders(
+    cluster: &ReplicatedCluster,
+    down: &[usize],
+    limit: Duration,
+    what: &str,
+    wanted: impl Fn(&[Option<u64>]) -> bool,
+) {
+    let start = Instant::now();
+    let mut last = Vec::new();
+    while start.elapsed() < limit {
+        last = group_leaders(cluster, down);
+        if wanted(&last) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    cluster.fail(&format!(
+        "{what} within {limit:?}; the data groups' leaders (groups 1..=4) were {last:?}"
+    ));
+}
+
+/// How long placement may take to move every group (a few election timeouts per move, one
+/// move at a time per node, after the groups' first elections).
+const PLACEMENT: Duration = Duration::from_secs(60);
+
+#[test]
+fn data_group_leaderships_go_to_their_preferred_nodes_and_back_to_a_node_that_returns() {
+    let mut cluster = sharded_cluster();
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    // Group g prefers node (g − 1) mod 3: 0, 1, 2, 0 (docs/sharding.md §4.5).
+    let preferred: Vec<Option<u64>> = (0..RANGES.len() as u64).map(|g| Some(g % 3)).collect();
+    wait_leaders(
+        &cluster,
+        &[],
+        PLACEMENT,
+        "every data group led by its preferred node",
+        |leaders| leaders == preferred.as_slice(),
+    );
+
+    // Node 1 goes: group 2, which it leads, fails over and keeps serving.
+    cluster.kill9(1);
+    wait_leaders(
+        &cluster,
+        &[1],
+        PLACEMENT,
+        "group 2 led by node 0 or 2 after node 1 was killed",
+        |leaders| leaders[1].is_some_and(|l| l != 1),
+    );
+    let mut kv = connect_buffered(cluster.thrift_endpoint(0));
+    let key = format!("{}while-away", RANGES[1]);
+    eventually(Duration::from_secs(30), || {
+        kv.set_in(key.as_bytes(), b"v", None).success.then_some(())
+    });
+
+    // It returns: once it has caught up, group 2's leader hands the group back to it.
+    cluster.start(1);
+    wait_leaders(
+        &cluster,
+        &[],
+        PLACEMENT,
+        "every data group led by its preferred node again after node 1 returned",
+        |leaders| leaders == preferred.as_slice(),
+    );
+    // The move is in the log of the node that made it.
+    let moved = (0..cluster.node_count()).any(|i| {
+        std::fs::read_to_string(cluster.log_path(i)).is_ok_and(|log| {
+            log.lines().any(|l| {
+                l.contains("placement: the preferred node leads the group")
+                    && l.contains("group=2")
+                    && l.contains("to=1")
+            })
+        })
+    });
+    assert!(
+        moved,
+        "no node logged moving group 2 to node 1:\n{}",
+        cluster.log_tails(40)
+    );
+    let mut kv = connect_framed(cluster.thrift_endpoint(1));
+    let got = eventually(Duration::from_secs(30), || {
+        let got = kv.get_value(key.as_bytes());
+        got.error.is_none().then_some(got)
+    });
+    assert!(got.found, "{key} written while node 1 was away: {got:?}");
 }
 
 /// Versionstamped keys whose versions cross a split point: the cluster is split at the key

@@ -330,7 +330,11 @@ fn printed_group_leader(output: &str, id: u64) -> Option<u64> {
 
 #[test]
 fn a_data_groups_leadership_moves_on_request_and_bad_transfers_are_refused_by_name() {
-    let cluster = sharded_cluster();
+    // Leader placement off: it would hand the group back to its preferred node.
+    let cluster = ReplicatedCluster::builder()
+        .set("sharding", "split_keys", vec!["g", "n"])
+        .set("sharding", "place_leaders", false)
+        .start();
     cluster.wait_for_leader(LEADER_TIMEOUT);
     let commits = write_every_group(&cluster, b"v1");
     let statuses = settled_statuses(&cluster, &commits);

@@ -54,6 +54,12 @@ pub struct ShardingConfig {
     /// twice `consensus.election_timeout_ms` (a coordinator waiting out an election is not an
     /// orphan). See [`ShardingConfig::orphan_timeout_ms`].
     pub orphan_timeout_ms: u64,
+    /// `place_leaders`: each data group's leader hands the group's leadership to its preferred
+    /// node (node `(g − 1) mod N` for data group `g`) once that node is a healthy, caught-up
+    /// voter, so leaderships spread over the nodes after bootstrap and come back to a node
+    /// that returns (docs/sharding.md §4.5). `false` leaves them where elections and operators
+    /// put them. Default `true`.
+    pub place_leaders: bool,
 }
 
 /// The default `hibernate_after_ms`.
@@ -69,6 +75,7 @@ impl Default for ShardingConfig {
             split_keys: Vec::new(),
             hibernate_after_ms: DEFAULT_HIBERNATE_AFTER_MS,
             orphan_timeout_ms: 0,
+            place_leaders: true,
         }
     }
 }

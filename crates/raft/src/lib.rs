@@ -32,7 +32,8 @@ pub use direct::{Direct, DirectOptions};
 pub use log_store::{LogFsync, LogStore};
 pub use raft_node::{
     BootstrapError, CoreStopped, DataGroup, ErrorKind, Formation, InitOutcome, Leadership,
-    MembershipError, MembershipOutcome, MembershipStep, RaftNode, RaftNodeError, RaftNodeOptions,
+    MembershipError, MembershipOutcome, MembershipStep, PlacementOptions, RaftNode, RaftNodeError,
+    RaftNodeOptions,
 };
 pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
 pub use replicator::{

@@ -426,6 +426,16 @@ pub async fn run(
             stopped(stop_rx.clone()),
         )));
     }
+    if let (Some(table), Some(raft)) = (&table, replication.raft()) {
+        if config.sharding.place_leaders {
+            // Data groups' leaderships to their preferred nodes (docs/sharding.md §4.5).
+            let election = Duration::from_millis(config.consensus.election_timeout_ms);
+            jobs.push(tokio::spawn(raft.place_leaders(
+                crate::sharding::leader_placement(table, election),
+                stopped(stop_rx.clone()),
+            )));
+        }
+    }
     let admin = tokio::spawn(crate::admin::serve(
         admin_listener,
         crate::admin::AdminState {

@@ -8,6 +8,7 @@
 //!  data dir/sharding ─▶ same as configured? else refuse (exit 2)
 //!  per range: engine.open_group(g, span) ─▶ RaftNode::start_data_group ─▶ ShardGroup
 //!  background: group 0 initialized here ─▶ initialize each data group with the configured members
+//!  background: each group's preferred leader (its first voter) ─▶ RaftNode::place_leaders
 //! ```
 
 use std::collections::BTreeMap;
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use dolmen_engine::routing::Placement;
 use dolmen_engine::{Engine, KeySpan, RoutingTable};
-use dolmen_raft::{DataGroup, NodeAddr, RaftNode};
+use dolmen_raft::{DataGroup, NodeAddr, PlacementOptions, RaftNode};
 
 use crate::config::Config;
 use crate::node::NodeError;
@@ -150,6 +151,20 @@ pub(crate) async fn start_data_groups(
     Ok(started)
 }
 
+/// Leader placement for `table`'s data groups (docs/sharding.md §4.5): each one's preferred
+/// leader is the first voter of its range, with timings derived from `election_timeout`.
+pub(crate) fn leader_placement(
+    table: &RoutingTable,
+    election_timeout: Duration,
+) -> PlacementOptions {
+    let preferred = table
+        .ranges()
+        .iter()
+        .filter_map(|range| Some((range.group, *range.voters.first()?)))
+        .collect();
+    PlacementOptions::new(preferred, election_timeout)
+}
+
 /// Initializes every data group with the configured members once group 0 is initialized on
 /// this node (each node does the same with the same members, so every replica's first entry
 /// is the same). Bounded: gives up after 10 minutes with an error in the log.
@@ -254,5 +269,22 @@ mod tests {
             assert_eq!(voters, vec![0, 1, 2], "group {}", range.group);
         }
         assert!(routing_table(&config(&[])).expect("no table").is_none());
+    }
+
+    #[test]
+    fn each_data_group_prefers_node_g_minus_one_mod_n() {
+        let mut sharded = config(&["d", "g", "n"]);
+        sharded.consensus.endpoints = vec!["a:1".into(), "b:1".into(), "c:1".into()];
+        let table = routing_table(&sharded).expect("a table").expect("sharded");
+        let election = Duration::from_millis(500);
+        let placement = leader_placement(&table, election);
+        assert_eq!(
+            placement.preferred.into_iter().collect::<Vec<_>>(),
+            vec![(1, 0), (2, 1), (3, 2), (4, 0)]
+        );
+        assert_eq!(
+            (placement.interval, placement.settle, placement.retry_after),
+            (election, election * 3, Duration::from_secs(10))
+        );
     }
 }

@@ -1,8 +1,8 @@
 //! One node of a Raft group (docs/replication.md §8): [`RaftNode`] and its options, the handles
 //! it gives the service core, and its shutdown; on a sharded node also its [`DataGroup`]s
 //! (docs/sharding.md §2), which share its peer server and connections. Its jobs live beside it: `startup` (storage,
-//! openraft, the peer server), `bootstrap` (the guarded init), `membership`, `status`, and the
-//! typed refusals in `error`.
+//! openraft, the peer server), `bootstrap` (the guarded init), `membership`, `placement` (data
+//! groups' leaderships to their preferred nodes), `status`, and the typed refusals in `error`.
 //!
 //! ```text
 //!  Engine ─▶ LogStore + StateMachine ─▶ Raft::build ─▶ (quiet period if initialized) ─▶ run
@@ -15,6 +15,7 @@ mod bootstrap;
 mod error;
 mod leadership;
 mod membership;
+mod placement;
 mod startup;
 mod status;
 
@@ -31,6 +32,7 @@ pub use bootstrap::{Formation, InitOutcome};
 pub use error::{BootstrapError, CoreStopped, ErrorKind, MembershipError, MembershipStep};
 pub use leadership::Leadership;
 pub use membership::MembershipOutcome;
+pub use placement::PlacementOptions;
 pub use startup::RaftNodeError;
 
 use crate::apply_tracker::ReplicationMode;
