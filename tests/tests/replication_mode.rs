@@ -2,7 +2,9 @@
 //! write is applied on every voter (a stale read on any of them sees it at once); a frozen
 //! follower makes writes answer `TIMEOUT` naming it, and those writes are committed; `"quorum"`
 //! acknowledges with a follower frozen; a node whose group holds a voter missing from its
-//! `consensus.endpoints` refuses to start (exit 2), and the leader refuses to add one.
+//! `consensus.endpoints` refuses to start (exit 2), and the leader refuses to add one. On a
+//! sharded cluster, `all` holds for every data group a commit writes, through the fast path
+//! and through two-phase commit, with group 0 under its own `metadata_replication_mode`.
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test replication_mode`.
 
@@ -11,6 +13,10 @@ use std::time::Duration;
 
 use dolmen_testkit::process::{log_tail, Launch};
 use dolmen_tests::binary::dolmen_bin;
+use dolmen_tests::client::op_set;
+use dolmen_tests::kvstore::{
+    AtomicCommitRequest, AtomicCommitResponse, TTransactionalKVSyncClient,
+};
 use dolmen_tests::replicated::{unique_prefix, wait_until, LEADER_TIMEOUT};
 use dolmen_tests::{connect_buffered, KvClient, KvExt, ReplicatedBuilder, ReplicatedCluster};
 
@@ -246,4 +252,183 @@ fn all_mode_refuses_to_add_a_voter_missing_from_the_leaders_endpoints() {
         "expected a 409 naming node 3, got {refusal}"
     );
     assert_eq!(voters(&c, 0), [0, 1, 2], "the membership is unchanged");
+}
+
+/// Keys of the four data groups of [`sharded_all`]: `sa/a…` in group 1, `sa/c…` in 2, `sa/e…`
+/// in 3, `sa/g…` in 4.
+const RANGES: [&[u8]; 4] = [b"sa/a", b"sa/c", b"sa/e", b"sa/g"];
+
+/// A 3-node cluster with four data groups whose writes are acknowledged under `all`.
+fn sharded_all() -> ReplicatedBuilder {
+    ReplicatedCluster::builder()
+        .set("sharding", "split_keys", vec!["sa/b", "sa/d", "sa/f"])
+        .set("consensus", "replication_mode", "all")
+        .set("consensus", "all_wait_ms", ALL_WAIT_MS)
+}
+
+/// One commit setting `key ‖ suffix` for each range index in `ranges`, through `kv`.
+fn commit_in(
+    kv: &mut KvClient,
+    ranges: &[usize],
+    suffix: &[u8],
+    value: &[u8],
+) -> AtomicCommitResponse {
+    let operations = ranges
+        .iter()
+        .map(|&r| op_set(&[RANGES[r], suffix].concat(), value))
+        .collect::<Vec<_>>();
+    let read_version = kv.read_version();
+    kv.atomic_commit(AtomicCommitRequest::new(
+        read_version,
+        operations,
+        Vec::<Vec<u8>>::new(),
+        None,
+    ))
+    .expect("atomicCommit answers")
+}
+
+/// Each range alone (the fast path), then all four at once (two-phase commit).
+fn commit_shapes() -> Vec<Vec<usize>> {
+    let mut shapes: Vec<Vec<usize>> = (0..RANGES.len()).map(|r| vec![r]).collect();
+    shapes.push((0..RANGES.len()).collect());
+    shapes
+}
+
+#[test]
+fn a_sharded_all_commit_is_applied_on_every_voter_of_every_group_it_wrote_when_acknowledged() {
+    let c = sharded_all()
+        .set("consensus", "metadata_replication_mode", "all")
+        .start();
+    c.wait_for_leader(LEADER_TIMEOUT);
+    let prefix = unique_prefix("sharded-all");
+    for via in 0..c.node_count() {
+        let mut kv = connect_buffered(c.thrift_endpoint(via));
+        for ranges in commit_shapes() {
+            let r = commit_in(&mut kv, &ranges, &prefix, b"everywhere");
+            assert!(
+                r.success,
+                "expected a commit to ranges {ranges:?} through node {via} to be acknowledged, \
+                 got {r:?}"
+            );
+            let version = r.committed_version.expect("committed_version") as u64;
+            // Acknowledged: every voter of every group written has applied it already.
+            for node in 0..c.node_count() {
+                let status = c.status(node);
+                for &range in &ranges {
+                    let group = range as u64 + 1;
+                    let applied = status
+                        .groups
+                        .iter()
+                        .find(|g| g.id == group)
+                        .map(|g| g.applied_version);
+                    assert!(
+                        applied.is_some_and(|v| v >= version),
+                        "expected node {node} to have applied group {group} up to the version \
+                         {version} of the commit to ranges {ranges:?} through node {via} when \
+                         it was acknowledged, got {applied:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Data groups under `all`, group 0 under `quorum`: with a node frozen, a commit in one range
+/// and one across ranges (whose decision group 0 records on a quorum) both answer `TIMEOUT`
+/// naming the frozen node, are committed, and apply there once it is resumed.
+#[test]
+fn a_frozen_node_makes_sharded_all_commits_time_out_naming_it_and_they_still_commit() {
+    let mut c = sharded_all()
+        .set("consensus", "metadata_replication_mode", "quorum")
+        .start();
+    c.wait_for_leader(LEADER_TIMEOUT);
+    let (frozen, via) = (2, 0);
+    let prefix = unique_prefix("sharded-all-frozen");
+    let mut kv = connect_buffered(c.thrift_endpoint(via));
+    let before = commit_in(&mut kv, &[0, 1, 2, 3], &prefix, b"before");
+    assert!(
+        before.success,
+        "expected the first commit to be acknowledged: {before:?}"
+    );
+
+    c.sigstop(frozen);
+    // Every group, group 0 included, elects a leader among the live nodes: only the frozen
+    // node's applying is then missing (a write to a group it still led would wait for that
+    // election instead).
+    let live = [0, 1];
+    if !wait_until(Duration::from_secs(30), || led_by(&c, &live)) {
+        c.fail(&format!(
+            "expected every group to elect a leader among nodes {live:?} after node {frozen} \
+             was frozen"
+        ));
+    }
+    let named = format!(
+        "replication_mode = all: node {frozen} ({}) has applied up to index ",
+        c.peer_endpoint(frozen)
+    );
+    let mut timed_out = Vec::new();
+    for (i, ranges) in commit_shapes().into_iter().enumerate() {
+        let suffix = [prefix.as_slice(), format!("{i}").as_bytes()].concat();
+        let r = commit_in(&mut kv, &ranges, &suffix, b"during");
+        let error = r.error.clone().unwrap_or_default();
+        assert!(
+            !r.success && r.error_code.as_deref() == Some("TIMEOUT") && error.contains(&named),
+            "expected the commit to ranges {ranges:?} to answer TIMEOUT naming node {frozen} \
+             ({named}...) while it is frozen, got {r:?}"
+        );
+        timed_out.push((ranges, suffix));
+    }
+    // Committed: the live nodes serve every write that timed out.
+    for (ranges, suffix) in &timed_out {
+        for &r in ranges {
+            let key = [RANGES[r], suffix.as_slice()].concat();
+            let got = kv.get_value(&key);
+            assert!(
+                got.found && got.value == b"during",
+                "expected {} committed after its TIMEOUT, got {got:?}",
+                String::from_utf8_lossy(&key)
+            );
+        }
+    }
+
+    c.sigcont(frozen);
+    let mut attempts = 0;
+    let mut last = None;
+    let acknowledged = wait_until(Duration::from_secs(60), || {
+        attempts += 1;
+        let suffix = [prefix.as_slice(), format!("after{attempts}").as_bytes()].concat();
+        let r = commit_in(&mut kv, &[0, 1, 2, 3], &suffix, b"after");
+        let ok = r.success;
+        last = Some(r);
+        ok || attempts >= 100
+    });
+    assert!(
+        acknowledged && last.as_ref().is_some_and(|r| r.success),
+        "expected commits to be acknowledged again after node {frozen} was resumed \
+         ({attempts} tries), last answer {last:?}"
+    );
+    let mut thawed = connect_buffered(c.thrift_endpoint(frozen));
+    for (ranges, suffix) in &timed_out {
+        for &r in ranges {
+            assert_holds(
+                &mut thawed,
+                frozen,
+                &[RANGES[r], suffix.as_slice()].concat(),
+                b"during",
+                "once it was resumed",
+            );
+        }
+    }
+}
+
+/// Whether every node of `nodes` sees group 0 and every data group led by one of `nodes`.
+fn led_by(c: &ReplicatedCluster, nodes: &[usize]) -> bool {
+    let among = |leader: Option<u64>| leader.is_some_and(|l| nodes.contains(&(l as usize)));
+    nodes.iter().all(|&i| {
+        c.try_status(i).is_ok_and(|s| {
+            among(s.raft.as_ref().and_then(|r| r.leader))
+                && !s.groups.is_empty()
+                && s.groups.iter().all(|g| among(g.leader))
+        })
+    })
 }

@@ -61,6 +61,10 @@ leader_wait_ms = 0
 # naming the lagging member (it is committed and will apply there). Every member must use
 # the same mode, and under "all" every voter must be listed in endpoints.
 replication_mode = "quorum"
+# Sharded clusters: when group 0, the metadata group, acknowledges the decision of a commit
+# across ranges ("quorum" or "all"); replication_mode governs the data groups. Must stay
+# "quorum" on an unsharded cluster.
+metadata_replication_mode = "quorum"
 # Under replication_mode = "all": how long the leader waits for every voter to apply a
 # write, in milliseconds; 1 to 600000.
 all_wait_ms = 2000

@@ -169,6 +169,12 @@ pub struct ConsensusConfig {
     /// (then `TIMEOUT` naming the lagging member). Every member must have the same mode.
     /// Default `"quorum"`.
     pub replication_mode: ReplicationMode,
+    /// `metadata_replication_mode`: on a sharded cluster, when group 0 (the metadata group)
+    /// acknowledges the decision of a commit across ranges, `"quorum"` or `"all"`;
+    /// `replication_mode` governs the data groups, whose writes are what clients read. Must
+    /// stay `"quorum"` on an unsharded cluster, whose one group follows `replication_mode`.
+    /// Default `"quorum"`.
+    pub metadata_replication_mode: ReplicationMode,
     /// `all_wait_ms`: under `replication_mode = "all"`, how long the leader waits, after
     /// applying a write, for every voter to apply it; 1 to 600000. Default `2000`.
     pub all_wait_ms: u64,
@@ -267,6 +273,7 @@ impl Default for ConsensusConfig {
             join: Vec::new(),
             leader_wait_ms: 0,
             replication_mode: ReplicationMode::Quorum,
+            metadata_replication_mode: ReplicationMode::Quorum,
             all_wait_ms: 2000,
             oracle_window_ms: 3000,
         }

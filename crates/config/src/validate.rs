@@ -100,6 +100,18 @@ impl Config {
                 ),
             ));
         }
+        let metadata = self.consensus.metadata_replication_mode;
+        if metadata != crate::ReplicationMode::Quorum && !s.is_sharded() {
+            return Err(ConfigError::invalid(
+                "consensus.metadata_replication_mode",
+                format!(
+                    "must be \"quorum\" on an unsharded cluster (no sharding.shards or \
+                     sharding.split_keys), got {:?}: its one group holds the data and follows \
+                     consensus.replication_mode",
+                    metadata.as_str()
+                ),
+            ));
+        }
         let max_keys = MAX_SHARDS as usize - 1;
         if s.split_keys.len() > max_keys {
             return Err(ConfigError::invalid(
@@ -849,6 +861,20 @@ mod tests {
             c.server.max_message_bytes = ok;
             c.validate().unwrap();
         }
+    }
+
+    #[test]
+    fn metadata_replication_mode_all_is_only_for_sharded_clusters() {
+        let key = "consensus.metadata_replication_mode";
+        assert_rejected(
+            |c| c.consensus.metadata_replication_mode = crate::ReplicationMode::All,
+            key,
+            "must be \"quorum\" on an unsharded cluster",
+        );
+        let mut c = replicated();
+        c.sharding.shards = 4;
+        c.consensus.metadata_replication_mode = crate::ReplicationMode::All;
+        c.validate().unwrap();
     }
 
     #[test]

@@ -250,23 +250,61 @@ impl WriteAck {
         &self.tracker
     }
 
-    /// The answer to a write applied on this node (the leader) at log index `index`. Under `all`, a
-    /// transaction that committed waits until every voter has applied it; one that changed
-    /// nothing (conflict, too old, invalid) and housekeeping (`Compact`, `Noop`, expiry) do
-    /// not wait.
+    /// The answer to `command`, applied on this node (the leader) at log index `index`. Under
+    /// `all`, what a client's commit writes waits until every voter has applied it: a
+    /// transaction that committed, the resolve that writes a commit across groups in a
+    /// participant, the decision group 0 records for one. One that changed nothing (conflict,
+    /// too old, invalid), prepares, and housekeeping (`Compact`, `Noop`, expiry) do not wait.
     ///
     /// # Errors
     /// Under `all`, `NotAppliedByAll` (`TIMEOUT`: committed, not yet applied everywhere) when
     /// a voter has not applied the write within the wait.
-    pub async fn acknowledge(&self, index: u64, applied: Applied) -> Result<Applied, ProposeError> {
+    pub async fn acknowledge(
+        &self,
+        command: CommandKind,
+        index: u64,
+        applied: Applied,
+    ) -> Result<Applied, ProposeError> {
         let ReplicationMode::All { wait } = self.mode else {
             return Ok(applied);
         };
-        if !matches!(applied.outcome, Outcome::Committed { .. }) {
+        let waits = match command {
+            CommandKind::Commit => matches!(applied.outcome, Outcome::Committed { .. }),
+            CommandKind::Resolution => true,
+            CommandKind::Other => false,
+        };
+        if !waits {
             return Ok(applied);
         }
         self.tracker.wait_all(index, wait).await?;
         Ok(applied)
+    }
+}
+
+/// What [`WriteAck::acknowledge`] needs to know of a command, taken before it is proposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    /// A transaction: waits under `all` when it committed.
+    Commit,
+    /// What writes or records a commit across groups (a `Resolve` with a commit version, a
+    /// `Decide`): waits under `all` once applied.
+    Resolution,
+    /// Anything else (prepares, aborts, housekeeping): never waits.
+    Other,
+}
+
+impl CommandKind {
+    /// The kind of `command`.
+    pub fn of(command: &dolmen_engine::Command) -> Self {
+        use dolmen_engine::Command;
+        match command {
+            Command::Commit(_) => Self::Commit,
+            Command::Resolve {
+                commit: Some(_), ..
+            }
+            | Command::Decide(_) => Self::Resolution,
+            _ => Self::Other,
+        }
     }
 }
 

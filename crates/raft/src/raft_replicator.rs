@@ -25,7 +25,7 @@ use openraft::LinearizerOption;
 use openraft::ServerState;
 use tokio::sync::{watch, Semaphore};
 
-use crate::apply_tracker::WriteAck;
+use crate::apply_tracker::{CommandKind, WriteAck};
 use crate::coalesce::Coalescer;
 use crate::direct::now_unix_ms;
 use crate::network::PeerClient;
@@ -262,7 +262,10 @@ impl Shared {
         let deadline = Instant::now() + self.leader_wait();
         loop {
             let seen = self.leadership();
-            let refused = if self.is_leader() {
+            let refused = if seen.1.is_none() {
+                // An election (a leadership transfer, a failover): wait for its winner.
+                self.not_leader()
+            } else if self.is_leader() {
                 match self.covering_read_index(covering, self.rpc_timeout).await {
                     Err(_) if !self.is_leader() => self.not_leader(),
                     done => return done,
@@ -278,6 +281,8 @@ impl Shared {
                     Err(
                         e @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_)),
                     ) => e,
+                    // The leader was lost meanwhile ("no leader is known"): wait for the next.
+                    Err(e) if self.leader().is_none() => e,
                     done => return done,
                 }
             };
@@ -471,7 +476,9 @@ impl Shared {
             return match self.sequencer.write(command.clone()).await {
                 // Applied here; under `replication_mode = "all"` also on every voter.
                 Ok(written) => {
-                    Attempt::Done(self.ack.acknowledge(written.index, written.applied).await)
+                    let kind = CommandKind::of(command);
+                    let acknowledged = self.ack.acknowledge(kind, written.index, written.applied);
+                    Attempt::Done(acknowledged.await)
                 }
                 // Not the leader (any more) before anything was appended: nothing proposed.
                 Err(
@@ -595,6 +602,8 @@ impl Shared {
                     Err(
                         e @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_)),
                     ) => e,
+                    // The leader was lost meanwhile ("no leader is known"): wait for the next.
+                    Err(e) if self.leader().is_none() => e,
                     done => return done,
                 },
             };

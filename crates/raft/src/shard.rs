@@ -112,6 +112,11 @@ impl GroupZeroOracle {
                 Err(
                     refused @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_)),
                 ) => group0.before_next_try(seen, refused, deadline).await?,
+                // No leader of group 0 is known (an election, a leadership transfer): wait for
+                // one rather than refuse at once.
+                Err(refused) if group0.leader().is_none() => {
+                    group0.before_next_try(seen, refused, deadline).await?;
+                }
                 Err(e) => return Err(e),
             }
         }

@@ -289,7 +289,8 @@ impl Shards {
         // The decision is durable: the resolves get their own time even if the client's ran
         // out (what they miss, readers and the sweeper finish).
         let resolve_by = deadline.max(Instant::now() + RESOLVE_TIME);
-        let resolved = resolve_all(&participants, txid, stamp, commit, resolve_by).await;
+        let (resolved, not_everywhere) =
+            resolve_all(&participants, txid, stamp, commit, resolve_by).await;
         if resolved {
             let metadata = metadata.clone();
             tokio::spawn(async move {
@@ -299,7 +300,13 @@ impl Shards {
                 }
             });
         }
-        Ok(answer)
+        // Under `replication_mode = "all"`, a commit is acknowledged only once every voter of
+        // every participant applied it: else `TIMEOUT` naming the voter, as a single-group
+        // commit answers (committed on a majority; it will apply there).
+        match not_everywhere {
+            Some(e) if commit.is_some() => Err(e.into()),
+            _ => Ok(answer),
+        }
     }
 
     /// Waits until no lock of another transaction covers `range` in the group at `position`
@@ -472,16 +479,17 @@ pub(crate) async fn sweep_orphans(
     }
 }
 
-/// Proposes the Resolve of `txid` to every participant, in parallel, until `deadline`; true
-/// when every one applied. A participant not reached keeps its lock until a reader or the
-/// orphan sweeper resolves it from group 0's record.
+/// Proposes the Resolve of `txid` to every participant, in parallel, until `deadline`: whether
+/// every one applied (on its leader), and the first `replication_mode = "all"` timeout (the
+/// resolve applied on the leader but not yet on every voter). A participant not reached keeps
+/// its lock until a reader or the orphan sweeper resolves it from group 0's record.
 async fn resolve_all(
     participants: &[ShardGroup],
     txid: TxId,
     stamp: Version,
     commit: Option<Version>,
     deadline: Instant,
-) -> bool {
+) -> (bool, Option<ProposeError>) {
     let mut resolves = tokio::task::JoinSet::new();
     for group in participants {
         let replicator = Arc::clone(&group.replicator);
@@ -494,12 +502,18 @@ async fn resolve_all(
             tokio::time::timeout_at(deadline.into(), replicator.propose(command)).await
         });
     }
-    let mut all = true;
+    let (mut all, mut not_everywhere) = (true, None);
     while let Some(done) = resolves.join_next().await {
-        all &= matches!(done, Ok(Ok(Ok(_))));
+        match done {
+            Ok(Ok(Ok(_))) => {}
+            Ok(Ok(Err(e @ ProposeError::NotAppliedByAll { .. }))) => {
+                not_everywhere.get_or_insert(e);
+            }
+            _ => all = false,
+        }
         dolmen_engine::failpoint::crash_point(
             dolmen_engine::failpoint::CROSS_SHARD_AFTER_FIRST_RESOLVE,
         );
     }
-    all
+    (all, not_everywhere)
 }

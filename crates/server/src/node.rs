@@ -641,12 +641,16 @@ async fn start_raft(
             max_staleness: Duration::from_millis(config.reads.max_staleness_ms),
             unsafe_stale_reads: config.faults.unsafe_stale_reads,
         },
-        replication: match c.replication_mode {
-            crate::config::ReplicationMode::Quorum => ReplicationMode::Quorum,
-            crate::config::ReplicationMode::All => ReplicationMode::All {
-                wait: Duration::from_millis(c.all_wait_ms),
+        // Unsharded, group 0 holds the data: `replication_mode` governs it.
+        replication: replication_mode(
+            if config.sharding.is_sharded() {
+                c.metadata_replication_mode
+            } else {
+                c.replication_mode
             },
-        },
+            c.all_wait_ms,
+        ),
+        data_replication: replication_mode(c.replication_mode, c.all_wait_ms),
         fingerprint: fingerprint(config),
         faults: network_faults.map(|f| f as Arc<dyn dolmen_raft::network::PeerFaults>),
         tls: peer_tls(&config.tls)?,
@@ -660,21 +664,38 @@ async fn start_raft(
     Ok(RaftNode::start(engine.clone(), options, peer_listener).await?)
 }
 
+/// The Raft layer's acknowledgement policy for a configured mode.
+fn replication_mode(mode: crate::config::ReplicationMode, all_wait_ms: u64) -> ReplicationMode {
+    match mode {
+        crate::config::ReplicationMode::Quorum => ReplicationMode::Quorum,
+        crate::config::ReplicationMode::All => ReplicationMode::All {
+            wait: Duration::from_millis(all_wait_ms),
+        },
+    }
+}
+
 /// What every member of a cluster must agree on, compared at bootstrap (docs/replication.md
-/// §8.3): the column families, the replication mode when it is not the default (so a
+/// §8.3): the column families, the replication modes when they are not the default (so a
 /// `quorum` node's fingerprint stays what older builds send), and the shards when sharded.
 fn fingerprint(config: &Config) -> String {
     let cfs = format!("cf={}", config.database.column_families.join(","));
-    let mode = match config.consensus.replication_mode {
+    let c = &config.consensus;
+    let mut mode = match c.replication_mode {
         crate::config::ReplicationMode::Quorum => cfs,
         mode => format!("{cfs};replication_mode={mode}"),
     };
-    // Sharded: the split points too (an unsharded node's fingerprint stays what older builds
-    // send).
-    match config.sharding.fingerprint() {
-        Some(sharding) => format!("{mode};sharding={sharding}"),
-        None => mode,
+    // Sharded: group 0's mode when it differs, and the split points (an unsharded node's
+    // fingerprint stays what older builds send).
+    let Some(sharding) = config.sharding.fingerprint() else {
+        return mode;
+    };
+    if c.metadata_replication_mode != crate::config::ReplicationMode::Quorum {
+        mode = format!(
+            "{mode};metadata_replication_mode={}",
+            c.metadata_replication_mode
+        );
     }
+    format!("{mode};sharding={sharding}")
 }
 
 /// The peer port's mutual TLS from `[tls]`, or plaintext (with a warning) when it names no

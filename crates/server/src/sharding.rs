@@ -39,14 +39,6 @@ pub(crate) fn routing_table(config: &Config) -> Result<Option<RoutingTable>, Nod
     if groups == 0 {
         return Ok(None);
     }
-    if config.consensus.replication_mode != crate::config::ReplicationMode::Quorum {
-        return Err(NodeError::Sharding(
-            "[sharding] with consensus.replication_mode = \"all\" is not built yet: the data \
-             groups acknowledge on a quorum; set replication_mode = \"quorum\" or remove \
-             [sharding]"
-                .into(),
-        ));
-    }
     if !config.consensus.join.is_empty() {
         return Err(NodeError::Sharding(
             "[sharding] with consensus.join is not built yet: a sharded cluster's members are \

@@ -21,7 +21,7 @@ use openraft::raft::{
 use openraft::storage::RaftStateMachine;
 use openraft::{Raft, ReadPolicy};
 
-use crate::apply_tracker::WriteAck;
+use crate::apply_tracker::{CommandKind, WriteAck};
 use crate::network::Snapshot;
 use crate::oracle::VersionGrant;
 use crate::sequencer::{WriteError, Written};
@@ -320,6 +320,7 @@ where
             None => None,
         };
         let start = Instant::now();
+        let kind = CommandKind::of(&command);
         let write = async {
             match &self.writes {
                 Some(hook) => hook(command).await,
@@ -340,7 +341,11 @@ where
         match tokio::time::timeout(timeout, write).await {
             Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
             // Applied here; under `replication_mode = "all"` also on every voter.
-            Ok(Ok(written)) => self.ack.acknowledge(written.index, written.applied).await,
+            Ok(Ok(written)) => {
+                self.ack
+                    .acknowledge(kind, written.index, written.applied)
+                    .await
+            }
             Ok(Err(WriteError::Raft(RaftError::APIError(ClientWriteError::ForwardToLeader(
                 f,
             ))))) => Err(self.not_leader(f)),

@@ -76,8 +76,12 @@ pub struct RaftNodeOptions {
     pub forward_writes: bool,
     /// Read consistency.
     pub reads: ReadOptions,
-    /// When a client write is acknowledged (`[consensus] replication_mode`, `all_wait_ms`).
+    /// When a write of group 0 is acknowledged: `[consensus] replication_mode` on an unsharded
+    /// node (group 0 holds the data), `metadata_replication_mode` on a sharded one.
     pub replication: ReplicationMode,
+    /// When a write of a data group is acknowledged (`[consensus] replication_mode` on a
+    /// sharded node; unused on an unsharded one).
+    pub data_replication: ReplicationMode,
     /// Identifies the data layout (column families); peers with another one are refused.
     pub fingerprint: String,
     /// Test-only fault rules for every call this node sends to peers (`None` in production).
@@ -240,10 +244,16 @@ impl RaftNode {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Writes answered `TIMEOUT` because a voter had not applied them within `all_wait_ms`
-    /// (`replication_mode = "all"`; always 0 under `quorum`).
+    /// Writes of every group of this node answered `TIMEOUT` because a voter had not applied
+    /// them within `all_wait_ms` (`replication_mode = "all"`; always 0 under `quorum`).
     pub fn all_wait_timeouts(&self) -> u64 {
-        self.shared.ack.tracker().timeouts()
+        let data: u64 = self
+            .data_groups
+            .lock()
+            .iter()
+            .map(|g| g.shared.ack.tracker().timeouts())
+            .sum();
+        self.shared.ack.tracker().timeouts() + data
     }
 
     /// On the leader under `replication_mode = "all"`: each voter's applied index as reported

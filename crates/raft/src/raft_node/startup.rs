@@ -108,6 +108,7 @@ impl RaftNode {
             snapshot_dir: options.snapshot_dir.clone(),
             network: &network,
             oracle: None,
+            replication: options.replication,
         })
         .await?;
         let GroupParts {
@@ -143,19 +144,14 @@ impl RaftNode {
             }
         });
 
-        // `all`: followers report their applied index to the leader, which tracks its voters.
-        // Nothing runs in `quorum` mode.
-        if let ReplicationMode::All { .. } = options.replication {
-            let reporting = ApplyReporting {
-                raft: raft.clone(),
-                node_id: options.node_id,
-                peers: shared.peers.clone(),
-                applied: shared.applied.clone(),
-                tracker: tracker.clone(),
-                retry: options.heartbeat_interval,
-            };
-            reporting.spawn(stop_peers.subscribe());
-        }
+        report_applied(
+            options.replication,
+            &raft,
+            &shared,
+            &tracker,
+            options.heartbeat_interval,
+            stop_peers.subscribe(),
+        );
 
         // A follower learns the other members' health from the leader, every heartbeat
         // interval (one small Probe), so its getClusterHealth agrees with the leader's.
@@ -211,10 +207,19 @@ impl RaftNode {
             snapshot_dir: self.options.snapshot_dir.join(format!("g{group}")),
             network: &self.network,
             oracle: Some(oracle.clone()),
+            replication: self.options.data_replication,
         })
         .await?;
         self.router
             .insert(group, parts.handler.clone(), parts.incoming.clone());
+        report_applied(
+            self.options.data_replication,
+            &parts.raft,
+            &parts.shared,
+            &parts.tracker,
+            self.options.heartbeat_interval,
+            self.stop_peers.subscribe(),
+        );
         if let Some(hibernation) = self.hibernation() {
             hibernation.register(group, Arc::new(parts.raft.clone()));
             // This node's own proposals and reads wake the group too (the peer server wakes
@@ -261,6 +266,30 @@ impl RaftNode {
     }
 }
 
+/// Under `all`, starts the task by which this member reports its applied index of the group
+/// to the group's leader, and leads its tracker while it leads (`apply_report.rs`); nothing
+/// runs in `quorum` mode. It ends when `stop` turns true (the node's peer server stops).
+fn report_applied(
+    replication: ReplicationMode,
+    raft: &Raft,
+    shared: &Shared,
+    tracker: &Arc<ApplyTracker>,
+    retry: Duration,
+    stop: watch::Receiver<bool>,
+) {
+    if let ReplicationMode::All { .. } = replication {
+        let reporting = ApplyReporting {
+            raft: raft.clone(),
+            node_id: shared.node_id,
+            peers: shared.peers.clone(),
+            applied: shared.applied.clone(),
+            tracker: tracker.clone(),
+            retry,
+        };
+        reporting.spawn(stop);
+    }
+}
+
 /// What [`start_group`] needs.
 struct GroupStart<'a> {
     group: GroupId,
@@ -271,6 +300,8 @@ struct GroupStart<'a> {
     network: &'a GrpcNetworkFactory,
     /// Group 0's oracle, for a data group; `None`: the group is its own oracle.
     oracle: Option<Arc<GroupZeroOracle>>,
+    /// When the group's writes are acknowledged.
+    replication: ReplicationMode,
 }
 
 /// One running group of this node, before the node wires it into its peer server.
@@ -297,6 +328,7 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
         snapshot_dir,
         network,
         oracle,
+        replication,
     } = start;
     let (election_min, election_max) = election_window(
         duration_ms(options.election_timeout),
@@ -343,7 +375,7 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
             .await
             .map_err(RaftNodeError::OpenTask)??
             .with_log(log_store.clone());
-    if let ReplicationMode::All { .. } = options.replication {
+    if let ReplicationMode::All { .. } = replication {
         // The membership the core will start with: the last one in the log, or else the
         // state machine's (openraft's own rule).
         let membership = StorageHelper::new(&mut log_store, &mut state_machine)
@@ -401,7 +433,7 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
 
     // One acknowledgement policy for this node's writes and forwarded ones.
     let tracker = Arc::new(ApplyTracker::new());
-    let ack = Arc::new(WriteAck::new(options.replication, tracker.clone()));
+    let ack = Arc::new(WriteAck::new(replication, tracker.clone()));
     let contact = Arc::new(LeaderContact::default());
     let shared_contact = contact.clone();
     let source = match &oracle {

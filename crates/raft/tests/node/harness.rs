@@ -92,6 +92,7 @@ pub async fn start_in(spec: Spec, dir: Arc<tempfile::TempDir>) -> TestNode {
             unsafe_stale_reads: false,
         },
         replication: dolmen_raft::ReplicationMode::Quorum,
+        data_replication: dolmen_raft::ReplicationMode::Quorum,
         fingerprint: spec.fingerprint,
         faults: None,
         tls: None,
