@@ -162,7 +162,7 @@ pub enum MembershipError {
     /// The target did not become leader in time.
     #[error(
         "node {to} did not take over{} within {limit:?} ({}); is it reachable and caught up?",
-        of_group(*.group),
+        data_group(*.group),
         leads(.leader)
     )]
     TransferTimedOut {
@@ -241,6 +241,15 @@ fn of_group(group: GroupId) -> String {
         String::new()
     } else {
         format!(" of data group {group}")
+    }
+}
+
+/// "" for group 0, " data group G" for a data group.
+fn data_group(group: GroupId) -> String {
+    if group == crate::types::GROUP_ID {
+        String::new()
+    } else {
+        format!(" data group {group}")
     }
 }
 
