@@ -6,12 +6,17 @@
 //! group, versions and versionstamps increase in commit order across groups, a commit that
 //! spans groups applies in each at one version (two-phase commit), a coordinator killed at any
 //! step leaves every key readable and all-or-nothing, a killed node's groups fail over, and
-//! each group's leadership goes to its preferred node after start and when that node returns.
+//! each group's leadership goes to its preferred node after start and when that node returns,
+//! and reads through every node ride through leadership transfers of every group.
 //!
 //! Run: `cargo build --workspace --all-targets && cargo test --workspace --test sharded_cluster`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dolmen_admin::TransferLeader;
+use dolmen_tests::admin::admin;
 use dolmen_tests::client::{op, op_set};
 use dolmen_tests::kvstore::{GetRangeRequest, TTransactionalKVSyncClient};
 use dolmen_tests::replicated::LEADER_TIMEOUT;
@@ -683,4 +688,87 @@ fn concurrent_commits_across_ranges_get_distinct_versions() {
         committed,
         "every commit has its own version"
     );
+}
+
+/// Group `group`'s leader as node `node` sees it (group 0 in `raft`, data groups in `groups`).
+fn leader_seen(cluster: &ReplicatedCluster, node: usize, group: u64) -> Option<u64> {
+    let status = cluster.try_status(node).ok()?;
+    if group == 0 {
+        status.raft.and_then(|r| r.leader)
+    } else {
+        status.groups.iter().find(|g| g.id == group)?.leader
+    }
+}
+
+/// Reads through every node while the leadership of group 0 (the oracle) and of each data
+/// group moves twice: none fails. A read that meets the moment its group (or group 0) has no
+/// known leader waits for the next one, within the leader wait, instead of answering
+/// `UNAVAILABLE: no leader is known`.
+#[test]
+fn reads_through_every_node_ride_through_leadership_transfers_of_every_group() {
+    let cluster = ReplicatedCluster::builder()
+        .set("sharding", "split_keys", vec!["sh/b", "sh/d", "sh/f"])
+        // Only this test moves leaderships.
+        .set("sharding", "place_leaders", false)
+        .start();
+    cluster.wait_for_leader(LEADER_TIMEOUT);
+    let keys: Vec<Vec<u8>> = RANGES
+        .iter()
+        .map(|r| format!("{r}-moving").into_bytes())
+        .collect();
+    let mut kv = connect_buffered(cluster.thrift_endpoint(0));
+    for key in &keys {
+        kv.must_set(key, b"here");
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..cluster.node_count())
+        .map(|node| {
+            let (stop, keys) = (stop.clone(), keys.clone());
+            let endpoint = cluster.thrift_endpoint(node);
+            std::thread::spawn(move || {
+                let mut kv = connect_buffered(endpoint);
+                let (mut reads, mut failed) = (0u64, Vec::new());
+                // Bounded by count as well as by the flag.
+                while !stop.load(Ordering::SeqCst) && reads < 1_000_000 {
+                    for key in &keys {
+                        let t = Instant::now();
+                        let got = kv.get_value(key);
+                        reads += 1;
+                        if got.error.is_some() || got.value != b"here" {
+                            failed.push(format!("node {node}: {got:?} after {:?}", t.elapsed()));
+                        }
+                    }
+                }
+                (reads, failed)
+            })
+        })
+        .collect();
+    let mut moves = 0;
+    for group in 0..=RANGES.len() as u64 {
+        for _ in 0..2 {
+            let leader = eventually(Duration::from_secs(30), || leader_seen(&cluster, 0, group));
+            let to = (leader + 1) % cluster.node_count() as u64;
+            admin(cluster.admin_endpoint(leader as usize))
+                .with_timeout(Duration::from_secs(10))
+                .transfer_group_leader(TransferLeader { to, group })
+                .unwrap_or_else(|e| panic!("transfer group {group} from {leader} to {to}: {e}"));
+            eventually(Duration::from_secs(30), || {
+                (leader_seen(&cluster, 0, group) == Some(to)).then_some(())
+            });
+            moves += 1;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut total = 0;
+    for reader in readers {
+        let (reads, failed) = reader.join().expect("a reader thread panicked");
+        total += reads;
+        assert!(
+            failed.is_empty(),
+            "{} of {reads} reads failed during {moves} leadership transfers, first: {}",
+            failed.len(),
+            failed[0]
+        );
+    }
+    assert!(total > 0, "no read ran during the transfers");
 }

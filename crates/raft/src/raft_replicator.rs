@@ -268,6 +268,12 @@ impl Shared {
             } else if self.is_leader() {
                 match self.covering_read_index(covering, self.rpc_timeout).await {
                     Err(_) if !self.is_leader() => self.not_leader(),
+                    // Deposed (a transfer) before the metrics say so: try again shortly.
+                    Err(
+                        e @ (ProposeError::NotLeader { .. }
+                        | ProposeError::LeaderUnreachable(_)
+                        | ProposeError::Unavailable(_)),
+                    ) => e,
                     done => return done,
                 }
             } else {
@@ -278,11 +284,13 @@ impl Shared {
                     .read_index_covering(covering, self.rpc_timeout)
                     .await
                 {
+                    // "No leader is known" here or at the node asked (a transfer, an election),
+                    // or a leadership it could not confirm: wait for the next leader.
                     Err(
-                        e @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_)),
+                        e @ (ProposeError::NotLeader { .. }
+                        | ProposeError::LeaderUnreachable(_)
+                        | ProposeError::Unavailable(_)),
                     ) => e,
-                    // The leader was lost meanwhile ("no leader is known"): wait for the next.
-                    Err(e) if self.leader().is_none() => e,
                     done => return done,
                 }
             };
@@ -599,11 +607,12 @@ impl Shared {
             let refused = match seen.1 {
                 None => self.not_leader(),
                 Some(_) => match self.barrier_once(lease.clone()).await {
+                    // As in `covering_barrier`.
                     Err(
-                        e @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_)),
+                        e @ (ProposeError::NotLeader { .. }
+                        | ProposeError::LeaderUnreachable(_)
+                        | ProposeError::Unavailable(_)),
                     ) => e,
-                    // The leader was lost meanwhile ("no leader is known"): wait for the next.
-                    Err(e) if self.leader().is_none() => e,
                     done => return done,
                 },
             };

@@ -109,14 +109,14 @@ impl GroupZeroOracle {
                     self.issued.fetch_max(last, Ordering::SeqCst);
                     return Ok(grant);
                 }
+                // Not the leader, or a leader that could not answer: "no leader is known" here
+                // or there (an election, a leadership transfer), a leadership it could not
+                // confirm. Wait for the next leader rather than refuse at once.
                 Err(
-                    refused @ (ProposeError::NotLeader { .. } | ProposeError::LeaderUnreachable(_)),
+                    refused @ (ProposeError::NotLeader { .. }
+                    | ProposeError::LeaderUnreachable(_)
+                    | ProposeError::Unavailable(_)),
                 ) => group0.before_next_try(seen, refused, deadline).await?,
-                // No leader of group 0 is known (an election, a leadership transfer): wait for
-                // one rather than refuse at once.
-                Err(refused) if group0.leader().is_none() => {
-                    group0.before_next_try(seen, refused, deadline).await?;
-                }
                 Err(e) => return Err(e),
             }
         }
