@@ -349,6 +349,20 @@ mod tests {
         }
     }
 
+    /// One group over a whole database in a temporary directory, with one commit (carrying an
+    /// idempotency token) applied.
+    async fn one_group_with_a_commit() -> (tempfile::TempDir, ShardGroup) {
+        let dir = tempfile::tempdir().unwrap();
+        let base = Engine::open(&dolmen_engine::EngineOptions::new(
+            dir.path().join("db"),
+            vec!["default".to_owned()],
+        ))
+        .unwrap();
+        let only = group(&base, 1, dolmen_engine::KeySpan::all());
+        commit_once(&only, b"a").await;
+        (dir, only)
+    }
+
     /// A commit with an idempotency token, through `group`'s replicator.
     async fn commit_once(group: &ShardGroup, key: &[u8]) {
         let tx = dolmen_engine::Transaction {
@@ -392,14 +406,7 @@ mod tests {
     /// (rather than a `Compact` every interval, each moving the version the next one samples).
     #[tokio::test]
     async fn an_idle_group_goes_quiet_once_its_entries_expired() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = Engine::open(&dolmen_engine::EngineOptions::new(
-            dir.path().join("db"),
-            vec!["default".to_owned()],
-        ))
-        .unwrap();
-        let plain = group(&base, 1, dolmen_engine::KeySpan::all());
-        commit_once(&plain, b"a").await;
+        let (_dir, plain) = one_group_with_a_commit().await;
         let counting = Arc::new(Counting {
             inner: plain.replicator.clone(),
             proposed: std::sync::atomic::AtomicU64::new(0),
@@ -483,14 +490,7 @@ mod tests {
     /// below a client's read version for an idempotency window).
     #[tokio::test]
     async fn a_commit_applied_under_an_in_flight_compact_is_still_compacted_past() {
-        let dir = tempfile::tempdir().unwrap();
-        let base = Engine::open(&dolmen_engine::EngineOptions::new(
-            dir.path().join("db"),
-            vec!["default".to_owned()],
-        ))
-        .unwrap();
-        let plain = group(&base, 1, dolmen_engine::KeySpan::all());
-        commit_once(&plain, b"a").await;
+        let (_dir, plain) = one_group_with_a_commit().await;
         let racing = Arc::new(CommitBeforeCompact {
             inner: plain.replicator.clone(),
             armed: std::sync::atomic::AtomicBool::new(true),
