@@ -28,6 +28,29 @@ if [ -n "$BASELINE_BIN" ] && [ ! -x "$BASELINE_BIN" ]; then
   exit 2
 fi
 
+# Each data group's leader as `group:node` pairs, from `dolmen cluster status` (empty when
+# unsharded).
+data_leaders() {
+  "$1" cluster status --endpoints "127.0.0.1:$ADMIN" --token-file "$WORK_DIR/demo/admin-token" \
+    2>/dev/null | awk '/^group/ { groups = 1; next } groups && NF { printf " %s:%s", $1, $(NF - 4) }'
+}
+
+# Waits (at most 30 s) until leader placement (docs/sharding.md §4.5) has moved every data
+# group to its preferred node, (g - 1) mod 3, so a run does not measure the moves; prints where
+# the leaders are. A build without placement, or an unsharded one, waits the whole 30 s or not
+# at all (no data group).
+placed() {
+  local leaders want
+  for _ in $(seq 60); do
+    leaders=$(data_leaders "$1")
+    [ -z "$leaders" ] && return 0
+    want=$(for pair in $leaders; do g="${pair%%:*}"; printf ' %s:%s' "$g" $(((g - 1) % 3)); done)
+    [ "$leaders" = "$want" ] && break
+    sleep 0.5
+  done
+  echo "  data group:leader node$leaders"
+}
+
 RUNS=("one-group=$DOLMEN_BIN=" "four-shards=$DOLMEN_BIN=--split-keys $SPLITS")
 [ -n "$BASELINE_BIN" ] && RUNS=("baseline=$BASELINE_BIN=" "${RUNS[@]}")
 say "writes, unsharded vs four data groups ($CLIENTS clients, ${DURATION}s per run)"
@@ -39,6 +62,7 @@ for cycle in $(seq "$CYCLES"); do
     flags="${rest#*=}"
     # shellcheck disable=SC2086 # the flags are words
     start_demo "$bin" $flags
+    placed "$bin"
     for routing in leader spread; do
       strategy=()
       [ "$routing" = spread ] && strategy=(--read-strategy spread --no-preload)
