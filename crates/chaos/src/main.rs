@@ -113,6 +113,11 @@ struct RunArgs {
     /// Plant a known bug in every node, to prove the checkers catch it.
     #[arg(long, value_enum)]
     planted_bug: Option<BugArg>,
+    /// With --planted-bug skip-conflict-check on a sharded run: only this data group (1 for
+    /// the first range of --split-keys) skips the check, the bug on one shard; 0 (the
+    /// default): every group.
+    #[arg(long, default_value_t = 0)]
+    planted_bug_group: u64,
     /// Preset duration and load.
     #[arg(long, value_enum)]
     profile: Option<Profile>,
@@ -164,6 +169,25 @@ fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>, Option
     let clients = args.clients.unwrap_or(clients).max(1);
     let dolmen = args.dolmen.unwrap_or_else(default_dolmen);
     let dolmen = dolmen.canonicalize().unwrap_or(dolmen);
+    let split_keys: Vec<String> = args
+        .split_keys
+        .map(|r| r.texts().to_vec())
+        .unwrap_or_default();
+    let groups = if split_keys.is_empty() {
+        0
+    } else {
+        split_keys.len() as u64 + 1
+    };
+    if args.planted_bug_group != 0
+        && !(matches!(args.planted_bug, Some(BugArg::SkipConflictCheck))
+            && args.planted_bug_group <= groups)
+    {
+        anyhow::bail!(
+            "--planted-bug-group {} needs --planted-bug skip-conflict-check and --split-keys \
+             with that many ranges (data groups 1 to {groups} here)",
+            args.planted_bug_group
+        );
+    }
     let opts = RunOptions {
         seed: args.seed.unwrap_or_else(random_seed),
         duration_secs: args.duration.unwrap_or(duration).as_secs().max(1),
@@ -184,10 +208,8 @@ fn resolve(args: RunArgs) -> anyhow::Result<(RunOptions, Option<PathBuf>, Option
         lose_unsynced_writes: args.lose_unsynced_writes
             || args.profile.is_some()
             || matches!(args.planted_bug, Some(BugArg::SkipLogFsync)),
-        split_keys: args
-            .split_keys
-            .map(|r| r.texts().to_vec())
-            .unwrap_or_default(),
+        planted_bug_group: args.planted_bug_group,
+        split_keys,
     };
     Ok((opts, args.out, args.expect_violation))
 }

@@ -60,6 +60,11 @@ pub struct RunOptions {
     /// and absent in older run.json files). Checked by [`crate::shards::Ranges::new`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub split_keys: Vec<String>,
+    /// With the planted bug `skip-conflict-check` on a sharded run: the one data group that
+    /// skips the check (`--planted-bug-group`; 0: every group, and absent in older run.json
+    /// files).
+    #[serde(default)]
+    pub planted_bug_group: u64,
 }
 
 impl RunOptions {

@@ -108,6 +108,9 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         match opts.planted_bug {
             Some(PlantedBug::StaleReads) => " | PLANTED BUG stale-reads",
             Some(PlantedBug::SkipLogFsync) => " | PLANTED BUG skip-log-fsync",
+            Some(PlantedBug::SkipConflictCheck) if opts.planted_bug_group != 0 => {
+                " | PLANTED BUG skip-conflict-check (one data group)"
+            }
             Some(PlantedBug::SkipConflictCheck) => " | PLANTED BUG skip-conflict-check",
             None => "",
         },
@@ -161,6 +164,7 @@ pub async fn run(opts: RunOptions, out: &Path, stop: Arc<AtomicBool>) -> anyhow:
         lose_unsynced_writes: opts.lose_unsynced_writes,
         skip_log_fsync: opts.planted_bug == Some(PlantedBug::SkipLogFsync),
         skip_conflict_check: opts.planted_bug == Some(PlantedBug::SkipConflictCheck),
+        skip_conflict_check_group: opts.planted_bug_group,
         split_keys: opts.split_keys.clone(),
     };
     let mut cluster = Cluster::start(spec, READY_TIMEOUT)

@@ -224,6 +224,9 @@ unsafe_skip_log_fsync = false
 # A planted bug for the fault-injection suite's self-test: commits skip the read-conflict
 # check, so transactions are no longer serializable. Never on a real cluster.
 unsafe_skip_conflict_check = false
+# With unsafe_skip_conflict_check on a sharded node: only this data group skips the check
+# (the planted bug on one shard); 0 = every group.
+unsafe_skip_conflict_check_group = 0
 # Milliseconds added to this node's clock where it draws versions, to test clock steps
 # (versions never go back). Tests only.
 clock_offset_ms = 0

@@ -616,6 +616,10 @@ pub struct FaultsConfig {
     /// were overwritten after its read version still writes (lost updates, write skew: not
     /// serializable). Never set it on a real cluster. Default `false`.
     pub unsafe_skip_conflict_check: bool,
+    /// `unsafe_skip_conflict_check_group`: with `unsafe_skip_conflict_check` on a sharded
+    /// node, only data group N skips the check (the planted bug on one shard); 0, the
+    /// default, means every group.
+    pub unsafe_skip_conflict_check_group: u64,
     /// `clock_offset_ms`: added to this node's clock wherever it draws versions (the standalone
     /// writer, a Raft leader's oracle), so a test can step a node's clock back or forward by
     /// restarting it with another offset. Versions must never go back whatever it is

@@ -179,6 +179,19 @@ impl Config {
                 ),
             ));
         }
+        let group = self.faults.unsafe_skip_conflict_check_group;
+        let groups = self.sharding.data_groups() as u64;
+        if group != 0 && !(self.faults.unsafe_skip_conflict_check && group <= groups) {
+            return Err(ConfigError::invalid(
+                "faults.unsafe_skip_conflict_check_group",
+                format!(
+                    "names the one data group where faults.unsafe_skip_conflict_check applies, \
+                     so it needs that set and a sharded node with group {group} (data groups \
+                     1 to {groups}); got {group} with unsafe_skip_conflict_check = {}",
+                    self.faults.unsafe_skip_conflict_check
+                ),
+            ));
+        }
         Ok(())
     }
 
@@ -1039,6 +1052,29 @@ mod tests {
             c.consensus.oracle_window_ms = ok;
             c.validate().expect("in bounds");
         }
+    }
+
+    #[test]
+    fn the_planted_bug_names_an_existing_data_group_and_needs_the_bug() {
+        let key = "faults.unsafe_skip_conflict_check_group";
+        assert_rejected(
+            |c| {
+                c.faults.unsafe_skip_conflict_check = true;
+                c.faults.unsafe_skip_conflict_check_group = 1;
+            },
+            key,
+            "(data groups 1 to 0)",
+        );
+        let mut c = replicated();
+        c.sharding.shards = 4;
+        c.faults.unsafe_skip_conflict_check_group = 2;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("unsafe_skip_conflict_check = false"), "{e}");
+        c.faults.unsafe_skip_conflict_check = true;
+        c.validate().unwrap();
+        c.faults.unsafe_skip_conflict_check_group = 5;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("(data groups 1 to 4)"), "{e}");
     }
 
     #[test]

@@ -83,8 +83,14 @@ pub struct Engine {
     /// Test hook: spilled chunks left before `apply_batch` fails with `Injected` (`u64::MAX`:
     /// never). See [`Engine::fail_clear_range_after_chunks`].
     pub(crate) clear_chunks_before_failure: AtomicU64,
-    /// The planted bug `unsafe_skip_conflict_check` ([`EngineOptions`]): no read-conflict check.
-    pub(crate) unsafe_skip_conflict_check: bool,
+    /// The planted bug `unsafe_skip_conflict_check` ([`EngineOptions`]), as configured for
+    /// every handle over this database (handed on by `open_group`).
+    unsafe_skip_conflict_check: bool,
+    /// ... and the one group it applies to (0: every group).
+    unsafe_skip_conflict_check_group: u64,
+    /// Whether this handle's resolver skips the read-conflict check (the planted bug applies
+    /// to its group).
+    pub(crate) skips_conflict_check: bool,
     /// The group this handle applies for and what of the database it owns (scope.rs).
     pub(crate) scope: Scope,
     /// Mirrors `meta/txn_lock/`: the prepared pieces of commits across groups (locks.rs),
@@ -112,6 +118,8 @@ struct Shared {
     prefixes: BTreeMap<String, Vec<u8>>,
     clear_range_chunk_keys: usize,
     unsafe_skip_conflict_check: bool,
+    /// 0: every handle skips the check under the planted bug; else only this group's.
+    unsafe_skip_conflict_check_group: u64,
 }
 
 /// Reads one `meta` counter (`applied_version`, `horizon`, `live_keys`) stored at `key`, whose
@@ -240,6 +248,7 @@ impl Engine {
                 prefixes,
                 clear_range_chunk_keys: crate::clear::DEFAULT_CHUNK_KEYS,
                 unsafe_skip_conflict_check: options.unsafe_skip_conflict_check,
+                unsafe_skip_conflict_check_group: options.unsafe_skip_conflict_check_group,
             },
             Scope::first(),
         );
@@ -268,6 +277,7 @@ impl Engine {
                 prefixes: self.prefixes.clone(),
                 clear_range_chunk_keys: self.clear_range_chunk_keys,
                 unsafe_skip_conflict_check: self.unsafe_skip_conflict_check,
+                unsafe_skip_conflict_check_group: self.unsafe_skip_conflict_check_group,
             },
             Scope::group(group, span),
         );
@@ -284,7 +294,11 @@ impl Engine {
             prefixes,
             clear_range_chunk_keys,
             unsafe_skip_conflict_check,
+            unsafe_skip_conflict_check_group,
         } = shared;
+        let skips = unsafe_skip_conflict_check
+            && (unsafe_skip_conflict_check_group == 0
+                || unsafe_skip_conflict_check_group == scope.group);
         Self {
             db,
             db_options,
@@ -307,6 +321,8 @@ impl Engine {
             clear_pending: AtomicBool::new(false),
             clear_chunks_before_failure: AtomicU64::new(u64::MAX),
             unsafe_skip_conflict_check,
+            unsafe_skip_conflict_check_group,
+            skips_conflict_check: skips,
             scope,
             locks: RwLock::new(LockTable::default()),
         }

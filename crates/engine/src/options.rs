@@ -39,6 +39,9 @@ pub struct EngineOptions {
     /// unsafe_skip_conflict_check`): the resolver skips the read-conflict check, so commits
     /// whose reads were overwritten still write (lost updates, write skew). Never in production.
     pub unsafe_skip_conflict_check: bool,
+    /// With `unsafe_skip_conflict_check`: only the handle of this group skips the check (the
+    /// planted bug on one shard, `[faults] unsafe_skip_conflict_check_group`); 0: every handle.
+    pub unsafe_skip_conflict_check_group: u64,
 }
 
 /// RocksDB tuning beyond the sizes: each field sets the RocksDB option it is named after.
@@ -173,6 +176,7 @@ impl EngineOptions {
             block_cache_size_mb: 512,
             tuning: Tuning::default(),
             unsafe_skip_conflict_check: false,
+            unsafe_skip_conflict_check_group: 0,
         }
     }
 }

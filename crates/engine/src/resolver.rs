@@ -67,7 +67,7 @@ impl Resolver<'_> {
         }
         // The planted bug (test-only, `[faults] unsafe_skip_conflict_check`): every commit
         // writes, whatever was written since its read version.
-        if self.engine.unsafe_skip_conflict_check {
+        if self.engine.skips_conflict_check {
             return Ok(None);
         }
         for range in &tx.read_conflicts {

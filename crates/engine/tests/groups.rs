@@ -4,8 +4,8 @@
 //! group never touch another's state, and group 0 keeps the keys of layout 1.
 
 use dolmen_engine::{
-    Command, Durability, Engine, EngineOptions, IdempotencyToken, KeySpan, Mutation, Outcome,
-    Record, Section, StorageError, Transaction,
+    Command, Durability, Engine, EngineOptions, IdempotencyToken, KeyRange, KeySpan, Mutation,
+    Outcome, Record, Section, StorageError, Transaction,
 };
 
 fn open(dir: &tempfile::TempDir) -> Engine {
@@ -365,4 +365,36 @@ fn the_written_version_skips_retention_commands_and_starts_at_the_applied_versio
     drop((low, high));
     let (low, _) = groups(&base);
     assert_eq!(low.written_version(), 12, "reopened: the applied version");
+}
+
+/// The planted bug on one shard (`[faults] unsafe_skip_conflict_check_group`): only that
+/// group's handle commits a transaction whose read was overwritten; the others still refuse it.
+#[test]
+fn the_planted_bug_on_one_group_skips_the_conflict_check_there_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path(), vec!["default".into(), "other".into()]);
+    options.unsafe_skip_conflict_check = true;
+    options.unsafe_skip_conflict_check_group = 2;
+    let base = Engine::open(&options).unwrap();
+    let (low, high) = groups(&base);
+    for (engine, key) in [(&low, "a"), (&high, "x")] {
+        apply(engine, 10, commit(vec![set("default", key, "1")], None));
+        // Read at 5, before the write at 10 it conflicts with.
+        let stale = Command::Commit(Transaction {
+            read_version: Some(5),
+            mutations: vec![set("default", key, "2")],
+            read_conflicts: vec![KeyRange::single("default", key.as_bytes())],
+            ..Transaction::default()
+        });
+        let outcome = apply(engine, 20, stale);
+        if engine.group() == 2 {
+            assert_eq!(outcome, Outcome::Committed { version: 20 }, "group 2 skips");
+        } else {
+            assert!(
+                matches!(outcome, Outcome::Conflict { .. }),
+                "group {} still checks: {outcome:?}",
+                engine.group()
+            );
+        }
+    }
 }

@@ -65,6 +65,7 @@ pub fn engine_options(config: &Config, path: PathBuf) -> EngineOptions {
         block_cache_size_mb: usize::try_from(r.block_cache_size_mb).unwrap_or(usize::MAX),
         tuning,
         unsafe_skip_conflict_check: config.faults.unsafe_skip_conflict_check,
+        unsafe_skip_conflict_check_group: config.faults.unsafe_skip_conflict_check_group,
     }
 }
 

@@ -33,6 +33,7 @@ pub(super) fn render_config(
     c.faults.lose_unsynced_writes = spec.lose_unsynced_writes;
     c.faults.unsafe_skip_log_fsync = spec.skip_log_fsync;
     c.faults.unsafe_skip_conflict_check = spec.skip_conflict_check;
+    c.faults.unsafe_skip_conflict_check_group = spec.skip_conflict_check_group;
     if spec.lease_reads {
         c.reads.consistency_level = ConsistencyLevel::Lease;
     }
@@ -69,6 +70,7 @@ mod tests {
             lose_unsynced_writes: false,
             skip_log_fsync: false,
             skip_conflict_check: false,
+            skip_conflict_check_group: 0,
             split_keys: Vec::new(),
         };
         let c = render_config(&spec, 1, &addrs, Path::new("/tmp/x/data/node-1"));
@@ -137,6 +139,7 @@ mod tests {
             lose_unsynced_writes: true,
             skip_log_fsync: false,
             skip_conflict_check: true,
+            skip_conflict_check_group: 3,
             split_keys: ["bank/4", "la/", "la/5", "reg/", "reg/5", "set/"]
                 .map(str::to_owned)
                 .to_vec(),
@@ -144,5 +147,6 @@ mod tests {
         let c = render_config(&spec, 2, &addrs, Path::new("/tmp/x/data/node-2"));
         c.validate().unwrap();
         assert_eq!(c.sharding.data_groups(), 7);
+        assert_eq!(c.faults.unsafe_skip_conflict_check_group, 3);
     }
 }

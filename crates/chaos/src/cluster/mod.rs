@@ -63,6 +63,8 @@ pub struct ClusterSpec {
     /// Writes `[faults] unsafe_skip_conflict_check = true` (the planted bug
     /// `skip-conflict-check`).
     pub skip_conflict_check: bool,
+    /// Writes `[faults] unsafe_skip_conflict_check_group` (0, every group: not written).
+    pub skip_conflict_check_group: u64,
     /// Writes `[sharding] split_keys` (empty: not sharded, nothing written).
     pub split_keys: Vec<String>,
 }
