@@ -94,6 +94,9 @@ hibernate_after_ms = 10000
 # coordinator stopped): readers and each range's leader abort it through the metadata group.
 # 0 = twice consensus.election_timeout_ms, at least 3000; else at least twice that timeout.
 orphan_timeout_ms = 0
+# How long a read waits for the locks of commits across ranges over what it reads before it
+# answers UNAVAILABLE naming the key and the transaction, in milliseconds; 100 to 600000.
+lock_timeout_ms = 10000
 # Each data group's leader hands the leadership to the group's preferred node (data group g:
 # node (g - 1) mod N) once that node is healthy and caught up, so leaderships spread over the
 # nodes after bootstrap and return to a node that comes back. false = leave them be.

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 pub use error::{ConfigError, Origin};
 pub use legacy::{migrate, ClusterConfig};
 pub use load::{Overrides, PASSTHROUGH_ENV};
-pub use sharding::{ShardingConfig, HEX_PREFIX, MAX_SHARDS, MAX_SPLIT_KEY_BYTES};
+pub use sharding::{
+    ShardingConfig, DEFAULT_LOCK_TIMEOUT_MS, HEX_PREFIX, MAX_SHARDS, MAX_SPLIT_KEY_BYTES,
+};
 pub use tuning::{
     BloomFilterConfig, CacheConfig, CompactionConfig, CompactionPriority, Compression,
     CompressionConfig, ConcurrencyConfig, LogLevel, LoggingConfig, MemoryConfig, PerformanceConfig,

@@ -54,6 +54,11 @@ pub struct ShardingConfig {
     /// twice `consensus.election_timeout_ms` (a coordinator waiting out an election is not an
     /// orphan). See [`ShardingConfig::orphan_timeout_ms`].
     pub orphan_timeout_ms: u64,
+    /// `lock_timeout_ms`: how long a read waits for the locks of commits across ranges over what
+    /// it reads (waiting for them to go, resolving them from the metadata group's decision)
+    /// before it answers `UNAVAILABLE` naming the key and the transaction (docs/sharding.md
+    /// §6.5); 100 to 600000. Default `10000`.
+    pub lock_timeout_ms: u64,
     /// `place_leaders`: each data group's leader hands the group's leadership to its preferred
     /// node (node `(g − 1) mod N` for data group `g`) once that node is a healthy, caught-up
     /// voter, so leaderships spread over the nodes after bootstrap and come back to a node
@@ -65,6 +70,9 @@ pub struct ShardingConfig {
 /// The default `hibernate_after_ms`.
 pub const DEFAULT_HIBERNATE_AFTER_MS: u64 = 10_000;
 
+/// The default `lock_timeout_ms`.
+pub const DEFAULT_LOCK_TIMEOUT_MS: u64 = 10_000;
+
 /// The least orphan timeout `orphan_timeout_ms = 0` gives.
 pub const MIN_AUTO_ORPHAN_TIMEOUT_MS: u64 = 3_000;
 
@@ -75,6 +83,7 @@ impl Default for ShardingConfig {
             split_keys: Vec::new(),
             hibernate_after_ms: DEFAULT_HIBERNATE_AFTER_MS,
             orphan_timeout_ms: 0,
+            lock_timeout_ms: DEFAULT_LOCK_TIMEOUT_MS,
             place_leaders: true,
         }
     }

@@ -88,6 +88,15 @@ impl Config {
                 ),
             ));
         }
+        if !(100..=600_000).contains(&s.lock_timeout_ms) {
+            return Err(ConfigError::invalid(
+                "sharding.lock_timeout_ms",
+                format!(
+                    "must be between 100 and 600000 (milliseconds), got {}",
+                    s.lock_timeout_ms
+                ),
+            ));
+        }
         if s.shards != 0 && !s.split_keys.is_empty() {
             return Err(ConfigError::invalid(
                 "sharding.split_keys",
@@ -1051,6 +1060,22 @@ mod tests {
             let mut c = Config::default();
             c.consensus.oracle_window_ms = ok;
             c.validate().expect("in bounds");
+        }
+    }
+
+    #[test]
+    fn the_lock_timeout_is_between_100_ms_and_10_minutes() {
+        let key = "sharding.lock_timeout_ms";
+        assert_rejected(|c| c.sharding.lock_timeout_ms = 99, key, "got 99");
+        assert_rejected(
+            |c| c.sharding.lock_timeout_ms = 600_001,
+            key,
+            "between 100 and 600000",
+        );
+        for ok in [100, 600_000] {
+            let mut c = Config::default();
+            c.sharding.lock_timeout_ms = ok;
+            c.validate().unwrap();
         }
     }
 

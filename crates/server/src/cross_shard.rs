@@ -43,9 +43,6 @@ const LOCK_PATIENCE: Duration = Duration::from_millis(100);
 /// How often a reader that still meets a lock asks for its decision.
 const SETTLE_INTERVAL: Duration = Duration::from_millis(200);
 
-/// The longest a read waits for the locks it meets before `UNAVAILABLE`.
-pub const LOCK_WAIT: Duration = Duration::from_secs(10);
-
 /// The least time a coordinator gives its resolves after the decision.
 const RESOLVE_TIME: Duration = Duration::from_secs(2);
 
@@ -312,7 +309,8 @@ impl Shards {
     /// Waits until no lock of another transaction covers `range` in the group at `position`
     /// for a read at `version` (docs/sharding.md §6.5): a lock whose transaction committed
     /// above `version` does not concern the read; others are waited for, and decided (orphans)
-    /// or resolved here from group 0's record. `UNAVAILABLE` after [`LOCK_WAIT`].
+    /// or resolved here from group 0's record. `UNAVAILABLE` after the lock wait
+    /// (`[sharding] lock_timeout_ms`, [`Shards::with_lock_timeout`]).
     pub(crate) async fn await_locks(
         &self,
         position: usize,
@@ -334,7 +332,7 @@ impl Shards {
             let Some(first) = locks.first() else {
                 return Ok(());
             };
-            if started.elapsed() >= LOCK_WAIT {
+            if started.elapsed() >= self.lock_timeout() {
                 return Err(ServiceError::new(
                     ErrorCode::Unavailable,
                     format!(
@@ -343,7 +341,7 @@ impl Shards {
                         printable(&range.begin),
                         range.cf,
                         show_txid(&first.txid),
-                        LOCK_WAIT.as_millis()
+                        self.lock_timeout().as_millis()
                     ),
                 ));
             }

@@ -349,6 +349,7 @@ pub async fn run(
                     let election = config.consensus.election_timeout_ms;
                     let orphan = config.sharding.orphan_timeout_ms(election);
                     s.with_orphan_timeout(Duration::from_millis(orphan))
+                        .with_lock_timeout(Duration::from_millis(config.sharding.lock_timeout_ms))
                 })
                 .map_err(|e| NodeError::Sharding(e.to_string()))?;
             tokio::spawn(crate::sharding::initialize_data_groups(

@@ -111,6 +111,9 @@ pub struct Shards {
     /// How old (in versions: µs of the oracle's clock) an undecided lock must be for its
     /// transaction to be taken for an orphan (`[sharding] orphan_timeout_ms`, §6.5).
     orphan_age: Version,
+    /// How long a read waits for the locks over what it reads before `UNAVAILABLE`
+    /// (`[sharding] lock_timeout_ms`, §6.5).
+    lock_timeout: std::time::Duration,
 }
 
 impl fmt::Debug for Shards {
@@ -141,6 +144,7 @@ impl Shards {
             spans: vec![KeySpan::all()],
             metadata: None,
             orphan_age: DEFAULT_ORPHAN_AGE,
+            lock_timeout: std::time::Duration::from_millis(dolmen_config::DEFAULT_LOCK_TIMEOUT_MS),
         }
     }
 
@@ -208,6 +212,7 @@ impl Shards {
             membership: metadata.replicator.clone(),
             metadata: Some(metadata),
             orphan_age: DEFAULT_ORPHAN_AGE,
+            lock_timeout: std::time::Duration::from_millis(dolmen_config::DEFAULT_LOCK_TIMEOUT_MS),
         })
     }
 
@@ -215,6 +220,17 @@ impl Shards {
     pub fn with_orphan_timeout(mut self, timeout: std::time::Duration) -> Self {
         self.orphan_age = Version::try_from(timeout.as_micros()).unwrap_or(Version::MAX);
         self
+    }
+
+    /// The same groups, a read waiting at most `wait` for the locks over what it reads.
+    pub fn with_lock_timeout(mut self, wait: std::time::Duration) -> Self {
+        self.lock_timeout = wait;
+        self
+    }
+
+    /// How long a read waits for the locks over what it reads before `UNAVAILABLE`.
+    pub fn lock_timeout(&self) -> std::time::Duration {
+        self.lock_timeout
     }
 
     /// How old an undecided lock must be, in versions, to be taken for an orphan's.

@@ -205,6 +205,11 @@ fn metadata(base: &Arc<Engine>, node: u64, clock: &Clock) -> (ShardGroup, Arc<Di
 }
 
 async fn sharded(splits: &[&[u8]]) -> Sharded {
+    sharded_with(splits, |shards| shards).await
+}
+
+/// [`sharded`], with `tune` applied to the groups (lock timeouts, orphan timeouts).
+async fn sharded_with(splits: &[&[u8]], tune: impl FnOnce(Shards) -> Shards) -> Sharded {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = shared_clock();
     let table = table(splits);
@@ -217,8 +222,10 @@ async fn sharded(splits: &[&[u8]]) -> Sharded {
     } = parts(&dir, &table, &clock);
     // Group 0 gives the cluster view and records decisions.
     let (metadata, direct) = metadata(&base, MEMBERSHIP_NODE, &clock);
-    let shards = Shards::routed(table, groups, Arc::new(TestOracle { clock }), metadata)
-        .expect("the groups fit the table");
+    let shards = tune(
+        Shards::routed(table, groups, Arc::new(TestOracle { clock }), metadata)
+            .expect("the groups fit the table"),
+    );
     directs.push(direct.clone());
     let service = Service::sharded(shards, options());
     service
@@ -611,6 +618,60 @@ async fn locks_refuse_writes_and_make_readers_wait_for_the_decision() {
     let late = s.directs[1].propose(prepare).await.unwrap();
     assert_eq!(late.outcome, Outcome::AlreadyResolved);
     assert!(s.engines[1].locks().is_empty());
+}
+
+/// `[sharding] lock_timeout_ms`: a read that meets a lock still undecided (and not yet an
+/// orphan's) answers `UNAVAILABLE` naming the key and the transaction once the lock timeout
+/// passed, and reads again once the transaction is decided.
+#[tokio::test]
+async fn a_read_meeting_an_undecided_lock_gives_up_after_the_lock_timeout() {
+    let timeout = Duration::from_millis(300);
+    let s = sharded_with(&[b"m"], |shards| {
+        shards
+            .with_lock_timeout(timeout)
+            .with_orphan_timeout(Duration::from_secs(600))
+    })
+    .await;
+    let service = &s.service;
+    service
+        .set("default", b"z".to_vec(), b"old".to_vec())
+        .await
+        .unwrap();
+    let stamp = service.read_version().await.unwrap();
+    let txid = [7u8; 16];
+    let prepare = Command::Prepare(Prepare {
+        txid,
+        stamp,
+        read_version: Some(stamp),
+        piece: vec![(0, set("default", b"z", b"new"))],
+        read_conflicts: vec![],
+    });
+    let prepared = s.directs[1].propose(prepare).await.unwrap();
+    assert_eq!(prepared.outcome, Outcome::Prepared);
+    let started = std::time::Instant::now();
+    let err = service.get("default", b"z").await.unwrap_err();
+    let waited = started.elapsed();
+    assert_eq!(err.code, ErrorCode::Unavailable, "{err}");
+    assert!(
+        err.message.contains("still undecided after 300 ms") && err.message.contains("'z'"),
+        "{err}"
+    );
+    assert!(waited >= timeout, "gave up after {waited:?}");
+    // Decided (aborted) in group 0: the next read resolves the lock and reads the old value.
+    s.metadata
+        .propose(Command::Decide(Decide {
+            txid,
+            idempotency: None,
+            outcome: Outcome::Aborted {
+                reason: "test".into(),
+            },
+        }))
+        .await
+        .unwrap();
+    assert_eq!(
+        service.get("default", b"z").await.unwrap(),
+        Some(b"old".to_vec())
+    );
 }
 
 #[tokio::test]
