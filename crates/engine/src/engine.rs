@@ -48,9 +48,8 @@ pub struct Engine {
     complete: AtomicU64,
     /// The version of the last applied command that may have written data: any command but
     /// `Noop`, `OracleBound` and the retention commands (`Compact`, `ExpireIdempotency`).
-    /// In memory only; the
-    /// applied version when the handle opens or a snapshot is installed (over-estimating is
-    /// safe: it only costs the retention job one more `Compact`).
+    /// In memory only; the applied version when the handle opens or a snapshot is installed
+    /// (over-estimating is safe: it only costs the retention job one more `Compact`).
     pub(crate) written: AtomicU64,
     /// Published before garbage collection uses it (docs/engine-format.md, read ordering).
     pub(crate) horizon: AtomicU64,
@@ -456,9 +455,9 @@ impl Engine {
     }
 
     /// The version of the last applied command that may have written data (any but `Noop`,
-    /// `OracleBound`, `Compact` and `ExpireIdempotency`; the applied version after an open or a snapshot
-    /// install). Once the horizon is above it, raising the horizon further frees nothing: the
-    /// retention job then lets the group rest.
+    /// `OracleBound`, `Compact` and `ExpireIdempotency`; the applied version after an open or
+    /// a snapshot install). Once the horizon is above it, raising the horizon further frees
+    /// nothing: the retention job then lets the group rest.
     pub fn written_version(&self) -> Version {
         self.written.load(Ordering::SeqCst)
     }
