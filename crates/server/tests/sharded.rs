@@ -553,17 +553,16 @@ async fn a_token_makes_a_commit_across_groups_exactly_once() {
     assert_eq!(err.code, ErrorCode::InvalidArgument, "{err}");
 }
 
-#[tokio::test]
-async fn locks_refuse_writes_and_make_readers_wait_for_the_decision() {
-    let s = sharded(&[b"m"]).await;
+/// Writes `z = old` in group 2 (of a `m` split), then prepares transaction `txid` there
+/// writing `z = new`, stamped with a fresh read version: its lock holds `z`, undecided.
+/// Returns the prepare, for a late resend.
+async fn lock_z(s: &Sharded, txid: [u8; 16]) -> Command {
     let service = &s.service;
     service
         .set("default", b"z".to_vec(), b"old".to_vec())
         .await
         .unwrap();
     let stamp = service.read_version().await.unwrap();
-    let txid = [9u8; 16];
-    // A coordinator that prepared in group 2, decided Commit(C) in group 0, then stopped.
     let prepare = Command::Prepare(Prepare {
         txid,
         stamp,
@@ -573,6 +572,16 @@ async fn locks_refuse_writes_and_make_readers_wait_for_the_decision() {
     });
     let prepared = s.directs[1].propose(prepare.clone()).await.unwrap();
     assert_eq!(prepared.outcome, Outcome::Prepared);
+    prepare
+}
+
+#[tokio::test]
+async fn locks_refuse_writes_and_make_readers_wait_for_the_decision() {
+    let s = sharded(&[b"m"]).await;
+    let service = &s.service;
+    let txid = [9u8; 16];
+    // A coordinator that prepared in group 2, decided Commit(C) in group 0, then stopped.
+    let prepare = lock_z(&s, txid).await;
     let commit = service.read_version().await.unwrap();
     let decided = s
         .metadata
@@ -633,21 +642,8 @@ async fn a_read_meeting_an_undecided_lock_gives_up_after_the_lock_timeout() {
     })
     .await;
     let service = &s.service;
-    service
-        .set("default", b"z".to_vec(), b"old".to_vec())
-        .await
-        .unwrap();
-    let stamp = service.read_version().await.unwrap();
     let txid = [7u8; 16];
-    let prepare = Command::Prepare(Prepare {
-        txid,
-        stamp,
-        read_version: Some(stamp),
-        piece: vec![(0, set("default", b"z", b"new"))],
-        read_conflicts: vec![],
-    });
-    let prepared = s.directs[1].propose(prepare).await.unwrap();
-    assert_eq!(prepared.outcome, Outcome::Prepared);
+    lock_z(&s, txid).await;
     let started = std::time::Instant::now();
     let err = service.get("default", b"z").await.unwrap_err();
     let waited = started.elapsed();
