@@ -177,6 +177,18 @@ pub(crate) struct Shared {
     pub(crate) wake: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
 }
 
+/// Whether a read barrier or an oracle grant refused with `e` should wait for the next leader
+/// and try again: the node asked is not the leader, could not be reached, knew no leader ("no
+/// leader is known": an election, a leadership transfer) or could not confirm its leadership.
+pub(crate) fn wait_for_next_leader(e: &ProposeError) -> bool {
+    matches!(
+        e,
+        ProposeError::NotLeader { .. }
+            | ProposeError::LeaderUnreachable(_)
+            | ProposeError::Unavailable(_)
+    )
+}
+
 /// The two read batchers of a [`Shared`] built with [`Arc::new_cyclic`]: they hold it weakly.
 pub(crate) fn read_batchers(shared: &std::sync::Weak<Shared>) -> (Arc<Coalescer>, Arc<Coalescer>) {
     let local = shared.clone();
@@ -269,11 +281,7 @@ impl Shared {
                 match self.covering_read_index(covering, self.rpc_timeout).await {
                     Err(_) if !self.is_leader() => self.not_leader(),
                     // Deposed (a transfer) before the metrics say so: try again shortly.
-                    Err(
-                        e @ (ProposeError::NotLeader { .. }
-                        | ProposeError::LeaderUnreachable(_)
-                        | ProposeError::Unavailable(_)),
-                    ) => e,
+                    Err(e) if wait_for_next_leader(&e) => e,
                     done => return done,
                 }
             } else {
@@ -284,13 +292,7 @@ impl Shared {
                     .read_index_covering(covering, self.rpc_timeout)
                     .await
                 {
-                    // "No leader is known" here or at the node asked (a transfer, an election),
-                    // or a leadership it could not confirm: wait for the next leader.
-                    Err(
-                        e @ (ProposeError::NotLeader { .. }
-                        | ProposeError::LeaderUnreachable(_)
-                        | ProposeError::Unavailable(_)),
-                    ) => e,
+                    Err(e) if wait_for_next_leader(&e) => e,
                     done => return done,
                 }
             };
@@ -607,12 +609,7 @@ impl Shared {
             let refused = match seen.1 {
                 None => self.not_leader(),
                 Some(_) => match self.barrier_once(lease.clone()).await {
-                    // As in `covering_barrier`.
-                    Err(
-                        e @ (ProposeError::NotLeader { .. }
-                        | ProposeError::LeaderUnreachable(_)
-                        | ProposeError::Unavailable(_)),
-                    ) => e,
+                    Err(e) if wait_for_next_leader(&e) => e,
                     done => return done,
                 },
             };

@@ -109,14 +109,9 @@ impl GroupZeroOracle {
                     self.issued.fetch_max(last, Ordering::SeqCst);
                     return Ok(grant);
                 }
-                // Not the leader, or a leader that could not answer: "no leader is known" here
-                // or there (an election, a leadership transfer), a leadership it could not
-                // confirm. Wait for the next leader rather than refuse at once.
-                Err(
-                    refused @ (ProposeError::NotLeader { .. }
-                    | ProposeError::LeaderUnreachable(_)
-                    | ProposeError::Unavailable(_)),
-                ) => group0.before_next_try(seen, refused, deadline).await?,
+                Err(refused) if crate::raft_replicator::wait_for_next_leader(&refused) => {
+                    group0.before_next_try(seen, refused, deadline).await?;
+                }
                 Err(e) => return Err(e),
             }
         }
