@@ -772,3 +772,94 @@ fn reads_through_every_node_ride_through_leadership_transfers_of_every_group() {
     }
     assert!(total > 0, "no read ran during the transfers");
 }
+
+/// Oracle grants that group 0's leader confirmed, summed over every node's `/metrics`:
+/// `(by a ReadIndex round, by the leader lease)`.
+fn oracle_confirmations(cluster: &ReplicatedCluster) -> (u64, u64) {
+    let mut by = (0, 0);
+    for node in 0..cluster.node_count() {
+        let text = admin(cluster.admin_endpoint(node))
+            .metrics()
+            .unwrap_or_else(|e| panic!("/metrics of node {node}: {e}"));
+        for line in text.lines() {
+            let count = |label: &str| {
+                line.strip_prefix(&format!("dolmen_oracle_confirmations_total{{by=\"{label}\"}} "))
+                    .and_then(|n| n.parse::<u64>().ok())
+            };
+            by.0 += count("read_index").unwrap_or(0);
+            by.1 += count("lease").unwrap_or(0);
+        }
+    }
+    by
+}
+
+/// Commits one at a time through every node, in one range and across two, each after a read
+/// version taken once the one before was acknowledged, while group 0's leadership moves once:
+/// every version is above the one before (the oracle never goes back in real time).
+/// Returns how many commits there were.
+fn sequential_commits_increase(cluster: &ReplicatedCluster) -> u64 {
+    let mut clients: Vec<KvClient> = (0..cluster.node_count())
+        .map(|node| connect_buffered(cluster.thrift_endpoint(node)))
+        .collect();
+    let (mut last, mut commits) = (0i64, 0u64);
+    for round in 0..40 {
+        if round == 20 {
+            let leader = eventually(Duration::from_secs(30), || leader_seen(cluster, 0, 0));
+            let to = (leader + 1) % cluster.node_count() as u64;
+            admin(cluster.admin_endpoint(leader as usize))
+                .with_timeout(Duration::from_secs(10))
+                .transfer_group_leader(TransferLeader { to, group: 0 })
+                .unwrap_or_else(|e| panic!("transfer group 0 from {leader} to {to}: {e}"));
+        }
+        let nodes = clients.len();
+        let kv = &mut clients[round % nodes];
+        let rv = kv.read_version();
+        assert!(rv >= last, "read version {rv} below the last commit {last}");
+        let keys = if round % 4 == 0 {
+            vec![format!("sh/a/seq{round}"), format!("sh/g/seq{round}")]
+        } else {
+            vec![format!("{}/seq{round}", RANGES[round % RANGES.len()])]
+        };
+        let ops = keys.iter().map(|k| op_set(k.as_bytes(), b"v")).collect();
+        let r = kv.commit(rv, ops, vec![]);
+        let version = r
+            .committed_version
+            .unwrap_or_else(|| panic!("commit {round} failed: {r:?}"));
+        assert!(version > rv && version > last, "commit {round} at {version}, after {last}");
+        last = version;
+        commits += 1;
+    }
+    commits
+}
+
+/// Under `[reads] consistency_level = "lease"` group 0's leader confirms oracle grants by its
+/// leader lease instead of a ReadIndex round each (docs/sharding.md §3.2); under the default
+/// `linearizable`, by a round each. Either way versions increase in real time across a
+/// leadership transfer of group 0.
+#[test]
+fn oracle_grants_are_confirmed_by_the_lease_only_under_lease_reads() {
+    for lease in [true, false] {
+        let mut builder = ReplicatedCluster::builder()
+            .set("sharding", "split_keys", vec!["sh/b", "sh/d", "sh/f"]);
+        if lease {
+            builder = builder.set("reads", "consistency_level", "lease");
+        }
+        let cluster = builder.start();
+        cluster.wait_for_leader(LEADER_TIMEOUT);
+        let before = oracle_confirmations(&cluster);
+        let commits = sequential_commits_increase(&cluster);
+        let after = oracle_confirmations(&cluster);
+        let (by_round, by_lease) = (after.0 - before.0, after.1 - before.1);
+        // At least a read version and a commit version per commit, each its own grant.
+        let (used, unused) = if lease {
+            (by_lease, by_round)
+        } else {
+            (by_round, by_lease)
+        };
+        assert!(
+            used >= 2 * commits && unused == 0,
+            "lease = {lease}: {commits} commits, {by_round} grants confirmed by a round, \
+             {by_lease} by the lease"
+        );
+    }
+}

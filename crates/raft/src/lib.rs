@@ -35,7 +35,9 @@ pub use raft_node::{
     MembershipError, MembershipOutcome, MembershipStep, PlacementOptions, RaftNode, RaftNodeError,
     RaftNodeOptions,
 };
-pub use raft_replicator::{RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions};
+pub use raft_replicator::{
+    OracleConfirmations, RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions,
+};
 pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,
     Replicator, Role, WriteAdmission,

@@ -175,6 +175,18 @@ pub(crate) struct Shared {
     /// Wakes the group if it hibernates (a data group with hibernation on): called for every
     /// write and read barrier this node starts.
     pub(crate) wake: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
+    /// How this node, as the oracle's leader, confirmed the grants it answered.
+    pub(crate) oracle_confirmations: Arc<OracleConfirmations>,
+}
+
+/// Oracle grants confirmed by each means, since the node started
+/// (`dolmen_oracle_confirmations_total{by}`).
+#[derive(Debug, Default)]
+pub struct OracleConfirmations {
+    /// By a ReadIndex round (`consistency_level` `linearizable` or `stale`).
+    pub read_index: AtomicU64,
+    /// By the leader lease (`consistency_level = "lease"`).
+    pub lease: AtomicU64,
 }
 
 /// Whether a read barrier or an oracle grant refused with `e` should wait for the next leader
@@ -229,14 +241,37 @@ impl Shared {
             return Err(self.not_leader());
         }
         let grant = self.sequencer.grant(commit_count, want_read).await;
-        // Drawn before the confirmation, handed out only after it: versions of a round that
-        // fails are burned.
-        self.local_reads.read_index(self.rpc_timeout).await?;
+        // Drawn before the confirmation, handed out only after it: versions of a confirmation
+        // that fails are burned.
+        self.confirm_oracle_leadership().await?;
         match grant {
             Ok(grant) => Ok(grant),
             Err(WriteError::NotLeader(_)) => Err(self.not_leader()),
             Err(e) => Err(ProposeError::Unavailable(e.to_string())),
         }
+    }
+
+    /// The leadership confirmation of an oracle grant, started after the grant was drawn:
+    /// under `[reads] consistency_level = "lease"` the leader lease while it holds (one
+    /// heartbeat round when it does not), under the same bounded-drift assumption as lease
+    /// reads (docs/replication.md invariant 14); otherwise a ReadIndex round shared with the
+    /// reads that arrived before it started (docs/sharding.md §3.2).
+    async fn confirm_oracle_leadership(&self) -> Result<(), ProposeError> {
+        let counts = &self.oracle_confirmations;
+        let (confirmed, by) = if self.reads.consistency == ReadConsistency::Lease {
+            let lease = self.leader_barrier(LinearizerOption::new(None, true));
+            let confirmed = match tokio::time::timeout(self.rpc_timeout, lease).await {
+                Ok(confirmed) => confirmed,
+                Err(_elapsed) => Err(ProposeError::Timeout(self.rpc_timeout)),
+            };
+            (confirmed, &counts.lease)
+        } else {
+            let round = self.local_reads.read_index(self.rpc_timeout).await;
+            (round, &counts.read_index)
+        };
+        confirmed?;
+        by.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// Resolves once this node may read the group at `version` (`ReadGate::cover`). A group

@@ -38,7 +38,9 @@ pub use startup::RaftNodeError;
 use crate::apply_tracker::ReplicationMode;
 use crate::log_store::LogStore;
 use crate::network::PeerFaults;
-use crate::raft_replicator::{RaftReadGate, RaftReplicator, ReadOptions, Shared};
+use crate::raft_replicator::{
+    OracleConfirmations, RaftReadGate, RaftReplicator, ReadOptions, Shared,
+};
 use crate::snapshot::SnapshotStats;
 use crate::types::{NodeAddr, Raft};
 use crate::NodeId;
@@ -242,6 +244,12 @@ impl RaftNode {
     pub fn oracle_versions(&self) -> u64 {
         self.oracle_versions
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How this node, as the oracle's leader, confirmed the grants it answered (a ReadIndex
+    /// round each, or the leader lease under `consistency_level = "lease"`).
+    pub fn oracle_confirmations(&self) -> &OracleConfirmations {
+        &self.shared.oracle_confirmations
     }
 
     /// Writes of every group of this node answered `TIMEOUT` because a voter had not applied

@@ -472,6 +472,7 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
             oracle,
             engine: engine.clone(),
             wake: std::sync::OnceLock::new(),
+            oracle_confirmations: Arc::default(),
         }
     });
 

@@ -92,6 +92,13 @@ impl Collector for NodeMetrics {
             },
             all_wait_timeouts: self.raft.as_ref().map_or(0, |r| r.all_wait_timeouts()),
             oracle_versions: self.raft.as_ref().map_or(0, |r| r.oracle_versions()),
+            oracle_confirmations: self.raft.as_ref().map_or((0, 0), |r| {
+                let by = r.oracle_confirmations();
+                (
+                    by.read_index.load(Ordering::Relaxed),
+                    by.lease.load(Ordering::Relaxed),
+                )
+            }),
             voters_applied: self
                 .raft
                 .as_ref()
@@ -333,6 +340,9 @@ struct Replication {
     /// Versions this node handed out as the oracle on `Timestamps` (commit versions plus one
     /// per read version).
     oracle_versions: u64,
+    /// Oracle grants this node confirmed as group 0's leader: (by a ReadIndex round, by the
+    /// leader lease).
+    oracle_confirmations: (u64, u64),
     /// On the leader under `replication_mode = "all"`: (voter, applied index it reported).
     voters_applied: Vec<(u64, u64)>,
 }
@@ -614,6 +624,18 @@ impl Replication {
              versions plus one per read version; docs/sharding.md §3.3).",
             &ConstCounter::new(self.oracle_versions),
         )?;
+        let mut confirmations = e.encode_descriptor(
+            "dolmen_oracle_confirmations",
+            "Oracle grants this node confirmed as group 0's leader, by how: a ReadIndex round \
+             (read_index) or the leader lease (lease, under consistency_level = \"lease\"; \
+             docs/sharding.md §3.2).",
+            None,
+            MetricType::Counter,
+        )?;
+        let (by_round, by_lease) = self.oracle_confirmations;
+        for (by, count) in [("read_index", by_round), ("lease", by_lease)] {
+            ConstCounter::new(count).encode(confirmations.encode_family(&[("by", by)])?)?;
+        }
         let mut applied = e.encode_descriptor(
             "dolmen_member_applied_index",
             "On the leader under replication_mode = \"all\": the log index each voter reported \
@@ -709,6 +731,7 @@ mod tests {
                     },
                     all_wait_timeouts: 5,
                     oracle_versions: 640,
+                    oracle_confirmations: (12, 3),
                     voters_applied: vec![(0, 41), (2, 40)],
                 }),
                 horizon_age_seconds: Some(4.5),
@@ -762,6 +785,8 @@ mod tests {
             "# TYPE dolmen_all_wait_timeouts_total counter\ndolmen_all_wait_timeouts_total 5\n",
             "dolmen_member_applied_index{member=\"2\"} 40\n",
             "# TYPE dolmen_oracle_versions_total counter\ndolmen_oracle_versions_total 640\n",
+            "dolmen_oracle_confirmations_total{by=\"read_index\"} 12\n",
+            "dolmen_oracle_confirmations_total{by=\"lease\"} 3\n",
             "dolmen_mvcc_horizon_age_seconds 4.5\n",
             "# TYPE dolmen_idempotency_entries gauge\ndolmen_idempotency_entries 12\n",
             "# TYPE dolmen_idempotency_expired_total counter\ndolmen_idempotency_expired_total 30\n",
@@ -817,6 +842,7 @@ mod tests {
             "dolmen_raft_snapshots_installed_total",
             "dolmen_all_wait_timeouts_total",
             "dolmen_oracle_versions_total",
+            "dolmen_oracle_confirmations_total",
             "dolmen_member_applied_index",
         ];
         let mut samples: Vec<&str> = Vec::new();
