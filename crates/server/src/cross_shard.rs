@@ -286,8 +286,12 @@ impl Shards {
         // The decision is durable: the resolves get their own time even if the client's ran
         // out (what they miss, readers and the sweeper finish).
         let resolve_by = deadline.max(Instant::now() + RESOLVE_TIME);
-        let (resolved, not_everywhere) =
-            resolve_all(&participants, txid, stamp, commit, resolve_by).await;
+        let unresolved = resolve_all(&participants, txid, stamp, commit, resolve_by).await;
+        // Applied on a majority of every participant (if not yet on every voter): nothing
+        // needs the record any more.
+        let resolved = unresolved
+            .iter()
+            .all(|(_, e)| matches!(e, ProposeError::NotAppliedByAll { .. }));
         if resolved {
             let metadata = metadata.clone();
             tokio::spawn(async move {
@@ -299,9 +303,26 @@ impl Shards {
         }
         // Under `replication_mode = "all"`, a commit is acknowledged only once every voter of
         // every participant applied it: else `TIMEOUT` naming the voter, as a single-group
-        // commit answers (committed on a majority; it will apply there).
-        match not_everywhere {
-            Some(e) if commit.is_some() => Err(e.into()),
+        // commit answers (committed on a majority; it will apply there), or naming the
+        // participant whose resolve is not known to have applied at all (it will: the decision
+        // is recorded, and readers and the sweeper resolve from it). Under `quorum` the
+        // recorded decision is the acknowledgement.
+        let unconfirmed = unresolved.into_iter().find(|(_, e)| {
+            self.every_voter_applies() || matches!(e, ProposeError::NotAppliedByAll { .. })
+        });
+        match unconfirmed {
+            Some((_, e @ ProposeError::NotAppliedByAll { .. })) if commit.is_some() => {
+                Err(e.into())
+            }
+            Some((group, e)) if commit.is_some() => Err(ServiceError::new(
+                ErrorCode::Timeout,
+                format!(
+                    "TIMEOUT: replication_mode = all: the commit at version {} is decided \
+                     (group 0 recorded it) but data group {group} did not confirm applying it \
+                     on every voter: {e}; it will apply there",
+                    commit.unwrap_or_default()
+                ),
+            )),
             _ => Ok(answer),
         }
     }
@@ -477,18 +498,20 @@ pub(crate) async fn sweep_orphans(
     }
 }
 
-/// Proposes the Resolve of `txid` to every participant, in parallel, until `deadline`: whether
-/// every one applied (on its leader), and the first `replication_mode = "all"` timeout (the
-/// resolve applied on the leader but not yet on every voter). A participant not reached keeps
-/// its lock until a reader or the orphan sweeper resolves it from group 0's record.
+/// Proposes the Resolve of `txid` to every participant, in parallel, until `deadline`; returns
+/// the participants whose resolve is not confirmed, by group id, with why: a
+/// `replication_mode = "all"` timeout (applied on the leader, not yet on every voter), or a
+/// failure (not known to have applied). A participant not reached keeps its lock until a
+/// reader or the orphan sweeper resolves it from group 0's record.
 async fn resolve_all(
     participants: &[ShardGroup],
     txid: TxId,
     stamp: Version,
     commit: Option<Version>,
     deadline: Instant,
-) -> (bool, Option<ProposeError>) {
+) -> Vec<(u64, ProposeError)> {
     let mut resolves = tokio::task::JoinSet::new();
+    let mut groups = BTreeMap::new();
     for group in participants {
         let replicator = Arc::clone(&group.replicator);
         let command = Command::Resolve {
@@ -496,22 +519,27 @@ async fn resolve_all(
             stamp,
             commit,
         };
-        resolves.spawn(async move {
-            tokio::time::timeout_at(deadline.into(), replicator.propose(command)).await
+        let (id, waited) = (group.id, deadline.saturating_duration_since(Instant::now()));
+        let task = resolves.spawn(async move {
+            let done = tokio::time::timeout_at(deadline.into(), replicator.propose(command)).await;
+            (id, done.unwrap_or(Err(ProposeError::Timeout(waited))))
         });
+        groups.insert(task.id(), id);
     }
-    let (mut all, mut not_everywhere) = (true, None);
+    let mut unresolved = Vec::new();
     while let Some(done) = resolves.join_next().await {
         match done {
-            Ok(Ok(Ok(_))) => {}
-            Ok(Ok(Err(e @ ProposeError::NotAppliedByAll { .. }))) => {
-                not_everywhere.get_or_insert(e);
-            }
-            _ => all = false,
+            Ok((_, Ok(_))) => {}
+            Ok((group, Err(e))) => unresolved.push((group, e)),
+            Err(e) => unresolved.push((
+                groups.get(&e.id()).copied().unwrap_or_default(),
+                ProposeError::Unavailable(format!("the resolve task failed: {e}")),
+            )),
         }
         dolmen_engine::failpoint::crash_point(
             dolmen_engine::failpoint::CROSS_SHARD_AFTER_FIRST_RESOLVE,
         );
     }
-    (all, not_everywhere)
+    unresolved.sort_by_key(|(group, _)| *group);
+    unresolved
 }

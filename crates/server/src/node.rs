@@ -350,6 +350,10 @@ pub async fn run(
                     let orphan = config.sharding.orphan_timeout_ms(election);
                     s.with_orphan_timeout(Duration::from_millis(orphan))
                         .with_lock_timeout(Duration::from_millis(config.sharding.lock_timeout_ms))
+                        .with_every_voter_applying(
+                            config.consensus.replication_mode
+                                == crate::config::ReplicationMode::All,
+                        )
                 })
                 .map_err(|e| NodeError::Sharding(e.to_string()))?;
             tokio::spawn(crate::sharding::initialize_data_groups(

@@ -114,6 +114,10 @@ pub struct Shards {
     /// How long a read waits for the locks over what it reads before `UNAVAILABLE`
     /// (`[sharding] lock_timeout_ms`, §6.5).
     lock_timeout: std::time::Duration,
+    /// The data groups acknowledge a write only once every voter applied it (`[consensus]
+    /// replication_mode = "all"`): a commit across groups whose resolve in some participant
+    /// is not confirmed is not answered as committed (§9).
+    every_voter_applies: bool,
 }
 
 impl fmt::Debug for Shards {
@@ -145,6 +149,7 @@ impl Shards {
             metadata: None,
             orphan_age: DEFAULT_ORPHAN_AGE,
             lock_timeout: std::time::Duration::from_millis(dolmen_config::DEFAULT_LOCK_TIMEOUT_MS),
+            every_voter_applies: false,
         }
     }
 
@@ -213,6 +218,7 @@ impl Shards {
             metadata: Some(metadata),
             orphan_age: DEFAULT_ORPHAN_AGE,
             lock_timeout: std::time::Duration::from_millis(dolmen_config::DEFAULT_LOCK_TIMEOUT_MS),
+            every_voter_applies: false,
         })
     }
 
@@ -226,6 +232,18 @@ impl Shards {
     pub fn with_lock_timeout(mut self, wait: std::time::Duration) -> Self {
         self.lock_timeout = wait;
         self
+    }
+
+    /// The same groups, whose writes are acknowledged only once every voter applied them
+    /// (`[consensus] replication_mode = "all"`) when `all`.
+    pub fn with_every_voter_applying(mut self, all: bool) -> Self {
+        self.every_voter_applies = all;
+        self
+    }
+
+    /// Whether the data groups acknowledge a write only once every voter applied it.
+    pub fn every_voter_applies(&self) -> bool {
+        self.every_voter_applies
     }
 
     /// How long a read waits for the locks over what it reads before `UNAVAILABLE`.

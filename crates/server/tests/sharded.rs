@@ -16,7 +16,9 @@ use dolmen_engine::{
     Prepare, RangeSpec, RoutingTable, Transaction, Version,
 };
 use dolmen_raft::oracle::Clock;
-use dolmen_raft::{BoxFuture, Direct, DirectOptions, ReadError, ReadGate, Replicator};
+use dolmen_raft::{
+    BoxFuture, Direct, DirectOptions, ProposeError, ReadError, ReadGate, Replicator,
+};
 use dolmen_server::error::ErrorCode;
 use dolmen_server::service::{Service, ServiceOptions};
 use dolmen_server::shards::{ShardGroup, Shards, ShardsError};
@@ -210,6 +212,15 @@ async fn sharded(splits: &[&[u8]]) -> Sharded {
 
 /// [`sharded`], with `tune` applied to the groups (lock timeouts, orphan timeouts).
 async fn sharded_with(splits: &[&[u8]], tune: impl FnOnce(Shards) -> Shards) -> Sharded {
+    sharded_wrapping(splits, |groups| groups, tune).await
+}
+
+/// [`sharded_with`], the data groups passed through `wrap` first (a replicator that fails).
+async fn sharded_wrapping(
+    splits: &[&[u8]],
+    wrap: impl FnOnce(Vec<ShardGroup>) -> Vec<ShardGroup>,
+    tune: impl FnOnce(Shards) -> Shards,
+) -> Sharded {
     let dir = tempfile::tempdir().expect("temp dir");
     let clock = shared_clock();
     let table = table(splits);
@@ -220,6 +231,7 @@ async fn sharded_with(splits: &[&[u8]], tune: impl FnOnce(Shards) -> Shards) -> 
         gates,
         mut directs,
     } = parts(&dir, &table, &clock);
+    let groups = wrap(groups);
     // Group 0 gives the cluster view and records decisions.
     let (metadata, direct) = metadata(&base, MEMBERSHIP_NODE, &clock);
     let shards = tune(
@@ -925,6 +937,90 @@ async fn a_range_read_covers_every_group_it_reads_and_an_empty_one_asks_the_owne
             .unwrap(),
         None
     );
+}
+
+/// A group's replicator whose `Resolve`s fail as if its leader could not be reached while
+/// `unreachable` is set; everything else goes through.
+struct ResolvesUnreachable {
+    inner: Arc<dyn Replicator>,
+    unreachable: std::sync::atomic::AtomicBool,
+}
+
+impl Replicator for ResolvesUnreachable {
+    fn propose(
+        &self,
+        command: Command,
+    ) -> BoxFuture<'_, Result<dolmen_raft::Applied, ProposeError>> {
+        if matches!(command, Command::Resolve { .. }) && self.unreachable.load(Ordering::SeqCst) {
+            return Box::pin(async {
+                Err(ProposeError::LeaderUnreachable(
+                    "the test's leader cannot be reached".into(),
+                ))
+            });
+        }
+        self.inner.propose(command)
+    }
+
+    fn cluster(&self) -> dolmen_raft::ClusterView {
+        self.inner.cluster()
+    }
+}
+
+/// Under `replication_mode = "all"` a commit across groups is answered as committed only once
+/// every participant confirmed its resolve: one whose resolve fails (its leader unreachable)
+/// turns the answer into `TIMEOUT` naming that group (docs/sharding.md §9). Under `quorum` the
+/// recorded decision is the answer. Either way the decision stands: once the group is
+/// reachable, a reader resolves its lock from group 0's record and sees the commit.
+#[tokio::test]
+async fn under_all_a_commit_whose_resolve_fails_in_a_group_times_out_naming_it() {
+    for all in [true, false] {
+        let failing = Arc::new(std::sync::OnceLock::<Arc<ResolvesUnreachable>>::new());
+        let hook = failing.clone();
+        let s = sharded_wrapping(
+            &[b"m"],
+            move |mut groups| {
+                let wrapped = Arc::new(ResolvesUnreachable {
+                    inner: groups[1].replicator.clone(),
+                    unreachable: std::sync::atomic::AtomicBool::new(true),
+                });
+                groups[1].replicator = wrapped.clone();
+                hook.set(wrapped).ok();
+                groups
+            },
+            |shards| shards.with_every_voter_applying(all),
+        )
+        .await;
+        let both = tx(vec![set("default", b"a", b"1"), set("default", b"z", b"2")]);
+        let result = s.service.commit(both, TIMEOUT).await;
+        if all {
+            let e = result.expect_err("not every participant confirmed its resolve");
+            assert_eq!(e.code, ErrorCode::Timeout, "{e:?}");
+            assert!(
+                e.message.contains("data group 2") && e.message.contains("replication_mode = all"),
+                "{}",
+                e.message
+            );
+        } else {
+            result.expect("under quorum the recorded decision is the answer");
+        }
+        // Group 1 resolved at once; group 2 holds its lock until a reader resolves it.
+        assert_eq!(
+            s.service.get("default", b"a").await.unwrap(),
+            Some(b"1".to_vec())
+        );
+        assert_eq!(s.engines[1].locks().len(), 1, "all = {all}");
+        failing
+            .get()
+            .expect("wrapped")
+            .unreachable
+            .store(false, Ordering::SeqCst);
+        assert_eq!(
+            s.service.get("default", b"z").await.unwrap(),
+            Some(b"2".to_vec()),
+            "all = {all}"
+        );
+        assert!(s.engines[1].locks().is_empty(), "all = {all}");
+    }
 }
 
 fn code_of<T: std::fmt::Debug>(result: Result<T, dolmen_server::error::ServiceError>) -> ErrorCode {
