@@ -783,8 +783,10 @@ fn oracle_confirmations(cluster: &ReplicatedCluster) -> (u64, u64) {
             .unwrap_or_else(|e| panic!("/metrics of node {node}: {e}"));
         for line in text.lines() {
             let count = |label: &str| {
-                line.strip_prefix(&format!("dolmen_oracle_confirmations_total{{by=\"{label}\"}} "))
-                    .and_then(|n| n.parse::<u64>().ok())
+                line.strip_prefix(&format!(
+                    "dolmen_oracle_confirmations_total{{by=\"{label}\"}} "
+                ))
+                .and_then(|n| n.parse::<u64>().ok())
             };
             by.0 += count("read_index").unwrap_or(0);
             by.1 += count("lease").unwrap_or(0);
@@ -825,7 +827,10 @@ fn sequential_commits_increase(cluster: &ReplicatedCluster) -> u64 {
         let version = r
             .committed_version
             .unwrap_or_else(|| panic!("commit {round} failed: {r:?}"));
-        assert!(version > rv && version > last, "commit {round} at {version}, after {last}");
+        assert!(
+            version > rv && version > last,
+            "commit {round} at {version}, after {last}"
+        );
         last = version;
         commits += 1;
     }
@@ -839,8 +844,11 @@ fn sequential_commits_increase(cluster: &ReplicatedCluster) -> u64 {
 #[test]
 fn oracle_grants_are_confirmed_by_the_lease_only_under_lease_reads() {
     for lease in [true, false] {
-        let mut builder = ReplicatedCluster::builder()
-            .set("sharding", "split_keys", vec!["sh/b", "sh/d", "sh/f"]);
+        let mut builder = ReplicatedCluster::builder().set(
+            "sharding",
+            "split_keys",
+            vec!["sh/b", "sh/d", "sh/f"],
+        );
         if lease {
             builder = builder.set("reads", "consistency_level", "lease");
         }
