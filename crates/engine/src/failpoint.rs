@@ -11,17 +11,17 @@
 //! as a power cut or SIGKILL would stop it there. A failpoint no one configured costs one atomic
 //! load.
 
-/// The log store's `raft-log` thread, before it writes a group's batch to RocksDB.
+/// The node's `raft-log` thread, before it writes a batch (every group's queued requests).
 pub const LOG_BEFORE_WRITE: &str = "raft_log::before_write";
 /// The log store, after the batch write and before the WAL fsync.
 pub const LOG_BEFORE_FSYNC: &str = "raft_log::before_fsync";
 /// The log store, after the fsync and before openraft's callbacks and waiters hear of it.
 pub const LOG_BEFORE_ACK: &str = "raft_log::before_ack";
-/// The log store, before writing a group that saves a vote.
+/// The log store, before writing a batch that saves a vote (of any group).
 pub const LOG_SAVE_VOTE: &str = "raft_log::save_vote";
-/// The log store, before writing a group that truncates the log's suffix.
+/// The log store, before writing a batch that truncates a log's suffix (of any group).
 pub const LOG_TRUNCATE: &str = "raft_log::truncate";
-/// The log store, before writing a group that purges the log's prefix.
+/// The log store, before writing a batch that purges a log's prefix (of any group).
 pub const LOG_PURGE: &str = "raft_log::purge";
 /// The layout-1 log migration at open, after a chunk of copies to group 0's keys is synced.
 pub const LOG_MIGRATE_COPY_CHUNK: &str = "raft_log::migrate_copy_chunk";

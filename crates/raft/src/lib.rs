@@ -29,7 +29,7 @@ pub mod types;
 
 pub use apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 pub use direct::{Direct, DirectOptions};
-pub use log_store::{LogFsync, LogStore};
+pub use log_store::{LogFsync, LogStore, LogWriter};
 pub use raft_node::{
     BootstrapError, CoreStopped, DataGroup, ErrorKind, Formation, InitOutcome, Leadership,
     MembershipError, MembershipOutcome, MembershipStep, PlacementOptions, RaftNode, RaftNodeError,

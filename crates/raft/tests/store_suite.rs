@@ -2,8 +2,9 @@
 //! own storage guarantees: real commands at version = log index, restart, snapshot transfer
 //! between nodes (equal digests), refusal of bad snapshot files, and crash redo via the marker.
 //! The suite runs for group 0's log store and for group 7's in a database whose groups 6 and 8
-//! hold logs too; another test checks that every change to one group's log leaves the other
-//! groups' bytes identical (docs/sharding.md §7).
+//! hold logs too, once with a `raft-log` thread per store and once with one writer shared by
+//! the three groups, as a node runs them; another test checks that every change to one group's
+//! log leaves the other groups' bytes identical (docs/sharding.md §7).
 
 use std::collections::BTreeSet;
 use std::io;
@@ -20,7 +21,7 @@ use dolmen_raft::state_machine::{AppliedPosition, META_LAST_APPLIED};
 use dolmen_raft::types::{
     DolmenRaft, Entry, EntryPayload, LogId, Membership, SnapshotFile, Vote, GROUP_ID,
 };
-use dolmen_raft::{LogStore, StateMachine};
+use dolmen_raft::{LogFsync, LogStore, LogWriter, StateMachine};
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::{IOFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::testing::log::{StoreBuilder, Suite};
@@ -54,6 +55,9 @@ fn open_sm(
 struct RocksBuilder {
     group: GroupId,
     neighbors: &'static [GroupId],
+    /// Whether every store of the database is opened on one `raft-log` writer
+    /// (`LogStore::open_with`), as a node opens its groups, rather than each on its own.
+    shared_writer: bool,
 }
 
 impl StoreBuilder<DolmenRaft, LogStore, StateMachine, TempDir> for RocksBuilder {
@@ -63,11 +67,20 @@ impl StoreBuilder<DolmenRaft, LogStore, StateMachine, TempDir> for RocksBuilder 
         let err = |e: io::Error| openraft::StorageError::write(DolmenRaft::err_from_error(&e));
         let dir = tempfile::tempdir().map_err(err)?;
         let engine = open_engine(dir.path());
+        let writer = if self.shared_writer {
+            Some(LogWriter::start(&engine, LogFsync::BeforeAck).map_err(err)?)
+        } else {
+            None
+        };
+        let open = |group| match &writer {
+            Some(writer) => LogStore::open_with(&engine, group, writer),
+            None => LogStore::new(&engine, group),
+        };
         for &neighbor in self.neighbors {
-            let mut other = LogStore::new(&engine, neighbor).map_err(err)?;
+            let mut other = open(neighbor).map_err(err)?;
             fill_group(&mut other).await;
         }
-        let log = LogStore::new(&engine, self.group).map_err(err)?;
+        let log = open(self.group).map_err(err)?;
         // Another group's state machine applies through its own engine handle (its own
         // applied state under its own `meta` keys), as a node running several groups will.
         let engine = if self.group == GROUP_ID {
@@ -89,6 +102,7 @@ async fn store_suite_openraft_conformance() {
     Suite::test_all(RocksBuilder {
         group: GROUP_ID,
         neighbors: &[],
+        shared_writer: false,
     })
     .await
     .unwrap();
@@ -103,6 +117,20 @@ async fn store_suite_openraft_conformance_for_group_7_beside_other_groups() {
     Suite::test_all(RocksBuilder {
         group: 7,
         neighbors: &[6, 8],
+        shared_writer: false,
+    })
+    .await
+    .unwrap();
+}
+
+/// The same, with groups 6, 7 and 8 opened on one `raft-log` writer, as a sharded node opens
+/// its groups: group 7's requests share the thread, its batches and its fsyncs with the others'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_suite_openraft_conformance_for_group_7_on_a_writer_shared_with_groups_6_and_8() {
+    Suite::test_all(RocksBuilder {
+        group: 7,
+        neighbors: &[6, 8],
+        shared_writer: true,
     })
     .await
     .unwrap();

@@ -4,12 +4,13 @@
 //! families. Opening a store first checks the node's layout and migrates a layout-1 log
 //! (`layout.rs`).
 //!
-//! Every write goes, in call order, to one `raft-log` thread, which writes whatever is queued in
-//! one RocksDB batch and then, if anything queued needs durability, issues one WAL fsync for all
-//! of it (group commit). The async side never waits for a blocking thread on the hot path: the
-//! recent entries (the *tail*) and the vote are also kept in memory, so `append` returns as soon
-//! as its entries are queued and readable, and replication and apply read the tail without
-//! touching RocksDB.
+//! Every write goes, in call order, to the node's one `raft-log` thread ([`LogWriter`], shared by
+//! every group's store on the node), which writes whatever is queued, for all the groups, in one
+//! RocksDB batch and then, if anything queued needs durability, issues one WAL fsync for all of
+//! it (group commit, within and across groups; `writer.rs`). The async side never waits for a
+//! blocking thread on the hot path: the recent entries (the *tail*) and the vote are also kept
+//! in memory, so `append` returns as soon as its entries are queued and readable, and
+//! replication and apply read the tail without touching RocksDB.
 //!
 //! ```text
 //! append(entries, cb) ─▶ tail += entries ─▶ queue ─▶ returns (entries readable from the tail)
@@ -28,8 +29,8 @@ use std::collections::VecDeque;
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use dolmen_engine::{Engine, CF_RAFT_LOG, CF_RAFT_STATE};
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
@@ -50,8 +51,8 @@ pub use layout::LayoutError;
 #[cfg(test)]
 use tail::TAIL_BYTES;
 use tail::{lock, Cached, Memory};
-pub use writer::LogFsync;
-use writer::{run_log_writer, Completion, Request, Write};
+use writer::{Completion, Member, Request, Write};
+pub use writer::{LogFsync, LogWriter};
 
 fn cf<'a>(db: &'a DB, name: &str) -> io::Result<&'a ColumnFamily> {
     db.cf_handle(name)
@@ -72,7 +73,8 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The RocksDB Raft log store of one group; `Clone` shares the database, the memory and the
-/// `raft-log` thread. It reads and writes only its group's keys.
+/// `raft-log` thread (which the stores of other groups opened on the same [`LogWriter`] share
+/// too). It reads and writes only its group's keys.
 ///
 /// Implements [`RaftLogStorage`] and [`RaftLogReader`] for [`DolmenRaft`]. Requests are queued
 /// under the memory lock, so the queue order is the call order and the tail always matches what
@@ -85,10 +87,11 @@ pub struct LogStore {
     /// The group whose log this is: the prefix of every key it touches.
     group: GroupId,
     memory: Arc<Mutex<Memory>>,
-    /// Queue of the `raft-log` thread.
-    queue: mpsc::Sender<Request>,
-    /// WAL fsyncs issued by the `raft-log` thread (entries per fsync is the write throughput).
-    fsyncs: Arc<AtomicU64>,
+    /// The `raft-log` thread's queue, shared with the node's other groups.
+    writer: LogWriter,
+    /// This store as the `raft-log` thread knows it: its group, its memory (weakly) and the
+    /// fsyncs that covered its requests (entries per fsync is the write throughput).
+    member: Arc<Member>,
 }
 
 impl LogStore {
@@ -102,13 +105,34 @@ impl LogStore {
     /// `policy` (a planted bug for the fault-injection suite's self-test when not
     /// [`LogFsync::BeforeAck`]). First checks the node's storage layout and migrates a layout-1
     /// log to group 0's keys ([`layout::prepare`]), then reads the group's vote and the log's
-    /// end, and starts the `raft-log` thread. Blocking: call it at start-up.
+    /// end, and starts a `raft-log` thread of its own. Blocking: call it at start-up. A node
+    /// running several groups opens them all on one writer instead ([`Self::open_with`]).
     ///
     /// # Errors
     /// A layout newer than this build's ([`LayoutError`], kind `Unsupported`), corrupt stored
     /// values (`InvalidData`), or RocksDB failures.
     pub fn open(engine: &Engine, group: GroupId, policy: LogFsync) -> io::Result<Self> {
+        Self::open_with(engine, group, &LogWriter::start(engine, policy)?)
+    }
+
+    /// The log store of `group` over `engine`'s database, written by `writer`'s `raft-log`
+    /// thread, which the node's other groups share: one batch and one fsync cover every
+    /// group's queued requests. As [`Self::open`] otherwise (the fsync policy is the writer's).
+    ///
+    /// # Errors
+    /// As [`Self::open`], and `InvalidInput` when `writer` writes another database than
+    /// `engine`'s.
+    pub fn open_with(engine: &Engine, group: GroupId, writer: &LogWriter) -> io::Result<Self> {
         let db = Arc::clone(engine.db());
+        if !writer.writes(&db) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "the log store of group {group} was opened on the raft-log writer of \
+                     another database: start the writer over this engine (LogWriter::start)"
+                ),
+            ));
+        }
         layout::prepare(&db)?;
         let state = cf(&db, CF_RAFT_STATE)?;
         let vote = db
@@ -133,30 +157,22 @@ impl LogStore {
             written_seq: 0,
             committed: None,
         }));
-        let (queue, requests) = mpsc::channel();
-        let fsyncs = Arc::new(AtomicU64::new(0));
-        let (weak_db, weak_memory, counter) = (
-            Arc::downgrade(&db),
-            Arc::downgrade(&memory),
-            Arc::clone(&fsyncs),
-        );
-        std::thread::Builder::new()
-            .name("raft-log".to_owned())
-            .spawn(move || {
-                run_log_writer(weak_db, group, weak_memory, requests, counter, policy)
-            })?;
+        let member = Arc::new(Member::new(group, Arc::downgrade(&memory)));
+        writer.register(Arc::clone(&member));
         Ok(Self {
             db,
             group,
             memory,
-            queue,
-            fsyncs,
+            writer: writer.clone(),
+            member,
         })
     }
 
-    /// How many WAL fsyncs this store's `raft-log` thread has issued (for metrics and tests).
+    /// How many WAL fsyncs of the `raft-log` thread covered a request of this store that
+    /// needed one (for metrics and tests). One fsync shared by several groups counts once in
+    /// each; the writer's own count ([`LogWriter::fsync_count`]) counts it once.
     pub fn fsync_count(&self) -> u64 {
-        self.fsyncs.load(Ordering::Relaxed)
+        self.member.fsyncs.load(Ordering::Relaxed)
     }
 
     /// The group whose log this is.
@@ -175,13 +191,12 @@ impl LogStore {
         let seq = memory.next_seq;
         memory.next_seq += 1;
         update(&mut memory, seq);
-        self.queue
-            .send(Request {
-                seq,
-                writes,
-                completion,
-            })
-            .map_err(|_| io::Error::other("the raft-log thread has stopped"))
+        self.writer.send(Request {
+            member: Arc::clone(&self.member),
+            seq,
+            writes,
+            completion,
+        })
     }
 
     /// Queues `writes` and waits until the `raft-log` thread has written them (and, if

@@ -203,39 +203,252 @@ async fn log_store_group_commit_shares_one_fsync() {
     // Requests queued before the raft-log loop looks are all completed by one fsync.
     let dir = tempfile::tempdir().unwrap();
     let (engine, _store) = open(&dir);
-    let (tx, requests) = mpsc::channel();
+    let (writer, thread) = LogWriter::unstarted(engine.db(), LogFsync::BeforeAck);
+    let member = Arc::new(Member::new(GROUP, Weak::new()));
     let mut waiters = Vec::new();
     for seq in 1..=200 {
         let (done, waiter) = tokio::sync::oneshot::channel();
         let writes = vec![Write::State(COMMITTED, vec![0])];
         let completion = Completion::Durable(done);
-        tx.send(Request {
-            seq,
-            writes,
-            completion,
-        })
-        .unwrap();
+        writer
+            .send(Request {
+                member: Arc::clone(&member),
+                seq,
+                writes,
+                completion,
+            })
+            .unwrap();
         waiters.push(waiter);
     }
-    drop(tx);
-    let fsyncs = Arc::new(AtomicU64::new(0));
-    let (db, counter) = (Arc::downgrade(engine.db()), Arc::clone(&fsyncs));
-    std::thread::spawn(move || {
-        run_log_writer(
-            db,
-            GROUP,
-            Weak::new(),
-            requests,
-            counter,
-            LogFsync::BeforeAck,
-        )
-    })
-    .join()
-    .unwrap();
+    let thread = std::thread::spawn(move || thread.run());
     for waiter in waiters {
         waiter.await.unwrap().unwrap();
     }
-    assert_eq!(fsyncs.load(Ordering::Relaxed), 1);
+    assert_eq!(writer.fsync_count(), 1);
+    assert_eq!(member.fsyncs.load(Ordering::Relaxed), 1);
+    drop(writer);
+    thread.join().unwrap();
+}
+
+/// An engine over `dir` with no store open.
+fn open_engine(dir: &tempfile::TempDir) -> Arc<Engine> {
+    Arc::new(Engine::open(&EngineOptions::new(dir.path(), vec!["default".into()])).unwrap())
+}
+
+/// A blank entry of `group`: its term is the group, so a read that crossed groups shows.
+fn of_group(group: GroupId, index: u64) -> Entry {
+    blank(group, index)
+}
+
+/// Queues an append of `entries` and returns the receiver of its flush callback, without
+/// waiting for it.
+async fn append_queued(
+    store: &mut LogStore,
+    entries: Vec<Entry>,
+) -> impl std::future::Future<Output = ()> {
+    let (tx, rx) = DolmenRaft::oneshot();
+    store.append(entries, IOFlushed::signal(tx)).await.unwrap();
+    async move { rx.await.unwrap().unwrap() }
+}
+
+/// Every `raft_log` index RocksDB holds for `group`, read past the store (no tail).
+fn stored_indexes(engine: &Engine, group: GroupId) -> Vec<u64> {
+    read_stored(engine.db(), group, 0, None)
+        .unwrap()
+        .iter()
+        .map(|e| {
+            assert_eq!(e.log_id.leader_id.term, group, "group {group} holds {e:?}");
+            e.log_id.index
+        })
+        .collect()
+}
+
+/// Three groups' stores on one writer: requests queued by all of them before the thread looks
+/// are written in one batch, covered by one fsync (counted once by the writer and once by each
+/// store), and each group reads back exactly its own entries, in order, from the tail and from
+/// RocksDB; appends interleaved from concurrent tasks afterwards land in their own group too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 3)]
+async fn log_store_groups_on_one_writer_share_its_batch_and_fsync_and_keep_their_own_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(&dir);
+    let (writer, thread) = LogWriter::unstarted(engine.db(), LogFsync::BeforeAck);
+    let groups: [GroupId; 3] = [1, 2, 3];
+    let mut stores: Vec<LogStore> = groups
+        .iter()
+        .map(|&g| LogStore::open_with(&engine, g, &writer).unwrap())
+        .collect();
+
+    // The burst: 20 appends per group, interleaved group by group, and a commit each, all
+    // queued before the thread runs.
+    let mut flushed = Vec::new();
+    for index in 1..=20 {
+        for store in &mut stores {
+            let entry = of_group(store.group(), index);
+            flushed.push(append_queued(store, vec![entry]).await);
+        }
+    }
+    for store in &mut stores {
+        let committed = log_id(store.group(), 1, 10);
+        store.save_committed(Some(committed)).await.unwrap();
+    }
+    let thread = std::thread::spawn(move || thread.run());
+    for done in flushed {
+        done.await;
+    }
+    assert_eq!(writer.fsync_count(), 1, "60 appends of 3 groups, one fsync");
+    for store in &mut stores {
+        assert_eq!(store.fsync_count(), 1, "group {}", store.group());
+        // Each store's own clock: its 20 requests are written, whatever the others queued.
+        assert_eq!(
+            lock(&store.memory).written_seq,
+            20,
+            "group {}",
+            store.group()
+        );
+        let got = store.try_get_log_entries(..).await.unwrap();
+        let want: Vec<Entry> = (1..=20).map(|i| of_group(store.group(), i)).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            stored_indexes(&engine, store.group()),
+            (1..=20).collect::<Vec<_>>()
+        );
+        let committed = store.read_committed().await.unwrap();
+        assert_eq!(committed, Some(log_id(store.group(), 1, 10)));
+    }
+
+    // Concurrent appenders, one per group, each waiting for its own flush.
+    let tasks: Vec<_> = stores
+        .iter()
+        .cloned()
+        .map(|mut store| {
+            tokio::spawn(async move {
+                for index in 21..=60 {
+                    let entry = of_group(store.group(), index);
+                    append_flushed(&mut store, vec![entry]).await;
+                }
+                store
+            })
+        })
+        .collect();
+    for task in tasks {
+        let mut store = task.await.unwrap();
+        let got = store.try_get_log_entries(..).await.unwrap();
+        let want: Vec<Entry> = (1..=60).map(|i| of_group(store.group(), i)).collect();
+        assert_eq!(got, want);
+        assert_eq!(
+            stored_indexes(&engine, store.group()),
+            (1..=60).collect::<Vec<_>>()
+        );
+        let fsyncs = store.fsync_count();
+        assert!(
+            (2..=41).contains(&fsyncs),
+            "group {}: {fsyncs}",
+            store.group()
+        );
+    }
+    let all = writer.fsync_count();
+    assert!((2..=121).contains(&all), "{all} fsyncs for 180 appends");
+
+    drop((stores, writer));
+    thread.join().unwrap();
+}
+
+/// With three groups on one writer, group 7's truncation and purge are written in the same
+/// RocksDB batch as appends of groups 6 and 8, whose keys sit right below and above group 7's:
+/// neither range delete reaches them.
+#[tokio::test]
+async fn log_store_truncate_and_purge_in_a_shared_batch_leave_the_other_groups_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(&dir);
+    let (writer, thread) = LogWriter::unstarted(engine.db(), LogFsync::BeforeAck);
+    let mut stores: Vec<LogStore> = [6, 7, 8]
+        .iter()
+        .map(|&g| LogStore::open_with(&engine, g, &writer).unwrap())
+        .collect();
+    let mut flushed = Vec::new();
+    for store in &mut stores {
+        let entries = (0..=20).map(|i| of_group(store.group(), i)).collect();
+        flushed.push(append_queued(store, entries).await);
+    }
+    stores[1]
+        .truncate_after(Some(log_id(7, 1, 15)))
+        .await
+        .unwrap();
+    stores[1].purge(log_id(7, 1, 5)).await.unwrap();
+    for store in stores.iter_mut().filter(|s| s.group() != 7) {
+        let entries = (21..=25).map(|i| of_group(store.group(), i)).collect();
+        flushed.push(append_queued(store, entries).await);
+    }
+    let thread = std::thread::spawn(move || thread.run());
+    for done in flushed {
+        done.await;
+    }
+    assert_eq!(writer.fsync_count(), 1, "one batch");
+
+    assert_eq!(stored_indexes(&engine, 6), (0..=25).collect::<Vec<_>>());
+    assert_eq!(stored_indexes(&engine, 7), (6..=15).collect::<Vec<_>>());
+    assert_eq!(stored_indexes(&engine, 8), (0..=25).collect::<Vec<_>>());
+    // No key outside the three groups, and none lost between them.
+    let db = engine.db();
+    let keys = db
+        .iterator_cf(db.cf_handle(CF_RAFT_LOG).unwrap(), IteratorMode::Start)
+        .count();
+    assert_eq!(keys, 26 + 10 + 26);
+    for store in &mut stores {
+        let state = store.get_log_state().await.unwrap();
+        let (purged, last) = match store.group() {
+            7 => (Some(log_id(7, 1, 5)), 15),
+            _ => (None, 25),
+        };
+        assert_eq!(state.last_purged_log_id, purged, "group {}", store.group());
+        let last_id = state.last_log_id.map(|id| id.index);
+        assert_eq!(last_id, Some(last), "group {}", store.group());
+    }
+    drop((stores, writer));
+    thread.join().unwrap();
+}
+
+/// The writer's thread ends once every store opened on it and the handle are dropped (it holds
+/// the registered stores until it returns), and RocksDB closes: the directory opens again.
+#[tokio::test]
+async fn log_store_dropping_every_store_ends_the_shared_writer_thread() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open_engine(&dir);
+    let writer = LogWriter::start(&engine, LogFsync::BeforeAck).unwrap();
+    for group in [1, 2] {
+        let mut store = LogStore::open_with(&engine, group, &writer).unwrap();
+        append_flushed(&mut store, vec![of_group(group, 1)]).await;
+    }
+    let members = writer.members();
+    let db = Arc::downgrade(engine.db());
+    // Each store holds a writer clone: the thread outlives the handle while one is open.
+    let mut store = LogStore::open_with(&engine, 3, &writer).unwrap();
+    drop(writer);
+    append_flushed(&mut store, vec![of_group(3, 1)]).await;
+    assert!(members.strong_count() > 0);
+    drop((store, engine));
+    let mut waited = 0;
+    while members.strong_count() > 0 && waited < 1000 {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        waited += 1;
+    }
+    assert_eq!(members.strong_count(), 0, "the raft-log thread did not end");
+    assert!(db.upgrade().is_none(), "the thread keeps the database open");
+    let engine = open_engine(&dir);
+    assert_eq!(stored_indexes(&engine, 3), vec![1]);
+}
+
+/// A writer of one database refuses a store of another, naming the fix.
+#[test]
+fn log_store_refuses_the_writer_of_another_database() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (engine_a, engine_b) = (open_engine(&a), open_engine(&b));
+    let writer = LogWriter::start(&engine_a, LogFsync::BeforeAck).unwrap();
+    let err = LogStore::open_with(&engine_b, 1, &writer)
+        .err()
+        .expect("a store over another database must be refused");
+    assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("LogWriter::start"), "{err}");
 }
 
 /// An entry of about `bytes` encoded bytes (one set of a value that large).

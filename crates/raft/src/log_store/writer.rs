@@ -1,13 +1,22 @@
-//! The `raft-log` thread: every write of the log store goes, in call order, through its queue;
-//! it writes whatever is queued in one RocksDB batch, then issues one WAL fsync for all of it if
-//! any request needs durability (group commit), then completes the requests in order.
+//! The `raft-log` thread of a node: every write of every log store opened on one [`LogWriter`]
+//! goes, in each store's call order, through its one queue; it writes whatever is queued, for
+//! all the groups, in one RocksDB batch, then issues one WAL fsync for all of it if any request
+//! needs durability (group commit across groups), then completes the requests in queue order.
+//!
+//! ```text
+//!  group 0 store ─┐
+//!  group 1 store ─┼─▶ one queue ─▶ raft-log: take every store's pending `committed`
+//!  group g store ─┘     ─▶ drain ALL queued ─▶ one batch (the requests, then the committeds)
+//!                       ─▶ flush_wal(true) once ─▶ each group: written_seq, evict
+//!                       ─▶ callbacks and waiters, in queue order
+//! ```
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use dolmen_engine::{failpoint, CF_RAFT_LOG, CF_RAFT_STATE};
+use dolmen_engine::{failpoint, Engine, CF_RAFT_LOG, CF_RAFT_STATE};
 use openraft::storage::IOFlushed;
 use rocksdb::{WriteBatch, WriteOptions, DB};
 
@@ -21,17 +30,17 @@ const UNSAFE_LAZY_FSYNC: Duration = Duration::from_secs(5);
 /// When the `raft-log` thread fsyncs the WAL.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LogFsync {
-    /// Before any append or vote in the group is acknowledged: the only correct mode.
+    /// Before any append or vote in the batch is acknowledged: the only correct mode.
     #[default]
     BeforeAck,
     /// A planted bug for the fault-injection suite's self-test (`[faults]
-    /// unsafe_skip_log_fsync`): groups are acknowledged at once and fsynced at most every
+    /// unsafe_skip_log_fsync`): batches are acknowledged at once and fsynced at most every
     /// five seconds, so a power cut (`[faults] lose_unsynced_writes`) loses acknowledged writes.
     UnsafeLazy,
 }
 
-/// Why the `raft-log` thread could not write a group of requests; every request of the group
-/// is told (it is `Clone` for that).
+/// Why the `raft-log` thread could not write a batch of requests; every request of the batch,
+/// of every group, is told (it is `Clone` for that).
 #[derive(Clone, Debug, thiserror::Error)]
 pub(super) enum LogWriteError {
     /// RocksDB failed to write the batch or to fsync the WAL.
@@ -42,7 +51,7 @@ pub(super) enum LogWriteError {
     Closed,
 }
 
-/// One change the `raft-log` thread makes, in queue order.
+/// One change the `raft-log` thread makes, in queue order, at its store's group's keys.
 #[derive(Debug)]
 pub(super) enum Write {
     /// Puts an encoded entry at its index.
@@ -85,120 +94,326 @@ impl Completion {
     }
 }
 
-/// A queued request: its sequence number (the tail's eviction clock), its writes, its caller.
+/// One log store as the `raft-log` thread sees it: the group whose keys its writes go to, its
+/// memory (held weakly, so a dropped store is forgotten), and its fsync counter.
+pub(super) struct Member {
+    /// The prefix of every key its writes touch.
+    pub(super) group: GroupId,
+    /// Its pending `committed`, `written_seq` and tail; gone once every clone of the store is.
+    pub(super) memory: Weak<Mutex<Memory>>,
+    /// Fsyncs that covered at least one of its requests needing one.
+    pub(super) fsyncs: AtomicU64,
+}
+
+impl Member {
+    pub(super) fn new(group: GroupId, memory: Weak<Mutex<Memory>>) -> Self {
+        Self {
+            group,
+            memory,
+            fsyncs: AtomicU64::new(0),
+        }
+    }
+}
+
+/// A queued request: its store, its sequence number (that store's tail eviction clock), its
+/// writes, its caller.
 pub(super) struct Request {
+    pub(super) member: Arc<Member>,
     pub(super) seq: u64,
     pub(super) writes: Vec<Write>,
     pub(super) completion: Completion,
 }
 
-/// The `raft-log` thread of `raft_group`'s store: writes every queued request in one batch, then one
-/// fsync if any of them needs durability, then completes them in order. One thread per store
-/// for now; sharing one across the node's groups is the next step (docs/sharding.md §7).
-///
-/// It holds the database weakly so that dropping the last store and engine closes RocksDB; the
-/// thread ends when the last `LogStore` clone (the last sender) is dropped.
-pub(super) fn run_log_writer(
+/// The stores registered with one writer: the thread takes each one's pending `committed`
+/// before every drain.
+type Members = Mutex<Vec<Arc<Member>>>;
+
+/// A node's `raft-log` writer: one thread that writes the log of every group whose store was
+/// opened on it ([`super::LogStore::open_with`]), over one database. `Clone` shares the thread;
+/// the thread ends once the last clone, the stores' included, is dropped. It holds the database
+/// weakly, so dropping the last store and engine closes RocksDB.
+#[derive(Clone)]
+pub struct LogWriter {
+    /// The database it writes: a store over another one is refused.
     db: Weak<DB>,
-    raft_group: GroupId,
-    memory: Weak<Mutex<Memory>>,
+    /// The thread's queue; the last sender dropped ends it.
+    queue: mpsc::Sender<Request>,
+    /// The stores opened on it.
+    members: Arc<Members>,
+    /// WAL fsyncs the thread issued, for all its stores.
+    fsyncs: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for LogWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogWriter")
+            .field("fsyncs", &self.fsync_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl LogWriter {
+    /// Starts the `raft-log` thread over `engine`'s database, fsyncing by `policy` (a planted
+    /// bug when not [`LogFsync::BeforeAck`]). Every group handle of one database
+    /// (`Engine::open_group`) shares the database, so one writer serves them all.
+    ///
+    /// # Errors
+    /// The thread could not be spawned.
+    pub fn start(engine: &Engine, policy: LogFsync) -> io::Result<Self> {
+        let (writer, thread) = Self::unstarted(engine.db(), policy);
+        std::thread::Builder::new()
+            .name("raft-log".to_owned())
+            .spawn(move || thread.run())?;
+        Ok(writer)
+    }
+
+    /// A writer whose thread the caller runs ([`WriterThread::run`]): tests queue requests
+    /// from several stores before it looks.
+    pub(super) fn unstarted(db: &Arc<DB>, policy: LogFsync) -> (Self, WriterThread) {
+        let (queue, requests) = mpsc::channel();
+        let writer = Self {
+            db: Arc::downgrade(db),
+            queue,
+            members: Arc::default(),
+            fsyncs: Arc::default(),
+        };
+        let thread = WriterThread {
+            db: writer.db.clone(),
+            members: Arc::clone(&writer.members),
+            requests,
+            fsyncs: Arc::clone(&writer.fsyncs),
+            policy,
+        };
+        (writer, thread)
+    }
+
+    /// How many WAL fsyncs the thread has issued, for all its groups (for metrics and tests).
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
+    /// Whether this writer writes `db`.
+    pub(super) fn writes(&self, db: &Arc<DB>) -> bool {
+        std::ptr::eq(self.db.as_ptr(), Arc::as_ptr(db))
+    }
+
+    /// Registers a store; its pending `committed` rides with every drain from now on.
+    pub(super) fn register(&self, member: Arc<Member>) {
+        let mut members = self.members.lock().unwrap_or_else(|e| e.into_inner());
+        // Stores whose every clone is gone are forgotten here and at each drain.
+        members.retain(|m| m.memory.strong_count() > 0);
+        members.push(member);
+    }
+
+    /// Queues `request` for the thread.
+    pub(super) fn send(&self, request: Request) -> io::Result<()> {
+        self.queue
+            .send(request)
+            .map_err(|_| io::Error::other("the raft-log thread has stopped"))
+    }
+
+    /// The stores registered (for tests: the thread holds the list until it ends).
+    #[cfg(test)]
+    pub(super) fn members(&self) -> Weak<Members> {
+        Arc::downgrade(&self.members)
+    }
+}
+
+/// The `raft-log` thread's side of a [`LogWriter`].
+pub(super) struct WriterThread {
+    db: Weak<DB>,
+    members: Arc<Members>,
     requests: mpsc::Receiver<Request>,
     fsyncs: Arc<AtomicU64>,
+    policy: LogFsync,
+}
+
+impl WriterThread {
+    /// Runs the thread until the last [`LogWriter`] clone is dropped.
+    pub(super) fn run(self) {
+        run_log_writer(
+            &self.db,
+            &self.members,
+            &self.requests,
+            &self.fsyncs,
+            self.policy,
+        );
+    }
+}
+
+/// The `raft-log` thread of a node: writes every queued request of every group opened on it in
+/// one batch, then one fsync if any of them needs durability, then completes them in queue
+/// order (which is each group's call order). One thread per node: the groups share its batch
+/// and its fsync (docs/sharding.md §7).
+///
+/// It holds the database weakly so that dropping the last store and engine closes RocksDB; it
+/// ends when the last sender ([`LogWriter`] clone, each store holds one) is dropped.
+fn run_log_writer(
+    db: &Weak<DB>,
+    members: &Members,
+    requests: &mpsc::Receiver<Request>,
+    fsyncs: &AtomicU64,
     policy: LogFsync,
 ) {
     let mut last_fsync = Instant::now();
     while let Ok(first) = requests.recv() {
-        // The pending `committed` is taken before the queue is drained: every entry it covers
-        // was queued before it was saved, so it is in this group and written ahead of it.
-        let committed = memory.upgrade().and_then(|m| lock(&m).committed.take());
-        // Group commit: every request queued so far shares this write and this fsync.
-        let mut group = vec![first];
-        group.extend(requests.try_iter());
-        let wanted = group.iter().any(|r| r.completion.needs_fsync());
+        // Every store's pending `committed` is taken before the queue is drained: every entry
+        // it covers was queued, by its store, before it was saved, so it is in this batch (or
+        // an earlier one) and written ahead of it (each `committed` goes after every request).
+        let committed = take_committed(members);
+        // Group commit: every request queued so far, of every group, shares this write and
+        // this fsync.
+        let mut batch = vec![first];
+        batch.extend(requests.try_iter());
+        let wanted = batch.iter().any(|r| r.completion.needs_fsync());
         let fsync = match policy {
             LogFsync::BeforeAck => wanted,
-            // The planted bug: the group is acknowledged below whether or not this fsyncs.
+            // The planted bug: the batch is acknowledged below whether or not this fsyncs.
             LogFsync::UnsafeLazy => wanted && last_fsync.elapsed() >= UNSAFE_LAZY_FSYNC,
         };
+        let involved = involved(&batch);
         let result = match db.upgrade() {
-            Some(db) => write_group(&db, raft_group, &group, committed.as_ref(), fsync, &fsyncs)
-                .map_err(|e| LogWriteError::Write(Arc::new(e))),
+            Some(db) => write_batch(&db, &batch, &committed, fsync, || {
+                fsyncs.fetch_add(1, Ordering::Relaxed);
+                for store in involved.iter().filter(|s| s.wants_fsync) {
+                    store.member.fsyncs.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+            .map_err(|e| LogWriteError::Write(Arc::new(e))),
             None => Err(LogWriteError::Closed),
         };
         if fsync {
             last_fsync = Instant::now();
         }
-        // Durable (when the group needed it); no caller has been told yet.
+        // Durable (when the batch needed it); no caller has been told yet.
         failpoint::crash_point(failpoint::LOG_BEFORE_ACK);
         if let Err(e) = &result {
             tracing::error!(error = %e, "raft log write failed");
         }
-        let last_seq = group.last().map_or(0, |r| r.seq);
-        if let (Ok(()), Some(memory)) = (&result, memory.upgrade()) {
-            let mut memory = lock(&memory);
-            memory.written_seq = last_seq;
-            memory.evict();
+        if result.is_ok() {
+            for store in &involved {
+                if let Some(memory) = store.member.memory.upgrade() {
+                    let mut memory = lock(&memory);
+                    memory.written_seq = store.last_seq;
+                    memory.evict();
+                }
+            }
         }
-        // FIFO; openraft keeps only the highest completed IOId anyway.
-        for request in group {
+        // FIFO, so each group's in its call order; openraft keeps only the highest completed
+        // IOId anyway. A failure is told to every request of the batch, of every group.
+        for request in batch {
             request.completion.complete(&result);
         }
     }
 }
 
-/// Writes a group of requests, then `committed`, as one unsynced batch at `raft_group`'s keys,
-/// then fsyncs the WAL if `fsync` (one of the requests needs it, under
-/// [`LogFsync::BeforeAck`]).
-fn write_group(
+/// Takes the pending `committed` of every registered store still open, forgetting the others.
+fn take_committed(members: &Members) -> Vec<(Arc<Member>, Write)> {
+    let registered = {
+        let mut members = members.lock().unwrap_or_else(|e| e.into_inner());
+        members.retain(|m| m.memory.strong_count() > 0);
+        members.clone()
+    };
+    registered
+        .into_iter()
+        .filter_map(|member| {
+            let memory = member.memory.upgrade()?;
+            let committed = lock(&memory).committed.take()?;
+            Some((member, committed))
+        })
+        .collect()
+}
+
+/// One store with requests in a batch.
+struct Involved<'a> {
+    member: &'a Arc<Member>,
+    /// Its last request in the batch: every one up to it is written once the batch is.
+    last_seq: u64,
+    /// Whether one of its requests needs the fsync (its fsync counter counts it).
+    wants_fsync: bool,
+}
+
+/// The stores with requests in `batch`, each with its last sequence number.
+fn involved(batch: &[Request]) -> Vec<Involved<'_>> {
+    let mut stores: Vec<Involved<'_>> = Vec::new();
+    for request in batch {
+        let wants = request.completion.needs_fsync();
+        match stores
+            .iter_mut()
+            .find(|s| Arc::ptr_eq(s.member, &request.member))
+        {
+            Some(store) => {
+                store.last_seq = request.seq;
+                store.wants_fsync |= wants;
+            }
+            None => stores.push(Involved {
+                member: &request.member,
+                last_seq: request.seq,
+                wants_fsync: wants,
+            }),
+        }
+    }
+    stores
+}
+
+/// Writes a batch of requests of any groups, each at its store's group's keys and in queue
+/// order, then every store's `committed`, as one unsynced RocksDB batch; then fsyncs the WAL if
+/// `fsync` (a request needs it, under [`LogFsync::BeforeAck`]), calling `count` just before.
+fn write_batch(
     db: &DB,
-    raft_group: GroupId,
-    group: &[Request],
-    committed: Option<&Write>,
+    batch: &[Request],
+    committed: &[(Arc<Member>, Write)],
     fsync: bool,
-    fsyncs: &AtomicU64,
+    count: impl FnOnce(),
 ) -> io::Result<()> {
     let (log, state) = (cf(db, CF_RAFT_LOG)?, cf(db, CF_RAFT_STATE)?);
-    let mut batch = WriteBatch::default();
-    let writes = || group.iter().flat_map(|r| &r.writes);
-    // Crash points of the steps a group may hold, before anything of it is written.
-    if writes().any(|w| matches!(w, Write::State(name, _) if *name == VOTE)) {
+    let mut rocks_batch = WriteBatch::default();
+    let writes = || {
+        batch
+            .iter()
+            .flat_map(|r| r.writes.iter().map(|w| (r.member.group, w)))
+    };
+    // Crash points of the steps a batch may hold, before anything of it is written.
+    if writes().any(|(_, w)| matches!(w, Write::State(name, _) if *name == VOTE)) {
         failpoint::crash_point(failpoint::LOG_SAVE_VOTE);
     }
-    if writes().any(|w| matches!(w, Write::DeleteFrom(_))) {
+    if writes().any(|(_, w)| matches!(w, Write::DeleteFrom(_))) {
         failpoint::crash_point(failpoint::LOG_TRUNCATE);
     }
-    if writes().any(|w| matches!(w, Write::DeleteThrough(_))) {
+    if writes().any(|(_, w)| matches!(w, Write::DeleteThrough(_))) {
         failpoint::crash_point(failpoint::LOG_PURGE);
     }
     failpoint::crash_point(failpoint::LOG_BEFORE_WRITE);
-    for write in writes().chain(committed) {
+    let committed = committed.iter().map(|(m, w)| (m.group, w));
+    for (group, write) in writes().chain(committed) {
         match write {
-            Write::Entry(index, value) => batch.put_cf(log, log_key(raft_group, *index), value),
-            Write::State(name, value) => batch.put_cf(state, state_key(raft_group, name), value),
-            Write::ClearState(name) => batch.delete_cf(state, state_key(raft_group, name)),
+            Write::Entry(index, value) => rocks_batch.put_cf(log, log_key(group, *index), value),
+            Write::State(name, value) => rocks_batch.put_cf(state, state_key(group, name), value),
+            Write::ClearState(name) => rocks_batch.delete_cf(state, state_key(group, name)),
             // One range delete: it cannot leave a hole, and later appends are written after it.
             // Both ranges stop at the group's end: no other group's key is touched.
             Write::DeleteFrom(index) => {
-                let from = log_key(raft_group, *index);
-                batch.delete_range_cf(log, &from[..], &log_end(raft_group)[..]);
+                let from = log_key(group, *index);
+                rocks_batch.delete_range_cf(log, &from[..], &log_end(group)[..]);
             }
             Write::DeleteThrough(index) => {
-                let (from, to) = (log_key(raft_group, 0), through(raft_group, *index));
-                batch.delete_range_cf(log, &from[..], &to[..]);
+                let (from, to) = (log_key(group, 0), through(group, *index));
+                rocks_batch.delete_range_cf(log, &from[..], &to[..]);
             }
         }
     }
-    if !batch.is_empty() {
+    if !rocks_batch.is_empty() {
         let mut opts = WriteOptions::default();
         opts.set_sync(false);
-        db.write_opt(batch, &opts).map_err(rocks)?;
+        db.write_opt(rocks_batch, &opts).map_err(rocks)?;
     }
     // Written, not durable: a process crash keeps it (the OS has it), a power cut may not.
     failpoint::crash_point(failpoint::LOG_BEFORE_FSYNC);
     if fsync {
-        // Durability: entries and votes are on disk only once this returns Ok. The WAL is one
-        // ordered log, so unsynced writes queued earlier (`committed`) are covered too.
-        fsyncs.fetch_add(1, Ordering::Relaxed);
+        // Durability: entries and votes, of every group in the batch, are on disk only once
+        // this returns Ok. The WAL is one ordered log, so unsynced writes queued earlier
+        // (`committed`, other groups' truncations and purges) are covered too.
+        count();
         db.flush_wal(true).map_err(rocks)?;
     }
     Ok(())

@@ -36,7 +36,7 @@ pub use placement::PlacementOptions;
 pub use startup::RaftNodeError;
 
 use crate::apply_tracker::ReplicationMode;
-use crate::log_store::LogStore;
+use crate::log_store::{LogStore, LogWriter};
 use crate::network::PeerFaults;
 use crate::raft_replicator::{
     OracleConfirmations, RaftReadGate, RaftReplicator, ReadOptions, Shared,
@@ -113,8 +113,11 @@ pub struct RaftNode {
     shared: Arc<Shared>,
     options: RaftNodeOptions,
     snapshots: Arc<SnapshotStats>,
-    /// A handle on the log store, for its fsync counter.
+    /// A handle on group 0's log store, to land its queued writes at shutdown.
     log: LogStore,
+    /// The node's one `raft-log` writer: every group's log store (group 0's and each data
+    /// group's) queues into its thread, which writes them in one batch and one fsync.
+    log_writer: LogWriter,
     leadership: Arc<leadership::LeadershipStats>,
     peer_addr: std::net::SocketAddr,
     stop_peers: watch::Sender<bool>,
@@ -233,10 +236,10 @@ impl DataGroup {
 }
 
 impl RaftNode {
-    /// Raft log fsyncs so far (each covers every entry appended before it: entries per fsync
-    /// is the group-commit factor).
+    /// Raft log fsyncs so far, of the node's one `raft-log` writer (each covers every entry,
+    /// of every group, appended before it: entries per fsync is the group-commit factor).
     pub fn log_fsyncs(&self) -> u64 {
-        self.log.fsync_count()
+        self.log_writer.fsync_count()
     }
 
     /// Versions this node has handed out as the oracle on `Timestamps` (commit versions plus

@@ -2,7 +2,8 @@
 //! the engine, the quiet period of a restarted member (invariant 14), the peer gRPC server and
 //! the follower's leader-view refresher; then, on a sharded node, each data group over its own
 //! engine handle on the same peer server (`start_data_group`), with the data groups'
-//! hibernation controller.
+//! hibernation controller. Every group's log store is opened on the node's one `raft-log`
+//! writer (`LogWriter`), so one batch and one WAL fsync cover all the groups' appends.
 //!
 //! ```text
 //!  Engine ─▶ LogStore + StateMachine ─▶ Raft::build ─▶ (quiet period if initialized) ─▶ run
@@ -28,7 +29,7 @@ use crate::apply_report::ApplyReporting;
 use crate::apply_tracker::{ApplyTracker, ReplicationMode, WriteAck};
 use crate::hibernate::{HibernateOptions, Hibernation};
 use crate::log_store::GroupId;
-use crate::log_store::{LogFsync, LogStore};
+use crate::log_store::{LogFsync, LogStore, LogWriter};
 use crate::network::{self, GroupRouter, GrpcNetworkFactory, NetworkOptions, RaftPeerHandler};
 use crate::oracle::offset_clock;
 use crate::raft_replicator::{read_batchers, LeaderContact, Shared};
@@ -101,6 +102,14 @@ impl RaftNode {
         if let Some(faults) = &options.faults {
             network = network.with_faults(faults.clone());
         }
+        let fsync = if options.unsafe_skip_log_fsync {
+            LogFsync::UnsafeLazy
+        } else {
+            LogFsync::BeforeAck
+        };
+        // One `raft-log` thread for the node: group 0 and every data group queue into it
+        // (docs/sharding.md §7).
+        let log_writer = LogWriter::start(&engine, fsync)?;
         let group = start_group(GroupStart {
             group: GROUP_ID,
             engine: engine.clone(),
@@ -109,6 +118,7 @@ impl RaftNode {
             network: &network,
             oracle: None,
             replication: options.replication,
+            log_writer: &log_writer,
         })
         .await?;
         let GroupParts {
@@ -176,6 +186,7 @@ impl RaftNode {
             options,
             snapshots,
             log,
+            log_writer,
             leadership,
             peer_addr,
             stop_peers,
@@ -208,6 +219,7 @@ impl RaftNode {
             network: &self.network,
             oracle: Some(oracle.clone()),
             replication: self.options.data_replication,
+            log_writer: &self.log_writer,
         })
         .await?;
         self.router
@@ -302,6 +314,8 @@ struct GroupStart<'a> {
     oracle: Option<Arc<GroupZeroOracle>>,
     /// When the group's writes are acknowledged.
     replication: ReplicationMode,
+    /// The node's `raft-log` writer, which the group's log store queues into.
+    log_writer: &'a LogWriter,
 }
 
 /// One running group of this node, before the node wires it into its peer server.
@@ -329,6 +343,7 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
         network,
         oracle,
         replication,
+        log_writer,
     } = start;
     let (election_min, election_max) = election_window(
         duration_ms(options.election_timeout),
@@ -352,15 +367,10 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
     }
     .validate()?;
 
-    let fsync = if options.unsafe_skip_log_fsync {
-        LogFsync::UnsafeLazy
-    } else {
-        LogFsync::BeforeAck
-    };
     // Blocking, and long once: opening migrates a layout-1 log (log_store/layout.rs).
-    let log_engine = engine.clone();
+    let (log_engine, log_writer) = (engine.clone(), log_writer.clone());
     let mut log_store =
-        tokio::task::spawn_blocking(move || LogStore::open(&log_engine, group, fsync))
+        tokio::task::spawn_blocking(move || LogStore::open_with(&log_engine, group, &log_writer))
             .await
             .map_err(|e| std::io::Error::other(format!("opening the log store: {e}")))??;
     // Asked of storage: the Raft core cannot answer before `run`.
