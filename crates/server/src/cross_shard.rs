@@ -310,17 +310,14 @@ impl Shards {
         let unconfirmed = unresolved.into_iter().find(|(_, e)| {
             self.every_voter_applies() || matches!(e, ProposeError::NotAppliedByAll { .. })
         });
-        match unconfirmed {
-            Some((_, e @ ProposeError::NotAppliedByAll { .. })) if commit.is_some() => {
-                Err(e.into())
-            }
-            Some((group, e)) if commit.is_some() => Err(ServiceError::new(
+        match (unconfirmed, commit) {
+            (Some((_, e @ ProposeError::NotAppliedByAll { .. })), Some(_)) => Err(e.into()),
+            (Some((group, e)), Some(version)) => Err(ServiceError::new(
                 ErrorCode::Timeout,
                 format!(
-                    "TIMEOUT: replication_mode = all: the commit at version {} is decided \
-                     (group 0 recorded it) but data group {group} did not confirm applying it \
-                     on every voter: {e}; it will apply there",
-                    commit.unwrap_or_default()
+                    "TIMEOUT: replication_mode = all: the commit at version {version} is \
+                     decided (group 0 recorded it) but data group {group} did not confirm \
+                     applying it on every voter: {e}; it will apply there"
                 ),
             )),
             _ => Ok(answer),
