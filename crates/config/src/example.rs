@@ -106,8 +106,9 @@ place_leaders = true
 [reads]
 # "linearizable" (a ReadIndex barrier through the leader), "lease" (the leader answers while
 # its lease holds), or "stale" (local applied state, at most max_staleness_ms behind).
-# On a sharded cluster "lease" also lets group 0's leader confirm oracle grants by its lease
-# instead of a ReadIndex round each (the same bounded clock-drift assumption).
+# On a sharded cluster "lease" also lets group 0's leader confirm oracle grants, and each data
+# group's leader the read barriers at a version, by its lease instead of a ReadIndex round each
+# (the same bounded clock-drift assumption).
 # The older names are read too: "strong" and "read_index" = "linearizable",
 # "leader" = "lease", "local" = "stale".
 consistency_level = "linearizable"

@@ -251,25 +251,33 @@ impl Shared {
         }
     }
 
-    /// The leadership confirmation of an oracle grant, started after the grant was drawn:
-    /// under `[reads] consistency_level = "lease"` the leader lease while it holds (one
-    /// heartbeat round when it does not), under the same bounded-drift assumption as lease
-    /// reads (docs/replication.md invariant 14); otherwise a ReadIndex round shared with the
-    /// reads that arrived before it started (docs/sharding.md §3.2).
-    async fn confirm_oracle_leadership(&self) -> Result<(), ProposeError> {
-        let counts = &self.oracle_confirmations;
-        let (confirmed, by) = if self.reads.consistency == ReadConsistency::Lease {
+    /// This node's leadership, confirmed by a confirmation that started after the call: under
+    /// `[reads] consistency_level = "lease"` the leader lease while it holds (one heartbeat
+    /// round when it does not), under the bounded clock-drift assumption of lease reads
+    /// (docs/replication.md invariant 14); otherwise a ReadIndex round shared with the callers
+    /// that arrived before it started. The read index; `NotLeader` elsewhere.
+    async fn confirm_leadership(&self, timeout: Duration) -> Result<u64, ProposeError> {
+        if self.reads.consistency == ReadConsistency::Lease {
             let lease = self.leader_barrier(LinearizerOption::new(None, true));
-            let confirmed = match tokio::time::timeout(self.rpc_timeout, lease).await {
+            match tokio::time::timeout(timeout, lease).await {
                 Ok(confirmed) => confirmed,
-                Err(_elapsed) => Err(ProposeError::Timeout(self.rpc_timeout)),
-            };
-            (confirmed, &counts.lease)
+                Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
+            }
         } else {
-            let round = self.local_reads.read_index(self.rpc_timeout).await;
-            (round, &counts.read_index)
+            self.local_reads.read_index(timeout).await
+        }
+    }
+
+    /// The leadership confirmation of an oracle grant, started after the grant was drawn
+    /// (docs/sharding.md §3.2), counted by how it was made.
+    async fn confirm_oracle_leadership(&self) -> Result<(), ProposeError> {
+        self.confirm_leadership(self.rpc_timeout).await?;
+        let counts = &self.oracle_confirmations;
+        let by = if self.reads.consistency == ReadConsistency::Lease {
+            &counts.lease
+        } else {
+            &counts.read_index
         };
-        confirmed?;
         by.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -336,16 +344,21 @@ impl Shared {
     }
 
     /// On the leader: the sequencer settles the commits drawn at or below `covering` that were
-    /// registered before the call, then a (shared) ReadIndex round started after that.
+    /// registered before the call, then a leadership confirmation started after that: for a
+    /// read at a version of a data group, [`Self::confirm_leadership`] (the lease under this
+    /// node's lease reads, docs/sharding.md §5.2); for a plain read index (`covering` 0: a
+    /// follower's read of a group that is its own oracle), a shared ReadIndex round, whatever
+    /// the follower's level (docs/replication.md §8).
     pub(crate) async fn covering_read_index(
         &self,
         covering: Version,
         timeout: Duration,
     ) -> Result<u64, ProposeError> {
-        if covering > 0 {
-            self.sequencer.settled(covering, timeout).await?;
+        if covering == 0 {
+            return self.local_reads.read_index(timeout).await;
         }
-        self.local_reads.read_index(timeout).await
+        self.sequencer.settled(covering, timeout).await?;
+        self.confirm_leadership(timeout).await
     }
 
     /// The leader as this node sees it: id and addresses.
