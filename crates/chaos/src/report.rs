@@ -167,8 +167,37 @@ pub(crate) fn print_summary(s: &Summary, out: &Path, replay: &str) {
             );
             eprintln!("explanation: {}", out.join("explanation.txt").display());
             eprintln!("replay: {replay}");
+            // Last, so that a log that keeps only its tail (a CI report) still says why.
+            eprintln!("{}", explanation_head(s));
         }
     }
+}
+
+/// Lines of the explanation printed at the end of a failing run's summary.
+const HEAD_LINES: usize = 16;
+/// Characters kept of each of them.
+const HEAD_LINE_CHARS: usize = 400;
+
+/// The start of [`explanation`], at most [`HEAD_LINES`] lines of at most [`HEAD_LINE_CHARS`]
+/// characters each (the whole text is in `explanation.txt`).
+fn explanation_head(s: &Summary) -> String {
+    let text = explanation(s);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let mut head: Vec<String> = lines
+        .iter()
+        .take(HEAD_LINES)
+        .map(|line| match line.char_indices().nth(HEAD_LINE_CHARS) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => (*line).to_owned(),
+        })
+        .collect();
+    if lines.len() > HEAD_LINES {
+        head.push(format!(
+            "… {} more lines in explanation.txt",
+            lines.len() - HEAD_LINES
+        ));
+    }
+    head.join("\n")
 }
 
 pub(crate) fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -234,6 +263,34 @@ mod tests {
         assert_eq!(utc_stamp(0), "1970-01-01T00:00:00Z");
         assert_eq!(utc_stamp(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(utc_stamp(1_795_300_245), "2026-11-21T22:30:45Z");
+    }
+
+    #[test]
+    fn a_failing_summary_ends_with_the_head_of_its_explanation() {
+        let long: Vec<String> = (0..40)
+            .map(|i| format!("line {i} {}", "x".repeat(500)))
+            .collect();
+        let summary = Summary {
+            result: "violation",
+            seed: 7,
+            tally: Tally::default(),
+            shards: None,
+            reports: vec![
+                runner_report("passing", Verdict::Ok, 1, "fine".into()),
+                runner_report("register", Verdict::Violation, 9, long.join("\n")),
+            ],
+            warnings: Vec::new(),
+            elapsed_secs: 1.0,
+        };
+        let head = explanation_head(&summary);
+        let lines: Vec<&str> = head.lines().collect();
+        assert_eq!(lines.len(), HEAD_LINES + 1, "{head}");
+        assert_eq!(lines[0], "result: violation (seed 7)");
+        assert!(lines[1].starts_with("==== register : Violation (9 checked)"));
+        assert!(lines[2].starts_with("line 0 xxx"));
+        assert!(lines[2].ends_with('…') && lines[2].chars().count() == HEAD_LINE_CHARS + 1);
+        assert!(!head.contains("passing"), "{head}");
+        assert_eq!(lines[HEAD_LINES], "… 26 more lines in explanation.txt");
     }
 
     #[test]
