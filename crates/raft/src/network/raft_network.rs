@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
+use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use futures::stream::{self, Stream, StreamExt};
@@ -40,7 +41,7 @@ use crate::network::{
     NetworkOptions, PeerClient, Snapshot, APPEND_BATCH_BYTES, MAX_SNAPSHOT_CHUNK_BYTES,
 };
 use crate::snapshot::SnapshotStats;
-use crate::types::{DolmenRaft, NodeAddr, SnapshotFile, Vote, GROUP_ID};
+use crate::types::{DolmenRaft, LogId, NodeAddr, SnapshotFile, Vote, GROUP_ID};
 use crate::NodeId;
 
 /// First wait after a peer turned out unreachable; doubles up to [`BACKOFF_MAX`].
@@ -256,8 +257,10 @@ impl GrpcNetwork {
 
 /// The request half of an append stream: encodes openraft's requests, books each one, and
 /// passes it through the fault hook (a dropped request holds back every later one, as a lost
-/// packet holds back a TCP stream, until the answer half times out). It ends when `input` does,
-/// or as soon as the answer half is gone (`stop`), so a finished session never sends again.
+/// packet holds back a TCP stream, until the answer half times out). It takes no request from
+/// openraft while an answer is being handed over ([`StreamBook::delivering`]). It ends when
+/// `input` does, or as soon as the answer half is gone (`stop`), so a finished session never
+/// sends again.
 fn append_requests<S>(
     input: S,
     book: Arc<Mutex<StreamBook>>,
@@ -303,31 +306,37 @@ where
     S: Stream<Item = AppendEntriesRequest<DolmenRaft>> + Unpin,
 {
     const RPC: &str = "AppendEntries";
-    let req = input.next().await?;
-    let mut parts: VecDeque<_> =
+    // Openraft stamps a request with its sending time as it hands it over, and credits an
+    // answer with the latest stamp among the requests up to its log id (`drain_acked`): the
+    // request is booked in the same lock turn as it is taken, and none is taken while an
+    // answer is handed over, so the answer half always knows every request that answer would
+    // be credited with (see `append_answers`).
+    let (mut parts, last) = std::future::poll_fn(|cx| {
+        let mut book = book.lock();
+        if book.delivering {
+            book.puller = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let Some(req) = std::task::ready!(input.poll_next_unpin(cx)) else {
+            return Poll::Ready(None);
+        };
+        let last = req.entries.last().map(|e| e.log_id).or(req.prev_log_id);
         match wire::append_request_to_pb_parts(link.group, &req, APPEND_BATCH_BYTES) {
-            Ok(parts) => parts.into(),
+            Ok(parts) => {
+                book_parts(&mut book, &parts, last, false);
+                Poll::Ready(Some((VecDeque::from(parts), last)))
+            }
             Err(e) => {
-                book.lock().failure = Some(format!(
+                book.failure = Some(format!(
                     "cannot encode AppendEntries for node {}: {e}",
                     link.target
                 ));
-                return None;
+                Poll::Ready(None)
             }
-        };
-    let fault = decide(faults, link.from, link.target, RPC);
-    let book_parts = |book: &mut StreamBook, copy: bool| {
-        for (i, message) in parts.iter().enumerate() {
-            let bytes: usize = message.entries.iter().map(Vec::len).sum();
-            book.unanswered.push_back(Sent {
-                at: Instant::now(),
-                transfer: transfer_allowance(bytes),
-                copy,
-                part: i + 1 < parts.len(),
-            });
         }
-    };
-    book_parts(&mut book.lock(), false);
+    })
+    .await?;
+    let fault = decide(faults, link.from, link.target, RPC);
     gate(fault, link.from, link.target, RPC).await;
     if fault == FaultAction::Duplicate {
         tracing::debug!(
@@ -336,11 +345,30 @@ where
             rpc = RPC,
             "fault injection: duplicated"
         );
-        book_parts(&mut book.lock(), true);
-        let copies = parts.clone();
+        let copies: Vec<_> = parts.iter().cloned().collect();
+        book_parts(&mut book.lock(), &copies, last, true);
         parts.extend(copies);
     }
     Some(parts)
+}
+
+/// Books the messages of one request, `copy` when they are a duplicate's.
+fn book_parts(
+    book: &mut StreamBook,
+    parts: &[pb::AppendEntriesRequest],
+    last: Option<LogId>,
+    copy: bool,
+) {
+    for (i, message) in parts.iter().enumerate() {
+        let bytes: usize = message.entries.iter().map(Vec::len).sum();
+        book.unanswered.push_back(Sent {
+            at: Instant::now(),
+            transfer: transfer_allowance(bytes),
+            last,
+            copy,
+            part: i + 1 < parts.len(),
+        });
+    }
 }
 
 /// The slowest transfer an append is allowed before its answer is late: 50 MB/s, so a 10 MB
@@ -356,6 +384,14 @@ fn transfer_allowance(bytes: usize) -> Duration {
 /// through many large requests answers them one after the other, and is late only when it
 /// stops answering); the copy of a duplicated request is answered too, and that answer dropped.
 ///
+/// A success is held back while a request taken after it, up to the same log id (an entry-less
+/// request carrying a new commit index), is unanswered: openraft would credit that request's
+/// sending time to this answer, and so extend the leader lease with a request the follower may
+/// never receive (a partition that drops it; docs/replication.md §8.7). The later request's own
+/// answer carries the same log id; if it never comes, the stream times out. While a success is
+/// handed over (until openraft asks for the next answer, which it does only after crediting
+/// this one) the request half takes no new request.
+///
 /// It holds `stop`: when it ends or is dropped, the request half ends too.
 fn append_answers(
     responses: Streaming<pb::AppendStreamResponse>,
@@ -368,6 +404,8 @@ fn append_answers(
         let (book, link) = (Arc::clone(&book), Arc::clone(&link));
         async move {
             let (mut responses, stop, mut last_answer) = state?;
+            // Openraft asked again: it has credited the last answer handed over.
+            book.lock().handed_over();
             loop {
                 let due = book
                     .lock()
@@ -413,6 +451,8 @@ fn append_answers(
                 return match wire::stream_result_from_pb(message) {
                     // A part's success is not an answer: the last part's is.
                     Ok(Ok(_)) if sent.as_ref().is_some_and(|sent| sent.part) => continue,
+                    // Another request would share this answer's credit: its own answer says it.
+                    Ok(Ok(matching)) if !book.lock().may_hand_over(matching) => continue,
                     // A refusal is the last answer.
                     Ok(result) => {
                         let more = result.is_ok();
@@ -577,6 +617,8 @@ struct Sent {
     at: Instant,
     /// The time its entries may take on the wire and into the follower's log.
     transfer: Duration,
+    /// The log id it ends at: its last entry's, or where it starts when it carries none.
+    last: Option<LogId>,
     /// The second copy of a duplicated request: its answer is read and dropped.
     copy: bool,
     /// A part of a request cut in several, not its last: its success is read and dropped (the
@@ -591,6 +633,33 @@ struct StreamBook {
     unanswered: VecDeque<Sent>,
     /// Why the request half stopped early, if it did.
     failure: Option<String>,
+    /// A success was handed to openraft, which has not asked for the next answer yet: the
+    /// request half takes no request meanwhile.
+    delivering: bool,
+    /// The request half, waiting for `delivering` to end.
+    puller: Option<Waker>,
+}
+
+impl StreamBook {
+    /// Whether a success up to `matching` may go to openraft now: no unanswered request up to
+    /// that log id was taken after it. If so, the request half pauses until
+    /// [`Self::handed_over`].
+    fn may_hand_over(&mut self, matching: Option<LogId>) -> bool {
+        let shared = self
+            .unanswered
+            .iter()
+            .any(|sent| !sent.copy && !sent.part && sent.last <= matching);
+        self.delivering = !shared;
+        !shared
+    }
+
+    /// Openraft took the answer handed over: the request half may go on.
+    fn handed_over(&mut self) {
+        self.delivering = false;
+        if let Some(puller) = self.puller.take() {
+            puller.wake();
+        }
+    }
 }
 
 impl GrpcNetwork {

@@ -107,13 +107,12 @@ async fn append_stream_pipelines_requests_and_answers_in_order() {
     let (_factory, mut net) = network_to(&server).await;
     let input = stream::iter(vec![append_at(10, 2), append_at(12, 0), append_at(12, 3)]);
     let answers = answers_to(&mut net, input).await;
+    // The first request's answer is held back for the entry-less one sent after it, up to the
+    // same log id: openraft would credit that one's sending time to it (see
+    // `a_success_waits_for_the_entry_less_request_sent_after_it_and_times_out_if_it_was_lost`).
     assert_eq!(
         answers,
-        vec![
-            Ok(Some(log_id(3, 0, 12))),
-            Ok(Some(log_id(3, 0, 12))),
-            Ok(Some(log_id(3, 0, 15)))
-        ]
+        vec![Ok(Some(log_id(3, 0, 12))), Ok(Some(log_id(3, 0, 15)))]
     );
     // What arrived, as (prev index, entry indexes), in sending order.
     let seen: Vec<(u64, Vec<u64>)> = server
@@ -242,6 +241,127 @@ async fn append_stream_faults_drop_as_a_timeout_and_duplicate_without_extra_answ
         4,
         "the dropped request never arrived"
     );
+    server.stop().await;
+}
+
+/// Counts the `AppendEntries` it sees and drops those whose number (from 1) is in `drop`.
+#[derive(Debug, Default)]
+struct CountedAppends {
+    seen: AtomicU64,
+    drop: Vec<u64>,
+}
+
+impl PeerFaults for CountedAppends {
+    fn check(&self, _from: NodeId, _to: NodeId, rpc: &'static str) -> FaultAction {
+        if rpc != "AppendEntries" {
+            return FaultAction::Deliver;
+        }
+        let n = self.seen.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.drop.contains(&n) {
+            FaultAction::Drop
+        } else {
+            FaultAction::Deliver
+        }
+    }
+}
+
+/// Waits (bounded) until `faults` has seen `n` appends.
+async fn appends_seen(faults: &CountedAppends, n: u64) {
+    for _ in 0..500 {
+        if faults.seen.load(Ordering::SeqCst) >= n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("the fault hook never saw append {n}");
+}
+
+/// Openraft credits a streamed success with the sending time of the latest request taken up to
+/// its log id, and the leader lease rests on those times. An entry-less request (a new commit
+/// index) taken after a request with entries, and lost on the way (the leader was cut off),
+/// must not lend its time to the earlier request's success: the follower never heard it, and
+/// may vote for another leader while this one thinks its lease still holds.
+#[tokio::test]
+async fn a_success_waits_for_the_entry_less_request_sent_after_it_and_times_out_if_it_was_lost() {
+    let server = Server::start().await;
+    let faults = Arc::new(CountedAppends {
+        drop: vec![2],
+        ..CountedAppends::default()
+    });
+    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
+        .with_faults(Arc::clone(&faults) as Arc<dyn PeerFaults>);
+    let mut net = factory.network(PEER, &server.node());
+    let (requests, input) = tokio::sync::mpsc::unbounded_channel();
+    let input = tokio_stream::wrappers::UnboundedReceiverStream::new(input);
+    let ttl = Duration::from_millis(500);
+    let mut answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(ttl))
+        .await
+        .expect("the stream opens");
+    requests.send(append_at(10, 2)).expect("queued");
+    // Answered by the follower before the commit-carrying request is taken, read after.
+    for _ in 0..500 {
+        if !server.mock.streamed.lock().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    requests.send(append_at(12, 0)).expect("queued");
+    appends_seen(&faults, 2).await;
+    let first = tokio::time::timeout(TTL, answers.next())
+        .await
+        .expect("an answer within the TTL")
+        .expect("the stream has an item");
+    assert!(
+        matches!(first, Err(RPCError::Timeout(_))),
+        "the success must not be credited with the lost request's time: {first:?}"
+    );
+    assert_eq!(
+        server.mock.streamed.lock().len(),
+        1,
+        "the second was dropped"
+    );
+    server.stop().await;
+}
+
+/// While a success is handed to openraft (until it asks for the next answer, having credited
+/// this one) no request is taken from it: one taken then would be credited too.
+#[tokio::test]
+async fn no_request_is_taken_while_a_success_is_handed_over() {
+    let server = Server::start().await;
+    let faults = Arc::new(CountedAppends::default());
+    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
+        .with_faults(Arc::clone(&faults) as Arc<dyn PeerFaults>);
+    let mut net = factory.network(PEER, &server.node());
+    let (requests, input) = tokio::sync::mpsc::unbounded_channel();
+    let input = tokio_stream::wrappers::UnboundedReceiverStream::new(input);
+    let mut answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(TTL))
+        .await
+        .expect("the stream opens");
+    requests.send(append_at(10, 2)).expect("queued");
+    let first = tokio::time::timeout(TTL, answers.next())
+        .await
+        .expect("answered");
+    assert_eq!(
+        first.map(|a| a.ok()),
+        Some(Some(Ok(Some(log_id(3, 0, 12)))))
+    );
+    // Handed over, and openraft has not asked again: the next request waits.
+    requests.send(append_at(12, 1)).expect("queued");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        faults.seen.load(Ordering::SeqCst),
+        1,
+        "taken while handing over"
+    );
+    let second = tokio::time::timeout(TTL, answers.next())
+        .await
+        .expect("answered");
+    assert_eq!(
+        second.map(|a| a.ok()),
+        Some(Some(Ok(Some(log_id(3, 0, 13)))))
+    );
+    assert_eq!(faults.seen.load(Ordering::SeqCst), 2);
+    drop(requests);
     server.stop().await;
 }
 
