@@ -257,7 +257,7 @@ impl Shared {
     /// (docs/replication.md invariant 14); otherwise a ReadIndex round shared with the callers
     /// that arrived before it started. The read index; `NotLeader` elsewhere.
     async fn confirm_leadership(&self, timeout: Duration) -> Result<u64, ProposeError> {
-        if self.reads.consistency == ReadConsistency::Lease {
+        if self.confirms_by_lease() {
             let lease = self.leader_barrier(LinearizerOption::new(None, true));
             match tokio::time::timeout(timeout, lease).await {
                 Ok(confirmed) => confirmed,
@@ -268,12 +268,18 @@ impl Shared {
         }
     }
 
+    /// Whether [`Self::confirm_leadership`] takes the leader lease (`[reads] consistency_level
+    /// = "lease"`) rather than a ReadIndex round.
+    fn confirms_by_lease(&self) -> bool {
+        self.reads.consistency == ReadConsistency::Lease
+    }
+
     /// The leadership confirmation of an oracle grant, started after the grant was drawn
     /// (docs/sharding.md §3.2), counted by how it was made.
     async fn confirm_oracle_leadership(&self) -> Result<(), ProposeError> {
         self.confirm_leadership(self.rpc_timeout).await?;
         let counts = &self.oracle_confirmations;
-        let by = if self.reads.consistency == ReadConsistency::Lease {
+        let by = if self.confirms_by_lease() {
             &counts.lease
         } else {
             &counts.read_index
