@@ -718,6 +718,27 @@ impl ReplicatedCluster {
             .unwrap_or_else(|e| self.fail(&e.to_string()))
     }
 
+    /// The counter `metric` (a `..._total` family labelled `by="read_index"` and
+    /// `by="lease"`, as the leadership confirmations are) summed over every node's `/metrics`:
+    /// (by a ReadIndex round, by the leader lease).
+    pub fn confirmations(&self, metric: &str) -> (u64, u64) {
+        let mut by = (0, 0);
+        for node in 0..self.node_count() {
+            let text = crate::admin::admin(self.admin_endpoint(node))
+                .metrics()
+                .unwrap_or_else(|e| self.fail(&format!("/metrics of node {node}: {e}")));
+            for line in text.lines() {
+                let count = |label: &str| {
+                    line.strip_prefix(&format!("{metric}{{by=\"{label}\"}} "))
+                        .and_then(|n| n.parse::<u64>().ok())
+                };
+                by.0 += count("read_index").unwrap_or(0);
+                by.1 += count("lease").unwrap_or(0);
+            }
+        }
+        by
+    }
+
     /// The running nodes other than the leader, in id order.
     pub fn followers(&self) -> Vec<usize> {
         let leader = self.wait_for_leader(LEADER_TIMEOUT);

@@ -127,3 +127,52 @@ fn concurrent_writers_on_every_node() {
     let (v, digest) = c.converged_digest(&all, c.applied(leader), Duration::from_secs(30));
     println!("digest at version {v}: {digest}");
 }
+
+/// A follower under lease reads asks the leader for a read index confirmed by the leader's
+/// lease (no heartbeat round while a quorum acknowledged within the lease); under
+/// linearizable reads by a ReadIndex round. Either way every read through a follower, right
+/// after a write acknowledged through the other follower, sees it.
+#[test]
+fn followers_read_indexes_are_confirmed_by_the_lease_only_under_lease_reads() {
+    const ROUNDS: u64 = 20;
+    for lease in [true, false] {
+        let mut builder = ReplicatedCluster::builder();
+        if lease {
+            builder = builder.set("reads", "consistency_level", "lease");
+        }
+        let c = builder.start();
+        c.wait_for_leader(dolmen_tests::replicated::LEADER_TIMEOUT);
+        let followers = c.followers();
+        let (writer, reader) = (followers[0], followers[1]);
+        let ns = unique_prefix("follower-lease");
+        let mut w = connect_buffered(c.thrift_endpoint(writer));
+        let metric = "dolmen_read_index_confirmations_total";
+        let before = c.confirmations(metric);
+        for round in 0..ROUNDS {
+            let k = [ns.as_slice(), format!("k{round}").as_bytes()].concat();
+            let v = format!("v{round} lease={lease}").into_bytes();
+            w.must_set(&k, &v);
+            assert_readable_on(
+                &c,
+                reader,
+                &k,
+                &v,
+                &format!("setKey acked by node {writer}"),
+            );
+        }
+        let after = c.confirmations(metric);
+        let (by_round, by_lease) = (after.0 - before.0, after.1 - before.1);
+        // Each round takes two read indexes through the reader (get, getReadVersion; the
+        // snapshotRead at that version needs none); the forwarded write takes none.
+        let (used, unused) = if lease {
+            (by_lease, by_round)
+        } else {
+            (by_round, by_lease)
+        };
+        assert!(
+            used >= 2 * ROUNDS && unused == 0,
+            "lease = {lease}: {ROUNDS} rounds, {by_round} follower read indexes confirmed by a \
+             round, {by_lease} by the lease"
+        );
+    }
+}

@@ -773,28 +773,6 @@ fn reads_through_every_node_ride_through_leadership_transfers_of_every_group() {
     assert!(total > 0, "no read ran during the transfers");
 }
 
-/// Oracle grants that group 0's leader confirmed, summed over every node's `/metrics`:
-/// `(by a ReadIndex round, by the leader lease)`.
-fn oracle_confirmations(cluster: &ReplicatedCluster) -> (u64, u64) {
-    let mut by = (0, 0);
-    for node in 0..cluster.node_count() {
-        let text = admin(cluster.admin_endpoint(node))
-            .metrics()
-            .unwrap_or_else(|e| panic!("/metrics of node {node}: {e}"));
-        for line in text.lines() {
-            let count = |label: &str| {
-                line.strip_prefix(&format!(
-                    "dolmen_oracle_confirmations_total{{by=\"{label}\"}} "
-                ))
-                .and_then(|n| n.parse::<u64>().ok())
-            };
-            by.0 += count("read_index").unwrap_or(0);
-            by.1 += count("lease").unwrap_or(0);
-        }
-    }
-    by
-}
-
 /// Commits one at a time through every node, in one range and across two, each after a read
 /// version taken once the one before was acknowledged, while group 0's leadership moves once:
 /// every version is above the one before (the oracle never goes back in real time).
@@ -854,9 +832,9 @@ fn oracle_grants_are_confirmed_by_the_lease_only_under_lease_reads() {
         }
         let cluster = builder.start();
         cluster.wait_for_leader(LEADER_TIMEOUT);
-        let before = oracle_confirmations(&cluster);
+        let before = cluster.confirmations("dolmen_oracle_confirmations_total");
         let commits = sequential_commits_increase(&cluster);
-        let after = oracle_confirmations(&cluster);
+        let after = cluster.confirmations("dolmen_oracle_confirmations_total");
         let (by_round, by_lease) = (after.0 - before.0, after.1 - before.1);
         // At least a read version and a commit version per commit, each its own grant.
         let (used, unused) = if lease {

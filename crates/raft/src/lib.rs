@@ -36,7 +36,7 @@ pub use raft_node::{
     RaftNodeOptions,
 };
 pub use raft_replicator::{
-    OracleConfirmations, RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions,
+    Confirmations, RaftReadGate, RaftReplicator, ReadConsistency, ReadOptions,
 };
 pub use replicator::{
     Applied, BoxFuture, ClusterView, Health, MemberView, NodeId, ProposeError, ReadError, ReadGate,

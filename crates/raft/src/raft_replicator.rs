@@ -176,17 +176,28 @@ pub(crate) struct Shared {
     /// write and read barrier this node starts.
     pub(crate) wake: std::sync::OnceLock<Arc<dyn Fn() + Send + Sync>>,
     /// How this node, as the oracle's leader, confirmed the grants it answered.
-    pub(crate) oracle_confirmations: Arc<OracleConfirmations>,
+    pub(crate) oracle_confirmations: Arc<Confirmations>,
+    /// How this node, as the leader, confirmed the followers' `ReadIndex` requests it answered.
+    pub(crate) read_index_confirmations: Arc<Confirmations>,
 }
 
-/// Oracle grants confirmed by each means, since the node started
-/// (`dolmen_oracle_confirmations_total{by}`).
+/// Leadership confirmations by each means, since the node started (oracle grants:
+/// `dolmen_oracle_confirmations_total{by}`; followers' read indexes:
+/// `dolmen_read_index_confirmations_total{by}`).
 #[derive(Debug, Default)]
-pub struct OracleConfirmations {
-    /// By a ReadIndex round (`consistency_level` `linearizable` or `stale`).
+pub struct Confirmations {
+    /// By a ReadIndex round.
     pub read_index: AtomicU64,
-    /// By the leader lease (`consistency_level = "lease"`).
+    /// By the leader lease (under `consistency_level = "lease"`).
     pub lease: AtomicU64,
+}
+
+impl Confirmations {
+    /// Counts one confirmation, by the lease or by a round.
+    fn count(&self, lease: bool) {
+        let by = if lease { &self.lease } else { &self.read_index };
+        by.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// Whether a read barrier or an oracle grant refused with `e` should wait for the next leader
@@ -251,13 +262,18 @@ impl Shared {
         }
     }
 
-    /// This node's leadership, confirmed by a confirmation that started after the call: under
-    /// `[reads] consistency_level = "lease"` the leader lease while it holds (one heartbeat
-    /// round when it does not), under the bounded clock-drift assumption of lease reads
-    /// (docs/replication.md invariant 14); otherwise a ReadIndex round shared with the callers
-    /// that arrived before it started. The read index; `NotLeader` elsewhere.
-    async fn confirm_leadership(&self, timeout: Duration) -> Result<u64, ProposeError> {
-        if self.confirms_by_lease() {
+    /// This node's leadership, confirmed by a confirmation that started after the call: if
+    /// `lease` (this node or the asker reads under `[reads] consistency_level = "lease"`) the
+    /// leader lease while it holds (one heartbeat round when it does not), under the bounded
+    /// clock-drift assumption of lease reads (docs/replication.md invariant 14); otherwise a
+    /// ReadIndex round shared with the callers that arrived before it started. The read index;
+    /// `NotLeader` elsewhere.
+    async fn confirm_leadership(
+        &self,
+        lease: bool,
+        timeout: Duration,
+    ) -> Result<u64, ProposeError> {
+        if lease {
             let lease = self.leader_barrier(LinearizerOption::new(None, true));
             match tokio::time::timeout(timeout, lease).await {
                 Ok(confirmed) => confirmed,
@@ -268,8 +284,8 @@ impl Shared {
         }
     }
 
-    /// Whether [`Self::confirm_leadership`] takes the leader lease (`[reads] consistency_level
-    /// = "lease"`) rather than a ReadIndex round.
+    /// Whether this node's own confirmations take the leader lease (`[reads]
+    /// consistency_level = "lease"`) rather than a ReadIndex round.
     fn confirms_by_lease(&self) -> bool {
         self.reads.consistency == ReadConsistency::Lease
     }
@@ -277,14 +293,9 @@ impl Shared {
     /// The leadership confirmation of an oracle grant, started after the grant was drawn
     /// (docs/sharding.md §3.2), counted by how it was made.
     async fn confirm_oracle_leadership(&self) -> Result<(), ProposeError> {
-        self.confirm_leadership(self.rpc_timeout).await?;
-        let counts = &self.oracle_confirmations;
-        let by = if self.confirms_by_lease() {
-            &counts.lease
-        } else {
-            &counts.read_index
-        };
-        by.fetch_add(1, Ordering::Relaxed);
+        let lease = self.confirms_by_lease();
+        self.confirm_leadership(lease, self.rpc_timeout).await?;
+        self.oracle_confirmations.count(lease);
         Ok(())
     }
 
@@ -327,7 +338,11 @@ impl Shared {
                 // An election (a leadership transfer, a failover): wait for its winner.
                 self.not_leader()
             } else if self.is_leader() {
-                match self.covering_read_index(covering, self.rpc_timeout).await {
+                let lease = self.confirms_by_lease();
+                match self
+                    .covering_read_index(covering, lease, self.rpc_timeout)
+                    .await
+                {
                     Err(_) if !self.is_leader() => self.not_leader(),
                     // Deposed (a transfer) before the metrics say so: try again shortly.
                     Err(e) if wait_for_next_leader(&e) => e,
@@ -349,22 +364,34 @@ impl Shared {
         }
     }
 
-    /// On the leader: the sequencer settles the commits drawn at or below `covering` that were
-    /// registered before the call, then a leadership confirmation started after that: for a
-    /// read at a version of a data group, [`Self::confirm_leadership`] (the lease under this
-    /// node's lease reads, docs/sharding.md §5.2); for a plain read index (`covering` 0: a
-    /// follower's read of a group that is its own oracle), a shared ReadIndex round, whatever
-    /// the follower's level (docs/replication.md §8).
+    /// On the leader: the sequencer settles the commits drawn at or below `covering` (0: none;
+    /// a read of a group that is its own oracle) that were registered before the call, then
+    /// [`Self::confirm_leadership`] started after that, by the lease if `lease` (the reader is
+    /// under lease reads: docs/sharding.md §5.2, docs/replication.md §7.2).
     pub(crate) async fn covering_read_index(
         &self,
         covering: Version,
+        lease: bool,
         timeout: Duration,
     ) -> Result<u64, ProposeError> {
-        if covering == 0 {
-            return self.local_reads.read_index(timeout).await;
+        if covering > 0 {
+            self.sequencer.settled(covering, timeout).await?;
         }
-        self.sequencer.settled(covering, timeout).await?;
-        self.confirm_leadership(timeout).await
+        self.confirm_leadership(lease, timeout).await
+    }
+
+    /// A follower's `ReadIndex` request answered on this node: [`Self::covering_read_index`]
+    /// by the follower's level, counted by how it was confirmed
+    /// (`dolmen_read_index_confirmations_total{by}`).
+    pub(crate) async fn peer_read_index(
+        &self,
+        covering: Version,
+        lease: bool,
+        timeout: Duration,
+    ) -> Result<u64, ProposeError> {
+        let index = self.covering_read_index(covering, lease, timeout).await?;
+        self.read_index_confirmations.count(lease);
+        Ok(index)
     }
 
     /// The leader as this node sees it: id and addresses.
@@ -738,8 +765,9 @@ impl Shared {
         let Some((leader, addr)) = self.leader().filter(|(id, _)| *id != self.node_id) else {
             return Err(self.not_leader());
         };
+        let lease = self.confirms_by_lease();
         self.peers
-            .read_index(leader, &addr.peer_addr, self.rpc_timeout, covering)
+            .read_index(leader, &addr.peer_addr, self.rpc_timeout, covering, lease)
             .await
     }
 

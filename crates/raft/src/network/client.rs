@@ -304,13 +304,15 @@ impl PeerClient {
 
     /// Asks the leader `to` at `peer_addr` for a linearizable read index, waiting at most
     /// `timeout`; covering the commits drawn at or below `covering` (0: none; docs/sharding.md
-    /// §5.2). A read changes nothing, so every failure is safe to retry.
+    /// §5.2); confirmed by the leader's lease when `lease` (this node reads under lease reads).
+    /// A read changes nothing, so every failure is safe to retry.
     pub async fn read_index(
         &self,
         to: NodeId,
         peer_addr: &str,
         timeout: Duration,
         covering: dolmen_engine::Version,
+        lease: bool,
     ) -> Result<u64, ProposeError> {
         let start = Instant::now();
         let unavailable = |what: String| {
@@ -324,6 +326,7 @@ impl PeerClient {
             group_id: self.group,
             timeout_ms: millis(timeout),
             covering_version: covering,
+            lease,
         });
         request.set_timeout(timeout.saturating_add(ANSWER_GRACE));
         let gate = admit(self.faults.as_ref(), self.from, to, "ReadIndex");

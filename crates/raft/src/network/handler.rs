@@ -19,7 +19,7 @@ use openraft::raft::{
     StreamAppendResult, TransferLeaderRequest, TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::storage::RaftStateMachine;
-use openraft::{Raft, ReadPolicy};
+use openraft::{LinearizerOption, Raft, ReadPolicy};
 
 use crate::apply_tracker::{CommandKind, WriteAck};
 use crate::network::Snapshot;
@@ -48,9 +48,11 @@ pub type Hook = Arc<dyn Fn() + Send + Sync>;
 /// A provider of this node's status JSON for `Probe`.
 pub type StatusJson = Arc<dyn Fn() -> String + Send + Sync>;
 /// Answers a `ReadIndex` request within the given time (the node's batched leader barrier),
-/// covering the commits drawn at or below the given version (0: none asked).
-pub type ReadIndexHook =
-    Arc<dyn Fn(Duration, Version) -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync>;
+/// covering the commits drawn at or below the given version (0: none asked), confirmed by the
+/// leader lease when the asker reads under lease reads (the `bool`).
+pub type ReadIndexHook = Arc<
+    dyn Fn(Duration, Version, bool) -> BoxFuture<'static, Result<u64, ProposeError>> + Send + Sync,
+>;
 /// Proposes a forwarded write on the leader and waits until it applied there (the group's
 /// sequencer, docs/sharding.md §6.2).
 pub(crate) type WriteHook =
@@ -111,11 +113,14 @@ pub trait PeerHandler: Send + Sync + 'static {
 
     /// A linearizable read index (the leader's `ReadIndex` barrier), within `timeout`; in a
     /// data group of a sharded cluster it also covers every commit drawn at or below
-    /// `covering` (0: no such version) before the call (docs/sharding.md §5.2).
+    /// `covering` (0: no such version) before the call (docs/sharding.md §5.2). `lease`: the
+    /// asker reads under lease reads, so the leadership may be confirmed by the leader lease
+    /// instead of a heartbeat round.
     fn read_index(
         &self,
         timeout: Duration,
         covering: Version,
+        lease: bool,
     ) -> BoxFuture<'_, Result<u64, ProposeError>>;
 
     /// As the oracle (group 0's leader, docs/sharding.md §3.2): `commit_count` consecutive
@@ -387,12 +392,18 @@ where
         &self,
         timeout: Duration,
         covering: Version,
+        lease: bool,
     ) -> Result<u64, ProposeError> {
         if let Some(hook) = &self.read_index {
-            return hook(timeout, covering).await;
+            return hook(timeout, covering, lease).await;
         }
-        match tokio::time::timeout(timeout, self.raft.get_read_log_id(ReadPolicy::ReadIndex)).await
-        {
+        let policy = if lease {
+            // From the lease while it holds, else one heartbeat round (docs/replication.md §7.2).
+            LinearizerOption::new(None, true)
+        } else {
+            ReadPolicy::ReadIndex.into()
+        };
+        match tokio::time::timeout(timeout, self.raft.get_read_log_id(policy)).await {
             Err(_elapsed) => Err(ProposeError::Timeout(timeout)),
             Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.log_id().index),
             Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(f)))) => {
@@ -486,8 +497,9 @@ where
         &self,
         timeout: Duration,
         covering: Version,
+        lease: bool,
     ) -> BoxFuture<'_, Result<u64, ProposeError>> {
-        Box::pin(self.read_index_inner(timeout, covering))
+        Box::pin(self.read_index_inner(timeout, covering, lease))
     }
 
     fn timestamps(

@@ -381,7 +381,9 @@ impl pb::peer_server::Peer for PeerService {
         let req = request.into_inner();
         let handler = self.waking(req.group_id)?;
         let timeout = request_timeout(req.timeout_ms, self.options.max_request_timeout)?;
-        let result = handler.read_index(timeout, req.covering_version).await;
+        let result = handler
+            .read_index(timeout, req.covering_version, req.lease)
+            .await;
         Ok(Response::new(wire::read_index_response_to_pb(&result)))
     }
 

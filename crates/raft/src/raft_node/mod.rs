@@ -38,9 +38,7 @@ pub use startup::RaftNodeError;
 use crate::apply_tracker::ReplicationMode;
 use crate::log_store::{LogStore, LogWriter};
 use crate::network::PeerFaults;
-use crate::raft_replicator::{
-    OracleConfirmations, RaftReadGate, RaftReplicator, ReadOptions, Shared,
-};
+use crate::raft_replicator::{Confirmations, RaftReadGate, RaftReplicator, ReadOptions, Shared};
 use crate::snapshot::SnapshotStats;
 use crate::types::{NodeAddr, Raft};
 use crate::NodeId;
@@ -251,8 +249,15 @@ impl RaftNode {
 
     /// How this node, as the oracle's leader, confirmed the grants it answered (a ReadIndex
     /// round each, or the leader lease under `consistency_level = "lease"`).
-    pub fn oracle_confirmations(&self) -> &OracleConfirmations {
+    pub fn oracle_confirmations(&self) -> &Confirmations {
         &self.shared.oracle_confirmations
+    }
+
+    /// How this node, as group 0's leader, confirmed the followers' `ReadIndex` requests it
+    /// answered (a ReadIndex round each, or the leader lease when the follower reads under
+    /// `consistency_level = "lease"`).
+    pub fn read_index_confirmations(&self) -> &Confirmations {
+        &self.shared.read_index_confirmations
     }
 
     /// Writes of every group of this node answered `TIMEOUT` because a voter had not applied

@@ -483,6 +483,7 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
             engine: engine.clone(),
             wake: std::sync::OnceLock::new(),
             oracle_confirmations: Arc::default(),
+            read_index_confirmations: Arc::default(),
         }
     });
 
@@ -504,9 +505,9 @@ async fn start_group(start: GroupStart<'_>) -> Result<GroupParts, RaftNodeError>
             }))
             .with_read_index({
                 let shared = shared.clone();
-                Arc::new(move |timeout, covering| {
+                Arc::new(move |timeout, covering, lease| {
                     let shared = shared.clone();
-                    Box::pin(async move { shared.covering_read_index(covering, timeout).await })
+                    Box::pin(async move { shared.peer_read_index(covering, lease, timeout).await })
                 })
             })
             .with_timestamps({

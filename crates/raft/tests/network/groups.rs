@@ -96,7 +96,7 @@ async fn call_everything(
         .await
         .expect("forward");
     assert_eq!(
-        client.read_index(PEER, &server.addr, TTL, 0).await,
+        client.read_index(PEER, &server.addr, TTL, 0, false).await,
         Ok(100 + group),
         "the read index of group {group}'s handler"
     );
@@ -187,6 +187,7 @@ async fn a_group_not_here_is_not_found_naming_it_and_mapped_on_the_client() {
             group_id: 9,
             timeout_ms: 100,
             covering_version: 0,
+            lease: false,
         })
         .await
         .expect_err("read index"),
@@ -287,7 +288,7 @@ async fn a_group_not_here_is_not_found_naming_it_and_mapped_on_the_client() {
     );
     unavailable(
         client
-            .read_index(PEER, &server.addr, TTL, 0)
+            .read_index(PEER, &server.addr, TTL, 0, false)
             .await
             .expect_err("read index"),
     );
@@ -477,7 +478,7 @@ async fn every_groups_calls_to_a_peer_share_one_connection() {
             .await
             .expect("forward");
         client
-            .read_index(PEER, &relay.addr, TTL, 0)
+            .read_index(PEER, &relay.addr, TTL, 0, false)
             .await
             .expect("read index");
     }

@@ -59,6 +59,8 @@ pub(crate) struct Mock {
     pub(crate) stream_hold: AtomicU64,
     pub(crate) snapshots: Mutex<Vec<Received>>,
     pub(crate) read_mode: Mutex<ReadMode>,
+    /// What each `ReadIndex` asked: (covering version, whether by the lease).
+    pub(crate) read_asks: Mutex<Vec<(u64, bool)>>,
     /// The mock oracle: the last version it handed out.
     pub(crate) oracle: AtomicU64,
     /// How long each oracle grant takes.
@@ -80,6 +82,7 @@ impl Mock {
             stream_hold: AtomicU64::new(1),
             snapshots: Mutex::new(Vec::new()),
             read_mode: Mutex::new(ReadMode::Index(0)),
+            read_asks: Mutex::new(Vec::new()),
             oracle: AtomicU64::new(1_000),
             oracle_delay: Mutex::new(Duration::ZERO),
         })
@@ -246,9 +249,11 @@ impl PeerHandler for Mock {
     fn read_index(
         &self,
         timeout: Duration,
-        _covering: u64,
+        covering: u64,
+        lease: bool,
     ) -> BoxFuture<'_, Result<u64, ProposeError>> {
         self.calls.lock().push("read_index");
+        self.read_asks.lock().push((covering, lease));
         let mode = self.read_mode.lock().clone();
         Box::pin(async move {
             match mode {

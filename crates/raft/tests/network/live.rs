@@ -250,7 +250,7 @@ async fn a_real_raft_serves_forward_read_index_probe_and_replicates_to_a_learner
     assert!(applied.version >= 2, "{applied:?}");
     assert_eq!(applied.outcome, Outcome::Applied);
     let index = client
-        .read_index(0, &a.addr.peer_addr, t, 0)
+        .read_index(0, &a.addr.peer_addr, t, 0, false)
         .await
         .expect("read index");
     assert!(
@@ -326,7 +326,7 @@ async fn a_real_raft_serves_forward_read_index_probe_and_replicates_to_a_learner
         }
     );
     let err = client_a
-        .read_index(1, &b.addr.peer_addr, t, 0)
+        .read_index(1, &b.addr.peer_addr, t, 0, false)
         .await
         .expect_err("b is a learner");
     assert_eq!(

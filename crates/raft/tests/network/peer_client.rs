@@ -175,25 +175,37 @@ async fn read_index_and_probe_answers_and_errors() {
     let t = Duration::from_secs(2);
 
     *server.mock.read_mode.lock() = ReadMode::Index(1234);
-    assert_eq!(client.read_index(PEER, &server.addr, t, 0).await, Ok(1234));
+    assert_eq!(
+        client.read_index(PEER, &server.addr, t, 0, false).await,
+        Ok(1234)
+    );
+    // The covering version and the asker's lease level reach the leader's handler.
+    assert_eq!(
+        client.read_index(PEER, &server.addr, t, 77, true).await,
+        Ok(1234)
+    );
+    assert_eq!(*server.mock.read_asks.lock(), vec![(0, false), (77, true)]);
 
     let hint = ProposeError::NotLeader {
         leader_id: Some(2),
         leader_addr: Some("127.0.0.1:7102".to_string()),
     };
     *server.mock.read_mode.lock() = ReadMode::Fail(hint.clone());
-    assert_eq!(client.read_index(PEER, &server.addr, t, 0).await, Err(hint));
+    assert_eq!(
+        client.read_index(PEER, &server.addr, t, 0, false).await,
+        Err(hint)
+    );
 
     let unavailable = ProposeError::Unavailable("read index: no quorum".to_string());
     *server.mock.read_mode.lock() = ReadMode::Fail(unavailable.clone());
     assert_eq!(
-        client.read_index(PEER, &server.addr, t, 0).await,
+        client.read_index(PEER, &server.addr, t, 0, false).await,
         Err(unavailable)
     );
 
     *server.mock.read_mode.lock() = ReadMode::Fail(ProposeError::Timeout(t));
     let err = client
-        .read_index(PEER, &server.addr, t, 0)
+        .read_index(PEER, &server.addr, t, 0, false)
         .await
         .expect_err("timeout");
     assert!(matches!(err, ProposeError::Timeout(_)), "{err:?}");
@@ -201,7 +213,7 @@ async fn read_index_and_probe_answers_and_errors() {
     *server.mock.read_mode.lock() = ReadMode::Hang;
     let start = Instant::now();
     let err = client
-        .read_index(PEER, &server.addr, Duration::from_millis(200), 0)
+        .read_index(PEER, &server.addr, Duration::from_millis(200), 0, false)
         .await
         .expect_err("timeout");
     assert!(matches!(err, ProposeError::Timeout(_)), "{err:?}");
@@ -321,6 +333,9 @@ async fn channels_are_shared_per_address() {
     for resp in futures::future::join_all(votes).await {
         assert!(resp.expect("vote").vote_granted);
     }
-    assert_eq!(client.read_index(PEER, &server.addr, TTL, 0).await, Ok(0));
+    assert_eq!(
+        client.read_index(PEER, &server.addr, TTL, 0, false).await,
+        Ok(0)
+    );
     server.stop().await;
 }

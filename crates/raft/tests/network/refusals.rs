@@ -121,7 +121,7 @@ async fn a_dead_peer_is_unreachable_within_the_ttl() {
         "{err:?}"
     );
     let err = client
-        .read_index(PEER, &addr, Duration::from_secs(1), 0)
+        .read_index(PEER, &addr, Duration::from_secs(1), 0, false)
         .await
         .expect_err("nobody listens");
     assert!(matches!(err, ProposeError::LeaderUnreachable(_)), "{err:?}");

@@ -92,13 +92,14 @@ impl Collector for NodeMetrics {
             },
             all_wait_timeouts: self.raft.as_ref().map_or(0, |r| r.all_wait_timeouts()),
             oracle_versions: self.raft.as_ref().map_or(0, |r| r.oracle_versions()),
-            oracle_confirmations: self.raft.as_ref().map_or((0, 0), |r| {
-                let by = r.oracle_confirmations();
-                (
-                    by.read_index.load(Ordering::Relaxed),
-                    by.lease.load(Ordering::Relaxed),
-                )
-            }),
+            oracle_confirmations: self
+                .raft
+                .as_ref()
+                .map_or((0, 0), |r| by_means(r.oracle_confirmations())),
+            read_index_confirmations: self
+                .raft
+                .as_ref()
+                .map_or((0, 0), |r| by_means(r.read_index_confirmations())),
             voters_applied: self
                 .raft
                 .as_ref()
@@ -343,8 +344,19 @@ struct Replication {
     /// Oracle grants this node confirmed as group 0's leader: (by a ReadIndex round, by the
     /// leader lease).
     oracle_confirmations: (u64, u64),
+    /// Followers' `ReadIndex` requests this node answered as group 0's leader: (by a ReadIndex
+    /// round, by the leader lease).
+    read_index_confirmations: (u64, u64),
     /// On the leader under `replication_mode = "all"`: (voter, applied index it reported).
     voters_applied: Vec<(u64, u64)>,
+}
+
+/// A node's confirmations as (by a ReadIndex round, by the leader lease).
+fn by_means(c: &dolmen_raft::Confirmations) -> (u64, u64) {
+    (
+        c.read_index.load(Ordering::Relaxed),
+        c.lease.load(Ordering::Relaxed),
+    )
 }
 
 /// Writes one metric; a counter's `name` is given without its `_total`, which the encoder adds.
@@ -636,6 +648,18 @@ impl Replication {
         for (by, count) in [("read_index", by_round), ("lease", by_lease)] {
             ConstCounter::new(count).encode(confirmations.encode_family(&[("by", by)])?)?;
         }
+        let mut confirmations = e.encode_descriptor(
+            "dolmen_read_index_confirmations",
+            "Followers' ReadIndex requests this node answered as group 0's leader, by how it \
+             confirmed its leadership: a ReadIndex round (read_index) or the leader lease (lease, \
+             for a follower under consistency_level = \"lease\"; docs/replication.md §7.2).",
+            None,
+            MetricType::Counter,
+        )?;
+        let (by_round, by_lease) = self.read_index_confirmations;
+        for (by, count) in [("read_index", by_round), ("lease", by_lease)] {
+            ConstCounter::new(count).encode(confirmations.encode_family(&[("by", by)])?)?;
+        }
         let mut applied = e.encode_descriptor(
             "dolmen_member_applied_index",
             "On the leader under replication_mode = \"all\": the log index each voter reported \
@@ -732,6 +756,7 @@ mod tests {
                     all_wait_timeouts: 5,
                     oracle_versions: 640,
                     oracle_confirmations: (12, 3),
+                    read_index_confirmations: (7, 9),
                     voters_applied: vec![(0, 41), (2, 40)],
                 }),
                 horizon_age_seconds: Some(4.5),
@@ -787,6 +812,8 @@ mod tests {
             "# TYPE dolmen_oracle_versions_total counter\ndolmen_oracle_versions_total 640\n",
             "dolmen_oracle_confirmations_total{by=\"read_index\"} 12\n",
             "dolmen_oracle_confirmations_total{by=\"lease\"} 3\n",
+            "dolmen_read_index_confirmations_total{by=\"read_index\"} 7\n",
+            "dolmen_read_index_confirmations_total{by=\"lease\"} 9\n",
             "dolmen_mvcc_horizon_age_seconds 4.5\n",
             "# TYPE dolmen_idempotency_entries gauge\ndolmen_idempotency_entries 12\n",
             "# TYPE dolmen_idempotency_expired_total counter\ndolmen_idempotency_expired_total 30\n",
@@ -843,6 +870,7 @@ mod tests {
             "dolmen_all_wait_timeouts_total",
             "dolmen_oracle_versions_total",
             "dolmen_oracle_confirmations_total",
+            "dolmen_read_index_confirmations_total",
             "dolmen_member_applied_index",
         ];
         let mut samples: Vec<&str> = Vec::new();
