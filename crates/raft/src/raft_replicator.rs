@@ -682,7 +682,8 @@ impl Shared {
     /// The read index: from the local leader, or from the leader over the peer transport. A
     /// read changes nothing, so while no leader can answer it waits for a new one and asks
     /// again, until the request deadline.
-    /// `lease` = a lease read option on the leader; `None` = ReadIndex, batched.
+    /// `lease` = a lease read option on the leader; `None` = ReadIndex, batched. On a follower
+    /// either is one `ReadIndex` request to the leader shared by concurrent reads.
     async fn barrier(&self, lease: Option<LinearizerOption>) -> Result<Version, ProposeError> {
         let deadline = Instant::now() + self.leader_wait();
         loop {
@@ -710,7 +711,6 @@ impl Shared {
     }
 
     async fn barrier_once(&self, lease: Option<LinearizerOption>) -> Result<Version, ProposeError> {
-        let batched = lease.is_none();
         if self.is_leader() {
             let local = match lease {
                 None => self.local_reads.read_index(self.rpc_timeout).await,
@@ -722,11 +722,9 @@ impl Shared {
                 done => return done,
             }
         }
-        if batched {
-            self.remote_reads.read_index(self.rpc_timeout).await
-        } else {
-            self.remote_barrier(0).await
-        }
+        // On a follower every level pays a request to the leader: concurrent reads share one
+        // (the leader confirms it by its lease under lease reads: `remote_barrier`).
+        self.remote_reads.read_index(self.rpc_timeout).await
     }
 
     /// A ReadIndex confirmation on this node as the leader (`NOT_LEADER` when it is not), for
