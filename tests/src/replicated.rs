@@ -739,6 +739,39 @@ impl ReplicatedCluster {
         by
     }
 
+    /// Runs `work`, which returns how many `what` it did, and checks the confirmations
+    /// [`Self::confirmations`] counts in `metric` meanwhile: at least `per_unit` for each
+    /// made by the leader lease if `lease` (else by a ReadIndex round), none the other way.
+    ///
+    /// # Panics
+    /// When they are not so, with every node's `/status` and log tail.
+    pub fn assert_confirmed_by(
+        &self,
+        metric: &str,
+        lease: bool,
+        per_unit: u64,
+        what: &str,
+        work: impl FnOnce() -> u64,
+    ) {
+        let before = self.confirmations(metric);
+        let units = work();
+        let after = self.confirmations(metric);
+        let (by_round, by_lease) = (after.0 - before.0, after.1 - before.1);
+        let (used, unused) = if lease {
+            (by_lease, by_round)
+        } else {
+            (by_round, by_lease)
+        };
+        if used < per_unit * units || unused > 0 {
+            self.fail(&format!(
+                "lease = {lease}: {units} {what}, {metric}: {by_round} confirmed by a round, \
+                 {by_lease} by the lease (expected at least {per_unit} each by the {}, none \
+                 the other way)",
+                if lease { "lease" } else { "round" }
+            ));
+        }
+    }
+
     /// The running nodes other than the leader, in id order.
     pub fn followers(&self) -> Vec<usize> {
         let leader = self.wait_for_leader(LEADER_TIMEOUT);

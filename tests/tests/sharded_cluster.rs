@@ -832,20 +832,13 @@ fn oracle_grants_are_confirmed_by_the_lease_only_under_lease_reads() {
         }
         let cluster = builder.start();
         cluster.wait_for_leader(LEADER_TIMEOUT);
-        let before = cluster.confirmations("dolmen_oracle_confirmations_total");
-        let commits = sequential_commits_increase(&cluster);
-        let after = cluster.confirmations("dolmen_oracle_confirmations_total");
-        let (by_round, by_lease) = (after.0 - before.0, after.1 - before.1);
         // At least a read version and a commit version per commit, each its own grant.
-        let (used, unused) = if lease {
-            (by_lease, by_round)
-        } else {
-            (by_round, by_lease)
-        };
-        assert!(
-            used >= 2 * commits && unused == 0,
-            "lease = {lease}: {commits} commits, {by_round} grants confirmed by a round, \
-             {by_lease} by the lease"
+        cluster.assert_confirmed_by(
+            "dolmen_oracle_confirmations_total",
+            lease,
+            2,
+            "commits",
+            || sequential_commits_increase(&cluster),
         );
     }
 }
