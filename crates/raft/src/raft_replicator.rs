@@ -662,10 +662,9 @@ impl Shared {
         }
         let barrier = match self.reads.consistency {
             ReadConsistency::Stale => return self.stale_version(),
-            ReadConsistency::Linearizable => self.barrier(None).await,
-            // From the lease while a quorum acknowledged recently; otherwise one heartbeat
-            // round (plain `ReadPolicy::LeaseRead` would fail instead).
-            ReadConsistency::Lease => self.barrier(Some(LinearizerOption::new(None, true))).await,
+            // A ReadIndex round, or under lease the lease while a quorum acknowledged
+            // recently, otherwise one heartbeat round (`confirm_leadership`).
+            ReadConsistency::Linearizable | ReadConsistency::Lease => self.barrier().await,
         };
         let index = match barrier {
             Ok(index) => index,
@@ -681,16 +680,16 @@ impl Shared {
 
     /// The read index: from the local leader, or from the leader over the peer transport. A
     /// read changes nothing, so while no leader can answer it waits for a new one and asks
-    /// again, until the request deadline.
-    /// `lease` = a lease read option on the leader; `None` = ReadIndex, batched. On a follower
-    /// either is one `ReadIndex` request to the leader shared by concurrent reads.
-    async fn barrier(&self, lease: Option<LinearizerOption>) -> Result<Version, ProposeError> {
+    /// again, until the request deadline. Confirmed by this node's level
+    /// ([`Self::confirm_leadership`] on the leader; on a follower one `ReadIndex` request to
+    /// the leader, shared by concurrent reads, carrying the level).
+    async fn barrier(&self) -> Result<Version, ProposeError> {
         let deadline = Instant::now() + self.leader_wait();
         loop {
             let seen = self.leadership();
             let refused = match seen.1 {
                 None => self.not_leader(),
-                Some(_) => match self.barrier_once(lease.clone()).await {
+                Some(_) => match self.barrier_once().await {
                     Err(e) if wait_for_next_leader(&e) => e,
                     done => return done,
                 },
@@ -710,12 +709,11 @@ impl Shared {
         }
     }
 
-    async fn barrier_once(&self, lease: Option<LinearizerOption>) -> Result<Version, ProposeError> {
+    async fn barrier_once(&self) -> Result<Version, ProposeError> {
         if self.is_leader() {
-            let local = match lease {
-                None => self.local_reads.read_index(self.rpc_timeout).await,
-                Some(policy) => self.leader_barrier(policy).await,
-            };
+            let local = self
+                .confirm_leadership(self.confirms_by_lease(), self.rpc_timeout)
+                .await;
             match local {
                 // Lost leadership meanwhile: ask the new leader.
                 Err(_) if !self.is_leader() => {}
