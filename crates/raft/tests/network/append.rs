@@ -276,6 +276,30 @@ async fn appends_seen(faults: &CountedAppends, n: u64) {
     panic!("the fault hook never saw append {n}");
 }
 
+/// A network to `server` whose appends pass through `faults`.
+fn counted_network(server: &Server, faults: &Arc<CountedAppends>) -> GrpcNetwork {
+    GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
+        .with_faults(Arc::clone(faults) as Arc<dyn PeerFaults>)
+        .network(PEER, &server.node())
+}
+
+/// An append stream over `net` whose requests the test sends one by one on the returned
+/// sender, and its answers.
+async fn fed_stream(
+    net: &mut GrpcNetwork,
+    ttl: Duration,
+) -> (
+    tokio::sync::mpsc::UnboundedSender<AppendEntriesRequest<DolmenRaft>>,
+    BoxStream<'_, Result<StreamAppendResult<DolmenRaft>, RPCError<DolmenRaft>>>,
+) {
+    let (requests, input) = tokio::sync::mpsc::unbounded_channel();
+    let input = tokio_stream::wrappers::UnboundedReceiverStream::new(input);
+    let answers = RaftNetworkV2::stream_append(net, input, RPCOption::new(ttl))
+        .await
+        .expect("the stream opens");
+    (requests, answers)
+}
+
 /// Openraft credits a streamed success with the sending time of the latest request taken up to
 /// its log id, and the leader lease rests on those times. An entry-less request (a new commit
 /// index) taken after a request with entries, and lost on the way (the leader was cut off),
@@ -288,15 +312,8 @@ async fn a_success_waits_for_the_entry_less_request_sent_after_it_and_times_out_
         drop: vec![2],
         ..CountedAppends::default()
     });
-    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
-        .with_faults(Arc::clone(&faults) as Arc<dyn PeerFaults>);
-    let mut net = factory.network(PEER, &server.node());
-    let (requests, input) = tokio::sync::mpsc::unbounded_channel();
-    let input = tokio_stream::wrappers::UnboundedReceiverStream::new(input);
-    let ttl = Duration::from_millis(500);
-    let mut answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(ttl))
-        .await
-        .expect("the stream opens");
+    let mut net = counted_network(&server, &faults);
+    let (requests, mut answers) = fed_stream(&mut net, Duration::from_millis(500)).await;
     requests.send(append_at(10, 2)).expect("queued");
     // Answered by the follower before the commit-carrying request is taken, read after.
     for _ in 0..500 {
@@ -329,14 +346,8 @@ async fn a_success_waits_for_the_entry_less_request_sent_after_it_and_times_out_
 async fn no_request_is_taken_while_a_success_is_handed_over() {
     let server = Server::start().await;
     let faults = Arc::new(CountedAppends::default());
-    let factory = GrpcNetworkFactory::new(THIS_NODE, NetworkOptions::default())
-        .with_faults(Arc::clone(&faults) as Arc<dyn PeerFaults>);
-    let mut net = factory.network(PEER, &server.node());
-    let (requests, input) = tokio::sync::mpsc::unbounded_channel();
-    let input = tokio_stream::wrappers::UnboundedReceiverStream::new(input);
-    let mut answers = RaftNetworkV2::stream_append(&mut net, input, RPCOption::new(TTL))
-        .await
-        .expect("the stream opens");
+    let mut net = counted_network(&server, &faults);
+    let (requests, mut answers) = fed_stream(&mut net, TTL).await;
     requests.send(append_at(10, 2)).expect("queued");
     let first = tokio::time::timeout(TTL, answers.next())
         .await
