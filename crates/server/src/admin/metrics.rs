@@ -370,6 +370,21 @@ fn emit(
     metric.encode(metric_encoder)
 }
 
+/// Writes a counter of leadership confirmations labelled `by="read_index"` and `by="lease"`
+/// from `(by a ReadIndex round, by the leader lease)`.
+fn emit_by_means(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    (by_round, by_lease): (u64, u64),
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (by, count) in [("read_index", by_round), ("lease", by_lease)] {
+        ConstCounter::new(count).encode(family.encode_family(&[("by", by)])?)?;
+    }
+    Ok(())
+}
+
 impl Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let e = &mut encoder;
@@ -636,30 +651,22 @@ impl Replication {
              versions plus one per read version; docs/sharding.md §3.3).",
             &ConstCounter::new(self.oracle_versions),
         )?;
-        let mut confirmations = e.encode_descriptor(
+        emit_by_means(
+            e,
             "dolmen_oracle_confirmations",
             "Oracle grants this node confirmed as group 0's leader, by how: a ReadIndex round \
              (read_index) or the leader lease (lease, under consistency_level = \"lease\"; \
              docs/sharding.md §3.2).",
-            None,
-            MetricType::Counter,
+            self.oracle_confirmations,
         )?;
-        let (by_round, by_lease) = self.oracle_confirmations;
-        for (by, count) in [("read_index", by_round), ("lease", by_lease)] {
-            ConstCounter::new(count).encode(confirmations.encode_family(&[("by", by)])?)?;
-        }
-        let mut confirmations = e.encode_descriptor(
+        emit_by_means(
+            e,
             "dolmen_read_index_confirmations",
             "Followers' ReadIndex requests this node answered as group 0's leader, by how it \
              confirmed its leadership: a ReadIndex round (read_index) or the leader lease (lease, \
              for a follower under consistency_level = \"lease\"; docs/replication.md §7.2).",
-            None,
-            MetricType::Counter,
+            self.read_index_confirmations,
         )?;
-        let (by_round, by_lease) = self.read_index_confirmations;
-        for (by, count) in [("read_index", by_round), ("lease", by_lease)] {
-            ConstCounter::new(count).encode(confirmations.encode_family(&[("by", by)])?)?;
-        }
         let mut applied = e.encode_descriptor(
             "dolmen_member_applied_index",
             "On the leader under replication_mode = \"all\": the log index each voter reported \
