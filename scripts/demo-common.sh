@@ -38,6 +38,18 @@ if [ ! -x "$DOLMEN_BIN" ]; then
   (cd "$ROOT" && CARGO_TARGET_DIR="$TARGET_DIR" cargo build --release --quiet --workspace)
 fi
 
+# measured_bins [BASELINE_BIN]: sets BINS to "new=$DOLMEN_BIN", after "baseline=BASELINE_BIN"
+# when one is given (measured side by side in the same run); exits 2 if it is not executable.
+measured_bins() {
+  BINS=("new=$DOLMEN_BIN")
+  [ -z "${1:-}" ] && return 0
+  if [ ! -x "$1" ]; then
+    echo "$SCRIPT: baseline binary '$1' is not executable" >&2
+    exit 2
+  fi
+  BINS=("baseline=$1" "${BINS[@]}")
+}
+
 # start_demo BIN [DEMO FLAGS...]: a fresh 3-node cluster of BIN on the caller's ports, in its
 # own process group; returns once it prints its console address.
 start_demo() {

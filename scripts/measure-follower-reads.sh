@@ -20,14 +20,9 @@ PEER=22090
 ADMIN=24190 # all below the ephemeral range, where outgoing connections could hold them
 # shellcheck source=scripts/demo-common.sh
 . "$ROOT/scripts/demo-common.sh"
-if [ -n "$BASELINE_BIN" ] && [ ! -x "$BASELINE_BIN" ]; then
-  echo "$SCRIPT: baseline binary '$BASELINE_BIN' is not executable" >&2
-  exit 2
-fi
+measured_bins "$BASELINE_BIN"
 export DOLMEN_READS__CONSISTENCY_LEVEL=lease
 
-BINS=("new=$DOLMEN_BIN")
-[ -n "$BASELINE_BIN" ] && BINS=("baseline=$BASELINE_BIN" "${BINS[@]}")
 say "point reads under lease reads, on followers (sticky) and on the leader ($CLIENTS clients, ${DURATION}s per run)"
 for cycle in $(seq "$CYCLES"); do
   for entry in "${BINS[@]}"; do

@@ -19,13 +19,8 @@ PEER=22090
 ADMIN=24190 # all below the ephemeral range, where outgoing connections could hold them
 # shellcheck source=scripts/demo-common.sh
 . "$ROOT/scripts/demo-common.sh"
-if [ -n "$BASELINE_BIN" ] && [ ! -x "$BASELINE_BIN" ]; then
-  echo "$SCRIPT: baseline binary '$BASELINE_BIN' is not executable" >&2
-  exit 2
-fi
+measured_bins "$BASELINE_BIN"
 
-BINS=("new=$DOLMEN_BIN")
-[ -n "$BASELINE_BIN" ] && BINS=("baseline=$BASELINE_BIN" "${BINS[@]}")
 say "writes through the leader vs spread over the three nodes ($CLIENTS clients, ${DURATION}s per run)"
 for cycle in $(seq "$CYCLES"); do
   for entry in "${BINS[@]}"; do
